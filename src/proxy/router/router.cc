@@ -1,0 +1,324 @@
+#include "proxy/router/router.h"
+
+#include <algorithm>
+#include <string>
+#include <tuple>
+
+namespace portico::proxy::router {
+namespace {
+
+using snapshot::PathMatchKind;
+
+constexpr char lower(char c) {
+  return (c >= 'A' && c <= 'Z') ? static_cast<char>(c + 32) : c;
+}
+
+// ASCII case-insensitive equality (kept local: the router does not depend on the HTTP parser's
+// .cc).
+bool ascii_iequals(std::string_view a, std::string_view b) {
+  if (a.size() != b.size()) return false;
+  for (size_t i = 0; i < a.size(); ++i) {
+    if (lower(a[i]) != lower(b[i])) return false;
+  }
+  return true;
+}
+
+bool ascii_istarts_with(std::string_view s, std::string_view prefix) {
+  return s.size() >= prefix.size() && ascii_iequals(s.substr(0, prefix.size()), prefix);
+}
+
+std::string to_lower(std::string_view s) {
+  std::string out(s);
+  for (char& c : out)
+    c = lower(c);
+  return out;
+}
+
+bool full_match(std::string_view text, const snapshot::Regex& regex) {
+  return regex.re != nullptr &&
+         re2::RE2::FullMatch(re2::StringPiece(text.data(), text.size()), *regex.re);
+}
+
+bool path_matches(const snapshot::RouteMatch& match, std::string_view path) {
+  switch (match.kind) {
+    case PathMatchKind::kPrefix:
+      return match.case_sensitive ? path.starts_with(match.path)
+                                  : ascii_istarts_with(path, match.path);
+    case PathMatchKind::kExact:
+      return match.case_sensitive ? path == match.path : ascii_iequals(path, match.path);
+    case PathMatchKind::kRegex:
+      return match.regex.has_value() && full_match(path, *match.regex);
+  }
+  return false;
+}
+
+bool method_matches(const std::vector<std::string>& methods, std::string_view method) {
+  if (methods.empty()) return true;
+  for (const auto& m : methods) {
+    if (m == method) return true;
+  }
+  return false;
+}
+
+bool header_matches(const snapshot::HeaderMatcher& matcher, const http::RequestHead& request) {
+  bool found = false;
+  for (size_t i = 0; i < request.header_count && !found; ++i) {
+    const http::Header& h = request.headers[i];
+    if (!ascii_iequals(h.name, matcher.name)) continue;
+    if (matcher.present_only) {
+      found = true;
+    } else if (matcher.regex.has_value()) {
+      found = full_match(h.value, *matcher.regex);
+    } else {
+      found = h.value == matcher.value;
+    }
+  }
+  return found != matcher.invert;
+}
+
+// Calls fn(name, value) for each parameter of a query string until fn returns true. Parameters are
+// separated by '&'; the first '=' splits name from value; a parameter without '=' has an empty
+// value; empty parameters ("a=1&&b=2") are skipped. No percent-decoding.
+template <typename Fn>
+bool any_query_param(std::string_view query, Fn&& fn) {
+  while (!query.empty()) {
+    size_t amp = query.find('&');
+    std::string_view param = query.substr(0, amp);
+    query = amp == std::string_view::npos ? std::string_view() : query.substr(amp + 1);
+    if (param.empty()) continue;
+    size_t eq = param.find('=');
+    std::string_view name = param.substr(0, eq);
+    std::string_view value =
+        eq == std::string_view::npos ? std::string_view() : param.substr(eq + 1);
+    if (fn(name, value)) return true;
+  }
+  return false;
+}
+
+bool query_matches(const snapshot::QueryMatcher& matcher, std::string_view query) {
+  return any_query_param(query, [&](std::string_view name, std::string_view value) {
+    if (name != matcher.name) return false;
+    if (matcher.present_only) return true;
+    if (matcher.regex.has_value()) return full_match(value, *matcher.regex);
+    return value == matcher.value;
+  });
+}
+
+// Appends the path after a prefix rewrite (or the request path when `rewrite` is null).
+void append_rewritten_path(const snapshot::Route& route, std::string_view path,
+                           const std::string* rewrite, std::string& out) {
+  size_t start = out.size();
+  if (rewrite == nullptr) {
+    out.append(path);
+  } else if (route.match.kind == PathMatchKind::kPrefix && route.match.path.size() <= path.size()) {
+    out.append(*rewrite);
+    out.append(path.substr(route.match.path.size()));
+  } else {
+    out.append(*rewrite);
+  }
+  if (out.size() == start) out.push_back('/');
+}
+
+std::string_view default_port(std::string_view scheme) {
+  if (ascii_iequals(scheme, "http")) return "80";
+  if (ascii_iequals(scheme, "https")) return "443";
+  return {};
+}
+
+}  // namespace
+
+std::pair<std::string_view, std::string_view> split_host_port(std::string_view host) {
+  if (!host.empty() && host.front() == '[') {
+    size_t close = host.find(']');
+    if (close == std::string_view::npos) return {host, {}};
+    std::string_view rest = host.substr(close + 1);
+    if (rest.size() > 1 && rest.front() == ':') return {host.substr(0, close + 1), rest.substr(1)};
+    return {host.substr(0, close + 1), {}};
+  }
+  size_t colon = host.rfind(':');
+  if (colon == std::string_view::npos || host.find(':') != colon) return {host, {}};
+  return {host.substr(0, colon), host.substr(colon + 1)};
+}
+
+// ---------------------------------------------------------------------------------------------
+// CompiledListener
+
+CompiledListener::CompiledListener(const snapshot::Listener& listener) : listener_(&listener) {
+  for (const auto& vhost : listener.virtual_hosts) {
+    for (const auto& raw : vhost.domains) {
+      std::string domain = to_lower(raw);
+      if (domain.empty()) continue;
+      if (domain == "*") {
+        if (any_ == nullptr) any_ = &vhost;
+      } else if (domain.front() == '*') {
+        std::string key = domain.substr(1);
+        bool has_port = !split_host_port(key).second.empty();
+        add_wildcard(has_port ? suffix_port_ : suffix_, std::move(key), &vhost);
+      } else if (domain.back() == '*') {
+        domain.pop_back();
+        add_wildcard(prefix_, std::move(domain), &vhost);
+      } else {
+        exact_.emplace(std::move(domain), &vhost);  // emplace keeps the first vhost naming a domain
+      }
+    }
+  }
+}
+
+void CompiledListener::add_wildcard(std::vector<WildcardTier>& tiers, std::string key,
+                                    const snapshot::VirtualHost* vhost) {
+  size_t length = key.size();
+  auto it = std::find_if(tiers.begin(), tiers.end(),
+                         [&](const WildcardTier& t) { return t.length <= length; });
+  if (it == tiers.end() || it->length != length) {
+    it = tiers.insert(it, WildcardTier{length, {}});
+  }
+  it->domains.emplace(std::move(key), vhost);
+}
+
+const snapshot::VirtualHost* CompiledListener::find_suffix(const std::vector<WildcardTier>& tiers,
+                                                           std::string_view host) {
+  for (const auto& tier : tiers) {  // longest first; the '*' needs at least one character
+    if (tier.length >= host.size()) continue;
+    auto it = tier.domains.find(host.substr(host.size() - tier.length));
+    if (it != tier.domains.end()) return it->second;
+  }
+  return nullptr;
+}
+
+const snapshot::VirtualHost* CompiledListener::find_prefix(const std::vector<WildcardTier>& tiers,
+                                                           std::string_view host) {
+  for (const auto& tier : tiers) {
+    if (tier.length >= host.size()) continue;
+    auto it = tier.domains.find(host.substr(0, tier.length));
+    if (it != tier.domains.end()) return it->second;
+  }
+  return nullptr;
+}
+
+const snapshot::VirtualHost* CompiledListener::select_virtual_host(std::string_view host) const {
+  if (host.size() <= kMaxInlineHost) {
+    char buf[kMaxInlineHost];
+    for (size_t i = 0; i < host.size(); ++i)
+      buf[i] = lower(host[i]);
+    return select_lowered(std::string_view(buf, host.size()));
+  }
+  std::string lowered = to_lower(host);
+  return select_lowered(lowered);
+}
+
+const snapshot::VirtualHost* CompiledListener::select_lowered(std::string_view host) const {
+  auto [name, port] = split_host_port(host);
+  if (!exact_.empty()) {
+    if (!port.empty()) {
+      auto it = exact_.find(host);
+      if (it != exact_.end()) return it->second;
+    }
+    auto it = exact_.find(name);
+    if (it != exact_.end()) return it->second;
+  }
+  if (!port.empty()) {
+    if (const auto* v = find_suffix(suffix_port_, host)) return v;
+  }
+  if (const auto* v = find_suffix(suffix_, name)) return v;
+  if (const auto* v = find_prefix(prefix_, name)) return v;
+  return any_;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Routes
+
+bool route_matches(const snapshot::Route& route, const http::RequestHead& request) {
+  const snapshot::RouteMatch& match = route.match;
+  if (!path_matches(match, request.path)) return false;
+  if (!method_matches(match.methods, request.method)) return false;
+  for (const auto& h : match.headers) {
+    if (!header_matches(h, request)) return false;
+  }
+  for (const auto& q : match.query) {
+    if (!query_matches(q, request.query)) return false;
+  }
+  return true;
+}
+
+const snapshot::Route* match_route(const snapshot::VirtualHost& vhost,
+                                   const http::RequestHead& request) {
+  for (const auto& route : vhost.routes) {
+    if (route_matches(route, request)) return &route;
+  }
+  return nullptr;
+}
+
+const std::string& pick_cluster(const snapshot::ForwardAction& action, uint32_t r) {
+  static const std::string kNone;
+  if (action.clusters.empty()) return kNone;
+  uint64_t upto = 0;
+  for (const auto& wc : action.clusters) {
+    upto += wc.weight;
+    if (r < upto) return wc.cluster;
+  }
+  return action.clusters.back().cluster;
+}
+
+void rewrite_target(const snapshot::Route& route, const http::RequestHead& request,
+                    std::string& out) {
+  out.clear();
+  const auto& rewrite = route.options.prefix_rewrite;
+  append_rewritten_path(route, request.path, rewrite.has_value() ? &*rewrite : nullptr, out);
+  if (!request.query.empty()) {
+    out.push_back('?');
+    out.append(request.query);
+  }
+}
+
+std::string redirect_location(const snapshot::RedirectAction& action, const snapshot::Route& route,
+                              const http::RequestHead& request, std::string_view request_scheme) {
+  std::string_view scheme = action.https ? std::string_view("https") : request_scheme;
+  if (scheme.empty()) scheme = "http";
+
+  std::string_view host_name;
+  std::string_view host_port;
+  std::string port_text;
+  if (!action.host.empty()) {
+    std::tie(host_name, host_port) = split_host_port(action.host);
+  } else {
+    std::tie(host_name, host_port) = split_host_port(request.host);
+    // Only the scheme changes: the old scheme's default port would now be wrong, drop it.
+    if (action.port == 0 && !host_port.empty() && !ascii_iequals(scheme, request_scheme) &&
+        host_port == default_port(request_scheme)) {
+      host_port = {};
+    }
+  }
+  if (action.port != 0) {
+    port_text = std::to_string(action.port);
+    host_port = port_text;
+  }
+  if (host_port == default_port(scheme)) host_port = {};
+
+  std::string out;
+  out.reserve(scheme.size() + host_name.size() + host_port.size() + request.path.size() +
+              request.query.size() + action.path.size() + 16);
+  if (!host_name.empty()) {
+    out.append(scheme);
+    out.append("://");
+    out.append(host_name);
+    if (!host_port.empty()) {
+      out.push_back(':');
+      out.append(host_port);
+    }
+  }
+  bool path_has_query = false;
+  if (!action.path.empty()) {
+    out.append(action.path);
+    path_has_query = action.path.find('?') != std::string::npos;
+  } else {
+    append_rewritten_path(route, request.path,
+                          action.prefix_rewrite.empty() ? nullptr : &action.prefix_rewrite, out);
+  }
+  if (!action.strip_query && !path_has_query && !request.query.empty()) {
+    out.push_back('?');
+    out.append(request.query);
+  }
+  return out;
+}
+
+}  // namespace portico::proxy::router

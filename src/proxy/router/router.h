@@ -1,0 +1,120 @@
+// Request routing of the data plane: virtual-host selection, route matching, weighted cluster
+// choice, path rewrites and redirect targets. CompiledListener is built on the main thread (once
+// per ProxyConfig) and is immutable afterwards: any worker thread may call it concurrently. The
+// free functions are pure and safe on any thread. See docs/routing.md for the rules, with examples.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <functional>
+#include <string>
+#include <string_view>
+#include <unordered_map>
+#include <utility>
+#include <vector>
+
+#include "proxy/http/h1_parser.h"
+#include "snapshot/proxy_config.h"
+
+namespace portico::proxy::router {
+
+// The virtual hosts of one Listener, indexed for fast selection by Host header.
+//
+// Lifetime: keeps a pointer to `listener` (and to its VirtualHosts); the Listener, normally owned
+// by the ProxyConfig this object was built for, must outlive it. Built on the control/main thread;
+// after construction every member function is const and thread-safe.
+class CompiledListener {
+ public:
+  explicit CompiledListener(const snapshot::Listener& listener);
+
+  CompiledListener(const CompiledListener&) = delete;
+  CompiledListener& operator=(const CompiledListener&) = delete;
+  CompiledListener(CompiledListener&&) = default;
+  CompiledListener& operator=(CompiledListener&&) = default;
+
+  // The virtual host for a Host header value ("Example.COM", "a.com:8080", "[::1]:80"), or nullptr.
+  //
+  // Precedence: an exact domain naming a port ("a.com:8080", matches only that host:port), an exact
+  // domain without port (any port); the longest "*suffix" wildcard (the '*' stands for at least one
+  // character; a wildcard naming a port only matches that port and beats a port-less one); the
+  // longest "prefix*" wildcard (at least one character; ports ignored); finally "*". When two
+  // virtual hosts list the same domain, the first one in the Listener wins.
+  //
+  // Cost: one or two hash lookups for exact domains, one per distinct wildcard length otherwise. No
+  // allocation for hosts up to kMaxInlineHost bytes (longer ones are lower-cased into a temporary).
+  const snapshot::VirtualHost* select_virtual_host(std::string_view host) const;
+
+  const snapshot::Listener& listener() const { return *listener_; }
+
+  static constexpr size_t kMaxInlineHost = 255;
+
+ private:
+  // Heterogeneous lookup so that a string_view finds a std::string key without a temporary.
+  struct Hash {
+    using is_transparent = void;
+    size_t operator()(std::string_view s) const noexcept {
+      return std::hash<std::string_view>{}(s);
+    }
+  };
+  using DomainMap =
+      std::unordered_map<std::string, const snapshot::VirtualHost*, Hash, std::equal_to<>>;
+  // Wildcard domains grouped by the length of their literal part, longest first.
+  struct WildcardTier {
+    size_t length = 0;
+    DomainMap domains;
+  };
+
+  const snapshot::VirtualHost* select_lowered(std::string_view host) const;
+  static void add_wildcard(std::vector<WildcardTier>& tiers, std::string key,
+                           const snapshot::VirtualHost* vhost);
+  static const snapshot::VirtualHost* find_suffix(const std::vector<WildcardTier>& tiers,
+                                                  std::string_view host);
+  static const snapshot::VirtualHost* find_prefix(const std::vector<WildcardTier>& tiers,
+                                                  std::string_view host);
+
+  const snapshot::Listener* listener_;
+  DomainMap exact_;                             // "a.com" and "a.com:8080"
+  std::vector<WildcardTier> suffix_;            // "*.a.com" stored as ".a.com"
+  std::vector<WildcardTier> suffix_port_;       // "*.a.com:8080" stored as ".a.com:8080"
+  std::vector<WildcardTier> prefix_;            // "api.*" stored as "api."
+  const snapshot::VirtualHost* any_ = nullptr;  // "*"
+};
+
+// The first route of `vhost` whose match accepts the request, or nullptr. Checks, cheapest first:
+// path (request.path, never the query), methods, headers, query parameters. See docs/routing.md.
+// Allocates nothing (RE2 may, inside its own caches).
+const snapshot::Route* match_route(const snapshot::VirtualHost& vhost,
+                                   const http::RequestHead& request);
+
+// True when `route` accepts `request` (the per-route test behind match_route).
+bool route_matches(const snapshot::Route& route, const http::RequestHead& request);
+
+// Weighted choice among action.clusters: `r` must be uniform in [0, action.total_weight). Values
+// out of range pick the last cluster; an action without clusters yields an empty name.
+const std::string& pick_cluster(const snapshot::ForwardAction& action, uint32_t r);
+
+// The request-target to send upstream: route.options.prefix_rewrite replaces the matched prefix of
+// a kPrefix route, or the whole path for kExact/kRegex routes; without a rewrite the path is
+// unchanged. An empty resulting path becomes "/". "?" + query is appended when the query is
+// non-empty. `out` is cleared first (its capacity is reused).
+void rewrite_target(const snapshot::Route& route, const http::RequestHead& request,
+                    std::string& out);
+
+// The Location header value for a redirect route. Scheme: "https" when action.https, else
+// `request_scheme`. Host: action.host, else the request's Host; with action.port the host's own
+// port is replaced by it; when only the scheme changes, a port that is the old scheme's default
+// (80, 443) is dropped; a port equal to the new scheme's default is never written. Path:
+// action.path (if it carries its own "?query", that query replaces the request's), else
+// action.prefix_rewrite applied as in rewrite_target, else the request path. Query: the request's,
+// unless action.strip_query. Without any host (HTTP/1.0 request without Host and no action.host), a
+// relative reference (path and query) is returned.
+std::string redirect_location(const snapshot::RedirectAction& action, const snapshot::Route& route,
+                              const http::RequestHead& request, std::string_view request_scheme);
+
+// Splits a Host value into host and port ("a.com:80" → {"a.com", "80"}, "[::1]:80" → {"[::1]",
+// "80"},
+// "[::1]" → {"[::1]", ""}, "a.com" → {"a.com", ""}). A value with several ':' and no brackets is
+// taken as a host without port.
+std::pair<std::string_view, std::string_view> split_host_port(std::string_view host);
+
+}  // namespace portico::proxy::router
