@@ -1,0 +1,329 @@
+#!/usr/bin/env bash
+# Side-by-side load benchmark: Portico against nginx and HAProxy, method of shared/reference/benchmarking.md.
+#
+#   bench/load/run.sh [--rounds N] [--duration S] [--scenarios c64,c1000,big] [--only-peers]
+#                     [--portico BIN] [--warmup S] [--busy-threshold CORES] [--out FILE]
+#
+# Layout: upstream nginx (1 worker) and wrk -t1 on CPU 0; each proxy on CPU 1, one worker, pooled
+# keep-alive to the upstream, no access log. Every proxy is started once; the load runs are interleaved
+# A B C, C B A, A B C ... per scenario. For every run: req/s, p50, p99, non-2xx and socket errors, and the
+# proxy's CPU seconds per request (utime+stime from /proc/<pid>/stat). A run during which the rest of the
+# machine used more than --busy-threshold cores is marked busy and left out of the medians.
+# Everything listens on 127.0.0.1; every process is started here, recorded by PID and killed by PID on exit.
+set -euo pipefail
+
+HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+REPO=$(cd "$HERE/../.." && pwd)
+LIB="$HERE/benchlib.py"
+
+ROUNDS=3
+DURATION=10
+SCENARIOS=c64,c1000,big
+ONLY_PEERS=0
+PORTICO_BIN="$REPO/build/portico"
+WARMUP=2
+BUSY_THRESHOLD=0.25
+OUT=""
+PROXY_CPU=1
+LOAD_CPU=0
+
+usage() { sed -n '2,12p' "$0" | sed 's/^# \{0,1\}//'; }
+
+while [ $# -gt 0 ]; do
+  case "$1" in
+    --rounds) ROUNDS=$2; shift 2 ;;
+    --duration) DURATION=$2; shift 2 ;;
+    --scenarios) SCENARIOS=$2; shift 2 ;;
+    --only-peers) ONLY_PEERS=1; shift ;;
+    --portico) PORTICO_BIN=$2; shift 2 ;;
+    --warmup) WARMUP=$2; shift 2 ;;
+    --busy-threshold) BUSY_THRESHOLD=$2; shift 2 ;;
+    --out) OUT=$2; shift 2 ;;
+    -h|--help) usage; exit 0 ;;
+    *) echo "run.sh: unknown argument: $1" >&2; usage >&2; exit 2 ;;
+  esac
+done
+
+[[ "$ROUNDS" =~ ^[1-9][0-9]*$ ]] || { echo "run.sh: --rounds must be a positive integer" >&2; exit 2; }
+[[ "$DURATION" =~ ^[1-9][0-9]*$ ]] || { echo "run.sh: --duration must be a positive integer (seconds)" >&2; exit 2; }
+[[ "$WARMUP" =~ ^[0-9]+$ ]] || { echo "run.sh: --warmup must be an integer (seconds)" >&2; exit 2; }
+
+# ------------------------------------------------------------------------------------------------ tools
+missing=()
+for tool in nginx haproxy wrk taskset python3 curl; do
+  command -v "$tool" >/dev/null 2>&1 || missing+=("$tool")
+done
+if [ ${#missing[@]} -gt 0 ]; then
+  echo "run.sh: missing tools: ${missing[*]}" >&2
+  echo "run.sh: install them with: sudo scripts/install-deps.sh   (from the repository root)" >&2
+  exit 2
+fi
+if [ "$ONLY_PEERS" = 0 ] && [ ! -x "$PORTICO_BIN" ]; then
+  echo "run.sh: no Portico binary at $PORTICO_BIN (build it, pass --portico BIN, or use --only-peers)" >&2
+  exit 2
+fi
+ncpu=$(nproc --all)
+if [ "$ncpu" -lt 2 ]; then
+  echo "run.sh: needs 2 CPUs (proxy on CPU 1, upstream and wrk on CPU 0); this machine has $ncpu" >&2
+  exit 2
+fi
+
+# Scenarios: name -> connections and path.
+scenario_conns() { case "$1" in c64) echo 64 ;; c1000) echo 1000 ;; big) echo 16 ;; *) return 1 ;; esac; }
+scenario_path() { case "$1" in c64|c1000) echo /small ;; big) echo /big ;; *) return 1 ;; esac; }
+IFS=, read -r -a SCEN_LIST <<<"$SCENARIOS"
+need_fds=256
+for s in "${SCEN_LIST[@]}"; do
+  c=$(scenario_conns "$s") || { echo "run.sh: unknown scenario '$s' (c64, c1000, big)" >&2; exit 2; }
+  [ $((c * 3 + 256)) -gt "$need_fds" ] && need_fds=$((c * 3 + 256))
+done
+
+# c1000: the proxy holds 1000 client plus up to 1000 upstream sockets, wrk 1000.
+soft=$(ulimit -Sn)
+if [ "$soft" != unlimited ] && [ "$soft" -lt "$need_fds" ]; then
+  hard=$(ulimit -Hn)
+  if [ "$hard" = unlimited ] || [ "$hard" -ge 65536 ]; then ulimit -n 65536; else ulimit -n "$hard"; fi
+  soft=$(ulimit -Sn)
+  if [ "$soft" != unlimited ] && [ "$soft" -lt "$need_fds" ]; then
+    echo "run.sh: open-file limit $soft is below the $need_fds these scenarios need; raise 'ulimit -Hn'" >&2
+    exit 2
+  fi
+fi
+
+# ------------------------------------------------------------------------------------------------ cleanup
+WORK=$(mktemp -d /tmp/portico-bench.XXXXXX)
+chmod 755 "$WORK"   # nginx workers run as nobody when started by root; they read files below here
+PIDS=()
+cleanup() {
+  local pid
+  for pid in "${PIDS[@]}"; do kill -TERM "$pid" 2>/dev/null || true; done
+  for _ in 1 2 3 4 5 6 7 8 9 10; do
+    local alive=0
+    for pid in "${PIDS[@]}"; do kill -0 "$pid" 2>/dev/null && alive=1; done
+    [ "$alive" = 0 ] && break
+    sleep 0.2
+  done
+  for pid in "${PIDS[@]}"; do kill -KILL "$pid" 2>/dev/null || true; done
+  wait 2>/dev/null || true
+  if [ "${KEEP_WORK:-0}" = 1 ]; then echo "run.sh: kept $WORK" >&2; else rm -rf "$WORK"; fi
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+
+mapfile -t PORTS < <(python3 "$LIB" freeports 5)
+UP_PORT=${PORTS[0]} NGINX_PORT=${PORTS[1]} HAPROXY_PORT=${PORTS[2]} PORTICO_PORT=${PORTS[3]} ADMIN_PORT=${PORTS[4]}
+
+if [ -z "$OUT" ]; then
+  mkdir -p "$HERE/results"
+  OUT="$HERE/results/run-$(date +%Y%m%d-%H%M%S).jsonl"
+fi
+: >"$OUT"
+
+# ------------------------------------------------------------------------------------------------ upstream
+mkdir -p "$WORK/upstream/www" "$WORK/upstream/logs"
+head -c 102400 /dev/urandom >"$WORK/upstream/www/big"
+chmod -R a+rX "$WORK/upstream"
+cat >"$WORK/upstream/nginx.conf" <<EOF
+daemon off;
+worker_processes 1;
+pid $WORK/upstream/nginx.pid;
+error_log $WORK/upstream/logs/error.log warn;
+events { worker_connections 10000; }
+http {
+  access_log off;
+  keepalive_requests 1000000;
+  keepalive_timeout 75s;
+  client_body_temp_path $WORK/upstream/client_body;
+  proxy_temp_path $WORK/upstream/proxy;
+  server {
+    listen 127.0.0.1:$UP_PORT reuseport backlog=4096;
+    location = /small { default_type text/plain; return 200 "ok"; }
+    location = /big { root $WORK/upstream/www; default_type application/octet-stream; }
+  }
+}
+EOF
+
+start_bg() {  # start_bg LOGFILE CMD... ; sets STARTED_PID
+  "${@:2}" >"$1" 2>&1 &
+  STARTED_PID=$!
+  PIDS+=("$STARTED_PID")
+}
+
+start_bg "$WORK/upstream/logs/stdout.log" taskset -c "$LOAD_CPU" nginx -p "$WORK/upstream" -c "$WORK/upstream/nginx.conf" -e "$WORK/upstream/logs/error.log"
+UP_PID=$STARTED_PID
+
+# ------------------------------------------------------------------------------------------------ proxies
+mkdir -p "$WORK/nginx/logs"
+cat >"$WORK/nginx/nginx.conf" <<EOF
+daemon off;
+worker_processes 1;
+pid $WORK/nginx/nginx.pid;
+error_log $WORK/nginx/logs/error.log warn;
+events { worker_connections 10000; }
+http {
+  access_log off;
+  keepalive_requests 1000000;
+  keepalive_timeout 75s;
+  client_body_temp_path $WORK/nginx/client_body;
+  proxy_temp_path $WORK/nginx/proxy;
+  upstream up {
+    server 127.0.0.1:$UP_PORT;
+    keepalive 64;
+    keepalive_requests 1000000;
+  }
+  server {
+    listen 127.0.0.1:$NGINX_PORT backlog=4096;
+    location / {
+      proxy_pass http://up;
+      proxy_http_version 1.1;
+      proxy_set_header Connection "";
+    }
+  }
+}
+EOF
+
+mkdir -p "$WORK/haproxy"
+cat >"$WORK/haproxy/haproxy.cfg" <<EOF
+global
+  nbthread 1
+  maxconn 8000
+
+defaults
+  mode http
+  option http-keep-alive
+  http-reuse always
+  timeout connect 5s
+  timeout client 60s
+  timeout server 60s
+
+frontend fe
+  bind 127.0.0.1:$HAPROXY_PORT
+  default_backend be
+
+backend be
+  server up 127.0.0.1:$UP_PORT
+EOF
+
+mkdir -p "$WORK/portico/conf"
+cat >"$WORK/portico/conf/bench.yaml" <<EOF
+kind: Gateway
+metadata:
+  name: bench
+spec:
+  bindAddress: 127.0.0.1
+  bindPort: $PORTICO_PORT
+---
+kind: VirtualService
+metadata:
+  name: bench
+spec:
+  virtualHost:
+    domains: ["*"]
+    routes:
+      - matchers:
+          - prefix: /
+        routeAction:
+          single:
+            upstream:
+              name: up
+---
+kind: Upstream
+metadata:
+  name: up
+spec:
+  static:
+    hosts:
+      - addr: 127.0.0.1
+        port: $UP_PORT
+EOF
+
+declare -A PROXY_PID PROXY_URL
+PROXIES=(nginx haproxy)
+
+start_bg "$WORK/nginx/logs/stdout.log" taskset -c "$PROXY_CPU" nginx -p "$WORK/nginx" -c "$WORK/nginx/nginx.conf" -e "$WORK/nginx/logs/error.log"
+PROXY_PID[nginx]=$STARTED_PID
+PROXY_URL[nginx]="http://127.0.0.1:$NGINX_PORT"
+
+start_bg "$WORK/haproxy/haproxy.log" taskset -c "$PROXY_CPU" haproxy -db -f "$WORK/haproxy/haproxy.cfg"
+PROXY_PID[haproxy]=$STARTED_PID
+PROXY_URL[haproxy]="http://127.0.0.1:$HAPROXY_PORT"
+
+if [ "$ONLY_PEERS" = 0 ]; then
+  start_bg "$WORK/portico/portico.log" taskset -c "$PROXY_CPU" "$PORTICO_BIN" run "$WORK/portico/conf" \
+    --workers 1 --admin "127.0.0.1:$ADMIN_PORT" --log-level warn
+  PROXY_PID[portico]=$STARTED_PID
+  PROXY_URL[portico]="http://127.0.0.1:$PORTICO_PORT"
+  PROXIES+=(portico)
+fi
+
+dump_logs() {
+  local f
+  for f in "$WORK"/upstream/logs/*.log "$WORK"/nginx/logs/*.log "$WORK"/haproxy/*.log "$WORK"/portico/*.log; do
+    [ -s "$f" ] && { echo "--- $f" >&2; tail -n 20 "$f" >&2; }
+  done
+  return 0
+}
+
+python3 "$LIB" wait-http "http://127.0.0.1:$UP_PORT/small" --body ok || { dump_logs; exit 1; }
+if [ "$ONLY_PEERS" = 0 ]; then
+  python3 "$LIB" wait-http "http://127.0.0.1:$ADMIN_PORT/ready" --body ready --timeout 20 || { dump_logs; exit 1; }
+fi
+for p in "${PROXIES[@]}"; do
+  if ! python3 "$LIB" wait-http "${PROXY_URL[$p]}/small" --body ok ||
+     ! python3 "$LIB" wait-http "${PROXY_URL[$p]}/big" --size 102400; then
+    echo "run.sh: $p does not proxy /small and /big correctly" >&2
+    dump_logs
+    exit 1
+  fi
+done
+
+# ------------------------------------------------------------------------------------------------ runs
+echo "# portico load benchmark $(date -u +%Y-%m-%dT%H:%M:%SZ) on $(uname -n), $(nproc --all) CPUs, load $(cut -d' ' -f1-3 /proc/loadavg)"
+echo "# $(nginx -v 2>&1 | tr -d '\n'); $(haproxy -v | head -n1 | cut -d' ' -f1-3); $(wrk -v 2>&1 | head -n1 | cut -d' ' -f1-2)"
+[ "$ONLY_PEERS" = 0 ] && echo "# portico: $PORTICO_BIN ($(git -C "$REPO" log -1 --format=%h 2>/dev/null || echo '?'))"
+echo "# proxies on CPU $PROXY_CPU; upstream nginx and wrk -t1 on CPU $LOAD_CPU; rounds=$ROUNDS duration=${DURATION}s scenarios=$SCENARIOS busy>${BUSY_THRESHOLD} cores"
+echo "# raw results: $OUT"
+
+if [ "$WARMUP" -gt 0 ]; then
+  for p in "${PROXIES[@]}"; do
+    taskset -c "$LOAD_CPU" wrk -t1 -c64 -d"${WARMUP}s" "${PROXY_URL[$p]}/small" >/dev/null
+  done
+fi
+
+for s in "${SCEN_LIST[@]}"; do
+  conns=$(scenario_conns "$s")
+  path=$(scenario_path "$s")
+  for ((r = 1; r <= ROUNDS; r++)); do
+    order=("${PROXIES[@]}")
+    if ((r % 2 == 0)); then
+      order=()
+      for ((i = ${#PROXIES[@]} - 1; i >= 0; i--)); do order+=("${PROXIES[$i]}"); done
+    fi
+    for p in "${order[@]}"; do
+      line=$(python3 "$LIB" measure --proxy-pid "${PROXY_PID[$p]}" --ours "$UP_PID" --label "$p" \
+        --scenario "$s" --round "$r" --url "${PROXY_URL[$p]}$path" --connections "$conns" \
+        --duration "$DURATION" --wrk-cpu "$LOAD_CPU" --busy-threshold "$BUSY_THRESHOLD")
+      echo "$line" >>"$OUT"
+      python3 - "$line" <<'PY'
+import json, sys
+r = json.loads(sys.argv[1])
+f = lambda x, d=2: "NA" if x is None else f"{x:.{d}f}"
+sock = r["sock_connect"] + r["sock_read"] + r["sock_write"] + r["sock_timeout"]
+print(f"run scenario={r['scenario']} round={r['round']} proxy={r['proxy']} rps={f(r['rps'], 0)} "
+      f"p50_ms={f(r['p50_ms'], 3)} p99_ms={f(r['p99_ms'], 3)} cpu_us_per_req={f(r['cpu_us_per_req'])} "
+      f"proxy_core_util={f(r['proxy_cpu_util'])} other_cores={f(r['other_cores'])} non2xx={r['non2xx']} "
+      f"socket_errors={sock}" + (" BUSY" if r["busy"] else "") + (" ERROR" if "error" in r else ""))
+PY
+      # the proxy must still be alive
+      if ! kill -0 "${PROXY_PID[$p]}" 2>/dev/null; then
+        echo "run.sh: $p (pid ${PROXY_PID[$p]}) died during scenario $s" >&2
+        dump_logs
+        exit 1
+      fi
+      sleep 1
+    done
+  done
+done
+
+echo "# summary (medians of runs not marked busy)"
+python3 "$LIB" summarize "$OUT" --subject portico
