@@ -43,9 +43,9 @@ PORTICO_BIN = os.environ.get("PORTICO_BIN", "/work/main/build/portico")
 SOURCE_DIR = os.environ.get("PORTICO_SOURCE_DIR", "/work/main")
 LOCALHOST = "127.0.0.1"
 
-# apiVersion written in generated resources (Gloo's groups; Portico reads Gloo-shaped YAML).
-GATEWAY_API_VERSION = "gateway.solo.io/v1"
-UPSTREAM_API_VERSION = "gloo.solo.io/v1"
+# apiVersion written in generated resources (src/api/resources.h kApiVersion; others only warn).
+GATEWAY_API_VERSION = "gateway.portico.dev/v1"
+UPSTREAM_API_VERSION = "gateway.portico.dev/v1"
 NAMESPACE = "default"
 
 DEFAULT_READY_TIMEOUT = 15.0
@@ -373,6 +373,15 @@ def request(port: int, method: str = "GET", path: str = "/", headers: dict | lis
     finally:
         if own:
             conn.close()
+
+
+def read_response(sock: socket.socket, method: str = "GET") -> Response:
+    """Reads one HTTP response from a connected socket (whatever its framing)."""
+    start = time.monotonic()
+    resp = http.client.HTTPResponse(sock, method=method)
+    resp.begin()
+    body = resp.read()
+    return Response(resp.status, resp.reason, resp.headers, body, time.monotonic() - start)
 
 
 def echo_header(echo: dict, name: str) -> list[str]:
@@ -751,9 +760,10 @@ class ScriptedUpstream:
       "reset"    reads the request head, closes with RST (SO_LINGER 0) without answering
       "close"    reads the request head, closes cleanly without answering
       "silent"   reads the request head and never answers (closed when stopped)
+      b"..."     reads the request head, sends these bytes, closes
     Records the raw bytes received per connection (self.received)."""
 
-    def __init__(self, behaviour: str):
+    def __init__(self, behaviour: str | bytes):
         self.behaviour = behaviour
         self.received: list[bytes] = []
         self._lock = threading.Lock()
@@ -795,7 +805,10 @@ class ScriptedUpstream:
         with self._lock:
             self.received.append(data)
         try:
-            if self.behaviour == "garbage":
+            if isinstance(self.behaviour, bytes):
+                conn.sendall(self.behaviour)
+                conn.close()
+            elif self.behaviour == "garbage":
                 conn.sendall(b"this is not http at all\r\n\r\n")
                 conn.close()
             elif self.behaviour == "reset":
@@ -988,6 +1001,9 @@ class Portico:
         return metric_sum(self.stats(), "portico_config_version")
 
     def send_signal(self, sig: int) -> None:
+        """Signals the process; after SIGTERM/SIGINT/SIGKILL its exit is expected, not a crash."""
+        if sig in (signal.SIGTERM, signal.SIGINT, signal.SIGKILL):
+            self.expect_running = False
         os.kill(self.proc.pid, sig)
 
     def alive(self) -> bool:
@@ -1086,7 +1102,7 @@ def start_upstream(owner, name: str = "upstream") -> UpstreamServer:
     return us
 
 
-def start_scripted(owner, behaviour: str) -> ScriptedUpstream:
+def start_scripted(owner, behaviour: str | bytes) -> ScriptedUpstream:
     s = ScriptedUpstream(behaviour).start()
     _register_cleanup(owner, s.stop)
     return s
