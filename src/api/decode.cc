@@ -1,0 +1,951 @@
+#include "api/decode.h"
+
+#include <yaml-cpp/yaml.h>
+
+#include <cmath>
+#include <exception>
+#include <nlohmann/json.hpp>
+
+#include "api/fields.h"
+#include "api/validate.h"
+#include "api/yaml_reader.h"
+
+namespace portico::api {
+
+const char* to_string(Kind kind) {
+  switch (kind) {
+    case Kind::kGateway:
+      return "Gateway";
+    case Kind::kVirtualService:
+      return "VirtualService";
+    case Kind::kUpstream:
+      return "Upstream";
+  }
+  return "?";
+}
+
+std::string Resource::key() const {
+  return std::string(to_string(kind)) + "/" + meta.ns + "/" + meta.name;
+}
+
+namespace {
+
+using yaml::DocReader;
+using yaml::Field;
+using yaml::MapReader;
+
+constexpr size_t kMaxBodyBytes = 64 * 1024;
+constexpr size_t kMaxRegexBytes = 4096;
+
+// ---- spec as JSON ----
+
+nlohmann::json scalar_to_json(const YAML::Node& node) {
+  const std::string& s = node.Scalar();
+  if (!yaml::is_plain(node)) return s;
+  if (s == "true" || s == "True" || s == "TRUE") return true;
+  if (s == "false" || s == "False" || s == "FALSE") return false;
+  if (yaml::looks_like_int(s) && s.size() < 19) return std::stoll(s);
+  if (!s.empty() && s.size() < 64 &&
+      (std::isdigit(static_cast<unsigned char>(s[0])) ||
+       ((s[0] == '-' || s[0] == '.') && s.size() > 1))) {
+    char* end = nullptr;
+    double d = std::strtod(s.c_str(), &end);
+    if (end != nullptr && *end == '\0' && std::isfinite(d)) return d;
+  }
+  return s;
+}
+
+nlohmann::json to_json(const YAML::Node& node, int depth) {
+  if (depth > kMaxDepth + 1 || !node.IsDefined() || node.IsNull()) return nullptr;
+  if (node.IsScalar()) return scalar_to_json(node);
+  if (node.IsSequence()) {
+    nlohmann::json arr = nlohmann::json::array();
+    for (auto it = node.begin(); it != node.end(); ++it)
+      arr.push_back(to_json(*it, depth + 1));
+    return arr;
+  }
+  nlohmann::json obj = nlohmann::json::object();
+  for (auto it = node.begin(); it != node.end(); ++it) {
+    std::string key = it->first.IsScalar()
+                          ? it->first.Scalar()
+                          : to_json(it->first, depth + 1)
+                                .dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
+    if (obj.contains(key)) continue;  // duplicate keys are reported by the decoder; first wins
+    obj[key] = to_json(it->second, depth + 1);
+  }
+  return obj;
+}
+
+// ---- shared pieces ----
+
+bool check_name_field(DocReader& doc, const std::string& value, const std::string& path,
+                      Location loc) {
+  std::string err = check_name(value);
+  if (err.empty()) return true;
+  doc.error(loc, path, err);
+  return false;
+}
+
+ResourceRef decode_ref(DocReader& doc, const YAML::Node& node, const std::string& path,
+                       Location loc, const std::string& default_ns) {
+  ResourceRef ref;
+  ref.path = path;
+  ref.loc = loc;
+  ref.ns = default_ns;
+  MapReader m(doc, node, path, loc);
+  if (!m.ok()) return ref;
+  ref.loc = m.loc();
+  Location where;
+  if (m.string("name", &ref.name, true, &where)) {
+    check_name_field(doc, ref.name, m.child_path("name"), where);
+  }
+  std::string ns;
+  if (m.string("namespace", &ns, false, &where)) {
+    if (check_name_field(doc, ns, m.child_path("namespace"), where)) ref.ns = ns;
+  }
+  m.finish();
+  return ref;
+}
+
+std::optional<Pattern> compile(DocReader& doc, const std::string& source, bool case_sensitive,
+                               const std::string& path, Location loc) {
+  if (source.size() > kMaxRegexBytes) {
+    doc.error(loc, path, "regex is longer than 4096 characters");
+    return std::nullopt;
+  }
+  re2::RE2::Options options;
+  options.set_log_errors(false);
+  options.set_case_sensitive(case_sensitive);
+  auto re = std::make_shared<const re2::RE2>(source, options);
+  if (!re->ok()) {
+    doc.error(loc, path, "invalid regex \"" + source + "\": " + re->error());
+    return std::nullopt;
+  }
+  return Pattern{source, std::move(re)};
+}
+
+// ---- Gateway ----
+
+void decode_http_options(DocReader& doc, const Field& f, GatewayHttpOptions* out) {
+  MapReader m(doc, f.value, f.path, f.loc);
+  if (!m.ok()) return;
+  uint64_t n = 0;
+  if (m.uint("maxRequestHeadersBytes", 1024, 1024 * 1024, &n)) {
+    out->max_request_headers_bytes = static_cast<uint32_t>(n);
+  }
+  if (m.uint("maxHeaders", 1, 10000, &n)) out->max_headers = static_cast<uint32_t>(n);
+  Millis d{0};
+  Location where;
+  auto positive = [&](const char* key, std::optional<Millis>* slot) {
+    if (!m.duration(key, &d, false, &where)) return;
+    if (d.count() == 0) {
+      doc.error(where, m.child_path(key), "must be greater than 0");
+      return;
+    }
+    *slot = d;
+  };
+  positive("requestHeaderTimeout", &out->request_header_timeout);
+  positive("idleTimeout", &out->idle_timeout);
+  if (m.duration("drainTimeout", &d)) out->drain_timeout = d;
+  bool b = false;
+  if (m.boolean("generateRequestId", &b)) out->generate_request_id = b;
+  std::string s;
+  if (m.string("serverName", &s, false, &where)) {
+    if (!is_safe_header_value(s)) {
+      doc.error(where, m.child_path("serverName"), "must not contain CR, LF or NUL");
+    } else {
+      out->server_name = s;
+    }
+  }
+  m.finish();
+}
+
+void decode_gateway(DocReader& doc, MapReader& spec, const ObjectMeta& meta, GatewaySpec* out) {
+  Location where;
+  std::string address;
+  if (spec.string("bindAddress", &address, false, &where)) {
+    if (ip_family(address) == 0) {
+      doc.error(where, spec.child_path("bindAddress"),
+                "\"" + address + "\" is not a numeric IPv4 or IPv6 address");
+    } else {
+      out->bind_address = canonical_ip(address);
+    }
+  }
+  uint64_t port = 0;
+  out->bind_loc = spec.loc();
+  if (spec.uint("bindPort", 1, 65535, &port, true, &where)) {
+    out->bind_port = static_cast<uint16_t>(port);
+    out->bind_loc = where;
+  } else if (where.line > 0) {
+    out->bind_loc = where;
+  }
+  if (auto f = spec.list("virtualServices")) {
+    yaml::for_each_item(*f, [&](const YAML::Node& item, const std::string& path, Location loc) {
+      out->virtual_services.push_back(decode_ref(doc, item, path, loc, meta.ns));
+    });
+  }
+  if (auto f = spec.map("virtualServiceSelector")) {
+    MapReader sel(doc, f->value, f->path, f->loc);
+    std::map<std::string, std::string> labels;
+    sel.string_map("labels", &labels);
+    for (const char* unsupported : {"namespaces", "expressions"}) {
+      if (auto u = sel.take(unsupported)) {
+        doc.error(u->loc, u->path,
+                  std::string(unsupported) +
+                      " is not supported yet (selecting more than asked would be unsafe); use "
+                      "labels or virtualServices");
+      }
+    }
+    sel.finish();
+    out->selector = std::move(labels);
+    if (spec.has("virtualServices")) {
+      doc.warning(f->loc, f->path, "is ignored because virtualServices is set");
+    }
+  }
+  if (auto f = spec.map("httpOptions")) decode_http_options(doc, *f, &out->http);
+}
+
+// ---- VirtualService ----
+
+void decode_matcher(DocReader& doc, const YAML::Node& node, const std::string& path, Location loc,
+                    Matcher* out) {
+  out->field_path = path;
+  out->loc = loc;
+  MapReader m(doc, node, path, loc);
+  if (!m.ok()) return;
+  out->loc = m.loc();
+  m.boolean("caseSensitive", &out->case_sensitive);
+  int kinds = 0;
+  for (const char* key : {"prefix", "exact", "regex"}) {
+    if (m.has(key)) ++kinds;
+  }
+  if (kinds > 1) {
+    doc.error(m.loc(), path, "has more than one of prefix, exact and regex; use one per matcher");
+  }
+  Location where;
+  std::string value;
+  if (m.string("prefix", &value, false, &where)) {
+    out->kind = PathKind::kPrefix;
+    out->path = value;
+    if (value.empty() || value[0] != '/') {
+      doc.error(where, m.child_path("prefix"), "must start with '/'");
+    } else if (value.find_first_of("?#") != std::string::npos) {
+      doc.error(where, m.child_path("prefix"),
+                "must not contain '?' or '#': paths are matched without the query string "
+                "(use queryParameters)");
+    }
+  }
+  if (m.string("exact", &value, false, &where)) {
+    out->kind = PathKind::kExact;
+    out->path = value;
+    if (value.empty() || value[0] != '/') {
+      doc.error(where, m.child_path("exact"), "must start with '/'");
+    } else if (value.find_first_of("?#") != std::string::npos) {
+      doc.error(where, m.child_path("exact"),
+                "must not contain '?' or '#': paths are matched without the query string "
+                "(use queryParameters)");
+    }
+  }
+  if (m.string("regex", &value, false, &where)) {
+    out->kind = PathKind::kRegex;
+    out->path = value;
+    if (auto p = compile(doc, value, out->case_sensitive, m.child_path("regex"), where)) {
+      out->regex = std::move(*p);
+    }
+  }
+  if (auto f = m.list("headers")) {
+    yaml::for_each_item(*f, [&](const YAML::Node& item, const std::string& ipath, Location iloc) {
+      MapReader h(doc, item, ipath, iloc);
+      if (!h.ok()) return;
+      HeaderMatch hm;
+      Location name_loc;
+      if (h.string("name", &hm.name, true, &name_loc)) {
+        if (!is_http_token(hm.name)) {
+          doc.error(name_loc, h.child_path("name"),
+                    "\"" + hm.name + "\" is not a valid header name");
+        }
+        hm.name = to_lower(hm.name);
+      }
+      h.boolean("regex", &hm.regex);
+      h.boolean("invertMatch", &hm.invert);
+      std::string v;
+      Location vloc;
+      if (h.string("value", &v, false, &vloc)) {
+        hm.value = v;
+        if (hm.regex) {
+          if (auto p = compile(doc, v, true, h.child_path("value"), vloc)) hm.pattern = *p;
+        }
+      } else if (hm.regex) {
+        doc.error(h.loc(), h.child_path("value"), "is required when regex is true");
+      }
+      h.finish();
+      out->headers.push_back(std::move(hm));
+    });
+  }
+  if (auto f = m.list("queryParameters")) {
+    yaml::for_each_item(*f, [&](const YAML::Node& item, const std::string& ipath, Location iloc) {
+      MapReader q(doc, item, ipath, iloc);
+      if (!q.ok()) return;
+      QueryMatch qm;
+      Location name_loc;
+      if (q.string("name", &qm.name, true, &name_loc) && qm.name.empty()) {
+        doc.error(name_loc, q.child_path("name"), "must not be empty");
+      }
+      q.boolean("regex", &qm.regex);
+      std::string v;
+      Location vloc;
+      if (q.string("value", &v, false, &vloc)) {
+        qm.value = v;
+        if (qm.regex) {
+          if (auto p = compile(doc, v, true, q.child_path("value"), vloc)) qm.pattern = *p;
+        }
+      } else if (qm.regex) {
+        doc.error(q.loc(), q.child_path("value"), "is required when regex is true");
+      }
+      q.finish();
+      out->query.push_back(std::move(qm));
+    });
+  }
+  if (auto f = m.list("methods")) {
+    yaml::for_each_item(*f, [&](const YAML::Node& item, const std::string& ipath, Location iloc) {
+      std::string method;
+      if (!yaml::read_string(doc, item, ipath, iloc, &method)) return;
+      if (!is_http_token(method)) {
+        doc.error(iloc, ipath, "\"" + method + "\" is not a valid HTTP method");
+        return;
+      }
+      std::string upper = to_upper(method);
+      if (upper != method) {
+        doc.warning(
+            iloc, ipath,
+            "methods are case-sensitive; \"" + method + "\" is matched as \"" + upper + "\"");
+      }
+      out->methods.push_back(upper);
+    });
+  }
+  m.finish();
+}
+
+void decode_destination_upstream(DocReader& doc, const YAML::Node& node, const std::string& path,
+                                 Location loc, const std::string& ns, Destination* out) {
+  MapReader d(doc, node, path, loc);
+  if (!d.ok()) return;
+  if (auto u = d.take("upstream"); u && !u->is_null()) {
+    out->upstream = decode_ref(doc, u->value, u->path, u->loc, ns);
+  } else {
+    d.require_error("upstream");
+  }
+  d.finish();
+}
+
+void decode_route_action(DocReader& doc, const Field& f, const std::string& ns,
+                         ForwardAction* out) {
+  MapReader m(doc, f.value, f.path, f.loc);
+  if (!m.ok()) return;
+  if (auto g = m.take("upstreamGroup")) {
+    doc.error(g->loc, g->path, "upstreamGroup is not supported yet; use multi.destinations");
+  }
+  bool single = m.has("single"), multi = m.has("multi");
+  if (single && multi) {
+    doc.error(m.loc(), f.path, "has both single and multi; use one");
+  } else if (!single && !multi && m.ok()) {
+    doc.error(m.loc(), f.path, "needs single or multi");
+  }
+  if (auto s = m.take("single"); s && !s->is_null()) {
+    Destination d;
+    decode_destination_upstream(doc, s->value, s->path, s->loc, ns, &d);
+    out->destinations.push_back(std::move(d));
+  }
+  if (auto mf = m.map("multi")) {
+    out->multi = true;
+    MapReader mm(doc, mf->value, mf->path, mf->loc);
+    if (auto list = mm.list("destinations", true)) {
+      uint64_t total = 0;
+      yaml::for_each_item(*list, [&](const YAML::Node& item, const std::string& p, Location l) {
+        MapReader dm(doc, item, p, l);
+        if (!dm.ok()) return;
+        Destination d;
+        uint64_t w = 1;
+        if (dm.uint("weight", 1, 1'000'000, &w)) d.weight = static_cast<uint32_t>(w);
+        total += d.weight;
+        if (auto dest = dm.take("destination"); dest && !dest->is_null()) {
+          decode_destination_upstream(doc, dest->value, dest->path, dest->loc, ns, &d);
+        } else {
+          dm.require_error("destination");
+        }
+        dm.finish();
+        out->destinations.push_back(std::move(d));
+      });
+      if (list->value.size() == 0) {
+        doc.error(list->loc, list->path, "must have at least one destination");
+      } else if (total > UINT32_MAX) {
+        doc.error(list->loc, list->path, "the sum of the weights is too large");
+      }
+    }
+    mm.finish();
+  }
+  m.finish();
+}
+
+uint16_t redirect_code_from_name(const std::string& name) {
+  if (name == "MOVED_PERMANENTLY") return 301;
+  if (name == "FOUND") return 302;
+  if (name == "SEE_OTHER") return 303;
+  if (name == "TEMPORARY_REDIRECT") return 307;
+  if (name == "PERMANENT_REDIRECT") return 308;
+  return 0;
+}
+
+void decode_redirect(DocReader& doc, const Field& f, RedirectAction* out) {
+  MapReader m(doc, f.value, f.path, f.loc);
+  if (!m.ok()) return;
+  Location where;
+  if (m.string("hostRedirect", &out->host, false, &where)) {
+    if (out->host.empty() || out->host.find_first_of("/ \t\r\n") != std::string::npos ||
+        !is_safe_header_value(out->host)) {
+      doc.error(where, m.child_path("hostRedirect"),
+                "\"" + out->host + "\" is not a valid host (no scheme, path or spaces)");
+    }
+  }
+  if (m.string("pathRedirect", &out->path, false, &where)) {
+    if (out->path.empty() || out->path[0] != '/' || !is_safe_header_value(out->path)) {
+      doc.error(where, m.child_path("pathRedirect"), "must start with '/' and have no CR or LF");
+    }
+  }
+  if (m.string("prefixRewrite", &out->prefix_rewrite, false, &where)) {
+    if (out->prefix_rewrite.empty() || out->prefix_rewrite[0] != '/' ||
+        !is_safe_header_value(out->prefix_rewrite)) {
+      doc.error(where, m.child_path("prefixRewrite"), "must start with '/' and have no CR or LF");
+    }
+  }
+  if (!out->path.empty() && !out->prefix_rewrite.empty()) {
+    doc.error(m.loc(), f.path, "pathRedirect and prefixRewrite are mutually exclusive");
+  }
+  m.boolean("httpsRedirect", &out->https);
+  uint64_t port = 0;
+  if (m.uint("portRedirect", 1, 65535, &port)) out->port = static_cast<uint16_t>(port);
+  m.boolean("stripQuery", &out->strip_query);
+  if (auto c = m.take("responseCode"); c && !c->is_null()) {
+    bool ok = false;
+    if (c->value.IsScalar()) {
+      const std::string& s = c->value.Scalar();
+      if (uint16_t code = redirect_code_from_name(s)) {
+        out->code = code;
+        ok = true;
+      } else if (yaml::looks_like_int(s) && s.size() == 3) {
+        int code = std::stoi(s);
+        if (code == 301 || code == 302 || code == 303 || code == 307 || code == 308) {
+          out->code = static_cast<uint16_t>(code);
+          ok = true;
+        }
+      }
+    }
+    if (!ok) {
+      doc.error(c->loc, c->path,
+                "must be 301, 302, 303, 307 or 308 (or MOVED_PERMANENTLY, FOUND, SEE_OTHER, "
+                "TEMPORARY_REDIRECT, PERMANENT_REDIRECT)");
+    }
+  }
+  if (out->host.empty() && out->path.empty() && out->prefix_rewrite.empty() && !out->https &&
+      out->port == 0 && !out->strip_query) {
+    doc.warning(m.loc(), f.path, "changes nothing: clients would be redirected to the same URL");
+  }
+  m.finish();
+}
+
+void decode_direct_response(DocReader& doc, const Field& f, DirectResponseAction* out) {
+  MapReader m(doc, f.value, f.path, f.loc);
+  if (!m.ok()) return;
+  uint64_t status = 0;
+  if (m.uint("status", 100, 599, &status, true)) out->status = static_cast<uint16_t>(status);
+  Location where;
+  if (m.string("body", &out->body, false, &where) && out->body.size() > kMaxBodyBytes) {
+    doc.error(where, m.child_path("body"), "is larger than 64 KiB");
+    out->body.clear();
+  }
+  m.finish();
+}
+
+void decode_headers_to_add(DocReader& doc, const Field& f, bool request,
+                           std::vector<HeaderToAdd>* out) {
+  yaml::for_each_item(f, [&](const YAML::Node& item, const std::string& path, Location loc) {
+    MapReader m(doc, item, path, loc);
+    if (!m.ok()) return;
+    HeaderToAdd h;
+    if (auto hf = m.map("header", true)) {
+      MapReader hv(doc, hf->value, hf->path, hf->loc);
+      Location where;
+      if (hv.string("key", &h.name, true, &where)) {
+        std::string lower = to_lower(h.name);
+        if (!is_http_token(h.name)) {
+          doc.error(where, hv.child_path("key"), "\"" + h.name + "\" is not a valid header name");
+        } else if (is_reserved_header(lower) && (request || lower != "host")) {
+          doc.error(where, hv.child_path("key"),
+                    "\"" + h.name +
+                        "\" cannot be added: hop-by-hop, framing and Host headers are "
+                        "managed by the proxy" +
+                        (request && lower == "host" ? " (use options.hostRewrite)" : ""));
+        }
+      }
+      if (hv.string("value", &h.value, false, &where) && !is_safe_header_value(h.value)) {
+        doc.error(where, hv.child_path("value"), "must not contain CR, LF or NUL");
+      }
+      hv.finish();
+    }
+    m.boolean("append", &h.append);
+    m.finish();
+    out->push_back(std::move(h));
+  });
+}
+
+void decode_headers_to_remove(DocReader& doc, const Field& f, bool request,
+                              std::vector<std::string>* out) {
+  yaml::for_each_item(f, [&](const YAML::Node& item, const std::string& path, Location loc) {
+    std::string name;
+    if (!yaml::read_string(doc, item, path, loc, &name)) return;
+    if (!is_http_token(name)) {
+      doc.error(loc, path, "\"" + name + "\" is not a valid header name");
+      return;
+    }
+    std::string lower = to_lower(name);
+    if (request && lower == "host") {
+      doc.error(loc, path, "the Host header cannot be removed");
+      return;
+    }
+    out->push_back(lower);
+  });
+}
+
+void decode_route_options(DocReader& doc, const Field& f, RouteOptions* out) {
+  MapReader m(doc, f.value, f.path, f.loc);
+  if (!m.ok()) return;
+  Millis d{0};
+  if (m.duration("timeout", &d)) out->timeout = d;
+  Location where;
+  std::string s;
+  if (m.string("prefixRewrite", &s, false, &where)) {
+    if (s.empty() || s[0] != '/' || !is_safe_header_value(s)) {
+      doc.error(where, m.child_path("prefixRewrite"), "must start with '/' and have no CR or LF");
+    } else {
+      out->prefix_rewrite = s;
+    }
+  }
+  if (m.string("hostRewrite", &s, false, &where)) {
+    if (s.empty() || s.find_first_of("/ \t") != std::string::npos || !is_safe_header_value(s)) {
+      doc.error(where, m.child_path("hostRewrite"), "\"" + s + "\" is not a valid host");
+    } else {
+      out->host_rewrite = s;
+    }
+  }
+  if (auto hm = m.map("headerManipulation")) {
+    MapReader h(doc, hm->value, hm->path, hm->loc);
+    if (auto l = h.list("requestHeadersToAdd")) {
+      decode_headers_to_add(doc, *l, true, &out->headers.request_add);
+    }
+    if (auto l = h.list("requestHeadersToRemove")) {
+      decode_headers_to_remove(doc, *l, true, &out->headers.request_remove);
+    }
+    if (auto l = h.list("responseHeadersToAdd")) {
+      decode_headers_to_add(doc, *l, false, &out->headers.response_add);
+    }
+    if (auto l = h.list("responseHeadersToRemove")) {
+      decode_headers_to_remove(doc, *l, false, &out->headers.response_remove);
+    }
+    h.finish();
+  }
+  m.finish();
+}
+
+void decode_route(DocReader& doc, const YAML::Node& node, const std::string& path, Location loc,
+                  const std::string& ns, Route* out) {
+  out->field_path = path;
+  out->loc = loc;
+  MapReader m(doc, node, path, loc);
+  if (!m.ok()) return;
+  out->loc = m.loc();
+  m.string("name", &out->name);
+  if (auto f = m.list("matchers")) {
+    yaml::for_each_item(*f, [&](const YAML::Node& item, const std::string& p, Location l) {
+      Matcher matcher;
+      decode_matcher(doc, item, p, l, &matcher);
+      out->matchers.push_back(std::move(matcher));
+    });
+  }
+  if (out->matchers.empty()) {
+    Matcher matcher;
+    matcher.loc = out->loc;
+    matcher.field_path = path;
+    out->matchers.push_back(std::move(matcher));
+  }
+  std::vector<std::string> actions;
+  for (const char* key :
+       {"routeAction", "redirectAction", "directResponseAction", "delegateAction"}) {
+    if (m.has(key)) actions.emplace_back(key);
+  }
+  if (actions.empty()) {
+    doc.error(out->loc, path,
+              "needs an action: routeAction, redirectAction or directResponseAction");
+  } else if (actions.size() > 1) {
+    std::string list;
+    for (const auto& a : actions)
+      list += (list.empty() ? "" : ", ") + a;
+    doc.error(out->loc, path, "has more than one action (" + list + "); use exactly one");
+  }
+  if (auto f = m.map("routeAction")) {
+    ForwardAction a;
+    decode_route_action(doc, *f, ns, &a);
+    if (std::holds_alternative<std::monostate>(out->action)) out->action = std::move(a);
+  }
+  if (auto f = m.map("redirectAction")) {
+    RedirectAction a;
+    decode_redirect(doc, *f, &a);
+    if (std::holds_alternative<std::monostate>(out->action)) out->action = std::move(a);
+  }
+  if (auto f = m.map("directResponseAction")) {
+    DirectResponseAction a;
+    decode_direct_response(doc, *f, &a);
+    if (std::holds_alternative<std::monostate>(out->action)) out->action = std::move(a);
+  }
+  if (auto f = m.take("delegateAction")) {
+    doc.error(f->loc, f->path, "delegateAction (RouteTables) is not supported yet");
+  }
+  if (auto f = m.map("options")) decode_route_options(doc, *f, &out->options);
+  m.finish();
+}
+
+void decode_virtual_service(DocReader& doc, MapReader& spec, const ObjectMeta& meta,
+                            VirtualServiceSpec* out) {
+  auto vh = spec.map("virtualHost", true);
+  if (!vh) return;
+  MapReader m(doc, vh->value, vh->path, vh->loc);
+  bool domains_given = false;
+  if (auto f = m.list("domains")) {
+    domains_given = f->value.size() > 0;
+    yaml::for_each_item(*f, [&](const YAML::Node& item, const std::string& path, Location loc) {
+      std::string value;
+      if (!yaml::read_string(doc, item, path, loc, &value)) return;
+      std::string error;
+      auto d = normalize_domain(value, &error);
+      if (!d) {
+        doc.error(loc, path, error);
+        return;
+      }
+      out->domains.push_back(Domain{*d, loc, path});
+    });
+  }
+  if (!domains_given) {
+    out->domains.push_back(Domain{"*", m.loc(), m.child_path("domains")});
+  }
+  if (auto f = m.list("routes")) {
+    yaml::for_each_item(*f, [&](const YAML::Node& item, const std::string& path, Location loc) {
+      Route route;
+      decode_route(doc, item, path, loc, meta.ns, &route);
+      out->routes.push_back(std::move(route));
+    });
+  }
+  if (out->routes.empty()) {
+    doc.warning(m.loc(), m.child_path("routes"), "no routes: every request gets a 404");
+  }
+  if (auto o = m.take("options"); o && !o->is_null()) {
+    doc.warning(o->loc, o->path,
+                "virtual-host options are not supported yet (ignored); set options on routes");
+  }
+  m.finish();
+}
+
+// ---- Upstream ----
+
+void decode_upstream(DocReader& doc, MapReader& spec, UpstreamSpec* out) {
+  for (const char* other : {"kube", "consul", "aws", "awsEc2", "azure", "pipe", "dns"}) {
+    if (auto f = spec.take(other)) {
+      doc.error(f->loc, f->path,
+                std::string(other) + " upstreams are not supported yet; use static hosts");
+    }
+  }
+  if (auto st = spec.map("static", true)) {
+    MapReader s(doc, st->value, st->path, st->loc);
+    if (auto hosts = s.list("hosts", true)) {
+      yaml::for_each_item(
+          *hosts, [&](const YAML::Node& item, const std::string& path, Location loc) {
+            MapReader h(doc, item, path, loc);
+            if (!h.ok()) return;
+            StaticHost host;
+            Location where;
+            if (h.string("addr", &host.address, true, &where)) {
+              if (ip_family(host.address) == 0) {
+                std::string hint =
+                    !host.address.empty() && host.address.front() == '['
+                        ? " (write IPv6 addresses without brackets)"
+                        : "; hostnames are not supported yet (DNS discovery comes later)";
+                doc.error(where, h.child_path("addr"),
+                          "\"" + host.address + "\" is not a numeric IP address" + hint);
+              } else {
+                host.address = canonical_ip(host.address);
+              }
+            }
+            uint64_t n = 0;
+            if (h.uint("port", 1, 65535, &n, true)) host.port = static_cast<uint16_t>(n);
+            if (h.uint("weight", 1, 1'000'000, &n)) host.weight = static_cast<uint32_t>(n);
+            h.finish();
+            out->hosts.push_back(std::move(host));
+          });
+      if (hosts->value.size() == 0)
+        doc.error(hosts->loc, hosts->path, "must have at least one host");
+    }
+    s.finish();
+  }
+  if (auto lb = spec.map("loadBalancerConfig")) {
+    MapReader m(doc, lb->value, lb->path, lb->loc);
+    for (const char* other : {"random", "ringHash", "maglev"}) {
+      if (auto f = m.take(other)) {
+        doc.error(f->loc, f->path,
+                  std::string(other) + " is not supported yet; use roundRobin or leastRequest");
+      }
+    }
+    auto rr_field = m.take("roundRobin");
+    auto lr_field = m.take("leastRequest");
+    bool rr = rr_field.has_value();
+    bool lr = lr_field.has_value();
+    if (rr && lr) {
+      doc.error(m.loc(), lb->path, "has both roundRobin and leastRequest; use one");
+    }
+    if (lr) out->lb = LbPolicy::kLeastRequest;
+    for (auto* f : {&rr_field, &lr_field}) {
+      if (*f && !(*f)->is_null()) {
+        MapReader policy(doc, (*f)->value, (*f)->path, (*f)->loc);
+        policy.finish();  // options such as choiceCount are not supported yet: warned as unknown
+      }
+    }
+    m.finish();
+  }
+  if (auto cc = spec.map("connectionConfig")) {
+    MapReader m(doc, cc->value, cc->path, cc->loc);
+    Millis d{0};
+    Location where;
+    if (m.duration("connectTimeout", &d, false, &where)) {
+      if (d.count() == 0) {
+        doc.error(where, m.child_path("connectTimeout"), "must be greater than 0");
+      } else {
+        out->connect_timeout = d;
+      }
+    }
+    uint64_t n = 0;
+    if (m.uint("maxRequestsPerConnection", 0, UINT32_MAX, &n)) {
+      out->max_requests_per_connection = static_cast<uint32_t>(n);
+    }
+    if (m.duration("idleTimeout", &d, false, &where)) {
+      if (d.count() == 0) {
+        doc.error(where, m.child_path("idleTimeout"), "must be greater than 0");
+      } else {
+        out->idle_timeout = d;
+      }
+    }
+    m.finish();
+  }
+}
+
+// ---- documents ----
+
+bool kind_from_string(const std::string& s, Kind* out) {
+  if (s == "Gateway") {
+    *out = Kind::kGateway;
+  } else if (s == "VirtualService") {
+    *out = Kind::kVirtualService;
+  } else if (s == "Upstream") {
+    *out = Kind::kUpstream;
+  } else {
+    return false;
+  }
+  return true;
+}
+
+bool is_known_unsupported_kind(const std::string& s) {
+  for (const char* k :
+       {"RouteTable", "UpstreamGroup", "Secret", "AuthConfig", "RateLimitConfig", "Settings",
+        "Proxy", "MatchableHttpGateway", "VirtualHostOption", "RouteOption"}) {
+    if (s == k) return true;
+  }
+  return false;
+}
+
+void decode_document(const std::string& file, const YAML::Node& root, DecodedFile* out) {
+  if (!root.IsDefined() || root.IsNull()) return;  // empty document (e.g. a trailing "---")
+  Location root_loc = yaml::location_of(root);
+  auto file_error = [&](Location loc, std::string path, std::string message) {
+    Diagnostic d;
+    d.file = file;
+    d.line = loc.line;
+    d.column = loc.column;
+    d.path = std::move(path);
+    d.message = std::move(message);
+    out->errors.push_back(std::move(d));
+  };
+  if (!root.IsMap()) {
+    file_error(
+        root_loc, "",
+        "a document must be a map with kind, metadata and spec, got " + yaml::describe_type(root));
+    return;
+  }
+  Resource r;
+  r.file = file;
+  r.loc = root_loc;
+  DocReader doc(file, &r.diagnostics);
+  MapReader top(doc, root, "", root_loc);
+  // Identity first: without kind and metadata.name the document cannot be reported as a resource.
+  auto move_errors = [&] {
+    for (auto& d : r.diagnostics) {
+      if (d.is_error()) out->errors.push_back(std::move(d));
+    }
+  };
+  auto kind_field = top.take("kind");
+  if (!kind_field || kind_field->is_null()) {
+    move_errors();
+    file_error(root_loc, "kind", "is required (Gateway, VirtualService or Upstream)");
+    return;
+  }
+  if (!kind_field->value.IsScalar()) {
+    move_errors();
+    file_error(kind_field->loc, "kind",
+               "expected a string, got " + yaml::describe_type(kind_field->value));
+    return;
+  }
+  const std::string& kind = kind_field->value.Scalar();
+  if (!kind_from_string(kind, &r.kind)) {
+    move_errors();
+    file_error(kind_field->loc, "kind",
+               is_known_unsupported_kind(kind)
+                   ? "kind \"" + kind + "\" is not supported yet"
+                   : "unknown kind \"" + kind + "\"; expected Gateway, VirtualService or Upstream");
+    return;
+  }
+  auto meta_field = top.take("metadata");
+  if (!meta_field || meta_field->is_null()) {
+    move_errors();
+    file_error(root_loc, "metadata", "is required (with at least a name)");
+    return;
+  }
+  MapReader meta(doc, meta_field->value, "metadata", meta_field->loc);
+  Location name_loc;
+  if (!meta.ok() || !meta.string("name", &r.meta.name, false, &name_loc)) {
+    move_errors();
+    file_error(meta.ok() ? meta.loc() : meta_field->loc, "metadata.name", "is required");
+    return;
+  }
+  check_name_field(doc, r.meta.name, "metadata.name", name_loc);
+  std::string ns;
+  Location ns_loc;
+  if (meta.string("namespace", &ns, false, &ns_loc) &&
+      check_name_field(doc, ns, "metadata.namespace", ns_loc)) {
+    r.meta.ns = ns;
+  }
+  meta.string_map("labels", &r.meta.labels);
+  std::map<std::string, std::string> ignored;
+  meta.string_map("annotations", &ignored);
+  meta.finish();
+
+  Location where;
+  if (top.string("apiVersion", &r.api_version, false, &where) && r.api_version != kApiVersion) {
+    doc.warning(where, "apiVersion",
+                "\"" + r.api_version + "\" is not " + kApiVersion + "; read as " + kApiVersion);
+  }
+  top.ignore("status");  // written by controllers; input files may carry it
+  auto spec_field = top.map("spec", true);
+  switch (r.kind) {
+    case Kind::kGateway:
+      r.spec = GatewaySpec{};
+      break;
+    case Kind::kVirtualService:
+      r.spec = VirtualServiceSpec{};
+      break;
+    case Kind::kUpstream:
+      r.spec = UpstreamSpec{};
+      break;
+  }
+  if (spec_field) {
+    r.spec_json = to_json(spec_field->value, 1)
+                      .dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
+    MapReader spec(doc, spec_field->value, "spec", spec_field->loc);
+    switch (r.kind) {
+      case Kind::kGateway:
+        decode_gateway(doc, spec, r.meta, &std::get<GatewaySpec>(r.spec));
+        break;
+      case Kind::kVirtualService:
+        decode_virtual_service(doc, spec, r.meta, &std::get<VirtualServiceSpec>(r.spec));
+        break;
+      case Kind::kUpstream:
+        decode_upstream(doc, spec, &std::get<UpstreamSpec>(r.spec));
+        break;
+    }
+    spec.finish();
+  } else {
+    r.spec_json = "null";
+  }
+  top.finish();
+  validate_resource(r);
+  out->resources.push_back(std::move(r));
+}
+
+Location exception_location(const YAML::Exception& e) {
+  if (e.mark.is_null() || e.mark.line < 0 || e.mark.column < 0) return {};
+  return {e.mark.line + 1, e.mark.column + 1};
+}
+
+}  // namespace
+
+DecodedFile decode_file(const std::string& file, std::string_view content) {
+  DecodedFile out;
+  auto file_error = [&](Location loc, std::string message) {
+    Diagnostic d;
+    d.file = file;
+    d.line = loc.line;
+    d.column = loc.column;
+    d.message = std::move(message);
+    out.errors.push_back(std::move(d));
+  };
+  if (content.size() > kMaxFileBytes) {
+    file_error({}, "file is larger than 4 MiB (" + std::to_string(content.size()) + " bytes)");
+    return out;
+  }
+  std::vector<YAML::Node> docs;
+  try {
+    docs = YAML::LoadAll(std::string(content));
+  } catch (const YAML::Exception& e) {
+    file_error(exception_location(e), "invalid YAML: " + e.msg);
+    return out;
+  } catch (const std::exception& e) {
+    file_error({}, std::string("invalid YAML: ") + e.what());
+    return out;
+  } catch (...) {
+    file_error({}, "invalid YAML");
+    return out;
+  }
+  try {
+    for (const auto& doc : docs) {
+      int reached = 0;
+      if (!yaml::within_bounds(doc, kMaxDepth, kMaxNodes, &reached)) {
+        file_error(yaml::location_of(doc),
+                   reached > kMaxDepth
+                       ? "document is nested deeper than " + std::to_string(kMaxDepth) + " levels"
+                       : "document has more than " + std::to_string(kMaxNodes) +
+                             " nodes once its aliases are expanded");
+        return out;
+      }
+    }
+  } catch (const std::exception& e) {
+    file_error({}, std::string("invalid YAML: ") + e.what());
+    return out;
+  }
+  out.parsed = true;
+  for (const auto& doc : docs) {
+    try {
+      decode_document(file, doc, &out);
+    } catch (const YAML::Exception& e) {
+      file_error(exception_location(e), "cannot decode document: " + e.msg);
+    } catch (const std::exception& e) {
+      file_error(yaml::location_of(doc), std::string("cannot decode document: ") + e.what());
+    }
+  }
+  return out;
+}
+
+}  // namespace portico::api

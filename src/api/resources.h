@@ -1,0 +1,215 @@
+// The user-facing resources (Gateway, VirtualService, Upstream) as plain C++ values, as decoded
+// from YAML/JSON and validated field by field. Immutable after decoding; any thread. Locations are
+// kept on the parts that cross-resource checks (src/control/translate) report on.
+#pragma once
+
+#include <re2/re2.h>
+
+#include <chrono>
+#include <cstdint>
+#include <map>
+#include <memory>
+#include <optional>
+#include <string>
+#include <variant>
+#include <vector>
+
+#include "api/diagnostic.h"
+
+namespace portico::api {
+
+using Millis = std::chrono::milliseconds;
+
+inline constexpr const char* kApiVersion = "gateway.portico.dev/v1";
+inline constexpr const char* kDefaultNamespace = "default";
+
+enum class Kind { kGateway, kVirtualService, kUpstream };
+const char* to_string(Kind kind);  // "Gateway", "VirtualService", "Upstream"
+
+struct ObjectMeta {
+  std::string name;
+  std::string ns = kDefaultNamespace;
+  std::map<std::string, std::string> labels;
+};
+
+// A reference to another resource by name; namespace defaulted to the referring resource's.
+struct ResourceRef {
+  std::string name;
+  std::string ns;
+  Location loc;      // of the reference in its document
+  std::string path;  // field path of the reference, e.g. "spec.virtualServices[0]"
+  std::string to_string() const { return ns + "/" + name; }
+};
+
+// A compiled RE2 pattern with its source text.
+struct Pattern {
+  std::string source;
+  std::shared_ptr<const re2::RE2> re;  // never null once decoded without errors
+};
+
+// ---- Gateway ----
+
+struct GatewayHttpOptions {
+  std::optional<uint32_t> max_request_headers_bytes;
+  std::optional<uint32_t> max_headers;
+  std::optional<Millis> request_header_timeout;
+  std::optional<Millis> idle_timeout;
+  std::optional<Millis> drain_timeout;
+  std::optional<bool> generate_request_id;
+  std::optional<std::string> server_name;
+};
+
+struct GatewaySpec {
+  std::string bind_address = "0.0.0.0";
+  uint16_t bind_port = 0;
+  Location bind_loc;  // of bindPort (or of spec when it is missing)
+  std::vector<ResourceRef> virtual_services;
+  // Set when spec.virtualServiceSelector is given: a VirtualService matches when it has every
+  // label.
+  std::optional<std::map<std::string, std::string>> selector;
+  GatewayHttpOptions http;
+};
+
+// ---- VirtualService ----
+
+enum class PathKind { kPrefix, kExact, kRegex };
+
+struct HeaderMatch {
+  std::string name;                  // lower-case
+  std::optional<std::string> value;  // absent: the header only has to be present
+  bool regex = false;
+  bool invert = false;
+  Pattern pattern;  // when regex
+  bool operator==(const HeaderMatch& o) const {
+    return name == o.name && value == o.value && regex == o.regex && invert == o.invert;
+  }
+};
+
+struct QueryMatch {
+  std::string name;
+  std::optional<std::string> value;  // absent: the parameter only has to be present
+  bool regex = false;
+  Pattern pattern;  // when regex
+  bool operator==(const QueryMatch& o) const {
+    return name == o.name && value == o.value && regex == o.regex;
+  }
+};
+
+struct Matcher {
+  PathKind kind = PathKind::kPrefix;
+  std::string path = "/";  // prefix, exact path, or the regex source
+  Pattern regex;           // when kind == kRegex
+  bool case_sensitive = true;
+  std::vector<HeaderMatch> headers;
+  std::vector<QueryMatch> query;
+  std::vector<std::string> methods;  // upper-case
+  Location loc;
+  std::string field_path;  // e.g. "spec.virtualHost.routes[0].matchers[1]"
+};
+
+struct Destination {
+  ResourceRef upstream;
+  uint32_t weight = 1;
+};
+
+struct ForwardAction {
+  bool multi = false;  // written as routeAction.multi
+  std::vector<Destination> destinations;
+};
+
+struct RedirectAction {
+  std::string host;
+  std::string path;
+  std::string prefix_rewrite;
+  bool https = false;
+  uint16_t port = 0;
+  bool strip_query = false;
+  uint16_t code = 301;
+};
+
+struct DirectResponseAction {
+  uint16_t status = 200;
+  std::string body;
+};
+
+struct HeaderToAdd {
+  std::string name;
+  std::string value;
+  bool append = true;
+};
+
+struct HeaderManipulation {
+  std::vector<HeaderToAdd> request_add;
+  std::vector<std::string> request_remove;  // lower-case
+  std::vector<HeaderToAdd> response_add;
+  std::vector<std::string> response_remove;  // lower-case
+};
+
+struct RouteOptions {
+  std::optional<Millis> timeout;  // 0: none
+  std::optional<std::string> prefix_rewrite;
+  std::string host_rewrite;
+  HeaderManipulation headers;
+};
+
+struct Route {
+  std::string name;               // as written; empty when not named
+  std::vector<Matcher> matchers;  // never empty once decoded (defaults to prefix "/")
+  std::variant<std::monostate, ForwardAction, RedirectAction, DirectResponseAction> action;
+  RouteOptions options;
+  Location loc;
+  std::string field_path;  // "spec.virtualHost.routes[N]"
+  // The route's label in messages and stats: its name, else its index.
+  std::string label(size_t index) const { return name.empty() ? std::to_string(index) : name; }
+};
+
+struct Domain {
+  std::string value;  // lower-case
+  Location loc;
+  std::string field_path;
+};
+
+struct VirtualServiceSpec {
+  std::vector<Domain> domains;  // never empty once decoded (defaults to "*")
+  std::vector<Route> routes;
+};
+
+// ---- Upstream ----
+
+enum class LbPolicy { kRoundRobin, kLeastRequest };
+
+struct StaticHost {
+  std::string address;  // numeric IPv4 or IPv6
+  uint16_t port = 0;
+  uint32_t weight = 1;
+};
+
+struct UpstreamSpec {
+  std::vector<StaticHost> hosts;
+  LbPolicy lb = LbPolicy::kRoundRobin;
+  Millis connect_timeout{2000};
+  uint32_t max_requests_per_connection = 0;  // 0: unlimited
+  Millis idle_timeout{60000};
+};
+
+// ---- A decoded document ----
+
+struct Resource {
+  Kind kind = Kind::kGateway;
+  std::string api_version;
+  ObjectMeta meta;
+  std::string file;  // as given to the decoder
+  Location loc;      // of the document
+  std::variant<GatewaySpec, VirtualServiceSpec, UpstreamSpec> spec;
+  std::vector<Diagnostic>
+      diagnostics;        // every error and warning found while decoding and validating
+  std::string spec_json;  // the spec as written, as canonical JSON (keys sorted)
+
+  bool has_errors() const { return api::has_errors(diagnostics); }
+  std::string key() const;  // "<Kind>/<namespace>/<name>"
+  const GatewaySpec& gateway() const { return std::get<GatewaySpec>(spec); }
+  const VirtualServiceSpec& virtual_service() const { return std::get<VirtualServiceSpec>(spec); }
+  const UpstreamSpec& upstream() const { return std::get<UpstreamSpec>(spec); }
+};
+
+}  // namespace portico::api
