@@ -147,7 +147,8 @@ class ChunkedDecoder {
   uint32_t size_digits_ = 0;
   size_t ext_bytes_ = 0;
   size_t trailer_bytes_ = 0;
-  bool trailer_line_empty_ = true;
+  bool trailer_in_value_ = false;          // in a trailer line, past the colon
+  ParseError error_ = ParseError::kNone;  // sticky: once failed, every feed returns the error
 };
 
 // ASCII case-insensitive equality (header names, tokens).
