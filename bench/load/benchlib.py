@@ -5,6 +5,7 @@ Subcommands:
   freeports N                   print N free TCP ports on 127.0.0.1, one per line
   wait-http URL [options]       poll URL until it answers the expected status (and body), or fail
   measure [options]             run one wrk load run and print one JSON line with its figures
+  wait-quiet [--max S]          wait until the machine is quiet for 1 s (at most S seconds)
   summarize FILE [options]      read measure's JSON lines, print medians and RATIO lines
 
 The measure subcommand samples /proc before and after the wrk run:
@@ -266,6 +267,25 @@ def cmd_wait_http(a):
     return 1
 
 
+def cmd_wait_quiet(a):
+    """Wait (at most --max seconds) for a 1-second window in which the machine is busy with less than
+    --threshold cores; our own idle processes count too, which is what we want. Prints the wait."""
+    t0 = time.monotonic()
+    while True:
+        b0, _ = machine_busy_seconds()
+        w0 = time.monotonic()
+        time.sleep(1.0)
+        b1, _ = machine_busy_seconds()
+        cores = (b1 - b0) / (time.monotonic() - w0)
+        waited = time.monotonic() - t0
+        if cores <= a.threshold:
+            print(f"quiet after {waited:.0f}s (busy {cores:.2f} cores)")
+            return 0
+        if waited >= a.max:
+            print(f"still busy after {waited:.0f}s ({cores:.2f} cores); running anyway")
+            return 0
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = ap.add_subparsers(dest="cmd", required=True)
@@ -279,6 +299,10 @@ def main():
     p.add_argument("--size", type=int)
     p.add_argument("--timeout", type=float, default=10)
     p.set_defaults(fn=cmd_wait_http)
+    p = sub.add_parser("wait-quiet")
+    p.add_argument("--max", type=float, default=15)
+    p.add_argument("--threshold", type=float, default=0.25)
+    p.set_defaults(fn=cmd_wait_quiet)
     p = sub.add_parser("measure")
     p.add_argument("--proxy-pid", type=int, required=True)
     p.add_argument("--ours", default="", help="comma-separated pids of our other processes (upstream)")

@@ -2,13 +2,14 @@
 # Side-by-side load benchmark: Portico against nginx and HAProxy, method of shared/reference/benchmarking.md.
 #
 #   bench/load/run.sh [--rounds N] [--duration S] [--scenarios c64,c1000,big] [--only-peers]
-#                     [--portico BIN] [--warmup S] [--busy-threshold CORES] [--out FILE]
+#                     [--portico BIN] [--warmup S] [--busy-threshold CORES] [--wait-quiet S] [--out FILE]
 #
 # Layout: upstream nginx (1 worker) and wrk -t1 on CPU 0; each proxy on CPU 1, one worker, pooled
 # keep-alive to the upstream, no access log. Every proxy is started once; the load runs are interleaved
 # A B C, C B A, A B C ... per scenario. For every run: req/s, p50, p99, non-2xx and socket errors, and the
 # proxy's CPU seconds per request (utime+stime from /proc/<pid>/stat). A run during which the rest of the
-# machine used more than --busy-threshold cores is marked busy and left out of the medians.
+# machine used more than --busy-threshold cores is marked busy and left out of the medians; before each run
+# the script waits up to --wait-quiet seconds (default 15, 0: never) for a quiet second.
 # Everything listens on 127.0.0.1; every process is started here, recorded by PID and killed by PID on exit.
 set -euo pipefail
 
@@ -23,11 +24,12 @@ ONLY_PEERS=0
 PORTICO_BIN="$REPO/build/portico"
 WARMUP=2
 BUSY_THRESHOLD=0.25
+WAIT_QUIET=15
 OUT=""
 PROXY_CPU=1
 LOAD_CPU=0
 
-usage() { sed -n '2,12p' "$0" | sed 's/^# \{0,1\}//'; }
+usage() { sed -n '2,13p' "$0" | sed 's/^# \{0,1\}//'; }
 
 while [ $# -gt 0 ]; do
   case "$1" in
@@ -38,6 +40,7 @@ while [ $# -gt 0 ]; do
     --portico) PORTICO_BIN=$2; shift 2 ;;
     --warmup) WARMUP=$2; shift 2 ;;
     --busy-threshold) BUSY_THRESHOLD=$2; shift 2 ;;
+    --wait-quiet) WAIT_QUIET=$2; shift 2 ;;
     --out) OUT=$2; shift 2 ;;
     -h|--help) usage; exit 0 ;;
     *) echo "run.sh: unknown argument: $1" >&2; usage >&2; exit 2 ;;
@@ -46,6 +49,7 @@ done
 
 [[ "$ROUNDS" =~ ^[1-9][0-9]*$ ]] || { echo "run.sh: --rounds must be a positive integer" >&2; exit 2; }
 [[ "$DURATION" =~ ^[1-9][0-9]*$ ]] || { echo "run.sh: --duration must be a positive integer (seconds)" >&2; exit 2; }
+[[ "$WAIT_QUIET" =~ ^[0-9]+$ ]] || { echo "run.sh: --wait-quiet must be an integer (seconds)" >&2; exit 2; }
 [[ "$WARMUP" =~ ^[0-9]+$ ]] || { echo "run.sh: --warmup must be an integer (seconds)" >&2; exit 2; }
 
 # ------------------------------------------------------------------------------------------------ tools
@@ -300,19 +304,25 @@ for s in "${SCEN_LIST[@]}"; do
       for ((i = ${#PROXIES[@]} - 1; i >= 0; i--)); do order+=("${PROXIES[$i]}"); done
     fi
     for p in "${order[@]}"; do
+      quiet=""
+      if [ "$WAIT_QUIET" -gt 0 ]; then
+        quiet=$(python3 "$LIB" wait-quiet --max "$WAIT_QUIET" --threshold "$BUSY_THRESHOLD")
+      fi
       line=$(python3 "$LIB" measure --proxy-pid "${PROXY_PID[$p]}" --ours "$UP_PID" --label "$p" \
         --scenario "$s" --round "$r" --url "${PROXY_URL[$p]}$path" --connections "$conns" \
         --duration "$DURATION" --wrk-cpu "$LOAD_CPU" --busy-threshold "$BUSY_THRESHOLD")
       echo "$line" >>"$OUT"
-      python3 - "$line" <<'PY'
+      python3 - "$line" "$quiet" <<'PY'
 import json, sys
 r = json.loads(sys.argv[1])
+quiet = sys.argv[2]
 f = lambda x, d=2: "NA" if x is None else f"{x:.{d}f}"
 sock = r["sock_connect"] + r["sock_read"] + r["sock_write"] + r["sock_timeout"]
 print(f"run scenario={r['scenario']} round={r['round']} proxy={r['proxy']} rps={f(r['rps'], 0)} "
       f"p50_ms={f(r['p50_ms'], 3)} p99_ms={f(r['p99_ms'], 3)} cpu_us_per_req={f(r['cpu_us_per_req'])} "
       f"proxy_core_util={f(r['proxy_cpu_util'])} other_cores={f(r['other_cores'])} non2xx={r['non2xx']} "
-      f"socket_errors={sock}" + (" BUSY" if r["busy"] else "") + (" ERROR" if "error" in r else ""))
+      f"socket_errors={sock}" + (" BUSY" if r["busy"] else "") + (" ERROR" if "error" in r else "")
+      + (f" ({quiet})" if quiet else ""))
 PY
       # the proxy must still be alive
       if ! kill -0 "${PROXY_PID[$p]}" 2>/dev/null; then
@@ -320,7 +330,7 @@ PY
         dump_logs
         exit 1
       fi
-      sleep 1
+      [ "$WAIT_QUIET" -gt 0 ] || sleep 1
     done
   done
 done
