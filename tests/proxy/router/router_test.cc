@@ -232,6 +232,9 @@ TEST(RouterPathTest, PrefixCaseSensitiveAndInsensitive) {
   EXPECT_TRUE(route_matches(ci, request("GET", "/API")));
   EXPECT_FALSE(route_matches(ci, request("GET", "/ap")));
   EXPECT_TRUE(route_matches(prefix_route("root", "/"), request("GET", "/anything")));
+  EXPECT_TRUE(route_matches(prefix_route("empty", ""), request("GET", "/anything")));
+  EXPECT_FALSE(route_matches(prefix_route("long", "/a/b/c"), request("GET", "/a/b")));
+  EXPECT_FALSE(route_matches(prefix_route("mid", "/a/x/c"), request("GET", "/a/b/c")));
 }
 
 TEST(RouterPathTest, ExactCaseSensitiveAndInsensitive) {
