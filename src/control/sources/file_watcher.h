@@ -1,0 +1,35 @@
+// FileWatcher: inotify on a configuration directory and its subdirectories. The control thread owns
+// it: it waits for fd() to be readable (in its event loop), then calls drain().
+#pragma once
+
+#include <filesystem>
+#include <map>
+#include <memory>
+#include <string>
+
+#include "common/result.h"
+
+namespace portico::control {
+
+class FileWatcher {
+ public:
+  static Result<std::unique_ptr<FileWatcher>> open(const std::filesystem::path& dir);
+  ~FileWatcher();
+  FileWatcher(const FileWatcher&) = delete;
+  FileWatcher& operator=(const FileWatcher&) = delete;
+
+  int fd() const { return fd_; }
+
+  // Reads every pending event without blocking; watches directories created since. Returns true
+  // when something that may hold configuration changed (files written, moved, deleted).
+  bool drain();
+
+ private:
+  explicit FileWatcher(int fd) : fd_(fd) {}
+  void watch_tree(const std::filesystem::path& dir);
+
+  int fd_;
+  std::map<int, std::filesystem::path> dirs_;  // watch descriptor → directory
+};
+
+}  // namespace portico::control

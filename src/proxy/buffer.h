@@ -1,0 +1,69 @@
+// Buffer: a contiguous byte buffer with a read and a write position, growable up to a limit. Owned by
+// one connection on one worker thread. Views into it stay valid until the next prepare() (which may
+// compact or grow the storage).
+#pragma once
+
+#include <cstddef>
+#include <cstring>
+#include <memory>
+#include <string_view>
+
+namespace portico::proxy {
+
+class Buffer {
+ public:
+  explicit Buffer(size_t initial = 8192, size_t max = 1 << 20) : cap_(initial), max_(max) {}
+
+  std::string_view view() const { return {data_.get() + begin_, end_ - begin_}; }
+  const char* data() const { return data_.get() + begin_; }
+  size_t size() const { return end_ - begin_; }
+  bool empty() const { return begin_ == end_; }
+  size_t capacity() const { return cap_; }
+
+  void consume(size_t n) {
+    begin_ += n;
+    if (begin_ >= end_) begin_ = end_ = 0;
+  }
+  void clear() { begin_ = end_ = 0; }
+
+  // Makes room for at least `min` more bytes after the data (compacting first, then growing up to
+  // max). Returns the writable region, or an empty region when the buffer is full at its maximum.
+  std::pair<char*, size_t> prepare(size_t min = 1) {
+    if (!data_) data_ = std::make_unique<char[]>(cap_);
+    if (cap_ - end_ >= min) return {data_.get() + end_, cap_ - end_};
+    if (begin_ > 0) {
+      std::memmove(data_.get(), data_.get() + begin_, end_ - begin_);
+      end_ -= begin_;
+      begin_ = 0;
+      if (cap_ - end_ >= min) return {data_.get() + end_, cap_ - end_};
+    }
+    size_t want = cap_;
+    while (want - end_ < min && want < max_) want *= 2;
+    if (want > max_) want = max_;
+    if (want > cap_) {
+      auto bigger = std::make_unique<char[]>(want);
+      std::memcpy(bigger.get(), data_.get(), end_);
+      data_ = std::move(bigger);
+      cap_ = want;
+    }
+    return {data_.get() + end_, cap_ - end_};
+  }
+  void commit(size_t n) { end_ += n; }
+
+  // Releases the storage of an idle buffer (keep-alive connections that wait cost little memory).
+  void shrink_if_empty() {
+    if (empty() && cap_ > 16384) {
+      data_.reset();
+      cap_ = 8192;
+    }
+  }
+
+ private:
+  std::unique_ptr<char[]> data_;
+  size_t cap_;
+  size_t max_;
+  size_t begin_ = 0;
+  size_t end_ = 0;
+};
+
+}  // namespace portico::proxy

@@ -1,0 +1,49 @@
+#include "proxy/runtime.h"
+
+namespace portico::proxy {
+
+std::string listener_key(const std::string& address, uint16_t port) {
+  return address + ":" + std::to_string(port);
+}
+
+std::shared_ptr<const Runtime> build_runtime(std::shared_ptr<const snapshot::ProxyConfig> config,
+                                             stats::Registry& registry) {
+  auto rt = std::make_shared<Runtime>();
+  rt->config = config;
+  std::unordered_map<std::string, int> cluster_index;
+  for (size_t i = 0; i < config->clusters.size(); ++i) {
+    cluster_index[config->clusters[i].name] = static_cast<int>(i);
+    rt->cluster_stats.push_back(registry.cluster_slot(config->clusters[i].name));
+  }
+  rt->listeners.reserve(config->listeners.size());
+  for (size_t li = 0; li < config->listeners.size(); ++li) {
+    const auto& l = config->listeners[li];
+    ListenerRuntime lr;
+    lr.listener = &l;
+    lr.router = std::make_unique<router::CompiledListener>(l);
+    lr.no_virtual_host = registry.request_slot(l.name, "", "", "");
+    for (const auto& vh : l.virtual_hosts) {
+      VirtualHostRuntime vr;
+      vr.no_route = registry.request_slot(l.name, vh.name, "", "");
+      for (const auto& route : vh.routes) {
+        RouteRuntime rr;
+        if (const auto* fwd = std::get_if<snapshot::ForwardAction>(&route.action)) {
+          for (const auto& wc : fwd->clusters) {
+            auto it = cluster_index.find(wc.cluster);
+            rr.cluster_index.push_back(it == cluster_index.end() ? -1 : it->second);
+            rr.stats.push_back(registry.request_slot(l.name, vh.name, route.name, wc.cluster));
+          }
+        } else {
+          rr.stats.push_back(registry.request_slot(l.name, vh.name, route.name, ""));
+        }
+        vr.routes.push_back(std::move(rr));
+      }
+      lr.virtual_hosts.push_back(std::move(vr));
+    }
+    rt->listener_by_key[listener_key(l.address, l.port)] = li;
+    rt->listeners.push_back(std::move(lr));
+  }
+  return rt;
+}
+
+}  // namespace portico::proxy

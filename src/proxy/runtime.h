@@ -1,0 +1,48 @@
+// Runtime: a ProxyConfig compiled for the data plane (router indexes, stat slots resolved). Built on
+// the control thread by build_runtime(); immutable afterwards and shared by all workers.
+#pragma once
+
+#include <memory>
+#include <string>
+#include <unordered_map>
+#include <vector>
+
+#include "proxy/router/router.h"
+#include "proxy/stats/stats.h"
+#include "snapshot/proxy_config.h"
+
+namespace portico::proxy {
+
+struct RouteRuntime {
+  // For forward actions: per WeightedCluster, the index of its cluster in config->clusters
+  // (-1 if missing) and its stat slot. Other actions: one stat slot with upstream "".
+  std::vector<int> cluster_index;
+  std::vector<stats::RequestSlot*> stats;
+};
+
+struct VirtualHostRuntime {
+  std::vector<RouteRuntime> routes;  // aligned with VirtualHost::routes
+  stats::RequestSlot* no_route = nullptr;
+};
+
+struct ListenerRuntime {
+  const snapshot::Listener* listener = nullptr;
+  std::unique_ptr<router::CompiledListener> router;
+  std::vector<VirtualHostRuntime> virtual_hosts;  // aligned with Listener::virtual_hosts
+  stats::RequestSlot* no_virtual_host = nullptr;
+};
+
+struct Runtime {
+  std::shared_ptr<const snapshot::ProxyConfig> config;
+  std::vector<ListenerRuntime> listeners;               // aligned with config->listeners
+  std::unordered_map<std::string, size_t> listener_by_key;  // "address:port" → index
+  std::vector<stats::ClusterSlot*> cluster_stats;        // aligned with config->clusters
+};
+
+std::string listener_key(const std::string& address, uint16_t port);
+
+// Compiles `config` (control thread). Creates the stat slots it needs in `registry`.
+std::shared_ptr<const Runtime> build_runtime(std::shared_ptr<const snapshot::ProxyConfig> config,
+                                             stats::Registry& registry);
+
+}  // namespace portico::proxy

@@ -1,0 +1,128 @@
+#include "proxy/server.h"
+
+#include <arpa/inet.h>
+#include <fcntl.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstring>
+
+#include "common/log.h"
+
+namespace portico::proxy {
+
+namespace {
+
+constexpr int kBacklog = 4096;
+
+// Opens a listening socket with SO_REUSEPORT (one per worker on the same address and port: the
+// kernel spreads new connections across them). Returns the fd or -errno.
+int open_listener(const std::string& address, uint16_t port) {
+  sockaddr_storage ss{};
+  socklen_t len = 0;
+  int family = AF_INET;
+  if (address.find(':') != std::string::npos) {
+    family = AF_INET6;
+    auto* a6 = reinterpret_cast<sockaddr_in6*>(&ss);
+    a6->sin6_family = AF_INET6;
+    a6->sin6_port = htons(port);
+    if (inet_pton(AF_INET6, address.c_str(), &a6->sin6_addr) != 1) return -EINVAL;
+    len = sizeof(sockaddr_in6);
+  } else {
+    auto* a4 = reinterpret_cast<sockaddr_in*>(&ss);
+    a4->sin_family = AF_INET;
+    a4->sin_port = htons(port);
+    if (inet_pton(AF_INET, address.c_str(), &a4->sin_addr) != 1) return -EINVAL;
+    len = sizeof(sockaddr_in);
+  }
+  int fd = ::socket(family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+  if (fd < 0) return -errno;
+  int one = 1;
+  ::setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
+  ::setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof one);
+  if (family == AF_INET6) ::setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &one, sizeof one);
+  if (::bind(fd, reinterpret_cast<sockaddr*>(&ss), len) != 0 || ::listen(fd, kBacklog) != 0) {
+    int e = errno;
+    ::close(fd);
+    return -e;
+  }
+  return fd;
+}
+
+}  // namespace
+
+Server::Server(unsigned workers, stats::Registry& stats) : stats_(stats) {
+  for (unsigned i = 0; i < workers; ++i) workers_.push_back(std::make_unique<Worker>(i, stats));
+}
+
+Server::~Server() {
+  stop();
+  join();
+}
+
+void Server::start() {
+  for (auto& w : workers_) w->start();
+}
+
+std::vector<ListenerError> Server::apply(std::shared_ptr<const snapshot::ProxyConfig> config) {
+  std::vector<ListenerError> errors;
+  auto runtime = build_runtime(config, stats_);
+
+  // New listeners: bind on the control thread first so that errors are known now.
+  std::vector<std::vector<std::pair<std::string, int>>> add(workers_.size());
+  std::map<std::string, bool> wanted;
+  for (const auto& l : config->listeners) {
+    std::string key = listener_key(l.address, l.port);
+    if (wanted.count(key)) continue;
+    if (bound_.count(key)) {
+      wanted[key] = true;
+      continue;
+    }
+    std::vector<int> fds;
+    int err = 0;
+    for (size_t w = 0; w < workers_.size(); ++w) {
+      int fd = open_listener(l.address, l.port);
+      if (fd < 0) {
+        err = -fd;
+        break;
+      }
+      fds.push_back(fd);
+    }
+    if (err != 0) {
+      for (int fd : fds) ::close(fd);
+      errors.push_back({l.name, "cannot listen on " + key + ": " + std::strerror(err)});
+      continue;
+    }
+    for (size_t w = 0; w < workers_.size(); ++w) add[w].emplace_back(key, fds[w]);
+    wanted[key] = true;
+  }
+  std::vector<std::string> remove;
+  for (const auto& [key, on] : bound_) {
+    if (!wanted.count(key)) remove.push_back(key);
+  }
+  bound_ = std::move(wanted);
+
+  // Runtime first, then sockets: a connection accepted on a new socket finds its listener.
+  for (auto& w : workers_) w->post_runtime(runtime);
+  for (size_t w = 0; w < workers_.size(); ++w) {
+    if (!add[w].empty() || !remove.empty()) workers_[w]->post_listeners(std::move(add[w]), remove);
+  }
+  current_ = std::move(config);
+  return errors;
+}
+
+void Server::drain(Clock::duration deadline) {
+  for (auto& w : workers_) w->post_drain(deadline);
+}
+
+void Server::stop() {
+  for (auto& w : workers_) w->post_stop();
+}
+
+void Server::join() {
+  for (auto& w : workers_) w->join();
+}
+
+}  // namespace portico::proxy

@@ -1,0 +1,50 @@
+// Server: the data plane's front object, used from the control thread. It owns the workers, opens
+// the listening sockets (so that a bind error is known at once and can be reported on the Gateway),
+// compiles each ProxyConfig into a Runtime and hands it to every worker.
+#pragma once
+
+#include <map>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "proxy/runtime.h"
+#include "proxy/stats/stats.h"
+#include "proxy/worker.h"
+#include "snapshot/proxy_config.h"
+
+namespace portico::proxy {
+
+struct ListenerError {
+  std::string listener;  // snapshot::Listener::name
+  std::string message;
+};
+
+class Server {
+ public:
+  Server(unsigned workers, stats::Registry& stats);
+  ~Server();
+
+  void start();
+
+  // Publishes `config` to every worker; opens the sockets of new listeners and closes those of
+  // removed ones. Returns the listeners that could not be bound (the rest is applied).
+  std::vector<ListenerError> apply(std::shared_ptr<const snapshot::ProxyConfig> config);
+
+  // Graceful shutdown: stop accepting, let in-flight requests finish for up to `deadline`.
+  void drain(Clock::duration deadline);
+  // Waits for every worker thread to end (after drain or stop).
+  void join();
+  void stop();
+
+  std::shared_ptr<const snapshot::ProxyConfig> current() const { return current_; }
+  unsigned workers() const { return static_cast<unsigned>(workers_.size()); }
+
+ private:
+  stats::Registry& stats_;
+  std::vector<std::unique_ptr<Worker>> workers_;
+  std::shared_ptr<const snapshot::ProxyConfig> current_;
+  std::map<std::string, bool> bound_;  // listener keys with open sockets on the workers
+};
+
+}  // namespace portico::proxy

@@ -1,0 +1,155 @@
+#include "proxy/stats/stats.h"
+
+#include <cstdio>
+
+namespace portico::proxy::stats {
+
+const char* to_string(UpstreamError e) {
+  switch (e) {
+    case UpstreamError::kConnectFailed: return "connect_failed";
+    case UpstreamError::kNoHealthyHost: return "no_healthy_host";
+    case UpstreamError::kTimeout: return "timeout";
+    case UpstreamError::kReset: return "reset";
+    case UpstreamError::kProtocol: return "protocol";
+    default: return "unknown";
+  }
+}
+
+namespace {
+// Escapes a Prometheus label value: backslash, double quote and newline.
+std::string escape(const std::string& v) {
+  std::string out;
+  out.reserve(v.size());
+  for (char c : v) {
+    if (c == '\\' || c == '"') {
+      out.push_back('\\');
+      out.push_back(c);
+    } else if (c == '\n') {
+      out += "\\n";
+    } else {
+      out.push_back(c);
+    }
+  }
+  return out;
+}
+}  // namespace
+
+Registry::Registry(unsigned workers)
+    : workers_(workers), worker_rows_(std::make_unique<WorkerRow[]>(workers)) {}
+
+RequestSlot* Registry::request_slot(const std::string& listener, const std::string& virtual_host,
+                                    const std::string& route, const std::string& upstream) {
+  std::string labels = "listener=\"" + escape(listener) + "\",virtual_host=\"" +
+                       escape(virtual_host) + "\",route=\"" + escape(route) + "\",upstream=\"" +
+                       escape(upstream) + "\"";
+  std::lock_guard lock(mu_);
+  auto& slot = requests_[labels];
+  if (!slot) {
+    slot = std::make_unique<RequestSlot>();
+    slot->labels = labels;
+    slot->rows = std::make_unique<RequestRow[]>(workers_);
+  }
+  return slot.get();
+}
+
+ClusterSlot* Registry::cluster_slot(const std::string& cluster) {
+  std::lock_guard lock(mu_);
+  auto& slot = clusters_[cluster];
+  if (!slot) {
+    slot = std::make_unique<ClusterSlot>();
+    slot->name = cluster;
+    slot->rows = std::make_unique<ClusterRow[]>(workers_);
+  }
+  return slot.get();
+}
+
+std::string Registry::render() const {
+  std::string out;
+  out.reserve(16384);
+  char line[512];
+  auto emit_header = [&](const char* name, const char* type, const char* help) {
+    snprintf(line, sizeof line, "# HELP %s %s\n# TYPE %s %s\n", name, help, name, type);
+    out += line;
+  };
+  auto sum_worker = [&](auto member) {
+    uint64_t s = 0;
+    for (unsigned w = 0; w < workers_; ++w) s += (worker_rows_[w].*member).get();
+    return s;
+  };
+
+  emit_header("portico_downstream_connections_total", "counter", "Connections accepted.");
+  out += "portico_downstream_connections_total " +
+         std::to_string(sum_worker(&WorkerRow::downstream_cx_total)) + "\n";
+  emit_header("portico_downstream_connections_active", "gauge", "Open client connections.");
+  out += "portico_downstream_connections_active " +
+         std::to_string(sum_worker(&WorkerRow::downstream_cx_active)) + "\n";
+  emit_header("portico_downstream_requests_total", "counter", "Requests received (parsed heads).");
+  out += "portico_downstream_requests_total " +
+         std::to_string(sum_worker(&WorkerRow::downstream_rq_total)) + "\n";
+  emit_header("portico_downstream_bad_requests_total", "counter",
+              "Requests rejected by the HTTP/1.1 parser before routing.");
+  out += "portico_downstream_bad_requests_total " +
+         std::to_string(sum_worker(&WorkerRow::bad_requests)) + "\n";
+
+  std::lock_guard lock(mu_);
+  emit_header("portico_requests_total", "counter",
+              "Responses by listener, virtual host, route, upstream and status class.");
+  static const char* kClass[6] = {"none", "1xx", "2xx", "3xx", "4xx", "5xx"};
+  for (const auto& [labels, slot] : requests_) {
+    for (int c = 0; c < 6; ++c) {
+      uint64_t s = 0;
+      for (unsigned w = 0; w < workers_; ++w) s += slot->rows[w].by_class[c].get();
+      if (s == 0) continue;
+      out += "portico_requests_total{" + labels + ",status_class=\"" + kClass[c] + "\"} " +
+             std::to_string(s) + "\n";
+    }
+  }
+  struct ClusterMetric {
+    const char* name;
+    const char* type;
+    const char* help;
+    Counter ClusterRow::*member;
+  };
+  static const ClusterMetric kMetrics[] = {
+      {"portico_upstream_connections_total", "counter", "Upstream connections opened.",
+       &ClusterRow::cx_total},
+      {"portico_upstream_connections_active", "gauge", "Open upstream connections (in use or pooled).",
+       &ClusterRow::cx_active},
+      {"portico_upstream_requests_total", "counter", "Requests sent upstream.", &ClusterRow::rq_total},
+      {"portico_upstream_requests_active", "gauge", "Requests in flight upstream.",
+       &ClusterRow::rq_active},
+  };
+  for (const auto& m : kMetrics) {
+    emit_header(m.name, m.type, m.help);
+    for (const auto& [name, slot] : clusters_) {
+      uint64_t s = 0;
+      for (unsigned w = 0; w < workers_; ++w) s += (slot->rows[w].*m.member).get();
+      out += std::string(m.name) + "{upstream=\"" + escape(name) + "\"} " + std::to_string(s) + "\n";
+    }
+  }
+  emit_header("portico_upstream_errors_total", "counter", "Upstream failures by reason.");
+  for (const auto& [name, slot] : clusters_) {
+    for (size_t e = 0; e < static_cast<size_t>(UpstreamError::kCount); ++e) {
+      uint64_t s = 0;
+      for (unsigned w = 0; w < workers_; ++w) s += slot->rows[w].errors[e].get();
+      out += "portico_upstream_errors_total{upstream=\"" + escape(name) + "\",reason=\"" +
+             to_string(static_cast<UpstreamError>(e)) + "\"} " + std::to_string(s) + "\n";
+    }
+  }
+  emit_header("portico_config_version", "gauge", "Version of the configuration in force.");
+  out += "portico_config_version " + std::to_string(config_version_.load()) + "\n";
+  emit_header("portico_config_last_change_timestamp_seconds", "gauge",
+              "Unix time at which the configuration in force was published.");
+  snprintf(line, sizeof line, "portico_config_last_change_timestamp_seconds %.3f\n",
+           static_cast<double>(config_last_change_ms_.load()) / 1000.0);
+  out += line;
+  emit_header("portico_config_reloads_total", "counter", "Configurations published.");
+  out += "portico_config_reloads_total " + std::to_string(reloads_.load()) + "\n";
+  emit_header("portico_config_reload_errors_total", "counter",
+              "Configuration builds that had errors (the last good configuration stayed in force for "
+              "the resources concerned).");
+  out += "portico_config_reload_errors_total " + std::to_string(reload_errors_.load()) + "\n";
+  return out;
+}
+
+}  // namespace portico::proxy::stats

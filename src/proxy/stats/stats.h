@@ -1,0 +1,100 @@
+// Data-plane counters: one row per worker, written only by that worker (relaxed single-writer atomics,
+// no read-modify-write on the request path) and summed by the admin thread when scraped.
+// Slots are created on the control thread (StatsRegistry) before the configuration that uses them is
+// published, and live for the whole process, so workers may keep raw pointers to them.
+#pragma once
+
+#include <array>
+#include <atomic>
+#include <cstdint>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <string>
+
+namespace portico::proxy::stats {
+
+// A counter written by one thread and read by others.
+struct Counter {
+  std::atomic<uint64_t> v{0};
+  void inc(uint64_t n = 1) { v.store(v.load(std::memory_order_relaxed) + n, std::memory_order_relaxed); }
+  void dec(uint64_t n = 1) { v.store(v.load(std::memory_order_relaxed) - n, std::memory_order_relaxed); }
+  uint64_t get() const { return v.load(std::memory_order_relaxed); }
+};
+
+// Requests by status class (index 1..5 for 1xx..5xx, 0 for responses never sent: client gone).
+struct alignas(64) RequestRow {
+  std::array<Counter, 6> by_class;
+};
+
+// The per-worker rows of one label set {listener, virtual_host, route, upstream}.
+struct RequestSlot {
+  std::string labels;  // Prometheus label text, e.g. listener="default/gw",virtual_host="..."
+  std::unique_ptr<RequestRow[]> rows;
+  void count(unsigned worker, int status) {
+    unsigned cls = status >= 100 && status < 600 ? static_cast<unsigned>(status / 100) : 0;
+    rows[worker].by_class[cls].inc();
+  }
+};
+
+enum class UpstreamError : uint8_t {
+  kConnectFailed,  // refused, unreachable, connect timeout
+  kNoHealthyHost,  // the cluster has no endpoints
+  kTimeout,        // the route timeout passed before the response head
+  kReset,          // the connection closed before a complete response
+  kProtocol,       // the upstream sent something that is not valid HTTP/1.1
+  kCount
+};
+const char* to_string(UpstreamError e);
+
+struct alignas(64) ClusterRow {
+  Counter cx_total, cx_active, rq_total, rq_active;
+  std::array<Counter, static_cast<size_t>(UpstreamError::kCount)> errors;
+};
+
+struct ClusterSlot {
+  std::string name;
+  std::unique_ptr<ClusterRow[]> rows;
+  ClusterRow& row(unsigned worker) { return rows[worker]; }
+};
+
+struct alignas(64) WorkerRow {
+  Counter downstream_cx_total, downstream_cx_active, downstream_rq_total;
+  Counter bad_requests;  // rejected by the parser (4xx before routing)
+};
+
+// Owns every slot. get_* are called on the control thread only; render() on the admin thread.
+class Registry {
+ public:
+  explicit Registry(unsigned workers);
+  unsigned workers() const { return workers_; }
+
+  RequestSlot* request_slot(const std::string& listener, const std::string& virtual_host,
+                            const std::string& route, const std::string& upstream);
+  ClusterSlot* cluster_slot(const std::string& cluster);
+  WorkerRow& worker_row(unsigned worker) { return worker_rows_[worker]; }
+
+  // Control-plane facts shown with the counters.
+  void set_config(uint64_t version, int64_t last_change_unix_ms) {
+    config_version_.store(version, std::memory_order_relaxed);
+    config_last_change_ms_.store(last_change_unix_ms, std::memory_order_relaxed);
+  }
+  void count_reload_error() { reload_errors_.fetch_add(1, std::memory_order_relaxed); }
+  void count_reload() { reloads_.fetch_add(1, std::memory_order_relaxed); }
+
+  // Prometheus text exposition of everything (sums of the worker rows).
+  std::string render() const;
+
+ private:
+  unsigned workers_;
+  mutable std::mutex mu_;  // guards the maps (control thread inserts, admin thread renders)
+  std::map<std::string, std::unique_ptr<RequestSlot>> requests_;
+  std::map<std::string, std::unique_ptr<ClusterSlot>> clusters_;
+  std::unique_ptr<WorkerRow[]> worker_rows_;
+  std::atomic<uint64_t> config_version_{0};
+  std::atomic<int64_t> config_last_change_ms_{0};
+  std::atomic<uint64_t> reload_errors_{0};
+  std::atomic<uint64_t> reloads_{0};
+};
+
+}  // namespace portico::proxy::stats

@@ -1,0 +1,152 @@
+#include "proxy/upstream/cluster.h"
+
+#include <sys/socket.h>
+
+#include <cerrno>
+
+namespace portico::proxy::upstream {
+
+namespace {
+constexpr size_t kMaxIdlePerEndpoint = 256;
+}
+
+Cluster::Cluster(const snapshot::Cluster& config, stats::ClusterSlot* stats, unsigned worker)
+    : name_(config.name), stats_(stats), worker_(worker) {
+  update(config, stats);
+}
+
+Cluster::~Cluster() {
+  for (auto& ep : endpoints_) {
+    ep->removed = true;
+    for (auto& c : ep->idle) closed(std::move(c));
+    ep->idle.clear();
+  }
+}
+
+void Cluster::update(const snapshot::Cluster& config, stats::ClusterSlot* stats) {
+  stats_ = stats;
+  lb_ = config.lb;
+  connect_timeout_ = config.connect_timeout;
+  idle_timeout_ = config.idle_connection_timeout;
+  max_requests_per_connection_ = config.max_requests_per_connection;
+  std::vector<std::shared_ptr<Endpoint>> next;
+  total_weight_ = 0;
+  for (const auto& e : config.endpoints) {
+    std::shared_ptr<Endpoint> found;
+    for (auto& old : endpoints_) {
+      if (old && old->config.address == e.address && old->config.port == e.port) {
+        found = std::move(old);
+        break;
+      }
+    }
+    if (!found) {
+      found = std::make_shared<Endpoint>();
+      asio::error_code ec;
+      auto addr = asio::ip::make_address(e.address, ec);
+      if (ec) continue;  // validated by the control plane; skip rather than crash
+      found->address = asio::ip::tcp::endpoint(addr, e.port);
+    }
+    found->config = e;
+    found->weight = e.weight == 0 ? 1 : e.weight;
+    found->current_weight = 0;
+    total_weight_ += found->weight;
+    next.push_back(std::move(found));
+  }
+  for (auto& old : endpoints_) {
+    if (!old) continue;
+    old->removed = true;
+    for (auto& c : old->idle) closed(std::move(c));
+    old->idle.clear();
+  }
+  endpoints_ = std::move(next);
+}
+
+std::shared_ptr<Endpoint> Cluster::pick(uint64_t random, const Endpoint* tried) {
+  const size_t n = endpoints_.size();
+  if (n == 0) return nullptr;
+  if (n == 1) return endpoints_[0];
+  if (lb_ == snapshot::LbPolicy::kLeastRequest) {
+    // Power of two choices, weighted by dividing active requests by weight.
+    size_t a = random % n;
+    size_t b = (random >> 32) % (n - 1);
+    if (b >= a) ++b;
+    auto score = [](const Endpoint& e) {
+      return static_cast<double>(e.active_requests + 1) / static_cast<double>(e.weight);
+    };
+    Endpoint* ea = endpoints_[a].get();
+    Endpoint* eb = endpoints_[b].get();
+    if (ea == tried) return endpoints_[b];
+    if (eb == tried) return endpoints_[a];
+    return score(*ea) <= score(*eb) ? endpoints_[a] : endpoints_[b];
+  }
+  // Smooth weighted round robin: every pick adds each weight to its running total and takes the
+  // largest, which spreads picks evenly in proportion to the weights.
+  std::shared_ptr<Endpoint>* best = nullptr;
+  for (auto& ep : endpoints_) {
+    ep->current_weight += ep->weight;
+    if (ep.get() == tried) continue;
+    if (!best || ep->current_weight > (*best)->current_weight) best = &ep;
+  }
+  if (!best) best = &endpoints_[0];
+  (*best)->current_weight -= total_weight_;
+  return *best;
+}
+
+std::unique_ptr<Connection> Cluster::take_idle(Endpoint& ep) {
+  const auto now = Clock::now();
+  while (!ep.idle.empty()) {
+    std::unique_ptr<Connection> c = std::move(ep.idle.back());
+    ep.idle.pop_back();
+    if (now - c->idle_since > idle_timeout_) {
+      closed(std::move(c));
+      continue;
+    }
+    // A connection that waited more than a second may have been closed by the upstream's own
+    // keep-alive timeout: look without blocking (EOF or unexpected bytes mean it is unusable).
+    if (now - c->idle_since > std::chrono::seconds(1)) {
+      char probe;
+      ssize_t r = ::recv(c->socket.native_handle(), &probe, 1, MSG_PEEK | MSG_DONTWAIT);
+      if (r >= 0 || (errno != EAGAIN && errno != EWOULDBLOCK)) {
+        closed(std::move(c));
+        continue;
+      }
+    }
+    return c;
+  }
+  return nullptr;
+}
+
+void Cluster::give_back(const std::shared_ptr<Endpoint>& ep, std::unique_ptr<Connection> conn) {
+  if (ep->removed || ep->idle.size() >= kMaxIdlePerEndpoint || !conn->buffer.empty() ||
+      (max_requests_per_connection_ != 0 && conn->requests >= max_requests_per_connection_)) {
+    closed(std::move(conn));
+    return;
+  }
+  conn->idle_since = Clock::now();
+  conn->buffer.shrink_if_empty();
+  ep->idle.push_back(std::move(conn));
+}
+
+void Cluster::closed(std::unique_ptr<Connection> conn) {
+  if (!conn) return;
+  asio::error_code ignored;
+  conn->socket.close(ignored);
+  row().cx_active.dec();
+}
+
+void Cluster::sweep(Clock::time_point now) {
+  for (auto& ep : endpoints_) {
+    auto& idle = ep->idle;
+    size_t keep = 0;
+    for (size_t i = 0; i < idle.size(); ++i) {
+      if (now - idle[i]->idle_since > idle_timeout_) {
+        closed(std::move(idle[i]));
+      } else {
+        idle[keep++] = std::move(idle[i]);
+      }
+    }
+    idle.resize(keep);
+  }
+}
+
+}  // namespace portico::proxy::upstream

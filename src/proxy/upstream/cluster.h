@@ -1,0 +1,87 @@
+// Per-worker upstream state: endpoints with their pools of idle keep-alive connections and the load
+// balancer. Owned and used by one worker thread only; nothing here locks.
+#pragma once
+
+#include <asio.hpp>
+
+#include <chrono>
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "proxy/buffer.h"
+#include "proxy/stats/stats.h"
+#include "snapshot/proxy_config.h"
+
+namespace portico::proxy::upstream {
+
+using Clock = std::chrono::steady_clock;
+
+struct Endpoint;
+
+// One connection to an upstream host. Lives in an Endpoint's idle pool or with the request using it.
+struct Connection {
+  explicit Connection(asio::io_context& io) : socket(io), buffer(16384, 1 << 20) {}
+  asio::ip::tcp::socket socket;
+  Buffer buffer;            // response bytes read and not yet consumed
+  uint32_t requests = 0;    // requests sent on this connection
+  Clock::time_point idle_since{};
+};
+
+struct Endpoint {
+  snapshot::Endpoint config;
+  asio::ip::tcp::endpoint address;
+  uint32_t weight = 1;
+  int64_t current_weight = 0;    // smooth weighted round robin state
+  uint32_t active_requests = 0;  // for least request
+  bool removed = false;          // no longer in the configuration: close connections given back
+  std::vector<std::unique_ptr<Connection>> idle;  // LIFO: the most recently used is the warmest
+};
+
+class Cluster {
+ public:
+  Cluster(const snapshot::Cluster& config, stats::ClusterSlot* stats, unsigned worker);
+  ~Cluster();
+
+  // Applies a new configuration of the same cluster: keeps the endpoints (and their pools) that are
+  // still there, marks the others removed.
+  void update(const snapshot::Cluster& config, stats::ClusterSlot* stats);
+
+  // Picks an endpoint (weighted round robin or least request, power of two choices), skipping the
+  // ones in `tried` when others remain. nullptr when the cluster has no endpoints.
+  std::shared_ptr<Endpoint> pick(uint64_t random, const Endpoint* tried);
+
+  // Takes an idle connection to `ep`, or nullptr. Drops pooled connections that the upstream closed
+  // or that waited longer than the idle timeout.
+  std::unique_ptr<Connection> take_idle(Endpoint& ep);
+  // Gives a connection back after a complete exchange (or closes it when the pool is full, the
+  // endpoint was removed, or the connection reached max_requests_per_connection).
+  void give_back(const std::shared_ptr<Endpoint>& ep, std::unique_ptr<Connection> conn);
+  // A connection is gone (closed or failed): update the gauges.
+  void closed(std::unique_ptr<Connection> conn);
+  void opened() {
+    row().cx_total.inc();
+    row().cx_active.inc();
+  }
+
+  // Closes idle connections older than the idle timeout (called by the worker's sweeper).
+  void sweep(Clock::time_point now);
+
+  const std::string& name() const { return name_; }
+  std::chrono::milliseconds connect_timeout() const { return connect_timeout_; }
+  stats::ClusterRow& row() { return stats_->row(worker_); }
+
+ private:
+  std::string name_;
+  snapshot::LbPolicy lb_ = snapshot::LbPolicy::kRoundRobin;
+  std::chrono::milliseconds connect_timeout_{2000};
+  std::chrono::milliseconds idle_timeout_{60000};
+  uint32_t max_requests_per_connection_ = 0;
+  stats::ClusterSlot* stats_;
+  unsigned worker_;
+  std::vector<std::shared_ptr<Endpoint>> endpoints_;
+  int64_t total_weight_ = 0;
+};
+
+}  // namespace portico::proxy::upstream

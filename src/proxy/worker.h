@@ -1,0 +1,114 @@
+// Worker: one event loop on one thread. It owns its listening sockets (SO_REUSEPORT, one per
+// listener per worker), its client connections for their whole life, and its upstream connection
+// pools. The control thread talks to it only by posting (apply, set_listeners, drain, stop); nothing
+// on the request path locks.
+#pragma once
+
+#include <asio.hpp>
+
+#include <atomic>
+#include <chrono>
+#include <cstdint>
+#include <map>
+#include <memory>
+#include <string>
+#include <thread>
+#include <unordered_map>
+#include <vector>
+
+#include "proxy/runtime.h"
+#include "proxy/stats/stats.h"
+#include "proxy/upstream/cluster.h"
+
+namespace portico::proxy {
+
+using Clock = std::chrono::steady_clock;
+
+// What one worker runs on: the shared Runtime plus this worker's cluster states, aligned with
+// runtime->config->clusters. Held through a worker-local shared_ptr so that taking a reference per
+// request touches no cache line shared with other workers.
+struct WorkerConfig {
+  std::shared_ptr<const Runtime> runtime;
+  std::vector<std::shared_ptr<upstream::Cluster>> clusters;
+};
+
+// A connection's deadline. The worker's sweeper (every 50 ms) cancels the sockets of a watch whose
+// deadline passed and sets `fired`, so each phase only stores a time point: no timer per operation.
+struct Watch {
+  Clock::time_point deadline = Clock::time_point::max();
+  asio::ip::tcp::socket* downstream = nullptr;
+  asio::ip::tcp::socket* upstream = nullptr;
+  bool fired = false;
+  bool idle = false;  // between requests with nothing buffered: closed at once when draining
+  Watch* prev = nullptr;
+  Watch* next = nullptr;
+
+  void arm(Clock::duration d) {
+    deadline = d.count() > 0 ? Clock::now() + d : Clock::time_point::max();
+    fired = false;
+  }
+  void disarm() { deadline = Clock::time_point::max(); }
+};
+
+class Worker {
+ public:
+  Worker(unsigned index, stats::Registry& stats);
+  ~Worker();
+  Worker(const Worker&) = delete;
+  Worker& operator=(const Worker&) = delete;
+
+  void start();  // starts the thread
+  void join();
+
+  // Control thread → worker.
+  void post_runtime(std::shared_ptr<const Runtime> runtime);
+  // Adds listening sockets (fds already bound and listening; the worker takes ownership) and closes
+  // the acceptors of the keys in `remove`.
+  void post_listeners(std::vector<std::pair<std::string, int>> add, std::vector<std::string> remove);
+  // Stops accepting, closes idle connections, lets in-flight requests finish; connections still open
+  // at the deadline are closed. The event loop then ends.
+  void post_drain(Clock::duration deadline);
+  void post_stop();
+
+  // Worker thread only.
+  unsigned index() const { return index_; }
+  asio::io_context& io() { return io_; }
+  stats::Registry& stats() { return stats_; }
+  stats::WorkerRow& row() { return stats_.worker_row(index_); }
+  const std::shared_ptr<WorkerConfig>& config() const { return config_; }
+  bool draining() const { return draining_; }
+  uint64_t random() {
+    // xorshift64*: fast, good enough for load balancing and request ids.
+    rng_ ^= rng_ >> 12;
+    rng_ ^= rng_ << 25;
+    rng_ ^= rng_ >> 27;
+    return rng_ * 0x2545F4914F6CDD1DULL;
+  }
+  void add_watch(Watch* w);
+  void remove_watch(Watch* w);
+  size_t connections() const { return connections_; }
+
+ private:
+  void apply(std::shared_ptr<const Runtime> runtime);
+  void sweep();
+  void schedule_sweep();
+  void maybe_finish_drain();
+
+  unsigned index_;
+  stats::Registry& stats_;
+  asio::io_context io_{1};
+  std::thread thread_;
+  std::shared_ptr<WorkerConfig> config_;
+  std::unordered_map<std::string, std::shared_ptr<upstream::Cluster>> clusters_;
+  std::map<std::string, std::unique_ptr<asio::ip::tcp::acceptor>> acceptors_;
+  asio::steady_timer sweeper_{io_};
+  Watch* watches_ = nullptr;
+  size_t connections_ = 0;
+  bool draining_ = false;
+  bool stopped_ = false;
+  Clock::time_point drain_deadline_{};
+  Clock::time_point last_pool_sweep_{};
+  uint64_t rng_;
+};
+
+}  // namespace portico::proxy
