@@ -1,6 +1,6 @@
-// Fuzz target: parse_request_head. Checks, besides memory safety, that parsing is restartable (every
-// prefix gives kIncomplete or the same verdict as the whole input), that the head respects its limits,
-// and that a parsed head re-serialised from its fields parses back to the same fields.
+// Fuzz target: parse_request_head. Checks, besides memory safety, that parsing is restartable
+// (every prefix gives kIncomplete or the same verdict as the whole input), that the head respects
+// its limits, and that a parsed head re-serialised from its fields parses back to the same fields.
 #include <cstdint>
 #include <cstdlib>
 #include <string>
@@ -19,8 +19,8 @@ void check(bool ok) {
 bool same_head(const RequestHead& a, const RequestHead& b) {
   if (a.method != b.method || a.target != b.target || a.path != b.path || a.query != b.query ||
       a.host != b.host || a.expect_continue != b.expect_continue ||
-      a.version_minor != b.version_minor || a.header_count != b.header_count ||
-      a.body != b.body || a.content_length != b.content_length || a.keep_alive != b.keep_alive ||
+      a.version_minor != b.version_minor || a.header_count != b.header_count || a.body != b.body ||
+      a.content_length != b.content_length || a.keep_alive != b.keep_alive ||
       a.connection_upgrade != b.connection_upgrade) {
     return false;
   }

@@ -1,6 +1,6 @@
 // Fuzz target: parse_response_head, for responses to GET, HEAD and CONNECT. Checks memory safety,
-// restartability (every prefix gives kIncomplete or the same verdict as the whole input), limits, and
-// that a head re-serialised from its fields parses back to the same fields.
+// restartability (every prefix gives kIncomplete or the same verdict as the whole input), limits,
+// and that a head re-serialised from its fields parses back to the same fields.
 #include <cstdint>
 #include <cstdlib>
 #include <string>
