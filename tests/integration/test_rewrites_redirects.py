@@ -23,7 +23,8 @@ def routes():
                 {"header": {"key": "X-Replaced", "value": "new"}, "append": False},
             ],
             "requestHeadersToRemove": ["X-Secret"],
-            "responseHeadersToAdd": [{"header": {"key": "X-Resp-Added", "value": "r"}, "append": True}],
+            "responseHeadersToAdd": [{"header": {"key": "X-Resp-Added", "value": "r"}, "append": True},
+                                     {"header": {"key": "X-Resp-Replaced", "value": "new"}, "append": False}],
             "responseHeadersToRemove": ["X-Upstream"],
         }}),
         r("redir-host", [m(prefix="/redir-host")], redirect={"hostRedirect": "new.example"}),
@@ -96,6 +97,13 @@ class RewritesRedirectsTest(t.IntegrationTest):
         self.assertEqual(resp.status, 200)
         self.assertEqual(resp.header_all("X-Resp-Added"), ["r"])
         self.assertEqual(resp.header_all("X-Upstream"), [])
+        self.assertEqual(resp.header_all("X-Resp-Replaced"), ["new"])
+
+    def test_response_header_replaced_when_not_appending(self):
+        resp = self.get("/hm/response-headers?X-Resp-Replaced=old&X-Resp-Added=u")
+        self.assertEqual(resp.status, 200)
+        self.assertEqual(resp.header_all("X-Resp-Replaced"), ["new"])
+        self.assertIn(resp.header_all("X-Resp-Added"), (["u", "r"], ["u,r"], ["u, r"]))
 
     # --- redirects -------------------------------------------------------------------------------
 

@@ -33,8 +33,8 @@ class ShutdownTest(t.IntegrationTest):
         result = {}
 
         def run():
+            conn = keep_alive_conn or http.client.HTTPConnection(t.LOCALHOST, self.port, timeout=15)
             try:
-                conn = keep_alive_conn or http.client.HTTPConnection(t.LOCALHOST, self.port, timeout=15)
                 start = time.monotonic()
                 conn.request("GET", path)
                 resp = conn.getresponse()
@@ -44,6 +44,9 @@ class ShutdownTest(t.IntegrationTest):
                 result["elapsed"] = time.monotonic() - start
             except (OSError, http.client.HTTPException) as e:
                 result["error"] = e
+            finally:
+                if keep_alive_conn is None:
+                    conn.close()
 
         th = threading.Thread(target=run, daemon=True)
         th.start()

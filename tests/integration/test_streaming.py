@@ -79,8 +79,9 @@ class StreamingTest(t.IntegrationTest):
             conn.request("POST", "/upload/cl", body=t.pattern_chunks(SIZE),
                          headers={"Content-Length": str(SIZE), "Content-Type": "application/octet-stream"})
             resp = conn.getresponse()
-            echo = json.loads(resp.read())
-        self.assertEqual(resp.status, 200)
+            body = resp.read()
+        self.assertEqual(resp.status, 200, body[:300])
+        echo = json.loads(body)
         self.assertEqual((echo["body_length"], echo["body_sha256"]), (SIZE, self.big_sha))
         self.assertEqual(t.echo_header(echo, "Content-Length"), [str(SIZE)])
         self.assertRssBounded(rss, baseline)
@@ -89,10 +90,11 @@ class StreamingTest(t.IntegrationTest):
         baseline = self.portico.rss_kb()
         conn = self.connection()
         with t.RssSampler(self.portico.pid) as rss:
-            conn.request("PUT", "/upload/chunked", body=t.pattern_chunks(SIZE, 40000), encode_chunked=True)
+            conn.request("PUT", "/upload/te", body=t.pattern_chunks(SIZE, 40000), encode_chunked=True)
             resp = conn.getresponse()
-            echo = json.loads(resp.read())
-        self.assertEqual(resp.status, 200)
+            body = resp.read()
+        self.assertEqual(resp.status, 200, body[:300])
+        echo = json.loads(body)
         self.assertEqual((echo["body_length"], echo["body_sha256"]), (SIZE, self.big_sha))
         self.assertRssBounded(rss, baseline)
 

@@ -426,8 +426,60 @@ def status_of(raw: bytes) -> int | None:
     return int(m.group(1)) if m else None
 
 
+def split_responses(raw: bytes) -> list[tuple[int, bytes, bytes]]:
+    """Splits raw bytes holding consecutive responses (Content-Length, chunked or no body) into
+    [(status, head, body)]. A trailing response without a complete frame is included as read."""
+    out = []
+    rest = raw
+    while rest:
+        m = _STATUS_LINE.match(rest)
+        head, sep, after = rest.partition(b"\r\n\r\n")
+        if not m or not sep:
+            break
+        status = int(m.group(1))
+        length = None
+        chunked = False
+        for line in head.split(b"\r\n")[1:]:
+            name, _, value = line.partition(b":")
+            name = name.strip().lower()
+            if name == b"content-length":
+                try:
+                    length = int(value.strip())
+                except ValueError:
+                    length = 0
+            elif name == b"transfer-encoding" and b"chunked" in value.lower():
+                chunked = True
+        if status in (204, 304) or 100 <= status < 200:
+            length = 0
+        if chunked:
+            body = bytearray()
+            pos = 0
+            while True:
+                eol = after.find(b"\r\n", pos)
+                if eol < 0:
+                    pos = len(after)
+                    break
+                size = int(after[pos:eol].split(b";")[0] or b"0", 16)
+                pos = eol + 2
+                if size == 0:
+                    end = after.find(b"\r\n\r\n", pos - 2)
+                    pos = len(after) if end < 0 else end + 4
+                    break
+                body += after[pos:pos + size]
+                pos += size + 2
+            out.append((status, head, bytes(body)))
+            rest = after[pos:]
+        elif length is None:
+            out.append((status, head, after))  # until close
+            rest = b""
+        else:
+            out.append((status, head, after[:length]))
+            rest = after[length:]
+    return out
+
+
 def count_responses(raw: bytes) -> int:
-    return len(re.findall(rb"(?:^|\r\n)HTTP/1\.[01] \d{3} ", raw))
+    return len(split_responses(raw))
 
 
 def curl(*args: str, timeout: float = 30.0) -> subprocess.CompletedProcess:
@@ -508,10 +560,23 @@ class RssSampler:
 
 # ------------------------------------------------------------------------------------ upstream server
 
+_SPECIAL_PATHS = [re.compile(r"/(status|delay|bytes)/(\d+)$"), re.compile(r"/(chunked)(?:/(\d+))?$"),
+                  re.compile(r"/(response-headers)()$")]
+
+
+def _special_path(path: str):
+    for pattern in _SPECIAL_PATHS:
+        found = pattern.search(path)
+        if found:
+            return found
+    return None
+
+
 class _EchoHandler(http.server.BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
     server_version = "portico-test-upstream"
     timeout = 60  # idle keep-alive connections from the proxy's pool end after this
+    disable_nagle_algorithm = True  # small head + body writes must not wait for delayed ACKs
 
     def log_message(self, fmt, *args):  # quiet
         pass
@@ -595,9 +660,10 @@ class _EchoHandler(http.server.BaseHTTPRequestHandler):
         if not no_body:
             self.send_header("Content-Type", ctype)
             self.send_header("Content-Length", str(len(body)))
-        self.end_headers()
+        self._headers_buffer.append(b"\r\n")
         if not no_body and self.command != "HEAD":
-            self.wfile.write(body)
+            self._headers_buffer.append(body)  # head and body in one write
+        self.flush_headers()
 
     def _handle(self):
         owner = self.server.owner
@@ -622,20 +688,21 @@ class _EchoHandler(http.server.BaseHTTPRequestHandler):
         rec["complete"] = True
         rec["completed_at"] = time.monotonic()
         q = urllib.parse.parse_qs(parsed.query)
-        parts = parsed.path.split("/")
+        # Special paths are recognised at the end of the path, so that they work behind prefixes.
+        special = _special_path(parsed.path)
+        kind = special.group(1) if special else ""
+        number = int(special.group(2)) if special and special.group(2) else None
         try:
-            if len(parts) >= 3 and parts[1] == "status":
-                status = int(parts[2])
-                self._send(status, json.dumps(self._echo(rec)).encode())
-            elif len(parts) >= 3 and parts[1] == "delay":
-                time.sleep(int(parts[2]) / 1000.0)
+            if kind == "status":
+                self._send(number, json.dumps(self._echo(rec)).encode())
+            elif kind == "delay":
+                time.sleep(number / 1000.0)
                 self._send(200, json.dumps(self._echo(rec)).encode())
-            elif len(parts) >= 3 and parts[1] == "bytes":
-                self._send_bytes(int(parts[2]), q)
-            elif len(parts) >= 2 and parts[1] == "chunked":
-                n = int(parts[2]) if len(parts) >= 3 and parts[2] else 100000
-                self._send_chunked(n, q)
-            elif len(parts) >= 2 and parts[1] == "response-headers":
+            elif kind == "bytes":
+                self._send_bytes(number, q)
+            elif kind == "chunked":
+                self._send_chunked(100000 if number is None else number, q)
+            elif kind == "response-headers":
                 extra = [(k, v) for k, vs in q.items() for v in vs]
                 self._send(200, json.dumps(self._echo(rec)).encode(), extra=extra)
             else:
@@ -904,9 +971,9 @@ http {{
         path = os.path.join(d, "nginx.conf")
         with open(path, "w") as f:
             f.write(conf)
-        self.proc = subprocess.Popen(["nginx", "-p", d, "-e", self.error_log, "-c", path],
-                                     stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
-                                     stderr=open(os.path.join(d, "stderr.log"), "wb"))
+        with open(os.path.join(d, "stderr.log"), "wb") as stderr:
+            self.proc = subprocess.Popen(["nginx", "-p", d, "-e", self.error_log, "-c", path],
+                                         stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=stderr)
         try:
             wait_for_port(self.port, 10, self.proc)
         except Exception:
