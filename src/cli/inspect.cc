@@ -251,14 +251,18 @@ int get_command(const std::vector<std::string>& args) {
                  name.empty() ? "" : " named ", name.c_str());
     return name.empty() ? 0 : 1;
   }
-  std::printf("%-16s %-28s %-16s %-10s %s\n", "KIND", "NAMESPACE/NAME", "FILE", "STATUS", "REASON");
+  // KIND is a column only when several kinds are listed.
+  const bool show_kind = kind == "*";
+  if (show_kind) std::printf("%-16s ", "KIND");
+  std::printf("%-16s %-24s %-10s %-24s %s\n", "NAMESPACE", "NAME", "STATUS", "FILE", "REASON");
   for (const auto* r : rows) {
-    std::string id = str(*r, "namespace") + "/" + str(*r, "name");
     std::string file = str(*r, "file");
     std::string line = str(*r, "line");
     if (!line.empty() && line != "0") file += ":" + line;
-    std::printf("%-16s %-28s %-16s %-10s %s\n", str(*r, "kind").c_str(), id.c_str(), file.c_str(),
-                str(*r, "state").c_str(), first_reason(*r).c_str());
+    if (show_kind) std::printf("%-16s ", str(*r, "kind").c_str());
+    std::printf("%-16s %-24s %-10s %-24s %s\n", str(*r, "namespace").c_str(),
+                str(*r, "name").c_str(), str(*r, "state").c_str(), file.c_str(),
+                first_reason(*r).c_str());
   }
   return 0;
 }

@@ -77,6 +77,15 @@ bool in_list(const std::vector<std::string>& lower_names, std::string_view name)
   return false;
 }
 
+// True when `name` is removed by the mutations, or replaced by an add with append: false.
+bool dropped_by(const snapshot::HeaderMutations& m, std::string_view name) {
+  if (!m.remove.empty() && in_list(m.remove, name)) return true;
+  for (const auto& h : m.add) {
+    if (!h.append && iequals(h.name, name)) return true;
+  }
+  return false;
+}
+
 // Headers the proxy sets itself and therefore never copies from the received message.
 bool is_proxy_managed_request_header(std::string_view name) {
   switch (name.size()) {
@@ -317,7 +326,8 @@ class Session {
     } else {
       append_header(out, "Host", ep.config.address);
     }
-    const auto& remove = route.options.request_headers.remove;
+    const auto& mutations = route.options.request_headers;
+    const bool mutate = !mutations.remove.empty() || !mutations.add.empty();
     bool has_request_id = false;
     std::string_view xff_first;
     size_t xff_count = 0;
@@ -330,7 +340,7 @@ class Session {
         }
         continue;
       }
-      if (!remove.empty() && in_list(remove, h.name)) continue;
+      if (mutate && dropped_by(mutations, h.name)) continue;
       if (h.name.size() == 12 && iequals(h.name, "x-request-id")) has_request_id = true;
       append_header(out, h.name, h.value);
     }
@@ -654,13 +664,14 @@ class Session {
     out.push_back(' ');
     out.append(rh.reason.empty() ? std::string_view(reason_phrase(rh.status)) : rh.reason);
     out.append("\r\n");
-    const auto& remove = route.options.response_headers.remove;
+    const auto& mutations = route.options.response_headers;
+    const bool mutate = !mutations.remove.empty() || !mutations.add.empty();
     const bool pass_length = rh.body == BodyKind::kNone && (is_head_ || rh.status == 304);
     for (size_t i = 0; i < rh.header_count; ++i) {
       const Header& h = rh.headers[i];
       if (h.hop_by_hop) continue;
       if (h.name.size() == 14 && iequals(h.name, "content-length") && !pass_length) continue;
-      if (!remove.empty() && in_list(remove, h.name)) continue;
+      if (mutate && dropped_by(mutations, h.name)) continue;
       append_header(out, h.name, h.value);
     }
     for (const auto& h : route.options.response_headers.add) append_header(out, h.name, h.value);
