@@ -149,7 +149,12 @@ class Runner {
     });
     ready_ = true;
     io_.run();
-    server_.join();
+    // After a signal the joiner thread waits for the workers; otherwise wait here.
+    if (joiner_.joinable()) {
+      joiner_.join();
+    } else {
+      server_.join();
+    }
     LOG_INFO("stopped");
     return 0;
   }
@@ -293,7 +298,6 @@ class Runner {
         io_.stop();
       });
     });
-    joiner_.detach();
     // A second signal stops at once.
     signals_.async_wait([this](const asio::error_code& e, int) {
       if (!e) {

@@ -135,6 +135,9 @@ class Session {
     w_.row().downstream_cx_active.inc();
     for (;;) {
       Outcome o = co_await one_request();
+      // An idle keep-alive connection must not keep an old configuration alive.
+      cfg_.reset();
+      lr_ = nullptr;
       if (o == Outcome::kClose) break;
     }
     asio::error_code ignored;

@@ -1,0 +1,50 @@
+#include "proxy/buffer.h"
+
+#include <gtest/gtest.h>
+
+#include <string>
+
+namespace portico::proxy {
+namespace {
+
+void put(Buffer& b, std::string_view s) {
+  auto [p, cap] = b.prepare(s.size());
+  ASSERT_GE(cap, s.size());
+  std::memcpy(p, s.data(), s.size());
+  b.commit(s.size());
+}
+
+TEST(BufferTest, AppendConsumeAndReset) {
+  Buffer b(16, 64);
+  put(b, "hello");
+  EXPECT_EQ(b.view(), "hello");
+  b.consume(2);
+  EXPECT_EQ(b.view(), "llo");
+  b.consume(3);
+  EXPECT_TRUE(b.empty());
+}
+
+TEST(BufferTest, CompactsBeforeGrowing) {
+  Buffer b(16, 16);
+  put(b, std::string(12, 'a'));
+  b.consume(10);
+  put(b, std::string(10, 'b'));  // fits only after compaction
+  EXPECT_EQ(b.view(), "aa" + std::string(10, 'b'));
+  EXPECT_EQ(b.capacity(), 16u);
+}
+
+TEST(BufferTest, GrowsUpToMaxThenReportsFull) {
+  Buffer b(16, 64);
+  put(b, std::string(60, 'x'));
+  EXPECT_EQ(b.capacity(), 64u);
+  auto [p, cap] = b.prepare(8);
+  EXPECT_EQ(cap, 4u);  // cannot grow past the maximum
+  put(b, "1234");
+  auto [p2, cap2] = b.prepare(1);
+  EXPECT_EQ(cap2, 0u);
+  (void)p;
+  (void)p2;
+}
+
+}  // namespace
+}  // namespace portico::proxy

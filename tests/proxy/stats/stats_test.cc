@@ -1,0 +1,58 @@
+#include "proxy/stats/stats.h"
+
+#include <gtest/gtest.h>
+
+namespace portico::proxy::stats {
+namespace {
+
+TEST(StatsTest, SumsWorkerRowsByStatusClass) {
+  Registry r(2);
+  RequestSlot* s = r.request_slot("default/gw", "default/vs", "default/vs/0", "default/up");
+  s->count(0, 200);
+  s->count(1, 204);
+  s->count(1, 503);
+  s->count(0, 0);  // client went away before a response
+  std::string text = r.render();
+  EXPECT_NE(text.find("portico_requests_total{listener=\"default/gw\",virtual_host=\"default/vs\","
+                      "route=\"default/vs/0\",upstream=\"default/up\",status_class=\"2xx\"} 2\n"),
+            std::string::npos)
+      << text;
+  EXPECT_NE(text.find("status_class=\"5xx\"} 1\n"), std::string::npos);
+  EXPECT_NE(text.find("status_class=\"none\"} 1\n"), std::string::npos);
+}
+
+TEST(StatsTest, SameLabelsGiveSameSlot) {
+  Registry r(1);
+  EXPECT_EQ(r.request_slot("a", "b", "c", "d"), r.request_slot("a", "b", "c", "d"));
+  EXPECT_NE(r.request_slot("a", "b", "c", "d"), r.request_slot("a", "b", "c", "e"));
+  EXPECT_EQ(r.cluster_slot("x"), r.cluster_slot("x"));
+}
+
+TEST(StatsTest, EscapesLabelValues) {
+  Registry r(1);
+  r.request_slot("a\"b", "c\\d", "e\nf", "")->count(0, 200);
+  std::string text = r.render();
+  EXPECT_NE(text.find("listener=\"a\\\"b\",virtual_host=\"c\\\\d\",route=\"e\\nf\""),
+            std::string::npos)
+      << text;
+}
+
+TEST(StatsTest, ClusterGaugesAndConfigFacts) {
+  Registry r(2);
+  ClusterSlot* c = r.cluster_slot("default/up");
+  c->row(0).cx_active.inc();
+  c->row(1).cx_active.inc();
+  c->row(1).errors[static_cast<size_t>(UpstreamError::kTimeout)].inc();
+  r.set_config(7, 1700000000123);
+  std::string text = r.render();
+  EXPECT_NE(text.find("portico_upstream_connections_active{upstream=\"default/up\"} 2\n"),
+            std::string::npos);
+  EXPECT_NE(text.find("portico_upstream_errors_total{upstream=\"default/up\",reason=\"timeout\"} 1\n"),
+            std::string::npos);
+  EXPECT_NE(text.find("portico_config_version 7\n"), std::string::npos);
+  EXPECT_NE(text.find("portico_config_last_change_timestamp_seconds 1700000000.123\n"),
+            std::string::npos);
+}
+
+}  // namespace
+}  // namespace portico::proxy::stats

@@ -1,0 +1,109 @@
+#include "proxy/upstream/cluster.h"
+
+#include <gtest/gtest.h>
+
+#include <map>
+
+namespace portico::proxy::upstream {
+namespace {
+
+snapshot::Cluster make_cluster(std::vector<std::pair<uint16_t, uint32_t>> ports_weights,
+                               snapshot::LbPolicy lb = snapshot::LbPolicy::kRoundRobin) {
+  snapshot::Cluster c;
+  c.name = "default/up";
+  c.lb = lb;
+  for (auto [port, weight] : ports_weights) c.endpoints.push_back({"127.0.0.1", port, weight});
+  return c;
+}
+
+struct ClusterTest : ::testing::Test {
+  stats::Registry registry{1};
+  stats::ClusterSlot* slot = registry.cluster_slot("default/up");
+};
+
+TEST_F(ClusterTest, EmptyClusterPicksNothing) {
+  Cluster c(make_cluster({}), slot, 0);
+  EXPECT_EQ(c.pick(1, nullptr), nullptr);
+}
+
+TEST_F(ClusterTest, WeightedRoundRobinFollowsWeightsExactly) {
+  Cluster c(make_cluster({{1001, 5}, {1002, 1}, {1003, 1}}), slot, 0);
+  std::map<uint16_t, int> seen;
+  for (int i = 0; i < 700; ++i) ++seen[c.pick(0, nullptr)->config.port];
+  EXPECT_EQ(seen[1001], 500);
+  EXPECT_EQ(seen[1002], 100);
+  EXPECT_EQ(seen[1003], 100);
+}
+
+TEST_F(ClusterTest, SmoothRoundRobinInterleaves) {
+  // Weights 2:1 give a, b, a (not a, a, b): smooth spreading.
+  Cluster c(make_cluster({{1, 2}, {2, 1}}), slot, 0);
+  std::vector<uint16_t> order;
+  for (int i = 0; i < 6; ++i) order.push_back(c.pick(0, nullptr)->config.port);
+  EXPECT_EQ(order, (std::vector<uint16_t>{1, 2, 1, 1, 2, 1}));
+}
+
+TEST_F(ClusterTest, PickSkipsTriedEndpoint) {
+  Cluster c(make_cluster({{1, 1}, {2, 1}}), slot, 0);
+  auto first = c.pick(0, nullptr);
+  for (int i = 0; i < 10; ++i) EXPECT_NE(c.pick(0, first.get()), first);
+}
+
+TEST_F(ClusterTest, LeastRequestPrefersIdleEndpoint) {
+  Cluster c(make_cluster({{1, 1}, {2, 1}}, snapshot::LbPolicy::kLeastRequest), slot, 0);
+  auto busy = c.pick(0, nullptr);
+  busy->active_requests = 10;
+  for (uint64_t r = 0; r < 50; ++r) EXPECT_NE(c.pick(r * 0x9E3779B97F4A7C15ULL, nullptr), busy);
+}
+
+TEST_F(ClusterTest, UpdateKeepsSurvivingEndpointsAndMarksRemoved) {
+  Cluster c(make_cluster({{1, 1}, {2, 1}}), slot, 0);
+  auto one = c.pick(0, nullptr);
+  auto two = c.pick(0, nullptr);
+  ASSERT_NE(one, two);
+  c.update(make_cluster({{1, 1}, {3, 1}}), slot);
+  auto keep = one->config.port == 1 ? one : two;
+  auto gone = one->config.port == 1 ? two : one;
+  EXPECT_FALSE(keep->removed);
+  EXPECT_TRUE(gone->removed);
+  std::map<uint16_t, int> seen;
+  for (int i = 0; i < 10; ++i) ++seen[c.pick(0, nullptr)->config.port];
+  EXPECT_EQ(seen[1], 5);
+  EXPECT_EQ(seen[3], 5);
+  EXPECT_EQ(seen.count(2), 0u);
+}
+
+TEST_F(ClusterTest, PoolReturnsConnectionsAndDropsThemForRemovedEndpoints) {
+  asio::io_context io;
+  Cluster c(make_cluster({{1, 1}}), slot, 0);
+  auto ep = c.pick(0, nullptr);
+  EXPECT_EQ(c.take_idle(*ep), nullptr);
+  auto conn = std::make_unique<Connection>(io);
+  c.opened();
+  EXPECT_EQ(slot->row(0).cx_active.get(), 1u);
+  c.give_back(ep, std::move(conn));
+  EXPECT_EQ(ep->idle.size(), 1u);
+  auto again = c.take_idle(*ep);
+  ASSERT_NE(again, nullptr);
+  c.update(make_cluster({{2, 1}}), slot);  // endpoint 1 removed
+  c.give_back(ep, std::move(again));
+  EXPECT_TRUE(ep->idle.empty());
+  EXPECT_EQ(slot->row(0).cx_active.get(), 0u);
+}
+
+TEST_F(ClusterTest, MaxRequestsPerConnectionClosesOnGiveBack) {
+  asio::io_context io;
+  auto cfg = make_cluster({{1, 1}});
+  cfg.max_requests_per_connection = 2;
+  Cluster c(cfg, slot, 0);
+  auto ep = c.pick(0, nullptr);
+  auto conn = std::make_unique<Connection>(io);
+  c.opened();
+  conn->requests = 2;
+  c.give_back(ep, std::move(conn));
+  EXPECT_TRUE(ep->idle.empty());
+  EXPECT_EQ(slot->row(0).cx_active.get(), 0u);
+}
+
+}  // namespace
+}  // namespace portico::proxy::upstream
