@@ -882,6 +882,7 @@ void decode_document(const std::string& file, const YAML::Node& root, DecodedFil
   }
   top.finish();
   validate_resource(r);
+  sort_by_position(r.diagnostics);
   out->resources.push_back(std::move(r));
 }
 

@@ -1,5 +1,8 @@
 #include "api/diagnostic.h"
 
+#include <algorithm>
+#include <tuple>
+
 namespace portico::api {
 
 const char* to_string(Diagnostic::Severity severity) {
@@ -28,6 +31,13 @@ bool has_errors(const std::vector<Diagnostic>& diagnostics) {
     if (d.is_error()) return true;
   }
   return false;
+}
+
+void sort_by_position(std::vector<Diagnostic>& diagnostics) {
+  std::stable_sort(diagnostics.begin(), diagnostics.end(),
+                   [](const Diagnostic& a, const Diagnostic& b) {
+                     return std::tie(a.file, a.line, a.column) < std::tie(b.file, b.line, b.column);
+                   });
 }
 
 }  // namespace portico::api

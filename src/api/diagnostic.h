@@ -33,4 +33,7 @@ const char* to_string(Diagnostic::Severity severity);  // "error" or "warning"
 
 bool has_errors(const std::vector<Diagnostic>& diagnostics);
 
+// Stable sort by file, line, column: the order a reader goes through the document.
+void sort_by_position(std::vector<Diagnostic>& diagnostics);
+
 }  // namespace portico::api

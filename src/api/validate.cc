@@ -65,14 +65,13 @@ void validate_virtual_service(Resource& r) {
       if (m.kind == PathKind::kPrefix) continue;
       if (const auto* redirect = std::get_if<RedirectAction>(&route.action);
           redirect != nullptr && !redirect->prefix_rewrite.empty()) {
-        add(r, Diagnostic::Severity::kError, m.loc,
-            route.field_path + ".redirectAction.prefixRewrite",
-            "needs prefix matchers only (matcher " + m.field_path + " is not a prefix)");
+        add(r, Diagnostic::Severity::kError, m.loc, m.field_path,
+            "redirectAction.prefixRewrite needs prefix matchers, and this one is not a prefix");
         break;
       }
       if (route.options.prefix_rewrite && m.kind == PathKind::kRegex) {
-        add(r, Diagnostic::Severity::kError, m.loc, route.field_path + ".options.prefixRewrite",
-            "cannot be used with a regex matcher (" + m.field_path + ")");
+        add(r, Diagnostic::Severity::kError, m.loc, m.field_path,
+            "options.prefixRewrite cannot be used with a regex matcher");
         break;
       }
     }

@@ -104,7 +104,8 @@ Json route_json(const Route& r) {
   j["name"] = r.name;
   j["match"] = match_json(r.match);
   Json action = action_json(r);  // iterating a temporary's items() would dangle
-  for (auto& [k, v] : action.items()) j[k] = v;
+  for (auto& [k, v] : action.items())
+    j[k] = v;
   Json o = Json::object();
   if (r.options.timeout) o["timeout_ms"] = r.options.timeout->count();
   if (r.options.prefix_rewrite) o["prefix_rewrite"] = *r.options.prefix_rewrite;

@@ -98,21 +98,21 @@ spec:
   EXPECT_THAT(
       lines(f.resources[0].diagnostics),
       ElementsAre(
+          "routes.yaml:2:13: warning: apiVersion: \"gateway.solo.io/v1\" is not "
+          "gateway.portico.dev/v1; read as gateway.portico.dev/v1",
           "routes.yaml:4:9: error: metadata.name: \"Public_GW\" is not a valid name: use "
           "lower-case letters, digits, '-' and '.', starting and ending with a letter or digit",
           "routes.yaml:5:3: warning: metadata.lables: unknown field \"lables\" (ignored)",
-          "routes.yaml:2:13: warning: apiVersion: \"gateway.solo.io/v1\" is not "
-          "gateway.portico.dev/v1; read as gateway.portico.dev/v1",
           "routes.yaml:7:16: error: spec.bindAddress: \"localhost\" is not a numeric IPv4 or IPv6 "
           "address",
           "routes.yaml:8:13: error: spec.bindPort: expected an integer (1-65535), got the string "
           "\"8080\"",
-          "routes.yaml:14:7: error: spec.virtualServices[0].name: is required",
-          "routes.yaml:12:17: error: spec.httpOptions.maxHeaders: 0 is out of range (1-10000)",
           "routes.yaml:10:18: error: spec.httpOptions.idleTimeout: duration \"5\" has no unit; "
           "use e.g. \"5s\"",
           "routes.yaml:11:24: error: spec.httpOptions.generateRequestId: expected true or false, "
-          "got \"yes\""));
+          "got \"yes\"",
+          "routes.yaml:12:17: error: spec.httpOptions.maxHeaders: 0 is out of range (1-10000)",
+          "routes.yaml:14:7: error: spec.virtualServices[0].name: is required"));
 }
 
 TEST(ApiDecode, MissingBindPortAndSpec) {

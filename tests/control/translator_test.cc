@@ -168,10 +168,10 @@ spec:
   const auto& a = status(r, "VirtualService", "default/a");
   EXPECT_EQ(a.state, State::kRejected);
   EXPECT_THAT(lines(a.reasons),
-              ElementsAre("c.yaml:16:9: warning: spec.virtualHost.routes[1]: route 1 is "
-                          "unreachable: route 0 matches first",
-                          "c.yaml:15:42: error: spec.virtualHost.routes[0].routeAction.single."
+              ElementsAre("c.yaml:15:42: error: spec.virtualHost.routes[0].routeAction.single."
                           "upstream: upstream default/missing not found",
+                          "c.yaml:16:9: warning: spec.virtualHost.routes[1]: route 1 is "
+                          "unreachable: route 0 matches first",
                           "c.yaml:16:42: error: spec.virtualHost.routes[1].routeAction.single."
                           "upstream: upstream default/broken is rejected"));
   EXPECT_EQ(status(r, "VirtualService", "default/b").state, State::kAccepted);

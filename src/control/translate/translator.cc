@@ -271,10 +271,12 @@ Translation translate(const std::vector<api::Resource>& resources, uint64_t vers
   for (auto& [gid, gw] : gateways) {
     const auto& spec = gw.resource->gateway();
     std::set<std::string, IdLess> ids;
+    std::set<std::string> missing;
     if (!spec.virtual_services.empty()) {
       for (const auto& ref : spec.virtual_services) {
         if (ref.name.empty()) continue;
         if (services.count(ref.to_string()) == 0) {
+          if (!missing.insert(ref.to_string()).second) continue;  // listed twice: warned already
           gw.add(Diagnostic::Severity::kWarning, ref.loc, ref.path,
                  "virtual service " + ref.to_string() + " not found");
         } else {
@@ -327,9 +329,10 @@ Translation translate(const std::vector<api::Resource>& resources, uint64_t vers
   std::set<std::string> served;
   for (auto& [gid, gw] : gateways) {
     const auto& spec = gw.resource->gateway();
+    std::set<std::string> warned;
     for (const auto& ref : spec.virtual_services) {
       auto it = services.find(ref.to_string());
-      if (it != services.end() && it->second.rejected()) {
+      if (it != services.end() && it->second.rejected() && warned.insert(it->first).second) {
         gw.add(Diagnostic::Severity::kWarning, ref.loc, ref.path,
                "virtual service " + ref.to_string() + " is rejected and not served");
       }
@@ -384,6 +387,7 @@ Translation translate(const std::vector<api::Resource>& resources, uint64_t vers
       s.name = e.resource->meta.name;
       s.file = e.resource->file;
       s.line = e.resource->loc.line;
+      api::sort_by_position(e.reasons);
       s.state = state_from(e.reasons);
       s.reasons = std::move(e.reasons);
       s.spec_json = e.resource->spec_json;
