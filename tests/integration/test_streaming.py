@@ -51,6 +51,9 @@ class StreamingTest(t.IntegrationTest):
 
     def assertRssBounded(self, sampler, baseline_kb):
         growth = sampler.max_kb - baseline_kb
+        if os.environ.get("PORTICO_TEST_VERBOSE"):
+            print(f"\n  {self.id()}: RSS {baseline_kb // 1024} MB -> peak {sampler.max_kb // 1024} MB",
+                  file=sys.stderr)
         self.assertLess(growth, RSS_LIMIT_KB,
                         f"proxy RSS grew by {growth // 1024} MB during a {SIZE // (1024 * 1024)} MB transfer "
                         f"(baseline {baseline_kb // 1024} MB, peak {sampler.max_kb // 1024} MB)")
@@ -119,6 +122,24 @@ class StreamingTest(t.IntegrationTest):
             n, digest = self.read_hashed(resp, pause_after=1024 * 1024, pause=1.0)
         self.assertEqual((n, digest), (SIZE, self.big_sha))
         self.assertRssBounded(rss, baseline)
+
+    def test_back_pressure_holds_a_large_response(self):
+        # 200 MB offered by the upstream, a client that reads 1 MB and stops: the proxy must stop reading
+        # from the upstream (bounded buffers), not take the whole body into memory.
+        big = 200 * 1024 * 1024
+        baseline = self.portico.rss_kb()
+        conn = self.connection()
+        with t.RssSampler(self.portico.pid) as rss:
+            conn.request("GET", f"/bytes/{big}")
+            resp = conn.getresponse()
+            self.assertEqual(resp.status, 200)
+            got = 0
+            while got < 1024 * 1024:
+                got += len(resp.read1(65536))
+            time.sleep(1.5)
+        conn.close()
+        self.assertRssBounded(rss, baseline)
+        self.assertEqual(t.request(self.port, "GET", "/after-abort").status, 200)
 
     def test_download_from_nginx(self):
         baseline = self.portico.rss_kb()
