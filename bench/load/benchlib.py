@@ -13,7 +13,7 @@ The measure subcommand samples /proc before and after the wrk run:
   - the CPU of the other processes this benchmark started (upstream nginx, via --ours) and of wrk itself
     (from wait4's rusage);
   - the whole machine's busy time (user+nice+system+irq+softirq from /proc/stat).
-"other" = machine busy - proxy - ours - wrk; a run whose other CPU exceeds --busy-threshold cores is
+"other" = machine busy - proxy - ours - wrk - kernel threads (ksoftirqd, kworkers); a run whose other CPU exceeds --busy-threshold cores is
 marked busy and left out of the medians.
 """
 import argparse
@@ -73,6 +73,20 @@ def tree_cpu_seconds(pid):
     return total / CLK_TCK
 
 
+def kernel_threads_cpu_seconds():
+    """utime+stime of the kernel threads (children of kthreadd, pid 2): ksoftirqd and kworkers do part
+    of the loopback networking of the load itself, so they are not counted as "the rest of the machine"."""
+    total = 0
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        fields = proc_stat_fields(entry)
+        if fields is None or (fields[1] != "2" and entry != "2"):
+            continue
+        total += int(fields[11]) + int(fields[12])
+    return total / CLK_TCK
+
+
 def machine_busy_seconds():
     """Busy (user+nice+system+irq+softirq) and steal seconds, summed over all CPUs.
 
@@ -128,6 +142,7 @@ def cmd_measure(a):
         busy0, steal0 = machine_busy_seconds()
         proxy0 = tree_cpu_seconds(a.proxy_pid)
         ours0 = sum(tree_cpu_seconds(p) for p in ours)
+        kthr0 = kernel_threads_cpu_seconds()
         t0 = time.monotonic()
         p = subprocess.Popen(wrk, stdout=out, stderr=subprocess.STDOUT)
         _, status, ru = os.wait4(p.pid, 0)
@@ -136,13 +151,15 @@ def cmd_measure(a):
         busy1, steal1 = machine_busy_seconds()
         proxy1 = tree_cpu_seconds(a.proxy_pid)
         ours1 = sum(tree_cpu_seconds(p) for p in ours)
+        kthr1 = kernel_threads_cpu_seconds()
         out.seek(0)
         text = out.read()
     res = parse_wrk(text)
     proxy_cpu = proxy1 - proxy0
     ours_cpu = ours1 - ours0
     wrk_cpu = ru.ru_utime + ru.ru_stime
-    other = (busy1 - busy0) - proxy_cpu - ours_cpu - wrk_cpu
+    kthr_cpu = kthr1 - kthr0
+    other = (busy1 - busy0) - proxy_cpu - ours_cpu - wrk_cpu - kthr_cpu
     rec = {
         "scenario": a.scenario, "proxy": a.label, "round": a.round, "url": a.url,
         "connections": a.connections, "duration_s": a.duration, "wall_s": round(wall, 3),
@@ -151,6 +168,7 @@ def cmd_measure(a):
         "proxy_cpu_util": round(proxy_cpu / wall, 3) if wall > 0 else None,
         "cpu_us_per_req": round(proxy_cpu / res["requests"] * 1e6, 3) if res["requests"] else None,
         "ours_cpu_s": round(ours_cpu, 3), "wrk_cpu_s": round(wrk_cpu, 3),
+        "kthreads_cpu_s": round(kthr_cpu, 3), "machine_busy_s": round(busy1 - busy0, 3),
         "other_cores": round(other / wall, 3) if wall > 0 else None,
         "steal_cores": round((steal1 - steal0) / wall, 3) if wall > 0 else None,
     }
@@ -259,7 +277,7 @@ def cmd_wait_http(a):
             time.sleep(0.05)
             continue
         last = f"status {status}, {len(body)} bytes"
-        if status == a.status and (a.body is None or body == a.body.encode()) and \
+        if status == a.status and (a.body is None or body.strip() == a.body.encode()) and \
                 (a.size is None or len(body) == a.size):
             return 0
         time.sleep(0.05)

@@ -52,7 +52,8 @@ def free_ports(n):
 
 
 def gateway_yaml(port):
-    return f"""kind: Gateway
+    return f"""apiVersion: gateway.portico.dev/v1
+kind: Gateway
 metadata:
   name: prop
 spec:
@@ -63,7 +64,7 @@ spec:
 
 def vs_yaml(n_routes):
     """The VirtualService with /load and the exact routes /r0 .. /r<n_routes-1>."""
-    lines = ["kind: VirtualService", "metadata:", "  name: prop", "spec:", "  virtualHost:",
+    lines = ["apiVersion: gateway.portico.dev/v1", "kind: VirtualService", "metadata:", "  name: prop", "spec:", "  virtualHost:",
              '    domains: ["*"]', "    routes:"]
 
     def route(path, body, exact):
@@ -105,7 +106,7 @@ def wait_for(url, body, timeout):
         try:
             status, got = http_get(url)
             last = (status, got[:80])
-            if status == 200 and (body is None or got == body):
+            if status == 200 and (body is None or got.strip() == body):
                 return True
         except OSError as e:
             last = str(e)

@@ -210,6 +210,7 @@ EOF
 
 mkdir -p "$WORK/portico/conf"
 cat >"$WORK/portico/conf/bench.yaml" <<EOF
+apiVersion: gateway.portico.dev/v1
 kind: Gateway
 metadata:
   name: bench
@@ -217,6 +218,7 @@ spec:
   bindAddress: 127.0.0.1
   bindPort: $PORTICO_PORT
 ---
+apiVersion: gateway.portico.dev/v1
 kind: VirtualService
 metadata:
   name: bench
@@ -231,6 +233,7 @@ spec:
             upstream:
               name: up
 ---
+apiVersion: gateway.portico.dev/v1
 kind: Upstream
 metadata:
   name: up
