@@ -293,6 +293,55 @@ class AdminTest(t.IntegrationTest):
         self.assertIn(x["reasons"][0]["message"], proc.stdout)
 
 
+class StatusTest(t.IntegrationTest):
+    """States reported for problems found while running: a port that cannot be bound, unknown fields."""
+
+    def test_unbindable_port_rejects_the_gateway_only(self):
+        import socket
+        blocker = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        self.addCleanup(blocker.close)
+        blocker.bind((t.LOCALHOST, 0))
+        blocker.listen(1)
+        taken = blocker.getsockname()[1]
+        cfg = self.new_config()
+        port = t.free_port()
+        cfg.write_obj("vs-vs.yaml", t.virtual_service("vs", [r("a", direct=(200, "ok"))]))
+        cfg.write_obj("gateway-good.yaml", t.gateway("good", port, ["vs"]))
+        cfg.write_obj("gateway-taken.yaml", t.gateway("taken", taken, ["vs"]))
+        portico = self.start_portico(cfg)
+        res = t.wait_until(lambda: (portico.resource("Gateway", "taken") or {}).get("state") == "Rejected"
+                           and portico.resource("Gateway", "taken"), 3, message="Gateway taken Rejected")
+        self.assertTrue(any(reason["severity"] == "error" and "bindPort" in reason["path"]
+                            for reason in res["reasons"]), res)
+        self.assertEqual(portico.resource("Gateway", "good")["state"], "Accepted")
+        self.assertEqual(t.request(port, "GET", "/").text(), "ok")
+
+    def test_unknown_field_is_a_warning(self):
+        cfg = self.new_config()
+        port = t.free_port()
+        vs = t.virtual_service("vs", [r("a", direct=(200, "ok"))])
+        vs["spec"]["virtualHost"]["routes"][0]["colour"] = "blue"
+        cfg.write_obj("vs-vs.yaml", vs)
+        cfg.write_obj("gateway-gw.yaml", t.gateway("gw", port, ["vs"]))
+        portico = self.start_portico(cfg)
+        res = portico.resource("VirtualService", "vs")
+        self.assertEqual(res["state"], "Warning", res)
+        self.assertTrue(any("colour" in reason["path"] + reason["message"] for reason in res["reasons"]), res)
+        self.assertEqual(t.request(port, "GET", "/").text(), "ok")
+
+    def test_get_all(self):
+        cfg = self.new_config()
+        port = t.free_port()
+        cfg.write_stack(port, [t.virtual_service("vs", [r("a", [m(prefix="/")], to="us")])],
+                        [t.upstream("us", [(t.LOCALHOST, 1)])])
+        portico = self.start_portico(cfg)
+        proc = t.run_cli("get", "all", "--admin", portico.admin)
+        self.assertEqual(proc.returncode, 0, proc.stderr)
+        for name in ("gw", "vs", "us"):
+            self.assertRegex(proc.stdout, rf"\b{name}\b")
+        self.assertIn("Accepted", proc.stdout)
+
+
 class ValidateTest(t.IntegrationTest):
     def good_dir(self):
         cfg = self.new_config()

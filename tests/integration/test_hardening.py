@@ -306,5 +306,110 @@ class HardeningTest(t.IntegrationTest):
             self.assertEqual(rest.status, 200)
 
 
+class HttpOptionsTest(t.IntegrationTest):
+    """Per-Gateway limits and timeouts (spec.httpOptions): slowloris heads get 408, stalled bodies are
+    cut, idle keep-alive connections close, header limits give 431."""
+
+    @classmethod
+    def setUpClass(cls):
+        super().setUpClass()
+        cls.echo = t.start_upstream(cls, "echo")
+        cls.cfg = t.new_config(cls)
+        cls.port = t.free_port()
+        cls.cfg.write_obj("upstream-echo.yaml", t.upstream("echo", [(t.LOCALHOST, cls.echo.port)]))
+        cls.cfg.write_obj("vs-vs.yaml", t.virtual_service("vs", [r("all", [m(prefix="/")], to="echo")]))
+        cls.cfg.write_obj("gateway-gw.yaml", t.resource("Gateway", "gw", {
+            "bindAddress": t.LOCALHOST, "bindPort": cls.port, "virtualServices": [t.ref("vs")],
+            "httpOptions": {"requestHeaderTimeout": "1s", "idleTimeout": "1s",
+                            "maxRequestHeadersBytes": 4096, "maxHeaders": 20}}))
+        cls.portico = t.start_portico(cls, cls.cfg)
+
+    def setUp(self):
+        super().setUp()
+        self.echo.clear()
+
+    def read_until_close(self, s, limit):
+        """Reads until the peer closes (returns (bytes, seconds)) or `limit` seconds pass (AssertionError)."""
+        start = time.monotonic()
+        raw = b""
+        s.settimeout(0.2)
+        while time.monotonic() - start < limit:
+            try:
+                chunk = s.recv(65536)
+            except socket.timeout:
+                continue
+            except ConnectionResetError:
+                return raw, time.monotonic() - start
+            if not chunk:
+                return raw, time.monotonic() - start
+            raw += chunk
+        self.fail(f"connection still open after {limit}s (read {raw[:200]!r})")
+
+    def test_slowloris_head_gets_408(self):
+        with socket.create_connection((t.LOCALHOST, self.port), timeout=5) as s:
+            start = time.monotonic()
+            s.sendall(b"GET /slow HTTP/1.1\r\n")
+            try:
+                for _ in range(20):  # one header byte every 150 ms: never done within 1 s
+                    s.sendall(b"X")
+                    time.sleep(0.15)
+            except (BrokenPipeError, ConnectionResetError):
+                pass
+            raw, _ = self.read_until_close(s, 4)
+            elapsed = time.monotonic() - start
+        self.assertEqual(t.status_of(raw), 408, raw[:300])
+        self.assertGreaterEqual(elapsed, 0.9)
+        self.assertLess(elapsed, 4.0)
+        self.assertEqual(self.echo.requests(), [])
+
+    def test_stalled_body_is_cut(self):
+        with socket.create_connection((t.LOCALHOST, self.port), timeout=5) as s:
+            s.sendall(b"POST /stall HTTP/1.1\r\nHost: h\r\nContent-Length: 100\r\n\r\n" + b"x" * 10)
+            raw, elapsed = self.read_until_close(s, 4)
+        self.assertLess(elapsed, 3.5)
+        self.assertIn(t.status_of(raw), (None, 408, 400, 504), raw[:300])
+        self.assertEqual([q for q in self.echo.requests() if q["complete"]], [])
+
+    def test_idle_keep_alive_closed(self):
+        with socket.create_connection((t.LOCALHOST, self.port), timeout=5) as s:
+            s.sendall(b"GET /idle HTTP/1.1\r\nHost: h\r\n\r\n")
+            resp = t.read_response(s)
+            self.assertEqual(resp.status, 200)
+            _, elapsed = self.read_until_close(s, 4)
+        self.assertGreaterEqual(elapsed, 0.8)
+        self.assertLess(elapsed, 3.0)
+
+    def test_header_bytes_limit(self):
+        raw = t.raw_exchange(self.port, b"GET /big HTTP/1.1\r\nHost: h\r\nX-Big: " + b"a" * 5000 + b"\r\n\r\n",
+                             timeout=3)
+        self.assertEqual(t.status_of(raw), 431, raw[:300])
+        ok = t.raw_exchange(self.port, b"GET /fits HTTP/1.1\r\nHost: h\r\nX-Big: " + b"a" * 3000 +
+                            b"\r\nConnection: close\r\n\r\n", timeout=3)
+        self.assertEqual(t.status_of(ok), 200, ok[:300])
+
+    def test_header_count_limit(self):
+        many = b"".join(b"X-H%d: v\r\n" % i for i in range(25))
+        raw = t.raw_exchange(self.port, b"GET /many HTTP/1.1\r\nHost: h\r\n" + many + b"\r\n", timeout=3)
+        self.assertEqual(t.status_of(raw), 431, raw[:300])
+        self.assertEqual(self.echo.requests(), [])
+
+    def test_too_many_leading_empty_lines(self):
+        raw = t.raw_exchange(self.port, b"\r\n" * 5 + b"GET / HTTP/1.1\r\nHost: h\r\n\r\n", timeout=3)
+        self.assertEqual(t.status_of(raw), 400, raw[:300])
+
+    def test_others_served_during_slowloris(self):
+        socks = []
+        try:
+            for _ in range(20):
+                s = socket.create_connection((t.LOCALHOST, self.port), timeout=5)
+                socks.append(s)
+                s.sendall(b"GET /slow HTTP/1.1\r\nHo")
+            for i in range(10):
+                self.assertEqual(t.request(self.port, "GET", f"/fast/{i}", timeout=3).status, 200)
+        finally:
+            for s in socks:
+                s.close()
+
+
 if __name__ == "__main__":
     t.main()

@@ -110,8 +110,11 @@ class HotReloadTest(t.IntegrationTest):
             delays = []
             for i in range(1, 21):
                 self.write_vs(i)
-                delays.append(self.wait_serving(f"/new/{i}", (200, f"new-{i}")))
-                self.assertEqual(self.body("/dr"), (200, f"v{i}"))
+                written = time.monotonic()
+                self.wait_serving(f"/new/{i}", (200, f"new-{i}"))
+                # Each worker swaps its configuration on its own loop: the other worker may lag a moment.
+                self.wait_serving("/dr", (200, f"v{i}"), within=APPLY_WITHIN - (time.monotonic() - written))
+                delays.append(time.monotonic() - written)
             time.sleep(0.2)
         self.assertEqual(load.failures, [], f"{len(load.failures)} failed of {load.count} requests")
         self.assertGreater(load.count, 100, "the load generator hardly ran")
@@ -167,6 +170,46 @@ class HotReloadTest(t.IntegrationTest):
         self.cfg.remove("gateway-gw2.yaml")
         t.wait_until(lambda: t.port_refuses(port2), APPLY_WITHIN + 1, message="listener of a removed gateway closed")
         self.assertEqual(self.body("/dr"), (200, "v0"))
+
+    def test_unchanged_translation_keeps_version(self):
+        version = self.portico.config_version()
+        self.write_vs(0)  # same content, new file (rename): nothing to publish
+        with open(self.cfg.file("vs-vs.yaml")) as f:
+            self.cfg.write("vs-vs.yaml", f.read() + "\n# a comment\n")
+        time.sleep(0.5)
+        self.assertEqual(self.portico.config_version(), version)
+        self.write_vs(1)
+        self.wait_serving("/new/1", (200, "new-1"))
+        self.assertEqual(self.portico.config_version(), version + 1)
+
+    def test_hidden_and_backup_files_ignored(self):
+        errors = t.metric_sum(self.portico.stats(), "portico_config_reload_errors_total")
+        version = self.portico.config_version()
+        self.cfg.write(".vs-vs.yaml.swp", "\x00\x01 not yaml: [")
+        self.cfg.write("vs-vs.yaml~", "kind: VirtualService\nmetadata: {name: [\n")
+        self.cfg.write("notes.txt", "not configuration")
+        time.sleep(0.5)
+        self.assertEqual(t.metric_sum(self.portico.stats(), "portico_config_reload_errors_total"), errors)
+        self.assertEqual(self.portico.config_version(), version)
+        self.assertEqual(self.body("/dr"), (200, "v0"))
+
+    def test_subdirectories_are_read(self):
+        self.cfg.write_obj("team-a/vs-sub.yaml", t.virtual_service("sub", [r("s", direct=(200, "from-sub"))],
+                                                                   domains=["sub.example"]))
+        self.cfg.write_obj("gateway-gw.yaml", t.gateway("gw", self.port, ["vs", "sub"]))
+        t.wait_until(lambda: t.request(self.port, "GET", "/", host="sub.example").text() == "from-sub",
+                     APPLY_WITHIN, message="VirtualService from a subdirectory serving")
+
+    def test_plain_overwrite_in_place(self):
+        # Not every editor renames: a file rewritten in place (truncate + write) is picked up too.
+        path = self.cfg.file("vs-vs.yaml")
+        self.write_vs(2)
+        self.wait_serving("/new/2", (200, "new-2"))
+        with open(path) as f:
+            text = f.read().replace('"v2"', '"in-place"')
+        with open(path, "w") as f:
+            f.write(text)
+        self.wait_serving("/dr", (200, "in-place"))
 
     def test_yaml_syntax_error_keeps_configuration(self):
         errors_before = t.metric_sum(self.portico.stats(), "portico_config_reload_errors_total")

@@ -290,12 +290,13 @@ class ConfigDir:
 
     def write(self, name: str, text: str) -> str:
         self._seq += 1
-        tmp = os.path.join(self._staging, f"{self._seq}-{name}")
+        tmp = os.path.join(self._staging, f"{self._seq}-{os.path.basename(name)}")
         with open(tmp, "w", encoding="utf-8") as f:
             f.write(text)
             f.flush()
             os.fsync(f.fileno())
         dst = os.path.join(self.path, name)
+        os.makedirs(os.path.dirname(dst), exist_ok=True)
         os.rename(tmp, dst)
         return dst
 
