@@ -22,6 +22,10 @@ class UpstreamErrorsTest(t.IntegrationTest):
         cls.reset = t.start_scripted(cls, "reset")
         cls.closer = t.start_scripted(cls, "close")
         cls.badcl = t.start_scripted(cls, b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\nContent-Length: 6\r\n\r\nhello!")
+        # One response per connection, then the upstream closes it: pooled connections go stale.
+        cls.one_shot = t.start_scripted(cls, b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
+        cls.until_close = t.start_scripted(cls, b"HTTP/1.1 200 OK\r\nConnection: close\r\n\r\nbody-until-close")
+        cls.http10 = t.start_scripted(cls, b"HTTP/1.0 200 OK\r\nContent-Length: 6\r\n\r\nold-ok")
         cls.down_port = t.free_port()  # nothing listens here
         cls.cfg = t.new_config(cls)
         cls.port = t.free_port()
@@ -32,6 +36,9 @@ class UpstreamErrorsTest(t.IntegrationTest):
             t.upstream("reset", [(t.LOCALHOST, cls.reset.port)]),
             t.upstream("closer", [(t.LOCALHOST, cls.closer.port)]),
             t.upstream("badcl", [(t.LOCALHOST, cls.badcl.port)]),
+            t.upstream("one-shot", [(t.LOCALHOST, cls.one_shot.port)]),
+            t.upstream("until-close", [(t.LOCALHOST, cls.until_close.port)]),
+            t.upstream("http10", [(t.LOCALHOST, cls.http10.port)]),
         ]
         routes = [
             r("down", [m(prefix="/down")], to="down"),
@@ -39,6 +46,9 @@ class UpstreamErrorsTest(t.IntegrationTest):
             r("reset", [m(prefix="/reset")], to="reset"),
             r("closer", [m(prefix="/closer")], to="closer"),
             r("badcl", [m(prefix="/badcl")], to="badcl"),
+            r("one-shot", [m(prefix="/one-shot")], to="one-shot"),
+            r("until-close", [m(prefix="/until-close")], to="until-close"),
+            r("http10", [m(prefix="/http10")], to="http10"),
             r("timeout", [m(prefix="/slow")], to="echo", options={"timeout": "1s", "prefixRewrite": "/delay"}),
             r("echo", [m(prefix="/")], to="echo"),
         ]
@@ -71,6 +81,23 @@ class UpstreamErrorsTest(t.IntegrationTest):
         resp = self.get("/badcl")
         self.assertEqual(resp.status, 502, resp)
         self.assertNotEqual(resp.body, b"hello")
+
+    def test_stale_pooled_connection_is_retried(self):
+        # The upstream closes each connection after one response; the proxy's pooled connection is
+        # stale by the next request, which must still succeed (retried on a fresh connection).
+        for i in range(5):
+            resp = self.get(f"/one-shot/{i}")
+            self.assertEqual((resp.status, resp.body), (200, b"ok"), i)
+            time.sleep(0.1)
+
+    def test_response_delimited_by_close(self):
+        for _ in range(2):
+            resp = self.get("/until-close")
+            self.assertEqual((resp.status, resp.body), (200, b"body-until-close"))
+
+    def test_http10_upstream(self):
+        resp = self.get("/http10")
+        self.assertEqual((resp.status, resp.body), (200, b"old-ok"))
 
     def test_timeout_is_504(self):
         resp = self.get("/slow/3000")
