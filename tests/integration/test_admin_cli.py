@@ -159,6 +159,34 @@ class AdminTest(t.IntegrationTest):
         self.assertGreaterEqual(after - before, 3)
         self.assertGreaterEqual(t.metric_sum(self.portico.stats(), "portico_upstream_connections_total"), 1)
 
+    def test_concurrent_clients_and_active_gauges_return_to_zero(self):
+        import http.client
+        import threading
+        failures = []
+
+        def client(n):
+            try:
+                conn = http.client.HTTPConnection(t.LOCALHOST, self.port, timeout=10)
+                for i in range(10):
+                    conn.request("GET", f"/concurrent/{n}/{i}")
+                    resp = conn.getresponse()
+                    resp.read()
+                    if resp.status != 200:
+                        failures.append(resp.status)
+                conn.close()
+            except (OSError, http.client.HTTPException) as e:
+                failures.append(repr(e))
+
+        threads = [threading.Thread(target=client, args=(n,), daemon=True) for n in range(64)]
+        for th in threads:
+            th.start()
+        for th in threads:
+            th.join(30)
+        self.assertEqual(failures, [])
+        # Every client connection was closed: the active gauge goes back to zero (no leak).
+        t.wait_until(lambda: t.metric_sum(self.portico.stats(), "portico_downstream_connections_active") == 0,
+                     3, message="portico_downstream_connections_active back to 0")
+
     def test_config_timestamp(self):
         samples = self.portico.stats()
         ts = t.metric_sum(samples, "portico_config_last_change_timestamp_seconds")
