@@ -1,5 +1,5 @@
-// Replays a fuzz target's seed corpus as an ordinary test: every file in the given directories is fed
-// to LLVMFuzzerTestOneInput once. Used on every build; libFuzzer builds do not link this file.
+// Replays a fuzz target's seed corpus as an ordinary test: every file in the given directories is
+// fed to LLVMFuzzerTestOneInput once. Used on every build; libFuzzer builds do not link this file.
 #include <cstdint>
 #include <cstdio>
 #include <filesystem>
@@ -17,7 +17,8 @@ int main(int argc, char** argv) {
     for (const auto& entry : std::filesystem::recursive_directory_iterator(argv[i], ec)) {
       if (!entry.is_regular_file()) continue;
       std::ifstream in(entry.path(), std::ios::binary);
-      std::vector<char> bytes((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+      std::vector<char> bytes((std::istreambuf_iterator<char>(in)),
+                              std::istreambuf_iterator<char>());
       LLVMFuzzerTestOneInput(reinterpret_cast<const uint8_t*>(bytes.data()), bytes.size());
       ++count;
     }

@@ -1,5 +1,5 @@
-// `portico validate`, `portico get` and `portico describe`: read the configuration offline, or ask a
-// running portico's admin API for the state of its resources.
+// `portico validate`, `portico get` and `portico describe`: read the configuration offline, or ask
+// a running portico's admin API for the state of its resources.
 #include <arpa/inet.h>
 #include <netdb.h>
 #include <sys/socket.h>
@@ -24,7 +24,8 @@ bool parse_host_port(const std::string& text, std::string* host, uint16_t* port)
   std::string p;
   if (!text.empty() && text[0] == '[') {
     auto close = text.find(']');
-    if (close == std::string::npos || close + 1 >= text.size() || text[close + 1] != ':') return false;
+    if (close == std::string::npos || close + 1 >= text.size() || text[close + 1] != ':')
+      return false;
     h = text.substr(1, close - 1);
     p = text.substr(close + 2);
   } else {
@@ -134,9 +135,12 @@ bool parse_common(const std::vector<std::string>& args, CommonFlags* f, const ch
     if ((a == "--admin" || a == "--namespace" || a == "-n" || a == "-o" || a == "--output") &&
         i + 1 < args.size()) {
       const std::string& v = args[++i];
-      if (a == "--admin") f->admin = v;
-      else if (a == "-o" || a == "--output") f->output = v;
-      else f->ns = v;
+      if (a == "--admin")
+        f->admin = v;
+      else if (a == "-o" || a == "--output")
+        f->output = v;
+      else
+        f->ns = v;
     } else if (!a.empty() && a[0] == '-') {
       std::fprintf(stderr, "portico %s: unknown flag '%s'\n", cmd, a.c_str());
       return false;
@@ -206,14 +210,17 @@ int validate_command(const std::vector<std::string>& args) {
     ++counts[static_cast<int>(r.state)];
     for (const auto& d : r.reasons) {
       std::printf("%s\n", d.to_string().c_str());
-      if (d.severity == control::Diagnostic::Severity::kError) ++errors;
-      else ++warnings;
+      if (d.severity == control::Diagnostic::Severity::kError)
+        ++errors;
+      else
+        ++warnings;
     }
   }
-  std::printf("%zu resources: %zu accepted, %zu with warnings, %zu rejected; %zu errors, %zu warnings\n",
-              result.resources.size(), counts[static_cast<int>(control::State::kAccepted)],
-              counts[static_cast<int>(control::State::kWarning)],
-              counts[static_cast<int>(control::State::kRejected)], errors, warnings);
+  std::printf(
+      "%zu resources: %zu accepted, %zu with warnings, %zu rejected; %zu errors, %zu warnings\n",
+      result.resources.size(), counts[static_cast<int>(control::State::kAccepted)],
+      counts[static_cast<int>(control::State::kWarning)],
+      counts[static_cast<int>(control::State::kRejected)], errors, warnings);
   return result.ok() ? 0 : 1;
 }
 
@@ -242,7 +249,8 @@ int get_command(const std::vector<std::string>& args) {
   }
   if (f.output == "json") {
     nlohmann::json out = nlohmann::json::array();
-    for (const auto* r : rows) out.push_back(*r);
+    for (const auto* r : rows)
+      out.push_back(*r);
     std::printf("%s\n", out.dump(2).c_str());
     return rows.empty() && !name.empty() ? 1 : 0;
   }
@@ -297,9 +305,9 @@ int describe_command(const std::vector<std::string>& args) {
     if (reasons != r.end() && reasons->is_array() && !reasons->empty()) {
       std::printf("Reasons:\n");
       for (const auto& d : *reasons) {
-        std::printf("  - %s: %s:%s:%s: %s: %s\n", str(d, "severity").c_str(), str(d, "file").c_str(),
-                    str(d, "line").c_str(), str(d, "column").c_str(), str(d, "path").c_str(),
-                    str(d, "message").c_str());
+        std::printf("  - %s: %s:%s:%s: %s: %s\n", str(d, "severity").c_str(),
+                    str(d, "file").c_str(), str(d, "line").c_str(), str(d, "column").c_str(),
+                    str(d, "path").c_str(), str(d, "message").c_str());
       }
     }
     auto spec = r.find("spec");

@@ -112,9 +112,8 @@ class Runner {
         registry_(workers),
         server_(workers, registry_),
         source_(options_.dir),
-        admin_(io_, [this](std::string_view m, std::string_view p, std::string_view q) {
-          return admin(m, p, q);
-        }),
+        admin_(io_, [this](std::string_view m, std::string_view p,
+                           std::string_view q) { return admin(m, p, q); }),
         debounce_(io_),
         signals_(io_, SIGTERM, SIGINT),
         inotify_(io_) {}
@@ -233,9 +232,11 @@ class Runner {
   // Logs diagnostics that were not there in the previous build (each problem once, not per reload).
   void log_diagnostics(const control::BuildResult& result) {
     std::vector<std::string> now;
-    for (const auto& d : result.file_errors) now.push_back(d.to_string());
+    for (const auto& d : result.file_errors)
+      now.push_back(d.to_string());
     for (const auto& r : result.resources) {
-      for (const auto& d : r.reasons) now.push_back(r.kind + " " + r.ns + "/" + r.name + ": " + d.to_string());
+      for (const auto& d : r.reasons)
+        now.push_back(r.kind + " " + r.ns + "/" + r.name + ": " + d.to_string());
     }
     for (const auto& line : now) {
       bool seen = false;
@@ -279,10 +280,12 @@ class Runner {
     draining_ = true;
     auto deadline = std::chrono::milliseconds(10000);
     if (auto cfg = server_.current()) {
-      for (const auto& l : cfg->listeners) deadline = std::max(deadline, l.http.drain_timeout);
+      for (const auto& l : cfg->listeners)
+        deadline = std::max(deadline, l.http.drain_timeout);
       if (!cfg->listeners.empty()) {
         deadline = cfg->listeners[0].http.drain_timeout;
-        for (const auto& l : cfg->listeners) deadline = std::max(deadline, l.http.drain_timeout);
+        for (const auto& l : cfg->listeners)
+          deadline = std::max(deadline, l.http.drain_timeout);
       }
     }
     LOG_INFO("signal %d: draining (up to %lld ms)", sig, static_cast<long long>(deadline.count()));

@@ -18,10 +18,10 @@ void write(Level level, const char* fmt, ...) __attribute__((format(printf, 2, 3
 
 }  // namespace portico::log
 
-#define PORTICO_LOG(lvl, ...)                                             \
-  do {                                                                    \
-    if (::portico::log::Level::lvl >= ::portico::log::level())            \
-      ::portico::log::write(::portico::log::Level::lvl, __VA_ARGS__);     \
+#define PORTICO_LOG(lvl, ...)                                         \
+  do {                                                                \
+    if (::portico::log::Level::lvl >= ::portico::log::level())        \
+      ::portico::log::write(::portico::log::Level::lvl, __VA_ARGS__); \
   } while (0)
 #define LOG_DEBUG(...) PORTICO_LOG(kDebug, __VA_ARGS__)
 #define LOG_INFO(...) PORTICO_LOG(kInfo, __VA_ARGS__)

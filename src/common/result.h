@@ -21,7 +21,8 @@ enum class ErrorKind {
   kInternal,  // a bug: logged and counted
 };
 
-// Where an error came from, so that callers can decide on retries and status codes (Pingora's shape).
+// Where an error came from, so that callers can decide on retries and status codes (Pingora's
+// shape).
 enum class ErrorSource { kInternal, kDownstream, kUpstream, kConfig };
 
 struct Error {
@@ -32,7 +33,9 @@ struct Error {
   static Error invalid(std::string msg) {
     return {ErrorKind::kInvalidArgument, ErrorSource::kConfig, std::move(msg)};
   }
-  static Error io(std::string msg) { return {ErrorKind::kIo, ErrorSource::kInternal, std::move(msg)}; }
+  static Error io(std::string msg) {
+    return {ErrorKind::kIo, ErrorSource::kInternal, std::move(msg)};
+  }
   static Error not_found(std::string msg) {
     return {ErrorKind::kNotFound, ErrorSource::kInternal, std::move(msg)};
   }
@@ -41,7 +44,7 @@ struct Error {
 template <typename T>
 class [[nodiscard]] Result {
  public:
-  Result(T value) : v_(std::move(value)) {}  // NOLINT: implicit by design
+  Result(T value) : v_(std::move(value)) {}      // NOLINT: implicit by design
   Result(Error error) : v_(std::move(error)) {}  // NOLINT: implicit by design
 
   bool ok() const { return v_.index() == 0; }

@@ -1,6 +1,6 @@
-// Buffer: a contiguous byte buffer with a read and a write position, growable up to a limit. Owned by
-// one connection on one worker thread. Views into it stay valid until the next prepare() (which may
-// compact or grow the storage).
+// Buffer: a contiguous byte buffer with a read and a write position, growable up to a limit. Owned
+// by one connection on one worker thread. Views into it stay valid until the next prepare() (which
+// may compact or grow the storage).
 #pragma once
 
 #include <cstddef>
@@ -38,7 +38,8 @@ class Buffer {
       if (cap_ - end_ >= min) return {data_.get() + end_, cap_ - end_};
     }
     size_t want = cap_;
-    while (want - end_ < min && want < max_) want *= 2;
+    while (want - end_ < min && want < max_)
+      want *= 2;
     if (want > max_) want = max_;
     if (want > cap_) {
       auto bigger = std::make_unique<char[]>(want);

@@ -1,5 +1,5 @@
-// Runtime: a ProxyConfig compiled for the data plane (router indexes, stat slots resolved). Built on
-// the control thread by build_runtime(); immutable afterwards and shared by all workers.
+// Runtime: a ProxyConfig compiled for the data plane (router indexes, stat slots resolved). Built
+// on the control thread by build_runtime(); immutable afterwards and shared by all workers.
 #pragma once
 
 #include <memory>
@@ -34,9 +34,9 @@ struct ListenerRuntime {
 
 struct Runtime {
   std::shared_ptr<const snapshot::ProxyConfig> config;
-  std::vector<ListenerRuntime> listeners;               // aligned with config->listeners
+  std::vector<ListenerRuntime> listeners;                   // aligned with config->listeners
   std::unordered_map<std::string, size_t> listener_by_key;  // "address:port" → index
-  std::vector<stats::ClusterSlot*> cluster_stats;        // aligned with config->clusters
+  std::vector<stats::ClusterSlot*> cluster_stats;           // aligned with config->clusters
 };
 
 std::string listener_key(const std::string& address, uint16_t port);

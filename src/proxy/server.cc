@@ -54,7 +54,8 @@ int open_listener(const std::string& address, uint16_t port) {
 }  // namespace
 
 Server::Server(unsigned workers, stats::Registry& stats) : stats_(stats) {
-  for (unsigned i = 0; i < workers; ++i) workers_.push_back(std::make_unique<Worker>(i, stats));
+  for (unsigned i = 0; i < workers; ++i)
+    workers_.push_back(std::make_unique<Worker>(i, stats));
 }
 
 Server::~Server() {
@@ -63,7 +64,8 @@ Server::~Server() {
 }
 
 void Server::start() {
-  for (auto& w : workers_) w->start();
+  for (auto& w : workers_)
+    w->start();
 }
 
 std::vector<ListenerError> Server::apply(std::shared_ptr<const snapshot::ProxyConfig> config) {
@@ -91,11 +93,13 @@ std::vector<ListenerError> Server::apply(std::shared_ptr<const snapshot::ProxyCo
       fds.push_back(fd);
     }
     if (err != 0) {
-      for (int fd : fds) ::close(fd);
+      for (int fd : fds)
+        ::close(fd);
       errors.push_back({l.name, "cannot listen on " + key + ": " + std::strerror(err)});
       continue;
     }
-    for (size_t w = 0; w < workers_.size(); ++w) add[w].emplace_back(key, fds[w]);
+    for (size_t w = 0; w < workers_.size(); ++w)
+      add[w].emplace_back(key, fds[w]);
     wanted[key] = true;
   }
   std::vector<std::string> remove;
@@ -105,7 +109,8 @@ std::vector<ListenerError> Server::apply(std::shared_ptr<const snapshot::ProxyCo
   bound_ = std::move(wanted);
 
   // Runtime first, then sockets: a connection accepted on a new socket finds its listener.
-  for (auto& w : workers_) w->post_runtime(runtime);
+  for (auto& w : workers_)
+    w->post_runtime(runtime);
   for (size_t w = 0; w < workers_.size(); ++w) {
     if (!add[w].empty() || !remove.empty()) workers_[w]->post_listeners(std::move(add[w]), remove);
   }
@@ -114,15 +119,18 @@ std::vector<ListenerError> Server::apply(std::shared_ptr<const snapshot::ProxyCo
 }
 
 void Server::drain(Clock::duration deadline) {
-  for (auto& w : workers_) w->post_drain(deadline);
+  for (auto& w : workers_)
+    w->post_drain(deadline);
 }
 
 void Server::stop() {
-  for (auto& w : workers_) w->post_stop();
+  for (auto& w : workers_)
+    w->post_stop();
 }
 
 void Server::join() {
-  for (auto& w : workers_) w->join();
+  for (auto& w : workers_)
+    w->join();
 }
 
 }  // namespace portico::proxy

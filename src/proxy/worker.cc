@@ -43,7 +43,9 @@ Worker::Worker(unsigned index, stats::Registry& stats) : index_(index), stats_(s
   config_ = std::make_shared<WorkerConfig>();
 }
 
-Worker::~Worker() { join(); }
+Worker::~Worker() {
+  join();
+}
 
 void Worker::start() {
   schedule_sweep();
@@ -200,7 +202,8 @@ void Worker::sweep() {
   }
   if (now - last_pool_sweep_ > std::chrono::seconds(1)) {
     last_pool_sweep_ = now;
-    for (auto& [name, c] : clusters_) c->sweep(now);
+    for (auto& [name, c] : clusters_)
+      c->sweep(now);
   }
 }
 

@@ -1,7 +1,7 @@
 // Worker: one event loop on one thread. It owns its listening sockets (SO_REUSEPORT, one per
 // listener per worker), its client connections for their whole life, and its upstream connection
-// pools. The control thread talks to it only by posting (apply, set_listeners, drain, stop); nothing
-// on the request path locks.
+// pools. The control thread talks to it only by posting (apply, set_listeners, drain, stop);
+// nothing on the request path locks.
 #pragma once
 
 #include <asio.hpp>
@@ -64,9 +64,10 @@ class Worker {
   void post_runtime(std::shared_ptr<const Runtime> runtime);
   // Adds listening sockets (fds already bound and listening; the worker takes ownership) and closes
   // the acceptors of the keys in `remove`.
-  void post_listeners(std::vector<std::pair<std::string, int>> add, std::vector<std::string> remove);
-  // Stops accepting, closes idle connections, lets in-flight requests finish; connections still open
-  // at the deadline are closed. The event loop then ends.
+  void post_listeners(std::vector<std::pair<std::string, int>> add,
+                      std::vector<std::string> remove);
+  // Stops accepting, closes idle connections, lets in-flight requests finish; connections still
+  // open at the deadline are closed. The event loop then ends.
   void post_drain(Clock::duration deadline);
   void post_stop();
 

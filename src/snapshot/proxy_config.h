@@ -1,7 +1,8 @@
-// ProxyConfig: the contract between the control plane and the data plane. Immutable once built; shared
-// across threads as std::shared_ptr<const ProxyConfig>. Built on the control-plane thread by the
-// translator (src/control/translate); read by proxy workers. Nothing here refers to user resources:
-// names are already resolved (a cluster is referred to by its name, e.g. "default/echo").
+// ProxyConfig: the contract between the control plane and the data plane. Immutable once built;
+// shared across threads as std::shared_ptr<const ProxyConfig>. Built on the control-plane thread by
+// the translator (src/control/translate); read by proxy workers. Nothing here refers to user
+// resources: names are already resolved (a cluster is referred to by its name, e.g.
+// "default/echo").
 #pragma once
 
 #include <re2/re2.h>
@@ -43,7 +44,7 @@ struct QueryMatcher {
 
 struct RouteMatch {
   PathMatchKind kind = PathMatchKind::kPrefix;
-  std::string path = "/";     // prefix or exact path; for kRegex, regex.pattern
+  std::string path = "/";      // prefix or exact path; for kRegex, regex.pattern
   std::optional<Regex> regex;  // set when kind == kRegex (full match against the path, no query)
   bool case_sensitive = true;
   std::vector<HeaderMatcher> headers;  // all must match
@@ -89,7 +90,8 @@ struct HeaderMutations {
 };
 
 struct RouteOptions {
-  std::optional<Millis> timeout;  // whole upstream exchange, until the response head arrives; 0 = none
+  std::optional<Millis>
+      timeout;  // whole upstream exchange, until the response head arrives; 0 = none
   std::optional<std::string> prefix_rewrite;  // replaces the matched prefix (prefix routes)
   std::string host_rewrite;                   // non-empty: Host sent upstream
   HeaderMutations request_headers;
@@ -104,10 +106,10 @@ struct Route {
 };
 
 // Domains: "example.com" (exact), "*.example.com" (suffix), "example.*" (prefix), "*" (any).
-// Selection order for a Host: exact, then the longest suffix wildcard, then the longest prefix wildcard,
-// then "*". Ports in Host are ignored unless a domain names one.
+// Selection order for a Host: exact, then the longest suffix wildcard, then the longest prefix
+// wildcard, then "*". Ports in Host are ignored unless a domain names one.
 struct VirtualHost {
-  std::string name;  // "<namespace>/<virtualservice>"
+  std::string name;                  // "<namespace>/<virtualservice>"
   std::vector<std::string> domains;  // lower-case
   std::vector<Route> routes;         // in order; the first match wins
 };
@@ -119,8 +121,8 @@ struct HttpOptions {
   Millis idle_timeout{60000};            // keep-alive idle time between requests
   Millis drain_timeout{10000};           // SIGTERM: how long in-flight requests may finish
   bool generate_request_id = true;
-  bool use_remote_address = true;        // append the peer to X-Forwarded-For
-  std::string server_name;               // Server header on local replies; empty: none
+  bool use_remote_address = true;  // append the peer to X-Forwarded-For
+  std::string server_name;         // Server header on local replies; empty: none
 };
 
 struct Listener {

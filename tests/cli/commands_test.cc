@@ -21,8 +21,8 @@ TEST(CliTest, ParsesHostPort) {
 TEST(CliTest, RejectsMalformedHostPort) {
   std::string host;
   uint16_t port = 0;
-  for (const char* bad : {"", "9901", ":9901", "host:", "host:65536", "host:12a", "[::1]80",
-                          "[::1", "host:123456"}) {
+  for (const char* bad :
+       {"", "9901", ":9901", "host:", "host:65536", "host:12a", "[::1]80", "[::1", "host:123456"}) {
     EXPECT_FALSE(parse_host_port(bad, &host, &port)) << bad;
   }
 }

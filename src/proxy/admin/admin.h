@@ -17,8 +17,8 @@ struct Response {
   std::string body;
 };
 
-using Handler = std::function<Response(std::string_view method, std::string_view path,
-                                       std::string_view query)>;
+using Handler =
+    std::function<Response(std::string_view method, std::string_view path, std::string_view query)>;
 
 class AdminServer {
  public:

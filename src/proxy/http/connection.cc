@@ -22,32 +22,58 @@ using UpstreamEndpoint = upstream::Endpoint;
 
 const char* reason_phrase(int status) {
   switch (status) {
-    case 100: return "Continue";
-    case 200: return "OK";
-    case 201: return "Created";
-    case 204: return "No Content";
-    case 301: return "Moved Permanently";
-    case 302: return "Found";
-    case 303: return "See Other";
-    case 304: return "Not Modified";
-    case 307: return "Temporary Redirect";
-    case 308: return "Permanent Redirect";
-    case 400: return "Bad Request";
-    case 401: return "Unauthorized";
-    case 403: return "Forbidden";
-    case 404: return "Not Found";
-    case 405: return "Method Not Allowed";
-    case 408: return "Request Timeout";
-    case 413: return "Content Too Large";
-    case 429: return "Too Many Requests";
-    case 431: return "Request Header Fields Too Large";
-    case 500: return "Internal Server Error";
-    case 501: return "Not Implemented";
-    case 502: return "Bad Gateway";
-    case 503: return "Service Unavailable";
-    case 504: return "Gateway Timeout";
-    case 505: return "HTTP Version Not Supported";
-    default: return "Unknown";
+    case 100:
+      return "Continue";
+    case 200:
+      return "OK";
+    case 201:
+      return "Created";
+    case 204:
+      return "No Content";
+    case 301:
+      return "Moved Permanently";
+    case 302:
+      return "Found";
+    case 303:
+      return "See Other";
+    case 304:
+      return "Not Modified";
+    case 307:
+      return "Temporary Redirect";
+    case 308:
+      return "Permanent Redirect";
+    case 400:
+      return "Bad Request";
+    case 401:
+      return "Unauthorized";
+    case 403:
+      return "Forbidden";
+    case 404:
+      return "Not Found";
+    case 405:
+      return "Method Not Allowed";
+    case 408:
+      return "Request Timeout";
+    case 413:
+      return "Content Too Large";
+    case 429:
+      return "Too Many Requests";
+    case 431:
+      return "Request Header Fields Too Large";
+    case 500:
+      return "Internal Server Error";
+    case 501:
+      return "Not Implemented";
+    case 502:
+      return "Bad Gateway";
+    case 503:
+      return "Service Unavailable";
+    case 504:
+      return "Gateway Timeout";
+    case 505:
+      return "HTTP Version Not Supported";
+    default:
+      return "Unknown";
   }
 }
 
@@ -89,12 +115,18 @@ bool dropped_by(const snapshot::HeaderMutations& m, std::string_view name) {
 // Headers the proxy sets itself and therefore never copies from the received message.
 bool is_proxy_managed_request_header(std::string_view name) {
   switch (name.size()) {
-    case 4: return iequals(name, "host");
-    case 6: return iequals(name, "expect");
-    case 14: return iequals(name, "content-length");
-    case 15: return iequals(name, "x-forwarded-for");
-    case 17: return iequals(name, "x-forwarded-proto");
-    default: return false;
+    case 4:
+      return iequals(name, "host");
+    case 6:
+      return iequals(name, "expect");
+    case 14:
+      return iequals(name, "content-length");
+    case 15:
+      return iequals(name, "x-forwarded-for");
+    case 17:
+      return iequals(name, "x-forwarded-proto");
+    default:
+      return false;
   }
 }
 
@@ -109,8 +141,8 @@ void append_request_id(std::string& out, Worker& w) {
     uint64_t& src = i < 16 ? a : b;
     unsigned nib = src & 0xF;
     src >>= 4;
-    if (i == 12) nib = 4;                  // version 4
-    if (i == 16) nib = 8 | (nib & 3);      // variant 10xx
+    if (i == 12) nib = 4;              // version 4
+    if (i == 16) nib = 8 | (nib & 3);  // variant 10xx
     id[j++] = kHex[nib];
   }
   append_header(out, "X-Request-Id", std::string_view(id, 36));
@@ -242,7 +274,8 @@ class Session {
     int idx = rr.cluster_index[choice];
     if (idx < 0) {
       rr.stats[choice]->count(w_.index(), 503);
-      co_return co_await reply_and_skip_body(503, "upstream unavailable: unknown upstream\n", route);
+      co_return co_await reply_and_skip_body(503, "upstream unavailable: unknown upstream\n",
+                                             route);
     }
     co_return co_await forward(*route, *cfg_->clusters[idx], rr.stats[choice], opts);
   }
@@ -263,7 +296,7 @@ class Session {
       keep = false;
     }
     bool ok = co_await local_reply(status, body, !keep, route, content_type);
-    co_return ok && keep ? Outcome::kKeepAlive : Outcome::kClose;
+    co_return ok&& keep ? Outcome::kKeepAlive : Outcome::kClose;
   }
 
   asio::awaitable<bool> local_reply(int status, std::string_view body, bool close,
@@ -288,7 +321,8 @@ class Session {
       append_header(out, "Server", lr_->listener->http.server_name);
     }
     if (route) {
-      for (const auto& h : route->options.response_headers.add) append_header(out, h.name, h.value);
+      for (const auto& h : route->options.response_headers.add)
+        append_header(out, h.name, h.value);
     }
     if (close) {
       out.append("Connection: close\r\n");
@@ -364,7 +398,8 @@ class Session {
     }
     out.append("X-Forwarded-Proto: http\r\n");
     if (!has_request_id && opts.generate_request_id) append_request_id(out, w_);
-    for (const auto& h : route.options.request_headers.add) append_header(out, h.name, h.value);
+    for (const auto& h : route.options.request_headers.add)
+      append_header(out, h.name, h.value);
     if (head_.body == BodyKind::kContentLength) {
       out.append("Content-Length: ");
       append_uint(out, head_.content_length);
@@ -375,8 +410,8 @@ class Session {
     out.append("\r\n");
   }
 
-  // Appends chunked-coded frames for the decoded body bytes found in `data` to `out`, consuming what
-  // the decoder used. Returns false on a malformed body.
+  // Appends chunked-coded frames for the decoded body bytes found in `data` to `out`, consuming
+  // what the decoder used. Returns false on a malformed body.
   static bool rechunk(ChunkedDecoder& dec, Buffer& data, std::string& out) {
     for (;;) {
       ChunkedDecoder::Step s = dec.feed(data.view());
@@ -398,17 +433,16 @@ class Session {
   }
 
   // Answers an upstream failure once the request head has been consumed. The connection is kept
-  // only if the request body is entirely in our buffer (then it is skipped); `req_left` is what of it
-  // remains there.
+  // only if the request body is entirely in our buffer (then it is skipped); `req_left` is what of
+  // it remains there.
   asio::awaitable<Outcome> upstream_failure(int status, std::string_view body,
-                                            const snapshot::Route& route,
-                                            stats::RequestSlot* slot, bool body_buffered,
-                                            uint64_t req_left) {
+                                            const snapshot::Route& route, stats::RequestSlot* slot,
+                                            bool body_buffered, uint64_t req_left) {
     slot->count(w_.index(), status);
     bool keep = client_keep_alive_ && body_buffered;
     if (keep) in_.consume(req_left);
     bool ok = co_await local_reply(status, body, !keep, &route);
-    co_return ok && keep ? Outcome::kKeepAlive : Outcome::kClose;
+    co_return ok&& keep ? Outcome::kKeepAlive : Outcome::kClose;
   }
 
   // Counts a request in flight on an endpoint (least request) and in the cluster's gauge.
@@ -438,8 +472,8 @@ class Session {
     const uint64_t req_len = head_.content_length;
     const size_t buffered_body = in_.size() - head_.head_bytes;
     // A request can be sent again on a fresh connection only if all of it is still in our buffer.
-    const bool replayable =
-        req_body == BodyKind::kNone || (req_body == BodyKind::kContentLength && buffered_body >= req_len);
+    const bool replayable = req_body == BodyKind::kNone ||
+                            (req_body == BodyKind::kContentLength && buffered_body >= req_len);
 
     std::shared_ptr<UpstreamEndpoint> ep = cluster.pick(w_.random(), nullptr);
     if (!ep) {
@@ -518,14 +552,16 @@ class Session {
         const bool timed_out = watch_.fired;
         watch_.disarm();
         closed(cluster, std::move(conn));
-        if (reused && replayable && attempt == 0 && !timed_out) continue;  // stale pooled connection
-        cluster.row().errors[static_cast<size_t>(timed_out ? stats::UpstreamError::kTimeout
-                                                           : stats::UpstreamError::kReset)]
+        if (reused && replayable && attempt == 0 && !timed_out)
+          continue;  // stale pooled connection
+        cluster.row()
+            .errors[static_cast<size_t>(timed_out ? stats::UpstreamError::kTimeout
+                                                  : stats::UpstreamError::kReset)]
             .inc();
-        co_return co_await upstream_failure(timed_out ? 504 : 502,
-                                            timed_out ? "upstream timeout\n"
-                                                      : "bad gateway: upstream connection reset\n",
-                                            route, slot, replayable, req_left);
+        co_return co_await upstream_failure(
+            timed_out ? 504 : 502,
+            timed_out ? "upstream timeout\n" : "bad gateway: upstream connection reset\n", route,
+            slot, replayable, req_left);
       }
       if (req_body == BodyKind::kContentLength) {
         // Keep the body bytes until the response starts: a stale connection may need a retry.
@@ -588,16 +624,16 @@ class Session {
           continue;  // the pooled connection had been closed by the upstream: try a fresh one
         }
         stats::UpstreamError e = timed_out ? stats::UpstreamError::kTimeout
-                                 : pr.status == ParseStatus::kError ? stats::UpstreamError::kProtocol
-                                                                    : stats::UpstreamError::kReset;
+                                 : pr.status == ParseStatus::kError
+                                     ? stats::UpstreamError::kProtocol
+                                     : stats::UpstreamError::kReset;
         cluster.row().errors[static_cast<size_t>(e)].inc();
-        co_return co_await upstream_failure(
-            timed_out ? 504 : 502,
-            timed_out ? "upstream timeout\n"
-            : pr.status == ParseStatus::kError
-                ? "bad gateway: upstream sent an invalid response\n"
-                : "bad gateway: upstream closed the connection\n",
-            route, slot, replayable, req_left);
+        co_return co_await upstream_failure(timed_out ? 504 : 502,
+                                            timed_out ? "upstream timeout\n"
+                                            : pr.status == ParseStatus::kError
+                                                ? "bad gateway: upstream sent an invalid response\n"
+                                                : "bad gateway: upstream closed the connection\n",
+                                            route, slot, replayable, req_left);
       }
       if (reused && replayable && req_body == BodyKind::kContentLength) {
         in_.consume(req_left);
@@ -635,8 +671,7 @@ class Session {
     co_return true;
   }
 
-  asio::awaitable<bool> stream_request_body_chunked(asio::ip::tcp::socket& up,
-                                                    ChunkedDecoder& dec,
+  asio::awaitable<bool> stream_request_body_chunked(asio::ip::tcp::socket& up, ChunkedDecoder& dec,
                                                     const snapshot::HttpOptions& opts) {
     while (!dec.done()) {
       auto [buf, cap] = in_.prepare(kReadChunk);
@@ -677,11 +712,13 @@ class Session {
       if (mutate && dropped_by(mutations, h.name)) continue;
       append_header(out, h.name, h.value);
     }
-    for (const auto& h : route.options.response_headers.add) append_header(out, h.name, h.value);
+    for (const auto& h : route.options.response_headers.add)
+      append_header(out, h.name, h.value);
     bool keep = client_keep_alive_ && !w_.draining();
     bool rechunk_body = false;
     switch (rh.body) {
-      case BodyKind::kNone: break;
+      case BodyKind::kNone:
+        break;
       case BodyKind::kContentLength:
         out.append("Content-Length: ");
         append_uint(out, rh.content_length);
@@ -778,8 +815,9 @@ class Session {
           }
           break;
         }
-        cluster.row().errors[static_cast<size_t>(watch_.fired ? stats::UpstreamError::kTimeout
-                                                               : stats::UpstreamError::kReset)]
+        cluster.row()
+            .errors[static_cast<size_t>(watch_.fired ? stats::UpstreamError::kTimeout
+                                                     : stats::UpstreamError::kReset)]
             .inc();
         finish_upstream(cluster, ep, std::move(conn), false);
         co_return Outcome::kClose;  // truncated: the client sees the connection close

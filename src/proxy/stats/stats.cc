@@ -6,12 +6,18 @@ namespace portico::proxy::stats {
 
 const char* to_string(UpstreamError e) {
   switch (e) {
-    case UpstreamError::kConnectFailed: return "connect_failed";
-    case UpstreamError::kNoHealthyHost: return "no_healthy_host";
-    case UpstreamError::kTimeout: return "timeout";
-    case UpstreamError::kReset: return "reset";
-    case UpstreamError::kProtocol: return "protocol";
-    default: return "unknown";
+    case UpstreamError::kConnectFailed:
+      return "connect_failed";
+    case UpstreamError::kNoHealthyHost:
+      return "no_healthy_host";
+    case UpstreamError::kTimeout:
+      return "timeout";
+    case UpstreamError::kReset:
+      return "reset";
+    case UpstreamError::kProtocol:
+      return "protocol";
+    default:
+      return "unknown";
   }
 }
 
@@ -73,7 +79,8 @@ std::string Registry::render() const {
   };
   auto sum_worker = [&](auto member) {
     uint64_t s = 0;
-    for (unsigned w = 0; w < workers_; ++w) s += (worker_rows_[w].*member).get();
+    for (unsigned w = 0; w < workers_; ++w)
+      s += (worker_rows_[w].*member).get();
     return s;
   };
 
@@ -98,7 +105,8 @@ std::string Registry::render() const {
   for (const auto& [labels, slot] : requests_) {
     for (int c = 0; c < 6; ++c) {
       uint64_t s = 0;
-      for (unsigned w = 0; w < workers_; ++w) s += slot->rows[w].by_class[c].get();
+      for (unsigned w = 0; w < workers_; ++w)
+        s += slot->rows[w].by_class[c].get();
       if (s == 0) continue;
       out += "portico_requests_total{" + labels + ",status_class=\"" + kClass[c] + "\"} " +
              std::to_string(s) + "\n";
@@ -113,9 +121,10 @@ std::string Registry::render() const {
   static const ClusterMetric kMetrics[] = {
       {"portico_upstream_connections_total", "counter", "Upstream connections opened.",
        &ClusterRow::cx_total},
-      {"portico_upstream_connections_active", "gauge", "Open upstream connections (in use or pooled).",
-       &ClusterRow::cx_active},
-      {"portico_upstream_requests_total", "counter", "Requests sent upstream.", &ClusterRow::rq_total},
+      {"portico_upstream_connections_active", "gauge",
+       "Open upstream connections (in use or pooled).", &ClusterRow::cx_active},
+      {"portico_upstream_requests_total", "counter", "Requests sent upstream.",
+       &ClusterRow::rq_total},
       {"portico_upstream_requests_active", "gauge", "Requests in flight upstream.",
        &ClusterRow::rq_active},
   };
@@ -123,15 +132,18 @@ std::string Registry::render() const {
     emit_header(m.name, m.type, m.help);
     for (const auto& [name, slot] : clusters_) {
       uint64_t s = 0;
-      for (unsigned w = 0; w < workers_; ++w) s += (slot->rows[w].*m.member).get();
-      out += std::string(m.name) + "{upstream=\"" + escape(name) + "\"} " + std::to_string(s) + "\n";
+      for (unsigned w = 0; w < workers_; ++w)
+        s += (slot->rows[w].*m.member).get();
+      out +=
+          std::string(m.name) + "{upstream=\"" + escape(name) + "\"} " + std::to_string(s) + "\n";
     }
   }
   emit_header("portico_upstream_errors_total", "counter", "Upstream failures by reason.");
   for (const auto& [name, slot] : clusters_) {
     for (size_t e = 0; e < static_cast<size_t>(UpstreamError::kCount); ++e) {
       uint64_t s = 0;
-      for (unsigned w = 0; w < workers_; ++w) s += slot->rows[w].errors[e].get();
+      for (unsigned w = 0; w < workers_; ++w)
+        s += slot->rows[w].errors[e].get();
       out += "portico_upstream_errors_total{upstream=\"" + escape(name) + "\",reason=\"" +
              to_string(static_cast<UpstreamError>(e)) + "\"} " + std::to_string(s) + "\n";
     }
@@ -145,9 +157,10 @@ std::string Registry::render() const {
   out += line;
   emit_header("portico_config_reloads_total", "counter", "Configurations published.");
   out += "portico_config_reloads_total " + std::to_string(reloads_.load()) + "\n";
-  emit_header("portico_config_reload_errors_total", "counter",
-              "Configuration builds that had errors (the last good configuration stayed in force for "
-              "the resources concerned).");
+  emit_header(
+      "portico_config_reload_errors_total", "counter",
+      "Configuration builds that had errors (the last good configuration stayed in force for "
+      "the resources concerned).");
   out += "portico_config_reload_errors_total " + std::to_string(reload_errors_.load()) + "\n";
   return out;
 }

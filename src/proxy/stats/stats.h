@@ -1,7 +1,7 @@
-// Data-plane counters: one row per worker, written only by that worker (relaxed single-writer atomics,
-// no read-modify-write on the request path) and summed by the admin thread when scraped.
-// Slots are created on the control thread (StatsRegistry) before the configuration that uses them is
-// published, and live for the whole process, so workers may keep raw pointers to them.
+// Data-plane counters: one row per worker, written only by that worker (relaxed single-writer
+// atomics, no read-modify-write on the request path) and summed by the admin thread when scraped.
+// Slots are created on the control thread (StatsRegistry) before the configuration that uses them
+// is published, and live for the whole process, so workers may keep raw pointers to them.
 #pragma once
 
 #include <array>
@@ -17,8 +17,12 @@ namespace portico::proxy::stats {
 // A counter written by one thread and read by others.
 struct Counter {
   std::atomic<uint64_t> v{0};
-  void inc(uint64_t n = 1) { v.store(v.load(std::memory_order_relaxed) + n, std::memory_order_relaxed); }
-  void dec(uint64_t n = 1) { v.store(v.load(std::memory_order_relaxed) - n, std::memory_order_relaxed); }
+  void inc(uint64_t n = 1) {
+    v.store(v.load(std::memory_order_relaxed) + n, std::memory_order_relaxed);
+  }
+  void dec(uint64_t n = 1) {
+    v.store(v.load(std::memory_order_relaxed) - n, std::memory_order_relaxed);
+  }
   uint64_t get() const { return v.load(std::memory_order_relaxed); }
 };
 

@@ -18,7 +18,8 @@ Cluster::Cluster(const snapshot::Cluster& config, stats::ClusterSlot* stats, uns
 Cluster::~Cluster() {
   for (auto& ep : endpoints_) {
     ep->removed = true;
-    for (auto& c : ep->idle) closed(std::move(c));
+    for (auto& c : ep->idle)
+      closed(std::move(c));
     ep->idle.clear();
   }
 }
@@ -55,7 +56,8 @@ void Cluster::update(const snapshot::Cluster& config, stats::ClusterSlot* stats)
   for (auto& old : endpoints_) {
     if (!old) continue;
     old->removed = true;
-    for (auto& c : old->idle) closed(std::move(c));
+    for (auto& c : old->idle)
+      closed(std::move(c));
     old->idle.clear();
   }
   endpoints_ = std::move(next);

@@ -20,12 +20,13 @@ using Clock = std::chrono::steady_clock;
 
 struct Endpoint;
 
-// One connection to an upstream host. Lives in an Endpoint's idle pool or with the request using it.
+// One connection to an upstream host. Lives in an Endpoint's idle pool or with the request using
+// it.
 struct Connection {
   explicit Connection(asio::io_context& io) : socket(io), buffer(16384, 1 << 20) {}
   asio::ip::tcp::socket socket;
-  Buffer buffer;            // response bytes read and not yet consumed
-  uint32_t requests = 0;    // requests sent on this connection
+  Buffer buffer;          // response bytes read and not yet consumed
+  uint32_t requests = 0;  // requests sent on this connection
   Clock::time_point idle_since{};
 };
 

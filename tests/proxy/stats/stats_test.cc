@@ -47,8 +47,9 @@ TEST(StatsTest, ClusterGaugesAndConfigFacts) {
   std::string text = r.render();
   EXPECT_NE(text.find("portico_upstream_connections_active{upstream=\"default/up\"} 2\n"),
             std::string::npos);
-  EXPECT_NE(text.find("portico_upstream_errors_total{upstream=\"default/up\",reason=\"timeout\"} 1\n"),
-            std::string::npos);
+  EXPECT_NE(
+      text.find("portico_upstream_errors_total{upstream=\"default/up\",reason=\"timeout\"} 1\n"),
+      std::string::npos);
   EXPECT_NE(text.find("portico_config_version 7\n"), std::string::npos);
   EXPECT_NE(text.find("portico_config_last_change_timestamp_seconds 1700000000.123\n"),
             std::string::npos);

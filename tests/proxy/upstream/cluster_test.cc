@@ -12,7 +12,8 @@ snapshot::Cluster make_cluster(std::vector<std::pair<uint16_t, uint32_t>> ports_
   snapshot::Cluster c;
   c.name = "default/up";
   c.lb = lb;
-  for (auto [port, weight] : ports_weights) c.endpoints.push_back({"127.0.0.1", port, weight});
+  for (auto [port, weight] : ports_weights)
+    c.endpoints.push_back({"127.0.0.1", port, weight});
   return c;
 }
 
@@ -29,7 +30,8 @@ TEST_F(ClusterTest, EmptyClusterPicksNothing) {
 TEST_F(ClusterTest, WeightedRoundRobinFollowsWeightsExactly) {
   Cluster c(make_cluster({{1001, 5}, {1002, 1}, {1003, 1}}), slot, 0);
   std::map<uint16_t, int> seen;
-  for (int i = 0; i < 700; ++i) ++seen[c.pick(0, nullptr)->config.port];
+  for (int i = 0; i < 700; ++i)
+    ++seen[c.pick(0, nullptr)->config.port];
   EXPECT_EQ(seen[1001], 500);
   EXPECT_EQ(seen[1002], 100);
   EXPECT_EQ(seen[1003], 100);
@@ -39,21 +41,24 @@ TEST_F(ClusterTest, SmoothRoundRobinInterleaves) {
   // Weights 2:1 give a, b, a (not a, a, b): smooth spreading.
   Cluster c(make_cluster({{1, 2}, {2, 1}}), slot, 0);
   std::vector<uint16_t> order;
-  for (int i = 0; i < 6; ++i) order.push_back(c.pick(0, nullptr)->config.port);
+  for (int i = 0; i < 6; ++i)
+    order.push_back(c.pick(0, nullptr)->config.port);
   EXPECT_EQ(order, (std::vector<uint16_t>{1, 2, 1, 1, 2, 1}));
 }
 
 TEST_F(ClusterTest, PickSkipsTriedEndpoint) {
   Cluster c(make_cluster({{1, 1}, {2, 1}}), slot, 0);
   auto first = c.pick(0, nullptr);
-  for (int i = 0; i < 10; ++i) EXPECT_NE(c.pick(0, first.get()), first);
+  for (int i = 0; i < 10; ++i)
+    EXPECT_NE(c.pick(0, first.get()), first);
 }
 
 TEST_F(ClusterTest, LeastRequestPrefersIdleEndpoint) {
   Cluster c(make_cluster({{1, 1}, {2, 1}}, snapshot::LbPolicy::kLeastRequest), slot, 0);
   auto busy = c.pick(0, nullptr);
   busy->active_requests = 10;
-  for (uint64_t r = 0; r < 50; ++r) EXPECT_NE(c.pick(r * 0x9E3779B97F4A7C15ULL, nullptr), busy);
+  for (uint64_t r = 0; r < 50; ++r)
+    EXPECT_NE(c.pick(r * 0x9E3779B97F4A7C15ULL, nullptr), busy);
 }
 
 TEST_F(ClusterTest, UpdateKeepsSurvivingEndpointsAndMarksRemoved) {
@@ -67,7 +72,8 @@ TEST_F(ClusterTest, UpdateKeepsSurvivingEndpointsAndMarksRemoved) {
   EXPECT_FALSE(keep->removed);
   EXPECT_TRUE(gone->removed);
   std::map<uint16_t, int> seen;
-  for (int i = 0; i < 10; ++i) ++seen[c.pick(0, nullptr)->config.port];
+  for (int i = 0; i < 10; ++i)
+    ++seen[c.pick(0, nullptr)->config.port];
   EXPECT_EQ(seen[1], 5);
   EXPECT_EQ(seen[3], 5);
   EXPECT_EQ(seen.count(2), 0u);
