@@ -1,10 +1,12 @@
 #include "api/decode.h"
 
+#include <yaml-cpp/eventhandler.h>
 #include <yaml-cpp/yaml.h>
 
 #include <cmath>
 #include <exception>
 #include <nlohmann/json.hpp>
+#include <sstream>
 
 #include "api/fields.h"
 #include "api/validate.h"
@@ -886,6 +888,61 @@ void decode_document(const std::string& file, const YAML::Node& root, DecodedFil
   out->resources.push_back(std::move(r));
 }
 
+// A first pass over the YAML events, building nothing. yaml-cpp 0.7 loops forever on some inputs (a
+// flow-entry ',' at the top level of a document makes it emit empty documents without end,
+// allocating until memory runs out), so the events are counted and the file refused past sane
+// limits before YAML::LoadAll is trusted with it.
+struct EventLimit {
+  YAML::Mark mark;
+  std::string message;
+};
+
+class EventCounter : public YAML::EventHandler {
+ public:
+  void OnDocumentStart(const YAML::Mark& mark) override {
+    if (++documents_ > kMaxDocuments) {
+      throw EventLimit{mark, "more than " + std::to_string(kMaxDocuments) + " documents"};
+    }
+    count(mark);
+  }
+  void OnDocumentEnd() override { count(last_); }
+  void OnNull(const YAML::Mark& mark, YAML::anchor_t) override { count(mark); }
+  void OnAlias(const YAML::Mark& mark, YAML::anchor_t) override { count(mark); }
+  void OnScalar(const YAML::Mark& mark, const std::string&, YAML::anchor_t,
+                const std::string&) override {
+    count(mark);
+  }
+  void OnSequenceStart(const YAML::Mark& mark, const std::string&, YAML::anchor_t,
+                       YAML::EmitterStyle::value) override {
+    count(mark);
+  }
+  void OnSequenceEnd() override { count(last_); }
+  void OnMapStart(const YAML::Mark& mark, const std::string&, YAML::anchor_t,
+                  YAML::EmitterStyle::value) override {
+    count(mark);
+  }
+  void OnMapEnd() override { count(last_); }
+
+ private:
+  void count(const YAML::Mark& mark) {
+    last_ = mark;
+    if (++events_ > kMaxEvents) {
+      throw EventLimit{mark, "more than " + std::to_string(kMaxEvents) + " YAML nodes"};
+    }
+  }
+  size_t documents_ = 0;
+  size_t events_ = 0;
+  YAML::Mark last_;
+};
+
+void count_events(const std::string& content) {
+  std::istringstream in(content);
+  YAML::Parser parser(in);
+  EventCounter counter;
+  while (parser.HandleNextDocument(counter)) {
+  }
+}
+
 Location exception_location(const YAML::Exception& e) {
   if (e.mark.is_null() || e.mark.line < 0 || e.mark.column < 0) return {};
   return {e.mark.line + 1, e.mark.column + 1};
@@ -909,7 +966,17 @@ DecodedFile decode_file(const std::string& file, std::string_view content) {
   }
   std::vector<YAML::Node> docs;
   try {
-    docs = YAML::LoadAll(std::string(content));
+    std::string text(content);
+    count_events(text);
+    docs = YAML::LoadAll(text);
+  } catch (const EventLimit& e) {
+    Location loc;
+    if (!e.mark.is_null() && e.mark.line >= 0 && e.mark.column >= 0) {
+      loc = {e.mark.line + 1, e.mark.column + 1};
+    }
+    file_error(loc, "cannot read this file: " + e.message +
+                        " (a stray ',' outside of [...] or {...} also causes this)");
+    return out;
   } catch (const YAML::Exception& e) {
     file_error(exception_location(e), "invalid YAML: " + e.msg);
     return out;

@@ -17,6 +17,9 @@ inline constexpr size_t kMaxFileBytes = 4 * 1024 * 1024;
 inline constexpr int kMaxDepth = 64;
 // Nodes visited in one document, aliases expanded (guards against alias bombs and cyclic aliases).
 inline constexpr size_t kMaxNodes = 1'000'000;
+// YAML documents per file and parser events per file (a 4 MiB file stays well below both).
+inline constexpr size_t kMaxDocuments = 10'000;
+inline constexpr size_t kMaxEvents = 8'000'000;
 
 struct DecodedFile {
   // False when the file could not be read as a whole (YAML syntax error, too large, nested too

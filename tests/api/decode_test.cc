@@ -245,3 +245,44 @@ TEST(ApiDecode, DecodesAVirtualService) {
 
 }  // namespace
 }  // namespace portico::api
+
+namespace portico::api {
+namespace {
+
+TEST(ApiDecode, StrayCommaDoesNotExhaustMemory) {
+  // yaml-cpp 0.7 emits empty documents forever for a top-level ','; the decoder must stop it.
+  for (const char* text : {",", "\"x\",\n", "{a: b}\n,\n"}) {
+    DecodedFile f = decode_file("c.yaml", text);
+    EXPECT_FALSE(f.parsed) << text;
+    ASSERT_EQ(f.errors.size(), 1u) << text;
+    EXPECT_THAT(f.errors[0].message, ::testing::HasSubstr("stray ','")) << text;
+  }
+}
+
+TEST(ApiDecode, SyntaxErrorsHaveAPosition) {
+  DecodedFile f = decode_file("c.yaml", "kind: Gateway\nmetadata: {name: a\n");
+  EXPECT_FALSE(f.parsed);
+  ASSERT_EQ(f.errors.size(), 1u);
+  EXPECT_EQ(f.errors[0].to_string(), "c.yaml:3:1: error: invalid YAML: end of map flow not found");
+}
+
+TEST(ApiDecode, AliasesAreBounded) {
+  std::string bomb = "a0: &a0 [x, x, x, x, x, x, x, x, x, x]\n";
+  for (int i = 1; i < 9; ++i) {
+    bomb += "a" + std::to_string(i) + ": &a" + std::to_string(i) + " [";
+    for (int j = 0; j < 10; ++j)
+      bomb += (j ? ", *a" : "*a") + std::to_string(i - 1);
+    bomb += "]\n";
+  }
+  DecodedFile f = decode_file("c.yaml", bomb);
+  EXPECT_FALSE(f.parsed);
+  ASSERT_EQ(f.errors.size(), 1u);
+  EXPECT_EQ(f.errors[0].message,
+            "document has more than 1000000 nodes once its aliases are expanded");
+  f = decode_file("c.yaml", "a: &x [1, *x]\n");  // cyclic
+  EXPECT_FALSE(f.parsed);
+  EXPECT_EQ(f.errors.at(0).message, "document is nested deeper than 64 levels");
+}
+
+}  // namespace
+}  // namespace portico::api
