@@ -207,6 +207,11 @@ std::optional<std::string> normalize_domain(std::string_view domain, std::string
     return std::nullopt;
   }
   if (host == "*") return d;
+  if (host.size() != d.size() && host.size() > 2 && host.substr(host.size() - 2) == ".*") {
+    *error = "domain \"" + std::string(domain) +
+             "\": a port cannot follow a prefix wildcard (\"example.*\" matches any port)";
+    return std::nullopt;
+  }
   std::string_view rest = host;
   if (rest.size() > 2 && rest.substr(0, 2) == "*.") {
     rest.remove_prefix(2);

@@ -79,6 +79,8 @@ TEST(ApiFields, Domains) {
             "domain \"a.*.com\" uses '*' in an unsupported way; the forms are \"*\", "
             "\"*.example.com\", \"example.*\" and exact names");
   EXPECT_FALSE(normalize_domain("*example.com", &err));
+  EXPECT_FALSE(normalize_domain("example.*:8080", &err));
+  EXPECT_EQ(normalize_domain("*:8080", &err), "*:8080");
   EXPECT_FALSE(normalize_domain("*.*", &err));
   EXPECT_FALSE(normalize_domain("example.com:0", &err));
   EXPECT_FALSE(normalize_domain("example.com:http", &err));

@@ -331,3 +331,42 @@ TEST(ControlTranslate, QuickstartExampleIsClean) {
 
 }  // namespace
 }  // namespace portico::control
+
+namespace portico::control {
+namespace {
+
+TEST(ControlTranslate, ReferencesWinOverSelectorAndRejectedServicesAreReported) {
+  BuildResult r = build_from_files({{"c.yaml", R"(kind: Gateway
+metadata: {name: gw}
+spec:
+  bindPort: 8080
+  virtualServices: [{name: a}, {name: bad}, {name: bad}]
+  virtualServiceSelector: {labels: {x: y}}
+---
+kind: VirtualService
+metadata: {name: a}
+spec: {virtualHost: {routes: [{directResponseAction: {status: 200}}]}}
+---
+kind: VirtualService
+metadata: {name: bad}
+spec: {virtualHost: {routes: [{directResponseAction: {status: 1}}]}}
+)"}},
+                                   1);
+  std::vector<std::string> reasons;
+  for (const auto& d : r.resources.at(0).reasons)
+    reasons.push_back(d.to_string());
+  EXPECT_THAT(reasons,
+              ::testing::ElementsAre(
+                  "c.yaml:5:32: warning: spec.virtualServices[1]: virtual service default/bad is "
+                  "rejected and not served",
+                  "c.yaml:5:45: warning: spec.virtualServices[2]: virtual service default/bad is "
+                  "listed twice",
+                  "c.yaml:6:27: warning: spec.virtualServiceSelector: is ignored because "
+                  "virtualServices is set"));
+  ASSERT_EQ(r.config->listeners.size(), 1u);
+  ASSERT_EQ(r.config->listeners[0].virtual_hosts.size(), 1u);
+  EXPECT_EQ(r.config->listeners[0].virtual_hosts[0].name, "default/a");
+}
+
+}  // namespace
+}  // namespace portico::control
