@@ -51,9 +51,10 @@ class Buffer {
   }
   void commit(size_t n) { end_ += n; }
 
-  // Releases the storage of an idle buffer (keep-alive connections that wait cost little memory).
-  void shrink_if_empty() {
-    if (empty() && cap_ > 16384) {
+  // Releases the storage of an idle buffer grown past `keep` bytes (keep-alive connections that
+  // wait cost little memory, while the usual body piece size stays allocated).
+  void shrink_if_empty(size_t keep = 65536) {
+    if (empty() && cap_ > keep) {
       data_.reset();
       cap_ = 8192;
     }
