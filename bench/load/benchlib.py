@@ -138,6 +138,8 @@ def cmd_measure(a):
     wrk = ["wrk", "-t1", f"-c{a.connections}", f"-d{a.duration}s", "--latency", a.url]
     if a.wrk_cpu != "":
         wrk = ["taskset", "-c", a.wrk_cpu] + wrk
+    if a.nice:
+        wrk = ["nice", "-n", a.nice] + wrk
     with tempfile.TemporaryFile(mode="w+") as out:
         busy0, steal0 = machine_busy_seconds()
         proxy0 = tree_cpu_seconds(a.proxy_pid)
@@ -332,6 +334,7 @@ def main():
     p.add_argument("--duration", type=int, required=True)
     p.add_argument("--wrk-cpu", default="0")
     p.add_argument("--busy-threshold", type=float, default=0.25)
+    p.add_argument("--nice", default="", help="run wrk at this nice level")
     p.set_defaults(fn=cmd_measure)
     p = sub.add_parser("summarize")
     p.add_argument("file")

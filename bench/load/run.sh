@@ -2,14 +2,16 @@
 # Side-by-side load benchmark: Portico against nginx and HAProxy, method of shared/reference/benchmarking.md.
 #
 #   bench/load/run.sh [--rounds N] [--duration S] [--scenarios c64,c1000,big] [--only-peers]
-#                     [--portico BIN] [--warmup S] [--busy-threshold CORES] [--wait-quiet S] [--out FILE]
+#                     [--portico BIN] [--warmup S] [--busy-threshold CORES] [--wait-quiet S] [--nice N]
+#                     [--out FILE]
 #
 # Layout: upstream nginx (1 worker) and wrk -t1 on CPU 0; each proxy on CPU 1, one worker, pooled
 # keep-alive to the upstream, no access log. Every proxy is started once; the load runs are interleaved
 # A B C, C B A, A B C ... per scenario. For every run: req/s, p50, p99, non-2xx and socket errors, and the
 # proxy's CPU seconds per request (utime+stime from /proc/<pid>/stat). A run during which the rest of the
 # machine used more than --busy-threshold cores is marked busy and left out of the medians; before each run
-# the script waits up to --wait-quiet seconds (default 15, 0: never) for a quiet second.
+# the script waits up to --wait-quiet seconds (default 15, 0: never) for a quiet second. --nice N (e.g. -10)
+# runs the upstream, the proxies and wrk at that nice level, which shields them from other users' jobs.
 # Everything listens on 127.0.0.1; every process is started here, recorded by PID and killed by PID on exit.
 set -euo pipefail
 
@@ -25,11 +27,12 @@ PORTICO_BIN="$REPO/build/portico"
 WARMUP=2
 BUSY_THRESHOLD=0.25
 WAIT_QUIET=15
+NICE=""
 OUT=""
 PROXY_CPU=1
 LOAD_CPU=0
 
-usage() { sed -n '2,13p' "$0" | sed 's/^# \{0,1\}//'; }
+usage() { sed -n '2,16p' "$0" | sed 's/^# \{0,1\}//'; }
 
 while [ $# -gt 0 ]; do
   case "$1" in
@@ -41,6 +44,7 @@ while [ $# -gt 0 ]; do
     --warmup) WARMUP=$2; shift 2 ;;
     --busy-threshold) BUSY_THRESHOLD=$2; shift 2 ;;
     --wait-quiet) WAIT_QUIET=$2; shift 2 ;;
+    --nice) NICE=$2; shift 2 ;;
     --out) OUT=$2; shift 2 ;;
     -h|--help) usage; exit 0 ;;
     *) echo "run.sh: unknown argument: $1" >&2; usage >&2; exit 2 ;;
@@ -50,6 +54,7 @@ done
 [[ "$ROUNDS" =~ ^[1-9][0-9]*$ ]] || { echo "run.sh: --rounds must be a positive integer" >&2; exit 2; }
 [[ "$DURATION" =~ ^[1-9][0-9]*$ ]] || { echo "run.sh: --duration must be a positive integer (seconds)" >&2; exit 2; }
 [[ "$WAIT_QUIET" =~ ^[0-9]+$ ]] || { echo "run.sh: --wait-quiet must be an integer (seconds)" >&2; exit 2; }
+[ -z "$NICE" ] || [[ "$NICE" =~ ^-?[0-9]+$ ]] || { echo "run.sh: --nice must be an integer" >&2; exit 2; }
 [[ "$WARMUP" =~ ^[0-9]+$ ]] || { echo "run.sh: --warmup must be an integer (seconds)" >&2; exit 2; }
 
 # ------------------------------------------------------------------------------------------------ tools
@@ -147,8 +152,11 @@ http {
 }
 EOF
 
+NICE_CMD=()
+if [ -n "$NICE" ]; then NICE_CMD=(nice -n "$NICE"); fi
+
 start_bg() {  # start_bg LOGFILE CMD... ; sets STARTED_PID
-  "${@:2}" >"$1" 2>&1 &
+  "${NICE_CMD[@]}" "${@:2}" >"$1" 2>&1 &
   STARTED_PID=$!
   PIDS+=("$STARTED_PID")
 }
@@ -288,12 +296,12 @@ done
 echo "# portico load benchmark $(date -u +%Y-%m-%dT%H:%M:%SZ) on $(uname -n), $(nproc --all) CPUs, load $(cut -d' ' -f1-3 /proc/loadavg)"
 echo "# $(nginx -v 2>&1 | tr -d '\n'); $(haproxy -v | head -n1 | cut -d' ' -f1-3); $(wrk -v 2>&1 | head -n1 | cut -d' ' -f1-2)"
 [ "$ONLY_PEERS" = 0 ] && echo "# portico: $PORTICO_BIN ($(git -C "$REPO" log -1 --format=%h 2>/dev/null || echo '?'))"
-echo "# proxies on CPU $PROXY_CPU; upstream nginx and wrk -t1 on CPU $LOAD_CPU; rounds=$ROUNDS duration=${DURATION}s scenarios=$SCENARIOS busy>${BUSY_THRESHOLD} cores"
+echo "# proxies on CPU $PROXY_CPU; upstream nginx and wrk -t1 on CPU $LOAD_CPU; rounds=$ROUNDS duration=${DURATION}s scenarios=$SCENARIOS busy>${BUSY_THRESHOLD} cores nice=${NICE:-0}"
 echo "# raw results: $OUT"
 
 if [ "$WARMUP" -gt 0 ]; then
   for p in "${PROXIES[@]}"; do
-    taskset -c "$LOAD_CPU" wrk -t1 -c64 -d"${WARMUP}s" "${PROXY_URL[$p]}/small" >/dev/null
+    "${NICE_CMD[@]}" taskset -c "$LOAD_CPU" wrk -t1 -c64 -d"${WARMUP}s" "${PROXY_URL[$p]}/small" >/dev/null
   done
 fi
 
@@ -313,7 +321,7 @@ for s in "${SCEN_LIST[@]}"; do
       fi
       line=$(python3 "$LIB" measure --proxy-pid "${PROXY_PID[$p]}" --ours "$UP_PID" --label "$p" \
         --scenario "$s" --round "$r" --url "${PROXY_URL[$p]}$path" --connections "$conns" \
-        --duration "$DURATION" --wrk-cpu "$LOAD_CPU" --busy-threshold "$BUSY_THRESHOLD")
+        --duration "$DURATION" --wrk-cpu "$LOAD_CPU" --busy-threshold "$BUSY_THRESHOLD" --nice "$NICE")
       echo "$line" >>"$OUT"
       python3 - "$line" "$quiet" <<'PY'
 import json, sys
