@@ -8,6 +8,10 @@
 namespace portico::api {
 namespace {
 
+// About a second of work at worst (regex matches included); ~3000 single-matcher routes in one
+// VirtualService are checked completely.
+constexpr size_t kMaxShadowComparisons = 5'000'000;
+
 void add(Resource& r, Diagnostic::Severity severity, Location loc, std::string path,
          std::string message) {
   Diagnostic d;
@@ -48,6 +52,8 @@ void validate_virtual_service(Resource& r) {
     }
   }
   const auto& routes = spec.routes;
+  size_t comparisons = 0;
+  bool budget_warned = false;
   for (size_t j = 0; j < routes.size(); ++j) {
     const Route& route = routes[j];
     // Options that only apply when forwarding.
@@ -75,11 +81,21 @@ void validate_virtual_service(Resource& r) {
         break;
       }
     }
-    // Reachability: a matcher is dead when an earlier route's matcher covers it.
+    // Reachability: a matcher is dead when an earlier route's matcher covers it. Quadratic, so
+    // bounded: past the budget the remaining routes are not checked (and a warning says so).
+    if (comparisons > kMaxShadowComparisons) {
+      if (!budget_warned) {
+        add(r, Diagnostic::Severity::kWarning, route.loc, route.field_path,
+            "too many routes to check for unreachable ones from here on");
+        budget_warned = true;
+      }
+      continue;
+    }
     std::vector<std::optional<size_t>> covered_by(route.matchers.size());
     for (size_t k = 0; k < route.matchers.size(); ++k) {
       for (size_t i = 0; i < j && !covered_by[k]; ++i) {
         for (const auto& earlier : routes[i].matchers) {
+          ++comparisons;
           if (shadows(earlier, route.matchers[k])) {
             covered_by[k] = i;
             break;

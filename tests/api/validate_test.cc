@@ -255,3 +255,26 @@ TEST(ApiValidate, ShadowsIsConservative) {
 
 }  // namespace
 }  // namespace portico::api
+
+namespace portico::api {
+namespace {
+
+TEST(ApiValidate, ReachabilityCheckIsBounded) {
+  std::string routes;
+  for (int i = 0; i < 4000; ++i) {
+    routes += "      - {matchers: [{exact: /r" + std::to_string(i) +
+              "}], directResponseAction: {status: 200}}\n";
+  }
+  DecodedFile f = decode_file("big.yaml",
+                              "kind: VirtualService\nmetadata: {name: v}\nspec:\n"
+                              "  virtualHost:\n    routes:\n" +
+                                  routes);
+  ASSERT_EQ(f.resources.size(), 1u);
+  ASSERT_EQ(f.resources[0].diagnostics.size(), 1u);
+  EXPECT_EQ(f.resources[0].diagnostics[0].message,
+            "too many routes to check for unreachable ones from here on");
+  EXPECT_FALSE(f.resources[0].has_errors());
+}
+
+}  // namespace
+}  // namespace portico::api
