@@ -107,7 +107,7 @@ BuildResult FileConfigSource::build(uint64_t version) {
     }
     for (const auto& name : list.files) {
       std::string error;
-      auto content = read_config_file(dir_ / name, api::kMaxFileBytes, &error);
+      auto content = read_config_file(list.base / name, api::kMaxFileBytes, &error);
       auto cached = files_.find(name);
       bool parsed = false;
       std::vector<Diagnostic> errors;

@@ -56,7 +56,7 @@ class FileConfigSource {
   std::map<std::string, Generation> generations_;  // by "<Kind>/<namespace>/<name>"
 };
 
-// One-shot, no memory (for `portico validate DIR`).
+// One-shot, no memory (for `portico validate DIR`). DIR may also be a single file.
 BuildResult validate_directory(const std::filesystem::path& dir);
 
 // A file given in memory (tests, fuzzing, `portico check -`).

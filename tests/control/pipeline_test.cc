@@ -224,6 +224,16 @@ metadata: {namespace: x}
   EXPECT_TRUE(r.config->listeners.empty());
 }
 
+TEST(ControlPipeline, ValidatesASingleFile) {
+  TempDir dir;
+  dir.write("one.yaml", kGateway);
+  dir.write("other.yaml", kUpstream);
+  BuildResult r = validate_directory(dir.path() / "one.yaml");
+  EXPECT_TRUE(r.ok());
+  ASSERT_EQ(r.resources.size(), 1u);
+  EXPECT_EQ(r.resources[0].file, "one.yaml");
+}
+
 TEST(ControlPipeline, MissingDirectory) {
   BuildResult r = validate_directory("/nonexistent/portico-config");
   ASSERT_EQ(r.file_errors.size(), 1u);

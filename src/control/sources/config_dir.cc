@@ -26,7 +26,13 @@ bool is_hidden(const fs::path& p) {
 
 ConfigFileList list_config_files(const fs::path& dir) {
   ConfigFileList out;
+  out.base = dir;
   std::error_code ec;
+  if (fs::is_regular_file(dir, ec)) {
+    out.base = dir.parent_path();
+    out.files.push_back(dir.filename().generic_string());
+    return out;
+  }
   if (!fs::is_directory(dir, ec)) {
     out.error = "cannot read configuration directory " + dir.string() + ": " +
                 (ec ? ec.message() : "not a directory");

@@ -11,10 +11,13 @@
 namespace portico::control {
 
 struct ConfigFileList {
-  std::vector<std::string> files;  // paths relative to the directory, '/'-separated, sorted
+  std::filesystem::path base;      // what `files` are relative to
+  std::vector<std::string> files;  // paths relative to base, '/'-separated, sorted
   std::string error;               // non-empty when the directory itself cannot be read
 };
 
+// `dir` may also name a single file (any extension): the list is then that file, relative to its
+// directory.
 ConfigFileList list_config_files(const std::filesystem::path& dir);
 
 // Reads `dir / relative`; nullopt with *error set when it cannot be read or exceeds max_bytes.
