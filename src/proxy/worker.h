@@ -97,7 +97,9 @@ class Worker {
 
   unsigned index_;
   stats::Registry& stats_;
-  asio::io_context io_{1};
+  // Sockets are only ever touched by this worker's thread (others post), so the reactor needs no
+  // locks; the scheduler keeps its own for posts from the control thread.
+  asio::io_context io_{ASIO_CONCURRENCY_HINT_UNSAFE_IO};
   std::thread thread_;
   std::shared_ptr<WorkerConfig> config_;
   std::unordered_map<std::string, std::shared_ptr<upstream::Cluster>> clusters_;

@@ -3,6 +3,7 @@
 #include <asio/experimental/as_tuple.hpp>
 
 #include <array>
+#include <charconv>
 #include <cstdio>
 #include <cstring>
 
@@ -88,14 +89,14 @@ void append_header(std::string& out, std::string_view name, std::string_view val
 
 void append_uint(std::string& out, uint64_t v) {
   char buf[24];
-  auto n = std::snprintf(buf, sizeof buf, "%llu", static_cast<unsigned long long>(v));
-  out.append(buf, static_cast<size_t>(n));
+  auto r = std::to_chars(buf, buf + sizeof buf, v);
+  out.append(buf, static_cast<size_t>(r.ptr - buf));
 }
 
 void append_hex(std::string& out, uint64_t v) {
   char buf[24];
-  auto n = std::snprintf(buf, sizeof buf, "%llx", static_cast<unsigned long long>(v));
-  out.append(buf, static_cast<size_t>(n));
+  auto r = std::to_chars(buf, buf + sizeof buf, v, 16);
+  out.append(buf, static_cast<size_t>(r.ptr - buf));
 }
 
 bool in_list(const std::vector<std::string>& lower_names, std::string_view name) {
