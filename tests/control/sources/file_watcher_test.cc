@@ -1,0 +1,84 @@
+#include "control/sources/file_watcher.h"
+
+#include <gtest/gtest.h>
+#include <poll.h>
+#include <unistd.h>
+
+#include <chrono>
+#include <cstdlib>
+#include <filesystem>
+#include <fstream>
+
+namespace portico::control {
+namespace {
+
+namespace fs = std::filesystem;
+
+class FileWatcherTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    char tmpl[] = "/tmp/portico-watch-XXXXXX";
+    ASSERT_NE(mkdtemp(tmpl), nullptr);
+    dir_ = tmpl;
+  }
+  void TearDown() override { fs::remove_all(dir_); }
+
+  // Waits up to 2 s for the watcher to report a change.
+  static bool changed(FileWatcher& w) {
+    const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(2);
+    while (std::chrono::steady_clock::now() < deadline) {
+      pollfd p{w.fd(), POLLIN, 0};
+      if (poll(&p, 1, 100) > 0 && w.drain()) return true;
+    }
+    return false;
+  }
+  static void write(const fs::path& p, const std::string& text) {
+    std::ofstream(p) << text;
+  }
+
+  fs::path dir_;
+};
+
+TEST_F(FileWatcherTest, ReportsWritesRenamesAndDeletes) {
+  auto w = FileWatcher::open(dir_);
+  ASSERT_TRUE(w.ok()) << w.error().message;
+  EXPECT_FALSE((*w)->drain());  // nothing yet
+
+  write(dir_ / "a.yaml", "kind: Upstream\n");
+  EXPECT_TRUE(changed(**w));
+
+  write(dir_ / "tmp", "x");
+  fs::rename(dir_ / "tmp", dir_ / "b.yaml");
+  EXPECT_TRUE(changed(**w));
+
+  fs::remove(dir_ / "a.yaml");
+  EXPECT_TRUE(changed(**w));
+}
+
+TEST_F(FileWatcherTest, WatchesDirectoriesCreatedLater) {
+  auto w = FileWatcher::open(dir_);
+  ASSERT_TRUE(w.ok());
+  fs::create_directory(dir_ / "team-a");
+  EXPECT_TRUE(changed(**w));
+  write(dir_ / "team-a" / "vs.yaml", "kind: VirtualService\n");
+  EXPECT_TRUE(changed(**w));
+}
+
+TEST_F(FileWatcherTest, IgnoresHiddenAndBackupFiles) {
+  auto w = FileWatcher::open(dir_);
+  ASSERT_TRUE(w.ok());
+  write(dir_ / ".vs.yaml.swp", "x");
+  write(dir_ / "vs.yaml~", "x");
+  pollfd p{(*w)->fd(), POLLIN, 0};
+  ASSERT_GT(poll(&p, 1, 1000), 0);
+  EXPECT_FALSE((*w)->drain());
+}
+
+TEST_F(FileWatcherTest, MissingDirectoryIsAnError) {
+  auto w = FileWatcher::open(dir_ / "nope");
+  ASSERT_FALSE(w.ok());
+  EXPECT_NE(w.error().message.find("nope"), std::string::npos);
+}
+
+}  // namespace
+}  // namespace portico::control
