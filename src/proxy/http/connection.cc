@@ -99,6 +99,14 @@ void append_hex(std::string& out, uint64_t v) {
   out.append(buf, static_cast<size_t>(r.ptr - buf));
 }
 
+// One chunk of the chunked coding: size line, data, CRLF.
+void append_chunk(std::string& out, std::string_view data) {
+  append_hex(out, data.size());
+  out.append("\r\n");
+  out.append(data);
+  out.append("\r\n");
+}
+
 bool in_list(const std::vector<std::string>& lower_names, std::string_view name) {
   for (const auto& n : lower_names) {
     if (iequals(n, name)) return true;
@@ -420,12 +428,7 @@ class Session {
     for (;;) {
       ChunkedDecoder::Step s = dec.feed(data.view());
       if (s.error != ParseError::kNone) return false;
-      if (!s.data.empty()) {
-        append_hex(out, s.data.size());
-        out.append("\r\n");
-        out.append(s.data);
-        out.append("\r\n");
-      }
+      if (!s.data.empty()) append_chunk(out, s.data);
       data.consume(s.consumed);
       if (s.done) {
         out.append("0\r\n\r\n");
@@ -772,10 +775,7 @@ class Session {
     } else {  // until close
       now = conn->buffer.size();
       if (rechunk_body && now > 0) {
-        append_hex(out, now);
-        out.append("\r\n");
-        out.append(conn->buffer.view());
-        out.append("\r\n");
+        append_chunk(out, conn->buffer.view());
         conn->buffer.consume(now);
         now = 0;
         bufs[0] = asio::buffer(out);
@@ -845,10 +845,7 @@ class Session {
         now = conn->buffer.size();
         if (rechunk_body) {
           scratch_.clear();
-          append_hex(scratch_, now);
-          scratch_.append("\r\n");
-          scratch_.append(conn->buffer.view());
-          scratch_.append("\r\n");
+          append_chunk(scratch_, conn->buffer.view());
           conn->buffer.consume(now);
           now = 0;
           piece[0] = asio::buffer(scratch_);
