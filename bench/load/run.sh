@@ -11,7 +11,9 @@
 # proxy's CPU seconds per request (utime+stime from /proc/<pid>/stat). A run during which the rest of the
 # machine used more than --busy-threshold cores is marked busy and left out of the medians; before each run
 # the script waits up to --wait-quiet seconds (default 15, 0: never) for a quiet second. --nice N (e.g. -10)
-# runs the upstream, the proxies and wrk at that nice level, which shields them from other users' jobs.
+# runs the upstream, the proxies and wrk at that nice level and, when the kernel groups tasks by session
+# (sched_autogroup), sets this session's autogroup nice to N until exit: that shields the measured
+# processes from other users' jobs (at those jobs' expense).
 # Everything listens on 127.0.0.1; every process is started here, recorded by PID and killed by PID on exit.
 set -euo pipefail
 
@@ -32,7 +34,7 @@ OUT=""
 PROXY_CPU=1
 LOAD_CPU=0
 
-usage() { sed -n '2,16p' "$0" | sed 's/^# \{0,1\}//'; }
+usage() { sed -n '2,18p' "$0" | sed 's/^# \{0,1\}//'; }
 
 while [ $# -gt 0 ]; do
   case "$1" in
@@ -114,6 +116,7 @@ cleanup() {
   done
   for pid in "${PIDS[@]}"; do kill -KILL "$pid" 2>/dev/null || true; done
   wait 2>/dev/null || true
+  if [ -n "${AUTOGROUP_OLD:-}" ]; then echo "$AUTOGROUP_OLD" >"/proc/$$/autogroup" 2>/dev/null || true; fi
   if [ "${KEEP_WORK:-0}" = 1 ]; then echo "run.sh: kept $WORK" >&2; else rm -rf "$WORK"; fi
 }
 trap cleanup EXIT
@@ -153,7 +156,20 @@ http {
 EOF
 
 NICE_CMD=()
-if [ -n "$NICE" ]; then NICE_CMD=(nice -n "$NICE"); fi
+AUTOGROUP_OLD=""
+if [ -n "$NICE" ]; then
+  NICE_CMD=(nice -n "$NICE")
+  # With autogroup scheduling, nice only ranks tasks inside one session; the session's own nice ranks it
+  # against the others. Saved here and restored by cleanup.
+  if [ "$(cat /proc/sys/kernel/sched_autogroup_enabled 2>/dev/null || echo 0)" = 1 ] && [ -w "/proc/$$/autogroup" ]; then
+    old=$(sed -n 's/.* nice \(-\{0,1\}[0-9]*\)$/\1/p' "/proc/$$/autogroup")
+    if echo "$NICE" >"/proc/$$/autogroup" 2>/dev/null; then
+      AUTOGROUP_OLD=${old:-0}
+    else
+      echo "run.sh: could not set this session's autogroup nice; other sessions still compete at par" >&2
+    fi
+  fi
+fi
 
 start_bg() {  # start_bg LOGFILE CMD... ; sets STARTED_PID
   "${NICE_CMD[@]}" "${@:2}" >"$1" 2>&1 &
@@ -296,7 +312,7 @@ done
 echo "# portico load benchmark $(date -u +%Y-%m-%dT%H:%M:%SZ) on $(uname -n), $(nproc --all) CPUs, load $(cut -d' ' -f1-3 /proc/loadavg)"
 echo "# $(nginx -v 2>&1 | tr -d '\n'); $(haproxy -v | head -n1 | cut -d' ' -f1-3); $(wrk -v 2>&1 | head -n1 | cut -d' ' -f1-2)"
 [ "$ONLY_PEERS" = 0 ] && echo "# portico: $PORTICO_BIN ($(git -C "$REPO" log -1 --format=%h 2>/dev/null || echo '?'))"
-echo "# proxies on CPU $PROXY_CPU; upstream nginx and wrk -t1 on CPU $LOAD_CPU; rounds=$ROUNDS duration=${DURATION}s scenarios=$SCENARIOS busy>${BUSY_THRESHOLD} cores nice=${NICE:-0}"
+echo "# proxies on CPU $PROXY_CPU; upstream nginx and wrk -t1 on CPU $LOAD_CPU; rounds=$ROUNDS duration=${DURATION}s scenarios=$SCENARIOS busy>${BUSY_THRESHOLD} cores nice=${NICE:-0}${AUTOGROUP_OLD:+ (session autogroup too)}"
 echo "# raw results: $OUT"
 
 if [ "$WARMUP" -gt 0 ]; then
