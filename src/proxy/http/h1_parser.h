@@ -1,10 +1,10 @@
 // Strict HTTP/1.1 message parser (RFC 9110/9112), request and response heads plus chunked bodies.
-// Pure functions and small state machines over caller-owned bytes: no allocation on the fast path, no
-// exceptions, no I/O. Safe on any thread; a parser object is used by one connection at a time.
+// Pure functions and small state machines over caller-owned bytes: no allocation on the fast path,
+// no exceptions, no I/O. Safe on any thread; a parser object is used by one connection at a time.
 //
-// Strictness is the point: anything that two parsers could read differently (request smuggling) is an
-// error, never "fixed up". The proxy forwards a re-serialised message built from the parsed fields,
-// never the client's bytes. See ../shared/reference/hardening.md and docs/http1.md.
+// Strictness is the point: anything that two parsers could read differently (request smuggling) is
+// an error, never "fixed up". The proxy forwards a re-serialised message built from the parsed
+// fields, never the client's bytes. See ../shared/reference/hardening.md and docs/http1.md.
 #pragma once
 
 #include <cstddef>
@@ -18,26 +18,27 @@ namespace portico::proxy::http {
 // large, 501 for unknown transfer codings, 505 for versions).
 enum class ParseError : uint8_t {
   kNone = 0,
-  kBadRequestLine,       // method/target/version syntax, extra spaces, bad characters
-  kBadVersion,           // not HTTP/1.0 or HTTP/1.1 (505)
-  kBadStatusLine,        // responses
-  kBadHeaderName,        // invalid token characters, empty name
+  kBadRequestLine,  // method/target/version syntax, extra spaces, bad characters
+  kBadVersion,      // not HTTP/1.0 or HTTP/1.1 (505)
+  kBadStatusLine,   // responses
+  kBadHeaderName,   // invalid token characters, empty name
   kWhitespaceBeforeColon,
-  kObsFold,              // a header line starting with SP/HTAB (continuation)
-  kBadHeaderValue,       // NUL, bare CR, bare LF or other control characters
-  kBareLf,               // a line ended by LF without CR
-  kHeadTooLarge,         // over Limits::max_head_bytes (431)
-  kTooManyHeaders,       // over Limits::max_headers (431)
-  kBadContentLength,     // empty, non-digits, sign, overflow, several differing or repeated values
+  kObsFold,           // a header line starting with SP/HTAB (continuation)
+  kBadHeaderValue,    // NUL, bare CR, bare LF or other control characters
+  kBareLf,            // a line ended by LF without CR
+  kHeadTooLarge,      // over Limits::max_head_bytes (431)
+  kTooManyHeaders,    // over Limits::max_headers (431)
+  kBadContentLength,  // empty, non-digits, sign, overflow, several differing or repeated values
   kContentLengthAndTransferEncoding,
-  kBadTransferEncoding,  // anything but exactly "chunked" as the final coding (501 for unknown codings)
+  kBadTransferEncoding,  // anything but exactly "chunked" as the final coding (501 for unknown
+                         // codings)
   kTransferEncodingInHttp10,
-  kMissingHost,          // HTTP/1.1 request without Host
+  kMissingHost,  // HTTP/1.1 request without Host
   kMultipleHost,
-  kBadHost,              // invalid characters in Host, or absolute-form authority disagreeing with Host
-  kBadChunkSize,         // 0x, +, -, _, spaces, too many digits
-  kBadChunkExtension,    // over the extension limit or bad syntax
-  kBadChunkTerminator,   // data not followed by CRLF, bare LF
+  kBadHost,       // invalid characters in Host, or absolute-form authority disagreeing with Host
+  kBadChunkSize,  // 0x, +, -, _, spaces, too many digits
+  kBadChunkExtension,   // over the extension limit or bad syntax
+  kBadChunkTerminator,  // data not followed by CRLF, bare LF
   kBadTrailer,
 };
 
@@ -57,8 +58,9 @@ inline constexpr size_t kMaxHeadersCapacity = 128;  // hard capacity of the head
 struct Header {
   std::string_view name;   // as received (case preserved); compare with iequals
   std::string_view value;  // OWS trimmed on both sides
-  bool hop_by_hop = false; // Connection, Keep-Alive, Proxy-Connection, TE, Trailer, Transfer-Encoding,
-                           // Upgrade, and any header named in a Connection header
+  bool hop_by_hop =
+      false;  // Connection, Keep-Alive, Proxy-Connection, TE, Trailer, Transfer-Encoding,
+              // Upgrade, and any header named in a Connection header
 };
 
 enum class BodyKind : uint8_t {
@@ -75,10 +77,10 @@ struct MessageHead {
   Header headers[kMaxHeadersCapacity];
   size_t header_count = 0;
   BodyKind body = BodyKind::kNone;
-  uint64_t content_length = 0;  // when body == kContentLength
-  bool keep_alive = true;       // from version and Connection (close / keep-alive)
+  uint64_t content_length = 0;      // when body == kContentLength
+  bool keep_alive = true;           // from version and Connection (close / keep-alive)
   bool connection_upgrade = false;  // Connection: upgrade and an Upgrade header present
-  size_t head_bytes = 0;        // bytes of the head including the final CRLF
+  size_t head_bytes = 0;            // bytes of the head including the final CRLF
 
   // First header with this name (case-insensitive), or nullptr.
   const Header* find(std::string_view name) const;
@@ -107,30 +109,32 @@ struct ParseResult {
 
 // Parses a request head from the start of `data`. kIncomplete: more bytes are needed (and the bytes
 // so far are valid and under the limit). On kComplete, out.head_bytes tells where the body starts.
-// Leading empty lines (CRLF) before the request line are skipped as RFC 9112 §2.2 allows, at most a few.
+// Leading empty lines (CRLF) before the request line are skipped as RFC 9112 §2.2 allows, at most a
+// few.
 ParseResult parse_request_head(std::string_view data, RequestHead& out, const Limits& limits = {});
 
-// Parses a response head. `request_method` decides body framing (HEAD → no body; CONNECT 2xx → none).
-// 1xx responses parse as complete heads with body kNone; the caller reads the next head after them.
+// Parses a response head. `request_method` decides body framing (HEAD → no body; CONNECT 2xx →
+// none). 1xx responses parse as complete heads with body kNone; the caller reads the next head
+// after them.
 ParseResult parse_response_head(std::string_view data, std::string_view request_method,
                                 ResponseHead& out, const Limits& limits = {});
 
-// Incremental decoder of the chunked transfer coding. Feed it bytes; it hands back decoded data spans.
-// Chunk sizes are 1-16 hex digits without prefix or sign; extensions are bounded; trailers are parsed
-// and discarded (bounded by Limits::max_trailer_bytes).
+// Incremental decoder of the chunked transfer coding. Feed it bytes; it hands back decoded data
+// spans. Chunk sizes are 1-16 hex digits without prefix or sign; extensions are bounded; trailers
+// are parsed and discarded (bounded by Limits::max_trailer_bytes).
 class ChunkedDecoder {
  public:
   explicit ChunkedDecoder(const Limits& limits = {}) : limits_(limits) {}
 
   struct Step {
-    size_t consumed = 0;       // bytes of the input used by this step
-    std::string_view data;     // decoded body bytes found in this step (a view into the input)
-    bool done = false;         // the last chunk and the trailers have been read
+    size_t consumed = 0;    // bytes of the input used by this step
+    std::string_view data;  // decoded body bytes found in this step (a view into the input)
+    bool done = false;      // the last chunk and the trailers have been read
     ParseError error = ParseError::kNone;
   };
 
-  // Decodes from `input`. Returns after at most one data span; call again with the rest of the input
-  // (input.substr(consumed)) until consumed == 0 with no data, done, or an error.
+  // Decodes from `input`. Returns after at most one data span; call again with the rest of the
+  // input (input.substr(consumed)) until consumed == 0 with no data, done, or an error.
   Step feed(std::string_view input);
 
   bool done() const { return state_ == State::kDone; }
@@ -138,16 +142,25 @@ class ChunkedDecoder {
 
  private:
   enum class State : uint8_t {
-    kSize, kExtension, kSizeLf, kData, kDataCr, kDataLf, kTrailerStart, kTrailerLine, kTrailerLf,
-    kFinalLf, kDone
+    kSize,
+    kExtension,
+    kSizeLf,
+    kData,
+    kDataCr,
+    kDataLf,
+    kTrailerStart,
+    kTrailerLine,
+    kTrailerLf,
+    kFinalLf,
+    kDone
   };
   Limits limits_;
   State state_ = State::kSize;
-  uint64_t remaining_ = 0;   // data bytes left in the current chunk
+  uint64_t remaining_ = 0;  // data bytes left in the current chunk
   uint32_t size_digits_ = 0;
   size_t ext_bytes_ = 0;
   size_t trailer_bytes_ = 0;
-  bool trailer_in_value_ = false;          // in a trailer line, past the colon
+  bool trailer_in_value_ = false;         // in a trailer line, past the colon
   ParseError error_ = ParseError::kNone;  // sticky: once failed, every feed returns the error
 };
 

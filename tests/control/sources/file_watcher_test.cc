@@ -32,9 +32,7 @@ class FileWatcherTest : public ::testing::Test {
     }
     return false;
   }
-  static void write(const fs::path& p, const std::string& text) {
-    std::ofstream(p) << text;
-  }
+  static void write(const fs::path& p, const std::string& text) { std::ofstream(p) << text; }
 
   fs::path dir_;
 };
