@@ -311,7 +311,9 @@ done
 # ------------------------------------------------------------------------------------------------ runs
 echo "# portico load benchmark $(date -u +%Y-%m-%dT%H:%M:%SZ) on $(uname -n), $(nproc --all) CPUs, load $(cut -d' ' -f1-3 /proc/loadavg)"
 echo "# $(nginx -v 2>&1 | tr -d '\n'); $(haproxy -v | head -n1 | cut -d' ' -f1-3); $(wrk -v 2>&1 | head -n1 | cut -d' ' -f1-2)"
-[ "$ONLY_PEERS" = 0 ] && echo "# portico: $PORTICO_BIN ($(git -C "$REPO" log -1 --format=%h 2>/dev/null || echo '?'))"
+if [ "$ONLY_PEERS" = 0 ]; then
+  echo "# portico: $PORTICO_BIN, $("$PORTICO_BIN" version 2>/dev/null | head -n1), built $(date -u -r "$PORTICO_BIN" +%Y-%m-%dT%H:%M:%SZ); repository HEAD $(git -C "$REPO" log -1 --format=%h 2>/dev/null || echo '?')"
+fi
 echo "# proxies on CPU $PROXY_CPU; upstream nginx and wrk -t1 on CPU $LOAD_CPU; rounds=$ROUNDS duration=${DURATION}s scenarios=$SCENARIOS busy>${BUSY_THRESHOLD} cores nice=${NICE:-0}${AUTOGROUP_OLD:+ (session autogroup too)}"
 echo "# raw results: $OUT"
 
