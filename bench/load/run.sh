@@ -66,7 +66,7 @@ for tool in nginx haproxy wrk taskset python3 curl; do
 done
 if [ ${#missing[@]} -gt 0 ]; then
   echo "run.sh: missing tools: ${missing[*]}" >&2
-  echo "run.sh: install them with: sudo scripts/install-deps.sh   (from the repository root)" >&2
+  echo "run.sh: install them with scripts/install-deps.sh (from the repository root; it uses sudo when not root)" >&2
   exit 2
 fi
 if [ "$ONLY_PEERS" = 0 ] && [ ! -x "$PORTICO_BIN" ]; then
