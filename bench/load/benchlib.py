@@ -87,6 +87,21 @@ def kernel_threads_cpu_seconds():
     return total / CLK_TCK
 
 
+def tree_rss_kb(pid):
+    """Resident memory (VmRSS, kB) of pid and its live descendants."""
+    total = 0
+    for p in descendants(pid):
+        try:
+            with open(f"/proc/{p}/status") as f:
+                for line in f:
+                    if line.startswith("VmRSS:"):
+                        total += int(line.split()[1])
+                        break
+        except OSError:
+            pass
+    return total
+
+
 def machine_busy_seconds():
     """Busy (user+nice+system+irq+softirq) and steal seconds, summed over all CPUs.
 
@@ -154,6 +169,7 @@ def cmd_measure(a):
         proxy1 = tree_cpu_seconds(a.proxy_pid)
         ours1 = sum(tree_cpu_seconds(p) for p in ours)
         kthr1 = kernel_threads_cpu_seconds()
+        rss_kb = tree_rss_kb(a.proxy_pid)  # connections are closed by now: what the proxy kept
         out.seek(0)
         text = out.read()
     res = parse_wrk(text)
@@ -170,7 +186,7 @@ def cmd_measure(a):
         "proxy_cpu_util": round(proxy_cpu / wall, 3) if wall > 0 else None,
         "cpu_us_per_req": round(proxy_cpu / res["requests"] * 1e6, 3) if res["requests"] else None,
         "ours_cpu_s": round(ours_cpu, 3), "wrk_cpu_s": round(wrk_cpu, 3),
-        "kthreads_cpu_s": round(kthr_cpu, 3), "machine_busy_s": round(busy1 - busy0, 3),
+        "kthreads_cpu_s": round(kthr_cpu, 3), "proxy_rss_mb_after": round(rss_kb / 1024, 1), "machine_busy_s": round(busy1 - busy0, 3),
         "other_cores": round(other / wall, 3) if wall > 0 else None,
         "steal_cores": round((steal1 - steal0) / wall, 3) if wall > 0 else None,
     }
@@ -228,13 +244,15 @@ def cmd_summarize(a):
                 "p99": median([r["p99_ms"] for r in used]),
                 "cpu": median([r["cpu_us_per_req"] for r in used]),
                 "util": median([r["proxy_cpu_util"] for r in used]),
+                "rss": max([r.get("proxy_rss_mb_after") or 0 for r in runs]),
             }
             med[(s, p)] = m
             non2xx = sum(r["non2xx"] for r in runs)
             sock = sum(r["sock_connect"] + r["sock_read"] + r["sock_write"] + r["sock_timeout"] for r in runs)
             print(f"RESULT scenario={s} proxy={p} runs={len(quiet)}/{len(runs)} rps={fmt(m['rps'], 0)} "
                   f"p50_ms={fmt(m['p50'], 3)} p99_ms={fmt(m['p99'], 3)} cpu_us_per_req={fmt(m['cpu'], 2)} "
-                  f"proxy_core_util={fmt(m['util'], 2)} non2xx={non2xx} socket_errors={sock}{note}")
+                  f"proxy_core_util={fmt(m['util'], 2)} rss_mb_max={fmt(m['rss'], 1)} non2xx={non2xx} "
+                  f"socket_errors={sock}{note}")
     base = a.subject if a.subject in proxies else None
     for s in scenarios:
         if base:
