@@ -7,7 +7,11 @@
 namespace portico::proxy::upstream {
 
 namespace {
-constexpr size_t kMaxIdlePerEndpoint = 256;
+// Idle connections kept per endpoint and worker. It must cover the concurrency a worker sees: a
+// smaller pool closes connections that the next burst opens again (at 1000 client connections a
+// cap of 256 meant ~1800 new upstream connections a second and a p99 three times the p50).
+// Idle connections hold no user-space buffer beyond 16 KiB; they cost a socket each.
+constexpr size_t kMaxIdlePerEndpoint = 4096;
 }
 
 Cluster::Cluster(const snapshot::Cluster& config, stats::ClusterSlot* stats, unsigned worker)
@@ -125,7 +129,7 @@ void Cluster::give_back(const std::shared_ptr<Endpoint>& ep, std::unique_ptr<Con
     return;
   }
   conn->idle_since = Clock::now();
-  conn->buffer.shrink_if_empty();
+  conn->buffer.shrink_if_empty(16384);
   ep->idle.push_back(std::move(conn));
 }
 
