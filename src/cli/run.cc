@@ -278,15 +278,12 @@ class Runner {
   void shutdown(int sig) {
     if (draining_) return;
     draining_ = true;
+    // The largest drain timeout of the Gateways in force; 10 s when there is none.
     auto deadline = std::chrono::milliseconds(10000);
-    if (auto cfg = server_.current()) {
+    if (auto cfg = server_.current(); cfg && !cfg->listeners.empty()) {
+      deadline = cfg->listeners[0].http.drain_timeout;
       for (const auto& l : cfg->listeners)
         deadline = std::max(deadline, l.http.drain_timeout);
-      if (!cfg->listeners.empty()) {
-        deadline = cfg->listeners[0].http.drain_timeout;
-        for (const auto& l : cfg->listeners)
-          deadline = std::max(deadline, l.http.drain_timeout);
-      }
     }
     LOG_INFO("signal %d: draining (up to %lld ms)", sig, static_cast<long long>(deadline.count()));
     asio::error_code ignored;

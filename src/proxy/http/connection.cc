@@ -378,14 +378,13 @@ class Session {
     const auto& mutations = route.options.request_headers;
     const bool mutate = !mutations.remove.empty() || !mutations.add.empty();
     bool has_request_id = false;
-    std::string_view xff_first;
     size_t xff_count = 0;
     for (size_t i = 0; i < head_.header_count; ++i) {
       const Header& h = head_.headers[i];
       if (h.hop_by_hop) continue;
       if (is_proxy_managed_request_header(h.name)) {
         if (h.name.size() == 15) {  // x-forwarded-for: keep, then append the peer
-          if (xff_count++ == 0) xff_first = h.value;
+          ++xff_count;
         }
         continue;
       }

@@ -12,7 +12,7 @@ namespace {
 // cap of 256 meant ~1800 new upstream connections a second and a p99 three times the p50).
 // Idle connections hold no user-space buffer beyond 16 KiB; they cost a socket each.
 constexpr size_t kMaxIdlePerEndpoint = 4096;
-}
+}  // namespace
 
 Cluster::Cluster(const snapshot::Cluster& config, stats::ClusterSlot* stats, unsigned worker)
     : name_(config.name), stats_(stats), worker_(worker) {
