@@ -267,30 +267,27 @@ bool MapReader::duration(std::string_view key, std::chrono::milliseconds* out, b
   return true;
 }
 
-std::optional<Field> MapReader::map(std::string_view key, bool required) {
+std::optional<Field> MapReader::container(std::string_view key, bool required, bool want_map) {
   auto f = take(key);
   if (!f || f->is_null()) {
     if (required) require_error(key);
     return std::nullopt;
   }
-  if (!f->value.IsMap()) {
-    doc_.error(f->loc, f->path, "expected a map, got " + describe_type(f->value));
+  if (want_map ? !f->value.IsMap() : !f->value.IsSequence()) {
+    doc_.error(f->loc, f->path,
+               std::string(want_map ? "expected a map, got " : "expected a list, got ") +
+                   describe_type(f->value));
     return std::nullopt;
   }
   return f;
 }
 
+std::optional<Field> MapReader::map(std::string_view key, bool required) {
+  return container(key, required, true);
+}
+
 std::optional<Field> MapReader::list(std::string_view key, bool required) {
-  auto f = take(key);
-  if (!f || f->is_null()) {
-    if (required) require_error(key);
-    return std::nullopt;
-  }
-  if (!f->value.IsSequence()) {
-    doc_.error(f->loc, f->path, "expected a list, got " + describe_type(f->value));
-    return std::nullopt;
-  }
-  return f;
+  return container(key, required, false);
 }
 
 bool MapReader::string_map(std::string_view key, std::map<std::string, std::string>* out) {

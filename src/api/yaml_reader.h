@@ -94,6 +94,8 @@ class MapReader {
   void finish();
 
  private:
+  // map() and list(): the field when it is present, non-null and a map (want_map) or a list.
+  std::optional<Field> container(std::string_view key, bool required, bool want_map);
   struct Entry {
     std::string key;
     YAML::Node key_node;
