@@ -96,6 +96,14 @@ void Worker::post_listeners(std::vector<std::pair<std::string, int>> add,
       auto dying = std::shared_ptr<asio::ip::tcp::acceptor>(std::move(it->second));
       acceptors_.erase(it);
       asio::post(io_, [dying] {});
+      // Idle keep-alive connections of a removed listener are closed now, not failed at their
+      // next request; connections with a request in flight finish it first.
+      for (Watch* w = watches_; w; w = w->next) {
+        if (w->idle && w->listener == key && w->downstream) {
+          asio::error_code ignored;
+          w->downstream->cancel(ignored);
+        }
+      }
     }
     for (const auto& [key, fd] : add) {
       if (draining_) {

@@ -40,6 +40,7 @@ struct Watch {
   asio::ip::tcp::socket* upstream = nullptr;
   bool fired = false;
   bool idle = false;  // between requests with nothing buffered: closed at once when draining
+  std::string_view listener;  // the listener key ("address:port") the connection came in on
   Watch* prev = nullptr;
   Watch* next = nullptr;
 

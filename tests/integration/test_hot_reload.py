@@ -6,6 +6,7 @@ configuration in force."""
 
 import http.client
 import os
+import socket
 import sys
 import threading
 import time
@@ -169,6 +170,23 @@ class HotReloadTest(t.IntegrationTest):
         # Removing the gateway closes its listener.
         self.cfg.remove("gateway-gw2.yaml")
         t.wait_until(lambda: t.port_refuses(port2), APPLY_WITHIN + 1, message="listener of a removed gateway closed")
+        self.assertEqual(self.body("/dr"), (200, "v0"))
+
+    def test_removed_gateway_closes_its_idle_keep_alive_connections(self):
+        port3 = t.free_port()
+        self.cfg.write_obj("vs-third.yaml", t.virtual_service("third", [r("s", direct=(200, "third"))]))
+        self.cfg.write_obj("gateway-gw3.yaml", t.gateway("gw3", port3, ["third"]))
+        t.wait_until(lambda: t.request(port3, "GET", "/", timeout=2).text() == "third", APPLY_WITHIN + 1,
+                     message="the new gateway serving")
+        s = socket.create_connection((t.LOCALHOST, port3), timeout=5)
+        self.addCleanup(s.close)
+        s.sendall(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+        self.assertEqual(t.read_response(s).status, 200)
+        self.cfg.remove("gateway-gw3.yaml")
+        # The idle connection is closed by Portico (EOF) when the listener goes, instead of failing the
+        # client's next request on it.
+        s.settimeout(APPLY_WITHIN + 2)
+        self.assertEqual(s.recv(1), b"")
         self.assertEqual(self.body("/dr"), (200, "v0"))
 
     def test_unchanged_translation_keeps_version(self):

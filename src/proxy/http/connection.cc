@@ -170,6 +170,7 @@ class Session {
     auto remote = socket_.remote_endpoint(ec);
     if (!ec) peer_ = remote.address().to_string();
     watch_.downstream = &socket_;
+    watch_.listener = key_;
   }
 
   asio::awaitable<void> run() {
@@ -290,6 +291,14 @@ class Session {
                                              route);
     }
     co_return co_await forward(*route, *cfg_->clusters[idx], rr.stats[choice], opts);
+  }
+
+  // True when a configuration published during this request no longer has our listener: the
+  // response then says Connection: close instead of inviting a request that cannot be served.
+  bool listener_removed() const {
+    const auto& now = w_.config();
+    if (now == cfg_ || !now->runtime) return false;
+    return now->runtime->listener_by_key.find(key_) == now->runtime->listener_by_key.end();
   }
 
   // Answers locally. The request body, if any, is skipped when it is already buffered; otherwise
@@ -720,7 +729,7 @@ class Session {
     }
     for (const auto& h : route.options.response_headers.add)
       append_header(out, h.name, h.value);
-    bool keep = client_keep_alive_ && !w_.draining();
+    bool keep = client_keep_alive_ && !w_.draining() && !listener_removed();
     bool rechunk_body = false;
     switch (rh.body) {
       case BodyKind::kNone:
