@@ -18,8 +18,10 @@ namespace {
 constexpr int kBacklog = 4096;
 
 // Opens a listening socket with SO_REUSEPORT (one per worker on the same address and port: the
-// kernel spreads new connections across them). Returns the fd or -errno.
-int open_listener(const std::string& address, uint16_t port) {
+// kernel spreads new connections across them). Returns the fd or -errno. `reuse_port` false makes
+// a probe: it fails when anything else listens there, including another process's SO_REUSEPORT
+// sockets, which would otherwise silently share the port with us.
+int open_listener(const std::string& address, uint16_t port, bool reuse_port = true) {
   sockaddr_storage ss{};
   socklen_t len = 0;
   int family = AF_INET;
@@ -41,7 +43,7 @@ int open_listener(const std::string& address, uint16_t port) {
   if (fd < 0) return -errno;
   int one = 1;
   ::setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
-  ::setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof one);
+  if (reuse_port) ::setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof one);
   if (family == AF_INET6) ::setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &one, sizeof one);
   if (::bind(fd, reinterpret_cast<sockaddr*>(&ss), len) != 0 || ::listen(fd, kBacklog) != 0) {
     int e = errno;
@@ -84,7 +86,13 @@ std::vector<ListenerError> Server::apply(std::shared_ptr<const snapshot::ProxyCo
     }
     std::vector<int> fds;
     int err = 0;
-    for (size_t w = 0; w < workers_.size(); ++w) {
+    int probe = open_listener(l.address, l.port, false);
+    if (probe < 0) {
+      err = -probe;
+    } else {
+      ::close(probe);
+    }
+    for (size_t w = 0; err == 0 && w < workers_.size(); ++w) {
       int fd = open_listener(l.address, l.port);
       if (fd < 0) {
         err = -fd;

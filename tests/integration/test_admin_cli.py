@@ -344,6 +344,24 @@ class StatusTest(t.IntegrationTest):
         self.assertEqual(portico.resource("Gateway", "good")["state"], "Accepted")
         self.assertEqual(t.request(port, "GET", "/").text(), "ok")
 
+    def test_port_of_another_portico_is_not_shared(self):
+        # Portico listens with SO_REUSEPORT; a second process must still be told the port is taken
+        # rather than silently receive part of the first one's traffic.
+        port = t.free_port()
+        first_cfg = self.new_config()
+        first_cfg.write_obj("vs-vs.yaml", t.virtual_service("vs", [r("a", direct=(200, "first"))]))
+        first_cfg.write_obj("gateway-gw.yaml", t.gateway("gw", port, ["vs"]))
+        self.start_portico(first_cfg)
+        second_cfg = self.new_config()
+        second_cfg.write_obj("vs-vs.yaml", t.virtual_service("vs", [r("a", direct=(200, "second"))]))
+        second_cfg.write_obj("gateway-gw.yaml", t.gateway("gw", port, ["vs"]))
+        second = self.start_portico(second_cfg)
+        res = t.wait_until(lambda: (second.resource("Gateway", "gw") or {}).get("state") == "Rejected"
+                           and second.resource("Gateway", "gw"), 3, message="second Gateway Rejected")
+        self.assertTrue(any("in use" in reason["message"] for reason in res["reasons"]), res)
+        bodies = {t.request(port, "GET", "/").text() for _ in range(40)}
+        self.assertEqual(bodies, {"first"})
+
     def test_unknown_field_is_a_warning(self):
         cfg = self.new_config()
         port = t.free_port()
