@@ -8,6 +8,7 @@
 
 #include <cerrno>
 #include <cstring>
+#include <set>
 
 #include "common/log.h"
 
@@ -76,21 +77,28 @@ std::vector<ListenerError> Server::apply(std::shared_ptr<const snapshot::ProxyCo
 
   // New listeners: bind on the control thread first so that errors are known now.
   std::vector<std::vector<std::pair<std::string, int>>> add(workers_.size());
-  std::map<std::string, bool> wanted;
+  std::map<std::string, uint16_t> wanted;
+  // Ports of our own listeners that stay open until the workers close them: a new listener on such
+  // a port (an address moving to 0.0.0.0) would fail the probe against our own sockets.
+  std::set<uint16_t> ours;
+  for (const auto& [key, port] : bound_)
+    ours.insert(port);
   for (const auto& l : config->listeners) {
     std::string key = listener_key(l.address, l.port);
     if (wanted.count(key)) continue;
     if (bound_.count(key)) {
-      wanted[key] = true;
+      wanted[key] = l.port;
       continue;
     }
     std::vector<int> fds;
     int err = 0;
-    int probe = open_listener(l.address, l.port, false);
-    if (probe < 0) {
-      err = -probe;
-    } else {
-      ::close(probe);
+    if (!ours.count(l.port)) {
+      int probe = open_listener(l.address, l.port, false);
+      if (probe < 0) {
+        err = -probe;
+      } else {
+        ::close(probe);
+      }
     }
     for (size_t w = 0; err == 0 && w < workers_.size(); ++w) {
       int fd = open_listener(l.address, l.port);
@@ -108,10 +116,10 @@ std::vector<ListenerError> Server::apply(std::shared_ptr<const snapshot::ProxyCo
     }
     for (size_t w = 0; w < workers_.size(); ++w)
       add[w].emplace_back(key, fds[w]);
-    wanted[key] = true;
+    wanted[key] = l.port;
   }
   std::vector<std::string> remove;
-  for (const auto& [key, on] : bound_) {
+  for (const auto& [key, port] : bound_) {
     if (!wanted.count(key)) remove.push_back(key);
   }
   bound_ = std::move(wanted);

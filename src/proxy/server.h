@@ -44,7 +44,7 @@ class Server {
   stats::Registry& stats_;
   std::vector<std::unique_ptr<Worker>> workers_;
   std::shared_ptr<const snapshot::ProxyConfig> current_;
-  std::map<std::string, bool> bound_;  // listener keys with open sockets on the workers
+  std::map<std::string, uint16_t> bound_;  // listener keys with sockets on the workers → port
 };
 
 }  // namespace portico::proxy

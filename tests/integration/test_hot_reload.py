@@ -189,6 +189,20 @@ class HotReloadTest(t.IntegrationTest):
         self.assertEqual(s.recv(1), b"")
         self.assertEqual(self.body("/dr"), (200, "v0"))
 
+    def test_gateway_address_widened_on_the_same_port(self):
+        port4 = t.free_port()
+        self.cfg.write_obj("vs-fourth.yaml", t.virtual_service("fourth", [r("s", direct=(200, "fourth"))]))
+        self.cfg.write_obj("gateway-gw4.yaml", t.gateway("gw4", port4, ["fourth"]))
+        t.wait_until(lambda: t.request(port4, "GET", "/", timeout=2).text() == "fourth", APPLY_WITHIN + 1,
+                     message="the gateway on 127.0.0.1 serving")
+        # 127.0.0.1:P -> 0.0.0.0:P: our own sockets still hold the port while the new ones open.
+        self.cfg.write_obj("gateway-gw4.yaml", t.gateway("gw4", port4, ["fourth"], bind_address="0.0.0.0"))
+        def widened():
+            res = self.portico.resource("Gateway", "gw4") or {}
+            return res.get("state") == "Accepted" and res.get("spec", {}).get("bindAddress") == "0.0.0.0"
+        t.wait_until(widened, APPLY_WITHIN + 1, message="the widened gateway accepted (bound)")
+        self.assertEqual(t.request(port4, "GET", "/", timeout=2).text(), "fourth")
+
     def test_unchanged_translation_keeps_version(self):
         version = self.portico.config_version()
         self.write_vs(0)  # same content, new file (rename): nothing to publish
