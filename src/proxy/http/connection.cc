@@ -551,7 +551,7 @@ class Session {
         bufs = {asio::buffer(out_), asio::buffer(in_.data(), body_now)};
       } else if (req_body == BodyKind::kChunked) {
         if (!rechunk(req_dec, in_, out_)) {
-          closed(cluster, std::move(conn));
+          finish_upstream(cluster, ep, std::move(conn), false);
           co_return co_await upstream_failure(400, "bad request: malformed chunked body\n", route,
                                               slot, false, 0);
         }
@@ -566,7 +566,7 @@ class Session {
         watch_.upstream = nullptr;
         const bool timed_out = watch_.fired;
         watch_.disarm();
-        closed(cluster, std::move(conn));
+        finish_upstream(cluster, ep, std::move(conn), false);
         if (reused && replayable && attempt == 0 && !timed_out)
           continue;  // stale pooled connection
         cluster.row()
@@ -595,7 +595,7 @@ class Session {
       if (!body_ok) {
         watch_.upstream = nullptr;
         watch_.disarm();
-        closed(cluster, std::move(conn));
+        finish_upstream(cluster, ep, std::move(conn), false);
         co_return Outcome::kClose;  // the client went away or sent a broken body
       }
       watch_.arm(timeout);
@@ -633,7 +633,7 @@ class Session {
         watch_.upstream = nullptr;
         const bool timed_out = watch_.fired;
         watch_.disarm();
-        closed(cluster, std::move(conn));
+        finish_upstream(cluster, ep, std::move(conn), false);
         if (!timed_out && pr.status == ParseStatus::kIncomplete && !got_bytes && reused &&
             replayable && attempt == 0) {
           continue;  // the pooled connection had been closed by the upstream: try a fresh one
@@ -660,11 +660,6 @@ class Session {
     cluster.row().errors[static_cast<size_t>(stats::UpstreamError::kNoHealthyHost)].inc();
     co_return co_await upstream_failure(503, "upstream unavailable: no endpoints left to try\n",
                                         route, slot, replayable, req_left);
-  }
-
-  void closed(upstream::Cluster& cluster, std::unique_ptr<Connection> conn) {
-    watch_.upstream = nullptr;
-    cluster.closed(std::move(conn));
   }
 
   asio::awaitable<bool> stream_request_body_cl(asio::ip::tcp::socket& up, uint64_t& left,
