@@ -127,6 +127,23 @@ class AdminTest(t.IntegrationTest):
                 continue  # a counter with labels may be absent until the first error
             self.assertIn(name, names)
 
+    def test_request_duration_histogram(self):
+        def buckets():
+            out = {}
+            for n, labels, v in self.portico.stats():
+                if n == "portico_request_duration_seconds_bucket" and labels.get("route", "").endswith("to-echo"):
+                    out[labels["le"]] = v
+            return out
+        before = buckets()
+        self.assertEqual(t.request(self.port, "GET", "/delay/300").status, 200)
+        def grew():
+            now = buckets()
+            return now.get("+Inf", 0) == before.get("+Inf", 0) + 1 and now
+        now = t.wait_until(grew, 2, message="one more request in the duration histogram")
+        # 300 ms upstream delay: above the 0.25 s bound, within the 0.5 s one.
+        self.assertEqual(now["0.25"], before.get("0.25", 0))
+        self.assertEqual(now["0.5"], before.get("0.5", 0) + 1)
+
     def test_requests_total_counts_exactly(self):
         def count():
             return sum(v for n, labels, v in self.portico.stats()

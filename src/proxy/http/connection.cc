@@ -178,7 +178,13 @@ class Session {
     w_.row().downstream_cx_total.inc();
     w_.row().downstream_cx_active.inc();
     for (;;) {
+      request_slot_ = nullptr;
       Outcome o = co_await one_request();
+      if (request_slot_) {
+        const auto took =
+            std::chrono::duration_cast<std::chrono::microseconds>(Clock::now() - request_start_);
+        request_slot_->observe(w_.index(), static_cast<uint64_t>(took.count()));
+      }
       // An idle keep-alive connection must not keep an old configuration alive.
       cfg_.reset();
       lr_ = nullptr;
@@ -244,6 +250,7 @@ class Session {
     watch_.idle = false;
     watch_.disarm();
     w_.row().downstream_rq_total.inc();
+    request_start_ = Clock::now();
     client_keep_alive_ = head_.keep_alive && !w_.draining();
     client_http10_ = head_.version_minor == 0;
     is_head_ = head_.method == "HEAD";
@@ -251,24 +258,28 @@ class Session {
     // 2. Route.
     const snapshot::VirtualHost* vh = lr_->router->select_virtual_host(head_.host);
     if (!vh) {
-      lr_->no_virtual_host->count(w_.index(), 404);
+      request_slot_ = lr_->no_virtual_host;
+      request_slot_->count(w_.index(), 404);
       co_return co_await reply_and_skip_body(404, "no route matched\n", nullptr);
     }
     const VirtualHostRuntime& vhr = lr_->virtual_hosts[vh - lr_->listener->virtual_hosts.data()];
     const snapshot::Route* route = router::match_route(*vh, head_);
     if (!route) {
-      vhr.no_route->count(w_.index(), 404);
+      request_slot_ = vhr.no_route;
+      request_slot_->count(w_.index(), 404);
       co_return co_await reply_and_skip_body(404, "no route matched\n", nullptr);
     }
     const RouteRuntime& rr = vhr.routes[route - vh->routes.data()];
 
     if (const auto* direct = std::get_if<snapshot::DirectResponseAction>(&route->action)) {
-      rr.stats[0]->count(w_.index(), direct->status);
+      request_slot_ = rr.stats[0];
+      request_slot_->count(w_.index(), direct->status);
       co_return co_await reply_and_skip_body(direct->status, direct->body, route,
                                              direct->content_type);
     }
     if (const auto* redirect = std::get_if<snapshot::RedirectAction>(&route->action)) {
-      rr.stats[0]->count(w_.index(), redirect->code);
+      request_slot_ = rr.stats[0];
+      request_slot_->count(w_.index(), redirect->code);
       location_ = router::redirect_location(*redirect, *route, head_, "http");
       co_return co_await reply_and_skip_body(redirect->code, "", route);
     }
@@ -285,6 +296,7 @@ class Session {
       }
     }
     int idx = rr.cluster_index[choice];
+    request_slot_ = rr.stats[choice];
     if (idx < 0) {
       rr.stats[choice]->count(w_.index(), 503);
       co_return co_await reply_and_skip_body(503, "upstream unavailable: unknown upstream\n",
@@ -910,6 +922,8 @@ class Session {
   std::string location_;
   std::shared_ptr<WorkerConfig> cfg_;
   const ListenerRuntime* lr_ = nullptr;
+  stats::RequestSlot* request_slot_ = nullptr;  // where this request is counted (once routed)
+  Clock::time_point request_start_{};
   RequestHead head_;
   bool client_keep_alive_ = true;
   bool client_http10_ = false;

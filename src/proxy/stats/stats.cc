@@ -112,6 +112,36 @@ std::string Registry::render() const {
              std::to_string(s) + "\n";
     }
   }
+  emit_header("portico_request_duration_seconds", "histogram",
+              "Time from a request head received to the last byte of its response written, by "
+              "listener, virtual host, route and upstream.");
+  for (const auto& [labels, slot] : requests_) {
+    std::array<uint64_t, kDurationBucketsUs.size() + 1> buckets{};
+    uint64_t sum_us = 0;
+    for (unsigned w = 0; w < workers_; ++w) {
+      for (size_t b = 0; b < buckets.size(); ++b)
+        buckets[b] += slot->rows[w].duration[b].get();
+      sum_us += slot->rows[w].duration_sum_us.get();
+    }
+    uint64_t total = 0;
+    for (uint64_t n : buckets)
+      total += n;
+    if (total == 0) continue;
+    uint64_t cumulative = 0;
+    for (size_t b = 0; b < buckets.size(); ++b) {
+      cumulative += buckets[b];
+      if (b < kDurationBucketsUs.size()) {
+        snprintf(line, sizeof line, "%g", static_cast<double>(kDurationBucketsUs[b]) / 1e6);
+      } else {
+        snprintf(line, sizeof line, "+Inf");
+      }
+      out += "portico_request_duration_seconds_bucket{" + labels + ",le=\"" + line + "\"} " +
+             std::to_string(cumulative) + "\n";
+    }
+    snprintf(line, sizeof line, "%.6f", static_cast<double>(sum_us) / 1e6);
+    out += "portico_request_duration_seconds_sum{" + labels + "} " + line + "\n";
+    out += "portico_request_duration_seconds_count{" + labels + "} " + std::to_string(total) + "\n";
+  }
   struct ClusterMetric {
     const char* name;
     const char* type;

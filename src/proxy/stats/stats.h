@@ -26,9 +26,17 @@ struct Counter {
   uint64_t get() const { return v.load(std::memory_order_relaxed); }
 };
 
-// Requests by status class (index 1..5 for 1xx..5xx, 0 for responses never sent: client gone).
+// Upper bounds of the request duration histogram, in microseconds (Prometheus `le` in seconds).
+inline constexpr std::array<uint64_t, 13> kDurationBucketsUs = {
+    1000,   2500,   5000,    10000,   25000,   50000,   100000,
+    250000, 500000, 1000000, 2500000, 5000000, 10000000};
+
+// Requests by status class (index 1..5 for 1xx..5xx, 0 for responses never sent: client gone),
+// and how long they took (buckets as above plus +Inf; the sum in microseconds).
 struct alignas(64) RequestRow {
   std::array<Counter, 6> by_class;
+  std::array<Counter, kDurationBucketsUs.size() + 1> duration;  // not cumulative
+  Counter duration_sum_us;
 };
 
 // The per-worker rows of one label set {listener, virtual_host, route, upstream}.
@@ -38,6 +46,15 @@ struct RequestSlot {
   void count(unsigned worker, int status) {
     unsigned cls = status >= 100 && status < 600 ? static_cast<unsigned>(status / 100) : 0;
     rows[worker].by_class[cls].inc();
+  }
+  // From the request head received to the last byte of the response written (or the connection
+  // given up).
+  void observe(unsigned worker, uint64_t micros) {
+    size_t b = 0;
+    while (b < kDurationBucketsUs.size() && micros > kDurationBucketsUs[b])
+      ++b;
+    rows[worker].duration[b].inc();
+    rows[worker].duration_sum_us.inc(micros);
   }
 };
 

@@ -21,6 +21,31 @@ TEST(StatsTest, SumsWorkerRowsByStatusClass) {
   EXPECT_NE(text.find("status_class=\"none\"} 1\n"), std::string::npos);
 }
 
+TEST(StatsTest, DurationHistogramIsCumulativeWithSumAndCount) {
+  Registry r(2);
+  RequestSlot* s = r.request_slot("l", "v", "r", "u");
+  s->observe(0, 800);       // <= 1 ms
+  s->observe(1, 3000);      // <= 5 ms
+  s->observe(1, 20000000);  // > 10 s: only +Inf
+  std::string text = r.render();
+  const std::string labels = "listener=\"l\",virtual_host=\"v\",route=\"r\",upstream=\"u\"";
+  auto has = [&](const std::string& line) { return text.find(line + "\n") != std::string::npos; };
+  EXPECT_TRUE(has("portico_request_duration_seconds_bucket{" + labels + ",le=\"0.001\"} 1"))
+      << text;
+  EXPECT_TRUE(has("portico_request_duration_seconds_bucket{" + labels + ",le=\"0.0025\"} 1"));
+  EXPECT_TRUE(has("portico_request_duration_seconds_bucket{" + labels + ",le=\"0.005\"} 2"));
+  EXPECT_TRUE(has("portico_request_duration_seconds_bucket{" + labels + ",le=\"10\"} 2"));
+  EXPECT_TRUE(has("portico_request_duration_seconds_bucket{" + labels + ",le=\"+Inf\"} 3"));
+  EXPECT_TRUE(has("portico_request_duration_seconds_sum{" + labels + "} 20.003800"));
+  EXPECT_TRUE(has("portico_request_duration_seconds_count{" + labels + "} 3"));
+}
+
+TEST(StatsTest, NoHistogramLinesForUnusedSlots) {
+  Registry r(1);
+  r.request_slot("l", "v", "r", "u");
+  EXPECT_EQ(r.render().find("portico_request_duration_seconds_bucket"), std::string::npos);
+}
+
 TEST(StatsTest, SameLabelsGiveSameSlot) {
   Registry r(1);
   EXPECT_EQ(r.request_slot("a", "b", "c", "d"), r.request_slot("a", "b", "c", "d"));
