@@ -137,6 +137,7 @@ void decode_http_options(DocReader& doc, const Field& f, GatewayHttpOptions* out
     out->max_request_headers_bytes = static_cast<uint32_t>(n);
   }
   if (m.uint("maxHeaders", 1, 10000, &n)) out->max_headers = static_cast<uint32_t>(n);
+  if (m.uint("maxConnections", 1, 10000000, &n)) out->max_connections = static_cast<uint32_t>(n);
   Millis d{0};
   Location where;
   auto positive = [&](const char* key, std::optional<Millis>* slot) {

@@ -52,6 +52,7 @@ struct Pattern {
 struct GatewayHttpOptions {
   std::optional<uint32_t> max_request_headers_bytes;
   std::optional<uint32_t> max_headers;
+  std::optional<uint32_t> max_connections;
   std::optional<Millis> request_header_timeout;
   std::optional<Millis> idle_timeout;
   std::optional<Millis> drain_timeout;

@@ -29,6 +29,11 @@ asio::awaitable<void> accept_loop(Worker& worker, asio::ip::tcp::acceptor& accep
     }
     if (worker.draining()) co_return;
     asio::error_code ignored;
+    if (!worker.admit(key)) {
+      worker.row().downstream_cx_overflow.inc();
+      socket.close(ignored);
+      continue;
+    }
     socket.set_option(asio::ip::tcp::no_delay(true), ignored);
     asio::co_spawn(worker.io(), http::serve_connection(worker, std::move(socket), key),
                    asio::detached);
@@ -167,6 +172,29 @@ void Worker::maybe_finish_drain() {
     clusters_.clear();
     config_ = std::make_shared<WorkerConfig>();
     io_.stop();
+  }
+}
+
+bool Worker::admit(const std::string& key) {
+  uint32_t& open = listener_connections_[key];
+  if (const Runtime* rt = config_->runtime.get()) {
+    auto it = rt->listener_by_key.find(key);
+    if (it != rt->listener_by_key.end()) {
+      const uint32_t max = rt->listeners[it->second].listener->http.max_connections;
+      // Each worker takes its share of the limit (rounded up): SO_REUSEPORT spreads connections
+      // evenly, and no counter is shared between workers.
+      const uint32_t workers = stats_.workers();
+      if (max != 0 && open >= (max + workers - 1) / workers) return false;
+    }
+  }
+  ++open;
+  return true;
+}
+
+void Worker::release(const std::string& key) {
+  auto it = listener_connections_.find(key);
+  if (it != listener_connections_.end() && it->second > 0 && --it->second == 0) {
+    listener_connections_.erase(it);
   }
 }
 

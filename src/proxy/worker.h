@@ -86,6 +86,10 @@ class Worker {
     rng_ ^= rng_ >> 27;
     return rng_ * 0x2545F4914F6CDD1DULL;
   }
+  // A new connection on listener `key`: false when the listener's maxConnections share of this
+  // worker is taken (the caller closes it). Every admitted connection is released when it ends.
+  bool admit(const std::string& key);
+  void release(const std::string& key);
   void add_watch(Watch* w);
   void remove_watch(Watch* w);
   size_t connections() const { return connections_; }
@@ -105,6 +109,7 @@ class Worker {
   std::shared_ptr<WorkerConfig> config_;
   std::unordered_map<std::string, std::shared_ptr<upstream::Cluster>> clusters_;
   std::map<std::string, std::unique_ptr<asio::ip::tcp::acceptor>> acceptors_;
+  std::unordered_map<std::string, uint32_t> listener_connections_;  // open, by listener key
   asio::steady_timer sweeper_{io_};
   Watch* watches_ = nullptr;
   size_t connections_ = 0;

@@ -125,6 +125,7 @@ Json listener_json(const Listener& l) {
   j["port"] = l.port;
   j["http"] = Json{{"max_request_headers_bytes", l.http.max_request_headers_bytes},
                    {"max_headers", l.http.max_headers},
+                   {"max_connections", l.http.max_connections},
                    {"request_header_timeout_ms", l.http.request_header_timeout.count()},
                    {"idle_timeout_ms", l.http.idle_timeout.count()},
                    {"drain_timeout_ms", l.http.drain_timeout.count()},

@@ -117,6 +117,7 @@ struct VirtualHost {
 struct HttpOptions {
   uint32_t max_request_headers_bytes = 60 * 1024;
   uint32_t max_headers = 100;
+  uint32_t max_connections = 0;  // open client connections per listener and process; 0: no limit
   Millis request_header_timeout{10000};  // time to receive a whole request head
   Millis idle_timeout{60000};            // keep-alive idle time between requests
   Millis drain_timeout{10000};           // SIGTERM: how long in-flight requests may finish

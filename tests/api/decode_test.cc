@@ -54,6 +54,7 @@ spec:
   httpOptions:
     maxRequestHeadersBytes: 8192
     maxHeaders: 50
+    maxConnections: 1000
     requestHeaderTimeout: 5s
     idleTimeout: 1m
     drainTimeout: 0s
@@ -70,6 +71,7 @@ spec:
   EXPECT_EQ(g.selector->at("team"), "a");
   EXPECT_EQ(g.http.max_request_headers_bytes, 8192u);
   EXPECT_EQ(g.http.max_headers, 50u);
+  EXPECT_EQ(g.http.max_connections, 1000u);
   EXPECT_EQ(g.http.request_header_timeout, Millis(5000));
   EXPECT_EQ(g.http.idle_timeout, Millis(60000));
   EXPECT_EQ(g.http.drain_timeout, Millis(0));

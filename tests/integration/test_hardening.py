@@ -4,6 +4,7 @@ and parser ambiguity, sent with raw sockets, gets an error status (400 unless RF
 the connection is closed after it, and nothing reaches the upstream (the test upstream records what it
 received). Also: hop-by-hop headers removed in both directions, re-serialisation, slow clients."""
 
+import http.client
 import os
 import socket
 import sys
@@ -304,6 +305,40 @@ class HardeningTest(t.IntegrationTest):
             slow.sendall(b"st: h.example\r\nConnection: close\r\n\r\n")
             rest = t.read_response(slow)
             self.assertEqual(rest.status, 200)
+
+
+class MaxConnectionsTest(t.IntegrationTest):
+    """spec.httpOptions.maxConnections: connections over the limit are closed at once and counted;
+    capacity comes back when connections close."""
+
+    def test_connections_over_the_limit_are_closed(self):
+        cfg = self.new_config()
+        port = t.free_port()
+        cfg.write_obj("vs-vs.yaml", t.virtual_service("vs", [r("a", [m(prefix="/")], direct=(200, "ok"))]))
+        gw = t.gateway("gw", port, ["vs"])
+        gw["spec"]["httpOptions"] = {"maxConnections": 4}
+        cfg.write_obj("gateway-gw.yaml", gw)
+        portico = self.start_portico(cfg)  # 2 workers: each admits 2
+        held, served = [], 0
+        for _ in range(10):
+            s = socket.create_connection((t.LOCALHOST, port), timeout=3)
+            self.addCleanup(s.close)
+            held.append(s)
+            try:
+                s.sendall(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+                if t.read_response(s).status == 200:
+                    served += 1
+            except (OSError, http.client.HTTPException):
+                pass
+        # SO_REUSEPORT may give one worker more than its share: between 2 and 4 are served, never more.
+        self.assertGreaterEqual(served, 2)
+        self.assertLessEqual(served, 4)
+        overflow = t.metric_sum(portico.stats(), "portico_downstream_connections_overflow_total")
+        self.assertEqual(overflow, 10 - served)
+        for s in held:
+            s.close()
+        t.wait_until(lambda: all(t.request(port, "GET", "/").status == 200 for _ in range(8)), 3,
+                     message="capacity back once the held connections closed")
 
 
 class HttpOptionsTest(t.IntegrationTest):

@@ -185,6 +185,7 @@ snapshot::HttpOptions translate_http(const api::GatewayHttpOptions& h) {
   snapshot::HttpOptions out;
   if (h.max_request_headers_bytes) out.max_request_headers_bytes = *h.max_request_headers_bytes;
   if (h.max_headers) out.max_headers = *h.max_headers;
+  if (h.max_connections) out.max_connections = *h.max_connections;
   if (h.request_header_timeout) out.request_header_timeout = *h.request_header_timeout;
   if (h.idle_timeout) out.idle_timeout = *h.idle_timeout;
   if (h.drain_timeout) out.drain_timeout = *h.drain_timeout;

@@ -195,6 +195,7 @@ class Session {
     socket_.shutdown(asio::ip::tcp::socket::shutdown_send, ignored);
     socket_.close(ignored);
     w_.row().downstream_cx_active.dec();
+    w_.release(key_);
     w_.remove_watch(&watch_);
   }
 

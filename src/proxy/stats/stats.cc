@@ -98,6 +98,11 @@ std::string Registry::render() const {
   out += "portico_downstream_bad_requests_total " +
          std::to_string(sum_worker(&WorkerRow::bad_requests)) + "\n";
 
+  emit_header("portico_downstream_connections_overflow_total", "counter",
+              "Connections closed at once because their Gateway's maxConnections was reached.");
+  out += "portico_downstream_connections_overflow_total " +
+         std::to_string(sum_worker(&WorkerRow::downstream_cx_overflow)) + "\n";
+
   std::lock_guard lock(mu_);
   emit_header("portico_requests_total", "counter",
               "Responses by listener, virtual host, route, upstream and status class.");

@@ -81,7 +81,8 @@ struct ClusterSlot {
 
 struct alignas(64) WorkerRow {
   Counter downstream_cx_total, downstream_cx_active, downstream_rq_total;
-  Counter bad_requests;  // rejected by the parser (4xx before routing)
+  Counter bad_requests;            // rejected by the parser (4xx before routing)
+  Counter downstream_cx_overflow;  // closed at once: the listener's maxConnections was reached
 };
 
 // Owns every slot. get_* are called on the control thread only; render() on the admin thread.
