@@ -8,15 +8,14 @@
 #include <string>
 #include <string_view>
 
+#include "fuzz_common.h"
 #include "proxy/http/h1_parser.h"
 
 namespace {
 
 using namespace portico::proxy::http;
 
-void check(bool ok) {
-  if (!ok) std::abort();
-}
+using portico::fuzz::check;
 
 struct Decoded {
   std::string data;

@@ -6,31 +6,19 @@
 #include <string>
 #include <string_view>
 
+#include "fuzz_common.h"
 #include "proxy/http/h1_parser.h"
 
 namespace {
 
 using namespace portico::proxy::http;
 
-void check(bool ok) {
-  if (!ok) std::abort();
-}
+using portico::fuzz::check;
 
 bool same_head(const RequestHead& a, const RequestHead& b) {
-  if (a.method != b.method || a.target != b.target || a.path != b.path || a.query != b.query ||
-      a.host != b.host || a.expect_continue != b.expect_continue ||
-      a.version_minor != b.version_minor || a.header_count != b.header_count || a.body != b.body ||
-      a.content_length != b.content_length || a.keep_alive != b.keep_alive ||
-      a.connection_upgrade != b.connection_upgrade) {
-    return false;
-  }
-  for (size_t i = 0; i < a.header_count; ++i) {
-    if (a.headers[i].name != b.headers[i].name || a.headers[i].value != b.headers[i].value ||
-        a.headers[i].hop_by_hop != b.headers[i].hop_by_hop) {
-      return false;
-    }
-  }
-  return true;
+  return a.method == b.method && a.target == b.target && a.path == b.path && a.query == b.query &&
+         a.host == b.host && a.expect_continue == b.expect_continue &&
+         portico::fuzz::same_message(a, b);
 }
 
 bool inside(std::string_view part, std::string_view whole) {
