@@ -443,20 +443,27 @@ class Session {
     out.append("\r\n");
   }
 
-  // Appends chunked-coded frames for the decoded body bytes found in `data` to `out`, consuming
-  // what the decoder used. Returns false on a malformed body.
-  static bool rechunk(ChunkedDecoder& dec, Buffer& data, std::string& out) {
+  // Decodes the chunked body bytes in `data` (consuming what the decoder used) and appends them to
+  // `out`: re-encoded as chunks when `chunked` (the final 0-chunk once the body ends), or as plain
+  // bytes for an HTTP/1.0 client that reads until close. False on a malformed body; true when the
+  // body ended or more bytes are needed.
+  static bool transcode_chunked(ChunkedDecoder& dec, Buffer& data, std::string& out, bool chunked) {
     for (;;) {
       ChunkedDecoder::Step s = dec.feed(data.view());
       if (s.error != ParseError::kNone) return false;
-      if (!s.data.empty()) append_chunk(out, s.data);
+      if (!s.data.empty()) {
+        if (chunked) {
+          append_chunk(out, s.data);
+        } else {
+          out.append(s.data);
+        }
+      }
       data.consume(s.consumed);
       if (s.done) {
-        out.append("0\r\n\r\n");
+        if (chunked) out.append("0\r\n\r\n");
         return true;
       }
-      if (s.consumed == 0 && s.data.empty()) return true;  // needs more bytes
-      if (data.empty()) return true;
+      if ((s.consumed == 0 && s.data.empty()) || data.empty()) return true;  // needs more bytes
     }
   }
 
@@ -563,7 +570,7 @@ class Session {
         body_now = std::min<uint64_t>(req_left, in_.size());
         bufs = {asio::buffer(out_), asio::buffer(in_.data(), body_now)};
       } else if (req_body == BodyKind::kChunked) {
-        if (!rechunk(req_dec, in_, out_)) {
+        if (!transcode_chunked(req_dec, in_, out_, true)) {
           finish_upstream(cluster, ep, std::move(conn), false);
           co_return co_await upstream_failure(400, "bad request: malformed chunked body\n", route,
                                               slot, false, 0);
@@ -703,7 +710,7 @@ class Session {
       if (ec || n == 0) co_return false;
       in_.commit(n);
       scratch_.clear();
-      if (!rechunk(dec, in_, scratch_)) co_return false;
+      if (!transcode_chunked(dec, in_, scratch_, true)) co_return false;
       if (!scratch_.empty()) {
         auto [wec, wn] = co_await asio::async_write(up, asio::buffer(scratch_), use_nothrow);
         if (wec) co_return false;
@@ -781,11 +788,7 @@ class Session {
       bufs[1] = asio::buffer(conn->buffer.data(), now);
       complete = now == left;
     } else if (rh.body == BodyKind::kChunked) {
-      if (rechunk_body) {
-        if (!rechunk(dec, conn->buffer, out)) ok = false;
-      } else {
-        ok = dechunk(dec, conn->buffer, out);
-      }
+      ok = transcode_chunked(dec, conn->buffer, out, rechunk_body);
       complete = dec.done();
       bufs[0] = asio::buffer(out);
     } else {  // until close
@@ -849,8 +852,7 @@ class Session {
         piece[0] = asio::buffer(conn->buffer.data(), now);
       } else if (rh.body == BodyKind::kChunked) {
         scratch_.clear();
-        bool good = rechunk_body ? rechunk(dec, conn->buffer, scratch_)
-                                 : dechunk(dec, conn->buffer, scratch_);
+        bool good = transcode_chunked(dec, conn->buffer, scratch_, rechunk_body);
         if (!good) {
           cluster.row().errors[static_cast<size_t>(stats::UpstreamError::kProtocol)].inc();
           finish_upstream(cluster, ep, std::move(conn), false);
@@ -888,17 +890,6 @@ class Session {
     watch_.disarm();
     finish_upstream(cluster, ep, std::move(conn), upstream_keep);
     co_return keep ? Outcome::kKeepAlive : Outcome::kClose;
-  }
-
-  // Decoded body bytes only (for HTTP/1.0 clients, who read until close).
-  static bool dechunk(ChunkedDecoder& dec, Buffer& data, std::string& out) {
-    for (;;) {
-      ChunkedDecoder::Step s = dec.feed(data.view());
-      if (s.error != ParseError::kNone) return false;
-      out.append(s.data);
-      data.consume(s.consumed);
-      if (s.done || (s.consumed == 0 && s.data.empty()) || data.empty()) return true;
-    }
   }
 
   void finish_upstream(upstream::Cluster& cluster, const std::shared_ptr<UpstreamEndpoint>& ep,
