@@ -2,6 +2,7 @@
 #pragma once
 
 #include <cstdlib>
+#include <string_view>
 
 #include "proxy/http/h1_parser.h"
 
@@ -26,6 +27,29 @@ inline bool same_message(const proxy::http::MessageHead& a, const proxy::http::M
     }
   }
   return true;
+}
+
+// Restartable parsing: a prefix of the input parses as incomplete, as the same error, or (once it
+// holds the whole head) as the same head. `parse(prefix, head)` parses a prefix into `head`;
+// `same(a, b)` compares two heads.
+template <typename Head, typename Parse, typename Same>
+void check_prefixes(std::string_view in, const proxy::http::ParseResult& r, const Head& whole,
+                    Head& part, Parse parse, Same same) {
+  using proxy::http::ParseStatus;
+  const size_t n = in.size();
+  const size_t points[] = {0, 1, n / 3, n / 2, n - 1, whole.head_bytes - 1, whole.head_bytes};
+  for (size_t k : points) {
+    if (k >= n) continue;
+    const proxy::http::ParseResult pr = parse(in.substr(0, k), part);
+    if (r.status == ParseStatus::kComplete && k >= whole.head_bytes) {
+      check(pr.status == ParseStatus::kComplete && same(whole, part));
+    } else if (r.status == ParseStatus::kError) {
+      check(pr.status == ParseStatus::kIncomplete ||
+            (pr.status == ParseStatus::kError && pr.error == r.error));
+    } else {
+      check(pr.status == ParseStatus::kIncomplete);
+    }
+  }
 }
 
 }  // namespace portico::fuzz

@@ -48,20 +48,10 @@ void run(std::string_view in, const Limits& l) {
   if (r.status == ParseStatus::kComplete) check_head(in, whole, l);
 
   // Restartable: the caller re-parses a growing buffer.
-  const size_t n = in.size();
-  const size_t points[] = {0, 1, n / 3, n / 2, n - 1, whole.head_bytes - 1, whole.head_bytes};
-  for (size_t k : points) {
-    if (k >= n) continue;
-    const ParseResult pr = parse_request_head(in.substr(0, k), part, l);
-    if (r.status == ParseStatus::kComplete && k >= whole.head_bytes) {
-      check(pr.status == ParseStatus::kComplete && same_head(whole, part));
-    } else if (r.status == ParseStatus::kError) {
-      check(pr.status == ParseStatus::kIncomplete ||
-            (pr.status == ParseStatus::kError && pr.error == r.error));
-    } else {
-      check(pr.status == ParseStatus::kIncomplete);
-    }
-  }
+  portico::fuzz::check_prefixes(
+      in, r, whole, part,
+      [&](std::string_view prefix, RequestHead& h) { return parse_request_head(prefix, h, l); },
+      same_head);
   if (r.status != ParseStatus::kComplete) return;
 
   // Re-serialised from the parsed fields (what the proxy forwards), it must mean the same thing.

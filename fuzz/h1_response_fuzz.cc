@@ -39,20 +39,12 @@ void run(std::string_view in, std::string_view method, const Limits& l) {
   check((r.status == ParseStatus::kError) == (r.error != ParseError::kNone));
   if (r.status == ParseStatus::kComplete) check_head(in, method, whole, l);
 
-  const size_t n = in.size();
-  const size_t points[] = {0, 1, n / 3, n / 2, n - 1, whole.head_bytes - 1, whole.head_bytes};
-  for (size_t k : points) {
-    if (k >= n) continue;
-    const ParseResult pr = parse_response_head(in.substr(0, k), method, part, l);
-    if (r.status == ParseStatus::kComplete && k >= whole.head_bytes) {
-      check(pr.status == ParseStatus::kComplete && same_head(whole, part));
-    } else if (r.status == ParseStatus::kError) {
-      check(pr.status == ParseStatus::kIncomplete ||
-            (pr.status == ParseStatus::kError && pr.error == r.error));
-    } else {
-      check(pr.status == ParseStatus::kIncomplete);
-    }
-  }
+  portico::fuzz::check_prefixes(
+      in, r, whole, part,
+      [&](std::string_view prefix, ResponseHead& h) {
+        return parse_response_head(prefix, method, h, l);
+      },
+      same_head);
   if (r.status != ParseStatus::kComplete) return;
 
   std::string out = whole.version_minor == 1 ? "HTTP/1.1 " : "HTTP/1.0 ";
