@@ -10,6 +10,7 @@
 #include <cstdio>
 #include <filesystem>
 #include <thread>
+#include <unordered_set>
 
 #include "cli/commands.h"
 #include "common/log.h"
@@ -231,22 +232,16 @@ class Runner {
 
   // Logs diagnostics that were not there in the previous build (each problem once, not per reload).
   void log_diagnostics(const control::BuildResult& result) {
-    std::vector<std::string> now;
+    std::unordered_set<std::string> now;
+    auto note = [&](std::string line) {
+      if (!last_diagnostics_.count(line)) LOG_WARN("%s", line.c_str());
+      now.insert(std::move(line));
+    };
     for (const auto& d : result.file_errors)
-      now.push_back(d.to_string());
+      note(d.to_string());
     for (const auto& r : result.resources) {
       for (const auto& d : r.reasons)
-        now.push_back(r.kind + " " + r.ns + "/" + r.name + ": " + d.to_string());
-    }
-    for (const auto& line : now) {
-      bool seen = false;
-      for (const auto& old : last_diagnostics_) {
-        if (old == line) {
-          seen = true;
-          break;
-        }
-      }
-      if (!seen) LOG_WARN("%s", line.c_str());
+        note(r.kind + " " + r.ns + "/" + r.name + ": " + d.to_string());
     }
     last_diagnostics_ = std::move(now);
   }
@@ -322,7 +317,7 @@ class Runner {
   std::string canonical_;
   std::string resources_json_ = "[]";
   std::vector<proxy::ListenerError> listener_errors_;
-  std::vector<std::string> last_diagnostics_;
+  std::unordered_set<std::string> last_diagnostics_;  // logged once, not at every reload
   bool pending_ = false;
   Clock::time_point first_event_{};
   bool ready_ = false;
