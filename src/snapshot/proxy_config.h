@@ -89,6 +89,14 @@ struct HeaderMutations {
   std::vector<std::string> remove;  // lower-case names
 };
 
+// A filter's configuration as carried by the snapshot: the filter's registered name and its
+// configuration as JSON (validated by the control plane; compiled by the data plane's filter
+// registry when a configuration is applied, never per request).
+struct FilterConfig {
+  std::string name;    // e.g. "cors", "test.header_mutation"
+  std::string config;  // JSON text; "{}" when the filter takes none
+};
+
 struct RouteOptions {
   std::optional<Millis>
       timeout;  // whole upstream exchange, until the response head arrives; 0 = none
@@ -96,6 +104,11 @@ struct RouteOptions {
   std::string host_rewrite;                   // non-empty: Host sent upstream
   HeaderMutations request_headers;
   HeaderMutations response_headers;
+  // Request body limit for this route (413 beyond it); unset: the listener's
+  // HttpOptions::max_request_body_bytes.
+  std::optional<uint64_t> max_request_body_bytes;
+  // Filters of this route, in order, after the listener's (HttpOptions::filters).
+  std::vector<FilterConfig> filters;
 };
 
 struct Route {
@@ -105,6 +118,47 @@ struct Route {
   RouteOptions options;
 };
 
+// ---- TLS ----
+// Certificates and keys arrive resolved (PEM text read from Secret resources by the control plane);
+// the data plane builds OpenSSL contexts from them when a configuration is applied. Private keys
+// are never serialised by to_json.
+
+struct TlsCertificate {
+  std::string secret;           // "<namespace>/<name>" of the Secret it came from
+  std::string cert_chain_pem;   // leaf first, then intermediates
+  std::string private_key_pem;  // never shown
+  std::string ocsp_staple;      // DER OCSP response to staple; empty: no stapling
+};
+
+enum class TlsVersion { kTls12, kTls13 };
+
+// Downstream TLS: a listener's default, or a virtual host's (chosen by SNI among its domains).
+struct TlsServerConfig {
+  std::vector<TlsCertificate> certificates;  // one per key type (e.g. ECDSA and RSA); never empty
+  TlsVersion min_version = TlsVersion::kTls12;
+  TlsVersion max_version = TlsVersion::kTls13;
+  std::vector<std::string> alpn = {"http/1.1"};  // offered protocols in preference order
+  // Client certificates (mTLS): required and verified against this CA bundle when non-empty.
+  std::string client_ca_pem;
+  std::string client_ca_secret;                  // "<namespace>/<name>", for reports
+  std::vector<std::string> allowed_client_sans;  // empty: any certificate the CA verified
+  // Request header carrying the verified client identity upstream (URI SAN, else DNS SAN, else
+  // subject); any value the client sent under that name is removed. Empty: not sent.
+  std::string client_identity_header;
+};
+
+// Upstream TLS for a cluster.
+struct TlsClientConfig {
+  std::string sni;     // server name sent; empty: none
+  std::string ca_pem;  // verify the upstream's chain against this bundle; empty: the system store
+  std::string ca_secret;                  // "<namespace>/<name>", for reports
+  std::vector<std::string> verify_names;  // accepted DNS/URI SANs; empty: the sni (if any)
+  bool insecure_skip_verify = false;      // only when the operator says so explicitly
+  std::optional<TlsCertificate> client_certificate;  // upstream mTLS
+  std::vector<std::string> alpn;                     // empty: none offered
+  TlsVersion min_version = TlsVersion::kTls12;
+};
+
 // Domains: "example.com" (exact), "*.example.com" (suffix), "example.*" (prefix), "*" (any).
 // Selection order for a Host: exact, then the longest suffix wildcard, then the longest prefix
 // wildcard, then "*". Ports in Host are ignored unless a domain names one.
@@ -112,6 +166,8 @@ struct VirtualHost {
   std::string name;                  // "<namespace>/<virtualservice>"
   std::vector<std::string> domains;  // lower-case
   std::vector<Route> routes;         // in order; the first match wins
+  // TLS for this virtual host's domains (selected by SNI); unset: the listener's default.
+  std::optional<TlsServerConfig> tls;
 };
 
 struct HttpOptions {
@@ -124,6 +180,18 @@ struct HttpOptions {
   bool generate_request_id = true;
   bool use_remote_address = true;  // append the peer to X-Forwarded-For
   std::string server_name;         // Server header on local replies; empty: none
+  // Forwarding headers: how many proxies in front of Portico are trusted (Envoy's
+  // xff_num_trusted_hops). 0: the client's X-Forwarded-* / Forwarded values are not trusted.
+  uint32_t xff_num_trusted_hops = 0;
+  // Paths: RFC 3986 dot-segment removal and percent-decoding of unreserved characters before
+  // routing (what is routed is what is forwarded); merge_slashes also collapses "//".
+  bool normalize_path = true;
+  bool merge_slashes = false;
+  // Request limits and timeouts.
+  uint64_t max_request_body_bytes = 0;  // 0: unlimited (routes may set their own)
+  Millis request_timeout{0};            // whole request (head and body) must arrive within; 0: none
+  Millis stream_idle_timeout{300000};   // no byte either way on a request for this long: reset
+  std::vector<FilterConfig> filters;    // listener-wide filters, before each route's
 };
 
 struct Listener {
@@ -132,6 +200,9 @@ struct Listener {
   uint16_t port = 0;
   HttpOptions http;
   std::vector<VirtualHost> virtual_hosts;
+  // TLS on this listener (Gloo's `ssl: true`): the default certificate for clients whose SNI
+  // matches no virtual host with its own TLS, or who send no SNI. Unset: plain TCP.
+  std::optional<TlsServerConfig> tls;
 };
 
 struct Endpoint {
@@ -141,6 +212,7 @@ struct Endpoint {
 };
 
 enum class LbPolicy { kRoundRobin, kLeastRequest };
+enum class UpstreamProtocol { kHttp1, kHttp2 };
 
 struct Cluster {
   std::string name;  // "<namespace>/<upstream>"
@@ -149,6 +221,10 @@ struct Cluster {
   Millis connect_timeout{2000};
   uint32_t max_requests_per_connection = 0;  // 0: unlimited
   Millis idle_connection_timeout{60000};     // pooled idle connection lifetime
+  UpstreamProtocol protocol = UpstreamProtocol::kHttp1;
+  std::optional<TlsClientConfig> tls;    // unset: plain TCP
+  uint32_t max_connections = 0;          // open connections per worker; 0: unlimited
+  uint32_t max_idle_connections = 4096;  // pooled idle connections per endpoint and worker
 };
 
 struct ProxyConfig {

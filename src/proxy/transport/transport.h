@@ -1,0 +1,58 @@
+// Transport: the byte stream under an HTTP codec — plain TCP or TLS — plus the facts about the
+// connection that filters may use (peer, ALPN, SNI, verified client identity). Codecs never see a
+// socket. A Transport belongs to one worker thread; one read and one write may be outstanding at
+// the same time (request and response bodies are pumped concurrently), never two of either.
+#pragma once
+
+#include <asio.hpp>
+
+#include <cstddef>
+#include <cstdint>
+#include <span>
+#include <string>
+#include <utility>
+#include <vector>
+
+namespace portico::proxy::transport {
+
+struct ConnectionInfo {
+  std::string peer_address;  // numeric, no brackets
+  uint16_t peer_port = 0;
+  std::string local_address;
+  uint16_t local_port = 0;
+  bool secure = false;      // TLS
+  std::string alpn;         // negotiated ALPN protocol ("h2", "http/1.1"); empty: none
+  std::string sni;          // server name the client asked for (downstream TLS); empty: none
+  std::string tls_version;  // "TLSv1.3"
+  std::string cipher;
+  bool peer_verified = false;  // the peer presented a certificate that was verified
+  std::string peer_subject;    // of the verified certificate (RFC 2253)
+  std::vector<std::string> peer_uri_sans;
+  std::vector<std::string> peer_dns_sans;
+};
+
+using IoResult = std::pair<asio::error_code, size_t>;
+
+class Transport {
+ public:
+  virtual ~Transport() = default;
+
+  // Reads at least one byte into `buf`. {error, 0} or {ok, 0} at end of stream.
+  virtual asio::awaitable<IoResult> read_some(asio::mutable_buffer buf) = 0;
+  // Writes every byte of `bufs` (gathered), or fails.
+  virtual asio::awaitable<IoResult> write(std::span<const asio::const_buffer> bufs) = 0;
+  // Ends our direction (TCP: shutdown(SHUT_WR); TLS: close_notify) and keeps reading possible, for
+  // lingering close.
+  virtual asio::awaitable<asio::error_code> shutdown_write() = 0;
+  // Cancels the pending read and write (they complete with operation_aborted); the transport stays
+  // usable. Deadlines use this.
+  virtual void cancel() = 0;
+  // Closes at once; pending operations complete with an error.
+  virtual void close() = 0;
+  virtual bool is_open() const = 0;
+  virtual const ConnectionInfo& info() const = 0;
+  // The TCP socket underneath (socket options, fd for stats). Never read or written through.
+  virtual asio::ip::tcp::socket& lowest_layer() = 0;
+};
+
+}  // namespace portico::proxy::transport
