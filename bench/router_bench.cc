@@ -108,7 +108,7 @@ RequestHead make_request(std::string_view path, std::string_view query = {}) {
                                             "X-Request-Id"};
   static const std::string_view kValues[] = {"bench/1.0", "*/*", "gzip", "prod", "abc123"};
   for (size_t i = 0; i < 5; ++i)
-    r.headers[r.header_count++] = Header{kNames[i], kValues[i]};
+    r.headers.push_back(Header{kNames[i], kValues[i]}), ++r.header_count;
   return r;
 }
 

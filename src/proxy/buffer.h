@@ -51,6 +51,15 @@ class Buffer {
   }
   void commit(size_t n) { end_ += n; }
 
+  // Frees the storage of an empty buffer (allocated again, at `initial` bytes, by the next
+  // prepare()).
+  void release(size_t initial = 8192) {
+    if (!empty()) return;
+    data_.reset();
+    begin_ = end_ = 0;
+    cap_ = initial;
+  }
+
   // Releases the storage of an idle buffer grown past `keep` bytes (keep-alive connections that
   // wait cost little memory, while the usual body piece size stays allocated).
   void shrink_if_empty(size_t keep = 65536) {

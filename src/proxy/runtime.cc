@@ -7,7 +7,8 @@ std::string listener_key(const std::string& address, uint16_t port) {
 }
 
 std::shared_ptr<const Runtime> build_runtime(std::shared_ptr<const snapshot::ProxyConfig> config,
-                                             stats::Registry& registry) {
+                                             stats::Registry& registry,
+                                             const filters::Registry& filters) {
   auto rt = std::make_shared<Runtime>();
   rt->config = config;
   std::unordered_map<std::string, int> cluster_index;
@@ -35,6 +36,12 @@ std::shared_ptr<const Runtime> build_runtime(std::shared_ptr<const snapshot::Pro
           }
         } else {
           rr.stats.push_back(registry.request_slot(l.name, vh.name, route.name, ""));
+        }
+        auto chain = filters::compile_chain(filters, l.http.filters, route.options.filters);
+        if (chain.ok()) {
+          rr.chain = std::move(chain.value());
+        } else {
+          lr.filter_errors.push_back(route.name + ": " + chain.error().message);
         }
         vr.routes.push_back(std::move(rr));
       }

@@ -7,6 +7,7 @@
 #include <unordered_map>
 #include <vector>
 
+#include "proxy/filters/filter.h"
 #include "proxy/router/router.h"
 #include "proxy/stats/stats.h"
 #include "snapshot/proxy_config.h"
@@ -18,6 +19,9 @@ struct RouteRuntime {
   // (-1 if missing) and its stat slot. Other actions: one stat slot with upstream "".
   std::vector<int> cluster_index;
   std::vector<stats::RequestSlot*> stats;
+  // The listener's filters then the route's, compiled. Null when one of them failed to compile:
+  // the route then answers 500 (never served without its filters).
+  std::shared_ptr<const filters::FilterChain> chain;
 };
 
 struct VirtualHostRuntime {
@@ -30,6 +34,7 @@ struct ListenerRuntime {
   std::unique_ptr<router::CompiledListener> router;
   std::vector<VirtualHostRuntime> virtual_hosts;  // aligned with Listener::virtual_hosts
   stats::RequestSlot* no_virtual_host = nullptr;
+  std::vector<std::string> filter_errors;  // "<route>: <error>" for chains that did not compile
 };
 
 struct Runtime {
@@ -41,8 +46,10 @@ struct Runtime {
 
 std::string listener_key(const std::string& address, uint16_t port);
 
-// Compiles `config` (control thread). Creates the stat slots it needs in `registry`.
-std::shared_ptr<const Runtime> build_runtime(std::shared_ptr<const snapshot::ProxyConfig> config,
-                                             stats::Registry& registry);
+// Compiles `config` (control thread): router indexes, filter chains (with `filters`), stat slots
+// (created in `registry` as needed).
+std::shared_ptr<const Runtime> build_runtime(
+    std::shared_ptr<const snapshot::ProxyConfig> config, stats::Registry& registry,
+    const filters::Registry& filters = filters::builtin_registry());
 
 }  // namespace portico::proxy

@@ -74,6 +74,11 @@ void Server::start() {
 std::vector<ListenerError> Server::apply(std::shared_ptr<const snapshot::ProxyConfig> config) {
   std::vector<ListenerError> errors;
   auto runtime = build_runtime(config, stats_);
+  // Filters that did not compile are reported; their routes answer 500 rather than run without.
+  for (const auto& lr : runtime->listeners) {
+    for (const auto& e : lr.filter_errors)
+      errors.push_back({lr.listener->name, "filter configuration rejected: " + e});
+  }
 
   // New listeners: bind on the control thread first so that errors are known now.
   std::vector<std::vector<std::pair<std::string, int>>> add(workers_.size());

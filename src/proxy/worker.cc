@@ -6,12 +6,13 @@
 #include <random>
 
 #include "common/log.h"
-#include "proxy/http/connection.h"
+#include "proxy/http/h1_server.h"
+#include "proxy/transport/tcp.h"
 
 namespace portico::proxy {
 
 namespace {
-constexpr auto kSweepInterval = std::chrono::milliseconds(50);
+constexpr auto kPoolSweepInterval = std::chrono::seconds(1);
 constexpr auto use_nothrow = asio::experimental::as_tuple(asio::use_awaitable);
 
 asio::awaitable<void> accept_loop(Worker& worker, asio::ip::tcp::acceptor& acceptor,
@@ -35,8 +36,22 @@ asio::awaitable<void> accept_loop(Worker& worker, asio::ip::tcp::acceptor& accep
       continue;
     }
     socket.set_option(asio::ip::tcp::no_delay(true), ignored);
-    asio::co_spawn(worker.io(), http::serve_connection(worker, std::move(socket), key),
-                   asio::detached);
+    // ---- Transport selection (the one place) ---------------------------------------------
+    // A listener with TLS wraps the socket in a TLS transport after the handshake. This build
+    // has no TLS transport yet: such a connection is refused, never served in plaintext.
+    bool tls = false;
+    if (const Runtime* rt = worker.config()->runtime.get()) {
+      auto it = rt->listener_by_key.find(key);
+      if (it != rt->listener_by_key.end())
+        tls = rt->listeners[it->second].listener->tls.has_value();
+    }
+    if (tls) {
+      worker.release(key);
+      socket.close(ignored);
+      continue;
+    }
+    auto transport = std::make_unique<transport::TcpTransport>(std::move(socket));
+    asio::co_spawn(worker.io(), http::serve_h1(worker, std::move(transport), key), asio::detached);
   }
 }
 }  // namespace
@@ -46,6 +61,19 @@ Worker::Worker(unsigned index, stats::Registry& stats) : index_(index), stats_(s
   rng_ = (static_cast<uint64_t>(rd()) << 32) ^ rd() ^ (index + 1) * 0x9E3779B97F4A7C15ULL;
   if (rng_ == 0) rng_ = 1;
   config_ = std::make_shared<WorkerConfig>();
+  timers_.on_first_timer([this] { schedule_tick(); });
+  pool_sweep_.bind(timers_, [this] {
+    sweep_pools();
+    pool_sweep_.arm(kPoolSweepInterval);
+  });
+  drain_timer_.bind(timers_, [this] {
+    // The drain deadline: connections still open are ended now.
+    for (DownstreamConnection* c = connections_list_; c;) {
+      DownstreamConnection* next = c->next_;
+      c->abort();
+      c = next;
+    }
+  });
 }
 
 Worker::~Worker() {
@@ -53,7 +81,7 @@ Worker::~Worker() {
 }
 
 void Worker::start() {
-  schedule_sweep();
+  pool_sweep_.arm(kPoolSweepInterval);
   thread_ = std::thread([this] {
     auto guard = asio::make_work_guard(io_);
     io_.run();
@@ -103,11 +131,10 @@ void Worker::post_listeners(std::vector<std::pair<std::string, int>> add,
       asio::post(io_, [dying] {});
       // Idle keep-alive connections of a removed listener are closed now, not failed at their
       // next request; connections with a request in flight finish it first.
-      for (Watch* w = watches_; w; w = w->next) {
-        if (w->idle && w->listener == key && w->downstream) {
-          asio::error_code ignored;
-          w->downstream->cancel(ignored);
-        }
+      for (DownstreamConnection* c = connections_list_; c;) {
+        DownstreamConnection* next = c->next_;
+        if (c->idle() && c->listener() == key) c->close_idle();
+        c = next;
       }
     }
     for (const auto& [key, fd] : add) {
@@ -141,18 +168,17 @@ void Worker::post_listeners(std::vector<std::pair<std::string, int>> add,
 void Worker::post_drain(Clock::duration deadline) {
   asio::post(io_, [this, deadline] {
     draining_ = true;
-    drain_deadline_ = Clock::now() + deadline;
+    drain_timer_.arm(deadline.count() > 0 ? deadline : Clock::duration(1));
     for (auto& [key, acc] : acceptors_) {
       asio::error_code ignored;
       acc->close(ignored);
     }
     // Closing an acceptor completes its pending accept with operation_aborted; keep the objects
     // alive until the loop ends.
-    for (Watch* w = watches_; w; w = w->next) {
-      if (w->idle && w->downstream) {
-        asio::error_code ignored;
-        w->downstream->cancel(ignored);
-      }
+    for (DownstreamConnection* c = connections_list_; c;) {
+      DownstreamConnection* next = c->next_;
+      if (c->idle()) c->close_idle();
+      c = next;
     }
     maybe_finish_drain();
   });
@@ -168,7 +194,9 @@ void Worker::post_stop() {
 void Worker::maybe_finish_drain() {
   if (draining_ && connections_ == 0 && !stopped_) {
     stopped_ = true;
-    sweeper_.cancel();
+    ticker_.cancel();
+    pool_sweep_.cancel();
+    drain_timer_.cancel();
     clusters_.clear();
     config_ = std::make_shared<WorkerConfig>();
     io_.stop();
@@ -198,49 +226,39 @@ void Worker::release(const std::string& key) {
   }
 }
 
-void Worker::add_watch(Watch* w) {
-  w->next = watches_;
-  w->prev = nullptr;
-  if (watches_) watches_->prev = w;
-  watches_ = w;
+void Worker::add_connection(DownstreamConnection* c) {
+  c->next_ = connections_list_;
+  c->prev_ = nullptr;
+  if (connections_list_) connections_list_->prev_ = c;
+  connections_list_ = c;
   ++connections_;
 }
 
-void Worker::remove_watch(Watch* w) {
-  if (w->prev) w->prev->next = w->next;
-  if (w->next) w->next->prev = w->prev;
-  if (watches_ == w) watches_ = w->next;
-  w->prev = w->next = nullptr;
+void Worker::remove_connection(DownstreamConnection* c) {
+  if (c->prev_) c->prev_->next_ = c->next_;
+  if (c->next_) c->next_->prev_ = c->prev_;
+  if (connections_list_ == c) connections_list_ = c->next_;
+  c->prev_ = c->next_ = nullptr;
   --connections_;
   if (draining_) maybe_finish_drain();
 }
 
-void Worker::schedule_sweep() {
-  sweeper_.expires_after(kSweepInterval);
-  sweeper_.async_wait([this](const asio::error_code& ec) {
+void Worker::schedule_tick() {
+  if (ticking_ || stopped_) return;
+  ticking_ = true;
+  ticker_.expires_after(timers_.tick());
+  ticker_.async_wait([this](const asio::error_code& ec) {
+    ticking_ = false;
     if (ec || stopped_) return;
-    sweep();
-    schedule_sweep();
+    timers_.advance();
+    if (timers_.armed() > 0) schedule_tick();
   });
 }
 
-void Worker::sweep() {
+void Worker::sweep_pools() {
   const auto now = Clock::now();
-  const bool past_drain = draining_ && now >= drain_deadline_;
-  for (Watch* w = watches_; w; w = w->next) {
-    if (now >= w->deadline || past_drain || (draining_ && w->idle)) {
-      w->fired = true;
-      w->deadline = Clock::time_point::max();
-      asio::error_code ignored;
-      if (w->downstream) w->downstream->cancel(ignored);
-      if (w->upstream) w->upstream->cancel(ignored);
-    }
-  }
-  if (now - last_pool_sweep_ > std::chrono::seconds(1)) {
-    last_pool_sweep_ = now;
-    for (auto& [name, c] : clusters_)
-      c->sweep(now);
-  }
+  for (auto& [name, c] : clusters_)
+    c->sweep(now);
 }
 
 }  // namespace portico::proxy

@@ -1,7 +1,7 @@
 // Worker: one event loop on one thread. It owns its listening sockets (SO_REUSEPORT, one per
-// listener per worker), its client connections for their whole life, and its upstream connection
-// pools. The control thread talks to it only by posting (apply, set_listeners, drain, stop);
-// nothing on the request path locks.
+// listener per worker), its client connections for their whole life, its upstream connection
+// pools and its timer wheel. The control thread talks to it only by posting (apply, set_listeners,
+// drain, stop); nothing on the request path locks.
 #pragma once
 
 #include <asio.hpp>
@@ -18,11 +18,10 @@
 
 #include "proxy/runtime.h"
 #include "proxy/stats/stats.h"
+#include "proxy/timer/timer_wheel.h"
 #include "proxy/upstream/cluster.h"
 
 namespace portico::proxy {
-
-using Clock = std::chrono::steady_clock;
 
 // What one worker runs on: the shared Runtime plus this worker's cluster states, aligned with
 // runtime->config->clusters. Held through a worker-local shared_ptr so that taking a reference per
@@ -32,23 +31,21 @@ struct WorkerConfig {
   std::vector<std::shared_ptr<upstream::Cluster>> clusters;
 };
 
-// A connection's deadline. The worker's sweeper (every 50 ms) cancels the sockets of a watch whose
-// deadline passed and sets `fired`, so each phase only stores a time point: no timer per operation.
-struct Watch {
-  Clock::time_point deadline = Clock::time_point::max();
-  asio::ip::tcp::socket* downstream = nullptr;
-  asio::ip::tcp::socket* upstream = nullptr;
-  bool fired = false;
-  bool idle = false;  // between requests with nothing buffered: closed at once when draining
-  std::string_view listener;  // the listener key ("address:port") the connection came in on
-  Watch* prev = nullptr;
-  Watch* next = nullptr;
+// A client connection as the worker sees it: for draining, listener removal and the drain
+// deadline. Registered for the connection's whole life (intrusive list, no allocation).
+class DownstreamConnection {
+ public:
+  virtual ~DownstreamConnection() = default;
+  virtual std::string_view listener() const = 0;  // the listener key ("address:port")
+  // Between requests with nothing buffered: closed at once when draining.
+  virtual bool idle() const = 0;
+  virtual void close_idle() = 0;  // closes the connection if it is idle (else nothing)
+  virtual void abort() = 0;       // ends the connection now, request in flight or not
 
-  void arm(Clock::duration d) {
-    deadline = d.count() > 0 ? Clock::now() + d : Clock::time_point::max();
-    fired = false;
-  }
-  void disarm() { deadline = Clock::time_point::max(); }
+ private:
+  friend class Worker;
+  DownstreamConnection* prev_ = nullptr;
+  DownstreamConnection* next_ = nullptr;
 };
 
 class Worker {
@@ -90,14 +87,15 @@ class Worker {
   // worker is taken (the caller closes it). Every admitted connection is released when it ends.
   bool admit(const std::string& key);
   void release(const std::string& key);
-  void add_watch(Watch* w);
-  void remove_watch(Watch* w);
+  void add_connection(DownstreamConnection* c);
+  void remove_connection(DownstreamConnection* c);
+  TimerWheel& timers() { return timers_; }
   size_t connections() const { return connections_; }
 
  private:
   void apply(std::shared_ptr<const Runtime> runtime);
-  void sweep();
-  void schedule_sweep();
+  void schedule_tick();
+  void sweep_pools();
   void maybe_finish_drain();
 
   unsigned index_;
@@ -110,13 +108,16 @@ class Worker {
   std::unordered_map<std::string, std::shared_ptr<upstream::Cluster>> clusters_;
   std::map<std::string, std::unique_ptr<asio::ip::tcp::acceptor>> acceptors_;
   std::unordered_map<std::string, uint32_t> listener_connections_;  // open, by listener key
-  asio::steady_timer sweeper_{io_};
-  Watch* watches_ = nullptr;
+  // Deadlines: the wheel, advanced by one asio timer every tick while any deadline is armed.
+  TimerWheel timers_;
+  asio::steady_timer ticker_{io_};
+  bool ticking_ = false;
+  Timer pool_sweep_;
+  Timer drain_timer_;
+  DownstreamConnection* connections_list_ = nullptr;
   size_t connections_ = 0;
   bool draining_ = false;
   bool stopped_ = false;
-  Clock::time_point drain_deadline_{};
-  Clock::time_point last_pool_sweep_{};
   uint64_t rng_;
 };
 

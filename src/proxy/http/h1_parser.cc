@@ -225,6 +225,8 @@ ParseResult parse_headers(const char* p, size_t pos, size_t limit, bool truncate
                           HeadState& st, bool is_request, const Limits& limits) {
   const ParseResult out_of_bytes = truncated ? error(ParseError::kHeadTooLarge) : kIncomplete;
   const size_t max_headers = std::min(limits.max_headers, kMaxHeadersCapacity);
+  if (out.headers.empty())
+    out.headers.resize(std::min<size_t>(32, max_headers == 0 ? 1 : max_headers));
   for (;;) {
     if (pos >= limit) return out_of_bytes;
     const char first = p[pos];
@@ -268,6 +270,9 @@ ParseResult parse_headers(const char* p, size_t pos, size_t limit, bool truncate
 
     if (out.header_count >= max_headers) return error(ParseError::kTooManyHeaders);
     const int index = static_cast<int>(out.header_count);
+    if (out.header_count == out.headers.size()) {
+      out.headers.resize(std::min(max_headers, out.headers.size() * 2));
+    }
     Header& h = out.headers[out.header_count++];
     h.name = name;
     h.value = std::string_view(p + value_start, value_end - value_start);

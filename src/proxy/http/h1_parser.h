@@ -10,6 +10,7 @@
 #include <cstddef>
 #include <cstdint>
 #include <string_view>
+#include <vector>
 
 namespace portico::proxy::http {
 
@@ -53,7 +54,10 @@ struct Limits {
   size_t max_trailer_bytes = 8 * 1024;
 };
 
-inline constexpr size_t kMaxHeadersCapacity = 128;  // hard capacity of the header array
+// The most header lines any head may carry, whatever Limits::max_headers says (the configuration
+// decoder's maximum). The header array grows on demand up to it and keeps its capacity when a head
+// object is reused, so a reused head parses without allocating.
+inline constexpr size_t kMaxHeadersCapacity = 10000;
 
 struct Header {
   std::string_view name;   // as received (case preserved); compare with iequals
@@ -73,8 +77,8 @@ enum class BodyKind : uint8_t {
 // Common to requests and responses. All string_views point into the buffer that was parsed: it must
 // stay alive and unmoved while the head is used.
 struct MessageHead {
-  int version_minor = 1;  // HTTP/1.<minor>: 0 or 1
-  Header headers[kMaxHeadersCapacity];
+  int version_minor = 1;        // HTTP/1.<minor>: 0 or 1
+  std::vector<Header> headers;  // the first header_count entries are this head's; grows on demand
   size_t header_count = 0;
   BodyKind body = BodyKind::kNone;
   uint64_t content_length = 0;      // when body == kContentLength

@@ -72,18 +72,23 @@ bool method_matches(const std::vector<std::string>& methods, std::string_view me
   return false;
 }
 
-bool header_matches(const snapshot::HeaderMatcher& matcher, const http::RequestHead& request) {
+bool header_matches(const snapshot::HeaderMatcher& matcher, const RequestView& request) {
   bool found = false;
-  for (size_t i = 0; i < request.header_count && !found; ++i) {
-    const http::Header& h = request.headers[i];
-    if (!ascii_iequals(h.name, matcher.name)) continue;
+  auto test = [&](std::string_view name, std::string_view value) {
+    if (found || !ascii_iequals(name, matcher.name)) return;
     if (matcher.present_only) {
       found = true;
     } else if (matcher.regex.has_value()) {
-      found = full_match(h.value, *matcher.regex);
+      found = full_match(value, *matcher.regex);
     } else {
-      found = h.value == matcher.value;
+      found = value == matcher.value;
     }
+  };
+  if (request.headers) {
+    request.headers->for_each(test);
+  } else {
+    for (size_t i = 0; i < request.h1_count && !found; ++i)
+      test(request.h1_headers[i].name, request.h1_headers[i].value);
   }
   return found != matcher.invert;
 }
@@ -239,7 +244,7 @@ const snapshot::VirtualHost* CompiledListener::select_lowered(std::string_view h
 // ---------------------------------------------------------------------------------------------
 // Routes
 
-bool route_matches(const snapshot::Route& route, const http::RequestHead& request) {
+bool route_matches(const snapshot::Route& route, const RequestView& request) {
   const snapshot::RouteMatch& match = route.match;
   if (!path_matches(match, request.path)) return false;
   if (!method_matches(match.methods, request.method)) return false;
@@ -252,8 +257,7 @@ bool route_matches(const snapshot::Route& route, const http::RequestHead& reques
   return true;
 }
 
-const snapshot::Route* match_route(const snapshot::VirtualHost& vhost,
-                                   const http::RequestHead& request) {
+const snapshot::Route* match_route(const snapshot::VirtualHost& vhost, const RequestView& request) {
   for (const auto& route : vhost.routes) {
     if (route_matches(route, request)) return &route;
   }
@@ -271,8 +275,7 @@ const std::string& pick_cluster(const snapshot::ForwardAction& action, uint32_t 
   return action.clusters.back().cluster;
 }
 
-void rewrite_target(const snapshot::Route& route, const http::RequestHead& request,
-                    std::string& out) {
+void rewrite_target(const snapshot::Route& route, const RequestView& request, std::string& out) {
   out.clear();
   const auto& rewrite = route.options.prefix_rewrite;
   append_rewritten_path(route, request.path, rewrite.has_value() ? &*rewrite : nullptr, out);
@@ -283,7 +286,7 @@ void rewrite_target(const snapshot::Route& route, const http::RequestHead& reque
 }
 
 std::string redirect_location(const snapshot::RedirectAction& action, const snapshot::Route& route,
-                              const http::RequestHead& request, std::string_view request_scheme) {
+                              const RequestView& request, std::string_view request_scheme) {
   std::string_view scheme = action.https ? std::string_view("https") : request_scheme;
   if (scheme.empty()) scheme = "http";
 

@@ -14,6 +14,7 @@
 #include <vector>
 
 #include "proxy/http/h1_parser.h"
+#include "proxy/http/message.h"
 #include "snapshot/proxy_config.h"
 
 namespace portico::proxy::router {
@@ -80,14 +81,36 @@ class CompiledListener {
   const snapshot::VirtualHost* any_ = nullptr;  // "*"
 };
 
+// What routing looks at in a request, from either the parser's views (h1 headers) or a stream's
+// owned message (header map). Exactly one of the two header sources is set.
+struct RequestView {
+  std::string_view method, path, query, host;
+  const http::Header* h1_headers = nullptr;
+  size_t h1_count = 0;
+  const http::HeaderMap* headers = nullptr;
+
+  static RequestView of(const http::RequestHead& h) {
+    return {h.method, h.path, h.query, h.host, h.headers.data(), h.header_count, nullptr};
+  }
+  static RequestView of(const http::RequestHeaders& h) {
+    return {h.method, h.path, h.query, h.authority, nullptr, 0, &h.headers};
+  }
+};
+
 // The first route of `vhost` whose match accepts the request, or nullptr. Checks, cheapest first:
 // path (request.path, never the query), methods, headers, query parameters. See docs/routing.md.
 // Allocates nothing (RE2 may, inside its own caches).
-const snapshot::Route* match_route(const snapshot::VirtualHost& vhost,
-                                   const http::RequestHead& request);
+const snapshot::Route* match_route(const snapshot::VirtualHost& vhost, const RequestView& request);
+inline const snapshot::Route* match_route(const snapshot::VirtualHost& vhost,
+                                          const http::RequestHead& request) {
+  return match_route(vhost, RequestView::of(request));
+}
 
 // True when `route` accepts `request` (the per-route test behind match_route).
-bool route_matches(const snapshot::Route& route, const http::RequestHead& request);
+bool route_matches(const snapshot::Route& route, const RequestView& request);
+inline bool route_matches(const snapshot::Route& route, const http::RequestHead& request) {
+  return route_matches(route, RequestView::of(request));
+}
 
 // Weighted choice among action.clusters: `r` must be uniform in [0, action.total_weight). Values
 // out of range pick the last cluster; an action without clusters yields an empty name.
@@ -97,8 +120,11 @@ const std::string& pick_cluster(const snapshot::ForwardAction& action, uint32_t 
 // a kPrefix route, or the whole path for kExact/kRegex routes; without a rewrite the path is
 // unchanged. An empty resulting path becomes "/". "?" + query is appended when the query is
 // non-empty. `out` is cleared first (its capacity is reused).
-void rewrite_target(const snapshot::Route& route, const http::RequestHead& request,
-                    std::string& out);
+void rewrite_target(const snapshot::Route& route, const RequestView& request, std::string& out);
+inline void rewrite_target(const snapshot::Route& route, const http::RequestHead& request,
+                           std::string& out) {
+  rewrite_target(route, RequestView::of(request), out);
+}
 
 // The Location header value for a redirect route. Scheme: "https" when action.https, else
 // `request_scheme`. Host: action.host, else the request's Host; with action.port the host's own
@@ -109,7 +135,12 @@ void rewrite_target(const snapshot::Route& route, const http::RequestHead& reque
 // unless action.strip_query. Without any host (HTTP/1.0 request without Host and no action.host), a
 // relative reference (path and query) is returned.
 std::string redirect_location(const snapshot::RedirectAction& action, const snapshot::Route& route,
-                              const http::RequestHead& request, std::string_view request_scheme);
+                              const RequestView& request, std::string_view request_scheme);
+inline std::string redirect_location(const snapshot::RedirectAction& action,
+                                     const snapshot::Route& route, const http::RequestHead& request,
+                                     std::string_view request_scheme) {
+  return redirect_location(action, route, RequestView::of(request), request_scheme);
+}
 
 // Splits a Host value into host and port ("a.com:80" → {"a.com", "80"}, "[::1]:80" → {"[::1]",
 // "80"},

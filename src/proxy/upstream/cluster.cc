@@ -7,11 +7,20 @@
 namespace portico::proxy::upstream {
 
 namespace {
-// Idle connections kept per endpoint and worker. It must cover the concurrency a worker sees: a
-// smaller pool closes connections that the next burst opens again (at 1000 client connections a
-// cap of 256 meant ~1800 new upstream connections a second and a p99 three times the p50).
-// Idle connections hold no user-space buffer beyond 16 KiB; they cost a socket each.
-constexpr size_t kMaxIdlePerEndpoint = 4096;
+// What pooled connections must agree on to be reused: the protocol and the TLS settings.
+std::string pool_key_of(const snapshot::Cluster& c) {
+  std::string k = c.protocol == snapshot::UpstreamProtocol::kHttp2 ? "h2" : "h1";
+  if (c.tls) {
+    k += "|tls|" + c.tls->sni + "|" + std::to_string(std::hash<std::string>{}(c.tls->ca_pem)) +
+         "|" + (c.tls->insecure_skip_verify ? "insecure" : "verify");
+    for (const auto& n : c.tls->verify_names)
+      k += "|" + n;
+    for (const auto& a : c.tls->alpn)
+      k += "|a:" + a;
+    if (c.tls->client_certificate) k += "|cert:" + c.tls->client_certificate->secret;
+  }
+  return k;
+}
 }  // namespace
 
 Cluster::Cluster(const snapshot::Cluster& config, stats::ClusterSlot* stats, unsigned worker)
@@ -34,6 +43,21 @@ void Cluster::update(const snapshot::Cluster& config, stats::ClusterSlot* stats)
   connect_timeout_ = config.connect_timeout;
   idle_timeout_ = config.idle_connection_timeout;
   max_requests_per_connection_ = config.max_requests_per_connection;
+  max_connections_ = config.max_connections;
+  max_idle_ = config.max_idle_connections;
+  protocol_ = config.protocol;
+  tls_ = config.tls.has_value();
+  std::string key = pool_key_of(config);
+  const bool flush = key != pool_key_;
+  pool_key_ = std::move(key);
+  if (flush) {
+    // Connections pooled under other protocol or TLS settings are never handed out again.
+    for (auto& ep : endpoints_) {
+      for (auto& c : ep->idle)
+        closed(std::move(c));
+      ep->idle.clear();
+    }
+  }
   std::vector<std::shared_ptr<Endpoint>> next;
   total_weight_ = 0;
   for (const auto& e : config.endpoints) {
@@ -111,7 +135,8 @@ std::unique_ptr<Connection> Cluster::take_idle(Endpoint& ep) {
     // keep-alive timeout: look without blocking (EOF or unexpected bytes mean it is unusable).
     if (now - c->idle_since > std::chrono::seconds(1)) {
       char probe;
-      ssize_t r = ::recv(c->socket.native_handle(), &probe, 1, MSG_PEEK | MSG_DONTWAIT);
+      ssize_t r =
+          ::recv(c->transport->lowest_layer().native_handle(), &probe, 1, MSG_PEEK | MSG_DONTWAIT);
       if (r >= 0 || (errno != EAGAIN && errno != EWOULDBLOCK)) {
         closed(std::move(c));
         continue;
@@ -123,20 +148,20 @@ std::unique_ptr<Connection> Cluster::take_idle(Endpoint& ep) {
 }
 
 void Cluster::give_back(const std::shared_ptr<Endpoint>& ep, std::unique_ptr<Connection> conn) {
-  if (ep->removed || ep->idle.size() >= kMaxIdlePerEndpoint || !conn->buffer.empty() ||
+  if (ep->removed || ep->idle.size() >= max_idle_ || !conn->buffer.empty() ||
       (max_requests_per_connection_ != 0 && conn->requests >= max_requests_per_connection_)) {
     closed(std::move(conn));
     return;
   }
   conn->idle_since = Clock::now();
-  conn->buffer.shrink_if_empty(16384);
+  conn->buffer.release();  // an idle pooled connection holds no read buffer
   ep->idle.push_back(std::move(conn));
 }
 
 void Cluster::closed(std::unique_ptr<Connection> conn) {
   if (!conn) return;
-  asio::error_code ignored;
-  conn->socket.close(ignored);
+  conn->transport->close();
+  if (open_ > 0) --open_;
   row().cx_active.dec();
 }
 

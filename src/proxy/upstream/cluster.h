@@ -12,6 +12,7 @@
 
 #include "proxy/buffer.h"
 #include "proxy/stats/stats.h"
+#include "proxy/transport/transport.h"
 #include "snapshot/proxy_config.h"
 
 namespace portico::proxy::upstream {
@@ -21,11 +22,12 @@ using Clock = std::chrono::steady_clock;
 struct Endpoint;
 
 // One connection to an upstream host. Lives in an Endpoint's idle pool or with the request using
-// it.
+// it. Codecs use it only through its Transport.
 struct Connection {
-  explicit Connection(asio::io_context& io) : socket(io), buffer(16384, 1 << 20) {}
-  asio::ip::tcp::socket socket;
-  Buffer buffer;          // response bytes read and not yet consumed
+  explicit Connection(std::unique_ptr<transport::Transport> t)
+      : transport(std::move(t)), buffer(16384, 1 << 20) {}
+  std::unique_ptr<transport::Transport> transport;
+  Buffer buffer;          // response bytes read and not yet consumed; released while pooled
   uint32_t requests = 0;  // requests sent on this connection
   Clock::time_point idle_since{};
 };
@@ -53,6 +55,12 @@ class Cluster {
   // ones in `tried` when others remain. nullptr when the cluster has no endpoints.
   std::shared_ptr<Endpoint> pick(uint64_t random, const Endpoint* tried);
 
+  // Whether one more connection may be opened (Cluster::max_connections per worker). A refusal is
+  // counted as an overflow.
+  bool can_open() const { return max_connections_ == 0 || open_ < max_connections_; }
+  snapshot::UpstreamProtocol protocol() const { return protocol_; }
+  bool tls() const { return tls_; }
+
   // Takes an idle connection to `ep`, or nullptr. Drops pooled connections that the upstream closed
   // or that waited longer than the idle timeout.
   std::unique_ptr<Connection> take_idle(Endpoint& ep);
@@ -62,9 +70,11 @@ class Cluster {
   // A connection is gone (closed or failed): update the gauges.
   void closed(std::unique_ptr<Connection> conn);
   void opened() {
+    ++open_;
     row().cx_total.inc();
     row().cx_active.inc();
   }
+  size_t open_connections() const { return open_; }
 
   // Closes idle connections older than the idle timeout (called by the worker's sweeper).
   void sweep(Clock::time_point now);
@@ -79,6 +89,13 @@ class Cluster {
   std::chrono::milliseconds connect_timeout_{2000};
   std::chrono::milliseconds idle_timeout_{60000};
   uint32_t max_requests_per_connection_ = 0;
+  uint32_t max_connections_ = 0;
+  uint32_t max_idle_ = 4096;
+  snapshot::UpstreamProtocol protocol_ = snapshot::UpstreamProtocol::kHttp1;
+  bool tls_ = false;
+  std::string pool_key_;  // protocol and TLS settings: pooled connections are only reused under
+                          // the same ones
+  size_t open_ = 0;
   stats::ClusterSlot* stats_;
   unsigned worker_;
   std::vector<std::shared_ptr<Endpoint>> endpoints_;

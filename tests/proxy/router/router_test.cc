@@ -66,7 +66,7 @@ http::RequestHead request(
   r.host = host;
   r.target = path;
   for (const auto& [name, value] : headers)
-    r.headers[r.header_count++] = http::Header{name, value};
+    r.headers.push_back(http::Header{name, value}), ++r.header_count;
   return r;
 }
 

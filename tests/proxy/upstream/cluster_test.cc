@@ -1,5 +1,7 @@
 #include "proxy/upstream/cluster.h"
 
+#include "proxy/transport/tcp.h"
+
 #include <gtest/gtest.h>
 
 #include <map>
@@ -79,12 +81,17 @@ TEST_F(ClusterTest, UpdateKeepsSurvivingEndpointsAndMarksRemoved) {
   EXPECT_EQ(seen.count(2), 0u);
 }
 
+std::unique_ptr<Connection> make_connection(asio::io_context& io) {
+  return std::make_unique<Connection>(
+      std::make_unique<transport::TcpTransport>(asio::ip::tcp::socket(io)));
+}
+
 TEST_F(ClusterTest, PoolReturnsConnectionsAndDropsThemForRemovedEndpoints) {
   asio::io_context io;
   Cluster c(make_cluster({{1, 1}}), slot, 0);
   auto ep = c.pick(0, nullptr);
   EXPECT_EQ(c.take_idle(*ep), nullptr);
-  auto conn = std::make_unique<Connection>(io);
+  auto conn = make_connection(io);
   c.opened();
   EXPECT_EQ(slot->row(0).cx_active.get(), 1u);
   c.give_back(ep, std::move(conn));
@@ -103,7 +110,7 @@ TEST_F(ClusterTest, MaxRequestsPerConnectionClosesOnGiveBack) {
   cfg.max_requests_per_connection = 2;
   Cluster c(cfg, slot, 0);
   auto ep = c.pick(0, nullptr);
-  auto conn = std::make_unique<Connection>(io);
+  auto conn = make_connection(io);
   c.opened();
   conn->requests = 2;
   c.give_back(ep, std::move(conn));

@@ -1,0 +1,836 @@
+#include "proxy/http/stream.h"
+
+#include <asio/experimental/as_tuple.hpp>
+#include <asio/experimental/awaitable_operators.hpp>
+
+#include <array>
+
+#include "proxy/filters/header_mutation/header_mutation.h"
+#include "proxy/router/router.h"
+#include "proxy/transport/tcp.h"
+#include "proxy/worker.h"
+
+namespace portico::proxy::http {
+
+namespace {
+
+using namespace asio::experimental::awaitable_operators;
+constexpr auto use_nothrow = asio::experimental::as_tuple(asio::use_awaitable);
+constexpr auto kDefaultRouteTimeout = std::chrono::milliseconds(15000);
+// A request body up to this size that is entirely in the codec's buffer is kept, so that an
+// idempotent request can be sent again on a fresh connection when a pooled one turns out stale.
+constexpr size_t kMaxReplayBody = 64 * 1024;
+
+enum Deadline { kRequest, kIdle, kRoute, kConnect };
+
+void append_request_id(HeaderMap& headers, Worker& w) {
+  static constexpr char kHex[] = "0123456789abcdef";
+  uint64_t a = w.random();
+  uint64_t b = w.random();
+  char id[36];
+  int j = 0;
+  for (int i = 0; i < 32; ++i) {
+    if (i == 8 || i == 12 || i == 16 || i == 20) id[j++] = '-';
+    uint64_t& src = i < 16 ? a : b;
+    unsigned nib = src & 0xF;
+    src >>= 4;
+    if (i == 12) nib = 4;              // version 4
+    if (i == 16) nib = 8 | (nib & 3);  // variant 10xx
+    id[j++] = kHex[nib];
+  }
+  headers.add("X-Request-Id", std::string_view(id, 36));
+}
+
+// Counts a request in flight on an endpoint (least request) and in the cluster's gauge.
+struct InFlight {
+  upstream::Cluster& cluster;
+  std::shared_ptr<upstream::Endpoint> ep;
+  void set(const std::shared_ptr<upstream::Endpoint>& e) {
+    clear();
+    ep = e;
+    ++ep->active_requests;
+    cluster.row().rq_active.inc();
+    cluster.row().rq_total.inc();
+  }
+  void clear() {
+    if (!ep) return;
+    --ep->active_requests;
+    cluster.row().rq_active.dec();
+    ep.reset();
+  }
+  ~InFlight() { clear(); }
+};
+
+// An upstream connection in use: closed (and counted) unless handed back to the pool.
+struct ConnGuard {
+  upstream::Cluster& cluster;
+  std::shared_ptr<upstream::Endpoint> ep;
+  std::unique_ptr<upstream::Connection> conn;
+  void close() {
+    if (conn) cluster.closed(std::move(conn));
+  }
+  void give_back() {
+    if (conn) cluster.give_back(ep, std::move(conn));
+  }
+  ~ConnGuard() { close(); }
+};
+
+// No byte either way for this long resets a stream: stream_idle_timeout, bounded by the
+// listener's idle_timeout (which has always applied to a request's body reads and writes too).
+Clock::duration stream_idle_timeout(const snapshot::HttpOptions& o) {
+  if (o.stream_idle_timeout.count() <= 0) return o.idle_timeout;
+  if (o.idle_timeout.count() <= 0) return o.stream_idle_timeout;
+  return std::min(o.stream_idle_timeout, o.idle_timeout);
+}
+
+}  // namespace
+
+void StreamBuffers::release_if_larger(size_t keep) {
+  response.headers.release_if_larger(keep);
+  if (head.capacity() > keep) std::string().swap(head);
+  if (target.capacity() > keep) std::string().swap(target);
+  if (body.capacity() > keep) std::string().swap(body);
+}
+
+StreamHandler::StreamHandler(Worker& worker, const std::shared_ptr<WorkerConfig>& config,
+                             const ListenerRuntime& listener, ServerStream& stream,
+                             StreamBuffers& buffers)
+    : w_(worker),
+      config_(config),
+      lr_(listener),
+      stream_(stream),
+      buf_(buffers),
+      opts_(listener.listener->http),
+      start_(Clock::now()),
+      request_timer_(worker.timers(), [this] { on_deadline(kRequest); }),
+      idle_timer_(worker.timers(), [this] { on_deadline(kIdle); }),
+      route_timer_(worker.timers(), [this] { on_deadline(kRoute); }),
+      connect_timer_(worker.timers(), [this] { on_deadline(kConnect); }),
+      idle_timeout_(stream_idle_timeout(opts_)) {}
+
+StreamHandler::~StreamHandler() = default;
+
+asio::any_io_executor StreamHandler::executor() {
+  return w_.io().get_executor();
+}
+
+void StreamHandler::on_deadline(int which) {
+  switch (which) {
+    case kRequest:
+      request_timed_out_ = true;
+      break;
+    case kIdle:
+      idle_timed_out_ = true;
+      break;
+    case kRoute:
+      route_timed_out_ = true;
+      if (us_) us_->cancel();
+      return;  // the client side is not affected
+    case kConnect:
+      connect_timed_out_ = true;
+      if (connecting_) {
+        asio::error_code ignored;
+        connecting_->cancel(ignored);
+      }
+      return;
+  }
+  // The request did not arrive in time, or nothing moved for too long: stop both sides. Once the
+  // response has started there is nothing to answer with: the stream is reset.
+  stream_.stop_reading();
+  if (us_) us_->cancel();
+  if (connecting_) {
+    asio::error_code ignored;
+    connecting_->cancel(ignored);
+  }
+  if (sleeping_) sleeping_->cancel();
+  if (stream_.response_started()) stream_.reset();
+}
+
+void StreamHandler::abort() {
+  aborted_ = true;
+  if (us_) us_->cancel();
+  if (connecting_) {
+    asio::error_code ignored;
+    connecting_->cancel(ignored);
+  }
+  if (sleeping_) sleeping_->cancel();
+  stream_.reset();
+}
+
+void StreamHandler::send_local_reply(int status, std::string_view body,
+                                     std::string_view content_type) {
+  pending_reply_ = LocalReply{status, std::string(body), std::string(content_type)};
+}
+
+asio::awaitable<bool> StreamHandler::sleep(std::chrono::milliseconds d) {
+  if (aborted_ || expired()) co_return false;
+  asio::steady_timer ev(w_.io(), Clock::time_point::max());
+  Timer t(w_.timers(), [&ev] { ev.cancel(); });
+  t.arm(d);
+  sleeping_ = &ev;
+  co_await ev.async_wait(use_nothrow);
+  sleeping_ = nullptr;
+  co_return !aborted_ && !expired();
+}
+
+asio::awaitable<void> StreamHandler::run() {
+  w_.row().downstream_rq_total.inc();
+  request_timer_.arm(opts_.request_timeout);
+  touch();
+  co_await handle();
+  if (slot_) {
+    if (status_ == 0) slot_->count(w_.index(), 0);
+    const auto took = std::chrono::duration_cast<std::chrono::microseconds>(Clock::now() - start_);
+    slot_->observe(w_.index(), static_cast<uint64_t>(took.count()));
+    if (chain_) {
+      filters::LogInfo info{status_, request_bytes_, response_bytes_, took};
+      for (uint16_t i : chain_->log)
+        filters_[i]->on_log(info);
+    }
+  }
+}
+
+uint64_t StreamHandler::body_limit() const {
+  if (route_ && route_->options.max_request_body_bytes)
+    return *route_->options.max_request_body_bytes;
+  return opts_.max_request_body_bytes;
+}
+
+asio::awaitable<void> StreamHandler::handle() {
+  RequestHeaders& req = stream_.request();
+
+  // ---- Path normalisation (one call site) -------------------------------------------------
+  // TODO(path helper): once src/proxy/http/path.h lands in main, normalise here, before routing,
+  // and forward exactly what was routed:
+  //   if (opts_.normalize_path) { auto p = normalize_path(req.path, opts_.merge_slashes);
+  //                               if (!p) { reply 400 } else req.path = *p; }
+  // Until then a path with dot-segments is refused rather than routed by prefix.
+  if (opts_.normalize_path) {
+    std::string_view p = req.path;
+    bool dot_segment = false;
+    size_t i = 0;
+    while (i <= p.size()) {
+      size_t j = p.find('/', i);
+      if (j == std::string_view::npos) j = p.size();
+      std::string_view seg = p.substr(i, j - i);
+      if (seg == "." || seg == ".." || seg == "%2e" || seg == "%2E" || seg == "%2e%2e" ||
+          seg == "%2E%2E" || seg == ".%2e" || seg == "%2e." || seg == ".%2E" || seg == "%2E.") {
+        dot_segment = true;
+        break;
+      }
+      i = j + 1;
+    }
+    if (dot_segment) {
+      slot_ = lr_.no_virtual_host;
+      co_await local_reply(400, "bad request: dot-segments in path\n");
+      co_return;
+    }
+  }
+
+  // ---- Route ------------------------------------------------------------------------------
+  const snapshot::VirtualHost* vh = lr_.router->select_virtual_host(req.authority);
+  if (!vh) {
+    slot_ = lr_.no_virtual_host;
+    co_await local_reply(404, "no route matched\n");
+    co_return;
+  }
+  const VirtualHostRuntime& vhr = lr_.virtual_hosts[vh - lr_.listener->virtual_hosts.data()];
+  route_ = router::match_route(*vh, router::RequestView::of(req));
+  if (!route_) {
+    slot_ = vhr.no_route;
+    co_await local_reply(404, "no route matched\n");
+    co_return;
+  }
+  rr_ = &vhr.routes[route_ - vh->routes.data()];
+  slot_ = rr_->stats[0];
+
+  // Forward actions choose their cluster (and with it the stat slot) first.
+  int cluster_idx = -1;
+  if (const auto* fwd = std::get_if<snapshot::ForwardAction>(&route_->action)) {
+    size_t choice = 0;
+    if (fwd->clusters.size() > 1 && fwd->total_weight > 0) {
+      uint64_t r = w_.random() % fwd->total_weight;
+      for (size_t i = 0; i < fwd->clusters.size(); ++i) {
+        if (r < fwd->clusters[i].weight) {
+          choice = i;
+          break;
+        }
+        r -= fwd->clusters[i].weight;
+      }
+    }
+    slot_ = rr_->stats[choice];
+    cluster_idx = rr_->cluster_index[choice];
+  }
+
+  // ---- Request limits ---------------------------------------------------------------------
+  const uint64_t limit = body_limit();
+  if (limit != 0 && req.content_length && *req.content_length > limit) {
+    co_await local_reply(413, "request body too large\n");
+    co_return;
+  }
+
+  // ---- Request filters --------------------------------------------------------------------
+  if (!rr_->chain) {
+    // The route's filters did not compile: never serve it without them (fail closed).
+    co_await local_reply(500, "route filters unavailable\n");
+    co_return;
+  }
+  if (!rr_->chain->empty()) {
+    chain_ = rr_->chain;
+    filters_.reserve(chain_->factories.size());
+    for (const auto& f : chain_->factories)
+      filters_.push_back(f->create(*this));
+    for (uint16_t i : chain_->request_headers) {
+      filters::HeadersStatus st = co_await filters_[i]->on_request_headers(req, !req.has_body);
+      if (aborted_ || expired()) {
+        if (!stream_.response_started() && !aborted_)
+          co_await local_reply(408, "request timeout\n");
+        co_return;
+      }
+      if (st == filters::HeadersStatus::kStop) {
+        if (pending_reply_) {
+          LocalReply r = std::move(*pending_reply_);
+          pending_reply_.reset();
+          co_await local_reply(r.status, r.body, r.content_type);
+        } else {
+          stream_.reset();
+        }
+        co_return;
+      }
+      if (st == filters::HeadersStatus::kBuffer) buffer_request_ = true;
+    }
+  }
+
+  // ---- Router: the last request filter ----------------------------------------------------
+  if (const auto* direct = std::get_if<snapshot::DirectResponseAction>(&route_->action)) {
+    co_await local_reply(direct->status, direct->body, direct->content_type);
+    co_return;
+  }
+  if (const auto* redirect = std::get_if<snapshot::RedirectAction>(&route_->action)) {
+    std::string location =
+        router::redirect_location(*redirect, *route_, router::RequestView::of(req),
+                                  stream_.connection().secure ? "https" : "http");
+    co_await local_reply(redirect->code, "", "text/plain", location);
+    co_return;
+  }
+  if (cluster_idx < 0) {
+    co_await local_reply(503, "upstream unavailable: unknown upstream\n");
+    co_return;
+  }
+  co_await forward(*route_, *config_->clusters[cluster_idx]);
+}
+
+asio::awaitable<void> StreamHandler::local_reply(int status, std::string_view body,
+                                                 std::string_view content_type,
+                                                 std::string_view location) {
+  status_ = status;
+  if (slot_) slot_->count(w_.index(), status);
+  request_timer_.cancel();  // the answer is decided: the rest of the request does not matter
+  if (stream_.response_started()) {
+    stream_.reset();
+    co_return;
+  }
+  ResponseHeaders& r = buf_.response;
+  r.clear();
+  r.status = status;
+  if (!location.empty()) r.headers.add("Location", location);
+  if (!body.empty()) r.headers.add("Content-Type", content_type);
+  if (!opts_.server_name.empty()) r.headers.add("Server", opts_.server_name);
+  if (route_) {
+    for (const auto& h : route_->options.response_headers.add)
+      r.headers.add(h.name, h.value);
+  }
+  r.has_body = true;
+  r.content_length = body.size();
+  if (!co_await stream_.send_headers(r, body.empty())) co_return;
+  if (!body.empty()) {
+    response_bytes_ += body.size();
+    co_await stream_.send_body(body, true);
+  }
+}
+
+void StreamHandler::prepare_upstream_headers(const snapshot::Route& route) {
+  RequestHeaders& req = stream_.request();
+  const auto& m = route.options.request_headers;
+  for (const auto& name : m.remove)
+    req.headers.remove(name);
+  // Headers the proxy sets itself.
+  // ---- Forwarding headers (one call site) -------------------------------------------------
+  // TODO(forwarded helper): once src/proxy/http/forwarded.h lands in main, its policy
+  // (xff_num_trusted_hops, Forwarded) replaces this block.
+  std::string xff;
+  bool has_xff = false;
+  req.headers.for_each([&](std::string_view n, std::string_view v) {
+    if (n.size() == 15 && iequals(n, "x-forwarded-for")) {
+      if (has_xff) xff.append(", ");
+      xff.append(v);
+      has_xff = true;
+    }
+  });
+  if (opts_.use_remote_address) {
+    if (has_xff) xff.append(", ");
+    xff.append(stream_.connection().peer_address);
+    req.headers.set("X-Forwarded-For", xff);
+  }
+  req.headers.set("X-Forwarded-Proto", stream_.connection().secure ? "https" : "http");
+  if (opts_.generate_request_id && !req.headers.has("x-request-id")) {
+    append_request_id(req.headers, w_);
+  }
+  for (const auto& h : m.add) {
+    if (h.append) {
+      req.headers.add(h.name, h.value);
+    } else {
+      req.headers.set(h.name, h.value);
+    }
+  }
+  if (!route.options.host_rewrite.empty()) req.authority = route.options.host_rewrite;
+  if (route.options.prefix_rewrite) {
+    router::rewrite_target(route, router::RequestView::of(req), buf_.target);
+  } else {
+    buf_.target.assign(req.path);
+    if (!req.query.empty()) {
+      buf_.target.push_back('?');
+      buf_.target.append(req.query);
+    }
+  }
+}
+
+asio::awaitable<bool> StreamHandler::buffer_request_body() {
+  // Reads the whole request body into buf_.body (within the limit) and passes it to the body
+  // filters in one piece.
+  buf_.body.clear();
+  const uint64_t limit = body_limit();
+  size_t filter_limit = 0;
+  for (uint16_t i : chain_->request_body)
+    filter_limit = std::max(filter_limit, chain_->factories[i]->max_buffer_bytes());
+  if (filter_limit == 0) filter_limit = 1 << 20;
+  co_await stream_.send_continue();
+  for (;;) {
+    BodyPiece p = co_await stream_.read_body();
+    touch();
+    if (p.status == BodyStatus::kData) {
+      request_bytes_ += p.data.size();
+      if ((limit != 0 && request_bytes_ > limit) ||
+          buf_.body.size() + p.data.size() > filter_limit) {
+        co_await local_reply(413, "request body too large\n");
+        co_return false;
+      }
+      buf_.body.append(p.data);
+      continue;
+    }
+    if (p.status == BodyStatus::kEnd) break;
+    if (expired() && !aborted_) {
+      co_await local_reply(408, "request timeout\n");
+    } else if (p.status == BodyStatus::kMalformed) {
+      co_await local_reply(400, "bad request: malformed chunked body\n");
+    } else {
+      stream_.reset();
+    }
+    co_return false;
+  }
+  request_timer_.cancel();
+  for (uint16_t i : chain_->request_body) {
+    filters::DataStatus st = co_await filters_[i]->on_request_body(buf_.body, true);
+    if (st == filters::DataStatus::kStop) {
+      if (pending_reply_) {
+        LocalReply r = std::move(*pending_reply_);
+        pending_reply_.reset();
+        co_await local_reply(r.status, r.body, r.content_type);
+      } else {
+        stream_.reset();
+      }
+      co_return false;
+    }
+  }
+  RequestHeaders& req = stream_.request();
+  req.content_length = buf_.body.size();
+  co_return true;
+}
+
+asio::awaitable<void> StreamHandler::forward(const snapshot::Route& route,
+                                             upstream::Cluster& cluster) {
+  using upstream::FailureKind;
+  using upstream::UpstreamError;
+  RequestHeaders& req = stream_.request();
+  cluster_ = &cluster;
+  const auto timeout = route.options.timeout.value_or(kDefaultRouteTimeout);
+  const bool body_filters = chain_ && !chain_->request_body.empty();
+
+  // A body held whole (by a filter's request, or because it is small and already here) can be
+  // sent again; anything streamed cannot.
+  bool held_body = false;
+  if (req.has_body && buffer_request_ && body_filters) {
+    if (!co_await buffer_request_body()) co_return;
+    held_body = true;
+  } else if (req.has_body && !body_filters && req.content_length &&
+             *req.content_length <= kMaxReplayBody &&
+             stream_.buffered_body().size() >= *req.content_length) {
+    buf_.body.clear();
+    while (buf_.body.size() < *req.content_length) {
+      BodyPiece p = co_await stream_.read_body();
+      if (p.status != BodyStatus::kData) break;
+      buf_.body.append(p.data);
+    }
+    if (buf_.body.size() != *req.content_length) {
+      stream_.reset();
+      co_return;
+    }
+    request_bytes_ = buf_.body.size();
+    request_timer_.cancel();
+    held_body = true;
+  }
+  const bool stream_body = req.has_body && !held_body;
+  if (!req.has_body) request_timer_.cancel();
+  // Repeating is safe for an idempotent method whose whole body (if any) we hold.
+  const bool safe_to_repeat = is_idempotent(req.method) && (!req.has_body || held_body);
+  // A filter may change a streamed body: its length is then unknown.
+  const bool chunked_up = stream_body && (body_filters || !req.content_length);
+  if (chunked_up) req.content_length.reset();
+
+  prepare_upstream_headers(route);
+  upstream::H1ClientStream::encode_head(req, buf_.target, chunked_up, buf_.head);
+
+  InFlight active{cluster, nullptr};
+  const upstream::Endpoint* tried = nullptr;
+  bool fresh_only = false;
+  for (int attempt = 0;; ++attempt) {
+    if (aborted_) co_return;
+    std::shared_ptr<upstream::Endpoint> ep = cluster.pick(w_.random(), tried);
+    if (!ep) {
+      co_await fail(FailureKind::kNoHealthyHost, false);
+      co_return;
+    }
+    ConnGuard guard{cluster, ep, fresh_only ? nullptr : cluster.take_idle(*ep)};
+    const bool reused = guard.conn != nullptr;
+    if (!guard.conn) {
+      // ---- Upstream transport (one place) ---------------------------------------------------
+      // TLS and HTTP/2 clusters need the TLS transport and the HTTP/2 client codec; until they
+      // exist here, such a cluster is refused, never served in plaintext or HTTP/1.1.
+      if (cluster.tls() || cluster.protocol() != snapshot::UpstreamProtocol::kHttp1) {
+        fail_detail_ = cluster.tls() ? "upstream TLS is not available in this build"
+                                     : "HTTP/2 upstreams are not available in this build";
+        co_await fail(FailureKind::kUnsupported, false);
+        co_return;
+      }
+      if (!cluster.can_open()) {
+        co_await fail(FailureKind::kOverflow, false);
+        co_return;
+      }
+      asio::ip::tcp::socket sock(w_.io());
+      connecting_ = &sock;
+      connect_timed_out_ = false;
+      connect_timer_.arm(cluster.connect_timeout());
+      auto [ec] = co_await sock.async_connect(ep->address, use_nothrow);
+      connect_timer_.cancel();
+      connecting_ = nullptr;
+      if (aborted_ || expired()) {
+        if (!aborted_) co_await local_reply(408, "request timeout\n");
+        co_return;
+      }
+      if (ec) {
+        tried = ep.get();
+        if (attempt == 0) continue;  // nothing was sent: one more try, elsewhere if possible
+        fail_detail_ = ec.message();
+        co_await fail(
+            connect_timed_out_ ? FailureKind::kConnectTimeout : FailureKind::kConnectFailed, false);
+        co_return;
+      }
+      asio::error_code ignored;
+      sock.set_option(asio::ip::tcp::no_delay(true), ignored);
+      guard.conn = std::make_unique<upstream::Connection>(
+          std::make_unique<transport::TcpTransport>(std::move(sock)));
+      cluster.opened();
+    }
+    ++guard.conn->requests;
+    active.set(ep);
+    upstream::H1ClientStream us(*guard.conn);
+    us_ = &us;
+    struct Clear {
+      upstream::H1ClientStream*& p;
+      ~Clear() { p = nullptr; }
+    } clear{us_};
+
+    // The head (and a held body) in one write.
+    std::array<asio::const_buffer, 2> bufs{
+        asio::buffer(buf_.head),
+        asio::buffer(held_body ? std::string_view(buf_.body) : std::string_view())};
+    route_timed_out_ = false;
+    route_timer_.arm(timeout);
+    const bool wrote = co_await us.write(bufs);
+    touch();
+    if (!wrote) {
+      route_timer_.cancel();
+      if (aborted_) co_return;
+      if (route_timed_out_) {
+        co_await fail(FailureKind::kTimeout, true);
+        co_return;
+      }
+      if (expired()) {
+        co_await local_reply(408, "request timeout\n");
+        co_return;
+      }
+      if (reused && safe_to_repeat && attempt < 2) {
+        fresh_only = true;  // a stale pooled connection: once more, on a new connection
+        continue;
+      }
+      co_await fail(FailureKind::kReset, true);
+      co_return;
+    }
+    if (!stream_body) {
+      request_sent_ = true;
+      // Nothing to pump: read the response head here, where a stale connection can be retried.
+      auto hs = co_await us.read_head(buf_.response, req.method == "HEAD");
+      route_timer_.cancel();
+      touch();
+      if (hs == upstream::H1ClientStream::HeadStatus::kOk) {
+        co_await relay_response(us, true);
+        if (us.reusable()) guard.give_back();
+        co_return;
+      }
+      if (aborted_) co_return;
+      if (hs == upstream::H1ClientStream::HeadStatus::kClosedBeforeResponse && reused &&
+          safe_to_repeat && attempt < 2 && !route_timed_out_ && !expired()) {
+        fresh_only = true;  // the upstream had closed the pooled connection: a fresh one
+        continue;
+      }
+      if (expired()) {
+        co_await local_reply(408, "request timeout\n");
+        co_return;
+      }
+      FailureKind kind = FailureKind::kReset;
+      if (route_timed_out_) kind = FailureKind::kTimeout;
+      if (hs == upstream::H1ClientStream::HeadStatus::kInvalid) kind = FailureKind::kProtocol;
+      co_await fail(kind, true);
+      co_return;
+    }
+    // Request and response bodies move concurrently: an upstream that answers early (401, 413)
+    // is answered at once; a client that goes away cancels the upstream request.
+    pump_running_ = true;
+    co_await (pump_request(us, chunked_up) && relay_response(us, false));
+    if (us.reusable() && request_sent_) guard.give_back();
+    co_return;
+  }
+}
+
+asio::awaitable<void> StreamHandler::pump_request(upstream::H1ClientStream& us, bool chunked) {
+  const uint64_t limit = body_limit();
+  const bool body_filters = chain_ && !chain_->request_body.empty();
+  co_await stream_.send_continue();
+  for (;;) {
+    BodyPiece p = co_await stream_.read_body();
+    touch();
+    if (p.status == BodyStatus::kData) {
+      request_bytes_ += p.data.size();
+      if (limit != 0 && request_bytes_ > limit) {
+        too_large_ = true;
+        us.cancel();
+        break;
+      }
+      std::string_view out = p.data;
+      if (body_filters) {
+        buf_.body.assign(p.data);
+        bool stop = false;
+        for (uint16_t i : chain_->request_body) {
+          if (co_await filters_[i]->on_request_body(buf_.body, false) ==
+              filters::DataStatus::kStop) {
+            stop = true;
+            break;
+          }
+        }
+        if (stop) {
+          client_aborted_ = !pending_reply_.has_value();
+          us.cancel();
+          break;
+        }
+        out = buf_.body;
+      }
+      if (!co_await us.send_body(out, false, chunked)) {
+        upstream_write_failed_ = true;  // the upstream may have answered early: the response
+        break;                          // side decides
+      }
+      touch();
+      continue;
+    }
+    if (p.status == BodyStatus::kEnd) {
+      request_timer_.cancel();
+      if (body_filters && !chain_->request_body.empty()) {
+        buf_.body.clear();
+        for (uint16_t i : chain_->request_body)
+          (void)co_await filters_[i]->on_request_body(buf_.body, true);
+        if (!buf_.body.empty() && !co_await us.send_body(buf_.body, false, chunked)) {
+          upstream_write_failed_ = true;
+          break;
+        }
+      }
+      if (!co_await us.send_body({}, true, chunked)) {
+        upstream_write_failed_ = true;
+        break;
+      }
+      request_sent_ = true;
+      break;
+    }
+    // The client went away, sent a broken body, or a deadline stopped the read.
+    if (!expired() && !aborted_ && !too_large_) {
+      client_aborted_ = p.status == BodyStatus::kAborted;
+      body_malformed_ = p.status == BodyStatus::kMalformed;
+    }
+    us.cancel();
+    break;
+  }
+  pump_running_ = false;
+}
+
+asio::awaitable<void> StreamHandler::relay_response(upstream::H1ClientStream& us, bool head_read) {
+  using upstream::FailureKind;
+  ResponseHeaders& resp = buf_.response;
+  RequestHeaders& req = stream_.request();
+  if (!head_read) {
+    auto hs = co_await us.read_head(resp, req.method == "HEAD");
+    route_timer_.cancel();
+    touch();
+    if (hs != upstream::H1ClientStream::HeadStatus::kOk) {
+      us.cancel();
+      if (pump_running_) stream_.stop_reading();
+      if (aborted_ || client_aborted_) {
+        stream_.reset();
+        co_return;
+      }
+      if (too_large_) {
+        co_await local_reply(413, "request body too large\n");
+      } else if (body_malformed_) {
+        co_await local_reply(400, "bad request: malformed chunked body\n");
+      } else if (expired()) {
+        co_await local_reply(408, "request timeout\n");
+      } else if (pending_reply_) {
+        LocalReply r = std::move(*pending_reply_);
+        pending_reply_.reset();
+        co_await local_reply(r.status, r.body, r.content_type);
+      } else {
+        FailureKind kind = FailureKind::kReset;
+        if (route_timed_out_) kind = FailureKind::kTimeout;
+        if (hs == upstream::H1ClientStream::HeadStatus::kInvalid) kind = FailureKind::kProtocol;
+        co_await fail(kind, true);
+      }
+      co_return;
+    }
+  }
+
+  // Response filters (the route's header changes first).
+  filters::apply_mutations(route_->options.response_headers, resp.headers);
+  if (chain_) {
+    for (uint16_t i : chain_->response_headers) {
+      filters::HeadersStatus st = co_await filters_[i]->on_response_headers(resp, !resp.has_body);
+      if (st == filters::HeadersStatus::kStop) {
+        us.cancel();
+        if (pump_running_) stream_.stop_reading();
+        stream_.reset();
+        co_return;
+      }
+      if (st == filters::HeadersStatus::kBuffer) buffer_response_ = true;
+    }
+  }
+  const bool body_filters = chain_ && !chain_->response_body.empty();
+  if (buffer_response_ && body_filters && resp.has_body) {
+    buf_.body.clear();
+    for (;;) {
+      BodyPiece p = co_await us.read_body();
+      touch();
+      if (p.status == BodyStatus::kData) {
+        buf_.body.append(p.data);
+        if (buf_.body.size() > (1u << 20)) {
+          us.cancel();
+          if (pump_running_) stream_.stop_reading();
+          co_await fail(FailureKind::kProtocol, true);
+          co_return;
+        }
+        continue;
+      }
+      if (p.status == BodyStatus::kEnd) break;
+      us.cancel();
+      if (pump_running_) stream_.stop_reading();
+      co_await fail(FailureKind::kReset, true);
+      co_return;
+    }
+    for (uint16_t i : chain_->response_body)
+      (void)co_await filters_[i]->on_response_body(buf_.body, true);
+    resp.content_length = buf_.body.size();
+    status_ = resp.status;
+    slot_->count(w_.index(), resp.status);
+    if (co_await stream_.send_headers(resp, buf_.body.empty()) && !buf_.body.empty()) {
+      response_bytes_ += buf_.body.size();
+      co_await stream_.send_body(buf_.body, true);
+    }
+  } else {
+    if (body_filters) resp.content_length.reset();  // filters may change the length
+    status_ = resp.status;
+    slot_->count(w_.index(), resp.status);
+    bool ok = co_await stream_.send_headers(resp, !resp.has_body);
+    // The head goes out with the first body bytes when they are already here (one write);
+    // otherwise now, so that a slow body does not hold the head back.
+    if (ok && resp.has_body && !us.body_buffered()) ok = co_await stream_.flush();
+    touch();
+    while (ok && resp.has_body) {
+      BodyPiece p = co_await us.read_body();
+      touch();
+      if (p.status == BodyStatus::kData) {
+        response_bytes_ += p.data.size();
+        ok = co_await send_response_body(p.data, false);
+        touch();
+        continue;
+      }
+      if (p.status == BodyStatus::kEnd) {
+        ok = co_await send_response_body({}, true);
+        break;
+      }
+      // Truncated or broken: the client must see it (no final chunk, connection closed).
+      if (cluster_ && !aborted_ && !expired()) {
+        cluster_->row()
+            .errors[static_cast<size_t>(p.status == BodyStatus::kMalformed
+                                            ? stats::UpstreamError::kProtocol
+                                            : stats::UpstreamError::kReset)]
+            .inc();
+      }
+      us.cancel();
+      stream_.reset();
+      ok = false;
+      break;
+    }
+    if (!ok) us.cancel();
+  }
+  // The response is complete. A request body still arriving is not wanted any more.
+  if (pump_running_) {
+    stream_.stop_reading();
+    if (!request_sent_) us.cancel();
+  }
+}
+
+asio::awaitable<bool> StreamHandler::send_response_body(std::string_view data, bool end) {
+  if (chain_ && !chain_->response_body.empty()) {
+    buf_.body.assign(data);
+    for (uint16_t i : chain_->response_body) {
+      if (co_await filters_[i]->on_response_body(buf_.body, end) == filters::DataStatus::kStop) {
+        stream_.reset();
+        co_return false;
+      }
+    }
+    co_return co_await stream_.send_body(buf_.body, end);
+  }
+  co_return co_await stream_.send_body(data, end);
+}
+
+asio::awaitable<void> StreamHandler::fail(upstream::FailureKind kind, bool request_sent) {
+  // Built here, not passed in: GCC 12 mishandles non-trivial temporaries in co_await operands.
+  upstream::UpstreamError e;
+  e.kind = kind;
+  e.source =
+      kind == upstream::FailureKind::kUnsupported ? ErrorSource::kInternal : ErrorSource::kUpstream;
+  e.request_sent = request_sent;
+  e.retry_allowed = !request_sent;
+  e.detail = std::move(fail_detail_);
+  fail_detail_.clear();
+  if (cluster_) cluster_->row().errors[static_cast<size_t>(e.stat())].inc();
+  const std::string body = e.message();
+  co_await local_reply(e.status(), body);
+}
+
+}  // namespace portico::proxy::http

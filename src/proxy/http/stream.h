@@ -1,0 +1,133 @@
+// StreamHandler: the codec-independent life of one request — filters (request headers, body,
+// trailers) → router (the last request filter: local answer or upstream request) → response
+// filters → log. One per ServerStream, on the worker that owns the connection; it never sees a
+// socket or a wire format. See docs/architecture.md for the picture.
+//
+// Lifetime: constructed when a codec has a complete request head, run() once, destroyed when
+// run() returns (every coroutine it started has ended by then). Per-stream deadlines (request
+// timeout, stream idle timeout, route timeout, connect timeout) are Timers on the worker's wheel.
+#pragma once
+
+#include <asio.hpp>
+
+#include <memory>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "proxy/filters/filter.h"
+#include "proxy/http/codec.h"
+#include "proxy/http/message.h"
+#include "proxy/runtime.h"
+#include "proxy/timer/timer_wheel.h"
+#include "proxy/upstream/h1_client.h"
+
+namespace portico::proxy {
+class Worker;
+struct WorkerConfig;
+}  // namespace portico::proxy
+
+namespace portico::proxy::http {
+
+// Buffers a connection lends to its streams, so that a keep-alive connection reuses their
+// capacity from one request to the next instead of allocating per request.
+struct StreamBuffers {
+  ResponseHeaders response;
+  std::string head;    // serialised upstream request head
+  std::string target;  // request-target sent upstream
+  std::string body;    // bodies held for filters or replay
+
+  void release_if_larger(size_t keep);
+};
+
+class StreamHandler final : public filters::FilterCallbacks {
+ public:
+  StreamHandler(Worker& worker, const std::shared_ptr<WorkerConfig>& config,
+                const ListenerRuntime& listener, ServerStream& stream, StreamBuffers& buffers);
+  ~StreamHandler() override;
+  StreamHandler(const StreamHandler&) = delete;
+  StreamHandler& operator=(const StreamHandler&) = delete;
+
+  asio::awaitable<void> run();
+
+  // Called by the codec when the connection must end now (drain deadline): aborts everything.
+  void abort();
+
+  // FilterCallbacks.
+  void send_local_reply(int status, std::string_view body,
+                        std::string_view content_type = "text/plain") override;
+  asio::awaitable<bool> sleep(std::chrono::milliseconds d) override;
+  const transport::ConnectionInfo& connection() const override { return stream_.connection(); }
+  const snapshot::Route* route() const override { return route_; }
+  asio::any_io_executor executor() override;
+
+ private:
+  struct LocalReply {
+    int status = 0;
+    std::string body;
+    std::string content_type;
+  };
+
+  asio::awaitable<void> handle();
+  asio::awaitable<void> local_reply(int status, std::string_view body,
+                                    std::string_view content_type = "text/plain",
+                                    std::string_view location = {});
+  asio::awaitable<void> forward(const snapshot::Route& route, upstream::Cluster& cluster);
+  asio::awaitable<bool> buffer_request_body();
+  asio::awaitable<void> pump_request(upstream::H1ClientStream& us, bool chunked);
+  asio::awaitable<void> relay_response(upstream::H1ClientStream& us, bool head_read);
+  asio::awaitable<void> fail(upstream::FailureKind kind, bool request_sent);
+  asio::awaitable<bool> send_response_body(std::string_view data, bool end);
+  void prepare_upstream_headers(const snapshot::Route& route);
+  uint64_t body_limit() const;
+  void on_deadline(int which);
+  void touch() { idle_timer_.arm(idle_timeout_); }
+  bool expired() const { return request_timed_out_ || idle_timed_out_; }
+
+  Worker& w_;
+  std::shared_ptr<WorkerConfig> config_;
+  const ListenerRuntime& lr_;
+  ServerStream& stream_;
+  StreamBuffers& buf_;
+  const snapshot::HttpOptions& opts_;
+  const snapshot::Route* route_ = nullptr;
+  const RouteRuntime* rr_ = nullptr;
+  stats::RequestSlot* slot_ = nullptr;
+  Clock::time_point start_;
+  std::shared_ptr<const filters::FilterChain> chain_;
+  std::vector<std::unique_ptr<filters::StreamFilter>> filters_;
+  std::optional<LocalReply> pending_reply_;
+  bool buffer_request_ = false;
+  bool buffer_response_ = false;
+  int status_ = 0;
+  uint64_t request_bytes_ = 0;
+  uint64_t response_bytes_ = 0;
+
+  // Deadlines. Each sets its sticky flag before it cancels anything, so one that fires while no
+  // operation is pending is seen by the next.
+  Timer request_timer_;
+  Timer idle_timer_;
+  Timer route_timer_;
+  Timer connect_timer_;
+  Clock::duration idle_timeout_{};
+  bool request_timed_out_ = false;
+  bool idle_timed_out_ = false;
+  bool route_timed_out_ = false;
+  bool connect_timed_out_ = false;
+  bool aborted_ = false;
+
+  // The upstream exchange in progress.
+  upstream::Cluster* cluster_ = nullptr;
+  std::string fail_detail_;  // for the next fail()
+  upstream::H1ClientStream* us_ = nullptr;
+  asio::ip::tcp::socket* connecting_ = nullptr;
+  asio::steady_timer* sleeping_ = nullptr;
+  bool request_sent_ = false;  // the whole request went upstream
+  bool pump_running_ = false;
+  bool client_aborted_ = false;  // the client went away or sent a broken body mid-request
+  bool body_malformed_ = false;
+  bool too_large_ = false;
+  bool upstream_write_failed_ = false;
+};
+
+}  // namespace portico::proxy::http

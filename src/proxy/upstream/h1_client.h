@@ -1,0 +1,94 @@
+// The HTTP/1.1 client codec and the upstream request's error type. One H1ClientStream is one
+// exchange on one pooled upstream Connection; it frames the request body (Content-Length or
+// chunked) and decodes the response (Content-Length, chunked or until close). Worker thread only.
+#pragma once
+
+#include <asio.hpp>
+
+#include <span>
+#include <string>
+#include <string_view>
+
+#include "common/result.h"
+#include "proxy/http/codec.h"
+#include "proxy/http/h1_parser.h"
+#include "proxy/http/message.h"
+#include "proxy/stats/stats.h"
+#include "proxy/upstream/cluster.h"
+
+namespace portico::proxy::upstream {
+
+// What failed in an upstream request (Pingora's shape: kind, source, whether the request went out
+// and whether trying again is allowed).
+enum class FailureKind : uint8_t {
+  kNoHealthyHost,   // no endpoint to pick
+  kOverflow,        // Cluster::max_connections reached
+  kUnsupported,     // a cluster setting this build cannot serve (upstream TLS, HTTP/2)
+  kConnectFailed,   // refused, unreachable
+  kConnectTimeout,  // the cluster's connect timeout passed
+  kTimeout,         // the route timeout passed before the response head
+  kReset,           // the connection closed or failed before a complete response
+  kProtocol,        // the upstream's response is not valid HTTP/1.1
+  kDownstream,      // the client went away or sent a broken body
+};
+
+struct UpstreamError {
+  FailureKind kind = FailureKind::kReset;
+  ErrorSource source = ErrorSource::kUpstream;
+  bool request_sent = false;   // some request byte was handed to the connection
+  bool retry_allowed = false;  // sending the request again cannot do harm
+  std::string detail;
+
+  int status() const;                 // 502, 503 or 504 for a reply to the client
+  std::string message() const;        // one line for the reply body
+  stats::UpstreamError stat() const;  // the counter it is counted in
+};
+
+class H1ClientStream {
+ public:
+  explicit H1ClientStream(Connection& c) : c_(c) {}
+
+  // The request head to send: request line, Host, the headers (already filtered and mutated by
+  // the stream handler), and the framing (Content-Length when known and `chunked` is false,
+  // Transfer-Encoding: chunked when a body of unknown length follows). `out` is cleared first.
+  static void encode_head(const http::RequestHeaders& req, std::string_view target, bool chunked,
+                          std::string& out);
+
+  // Writes `bufs` (the head and body bytes already framed). False on error (see failed()).
+  asio::awaitable<bool> write(std::span<const asio::const_buffer> bufs);
+  // Frames and writes one piece of the request body (`chunked`: as one chunk; `end`: the final
+  // chunk after it).
+  asio::awaitable<bool> send_body(std::string_view data, bool end, bool chunked);
+
+  enum class HeadStatus { kOk, kClosedBeforeResponse, kReset, kInvalid, kCancelled };
+  // Reads the response head into `out` (1xx interim responses other than 101 are skipped).
+  // kClosedBeforeResponse: the connection ended before any response byte (a stale pooled
+  // connection).
+  asio::awaitable<HeadStatus> read_head(http::ResponseHeaders& out, bool head_request);
+  // The next piece of the response body (a view into the connection's buffer, valid until the
+  // next call). A close-delimited body ends only at a clean end of stream; a reset is kAborted.
+  asio::awaitable<http::BodyPiece> read_body();
+
+  // Aborts the exchange: pending and later operations fail. The connection must then be closed.
+  void cancel();
+  bool cancelled() const { return cancelled_; }
+  // True when the response was read completely and the connection may be pooled again.
+  bool reusable() const { return complete_ && keep_alive_ && !cancelled_ && c_.buffer.empty(); }
+  bool response_complete() const { return complete_; }
+  // Response body bytes already read and not yet returned by read_body.
+  bool body_buffered() const { return c_.buffer.size() > pending_consume_ || complete_; }
+
+ private:
+  Connection& c_;
+  http::BodyKind body_ = http::BodyKind::kNone;
+  uint64_t left_ = 0;
+  http::ChunkedDecoder dec_;
+  size_t pending_consume_ = 0;
+  bool keep_alive_ = false;
+  bool complete_ = false;
+  bool cancelled_ = false;
+  bool failed_ = false;
+  std::string frame_;  // chunk framing of request body pieces
+};
+
+}  // namespace portico::proxy::upstream
