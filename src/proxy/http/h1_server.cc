@@ -178,6 +178,8 @@ asio::awaitable<void> H1Connection::run() {
     }
     if (reset_ || !t_->is_open()) co_return;
     if (!response_done_) co_return;  // the client went away mid-response
+    in_.consume(pending_consume_);   // the last body piece handed out
+    pending_consume_ = 0;
     bool keep = keep_alive_ && !close_after_ && !w_.draining() && !listener_removed(cfg);
     if (!body_done_ && !skip_rest_of_body()) {
       co_await linger_close();

@@ -395,12 +395,23 @@ TEST(H1Request, TooManyHeaders) {
   accept("GET / HTTP/1.1\r\nHost: x\r\nA: 1\r\nB: 2\r\n\r\n", h, l);
   EXPECT_EQ(reject("GET / HTTP/1.1\r\nHost: x\r\nA: 1\r\nB: 2\r\nC: 3\r\n\r\n", l),
             ParseError::kTooManyHeaders);
-  // The capacity is never exceeded, whatever the configured limit.
-  l.max_headers = 100000;
+  // The configured limit holds above the old fixed array size of 128...
+  l.max_headers = 300;
   std::string s = "GET / HTTP/1.1\r\nHost: x\r\n";
-  for (size_t i = 0; i < kMaxHeadersCapacity; ++i)
+  for (size_t i = 0; i < 250; ++i)
     s += "A: 1\r\n";
-  EXPECT_EQ(reject(s + "\r\n", l), ParseError::kTooManyHeaders);
+  RequestHead big;
+  ASSERT_EQ(parse(s + "\r\n", big, l).status, ParseStatus::kComplete);
+  EXPECT_EQ(big.header_count, 251u);
+  // ...and the capacity (the decoder's maximum) is never exceeded, whatever the limit says.
+  l.max_headers = 100000;
+  l.max_head_bytes = 1 << 20;
+  for (size_t i = 250; i < kMaxHeadersCapacity; ++i)
+    s += "A: 1\r\n";
+  RequestHead h2;
+  ParseResult r = parse(s + "\r\n", h2, l);
+  EXPECT_EQ(r.status, ParseStatus::kError);
+  EXPECT_EQ(r.error, ParseError::kTooManyHeaders);
   EXPECT_EQ(error_status(ParseError::kTooManyHeaders), 431);
 }
 

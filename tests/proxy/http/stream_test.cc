@@ -1,0 +1,579 @@
+// The HTTP/1.1 server codec and the stream handler against byte streams: a LoopbackTransport on
+// the client side, a small scripted upstream on a real socket of the same io_context, and the
+// test-only filter. Everything runs on the test thread.
+#include <gtest/gtest.h>
+
+#include <asio/experimental/as_tuple.hpp>
+
+#include <functional>
+#include <string>
+#include <vector>
+
+#include "proxy/filters/filter.h"
+#include "proxy/filters/test_filter.h"
+#include "proxy/http/h1_parser.h"
+#include "proxy/http/h1_server.h"
+#include "proxy/loopback_transport.h"
+#include "proxy/runtime.h"
+#include "proxy/worker.h"
+
+namespace portico::proxy {
+namespace {
+
+using namespace std::chrono_literals;
+using testing::LoopbackTransport;
+constexpr auto use_nothrow = asio::experimental::as_tuple(asio::use_awaitable);
+
+// A scripted upstream: reads a request (Content-Length or chunked body), records it, answers by
+// path:
+//   /early    413 right after the head, without reading the body, then closes
+//   /silent   reads the request, closes without answering
+//   /trunc    a close-delimited body, then a reset before the end
+//   other     200 with a body echoing method, target and request body ("<m> <t>|<body>")
+struct FakeUpstream {
+  explicit FakeUpstream(asio::io_context& io)
+      : acceptor(io, {asio::ip::make_address("127.0.0.1"), 0}) {
+    port = acceptor.local_endpoint().port();
+    asio::co_spawn(io, accept(), asio::detached);
+  }
+  asio::awaitable<void> accept() {
+    for (;;) {
+      auto [ec, s] = co_await acceptor.async_accept(use_nothrow);
+      if (ec) co_return;
+      ++connections;
+      asio::co_spawn(acceptor.get_executor(), serve(std::move(s)), asio::detached);
+    }
+  }
+  asio::awaitable<void> serve(asio::ip::tcp::socket s) {
+    std::string buf;
+    char tmp[4096];
+    for (;;) {
+      size_t end;
+      while ((end = buf.find("\r\n\r\n")) == std::string::npos) {
+        auto [ec, n] = co_await s.async_read_some(asio::buffer(tmp), use_nothrow);
+        if (ec) co_return;
+        buf.append(tmp, n);
+      }
+      std::string head = buf.substr(0, end + 4);
+      buf.erase(0, end + 4);
+      std::string target = head.substr(head.find(' ') + 1);
+      target = target.substr(0, target.find(' '));
+      std::string method = head.substr(0, head.find(' '));
+      heads.push_back(head);
+      if (target.rfind("/early", 0) == 0) {
+        std::string r = "HTTP/1.1 413 Content Too Large\r\nContent-Length: 4\r\n\r\nnope";
+        co_await asio::async_write(s, asio::buffer(r), use_nothrow);
+        asio::error_code ignored;
+        s.shutdown(asio::ip::tcp::socket::shutdown_send, ignored);
+        // Keep reading (and dropping) so that the proxy's writes do not fail at once.
+        for (;;) {
+          auto [ec, n] = co_await s.async_read_some(asio::buffer(tmp), use_nothrow);
+          if (ec) co_return;
+        }
+      }
+      std::string body;
+      size_t cl = 0;
+      auto lower = head;
+      for (auto& c : lower)
+        c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+      if (auto p = lower.find("content-length: "); p != std::string::npos) {
+        cl = std::stoul(lower.substr(p + 16));
+        while (buf.size() < cl) {
+          auto [ec, n] = co_await s.async_read_some(asio::buffer(tmp), use_nothrow);
+          if (ec) co_return;
+          buf.append(tmp, n);
+        }
+        body = buf.substr(0, cl);
+        buf.erase(0, cl);
+      } else if (lower.find("transfer-encoding: chunked") != std::string::npos) {
+        while (buf.find("0\r\n\r\n") == std::string::npos) {
+          auto [ec, n] = co_await s.async_read_some(asio::buffer(tmp), use_nothrow);
+          if (ec) co_return;
+          buf.append(tmp, n);
+        }
+        // Decode (sizes are small and well-formed here).
+        size_t pos = 0;
+        for (;;) {
+          size_t nl = buf.find("\r\n", pos);
+          size_t n = std::stoul(buf.substr(pos, nl - pos), nullptr, 16);
+          pos = nl + 2;
+          if (n == 0) {
+            pos += 2;
+            break;
+          }
+          body.append(buf, pos, n);
+          pos += n + 2;
+        }
+        buf.erase(0, pos);
+      }
+      bodies.push_back(body);
+      if (target.rfind("/silent", 0) == 0) co_return;
+      if (target.rfind("/trunc", 0) == 0) {
+        std::string r = "HTTP/1.1 200 OK\r\nConnection: close\r\n\r\npartial-body";
+        co_await asio::async_write(s, asio::buffer(r), use_nothrow);
+        asio::steady_timer pause(s.get_executor(), 100ms);  // let the proxy read it first
+        co_await pause.async_wait(use_nothrow);
+        s.set_option(asio::socket_base::linger(true, 0));  // RST, not FIN
+        s.close();
+        co_return;
+      }
+      std::string payload = method + " " + target + "|" + body;
+      std::string r = "HTTP/1.1 200 OK\r\nContent-Length: " + std::to_string(payload.size()) +
+                      "\r\n\r\n" + payload;
+      auto [ec, n] = co_await asio::async_write(s, asio::buffer(r), use_nothrow);
+      if (ec) co_return;
+    }
+  }
+  asio::ip::tcp::acceptor acceptor;
+  uint16_t port = 0;
+  int connections = 0;
+  std::vector<std::string> heads;
+  std::vector<std::string> bodies;
+};
+
+struct Response {
+  int status = 0;
+  std::string head;
+  std::string body;
+  size_t bytes = 0;  // of the whole response in the stream
+};
+
+// Parses one response from the start of `raw` (Content-Length or chunked). nullopt: incomplete.
+std::optional<Response> parse_response(std::string_view raw, bool head_request = false) {
+  http::ResponseHead h;
+  auto r = http::parse_response_head(raw, head_request ? "HEAD" : "GET", h);
+  if (r.status != http::ParseStatus::kComplete) return std::nullopt;
+  Response out;
+  out.status = h.status;
+  out.head = std::string(raw.substr(0, h.head_bytes));
+  size_t pos = h.head_bytes;
+  if (h.body == http::BodyKind::kContentLength) {
+    if (raw.size() < pos + h.content_length) return std::nullopt;
+    out.body = std::string(raw.substr(pos, h.content_length));
+    pos += h.content_length;
+  } else if (h.body == http::BodyKind::kChunked) {
+    http::ChunkedDecoder dec;
+    std::string_view rest = raw.substr(pos);
+    while (!dec.done()) {
+      auto s = dec.feed(rest);
+      if (s.error != http::ParseError::kNone || (s.consumed == 0 && s.data.empty())) {
+        return std::nullopt;
+      }
+      out.body.append(s.data);
+      rest.remove_prefix(s.consumed);
+      pos += s.consumed;
+    }
+  } else if (h.body == http::BodyKind::kUntilClose) {
+    out.body = std::string(raw.substr(pos));
+    pos = raw.size();
+  }
+  out.bytes = pos;
+  return out;
+}
+
+class StreamTest : public ::testing::Test {
+ protected:
+  StreamTest() : stats_(1), worker_(0, stats_), upstream_(worker_.io()) {
+    testing::register_test_filters(registry_);
+  }
+
+  snapshot::ProxyConfig config() {
+    snapshot::ProxyConfig c;
+    c.version = 1;
+    snapshot::Listener l;
+    l.name = "default/gw";
+    l.address = "127.0.0.1";
+    l.port = 8080;
+    snapshot::VirtualHost vh;
+    vh.name = "default/vs";
+    vh.domains = {"*"};
+    snapshot::Route direct;
+    direct.name = "direct";
+    direct.match.path = "/direct";
+    direct.action = snapshot::DirectResponseAction{200, "hello\n", "text/plain"};
+    vh.routes.push_back(direct);
+    snapshot::Route fwd;
+    fwd.name = "fwd";
+    fwd.match.path = "/";
+    snapshot::ForwardAction fa;
+    fa.clusters = {{"default/up", 1}};
+    fa.total_weight = 1;
+    fwd.action = fa;
+    vh.routes.push_back(fwd);
+    l.virtual_hosts.push_back(vh);
+    c.listeners.push_back(l);
+    snapshot::Cluster cl;
+    cl.name = "default/up";
+    cl.endpoints = {{"127.0.0.1", upstream_.port, 1}};
+    c.clusters.push_back(cl);
+    return c;
+  }
+  snapshot::Route& forward_route(snapshot::ProxyConfig& c) {
+    return c.listeners[0].virtual_hosts[0].routes[1];
+  }
+
+  void apply(const snapshot::ProxyConfig& c) {
+    runtime_ = build_runtime(std::make_shared<const snapshot::ProxyConfig>(c), stats_, registry_);
+    worker_.post_runtime(runtime_);
+    worker_.io().poll();
+  }
+
+  std::shared_ptr<LoopbackTransport::Pipe> connect() {
+    auto pipe = std::make_shared<LoopbackTransport::Pipe>(worker_.io());
+    asio::co_spawn(worker_.io(),
+                   http::serve_h1(worker_, std::make_unique<LoopbackTransport>(worker_.io(), pipe),
+                                  "127.0.0.1:8080"),
+                   asio::detached);
+    return pipe;
+  }
+
+  bool run_until(const std::function<bool()>& done, std::chrono::milliseconds max = 3000ms) {
+    const auto until = Clock::now() + max;
+    while (!done()) {
+      if (Clock::now() > until) return false;
+      worker_.io().run_one_for(5ms);
+    }
+    return true;
+  }
+
+  Response exchange(const std::shared_ptr<LoopbackTransport::Pipe>& p, std::string_view request,
+                    size_t nth = 0) {
+    p->send(request);
+    std::optional<Response> r;
+    run_until([&] {
+      std::string_view raw = p->to_client;
+      for (size_t i = 0;; ++i) {
+        r = parse_response(raw);
+        if (!r) return false;
+        if (i == nth) return true;
+        raw.remove_prefix(r->bytes);
+      }
+    });
+    return r.value_or(Response{});
+  }
+
+  stats::Registry stats_;
+  Worker worker_;
+  FakeUpstream upstream_;
+  filters::Registry registry_;
+  std::shared_ptr<const Runtime> runtime_;
+};
+
+TEST_F(StreamTest, DirectResponseAndKeepAlive) {
+  apply(config());
+  auto p = connect();
+  auto r1 = exchange(p, "GET /direct HTTP/1.1\r\nHost: a\r\n\r\n");
+  EXPECT_EQ(r1.status, 200);
+  EXPECT_EQ(r1.body, "hello\n");
+  auto r2 = exchange(p, "GET /direct HTTP/1.1\r\nHost: a\r\n\r\n", 1);
+  EXPECT_EQ(r2.status, 200);
+  EXPECT_FALSE(p->server_closed);
+}
+
+TEST_F(StreamTest, PipelinedRequestsAreAnsweredInOrder) {
+  apply(config());
+  auto p = connect();
+  p->send(
+      "GET /a HTTP/1.1\r\nHost: a\r\n\r\nPOST /b HTTP/1.1\r\nHost: a\r\nContent-Length: 3\r\n\r\n"
+      "xyzGET /c HTTP/1.1\r\nHost: a\r\n\r\n");
+  std::vector<std::string> bodies;
+  ASSERT_TRUE(run_until([&] {
+    bodies.clear();
+    std::string_view raw = p->to_client;
+    while (auto r = parse_response(raw)) {
+      bodies.push_back(r->body);
+      raw.remove_prefix(r->bytes);
+    }
+    return bodies.size() == 3;
+  }));
+  EXPECT_EQ(bodies[0], "GET /a|");
+  EXPECT_EQ(bodies[1], "POST /b|xyz");
+  EXPECT_EQ(bodies[2], "GET /c|");
+}
+
+TEST_F(StreamTest, HeadArrivingByteByByteIsParsed) {
+  apply(config());
+  auto p = connect();
+  std::string req =
+      "GET /direct HTTP/1.1\r\nHost: a\r\nX-Long: " + std::string(3000, 'v') + "\r\n\r\n";
+  for (char c : req) {
+    p->send(std::string_view(&c, 1));
+    worker_.io().poll();
+  }
+  ASSERT_TRUE(run_until([&] { return parse_response(p->to_client).has_value(); }));
+  EXPECT_EQ(parse_response(p->to_client)->status, 200);
+}
+
+TEST_F(StreamTest, HeaderCountLimitIsWhatTheOperatorSet) {
+  auto c = config();
+  c.listeners[0].http.max_headers = 300;
+  apply(c);
+  std::string many;
+  for (int i = 0; i < 250; ++i)
+    many += "X-H" + std::to_string(i) + ": v\r\n";
+  auto p = connect();
+  EXPECT_EQ(exchange(p, "GET /direct HTTP/1.1\r\nHost: a\r\n" + many + "\r\n").status, 200);
+  for (int i = 250; i < 320; ++i)
+    many += "X-H" + std::to_string(i) + ": v\r\n";
+  auto q = connect();
+  EXPECT_EQ(exchange(q, "GET /direct HTTP/1.1\r\nHost: a\r\n" + many + "\r\n").status, 431);
+}
+
+TEST_F(StreamTest, ForwardsAndCopiesTheMessage) {
+  apply(config());
+  auto p = connect();
+  auto r =
+      exchange(p, "POST /up?q=1 HTTP/1.1\r\nHost: a\r\nContent-Length: 5\r\nX-A: 1\r\n\r\nhello");
+  EXPECT_EQ(r.status, 200);
+  EXPECT_EQ(r.body, "POST /up?q=1|hello");
+  ASSERT_EQ(upstream_.heads.size(), 1u);
+  EXPECT_NE(upstream_.heads[0].find("X-A: 1\r\n"), std::string::npos);
+  EXPECT_NE(upstream_.heads[0].find("X-Forwarded-For: 192.0.2.1\r\n"), std::string::npos);
+}
+
+TEST_F(StreamTest, ExpectContinueIsAnsweredBeforeTheBodyIsRead) {
+  apply(config());
+  auto p = connect();
+  p->send("PUT /x HTTP/1.1\r\nHost: a\r\nContent-Length: 4\r\nExpect: 100-continue\r\n\r\n");
+  ASSERT_TRUE(run_until([&] { return p->to_client.find("100 Continue") != std::string::npos; }));
+  p->send("body");
+  ASSERT_TRUE(run_until([&] { return p->to_client.find("PUT /x|body") != std::string::npos; }));
+  EXPECT_EQ(p->to_client.rfind("HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 200 OK", 0), 0u);
+}
+
+TEST_F(StreamTest, ChunkedRequestBodyIsReframed) {
+  apply(config());
+  auto p = connect();
+  auto r = exchange(p,
+                    "POST /c HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n"
+                    "3\r\nabc\r\n2\r\nde\r\n0\r\n\r\n");
+  EXPECT_EQ(r.body, "POST /c|abcde");
+}
+
+TEST_F(StreamTest, BodyOverTheRouteLimitIs413EvenWhenChunked) {
+  auto c = config();
+  forward_route(c).options.max_request_body_bytes = 8;
+  apply(c);
+  auto p = connect();
+  EXPECT_EQ(exchange(p, "POST /x HTTP/1.1\r\nHost: a\r\nContent-Length: 9\r\n\r\n123456789").status,
+            413);
+  EXPECT_TRUE(upstream_.heads.empty());  // refused before any upstream work
+  auto q = connect();
+  auto r = exchange(q,
+                    "POST /x HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n"
+                    "5\r\n12345\r\n5\r\n67890\r\n0\r\n\r\n");
+  EXPECT_EQ(r.status, 413);
+  EXPECT_TRUE(upstream_.bodies.empty());  // the upstream never saw a complete request
+  // Lingering close: the write side is shut before the connection is dropped.
+  ASSERT_TRUE(run_until([&] { return q->server_closed; }));
+  EXPECT_TRUE(q->server_shut_write);
+}
+
+TEST_F(StreamTest, ListenerLimitAppliesWithoutARouteLimit) {
+  auto c = config();
+  c.listeners[0].http.max_request_body_bytes = 4;
+  apply(c);
+  auto p = connect();
+  EXPECT_EQ(exchange(p, "POST /x HTTP/1.1\r\nHost: a\r\nContent-Length: 5\r\n\r\n12345").status,
+            413);
+}
+
+TEST_F(StreamTest, UpstreamAnsweringEarlyIsRelayedAtOnce) {
+  apply(config());
+  auto p = connect();
+  // The body is announced but never sent: the upstream's early 413 must still arrive.
+  auto r = exchange(p, "POST /early HTTP/1.1\r\nHost: a\r\nContent-Length: 100000\r\n\r\nabc");
+  EXPECT_EQ(r.status, 413);
+  EXPECT_EQ(r.body, "nope");
+  // The rest of the body will not be read: the connection is closed after a lingering close.
+  ASSERT_TRUE(run_until([&] { return p->server_closed; }));
+}
+
+TEST_F(StreamTest, ClientAbortMidBodyAbortsTheUpstreamRequest) {
+  apply(config());
+  auto p = connect();
+  p->send("POST /abort HTTP/1.1\r\nHost: a\r\nContent-Length: 100\r\n\r\nabc");
+  ASSERT_TRUE(run_until([&] { return upstream_.heads.size() == 1; }));
+  p->reset();
+  ASSERT_TRUE(run_until([&] { return p->server_closed; }));
+  // The upstream saw the head and 3 bytes, never a complete request.
+  EXPECT_TRUE(upstream_.bodies.empty());
+  EXPECT_TRUE(p->to_client.empty());
+}
+
+TEST_F(StreamTest, TruncatedCloseDelimitedBodyHasNoFinalChunk) {
+  apply(config());
+  auto p = connect();
+  p->send("GET /trunc HTTP/1.1\r\nHost: a\r\n\r\n");
+  ASSERT_TRUE(run_until([&] { return p->server_closed; }));
+  EXPECT_NE(p->to_client.find("Transfer-Encoding: chunked"), std::string::npos);
+  EXPECT_NE(p->to_client.find("partial-body"), std::string::npos);
+  EXPECT_EQ(p->to_client.find("0\r\n\r\n"), std::string::npos) << p->to_client;
+}
+
+TEST_F(StreamTest, PostIsNotReplayedWhenThePooledConnectionDies) {
+  apply(config());
+  auto p = connect();
+  EXPECT_EQ(exchange(p, "GET /warm HTTP/1.1\r\nHost: a\r\n\r\n").status, 200);  // pools one
+  auto r = exchange(p, "POST /silent HTTP/1.1\r\nHost: a\r\nContent-Length: 2\r\n\r\nhi", 1);
+  EXPECT_EQ(r.status, 502);
+  int posts = 0;
+  for (const auto& h : upstream_.heads)
+    posts += h.rfind("POST /silent", 0) == 0;
+  EXPECT_EQ(posts, 1);
+}
+
+TEST_F(StreamTest, IdempotentRequestIsRetriedOnAFreshConnection) {
+  apply(config());
+  auto p = connect();
+  EXPECT_EQ(exchange(p, "GET /warm HTTP/1.1\r\nHost: a\r\n\r\n").status, 200);
+  // The upstream closes the pooled connection: /silent reads and closes, GET is retried once on
+  // a fresh connection and answered (the second attempt is silent too: 502 after one retry).
+  const int before = upstream_.connections;
+  auto r = exchange(p, "GET /silent HTTP/1.1\r\nHost: a\r\n\r\n", 1);
+  EXPECT_EQ(r.status, 502);
+  EXPECT_GT(upstream_.connections, before);
+}
+
+TEST_F(StreamTest, RequestTimeoutCutsASlowBody) {
+  auto c = config();
+  c.listeners[0].http.request_timeout = 150ms;
+  apply(c);
+  auto p = connect();
+  p->send("POST /slow HTTP/1.1\r\nHost: a\r\nContent-Length: 10\r\n\r\n12");
+  const auto start = Clock::now();
+  ASSERT_TRUE(run_until([&] { return parse_response(p->to_client).has_value(); }));
+  EXPECT_EQ(parse_response(p->to_client)->status, 408);
+  EXPECT_LT(Clock::now() - start, 1500ms);
+}
+
+TEST_F(StreamTest, StreamIdleTimeoutFiresWithNoOperationPending) {
+  auto c = config();
+  c.listeners[0].http.stream_idle_timeout = 100ms;
+  // The filter sleeps longer than the idle timeout: no read or write is pending when the
+  // deadline fires, and it must still be honoured.
+  c.listeners[0].http.filters = {{"test.filter", "{}"}};
+  apply(c);
+  auto p = connect();
+  p->send("GET /x HTTP/1.1\r\nHost: a\r\nX-Test-Sleep: 400\r\n\r\n");
+  ASSERT_TRUE(run_until([&] { return parse_response(p->to_client).has_value(); }, 2000ms));
+  EXPECT_EQ(parse_response(p->to_client)->status, 408);
+  EXPECT_TRUE(upstream_.heads.empty());
+}
+
+// ---- Filters -------------------------------------------------------------------------------
+
+snapshot::FilterConfig test_filter(std::string config = "{}") {
+  return {"test.filter", std::move(config)};
+}
+
+TEST_F(StreamTest, FilterMutatesRequestAndResponseHeaders) {
+  auto c = config();
+  forward_route(c).options.filters = {test_filter()};
+  apply(c);
+  auto p = connect();
+  auto r = exchange(p, "GET /f HTTP/1.1\r\nHost: a\r\n\r\n");
+  EXPECT_EQ(r.status, 200);
+  EXPECT_NE(r.head.find("x-test-filter: response\r\n"), std::string::npos) << r.head;
+  ASSERT_EQ(upstream_.heads.size(), 1u);
+  EXPECT_NE(upstream_.heads[0].find("x-test-filter: request\r\n"), std::string::npos);
+}
+
+TEST_F(StreamTest, FilterAnswersLocally) {
+  auto c = config();
+  forward_route(c).options.filters = {test_filter()};
+  apply(c);
+  auto p = connect();
+  auto r = exchange(p, "GET /f HTTP/1.1\r\nHost: a\r\nX-Test-Local: 403\r\n\r\n");
+  EXPECT_EQ(r.status, 403);
+  EXPECT_EQ(r.body, "denied by test filter\n");
+  EXPECT_TRUE(upstream_.heads.empty());
+}
+
+TEST_F(StreamTest, FilterAwaitsATimer) {
+  auto c = config();
+  forward_route(c).options.filters = {test_filter()};
+  apply(c);
+  auto p = connect();
+  const auto start = Clock::now();
+  auto r = exchange(p, "GET /f HTTP/1.1\r\nHost: a\r\nX-Test-Sleep: 60\r\n\r\n");
+  EXPECT_EQ(r.status, 200);
+  EXPECT_GE(Clock::now() - start, 60ms);
+  ASSERT_EQ(upstream_.heads.size(), 1u);
+  EXPECT_NE(upstream_.heads[0].find("x-test-slept: 60\r\n"), std::string::npos);
+}
+
+TEST_F(StreamTest, FilterReplacesABufferedRequestBody) {
+  auto c = config();
+  forward_route(c).options.filters = {test_filter()};
+  apply(c);
+  auto p = connect();
+  auto r = exchange(p,
+                    "POST /f HTTP/1.1\r\nHost: a\r\nX-Test-Buffer: 1\r\nTransfer-Encoding: "
+                    "chunked\r\n\r\n3\r\nabc\r\n0\r\n\r\n");
+  EXPECT_EQ(r.body, "POST /f|replaced:abc");
+  ASSERT_EQ(upstream_.heads.size(), 1u);
+  EXPECT_NE(upstream_.heads[0].find("Content-Length: 12\r\n"), std::string::npos);
+}
+
+TEST_F(StreamTest, FilterReplacesTheResponseBody) {
+  auto c = config();
+  forward_route(c).options.filters = {test_filter(R"({"response_body": "filtered"})")};
+  apply(c);
+  auto p = connect();
+  auto r = exchange(p, "GET /f HTTP/1.1\r\nHost: a\r\n\r\n");
+  EXPECT_EQ(r.body, "filtered");
+}
+
+TEST_F(StreamTest, FilterFailureResetsTheStream) {
+  auto c = config();
+  forward_route(c).options.filters = {test_filter()};
+  apply(c);
+  auto p = connect();
+  p->send("GET /f HTTP/1.1\r\nHost: a\r\nX-Test-Fail: 1\r\n\r\n");
+  ASSERT_TRUE(run_until([&] { return p->server_closed; }));
+  EXPECT_TRUE(p->to_client.empty());
+  EXPECT_TRUE(upstream_.heads.empty());
+}
+
+TEST_F(StreamTest, UnknownFilterFailsClosed) {
+  auto c = config();
+  forward_route(c).options.filters = {{"no.such.filter", "{}"}};
+  apply(c);
+  ASSERT_EQ(runtime_->listeners[0].filter_errors.size(), 1u);
+  auto p = connect();
+  EXPECT_EQ(exchange(p, "GET /f HTTP/1.1\r\nHost: a\r\n\r\n").status, 500);
+  EXPECT_TRUE(upstream_.heads.empty());
+}
+
+TEST_F(StreamTest, BuiltinHeaderMutationFilter) {
+  auto c = config();
+  c.listeners[0].http.filters = {
+      {"header_mutation",
+       R"({"request": {"add": [{"name": "x-added", "value": "1"}], "remove": ["x-drop"]},
+           "response": {"add": [{"name": "x-resp", "value": "2", "append": false}]}})"}};
+  apply(c);
+  auto p = connect();
+  auto r = exchange(p, "GET /m HTTP/1.1\r\nHost: a\r\nX-Drop: secret\r\n\r\n");
+  EXPECT_NE(r.head.find("x-resp: 2\r\n"), std::string::npos);
+  ASSERT_EQ(upstream_.heads.size(), 1u);
+  EXPECT_NE(upstream_.heads[0].find("x-added: 1\r\n"), std::string::npos);
+  EXPECT_EQ(upstream_.heads[0].find("secret"), std::string::npos);
+}
+
+TEST(FilterChainTest, PhaseTablesOnlyListTheHooksAFilterHas) {
+  filters::Registry r;
+  testing::register_test_filters(r);
+  auto chain = filters::compile_chain(r, {{"test.headers_only", "{}"}}, {});
+  ASSERT_TRUE(chain.ok());
+  EXPECT_EQ(chain.value()->request_headers.size(), 1u);
+  EXPECT_TRUE(chain.value()->request_body.empty());  // body chunks skip it entirely
+  EXPECT_TRUE(chain.value()->response_body.empty());
+  auto bad = filters::compile_chain(r, {}, {{"header_mutation", R"({"request": 3})"}});
+  EXPECT_FALSE(bad.ok());
+  auto unknown = filters::compile_chain(r, {}, {{"nope", "{}"}});
+  EXPECT_FALSE(unknown.ok());
+}
+
+}  // namespace
+}  // namespace portico::proxy
