@@ -190,7 +190,10 @@ void compute_forwarding(const ForwardingInput& in, const ForwardingPolicy& polic
     out.client_address.assign(peer_ip.empty() ? peer : std::string_view(peer_ip));
   }
 
-  if (policy.use_remote_address && !peer.empty()) append_list(out.x_forwarded_for, peer);
+  // The peer, canonical; a peer that is not an IP address (never expected) counts as one hop.
+  if (policy.use_remote_address && !peer.empty()) {
+    append_list(out.x_forwarded_for, peer_ip.empty() ? kUnknown : std::string_view(peer_ip));
+  }
 
   // X-Forwarded-Proto.
   out.x_forwarded_proto = scheme;

@@ -179,6 +179,17 @@ TEST(Forwarding, PeerCornerCases) {
   EXPECT_EQ(out.x_forwarded_for, "1.1.1.1, 2001:db8::10");
   EXPECT_EQ(out.forwarded, "for=\"[2001:db8::10]\";proto=http;host=api.example.com");
 
+  r.peer = "unix:/run/portico.sock";  // not an IP address: one hop all the same
+  out = forward(r, 0);
+  EXPECT_EQ(out.client_address, "unix:/run/portico.sock");
+  EXPECT_EQ(out.x_forwarded_for, "1.1.1.1, unknown");
+  EXPECT_EQ(out.forwarded, "for=unknown;proto=http;host=api.example.com");
+
+  r.peer = " 2001:DB8::10 ";  // canonicalised
+  out = forward(r, 0);
+  EXPECT_EQ(out.client_address, "2001:db8::10");
+  EXPECT_EQ(out.x_forwarded_for, "1.1.1.1, 2001:db8::10");
+
   r.peer = std::string_view("1.2.3.4\r\n", 9);
   out = forward(r, 0);
   EXPECT_EQ(out.client_address, "");
