@@ -287,6 +287,52 @@ TEST(Forwarding, Via) {
   EXPECT_EQ(forward(r, 0, true, "x\r\n").via, "1.1 portico");
 }
 
+// ---- the examples of docs/forwarding.md, verbatim ----
+
+TEST(Forwarding, DocExamples) {
+  Request r;  // peer 192.0.2.10, plain HTTP, HTTP/1.1, Host api.example.com
+  r.headers = {{"X-Forwarded-For", "203.0.113.7, 10.0.0.1"},
+               {"X-Forwarded-Proto", "https"},
+               {"X-Forwarded-Host", "evil.example"},
+               {"Forwarded", "for=198.51.100.1"},
+               {"Via", "1.1 somewhere"}};
+  ForwardingHeaders out = forward(r, 0);
+  EXPECT_EQ(out.client_address, "192.0.2.10");
+  EXPECT_EQ(out.x_forwarded_for, "203.0.113.7, 10.0.0.1, 192.0.2.10");
+  EXPECT_EQ(out.x_forwarded_proto, "http");
+  EXPECT_EQ(out.x_forwarded_host, "api.example.com");
+  EXPECT_EQ(out.forwarded, "for=192.0.2.10;proto=http;host=api.example.com");
+  EXPECT_EQ(out.via, "1.1 somewhere, 1.1 portico");
+
+  r.headers = {{"X-Forwarded-For", "1.1.1.1, 203.0.113.7"}, {"X-Forwarded-Proto", "https"}};
+  out = forward(r, 1);
+  EXPECT_EQ(out.client_address, "203.0.113.7");
+  EXPECT_EQ(out.x_forwarded_for, "1.1.1.1, 203.0.113.7, 192.0.2.10");
+  EXPECT_EQ(out.x_forwarded_proto, "https");
+  EXPECT_EQ(out.x_forwarded_host, "api.example.com");
+  EXPECT_EQ(out.forwarded, "for=192.0.2.10;proto=http;host=api.example.com");
+  EXPECT_EQ(out.via, "1.1 portico");
+  r.headers = {{"X-Forwarded-For", "garbage"}};
+  EXPECT_EQ(forward(r, 1).client_address, "192.0.2.10");
+  r.headers.clear();
+  EXPECT_EQ(forward(r, 1).client_address, "192.0.2.10");
+
+  r.headers = {{"X-Forwarded-For", "1.1.1.1, 203.0.113.7, 198.51.100.2"},
+               {"X-Forwarded-Host", "www.example.com"},
+               {"Forwarded", "for=203.0.113.7;proto=https, for=198.51.100.2"}};
+  out = forward(r, 2);
+  EXPECT_EQ(out.client_address, "203.0.113.7");
+  EXPECT_EQ(out.x_forwarded_for, "1.1.1.1, 203.0.113.7, 198.51.100.2, 192.0.2.10");
+  EXPECT_EQ(out.x_forwarded_proto, "http");
+  EXPECT_EQ(out.x_forwarded_host, "www.example.com");
+  EXPECT_EQ(out.forwarded,
+            "for=203.0.113.7;proto=https, for=198.51.100.2, "
+            "for=192.0.2.10;proto=http;host=api.example.com");
+  EXPECT_EQ(out.via, "1.1 portico");
+  r.headers = {{"X-Forwarded-For", "198.51.100.2"}};
+  EXPECT_EQ(forward(r, 2).client_address, "192.0.2.10");
+}
+
 // ---- helpers ----
 
 TEST(Forwarding, IsForwardingHeader) {
