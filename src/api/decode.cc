@@ -9,6 +9,7 @@
 #include <nlohmann/json.hpp>
 #include <sstream>
 
+#include "api/decode_internal.h"
 #include "api/fields.h"
 #include "api/validate.h"
 #include "api/yaml_reader.h"
@@ -23,9 +24,47 @@ const char* to_string(Kind kind) {
       return "VirtualService";
     case Kind::kUpstream:
       return "Upstream";
+    case Kind::kSecret:
+      return "Secret";
   }
   return "?";
 }
+
+namespace detail {
+
+using yaml::DocReader;
+using yaml::MapReader;
+
+bool check_name_field(DocReader& doc, const std::string& value, const std::string& path,
+                      Location loc) {
+  std::string err = check_name(value);
+  if (err.empty()) return true;
+  doc.error(loc, path, err);
+  return false;
+}
+
+ResourceRef decode_ref(DocReader& doc, const YAML::Node& node, const std::string& path,
+                       Location loc, const std::string& default_ns) {
+  ResourceRef ref;
+  ref.path = path;
+  ref.loc = loc;
+  ref.ns = default_ns;
+  MapReader m(doc, node, path, loc);
+  if (!m.ok()) return ref;
+  ref.loc = m.loc();
+  Location where;
+  if (m.string("name", &ref.name, true, &where)) {
+    check_name_field(doc, ref.name, m.child_path("name"), where);
+  }
+  std::string ns;
+  if (m.string("namespace", &ns, false, &where)) {
+    if (check_name_field(doc, ns, m.child_path("namespace"), where)) ref.ns = ns;
+  }
+  m.finish();
+  return ref;
+}
+
+}  // namespace detail
 
 std::string Resource::key() const {
   return std::string(to_string(kind)) + "/" + meta.ns + "/" + meta.name;
@@ -33,6 +72,8 @@ std::string Resource::key() const {
 
 namespace {
 
+using detail::check_name_field;
+using detail::decode_ref;
 using yaml::DocReader;
 using yaml::Field;
 using yaml::MapReader;
@@ -79,37 +120,6 @@ nlohmann::json to_json(const YAML::Node& node, int depth) {
   return obj;
 }
 
-// ---- shared pieces ----
-
-bool check_name_field(DocReader& doc, const std::string& value, const std::string& path,
-                      Location loc) {
-  std::string err = check_name(value);
-  if (err.empty()) return true;
-  doc.error(loc, path, err);
-  return false;
-}
-
-ResourceRef decode_ref(DocReader& doc, const YAML::Node& node, const std::string& path,
-                       Location loc, const std::string& default_ns) {
-  ResourceRef ref;
-  ref.path = path;
-  ref.loc = loc;
-  ref.ns = default_ns;
-  MapReader m(doc, node, path, loc);
-  if (!m.ok()) return ref;
-  ref.loc = m.loc();
-  Location where;
-  if (m.string("name", &ref.name, true, &where)) {
-    check_name_field(doc, ref.name, m.child_path("name"), where);
-  }
-  std::string ns;
-  if (m.string("namespace", &ns, false, &where)) {
-    if (check_name_field(doc, ns, m.child_path("namespace"), where)) ref.ns = ns;
-  }
-  m.finish();
-  return ref;
-}
-
 std::optional<Pattern> compile(DocReader& doc, const std::string& source, bool case_sensitive,
                                const std::string& path, Location loc) {
   if (source.size() > kMaxRegexBytes) {
@@ -129,39 +139,132 @@ std::optional<Pattern> compile(DocReader& doc, const std::string& source, bool c
 
 // ---- Gateway ----
 
+// Fields that Portico's httpOptions and Gloo's httpConnectionManagerSettings both set: decoded by
+// one function per field so that both places mean the same thing. `other` names the other place,
+// for the message when a field is set in both.
+class HttpOptionsReader {
+ public:
+  HttpOptionsReader(DocReader& doc, MapReader& m, GatewayHttpOptions* out, std::string other)
+      : doc_(doc), m_(m), out_(out), other_(std::move(other)) {}
+
+  template <typename T>
+  void set(const char* key, std::optional<T>* slot, T value, Location where) {
+    if (slot->has_value() && !other_.empty()) {
+      doc_.error(where, m_.child_path(key), "is also set in " + other_ + "; set it in one place");
+      return;
+    }
+    *slot = std::move(value);
+  }
+  void uint32(const char* key, uint64_t min, uint64_t max, std::optional<uint32_t>* slot,
+              uint64_t scale = 1) {
+    uint64_t n = 0;
+    Location where;
+    if (m_.uint(key, min, max, &n, false, &where)) {
+      set(key, slot, static_cast<uint32_t>(n * scale), where);
+    }
+  }
+  void uint64(const char* key, uint64_t min, uint64_t max, std::optional<uint64_t>* slot) {
+    uint64_t n = 0;
+    Location where;
+    if (m_.uint(key, min, max, &n, false, &where)) set(key, slot, n, where);
+  }
+  void boolean(const char* key, std::optional<bool>* slot) {
+    bool b = false;
+    Location where;
+    if (m_.boolean(key, &b, &where)) set(key, slot, b, where);
+  }
+  // positive: 0 is refused ("must be greater than 0").
+  void duration(const char* key, std::optional<Millis>* slot, bool positive) {
+    Millis d{0};
+    Location where;
+    if (!m_.duration(key, &d, false, &where)) return;
+    if (positive && d.count() == 0) {
+      doc_.error(where, m_.child_path(key), "must be greater than 0");
+      return;
+    }
+    set(key, slot, d, where);
+  }
+  void server_name(const char* key) {
+    std::string s;
+    Location where;
+    if (!m_.string(key, &s, false, &where)) return;
+    if (!is_safe_header_value(s)) {
+      doc_.error(where, m_.child_path(key), "must not contain CR, LF or NUL");
+      return;
+    }
+    set(key, &out_->server_name, s, where);
+  }
+
+ private:
+  DocReader& doc_;
+  MapReader& m_;
+  GatewayHttpOptions* out_;
+  std::string other_;
+};
+
+constexpr uint64_t kMaxBodyLimit = uint64_t{1} << 40;  // 1 TiB: "no limit" is 0
+
 void decode_http_options(DocReader& doc, const Field& f, GatewayHttpOptions* out) {
   MapReader m(doc, f.value, f.path, f.loc);
   if (!m.ok()) return;
-  uint64_t n = 0;
-  if (m.uint("maxRequestHeadersBytes", 1024, 1024 * 1024, &n)) {
-    out->max_request_headers_bytes = static_cast<uint32_t>(n);
-  }
-  if (m.uint("maxHeaders", 1, 10000, &n)) out->max_headers = static_cast<uint32_t>(n);
-  if (m.uint("maxConnections", 1, 10000000, &n)) out->max_connections = static_cast<uint32_t>(n);
-  Millis d{0};
-  Location where;
-  auto positive = [&](const char* key, std::optional<Millis>* slot) {
-    if (!m.duration(key, &d, false, &where)) return;
-    if (d.count() == 0) {
-      doc.error(where, m.child_path(key), "must be greater than 0");
-      return;
-    }
-    *slot = d;
-  };
-  positive("requestHeaderTimeout", &out->request_header_timeout);
-  positive("idleTimeout", &out->idle_timeout);
-  if (m.duration("drainTimeout", &d)) out->drain_timeout = d;
-  bool b = false;
-  if (m.boolean("generateRequestId", &b)) out->generate_request_id = b;
-  std::string s;
-  if (m.string("serverName", &s, false, &where)) {
-    if (!is_safe_header_value(s)) {
-      doc.error(where, m.child_path("serverName"), "must not contain CR, LF or NUL");
-    } else {
-      out->server_name = s;
-    }
-  }
+  HttpOptionsReader r(doc, m, out, "");
+  r.uint32("maxRequestHeadersBytes", 1024, 1024 * 1024, &out->max_request_headers_bytes);
+  r.uint32("maxHeaders", 1, 10000, &out->max_headers);
+  r.uint32("maxConnections", 1, 10000000, &out->max_connections);
+  r.duration("requestHeaderTimeout", &out->request_header_timeout, true);
+  r.duration("idleTimeout", &out->idle_timeout, true);
+  r.duration("drainTimeout", &out->drain_timeout, false);
+  r.boolean("generateRequestId", &out->generate_request_id);
+  r.server_name("serverName");
+  r.boolean("useRemoteAddress", &out->use_remote_address);
+  r.uint32("xffNumTrustedHops", 0, 64, &out->xff_num_trusted_hops);
+  r.boolean("normalizePath", &out->normalize_path);
+  r.boolean("mergeSlashes", &out->merge_slashes);
+  r.uint64("maxRequestBodyBytes", 0, kMaxBodyLimit, &out->max_request_body_bytes);
+  r.duration("requestTimeout", &out->request_timeout, false);
+  r.duration("streamIdleTimeout", &out->stream_idle_timeout, true);
   m.finish();
+}
+
+// Gloo's httpGateway.options.httpConnectionManagerSettings.
+void decode_hcm_settings(DocReader& doc, const Field& f, GatewayHttpOptions* out) {
+  MapReader m(doc, f.value, f.path, f.loc);
+  if (!m.ok()) return;
+  HttpOptionsReader r(doc, m, out, "spec.httpOptions");
+  r.uint32("xffNumTrustedHops", 0, 64, &out->xff_num_trusted_hops);
+  r.boolean("useRemoteAddress", &out->use_remote_address);
+  r.boolean("mergeSlashes", &out->merge_slashes);
+  r.boolean("normalizePath", &out->normalize_path);
+  r.duration("requestTimeout", &out->request_timeout, false);
+  r.duration("streamIdleTimeout", &out->stream_idle_timeout, true);
+  r.duration("idleTimeout", &out->idle_timeout, true);
+  r.duration("requestHeadersTimeout", &out->request_header_timeout, true);
+  r.duration("drainTimeout", &out->drain_timeout, false);
+  r.uint32("maxRequestHeadersKb", 1, 1024, &out->max_request_headers_bytes, 1024);
+  r.uint32("maxHeadersCount", 1, 10000, &out->max_headers);
+  r.server_name("serverName");
+  r.boolean("generateRequestId", &out->generate_request_id);
+  // Harmless to ignore: observability and the letter case of header names on the wire.
+  for (const char* harmless :
+       {"tracing", "properCaseHeaderKeyFormat", "preserveCaseHeaderKeyFormat"}) {
+    if (auto h = m.take(harmless)) {
+      doc.warning(h->loc, h->path,
+                  "is not implemented (ignored: it changes no routing or security)");
+    }
+  }
+  m.finish_strict();
+}
+
+// Gloo's httpGateway: its options (HttpListenerOptions).
+void decode_http_gateway(DocReader& doc, const Field& f, GatewaySpec* out) {
+  MapReader m(doc, f.value, f.path, f.loc);
+  if (!m.ok()) return;
+  if (auto o = m.map("options")) {
+    MapReader om(doc, o->value, o->path, o->loc);
+    if (auto h = om.map("httpConnectionManagerSettings")) decode_hcm_settings(doc, *h, &out->http);
+    om.finish_strict();
+  }
+  m.finish_strict();
 }
 
 void decode_gateway(DocReader& doc, MapReader& spec, const ObjectMeta& meta, GatewaySpec* out) {
@@ -207,6 +310,16 @@ void decode_gateway(DocReader& doc, MapReader& spec, const ObjectMeta& meta, Gat
     }
   }
   if (auto f = spec.map("httpOptions")) decode_http_options(doc, *f, &out->http);
+  if (auto f = spec.map("httpGateway")) decode_http_gateway(doc, *f, out);
+  spec.boolean("ssl", &out->ssl, &out->ssl_loc);
+  if (auto f = spec.map("sslConfig")) {
+    DownstreamTls tls;
+    detail::decode_downstream_tls(doc, *f, meta.ns, true, &tls);
+    if (!out->ssl) {
+      doc.error(f->loc, f->path, "needs ssl: true (a plain gateway serves no certificate)");
+    }
+    out->tls = std::move(tls);
+  }
 }
 
 // ---- VirtualService ----
@@ -541,6 +654,8 @@ void decode_route_options(DocReader& doc, const Field& f, RouteOptions* out) {
       out->host_rewrite = s;
     }
   }
+  uint64_t limit = 0;
+  if (m.uint("maxRequestBodyBytes", 0, kMaxBodyLimit, &limit)) out->max_request_body_bytes = limit;
   if (auto hm = m.map("headerManipulation")) {
     MapReader h(doc, hm->value, hm->path, hm->loc);
     if (auto l = h.list("requestHeadersToAdd")) {
@@ -619,6 +734,11 @@ void decode_route(DocReader& doc, const YAML::Node& node, const std::string& pat
 
 void decode_virtual_service(DocReader& doc, MapReader& spec, const ObjectMeta& meta,
                             VirtualServiceSpec* out) {
+  if (auto f = spec.map("sslConfig")) {
+    DownstreamTls tls;
+    detail::decode_downstream_tls(doc, *f, meta.ns, false, &tls);
+    out->tls = std::move(tls);
+  }
   auto vh = spec.map("virtualHost", true);
   if (!vh) return;
   MapReader m(doc, vh->value, vh->path, vh->loc);
@@ -659,7 +779,17 @@ void decode_virtual_service(DocReader& doc, MapReader& spec, const ObjectMeta& m
 
 // ---- Upstream ----
 
-void decode_upstream(DocReader& doc, MapReader& spec, UpstreamSpec* out) {
+void decode_upstream(DocReader& doc, MapReader& spec, const ObjectMeta& meta, UpstreamSpec* out) {
+  if (auto f = spec.map("sslConfig")) {
+    UpstreamTls tls;
+    detail::decode_upstream_tls(doc, *f, meta.ns, &tls);
+    out->tls = std::move(tls);
+  }
+  bool http2 = false;
+  Location where;
+  if (spec.boolean("useHttp2", &http2, &where) && http2) {
+    doc.error(where, "spec.useHttp2", "HTTP/2 to upstreams is not supported yet");
+  }
   for (const char* other : {"kube", "consul", "aws", "awsEc2", "azure", "pipe", "dns"}) {
     if (auto f = spec.take(other)) {
       doc.error(f->loc, f->path,
@@ -744,6 +874,12 @@ void decode_upstream(DocReader& doc, MapReader& spec, UpstreamSpec* out) {
         out->idle_timeout = d;
       }
     }
+    if (m.uint("maxConnections", 1, 10'000'000, &n)) {
+      out->max_connections = static_cast<uint32_t>(n);
+    }
+    if (m.uint("maxIdleConnections", 0, 1'000'000, &n)) {
+      out->max_idle_connections = static_cast<uint32_t>(n);
+    }
     m.finish();
   }
 }
@@ -757,6 +893,8 @@ bool kind_from_string(const std::string& s, Kind* out) {
     *out = Kind::kVirtualService;
   } else if (s == "Upstream") {
     *out = Kind::kUpstream;
+  } else if (s == "Secret") {
+    *out = Kind::kSecret;
   } else {
     return false;
   }
@@ -764,9 +902,8 @@ bool kind_from_string(const std::string& s, Kind* out) {
 }
 
 bool is_known_unsupported_kind(const std::string& s) {
-  for (const char* k :
-       {"RouteTable", "UpstreamGroup", "Secret", "AuthConfig", "RateLimitConfig", "Settings",
-        "Proxy", "MatchableHttpGateway", "VirtualHostOption", "RouteOption"}) {
+  for (const char* k : {"RouteTable", "UpstreamGroup", "AuthConfig", "RateLimitConfig", "Settings",
+                        "Proxy", "MatchableHttpGateway", "VirtualHostOption", "RouteOption"}) {
     if (s == k) return true;
   }
   return false;
@@ -804,7 +941,7 @@ void decode_document(const std::string& file, const YAML::Node& root, DecodedFil
   auto kind_field = top.take("kind");
   if (!kind_field || kind_field->is_null()) {
     move_errors();
-    file_error(root_loc, "kind", "is required (Gateway, VirtualService or Upstream)");
+    file_error(root_loc, "kind", "is required (Gateway, VirtualService, Upstream or Secret)");
     return;
   }
   if (!kind_field->value.IsScalar()) {
@@ -819,7 +956,8 @@ void decode_document(const std::string& file, const YAML::Node& root, DecodedFil
     file_error(kind_field->loc, "kind",
                is_known_unsupported_kind(kind)
                    ? "kind \"" + kind + "\" is not supported yet"
-                   : "unknown kind \"" + kind + "\"; expected Gateway, VirtualService or Upstream");
+                   : "unknown kind \"" + kind +
+                         "\"; expected Gateway, VirtualService, Upstream or Secret");
     return;
   }
   auto meta_field = top.take("metadata");
@@ -864,10 +1002,14 @@ void decode_document(const std::string& file, const YAML::Node& root, DecodedFil
     case Kind::kUpstream:
       r.spec = UpstreamSpec{};
       break;
+    case Kind::kSecret:
+      r.spec = SecretSpec{};
+      break;
   }
   if (spec_field) {
-    r.spec_json = to_json(spec_field->value, 1)
-                      .dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
+    nlohmann::json spec_json = to_json(spec_field->value, 1);
+    if (r.kind == Kind::kSecret) detail::redact_secret_json(spec_json);
+    r.spec_json = spec_json.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
     MapReader spec(doc, spec_field->value, "spec", spec_field->loc);
     switch (r.kind) {
       case Kind::kGateway:
@@ -877,7 +1019,10 @@ void decode_document(const std::string& file, const YAML::Node& root, DecodedFil
         decode_virtual_service(doc, spec, r.meta, &std::get<VirtualServiceSpec>(r.spec));
         break;
       case Kind::kUpstream:
-        decode_upstream(doc, spec, &std::get<UpstreamSpec>(r.spec));
+        decode_upstream(doc, spec, r.meta, &std::get<UpstreamSpec>(r.spec));
+        break;
+      case Kind::kSecret:
+        detail::decode_secret(doc, spec, &std::get<SecretSpec>(r.spec));
         break;
     }
     spec.finish();

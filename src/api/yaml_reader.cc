@@ -321,6 +321,16 @@ void MapReader::finish() {
   }
 }
 
+void MapReader::finish_strict() {
+  for (const auto& e : entries_) {
+    if (e.taken) continue;
+    Location loc = location_of(e.key_node);
+    if (loc.line == 0) loc = loc_;
+    doc_.error(loc, join_path(path_, e.key),
+               "unknown field \"" + e.key + "\": not implemented (refused rather than ignored)");
+  }
+}
+
 namespace {
 
 bool walk(const YAML::Node& node, int depth, int max_depth, size_t* budget, int* reached) {

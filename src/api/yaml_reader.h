@@ -92,6 +92,9 @@ class MapReader {
 
   // Warns about every field not taken: "unknown field \"x\"" (catches typos).
   void finish();
+  // Reports every field not taken as an error: for maps where an ignored field could weaken
+  // security or change traffic (fail closed).
+  void finish_strict();
 
  private:
   // map() and list(): the field when it is present, non-null and a map (want_map) or a list.

@@ -216,7 +216,7 @@ metadata: {namespace: x}
                           "deep.yaml:1:1: error: document is nested deeper than 64 levels",
                           "kinds.yaml:1:7: error: kind: kind \"RouteTable\" is not supported yet",
                           "kinds.yaml:4:7: error: kind: unknown kind \"Gatway\"; expected "
-                          "Gateway, VirtualService or Upstream",
+                          "Gateway, VirtualService, Upstream or Secret",
                           "kinds.yaml:7:1: error: a document must be a map with kind, metadata "
                           "and spec, got a list",
                           "kinds.yaml:10:11: error: metadata.name: is required"));
@@ -263,7 +263,7 @@ TEST(ControlPipeline, ResourcesToJson) {
       R"j({"kind":"File","namespace":"","name":"bad.yaml","file":"bad.yaml","line":0,)j"
       R"j("generation":0,"state":"Rejected","reasons":[{"severity":"error","file":"bad.yaml",)j"
       R"j("line":1,"column":7,"path":"kind","message":"unknown kind \"Nope\"; expected )j"
-      R"j(Gateway, VirtualService or Upstream"}],"spec":null}])j");
+      R"j(Gateway, VirtualService, Upstream or Secret"}],"spec":null}])j");
 }
 
 }  // namespace
