@@ -252,19 +252,198 @@ void decode_hcm_settings(DocReader& doc, const Field& f, GatewayHttpOptions* out
                   "is not implemented (ignored: it changes no routing or security)");
     }
   }
-  m.finish_strict();
+  m.finish();
 }
 
-// Gloo's httpGateway: its options (HttpListenerOptions).
-void decode_http_gateway(DocReader& doc, const Field& f, GatewaySpec* out) {
+// Gloo's label expressions: [{key, operator, values}].
+void decode_expressions(DocReader& doc, const Field& list, std::vector<LabelExpression>* out) {
+  yaml::for_each_item(list, [&](const YAML::Node& item, const std::string& path, Location loc) {
+    MapReader m(doc, item, path, loc);
+    if (!m.ok()) return;
+    LabelExpression e;
+    Location where;
+    m.string("key", &e.key, true);
+    std::string op;
+    Location op_loc = m.loc();
+    bool has_op = m.string("operator", &op, true, &op_loc);
+    std::vector<std::string> values;
+    if (auto v = m.list("values")) {
+      yaml::for_each_item(*v, [&](const YAML::Node& vi, const std::string& vp, Location vl) {
+        std::string value;
+        if (yaml::read_string(doc, vi, vp, vl, &value)) values.push_back(value);
+      });
+    }
+    m.finish();
+    if (!has_op) return;
+    std::string op_path = m.child_path("operator");
+    size_t want = 0;  // 0: any number >= 1; 1: exactly one; SIZE_MAX: none
+    if (op == "Equals" || op == "DoubleEquals" || op == "=" || op == "==") {
+      e.op = LabelOp::kIn;
+      want = 1;
+    } else if (op == "NotEquals" || op == "!=") {
+      e.op = LabelOp::kNotIn;
+      want = 1;
+    } else if (op == "In" || op == "in") {
+      e.op = LabelOp::kIn;
+    } else if (op == "NotIn" || op == "notin") {
+      e.op = LabelOp::kNotIn;
+    } else if (op == "Exists" || op == "exists") {
+      e.op = LabelOp::kExists;
+      want = SIZE_MAX;
+    } else if (op == "DoesNotExist" || op == "!") {
+      e.op = LabelOp::kDoesNotExist;
+      want = SIZE_MAX;
+    } else if (op == "GreaterThan" || op == "gt") {
+      e.op = LabelOp::kGreaterThan;
+      want = 1;
+    } else if (op == "LessThan" || op == "lt") {
+      e.op = LabelOp::kLessThan;
+      want = 1;
+    } else {
+      doc.error(op_loc, op_path,
+                "\"" + op +
+                    "\" is not an operator (Equals, DoubleEquals, NotEquals, In, NotIn, Exists, "
+                    "DoesNotExist, GreaterThan, LessThan)");
+      return;
+    }
+    if (want == SIZE_MAX && !values.empty()) {
+      doc.error(op_loc, m.child_path("values"), op + " takes no values");
+      return;
+    }
+    if (want == 1 && values.size() != 1) {
+      doc.error(op_loc, m.child_path("values"), op + " takes exactly one value");
+      return;
+    }
+    if (want == 0 && values.empty()) {
+      doc.error(op_loc, m.child_path("values"), op + " needs at least one value");
+      return;
+    }
+    if ((e.op == LabelOp::kGreaterThan || e.op == LabelOp::kLessThan) &&
+        !yaml::looks_like_int(values[0])) {
+      doc.error(op_loc, m.child_path("values"), op + " needs an integer value");
+      return;
+    }
+    e.values = std::move(values);
+    out->push_back(std::move(e));
+  });
+}
+
+void decode_namespaces(DocReader& doc, const Field& list, std::vector<std::string>* out) {
+  yaml::for_each_item(list, [&](const YAML::Node& item, const std::string& path, Location loc) {
+    std::string ns;
+    if (!yaml::read_string(doc, item, path, loc, &ns)) return;
+    if (ns != "*" && !check_name_field(doc, ns, path, loc)) return;
+    out->push_back(ns);
+  });
+}
+
+// The selection fields of a Gateway, from Portico's places (spec.virtualServices,
+// spec.virtualServiceSelector{labels, namespaces, expressions}) or Gloo's (spec.httpGateway.*).
+struct SelectionFields {
+  std::optional<Field> refs, selector, expressions, namespaces;
+};
+
+void apply_selection(DocReader& doc, const SelectionFields& f, bool gloo_selector_shape,
+                     const ObjectMeta& meta, GatewaySpec* out) {
+  if (f.refs) {
+    yaml::for_each_item(
+        *f.refs, [&](const YAML::Node& item, const std::string& path, Location loc) {
+          out->virtual_services.push_back(decode_ref(doc, item, path, loc, meta.ns));
+        });
+  }
+  if (f.selector) {
+    std::map<std::string, std::string> labels;
+    if (gloo_selector_shape) {
+      // Gloo: virtualServiceSelector is the label map itself.
+      MapReader m(doc, f.selector->value, f.selector->path, f.selector->loc);
+      for (auto it = f.selector->value.begin(); it != f.selector->value.end(); ++it) {
+        if (!it->first.IsScalar()) continue;
+        std::string key = it->first.Scalar();
+        auto field = m.take(key);
+        std::string value;
+        if (field->is_null()) {
+          labels[key] = "";
+        } else if (yaml::read_string(doc, field->value, field->path, field->loc, &value)) {
+          labels[key] = value;
+        }
+      }
+      m.finish();
+    } else {
+      MapReader m(doc, f.selector->value, f.selector->path, f.selector->loc);
+      m.string_map("labels", &labels);
+      if (auto e = m.list("expressions")) {
+        std::vector<LabelExpression> exprs;
+        decode_expressions(doc, *e, &exprs);
+        out->expressions = std::move(exprs);
+      }
+      if (auto n = m.list("namespaces")) {
+        std::vector<std::string> ns;
+        decode_namespaces(doc, *n, &ns);
+        out->namespaces = std::move(ns);
+      }
+      m.finish();
+    }
+    if (!labels.empty() || !out->expressions) out->selector = std::move(labels);
+  }
+  if (f.expressions) {
+    MapReader m(doc, f.expressions->value, f.expressions->path, f.expressions->loc);
+    if (auto e = m.list("expressions", true)) {
+      std::vector<LabelExpression> exprs;
+      decode_expressions(doc, *e, &exprs);
+      out->expressions = std::move(exprs);
+    }
+    m.finish();
+  }
+  if (f.namespaces) {
+    std::vector<std::string> ns;
+    decode_namespaces(doc, *f.namespaces, &ns);
+    out->namespaces = std::move(ns);
+  }
+  if (f.selector && f.expressions) {
+    doc.error(f.expressions->loc, f.expressions->path,
+              "use virtualServiceSelector or virtualServiceExpressions, not both");
+  }
+  if (f.refs && f.refs->value.size() > 0) {
+    for (const auto* other : {&f.selector, &f.expressions, &f.namespaces}) {
+      if (*other) {
+        doc.warning((*other)->loc, (*other)->path, "is ignored because virtualServices is set");
+      }
+    }
+  }
+}
+
+void decode_vs_selection(DocReader& doc, MapReader& spec, const ObjectMeta& meta,
+                         GatewaySpec* out) {
+  SelectionFields top;
+  top.refs = spec.list("virtualServices");
+  top.selector = spec.map("virtualServiceSelector");
+  apply_selection(doc, top, false, meta, out);
+}
+
+// Gloo's httpGateway: which VirtualServices, and its options (HttpListenerOptions).
+void decode_http_gateway(DocReader& doc, const Field& f, const ObjectMeta& meta, GatewaySpec* out) {
   MapReader m(doc, f.value, f.path, f.loc);
   if (!m.ok()) return;
+  SelectionFields gloo;
+  gloo.refs = m.list("virtualServices");
+  gloo.selector = m.map("virtualServiceSelector");
+  gloo.expressions = m.map("virtualServiceExpressions");
+  gloo.namespaces = m.list("virtualServiceNamespaces");
+  bool any = gloo.refs || gloo.selector || gloo.expressions || gloo.namespaces;
+  bool top = !out->virtual_services.empty() || out->selector || out->expressions || out->namespaces;
+  if (any && top) {
+    doc.error(m.loc(), f.path,
+              "selects virtual services, and so does spec.virtualServices or "
+              "spec.virtualServiceSelector; use one place");
+  } else if (any) {
+    apply_selection(doc, gloo, true, meta, out);
+  }
   if (auto o = m.map("options")) {
     MapReader om(doc, o->value, o->path, o->loc);
     if (auto h = om.map("httpConnectionManagerSettings")) decode_hcm_settings(doc, *h, &out->http);
-    om.finish_strict();
+    om.finish();
   }
-  m.finish_strict();
+  m.finish();
 }
 
 void decode_gateway(DocReader& doc, MapReader& spec, const ObjectMeta& meta, GatewaySpec* out) {
@@ -286,31 +465,30 @@ void decode_gateway(DocReader& doc, MapReader& spec, const ObjectMeta& meta, Gat
   } else if (where.line > 0) {
     out->bind_loc = where;
   }
-  if (auto f = spec.list("virtualServices")) {
-    yaml::for_each_item(*f, [&](const YAML::Node& item, const std::string& path, Location loc) {
-      out->virtual_services.push_back(decode_ref(doc, item, path, loc, meta.ns));
-    });
-  }
-  if (auto f = spec.map("virtualServiceSelector")) {
-    MapReader sel(doc, f->value, f->path, f->loc);
-    std::map<std::string, std::string> labels;
-    sel.string_map("labels", &labels);
-    for (const char* unsupported : {"namespaces", "expressions"}) {
-      if (auto u = sel.take(unsupported)) {
-        doc.error(u->loc, u->path,
-                  std::string(unsupported) +
-                      " is not supported yet (selecting more than asked would be unsafe); use "
-                      "labels or virtualServices");
-      }
-    }
-    sel.finish();
-    out->selector = std::move(labels);
-    if (spec.has("virtualServices")) {
-      doc.warning(f->loc, f->path, "is ignored because virtualServices is set");
-    }
-  }
+  // Which VirtualServices: Portico's top-level fields, or Gloo's under httpGateway (not both).
+  decode_vs_selection(doc, spec, meta, out);
   if (auto f = spec.map("httpOptions")) decode_http_options(doc, *f, &out->http);
-  if (auto f = spec.map("httpGateway")) decode_http_gateway(doc, *f, out);
+  if (auto f = spec.map("httpGateway")) decode_http_gateway(doc, *f, meta, out);
+  if (auto f = spec.list("proxyNames")) {
+    bool default_only =
+        f->value.size() == 1 && f->value[0].IsScalar() && f->value[0].Scalar() == "gateway-proxy";
+    if (!default_only) {
+      doc.error(f->loc, f->path,
+                "only [gateway-proxy] (Gloo's default) is supported: every Portico proxy serves "
+                "every Gateway");
+    }
+  }
+  bool proxy_protocol = false;
+  Location pp_loc;
+  if (spec.boolean("useProxyProto", &proxy_protocol, &pp_loc) && proxy_protocol) {
+    doc.error(pp_loc, "spec.useProxyProto", "the PROXY protocol is not supported yet");
+  }
+  for (const char* other : {"tcpGateway", "hybridGateway"}) {
+    if (auto f = spec.take(other)) {
+      doc.error(f->loc, f->path,
+                std::string(other) + " is not supported yet; Portico serves HTTP gateways");
+    }
+  }
   spec.boolean("ssl", &out->ssl, &out->ssl_loc);
   if (auto f = spec.map("sslConfig")) {
     DownstreamTls tls;
@@ -734,6 +912,7 @@ void decode_route(DocReader& doc, const YAML::Node& node, const std::string& pat
 
 void decode_virtual_service(DocReader& doc, MapReader& spec, const ObjectMeta& meta,
                             VirtualServiceSpec* out) {
+  spec.ignore_harmless("displayName", "a label for user interfaces");
   if (auto f = spec.map("sslConfig")) {
     DownstreamTls tls;
     detail::decode_downstream_tls(doc, *f, meta.ns, false, &tls);
@@ -770,9 +949,10 @@ void decode_virtual_service(DocReader& doc, MapReader& spec, const ObjectMeta& m
   if (out->routes.empty()) {
     doc.warning(m.loc(), m.child_path("routes"), "no routes: every request gets a 404");
   }
-  if (auto o = m.take("options"); o && !o->is_null()) {
-    doc.warning(o->loc, o->path,
-                "virtual-host options are not supported yet (ignored); set options on routes");
+  if (auto o = m.map("options")) {
+    // None is implemented yet: every key is an error (fail closed), e.g. extauth or cors.
+    MapReader om(doc, o->value, o->path, o->loc);
+    om.finish();
   }
   m.finish();
 }
@@ -780,6 +960,7 @@ void decode_virtual_service(DocReader& doc, MapReader& spec, const ObjectMeta& m
 // ---- Upstream ----
 
 void decode_upstream(DocReader& doc, MapReader& spec, const ObjectMeta& meta, UpstreamSpec* out) {
+  spec.ignore_harmless("discoveryMetadata", "labels written by Gloo's discovery");
   if (auto f = spec.map("sslConfig")) {
     UpstreamTls tls;
     detail::decode_upstream_tls(doc, *f, meta.ns, &tls);
@@ -847,7 +1028,7 @@ void decode_upstream(DocReader& doc, MapReader& spec, const ObjectMeta& meta, Up
     for (auto* f : {&rr_field, &lr_field}) {
       if (*f && !(*f)->is_null()) {
         MapReader policy(doc, (*f)->value, (*f)->path, (*f)->loc);
-        policy.finish();  // options such as choiceCount are not supported yet: warned as unknown
+        policy.finish();  // options such as choiceCount are not supported yet: errors
       }
     }
     m.finish();
@@ -983,6 +1164,16 @@ void decode_document(const std::string& file, const YAML::Node& root, DecodedFil
   meta.string_map("labels", &r.meta.labels);
   std::map<std::string, std::string> ignored;
   meta.string_map("annotations", &ignored);
+  uint64_t generation = 0;
+  if (meta.uint("generation", 0, INT64_MAX, &generation)) {
+    r.meta.generation = static_cast<int64_t>(generation);
+  }
+  for (const char* bookkeeping :
+       {"resourceVersion", "uid", "creationTimestamp", "managedFields", "selfLink",
+        "ownerReferences", "finalizers", "clusterName", "generateName", "deletionTimestamp",
+        "deletionGracePeriodSeconds"}) {
+    meta.ignore_harmless(bookkeeping, "bookkeeping written by Kubernetes or Gloo");
+  }
   meta.finish();
 
   Location where;

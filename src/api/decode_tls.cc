@@ -118,7 +118,7 @@ void read_parameters(DocReader& doc, const Field& f, bool upstream,
                     "AES-GCM or CHACHA20-POLY1305; TLS 1.3: OpenSSL's defaults)");
     }
   }
-  m.finish_strict();
+  m.finish();
 }
 
 void read_alpn(DocReader& doc, MapReader& m, std::vector<std::string>* out) {
@@ -167,7 +167,7 @@ void read_ssl_files(DocReader& doc, const Field& f, SslFiles* out) {
   if (out->ocsp_staple.given() && !out->tls_cert.given()) {
     doc.error(out->ocsp_staple.loc, out->ocsp_staple.path, "needs tlsCert");
   }
-  m.finish_strict();
+  m.finish();
 }
 
 // secretRef / sslFiles, shared by both sides.
@@ -261,7 +261,7 @@ void decode_downstream_tls(DocReader& doc, const Field& f, const std::string& ns
                     : "\"" + policy + "\" is not an OCSP staple policy (LenientStapling)");
     }
   }
-  m.finish_strict();
+  m.finish();
 }
 
 void decode_upstream_tls(DocReader& doc, const Field& f, const std::string& ns, UpstreamTls* out) {
@@ -295,7 +295,7 @@ void decode_upstream_tls(DocReader& doc, const Field& f, const std::string& ns, 
                 "contradicts sslFiles.rootCa: nothing would be verified against it");
     }
   }
-  m.finish_strict();
+  m.finish();
 }
 
 void decode_secret(DocReader& doc, MapReader& spec, SecretSpec* out) {
@@ -321,7 +321,7 @@ void decode_secret(DocReader& doc, MapReader& spec, SecretSpec* out) {
     if (!data.cert_chain.given() && !data.private_key.given() && !data.root_ca.given()) {
       doc.error(m.loc(), t->path, "needs certChain and privateKey, or rootCa");
     }
-    m.finish_strict();
+    m.finish();
     out->tls = std::move(data);
   }
   // Keys are free-form; values are secrets (a wrong type is reported without the value).
@@ -338,7 +338,7 @@ void decode_secret(DocReader& doc, MapReader& spec, SecretSpec* out) {
   if (!has_tls && !has_generic && !other_given && spec.ok()) {
     doc.error(spec.loc(), "spec", "needs tls or generic");
   }
-  spec.finish_strict();
+  spec.finish();
 }
 
 void redact_secret_json(nlohmann::json& spec) {

@@ -30,6 +30,7 @@ struct ObjectMeta {
   std::string name;
   std::string ns = kDefaultNamespace;
   std::map<std::string, std::string> labels;
+  std::optional<int64_t> generation;  // metadata.generation when written (Kubernetes sets it)
 };
 
 // A reference to another resource by name; namespace defaulted to the referring resource's.
@@ -140,14 +141,26 @@ struct GatewayHttpOptions {
   std::optional<Millis> stream_idle_timeout;
 };
 
+// A label expression (Gloo's virtualServiceExpressions, Kubernetes' set-based selectors).
+// Equals and DoubleEquals are kIn with one value, NotEquals kNotIn with one value.
+enum class LabelOp { kIn, kNotIn, kExists, kDoesNotExist, kGreaterThan, kLessThan };
+struct LabelExpression {
+  std::string key;
+  LabelOp op = LabelOp::kIn;
+  std::vector<std::string> values;  // kGreaterThan/kLessThan: one integer
+};
+
 struct GatewaySpec {
   std::string bind_address = "0.0.0.0";
   uint16_t bind_port = 0;
   Location bind_loc;  // of bindPort (or of spec when it is missing)
   std::vector<ResourceRef> virtual_services;
-  // Set when spec.virtualServiceSelector is given: a VirtualService matches when it has every
-  // label.
+  // Which VirtualServices are served, in Gloo's precedence: `virtual_services` when non-empty;
+  // else those matching `selector` (every label) or `expressions` (every expression); else all.
+  // `namespaces` restricts the last two and "all" (unset or containing "*": every namespace).
   std::optional<std::map<std::string, std::string>> selector;
+  std::optional<std::vector<LabelExpression>> expressions;
+  std::optional<std::vector<std::string>> namespaces;
   GatewayHttpOptions http;
   bool ssl = false;  // spec.ssl: the listener speaks TLS and serves VirtualServices with sslConfig
   Location ssl_loc;

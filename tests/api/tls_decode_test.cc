@@ -305,8 +305,8 @@ spec:
           "tls.yaml:7:17: error: spec.sslConfig.sniDomains: has no meaning on a Gateway: its "
           "sslConfig is the certificate for clients whose SNI matches no virtual service; set "
           "sniDomains on the virtual service",
-          "tls.yaml:10:7: error: spec.httpGateway.options.extauth: unknown field \"extauth\": not "
-          "implemented (refused rather than ignored)"));
+          "tls.yaml:10:7: error: spec.httpGateway.options.extauth: extauth (authentication) is not "
+          "implemented: rejected rather than served without it"));
 }
 
 TEST(ApiTls, UpstreamSslConfigAndConnectionLimits) {

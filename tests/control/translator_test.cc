@@ -884,5 +884,116 @@ spec:
   EXPECT_FALSE(routes[1].options.max_request_body_bytes);
 }
 
+// ---- Fail closed and Gloo's Gateway shape ----
+
+TEST(ControlTranslateGloo, AuthIsNeverSilentlyDropped) {
+  BuildResult r = build(R"(apiVersion: gateway.solo.io/v1
+kind: Gateway
+metadata: {name: gateway-proxy, namespace: gloo-system}
+spec:
+  bindAddress: "::"
+  bindPort: 8080
+  proxyNames: [gateway-proxy]
+  httpGateway: {}
+---
+apiVersion: gloo.solo.io/v1
+kind: Upstream
+metadata: {name: petstore, namespace: gloo-system}
+spec:
+  static: {hosts: [{addr: 10.0.0.7, port: 8080}]}
+---
+apiVersion: gateway.solo.io/v1
+kind: VirtualService
+metadata: {name: with-extauth, namespace: gloo-system}
+spec:
+  virtualHost:
+    domains: [a.example.com]
+    options:
+      extauth: {configRef: {name: basic-auth, namespace: gloo-system}}
+    routes:
+      - matchers: [{prefix: /}]
+        routeAction: {single: {upstream: {name: petstore}}}
+---
+apiVersion: gateway.solo.io/v1
+kind: VirtualService
+metadata: {name: with-jwt, namespace: gloo-system}
+spec:
+  virtualHost:
+    domains: [b.example.com]
+    routes:
+      - matchers: [{prefix: /}]
+        routeAction: {single: {upstream: {name: petstore}}}
+        options:
+          jwt: {disable: false}
+---
+apiVersion: gateway.solo.io/v1
+kind: VirtualService
+metadata: {name: open, namespace: gloo-system}
+spec:
+  virtualHost:
+    domains: [c.example.com]
+    routes:
+      - matchers: [{prefix: /}]
+        routeAction: {single: {upstream: {name: petstore}}}
+)");
+  EXPECT_EQ(status(r, "VirtualService", "gloo-system/with-extauth").state, State::kRejected);
+  EXPECT_EQ(status(r, "VirtualService", "gloo-system/with-jwt").state, State::kRejected);
+  EXPECT_EQ(status(r, "VirtualService", "gloo-system/open").state, State::kWarning);  // apiVersion
+  ASSERT_EQ(r.config->listeners.size(), 1u);
+  const auto& hosts = r.config->listeners[0].virtual_hosts;
+  ASSERT_EQ(hosts.size(), 1u);
+  EXPECT_EQ(hosts[0].name, "gloo-system/open");
+}
+
+TEST(ControlTranslateGloo, SelectionByExpressionsAndNamespaces) {
+  auto vs = [](const std::string& ns, const std::string& name, const std::string& labels) {
+    return "kind: VirtualService\nmetadata: {name: " + name + ", namespace: " + ns +
+           ", labels: " + labels + "}\nspec: {virtualHost: {domains: [" + ns + "." + name +
+           ".example.com], routes: [{directResponseAction: {status: 200}}]}}\n---\n";
+  };
+  std::string yaml = vs("web", "a", "{team: a, version: '3'}") + vs("web", "b", "{team: b}") +
+                     vs("web", "c", "{team: a, canary: 'true'}") +
+                     vs("shop", "d", "{team: a, version: '5'}") +
+                     vs("other", "e", "{team: a, version: '9'}") +
+                     vs("web", "f", "{team: a, version: '1'}") + R"(kind: Gateway
+metadata: {name: exprs}
+spec:
+  bindPort: 8080
+  httpGateway:
+    virtualServiceExpressions:
+      expressions:
+        - {key: team, operator: Equals, values: [a]}
+        - {key: canary, operator: DoesNotExist}
+        - {key: version, operator: GreaterThan, values: ["2"]}
+    virtualServiceNamespaces: [web, shop]
+---
+kind: Gateway
+metadata: {name: labels}
+spec:
+  bindPort: 8081
+  httpGateway:
+    virtualServiceSelector: {team: b}
+    virtualServiceNamespaces: ["*"]
+---
+kind: Gateway
+metadata: {name: namespace-only}
+spec:
+  bindPort: 8082
+  virtualServiceSelector: {namespaces: [other]}
+)";
+  BuildResult r = build(yaml);
+  ASSERT_EQ(r.config->listeners.size(), 3u);
+  auto names = [](const snapshot::Listener& l) {
+    std::vector<std::string> out;
+    for (const auto& vh : l.virtual_hosts)
+      out.push_back(vh.name);
+    return out;
+  };
+  EXPECT_EQ(r.config->listeners[0].name, "default/exprs");
+  EXPECT_THAT(names(r.config->listeners[0]), ElementsAre("shop/d", "web/a"));
+  EXPECT_THAT(names(r.config->listeners[1]), ElementsAre("web/b"));
+  EXPECT_THAT(names(r.config->listeners[2]), ElementsAre("other/e"));
+}
+
 }  // namespace
 }  // namespace portico::control

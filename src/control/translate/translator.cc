@@ -1,6 +1,7 @@
 #include "control/translate/translator.h"
 
 #include <algorithm>
+#include <charconv>
 #include <map>
 #include <set>
 #include <string>
@@ -54,6 +55,45 @@ bool labels_match(const std::map<std::string, std::string>& selector,
     if (it == labels.end() || it->second != v) return false;
   }
   return true;
+}
+
+bool expression_matches(const api::LabelExpression& e,
+                        const std::map<std::string, std::string>& labels) {
+  auto it = labels.find(e.key);
+  bool present = it != labels.end();
+  auto in_values = [&] {
+    return present && std::find(e.values.begin(), e.values.end(), it->second) != e.values.end();
+  };
+  auto as_int = [](const std::string& s, long long* out) {
+    auto [end, ec] = std::from_chars(s.data(), s.data() + s.size(), *out);
+    return ec == std::errc() && end == s.data() + s.size();
+  };
+  switch (e.op) {
+    case api::LabelOp::kIn:
+      return in_values();
+    case api::LabelOp::kNotIn:
+      return !in_values();  // Kubernetes: a missing label matches NotIn
+    case api::LabelOp::kExists:
+      return present;
+    case api::LabelOp::kDoesNotExist:
+      return !present;
+    case api::LabelOp::kGreaterThan:
+    case api::LabelOp::kLessThan: {
+      long long have = 0, want = 0;
+      if (!present || !as_int(it->second, &have) || !as_int(e.values.at(0), &want)) return false;
+      return e.op == api::LabelOp::kGreaterThan ? have > want : have < want;
+    }
+  }
+  return false;
+}
+
+bool namespace_allowed(const std::optional<std::vector<std::string>>& namespaces,
+                       const std::string& ns) {
+  if (!namespaces) return true;
+  for (const auto& n : *namespaces) {
+    if (n == "*" || n == ns) return true;
+  }
+  return false;
 }
 
 bool is_wildcard(const std::string& address) {
@@ -557,11 +597,17 @@ Translation translate(const std::vector<api::Resource>& resources, uint64_t vers
         }
       }
     } else {
+      // Gloo's precedence: labels, else expressions, else all; within the namespaces asked.
       for (const auto& [vid, vs] : services) {
-        if ((!spec.selector || labels_match(*spec.selector, vs.resource->meta.labels)) &&
-            fits(vs)) {
-          ids.insert(vid);
+        const auto& labels = vs.resource->meta.labels;
+        bool match = namespace_allowed(spec.namespaces, vs.resource->meta.ns) && fits(vs);
+        if (match && spec.selector) match = labels_match(*spec.selector, labels);
+        if (match && spec.expressions) {
+          for (const auto& e : *spec.expressions) {
+            if (!expression_matches(e, labels)) match = false;
+          }
         }
+        if (match) ids.insert(vid);
       }
     }
     selected[gid].assign(ids.begin(), ids.end());
