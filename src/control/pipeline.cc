@@ -37,7 +37,8 @@ std::string where(const api::Resource& r) {
 
 // Unique resources in file order (first definition wins), duplicates reported, then translation.
 BuildResult assemble(const std::vector<const api::DecodedFile*>& files,
-                     std::vector<Diagnostic> file_errors, uint64_t version) {
+                     std::vector<Diagnostic> file_errors, uint64_t version,
+                     const TranslateOptions& options = {}) {
   std::vector<api::Resource> unique;
   std::map<std::string, size_t> index;
   for (const auto* f : files) {
@@ -61,7 +62,7 @@ BuildResult assemble(const std::vector<const api::DecodedFile*>& files,
   }
   BuildResult out;
   try {
-    Translation t = translate(unique, version, now_unix_ms());
+    Translation t = translate(unique, version, now_unix_ms(), options);
     out.config = std::move(t.config);
     out.resources = std::move(t.statuses);
   } catch (const std::exception& e) {
@@ -92,8 +93,10 @@ FileConfigSource::FileConfigSource(std::filesystem::path dir) : dir_(std::move(d
 BuildResult FileConfigSource::build(uint64_t version) {
   std::vector<Diagnostic> file_errors;
   std::vector<const api::DecodedFile*> decoded;
+  TranslateOptions options;  // files named by Secrets and sslFiles are relative to the directory
   try {
     ConfigFileList list = list_config_files(dir_);
+    options.base_dir = list.base;
     if (!list.error.empty()) {
       file_errors.push_back(file_diagnostic(dir_.string(), 0, 0, "", list.error));
     }
@@ -147,7 +150,7 @@ BuildResult FileConfigSource::build(uint64_t version) {
                                           std::string("cannot load configuration: ") + e.what()));
   }
 
-  BuildResult out = assemble(decoded, std::move(file_errors), version);
+  BuildResult out = assemble(decoded, std::move(file_errors), version, options);
 
   std::map<std::string, Generation> next;
   for (auto& s : out.resources) {

@@ -216,7 +216,7 @@ metadata: {namespace: x}
                           "deep.yaml:1:1: error: document is nested deeper than 64 levels",
                           "kinds.yaml:1:7: error: kind: kind \"RouteTable\" is not supported yet",
                           "kinds.yaml:4:7: error: kind: unknown kind \"Gatway\"; expected "
-                          "Gateway, VirtualService or Upstream",
+                          "Gateway, VirtualService, Upstream or Secret",
                           "kinds.yaml:7:1: error: a document must be a map with kind, metadata "
                           "and spec, got a list",
                           "kinds.yaml:10:11: error: metadata.name: is required"));
@@ -256,14 +256,15 @@ TEST(ControlPipeline, ResourcesToJson) {
       R"j([{"kind":"Gateway","namespace":"default","name":"public","file":"gw.yaml","line":1,)j"
       R"j("generation":1,"state":"Accepted","reasons":[],"spec":{"bindPort":8080}},)j"
       R"j({"kind":"VirtualService","namespace":"default","name":"v","file":"vs.yaml","line":1,)j"
-      R"j("generation":1,"state":"Warning","reasons":[{"severity":"warning","file":"vs.yaml",)j"
+      R"j("generation":1,"state":"Rejected","reasons":[{"severity":"error","file":"vs.yaml",)j"
       R"j("line":3,"column":69,"path":"spec.virtualHost.routes[0].typo","message":)j"
-      R"j("unknown field \"typo\" (ignored)"}],"spec":{"virtualHost":{"routes":[)j"
+      R"j("unknown field \"typo\": not implemented (refused rather than ignored)"}],)j"
+      R"j("spec":{"virtualHost":{"routes":[)j"
       R"j({"directResponseAction":{"status":200},"typo":1}]}}},)j"
       R"j({"kind":"File","namespace":"","name":"bad.yaml","file":"bad.yaml","line":0,)j"
       R"j("generation":0,"state":"Rejected","reasons":[{"severity":"error","file":"bad.yaml",)j"
       R"j("line":1,"column":7,"path":"kind","message":"unknown kind \"Nope\"; expected )j"
-      R"j(Gateway, VirtualService or Upstream"}],"spec":null}])j");
+      R"j(Gateway, VirtualService, Upstream or Secret"}],"spec":null}])j");
 }
 
 }  // namespace
