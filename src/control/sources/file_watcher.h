@@ -1,5 +1,6 @@
-// FileWatcher: inotify on a configuration directory and its subdirectories. The control thread owns
-// it: it waits for fd() to be readable (in its event loop), then calls drain().
+// FileWatcher: inotify on a configuration directory and its subdirectories (symlinked ones too).
+// The control thread owns it: it waits for fd() to be readable (in its event loop), then calls
+// drain().
 #pragma once
 
 #include <filesystem>
@@ -20,8 +21,9 @@ class FileWatcher {
 
   int fd() const { return fd_; }
 
-  // Reads every pending event without blocking; watches directories created since. Returns true
-  // when something that may hold configuration changed (files written, moved, deleted).
+  // Reads every pending event without blocking; watches directories created since (also through
+  // symlinks). Returns true when something that may hold configuration changed (files written,
+  // moved, deleted; a Kubernetes ConfigMap/Secret mount's "..data" link swapped).
   bool drain();
 
  private:
@@ -29,6 +31,7 @@ class FileWatcher {
   void watch_tree(const std::filesystem::path& dir);
 
   int fd_;
+  std::filesystem::path root_;
   std::map<int, std::filesystem::path> dirs_;  // watch descriptor → directory
 };
 
