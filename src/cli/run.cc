@@ -174,6 +174,15 @@ class Runner {
       return 2;
     }
     server_.start();
+    // Watch before the first read, so that nothing written in between is missed.
+    auto watcher = control::FileWatcher::open(options_.dir);
+    if (watcher.ok()) {
+      watcher_ = std::move(watcher.value());
+      inotify_.assign(::dup(watcher_->fd()));
+      wait_for_changes();
+    } else {
+      LOG_ERROR("configuration changes will not be seen: %s", watcher.error().message.c_str());
+    }
     rebuild(false);
     std::string err = admin_.listen(options_.admin_host, options_.admin_port);
     if (!err.empty()) {
@@ -184,14 +193,6 @@ class Runner {
     }
     LOG_INFO("admin API on http://%s:%u (ready, stats, config_dump, resources)",
              options_.admin_host.c_str(), admin_.port());
-    auto watcher = control::FileWatcher::open(options_.dir);
-    if (watcher.ok()) {
-      watcher_ = std::move(watcher.value());
-      inotify_.assign(::dup(watcher_->fd()));
-      wait_for_changes();
-    } else {
-      LOG_ERROR("configuration changes will not be seen: %s", watcher.error().message.c_str());
-    }
     signals_.async_wait([this](const asio::error_code& e, int sig) {
       if (!e) shutdown(sig);
     });

@@ -177,6 +177,8 @@ Pipeline::SyncResult Pipeline::sync(bool full, int64_t seen_unix_ms) {
       publish_pending_ = false;
       listener_failures_ = std::move(failures);
       in_flight_[version_] = {seen_unix_ms, change.changed_keys};
+      while (in_flight_.size() > 64)
+        in_flight_.erase(in_flight_.begin());  // never acknowledged (workers stopping)
       result.published = true;
     }
     // What the data plane runs now is what these statuses describe.
@@ -336,12 +338,33 @@ void Pipeline::render() {
   resources_json_ = resources_to_json(current_.resources, current_.file_errors);
 }
 
+namespace {
+
+// One-shot builds keep the API's no-throw promise: an internal error is reported, never thrown.
+BuildResult build_once(const Delta& delta, uint64_t version) {
+  BuildResult out;
+  try {
+    Store store;
+    (void)store.apply(delta, 0);
+    out = build_from_store(store, translate, version, now_unix_ms(), nullptr);
+  } catch (const std::exception& e) {
+    out.file_errors.push_back(make(Diagnostic::Severity::kError, "", 0, 0, "",
+                                   std::string("internal error: ") + e.what()));
+  }
+  if (!out.config) {
+    auto empty = std::make_shared<snapshot::ProxyConfig>();
+    empty->version = version;
+    empty->created_unix_ms = now_unix_ms();
+    out.config = std::move(empty);
+  }
+  return out;
+}
+
+}  // namespace
+
 BuildResult validate_directory(const std::filesystem::path& dir) {
   FileSource source(dir);
-  Store store;
-  (void)store.apply(source.poll(true), 0);
-  BuildResult out = build_from_store(store, translate, 0, now_unix_ms(), nullptr);
-  return out;
+  return build_once(source.poll(true), 0);
 }
 
 BuildResult build_from_files(const std::vector<SourceFile>& files, uint64_t version) {
@@ -349,9 +372,7 @@ BuildResult build_from_files(const std::vector<SourceFile>& files, uint64_t vers
   list.reserve(files.size());
   for (const auto& f : files)
     list.emplace_back(f.name, f.content);
-  Store store;
-  (void)store.apply(FileSource::from_memory(list), 0);
-  return build_from_store(store, translate, version, now_unix_ms(), nullptr);
+  return build_once(FileSource::from_memory(list), version);
 }
 
 }  // namespace portico::control

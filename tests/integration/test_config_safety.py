@@ -123,6 +123,9 @@ class ConfigSafetyTest(t.IntegrationTest):
         self.assertEqual(self.get("/dr"), (200, "v0"))
 
     def test_observed_generation_survives_a_restart(self):
+        # Changed once while running: a counter in memory would say 2 now and 1 after the restart.
+        self.write_vs("v1")
+        t.wait_until(lambda: self.get("/dr") == (200, "v1"), WITHIN, message="v1 serving")
         before = {(x["kind"], x["name"]): x["observedGeneration"] for x in self.portico.resources()
                   if x["kind"] != "File"}
         self.portico.stop()
