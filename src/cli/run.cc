@@ -214,7 +214,10 @@ class Runner {
     inotify_.async_wait(asio::posix::stream_descriptor::wait_read,
                         [this](const asio::error_code& e) {
                           if (e || draining_) return;
-                          if (watcher_->drain()) schedule_rebuild();
+                          if (watcher_->drain()) {
+                            if (watcher_->take_overflow()) full_pending_ = true;
+                            schedule_rebuild();
+                          }
                           wait_for_changes();
                         });
   }
@@ -231,7 +234,9 @@ class Runner {
     debounce_.async_wait([this](const asio::error_code& e) {
       if (e) return;  // re-armed by a newer event
       pending_ = false;
-      rebuild(false);
+      bool full = full_pending_;
+      full_pending_ = false;
+      rebuild(full);
     });
   }
 
@@ -384,6 +389,7 @@ class Runner {
   std::thread joiner_;
   std::unordered_set<std::string> last_diagnostics_;  // logged once, not at every reload
   bool pending_ = false;
+  bool full_pending_ = false;  // inotify lost events: re-read everything
   Clock::time_point first_event_{};
   bool first_event_set_ = false;
   bool ready_ = false;

@@ -77,6 +77,7 @@ bool FileWatcher::drain() {
       }
       if (ev->mask & IN_Q_OVERFLOW) {
         changed = true;
+        overflowed_ = true;
         continue;
       }
       std::string name = ev->len ? std::string(ev->name) : std::string();

@@ -26,12 +26,21 @@ class FileWatcher {
   // moved, deleted; a Kubernetes ConfigMap/Secret mount's "..data" link swapped).
   bool drain();
 
+  // True once after the kernel's event queue overflowed (events were lost): the caller should
+  // re-read everything rather than trust what changed.
+  bool take_overflow() {
+    bool o = overflowed_;
+    overflowed_ = false;
+    return o;
+  }
+
  private:
   explicit FileWatcher(int fd) : fd_(fd) {}
   void watch_tree(const std::filesystem::path& dir);
 
   int fd_;
   std::filesystem::path root_;
+  bool overflowed_ = false;
   std::map<int, std::filesystem::path> dirs_;  // watch descriptor → directory
 };
 
