@@ -140,7 +140,8 @@ BuildResult build_from_store(const Store& store, const TranslateFn& translate, u
 }
 
 Pipeline::Pipeline(std::unique_ptr<ConfigSource> source, PublishFn publish, TranslateFn translate)
-    : source_(std::move(source)), publish_(std::move(publish)), translate_(std::move(translate)) {
+    : publish_(std::move(publish)), translate_(std::move(translate)) {
+  sources_.push_back(std::move(source));
   if (!translate_)
     translate_ = [](const std::vector<api::Resource>& r, uint64_t v, int64_t ms) {
       return control::translate(r, v, ms);
@@ -152,8 +153,18 @@ Pipeline::SyncResult Pipeline::sync(bool full, int64_t seen_unix_ms) {
   result.version = version_;
   if (full) ++metrics_.resyncs;
   try {
-    Delta delta = source_->poll(full);
-    Store::Change change = store_.apply(delta, seen_unix_ms);
+    Store::Change change;
+    for (auto& source : sources_) {
+      Store::Change c = store_.apply(source->poll(full), seen_unix_ms);
+      change.semantic = change.semantic || c.semantic;
+      change.cosmetic = change.cosmetic || c.cosmetic;
+      for (auto& key : c.changed_keys) {
+        if (std::find(change.changed_keys.begin(), change.changed_keys.end(), key) ==
+            change.changed_keys.end()) {
+          change.changed_keys.push_back(std::move(key));
+        }
+      }
+    }
     if (change.any()) dirty_ = true;
     for (const auto& key : change.changed_keys)
       timings_[key] = ChangeTimings{seen_unix_ms, -1, -1};

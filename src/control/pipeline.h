@@ -60,13 +60,17 @@ class Pipeline {
   // `translate` defaults to control::translate.
   Pipeline(std::unique_ptr<ConfigSource> source, PublishFn publish, TranslateFn translate = {});
 
+  // Another source (etcd, Consul KV, Kubernetes...): polled after the ones before it, into the
+  // same store. A resource that two sources define stays with the one that defined it first.
+  void add_source(std::unique_ptr<ConfigSource> source) { sources_.push_back(std::move(source)); }
+
   struct SyncResult {
     bool built = false;      // a translation ran and succeeded
     bool published = false;  // a new version went to the data plane
     bool failed = false;     // an internal error: nothing was published, the previous stays
     uint64_t version = 0;    // in force after this sync
   };
-  // Polls the source (a complete re-read when `full`), applies the delta to the store and, when
+  // Polls the sources (a complete re-read when `full`), applies the deltas to the store and, when
   // anything changed, translates and publishes. `seen_unix_ms` is when the change was first noticed
   // (the first file event), for the propagation timings. Never throws: an exception anywhere is
   // caught, counted and reported (last_error()), and the configuration in force stays.
@@ -91,7 +95,7 @@ class Pipeline {
   void mark_pending(int64_t now_unix_ms);
   void render();
 
-  std::unique_ptr<ConfigSource> source_;
+  std::vector<std::unique_ptr<ConfigSource>> sources_;
   PublishFn publish_;
   TranslateFn translate_;
   Store store_;

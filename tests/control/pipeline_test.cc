@@ -520,6 +520,63 @@ TEST(ControlPipeline, FullResyncReadsFilesWhoseStatLooksUnchanged) {
   EXPECT_EQ(h.pipeline().metrics().resyncs, 1u);
 }
 
+// A second kind of storage, as etcd or Consul KV will be: it hands out deltas it was given.
+class MemorySource : public ConfigSource {
+ public:
+  std::string_view name() const override { return "memory"; }
+  Delta poll(bool) override {
+    Delta d = std::move(next);
+    next = Delta{};
+    d.source = "memory";
+    return d;
+  }
+  void put(const std::string& key, const std::string& yaml) {
+    api::DecodedFile f = api::decode_file(key, yaml);
+    for (const auto& r : f.resources) {
+      next.upserts.push_back(Upsert{Origin{"memory", key, 0, revision_of(r)},
+                                    std::make_shared<const api::Resource>(r)});
+    }
+  }
+  void remove(const std::string& key, const std::string& resource_key) {
+    next.removals.push_back(Removal{"memory", key, resource_key});
+  }
+  Delta next;
+};
+
+TEST(ControlPipeline, SourcesShareOneStore) {
+  TempDir dir;
+  dir.write("gateway.yaml", kGateway);
+  dir.write("shop.yaml", kService);
+  Harness h(dir.path());
+  auto memory = std::make_unique<MemorySource>();
+  MemorySource* mem = memory.get();
+  h.pipeline().add_source(std::move(memory));
+  EXPECT_EQ(find(h.sync(), "VirtualService", "shop")->state, State::kWarning);  // no upstream yet
+
+  mem->put("kv/upstreams/echo", kUpstream);
+  const BuildResult& r = h.sync();
+  EXPECT_TRUE(h.last.published);
+  EXPECT_EQ(find(r, "VirtualService", "shop")->state, State::kAccepted);
+  EXPECT_EQ(find(r, "Upstream", "echo")->source, "memory");
+  EXPECT_EQ(find(r, "Upstream", "echo")->file, "kv/upstreams/echo");
+  ASSERT_EQ(h.published.back()->clusters.size(), 1u);
+
+  // The same Gateway from the other source: the file's definition is in force.
+  mem->put("kv/gateways/public",
+           "kind: Gateway\nmetadata: {name: public}\nspec: {bindPort: 9090}\n");
+  const BuildResult& r2 = h.sync();
+  EXPECT_THAT(lines(r2.file_errors),
+              ElementsAre("kv/gateways/public:1:1: error: metadata.name: Gateway default/public is "
+                          "already defined at gateway.yaml:1:1 (in force); this definition is "
+                          "rejected"));
+  EXPECT_EQ(h.published.back()->listeners.at(0).port, 8080);
+
+  mem->remove("kv/upstreams/echo", "Upstream/default/echo");
+  const BuildResult& r3 = h.sync();
+  EXPECT_EQ(find(r3, "Upstream", "echo"), nullptr);
+  EXPECT_EQ(find(r3, "VirtualService", "shop")->state, State::kWarning);
+}
+
 TEST(ControlPipeline, FileErrors) {
   TempDir dir;
   dir.write("kinds.yaml", R"(kind: RouteTable
