@@ -143,7 +143,7 @@ spec:
   EXPECT_EQ(echo.idle_connection_timeout, snapshot::Millis(30000));
 }
 
-TEST(ControlTranslate, MissingUpstreamRejectsTheVirtualServiceOnly) {
+TEST(ControlTranslate, MissingUpstreamIsAWarningAndItsRouteAnswers503) {
   BuildResult r = build(R"(kind: Gateway
 metadata: {name: gw}
 spec: {bindPort: 8080}
@@ -174,19 +174,24 @@ spec:
                           "a numeric IP address; hostnames are not supported yet (DNS discovery "
                           "comes later)"));
   const auto& a = status(r, "VirtualService", "default/a");
-  EXPECT_EQ(a.state, State::kRejected);
+  EXPECT_EQ(a.state, State::kWarning);
   EXPECT_THAT(lines(a.reasons),
-              ElementsAre("c.yaml:15:42: error: spec.virtualHost.routes[0].routeAction.single."
-                          "upstream: upstream default/missing not found",
+              ElementsAre("c.yaml:15:42: warning: spec.virtualHost.routes[0].routeAction.single."
+                          "upstream: upstream default/missing not found; the route answers 503",
                           "c.yaml:16:9: warning: spec.virtualHost.routes[1]: route 1 is "
                           "unreachable: route 0 matches first",
-                          "c.yaml:16:42: error: spec.virtualHost.routes[1].routeAction.single."
-                          "upstream: upstream default/broken is rejected"));
+                          "c.yaml:16:42: warning: spec.virtualHost.routes[1].routeAction.single."
+                          "upstream: upstream default/broken is rejected; the route answers 503"));
   EXPECT_EQ(status(r, "VirtualService", "default/b").state, State::kAccepted);
   EXPECT_EQ(status(r, "Gateway", "default/gw").state, State::kAccepted);
   ASSERT_EQ(r.config->listeners.size(), 1u);
-  ASSERT_EQ(r.config->listeners[0].virtual_hosts.size(), 1u);
-  EXPECT_EQ(r.config->listeners[0].virtual_hosts[0].name, "default/b");
+  // Both VirtualServices are served; a's routes point at clusters that do not exist (503).
+  ASSERT_EQ(r.config->listeners[0].virtual_hosts.size(), 2u);
+  EXPECT_EQ(r.config->listeners[0].virtual_hosts[0].name, "default/a");
+  const auto& fwd = std::get<snapshot::ForwardAction>(
+      r.config->listeners[0].virtual_hosts[0].routes.at(0).action);
+  EXPECT_EQ(fwd.clusters.at(0).cluster, "default/missing");
+  EXPECT_EQ(r.config->listeners[0].virtual_hosts[1].name, "default/b");
   EXPECT_TRUE(r.config->clusters.empty());
 }
 

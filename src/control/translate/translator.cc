@@ -528,7 +528,7 @@ Translation translate(const std::vector<api::Resource>& resources, uint64_t vers
     if (tls) listener_tls.emplace(id, std::move(*tls));
   }
 
-  // 1. Routes must point at accepted upstreams.
+  // 1. Routes should point at accepted upstreams.
   for (auto& [id, vs] : services) {
     for (const auto& route : vs.resource->virtual_service().routes) {
       const auto* fwd = std::get_if<api::ForwardAction>(&route.action);
@@ -536,12 +536,13 @@ Translation translate(const std::vector<api::Resource>& resources, uint64_t vers
       for (const auto& d : fwd->destinations) {
         if (d.upstream.name.empty()) continue;  // already an error
         auto it = upstreams.find(d.upstream.to_string());
+        // A warning, not an error: the route answers 503 and everything else keeps working.
         if (it == upstreams.end()) {
-          vs.add(Diagnostic::Severity::kError, d.upstream.loc, d.upstream.path,
-                 "upstream " + d.upstream.to_string() + " not found");
+          vs.add(Diagnostic::Severity::kWarning, d.upstream.loc, d.upstream.path,
+                 "upstream " + d.upstream.to_string() + " not found; the route answers 503");
         } else if (it->second.rejected()) {
-          vs.add(Diagnostic::Severity::kError, d.upstream.loc, d.upstream.path,
-                 "upstream " + d.upstream.to_string() + " is rejected");
+          vs.add(Diagnostic::Severity::kWarning, d.upstream.loc, d.upstream.path,
+                 "upstream " + d.upstream.to_string() + " is rejected; the route answers 503");
         }
       }
     }

@@ -5,8 +5,9 @@
 // Rules (docs/configuration.md has the user-facing version):
 // - A resource with any error is Rejected and left out of the ProxyConfig entirely; the others are
 //   unaffected (Gloo's behaviour: one bad resource never blocks the rest).
-// - A route to a missing or Rejected Upstream is an error on its VirtualService, so the whole
-//   VirtualService is Rejected (never half-served).
+// - A route to a missing or Rejected Upstream is a warning on its VirtualService; the route is kept
+//   and answers 503 (the data plane's answer for an unknown cluster), the other routes and domains
+//   keep working.
 // - Two Gateways whose bind addresses overlap on the same port are both Rejected.
 // - Two VirtualServices served by one Gateway with a common domain are both Rejected.
 // - A Gateway that names a missing or Rejected VirtualService gets a warning and serves the others.
