@@ -6,6 +6,8 @@
 #include <array>
 
 #include "proxy/filters/header_mutation/header_mutation.h"
+#include "proxy/http/forwarded.h"
+#include "proxy/http/path.h"
 #include "proxy/router/router.h"
 #include "proxy/transport/tcp.h"
 #include "proxy/worker.h"
@@ -199,32 +201,21 @@ uint64_t StreamHandler::body_limit() const {
 asio::awaitable<void> StreamHandler::handle() {
   RequestHeaders& req = stream_.request();
 
-  // ---- Path normalisation (one call site) -------------------------------------------------
-  // TODO(path helper): once src/proxy/http/path.h lands in main, normalise here, before routing,
-  // and forward exactly what was routed:
-  //   if (opts_.normalize_path) { auto p = normalize_path(req.path, opts_.merge_slashes);
-  //                               if (!p) { reply 400 } else req.path = *p; }
-  // Until then a path with dot-segments is refused rather than routed by prefix.
-  if (opts_.normalize_path) {
-    std::string_view p = req.path;
-    bool dot_segment = false;
-    size_t i = 0;
-    while (i <= p.size()) {
-      size_t j = p.find('/', i);
-      if (j == std::string_view::npos) j = p.size();
-      std::string_view seg = p.substr(i, j - i);
-      if (seg == "." || seg == ".." || seg == "%2e" || seg == "%2E" || seg == "%2e%2e" ||
-          seg == "%2E%2E" || seg == ".%2e" || seg == "%2e." || seg == ".%2E" || seg == "%2E.") {
-        dot_segment = true;
-        break;
-      }
-      i = j + 1;
-    }
-    if (dot_segment) {
+  // ---- Path normalisation: what is routed is what is forwarded ----------------------------
+  {
+    PathOptions po;
+    po.normalize = opts_.normalize_path;
+    po.merge_slashes = opts_.merge_slashes;
+    PathStatus ps = normalize_path(req.path, po, buf_.target);
+    if (ps != PathStatus::kOk) {
       slot_ = lr_.no_virtual_host;
-      co_await local_reply(400, "bad request: dot-segments in path\n");
+      std::string body = "bad request: ";
+      body.append(path_status_text(ps));
+      body.push_back('\n');
+      co_await local_reply(400, body);
       co_return;
     }
+    req.path.swap(buf_.target);
   }
 
   // ---- Route ------------------------------------------------------------------------------
@@ -354,25 +345,36 @@ void StreamHandler::prepare_upstream_headers(const snapshot::Route& route) {
   const auto& m = route.options.request_headers;
   for (const auto& name : m.remove)
     req.headers.remove(name);
-  // Headers the proxy sets itself.
-  // ---- Forwarding headers (one call site) -------------------------------------------------
-  // TODO(forwarded helper): once src/proxy/http/forwarded.h lands in main, its policy
-  // (xff_num_trusted_hops, Forwarded) replaces this block.
-  std::string xff;
-  bool has_xff = false;
-  req.headers.for_each([&](std::string_view n, std::string_view v) {
-    if (n.size() == 15 && iequals(n, "x-forwarded-for")) {
-      if (has_xff) xff.append(", ");
-      xff.append(v);
-      has_xff = true;
-    }
-  });
-  if (opts_.use_remote_address) {
-    if (has_xff) xff.append(", ");
-    xff.append(stream_.connection().peer_address);
-    req.headers.set("X-Forwarded-For", xff);
+  // Forwarding headers from the one policy (docs/forwarding.md): every received
+  // X-Forwarded-*, Forwarded and Via line is replaced by what compute_forwarding says.
+  {
+    thread_local std::vector<Header> views;
+    views.clear();
+    req.headers.for_each([&](std::string_view n, std::string_view v) {
+      views.push_back(Header{n, v, false});
+    });
+    ForwardingInput in;
+    in.peer = stream_.connection().peer_address;
+    in.tls = stream_.connection().secure;
+    in.protocol = req.http_minor == 0 ? "1.0" : "1.1";
+    in.host = req.authority;
+    in.headers = views;
+    ForwardingPolicy policy;
+    policy.xff_num_trusted_hops = opts_.xff_num_trusted_hops;
+    policy.use_remote_address = opts_.use_remote_address;
+    ForwardingHeaders& fh = forwarding_;
+    fh.clear();
+    compute_forwarding(in, policy, fh);
+    views.clear();  // the views die with the removals below
+    for (std::string_view name :
+         {"x-forwarded-for", "x-forwarded-proto", "x-forwarded-host", "forwarded", "via"})
+      req.headers.remove(name);
+    if (!fh.x_forwarded_for.empty()) req.headers.add("X-Forwarded-For", fh.x_forwarded_for);
+    if (!fh.x_forwarded_proto.empty()) req.headers.add("X-Forwarded-Proto", fh.x_forwarded_proto);
+    if (!fh.x_forwarded_host.empty()) req.headers.add("X-Forwarded-Host", fh.x_forwarded_host);
+    if (!fh.forwarded.empty()) req.headers.add("Forwarded", fh.forwarded);
+    if (!fh.via.empty()) req.headers.add("Via", fh.via);
   }
-  req.headers.set("X-Forwarded-Proto", stream_.connection().secure ? "https" : "http");
   if (opts_.generate_request_id && !req.headers.has("x-request-id")) {
     append_request_id(req.headers, w_);
   }

@@ -17,6 +17,7 @@
 
 #include "proxy/filters/filter.h"
 #include "proxy/http/codec.h"
+#include "proxy/http/forwarded.h"
 #include "proxy/http/message.h"
 #include "proxy/runtime.h"
 #include "proxy/timer/timer_wheel.h"
@@ -119,6 +120,7 @@ class StreamHandler final : public filters::FilterCallbacks {
   // The upstream exchange in progress.
   upstream::Cluster* cluster_ = nullptr;
   std::string fail_detail_;  // for the next fail()
+  ForwardingHeaders forwarding_;
   upstream::H1ClientStream* us_ = nullptr;
   asio::ip::tcp::socket* connecting_ = nullptr;
   asio::steady_timer* sleeping_ = nullptr;

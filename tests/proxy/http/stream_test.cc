@@ -461,6 +461,44 @@ TEST_F(StreamTest, StreamIdleTimeoutFiresWithNoOperationPending) {
   EXPECT_TRUE(upstream_.heads.empty());
 }
 
+TEST_F(StreamTest, PathIsNormalisedBeforeRoutingAndForwardedAsRouted) {
+  auto c = config();
+  snapshot::Route pub;
+  pub.name = "public";
+  pub.match.path = "/public";
+  pub.action = snapshot::DirectResponseAction{200, "public\n", "text/plain"};
+  auto& routes = c.listeners[0].virtual_hosts[0].routes;
+  routes.insert(routes.begin(), pub);
+  apply(c);
+  auto p = connect();
+  // Never routed by the /public rule: it is /admin once normalised (forwarded upstream as such).
+  auto r = exchange(p, "GET /public/../admin HTTP/1.1\r\nHost: a\r\n\r\n");
+  EXPECT_EQ(r.body, "GET /admin|");
+  auto r2 = exchange(p, "GET /public/%2e%2e/adm%69n?x=1 HTTP/1.1\r\nHost: a\r\n\r\n", 1);
+  EXPECT_EQ(r2.body, "GET /admin?x=1|");
+  auto r3 = exchange(p, "GET /a/./b/../c HTTP/1.1\r\nHost: a\r\n\r\n", 2);
+  EXPECT_EQ(r3.body, "GET /a/c|");
+  ASSERT_EQ(upstream_.heads.size(), 3u);
+  EXPECT_EQ(upstream_.heads[0].rfind("GET /admin HTTP/1.1\r\n", 0), 0u);
+  auto q = connect();
+  EXPECT_EQ(exchange(q, "GET /a%zz HTTP/1.1\r\nHost: a\r\n\r\n").status, 400);
+}
+
+TEST_F(StreamTest, ForwardingHeadersFollowThePolicy) {
+  apply(config());
+  auto p = connect();
+  auto r = exchange(p,
+                    "GET /f HTTP/1.1\r\nHost: a\r\nX-Forwarded-For: 203.0.113.9\r\n"
+                    "X-Forwarded-Proto: https\r\n\r\n");
+  EXPECT_EQ(r.status, 200);
+  ASSERT_EQ(upstream_.heads.size(), 1u);
+  const std::string& h = upstream_.heads[0];
+  // No trusted hops: the client's proto is not believed; XFF keeps its entries plus the peer.
+  EXPECT_NE(h.find("X-Forwarded-For: 203.0.113.9, 192.0.2.1\r\n"), std::string::npos) << h;
+  EXPECT_NE(h.find("X-Forwarded-Proto: http\r\n"), std::string::npos) << h;
+  EXPECT_EQ(h.find("https"), std::string::npos) << h;
+}
+
 // ---- Filters -------------------------------------------------------------------------------
 
 snapshot::FilterConfig test_filter(std::string config = "{}") {
