@@ -16,8 +16,9 @@ namespace {
 // Body bytes are read in pieces of up to 64 KiB: few system calls per large body, and a bounded
 // amount of memory per connection.
 constexpr size_t kReadChunk = 65536;
-// An idle connection keeps at most this much in its read buffer and scratch strings.
-constexpr size_t kIdleKeep = 2048;
+// An idle connection keeps at most this much in its read buffer (a typical request head fits,
+// so a keep-alive connection does not allocate per request) and in each scratch string.
+constexpr size_t kIdleKeep = 1024;
 // Lingering close: after an answer that left request bytes unread, keep reading (and dropping)
 // for this long or this many bytes, so that the client's unread bytes do not turn our close into
 // an RST that destroys the answer in flight.
@@ -94,6 +95,15 @@ class H1Connection final : public ServerStream, public DownstreamConnection {
  private:
   enum class HeadResult { kRequest, kClose };
   asio::awaitable<HeadResult> read_head(const ListenerRuntime& lr);
+  // The stream handler lives in this coroutine's frame, not in run()'s: an idle connection does
+  // not carry its memory (frames come from asio's per-thread recycling allocator).
+  asio::awaitable<void> handle_stream(const std::shared_ptr<WorkerConfig>& cfg,
+                                      const ListenerRuntime& lr) {
+    StreamHandler handler(w_, cfg, lr, *this, bufs_);
+    handler_ = &handler;
+    co_await handler.run();
+    handler_ = nullptr;
+  }
   asio::awaitable<void> error_reply(int status, std::string_view body);
   asio::awaitable<bool> write(std::span<const asio::const_buffer> bufs);
   asio::awaitable<void> linger_close();
@@ -170,12 +180,7 @@ asio::awaitable<void> H1Connection::run() {
 
     if (co_await read_head(lr) == HeadResult::kClose) co_return;
 
-    {
-      StreamHandler handler(w_, cfg, lr, *this, bufs_);
-      handler_ = &handler;
-      co_await handler.run();
-      handler_ = nullptr;
-    }
+    co_await handle_stream(cfg, lr);
     if (reset_ || !t_->is_open()) co_return;
     if (!response_done_) co_return;  // the client went away mid-response
     in_.consume(pending_consume_);   // the last body piece handed out
@@ -191,8 +196,7 @@ asio::awaitable<void> H1Connection::run() {
     }
     // Between requests: an idle keep-alive connection holds little memory and no configuration.
     cfg.reset();
-    if (in_.empty()) in_.release(kIdleKeep);
-    if (in_.capacity() > 4 * kIdleKeep && in_.empty()) in_.release(kIdleKeep);
+    if (in_.empty() && in_.capacity() > kIdleKeep) in_.release(kIdleKeep);
     req_.headers.release_if_larger(kIdleKeep);
     bufs_.release_if_larger(kIdleKeep);
     if (out_.capacity() > kIdleKeep) std::string().swap(out_);
