@@ -6,6 +6,13 @@ std::string listener_key(const std::string& address, uint16_t port) {
   return address + ":" + std::to_string(port);
 }
 
+namespace {
+stats::RequestSlot* keep(Runtime& rt, std::shared_ptr<stats::RequestSlot> slot) {
+  rt.request_slots.push_back(std::move(slot));
+  return rt.request_slots.back().get();
+}
+}  // namespace
+
 std::shared_ptr<const Runtime> build_runtime(std::shared_ptr<const snapshot::ProxyConfig> config,
                                              stats::Registry& registry,
                                              const filters::Registry& filters) {
@@ -22,20 +29,21 @@ std::shared_ptr<const Runtime> build_runtime(std::shared_ptr<const snapshot::Pro
     ListenerRuntime lr;
     lr.listener = &l;
     lr.router = std::make_unique<router::CompiledListener>(l);
-    lr.no_virtual_host = registry.request_slot(l.name, "", "", "");
+    lr.no_virtual_host = keep(*rt, registry.request_slot(l.name, "", "", ""));
     for (const auto& vh : l.virtual_hosts) {
       VirtualHostRuntime vr;
-      vr.no_route = registry.request_slot(l.name, vh.name, "", "");
+      vr.no_route = keep(*rt, registry.request_slot(l.name, vh.name, "", ""));
       for (const auto& route : vh.routes) {
         RouteRuntime rr;
         if (const auto* fwd = std::get_if<snapshot::ForwardAction>(&route.action)) {
           for (const auto& wc : fwd->clusters) {
             auto it = cluster_index.find(wc.cluster);
             rr.cluster_index.push_back(it == cluster_index.end() ? -1 : it->second);
-            rr.stats.push_back(registry.request_slot(l.name, vh.name, route.name, wc.cluster));
+            rr.stats.push_back(
+                keep(*rt, registry.request_slot(l.name, vh.name, route.name, wc.cluster)));
           }
         } else {
-          rr.stats.push_back(registry.request_slot(l.name, vh.name, route.name, ""));
+          rr.stats.push_back(keep(*rt, registry.request_slot(l.name, vh.name, route.name, "")));
         }
         auto chain = filters::compile_chain(filters, l.http.filters, route.options.filters);
         if (chain.ok()) {

@@ -42,6 +42,8 @@ struct Runtime {
   std::vector<ListenerRuntime> listeners;                   // aligned with config->listeners
   std::unordered_map<std::string, size_t> listener_by_key;  // "address:port" → index
   std::vector<stats::ClusterSlot*> cluster_stats;           // aligned with config->clusters
+  // Keeps this configuration's request slots alive (the raw pointers above point into them).
+  std::vector<std::shared_ptr<stats::RequestSlot>> request_slots;
 };
 
 std::string listener_key(const std::string& address, uint16_t port);

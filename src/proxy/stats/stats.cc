@@ -1,5 +1,7 @@
 #include "proxy/stats/stats.h"
 
+#include <vector>
+
 #include <cstdio>
 
 namespace portico::proxy::stats {
@@ -43,19 +45,31 @@ std::string escape(const std::string& v) {
 Registry::Registry(unsigned workers)
     : workers_(workers), worker_rows_(std::make_unique<WorkerRow[]>(workers)) {}
 
-RequestSlot* Registry::request_slot(const std::string& listener, const std::string& virtual_host,
-                                    const std::string& route, const std::string& upstream) {
+std::shared_ptr<RequestSlot> Registry::request_slot(const std::string& listener,
+                                                    const std::string& virtual_host,
+                                                    const std::string& route,
+                                                    const std::string& upstream) {
   std::string labels = "listener=\"" + escape(listener) + "\",virtual_host=\"" +
                        escape(virtual_host) + "\",route=\"" + escape(route) + "\",upstream=\"" +
                        escape(upstream) + "\"";
   std::lock_guard lock(mu_);
-  auto& slot = requests_[labels];
+  auto& weak = requests_[labels];
+  std::shared_ptr<RequestSlot> slot = weak.lock();
   if (!slot) {
-    slot = std::make_unique<RequestSlot>();
+    slot = std::make_shared<RequestSlot>();
     slot->labels = labels;
     slot->rows = std::make_unique<RequestRow[]>(workers_);
+    weak = slot;
   }
-  return slot.get();
+  return slot;
+}
+
+size_t Registry::request_slots() const {
+  std::lock_guard lock(mu_);
+  size_t n = 0;
+  for (const auto& [labels, weak] : requests_)
+    n += weak.expired() ? 0 : 1;
+  return n;
 }
 
 ClusterSlot* Registry::cluster_slot(const std::string& cluster) {
@@ -104,10 +118,21 @@ std::string Registry::render() const {
          std::to_string(sum_worker(&WorkerRow::downstream_cx_overflow)) + "\n";
 
   std::lock_guard lock(mu_);
+  // Slots of removed routes are gone once no configuration uses them: forget their labels.
+  std::vector<std::shared_ptr<RequestSlot>> live;
+  for (auto it = requests_.begin(); it != requests_.end();) {
+    if (auto p = it->second.lock()) {
+      live.push_back(std::move(p));
+      ++it;
+    } else {
+      it = requests_.erase(it);
+    }
+  }
   emit_header("portico_requests_total", "counter",
               "Responses by listener, virtual host, route, upstream and status class.");
   static const char* kClass[6] = {"none", "1xx", "2xx", "3xx", "4xx", "5xx"};
-  for (const auto& [labels, slot] : requests_) {
+  for (const auto& slot : live) {
+    const std::string& labels = slot->labels;
     for (int c = 0; c < 6; ++c) {
       uint64_t s = 0;
       for (unsigned w = 0; w < workers_; ++w)
@@ -120,7 +145,8 @@ std::string Registry::render() const {
   emit_header("portico_request_duration_seconds", "histogram",
               "Time from a request head received to the last byte of its response written, by "
               "listener, virtual host, route and upstream.");
-  for (const auto& [labels, slot] : requests_) {
+  for (const auto& slot : live) {
+    const std::string& labels = slot->labels;
     std::array<uint64_t, kDurationBucketsUs.size() + 1> buckets{};
     uint64_t sum_us = 0;
     for (unsigned w = 0; w < workers_; ++w) {

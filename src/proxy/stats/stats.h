@@ -1,7 +1,8 @@
 // Data-plane counters: one row per worker, written only by that worker (relaxed single-writer
 // atomics, no read-modify-write on the request path) and summed by the admin thread when scraped.
 // Slots are created on the control thread (StatsRegistry) before the configuration that uses them
-// is published, and live for the whole process, so workers may keep raw pointers to them.
+// is published. Cluster slots live for the whole process; request slots live as long as a Runtime
+// holds them, so workers keep raw pointers to them only while they hold that Runtime.
 #pragma once
 
 #include <array>
@@ -91,8 +92,13 @@ class Registry {
   explicit Registry(unsigned workers);
   unsigned workers() const { return workers_; }
 
-  RequestSlot* request_slot(const std::string& listener, const std::string& virtual_host,
-                            const std::string& route, const std::string& upstream);
+  // The slot of a label set, shared by every Runtime that uses it: a Runtime keeps its slots
+  // alive, and a slot no Runtime uses any more (its route was removed, and the last request on the
+  // old configuration finished) is freed and leaves the exposition.
+  std::shared_ptr<RequestSlot> request_slot(const std::string& listener,
+                                            const std::string& virtual_host,
+                                            const std::string& route, const std::string& upstream);
+  size_t request_slots() const;  // live slots (tests)
   ClusterSlot* cluster_slot(const std::string& cluster);
   WorkerRow& worker_row(unsigned worker) { return worker_rows_[worker]; }
 
@@ -110,7 +116,7 @@ class Registry {
  private:
   unsigned workers_;
   mutable std::mutex mu_;  // guards the maps (control thread inserts, admin thread renders)
-  std::map<std::string, std::unique_ptr<RequestSlot>> requests_;
+  mutable std::map<std::string, std::weak_ptr<RequestSlot>> requests_;  // expired: erased lazily
   std::map<std::string, std::unique_ptr<ClusterSlot>> clusters_;
   std::unique_ptr<WorkerRow[]> worker_rows_;
   std::atomic<uint64_t> config_version_{0};

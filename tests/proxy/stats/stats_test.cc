@@ -7,7 +7,7 @@ namespace {
 
 TEST(StatsTest, SumsWorkerRowsByStatusClass) {
   Registry r(2);
-  RequestSlot* s = r.request_slot("default/gw", "default/vs", "default/vs/0", "default/up");
+  auto s = r.request_slot("default/gw", "default/vs", "default/vs/0", "default/up");
   s->count(0, 200);
   s->count(1, 204);
   s->count(1, 503);
@@ -23,7 +23,7 @@ TEST(StatsTest, SumsWorkerRowsByStatusClass) {
 
 TEST(StatsTest, DurationHistogramIsCumulativeWithSumAndCount) {
   Registry r(2);
-  RequestSlot* s = r.request_slot("l", "v", "r", "u");
+  auto s = r.request_slot("l", "v", "r", "u");
   s->observe(0, 800);       // <= 1 ms
   s->observe(1, 3000);      // <= 5 ms
   s->observe(1, 20000000);  // > 10 s: only +Inf
@@ -55,7 +55,8 @@ TEST(StatsTest, SameLabelsGiveSameSlot) {
 
 TEST(StatsTest, EscapesLabelValues) {
   Registry r(1);
-  r.request_slot("a\"b", "c\\d", "e\nf", "")->count(0, 200);
+  auto slot = r.request_slot("a\"b", "c\\d", "e\nf", "");  // a Runtime would hold it
+  slot->count(0, 200);
   std::string text = r.render();
   EXPECT_NE(text.find("listener=\"a\\\"b\",virtual_host=\"c\\\\d\",route=\"e\\nf\""),
             std::string::npos)
@@ -78,6 +79,23 @@ TEST(StatsTest, ClusterGaugesAndConfigFacts) {
   EXPECT_NE(text.find("portico_config_version 7\n"), std::string::npos);
   EXPECT_NE(text.find("portico_config_last_change_timestamp_seconds 1700000000.123\n"),
             std::string::npos);
+}
+
+TEST(StatsRegistry, RequestSlotsOfRemovedRoutesAreFreed) {
+  Registry r(2);
+  auto kept = r.request_slot("l", "v", "kept", "u");
+  auto removed = r.request_slot("l", "v", "removed", "u");
+  removed->count(0, 200);
+  kept->count(0, 200);
+  EXPECT_EQ(r.request_slots(), 2u);
+  EXPECT_NE(r.render().find("route=\"removed\""), std::string::npos);
+  // The same labels give the same slot while it lives.
+  EXPECT_EQ(r.request_slot("l", "v", "kept", "u").get(), kept.get());
+  removed.reset();  // the last configuration using it is gone
+  EXPECT_EQ(r.request_slots(), 1u);
+  const std::string text = r.render();
+  EXPECT_EQ(text.find("route=\"removed\""), std::string::npos);
+  EXPECT_NE(text.find("route=\"kept\""), std::string::npos);
 }
 
 }  // namespace
