@@ -17,9 +17,10 @@ namespace {
 using asio::use_awaitable;
 using asio::experimental::as_tuple;
 
-constexpr size_t kInputSize = 17 * 1024;  // one whole record (16 KiB + header and tag)
-constexpr size_t kRecord = 16 * 1024;     // plaintext per record
-constexpr size_t kFlushAt = 64 * 1024;    // ciphertext buffered before a large write flushes
+constexpr size_t kInputSize = 17 * 1024;     // one whole record (16 KiB + header and tag)
+constexpr size_t kRecord = 16 * 1024;        // plaintext per record
+constexpr size_t kFlushAt = 64 * 1024;       // ciphertext buffered before a large write flushes
+constexpr size_t kKeepCapacity = 20 * 1024;  // output buffer capacity kept between writes
 
 // OpenSSL's packed error codes as asio::error_codes.
 class TlsCategory : public asio::error_category {
@@ -291,6 +292,11 @@ class TlsTransport final : public transport::Transport {
       }
       if (gen != cancel_gen_) co_return asio::error::operation_aborted;
     }
+    // A large write grew the buffers; an idle connection keeps only small ones.
+    out_flight_.clear();
+    flight_sent_ = 0;
+    if (out_flight_.capacity() > kKeepCapacity) std::vector<char>().swap(out_flight_);
+    if (out_pending_.capacity() > kKeepCapacity) std::vector<char>().swap(out_pending_);
     co_return asio::error_code{};
   }
 
