@@ -21,6 +21,7 @@ constexpr size_t kInputSize = 17 * 1024;     // one whole record (16 KiB + heade
 constexpr size_t kRecord = 16 * 1024;        // plaintext per record
 constexpr size_t kFlushAt = 64 * 1024;       // ciphertext buffered before a large write flushes
 constexpr size_t kKeepCapacity = 20 * 1024;  // output buffer capacity kept between writes
+constexpr size_t kPooledInputs = 256;        // idle input buffers kept per thread
 
 // OpenSSL's packed error codes as asio::error_codes.
 class TlsCategory : public asio::error_category {
@@ -58,7 +59,7 @@ class TlsTransport final : public transport::Transport {
       : socket_(std::move(socket)),
         ssl_(ssl),
         flush_done_(socket_.get_executor(), asio::steady_timer::time_point::max()),
-        in_(kInputSize) {
+        in_(nullptr) {
     BIO* bio = BIO_new(bio_method());
     BIO_set_data(bio, this);
     SSL_set_bio(ssl_, bio, bio);  // one reference for both directions
@@ -68,6 +69,7 @@ class TlsTransport final : public transport::Transport {
     // otherwise treat a close without close_notify as a reason to drop it).
     if (clean_) SSL_set_shutdown(ssl_, SSL_SENT_SHUTDOWN | SSL_RECEIVED_SHUTDOWN);
     SSL_free(ssl_);
+    if (in_ != nullptr) release_input(in_);
   }
   TlsTransport(const TlsTransport&) = delete;
   TlsTransport& operator=(const TlsTransport&) = delete;
@@ -107,6 +109,7 @@ class TlsTransport final : public transport::Transport {
       size_t n = 0;
       ERR_clear_error();
       int r = SSL_read_ex(ssl_, buf.data(), buf.size(), &n);
+      maybe_release_input();
       if (r == 1) {
         // Rare output from a read (a KeyUpdate answer): sent now unless a writer is sending
         // anyway (its flush loop takes it along).
@@ -214,6 +217,7 @@ class TlsTransport final : public transport::Transport {
     for (;;) {
       ERR_clear_error();
       int r = SSL_do_handshake(ssl_);
+      maybe_release_input();
       if (r == 1) {
         clean_ = true;
         co_return co_await flush(gen);
@@ -248,19 +252,64 @@ class TlsTransport final : public transport::Transport {
     return {};
   }
 
-  // One socket read into the input buffer.
+  // One socket read into the input buffer. An idle connection holds no input buffer: it waits
+  // for readability first and takes one from the worker's pool only when bytes are there.
   asio::awaitable<asio::error_code> fill() {
-    if (in_begin_ == in_end_) {
+    if (in_ == nullptr) {
+      auto [ec] =
+          co_await socket_.async_wait(asio::ip::tcp::socket::wait_read, as_tuple(use_awaitable));
+      if (ec) co_return ec;
+      in_ = acquire_input();
       in_begin_ = in_end_ = 0;
-    } else if (in_end_ == in_.size()) {
-      std::memmove(in_.data(), in_.data() + in_begin_, in_end_ - in_begin_);
+    } else if (in_begin_ == in_end_) {
+      in_begin_ = in_end_ = 0;
+    } else if (in_end_ == kInputSize) {
+      std::memmove(in_, in_ + in_begin_, in_end_ - in_begin_);
       in_end_ -= in_begin_;
       in_begin_ = 0;
     }
     auto [ec, n] = co_await socket_.async_read_some(
-        asio::buffer(in_.data() + in_end_, in_.size() - in_end_), as_tuple(use_awaitable));
+        asio::buffer(in_ + in_end_, kInputSize - in_end_), as_tuple(use_awaitable));
     in_end_ += n;
     co_return ec;
+  }
+
+  // Gives the input buffer back to the pool once OpenSSL has taken every byte of it (OpenSSL
+  // keeps a partial record in its own buffer).
+  void maybe_release_input() {
+    if (in_ != nullptr && in_begin_ == in_end_) {
+      release_input(in_);
+      in_ = nullptr;
+      in_begin_ = in_end_ = 0;
+    }
+  }
+
+  // Per-thread pool of input buffers: a Transport lives on one thread, so no lock.
+  struct InputPool {
+    std::vector<char*> free;
+    ~InputPool() {
+      for (char* p : free)
+        delete[] p;
+    }
+  };
+  static InputPool& input_pool() {
+    thread_local InputPool pool;
+    return pool;
+  }
+  static char* acquire_input() {
+    auto& pool = input_pool();
+    if (pool.free.empty()) return new char[kInputSize];
+    char* p = pool.free.back();
+    pool.free.pop_back();
+    return p;
+  }
+  static void release_input(char* p) {
+    auto& pool = input_pool();
+    if (pool.free.size() < kPooledInputs) {
+      pool.free.push_back(p);
+    } else {
+      delete[] p;
+    }
   }
 
   // Sends everything pending. One coroutine writes to the socket at a time; another one that
@@ -318,7 +367,7 @@ class TlsTransport final : public transport::Transport {
       return 0;
     }
     size_t n = std::min(avail, len);
-    std::memcpy(data, self->in_.data() + self->in_begin_, n);
+    std::memcpy(data, self->in_ + self->in_begin_, n);
     self->in_begin_ += n;
     *read = n;
     return 1;
@@ -358,7 +407,7 @@ class TlsTransport final : public transport::Transport {
   asio::ip::tcp::socket socket_;
   SSL* ssl_;
   asio::steady_timer flush_done_;  // never expires: cancel() on it wakes flush waiters
-  std::vector<char> in_;
+  char* in_;  // kInputSize bytes from the pool, or null when nothing is buffered
   size_t in_begin_ = 0;
   size_t in_end_ = 0;
   std::vector<char> out_pending_;  // ciphertext not yet handed to the socket
