@@ -555,6 +555,10 @@ asio::awaitable<Result<std::unique_ptr<transport::Transport>>> accept(
     std::shared_ptr<const ServerContext> context, asio::ip::tcp::socket socket,
     std::chrono::milliseconds timeout, HandshakeFailure* failure) {
   HandshakeStats& stats = downstream_stats();
+  if (!context) {
+    count_failure(stats, HandshakeFailure::kOther, failure);
+    co_return Error{ErrorKind::kInternal, ErrorSource::kInternal, "accept: no TLS context"};
+  }
   SSL* ssl = SSL_new(context->initial());
   if (ssl == nullptr) {
     count_failure(stats, HandshakeFailure::kOther, failure);
@@ -593,6 +597,10 @@ asio::awaitable<Result<std::unique_ptr<transport::Transport>>> connect(
     std::shared_ptr<const ClientContext> context, asio::ip::tcp::socket socket, std::string sni,
     std::chrono::milliseconds timeout, HandshakeFailure* failure) {
   HandshakeStats& stats = upstream_stats();
+  if (!context) {
+    count_failure(stats, HandshakeFailure::kOther, failure);
+    co_return Error{ErrorKind::kInternal, ErrorSource::kInternal, "connect: no TLS context"};
+  }
   const snapshot::TlsClientConfig& cfg = context->config();
   SSL* ssl = SSL_new(context->native_handle());
   if (ssl == nullptr) {
