@@ -8,8 +8,8 @@
 namespace portico::snapshot {
 namespace {
 
-using proxy::tls::testing::issue;
-using proxy::tls::testing::KeyKind;
+using tls_test::issue;
+using tls_test::KeyKind;
 
 TEST(SnapshotJsonTls, CertificatesSummarisedKeysRedacted) {
   auto ca = issue("Dump CA", KeyKind::kEcdsa, nullptr, {}, true);

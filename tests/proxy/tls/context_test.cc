@@ -8,7 +8,7 @@
 namespace portico::proxy::tls {
 namespace {
 
-using testing::Pki;
+using tls_test::Pki;
 
 snapshot::VirtualHost vhost(std::string name, std::vector<std::string> domains,
                             std::optional<snapshot::TlsServerConfig> tls) {
@@ -21,12 +21,12 @@ snapshot::VirtualHost vhost(std::string name, std::vector<std::string> domains,
 
 TEST(TlsContext, SelectsLikeTheRouter) {
   const auto& pki = Pki::get();
-  snapshot::Listener l = testing::listener_with(testing::server_config(pki.server_ec));
+  snapshot::Listener l = tls_test::listener_with(tls_test::server_config(pki.server_ec));
   l.virtual_hosts = {
-      vhost("a", {"a.example.com"}, testing::server_config(pki.vhost_a)),
-      vhost("wild", {"*.example.com"}, testing::server_config(pki.vhost_wild)),
-      vhost("longer", {"*.deep.example.com"}, testing::server_config(pki.client)),
-      vhost("prefix", {"api.*"}, testing::server_config(pki.client_dns)),
+      vhost("a", {"a.example.com"}, tls_test::server_config(pki.vhost_a)),
+      vhost("wild", {"*.example.com"}, tls_test::server_config(pki.vhost_wild)),
+      vhost("longer", {"*.deep.example.com"}, tls_test::server_config(pki.client)),
+      vhost("prefix", {"api.*"}, tls_test::server_config(pki.client_dns)),
       vhost("plain", {"plain.example.com"}, std::nullopt),
   };
   auto r = ServerContext::create(l);
@@ -54,7 +54,7 @@ TEST(TlsContext, NoDefaultMeansNoMatchIsNull) {
   const auto& pki = Pki::get();
   snapshot::Listener l;
   l.name = "default/gw";
-  l.virtual_hosts = {vhost("a", {"a.example.com"}, testing::server_config(pki.vhost_a))};
+  l.virtual_hosts = {vhost("a", {"a.example.com"}, tls_test::server_config(pki.vhost_a))};
   auto r = ServerContext::create(l);
   ASSERT_TRUE(r.ok()) << r.error().message;
   EXPECT_NE(r.value()->select("a.example.com"), nullptr);
@@ -70,10 +70,10 @@ TEST(TlsContext, NoDefaultMeansNoMatchIsNull) {
 
 TEST(TlsContext, PreciseErrors) {
   const auto& pki = Pki::get();
-  auto bad_cert = testing::server_config(pki.server_ec);
+  auto bad_cert = tls_test::server_config(pki.server_ec);
   bad_cert.certificates[0].cert_chain_pem =
       "-----BEGIN CERTIFICATE-----\nnope\n-----END CERTIFICATE-----\n";
-  auto r1 = ServerContext::create(testing::listener_with(bad_cert));
+  auto r1 = ServerContext::create(tls_test::listener_with(bad_cert));
   ASSERT_FALSE(r1.ok());
   EXPECT_NE(
       r1.error().message.find("listener default/gw: tls: certificate 1 (secret default/test)"),
@@ -81,41 +81,41 @@ TEST(TlsContext, PreciseErrors) {
       << r1.error().message;
   EXPECT_NE(r1.error().message.find("certificate chain"), std::string::npos);
 
-  auto mismatch = testing::server_config(pki.server_ec);
+  auto mismatch = tls_test::server_config(pki.server_ec);
   mismatch.certificates[0].private_key_pem = pki.vhost_a.key_pem;
-  auto r2 = ServerContext::create(testing::listener_with(mismatch));
+  auto r2 = ServerContext::create(tls_test::listener_with(mismatch));
   ASSERT_FALSE(r2.ok());
   EXPECT_NE(r2.error().message.find("does not match"), std::string::npos) << r2.error().message;
 
-  auto bad_key = testing::server_config(pki.server_ec);
+  auto bad_key = tls_test::server_config(pki.server_ec);
   bad_key.certificates[0].private_key_pem =
       "-----BEGIN PRIVATE KEY-----\nc2VjcmV0\n-----END PRIVATE KEY-----\n";
-  auto r3 = ServerContext::create(testing::listener_with(bad_key));
+  auto r3 = ServerContext::create(tls_test::listener_with(bad_key));
   ASSERT_FALSE(r3.ok());
   EXPECT_NE(r3.error().message.find("private key"), std::string::npos);
   EXPECT_EQ(r3.error().message.find("c2VjcmV0"), std::string::npos);  // never echo key material
 
-  auto bad_ca = testing::server_config(pki.server_ec);
+  auto bad_ca = tls_test::server_config(pki.server_ec);
   bad_ca.client_ca_pem = "not a bundle";
   bad_ca.client_ca_secret = "default/ca";
-  auto r4 = ServerContext::create(testing::listener_with(bad_ca));
+  auto r4 = ServerContext::create(tls_test::listener_with(bad_ca));
   ASSERT_FALSE(r4.ok());
   EXPECT_NE(r4.error().message.find("client CA bundle (secret default/ca)"), std::string::npos)
       << r4.error().message;
 
-  auto two_ec = testing::server_config(pki.server_ec);
+  auto two_ec = tls_test::server_config(pki.server_ec);
   two_ec.certificates.push_back(pki.vhost_a.certificate());
-  auto r5 = ServerContext::create(testing::listener_with(two_ec));
+  auto r5 = ServerContext::create(tls_test::listener_with(two_ec));
   ASSERT_FALSE(r5.ok());
   EXPECT_NE(r5.error().message.find("same key type"), std::string::npos);
 
-  auto bad_alpn = testing::server_config(pki.server_ec);
+  auto bad_alpn = tls_test::server_config(pki.server_ec);
   bad_alpn.alpn = {""};
-  EXPECT_FALSE(ServerContext::create(testing::listener_with(bad_alpn)).ok());
+  EXPECT_FALSE(ServerContext::create(tls_test::listener_with(bad_alpn)).ok());
 
-  auto sans_without_ca = testing::server_config(pki.server_ec);
+  auto sans_without_ca = tls_test::server_config(pki.server_ec);
   sans_without_ca.allowed_client_sans = {"spiffe://x"};
-  EXPECT_FALSE(ServerContext::create(testing::listener_with(sans_without_ca)).ok());
+  EXPECT_FALSE(ServerContext::create(tls_test::listener_with(sans_without_ca)).ok());
 
   snapshot::TlsClientConfig client;
   client.ca_pem = "garbage";
@@ -131,13 +131,13 @@ TEST(TlsContext, PreciseErrors) {
 
 TEST(TlsContext, ExpiredCertificateIsAWarning) {
   const auto& pki = Pki::get();
-  auto r = ServerContext::create(testing::listener_with(testing::server_config(pki.expired)));
+  auto r = ServerContext::create(tls_test::listener_with(tls_test::server_config(pki.expired)));
   ASSERT_TRUE(r.ok()) << r.error().message;
   ASSERT_EQ(r.value()->warnings().size(), 1u);
   EXPECT_NE(r.value()->warnings()[0].find("certificate expired (CN=expired"), std::string::npos)
       << r.value()->warnings()[0];
   // A cache hit reports it again.
-  auto again = ServerContext::create(testing::listener_with(testing::server_config(pki.expired)));
+  auto again = ServerContext::create(tls_test::listener_with(tls_test::server_config(pki.expired)));
   ASSERT_TRUE(again.ok());
   EXPECT_EQ(again.value()->warnings().size(), 1u);
 }
@@ -147,14 +147,14 @@ TEST(TlsContext, UnchangedConfigurationIsNotRebuilt) {
   ContextCache cache;
   ServerOptions options;
   options.cache = &cache;
-  auto tls = testing::server_config(pki.server_ec);
-  auto r1 = ServerContext::create(testing::listener_with(tls), options);
-  auto r2 = ServerContext::create(testing::listener_with(tls), options);
+  auto tls = tls_test::server_config(pki.server_ec);
+  auto r1 = ServerContext::create(tls_test::listener_with(tls), options);
+  auto r2 = ServerContext::create(tls_test::listener_with(tls), options);
   ASSERT_TRUE(r1.ok() && r2.ok());
   EXPECT_EQ(r1.value()->initial(), r2.value()->initial());
   EXPECT_EQ(cache.size(), 1u);
   tls.alpn = {"h2", "http/1.1"};
-  auto r3 = ServerContext::create(testing::listener_with(tls), options);
+  auto r3 = ServerContext::create(tls_test::listener_with(tls), options);
   ASSERT_TRUE(r3.ok());
   EXPECT_NE(r3.value()->initial(), r1.value()->initial());
   EXPECT_EQ(cache.size(), 2u);

@@ -21,7 +21,7 @@ namespace portico::proxy::tls {
 namespace {
 
 using asio::ip::tcp;
-using testing::Pki;
+using tls_test::Pki;
 using namespace std::chrono_literals;
 
 std::string run_command(const std::string& cmd) {
@@ -112,14 +112,14 @@ class OpensslInterop : public ::testing::Test {
 
 TEST_F(OpensslInterop, SniAlpnVerificationAndCloseNotify) {
   const auto& pki = Pki::get();
-  auto tls = testing::server_config(pki.server_ec);
+  auto tls = tls_test::server_config(pki.server_ec);
   tls.alpn = {"h2", "http/1.1"};
   tls.certificates[0].ocsp_staple = ocsp_try_later();
-  snapshot::Listener l = testing::listener_with(tls);
+  snapshot::Listener l = tls_test::listener_with(tls);
   snapshot::VirtualHost a;
   a.name = "default/a";
   a.domains = {"a.example.com"};
-  a.tls = testing::server_config(pki.vhost_a);
+  a.tls = tls_test::server_config(pki.vhost_a);
   l.virtual_hosts = {a};
   auto ctx = ServerContext::create(l);
   ASSERT_TRUE(ctx.ok()) << ctx.error().message;

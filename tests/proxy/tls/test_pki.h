@@ -14,7 +14,7 @@
 
 #include "snapshot/proxy_config.h"
 
-namespace portico::proxy::tls::testing {
+namespace portico::tls_test {
 
 struct Issued {
   std::shared_ptr<X509> cert;
@@ -140,4 +140,4 @@ inline snapshot::Listener listener_with(const snapshot::TlsServerConfig& tls) {
   return l;
 }
 
-}  // namespace portico::proxy::tls::testing
+}  // namespace portico::tls_test

@@ -16,8 +16,8 @@ namespace portico::proxy::tls {
 namespace {
 
 using asio::ip::tcp;
-using testing::Issued;
-using testing::Pki;
+using tls_test::Issued;
+using tls_test::Pki;
 using Transport = transport::Transport;
 using namespace std::chrono_literals;
 
@@ -125,7 +125,7 @@ class TlsTransportTest : public ::testing::Test {
 
 TEST_F(TlsTransportTest, DataBothWaysConcurrentlyThenCloseNotify) {
   const auto& pki = Pki::get();
-  auto server = server_ctx(testing::listener_with(testing::server_config(pki.server_ec)));
+  auto server = server_ctx(tls_test::listener_with(tls_test::server_config(pki.server_ec)));
   auto cfg = trusting("server.test");
   cfg.alpn = {"h2", "http/1.1"};
   auto p = handshake(server, client_ctx(cfg));
@@ -196,7 +196,7 @@ TEST_F(TlsTransportTest, DataBothWaysConcurrentlyThenCloseNotify) {
 
 TEST_F(TlsTransportTest, CancelAbortsPendingReadAndTransportStaysUsable) {
   const auto& pki = Pki::get();
-  auto server = server_ctx(testing::listener_with(testing::server_config(pki.server_ec)));
+  auto server = server_ctx(tls_test::listener_with(tls_test::server_config(pki.server_ec)));
   auto p = handshake(server, client_ctx(trusting("server.test")));
   ASSERT_TRUE(p.server.ok() && p.client.ok());
   Transport& s = *p.server.value();
@@ -228,15 +228,15 @@ TEST_F(TlsTransportTest, CancelAbortsPendingReadAndTransportStaysUsable) {
 
 TEST_F(TlsTransportTest, SniPicksTheVirtualHostCertificate) {
   const auto& pki = Pki::get();
-  snapshot::Listener l = testing::listener_with(testing::server_config(pki.server_ec));
+  snapshot::Listener l = tls_test::listener_with(tls_test::server_config(pki.server_ec));
   snapshot::VirtualHost a;
   a.name = "default/a";
   a.domains = {"a.example.com"};
-  a.tls = testing::server_config(pki.vhost_a);
+  a.tls = tls_test::server_config(pki.vhost_a);
   snapshot::VirtualHost wild;
   wild.name = "default/wild";
   wild.domains = {"*.wild.example.com"};
-  wild.tls = testing::server_config(pki.vhost_wild);
+  wild.tls = tls_test::server_config(pki.vhost_wild);
   snapshot::VirtualHost plain;  // no TLS of its own: the listener's default
   plain.name = "default/plain";
   plain.domains = {"x.wild.example.com"};
@@ -267,7 +267,7 @@ TEST_F(TlsTransportTest, UnknownServerNameWithoutDefaultIsRefused) {
   snapshot::VirtualHost a;
   a.name = "default/a";
   a.domains = {"a.example.com"};
-  a.tls = testing::server_config(pki.vhost_a);
+  a.tls = tls_test::server_config(pki.vhost_a);
   l.virtual_hosts = {a};
   auto server = server_ctx(l);
   snapshot::TlsClientConfig insecure;
@@ -288,7 +288,7 @@ TEST_F(TlsTransportTest, EcdsaAndRsaCertificatesChosenBySignatureAlgorithms) {
   const auto& pki = Pki::get();
   snapshot::TlsServerConfig tls;
   tls.certificates = {pki.server_ec.certificate(), pki.server_rsa.certificate()};
-  auto server = server_ctx(testing::listener_with(tls));
+  auto server = server_ctx(tls_test::listener_with(tls));
   auto any = client_ctx(trusting("server.test"));
   auto p = handshake(server, any);
   ASSERT_TRUE(p.client.ok());
@@ -306,9 +306,9 @@ TEST_F(TlsTransportTest, EcdsaAndRsaCertificatesChosenBySignatureAlgorithms) {
 
 TEST_F(TlsTransportTest, AlpnServerPreference) {
   const auto& pki = Pki::get();
-  auto tls = testing::server_config(pki.server_ec);
+  auto tls = tls_test::server_config(pki.server_ec);
   tls.alpn = {"h2", "http/1.1"};
-  auto server = server_ctx(testing::listener_with(tls));
+  auto server = server_ctx(tls_test::listener_with(tls));
   auto cfg = trusting("server.test");
   cfg.alpn = {"http/1.1", "h2"};
   auto p = handshake(server, client_ctx(cfg));
@@ -324,7 +324,7 @@ TEST_F(TlsTransportTest, AlpnServerPreference) {
 
 TEST_F(TlsTransportTest, Tls11ClientRefused) {
   const auto& pki = Pki::get();
-  auto server = server_ctx(testing::listener_with(testing::server_config(pki.server_ec)));
+  auto server = server_ctx(tls_test::listener_with(tls_test::server_config(pki.server_ec)));
   snapshot::TlsClientConfig cfg;
   cfg.insecure_skip_verify = true;
   cfg.sni = "tls11.test";  // a distinct context (the test changes its SSL_CTX)
@@ -344,9 +344,9 @@ TEST_F(TlsTransportTest, Tls11ClientRefused) {
 
 TEST_F(TlsTransportTest, Tls12OnlyServerNegotiatesTls12) {
   const auto& pki = Pki::get();
-  auto tls = testing::server_config(pki.server_ec);
+  auto tls = tls_test::server_config(pki.server_ec);
   tls.max_version = snapshot::TlsVersion::kTls12;
-  auto server = server_ctx(testing::listener_with(tls));
+  auto server = server_ctx(tls_test::listener_with(tls));
   auto p = handshake(server, client_ctx(trusting("server.test")));
   ASSERT_TRUE(p.server.ok()) << p.server.error().message;
   EXPECT_EQ(p.server.value()->info().tls_version, "TLSv1.2");
@@ -355,9 +355,9 @@ TEST_F(TlsTransportTest, Tls12OnlyServerNegotiatesTls12) {
 
 TEST_F(TlsTransportTest, RenegotiationRefused) {
   const auto& pki = Pki::get();
-  auto tls = testing::server_config(pki.server_ec);
+  auto tls = tls_test::server_config(pki.server_ec);
   tls.max_version = snapshot::TlsVersion::kTls12;  // TLS 1.3 has no renegotiation at all
-  auto server = server_ctx(testing::listener_with(tls));
+  auto server = server_ctx(tls_test::listener_with(tls));
   auto p = handshake(server, client_ctx(trusting("server.test")));
   ASSERT_TRUE(p.server.ok() && p.client.ok());
   SSL* client_ssl = native_ssl(*p.client.value());
@@ -382,9 +382,9 @@ TEST_F(TlsTransportTest, RenegotiationRefused) {
 
 TEST_F(TlsTransportTest, MutualTls) {
   const auto& pki = Pki::get();
-  auto tls = testing::server_config(pki.server_ec);
+  auto tls = tls_test::server_config(pki.server_ec);
   tls.client_ca_pem = pki.ca.cert_pem;
-  auto server = server_ctx(testing::listener_with(tls));
+  auto server = server_ctx(tls_test::listener_with(tls));
 
   auto none = handshake(server, client_ctx(trusting("server.test")));
   EXPECT_FALSE(none.server.ok());
@@ -416,10 +416,10 @@ TEST_F(TlsTransportTest, MutualTls) {
 
 TEST_F(TlsTransportTest, ClientSanAllowList) {
   const auto& pki = Pki::get();
-  auto tls = testing::server_config(pki.server_ec);
+  auto tls = tls_test::server_config(pki.server_ec);
   tls.client_ca_pem = pki.ca.cert_pem;
   tls.allowed_client_sans = {"spiffe://test/client"};
-  auto server = server_ctx(testing::listener_with(tls));
+  auto server = server_ctx(tls_test::listener_with(tls));
   auto good_cfg = trusting("server.test");
   good_cfg.client_certificate = pki.client.certificate();
   auto good = handshake(server, client_ctx(good_cfg));
@@ -434,7 +434,7 @@ TEST_F(TlsTransportTest, ClientSanAllowList) {
 
 TEST_F(TlsTransportTest, UpstreamVerification) {
   const auto& pki = Pki::get();
-  auto server = server_ctx(testing::listener_with(testing::server_config(pki.server_ec)));
+  auto server = server_ctx(tls_test::listener_with(tls_test::server_config(pki.server_ec)));
 
   auto wrong = handshake(server, client_ctx(trusting("wrong.test")));
   ASSERT_FALSE(wrong.client.ok());
@@ -467,9 +467,9 @@ TEST_F(TlsTransportTest, UpstreamVerification) {
 
 TEST_F(TlsTransportTest, UpstreamClientCertificateIsSent) {
   const auto& pki = Pki::get();
-  auto tls = testing::server_config(pki.server_ec);
+  auto tls = tls_test::server_config(pki.server_ec);
   tls.client_ca_pem = pki.ca.cert_pem;
-  auto server = server_ctx(testing::listener_with(tls));
+  auto server = server_ctx(tls_test::listener_with(tls));
   auto cfg = trusting("server.test");
   cfg.client_certificate = pki.client.certificate();
   auto p = handshake(server, client_ctx(cfg));
@@ -483,7 +483,8 @@ TEST_F(TlsTransportTest, SessionTicketsAcrossRotation) {
   auto ring = std::make_shared<TicketKeyRing>(std::chrono::hours(1), 1, [&] { return now; });
   ServerOptions options;
   options.ticket_keys = ring;
-  auto server = server_ctx(testing::listener_with(testing::server_config(pki.server_ec)), options);
+  auto server =
+      server_ctx(tls_test::listener_with(tls_test::server_config(pki.server_ec)), options);
   auto connect_once = [&](const std::shared_ptr<const ClientContext>& client) {
     auto p = handshake(server, client);
     exchange(p);
@@ -517,9 +518,9 @@ TEST_F(TlsTransportTest, SessionTicketsAcrossRotation) {
 
 TEST_F(TlsTransportTest, SessionResumptionOverTls12) {
   const auto& pki = Pki::get();
-  auto tls = testing::server_config(pki.server_ec);
+  auto tls = tls_test::server_config(pki.server_ec);
   tls.max_version = snapshot::TlsVersion::kTls12;
-  auto server = server_ctx(testing::listener_with(tls));
+  auto server = server_ctx(tls_test::listener_with(tls));
   auto cfg = trusting("server.test");
   cfg.alpn = {"resumption-tls12"};
   auto client = client_ctx(cfg);
@@ -532,9 +533,9 @@ TEST_F(TlsTransportTest, SessionResumptionOverTls12) {
 
 TEST_F(TlsTransportTest, OcspStapleDelivered) {
   const auto& pki = Pki::get();
-  auto tls = testing::server_config(pki.server_ec);
+  auto tls = tls_test::server_config(pki.server_ec);
   tls.certificates[0].ocsp_staple = std::string("\x30\x03\x0a\x01\x00", 5);  // DER, opaque to us
-  auto server = server_ctx(testing::listener_with(tls));
+  auto server = server_ctx(tls_test::listener_with(tls));
   auto cfg = trusting("server.test");
   cfg.alpn = {"ocsp-test"};  // a distinct context (the test changes its SSL_CTX)
   auto client = client_ctx(cfg);
@@ -549,7 +550,7 @@ TEST_F(TlsTransportTest, OcspStapleDelivered) {
 
 TEST_F(TlsTransportTest, HandshakeTimeoutAndGarbage) {
   const auto& pki = Pki::get();
-  auto server = server_ctx(testing::listener_with(testing::server_config(pki.server_ec)));
+  auto server = server_ctx(tls_test::listener_with(tls_test::server_config(pki.server_ec)));
   tcp::acceptor acceptor(io_, tcp::endpoint(asio::ip::make_address("127.0.0.1"), 0));
   auto port = acceptor.local_endpoint().port();
   HandshakeFailure silent = HandshakeFailure::kOther, garbage = HandshakeFailure::kOther;
