@@ -580,3 +580,51 @@ TEST_F(TlsTransportTest, HandshakeTimeoutAndGarbage) {
 
 }  // namespace
 }  // namespace portico::proxy::tls
+
+namespace portico::proxy::tls {
+namespace {
+
+// A ticket from one virtual host must not resume on another (which may require client
+// certificates): that would skip its verification.
+TEST_F(TlsTransportTest, TicketFromOneVirtualHostDoesNotResumeOnAnother) {
+  const auto& pki = Pki::get();
+  for (auto version : {snapshot::TlsVersion::kTls13, snapshot::TlsVersion::kTls12}) {
+    auto open_tls = tls_test::server_config(pki.server_ec);
+    open_tls.max_version = version;
+    snapshot::Listener l = tls_test::listener_with(open_tls);
+    snapshot::VirtualHost secure;
+    secure.name = "default/secure";
+    secure.domains = {"secure.example.com"};
+    secure.tls = tls_test::server_config(pki.vhost_a);
+    secure.tls->client_ca_pem = pki.ca.cert_pem;
+    secure.tls->max_version = version;
+    l.virtual_hosts = {secure};
+    auto server = server_ctx(l);
+    snapshot::TlsClientConfig cfg;
+    cfg.insecure_skip_verify = true;
+    cfg.alpn = {version == snapshot::TlsVersion::kTls13 ? "cross-13" : "cross-12"};
+    auto client = client_ctx(cfg);
+
+    auto first = handshake(server, client, "open.example.com");
+    exchange(first);
+    SSL_SESSION* session = SSL_get1_session(native_ssl(*first.client.value()));
+    ASSERT_NE(session, nullptr);
+    ASSERT_EQ(SSL_SESSION_is_resumable(session), 1);
+    SSL_SESSION_up_ref(session);
+    client->store_session("secure.example.com", session);  // takes a reference
+    client->store_session("other.example.com", session);   // takes the other
+
+    auto second = handshake(server, client, "secure.example.com");
+    EXPECT_FALSE(second.server.ok()) << "resumed across virtual hosts";
+    EXPECT_EQ(second.server_failure, HandshakeFailure::kNoClientCert);
+
+    // Control: the same session offered for another name of the same context does resume, so
+    // the refusal above is the server's doing, not the client's.
+    auto third = handshake(server, client, "other.example.com");
+    ASSERT_TRUE(third.client.ok());
+    EXPECT_EQ(SSL_session_reused(native_ssl(*third.client.value())), 1);
+  }
+}
+
+}  // namespace
+}  // namespace portico::proxy::tls
