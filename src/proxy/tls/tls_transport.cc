@@ -155,7 +155,11 @@ class TlsTransport final : public transport::Transport {
         gather_.insert(gather_.end(), p, p + len);
         continue;
       }
-      if (!gather_.empty()) {
+      if (!gather_.empty()) {  // top the gathered record up to a full one
+        size_t take = std::min(len, kRecord - gather_.size());
+        gather_.insert(gather_.end(), p, p + take);
+        p += take;
+        len -= take;
         auto ec = encrypt(gather_.data(), gather_.size());
         gather_.clear();
         if (ec) co_return transport::IoResult{ec, 0};
