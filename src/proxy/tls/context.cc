@@ -251,6 +251,7 @@ Result<std::shared_ptr<const SslCtxHandle>> build_server_ctx(const snapshot::Tls
   set_ctx_data(ctx, data);
   data->alpn_wire = std::move(alpn.value());
   data->allowed_client_sans = cfg.allowed_client_sans;
+  data->client_identity_header = cfg.client_identity_header;
   data->ticket_keys = std::move(ring);
 
   SSL_CTX_set_min_proto_version(ctx, proto_version(cfg.min_version));
@@ -330,6 +331,7 @@ std::string server_hash(const snapshot::TlsServerConfig& cfg, const TicketKeyRin
   h.add(cfg.allowed_client_sans.size());
   for (const auto& s : cfg.allowed_client_sans)
     h.add(s);
+  h.add(cfg.client_identity_header);
   return h.finish();
 }
 

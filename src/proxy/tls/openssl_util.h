@@ -32,6 +32,7 @@ using PkeyPtr = std::unique_ptr<EVP_PKEY, PkeyFree>;
 struct CtxData {
   std::string alpn_wire;  // server preference, length-prefixed
   std::vector<std::string> allowed_client_sans;
+  std::string client_identity_header;
   std::vector<std::pair<X509*, std::string>> staples;  // leaf (referenced) → DER OCSP response
   std::shared_ptr<TicketKeyRing> ticket_keys;
   std::vector<std::string> warnings;  // found while building; reported again on cache hits

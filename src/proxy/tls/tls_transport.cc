@@ -683,6 +683,13 @@ ssl_st* native_ssl(transport::Transport& transport) {
   return t != nullptr ? t->ssl() : nullptr;
 }
 
+std::string_view client_identity_header(transport::Transport& transport) {
+  SSL* ssl = native_ssl(transport);
+  if (ssl == nullptr || SSL_is_server(ssl) != 1) return {};
+  CtxData* data = ctx_data(SSL_get_SSL_CTX(ssl));
+  return data != nullptr ? std::string_view(data->client_identity_header) : std::string_view();
+}
+
 std::string client_identity(const transport::ConnectionInfo& info) {
   if (!info.peer_verified) return {};
   if (!info.peer_uri_sans.empty()) return info.peer_uri_sans.front();

@@ -6,6 +6,7 @@
 #include <chrono>
 #include <memory>
 #include <string>
+#include <string_view>
 
 #include "common/result.h"
 #include "proxy/tls/context.h"
@@ -42,5 +43,9 @@ ssl_st* native_ssl(transport::Transport& transport);
 // The verified client identity for the identity header: URI SAN, else DNS SAN, else subject;
 // empty when the peer was not verified.
 std::string client_identity(const transport::ConnectionInfo& info);
+
+// The identity header name of the TLS settings that served a downstream connection (the
+// virtual host's chosen by SNI, else the listener's); empty: none configured, or not TLS.
+std::string_view client_identity_header(transport::Transport& transport);
 
 }  // namespace portico::proxy::tls

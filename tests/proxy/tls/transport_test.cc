@@ -384,6 +384,7 @@ TEST_F(TlsTransportTest, MutualTls) {
   const auto& pki = Pki::get();
   auto tls = tls_test::server_config(pki.server_ec);
   tls.client_ca_pem = pki.ca.cert_pem;
+  tls.client_identity_header = "x-client-identity";
   auto server = server_ctx(tls_test::listener_with(tls));
 
   auto none = handshake(server, client_ctx(trusting("server.test")));
@@ -406,6 +407,8 @@ TEST_F(TlsTransportTest, MutualTls) {
   EXPECT_EQ(info.peer_uri_sans, std::vector<std::string>{"spiffe://test/client"});
   EXPECT_EQ(info.peer_dns_sans, std::vector<std::string>{"c.test"});
   EXPECT_EQ(client_identity(info), "spiffe://test/client");
+  EXPECT_EQ(client_identity_header(*good.server.value()), "x-client-identity");
+  EXPECT_EQ(client_identity_header(*good.client.value()), "");  // upstream side: none
 
   auto dns_cfg = trusting("server.test");
   dns_cfg.client_certificate = pki.client_dns.certificate();
