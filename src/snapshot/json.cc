@@ -1,5 +1,12 @@
 // snapshot::to_json: the ProxyConfig as JSON for /config_dump and `portico route`.
+#include <openssl/bio.h>
+#include <openssl/err.h>
+#include <openssl/pem.h>
+#include <openssl/x509.h>
+#include <openssl/x509v3.h>
 #include <nlohmann/json.hpp>
+
+#include <ctime>
 
 #include "snapshot/proxy_config.h"
 
@@ -118,6 +125,116 @@ Json route_json(const Route& r) {
   return j;
 }
 
+// ---- TLS: certificates are summarised (subject, SANs, expiry); private keys never appear. ----
+
+std::string x509_name(const X509_NAME* name) {
+  BIO* bio = BIO_new(BIO_s_mem());
+  X509_NAME_print_ex(bio, name, 0, XN_FLAG_RFC2253 & ~ASN1_STRFLGS_ESC_MSB);
+  char* data = nullptr;
+  long len = BIO_get_mem_data(bio, &data);
+  std::string out(data, static_cast<size_t>(len));
+  BIO_free(bio);
+  return out;
+}
+
+std::string asn1_time_iso(const ASN1_TIME* t) {
+  struct tm tm {};
+  if (ASN1_TIME_to_tm(t, &tm) != 1) return "";
+  char buf[32];
+  std::strftime(buf, sizeof(buf), "%Y-%m-%dT%H:%M:%SZ", &tm);
+  return buf;
+}
+
+Json certificate_json(X509* x) {
+  Json j;
+  j["subject"] = x509_name(X509_get_subject_name(x));
+  j["issuer"] = x509_name(X509_get_issuer_name(x));
+  auto* names =
+      static_cast<GENERAL_NAMES*>(X509_get_ext_d2i(x, NID_subject_alt_name, nullptr, nullptr));
+  Json sans = Json::array();
+  for (int i = 0; names != nullptr && i < sk_GENERAL_NAME_num(names); ++i) {
+    const GENERAL_NAME* n = sk_GENERAL_NAME_value(names, i);
+    const ASN1_STRING* s = nullptr;
+    const char* prefix = "";
+    if (n->type == GEN_DNS) {
+      s = n->d.dNSName;
+      prefix = "DNS:";
+    } else if (n->type == GEN_URI) {
+      s = n->d.uniformResourceIdentifier;
+      prefix = "URI:";
+    }
+    if (s == nullptr) continue;
+    sans.push_back(prefix + std::string(reinterpret_cast<const char*>(ASN1_STRING_get0_data(s)),
+                                        static_cast<size_t>(ASN1_STRING_length(s))));
+  }
+  GENERAL_NAMES_free(names);
+  j["sans"] = std::move(sans);
+  j["not_before"] = asn1_time_iso(X509_get0_notBefore(x));
+  j["not_after"] = asn1_time_iso(X509_get0_notAfter(x));
+  return j;
+}
+
+// Every certificate of a PEM bundle, summarised; {"error": ...} when it does not parse.
+Json pem_bundle_json(const std::string& pem) {
+  Json out = Json::array();
+  BIO* bio = BIO_new_mem_buf(pem.data(), static_cast<int>(pem.size()));
+  while (X509* x = PEM_read_bio_X509(bio, nullptr, nullptr, nullptr)) {
+    out.push_back(certificate_json(x));
+    X509_free(x);
+  }
+  BIO_free(bio);
+  ERR_clear_error();
+  if (out.empty() && !pem.empty()) out.push_back(Json{{"error", "no readable PEM certificate"}});
+  return out;
+}
+
+const char* version_name(TlsVersion v) {
+  return v == TlsVersion::kTls13 ? "TLSv1.3" : "TLSv1.2";
+}
+
+Json tls_certificate_json(const TlsCertificate& c) {
+  Json j;
+  j["secret"] = c.secret;
+  j["chain"] = pem_bundle_json(c.cert_chain_pem);
+  j["private_key"] = c.private_key_pem.empty() ? "" : "[redacted]";
+  if (!c.ocsp_staple.empty()) j["ocsp_staple_bytes"] = c.ocsp_staple.size();
+  return j;
+}
+
+Json tls_server_json(const TlsServerConfig& t) {
+  Json j;
+  Json certs = Json::array();
+  for (const auto& c : t.certificates)
+    certs.push_back(tls_certificate_json(c));
+  j["certificates"] = std::move(certs);
+  j["min_version"] = version_name(t.min_version);
+  j["max_version"] = version_name(t.max_version);
+  j["alpn"] = t.alpn;
+  if (!t.client_ca_pem.empty()) {
+    j["client_ca"] =
+        Json{{"secret", t.client_ca_secret}, {"certificates", pem_bundle_json(t.client_ca_pem)}};
+    j["allowed_client_sans"] = t.allowed_client_sans;
+    j["client_identity_header"] = t.client_identity_header;
+  }
+  return j;
+}
+
+Json tls_client_json(const TlsClientConfig& t) {
+  Json j;
+  j["sni"] = t.sni;
+  if (!t.ca_pem.empty()) {
+    j["ca"] = Json{{"secret", t.ca_secret}, {"certificates", pem_bundle_json(t.ca_pem)}};
+  } else {
+    j["ca"] = "system";
+  }
+  j["verify_names"] = t.verify_names;
+  j["insecure_skip_verify"] = t.insecure_skip_verify;
+  if (t.client_certificate) j["client_certificate"] = tls_certificate_json(*t.client_certificate);
+  j["alpn"] = t.alpn;
+  j["min_version"] = version_name(t.min_version);
+  return j;
+}
+
 Json listener_json(const Listener& l) {
   Json j;
   j["name"] = l.name;
@@ -137,6 +254,7 @@ Json listener_json(const Listener& l) {
     Json v;
     v["name"] = vh.name;
     v["domains"] = vh.domains;
+    if (vh.tls) v["tls"] = tls_server_json(*vh.tls);
     Json routes = Json::array();
     for (const auto& r : vh.routes)
       routes.push_back(route_json(r));
@@ -144,6 +262,7 @@ Json listener_json(const Listener& l) {
     vhosts.push_back(std::move(v));
   }
   j["virtual_hosts"] = std::move(vhosts);
+  if (l.tls) j["tls"] = tls_server_json(*l.tls);
   return j;
 }
 
@@ -159,6 +278,7 @@ Json cluster_json(const Cluster& c) {
   j["connect_timeout_ms"] = c.connect_timeout.count();
   j["max_requests_per_connection"] = c.max_requests_per_connection;
   j["idle_connection_timeout_ms"] = c.idle_connection_timeout.count();
+  if (c.tls) j["tls"] = tls_client_json(*c.tls);
   return j;
 }
 
