@@ -305,6 +305,9 @@ class Flattener {
             const InvalidRoutePolicy& policy)
       : tables_(tables), broken_(broken_tables), policy_(policy) {}
 
+  // Tables some accepted VirtualService delegates to (so far).
+  const std::set<std::string>& reached() const { return reached_; }
+
   std::vector<FlatRoute> flatten(Entry& vs) {
     vs_ = &vs;
     std::vector<FlatRoute> out;
@@ -443,6 +446,7 @@ class Flattener {
           invalid({here}, name, "route table " + tid + " is rejected", out);
           continue;
         }
+        reached_.insert(tid);
         chain.push_back(key);
         walk(*t, t->resource->route_table().routes, &here, options, name + "/" + tid, chain, out);
         chain.pop_back();
@@ -454,6 +458,7 @@ class Flattener {
   const std::set<std::string>& broken_;
   InvalidRoutePolicy policy_;
   Entry* vs_ = nullptr;
+  std::set<std::string> reached_;
 };
 
 snapshot::HttpOptions translate_http(const api::GatewayHttpOptions& h) {
@@ -1001,6 +1006,13 @@ Translation translate(const std::vector<api::Resource>& resources, uint64_t vers
       }
     }
     flat_routes.emplace(vid, std::move(flat));
+  }
+
+  for (auto& [tid, t] : tables) {
+    if (!t.rejected() && flattener.reached().count(tid) == 0) {
+      t.add(Diagnostic::Severity::kWarning, t.resource->loc, "",
+            "unused: no accepted virtual service delegates to this route table");
+    }
   }
 
   // 5c. Upstreams that no route uses (of an accepted VirtualService, after delegation).
