@@ -404,6 +404,18 @@ class TlsDir {
     std::error_code ec;
     fs::remove_all(path_, ec);
   }
+  // certs/ocsp.der: a DER OCSP response for server.crt signed by the CA, and certs/ocsp.b64.
+  void make_ocsp() const {
+    std::string c = "cd '" + (path_ / "certs").string() + "' && ";
+    run(c +
+        "printf 'V\\t301231000000Z\\t\\t%s\\tunknown\\t/CN=shop.example.com\\n' "
+        "$(openssl x509 -in server.crt -noout -serial | cut -d= -f2) > index.txt");
+    run(c + "openssl ocsp -issuer ca.crt -cert server.crt -reqout req.der -no_nonce");
+    run(c +
+        "openssl ocsp -index index.txt -rsigner ca.crt -rkey ca.key -CA ca.crt -reqin req.der "
+        "-respout ocsp.der -ndays 1");
+    run(c + "openssl base64 -A -in ocsp.der -out ocsp.b64");
+  }
   const fs::path& path() const { return path_; }
   void write(const std::string& name, const std::string& content) const {
     fs::create_directories((path_ / name).parent_path());
@@ -1247,6 +1259,60 @@ spec: {}
   EXPECT_THAT(lines(status(r, "Settings", "default/a").reasons),
               ElementsAre(HasSubstr("only one Settings resource may exist (found 2)"),
                           HasSubstr("spec.consulKvSource: consulKvSource is not supported yet")));
+}
+
+TEST(ControlTranslateTls, OcspStaplesFromFilesAndInline) {
+  TlsDir dir;
+  dir.make_ocsp();
+  std::string der = dir.read("certs/ocsp.der");
+  ASSERT_FALSE(der.empty());
+  dir.write("certs/garbage.der", "not an OCSP response");
+  dir.write("config.yaml", R"(kind: Secret
+metadata: {name: from-file}
+spec:
+  tls: {certChainFile: certs/server.crt, privateKeyFile: certs/server.key,
+        ocspStapleFile: certs/ocsp.der}
+---
+kind: Secret
+metadata: {name: inline}
+spec:
+  tls: {certChainFile: certs/server.crt, privateKeyFile: certs/server.key,
+        ocspStaple: )" + dir.read("certs/ocsp.b64") +
+                               R"(}
+---
+kind: Secret
+metadata: {name: garbage}
+spec:
+  tls: {certChainFile: certs/server.crt, privateKeyFile: certs/server.key,
+        ocspStapleFile: certs/garbage.der}
+---
+kind: Gateway
+metadata: {name: gw}
+spec:
+  bindPort: 8443
+  ssl: true
+  sslConfig: {secretRef: {name: from-file}}
+---
+kind: VirtualService
+metadata: {name: a}
+spec:
+  sslConfig: {secretRef: {name: inline}}
+  virtualHost:
+    domains: [a.example.com]
+    routes: [{directResponseAction: {status: 200}}]
+)");
+  BuildResult r = validate_directory(dir.path());
+  EXPECT_THAT(lines(status(r, "Secret", "default/garbage").reasons),
+              ElementsAre(HasSubstr("spec.tls.ocspStapleFile: certs/garbage.der: is not a DER "
+                                    "OCSP response")));
+  EXPECT_EQ(status(r, "Secret", "default/from-file").state, State::kAccepted);
+  EXPECT_EQ(status(r, "Secret", "default/inline").state, State::kAccepted);
+  ASSERT_EQ(r.config->listeners.size(), 1u);
+  const auto& l = r.config->listeners[0];
+  ASSERT_TRUE(l.tls);
+  EXPECT_EQ(l.tls->certificates[0].ocsp_staple, der);
+  ASSERT_EQ(l.virtual_hosts.size(), 1u);
+  EXPECT_EQ(l.virtual_hosts[0].tls->certificates[0].ocsp_staple, der);
 }
 
 }  // namespace
