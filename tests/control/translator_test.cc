@@ -1315,5 +1315,44 @@ spec:
   EXPECT_EQ(l.virtual_hosts[0].tls->certificates[0].ocsp_staple, der);
 }
 
+TEST(ControlTranslateDelegation, ShadowingAcrossTablesAndRegexChildren) {
+  BuildResult r = build(std::string(kDelegationBase) + R"(kind: VirtualService
+metadata: {name: vs}
+spec:
+  virtualHost:
+    routes:
+      - matchers: [{prefix: /t}]
+        delegateAction: {selector: {labels: {team: t}}}
+      - routeAction: {single: {upstream: {name: echo}}}
+---
+kind: RouteTable
+metadata: {name: a, labels: {team: t}}
+spec:
+  routes:
+    - matchers: [{prefix: /t}]
+      directResponseAction: {status: 200, body: a}
+---
+kind: RouteTable
+metadata: {name: b, labels: {team: t}}
+spec:
+  routes:
+    - matchers: [{prefix: /t/x}]
+      directResponseAction: {status: 200, body: b}
+    - matchers: [{regex: "/t/[0-9]+"}]
+      directResponseAction: {status: 200, body: b}
+    - matchers: [{regex: "/[a-z]+"}]
+      directResponseAction: {status: 200, body: b}
+)");
+  const auto& vh = r.config->listeners.at(0).virtual_hosts.at(0);
+  EXPECT_THAT(route_names(vh), ElementsAre("default/vs/0/default/a/0", "default/vs/0/default/b/0",
+                                           "default/vs/0/default/b/1", "default/vs/1"));
+  EXPECT_THAT(lines(status(r, "VirtualService", "default/vs").reasons),
+              ::testing::Contains(HasSubstr("route default/vs/0/default/b/0 is unreachable: route "
+                                            "default/vs/0/default/a/0 matches first")));
+  EXPECT_THAT(lines(status(r, "RouteTable", "default/b").reasons),
+              ElementsAre(HasSubstr("spec.routes[2].matchers[0]: a delegated regex must start "
+                                    "with the parent's prefix \"/t\"")));
+}
+
 }  // namespace
 }  // namespace portico::control
