@@ -843,6 +843,10 @@ void decode_document(const std::string& file, const YAML::Node& root, DecodedFil
     r.meta.ns = ns;
   }
   meta.string_map("labels", &r.meta.labels);
+  uint64_t generation = 0;
+  if (meta.uint("generation", 1, uint64_t{1} << 53, &generation)) {
+    r.meta.generation = static_cast<int64_t>(generation);
+  }
   std::map<std::string, std::string> ignored;
   meta.string_map("annotations", &ignored);
   meta.finish();

@@ -30,6 +30,9 @@ struct ObjectMeta {
   std::string name;
   std::string ns = kDefaultNamespace;
   std::map<std::string, std::string> labels;
+  // metadata.generation when the document gives it (e.g. exported from Kubernetes): the status's
+  // observedGeneration then uses it instead of a hash of the spec.
+  std::optional<int64_t> generation;
 };
 
 // A reference to another resource by name; namespace defaulted to the referring resource's.
