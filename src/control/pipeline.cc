@@ -143,8 +143,10 @@ Pipeline::Pipeline(std::unique_ptr<ConfigSource> source, PublishFn publish, Tran
     : publish_(std::move(publish)), translate_(std::move(translate)) {
   sources_.push_back(std::move(source));
   if (!translate_)
-    translate_ = [](const std::vector<api::Resource>& r, uint64_t v, int64_t ms) {
-      return control::translate(r, v, ms);
+    translate_ = [this](const std::vector<api::Resource>& r, uint64_t v, int64_t ms) {
+      TranslateOptions options;
+      options.base_dir = sources_.front()->base_dir();
+      return control::translate(r, v, ms, options);
     };
 }
 
@@ -352,12 +354,18 @@ void Pipeline::render() {
 namespace {
 
 // One-shot builds keep the API's no-throw promise: an internal error is reported, never thrown.
-BuildResult build_once(const Delta& delta, uint64_t version) {
+BuildResult build_once(const Delta& delta, uint64_t version,
+                       const std::filesystem::path& base_dir = {}) {
   BuildResult out;
   try {
     Store store;
     (void)store.apply(delta, 0);
-    out = build_from_store(store, translate, version, now_unix_ms(), nullptr);
+    TranslateFn fn = [&](const std::vector<api::Resource>& r, uint64_t v, int64_t ms) {
+      TranslateOptions options;
+      options.base_dir = base_dir;
+      return translate(r, v, ms, options);
+    };
+    out = build_from_store(store, fn, version, now_unix_ms(), nullptr);
   } catch (const std::exception& e) {
     out.file_errors.push_back(make(Diagnostic::Severity::kError, "", 0, 0, "",
                                    std::string("internal error: ") + e.what()));
@@ -375,7 +383,8 @@ BuildResult build_once(const Delta& delta, uint64_t version) {
 
 BuildResult validate_directory(const std::filesystem::path& dir) {
   FileSource source(dir);
-  return build_once(source.poll(true), 0);
+  Delta delta = source.poll(true);
+  return build_once(delta, 0, source.base_dir());
 }
 
 BuildResult build_from_files(const std::vector<SourceFile>& files, uint64_t version) {

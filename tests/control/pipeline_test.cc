@@ -605,7 +605,7 @@ metadata: {namespace: x}
                           "deep.yaml:1:1: error: document is nested deeper than 64 levels",
                           "kinds.yaml:1:7: error: kind: kind \"RouteTable\" is not supported yet",
                           "kinds.yaml:4:7: error: kind: unknown kind \"Gatway\"; expected "
-                          "Gateway, VirtualService or Upstream",
+                          "Gateway, VirtualService, Upstream or Secret",
                           "kinds.yaml:7:1: error: a document must be a map with kind, metadata "
                           "and spec, got a list",
                           "kinds.yaml:10:11: error: metadata.name: is required"));
@@ -656,9 +656,9 @@ TEST(ControlPipeline, ResourcesToJson) {
           R"j({"kind":"VirtualService","namespace":"default","name":"v","file":"vs.yaml","line":1,)j"
           R"j("generation":)j" +
           vs_gen + R"j(,"observedGeneration":)j" + vs_gen +
-          R"j(,"state":"Warning","reasons":[{"severity":"warning","file":"vs.yaml",)j"
+          R"j(,"state":"Rejected","reasons":[{"severity":"error","file":"vs.yaml",)j"
           R"j("line":3,"column":69,"path":"spec.virtualHost.routes[0].typo","message":)j"
-          R"j("unknown field \"typo\" (ignored)"}],"origin":{"source":"file","key":"vs.yaml",)j"
+          R"j("unknown field \"typo\": not implemented (refused rather than ignored)"}],"origin":{"source":"file","key":"vs.yaml",)j"
           R"j("document":0,"revision":")j" +
           vs_rev +
           R"j("},"spec":{"virtualHost":{"routes":[)j"
@@ -666,7 +666,7 @@ TEST(ControlPipeline, ResourcesToJson) {
           R"j({"kind":"File","namespace":"","name":"bad.yaml","file":"bad.yaml","line":0,)j"
           R"j("generation":0,"observedGeneration":0,"state":"Rejected","reasons":[{"severity":"error","file":"bad.yaml",)j"
           R"j("line":1,"column":7,"path":"kind","message":"unknown kind \"Nope\"; expected )j"
-          R"j(Gateway, VirtualService or Upstream"}],"spec":null}])j");
+          R"j(Gateway, VirtualService, Upstream or Secret"}],"spec":null}])j");
 }
 
 TEST(ControlPipeline, ReasonsAreBounded) {

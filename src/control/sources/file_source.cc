@@ -89,6 +89,7 @@ Delta FileSource::poll(bool full) {
   delta.source = kSource;
   const std::string dir_label = dir_.string();
   ConfigFileList list = list_config_files(dir_);
+  if (!list.base.empty()) base_ = list.base;
   if (!list.error.empty()) {
     // Keep everything: a directory that cannot be listed is not a directory without files.
     delta.origin_errors[dir_label] = {file_diagnostic(dir_label, 0, 0, "", list.error)};

@@ -37,6 +37,7 @@ class FileSource : public ConfigSource {
   static Delta from_memory(const std::vector<std::pair<std::string, std::string>>& files);
 
   const std::filesystem::path& dir() const { return dir_; }
+  std::filesystem::path base_dir() const override { return base_; }
 
  private:
   struct Doc {
@@ -59,6 +60,7 @@ class FileSource : public ConfigSource {
                        Delta* delta);
 
   std::filesystem::path dir_;
+  std::filesystem::path base_;  // the directory the listed names are relative to (last poll)
   std::map<std::string, FileState> files_;  // by path relative to dir_
 };
 

@@ -3,6 +3,7 @@
 // control-plane thread only.
 #pragma once
 
+#include <filesystem>
 #include <string_view>
 
 #include "control/store/store.h"
@@ -21,6 +22,10 @@ class ConfigSource {
   // resync that catches missed notifications); the result is still only the difference. Must not
   // throw for input problems: those are origin errors in the delta.
   virtual Delta poll(bool full) = 0;
+
+  // What relative file names in its resources (Secret files, sslFiles) are resolved against:
+  // the configuration directory for files; empty (the current directory) for sources without one.
+  virtual std::filesystem::path base_dir() const { return {}; }
 };
 
 }  // namespace portico::control

@@ -11,9 +11,14 @@
 // - Two Gateways whose bind addresses overlap on the same port are both Rejected.
 // - Two VirtualServices served by one Gateway with a common domain are both Rejected.
 // - A Gateway that names a missing or Rejected VirtualService gets a warning and serves the others.
+// - TLS: Secrets and sslFiles are read and checked here (files relative to the directory of the
+//   resource's file, under TranslateOptions::base_dir); a bad Secret is Rejected, and so is every
+//   resource whose TLS needs it. ssl Gateways serve only VirtualServices with sslConfig, plain
+//   Gateways only those without (Gloo's rule).
 #pragma once
 
 #include <cstdint>
+#include <filesystem>
 #include <memory>
 #include <vector>
 
@@ -28,9 +33,16 @@ struct Translation {
   std::vector<ResourceStatus> statuses;                 // sorted by kind, namespace, name
 };
 
+struct TranslateOptions {
+  // What api::Resource::file paths are relative to (the configuration directory); files named by
+  // Secrets and sslFiles are resolved against the directory of the resource's file within it.
+  // Empty: the current directory.
+  std::filesystem::path base_dir;
+};
+
 // `resources` must be unique by kind/namespace/name. Generations are left at 0 (the caller tracks
 // them).
 Translation translate(const std::vector<api::Resource>& resources, uint64_t version,
-                      int64_t created_unix_ms);
+                      int64_t created_unix_ms, const TranslateOptions& options = {});
 
 }  // namespace portico::control
