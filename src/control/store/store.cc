@@ -62,7 +62,7 @@ std::string revision_of(const api::Resource& r) {
 }
 
 int64_t generation_of(const api::Resource& r) {
-  if (r.meta.generation) return *r.meta.generation;
+  if (r.meta.generation && *r.meta.generation > 0) return *r.meta.generation;
   uint64_t h = fnv1a(kFnvBasis, r.spec_json);
   uint64_t folded = (h ^ (h >> 32)) & 0xffffffffu;
   return folded == 0 ? 1 : static_cast<int64_t>(folded);
