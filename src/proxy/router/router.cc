@@ -252,6 +252,75 @@ bool route_matches(const snapshot::Route& route, const http::RequestHead& reques
   return true;
 }
 
+namespace {
+
+std::string quoted(std::string_view s) {
+  std::string out = "\"";
+  out.append(s);
+  out.push_back('"');
+  return out;
+}
+
+}  // namespace
+
+std::vector<std::string> route_mismatches(const snapshot::Route& route,
+                                          const http::RequestHead& request) {
+  std::vector<std::string> out;
+  const snapshot::RouteMatch& match = route.match;
+  if (!path_matches(match, request.path)) {
+    std::string nocase = match.case_sensitive ? "" : " (case-insensitive)";
+    switch (match.kind) {
+      case PathMatchKind::kPrefix:
+        out.push_back("path " + quoted(request.path) + " does not start with " +
+                      quoted(match.path) + nocase);
+        break;
+      case PathMatchKind::kExact:
+        out.push_back("path " + quoted(request.path) + " is not " + quoted(match.path) + nocase);
+        break;
+      case PathMatchKind::kRegex:
+        out.push_back("path " + quoted(request.path) + " does not match the regex " +
+                      quoted(match.regex ? match.regex->pattern : match.path));
+        break;
+    }
+  }
+  if (!method_matches(match.methods, request.method)) {
+    std::string list;
+    for (const auto& m : match.methods)
+      list += (list.empty() ? "" : ", ") + m;
+    out.push_back("method " + std::string(request.method) + " is not one of " + list);
+  }
+  for (const auto& h : match.headers) {
+    if (header_matches(h, request)) continue;
+    const http::Header* found = nullptr;
+    for (size_t i = 0; i < request.header_count && !found; ++i) {
+      if (ascii_iequals(request.headers[i].name, h.name)) found = &request.headers[i];
+    }
+    std::string want = h.present_only ? "present"
+                       : h.regex      ? "matching the regex " + quoted(h.regex->pattern)
+                                      : "equal to " + quoted(h.value);
+    if (h.invert) {
+      out.push_back("header " + h.name + " is " + want + " (" +
+                    (found ? quoted(found->value) : std::string("absent")) +
+                    "), and the matcher is inverted");
+    } else if (!found) {
+      out.push_back("header " + h.name + " is absent (wanted: " + want + ")");
+    } else {
+      out.push_back("header " + h.name + ": " + quoted(found->value) + " is not " + want);
+    }
+  }
+  for (const auto& q : match.query) {
+    if (query_matches(q, request.query)) continue;
+    std::string want = q.present_only ? "present"
+                       : q.regex      ? "matching the regex " + quoted(q.regex->pattern)
+                                      : "equal to " + quoted(q.value);
+    bool present = any_query_param(
+        request.query, [&](std::string_view name, std::string_view) { return name == q.name; });
+    out.push_back("query parameter " + q.name + (present ? " is not " : " is absent (wanted: ") +
+                  want + (present ? "" : ")"));
+  }
+  return out;
+}
+
 const snapshot::Route* match_route(const snapshot::VirtualHost& vhost,
                                    const http::RequestHead& request) {
   for (const auto& route : vhost.routes) {
