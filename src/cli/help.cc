@@ -69,6 +69,8 @@ Exit: 0 shown; 2 bad arguments; 3 admin API or files unreadable.
   portico route remove --dir DIR --vs NAME (--name ROUTE | --index N) [--dry-run]
 
 `portico route COMMAND --help` tells more.
+
+Exit: see each subcommand (0 yes; 1 no; 2 bad arguments; 3 unreadable).
 )"},
     {"route explain",
      R"(Usage: portico route explain METHOD URL [-H 'Name: value']... [--admin ADDR:PORT | --dir DIR] [-o text|json]

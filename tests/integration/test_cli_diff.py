@@ -88,7 +88,8 @@ class DiffTest(t.IntegrationTest):
         self.assertIn("~ VirtualService default/web (Accepted)\n", proc.stdout)
         self.assertIn("-          name: echo\n", proc.stdout)
         self.assertIn("+          name: old\n", proc.stdout)
-        self.assertNotIn("\n- ", proc.stdout)  # a file removes nothing
+        self.assertNotRegex(proc.stdout, r"(?m)^- (Gateway|VirtualService|Upstream) ")  # removes nothing
+        self.assertIn("-        - cluster: default/echo\n+        - cluster: default/old\n", proc.stdout)
         self.assertIn("0 added, 0 removed, 1 changed, 3 unchanged", proc.stdout)
 
     def test_errors(self):

@@ -150,11 +150,13 @@ class InspectTest(t.IntegrationTest):
         self.assertIn("Rejected VirtualService default/broken (vs-broken.yaml)", proc.stdout)
         self.assertIn("Warning VirtualService default/shadow (vs-shadow.yaml)", proc.stdout)
         self.assertIn("no-such-upstream", proc.stdout)
+        # The Gateway serves a rejected VirtualService: a Warning too.
+        self.assertIn("Warning Gateway default/gw (gateway-gw.yaml)", proc.stdout)
         self.assertNotIn("default/web", proc.stdout)
-        self.assertIn("5 resources: 3 accepted, 1 with warnings, 1 rejected", proc.stdout)
+        self.assertIn("5 resources: 2 accepted, 2 with warnings, 1 rejected, 0 pending\n", proc.stdout)
         data = json.loads(self.cli("check", "-o", "json").stdout)
         self.assertEqual((data["ok"], data["ready"]), (False, True))
-        self.assertEqual(sorted(p["name"] for p in data["problems"]), ["broken", "shadow"])
+        self.assertEqual(sorted(p["name"] for p in data["problems"]), ["broken", "gw", "shadow"])
 
     def test_check_unreachable(self):
         proc = t.run_cli("check", "--admin", f"127.0.0.1:{t.free_port()}")
@@ -192,7 +194,8 @@ class InspectTest(t.IntegrationTest):
             proc = t.run_cli(*cmd, "--help")
             self.assertEqual(proc.returncode, OK, f"{cmd}: {proc.stderr}")
             self.assertTrue(proc.stdout.startswith("Usage: portico " + cmd[0]), f"{cmd}: {proc.stdout}")
-            self.assertIn("Exit", proc.stdout if cmd != ["run"] else "Exit")
+            if cmd != ["run"]:
+                self.assertIn("Exit", proc.stdout, cmd)
         top = t.run_cli("--help")
         for cmd in ("validate", "get", "describe", "check", "proxy dump", "route explain", "route add",
                     "diff"):

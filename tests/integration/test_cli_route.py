@@ -157,11 +157,11 @@ class RouteTest(t.IntegrationTest):
         for comment in ("# The web VirtualService.", "# only this host", "# Health checks answer locally.",
                         "# end of file comment"):
             self.assertIn(comment, text)
-        # Only lines were added.
-        self.assertEqual([ln for ln in text.splitlines() if ln not in VS_TEMPLATE.splitlines()],
-                         ["      - name: api", "        matchers:", "        - prefix: /api/",
-                          "        routeAction:", "          single:", "            upstream:",
-                          "              name: echo", "        options:", "          prefixRewrite: /"])
+        # Only the route's lines were added (and a blank line, as between the other routes).
+        block = ("      - name: api\n        matchers:\n        - prefix: /api/\n        routeAction:\n"
+                 "          single:\n            upstream:\n              name: echo\n        options:\n"
+                 "          prefixRewrite: /\n\n")
+        self.assertEqual(text, VS_TEMPLATE.replace("      - name: users-post", block + "      - name: users-post"))
         self.assertEqual(t.run_cli("validate", self.cfg.path).returncode, OK)
         self.echo.clear()
         resp = t.wait_until(lambda: (lambda r: r.status == 200 and r)(
