@@ -46,7 +46,27 @@ std::string compile(const std::string& pattern, std::optional<snapshot::Regex>* 
   return "";
 }
 
+// Fails closed: a field this decoder does not know could change how the proxy matches, and the
+// explanation must never disagree with the proxy.
+std::string unknown_field(const Json& j, std::initializer_list<const char*> known,
+                          const char* what) {
+  if (!j.is_object()) return "";
+  for (auto it = j.begin(); it != j.end(); ++it) {
+    if (std::none_of(known.begin(), known.end(), [&](const char* k) { return it.key() == k; })) {
+      return std::string(what) + " field \"" + it.key() +
+             "\" is not known to this portico CLI (is it older than the server?)";
+    }
+  }
+  return "";
+}
+
 std::string decode_match(const Json& j, snapshot::RouteMatch* m) {
+  if (auto e = unknown_field(
+          j, {"prefix", "exact", "regex", "case_sensitive", "headers", "query", "methods"},
+          "match");
+      !e.empty()) {
+    return e;
+  }
   if (j.contains("exact")) {
     m->kind = snapshot::PathMatchKind::kExact;
     m->path = get_string(j, "exact");
@@ -60,6 +80,11 @@ std::string decode_match(const Json& j, snapshot::RouteMatch* m) {
   }
   m->case_sensitive = get_bool(j, "case_sensitive", true);
   for (const auto& h : child(j, "headers")) {
+    if (auto e =
+            unknown_field(h, {"name", "value", "regex", "present", "invert"}, "header matcher");
+        !e.empty()) {
+      return e;
+    }
     snapshot::HeaderMatcher hm;
     hm.name = get_string(h, "name");
     hm.present_only = get_bool(h, "present", false);
@@ -71,6 +96,10 @@ std::string decode_match(const Json& j, snapshot::RouteMatch* m) {
     m->headers.push_back(std::move(hm));
   }
   for (const auto& q : child(j, "query")) {
+    if (auto e = unknown_field(q, {"name", "value", "regex", "present"}, "query matcher");
+        !e.empty()) {
+      return e;
+    }
     snapshot::QueryMatcher qm;
     qm.name = get_string(q, "name");
     qm.present_only = get_bool(q, "present", false);
@@ -114,6 +143,10 @@ std::string decode_route(const Json& j, snapshot::Route* r) {
     a.body = get_string(d, "body");
     a.content_type = get_string(d, "content_type", "text/plain");
     r->action = std::move(a);
+  } else {
+    return "route " + r->name +
+           ": no action this portico CLI knows (forward, redirect, "
+           "direct_response)";
   }
   const Json& o = child(j, "options");
   if (o.contains("timeout_ms"))
@@ -334,6 +367,26 @@ bool explain_route(const Json& dump, const ExplainRequest& request, Json* out, s
            {"port", listener->port},
            {"tls", listener_json.contains("tls") && !child(listener_json, "tls").is_null()}};
 
+  Json notes = Json::array();
+  const bool tls = x["gateway"]["tls"].get<bool>();
+  if (scheme == "https" && !tls) {
+    notes.push_back("the listener on port " + std::to_string(port) +
+                    " is plain HTTP: an https:// client fails its TLS handshake");
+  } else if (scheme == "http" && tls) {
+    notes.push_back("the listener on port " + std::to_string(port) +
+                    " expects TLS: a plain http:// client is not served");
+  }
+  {
+    const std::string_view p = head.path;
+    if (p.find('%') != p.npos || p.find("//") != p.npos || p.find("/./") != p.npos ||
+        p.find("/../") != p.npos || p.ends_with("/.") || p.ends_with("/..")) {
+      notes.push_back(
+          "the path is matched as written; a Gateway that normalizes paths (dot-segments, "
+          "percent-encoding, merged slashes) routes the normalized path");
+    }
+  }
+  if (!notes.empty()) x["notes"] = notes;
+
   proxy::router::CompiledListener compiled(*listener);
   const snapshot::VirtualHost* vh = compiled.select_virtual_host(head.host);
   if (!vh) {
@@ -508,6 +561,8 @@ std::string render_explanation(const Json& x) {
       }
     }
   }
+  for (const auto& n : child(x, "notes"))
+    line("Note:", n.get<std::string>());
   if (outcome != "forward" && outcome != "redirect" && outcome != "direct_response") {
     line("Result:", get_string(x, "message") +
                         (x.contains("status") ? " -> " + child(x, "status").dump() : ""));

@@ -141,6 +141,34 @@ TEST(ExplainTest, NothingServes) {
   EXPECT_EQ(d["status"], 400);
 }
 
+TEST(ExplainTest, Notes) {
+  Json a = explain("GET", "https://web.example:8080/health");
+  EXPECT_EQ(a["outcome"], "direct_response");
+  ASSERT_EQ(a["notes"].size(), 1u);
+  EXPECT_NE(a["notes"][0].get<std::string>().find("plain HTTP"), std::string::npos);
+  Json b = explain("GET", "http://web.example:8080/api/../health");
+  ASSERT_EQ(b["notes"].size(), 1u);
+  EXPECT_NE(b["notes"][0].get<std::string>().find("normalizes"), std::string::npos);
+  EXPECT_FALSE(explain("GET", "http://web.example:8080/health").contains("notes"));
+}
+
+// A configuration with match fields or actions the CLI does not know is refused, never explained
+// with a guess.
+TEST(ExplainTest, UnknownMatchFieldsAreRefused) {
+  Json d = dump();
+  d["listeners"][0]["virtual_hosts"][0]["routes"][0]["match"]["tls_only"] = true;
+  ExplainRequest req{"GET", "http://web.example:8080/", {}};
+  Json out;
+  std::string error;
+  EXPECT_FALSE(explain_route(d, req, &out, &error));
+  EXPECT_NE(error.find("\"tls_only\" is not known"), std::string::npos) << error;
+  Json e = dump();
+  e["listeners"][0]["virtual_hosts"][0]["routes"][0].erase("direct_response");
+  e["listeners"][0]["virtual_hosts"][0]["routes"][0]["delegate"] = Json::object();
+  EXPECT_FALSE(explain_route(e, req, &out, &error));
+  EXPECT_NE(error.find("no action"), std::string::npos) << error;
+}
+
 TEST(ExplainTest, InputErrors) {
   ExplainRequest req;
   Json out;
