@@ -232,6 +232,110 @@ std::string proxy_config_from_json(const Json& dump, snapshot::ProxyConfig* out)
   return "";
 }
 
+namespace {
+
+std::string json_quoted(std::string_view s) {
+  return Json(std::string(s)).dump(-1, ' ', false, Json::error_handler_t::replace);
+}
+
+// A route that accepts every request: an empty prefix, any method, no header or query matcher.
+snapshot::Route accept_all(const snapshot::Route& route) {
+  snapshot::Route r;
+  r.name = route.name;
+  r.match.kind = snapshot::PathMatchKind::kPrefix;
+  r.match.path = "";
+  return r;
+}
+
+// The value of the first query parameter called `name` (no percent-decoding, like the router).
+std::optional<std::string_view> query_param(std::string_view query, std::string_view name) {
+  while (!query.empty()) {
+    size_t amp = query.find('&');
+    std::string_view param = query.substr(0, amp);
+    query = amp == std::string_view::npos ? std::string_view() : query.substr(amp + 1);
+    size_t eq = param.find('=');
+    if (param.substr(0, eq) == name) {
+      return eq == std::string_view::npos ? std::string_view() : param.substr(eq + 1);
+    }
+  }
+  return std::nullopt;
+}
+
+}  // namespace
+
+std::vector<std::string> route_mismatches(const snapshot::Route& route,
+                                          const proxy::http::RequestHead& request) {
+  using proxy::router::route_matches;
+  std::vector<std::string> out;
+  const snapshot::RouteMatch& match = route.match;
+
+  snapshot::Route path_only = accept_all(route);
+  path_only.match.kind = match.kind;
+  path_only.match.path = match.path;
+  path_only.match.regex = match.regex;
+  path_only.match.case_sensitive = match.case_sensitive;
+  if (!route_matches(path_only, request)) {
+    std::string nocase = match.case_sensitive ? "" : " (in any case)";
+    std::string path = json_quoted(request.path);
+    switch (match.kind) {
+      case snapshot::PathMatchKind::kPrefix:
+        out.push_back("path " + path + " does not start with " + json_quoted(match.path) + nocase);
+        break;
+      case snapshot::PathMatchKind::kExact:
+        out.push_back("path " + path + " is not " + json_quoted(match.path) + nocase);
+        break;
+      case snapshot::PathMatchKind::kRegex:
+        out.push_back("path " + path + " does not match the regex " +
+                      json_quoted(match.regex ? match.regex->pattern : match.path));
+        break;
+    }
+  }
+
+  snapshot::Route method_only = accept_all(route);
+  method_only.match.methods = match.methods;
+  if (!route_matches(method_only, request)) {
+    std::string list;
+    for (const auto& m : match.methods)
+      list += (list.empty() ? "" : ", ") + m;
+    out.push_back("method " + std::string(request.method) + " is not one of " + list);
+  }
+
+  for (const auto& h : match.headers) {
+    snapshot::Route header_only = accept_all(route);
+    header_only.match.headers = {h};
+    if (route_matches(header_only, request)) continue;
+    const proxy::http::Header* found = request.find(h.name);
+    std::string want = h.present_only ? "present"
+                       : h.regex      ? "matching the regex " + json_quoted(h.regex->pattern)
+                                      : "equal to " + json_quoted(h.value);
+    if (h.invert) {
+      out.push_back("header " + h.name + " is " + want + " (" +
+                    (found ? json_quoted(found->value) : std::string("absent")) +
+                    ") and the matcher is inverted");
+    } else if (!found) {
+      out.push_back("header " + h.name + " is absent (wanted: " + want + ")");
+    } else {
+      out.push_back("header " + h.name + ": " + json_quoted(found->value) + " is not " + want);
+    }
+  }
+
+  for (const auto& q : match.query) {
+    snapshot::Route query_only = accept_all(route);
+    query_only.match.query = {q};
+    if (route_matches(query_only, request)) continue;
+    std::string want = q.present_only ? "present"
+                       : q.regex      ? "matching the regex " + json_quoted(q.regex->pattern)
+                                      : "equal to " + json_quoted(q.value);
+    auto value = query_param(request.query, q.name);
+    if (!value) {
+      out.push_back("query parameter " + q.name + " is absent (wanted: " + want + ")");
+    } else {
+      out.push_back("query parameter " + q.name + ": " + json_quoted(*value) + " is not " + want);
+    }
+  }
+  return out;
+}
+
 std::string describe_match(const Json& m) {
   std::string out;
   for (const char* kind : {"prefix", "exact", "regex"}) {
@@ -410,7 +514,7 @@ bool explain_route(const Json& dump, const ExplainRequest& request, Json* out, s
   for (size_t i = 0; i < vh->routes.size(); ++i) {
     const snapshot::Route& r = vh->routes[i];
     Json entry{{"name", r.name}, {"match", match_json_of(child(vh_json, "routes")[i])}};
-    std::vector<std::string> reasons = proxy::router::route_mismatches(r, head);
+    std::vector<std::string> reasons = route_mismatches(r, head);
     entry["matched"] = &r == route;
     entry["reasons"] = reasons;
     routes.push_back(std::move(entry));

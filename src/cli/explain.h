@@ -2,7 +2,7 @@
 // of a configuration would serve one request, and why each earlier route did not match. The
 // configuration is the data plane's own (a /config_dump document, decoded back into a
 // snapshot::ProxyConfig), and so is the matching (src/proxy/router: select_virtual_host,
-// match_route, route_mismatches, rewrite_target, redirect_location) and the request parsing
+// match_route, route_matches, rewrite_target, redirect_location) and the request parsing
 // (parse_request_head): the explanation cannot disagree with the proxy. Pure functions; any thread.
 #pragma once
 
@@ -11,6 +11,7 @@
 #include <string>
 #include <vector>
 
+#include "proxy/http/h1_parser.h"
 #include "snapshot/proxy_config.h"
 
 namespace portico::cli {
@@ -32,6 +33,13 @@ std::string proxy_config_from_json(const nlohmann::ordered_json& dump, snapshot:
 // "bad_request", "no_gateway", "no_virtual_service" or "no_route".
 bool explain_route(const nlohmann::ordered_json& dump, const ExplainRequest& request,
                    nlohmann::ordered_json* out, std::string* error);
+
+// Why `route` does not accept `request`: one line per failing condition (path, method, each header
+// matcher, each query matcher), empty exactly when proxy::router::route_matches accepts it. Each
+// condition is decided by route_matches itself, on a copy of the route that keeps only that
+// condition: the reasons come from the data plane's predicates, never from a re-implementation.
+std::vector<std::string> route_mismatches(const snapshot::Route& route,
+                                          const proxy::http::RequestHead& request);
 
 // The explanation for humans.
 std::string render_explanation(const nlohmann::ordered_json& explanation);

@@ -53,6 +53,29 @@ spec:
       - name: old
         matchers: [{prefix: /old}]
         redirectAction: {pathRedirect: /new, responseCode: 302}
+---
+apiVersion: gateway.portico.dev/v1
+kind: VirtualService
+metadata: {name: more}
+spec:
+  virtualHost:
+    domains: [more.example]
+    routes:
+      - name: inverted
+        matchers: [{prefix: /inv, headers: [{name: x-block, invertMatch: true}]}]
+        directResponseAction: {status: 200}
+      - name: regexes
+        matchers:
+          - regex: "/re/[0-9]+"
+            headers: [{name: x-id, value: "[a-z]+", regex: true}]
+            queryParameters: [{name: v, value: "[0-9]", regex: true}]
+        directResponseAction: {status: 201}
+      - name: any-case
+        matchers: [{prefix: /CI, caseSensitive: false}]
+        directResponseAction: {status: 202}
+      - name: flag
+        matchers: [{prefix: /p, queryParameters: [{name: flag}], methods: [GET, HEAD]}]
+        directResponseAction: {status: 203}
 )";
 
 Json dump() {
@@ -110,7 +133,7 @@ TEST(ExplainTest, HeadersAndQueryThatMatch) {
   Json y = explain("GET", "http://web.example:8080/api/x?debug=2", {"X-Env: dev"});
   EXPECT_EQ(y["routes"][2]["reasons"],
             Json::array({"header x-env: \"dev\" is not equal to \"prod\"",
-                         "query parameter debug is not equal to \"1\""}));
+                         "query parameter debug: \"2\" is not equal to \"1\""}));
 }
 
 TEST(ExplainTest, HostHeaderReplacesTheUrlsHost) {
@@ -139,6 +162,26 @@ TEST(ExplainTest, NothingServes) {
   Json d = explain("GET", "http://web.example:8080/", {"Bad Header: x"});
   EXPECT_EQ(d["outcome"], "bad_request");
   EXPECT_EQ(d["status"], 400);
+}
+
+TEST(ExplainTest, ReasonsForEveryKindOfMatcher) {
+  auto reasons = [](const std::string& url, std::vector<std::string> headers, size_t route) {
+    Json x = explain("GET", url, std::move(headers));
+    return x["routes"][route]["reasons"];
+  };
+  EXPECT_EQ(reasons("http://more.example:8080/inv", {"X-Block: yes"}, 0),
+            Json::array({"header x-block is present (\"yes\") and the matcher is inverted"}));
+  EXPECT_EQ(reasons("http://more.example:8080/re/1a?v=x", {"X-Id: ABC"}, 1),
+            Json::array({"path \"/re/1a\" does not match the regex \"/re/[0-9]+\"",
+                         "header x-id: \"ABC\" is not matching the regex \"[a-z]+\"",
+                         "query parameter v: \"x\" is not matching the regex \"[0-9]\""}));
+  EXPECT_EQ(reasons("http://more.example:8080/x", {}, 2),
+            Json::array({"path \"/x\" does not start with \"/CI\" (in any case)"}));
+  Json x = explain("POST", "http://more.example:8080/p?flagx", {"Content-Length: 0"});
+  EXPECT_EQ(x["routes"][3]["reasons"],
+            Json::array({"method POST is not one of GET, HEAD",
+                         "query parameter flag is absent (wanted: present)"}));
+  EXPECT_EQ(explain("GET", "http://more.example:8080/ci")["status"], 202);
 }
 
 TEST(ExplainTest, Notes) {
@@ -206,20 +249,30 @@ TEST(ExplainTest, DecodedConfigurationRoutesLikeTheOriginal) {
       "GET /HEALTH HTTP/1.1\r\nHost: web.example\r\n\r\n",
       "GET /old HTTP/1.1\r\nHost: web.example\r\n\r\n",
       "DELETE /apix HTTP/1.1\r\nHost: web.example\r\n\r\n",
+      "GET /inv HTTP/1.1\r\nHost: more.example\r\nX-Block: 1\r\n\r\n",
+      "GET /inv HTTP/1.1\r\nHost: more.example\r\n\r\n",
+      "GET /re/12?v=3 HTTP/1.1\r\nHost: more.example\r\nX-Id: abc\r\n\r\n",
+      "GET /re/12?v=x HTTP/1.1\r\nHost: more.example\r\nX-Id: ABC\r\n\r\n",
+      "GET /re/1a HTTP/1.1\r\nHost: more.example\r\n\r\n",
+      "GET /ci/x HTTP/1.1\r\nHost: more.example\r\n\r\n",
+      "GET /p?flag HTTP/1.1\r\nHost: more.example\r\n\r\n",
+      "POST /p?flag=1 HTTP/1.1\r\nHost: more.example\r\nContent-Length: 0\r\n\r\n",
+      "GET /p?flagx=1&&flag2 HTTP/1.1\r\nHost: more.example\r\n\r\n",
   };
   for (const char* text : requests) {
     proxy::http::RequestHead head;
     ASSERT_EQ(proxy::http::parse_request_head(text, head).status,
               proxy::http::ParseStatus::kComplete);
-    const auto& a = built.config->listeners[0].virtual_hosts[0];
-    const auto& b = decoded.listeners[0].virtual_hosts[0];
-    const auto* ra = proxy::router::match_route(a, head);
-    const auto* rb = proxy::router::match_route(b, head);
-    EXPECT_EQ(ra ? ra->name : "", rb ? rb->name : "") << text;
-    for (const auto& r : b.routes) {
-      EXPECT_EQ(proxy::router::route_mismatches(r, head).empty(),
-                proxy::router::route_matches(r, head))
-          << text << r.name;
+    for (size_t v = 0; v < decoded.listeners[0].virtual_hosts.size(); ++v) {
+      const auto& a = built.config->listeners[0].virtual_hosts[v];
+      const auto& b = decoded.listeners[0].virtual_hosts[v];
+      const auto* ra = proxy::router::match_route(a, head);
+      const auto* rb = proxy::router::match_route(b, head);
+      EXPECT_EQ(ra ? ra->name : "", rb ? rb->name : "") << text;
+      for (const auto& r : b.routes) {
+        EXPECT_EQ(route_mismatches(r, head).empty(), proxy::router::route_matches(r, head))
+            << text << r.name;
+      }
     }
   }
 }

@@ -89,13 +89,6 @@ const snapshot::Route* match_route(const snapshot::VirtualHost& vhost,
 // True when `route` accepts `request` (the per-route test behind match_route).
 bool route_matches(const snapshot::Route& route, const http::RequestHead& request);
 
-// Why `route` does not accept `request`: one line per failing condition, in the order
-// route_matches tests them (path, method, each header matcher, each query matcher); empty exactly
-// when route_matches is true (same predicates). Allocates: for explanations (`portico route
-// explain`), never on the request path.
-std::vector<std::string> route_mismatches(const snapshot::Route& route,
-                                          const http::RequestHead& request);
-
 // Weighted choice among action.clusters: `r` must be uniform in [0, action.total_weight). Values
 // out of range pick the last cluster; an action without clusters yields an empty name.
 const std::string& pick_cluster(const snapshot::ForwardAction& action, uint32_t r);
