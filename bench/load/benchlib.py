@@ -150,7 +150,10 @@ def parse_wrk(out):
 
 def cmd_measure(a):
     ours = [int(p) for p in a.ours.split(",") if p] if a.ours else []
-    wrk = ["wrk", "-t1", f"-c{a.connections}", f"-d{a.duration}s", "--latency", a.url]
+    wrk = ["wrk", "-t1", f"-c{a.connections}", f"-d{a.duration}s", "--latency"]
+    for h in a.header or []:
+        wrk += ["-H", h]
+    wrk.append(a.url)
     if a.wrk_cpu != "":
         wrk = ["taskset", "-c", a.wrk_cpu] + wrk
     if a.nice:
@@ -285,9 +288,15 @@ def cmd_freeports(a):
 def cmd_wait_http(a):
     deadline = time.monotonic() + a.timeout
     last = ""
+    context = None
+    if a.insecure:  # the benchmark's self-signed certificates
+        import ssl
+        context = ssl.create_default_context()
+        context.check_hostname = False
+        context.verify_mode = ssl.CERT_NONE
     while time.monotonic() < deadline:
         try:
-            with urllib.request.urlopen(a.url, timeout=2) as r:
+            with urllib.request.urlopen(a.url, timeout=2, context=context) as r:
                 body = r.read()
                 status = r.status
         except urllib.error.HTTPError as e:
@@ -336,6 +345,7 @@ def main():
     p.add_argument("--body")
     p.add_argument("--size", type=int)
     p.add_argument("--timeout", type=float, default=10)
+    p.add_argument("--insecure", action="store_true", help="do not verify TLS certificates")
     p.set_defaults(fn=cmd_wait_http)
     p = sub.add_parser("wait-quiet")
     p.add_argument("--max", type=float, default=15)
@@ -353,6 +363,7 @@ def main():
     p.add_argument("--wrk-cpu", default="0")
     p.add_argument("--busy-threshold", type=float, default=0.25)
     p.add_argument("--nice", default="", help="run wrk at this nice level")
+    p.add_argument("--header", action="append", help="request header for wrk (repeatable)")
     p.set_defaults(fn=cmd_measure)
     p = sub.add_parser("summarize")
     p.add_argument("file")

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Side-by-side load benchmark: Portico against nginx and HAProxy, method of shared/reference/benchmarking.md.
 #
-#   bench/load/run.sh [--rounds N] [--duration S] [--scenarios c64,c1000,big] [--only-peers]
+#   bench/load/run.sh [--rounds N] [--duration S] [--scenarios c64,c1000,big,tls-c64,hs-ecdsa,hs-rsa]
+#                     [--only-peers]
 #                     [--portico BIN] [--warmup S] [--busy-threshold CORES] [--wait-quiet S] [--nice N]
 #                     [--out FILE]
 #
@@ -14,6 +15,11 @@
 # runs the upstream, the proxies and wrk at that nice level and, when the kernel groups tasks by session
 # (sched_autogroup), sets this session's autogroup nice to N until exit: that shields the measured
 # processes from other users' jobs (at those jobs' expense).
+# TLS scenarios (every proxy terminates TLS with the same self-signed certificates, made at run time):
+#   tls-c64   64 keep-alive HTTPS connections, small body;
+#   hs-ecdsa  a new TLS connection (full handshake, no resumption: wrk offers no session) for every
+#             request, ECDSA P-256 certificate, 64 connections: req/s is handshakes/s;
+#   hs-rsa    the same with an RSA-2048 certificate.
 # Everything listens on 127.0.0.1; every process is started here, recorded by PID and killed by PID on exit.
 set -euo pipefail
 
@@ -34,7 +40,7 @@ OUT=""
 PROXY_CPU=1
 LOAD_CPU=0
 
-usage() { sed -n '2,18p' "$0" | sed 's/^# \{0,1\}//'; }
+usage() { sed -n '2,24p' "$0" | sed 's/^# \{0,1\}//'; }
 
 while [ $# -gt 0 ]; do
   case "$1" in
@@ -61,7 +67,7 @@ done
 
 # ------------------------------------------------------------------------------------------------ tools
 missing=()
-for tool in nginx haproxy wrk taskset python3 curl; do
+for tool in nginx haproxy wrk taskset python3 curl openssl; do
   command -v "$tool" >/dev/null 2>&1 || missing+=("$tool")
 done
 if [ ${#missing[@]} -gt 0 ]; then
@@ -80,12 +86,20 @@ if [ "$ncpu" -lt 2 ]; then
 fi
 
 # Scenarios: name -> connections and path.
-scenario_conns() { case "$1" in c64) echo 64 ;; c1000) echo 1000 ;; big) echo 16 ;; *) return 1 ;; esac; }
-scenario_path() { case "$1" in c64|c1000) echo /small ;; big) echo /big ;; *) return 1 ;; esac; }
+scenario_conns() {
+  case "$1" in c64|tls-c64|hs-ecdsa|hs-rsa) echo 64 ;; c1000) echo 1000 ;; big) echo 16 ;; *) return 1 ;; esac
+}
+scenario_path() { case "$1" in c64|c1000|tls-c64|hs-ecdsa|hs-rsa) echo /small ;; big) echo /big ;; *) return 1 ;; esac; }
+# Which of a proxy's listeners a scenario uses: plain, ecdsa (TLS, ECDSA certificate) or rsa.
+scenario_listener() { case "$1" in tls-c64|hs-ecdsa) echo ecdsa ;; hs-rsa) echo rsa ;; *) echo plain ;; esac; }
+scenario_header() { case "$1" in hs-*) echo "Connection: close" ;; *) echo "" ;; esac; }
 IFS=, read -r -a SCEN_LIST <<<"$SCENARIOS"
 need_fds=256
 for s in "${SCEN_LIST[@]}"; do
-  c=$(scenario_conns "$s") || { echo "run.sh: unknown scenario '$s' (c64, c1000, big)" >&2; exit 2; }
+  c=$(scenario_conns "$s") || {
+    echo "run.sh: unknown scenario '$s' (c64, c1000, big, tls-c64, hs-ecdsa, hs-rsa)" >&2
+    exit 2
+  }
   [ $((c * 3 + 256)) -gt "$need_fds" ] && need_fds=$((c * 3 + 256))
 done
 
@@ -122,8 +136,19 @@ cleanup() {
 trap cleanup EXIT
 trap 'exit 130' INT TERM
 
-mapfile -t PORTS < <(python3 "$LIB" freeports 5)
+mapfile -t PORTS < <(python3 "$LIB" freeports 11)
 UP_PORT=${PORTS[0]} NGINX_PORT=${PORTS[1]} HAPROXY_PORT=${PORTS[2]} PORTICO_PORT=${PORTS[3]} ADMIN_PORT=${PORTS[4]}
+declare -A TLS_PORT=([nginx-ecdsa]=${PORTS[5]} [nginx-rsa]=${PORTS[6]} [haproxy-ecdsa]=${PORTS[7]}
+  [haproxy-rsa]=${PORTS[8]} [portico-ecdsa]=${PORTS[9]} [portico-rsa]=${PORTS[10]})
+
+# One self-signed certificate of each kind, shared by every proxy.
+mkdir -p "$WORK/pki"
+openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 2 -subj /CN=bench.example.test \
+  -keyout "$WORK/pki/ecdsa.key" -out "$WORK/pki/ecdsa.crt" 2>/dev/null
+openssl req -x509 -newkey rsa:2048 -nodes -days 2 -subj /CN=bench.example.test \
+  -keyout "$WORK/pki/rsa.key" -out "$WORK/pki/rsa.crt" 2>/dev/null
+for k in ecdsa rsa; do cat "$WORK/pki/$k.crt" "$WORK/pki/$k.key" >"$WORK/pki/$k.pem"; done
+chmod -R a+rX "$WORK/pki"
 
 if [ -z "$OUT" ]; then
   mkdir -p "$HERE/results"
@@ -194,13 +219,32 @@ http {
   keepalive_timeout 75s;
   client_body_temp_path $WORK/nginx/client_body;
   proxy_temp_path $WORK/nginx/proxy;
+  # The same idle pool as Portico's (4096 per endpoint and worker) and buffers of Portico's read size.
   upstream up {
     server 127.0.0.1:$UP_PORT;
-    keepalive 64;
+    keepalive 4096;
     keepalive_requests 1000000;
   }
+  proxy_buffer_size 64k;
+  proxy_buffers 8 64k;
+  proxy_busy_buffers_size 128k;
+  ssl_protocols TLSv1.2 TLSv1.3;
+  ssl_session_tickets on;
   server {
     listen 127.0.0.1:$NGINX_PORT backlog=4096;
+    listen 127.0.0.1:${TLS_PORT[nginx-ecdsa]} ssl backlog=4096;
+    ssl_certificate $WORK/pki/ecdsa.crt;
+    ssl_certificate_key $WORK/pki/ecdsa.key;
+    location / {
+      proxy_pass http://up;
+      proxy_http_version 1.1;
+      proxy_set_header Connection "";
+    }
+  }
+  server {
+    listen 127.0.0.1:${TLS_PORT[nginx-rsa]} ssl backlog=4096;
+    ssl_certificate $WORK/pki/rsa.crt;
+    ssl_certificate_key $WORK/pki/rsa.key;
     location / {
       proxy_pass http://up;
       proxy_http_version 1.1;
@@ -215,6 +259,7 @@ cat >"$WORK/haproxy/haproxy.cfg" <<EOF
 global
   nbthread 1
   maxconn 8000
+  ssl-default-bind-options ssl-min-ver TLSv1.2
 
 defaults
   mode http
@@ -226,6 +271,8 @@ defaults
 
 frontend fe
   bind 127.0.0.1:$HAPROXY_PORT
+  bind 127.0.0.1:${TLS_PORT[haproxy-ecdsa]} ssl crt $WORK/pki/ecdsa.pem alpn http/1.1
+  bind 127.0.0.1:${TLS_PORT[haproxy-rsa]} ssl crt $WORK/pki/rsa.pem alpn http/1.1
   default_backend be
 
 backend be
@@ -267,6 +314,34 @@ spec:
       - addr: 127.0.0.1
         port: $UP_PORT
 EOF
+# TLS listeners: written only when a TLS scenario runs.
+if [[ ",$SCENARIOS," == *,tls-c64,* || ",$SCENARIOS," == *,hs-* ]]; then
+  for k in ecdsa rsa; do
+    cat >>"$WORK/portico/conf/bench.yaml" <<EOF
+---
+apiVersion: gateway.portico.dev/v1
+kind: Secret
+metadata:
+  name: bench-$k
+spec:
+  tls:
+    certChainFile: $WORK/pki/$k.crt
+    privateKeyFile: $WORK/pki/$k.key
+---
+apiVersion: gateway.portico.dev/v1
+kind: Gateway
+metadata:
+  name: bench-$k
+spec:
+  bindAddress: 127.0.0.1
+  bindPort: ${TLS_PORT[portico-$k]}
+  ssl: true
+  sslConfig:
+    secretRef:
+      name: bench-$k
+EOF
+  done
+fi
 
 declare -A PROXY_PID PROXY_URL
 PROXIES=(nginx haproxy)
@@ -295,6 +370,12 @@ dump_logs() {
   return 0
 }
 
+proxy_url() {  # proxy_url PROXY SCENARIO
+  local l
+  l=$(scenario_listener "$2")
+  if [ "$l" = plain ]; then echo "${PROXY_URL[$1]}"; else echo "https://127.0.0.1:${TLS_PORT[$1-$l]}"; fi
+}
+
 python3 "$LIB" wait-http "http://127.0.0.1:$UP_PORT/small" --body ok || { dump_logs; exit 1; }
 if [ "$ONLY_PEERS" = 0 ]; then
   python3 "$LIB" wait-http "http://127.0.0.1:$ADMIN_PORT/ready" --body ready --timeout 20 || { dump_logs; exit 1; }
@@ -306,6 +387,14 @@ for p in "${PROXIES[@]}"; do
     dump_logs
     exit 1
   fi
+  for s in "${SCEN_LIST[@]}"; do
+    [ "$(scenario_listener "$s")" = plain ] && continue
+    if ! python3 "$LIB" wait-http "$(proxy_url "$p" "$s")/small" --body ok --insecure; then
+      echo "run.sh: $p does not proxy /small over TLS ($s)" >&2
+      dump_logs
+      exit 1
+    fi
+  done
 done
 
 # ------------------------------------------------------------------------------------------------ runs
@@ -337,9 +426,12 @@ for s in "${SCEN_LIST[@]}"; do
       if [ "$WAIT_QUIET" -gt 0 ]; then
         quiet=$(python3 "$LIB" wait-quiet --max "$WAIT_QUIET" --threshold "$BUSY_THRESHOLD")
       fi
+      hdr=()
+      [ -n "$(scenario_header "$s")" ] && hdr=(--header "$(scenario_header "$s")")
       line=$(python3 "$LIB" measure --proxy-pid "${PROXY_PID[$p]}" --ours "$UP_PID" --label "$p" \
-        --scenario "$s" --round "$r" --url "${PROXY_URL[$p]}$path" --connections "$conns" \
-        --duration "$DURATION" --wrk-cpu "$LOAD_CPU" --busy-threshold "$BUSY_THRESHOLD" --nice "$NICE")
+        --scenario "$s" --round "$r" --url "$(proxy_url "$p" "$s")$path" --connections "$conns" \
+        --duration "$DURATION" --wrk-cpu "$LOAD_CPU" --busy-threshold "$BUSY_THRESHOLD" --nice "$NICE" \
+        "${hdr[@]}")
       echo "$line" >>"$OUT"
       python3 - "$line" "$quiet" <<'PY'
 import json, sys
