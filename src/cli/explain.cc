@@ -5,6 +5,7 @@
 
 #include "cli/format.h"
 #include "proxy/http/h1_parser.h"
+#include "proxy/http/path.h"
 #include "proxy/router/router.h"
 
 namespace portico::cli {
@@ -480,15 +481,31 @@ bool explain_route(const Json& dump, const ExplainRequest& request, Json* out, s
     notes.push_back("the listener on port " + std::to_string(port) +
                     " expects TLS: a plain http:// client is not served");
   }
-  {
-    const std::string_view p = head.path;
-    if (p.find('%') != p.npos || p.find("//") != p.npos || p.find("/./") != p.npos ||
-        p.find("/../") != p.npos || p.ends_with("/.") || p.ends_with("/..")) {
-      notes.push_back(
-          "the path is matched as written; a Gateway that normalizes paths (dot-segments, "
-          "percent-encoding, merged slashes) routes the normalized path");
-    }
+  // Path normalisation before routing (HttpOptions::normalize_path, merge_slashes): what is
+  // routed is what is forwarded. The options are read from the dump when it carries them, else
+  // the snapshot's defaults (normalize, keep slashes, keep escaped slashes).
+  const Json& http_options = child(listener_json, "http");
+  proxy::http::PathOptions path_options;
+  path_options.normalize = get_bool(http_options, "normalize_path", true);
+  path_options.merge_slashes = get_bool(http_options, "merge_slashes", false);
+  if (get_string(http_options, "escaped_slashes") == "reject") {
+    path_options.escaped_slashes = proxy::http::EscapedSlashes::kReject;
   }
+  std::string routed_path;
+  auto path_status = proxy::http::normalize_path(head.path, path_options, routed_path);
+  if (path_status != proxy::http::PathStatus::kOk) {
+    x["outcome"] = "bad_request";
+    x["status"] = 400;
+    x["message"] = "the proxy rejects this path before routing: " +
+                   std::string(proxy::http::path_status_text(path_status));
+    return true;
+  }
+  if (routed_path != head.path) {
+    notes.push_back("the path is normalized before routing: " + json_quoted(head.path) + " -> " +
+                    json_quoted(routed_path));
+    head.path = routed_path;
+  }
+  x["request"]["routed_path"] = routed_path;
   if (!notes.empty()) x["notes"] = notes;
 
   proxy::router::CompiledListener compiled(*listener);

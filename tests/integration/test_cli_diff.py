@@ -70,14 +70,22 @@ class DiffTest(t.IntegrationTest):
         self.assertEqual([x["name"] for x in data["removed"]], ["old"])
         self.assertEqual([x["name"] for x in data["changed"]], ["web"])
 
-    def test_would_be_rejected(self):
+    def test_status_changes(self):
         other = self.copy()
         other.remove("upstream-echo.yaml")
         proc = self.diff(other.path)
         self.assertEqual(proc.returncode, FINDINGS, proc.stdout + proc.stderr)
-        self.assertIn("~ VirtualService default/web: Accepted -> would be Rejected\n", proc.stdout)
-        self.assertIn("echo", proc.stdout.split("would be Rejected")[1].splitlines()[1])
+        self.assertIn("~ VirtualService default/web: Accepted -> would be Warning\n", proc.stdout)
+        self.assertIn("echo", proc.stdout.split("would be Warning")[1].splitlines()[1])
         self.assertIn("- Upstream default/echo\n", proc.stdout)
+        broken = self.copy()
+        vs = t.virtual_service("web", [r("api", [m(prefix="/api")], to="echo")], domains=["web.example"])
+        vs["spec"]["virtualHost"]["routes"][0]["colour"] = "blue"
+        broken.write_obj("vs-web.yaml", vs)
+        proc = self.diff(broken.path)
+        self.assertEqual(proc.returncode, FINDINGS, proc.stdout + proc.stderr)
+        self.assertIn("~ VirtualService default/web: Accepted -> would be Rejected\n", proc.stdout)
+        self.assertIn("colour", proc.stdout.split("would be Rejected")[1].splitlines()[1])
 
     def test_single_file_is_laid_over_the_running_resources(self):
         other = self.new_config()

@@ -31,9 +31,11 @@ class InspectTest(t.IntegrationTest):
         cls.port = t.free_port()
         cls.cfg.write_obj("upstream-echo.yaml", t.upstream("echo", [(t.LOCALHOST, cls.echo.port)]))
         cls.cfg.write_obj("vs-web.yaml", web_vs())
-        # Rejected: its upstream does not exist.
-        cls.cfg.write_obj("vs-broken.yaml", t.virtual_service("broken", [
-            r("a", [m(prefix="/")], to="no-such-upstream")], domains=["broken.example"]))
+        # Rejected: a field Portico does not implement (fail closed).
+        broken = t.virtual_service("broken", [r("a", [m(prefix="/")], direct=(200, "broken"))],
+                                   domains=["broken.example"])
+        broken["spec"]["virtualHost"]["routes"][0]["colour"] = "blue"
+        cls.cfg.write_obj("vs-broken.yaml", broken)
         # Warning: the second route can never match.
         cls.cfg.write_obj("vs-shadow.yaml", t.virtual_service("shadow", [
             r("wide", [m(prefix="/a")], direct=(200, "wide")),
@@ -66,7 +68,7 @@ class InspectTest(t.IntegrationTest):
         self.assertEqual(wide.stdout.splitlines()[0].split(),
                          ["NAMESPACE", "NAME", "STATUS", "GENERATION", "FILE", "DETAILS", "REASON"])
         web = [ln.split() for ln in wide.stdout.splitlines() if ln.split()[1] == "web"][0]
-        self.assertEqual(web[3], "1")
+        self.assertRegex(web[3], r"^[0-9]+$")
         self.assertTrue(web[4].startswith("vs-web.yaml"), web)
         self.assertEqual(web[5], "domains=web.example;routes=2")
         gw = self.cli("get", "gw", "-o", "wide")
@@ -132,7 +134,7 @@ class InspectTest(t.IntegrationTest):
         proc = self.cli("describe", "vs", "broken")
         self.assertEqual(proc.returncode, OK, proc.stderr)
         self.assertIn("Status:      Rejected", proc.stdout)
-        self.assertIn("no-such-upstream", proc.stdout)
+        self.assertIn("colour", proc.stdout)
         self.assertIn("nothing (Rejected resources are left out)", proc.stdout)
         data = json.loads(self.cli("describe", "vs", "broken", "-o", "json").stdout)
         self.assertEqual((data["state"], data["produced"]), ("Rejected", []))
@@ -149,7 +151,7 @@ class InspectTest(t.IntegrationTest):
         self.assertEqual(proc.returncode, FINDINGS, proc.stdout + proc.stderr)
         self.assertIn("Rejected VirtualService default/broken (vs-broken.yaml)", proc.stdout)
         self.assertIn("Warning VirtualService default/shadow (vs-shadow.yaml)", proc.stdout)
-        self.assertIn("no-such-upstream", proc.stdout)
+        self.assertIn("colour", proc.stdout)
         # The Gateway serves a rejected VirtualService: a Warning too.
         self.assertIn("Warning Gateway default/gw (gateway-gw.yaml)", proc.stdout)
         self.assertNotIn("default/web", proc.stdout)
@@ -235,13 +237,17 @@ class ValidateCliTest(t.IntegrationTest):
         self.assertIn("1 resources: 1 accepted", one.stdout)
         with open(self.cfg.file("vs-web.yaml")) as f:
             text = f.read()
-        # Alone, the VirtualService refers to an Upstream it does not see: Rejected.
+        # Alone, the VirtualService refers to an Upstream it does not see: a warning.
         stdin = subprocess.run([t.PORTICO_BIN, "validate", "-", "-o", "json"], input=text,
                                capture_output=True, text=True, timeout=30)
-        self.assertEqual(stdin.returncode, FINDINGS, stdin.stderr)
+        self.assertEqual(stdin.returncode, OK, stdin.stderr)
         data = json.loads(stdin.stdout)
-        self.assertTrue(any(d["file"] == "<stdin>" and "echo" in d["message"] for d in data["diagnostics"]),
-                        data)
+        self.assertTrue(any(d["file"] == "<stdin>" and d["severity"] == "warning" and "echo" in d["message"]
+                            for d in data["diagnostics"]), data)
+        broken = subprocess.run([t.PORTICO_BIN, "validate", "-"], input="kind: Nope\n",
+                                capture_output=True, text=True, timeout=30)
+        self.assertEqual(broken.returncode, FINDINGS, broken.stdout + broken.stderr)
+        self.assertIn("<stdin>", broken.stdout)
 
     def test_errors(self):
         proc = t.run_cli("validate", "/nonexistent/portico")

@@ -173,16 +173,25 @@ class RouteTest(t.IntegrationTest):
         del resp
 
     def test_add_refuses_an_invalid_result(self):
-        proc = t.run_cli("route", "add", "--dir", self.cfg.path, "--vs", "web", "--path-prefix", "/x",
-                         "--upstream", "missing")
+        proc = t.run_cli("route", "add", "--dir", self.cfg.path, "--vs", "web", "--path-regex", "/(unclosed",
+                         "--upstream", "echo")
         self.assertEqual(proc.returncode, FINDINGS, proc.stdout + proc.stderr)
         self.assertIn("refusing to write vs-web.yaml", proc.stderr)
-        self.assertIn("missing", proc.stderr)
+        self.assertIn("routes[0].matchers[0].regex", proc.stderr)
+        self.assertIn("+      - name: unclosed\n", proc.stdout)  # what would have been written
         self.assertEqual(self.read_vs(), VS_TEMPLATE)
         proc = t.run_cli("route", "add", "--dir", self.cfg.path, "--vs", "web", "--path-prefix", "api",
                          "--direct-response", "200")
         self.assertEqual(proc.returncode, FINDINGS, proc.stderr)  # a prefix must start with '/'
         self.assertEqual(self.read_vs(), VS_TEMPLATE)
+
+    def test_add_with_warnings_writes_and_says_so(self):
+        # A missing upstream is a Warning (the route answers 503), not an error: written, and noted.
+        proc = t.run_cli("route", "add", "--dir", self.cfg.path, "--vs", "web", "--path-prefix", "/x",
+                         "--upstream", "missing")
+        self.assertEqual(proc.returncode, OK, proc.stdout + proc.stderr)
+        self.assertRegex(proc.stderr, r"note: vs-web.yaml:\d+:\d+: warning: .*missing")
+        self.assertIn("- name: x\n", self.read_vs())
 
     def test_add_argument_errors(self):
         base = ("route", "add", "--dir", self.cfg.path)
