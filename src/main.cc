@@ -2,6 +2,7 @@
 // commands live in src/cli/ and are the only place where the planes are wired together.
 #include <cstdio>
 #include <cstring>
+#include <exception>
 #include <string>
 #include <vector>
 
@@ -26,13 +27,20 @@ int main(int argc, char** argv) {
     }
     return portico::cli::run_command(args);
   }
-  if (cmd == "validate") return portico::cli::validate_command(args);
-  if (cmd == "get") return portico::cli::get_command(args);
-  if (cmd == "describe") return portico::cli::describe_command(args);
-  if (cmd == "check") return portico::cli::check_command(args);
-  if (cmd == "proxy") return portico::cli::proxy_command(args);
-  if (cmd == "route") return portico::cli::route_command(args);
-  if (cmd == "diff") return portico::cli::diff_command(args);
+  // The CLI commands read documents from files and from the admin API: a bug in reading one must
+  // end in one line naming it, never in std::terminate.
+  try {
+    if (cmd == "validate") return portico::cli::validate_command(args);
+    if (cmd == "get") return portico::cli::get_command(args);
+    if (cmd == "describe") return portico::cli::describe_command(args);
+    if (cmd == "check") return portico::cli::check_command(args);
+    if (cmd == "proxy") return portico::cli::proxy_command(args);
+    if (cmd == "route") return portico::cli::route_command(args);
+    if (cmd == "diff") return portico::cli::diff_command(args);
+  } catch (const std::exception& e) {
+    std::fprintf(stderr, "portico %s: internal error: %s\n", cmd.c_str(), e.what());
+    return 1;
+  }
   if (cmd == "version" || cmd == "--version") {
     std::printf("portico 0.1.0\n");
     return 0;

@@ -84,7 +84,9 @@ Json dump_of(const control::BuildResult& result) {
 std::string describe_action(const Json& route) {
   if (route.contains("forward")) {
     std::string out;
-    const Json& clusters = route["forward"]["clusters"];
+    const Json clusters = route["forward"].is_object()
+                              ? route["forward"].value("clusters", Json::array())
+                              : Json::array();
     for (const auto& c : clusters) {
       out += (out.empty() ? "" : ", ") + json_str(c, "cluster");
       if (clusters.size() > 1) out += " (weight " + json_str(c, "weight") + ")";
@@ -480,6 +482,22 @@ int describe_command(const std::vector<std::string>& args) {
   std::printf("File:        %s\n", file.c_str());
   std::printf("Generation:  %s\n", json_str(r, "generation").c_str());
   std::printf("Status:      %s\n", json_str(r, "state").c_str());
+  if (r.contains("servingGeneration")) {
+    std::printf("Serving:     generation %s (the last good version stays in force)\n",
+                json_str(r, "servingGeneration").c_str());
+  }
+  if (r.contains("origin") && r["origin"].is_object()) {
+    std::printf("Source:      %s\n", json_str(r["origin"], "source").c_str());
+  }
+  if (r.contains("lastChange") && r["lastChange"].is_object()) {
+    const Json& c = r["lastChange"];
+    std::string applied = json_str(c, "appliedMs");
+    std::printf(
+        "Last change: %s\n",
+        applied.empty()
+            ? "not yet running on every worker"
+            : ("running on every worker " + applied + " ms after the change was seen").c_str());
+  }
   auto reasons = reason_lines(r);
   if (!reasons.empty()) {
     std::printf("Reasons:\n");
