@@ -457,6 +457,16 @@ int route_add_command(const std::vector<std::string>& args) {
   if (a.has("--prefix-rewrite")) options["prefixRewrite"] = a.get("--prefix-rewrite");
   if (a.has("--timeout")) options["timeout"] = a.get("--timeout");
   if (!options.empty()) route["options"] = options;
+  // The router replaces exactly the matched prefix: /api + rewrite "/" sends /api/v1 as //v1.
+  const std::string rewrite = a.get("--prefix-rewrite");
+  if (a.has("--path-prefix") && !path.empty() && path.back() != '/' && !rewrite.empty() &&
+      rewrite.back() == '/') {
+    std::fprintf(stderr,
+                 "note: with --path-prefix %s and --prefix-rewrite %s, %s/x is sent upstream as "
+                 "%s/x; --path-prefix %s/ would send %sx\n",
+                 path.c_str(), rewrite.c_str(), path.c_str(), rewrite.c_str(), path.c_str(),
+                 rewrite.c_str());
+  }
 
   std::string edited;
   std::string error;

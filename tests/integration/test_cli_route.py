@@ -145,6 +145,8 @@ class RouteTest(t.IntegrationTest):
         self.assertIn("--- a/vs-web.yaml\n+++ b/vs-web.yaml\n", proc.stdout)
         self.assertIn("+      - name: api\n", proc.stdout)
         self.assertIn("+          prefixRewrite: /\n", proc.stdout)
+        # The router replaces exactly the matched prefix; the footgun is pointed out.
+        self.assertIn("/api/x is sent upstream as //x", proc.stderr)
 
     def test_add_keeps_comments_and_is_served(self):
         portico = self.start_portico(self.cfg)
