@@ -12,12 +12,17 @@
 
 namespace portico::cli {
 
-bool admin_get(const std::string& admin, const std::string& path, std::string* body,
+bool admin_get(const std::string& admin_flag, const std::string& path, std::string* body,
                std::string* error) {
+  // ADDR:PORT, or the admin API's URL (http://ADDR:PORT, http://ADDR:PORT/).
+  std::string admin = admin_flag;
+  if (admin.rfind("http://", 0) == 0) admin = admin.substr(7);
+  while (!admin.empty() && admin.back() == '/')
+    admin.pop_back();
   std::string host;
   uint16_t port = 0;
   if (!parse_host_port(admin, &host, &port)) {
-    *error = "--admin wants ADDR:PORT, got '" + admin + "'";
+    *error = "--admin wants ADDR:PORT or http://ADDR:PORT, got '" + admin_flag + "'";
     return false;
   }
   addrinfo hints{};

@@ -160,6 +160,13 @@ class InspectTest(t.IntegrationTest):
         self.assertEqual((data["ok"], data["ready"]), (False, True))
         self.assertEqual(sorted(p["name"] for p in data["problems"]), ["broken", "gw", "shadow"])
 
+    def test_admin_flag_takes_a_url(self):
+        for admin in (self.portico.admin, f"http://{self.portico.admin}", f"http://{self.portico.admin}/"):
+            proc = t.run_cli("get", "vs", "web", "--admin", admin)
+            self.assertEqual(proc.returncode, OK, f"{admin}: {proc.stderr}")
+        proc = t.run_cli("get", "vs", "--admin", "https://x")
+        self.assert_one_line_error(proc, UNAVAILABLE, "--admin wants ADDR:PORT or http://ADDR:PORT")
+
     def test_check_unreachable(self):
         proc = t.run_cli("check", "--admin", f"127.0.0.1:{t.free_port()}")
         self.assert_one_line_error(proc, UNAVAILABLE, "cannot reach the admin API")
