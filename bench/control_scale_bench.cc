@@ -1,0 +1,388 @@
+// Control-plane scale benchmark (a program, not a test; single-threaded): decodes, validates and
+// translates a configuration directory (normally one written by bench/scale/gen.py) through the
+// public entry points `portico run` uses, and prints the wall time and memory of every phase, then
+// the time of a rebuild after one route, and after one endpoint, changed in one file.
+//
+//   control_scale_bench DIR [--repeat N] [--workers N]
+//
+// Phases (one after the other, on one thread; each printed as a line and as `SCALE phase=...
+// ms=...`):
+//   list, read        control::list_config_files + read_config_file of every file
+//   decode            api::decode_file of every file (YAML parse, field decoding, spec as JSON, and
+//                     api::validate_resource, which decode_file calls)
+//   validate          api::validate_resource again on every resource (its share of `decode`)
+//   copy              copying the resources into one vector, as the pipeline's assemble() does
+//   translate         control::translate (cross-resource checks + the ProxyConfig + statuses)
+//   canonical_json    snapshot::to_json of the config, which `portico run` does at every rebuild to
+//                     tell real changes
+//   status_json       control::resources_to_json (the admin /resources document, every rebuild)
+//   runtime           proxy::build_runtime (router indexes and stat slots, what Server::apply
+//   builds) source_cold       control::FileConfigSource::build on a new source (what `portico run`
+//   starts with) source_unchanged  build again with nothing changed (every file read and compared)
+//   rebuild_route     one route's direct-response body changed in one VirtualService file, then
+//   build rebuild_endpoint  one host port changed in one Upstream file, then build
+// The rebuild phases also print `apply_ms`: canonical_json + runtime + status_json of that build,
+// so that build + apply_ms is what `portico run` spends before the workers see the change (plus its
+// 10 ms debounce). The two edited files are restored before the program exits.
+//
+// Memory: `rss_mb` is the resident set after the phase (/proc/self/statm), `peak_rss_mb` the
+// process's maximum so far (getrusage). Freed memory is not always returned to the system, so the
+// peak after `runtime` is the figure for "decode + translate + apply of the whole directory".
+#include <sys/resource.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <chrono>
+#include <cstdio>
+#include <cstdlib>
+#include <fstream>
+#include <functional>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "api/decode.h"
+#include "api/validate.h"
+#include "control/pipeline.h"
+#include "control/sources/config_dir.h"
+#include "control/status/status.h"
+#include "control/translate/translator.h"
+#include "proxy/runtime.h"
+#include "proxy/stats/stats.h"
+#include "snapshot/proxy_config.h"
+
+namespace {
+
+using Clock = std::chrono::steady_clock;
+namespace control = portico::control;
+namespace api = portico::api;
+namespace snapshot = portico::snapshot;
+namespace proxy = portico::proxy;
+
+double rss_mb() {
+  std::ifstream in("/proc/self/statm");
+  long pages = 0, resident = 0;
+  in >> pages >> resident;
+  return static_cast<double>(resident) * static_cast<double>(sysconf(_SC_PAGESIZE)) / 1e6;
+}
+
+double peak_rss_mb() {
+  rusage ru{};
+  getrusage(RUSAGE_SELF, &ru);
+  return static_cast<double>(ru.ru_maxrss) / 1e3;  // ru_maxrss is in KiB on Linux
+}
+
+double ms_since(Clock::time_point start) {
+  return std::chrono::duration<double, std::milli>(Clock::now() - start).count();
+}
+
+// Runs `fn` `repeat` times; returns the smallest wall time in ms (the least disturbed run on a
+// shared machine) and the median.
+struct Timing {
+  double min_ms = 0;
+  double median_ms = 0;
+};
+Timing time_it(int repeat, const std::function<void()>& fn) {
+  std::vector<double> runs;
+  for (int i = 0; i < repeat; ++i) {
+    auto t0 = Clock::now();
+    fn();
+    runs.push_back(ms_since(t0));
+  }
+  std::sort(runs.begin(), runs.end());
+  return {runs.front(), runs[runs.size() / 2]};
+}
+
+void report(const char* phase, Timing t, const std::string& extra = "") {
+  std::printf("%-17s %10.1f ms (median %.1f)  rss %7.1f MB  peak %7.1f MB%s%s\n", phase, t.min_ms,
+              t.median_ms, rss_mb(), peak_rss_mb(), extra.empty() ? "" : "  ", extra.c_str());
+  std::printf("SCALE phase=%s ms=%.2f median_ms=%.2f rss_mb=%.1f peak_rss_mb=%.1f%s%s\n", phase,
+              t.min_ms, t.median_ms, rss_mb(), peak_rss_mb(), extra.empty() ? "" : " ",
+              extra.c_str());
+  std::fflush(stdout);
+}
+
+bool write_file(const std::string& path, const std::string& content) {
+  std::ofstream out(path, std::ios::binary | std::ios::trunc);
+  out << content;
+  return static_cast<bool>(out);
+}
+
+// A file of `files` whose content contains every one of `needles`; its index or -1.
+int find_file(const std::vector<std::string>& contents,
+              std::initializer_list<const char*> needles) {
+  for (size_t i = 0; i < contents.size(); ++i) {
+    bool all = true;
+    for (const char* n : needles)
+      all = all && contents[i].find(n) != std::string::npos;
+    if (all) return static_cast<int>(i);
+  }
+  return -1;
+}
+
+struct Counts {
+  size_t resources = 0, virtual_services = 0, upstreams = 0, gateways = 0, api_routes = 0;
+  size_t errors = 0, warnings = 0;
+};
+
+Counts count(const std::vector<api::DecodedFile>& decoded) {
+  Counts c;
+  for (const auto& f : decoded) {
+    c.errors += f.errors.size();
+    for (const auto& r : f.resources) {
+      ++c.resources;
+      switch (r.kind) {
+        case api::Kind::kGateway:
+          ++c.gateways;
+          break;
+        case api::Kind::kUpstream:
+          ++c.upstreams;
+          break;
+        case api::Kind::kVirtualService:
+          ++c.virtual_services;
+          c.api_routes += r.virtual_service().routes.size();
+          break;
+      }
+      for (const auto& d : r.diagnostics)
+        (d.severity == api::Diagnostic::Severity::kError ? c.errors : c.warnings) += 1;
+    }
+  }
+  return c;
+}
+
+size_t snapshot_routes(const snapshot::ProxyConfig& config) {
+  size_t n = 0;
+  for (const auto& l : config.listeners)
+    for (const auto& v : l.virtual_hosts)
+      n += v.routes.size();
+  return n;
+}
+
+// What `portico run` does with a BuildResult before the workers see it (besides the debounce):
+// the canonical JSON comparison, the runtime (Server::apply) and the /resources document.
+double apply_ms(const control::BuildResult& result, proxy::stats::Registry& registry) {
+  auto t0 = Clock::now();
+  snapshot::ProxyConfig copy = *result.config;
+  copy.version = 0;
+  copy.created_unix_ms = 0;
+  std::string canonical = snapshot::to_json(copy, false);
+  auto runtime = proxy::build_runtime(result.config, registry);
+  std::string status = control::resources_to_json(result.resources, result.file_errors);
+  double ms = ms_since(t0);
+  if (canonical.empty() || !runtime || status.empty()) std::abort();
+  return ms;
+}
+
+int usage() {
+  std::fprintf(stderr, "usage: control_scale_bench DIR [--repeat N] [--workers N]\n");
+  return 2;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  std::string dir;
+  int repeat = 3;
+  int workers = 1;
+  for (int i = 1; i < argc; ++i) {
+    std::string a = argv[i];
+    if ((a == "--repeat" || a == "--workers") && i + 1 < argc) {
+      int v = std::atoi(argv[++i]);
+      if (v < 1 || v > 64) return usage();
+      (a == "--repeat" ? repeat : workers) = v;
+    } else if (!a.empty() && a[0] != '-' && dir.empty()) {
+      dir = a;
+    } else {
+      return usage();
+    }
+  }
+  if (dir.empty()) return usage();
+  std::printf("# control_scale_bench %s (repeat %d: min and median of the runs)\n", dir.c_str(),
+              repeat);
+  report("start", {});
+
+  // ---- list + read ----
+  control::ConfigFileList list;
+  std::vector<std::string> contents;
+  size_t bytes = 0;
+  Timing t = time_it(repeat, [&] {
+    list = control::list_config_files(dir);
+    contents.clear();
+    bytes = 0;
+    for (const auto& name : list.files) {
+      std::string error;
+      auto c = control::read_config_file(list.base / name, api::kMaxFileBytes, &error);
+      if (!c) {
+        std::fprintf(stderr, "control_scale_bench: %s: %s\n", name.c_str(), error.c_str());
+        std::exit(1);
+      }
+      bytes += c->size();
+      contents.push_back(std::move(*c));
+    }
+  });
+  if (!list.error.empty()) {
+    std::fprintf(stderr, "control_scale_bench: %s\n", list.error.c_str());
+    return 1;
+  }
+  report("read", t,
+         "files=" + std::to_string(list.files.size()) + " bytes=" + std::to_string(bytes));
+
+  // ---- decode (with validate) ----
+  std::vector<api::DecodedFile> decoded;
+  t = time_it(repeat, [&] {
+    decoded.clear();
+    decoded.reserve(contents.size());
+    for (size_t i = 0; i < contents.size(); ++i)
+      decoded.push_back(api::decode_file(list.files[i], contents[i]));
+  });
+  Counts c = count(decoded);
+  report("decode", t,
+         "resources=" + std::to_string(c.resources) + " virtual_services=" +
+             std::to_string(c.virtual_services) + " routes=" + std::to_string(c.api_routes) +
+             " upstreams=" + std::to_string(c.upstreams) +
+             " gateways=" + std::to_string(c.gateways) + " errors=" + std::to_string(c.errors) +
+             " warnings=" + std::to_string(c.warnings));
+  if (c.errors != 0) {
+    // Print a few: a generated configuration is meant to be valid.
+    int shown = 0;
+    for (const auto& f : decoded) {
+      for (const auto& e : f.errors)
+        if (shown++ < 5) std::fprintf(stderr, "  %s\n", e.to_string().c_str());
+      for (const auto& r : f.resources)
+        for (const auto& d : r.diagnostics)
+          if (d.severity == api::Diagnostic::Severity::kError && shown++ < 5)
+            std::fprintf(stderr, "  %s\n", d.to_string().c_str());
+    }
+  }
+
+  // ---- validate alone (on copies, so that the diagnostics of `decoded` stay as they are) ----
+  {
+    std::vector<api::Resource> copies;
+    for (const auto& f : decoded)
+      copies.insert(copies.end(), f.resources.begin(), f.resources.end());
+    t = time_it(1, [&] {
+      for (auto& r : copies)
+        api::validate_resource(r);
+    });
+  }
+  report("validate", t, "(included in decode)");
+
+  // ---- copy, as assemble() does ----
+  std::vector<api::Resource> unique;
+  t = time_it(repeat, [&] {
+    unique.clear();
+    for (const auto& f : decoded)
+      unique.insert(unique.end(), f.resources.begin(), f.resources.end());
+  });
+  report("copy", t);
+
+  // ---- translate ----
+  control::Translation translation;
+  t = time_it(repeat, [&] { translation = control::translate(unique, 1, 0); });
+  size_t rejected = 0, warned = 0;
+  for (const auto& s : translation.statuses) {
+    rejected += s.state == control::State::kRejected;
+    warned += s.state == control::State::kWarning;
+  }
+  report("translate", t,
+         "listeners=" + std::to_string(translation.config->listeners.size()) +
+             " snapshot_routes=" + std::to_string(snapshot_routes(*translation.config)) +
+             " clusters=" + std::to_string(translation.config->clusters.size()) +
+             " rejected=" + std::to_string(rejected) + " warning=" + std::to_string(warned));
+
+  // ---- what `portico run` does after the build ----
+  std::string json;
+  t = time_it(repeat, [&] { json = snapshot::to_json(*translation.config, false); });
+  report("canonical_json", t, "bytes=" + std::to_string(json.size()));
+  json.clear();
+  json.shrink_to_fit();
+  t = time_it(repeat, [&] { json = control::resources_to_json(translation.statuses, {}); });
+  report("status_json", t, "bytes=" + std::to_string(json.size()));
+  json.clear();
+  json.shrink_to_fit();
+  proxy::stats::Registry registry(static_cast<unsigned>(workers));
+  std::shared_ptr<const proxy::Runtime> runtime;
+  t = time_it(repeat, [&] {
+    runtime.reset();
+    runtime = proxy::build_runtime(translation.config, registry);
+  });
+  report("runtime", t);
+  std::printf("SCALE phase=total_pipeline_peak peak_rss_mb=%.1f\n", peak_rss_mb());
+
+  // The FileConfigSource phases start from a clean slate (the figures above stay in the peak).
+  runtime.reset();
+  translation = {};
+  unique.clear();
+  unique.shrink_to_fit();
+  decoded.clear();
+  decoded.shrink_to_fit();
+
+  // ---- FileConfigSource, as `portico run` uses it ----
+  int vs_file = find_file(contents, {"kind: VirtualService", "body: \""});
+  int up_file = find_file(contents, {"kind: Upstream", "port: "});
+  std::string vs_path = vs_file < 0 ? "" : (list.base / list.files[vs_file]).string();
+  std::string up_path = up_file < 0 ? "" : (list.base / list.files[up_file]).string();
+  std::string vs_original = vs_file < 0 ? "" : contents[vs_file];
+  std::string up_original = up_file < 0 ? "" : contents[up_file];
+  contents.clear();
+  contents.shrink_to_fit();
+
+  double before = rss_mb();
+  auto source = std::make_unique<control::FileConfigSource>(dir);
+  auto t0 = Clock::now();
+  control::BuildResult result = source->build(1);
+  Timing cold{ms_since(t0), ms_since(t0)};
+  char extra[160];
+  std::snprintf(extra, sizeof extra, "ok=%d resources=%zu rss_delta_mb=%.1f apply_ms=%.1f",
+                result.ok() ? 1 : 0, result.resources.size(), rss_mb() - before,
+                apply_ms(result, registry));
+  report("source_cold", cold, extra);
+
+  uint64_t version = 1;
+  t = time_it(repeat, [&] { result = source->build(++version); });
+  report("source_unchanged", t);
+
+  int edits = 0;
+  using Edit = std::function<std::string(const std::string&, int)>;
+  auto rebuild_after = [&](const char* phase, const std::string& path, const std::string& original,
+                           const Edit& edit) {
+    if (path.empty()) {
+      std::printf("# %s: no file to edit\n", phase);
+      return;
+    }
+    std::vector<double> runs, apply;
+    for (int i = 0; i < repeat; ++i) {
+      if (!write_file(path, edit(original, ++edits))) {
+        std::fprintf(stderr, "control_scale_bench: cannot write %s\n", path.c_str());
+        std::exit(1);
+      }
+      auto start = Clock::now();
+      result = source->build(++version);
+      runs.push_back(ms_since(start));
+      apply.push_back(apply_ms(result, registry));
+      if (!result.ok()) std::printf("# %s: the edited configuration is not ok\n", phase);
+    }
+    std::sort(runs.begin(), runs.end());
+    std::sort(apply.begin(), apply.end());
+    char e[512];
+    std::snprintf(e, sizeof e, "apply_ms=%.1f file=%s", apply[apply.size() / 2], path.c_str());
+    report(phase, {runs.front(), runs[runs.size() / 2]}, e);
+    write_file(path, original);
+  };
+  // One route: the first direct-response body of the file ("ok vs1" becomes "<n>-ok vs1").
+  rebuild_after("rebuild_route", vs_path, vs_original, [](const std::string& text, int n) {
+    std::string out = text;
+    size_t at = out.find("body: \"") + 7;
+    return out.insert(at, std::to_string(n) + "-");
+  });
+  // One endpoint: the first host port of the file moves to another port.
+  rebuild_after("rebuild_endpoint", up_path, up_original, [](const std::string& text, int n) {
+    size_t at = text.find("port: ") + 6;
+    size_t end = text.find_first_not_of("0123456789", at);
+    int port = std::atoi(text.substr(at, end - at).c_str());
+    int moved = 1024 + (port + n) % 60000;
+    return text.substr(0, at) + std::to_string(moved) + text.substr(end);
+  });
+  std::printf("SCALE phase=end peak_rss_mb=%.1f\n", peak_rss_mb());
+  return 0;
+}
