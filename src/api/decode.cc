@@ -9,6 +9,7 @@
 #include <nlohmann/json.hpp>
 #include <sstream>
 
+#include "api/decode_internal.h"
 #include "api/fields.h"
 #include "api/validate.h"
 #include "api/yaml_reader.h"
@@ -23,9 +24,47 @@ const char* to_string(Kind kind) {
       return "VirtualService";
     case Kind::kUpstream:
       return "Upstream";
+    case Kind::kSecret:
+      return "Secret";
   }
   return "?";
 }
+
+namespace detail {
+
+using yaml::DocReader;
+using yaml::MapReader;
+
+bool check_name_field(DocReader& doc, const std::string& value, const std::string& path,
+                      Location loc) {
+  std::string err = check_name(value);
+  if (err.empty()) return true;
+  doc.error(loc, path, err);
+  return false;
+}
+
+ResourceRef decode_ref(DocReader& doc, const YAML::Node& node, const std::string& path,
+                       Location loc, const std::string& default_ns) {
+  ResourceRef ref;
+  ref.path = path;
+  ref.loc = loc;
+  ref.ns = default_ns;
+  MapReader m(doc, node, path, loc);
+  if (!m.ok()) return ref;
+  ref.loc = m.loc();
+  Location where;
+  if (m.string("name", &ref.name, true, &where)) {
+    check_name_field(doc, ref.name, m.child_path("name"), where);
+  }
+  std::string ns;
+  if (m.string("namespace", &ns, false, &where)) {
+    if (check_name_field(doc, ns, m.child_path("namespace"), where)) ref.ns = ns;
+  }
+  m.finish();
+  return ref;
+}
+
+}  // namespace detail
 
 std::string Resource::key() const {
   return std::string(to_string(kind)) + "/" + meta.ns + "/" + meta.name;
@@ -33,6 +72,8 @@ std::string Resource::key() const {
 
 namespace {
 
+using detail::check_name_field;
+using detail::decode_ref;
 using yaml::DocReader;
 using yaml::Field;
 using yaml::MapReader;
@@ -79,37 +120,6 @@ nlohmann::json to_json(const YAML::Node& node, int depth) {
   return obj;
 }
 
-// ---- shared pieces ----
-
-bool check_name_field(DocReader& doc, const std::string& value, const std::string& path,
-                      Location loc) {
-  std::string err = check_name(value);
-  if (err.empty()) return true;
-  doc.error(loc, path, err);
-  return false;
-}
-
-ResourceRef decode_ref(DocReader& doc, const YAML::Node& node, const std::string& path,
-                       Location loc, const std::string& default_ns) {
-  ResourceRef ref;
-  ref.path = path;
-  ref.loc = loc;
-  ref.ns = default_ns;
-  MapReader m(doc, node, path, loc);
-  if (!m.ok()) return ref;
-  ref.loc = m.loc();
-  Location where;
-  if (m.string("name", &ref.name, true, &where)) {
-    check_name_field(doc, ref.name, m.child_path("name"), where);
-  }
-  std::string ns;
-  if (m.string("namespace", &ns, false, &where)) {
-    if (check_name_field(doc, ns, m.child_path("namespace"), where)) ref.ns = ns;
-  }
-  m.finish();
-  return ref;
-}
-
 std::optional<Pattern> compile(DocReader& doc, const std::string& source, bool case_sensitive,
                                const std::string& path, Location loc) {
   if (source.size() > kMaxRegexBytes) {
@@ -129,37 +139,309 @@ std::optional<Pattern> compile(DocReader& doc, const std::string& source, bool c
 
 // ---- Gateway ----
 
+// Fields that Portico's httpOptions and Gloo's httpConnectionManagerSettings both set: decoded by
+// one function per field so that both places mean the same thing. `other` names the other place,
+// for the message when a field is set in both.
+class HttpOptionsReader {
+ public:
+  HttpOptionsReader(DocReader& doc, MapReader& m, GatewayHttpOptions* out, std::string other)
+      : doc_(doc), m_(m), out_(out), other_(std::move(other)) {}
+
+  template <typename T>
+  void set(const char* key, std::optional<T>* slot, T value, Location where) {
+    if (slot->has_value() && !other_.empty()) {
+      doc_.error(where, m_.child_path(key), "is also set in " + other_ + "; set it in one place");
+      return;
+    }
+    *slot = std::move(value);
+  }
+  void uint32(const char* key, uint64_t min, uint64_t max, std::optional<uint32_t>* slot,
+              uint64_t scale = 1) {
+    uint64_t n = 0;
+    Location where;
+    if (m_.uint(key, min, max, &n, false, &where)) {
+      set(key, slot, static_cast<uint32_t>(n * scale), where);
+    }
+  }
+  void uint64(const char* key, uint64_t min, uint64_t max, std::optional<uint64_t>* slot) {
+    uint64_t n = 0;
+    Location where;
+    if (m_.uint(key, min, max, &n, false, &where)) set(key, slot, n, where);
+  }
+  void boolean(const char* key, std::optional<bool>* slot) {
+    bool b = false;
+    Location where;
+    if (m_.boolean(key, &b, &where)) set(key, slot, b, where);
+  }
+  // positive: 0 is refused ("must be greater than 0").
+  void duration(const char* key, std::optional<Millis>* slot, bool positive) {
+    Millis d{0};
+    Location where;
+    if (!m_.duration(key, &d, false, &where)) return;
+    if (positive && d.count() == 0) {
+      doc_.error(where, m_.child_path(key), "must be greater than 0");
+      return;
+    }
+    set(key, slot, d, where);
+  }
+  void server_name(const char* key) {
+    std::string s;
+    Location where;
+    if (!m_.string(key, &s, false, &where)) return;
+    if (!is_safe_header_value(s)) {
+      doc_.error(where, m_.child_path(key), "must not contain CR, LF or NUL");
+      return;
+    }
+    set(key, &out_->server_name, s, where);
+  }
+
+ private:
+  DocReader& doc_;
+  MapReader& m_;
+  GatewayHttpOptions* out_;
+  std::string other_;
+};
+
+constexpr uint64_t kMaxBodyLimit = uint64_t{1} << 40;  // 1 TiB: "no limit" is 0
+
 void decode_http_options(DocReader& doc, const Field& f, GatewayHttpOptions* out) {
   MapReader m(doc, f.value, f.path, f.loc);
   if (!m.ok()) return;
-  uint64_t n = 0;
-  if (m.uint("maxRequestHeadersBytes", 1024, 1024 * 1024, &n)) {
-    out->max_request_headers_bytes = static_cast<uint32_t>(n);
+  HttpOptionsReader r(doc, m, out, "");
+  r.uint32("maxRequestHeadersBytes", 1024, 1024 * 1024, &out->max_request_headers_bytes);
+  r.uint32("maxHeaders", 1, 10000, &out->max_headers);
+  r.uint32("maxConnections", 1, 10000000, &out->max_connections);
+  r.duration("requestHeaderTimeout", &out->request_header_timeout, true);
+  r.duration("idleTimeout", &out->idle_timeout, true);
+  r.duration("drainTimeout", &out->drain_timeout, false);
+  r.boolean("generateRequestId", &out->generate_request_id);
+  r.server_name("serverName");
+  r.boolean("useRemoteAddress", &out->use_remote_address);
+  r.uint32("xffNumTrustedHops", 0, 64, &out->xff_num_trusted_hops);
+  r.boolean("normalizePath", &out->normalize_path);
+  r.boolean("mergeSlashes", &out->merge_slashes);
+  r.uint64("maxRequestBodyBytes", 0, kMaxBodyLimit, &out->max_request_body_bytes);
+  r.duration("requestTimeout", &out->request_timeout, false);
+  r.duration("streamIdleTimeout", &out->stream_idle_timeout, true);
+  m.finish();
+}
+
+// Gloo's httpGateway.options.httpConnectionManagerSettings.
+void decode_hcm_settings(DocReader& doc, const Field& f, GatewayHttpOptions* out) {
+  MapReader m(doc, f.value, f.path, f.loc);
+  if (!m.ok()) return;
+  HttpOptionsReader r(doc, m, out, "spec.httpOptions");
+  r.uint32("xffNumTrustedHops", 0, 64, &out->xff_num_trusted_hops);
+  r.boolean("useRemoteAddress", &out->use_remote_address);
+  r.boolean("mergeSlashes", &out->merge_slashes);
+  r.boolean("normalizePath", &out->normalize_path);
+  r.duration("requestTimeout", &out->request_timeout, false);
+  r.duration("streamIdleTimeout", &out->stream_idle_timeout, true);
+  r.duration("idleTimeout", &out->idle_timeout, true);
+  r.duration("requestHeadersTimeout", &out->request_header_timeout, true);
+  r.duration("drainTimeout", &out->drain_timeout, false);
+  r.uint32("maxRequestHeadersKb", 1, 1024, &out->max_request_headers_bytes, 1024);
+  r.uint32("maxHeadersCount", 1, 10000, &out->max_headers);
+  r.server_name("serverName");
+  r.boolean("generateRequestId", &out->generate_request_id);
+  // Harmless to ignore: observability and the letter case of header names on the wire.
+  for (const char* harmless :
+       {"tracing", "properCaseHeaderKeyFormat", "preserveCaseHeaderKeyFormat"}) {
+    if (auto h = m.take(harmless)) {
+      doc.warning(h->loc, h->path,
+                  "is not implemented (ignored: it changes no routing or security)");
+    }
   }
-  if (m.uint("maxHeaders", 1, 10000, &n)) out->max_headers = static_cast<uint32_t>(n);
-  if (m.uint("maxConnections", 1, 10000000, &n)) out->max_connections = static_cast<uint32_t>(n);
-  Millis d{0};
-  Location where;
-  auto positive = [&](const char* key, std::optional<Millis>* slot) {
-    if (!m.duration(key, &d, false, &where)) return;
-    if (d.count() == 0) {
-      doc.error(where, m.child_path(key), "must be greater than 0");
+  m.finish();
+}
+
+// Gloo's label expressions: [{key, operator, values}].
+void decode_expressions(DocReader& doc, const Field& list, std::vector<LabelExpression>* out) {
+  yaml::for_each_item(list, [&](const YAML::Node& item, const std::string& path, Location loc) {
+    MapReader m(doc, item, path, loc);
+    if (!m.ok()) return;
+    LabelExpression e;
+    Location where;
+    m.string("key", &e.key, true);
+    std::string op;
+    Location op_loc = m.loc();
+    bool has_op = m.string("operator", &op, true, &op_loc);
+    std::vector<std::string> values;
+    if (auto v = m.list("values")) {
+      yaml::for_each_item(*v, [&](const YAML::Node& vi, const std::string& vp, Location vl) {
+        std::string value;
+        if (yaml::read_string(doc, vi, vp, vl, &value)) values.push_back(value);
+      });
+    }
+    m.finish();
+    if (!has_op) return;
+    std::string op_path = m.child_path("operator");
+    size_t want = 0;  // 0: any number >= 1; 1: exactly one; SIZE_MAX: none
+    if (op == "Equals" || op == "DoubleEquals" || op == "=" || op == "==") {
+      e.op = LabelOp::kIn;
+      want = 1;
+    } else if (op == "NotEquals" || op == "!=") {
+      e.op = LabelOp::kNotIn;
+      want = 1;
+    } else if (op == "In" || op == "in") {
+      e.op = LabelOp::kIn;
+    } else if (op == "NotIn" || op == "notin") {
+      e.op = LabelOp::kNotIn;
+    } else if (op == "Exists" || op == "exists") {
+      e.op = LabelOp::kExists;
+      want = SIZE_MAX;
+    } else if (op == "DoesNotExist" || op == "!") {
+      e.op = LabelOp::kDoesNotExist;
+      want = SIZE_MAX;
+    } else if (op == "GreaterThan" || op == "gt") {
+      e.op = LabelOp::kGreaterThan;
+      want = 1;
+    } else if (op == "LessThan" || op == "lt") {
+      e.op = LabelOp::kLessThan;
+      want = 1;
+    } else {
+      doc.error(op_loc, op_path,
+                "\"" + op +
+                    "\" is not an operator (Equals, DoubleEquals, NotEquals, In, NotIn, Exists, "
+                    "DoesNotExist, GreaterThan, LessThan)");
       return;
     }
-    *slot = d;
-  };
-  positive("requestHeaderTimeout", &out->request_header_timeout);
-  positive("idleTimeout", &out->idle_timeout);
-  if (m.duration("drainTimeout", &d)) out->drain_timeout = d;
-  bool b = false;
-  if (m.boolean("generateRequestId", &b)) out->generate_request_id = b;
-  std::string s;
-  if (m.string("serverName", &s, false, &where)) {
-    if (!is_safe_header_value(s)) {
-      doc.error(where, m.child_path("serverName"), "must not contain CR, LF or NUL");
-    } else {
-      out->server_name = s;
+    if (want == SIZE_MAX && !values.empty()) {
+      doc.error(op_loc, m.child_path("values"), op + " takes no values");
+      return;
     }
+    if (want == 1 && values.size() != 1) {
+      doc.error(op_loc, m.child_path("values"), op + " takes exactly one value");
+      return;
+    }
+    if (want == 0 && values.empty()) {
+      doc.error(op_loc, m.child_path("values"), op + " needs at least one value");
+      return;
+    }
+    if ((e.op == LabelOp::kGreaterThan || e.op == LabelOp::kLessThan) &&
+        !yaml::looks_like_int(values[0])) {
+      doc.error(op_loc, m.child_path("values"), op + " needs an integer value");
+      return;
+    }
+    e.values = std::move(values);
+    out->push_back(std::move(e));
+  });
+}
+
+void decode_namespaces(DocReader& doc, const Field& list, std::vector<std::string>* out) {
+  yaml::for_each_item(list, [&](const YAML::Node& item, const std::string& path, Location loc) {
+    std::string ns;
+    if (!yaml::read_string(doc, item, path, loc, &ns)) return;
+    if (ns != "*" && !check_name_field(doc, ns, path, loc)) return;
+    out->push_back(ns);
+  });
+}
+
+// The selection fields of a Gateway, from Portico's places (spec.virtualServices,
+// spec.virtualServiceSelector{labels, namespaces, expressions}) or Gloo's (spec.httpGateway.*).
+struct SelectionFields {
+  std::optional<Field> refs, selector, expressions, namespaces;
+};
+
+void apply_selection(DocReader& doc, const SelectionFields& f, bool gloo_selector_shape,
+                     const ObjectMeta& meta, GatewaySpec* out) {
+  if (f.refs) {
+    yaml::for_each_item(
+        *f.refs, [&](const YAML::Node& item, const std::string& path, Location loc) {
+          out->virtual_services.push_back(decode_ref(doc, item, path, loc, meta.ns));
+        });
+  }
+  if (f.selector) {
+    std::map<std::string, std::string> labels;
+    if (gloo_selector_shape) {
+      // Gloo: virtualServiceSelector is the label map itself.
+      MapReader m(doc, f.selector->value, f.selector->path, f.selector->loc);
+      for (auto it = f.selector->value.begin(); it != f.selector->value.end(); ++it) {
+        if (!it->first.IsScalar()) continue;
+        std::string key = it->first.Scalar();
+        auto field = m.take(key);
+        std::string value;
+        if (field->is_null()) {
+          labels[key] = "";
+        } else if (yaml::read_string(doc, field->value, field->path, field->loc, &value)) {
+          labels[key] = value;
+        }
+      }
+      m.finish();
+    } else {
+      MapReader m(doc, f.selector->value, f.selector->path, f.selector->loc);
+      m.string_map("labels", &labels);
+      if (auto e = m.list("expressions")) {
+        std::vector<LabelExpression> exprs;
+        decode_expressions(doc, *e, &exprs);
+        out->expressions = std::move(exprs);
+      }
+      if (auto n = m.list("namespaces")) {
+        std::vector<std::string> ns;
+        decode_namespaces(doc, *n, &ns);
+        out->namespaces = std::move(ns);
+      }
+      m.finish();
+    }
+    if (!labels.empty() || !out->expressions) out->selector = std::move(labels);
+  }
+  if (f.expressions) {
+    MapReader m(doc, f.expressions->value, f.expressions->path, f.expressions->loc);
+    if (auto e = m.list("expressions", true)) {
+      std::vector<LabelExpression> exprs;
+      decode_expressions(doc, *e, &exprs);
+      out->expressions = std::move(exprs);
+    }
+    m.finish();
+  }
+  if (f.namespaces) {
+    std::vector<std::string> ns;
+    decode_namespaces(doc, *f.namespaces, &ns);
+    out->namespaces = std::move(ns);
+  }
+  if (f.selector && f.expressions) {
+    doc.error(f.expressions->loc, f.expressions->path,
+              "use virtualServiceSelector or virtualServiceExpressions, not both");
+  }
+  if (f.refs && f.refs->value.size() > 0) {
+    for (const auto* other : {&f.selector, &f.expressions, &f.namespaces}) {
+      if (*other) {
+        doc.warning((*other)->loc, (*other)->path, "is ignored because virtualServices is set");
+      }
+    }
+  }
+}
+
+void decode_vs_selection(DocReader& doc, MapReader& spec, const ObjectMeta& meta,
+                         GatewaySpec* out) {
+  SelectionFields top;
+  top.refs = spec.list("virtualServices");
+  top.selector = spec.map("virtualServiceSelector");
+  apply_selection(doc, top, false, meta, out);
+}
+
+// Gloo's httpGateway: which VirtualServices, and its options (HttpListenerOptions).
+void decode_http_gateway(DocReader& doc, const Field& f, const ObjectMeta& meta, GatewaySpec* out) {
+  MapReader m(doc, f.value, f.path, f.loc);
+  if (!m.ok()) return;
+  SelectionFields gloo;
+  gloo.refs = m.list("virtualServices");
+  gloo.selector = m.map("virtualServiceSelector");
+  gloo.expressions = m.map("virtualServiceExpressions");
+  gloo.namespaces = m.list("virtualServiceNamespaces");
+  bool any = gloo.refs || gloo.selector || gloo.expressions || gloo.namespaces;
+  bool top = !out->virtual_services.empty() || out->selector || out->expressions || out->namespaces;
+  if (any && top) {
+    doc.error(m.loc(), f.path,
+              "selects virtual services, and so does spec.virtualServices or "
+              "spec.virtualServiceSelector; use one place");
+  } else if (any) {
+    apply_selection(doc, gloo, true, meta, out);
+  }
+  if (auto o = m.map("options")) {
+    MapReader om(doc, o->value, o->path, o->loc);
+    if (auto h = om.map("httpConnectionManagerSettings")) decode_hcm_settings(doc, *h, &out->http);
+    om.finish();
   }
   m.finish();
 }
@@ -183,30 +465,39 @@ void decode_gateway(DocReader& doc, MapReader& spec, const ObjectMeta& meta, Gat
   } else if (where.line > 0) {
     out->bind_loc = where;
   }
-  if (auto f = spec.list("virtualServices")) {
-    yaml::for_each_item(*f, [&](const YAML::Node& item, const std::string& path, Location loc) {
-      out->virtual_services.push_back(decode_ref(doc, item, path, loc, meta.ns));
-    });
-  }
-  if (auto f = spec.map("virtualServiceSelector")) {
-    MapReader sel(doc, f->value, f->path, f->loc);
-    std::map<std::string, std::string> labels;
-    sel.string_map("labels", &labels);
-    for (const char* unsupported : {"namespaces", "expressions"}) {
-      if (auto u = sel.take(unsupported)) {
-        doc.error(u->loc, u->path,
-                  std::string(unsupported) +
-                      " is not supported yet (selecting more than asked would be unsafe); use "
-                      "labels or virtualServices");
-      }
-    }
-    sel.finish();
-    out->selector = std::move(labels);
-    if (spec.has("virtualServices")) {
-      doc.warning(f->loc, f->path, "is ignored because virtualServices is set");
-    }
-  }
+  // Which VirtualServices: Portico's top-level fields, or Gloo's under httpGateway (not both).
+  decode_vs_selection(doc, spec, meta, out);
   if (auto f = spec.map("httpOptions")) decode_http_options(doc, *f, &out->http);
+  if (auto f = spec.map("httpGateway")) decode_http_gateway(doc, *f, meta, out);
+  if (auto f = spec.list("proxyNames")) {
+    bool default_only =
+        f->value.size() == 1 && f->value[0].IsScalar() && f->value[0].Scalar() == "gateway-proxy";
+    if (!default_only) {
+      doc.error(f->loc, f->path,
+                "only [gateway-proxy] (Gloo's default) is supported: every Portico proxy serves "
+                "every Gateway");
+    }
+  }
+  bool proxy_protocol = false;
+  Location pp_loc;
+  if (spec.boolean("useProxyProto", &proxy_protocol, &pp_loc) && proxy_protocol) {
+    doc.error(pp_loc, "spec.useProxyProto", "the PROXY protocol is not supported yet");
+  }
+  for (const char* other : {"tcpGateway", "hybridGateway"}) {
+    if (auto f = spec.take(other)) {
+      doc.error(f->loc, f->path,
+                std::string(other) + " is not supported yet; Portico serves HTTP gateways");
+    }
+  }
+  spec.boolean("ssl", &out->ssl, &out->ssl_loc);
+  if (auto f = spec.map("sslConfig")) {
+    DownstreamTls tls;
+    detail::decode_downstream_tls(doc, *f, meta.ns, true, &tls);
+    if (!out->ssl) {
+      doc.error(f->loc, f->path, "needs ssl: true (a plain gateway serves no certificate)");
+    }
+    out->tls = std::move(tls);
+  }
 }
 
 // ---- VirtualService ----
@@ -541,6 +832,8 @@ void decode_route_options(DocReader& doc, const Field& f, RouteOptions* out) {
       out->host_rewrite = s;
     }
   }
+  uint64_t limit = 0;
+  if (m.uint("maxRequestBodyBytes", 0, kMaxBodyLimit, &limit)) out->max_request_body_bytes = limit;
   if (auto hm = m.map("headerManipulation")) {
     MapReader h(doc, hm->value, hm->path, hm->loc);
     if (auto l = h.list("requestHeadersToAdd")) {
@@ -619,6 +912,12 @@ void decode_route(DocReader& doc, const YAML::Node& node, const std::string& pat
 
 void decode_virtual_service(DocReader& doc, MapReader& spec, const ObjectMeta& meta,
                             VirtualServiceSpec* out) {
+  spec.ignore_harmless("displayName", "a label for user interfaces");
+  if (auto f = spec.map("sslConfig")) {
+    DownstreamTls tls;
+    detail::decode_downstream_tls(doc, *f, meta.ns, false, &tls);
+    out->tls = std::move(tls);
+  }
   auto vh = spec.map("virtualHost", true);
   if (!vh) return;
   MapReader m(doc, vh->value, vh->path, vh->loc);
@@ -650,16 +949,28 @@ void decode_virtual_service(DocReader& doc, MapReader& spec, const ObjectMeta& m
   if (out->routes.empty()) {
     doc.warning(m.loc(), m.child_path("routes"), "no routes: every request gets a 404");
   }
-  if (auto o = m.take("options"); o && !o->is_null()) {
-    doc.warning(o->loc, o->path,
-                "virtual-host options are not supported yet (ignored); set options on routes");
+  if (auto o = m.map("options")) {
+    // None is implemented yet: every key is an error (fail closed), e.g. extauth or cors.
+    MapReader om(doc, o->value, o->path, o->loc);
+    om.finish();
   }
   m.finish();
 }
 
 // ---- Upstream ----
 
-void decode_upstream(DocReader& doc, MapReader& spec, UpstreamSpec* out) {
+void decode_upstream(DocReader& doc, MapReader& spec, const ObjectMeta& meta, UpstreamSpec* out) {
+  spec.ignore_harmless("discoveryMetadata", "labels written by Gloo's discovery");
+  if (auto f = spec.map("sslConfig")) {
+    UpstreamTls tls;
+    detail::decode_upstream_tls(doc, *f, meta.ns, &tls);
+    out->tls = std::move(tls);
+  }
+  bool http2 = false;
+  Location where;
+  if (spec.boolean("useHttp2", &http2, &where) && http2) {
+    doc.error(where, "spec.useHttp2", "HTTP/2 to upstreams is not supported yet");
+  }
   for (const char* other : {"kube", "consul", "aws", "awsEc2", "azure", "pipe", "dns"}) {
     if (auto f = spec.take(other)) {
       doc.error(f->loc, f->path,
@@ -717,7 +1028,7 @@ void decode_upstream(DocReader& doc, MapReader& spec, UpstreamSpec* out) {
     for (auto* f : {&rr_field, &lr_field}) {
       if (*f && !(*f)->is_null()) {
         MapReader policy(doc, (*f)->value, (*f)->path, (*f)->loc);
-        policy.finish();  // options such as choiceCount are not supported yet: warned as unknown
+        policy.finish();  // options such as choiceCount are not supported yet: errors
       }
     }
     m.finish();
@@ -744,6 +1055,12 @@ void decode_upstream(DocReader& doc, MapReader& spec, UpstreamSpec* out) {
         out->idle_timeout = d;
       }
     }
+    if (m.uint("maxConnections", 1, 10'000'000, &n)) {
+      out->max_connections = static_cast<uint32_t>(n);
+    }
+    if (m.uint("maxIdleConnections", 0, 1'000'000, &n)) {
+      out->max_idle_connections = static_cast<uint32_t>(n);
+    }
     m.finish();
   }
 }
@@ -757,6 +1074,8 @@ bool kind_from_string(const std::string& s, Kind* out) {
     *out = Kind::kVirtualService;
   } else if (s == "Upstream") {
     *out = Kind::kUpstream;
+  } else if (s == "Secret") {
+    *out = Kind::kSecret;
   } else {
     return false;
   }
@@ -764,9 +1083,8 @@ bool kind_from_string(const std::string& s, Kind* out) {
 }
 
 bool is_known_unsupported_kind(const std::string& s) {
-  for (const char* k :
-       {"RouteTable", "UpstreamGroup", "Secret", "AuthConfig", "RateLimitConfig", "Settings",
-        "Proxy", "MatchableHttpGateway", "VirtualHostOption", "RouteOption"}) {
+  for (const char* k : {"RouteTable", "UpstreamGroup", "AuthConfig", "RateLimitConfig", "Settings",
+                        "Proxy", "MatchableHttpGateway", "VirtualHostOption", "RouteOption"}) {
     if (s == k) return true;
   }
   return false;
@@ -804,7 +1122,7 @@ void decode_document(const std::string& file, const YAML::Node& root, DecodedFil
   auto kind_field = top.take("kind");
   if (!kind_field || kind_field->is_null()) {
     move_errors();
-    file_error(root_loc, "kind", "is required (Gateway, VirtualService or Upstream)");
+    file_error(root_loc, "kind", "is required (Gateway, VirtualService, Upstream or Secret)");
     return;
   }
   if (!kind_field->value.IsScalar()) {
@@ -819,7 +1137,8 @@ void decode_document(const std::string& file, const YAML::Node& root, DecodedFil
     file_error(kind_field->loc, "kind",
                is_known_unsupported_kind(kind)
                    ? "kind \"" + kind + "\" is not supported yet"
-                   : "unknown kind \"" + kind + "\"; expected Gateway, VirtualService or Upstream");
+                   : "unknown kind \"" + kind +
+                         "\"; expected Gateway, VirtualService, Upstream or Secret");
     return;
   }
   auto meta_field = top.take("metadata");
@@ -845,6 +1164,16 @@ void decode_document(const std::string& file, const YAML::Node& root, DecodedFil
   meta.string_map("labels", &r.meta.labels);
   std::map<std::string, std::string> ignored;
   meta.string_map("annotations", &ignored);
+  uint64_t generation = 0;
+  if (meta.uint("generation", 0, INT64_MAX, &generation)) {
+    r.meta.generation = static_cast<int64_t>(generation);
+  }
+  for (const char* bookkeeping :
+       {"resourceVersion", "uid", "creationTimestamp", "managedFields", "selfLink",
+        "ownerReferences", "finalizers", "clusterName", "generateName", "deletionTimestamp",
+        "deletionGracePeriodSeconds"}) {
+    meta.ignore_harmless(bookkeeping, "bookkeeping written by Kubernetes or Gloo");
+  }
   meta.finish();
 
   Location where;
@@ -864,10 +1193,14 @@ void decode_document(const std::string& file, const YAML::Node& root, DecodedFil
     case Kind::kUpstream:
       r.spec = UpstreamSpec{};
       break;
+    case Kind::kSecret:
+      r.spec = SecretSpec{};
+      break;
   }
   if (spec_field) {
-    r.spec_json = to_json(spec_field->value, 1)
-                      .dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
+    nlohmann::json spec_json = to_json(spec_field->value, 1);
+    if (r.kind == Kind::kSecret) detail::redact_secret_json(spec_json);
+    r.spec_json = spec_json.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
     MapReader spec(doc, spec_field->value, "spec", spec_field->loc);
     switch (r.kind) {
       case Kind::kGateway:
@@ -877,7 +1210,10 @@ void decode_document(const std::string& file, const YAML::Node& root, DecodedFil
         decode_virtual_service(doc, spec, r.meta, &std::get<VirtualServiceSpec>(r.spec));
         break;
       case Kind::kUpstream:
-        decode_upstream(doc, spec, &std::get<UpstreamSpec>(r.spec));
+        decode_upstream(doc, spec, r.meta, &std::get<UpstreamSpec>(r.spec));
+        break;
+      case Kind::kSecret:
+        detail::decode_secret(doc, spec, &std::get<SecretSpec>(r.spec));
         break;
     }
     spec.finish();

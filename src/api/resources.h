@@ -1,6 +1,6 @@
-// The user-facing resources (Gateway, VirtualService, Upstream) as plain C++ values, as decoded
-// from YAML/JSON and validated field by field. Immutable after decoding; any thread. Locations are
-// kept on the parts that cross-resource checks (src/control/translate) report on.
+// The user-facing resources (Gateway, VirtualService, Upstream, Secret) as plain C++ values, as
+// decoded from YAML/JSON and validated field by field. Immutable after decoding; any thread.
+// Locations are kept on the parts that cross-resource checks (src/control/translate) report on.
 #pragma once
 
 #include <re2/re2.h>
@@ -23,13 +23,14 @@ using Millis = std::chrono::milliseconds;
 inline constexpr const char* kApiVersion = "gateway.portico.dev/v1";
 inline constexpr const char* kDefaultNamespace = "default";
 
-enum class Kind { kGateway, kVirtualService, kUpstream };
-const char* to_string(Kind kind);  // "Gateway", "VirtualService", "Upstream"
+enum class Kind { kGateway, kVirtualService, kUpstream, kSecret };
+const char* to_string(Kind kind);  // "Gateway", "VirtualService", "Upstream", "Secret"
 
 struct ObjectMeta {
   std::string name;
   std::string ns = kDefaultNamespace;
   std::map<std::string, std::string> labels;
+  std::optional<int64_t> generation;  // metadata.generation when written (Kubernetes sets it)
 };
 
 // A reference to another resource by name; namespace defaulted to the referring resource's.
@@ -47,6 +48,79 @@ struct Pattern {
   std::shared_ptr<const re2::RE2> re;  // never null once decoded without errors
 };
 
+// ---- TLS ----
+
+enum class TlsVersion { kTls12, kTls13 };
+
+// One piece of key material, given inline (PEM text; base64 DER for an OCSP staple) or by a file
+// (relative paths are relative to the directory of the resource's file). Read and checked by the
+// translator; never logged.
+struct SecretMaterial {
+  std::string inline_value;
+  std::string file;
+  Location loc;
+  std::string path;  // field path, e.g. "spec.tls.certChainFile"
+  bool given() const { return !inline_value.empty() || !file.empty(); }
+};
+
+// Secret spec.tls (Gloo's shape).
+struct TlsSecretData {
+  SecretMaterial cert_chain;
+  SecretMaterial private_key;
+  SecretMaterial root_ca;
+  SecretMaterial ocsp_staple;
+};
+
+// sslConfig.sslFiles (Gloo's shape): file paths only.
+struct SslFiles {
+  SecretMaterial tls_cert;
+  SecretMaterial tls_key;
+  SecretMaterial root_ca;
+  SecretMaterial ocsp_staple;
+  Location loc;
+  std::string path;
+};
+
+// The sslConfig of a VirtualService (per-SNI certificate) or of a Gateway (its default
+// certificate).
+struct DownstreamTls {
+  std::optional<ResourceRef> secret_ref;
+  std::optional<SslFiles> ssl_files;
+  std::optional<std::vector<std::string>> sni_domains;  // lower-case; unset: the domains
+  Location sni_loc;
+  std::vector<std::string> verify_subject_alt_names;  // allowed client SANs (mTLS)
+  Location verify_loc;
+  std::optional<TlsVersion> min_version;
+  std::optional<TlsVersion> max_version;
+  std::vector<std::string> alpn;  // empty: the default ("http/1.1")
+  bool one_way_tls = false;       // a rootCa does not require client certificates
+  std::string client_identity_header;
+  Location client_identity_loc;
+  Location loc;
+  std::string path;  // "spec.sslConfig"
+};
+
+// Upstream spec.sslConfig.
+struct UpstreamTls {
+  std::optional<ResourceRef> secret_ref;
+  std::optional<SslFiles> ssl_files;
+  std::string sni;
+  std::vector<std::string> verify_subject_alt_names;
+  bool insecure_skip_verify = false;
+  std::vector<std::string> alpn;
+  std::optional<TlsVersion> min_version;
+  Location loc;
+  std::string path;
+};
+
+// ---- Secret ----
+
+struct SecretSpec {
+  std::optional<TlsSecretData> tls;
+  std::map<std::string, std::string> generic;  // values never shown
+  Location tls_loc;
+};
+
 // ---- Gateway ----
 
 struct GatewayHttpOptions {
@@ -58,6 +132,22 @@ struct GatewayHttpOptions {
   std::optional<Millis> drain_timeout;
   std::optional<bool> generate_request_id;
   std::optional<std::string> server_name;
+  std::optional<bool> use_remote_address;
+  std::optional<uint32_t> xff_num_trusted_hops;
+  std::optional<bool> normalize_path;
+  std::optional<bool> merge_slashes;
+  std::optional<uint64_t> max_request_body_bytes;  // 0: unlimited
+  std::optional<Millis> request_timeout;           // 0: none
+  std::optional<Millis> stream_idle_timeout;
+};
+
+// A label expression (Gloo's virtualServiceExpressions, Kubernetes' set-based selectors).
+// Equals and DoubleEquals are kIn with one value, NotEquals kNotIn with one value.
+enum class LabelOp { kIn, kNotIn, kExists, kDoesNotExist, kGreaterThan, kLessThan };
+struct LabelExpression {
+  std::string key;
+  LabelOp op = LabelOp::kIn;
+  std::vector<std::string> values;  // kGreaterThan/kLessThan: one integer
 };
 
 struct GatewaySpec {
@@ -65,10 +155,16 @@ struct GatewaySpec {
   uint16_t bind_port = 0;
   Location bind_loc;  // of bindPort (or of spec when it is missing)
   std::vector<ResourceRef> virtual_services;
-  // Set when spec.virtualServiceSelector is given: a VirtualService matches when it has every
-  // label.
+  // Which VirtualServices are served, in Gloo's precedence: `virtual_services` when non-empty;
+  // else those matching `selector` (every label) or `expressions` (every expression); else all.
+  // `namespaces` restricts the last two and "all" (unset or containing "*": every namespace).
   std::optional<std::map<std::string, std::string>> selector;
+  std::optional<std::vector<LabelExpression>> expressions;
+  std::optional<std::vector<std::string>> namespaces;
   GatewayHttpOptions http;
+  bool ssl = false;  // spec.ssl: the listener speaks TLS and serves VirtualServices with sslConfig
+  Location ssl_loc;
+  std::optional<DownstreamTls> tls;  // spec.sslConfig: the default certificate (ssl: true)
 };
 
 // ---- VirtualService ----
@@ -151,6 +247,7 @@ struct RouteOptions {
   std::optional<std::string> prefix_rewrite;
   std::string host_rewrite;
   HeaderManipulation headers;
+  std::optional<uint64_t> max_request_body_bytes;
 };
 
 struct Route {
@@ -173,6 +270,7 @@ struct Domain {
 struct VirtualServiceSpec {
   std::vector<Domain> domains;  // never empty once decoded (defaults to "*")
   std::vector<Route> routes;
+  std::optional<DownstreamTls> tls;  // spec.sslConfig: served on ssl Gateways only
 };
 
 // ---- Upstream ----
@@ -191,6 +289,9 @@ struct UpstreamSpec {
   Millis connect_timeout{2000};
   uint32_t max_requests_per_connection = 0;  // 0: unlimited
   Millis idle_timeout{60000};
+  std::optional<uint32_t> max_connections;       // per worker; unset: unlimited
+  std::optional<uint32_t> max_idle_connections;  // per endpoint and worker
+  std::optional<UpstreamTls> tls;
 };
 
 // ---- A decoded document ----
@@ -201,16 +302,19 @@ struct Resource {
   ObjectMeta meta;
   std::string file;  // as given to the decoder
   Location loc;      // of the document
-  std::variant<GatewaySpec, VirtualServiceSpec, UpstreamSpec> spec;
+  std::variant<GatewaySpec, VirtualServiceSpec, UpstreamSpec, SecretSpec> spec;
   std::vector<Diagnostic>
-      diagnostics;        // every error and warning found while decoding and validating
-  std::string spec_json;  // the spec as written, as canonical JSON (keys sorted)
+      diagnostics;  // every error and warning found while decoding and validating
+  // The spec as written, as canonical JSON (keys sorted); a Secret's private key and generic
+  // values are replaced by "<redacted>".
+  std::string spec_json;
 
   bool has_errors() const { return api::has_errors(diagnostics); }
   std::string key() const;  // "<Kind>/<namespace>/<name>"
   const GatewaySpec& gateway() const { return std::get<GatewaySpec>(spec); }
   const VirtualServiceSpec& virtual_service() const { return std::get<VirtualServiceSpec>(spec); }
   const UpstreamSpec& upstream() const { return std::get<UpstreamSpec>(spec); }
+  const SecretSpec& secret() const { return std::get<SecretSpec>(spec); }
 };
 
 }  // namespace portico::api

@@ -187,6 +187,8 @@ void validate_resource(Resource& r) {
     case Kind::kUpstream:
       validate_upstream(r);
       break;
+    case Kind::kSecret:
+      break;  // checked by the translator (files, PEM, key match)
   }
 }
 

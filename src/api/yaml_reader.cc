@@ -312,12 +312,86 @@ bool MapReader::string_map(std::string_view key, std::map<std::string, std::stri
   return ok;
 }
 
+void MapReader::ignore_harmless(std::string_view key, std::string_view why) {
+  auto f = take(key);
+  if (!f) return;
+  Location loc = location_of(f->key);
+  if (loc.line == 0) loc = f->loc;
+  doc_.warning(loc, f->path, "is ignored (" + std::string(why) + ")");
+}
+
+namespace {
+
+// What a well-known option Portico does not implement would do: named in the error so that the
+// reader knows what would have been dropped.
+const char* feature_of(std::string_view key) {
+  struct Feature {
+    std::string_view key;
+    const char* what;
+  };
+  static constexpr Feature kFeatures[] = {
+      {"extauth", "authentication"},
+      {"extAuth", "authentication"},
+      {"jwt", "JWT authentication"},
+      {"jwtStaged", "JWT authentication"},
+      {"jwtProviders", "JWT authentication"},
+      {"basicAuth", "authentication"},
+      {"oauth", "authentication"},
+      {"oauth2", "authentication"},
+      {"apiKeyAuth", "authentication"},
+      {"rbac", "authorization"},
+      {"opa", "authorization"},
+      {"waf", "a web application firewall"},
+      {"modSecurity", "a web application firewall"},
+      {"dlp", "data loss prevention"},
+      {"ratelimit", "rate limiting"},
+      {"ratelimitBasic", "rate limiting"},
+      {"ratelimitEarly", "rate limiting"},
+      {"ratelimitRegular", "rate limiting"},
+      {"rateLimitConfigs", "rate limiting"},
+      {"rateLimitEarlyConfigs", "rate limiting"},
+      {"rateLimitRegularConfigs", "rate limiting"},
+      {"cors", "CORS"},
+      {"csrf", "CSRF protection"},
+      {"transformations", "request and response transformations"},
+      {"stagedTransformations", "request and response transformations"},
+      {"retries", "retries"},
+      {"faults", "fault injection"},
+      {"shadowing", "request mirroring"},
+      {"regexRewrite", "a path rewrite"},
+      {"autoHostRewrite", "a Host rewrite"},
+      {"hostRewriteHeader", "a Host rewrite"},
+      {"hostRewritePathRegex", "a Host rewrite"},
+      {"upgrades", "protocol upgrades (WebSocket)"},
+      {"lbHash", "sticky sessions"},
+      {"bufferPerRoute", "request buffering limits"},
+      {"idleTimeout", "a timeout"},
+      {"maxStreamDuration", "a timeout"},
+      {"tls", "TLS"},
+      {"sslConfig", "TLS"},
+      {"healthChecks", "health checking"},
+      {"outlierDetection", "outlier detection"},
+      {"circuitBreakers", "circuit breaking"},
+  };
+  for (const auto& f : kFeatures) {
+    if (f.key == key) return f.what;
+  }
+  return nullptr;
+}
+
+}  // namespace
+
 void MapReader::finish() {
   for (const auto& e : entries_) {
     if (e.taken) continue;
     Location loc = location_of(e.key_node);
     if (loc.line == 0) loc = loc_;
-    doc_.warning(loc, join_path(path_, e.key), "unknown field \"" + e.key + "\" (ignored)");
+    const char* what = feature_of(e.key);
+    doc_.error(
+        loc, join_path(path_, e.key),
+        what != nullptr
+            ? e.key + " (" + what + ") is not implemented: rejected rather than served without it"
+            : "unknown field \"" + e.key + "\": not implemented (refused rather than ignored)");
   }
 }
 

@@ -90,7 +90,13 @@ class MapReader {
   // A map of string to string (labels).
   bool string_map(std::string_view key, std::map<std::string, std::string>* out);
 
-  // Warns about every field not taken: "unknown field \"x\"" (catches typos).
+  // Marks a field known to be harmless to ignore, with a warning saying so (fail closed keeps an
+  // explicit allow-list: everything else Portico does not implement is an error).
+  void ignore_harmless(std::string_view key, std::string_view why);
+  // Reports every field not taken as an error (fail closed: a field Portico does not implement may
+  // change traffic or security, so the resource is rejected rather than served without it).
+  // Well-known Gloo features (extauth, jwt, rbac, waf, cors, retries...) get a message naming what
+  // they do.
   void finish();
 
  private:

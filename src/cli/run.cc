@@ -6,6 +6,7 @@
 
 #include <asio.hpp>
 
+#include <cctype>
 #include <chrono>
 #include <cstdio>
 #include <filesystem>
@@ -15,6 +16,7 @@
 #include "cli/commands.h"
 #include "common/log.h"
 #include "control/pipeline.h"
+#include "control/sources/file_source.h"
 #include "control/sources/file_watcher.h"
 #include "proxy/admin/admin.h"
 #include "proxy/server.h"
@@ -37,12 +39,42 @@ struct RunOptions {
   std::string admin_host = "127.0.0.1";
   uint16_t admin_port = 9901;
   unsigned workers = 0;
+  // A full re-read of the configuration this often, for anything inotify missed; 0: never.
+  std::chrono::milliseconds resync{30000};
 };
+
+// "30s", "500ms", "2m", "0". False when malformed.
+bool parse_duration(const std::string& text, std::chrono::milliseconds* out) {
+  size_t digits = 0;
+  while (digits < text.size() && std::isdigit(static_cast<unsigned char>(text[digits])))
+    ++digits;
+  if (digits == 0 || digits > 9) return false;
+  long long n = std::stoll(text.substr(0, digits));
+  std::string unit = text.substr(digits);
+  if (unit == "ms") {
+    *out = std::chrono::milliseconds(n);
+  } else if (unit == "s" || (unit.empty() && n == 0)) {
+    *out = std::chrono::seconds(n);
+  } else if (unit == "m") {
+    *out = std::chrono::minutes(n);
+  } else {
+    return false;
+  }
+  return true;
+}
 
 bool parse_run_options(const std::vector<std::string>& args, RunOptions* o) {
   for (size_t i = 0; i < args.size(); ++i) {
-    const std::string& a = args[i];
+    std::string a = args[i];
+    std::string inline_value;
+    bool has_inline = false;
+    if (a.rfind("--", 0) == 0 && a.find('=') != std::string::npos) {
+      inline_value = a.substr(a.find('=') + 1);
+      a = a.substr(0, a.find('='));
+      has_inline = true;
+    }
     auto value = [&](const char* flag) -> const std::string* {
+      if (has_inline) return &inline_value;
       if (i + 1 >= args.size()) {
         std::fprintf(stderr, "portico run: %s needs a value\n", flag);
         return nullptr;
@@ -65,6 +97,16 @@ bool parse_run_options(const std::vector<std::string>& args, RunOptions* o) {
         return false;
       }
       o->workers = static_cast<unsigned>(n);
+    } else if (a == "--resync") {
+      const std::string* v = value("--resync");
+      if (!v || !parse_duration(*v, &o->resync)) {
+        if (v) {
+          std::fprintf(stderr,
+                       "portico run: --resync wants a duration (30s, 500ms, 2m, 0), got '%s'\n",
+                       v->c_str());
+        }
+        return false;
+      }
     } else if (a == "--log-level") {
       const std::string* v = value("--log-level");
       log::Level level;
@@ -84,7 +126,8 @@ bool parse_run_options(const std::vector<std::string>& args, RunOptions* o) {
     }
   }
   if (o->dir.empty()) {
-    std::fprintf(stderr, "usage: portico run DIR [--admin ADDR:PORT] [--workers N]\n");
+    std::fprintf(stderr,
+                 "usage: portico run DIR [--admin ADDR:PORT] [--workers N] [--resync 30s]\n");
     return false;
   }
   return true;
@@ -98,12 +141,10 @@ void raise_fd_limit() {
   }
 }
 
-// The canonical text of a configuration, without its version and time, to tell real changes.
-std::string canonical(const snapshot::ProxyConfig& config) {
-  snapshot::ProxyConfig copy = config;
-  copy.version = 0;
-  copy.created_unix_ms = 0;
-  return snapshot::to_json(copy, false);
+int64_t unix_ms() {
+  return std::chrono::duration_cast<std::chrono::milliseconds>(
+             std::chrono::system_clock::now().time_since_epoch())
+      .count();
 }
 
 class Runner {
@@ -112,10 +153,17 @@ class Runner {
       : options_(std::move(options)),
         registry_(workers),
         server_(workers, registry_),
-        source_(options_.dir),
+        pipeline_(std::make_unique<control::FileSource>(options_.dir),
+                  [this](std::shared_ptr<const snapshot::ProxyConfig> config) {
+                    std::vector<control::ListenerFailure> failures;
+                    for (auto& e : server_.apply(std::move(config)))
+                      failures.push_back({e.listener, e.message});
+                    return failures;
+                  }),
         admin_(io_, [this](std::string_view m, std::string_view p,
                            std::string_view q) { return admin(m, p, q); }),
         debounce_(io_),
+        resync_(io_),
         signals_(io_, SIGTERM, SIGINT),
         inotify_(io_) {}
 
@@ -126,7 +174,16 @@ class Runner {
       return 2;
     }
     server_.start();
-    rebuild();
+    // Watch before the first read, so that nothing written in between is missed.
+    auto watcher = control::FileWatcher::open(options_.dir);
+    if (watcher.ok()) {
+      watcher_ = std::move(watcher.value());
+      inotify_.assign(::dup(watcher_->fd()));
+      wait_for_changes();
+    } else {
+      LOG_ERROR("configuration changes will not be seen: %s", watcher.error().message.c_str());
+    }
+    rebuild(false);
     std::string err = admin_.listen(options_.admin_host, options_.admin_port);
     if (!err.empty()) {
       std::fprintf(stderr, "portico run: admin listener: %s\n", err.c_str());
@@ -136,17 +193,10 @@ class Runner {
     }
     LOG_INFO("admin API on http://%s:%u (ready, stats, config_dump, resources)",
              options_.admin_host.c_str(), admin_.port());
-    auto watcher = control::FileWatcher::open(options_.dir);
-    if (watcher.ok()) {
-      watcher_ = std::move(watcher.value());
-      inotify_.assign(::dup(watcher_->fd()));
-      wait_for_changes();
-    } else {
-      LOG_ERROR("configuration changes will not be seen: %s", watcher.error().message.c_str());
-    }
     signals_.async_wait([this](const asio::error_code& e, int sig) {
       if (!e) shutdown(sig);
     });
+    schedule_resync();
     ready_ = true;
     io_.run();
     // After a signal the joiner thread waits for the workers; otherwise wait here.
@@ -164,7 +214,10 @@ class Runner {
     inotify_.async_wait(asio::posix::stream_descriptor::wait_read,
                         [this](const asio::error_code& e) {
                           if (e || draining_) return;
-                          if (watcher_->drain()) schedule_rebuild();
+                          if (watcher_->drain()) {
+                            if (watcher_->take_overflow()) full_pending_ = true;
+                            schedule_rebuild();
+                          }
                           wait_for_changes();
                         });
   }
@@ -174,59 +227,70 @@ class Runner {
     if (!pending_) {
       pending_ = true;
       first_event_ = now;
+      first_event_set_ = true;
     }
     auto when = std::min(now + kQuiet, first_event_ + kMaxDelay);
     debounce_.expires_at(when);
     debounce_.async_wait([this](const asio::error_code& e) {
       if (e) return;  // re-armed by a newer event
       pending_ = false;
-      rebuild();
+      bool full = full_pending_;
+      full_pending_ = false;
+      rebuild(full);
     });
   }
 
-  void rebuild() {
+  // The periodic full re-read: catches what inotify missed (a full event queue, files behind
+  // symlinks that point outside the directory, network filesystems).
+  void schedule_resync() {
+    if (options_.resync.count() <= 0 || draining_) return;
+    resync_.expires_after(options_.resync);
+    resync_.async_wait([this](const asio::error_code& e) {
+      if (e || draining_) return;
+      rebuild(true);
+      schedule_resync();
+    });
+  }
+
+  void rebuild(bool full) {
     const auto started = Clock::now();
-    control::BuildResult result = source_.build(version_ + 1);
-    std::string text = canonical(*result.config);
-    bool changed = text != canonical_ || !listener_errors_.empty();
-    if (changed) {
-      ++version_;
-      auto errors = server_.apply(result.config);
-      listener_errors_.clear();
-      for (const auto& e : errors) {
-        LOG_ERROR("listener %s: %s", e.listener.c_str(), e.message.c_str());
-        listener_errors_.push_back(e);
-      }
-      canonical_ = std::move(text);
-      const auto now_ms = std::chrono::duration_cast<std::chrono::milliseconds>(
-                              std::chrono::system_clock::now().time_since_epoch())
-                              .count();
-      registry_.set_config(version_, now_ms);
-      registry_.count_reload();
+    // When the change was first noticed: the first event of the debounced burst.
+    const int64_t seen_ms = unix_ms() - std::chrono::duration_cast<std::chrono::milliseconds>(
+                                            started - (first_event_set_ ? first_event_ : started))
+                                            .count();
+    first_event_set_ = false;
+    control::Pipeline::SyncResult result = pipeline_.sync(full, seen_ms);
+    if (result.failed) {
+      registry_.count_reload_error();
+      LOG_ERROR("configuration build failed: %s; version %llu stays in force",
+                pipeline_.last_error().c_str(),
+                static_cast<unsigned long long>(pipeline_.version()));
+      return;
     }
-    // Listener bind failures are facts about the Gateway: show them on its status.
-    for (const auto& e : listener_errors_) {
-      for (auto& r : result.resources) {
-        if (r.kind == "Gateway" && r.ns + "/" + r.name == e.listener) {
-          control::Diagnostic d;
-          d.severity = control::Diagnostic::Severity::kError;
-          d.file = r.file;
-          d.line = r.line;
-          d.path = "spec.bindPort";
-          d.message = e.message;
-          r.reasons.push_back(d);
-          r.state = control::State::kRejected;
+    if (!result.built) return;  // nothing changed
+    const auto& current = pipeline_.current();
+    if (result.published) {
+      registry_.set_config(result.version, unix_ms());
+      registry_.count_reload();
+      const uint64_t version = result.version;
+      server_.when_applied([this, version] {
+        asio::post(io_, [this, version] { pipeline_.applied(version, unix_ms()); });
+      });
+      for (const auto& r : current.resources) {
+        if (r.kind != "Gateway" || r.state != control::State::kRejected) continue;
+        for (const auto& d : r.reasons) {
+          if (d.path == "spec.bindPort" && d.message.rfind("cannot listen", 0) == 0)
+            LOG_ERROR("listener %s/%s: %s", r.ns.c_str(), r.name.c_str(), d.message.c_str());
         }
       }
     }
-    if (!result.ok()) registry_.count_reload_error();
-    log_diagnostics(result);
-    resources_json_ = control::resources_to_json(result.resources, result.file_errors);
+    if (!current.ok()) registry_.count_reload_error();
+    log_diagnostics(current);
     const auto took = std::chrono::duration_cast<std::chrono::microseconds>(Clock::now() - started);
-    if (changed) {
+    if (result.published) {
       LOG_INFO("configuration version %llu applied (%zu listeners, %zu clusters) in %lld us",
-               static_cast<unsigned long long>(version_), result.config->listeners.size(),
-               result.config->clusters.size(), static_cast<long long>(took.count()));
+               static_cast<unsigned long long>(result.version), current.config->listeners.size(),
+               current.config->clusters.size(), static_cast<long long>(took.count()));
     }
   }
 
@@ -253,16 +317,24 @@ class Runner {
     }
     if (path == "/ready") {
       if (draining_) return {503, "text/plain", "draining\n"};
-      return ready_ ? proxy::admin::Response{200, "text/plain", "ready\n"}
-                    : proxy::admin::Response{503, "text/plain", "starting\n"};
+      if (!ready_) return {503, "text/plain", "starting\n"};
+      std::string body = "ready\n";
+      if (!pipeline_.last_build_ok()) {
+        // Still ready: the last good configuration serves. The detail says what went wrong.
+        body += "last configuration build failed: " + pipeline_.last_error() +
+                "; serving version " + std::to_string(pipeline_.version()) + "\n";
+      }
+      return {200, "text/plain", body};
     }
-    if (path == "/stats") return {200, "text/plain; version=0.0.4", registry_.render()};
+    if (path == "/stats") {
+      return {200, "text/plain; version=0.0.4", registry_.render() + pipeline_.metrics().render()};
+    }
     if (path == "/config_dump") {
       auto cfg = server_.current();
       return {200, "application/json",
               cfg ? snapshot::to_json(*cfg, true) + "\n" : std::string("{}\n")};
     }
-    if (path == "/resources") return {200, "application/json", resources_json_ + "\n"};
+    if (path == "/resources") return {200, "application/json", pipeline_.resources_json() + "\n"};
     if (path == "/") {
       return {200, "text/plain",
               "portico admin API\n  /ready\n  /stats\n  /config_dump\n  /resources\n"};
@@ -284,6 +356,7 @@ class Runner {
     asio::error_code ignored;
     inotify_.close(ignored);
     debounce_.cancel();
+    resync_.cancel();
     server_.drain(deadline);
     // The workers end when their last connection is done; then the control loop ends too.
     joiner_ = std::thread([this] {
@@ -306,20 +379,19 @@ class Runner {
   asio::io_context io_{1};
   proxy::stats::Registry registry_;
   proxy::Server server_;
-  control::FileConfigSource source_;
+  control::Pipeline pipeline_;
   proxy::admin::AdminServer admin_;
   asio::steady_timer debounce_;
+  asio::steady_timer resync_;
   asio::signal_set signals_;
   asio::posix::stream_descriptor inotify_;
   std::unique_ptr<control::FileWatcher> watcher_;
   std::thread joiner_;
-  uint64_t version_ = 0;
-  std::string canonical_;
-  std::string resources_json_ = "[]";
-  std::vector<proxy::ListenerError> listener_errors_;
   std::unordered_set<std::string> last_diagnostics_;  // logged once, not at every reload
   bool pending_ = false;
+  bool full_pending_ = false;  // inotify lost events: re-read everything
   Clock::time_point first_event_{};
+  bool first_event_set_ = false;
   bool ready_ = false;
   bool draining_ = false;
 };

@@ -3,27 +3,18 @@
 #include <algorithm>
 #include <chrono>
 #include <exception>
-#include <set>
+#include <stdexcept>
+#include <tuple>
 
-#include "control/sources/config_dir.h"
-#include "control/translate/translator.h"
+#include "control/sources/file_source.h"
 
 namespace portico::control {
 
 namespace {
 
-Diagnostic file_diagnostic(std::string file, int line, int column, std::string path,
-                           std::string message,
-                           Diagnostic::Severity severity = Diagnostic::Severity::kError) {
-  Diagnostic d;
-  d.severity = severity;
-  d.file = std::move(file);
-  d.line = line;
-  d.column = column;
-  d.path = std::move(path);
-  d.message = std::move(message);
-  return d;
-}
+// Translation passes: each pass may put more last good versions in force (a fixed point, usually
+// reached after one or two passes).
+constexpr int kMaxPasses = 8;
 
 int64_t now_unix_ms() {
   return std::chrono::duration_cast<std::chrono::milliseconds>(
@@ -35,48 +26,24 @@ std::string where(const api::Resource& r) {
   return r.file + ":" + std::to_string(r.loc.line) + ":" + std::to_string(r.loc.column);
 }
 
-// Unique resources in file order (first definition wins), duplicates reported, then translation.
-BuildResult assemble(const std::vector<const api::DecodedFile*>& files,
-                     std::vector<Diagnostic> file_errors, uint64_t version) {
-  std::vector<api::Resource> unique;
-  std::map<std::string, size_t> index;
-  for (const auto* f : files) {
-    for (const auto& r : f->resources) {
-      auto [it, inserted] = index.emplace(r.key(), unique.size());
-      if (inserted) {
-        unique.push_back(r);
-        continue;
-      }
-      api::Resource& first = unique[it->second];
-      std::string kind_name =
-          std::string(api::to_string(r.kind)) + " " + r.meta.ns + "/" + r.meta.name;
-      file_errors.push_back(file_diagnostic(
-          r.file, r.loc.line, r.loc.column, "metadata.name",
-          kind_name + " is already defined at " + where(first) + "; this definition is ignored"));
-      first.diagnostics.push_back(file_diagnostic(
-          first.file, first.loc.line, first.loc.column, "metadata.name",
-          kind_name + " is defined again at " + where(r) + " (ignored; this one is in force)",
-          Diagnostic::Severity::kWarning));
-    }
-  }
-  BuildResult out;
-  try {
-    Translation t = translate(unique, version, now_unix_ms());
-    out.config = std::move(t.config);
-    out.resources = std::move(t.statuses);
-  } catch (const std::exception& e) {
-    // A bug, never an input problem; keep the API's no-throw promise.
-    file_errors.push_back(
-        file_diagnostic("", 0, 0, "", std::string("internal error: ") + e.what()));
-  }
-  if (!out.config) {
-    auto empty = std::make_shared<snapshot::ProxyConfig>();
-    empty->version = version;
-    empty->created_unix_ms = now_unix_ms();
-    out.config = std::move(empty);
-  }
-  out.file_errors = std::move(file_errors);
-  return out;
+std::string display(const api::Resource& r) {
+  return std::string(api::to_string(r.kind)) + " " + r.meta.ns + "/" + r.meta.name;
+}
+
+Diagnostic make(Diagnostic::Severity severity, std::string file, int line, int column,
+                std::string path, std::string message) {
+  Diagnostic d;
+  d.severity = severity;
+  d.file = std::move(file);
+  d.line = line;
+  d.column = column;
+  d.path = std::move(path);
+  d.message = std::move(message);
+  return d;
+}
+
+std::string status_key(const ResourceStatus& s) {
+  return s.kind + "/" + s.ns + "/" + s.name;
 }
 
 }  // namespace
@@ -87,107 +54,345 @@ bool BuildResult::ok() const {
                       [](const ResourceStatus& r) { return r.state == State::kRejected; });
 }
 
-FileConfigSource::FileConfigSource(std::filesystem::path dir) : dir_(std::move(dir)) {}
+BuildResult build_from_store(const Store& store, const TranslateFn& translate, uint64_t version,
+                             int64_t now_ms, std::set<std::string>* accepted) {
+  BuildResult out;
+  for (const auto& [origin, errors] : store.origin_errors())
+    out.file_errors.insert(out.file_errors.end(), errors.begin(), errors.end());
 
-BuildResult FileConfigSource::build(uint64_t version) {
-  std::vector<Diagnostic> file_errors;
-  std::vector<const api::DecodedFile*> decoded;
-  try {
-    ConfigFileList list = list_config_files(dir_);
-    if (!list.error.empty()) {
-      file_errors.push_back(file_diagnostic(dir_.string(), 0, 0, "", list.error));
+  // The newest version of every resource, with duplicate definitions reported: the newcomer is
+  // rejected naming the definition in force, which gets a warning.
+  std::map<std::string, api::Resource> newest;
+  for (const auto& [key, entry] : store.entries()) {
+    api::Resource r = entry.current();
+    for (size_t i = 1; i < entry.candidates.size(); ++i) {
+      const api::Resource& dup = *entry.candidates[i].resource;
+      out.file_errors.push_back(make(Diagnostic::Severity::kError, dup.file, dup.loc.line,
+                                     dup.loc.column, "metadata.name",
+                                     display(dup) + " is already defined at " + where(r) +
+                                         " (in force); this definition is rejected"));
+      r.diagnostics.push_back(make(
+          Diagnostic::Severity::kWarning, r.file, r.loc.line, r.loc.column, "metadata.name",
+          display(r) + " is defined again at " + where(dup) + " (rejected; this one is in force)"));
     }
-    bool listing_complete = list.error.empty();
-    std::set<std::string> present(list.files.begin(), list.files.end());
-    if (listing_complete) {
-      // Deleted files take their resources with them.
-      for (auto it = files_.begin(); it != files_.end();) {
-        it = present.count(it->first) ? std::next(it) : files_.erase(it);
-      }
-    }
-    for (const auto& name : list.files) {
-      std::string error;
-      auto content = read_config_file(list.base / name, api::kMaxFileBytes, &error);
-      auto cached = files_.find(name);
-      bool parsed = false;
-      std::vector<Diagnostic> errors;
-      if (!content) {
-        errors.push_back(file_diagnostic(name, 0, 0, "", error));
-      } else if (cached != files_.end() && cached->second.content == *content) {
-        parsed = true;  // unchanged since the last successful parse
+    newest.emplace(key, std::move(r));
+  }
+  api::sort_by_position(out.file_errors);
+
+  // Translate with the newest versions; put the last good version of every rejected resource in
+  // force and translate again, until nothing more changes.
+  std::set<std::string> fallback;
+  std::map<std::string, std::vector<Diagnostic>> newest_reasons;
+  Translation t;
+  for (int pass = 0; pass < kMaxPasses; ++pass) {
+    std::vector<api::Resource> input;
+    input.reserve(newest.size());
+    for (const auto& [key, r] : newest) {
+      if (fallback.count(key)) {
+        input.push_back(*store.find(key)->last_good);
       } else {
-        api::DecodedFile f = api::decode_file(name, *content);
-        if (f.parsed) {
-          parsed = true;
-          files_[name] = FileState{std::move(*content), std::move(f)};
-          cached = files_.find(name);
-        } else {
-          errors = std::move(f.errors);
-        }
-      }
-      if (parsed) {
-        const auto& errs = cached->second.decoded.errors;
-        file_errors.insert(file_errors.end(), errs.begin(), errs.end());
-        continue;
-      }
-      file_errors.insert(file_errors.end(), errors.begin(), errors.end());
-      if (cached != files_.end()) {
-        file_errors.push_back(file_diagnostic(
-            name, 0, 0, "",
-            "keeping the " + std::to_string(cached->second.decoded.resources.size()) +
-                " resource(s) of this file's last good version in force",
-            Diagnostic::Severity::kWarning));
+        input.push_back(r);
       }
     }
-    // Files that still exist (or could not be listed) contribute their last good documents.
-    for (const auto& [name, state] : files_)
-      decoded.push_back(&state.decoded);
-  } catch (const std::exception& e) {
-    file_errors.push_back(file_diagnostic(dir_.string(), 0, 0, "",
-                                          std::string("cannot load configuration: ") + e.what()));
+    t = translate(input, version, now_ms);
+    if (!t.config) throw std::runtime_error("translation returned no configuration");
+    bool more = false;
+    for (const auto& s : t.statuses) {
+      std::string key = status_key(s);
+      if (s.state != State::kRejected || fallback.count(key)) continue;
+      const Store::Entry* e = store.find(key);
+      if (e == nullptr || !e->last_good || e->last_good_revision == e->origin().revision) continue;
+      fallback.insert(key);
+      newest_reasons[key] = s.reasons;
+      more = true;
+    }
+    if (!more) break;
   }
 
-  BuildResult out = assemble(decoded, std::move(file_errors), version);
-
-  std::map<std::string, Generation> next;
+  out.config = std::move(t.config);
+  out.resources = std::move(t.statuses);
   for (auto& s : out.resources) {
-    std::string key = s.kind + "/" + s.ns + "/" + s.name;
-    auto it = generations_.find(key);
-    Generation g;
-    g.spec_json = s.spec_json;
-    if (it == generations_.end()) {
-      g.generation = 1;
-    } else {
-      g.generation = it->second.generation + (it->second.spec_json == s.spec_json ? 0 : 1);
+    std::string key = status_key(s);
+    const Store::Entry* e = store.find(key);
+    if (e == nullptr) continue;
+    const api::Resource& cur = e->current();
+    s.generation = generation_of(cur);
+    s.source = e->origin().source;
+    s.revision = e->origin().revision;
+    s.document = e->origin().index;
+    s.file = cur.file;
+    s.line = cur.loc.line;
+    s.spec_json = cur.spec_json;
+    if (fallback.count(key)) {
+      s.state = State::kRejected;
+      s.serving_generation = e->last_good_generation;
+      s.reasons = newest_reasons[key];
+      s.reasons.push_back(
+          make(Diagnostic::Severity::kWarning, cur.file, cur.loc.line, cur.loc.column, "",
+               "generation " + std::to_string(s.generation) + " is rejected; serving generation " +
+                   std::to_string(e->last_good_generation) + " (the last accepted version, from " +
+                   e->last_good->file + ")"));
+    } else if (s.state != State::kRejected && accepted != nullptr) {
+      accepted->insert(key);
     }
-    s.generation = g.generation;
-    next.emplace(std::move(key), std::move(g));
   }
-  generations_ = std::move(next);
   return out;
 }
 
+Pipeline::Pipeline(std::unique_ptr<ConfigSource> source, PublishFn publish, TranslateFn translate)
+    : publish_(std::move(publish)), translate_(std::move(translate)) {
+  sources_.push_back(std::move(source));
+  if (!translate_)
+    translate_ = [this](const std::vector<api::Resource>& r, uint64_t v, int64_t ms) {
+      TranslateOptions options;
+      options.base_dir = sources_.front()->base_dir();
+      return control::translate(r, v, ms, options);
+    };
+}
+
+Pipeline::SyncResult Pipeline::sync(bool full, int64_t seen_unix_ms) {
+  SyncResult result;
+  result.version = version_;
+  if (full) ++metrics_.resyncs;
+  try {
+    Store::Change change;
+    for (auto& source : sources_) {
+      Store::Change c = store_.apply(source->poll(full), seen_unix_ms);
+      change.semantic = change.semantic || c.semantic;
+      change.cosmetic = change.cosmetic || c.cosmetic;
+      for (auto& key : c.changed_keys) {
+        if (std::find(change.changed_keys.begin(), change.changed_keys.end(), key) ==
+            change.changed_keys.end()) {
+          change.changed_keys.push_back(std::move(key));
+        }
+      }
+    }
+    if (change.any()) dirty_ = true;
+    for (const auto& key : change.changed_keys)
+      timings_[key] = ChangeTimings{seen_unix_ms, -1, -1};
+    bool publish = publish_pending_ || change.semantic || !listener_failures_.empty();
+    if (!dirty_ && !publish) return result;
+
+    std::set<std::string> accepted;
+    BuildResult built =
+        build_from_store(store_, translate_, version_ + 1, now_unix_ms(), &accepted);
+    const int64_t translated_at = now_unix_ms();
+    if (change.semantic) metrics_.translated.observe(translated_at - seen_unix_ms);
+    for (const auto& key : change.changed_keys) {
+      auto it = timings_.find(key);
+      if (it != timings_.end()) it->second.translated_ms = translated_at - seen_unix_ms;
+    }
+
+    if (publish) {
+      std::vector<ListenerFailure> failures = publish_(built.config);
+      ++version_;
+      published_ = built.config;
+      publish_pending_ = false;
+      listener_failures_ = std::move(failures);
+      in_flight_[version_] = {seen_unix_ms, change.changed_keys};
+      while (in_flight_.size() > 64)
+        in_flight_.erase(in_flight_.begin());  // never acknowledged (workers stopping)
+      result.published = true;
+    }
+    // What the data plane runs now is what these statuses describe.
+    for (const auto& key : accepted)
+      store_.accept(key);
+
+    // Listeners that could not be opened: facts about the Gateway, and about the VirtualServices
+    // that were to be served there.
+    for (const auto& f : listener_failures_) {
+      std::vector<std::string> hosts;
+      if (published_) {
+        for (const auto& l : published_->listeners) {
+          if (l.name != f.listener) continue;
+          for (const auto& vh : l.virtual_hosts)
+            hosts.push_back(vh.name);
+        }
+      }
+      for (auto& r : built.resources) {
+        std::string id = r.ns + "/" + r.name;
+        if (r.kind == "Gateway" && id == f.listener) {
+          r.reasons.push_back(
+              make(Diagnostic::Severity::kError, r.file, r.line, 0, "spec.bindPort", f.message));
+          r.state = State::kRejected;
+        } else if (r.kind == "VirtualService" &&
+                   std::find(hosts.begin(), hosts.end(), id) != hosts.end()) {
+          r.reasons.push_back(make(Diagnostic::Severity::kWarning, r.file, r.line, 0, "",
+                                   "not served on gateway " + f.listener + ": " + f.message));
+          if (r.state == State::kAccepted) r.state = State::kWarning;
+        }
+      }
+    }
+
+    update_statuses(built, translated_at);
+    current_ = std::move(built);
+    if (published_) current_.config = published_;
+    dirty_ = false;
+    last_build_ok_ = true;
+    last_error_.clear();
+    ++metrics_.builds;
+    metrics_.last_build_ok = true;
+    result.built = true;
+    result.version = version_;
+  } catch (const std::exception& e) {
+    last_error_ = e.what();
+  } catch (...) {
+    last_error_ = "unknown exception";
+  }
+  if (!result.built) {
+    // Nothing half-done reaches the data plane: the previous configuration stays in force, and
+    // the next sync (a change, or the periodic resync) tries again.
+    last_build_ok_ = false;
+    metrics_.last_build_ok = false;
+    ++metrics_.build_failures;
+    dirty_ = true;
+    publish_pending_ = true;  // what changed in the store must still reach the data plane
+    if (!result.published) {
+      try {
+        mark_pending(now_unix_ms());
+      } catch (...) {
+      }
+    }
+    result.failed = true;
+    result.version = version_;
+  }
+  try {
+    render();
+  } catch (...) {
+  }
+  return result;
+}
+
+void Pipeline::applied(uint64_t version, int64_t now_ms) {
+  auto it = in_flight_.find(version);
+  if (it == in_flight_.end()) return;
+  // Older versions that never reported are superseded by this one.
+  for (auto old = in_flight_.begin(); old != it;) {
+    old = in_flight_.erase(old);
+  }
+  const auto& [seen, keys] = it->second;
+  if (!keys.empty()) metrics_.applied.observe(now_ms - seen);
+  for (const auto& key : keys) {
+    auto t = timings_.find(key);
+    if (t != timings_.end() && t->second.seen_unix_ms == seen) t->second.applied_ms = now_ms - seen;
+  }
+  in_flight_.erase(it);
+  try {
+    render();
+  } catch (...) {
+  }
+}
+
+void Pipeline::update_statuses(BuildResult& result, int64_t now_ms) {
+  std::map<std::string, ResourceStatus> next;
+  for (auto& s : result.resources) {
+    std::string key = status_key(s);
+    auto old = statuses_.find(key);
+    if (old != statuses_.end() && old->second.same_status(s)) {
+      s.updated_unix_ms = old->second.updated_unix_ms;  // unchanged: not rewritten
+    } else {
+      s.updated_unix_ms = now_ms;
+      ++metrics_.status_updates;
+    }
+    next.emplace(std::move(key), s);
+  }
+  statuses_ = std::move(next);
+  for (auto it = timings_.begin(); it != timings_.end();) {
+    it = statuses_.count(it->first) ? std::next(it) : timings_.erase(it);
+  }
+}
+
+void Pipeline::mark_pending(int64_t now_ms) {
+  // Resources whose newest version was never translated are Pending; the others keep the status
+  // of the configuration in force.
+  std::vector<ResourceStatus> list;
+  for (const auto& [key, entry] : store_.entries()) {
+    auto old = statuses_.find(key);
+    if (old != statuses_.end() && old->second.revision == entry.origin().revision) {
+      list.push_back(old->second);
+      continue;
+    }
+    const api::Resource& r = entry.current();
+    ResourceStatus s;
+    s.kind = api::to_string(r.kind);
+    s.ns = r.meta.ns;
+    s.name = r.meta.name;
+    s.file = r.file;
+    s.line = r.loc.line;
+    s.generation = generation_of(r);
+    s.state = State::kPending;
+    s.spec_json = r.spec_json;
+    s.source = entry.origin().source;
+    s.revision = entry.origin().revision;
+    s.document = entry.origin().index;
+    s.reasons.push_back(make(Diagnostic::Severity::kWarning, r.file, r.loc.line, r.loc.column, "",
+                             "not translated yet: the configuration build failed (" + last_error_ +
+                                 "); the previous configuration is still served"));
+    s.updated_unix_ms =
+        old != statuses_.end() && old->second.same_status(s) ? old->second.updated_unix_ms : now_ms;
+    list.push_back(std::move(s));
+  }
+  for (auto& s : list)
+    statuses_[status_key(s)] = s;
+  current_.resources.clear();
+  for (const auto& [key, s] : statuses_)
+    current_.resources.push_back(s);
+  std::sort(current_.resources.begin(), current_.resources.end(),
+            [](const ResourceStatus& a, const ResourceStatus& b) {
+              return std::tie(a.kind, a.ns, a.name) < std::tie(b.kind, b.ns, b.name);
+            });
+}
+
+void Pipeline::render() {
+  for (auto& s : current_.resources) {
+    auto t = timings_.find(status_key(s));
+    s.last_change = t == timings_.end() ? ChangeTimings{} : t->second;
+  }
+  resources_json_ = resources_to_json(current_.resources, current_.file_errors);
+}
+
+namespace {
+
+// One-shot builds keep the API's no-throw promise: an internal error is reported, never thrown.
+BuildResult build_once(const Delta& delta, uint64_t version,
+                       const std::filesystem::path& base_dir = {}) {
+  BuildResult out;
+  try {
+    Store store;
+    (void)store.apply(delta, 0);
+    TranslateFn fn = [&](const std::vector<api::Resource>& r, uint64_t v, int64_t ms) {
+      TranslateOptions options;
+      options.base_dir = base_dir;
+      return translate(r, v, ms, options);
+    };
+    out = build_from_store(store, fn, version, now_unix_ms(), nullptr);
+  } catch (const std::exception& e) {
+    out.file_errors.push_back(make(Diagnostic::Severity::kError, "", 0, 0, "",
+                                   std::string("internal error: ") + e.what()));
+  }
+  if (!out.config) {
+    auto empty = std::make_shared<snapshot::ProxyConfig>();
+    empty->version = version;
+    empty->created_unix_ms = now_unix_ms();
+    out.config = std::move(empty);
+  }
+  return out;
+}
+
+}  // namespace
+
 BuildResult validate_directory(const std::filesystem::path& dir) {
-  FileConfigSource source(dir);
-  return source.build(0);
+  FileSource source(dir);
+  Delta delta = source.poll(true);
+  return build_once(delta, 0, source.base_dir());
 }
 
 BuildResult build_from_files(const std::vector<SourceFile>& files, uint64_t version) {
-  std::vector<api::DecodedFile> decoded;
-  decoded.reserve(files.size());
-  std::vector<Diagnostic> file_errors;
-  for (const auto& f : files) {
-    decoded.push_back(api::decode_file(f.name, f.content));
-    const auto& errs = decoded.back().errors;
-    file_errors.insert(file_errors.end(), errs.begin(), errs.end());
-  }
-  std::vector<const api::DecodedFile*> ptrs;
-  for (const auto& d : decoded)
-    ptrs.push_back(&d);
-  BuildResult out = assemble(ptrs, std::move(file_errors), version);
-  for (auto& s : out.resources)
-    s.generation = 1;
-  return out;
+  std::vector<std::pair<std::string, std::string>> list;
+  list.reserve(files.size());
+  for (const auto& f : files)
+    list.emplace_back(f.name, f.content);
+  return build_once(FileSource::from_memory(list), version);
 }
 
 }  // namespace portico::control

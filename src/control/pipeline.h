@@ -1,20 +1,27 @@
-// The file-based configuration pipeline: a directory of YAML/JSON resources -> decode -> validate
-// -> translate into an immutable snapshot::ProxyConfig, with a status for every resource.
-// FileConfigSource is owned and called by the control-plane thread only; BuildResult values may
-// then be shared.
+// The control-plane pipeline: a ConfigSource feeds the resource store with deltas; the store's
+// resources are translated into an immutable snapshot::ProxyConfig (each resource's last good
+// version standing in for a newest version that is rejected), published, and every resource gets
+// a status. Pipeline is owned and called by the control-plane thread only; BuildResult values and
+// the configurations it publishes may be shared with any thread.
 #pragma once
 
 #include <cstdint>
 #include <filesystem>
+#include <functional>
 #include <map>
 #include <memory>
+#include <set>
 #include <string>
 #include <string_view>
 #include <vector>
 
 #include "api/decode.h"
 #include "api/diagnostic.h"
+#include "control/sources/source.h"
+#include "control/status/metrics.h"
 #include "control/status/status.h"
+#include "control/store/store.h"
+#include "control/translate/translator.h"
 #include "snapshot/proxy_config.h"
 
 namespace portico::control {
@@ -23,37 +30,91 @@ namespace portico::control {
 // control/status/status.h.
 
 struct BuildResult {
-  std::shared_ptr<const snapshot::ProxyConfig> config;  // never null; from accepted resources only
+  std::shared_ptr<const snapshot::ProxyConfig> config;  // never null
   std::vector<ResourceStatus> resources;                // sorted by kind, namespace, name
-  std::vector<Diagnostic>
-      file_errors;  // unparseable files, unknown kinds, duplicate names, I/O errors
-  bool ok() const;  // no file errors and no Rejected resource
+  std::vector<Diagnostic> file_errors;  // unparseable files, unknown kinds, duplicates, I/O errors
+  bool ok() const;                      // no file errors and no Rejected resource
 };
 
-// Reads DIR recursively (*.yaml, *.yml, *.json; multi-document files; hidden files and directories
-// skipped), decodes, validates, translates. It remembers each file's last successfully parsed
-// documents: a file that no longer parses keeps its previous resources in force (and its error is
-// reported in file_errors). Not thread-safe; the control-plane thread owns it.
-class FileConfigSource {
- public:
-  explicit FileConfigSource(std::filesystem::path dir);
-  BuildResult build(uint64_t version);
+using TranslateFn = std::function<Translation(const std::vector<api::Resource>& resources,
+                                              uint64_t version, int64_t created_unix_ms)>;
 
-  const std::filesystem::path& dir() const { return dir_; }
+// Translates the store's resources. A resource whose newest version is Rejected while an earlier
+// version was accepted keeps that earlier version in force: its status is Rejected with the new
+// version's reasons and "serving generation N". `accepted` receives the keys whose newest version
+// was accepted (Accepted or Warning). Throws whatever `translate` throws.
+BuildResult build_from_store(const Store& store, const TranslateFn& translate, uint64_t version,
+                             int64_t now_unix_ms, std::set<std::string>* accepted);
+
+// A listener the data plane could not open (its Gateway's status says why).
+struct ListenerFailure {
+  std::string listener;  // snapshot::Listener::name, "<namespace>/<name>" of the Gateway
+  std::string message;
+};
+// Hands a configuration to the data plane; returns the listeners it could not open.
+using PublishFn =
+    std::function<std::vector<ListenerFailure>(std::shared_ptr<const snapshot::ProxyConfig>)>;
+
+class Pipeline {
+ public:
+  // `translate` defaults to control::translate.
+  Pipeline(std::unique_ptr<ConfigSource> source, PublishFn publish, TranslateFn translate = {});
+
+  // Another source (etcd, Consul KV, Kubernetes...): polled after the ones before it, into the
+  // same store. A resource that two sources define stays with the one that defined it first.
+  void add_source(std::unique_ptr<ConfigSource> source) { sources_.push_back(std::move(source)); }
+
+  struct SyncResult {
+    bool built = false;      // a translation ran and succeeded
+    bool published = false;  // a new version went to the data plane
+    bool failed = false;     // an internal error: nothing was published, the previous stays
+    uint64_t version = 0;    // in force after this sync
+  };
+  // Polls the sources (a complete re-read when `full`), applies the deltas to the store and, when
+  // anything changed, translates and publishes. `seen_unix_ms` is when the change was first noticed
+  // (the first file event), for the propagation timings. Never throws: an exception anywhere is
+  // caught, counted and reported (last_error()), and the configuration in force stays.
+  SyncResult sync(bool full, int64_t seen_unix_ms);
+
+  // The data plane runs `version` on every worker now.
+  void applied(uint64_t version, int64_t now_unix_ms);
+
+  uint64_t version() const { return version_; }
+  // The configuration in force (null before the first publication).
+  std::shared_ptr<const snapshot::ProxyConfig> config() const { return published_; }
+  // Statuses and file errors as shown to operators.
+  const BuildResult& current() const { return current_; }
+  const std::string& resources_json() const { return resources_json_; }
+  bool last_build_ok() const { return last_build_ok_; }
+  const std::string& last_error() const { return last_error_; }
+  const Store& store() const { return store_; }
+  const ControlMetrics& metrics() const { return metrics_; }
 
  private:
-  struct FileState {
-    std::string content;       // of the last successful parse
-    api::DecodedFile decoded;  // its documents
-  };
-  struct Generation {
-    std::string spec_json;
-    int64_t generation = 0;
-  };
+  void update_statuses(BuildResult& result, int64_t now_unix_ms);
+  void mark_pending(int64_t now_unix_ms);
+  void render();
 
-  std::filesystem::path dir_;
-  std::map<std::string, FileState> files_;         // by path relative to dir_
-  std::map<std::string, Generation> generations_;  // by "<Kind>/<namespace>/<name>"
+  std::vector<std::unique_ptr<ConfigSource>> sources_;
+  PublishFn publish_;
+  TranslateFn translate_;
+  Store store_;
+  ControlMetrics metrics_;
+
+  uint64_t version_ = 0;
+  std::shared_ptr<const snapshot::ProxyConfig> published_;
+  bool publish_pending_ = true;  // nothing published yet, or the last attempt failed
+  bool dirty_ = true;            // the store changed since the last successful build
+  std::vector<ListenerFailure> listener_failures_;
+  bool last_build_ok_ = true;
+  std::string last_error_;
+
+  BuildResult current_;
+  std::map<std::string, ResourceStatus> statuses_;  // by "<Kind>/<namespace>/<name>"
+  std::map<std::string, ChangeTimings> timings_;    // by key: the last change of each resource
+  // Published versions not yet running on every worker: version -> (seen time, keys changed).
+  std::map<uint64_t, std::pair<int64_t, std::vector<std::string>>> in_flight_;
+  std::string resources_json_ = "[]";
 };
 
 // One-shot, no memory (for `portico validate DIR`). DIR may also be a single file.

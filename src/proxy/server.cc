@@ -6,6 +6,7 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include <atomic>
 #include <cerrno>
 #include <cstring>
 #include <set>
@@ -132,6 +133,16 @@ std::vector<ListenerError> Server::apply(std::shared_ptr<const snapshot::ProxyCo
   }
   current_ = std::move(config);
   return errors;
+}
+
+void Server::when_applied(std::function<void()> done) {
+  auto left = std::make_shared<std::atomic<size_t>>(workers_.size());
+  auto fn = std::make_shared<std::function<void()>>(std::move(done));
+  for (auto& w : workers_) {
+    asio::post(w->io(), [left, fn] {
+      if (left->fetch_sub(1) == 1) (*fn)();
+    });
+  }
 }
 
 void Server::drain(Clock::duration deadline) {

@@ -3,6 +3,7 @@
 // compiles each ProxyConfig into a Runtime and hands it to every worker.
 #pragma once
 
+#include <functional>
 #include <map>
 #include <memory>
 #include <string>
@@ -30,6 +31,10 @@ class Server {
   // Publishes `config` to every worker; opens the sockets of new listeners and closes those of
   // removed ones. Returns the listeners that could not be bound (the rest is applied).
   std::vector<ListenerError> apply(std::shared_ptr<const snapshot::ProxyConfig> config);
+
+  // Calls `done` (on a worker thread) once every worker has run everything posted to it so far, in
+  // particular the last apply(): the configuration is then in force everywhere.
+  void when_applied(std::function<void()> done);
 
   // Graceful shutdown: stop accepting, let in-flight requests finish for up to `deadline`.
   void drain(Clock::duration deadline);

@@ -104,7 +104,8 @@ spec:
           "gateway.portico.dev/v1; read as gateway.portico.dev/v1",
           "routes.yaml:4:9: error: metadata.name: \"Public_GW\" is not a valid name: use "
           "lower-case letters, digits, '-' and '.', starting and ending with a letter or digit",
-          "routes.yaml:5:3: warning: metadata.lables: unknown field \"lables\" (ignored)",
+          "routes.yaml:5:3: error: metadata.lables: unknown field \"lables\": not implemented "
+          "(refused rather than ignored)",
           "routes.yaml:7:16: error: spec.bindAddress: \"localhost\" is not a numeric IPv4 or IPv6 "
           "address",
           "routes.yaml:8:13: error: spec.bindPort: expected an integer (1-65535), got the string "

@@ -224,13 +224,14 @@ status: {state: Accepted}
 extra: 1
 )"),
               ElementsAre("vs.yaml:7:3: error: spec.bindPort: duplicate key \"bindPort\"",
-                          "vs.yaml:8:3: warning: spec.bindAdress: unknown field \"bindAdress\" "
-                          "(ignored)",
+                          "vs.yaml:8:3: error: spec.bindAdress: unknown field \"bindAdress\": "
+                          "not implemented (refused rather than ignored)",
                           "vs.yaml:10:24: error: spec.httpOptions.generateRequestId: expected "
                           "true or false, got the string \"true\"",
-                          "vs.yaml:11:5: warning: spec.httpOptions.serverNmae: unknown field "
-                          "\"serverNmae\" (ignored)",
-                          "vs.yaml:13:1: warning: extra: unknown field \"extra\" (ignored)"));
+                          "vs.yaml:11:5: error: spec.httpOptions.serverNmae: unknown field "
+                          "\"serverNmae\": not implemented (refused rather than ignored)",
+                          "vs.yaml:13:1: error: extra: unknown field \"extra\": not implemented "
+                          "(refused rather than ignored)"));
 }
 
 TEST(ApiValidate, ShadowsIsConservative) {

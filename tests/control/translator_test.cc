@@ -1,6 +1,14 @@
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
 
+#include <unistd.h>
+
+#include <cstdlib>
+#include <filesystem>
+#include <fstream>
+#include <random>
+#include <sstream>
+
 #include "control/pipeline.h"
 
 namespace portico::control {
@@ -135,7 +143,7 @@ spec:
   EXPECT_EQ(echo.idle_connection_timeout, snapshot::Millis(30000));
 }
 
-TEST(ControlTranslate, MissingUpstreamRejectsTheVirtualServiceOnly) {
+TEST(ControlTranslate, MissingUpstreamIsAWarningAndItsRouteAnswers503) {
   BuildResult r = build(R"(kind: Gateway
 metadata: {name: gw}
 spec: {bindPort: 8080}
@@ -166,19 +174,24 @@ spec:
                           "a numeric IP address; hostnames are not supported yet (DNS discovery "
                           "comes later)"));
   const auto& a = status(r, "VirtualService", "default/a");
-  EXPECT_EQ(a.state, State::kRejected);
+  EXPECT_EQ(a.state, State::kWarning);
   EXPECT_THAT(lines(a.reasons),
-              ElementsAre("c.yaml:15:42: error: spec.virtualHost.routes[0].routeAction.single."
-                          "upstream: upstream default/missing not found",
+              ElementsAre("c.yaml:15:42: warning: spec.virtualHost.routes[0].routeAction.single."
+                          "upstream: upstream default/missing not found; the route answers 503",
                           "c.yaml:16:9: warning: spec.virtualHost.routes[1]: route 1 is "
                           "unreachable: route 0 matches first",
-                          "c.yaml:16:42: error: spec.virtualHost.routes[1].routeAction.single."
-                          "upstream: upstream default/broken is rejected"));
+                          "c.yaml:16:42: warning: spec.virtualHost.routes[1].routeAction.single."
+                          "upstream: upstream default/broken is rejected; the route answers 503"));
   EXPECT_EQ(status(r, "VirtualService", "default/b").state, State::kAccepted);
   EXPECT_EQ(status(r, "Gateway", "default/gw").state, State::kAccepted);
   ASSERT_EQ(r.config->listeners.size(), 1u);
-  ASSERT_EQ(r.config->listeners[0].virtual_hosts.size(), 1u);
-  EXPECT_EQ(r.config->listeners[0].virtual_hosts[0].name, "default/b");
+  // Both VirtualServices are served; a's routes point at clusters that do not exist (503).
+  ASSERT_EQ(r.config->listeners[0].virtual_hosts.size(), 2u);
+  EXPECT_EQ(r.config->listeners[0].virtual_hosts[0].name, "default/a");
+  const auto& fwd = std::get<snapshot::ForwardAction>(
+      r.config->listeners[0].virtual_hosts[0].routes.at(0).action);
+  EXPECT_EQ(fwd.clusters.at(0).cluster, "default/missing");
+  EXPECT_EQ(r.config->listeners[0].virtual_hosts[1].name, "default/b");
   EXPECT_TRUE(r.config->clusters.empty());
 }
 
@@ -366,6 +379,625 @@ spec: {virtualHost: {routes: [{directResponseAction: {status: 1}}]}}
   ASSERT_EQ(r.config->listeners.size(), 1u);
   ASSERT_EQ(r.config->listeners[0].virtual_hosts.size(), 1u);
   EXPECT_EQ(r.config->listeners[0].virtual_hosts[0].name, "default/a");
+}
+
+// ---- TLS: Secrets, sslConfig, sslFiles (certificates made by `openssl` at test time) ----
+
+namespace fs = std::filesystem;
+using ::testing::HasSubstr;
+using ::testing::Not;
+
+// A temporary configuration directory with a CA, a server certificate signed by it, and a key of
+// another pair, in certs/.
+class TlsDir {
+ public:
+  TlsDir() {
+    std::random_device rd;
+    path_ = fs::temp_directory_path() /
+            ("portico-tls-" + std::to_string(::getpid()) + "-" + std::to_string(rd()));
+    fs::create_directories(path_ / "certs");
+    std::string c = "cd '" + (path_ / "certs").string() + "' && ";
+    const char* ec = "-newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes";
+    run(c + "openssl req -x509 " + ec + " -keyout ca.key -out ca.crt -subj /CN=test-ca -days 2");
+    run(c + "openssl req " + ec + " -keyout server.key -out server.csr -subj /CN=shop.example.com");
+    run(c +
+        "openssl x509 -req -in server.csr -CA ca.crt -CAkey ca.key -CAcreateserial -out "
+        "server.crt -days 2");
+    run(c + "openssl genpkey -algorithm EC -pkeyopt ec_paramgen_curve:P-256 -out other.key");
+  }
+  ~TlsDir() {
+    std::error_code ec;
+    fs::remove_all(path_, ec);
+  }
+  const fs::path& path() const { return path_; }
+  void write(const std::string& name, const std::string& content) const {
+    fs::create_directories((path_ / name).parent_path());
+    std::ofstream(path_ / name, std::ios::binary | std::ios::trunc) << content;
+  }
+  std::string read(const std::string& name) const {
+    std::ifstream in(path_ / name, std::ios::binary);
+    std::stringstream ss;
+    ss << in.rdbuf();
+    return ss.str();
+  }
+  // The PEM as a YAML double-quoted scalar.
+  std::string quoted(const std::string& name) const {
+    std::string out = "\"";
+    for (char ch : read(name)) {
+      if (ch == '\n') {
+        out += "\\n";
+      } else {
+        out += ch;
+      }
+    }
+    return out + "\"";
+  }
+
+ private:
+  static void run(const std::string& cmd) {
+    int rc = std::system((cmd + " >/dev/null 2>&1").c_str());
+    ASSERT_EQ(rc, 0) << cmd;
+  }
+  fs::path path_;
+};
+
+// The base of a PEM key (a line of its body) that must never be shown anywhere.
+std::string key_fragment(const std::string& pem) {
+  size_t start = pem.find('\n') + 1;
+  return pem.substr(start, 40);
+}
+
+void expect_not_shown(const BuildResult& r, const std::string& fragment) {
+  for (const auto& s : r.resources) {
+    EXPECT_THAT(s.spec_json, Not(HasSubstr(fragment))) << s.name;
+    for (const auto& d : s.reasons)
+      EXPECT_THAT(d.to_string(), Not(HasSubstr(fragment)));
+  }
+  for (const auto& d : r.file_errors)
+    EXPECT_THAT(d.to_string(), Not(HasSubstr(fragment)));
+  EXPECT_THAT(snapshot::to_json(*r.config), Not(HasSubstr(fragment)));
+}
+
+constexpr const char* kTlsUpstream = R"(kind: Upstream
+metadata: {name: echo}
+spec: {static: {hosts: [{addr: 127.0.0.1, port: 8080}]}}
+)";
+
+TEST(ControlTranslateTls, SecretFilesRelativeToTheResourceServeAnSslGateway) {
+  TlsDir dir;
+  dir.write("upstream.yaml", kTlsUpstream);
+  dir.write("tls/secret.yaml", R"(kind: Secret
+metadata: {name: shop-tls, namespace: web}
+spec:
+  tls:
+    certChainFile: ../certs/server.crt
+    privateKeyFile: ../certs/server.key
+)");
+  dir.write("gateway.yaml", R"(kind: Gateway
+metadata: {name: https}
+spec:
+  bindPort: 8443
+  ssl: true
+---
+kind: Gateway
+metadata: {name: http}
+spec:
+  bindPort: 8080
+)");
+  dir.write("vs.yaml", R"(kind: VirtualService
+metadata: {name: shop, namespace: web}
+spec:
+  sslConfig:
+    secretRef: {name: shop-tls}
+    parameters: {minimumProtocolVersion: TLSv1_3}
+  virtualHost:
+    domains: [shop.example.com]
+    routes: [{routeAction: {single: {upstream: {name: echo, namespace: default}}}}]
+---
+kind: VirtualService
+metadata: {name: plain}
+spec:
+  virtualHost:
+    domains: [plain.example.com]
+    routes: [{routeAction: {single: {upstream: {name: echo}}}}]
+)");
+  BuildResult r = validate_directory(dir.path());
+  EXPECT_THAT(lines(r.file_errors), IsEmpty());
+  for (const auto& s : r.resources)
+    EXPECT_THAT(lines(s.reasons), IsEmpty()) << s.kind << " " << s.name;
+  EXPECT_EQ(status(r, "Secret", "web/shop-tls").state, State::kAccepted);
+  ASSERT_EQ(r.config->listeners.size(), 2u);
+  // Listeners are sorted by gateway id: default/http, default/https.
+  const auto& plain = r.config->listeners[0];
+  const auto& tls = r.config->listeners[1];
+  EXPECT_FALSE(plain.tls);
+  ASSERT_EQ(plain.virtual_hosts.size(), 1u);
+  EXPECT_EQ(plain.virtual_hosts[0].name, "default/plain");  // Gloo: plain gateways, plain VSs
+  ASSERT_EQ(tls.virtual_hosts.size(), 1u);
+  const auto& vh = tls.virtual_hosts[0];
+  EXPECT_EQ(vh.name, "web/shop");
+  ASSERT_TRUE(vh.tls);
+  ASSERT_EQ(vh.tls->certificates.size(), 1u);
+  EXPECT_EQ(vh.tls->certificates[0].secret, "web/shop-tls");
+  EXPECT_EQ(vh.tls->certificates[0].cert_chain_pem, dir.read("certs/server.crt"));
+  EXPECT_EQ(vh.tls->certificates[0].private_key_pem, dir.read("certs/server.key"));
+  EXPECT_EQ(vh.tls->min_version, snapshot::TlsVersion::kTls13);
+  EXPECT_THAT(vh.tls->alpn, ElementsAre("http/1.1"));
+  EXPECT_TRUE(vh.tls->client_ca_pem.empty());
+  // No sslConfig on the gateway: the first virtual service's certificate is the default.
+  ASSERT_TRUE(tls.tls);
+  EXPECT_EQ(tls.tls->certificates[0].secret, "web/shop-tls");
+  expect_not_shown(r, key_fragment(dir.read("certs/server.key")));
+}
+
+TEST(ControlTranslateTls, InlineSecretWithRootCaRequiresClientCertificates) {
+  TlsDir dir;
+  std::string yaml = std::string(kTlsUpstream) + R"(---
+kind: Secret
+metadata: {name: mtls}
+spec:
+  tls:
+    certChain: )" + dir.quoted("certs/server.crt") +
+                     R"(
+    privateKey: )" + dir.quoted("certs/server.key") +
+                     R"(
+    rootCa: )" + dir.quoted("certs/ca.crt") +
+                     R"(
+---
+kind: Gateway
+metadata: {name: gw}
+spec:
+  bindPort: 8443
+  ssl: true
+  sslConfig:
+    secretRef: {name: mtls}
+    oneWayTls: true
+---
+kind: VirtualService
+metadata: {name: a}
+spec:
+  sslConfig:
+    secretRef: {name: mtls}
+    verifySubjectAltName: [spiffe://example.com/client]
+    clientIdentityHeader: x-client-id
+  virtualHost:
+    domains: [a.example.com]
+    routes: [{routeAction: {single: {upstream: {name: echo}}}}]
+)";
+  BuildResult r = build(yaml);
+  EXPECT_THAT(lines(r.file_errors), IsEmpty());
+  for (const auto& s : r.resources)
+    EXPECT_THAT(lines(s.reasons), IsEmpty()) << s.kind << " " << s.name;
+  ASSERT_EQ(r.config->listeners.size(), 1u);
+  const auto& l = r.config->listeners[0];
+  ASSERT_TRUE(l.tls);
+  EXPECT_TRUE(l.tls->client_ca_pem.empty());  // oneWayTls: the CA does not require client certs
+  ASSERT_EQ(l.virtual_hosts.size(), 1u);
+  const auto& vt = *l.virtual_hosts[0].tls;
+  EXPECT_EQ(vt.client_ca_pem, dir.read("certs/ca.crt"));
+  EXPECT_EQ(vt.client_ca_secret, "default/mtls");
+  EXPECT_THAT(vt.allowed_client_sans, ElementsAre("spiffe://example.com/client"));
+  EXPECT_EQ(vt.client_identity_header, "x-client-id");
+  const auto& secret = status(r, "Secret", "default/mtls");
+  EXPECT_THAT(secret.spec_json, HasSubstr(R"("privateKey":"<redacted>")"));
+  expect_not_shown(r, key_fragment(dir.read("certs/server.key")));
+}
+
+TEST(ControlTranslateTls, BadSecretsAreRejectedAndSoAreTheirUsers) {
+  TlsDir dir;
+  dir.write("certs/garbage.pem",
+            "-----BEGIN CERTIFICATE-----\nnot base64 at all!\n"
+            "-----END CERTIFICATE-----\n");
+  dir.write("config.yaml", std::string(kTlsUpstream) + R"(---
+kind: Secret
+metadata: {name: missing}
+spec: {tls: {certChainFile: certs/nope.crt, privateKeyFile: certs/server.key}}
+---
+kind: Secret
+metadata: {name: garbage}
+spec: {tls: {certChainFile: certs/garbage.pem, privateKeyFile: certs/server.key}}
+---
+kind: Secret
+metadata: {name: mismatch}
+spec: {tls: {certChainFile: certs/server.crt, privateKeyFile: certs/other.key}}
+---
+kind: Secret
+metadata: {name: not-a-key}
+spec: {tls: {certChainFile: certs/server.crt, privateKeyFile: certs/ca.crt}}
+---
+kind: Secret
+metadata: {name: api-keys}
+spec: {generic: {a: b}}
+---
+kind: VirtualService
+metadata: {name: uses-mismatch}
+spec:
+  sslConfig: {secretRef: {name: mismatch}}
+  virtualHost:
+    domains: [a.example.com]
+    routes: [{routeAction: {single: {upstream: {name: echo}}}}]
+---
+kind: VirtualService
+metadata: {name: uses-generic}
+spec:
+  sslConfig: {secretRef: {name: api-keys}}
+  virtualHost:
+    domains: [b.example.com]
+    routes: [{routeAction: {single: {upstream: {name: echo}}}}]
+---
+kind: VirtualService
+metadata: {name: uses-nothing}
+spec:
+  sslConfig: {secretRef: {name: absent}}
+  virtualHost:
+    domains: [c.example.com]
+    routes: [{routeAction: {single: {upstream: {name: echo}}}}]
+---
+kind: Gateway
+metadata: {name: gw}
+spec: {bindPort: 8443, ssl: true}
+)");
+  BuildResult r = validate_directory(dir.path());
+  std::string nope = (dir.path() / "certs/nope.crt").string();
+  EXPECT_THAT(lines(status(r, "Secret", "default/missing").reasons),
+              ElementsAre("config.yaml:7:29: error: spec.tls.certChainFile: cannot read " + nope +
+                          ": no such file"));
+  EXPECT_THAT(lines(status(r, "Secret", "default/garbage").reasons),
+              ElementsAre(HasSubstr("config.yaml:11:29: error: spec.tls.certChainFile: "
+                                    "certs/garbage.pem: a certificate does not parse")));
+  EXPECT_THAT(lines(status(r, "Secret", "default/mismatch").reasons),
+              ElementsAre("config.yaml:15:63: error: spec.tls.privateKeyFile: the private key "
+                          "does not match the certificate (the chain's first one)"));
+  EXPECT_THAT(lines(status(r, "Secret", "default/not-a-key").reasons),
+              ElementsAre(HasSubstr("config.yaml:19:63: error: spec.tls.privateKeyFile: "
+                                    "certs/ca.crt: no PEM private key found")));
+  EXPECT_EQ(status(r, "Secret", "default/api-keys").state, State::kAccepted);
+  EXPECT_THAT(lines(status(r, "VirtualService", "default/uses-mismatch").reasons),
+              ElementsAre("config.yaml:28:26: error: spec.sslConfig.secretRef: secret "
+                          "default/mismatch is rejected"));
+  EXPECT_THAT(lines(status(r, "VirtualService", "default/uses-generic").reasons),
+              ElementsAre("config.yaml:36:26: error: spec.sslConfig.secretRef: secret "
+                          "default/api-keys has no tls data"));
+  EXPECT_THAT(lines(status(r, "VirtualService", "default/uses-nothing").reasons),
+              ElementsAre("config.yaml:44:26: error: spec.sslConfig.secretRef: secret "
+                          "default/absent not found"));
+  // Every virtual service of the ssl gateway is rejected: it has no certificate at all.
+  EXPECT_THAT(lines(status(r, "Gateway", "default/gw").reasons),
+              ElementsAre("config.yaml:51:29: error: spec.ssl: ssl is true but there is no "
+                          "certificate: set spec.sslConfig, or serve a virtual service that has "
+                          "sslConfig"));
+  EXPECT_TRUE(r.config->listeners.empty());
+  expect_not_shown(r, key_fragment(dir.read("certs/server.key")));
+  expect_not_shown(r, key_fragment(dir.read("certs/other.key")));
+}
+
+TEST(ControlTranslateTls, SslFilesAndSniDomains) {
+  TlsDir dir;
+  dir.write("config.yaml", std::string(kTlsUpstream) + R"(---
+kind: Gateway
+metadata: {name: gw}
+spec:
+  bindPort: 8443
+  ssl: true
+  sslConfig:
+    sslFiles: {tlsCert: certs/server.crt, tlsKey: certs/server.key}
+---
+kind: VirtualService
+metadata: {name: a}
+spec:
+  sslConfig:
+    sslFiles: {tlsCert: certs/server.crt, tlsKey: certs/server.key, rootCa: certs/ca.crt}
+    sniDomains: [a.example.com]
+  virtualHost:
+    domains: [A.example.com]
+    routes: [{routeAction: {single: {upstream: {name: echo}}}}]
+---
+kind: VirtualService
+metadata: {name: b}
+spec:
+  sslConfig:
+    sslFiles: {tlsCert: certs/server.crt, tlsKey: certs/server.key}
+    sniDomains: [other.example.com]
+  virtualHost:
+    domains: [b.example.com]
+    routes: [{routeAction: {single: {upstream: {name: echo}}}}]
+---
+kind: VirtualService
+metadata: {name: c}
+spec:
+  sslConfig:
+    sslFiles: {tlsCert: certs/server.crt, tlsKey: certs/server.key}
+    verifySubjectAltName: [x]
+  virtualHost:
+    domains: [c.example.com]
+    routes: [{routeAction: {single: {upstream: {name: echo}}}}]
+)");
+  BuildResult r = validate_directory(dir.path());
+  EXPECT_THAT(lines(status(r, "VirtualService", "default/a").reasons), IsEmpty());
+  EXPECT_THAT(lines(status(r, "VirtualService", "default/b").reasons),
+              ElementsAre("config.yaml:28:17: error: spec.sslConfig.sniDomains: sniDomains "
+                          "different from the virtual service's domains is not supported yet: the "
+                          "certificate is chosen by SNI among the domains; remove sniDomains or "
+                          "make it equal"));
+  EXPECT_THAT(lines(status(r, "VirtualService", "default/c").reasons),
+              ElementsAre("config.yaml:38:27: error: spec.sslConfig.verifySubjectAltName: needs "
+                          "client certificates: a rootCa (in the secret or sslFiles) and "
+                          "oneWayTls unset"));
+  ASSERT_EQ(r.config->listeners.size(), 1u);
+  const auto& l = r.config->listeners[0];
+  ASSERT_TRUE(l.tls);
+  EXPECT_EQ(l.tls->certificates[0].secret, "file:certs/server.crt");
+  EXPECT_EQ(l.tls->certificates[0].cert_chain_pem, dir.read("certs/server.crt"));
+  ASSERT_EQ(l.virtual_hosts.size(), 1u);
+  EXPECT_EQ(l.virtual_hosts[0].tls->client_ca_pem, dir.read("certs/ca.crt"));
+}
+
+TEST(ControlTranslateTls, PlainGatewayDoesNotServeVirtualServicesWithSslConfig) {
+  TlsDir dir;
+  dir.write("config.yaml", std::string(kTlsUpstream) + R"(---
+kind: Gateway
+metadata: {name: gw}
+spec:
+  bindPort: 8080
+  virtualServices: [{name: secure}]
+---
+kind: VirtualService
+metadata: {name: secure}
+spec:
+  sslConfig:
+    sslFiles: {tlsCert: certs/server.crt, tlsKey: certs/server.key}
+  virtualHost:
+    routes: [{routeAction: {single: {upstream: {name: echo}}}}]
+)");
+  BuildResult r = validate_directory(dir.path());
+  EXPECT_THAT(lines(status(r, "Gateway", "default/gw").reasons),
+              ElementsAre("config.yaml:9:21: warning: spec.virtualServices[0]: virtual service "
+                          "default/secure has sslConfig and is not served on this plain gateway "
+                          "(set ssl: true on a gateway to serve it)"));
+  EXPECT_THAT(lines(status(r, "VirtualService", "default/secure").reasons),
+              ElementsAre("config.yaml:11:1: warning: not served: no accepted gateway selects "
+                          "this virtual service"));
+  ASSERT_EQ(r.config->listeners.size(), 1u);
+  EXPECT_TRUE(r.config->listeners[0].virtual_hosts.empty());
+  EXPECT_FALSE(r.config->listeners[0].tls);
+}
+
+TEST(ControlTranslateTls, UpstreamTlsAndConnectionLimits) {
+  TlsDir dir;
+  dir.write("config.yaml", R"(kind: Secret
+metadata: {name: client}
+spec:
+  tls: {certChainFile: certs/server.crt, privateKeyFile: certs/server.key,
+        rootCaFile: certs/ca.crt}
+---
+kind: Upstream
+metadata: {name: mtls}
+spec:
+  static: {hosts: [{addr: 10.0.0.1, port: 443}]}
+  sslConfig:
+    secretRef: {name: client}
+    sni: api.internal
+    verifySubjectAltName: [api.internal]
+    alpnProtocols: [http/1.1]
+  connectionConfig: {maxConnections: 64, maxIdleConnections: 8}
+---
+kind: Upstream
+metadata: {name: system-trust}
+spec:
+  static: {hosts: [{addr: 10.0.0.2, port: 443}]}
+  sslConfig: {sni: example.com}
+---
+kind: Upstream
+metadata: {name: insecure}
+spec:
+  static: {hosts: [{addr: 10.0.0.3, port: 443}]}
+  sslConfig: {insecureSkipVerify: true}
+---
+kind: Upstream
+metadata: {name: contradiction}
+spec:
+  static: {hosts: [{addr: 10.0.0.4, port: 443}]}
+  sslConfig: {secretRef: {name: client}, insecureSkipVerify: true}
+---
+kind: Upstream
+metadata: {name: plain}
+spec:
+  static: {hosts: [{addr: 10.0.0.5, port: 80}]}
+)");
+  BuildResult r = validate_directory(dir.path());
+  EXPECT_THAT(lines(status(r, "Upstream", "default/contradiction").reasons),
+              ElementsAre("config.yaml:34:14: error: spec.sslConfig.insecureSkipVerify: "
+                          "contradicts the rootCa of default/client: nothing would be verified"));
+  const auto* mtls = r.config->find_cluster("default/mtls");
+  ASSERT_NE(mtls, nullptr);
+  ASSERT_TRUE(mtls->tls);
+  EXPECT_EQ(mtls->tls->sni, "api.internal");
+  EXPECT_EQ(mtls->tls->ca_pem, dir.read("certs/ca.crt"));
+  EXPECT_EQ(mtls->tls->ca_secret, "default/client");
+  EXPECT_THAT(mtls->tls->verify_names, ElementsAre("api.internal"));
+  EXPECT_FALSE(mtls->tls->insecure_skip_verify);
+  ASSERT_TRUE(mtls->tls->client_certificate);
+  EXPECT_EQ(mtls->tls->client_certificate->private_key_pem, dir.read("certs/server.key"));
+  EXPECT_THAT(mtls->tls->alpn, ElementsAre("http/1.1"));
+  EXPECT_EQ(mtls->max_connections, 64u);
+  EXPECT_EQ(mtls->max_idle_connections, 8u);
+  const auto* trust = r.config->find_cluster("default/system-trust");
+  ASSERT_NE(trust, nullptr);
+  ASSERT_TRUE(trust->tls);
+  EXPECT_TRUE(trust->tls->ca_pem.empty());  // the system store, never "no verification"
+  EXPECT_FALSE(trust->tls->insecure_skip_verify);
+  EXPECT_FALSE(trust->tls->client_certificate);
+  const auto* insecure = r.config->find_cluster("default/insecure");
+  ASSERT_NE(insecure, nullptr);
+  EXPECT_TRUE(insecure->tls->insecure_skip_verify);
+  const auto* plain = r.config->find_cluster("default/plain");
+  ASSERT_NE(plain, nullptr);
+  EXPECT_FALSE(plain->tls);
+  EXPECT_EQ(plain->max_connections, 0u);
+  EXPECT_EQ(plain->max_idle_connections, 4096u);
+  EXPECT_EQ(r.config->find_cluster("default/contradiction"), nullptr);
+}
+
+TEST(ControlTranslateTls, HttpOptionsAndRouteBodyLimit) {
+  BuildResult r = build(std::string(kTlsUpstream) + R"(---
+kind: Gateway
+metadata: {name: a}
+spec:
+  bindPort: 8080
+  httpOptions: {xffNumTrustedHops: 1, normalizePath: false, maxRequestBodyBytes: 1000,
+                requestTimeout: 5s, streamIdleTimeout: 10s, useRemoteAddress: false}
+---
+kind: Gateway
+metadata: {name: b}
+spec:
+  bindPort: 8081
+  httpGateway:
+    options:
+      httpConnectionManagerSettings: {mergeSlashes: true, xffNumTrustedHops: 2,
+                                      maxRequestHeadersKb: 16, requestHeadersTimeout: 3s}
+---
+kind: VirtualService
+metadata: {name: vs}
+spec:
+  virtualHost:
+    routes:
+      - matchers: [{prefix: /upload}]
+        routeAction: {single: {upstream: {name: echo}}}
+        options: {maxRequestBodyBytes: 0}
+      - routeAction: {single: {upstream: {name: echo}}}
+)");
+  ASSERT_TRUE(r.ok()) << ::testing::PrintToString(lines(r.file_errors));
+  ASSERT_EQ(r.config->listeners.size(), 2u);
+  const auto& a = r.config->listeners[0].http;
+  EXPECT_EQ(a.xff_num_trusted_hops, 1u);
+  EXPECT_FALSE(a.normalize_path);
+  EXPECT_FALSE(a.merge_slashes);
+  EXPECT_EQ(a.max_request_body_bytes, 1000u);
+  EXPECT_EQ(a.request_timeout, snapshot::Millis(5000));
+  EXPECT_EQ(a.stream_idle_timeout, snapshot::Millis(10000));
+  EXPECT_FALSE(a.use_remote_address);
+  const auto& b = r.config->listeners[1].http;
+  EXPECT_EQ(b.xff_num_trusted_hops, 2u);
+  EXPECT_TRUE(b.normalize_path);  // the default
+  EXPECT_TRUE(b.merge_slashes);
+  EXPECT_EQ(b.max_request_headers_bytes, 16u * 1024);
+  EXPECT_EQ(b.request_header_timeout, snapshot::Millis(3000));
+  EXPECT_EQ(b.max_request_body_bytes, 0u);
+  const auto& routes = r.config->listeners[0].virtual_hosts.at(0).routes;
+  ASSERT_EQ(routes.size(), 2u);
+  EXPECT_EQ(routes[0].options.max_request_body_bytes, 0u);
+  EXPECT_FALSE(routes[1].options.max_request_body_bytes);
+}
+
+// ---- Fail closed and Gloo's Gateway shape ----
+
+TEST(ControlTranslateGloo, AuthIsNeverSilentlyDropped) {
+  BuildResult r = build(R"(apiVersion: gateway.solo.io/v1
+kind: Gateway
+metadata: {name: gateway-proxy, namespace: gloo-system}
+spec:
+  bindAddress: "::"
+  bindPort: 8080
+  proxyNames: [gateway-proxy]
+  httpGateway: {}
+---
+apiVersion: gloo.solo.io/v1
+kind: Upstream
+metadata: {name: petstore, namespace: gloo-system}
+spec:
+  static: {hosts: [{addr: 10.0.0.7, port: 8080}]}
+---
+apiVersion: gateway.solo.io/v1
+kind: VirtualService
+metadata: {name: with-extauth, namespace: gloo-system}
+spec:
+  virtualHost:
+    domains: [a.example.com]
+    options:
+      extauth: {configRef: {name: basic-auth, namespace: gloo-system}}
+    routes:
+      - matchers: [{prefix: /}]
+        routeAction: {single: {upstream: {name: petstore}}}
+---
+apiVersion: gateway.solo.io/v1
+kind: VirtualService
+metadata: {name: with-jwt, namespace: gloo-system}
+spec:
+  virtualHost:
+    domains: [b.example.com]
+    routes:
+      - matchers: [{prefix: /}]
+        routeAction: {single: {upstream: {name: petstore}}}
+        options:
+          jwt: {disable: false}
+---
+apiVersion: gateway.solo.io/v1
+kind: VirtualService
+metadata: {name: open, namespace: gloo-system}
+spec:
+  virtualHost:
+    domains: [c.example.com]
+    routes:
+      - matchers: [{prefix: /}]
+        routeAction: {single: {upstream: {name: petstore}}}
+)");
+  EXPECT_EQ(status(r, "VirtualService", "gloo-system/with-extauth").state, State::kRejected);
+  EXPECT_EQ(status(r, "VirtualService", "gloo-system/with-jwt").state, State::kRejected);
+  EXPECT_EQ(status(r, "VirtualService", "gloo-system/open").state, State::kWarning);  // apiVersion
+  ASSERT_EQ(r.config->listeners.size(), 1u);
+  const auto& hosts = r.config->listeners[0].virtual_hosts;
+  ASSERT_EQ(hosts.size(), 1u);
+  EXPECT_EQ(hosts[0].name, "gloo-system/open");
+}
+
+TEST(ControlTranslateGloo, SelectionByExpressionsAndNamespaces) {
+  auto vs = [](const std::string& ns, const std::string& name, const std::string& labels) {
+    return "kind: VirtualService\nmetadata: {name: " + name + ", namespace: " + ns +
+           ", labels: " + labels + "}\nspec: {virtualHost: {domains: [" + ns + "." + name +
+           ".example.com], routes: [{directResponseAction: {status: 200}}]}}\n---\n";
+  };
+  std::string yaml = vs("web", "a", "{team: a, version: '3'}") + vs("web", "b", "{team: b}") +
+                     vs("web", "c", "{team: a, canary: 'true'}") +
+                     vs("shop", "d", "{team: a, version: '5'}") +
+                     vs("other", "e", "{team: a, version: '9'}") +
+                     vs("web", "f", "{team: a, version: '1'}") + R"(kind: Gateway
+metadata: {name: exprs}
+spec:
+  bindPort: 8080
+  httpGateway:
+    virtualServiceExpressions:
+      expressions:
+        - {key: team, operator: Equals, values: [a]}
+        - {key: canary, operator: DoesNotExist}
+        - {key: version, operator: GreaterThan, values: ["2"]}
+    virtualServiceNamespaces: [web, shop]
+---
+kind: Gateway
+metadata: {name: labels}
+spec:
+  bindPort: 8081
+  httpGateway:
+    virtualServiceSelector: {team: b}
+    virtualServiceNamespaces: ["*"]
+---
+kind: Gateway
+metadata: {name: namespace-only}
+spec:
+  bindPort: 8082
+  virtualServiceSelector: {namespaces: [other]}
+)";
+  BuildResult r = build(yaml);
+  ASSERT_EQ(r.config->listeners.size(), 3u);
+  auto names = [](const snapshot::Listener& l) {
+    std::vector<std::string> out;
+    for (const auto& vh : l.virtual_hosts)
+      out.push_back(vh.name);
+    return out;
+  };
+  EXPECT_EQ(r.config->listeners[0].name, "default/exprs");
+  EXPECT_THAT(names(r.config->listeners[0]), ElementsAre("shop/d", "web/a"));
+  EXPECT_THAT(names(r.config->listeners[1]), ElementsAre("web/b"));
+  EXPECT_THAT(names(r.config->listeners[2]), ElementsAre("other/e"));
 }
 
 }  // namespace

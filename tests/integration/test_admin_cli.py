@@ -379,7 +379,8 @@ class StatusTest(t.IntegrationTest):
         bodies = {t.request(port, "GET", "/").text() for _ in range(40)}
         self.assertEqual(bodies, {"first"})
 
-    def test_unknown_field_is_a_warning(self):
+    def test_unknown_field_rejects_the_resource(self):
+        # Fail closed: a field Portico does not implement is never silently ignored.
         cfg = self.new_config()
         port = t.free_port()
         vs = t.virtual_service("vs", [r("a", direct=(200, "ok"))])
@@ -388,9 +389,9 @@ class StatusTest(t.IntegrationTest):
         cfg.write_obj("gateway-gw.yaml", t.gateway("gw", port, ["vs"]))
         portico = self.start_portico(cfg)
         res = portico.resource("VirtualService", "vs")
-        self.assertEqual(res["state"], "Warning", res)
+        self.assertEqual(res["state"], "Rejected", res)
         self.assertTrue(any("colour" in reason["path"] + reason["message"] for reason in res["reasons"]), res)
-        self.assertEqual(t.request(port, "GET", "/").text(), "ok")
+        self.assertEqual(t.request(port, "GET", "/").status, 404)
 
     def test_get_all(self):
         cfg = self.new_config()

@@ -1,8 +1,8 @@
 #!/usr/bin/env python3
 """Hot reload of the file configuration under load, through the real binary: 20 rewrites while requests
 flow on keep-alive and new connections (zero failures, each change served within 2 s), in-flight requests
-finish on their configuration, removed routes go, upstream endpoints move, bad files never replace the
-configuration in force."""
+finish on their configuration, removed routes go, upstream endpoints move, bad files and invalid new versions
+never replace the configuration in force."""
 
 import http.client
 import os
@@ -259,6 +259,22 @@ class HotReloadTest(t.IntegrationTest):
         self.cfg.remove("broken.yaml")
         self.write_vs(1)
         self.wait_serving("/new/1", (200, "new-1"))
+
+    def test_invalid_update_under_load_keeps_the_last_good_version(self):
+        with Load(self.port, ["/stable/a", "/dr"]) as load:
+            time.sleep(0.2)
+            # The new version of a VirtualService in use is invalid: its previous version keeps serving.
+            self.write_vs(1, extra_routes=[r("bad", [m(regex="/(unclosed")], direct=(200, "never"))])
+            res = t.wait_until(lambda: (self.portico.resource("VirtualService", "vs") or {}).get("state")
+                               == "Rejected" and self.portico.resource("VirtualService", "vs"),
+                               APPLY_WITHIN + 1, message="VirtualService vs Rejected")
+            self.assertIn("servingGeneration", res)
+            time.sleep(0.3)
+            self.assertEqual(self.body("/dr"), (200, "v0"))
+            self.assertEqual(self.body("/new/1")[0], 404)
+        self.assertEqual(load.failures, [])
+        self.write_vs(2)
+        self.wait_serving("/new/2", (200, "new-2"))
 
     def test_invalid_resource_is_rejected_and_others_keep_serving(self):
         self.cfg.write_obj("vs-bad.yaml", t.virtual_service("bad", [

@@ -5,6 +5,7 @@
 
 #include <cerrno>
 #include <cstring>
+#include <set>
 
 namespace portico::control {
 
@@ -17,6 +18,7 @@ Result<std::unique_ptr<FileWatcher>> FileWatcher::open(const std::filesystem::pa
   int fd = inotify_init1(IN_NONBLOCK | IN_CLOEXEC);
   if (fd < 0) return Error::io(std::string("inotify_init1: ") + std::strerror(errno));
   std::unique_ptr<FileWatcher> w(new FileWatcher(fd));
+  w->root_ = dir;
   w->watch_tree(dir);
   if (w->dirs_.empty())
     return Error::io("cannot watch " + dir.string() + ": " + std::strerror(errno));
@@ -28,15 +30,35 @@ FileWatcher::~FileWatcher() {
 }
 
 void FileWatcher::watch_tree(const std::filesystem::path& dir) {
-  int wd = inotify_add_watch(fd_, dir.c_str(), kMask);
-  if (wd >= 0) dirs_[wd] = dir;
+  namespace fs = std::filesystem;
+  // Directories are watched through symlinks too (inotify follows them), as the listing reads
+  // them. Hidden directories are not read, so not watched: a Kubernetes mount's "..data" swap is
+  // seen in the directory that holds the "..data" link.
+  std::set<fs::path> seen;
   std::error_code ec;
-  for (const auto& e : std::filesystem::recursive_directory_iterator(
-           dir, std::filesystem::directory_options::skip_permission_denied, ec)) {
-    if (e.is_directory(ec)) {
-      int sub = inotify_add_watch(fd_, e.path().c_str(), kMask);
-      if (sub >= 0) dirs_[sub] = e.path();
+  auto add = [&](const fs::path& p) {
+    fs::path real = fs::canonical(p, ec);
+    if (ec || !seen.insert(real).second) return false;  // a symlink loop, or watched already
+    int wd = inotify_add_watch(fd_, p.c_str(), kMask);
+    if (wd >= 0) dirs_[wd] = p;
+    return true;
+  };
+  if (!add(dir)) return;
+  fs::recursive_directory_iterator it(dir,
+                                      fs::directory_options::follow_directory_symlink |
+                                          fs::directory_options::skip_permission_denied,
+                                      ec);
+  size_t visited = 0;
+  for (; !ec && it != fs::recursive_directory_iterator(); it.increment(ec)) {
+    if (++visited > 100000) break;
+    std::error_code dec;
+    if (!it->is_directory(dec)) continue;
+    std::string name = it->path().filename().string();
+    if (!name.empty() && name[0] == '.') {
+      it.disable_recursion_pending();
+      continue;
     }
+    if (it.depth() > 32 || !add(it->path())) it.disable_recursion_pending();
   }
 }
 
@@ -55,18 +77,20 @@ bool FileWatcher::drain() {
       }
       if (ev->mask & IN_Q_OVERFLOW) {
         changed = true;
+        overflowed_ = true;
         continue;
       }
       std::string name = ev->len ? std::string(ev->name) : std::string();
-      // Editors' swap and backup files do not hold configuration.
-      if (!name.empty() && (name[0] == '.' || name.back() == '~')) continue;
-      if ((ev->mask & IN_ISDIR) && (ev->mask & (IN_CREATE | IN_MOVED_TO))) {
-        auto it = dirs_.find(ev->wd);
-        if (it != dirs_.end()) watch_tree(it->second / name);
-      }
+      // Editors' swap and backup files do not hold configuration; Kubernetes' "..data" link does
+      // (its atomic swap is how a ConfigMap or Secret mount changes).
+      bool k8s_swap = name == "..data";
+      if (!k8s_swap && !name.empty() && (name[0] == '.' || name.back() == '~')) continue;
       changed = true;
     }
   }
+  // New directories, directories behind new symlinks, symlinks that now point elsewhere: watch
+  // whatever the tree holds now (already watched directories keep their watch).
+  if (changed) watch_tree(root_);
   return changed;
 }
 

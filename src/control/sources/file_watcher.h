@@ -1,5 +1,6 @@
-// FileWatcher: inotify on a configuration directory and its subdirectories. The control thread owns
-// it: it waits for fd() to be readable (in its event loop), then calls drain().
+// FileWatcher: inotify on a configuration directory and its subdirectories (symlinked ones too).
+// The control thread owns it: it waits for fd() to be readable (in its event loop), then calls
+// drain().
 #pragma once
 
 #include <filesystem>
@@ -20,15 +21,26 @@ class FileWatcher {
 
   int fd() const { return fd_; }
 
-  // Reads every pending event without blocking; watches directories created since. Returns true
-  // when something that may hold configuration changed (files written, moved, deleted).
+  // Reads every pending event without blocking; watches directories created since (also through
+  // symlinks). Returns true when something that may hold configuration changed (files written,
+  // moved, deleted; a Kubernetes ConfigMap/Secret mount's "..data" link swapped).
   bool drain();
+
+  // True once after the kernel's event queue overflowed (events were lost): the caller should
+  // re-read everything rather than trust what changed.
+  bool take_overflow() {
+    bool o = overflowed_;
+    overflowed_ = false;
+    return o;
+  }
 
  private:
   explicit FileWatcher(int fd) : fd_(fd) {}
   void watch_tree(const std::filesystem::path& dir);
 
   int fd_;
+  std::filesystem::path root_;
+  bool overflowed_ = false;
   std::map<int, std::filesystem::path> dirs_;  // watch descriptor → directory
 };
 

@@ -1,5 +1,6 @@
 #include "control/status/status.h"
 
+#include <algorithm>
 #include <map>
 #include <nlohmann/json.hpp>
 
@@ -19,6 +20,17 @@ std::string_view to_string(State state) {
   return "Pending";
 }
 
+bool ResourceStatus::same_status(const ResourceStatus& o) const {
+  if (state != o.state || generation != o.generation ||
+      serving_generation != o.serving_generation || reasons.size() != o.reasons.size()) {
+    return false;
+  }
+  for (size_t i = 0; i < reasons.size(); ++i) {
+    if (reasons[i].to_string() != o.reasons[i].to_string()) return false;
+  }
+  return true;
+}
+
 State state_from(const std::vector<Diagnostic>& reasons) {
   if (api::has_errors(reasons)) return State::kRejected;
   return reasons.empty() ? State::kAccepted : State::kWarning;
@@ -33,8 +45,35 @@ nlohmann::ordered_json diagnostic_json(const Diagnostic& d) {
   j["line"] = d.line;
   j["column"] = d.column;
   j["path"] = d.path;
-  j["message"] = d.message;
+  if (d.message.size() > kMaxReasonBytes) {
+    j["message"] = d.message.substr(0, kMaxReasonBytes) + "...";
+  } else {
+    j["message"] = d.message;
+  }
   return j;
+}
+
+template <typename List, typename Get>
+nlohmann::ordered_json reasons_json(const List& list, Get get) {
+  nlohmann::ordered_json out = nlohmann::ordered_json::array();
+  size_t shown = std::min(list.size(), kMaxShownReasons);
+  // Errors first when some must be left out: they say why the resource is rejected.
+  std::vector<const Diagnostic*> order;
+  for (const auto& item : list)
+    order.push_back(&get(item));
+  if (list.size() > kMaxShownReasons) {
+    std::stable_partition(order.begin(), order.end(),
+                          [](const Diagnostic* d) { return d->is_error(); });
+  }
+  for (size_t i = 0; i < shown; ++i)
+    out.push_back(diagnostic_json(*order[i]));
+  if (list.size() > shown) {
+    Diagnostic more;
+    more.severity = Diagnostic::Severity::kWarning;
+    more.message = "and " + std::to_string(list.size() - shown) + " more";
+    out.push_back(diagnostic_json(more));
+  }
+  return out;
 }
 
 }  // namespace
@@ -50,10 +89,31 @@ std::string resources_to_json(const std::vector<ResourceStatus>& resources,
     j["file"] = r.file;
     j["line"] = r.line;
     j["generation"] = r.generation;
+    j["observedGeneration"] = r.generation;
+    if (r.serving_generation != 0) j["servingGeneration"] = r.serving_generation;
     j["state"] = std::string(to_string(r.state));
-    j["reasons"] = nlohmann::ordered_json::array();
-    for (const auto& d : r.reasons)
-      j["reasons"].push_back(diagnostic_json(d));
+    j["reasons"] =
+        reasons_json(r.reasons, [](const Diagnostic& d) -> const Diagnostic& { return d; });
+    if (!r.source.empty()) {
+      nlohmann::ordered_json o;
+      o["source"] = r.source;
+      o["key"] = r.file;
+      o["document"] = r.document;
+      o["revision"] = r.revision;
+      j["origin"] = std::move(o);
+    }
+    if (r.updated_unix_ms != 0) j["updatedUnixMs"] = r.updated_unix_ms;
+    if (r.last_change.seen_unix_ms != 0) {
+      nlohmann::ordered_json c;
+      c["seenUnixMs"] = r.last_change.seen_unix_ms;
+      c["translatedMs"] = r.last_change.translated_ms < 0
+                              ? nlohmann::ordered_json(nullptr)
+                              : nlohmann::ordered_json(r.last_change.translated_ms);
+      c["appliedMs"] = r.last_change.applied_ms < 0
+                           ? nlohmann::ordered_json(nullptr)
+                           : nlohmann::ordered_json(r.last_change.applied_ms);
+      j["lastChange"] = std::move(c);
+    }
     nlohmann::ordered_json spec = nullptr;
     if (!r.spec_json.empty()) {
       spec = nlohmann::ordered_json::parse(r.spec_json, nullptr, /*allow_exceptions=*/false);
@@ -73,10 +133,11 @@ std::string resources_to_json(const std::vector<ResourceStatus>& resources,
     j["file"] = file;
     j["line"] = 0;
     j["generation"] = 0;
-    j["state"] = "Rejected";
-    j["reasons"] = nlohmann::ordered_json::array();
-    for (const auto* d : diags)
-      j["reasons"].push_back(diagnostic_json(*d));
+    j["observedGeneration"] = 0;
+    bool errors =
+        std::any_of(diags.begin(), diags.end(), [](const Diagnostic* d) { return d->is_error(); });
+    j["state"] = errors ? "Rejected" : "Warning";
+    j["reasons"] = reasons_json(diags, [](const Diagnostic* d) -> const Diagnostic& { return *d; });
     j["spec"] = nullptr;
     out.push_back(std::move(j));
   }

@@ -1,11 +1,13 @@
 #include "control/translate/translator.h"
 
 #include <algorithm>
+#include <charconv>
 #include <map>
 #include <set>
 #include <string>
 
 #include "api/fields.h"
+#include "control/translate/tls_material.h"
 
 namespace portico::control {
 namespace {
@@ -53,6 +55,45 @@ bool labels_match(const std::map<std::string, std::string>& selector,
     if (it == labels.end() || it->second != v) return false;
   }
   return true;
+}
+
+bool expression_matches(const api::LabelExpression& e,
+                        const std::map<std::string, std::string>& labels) {
+  auto it = labels.find(e.key);
+  bool present = it != labels.end();
+  auto in_values = [&] {
+    return present && std::find(e.values.begin(), e.values.end(), it->second) != e.values.end();
+  };
+  auto as_int = [](const std::string& s, long long* out) {
+    auto [end, ec] = std::from_chars(s.data(), s.data() + s.size(), *out);
+    return ec == std::errc() && end == s.data() + s.size();
+  };
+  switch (e.op) {
+    case api::LabelOp::kIn:
+      return in_values();
+    case api::LabelOp::kNotIn:
+      return !in_values();  // Kubernetes: a missing label matches NotIn
+    case api::LabelOp::kExists:
+      return present;
+    case api::LabelOp::kDoesNotExist:
+      return !present;
+    case api::LabelOp::kGreaterThan:
+    case api::LabelOp::kLessThan: {
+      long long have = 0, want = 0;
+      if (!present || !as_int(it->second, &have) || !as_int(e.values.at(0), &want)) return false;
+      return e.op == api::LabelOp::kGreaterThan ? have > want : have < want;
+    }
+  }
+  return false;
+}
+
+bool namespace_allowed(const std::optional<std::vector<std::string>>& namespaces,
+                       const std::string& ns) {
+  if (!namespaces) return true;
+  for (const auto& n : *namespaces) {
+    if (n == "*" || n == ns) return true;
+  }
+  return false;
 }
 
 bool is_wildcard(const std::string& address) {
@@ -173,6 +214,7 @@ void translate_virtual_service(const Resource& r, snapshot::VirtualHost* out) {
         translate_headers(o.headers.request_add, o.headers.request_remove);
     base.options.response_headers =
         translate_headers(o.headers.response_add, o.headers.response_remove);
+    base.options.max_request_body_bytes = o.max_request_body_bytes;
     for (const auto& m : route.matchers) {
       snapshot::Route r2 = base;
       r2.match = translate_match(m);
@@ -191,6 +233,209 @@ snapshot::HttpOptions translate_http(const api::GatewayHttpOptions& h) {
   if (h.drain_timeout) out.drain_timeout = *h.drain_timeout;
   if (h.generate_request_id) out.generate_request_id = *h.generate_request_id;
   if (h.server_name) out.server_name = *h.server_name;
+  if (h.use_remote_address) out.use_remote_address = *h.use_remote_address;
+  if (h.xff_num_trusted_hops) out.xff_num_trusted_hops = *h.xff_num_trusted_hops;
+  if (h.normalize_path) out.normalize_path = *h.normalize_path;
+  if (h.merge_slashes) out.merge_slashes = *h.merge_slashes;
+  if (h.max_request_body_bytes) out.max_request_body_bytes = *h.max_request_body_bytes;
+  if (h.request_timeout) out.request_timeout = *h.request_timeout;
+  if (h.stream_idle_timeout) out.stream_idle_timeout = *h.stream_idle_timeout;
+  return out;
+}
+
+// ---- TLS ----
+
+// Key material read and checked, from a Secret or from sslFiles.
+struct TlsData {
+  std::string source;  // "<namespace>/<name>" of the Secret, or "file:<tlsCert or rootCa path>"
+  std::string cert_chain;
+  std::string private_key;
+  std::string root_ca;
+  std::string ocsp_der;
+  bool has_cert() const { return !cert_chain.empty(); }
+};
+
+std::filesystem::path resource_dir(const TranslateOptions& options, const Resource& r) {
+  std::filesystem::path file(r.file);
+  std::filesystem::path parent = file.parent_path();
+  if (parent.is_absolute()) return parent;
+  if (options.base_dir.empty()) return parent;
+  return options.base_dir / parent;
+}
+
+// Reads and checks the four pieces; every problem is an error on `e` (at the piece's path).
+bool load_tls(Entry& e, const std::filesystem::path& dir, const api::SecretMaterial& cert,
+              const api::SecretMaterial& key, const api::SecretMaterial& ca,
+              const api::SecretMaterial& ocsp, TlsData* out) {
+  bool ok = true;
+  auto load = [&](const api::SecretMaterial& m, std::string* slot,
+                  std::string (*check)(const std::string&)) {
+    if (!m.given()) return;
+    std::string error;
+    auto bytes = load_material(m, dir, &error);
+    if (!bytes) {
+      e.add(Diagnostic::Severity::kError, m.loc, m.path, error);
+      ok = false;
+      return;
+    }
+    if (check != nullptr) {
+      std::string problem = check(*bytes);
+      if (!problem.empty()) {
+        e.add(Diagnostic::Severity::kError, m.loc, m.path,
+              (m.file.empty() ? "" : m.file + ": ") + problem);
+        ok = false;
+        return;
+      }
+    }
+    *slot = std::move(*bytes);
+  };
+  load(cert, &out->cert_chain, check_cert_chain);
+  load(key, &out->private_key, check_private_key);
+  load(ca, &out->root_ca, check_ca_bundle);
+  std::string ocsp_raw;
+  load(ocsp, &ocsp_raw, nullptr);
+  if (!ocsp_raw.empty()) {
+    std::string error;
+    auto der = decode_ocsp_response(ocsp_raw, ocsp.file.empty(), &error);
+    if (!der) {
+      e.add(Diagnostic::Severity::kError, ocsp.loc, ocsp.path,
+            (ocsp.file.empty() ? "" : ocsp.file + ": ") + error);
+      ok = false;
+    } else {
+      out->ocsp_der = std::move(*der);
+    }
+  }
+  if (ok && !out->cert_chain.empty() && !out->private_key.empty()) {
+    std::string problem = check_key_matches(out->cert_chain, out->private_key);
+    if (!problem.empty()) {
+      e.add(Diagnostic::Severity::kError, key.loc, key.path, problem);
+      ok = false;
+    }
+  }
+  return ok;
+}
+
+// The TLS data a reference or sslFiles names; nullopt (and an error on `e`) when unusable.
+std::optional<TlsData> tls_source(Entry& e, const TranslateOptions& options,
+                                  const std::optional<api::ResourceRef>& secret_ref,
+                                  const std::optional<api::SslFiles>& ssl_files,
+                                  const EntryMap& secrets,
+                                  const std::map<std::string, TlsData, IdLess>& resolved) {
+  if (secret_ref) {
+    const auto& ref = *secret_ref;
+    if (ref.name.empty()) return std::nullopt;  // already an error
+    auto it = secrets.find(ref.to_string());
+    if (it == secrets.end()) {
+      e.add(Diagnostic::Severity::kError, ref.loc, ref.path,
+            "secret " + ref.to_string() + " not found");
+      return std::nullopt;
+    }
+    if (it->second.rejected()) {
+      e.add(Diagnostic::Severity::kError, ref.loc, ref.path,
+            "secret " + ref.to_string() + " is rejected");
+      return std::nullopt;
+    }
+    auto data = resolved.find(ref.to_string());
+    if (data == resolved.end()) {
+      e.add(Diagnostic::Severity::kError, ref.loc, ref.path,
+            "secret " + ref.to_string() + " has no tls data");
+      return std::nullopt;
+    }
+    return data->second;
+  }
+  if (ssl_files) {
+    const auto& f = *ssl_files;
+    TlsData data;
+    if (!load_tls(e, resource_dir(options, *e.resource), f.tls_cert, f.tls_key, f.root_ca,
+                  f.ocsp_staple, &data)) {
+      return std::nullopt;
+    }
+    data.source = "file:" + (f.tls_cert.given() ? f.tls_cert.file : f.root_ca.file);
+    return data;
+  }
+  return TlsData{};
+}
+
+snapshot::TlsVersion translate_version(api::TlsVersion v) {
+  return v == api::TlsVersion::kTls13 ? snapshot::TlsVersion::kTls13 : snapshot::TlsVersion::kTls12;
+}
+
+// A VirtualService's or a Gateway's sslConfig as a TlsServerConfig; nullopt with errors on `e`.
+std::optional<snapshot::TlsServerConfig> server_tls(
+    Entry& e, const TranslateOptions& options, const api::DownstreamTls& t, const EntryMap& secrets,
+    const std::map<std::string, TlsData, IdLess>& resolved) {
+  auto data = tls_source(e, options, t.secret_ref, t.ssl_files, secrets, resolved);
+  if (!data) return std::nullopt;
+  bool ok = true;
+  if (!data->has_cert()) {
+    if (t.secret_ref) {
+      e.add(Diagnostic::Severity::kError, t.secret_ref->loc, t.secret_ref->path,
+            "secret " + t.secret_ref->to_string() +
+                " has no certChain and privateKey: a server needs a certificate");
+    }
+    ok = false;  // sslFiles without tlsCert was reported by the decoder
+  }
+  snapshot::TlsServerConfig out;
+  out.certificates.push_back({data->source, data->cert_chain, data->private_key, data->ocsp_der});
+  if (t.min_version) out.min_version = translate_version(*t.min_version);
+  if (t.max_version) out.max_version = translate_version(*t.max_version);
+  if (out.min_version == snapshot::TlsVersion::kTls13 &&
+      out.max_version == snapshot::TlsVersion::kTls12) {
+    e.add(Diagnostic::Severity::kError, t.loc, t.path + ".parameters",
+          "minimumProtocolVersion is above maximumProtocolVersion");
+    ok = false;
+  }
+  if (!t.alpn.empty()) out.alpn = t.alpn;
+  bool mtls = !data->root_ca.empty() && !t.one_way_tls;
+  if (mtls) {
+    out.client_ca_pem = data->root_ca;
+    out.client_ca_secret = data->source;
+  }
+  if (!t.verify_subject_alt_names.empty()) {
+    if (!mtls) {
+      e.add(Diagnostic::Severity::kError, t.verify_loc, t.path + ".verifySubjectAltName",
+            "needs client certificates: a rootCa (in the secret or sslFiles) and oneWayTls unset");
+      ok = false;
+    }
+    out.allowed_client_sans = t.verify_subject_alt_names;
+  }
+  if (!t.client_identity_header.empty()) {
+    if (!mtls) {
+      e.add(Diagnostic::Severity::kError, t.client_identity_loc, t.path + ".clientIdentityHeader",
+            "needs client certificates: a rootCa (in the secret or sslFiles) and oneWayTls unset");
+      ok = false;
+    }
+    out.client_identity_header = t.client_identity_header;
+  }
+  if (!ok) return std::nullopt;
+  return out;
+}
+
+// An Upstream's sslConfig as a TlsClientConfig; nullopt with errors on `e`.
+std::optional<snapshot::TlsClientConfig> client_tls(
+    Entry& e, const TranslateOptions& options, const api::UpstreamTls& t, const EntryMap& secrets,
+    const std::map<std::string, TlsData, IdLess>& resolved) {
+  auto data = tls_source(e, options, t.secret_ref, t.ssl_files, secrets, resolved);
+  if (!data) return std::nullopt;
+  snapshot::TlsClientConfig out;
+  out.sni = t.sni;
+  out.verify_names = t.verify_subject_alt_names;
+  out.insecure_skip_verify = t.insecure_skip_verify;
+  out.alpn = t.alpn;
+  if (t.min_version) out.min_version = translate_version(*t.min_version);
+  if (!data->root_ca.empty()) {
+    if (t.insecure_skip_verify) {
+      e.add(Diagnostic::Severity::kError, t.loc, t.path + ".insecureSkipVerify",
+            "contradicts the rootCa of " + data->source + ": nothing would be verified");
+      return std::nullopt;
+    }
+    out.ca_pem = data->root_ca;
+    out.ca_secret = data->source;
+  }
+  if (data->has_cert()) {
+    out.client_certificate =
+        snapshot::TlsCertificate{data->source, data->cert_chain, data->private_key, ""};
+  }
   return out;
 }
 
@@ -205,15 +450,17 @@ snapshot::Cluster translate_upstream(const Resource& r) {
   c.connect_timeout = spec.connect_timeout;
   c.max_requests_per_connection = spec.max_requests_per_connection;
   c.idle_connection_timeout = spec.idle_timeout;
+  if (spec.max_connections) c.max_connections = *spec.max_connections;
+  if (spec.max_idle_connections) c.max_idle_connections = *spec.max_idle_connections;
   return c;
 }
 
 }  // namespace
 
 Translation translate(const std::vector<api::Resource>& resources, uint64_t version,
-                      int64_t created_unix_ms) {
+                      int64_t created_unix_ms, const TranslateOptions& options) {
   // Entries sorted by namespace/name within each kind, so every loop below is deterministic.
-  EntryMap gateways, services, upstreams;
+  EntryMap gateways, services, upstreams, secrets;
   for (const auto& r : resources) {
     Entry e{&r, r.diagnostics};
     std::string id = r.meta.ns + "/" + r.meta.name;
@@ -227,10 +474,61 @@ Translation translate(const std::vector<api::Resource>& resources, uint64_t vers
       case api::Kind::kUpstream:
         upstreams.emplace(id, std::move(e));
         break;
+      case api::Kind::kSecret:
+        secrets.emplace(id, std::move(e));
+        break;
     }
   }
 
-  // 1. Routes must point at accepted upstreams.
+  // 0. TLS: Secrets read and checked; then every sslConfig resolved against them (a resource
+  // whose TLS cannot be built is Rejected, before anything refers to it).
+  std::map<std::string, TlsData, IdLess> secret_data;
+  for (auto& [id, e] : secrets) {
+    if (e.rejected()) continue;
+    const auto& spec = e.resource->secret();
+    if (!spec.tls) continue;
+    TlsData data;
+    const auto& t = *spec.tls;
+    if (load_tls(e, resource_dir(options, *e.resource), t.cert_chain, t.private_key, t.root_ca,
+                 t.ocsp_staple, &data)) {
+      data.source = id;
+      secret_data.emplace(id, std::move(data));
+    }
+  }
+  std::map<std::string, snapshot::TlsClientConfig, IdLess> cluster_tls;
+  for (auto& [id, e] : upstreams) {
+    if (e.rejected() || !e.resource->upstream().tls) continue;
+    auto tls = client_tls(e, options, *e.resource->upstream().tls, secrets, secret_data);
+    if (tls) cluster_tls.emplace(id, std::move(*tls));
+  }
+  std::map<std::string, snapshot::TlsServerConfig, IdLess> vhost_tls;
+  for (auto& [id, e] : services) {
+    const auto& spec = e.resource->virtual_service();
+    if (e.rejected() || !spec.tls) continue;
+    if (spec.tls->sni_domains) {
+      std::set<std::string> sni(spec.tls->sni_domains->begin(), spec.tls->sni_domains->end());
+      std::set<std::string> domains;
+      for (const auto& d : spec.domains)
+        domains.insert(d.value);
+      if (sni != domains) {
+        e.add(Diagnostic::Severity::kError, spec.tls->sni_loc, spec.tls->path + ".sniDomains",
+              "sniDomains different from the virtual service's domains is not supported yet: the "
+              "certificate is chosen by SNI among the domains; remove sniDomains or make it equal");
+        continue;
+      }
+    }
+    auto tls = server_tls(e, options, *spec.tls, secrets, secret_data);
+    if (tls) vhost_tls.emplace(id, std::move(*tls));
+  }
+  std::map<std::string, snapshot::TlsServerConfig, IdLess> listener_tls;
+  for (auto& [id, e] : gateways) {
+    const auto& spec = e.resource->gateway();
+    if (e.rejected() || !spec.tls) continue;
+    auto tls = server_tls(e, options, *spec.tls, secrets, secret_data);
+    if (tls) listener_tls.emplace(id, std::move(*tls));
+  }
+
+  // 1. Routes should point at accepted upstreams.
   for (auto& [id, vs] : services) {
     for (const auto& route : vs.resource->virtual_service().routes) {
       const auto* fwd = std::get_if<api::ForwardAction>(&route.action);
@@ -238,12 +536,13 @@ Translation translate(const std::vector<api::Resource>& resources, uint64_t vers
       for (const auto& d : fwd->destinations) {
         if (d.upstream.name.empty()) continue;  // already an error
         auto it = upstreams.find(d.upstream.to_string());
+        // A warning, not an error: the route answers 503 and everything else keeps working.
         if (it == upstreams.end()) {
-          vs.add(Diagnostic::Severity::kError, d.upstream.loc, d.upstream.path,
-                 "upstream " + d.upstream.to_string() + " not found");
+          vs.add(Diagnostic::Severity::kWarning, d.upstream.loc, d.upstream.path,
+                 "upstream " + d.upstream.to_string() + " not found; the route answers 503");
         } else if (it->second.rejected()) {
-          vs.add(Diagnostic::Severity::kError, d.upstream.loc, d.upstream.path,
-                 "upstream " + d.upstream.to_string() + " is rejected");
+          vs.add(Diagnostic::Severity::kWarning, d.upstream.loc, d.upstream.path,
+                 "upstream " + d.upstream.to_string() + " is rejected; the route answers 503");
         }
       }
     }
@@ -273,22 +572,43 @@ Translation translate(const std::vector<api::Resource>& resources, uint64_t vers
     const auto& spec = gw.resource->gateway();
     std::set<std::string, IdLess> ids;
     std::set<std::string> missing;
+    // Gloo's rule: an ssl gateway serves only VirtualServices with sslConfig, a plain one only
+    // VirtualServices without.
+    auto fits = [&](const Entry& vs) {
+      return vs.resource->virtual_service().tls.has_value() == spec.ssl;
+    };
     if (!spec.virtual_services.empty()) {
+      std::set<std::string> mismatched;
       for (const auto& ref : spec.virtual_services) {
         if (ref.name.empty()) continue;
-        if (services.count(ref.to_string()) == 0) {
+        auto it = services.find(ref.to_string());
+        if (it == services.end()) {
           if (!missing.insert(ref.to_string()).second) continue;  // listed twice: warned already
           gw.add(Diagnostic::Severity::kWarning, ref.loc, ref.path,
                  "virtual service " + ref.to_string() + " not found");
+        } else if (!fits(it->second)) {
+          if (!mismatched.insert(ref.to_string()).second) continue;
+          gw.add(Diagnostic::Severity::kWarning, ref.loc, ref.path,
+                 "virtual service " + ref.to_string() +
+                     (spec.ssl ? " has no sslConfig and is not served on this ssl gateway"
+                               : " has sslConfig and is not served on this plain gateway (set "
+                                 "ssl: true on a gateway to serve it)"));
         } else {
           ids.insert(ref.to_string());
         }
       }
     } else {
+      // Gloo's precedence: labels, else expressions, else all; within the namespaces asked.
       for (const auto& [vid, vs] : services) {
-        if (!spec.selector || labels_match(*spec.selector, vs.resource->meta.labels)) {
-          ids.insert(vid);
+        const auto& labels = vs.resource->meta.labels;
+        bool match = namespace_allowed(spec.namespaces, vs.resource->meta.ns) && fits(vs);
+        if (match && spec.selector) match = labels_match(*spec.selector, labels);
+        if (match && spec.expressions) {
+          for (const auto& e : *spec.expressions) {
+            if (!expression_matches(e, labels)) match = false;
+          }
         }
+        if (match) ids.insert(vid);
       }
     }
     selected[gid].assign(ids.begin(), ids.end());
@@ -326,6 +646,23 @@ Translation translate(const std::vector<api::Resource>& resources, uint64_t vers
     services.at(vid).add(Diagnostic::Severity::kError, loc, path, msg);
   }
 
+  // 4b. An ssl gateway needs a certificate: its own sslConfig, or a served VirtualService's.
+  for (auto& [gid, gw] : gateways) {
+    const auto& spec = gw.resource->gateway();
+    if (gw.rejected() || !spec.ssl || listener_tls.count(gid) != 0) continue;
+    if (spec.tls) continue;  // its sslConfig failed: reported already
+    bool any = false;
+    for (const auto& vid : selected[gid]) {
+      const Entry& vs = services.at(vid);
+      if (!vs.rejected() && vhost_tls.count(vid) != 0) any = true;
+    }
+    if (!any) {
+      gw.add(Diagnostic::Severity::kError, gw.resource->gateway().ssl_loc, "spec.ssl",
+             "ssl is true but there is no certificate: set spec.sslConfig, or serve a virtual "
+             "service that has sslConfig");
+    }
+  }
+
   // 5. Gateways naming a rejected VirtualService; VirtualServices no gateway serves.
   std::set<std::string> served;
   for (auto& [gid, gw] : gateways) {
@@ -357,7 +694,9 @@ Translation translate(const std::vector<api::Resource>& resources, uint64_t vers
   std::map<std::string, snapshot::VirtualHost, IdLess> hosts;
   for (const auto& [vid, vs] : services) {
     if (vs.rejected()) continue;
-    translate_virtual_service(*vs.resource, &hosts[vid]);
+    auto& host = hosts[vid];
+    translate_virtual_service(*vs.resource, &host);
+    if (auto it = vhost_tls.find(vid); it != vhost_tls.end()) host.tls = it->second;
   }
   for (const auto& [gid, gw] : gateways) {
     if (gw.rejected()) continue;
@@ -371,11 +710,28 @@ Translation translate(const std::vector<api::Resource>& resources, uint64_t vers
       auto it = hosts.find(vid);
       if (it != hosts.end()) l.virtual_hosts.push_back(it->second);
     }
+    if (spec.ssl) {
+      // The default certificate: the gateway's own, else the first virtual service's (by
+      // namespace/name).
+      if (auto it = listener_tls.find(gid); it != listener_tls.end()) {
+        l.tls = it->second;
+      } else {
+        for (const auto& vh : l.virtual_hosts) {
+          if (vh.tls) {
+            l.tls = vh.tls;
+            break;
+          }
+        }
+      }
+    }
     config->listeners.push_back(std::move(l));
   }
   for (const auto& [uid, up] : upstreams) {
     if (up.rejected()) continue;
     config->clusters.push_back(translate_upstream(*up.resource));
+    if (auto it = cluster_tls.find(uid); it != cluster_tls.end()) {
+      config->clusters.back().tls = it->second;
+    }
   }
 
   Translation out;
@@ -395,8 +751,9 @@ Translation translate(const std::vector<api::Resource>& resources, uint64_t vers
       out.statuses.push_back(std::move(s));
     }
   };
-  // Sorted by kind name: Gateway < Upstream < VirtualService.
+  // Sorted by kind name: Gateway < Secret < Upstream < VirtualService.
   emit(gateways);
+  emit(secrets);
   emit(upstreams);
   emit(services);
   return out;

@@ -72,6 +72,43 @@ TEST_F(FileWatcherTest, IgnoresHiddenAndBackupFiles) {
   EXPECT_FALSE((*w)->drain());
 }
 
+TEST_F(FileWatcherTest, SeesAKubernetesConfigMapSwap) {
+  // Files are symlinks into "..data", a symlink to a timestamped directory that is replaced by an
+  // atomic rename: no event names a visible file.
+  fs::create_directory(dir_ / "..2026_12_01_00_00_00.1");
+  write(dir_ / "..2026_12_01_00_00_00.1" / "vs.yaml", "kind: VirtualService\n");
+  fs::create_directory_symlink("..2026_12_01_00_00_00.1", dir_ / "..data");
+  fs::create_symlink("..data/vs.yaml", dir_ / "vs.yaml");
+  auto w = FileWatcher::open(dir_);
+  ASSERT_TRUE(w.ok());
+  fs::create_directory(dir_ / "..2026_12_01_00_01_00.2");
+  write(dir_ / "..2026_12_01_00_01_00.2" / "vs.yaml", "kind: Upstream\n");
+  fs::create_directory_symlink("..2026_12_01_00_01_00.2", dir_ / "..data_tmp");
+  fs::rename(dir_ / "..data_tmp", dir_ / "..data");
+  EXPECT_TRUE(changed(**w));
+}
+
+TEST_F(FileWatcherTest, WatchesSymlinkedDirectories) {
+  char tmpl[] = "/tmp/portico-watch-target-XXXXXX";
+  ASSERT_NE(mkdtemp(tmpl), nullptr);
+  fs::path target = tmpl;
+  fs::create_directory_symlink(target, dir_ / "team-a");
+  auto w = FileWatcher::open(dir_);
+  ASSERT_TRUE(w.ok());
+  write(target / "vs.yaml", "kind: VirtualService\n");
+  EXPECT_TRUE(changed(**w));
+  // A symlinked directory added later is watched too.
+  char tmpl2[] = "/tmp/portico-watch-target-XXXXXX";
+  ASSERT_NE(mkdtemp(tmpl2), nullptr);
+  fs::path target2 = tmpl2;
+  fs::create_directory_symlink(target2, dir_ / "team-b");
+  EXPECT_TRUE(changed(**w));
+  write(target2 / "vs.yaml", "kind: VirtualService\n");
+  EXPECT_TRUE(changed(**w));
+  fs::remove_all(target);
+  fs::remove_all(target2);
+}
+
 TEST_F(FileWatcherTest, MissingDirectoryIsAnError) {
   auto w = FileWatcher::open(dir_ / "nope");
   ASSERT_FALSE(w.ok());

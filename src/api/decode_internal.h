@@ -1,0 +1,37 @@
+// Decoding pieces shared by the files of src/api (references, names, TLS settings, Secrets).
+// Internal to src/api; any thread (no shared state), one DocReader per document.
+#pragma once
+
+#include <nlohmann/json.hpp>
+#include <string>
+
+#include "api/resources.h"
+#include "api/yaml_reader.h"
+
+namespace portico::api::detail {
+
+// Reports a bad metadata-style name at `path`; true when the name is valid.
+bool check_name_field(yaml::DocReader& doc, const std::string& value, const std::string& path,
+                      Location loc);
+
+// {name, namespace} with the namespace defaulted to `default_ns`.
+ResourceRef decode_ref(yaml::DocReader& doc, const YAML::Node& node, const std::string& path,
+                       Location loc, const std::string& default_ns);
+
+// A VirtualService's or a Gateway's sslConfig (`on_gateway`: the Gateway's default certificate,
+// where sniDomains means nothing).
+void decode_downstream_tls(yaml::DocReader& doc, const yaml::Field& f, const std::string& ns,
+                           bool on_gateway, DownstreamTls* out);
+
+// An Upstream's sslConfig.
+void decode_upstream_tls(yaml::DocReader& doc, const yaml::Field& f, const std::string& ns,
+                         UpstreamTls* out);
+
+// A Secret's spec (tls or generic).
+void decode_secret(yaml::DocReader& doc, yaml::MapReader& spec, SecretSpec* out);
+
+// Replaces every value of a Secret's spec JSON that could be secret by "<redacted>": only
+// certificates, CA bundles, OCSP staples and file names are kept.
+void redact_secret_json(nlohmann::json& spec);
+
+}  // namespace portico::api::detail

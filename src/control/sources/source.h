@@ -1,0 +1,31 @@
+// ConfigSource: the one interface through which configuration storage (files today; etcd, Consul
+// KV and Kubernetes later) feeds the resource store, as deltas. Owned and called by the
+// control-plane thread only.
+#pragma once
+
+#include <filesystem>
+#include <string_view>
+
+#include "control/store/store.h"
+
+namespace portico::control {
+
+class ConfigSource {
+ public:
+  virtual ~ConfigSource() = default;
+
+  // The source's name, used in every Origin it produces ("file", "etcd", ...).
+  virtual std::string_view name() const = 0;
+
+  // What changed since the previous call, as a delta (empty when nothing did). The first call
+  // returns everything, in a deterministic order. `full` asks for a complete re-read (the periodic
+  // resync that catches missed notifications); the result is still only the difference. Must not
+  // throw for input problems: those are origin errors in the delta.
+  virtual Delta poll(bool full) = 0;
+
+  // What relative file names in its resources (Secret files, sslFiles) are resolved against:
+  // the configuration directory for files; empty (the current directory) for sources without one.
+  virtual std::filesystem::path base_dir() const { return {}; }
+};
+
+}  // namespace portico::control
