@@ -1,35 +1,38 @@
 // Control-plane scale benchmark (a program, not a test; single-threaded): decodes, validates and
 // translates a configuration directory (normally one written by bench/scale/gen.py) through the
-// public entry points `portico run` uses, and prints the wall time and memory of every phase, then
-// the time of a rebuild after one route, and after one endpoint, changed in one file.
+// public entry points `portico run` uses, and prints the wall time, CPU time and memory of every
+// phase, then the time of a pipeline sync after one route, and after one endpoint, changed in one
+// file. Usage:
 //
 //   control_scale_bench DIR [--repeat N] [--workers N]
 //
-// Phases (one after the other, on one thread; each printed as a line and as `SCALE phase=...
-// ms=...`):
-//   list, read        control::list_config_files + read_config_file of every file
-//   yaml_events       yaml-cpp's parser alone, events discarded (decode_file's first pass)
-//   yaml_load         YAML::LoadAll alone (decode_file's second pass; nodes built and freed)
-//   decode            api::decode_file of every file (YAML parse, field decoding, spec as JSON, and
-//                     api::validate_resource, which decode_file calls)
-//   validate          api::validate_resource again on every resource (its share of `decode`)
-//   copy              copying the resources into one vector, as the pipeline's assemble() does
-//   translate         control::translate (cross-resource checks + the ProxyConfig + statuses)
-//   canonical_json    snapshot::to_json of the config, which `portico run` does at every rebuild to
-//                     tell real changes
-//   status_json       control::resources_to_json (the admin /resources document, every rebuild)
-//   runtime           proxy::build_runtime (router indexes and stat slots, what Server::apply
-//   builds) source_cold       control::FileConfigSource::build on a new source (what `portico run`
-//   starts with) source_unchanged  build again with nothing changed (every file read and compared)
-//   rebuild_route     one route's direct-response body changed in one VirtualService file, then
-//   build rebuild_endpoint  one host port changed in one Upstream file, then build
-// The rebuild phases also print `apply_ms`: canonical_json + runtime + status_json of that build,
-// so that build + apply_ms is what `portico run` spends before the workers see the change (plus its
-// 10 ms debounce). The two edited files are restored before the program exits.
+// Phases, one after the other on one thread, each printed as a line and as
+// `SCALE phase=NAME ms=.. median_ms=.. cpu_ms=.. rss_mb=.. peak_rss_mb=..`:
+//
+// - read: control::list_config_files and read_config_file of every file.
+// - decode: api::decode_file of every file (YAML, field decoding, spec as JSON, validation).
+// - yaml_events, yaml_load: yaml-cpp alone, to split `decode` (decode_file parses every file
+//   twice: an event-counting pass that enforces the limits, then YAML::LoadAll).
+// - validate: api::validate_resource again on every resource (its share of `decode`).
+// - copy: copying every resource into one vector (build_from_store copies them twice).
+// - translate: control::translate (cross-resource checks, the ProxyConfig, the statuses).
+// - config_json: snapshot::to_json of the config (what /config_dump serves).
+// - status_json: control::resources_to_json (the /resources document, rendered at every sync).
+// - runtime: proxy::build_runtime (router indexes and stat slots, built by Server::apply).
+// - sync_cold: control::Pipeline::sync on a new Pipeline fed by a FileSource, publishing through
+//   build_runtime: what `portico run` does at start, before the workers pick the config up.
+// - sync_unchanged: sync again with nothing changed.
+// - sync_route: one route's direct-response body changed in one VirtualService file, then sync.
+// - sync_endpoint: one host port changed in one Upstream file, then sync.
+//
+// The sync phases also print how long translation and publication took inside the sync and how
+// many VirtualServices and routes translation was given (`vs_translated`, `routes_translated`):
+// a change that translated only what it touched would show 1 VirtualService, or 0 for an endpoint.
+// The two edited files are restored before the program exits.
 //
 // Memory: `rss_mb` is the resident set after the phase (/proc/self/statm), `peak_rss_mb` the
-// process's maximum so far (getrusage). Freed memory is not always returned to the system, so the
-// peak after `runtime` is the figure for "decode + translate + apply of the whole directory".
+// process's maximum so far (getrusage). Freed memory is not always returned to the system; the
+// peak after `runtime` is the figure for "decode + translate + runtime of the whole directory".
 #include <sys/resource.h>
 #include <unistd.h>
 #include <yaml-cpp/eventhandler.h>
@@ -50,6 +53,7 @@
 #include "api/validate.h"
 #include "control/pipeline.h"
 #include "control/sources/config_dir.h"
+#include "control/sources/file_source.h"
 #include "control/status/status.h"
 #include "control/translate/translator.h"
 #include "proxy/runtime.h"
@@ -156,6 +160,22 @@ class NullHandler : public YAML::EventHandler {
   void OnMapEnd() override {}
 };
 
+// What the pipeline's translate and publish callbacks saw during one sync.
+struct PipelineProbe {
+  double translate_ms = 0, publish_ms = 0;
+  int translations = 0;
+  size_t virtual_services = 0, routes = 0;
+  std::shared_ptr<const proxy::Runtime> runtime;  // the last one published, kept like a worker
+  void reset() { *this = PipelineProbe{{}, {}, {}, {}, {}, std::move(runtime)}; }
+  void add(const PipelineProbe& o) {
+    translate_ms += o.translate_ms;
+    publish_ms += o.publish_ms;
+    translations += o.translations;
+    virtual_services += o.virtual_services;
+    routes += o.routes;
+  }
+};
+
 struct Counts {
   size_t resources = 0, virtual_services = 0, upstreams = 0, gateways = 0, api_routes = 0;
   size_t errors = 0, warnings = 0;
@@ -178,6 +198,8 @@ Counts count(const std::vector<api::DecodedFile>& decoded) {
           ++c.virtual_services;
           c.api_routes += r.virtual_service().routes.size();
           break;
+        default:
+          break;
       }
       for (const auto& d : r.diagnostics)
         (d.severity == api::Diagnostic::Severity::kError ? c.errors : c.warnings) += 1;
@@ -192,21 +214,6 @@ size_t snapshot_routes(const snapshot::ProxyConfig& config) {
     for (const auto& v : l.virtual_hosts)
       n += v.routes.size();
   return n;
-}
-
-// What `portico run` does with a BuildResult before the workers see it (besides the debounce):
-// the canonical JSON comparison, the runtime (Server::apply) and the /resources document.
-double apply_ms(const control::BuildResult& result, proxy::stats::Registry& registry) {
-  auto t0 = Clock::now();
-  snapshot::ProxyConfig copy = *result.config;
-  copy.version = 0;
-  copy.created_unix_ms = 0;
-  std::string canonical = snapshot::to_json(copy, false);
-  auto runtime = proxy::build_runtime(result.config, registry);
-  std::string status = control::resources_to_json(result.resources, result.file_errors);
-  double ms = ms_since(t0);
-  if (canonical.empty() || !runtime || status.empty()) std::abort();
-  return ms;
 }
 
 int usage() {
@@ -334,7 +341,11 @@ int main(int argc, char** argv) {
 
   // ---- translate ----
   control::Translation translation;
-  t = time_it(repeat, [&] { translation = control::translate(unique, 1, 0); });
+  t = time_it(repeat, [&] {
+    control::TranslateOptions options;
+    options.base_dir = dir;
+    translation = control::translate(unique, 1, 0, options);
+  });
   size_t rejected = 0, warned = 0;
   for (const auto& s : translation.statuses) {
     rejected += s.state == control::State::kRejected;
@@ -349,7 +360,7 @@ int main(int argc, char** argv) {
   // ---- what `portico run` does after the build ----
   std::string json;
   t = time_it(repeat, [&] { json = snapshot::to_json(*translation.config, false); });
-  report("canonical_json", t, "bytes=" + std::to_string(json.size()));
+  report("config_json", t, "bytes=" + std::to_string(json.size()));
   json.clear();
   json.shrink_to_fit();
   t = time_it(repeat, [&] { json = control::resources_to_json(translation.statuses, {}); });
@@ -365,7 +376,7 @@ int main(int argc, char** argv) {
   report("runtime", t);
   std::printf("SCALE phase=total_pipeline_peak peak_rss_mb=%.1f\n", peak_rss_mb());
 
-  // The FileConfigSource phases start from a clean slate (the figures above stay in the peak).
+  // The pipeline phases start from a clean slate (the figures above stay in the peak).
   runtime.reset();
   translation = {};
   unique.clear();
@@ -373,7 +384,7 @@ int main(int argc, char** argv) {
   decoded.clear();
   decoded.shrink_to_fit();
 
-  // ---- FileConfigSource, as `portico run` uses it ----
+  // ---- control::Pipeline fed by control::FileSource, as `portico run` uses it ----
   int vs_file = find_file(contents, {"kind: VirtualService", "body: \""});
   int up_file = find_file(contents, {"kind: Upstream", "port: "});
   std::string vs_path = vs_file < 0 ? "" : (list.base / list.files[vs_file]).string();
@@ -383,66 +394,93 @@ int main(int argc, char** argv) {
   contents.clear();
   contents.shrink_to_fit();
 
-  double before = rss_mb();
-  auto source = std::make_unique<control::FileConfigSource>(dir);
-  double c0 = cpu_ms();
-  auto t0 = Clock::now();
-  control::BuildResult result = source->build(1);
-  Timing cold{ms_since(t0), ms_since(t0), cpu_ms() - c0};
-  char extra[160];
-  std::snprintf(extra, sizeof extra, "ok=%d resources=%zu rss_delta_mb=%.1f apply_ms=%.1f",
-                result.ok() ? 1 : 0, result.resources.size(), rss_mb() - before,
-                apply_ms(result, registry));
-  report("source_cold", cold, extra);
-
-  uint64_t version = 1;
-  t = time_it(repeat, [&] { result = source->build(++version); });
-  report("source_unchanged", t);
+  // Publication builds the data plane's Runtime, as Server::apply does (without the sockets and
+  // the workers' pickup). Translation is wrapped to count the VirtualServices and routes it is
+  // given: what an incremental translation would not redo.
+  PipelineProbe probe;
+  auto pipeline = std::make_unique<control::Pipeline>(
+      std::make_unique<control::FileSource>(dir),
+      [&](std::shared_ptr<const snapshot::ProxyConfig> config) {
+        auto t0 = Clock::now();
+        probe.runtime = proxy::build_runtime(std::move(config), registry);
+        probe.publish_ms += ms_since(t0);
+        return std::vector<control::ListenerFailure>{};
+      },
+      [&](const std::vector<api::Resource>& resources, uint64_t version, int64_t now_ms) {
+        auto t0 = Clock::now();
+        control::TranslateOptions options;
+        options.base_dir = dir;
+        control::Translation out = control::translate(resources, version, now_ms, options);
+        probe.translate_ms += ms_since(t0);
+        ++probe.translations;
+        for (const auto& r : resources) {
+          if (r.kind != api::Kind::kVirtualService) continue;
+          ++probe.virtual_services;
+          probe.routes += r.virtual_service().routes.size();
+        }
+        return out;
+      });
+  uint64_t seen = 0;
+  auto sync = [&](const char* phase, int runs, const std::function<void(int)>& before_each) {
+    std::vector<double> wall, cpu;
+    PipelineProbe total;
+    for (int i = 0; i < runs; ++i) {
+      if (before_each) before_each(i);
+      probe.reset();
+      double c = cpu_ms();
+      auto start = Clock::now();
+      control::Pipeline::SyncResult r = pipeline->sync(false, static_cast<int64_t>(++seen));
+      wall.push_back(ms_since(start));
+      cpu.push_back(cpu_ms() - c);
+      if (r.failed) std::printf("# %s: sync failed: %s\n", phase, pipeline->last_error().c_str());
+      if (!pipeline->current().ok()) std::printf("# %s: the configuration is not ok\n", phase);
+      total.add(probe);
+    }
+    std::sort(wall.begin(), wall.end());
+    char e[512];
+    std::snprintf(e, sizeof e,
+                  "translate_ms=%.1f publish_ms=%.1f translations=%d vs_translated=%zu "
+                  "routes_translated=%zu version=%llu",
+                  total.translate_ms / runs, total.publish_ms / runs, total.translations / runs,
+                  total.virtual_services / runs, total.routes / runs,
+                  static_cast<unsigned long long>(pipeline->version()));
+    report(phase, {wall.front(), wall[wall.size() / 2], *std::min_element(cpu.begin(), cpu.end())},
+           e);
+  };
+  sync("sync_cold", 1, nullptr);
+  sync("sync_unchanged", repeat, nullptr);
 
   int edits = 0;
   using Edit = std::function<std::string(const std::string&, int)>;
-  auto rebuild_after = [&](const char* phase, const std::string& path, const std::string& original,
-                           const Edit& edit) {
+  auto sync_after = [&](const char* phase, const std::string& path, const std::string& original,
+                        const Edit& edit) {
     if (path.empty()) {
       std::printf("# %s: no file to edit\n", phase);
       return;
     }
-    std::vector<double> runs, apply, cpu;
-    for (int i = 0; i < repeat; ++i) {
+    sync(phase, repeat, [&](int) {
       if (!write_file(path, edit(original, ++edits))) {
         std::fprintf(stderr, "control_scale_bench: cannot write %s\n", path.c_str());
         std::exit(1);
       }
-      double c = cpu_ms();
-      auto start = Clock::now();
-      result = source->build(++version);
-      runs.push_back(ms_since(start));
-      cpu.push_back(cpu_ms() - c);
-      apply.push_back(apply_ms(result, registry));
-      if (!result.ok()) std::printf("# %s: the edited configuration is not ok\n", phase);
-    }
-    std::sort(runs.begin(), runs.end());
-    std::sort(apply.begin(), apply.end());
-    char e[512];
-    std::snprintf(e, sizeof e, "apply_ms=%.1f file=%s", apply[apply.size() / 2], path.c_str());
-    report(phase, {runs.front(), runs[runs.size() / 2], *std::min_element(cpu.begin(), cpu.end())},
-           e);
+    });
     write_file(path, original);
   };
   // One route: the first direct-response body of the file ("ok vs1" becomes "<n>-ok vs1").
-  rebuild_after("rebuild_route", vs_path, vs_original, [](const std::string& text, int n) {
+  sync_after("sync_route", vs_path, vs_original, [](const std::string& text, int n) {
     std::string out = text;
     size_t at = out.find("body: \"") + 7;
     return out.insert(at, std::to_string(n) + "-");
   });
   // One endpoint: the first host port of the file moves to another port.
-  rebuild_after("rebuild_endpoint", up_path, up_original, [](const std::string& text, int n) {
+  sync_after("sync_endpoint", up_path, up_original, [](const std::string& text, int n) {
     size_t at = text.find("port: ") + 6;
     size_t end = text.find_first_not_of("0123456789", at);
     int port = std::atoi(text.substr(at, end - at).c_str());
     int moved = 1024 + (port + n) % 60000;
     return text.substr(0, at) + std::to_string(moved) + text.substr(end);
   });
+  std::printf("# edited files restored: %s %s\n", vs_path.c_str(), up_path.c_str());
   std::printf("SCALE phase=end peak_rss_mb=%.1f\n", peak_rss_mb());
   return 0;
 }
