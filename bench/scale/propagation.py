@@ -126,6 +126,16 @@ def proc_status(pid):
     return out
 
 
+def cpu_seconds(pid):
+    """utime + stime of a process, in seconds (0 when unknown)."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            fields = f.read().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    except (OSError, IndexError, ValueError):
+        return 0.0
+
+
 def build_times(log_path, since):
     """Rebuild durations (ms) logged by portico after byte offset `since`."""
     with open(log_path, errors="replace") as f:
@@ -219,7 +229,8 @@ def main():
             rc = 1
             return rc
         mem = proc_status(proc.pid)
-        print(f"READY ms={ready_ms:.0f} first_route_ms={first_ms:.0f} rss_mb={mem['VmRSS']:.1f} "
+        cpu0 = cpu_seconds(proc.pid)
+        print(f"READY ms={ready_ms:.0f} first_route_ms={first_ms:.0f} cpu_s={cpu0:.1f} rss_mb={mem['VmRSS']:.1f} "
               f"hwm_mb={mem['VmHWM']:.1f}", flush=True)
         log.flush()
         print(summary("BUILD startup", build_times(log_path, 0)), flush=True)
@@ -277,11 +288,15 @@ def main():
         print(summary("PROPAGATION mode=all", delays["rename"] + delays["overwrite"]) + f" timeouts={timeouts}")
         print(summary("PROPAGATION mode=rename", delays["rename"]))
         print(summary("PROPAGATION mode=overwrite", delays["overwrite"]))
+        time.sleep(0.5)  # the last rebuild's log line
         log.flush()
         print(summary("BUILD changes", build_times(log_path, log_offset)))
         stats1 = small.stat_values(admin_port)
         if stats1:
             print("STATS " + " ".join(f"{k}={stats1[k]:g}(+{stats1[k] - stats0.get(k, 0):g})" for k in sorted(stats1)))
+        cpu1 = cpu_seconds(proc.pid)
+        print(f"CPU portico_cpu_s={cpu1 - cpu0:.1f} per_change_ms={(cpu1 - cpu0) * 1000 / max(1, a.changes):.0f}"
+              + (" (includes serving the load)" if a.under_load else ""))
         mem = proc_status(proc.pid)
         print(f"MEMORY rss_mb={mem['VmRSS']:.1f} hwm_mb={mem['VmHWM']:.1f}")
         if timeouts:
