@@ -67,6 +67,10 @@ std::vector<std::string> referenced_files(const api::Resource& r) {
     case api::Kind::kUpstream:
       if (const auto& tls = r.upstream().tls) add_files(tls->ssl_files);
       break;
+    case api::Kind::kRouteTable:
+    case api::Kind::kUpstreamGroup:
+    case api::Kind::kSettings:
+      break;  // name no files
   }
   return out;
 }
