@@ -1098,7 +1098,8 @@ metadata: {name: broken}
 spec:
   routes:
     - matchers: [{prefix: /b}]
-      routeAction: {single: {upstream: {name: absent}}}
+      routeAction: {single: {upstream: {name: echo}}}
+      typo: 1
 ---
 kind: RouteTable
 metadata: {name: c1}
@@ -1136,7 +1137,7 @@ spec:
     all += d.to_string() + "\n";
   EXPECT_THAT(all, HasSubstr("route table default/broken is rejected, its routes are dropped: "
                              "c.yaml:"));
-  EXPECT_THAT(all, HasSubstr("upstream default/absent not found"));
+  EXPECT_THAT(all, HasSubstr("unknown field \"typo\""));
   EXPECT_THAT(all, HasSubstr("delegation cycle detected"));
   EXPECT_THAT(all, HasSubstr("route table default/nope not found"));
   EXPECT_THAT(all, HasSubstr("route table default/a: spec.routes[1].matchers[0]: path"));
@@ -1243,8 +1244,8 @@ spec: {routes: [{directResponseAction: {status: 200}}]}
               ElementsAre("c.yaml:33:38: error: spec.virtualHost.routes[0].routeAction."
                           "upstreamGroup: upstream group default/missing not found"));
   EXPECT_THAT(lines(status(r, "UpstreamGroup", "default/bad-group").reasons),
-              ElementsAre("c.yaml:38:43: error: spec.destinations[0].destination.upstream: "
-                          "upstream default/absent not found"));
+              ElementsAre("c.yaml:38:43: warning: spec.destinations[0].destination.upstream: "
+                          "upstream default/absent not found; the route answers 503"));
   EXPECT_THAT(lines(status(r, "Upstream", "default/echo").reasons),
               ElementsAre("c.yaml:5:1: warning: unused: no route of an accepted virtual service "
                           "sends traffic here"));
