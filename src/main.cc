@@ -2,50 +2,63 @@
 // commands live in src/cli/ and are the only place where the planes are wired together.
 #include <cstdio>
 #include <cstring>
+#include <exception>
 #include <string>
 #include <vector>
 
 #include "cli/commands.h"
-
-namespace {
-
-constexpr const char* kUsage = R"(portico - API gateway and control plane
-
-Usage:
-  portico run DIR [--admin ADDR:PORT] [--workers N] [--log-level LEVEL]
-      Both planes in one process: configuration from the YAML files in DIR (watched for changes),
-      traffic served on the Gateways' ports. Admin API on 127.0.0.1:9901 by default.
-  portico validate DIR
-      Check the configuration in DIR: every problem with its file, line and field path.
-      Exit code 1 when anything is rejected.
-  portico get KIND [NAME] [--admin ADDR:PORT]
-      List resources with their status (KIND: gateways|virtualservices|upstreams, or gw|vs|us).
-  portico describe KIND NAME [--namespace NS] [--admin ADDR:PORT]
-      One resource: spec, status and every reason.
-  portico version
-)";
-
-}  // namespace
+#include "cli/help.h"
 
 int main(int argc, char** argv) {
+  using portico::cli::overview_text;
   if (argc < 2) {
-    std::fputs(kUsage, stderr);
+    std::fputs(overview_text(), stderr);
     return 2;
   }
   std::string cmd = argv[1];
   std::vector<std::string> args(argv + 2, argv + argc);
-  if (cmd == "run") return portico::cli::run_command(args);
-  if (cmd == "validate") return portico::cli::validate_command(args);
-  if (cmd == "get") return portico::cli::get_command(args);
-  if (cmd == "describe") return portico::cli::describe_command(args);
+  if (cmd == "run") {
+    // run.cc parses its own flags; its help is kept with the others.
+    for (const auto& a : args) {
+      if (a == "--help" || a == "-h") {
+        std::fputs(portico::cli::help_text("run"), stdout);
+        return 0;
+      }
+    }
+    return portico::cli::run_command(args);
+  }
+  // The CLI commands read documents from files and from the admin API: a bug in reading one must
+  // end in one line naming it, never in std::terminate.
+  try {
+    if (cmd == "validate") return portico::cli::validate_command(args);
+    if (cmd == "get") return portico::cli::get_command(args);
+    if (cmd == "describe") return portico::cli::describe_command(args);
+    if (cmd == "check") return portico::cli::check_command(args);
+    if (cmd == "proxy") return portico::cli::proxy_command(args);
+    if (cmd == "route") return portico::cli::route_command(args);
+    if (cmd == "diff") return portico::cli::diff_command(args);
+  } catch (const std::exception& e) {
+    std::fprintf(stderr, "portico %s: internal error: %s\n", cmd.c_str(), e.what());
+    return 1;
+  }
   if (cmd == "version" || cmd == "--version") {
     std::printf("portico 0.1.0\n");
     return 0;
   }
   if (cmd == "help" || cmd == "--help" || cmd == "-h") {
-    std::fputs(kUsage, stdout);
+    if (!args.empty()) {
+      std::string topic = args[0];
+      if (args.size() > 1) topic += " " + args[1];
+      const char* text = portico::cli::help_text(topic);
+      if (!text) text = portico::cli::help_text(args[0]);
+      if (text) {
+        std::fputs(text, stdout);
+        return 0;
+      }
+    }
+    std::fputs(overview_text(), stdout);
     return 0;
   }
-  std::fprintf(stderr, "portico: unknown command '%s'\n\n%s", cmd.c_str(), kUsage);
+  std::fprintf(stderr, "portico: unknown command '%s'\n\n%s", cmd.c_str(), overview_text());
   return 2;
 }

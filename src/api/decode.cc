@@ -26,6 +26,12 @@ const char* to_string(Kind kind) {
       return "Upstream";
     case Kind::kSecret:
       return "Secret";
+    case Kind::kRouteTable:
+      return "RouteTable";
+    case Kind::kUpstreamGroup:
+      return "UpstreamGroup";
+    case Kind::kSettings:
+      return "Settings";
   }
   return "?";
 }
@@ -637,14 +643,14 @@ void decode_route_action(DocReader& doc, const Field& f, const std::string& ns,
                          ForwardAction* out) {
   MapReader m(doc, f.value, f.path, f.loc);
   if (!m.ok()) return;
-  if (auto g = m.take("upstreamGroup")) {
-    doc.error(g->loc, g->path, "upstreamGroup is not supported yet; use multi.destinations");
+  bool single = m.has("single"), multi = m.has("multi"), group = m.has("upstreamGroup");
+  if (auto g = m.map("upstreamGroup")) {
+    out->upstream_group = decode_ref(doc, g->value, g->path, g->loc, ns);
   }
-  bool single = m.has("single"), multi = m.has("multi");
-  if (single && multi) {
-    doc.error(m.loc(), f.path, "has both single and multi; use one");
-  } else if (!single && !multi && m.ok()) {
-    doc.error(m.loc(), f.path, "needs single or multi");
+  if (int(single) + int(multi) + int(group) > 1) {
+    doc.error(m.loc(), f.path, "has more than one of single, multi and upstreamGroup; use one");
+  } else if (!single && !multi && !group && m.ok()) {
+    doc.error(m.loc(), f.path, "needs single, multi or upstreamGroup");
   }
   if (auto s = m.take("single"); s && !s->is_null()) {
     Destination d;
@@ -853,6 +859,45 @@ void decode_route_options(DocReader& doc, const Field& f, RouteOptions* out) {
   m.finish();
 }
 
+// delegateAction: {ref: {name, namespace}}, {name, namespace} (Gloo's older shape), or
+// {selector: {labels, expressions, namespaces}}.
+void decode_delegate(DocReader& doc, const Field& f, const std::string& ns, DelegateAction* out) {
+  out->loc = f.loc;
+  out->path = f.path;
+  MapReader m(doc, f.value, f.path, f.loc);
+  if (!m.ok()) return;
+  out->loc = m.loc();
+  bool ref = m.has("ref"), named = m.has("name"), selector = m.has("selector");
+  if (int(ref) + int(named) + int(selector) != 1) {
+    doc.error(m.loc(), f.path, "needs exactly one of ref, name (with namespace) and selector");
+  }
+  if (auto r = m.map("ref")) out->ref = decode_ref(doc, r->value, r->path, r->loc, ns);
+  if (named) {
+    ResourceRef r;
+    r.loc = m.loc();
+    r.path = f.path;
+    r.ns = ns;
+    Location where;
+    if (m.string("name", &r.name, true, &where)) {
+      check_name_field(doc, r.name, m.child_path("name"), where);
+    }
+    std::string rns;
+    if (m.string("namespace", &rns, false, &where) &&
+        check_name_field(doc, rns, m.child_path("namespace"), where)) {
+      r.ns = rns;
+    }
+    out->ref = std::move(r);
+  }
+  if (auto sel = m.map("selector")) {
+    MapReader sm(doc, sel->value, sel->path, sel->loc);
+    sm.string_map("labels", &out->labels);
+    if (auto e = sm.list("expressions")) decode_expressions(doc, *e, &out->expressions);
+    if (auto n = sm.list("namespaces")) decode_namespaces(doc, *n, &out->namespaces);
+    sm.finish();
+  }
+  m.finish();
+}
+
 void decode_route(DocReader& doc, const YAML::Node& node, const std::string& path, Location loc,
                   const std::string& ns, Route* out) {
   out->field_path = path;
@@ -881,7 +926,8 @@ void decode_route(DocReader& doc, const YAML::Node& node, const std::string& pat
   }
   if (actions.empty()) {
     doc.error(out->loc, path,
-              "needs an action: routeAction, redirectAction or directResponseAction");
+              "needs an action: routeAction, redirectAction, directResponseAction or "
+              "delegateAction");
   } else if (actions.size() > 1) {
     std::string list;
     for (const auto& a : actions)
@@ -903,8 +949,18 @@ void decode_route(DocReader& doc, const YAML::Node& node, const std::string& pat
     decode_direct_response(doc, *f, &a);
     if (std::holds_alternative<std::monostate>(out->action)) out->action = std::move(a);
   }
-  if (auto f = m.take("delegateAction")) {
-    doc.error(f->loc, f->path, "delegateAction (RouteTables) is not supported yet");
+  if (auto f = m.map("delegateAction")) {
+    DelegateAction a;
+    decode_delegate(doc, *f, ns, &a);
+    // Gloo's rule: a delegating route has one matcher, and it is a prefix (or none: prefix "/").
+    if (out->matchers.size() > 1) {
+      doc.error(out->matchers[1].loc, out->matchers[1].field_path,
+                "a delegating route has at most one matcher (a prefix)");
+    } else if (out->matchers[0].kind != PathKind::kPrefix) {
+      doc.error(out->matchers[0].loc, out->matchers[0].field_path,
+                "a delegating route's matcher must be a prefix");
+    }
+    if (std::holds_alternative<std::monostate>(out->action)) out->action = std::move(a);
   }
   if (auto f = m.map("options")) decode_route_options(doc, *f, &out->options);
   m.finish();
@@ -1065,6 +1121,104 @@ void decode_upstream(DocReader& doc, MapReader& spec, const ObjectMeta& meta, Up
   }
 }
 
+// ---- RouteTable, UpstreamGroup, Settings ----
+
+void decode_route_table(DocReader& doc, MapReader& spec, const ObjectMeta& meta,
+                        RouteTableSpec* out) {
+  if (auto f = spec.list("routes")) {
+    yaml::for_each_item(*f, [&](const YAML::Node& item, const std::string& path, Location loc) {
+      Route route;
+      decode_route(doc, item, path, loc, meta.ns, &route);
+      out->routes.push_back(std::move(route));
+    });
+  }
+  if (out->routes.empty()) doc.warning(spec.loc(), "spec.routes", "no routes");
+  if (auto w = spec.take("weight"); w && !w->is_null()) {
+    const std::string s = w->value.IsScalar() ? w->value.Scalar() : "";
+    long long v = 0;
+    bool ok =
+        w->value.IsScalar() && yaml::is_plain(w->value) && yaml::looks_like_int(s) && s.size() < 12;
+    if (ok) {
+      v = std::stoll(s);
+      ok = v >= INT32_MIN && v <= INT32_MAX;
+    }
+    if (!ok) {
+      doc.error(w->loc, w->path, "expected an integer (-2147483648-2147483647)");
+    } else {
+      out->weight = static_cast<int32_t>(v);
+    }
+  }
+}
+
+void decode_upstream_group(DocReader& doc, MapReader& spec, const ObjectMeta& meta,
+                           UpstreamGroupSpec* out) {
+  auto list = spec.list("destinations", true);
+  if (!list) return;
+  uint64_t total = 0;
+  yaml::for_each_item(*list, [&](const YAML::Node& item, const std::string& p, Location l) {
+    MapReader dm(doc, item, p, l);
+    if (!dm.ok()) return;
+    Destination d;
+    uint64_t w = 1;
+    if (dm.uint("weight", 1, 1'000'000, &w)) d.weight = static_cast<uint32_t>(w);
+    total += d.weight;
+    if (auto dest = dm.take("destination"); dest && !dest->is_null()) {
+      decode_destination_upstream(doc, dest->value, dest->path, dest->loc, meta.ns, &d);
+    } else {
+      dm.require_error("destination");
+    }
+    dm.finish();
+    out->destinations.push_back(std::move(d));
+  });
+  if (list->value.size() == 0) {
+    doc.error(list->loc, list->path, "must have at least one destination");
+  } else if (total > UINT32_MAX) {
+    doc.error(list->loc, list->path, "the sum of the weights is too large");
+  }
+}
+
+void decode_settings(DocReader& doc, MapReader& spec, SettingsSpec* out) {
+  if (auto p = spec.map("invalidConfigPolicy")) {
+    MapReader m(doc, p->value, p->path, p->loc);
+    m.boolean("replaceInvalidRoutes", &out->replace_invalid_routes);
+    uint64_t code = 0;
+    if (m.uint("invalidRouteResponseCode", 200, 599, &code)) {
+      out->invalid_route_status = static_cast<uint16_t>(code);
+    }
+    std::string body;
+    Location where;
+    if (m.string("invalidRouteResponseBody", &body, false, &where)) {
+      if (body.size() > kMaxBodyBytes) {
+        doc.error(where, m.child_path("invalidRouteResponseBody"), "is larger than 64 KiB");
+      } else {
+        out->invalid_route_body = body;
+      }
+    }
+    m.finish();
+  }
+  // Sources: only what exists today (configuration and secrets from a directory).
+  for (const char* directory :
+       {"directoryConfigSource", "directorySecretSource", "directoryArtifactSource"}) {
+    if (auto f = spec.map(directory)) {
+      MapReader m(doc, f->value, f->path, f->loc);
+      std::string dir;
+      m.string("directory", &dir);
+      m.finish();
+    }
+  }
+  for (const char* other :
+       {"kubernetesConfigSource", "consulKvSource", "kubernetesSecretSource", "vaultSecretSource",
+        "kubernetesArtifactSource", "consulKvArtifactSource", "discovery", "consul", "kubernetes",
+        "watchNamespaces", "discoveryNamespace"}) {
+    if (auto f = spec.take(other)) {
+      doc.error(f->loc, f->path,
+                std::string(other) +
+                    " is not supported yet (configuration and secrets are read from the "
+                    "directory given to portico run)");
+    }
+  }
+}
+
 // ---- documents ----
 
 bool kind_from_string(const std::string& s, Kind* out) {
@@ -1076,6 +1230,12 @@ bool kind_from_string(const std::string& s, Kind* out) {
     *out = Kind::kUpstream;
   } else if (s == "Secret") {
     *out = Kind::kSecret;
+  } else if (s == "RouteTable") {
+    *out = Kind::kRouteTable;
+  } else if (s == "UpstreamGroup") {
+    *out = Kind::kUpstreamGroup;
+  } else if (s == "Settings") {
+    *out = Kind::kSettings;
   } else {
     return false;
   }
@@ -1122,7 +1282,10 @@ void decode_document(const std::string& file, const YAML::Node& root, DecodedFil
   auto kind_field = top.take("kind");
   if (!kind_field || kind_field->is_null()) {
     move_errors();
-    file_error(root_loc, "kind", "is required (Gateway, VirtualService, Upstream or Secret)");
+    file_error(
+        root_loc, "kind",
+        "is required (Gateway, VirtualService, RouteTable, Upstream, UpstreamGroup, Secret or "
+        "Settings)");
     return;
   }
   if (!kind_field->value.IsScalar()) {
@@ -1134,11 +1297,13 @@ void decode_document(const std::string& file, const YAML::Node& root, DecodedFil
   const std::string& kind = kind_field->value.Scalar();
   if (!kind_from_string(kind, &r.kind)) {
     move_errors();
-    file_error(kind_field->loc, "kind",
-               is_known_unsupported_kind(kind)
-                   ? "kind \"" + kind + "\" is not supported yet"
-                   : "unknown kind \"" + kind +
-                         "\"; expected Gateway, VirtualService, Upstream or Secret");
+    file_error(
+        kind_field->loc, "kind",
+        is_known_unsupported_kind(kind)
+            ? "kind \"" + kind + "\" is not supported yet"
+            : "unknown kind \"" + kind +
+                  "\"; expected Gateway, VirtualService, RouteTable, Upstream, UpstreamGroup, "
+                  "Secret or Settings");
     return;
   }
   auto meta_field = top.take("metadata");
@@ -1196,6 +1361,15 @@ void decode_document(const std::string& file, const YAML::Node& root, DecodedFil
     case Kind::kSecret:
       r.spec = SecretSpec{};
       break;
+    case Kind::kRouteTable:
+      r.spec = RouteTableSpec{};
+      break;
+    case Kind::kUpstreamGroup:
+      r.spec = UpstreamGroupSpec{};
+      break;
+    case Kind::kSettings:
+      r.spec = SettingsSpec{};
+      break;
   }
   if (spec_field) {
     nlohmann::json spec_json = to_json(spec_field->value, 1);
@@ -1214,6 +1388,15 @@ void decode_document(const std::string& file, const YAML::Node& root, DecodedFil
         break;
       case Kind::kSecret:
         detail::decode_secret(doc, spec, &std::get<SecretSpec>(r.spec));
+        break;
+      case Kind::kRouteTable:
+        decode_route_table(doc, spec, r.meta, &std::get<RouteTableSpec>(r.spec));
+        break;
+      case Kind::kUpstreamGroup:
+        decode_upstream_group(doc, spec, r.meta, &std::get<UpstreamGroupSpec>(r.spec));
+        break;
+      case Kind::kSettings:
+        decode_settings(doc, spec, &std::get<SettingsSpec>(r.spec));
         break;
     }
     spec.finish();

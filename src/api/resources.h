@@ -23,8 +23,17 @@ using Millis = std::chrono::milliseconds;
 inline constexpr const char* kApiVersion = "gateway.portico.dev/v1";
 inline constexpr const char* kDefaultNamespace = "default";
 
-enum class Kind { kGateway, kVirtualService, kUpstream, kSecret };
-const char* to_string(Kind kind);  // "Gateway", "VirtualService", "Upstream", "Secret"
+enum class Kind {
+  kGateway,
+  kVirtualService,
+  kUpstream,
+  kSecret,
+  kRouteTable,
+  kUpstreamGroup,
+  kSettings
+};
+// "Gateway", "VirtualService", "Upstream", "Secret", "RouteTable", "UpstreamGroup", "Settings"
+const char* to_string(Kind kind);
 
 struct ObjectMeta {
   std::string name;
@@ -46,6 +55,15 @@ struct ResourceRef {
 struct Pattern {
   std::string source;
   std::shared_ptr<const re2::RE2> re;  // never null once decoded without errors
+};
+
+// A label expression (Gloo's virtualServiceExpressions, Kubernetes' set-based selectors).
+// Equals and DoubleEquals are kIn with one value, NotEquals kNotIn with one value.
+enum class LabelOp { kIn, kNotIn, kExists, kDoesNotExist, kGreaterThan, kLessThan };
+struct LabelExpression {
+  std::string key;
+  LabelOp op = LabelOp::kIn;
+  std::vector<std::string> values;  // kGreaterThan/kLessThan: one integer
 };
 
 // ---- TLS ----
@@ -141,15 +159,6 @@ struct GatewayHttpOptions {
   std::optional<Millis> stream_idle_timeout;
 };
 
-// A label expression (Gloo's virtualServiceExpressions, Kubernetes' set-based selectors).
-// Equals and DoubleEquals are kIn with one value, NotEquals kNotIn with one value.
-enum class LabelOp { kIn, kNotIn, kExists, kDoesNotExist, kGreaterThan, kLessThan };
-struct LabelExpression {
-  std::string key;
-  LabelOp op = LabelOp::kIn;
-  std::vector<std::string> values;  // kGreaterThan/kLessThan: one integer
-};
-
 struct GatewaySpec {
   std::string bind_address = "0.0.0.0";
   uint16_t bind_port = 0;
@@ -212,6 +221,19 @@ struct Destination {
 struct ForwardAction {
   bool multi = false;  // written as routeAction.multi
   std::vector<Destination> destinations;
+  std::optional<ResourceRef> upstream_group;  // routeAction.upstreamGroup (then no destinations)
+};
+
+// delegateAction: routes delegated to RouteTables, by reference or by selector.
+struct DelegateAction {
+  std::optional<ResourceRef> ref;
+  // Selector (when !ref): every label, every expression; in `namespaces` ("*": all; empty: the
+  // delegating resource's namespace).
+  std::map<std::string, std::string> labels;
+  std::vector<LabelExpression> expressions;
+  std::vector<std::string> namespaces;
+  Location loc;
+  std::string path;
 };
 
 struct RedirectAction {
@@ -253,7 +275,8 @@ struct RouteOptions {
 struct Route {
   std::string name;               // as written; empty when not named
   std::vector<Matcher> matchers;  // never empty once decoded (defaults to prefix "/")
-  std::variant<std::monostate, ForwardAction, RedirectAction, DirectResponseAction> action;
+  std::variant<std::monostate, ForwardAction, RedirectAction, DirectResponseAction, DelegateAction>
+      action;
   RouteOptions options;
   Location loc;
   std::string field_path;  // "spec.virtualHost.routes[N]"
@@ -294,6 +317,24 @@ struct UpstreamSpec {
   std::optional<UpstreamTls> tls;
 };
 
+// ---- RouteTable, UpstreamGroup, Settings ----
+
+struct RouteTableSpec {
+  std::vector<Route> routes;
+  int32_t weight = 0;  // tables chosen by one selector are ordered by weight, ascending
+};
+
+struct UpstreamGroupSpec {
+  std::vector<Destination> destinations;
+};
+
+struct SettingsSpec {
+  // invalidConfigPolicy: an invalid delegated route is replaced by a direct response (or dropped).
+  bool replace_invalid_routes = false;
+  uint16_t invalid_route_status = 500;
+  std::optional<std::string> invalid_route_body;  // unset: a body naming the problem
+};
+
 // ---- A decoded document ----
 
 struct Resource {
@@ -302,7 +343,9 @@ struct Resource {
   ObjectMeta meta;
   std::string file;  // as given to the decoder
   Location loc;      // of the document
-  std::variant<GatewaySpec, VirtualServiceSpec, UpstreamSpec, SecretSpec> spec;
+  std::variant<GatewaySpec, VirtualServiceSpec, UpstreamSpec, SecretSpec, RouteTableSpec,
+               UpstreamGroupSpec, SettingsSpec>
+      spec;
   std::vector<Diagnostic>
       diagnostics;  // every error and warning found while decoding and validating
   // The spec as written, as canonical JSON (keys sorted); a Secret's private key and generic
@@ -315,6 +358,9 @@ struct Resource {
   const VirtualServiceSpec& virtual_service() const { return std::get<VirtualServiceSpec>(spec); }
   const UpstreamSpec& upstream() const { return std::get<UpstreamSpec>(spec); }
   const SecretSpec& secret() const { return std::get<SecretSpec>(spec); }
+  const RouteTableSpec& route_table() const { return std::get<RouteTableSpec>(spec); }
+  const UpstreamGroupSpec& upstream_group() const { return std::get<UpstreamGroupSpec>(spec); }
+  const SettingsSpec& settings() const { return std::get<SettingsSpec>(spec); }
 };
 
 }  // namespace portico::api

@@ -42,6 +42,8 @@ bool starts_with(std::string_view s, std::string_view prefix) {
   return s.size() >= prefix.size() && s.substr(0, prefix.size()) == prefix;
 }
 
+void validate_routes(Resource& r, const std::vector<Route>& routes);
+
 void validate_virtual_service(Resource& r) {
   const auto& spec = r.virtual_service();
   std::set<std::string> seen;
@@ -51,13 +53,19 @@ void validate_virtual_service(Resource& r) {
           "domain \"" + d.value + "\" is listed twice");
     }
   }
-  const auto& routes = spec.routes;
+  validate_routes(r, spec.routes);
+}
+
+// Options, matchers and reachability of a list of routes (a VirtualService's or a RouteTable's).
+void validate_routes(Resource& r, const std::vector<Route>& routes) {
   size_t comparisons = 0;
   bool budget_warned = false;
   for (size_t j = 0; j < routes.size(); ++j) {
     const Route& route = routes[j];
     // Options that only apply when forwarding.
+    // (On a delegating route they are the parent's options, applied to every delegated route.)
     if (!std::holds_alternative<ForwardAction>(route.action) &&
+        !std::holds_alternative<DelegateAction>(route.action) &&
         !std::holds_alternative<std::monostate>(route.action)) {
       const auto& o = route.options;
       if (o.timeout || o.prefix_rewrite || !o.host_rewrite.empty() ||
@@ -187,8 +195,13 @@ void validate_resource(Resource& r) {
     case Kind::kUpstream:
       validate_upstream(r);
       break;
-    case Kind::kSecret:
-      break;  // checked by the translator (files, PEM, key match)
+    case Kind::kRouteTable:
+      validate_routes(r, r.route_table().routes);
+      break;
+    case Kind::kSecret:         // checked by the translator (files, PEM, key match)
+    case Kind::kUpstreamGroup:  // its upstreams are checked by the translator
+    case Kind::kSettings:
+      break;
   }
 }
 

@@ -1,23 +1,29 @@
-// `portico validate`, `portico get` and `portico describe`: read the configuration offline, or ask
-// a running portico's admin API for the state of its resources.
-#include <arpa/inet.h>
-#include <netdb.h>
-#include <sys/socket.h>
+// `portico validate`, `get`, `describe`, `check` and `proxy dump`: read a configuration offline, or
+// ask a running portico's admin API for the state of its resources and its configuration.
 #include <unistd.h>
 
 #include <algorithm>
-#include <cerrno>
 #include <cstdio>
-#include <cstring>
+#include <filesystem>
+#include <iostream>
+#include <iterator>
+#include <map>
 #include <nlohmann/json.hpp>
 #include <string>
 #include <vector>
 
+#include "cli/admin_client.h"
+#include "cli/args.h"
 #include "cli/commands.h"
+#include "cli/explain.h"
+#include "cli/format.h"
+#include "cli/help.h"
+#include "cli/local.h"
 #include "control/pipeline.h"
-#include "proxy/http/h1_parser.h"
 
 namespace portico::cli {
+
+using Json = nlohmann::ordered_json;
 
 bool parse_host_port(const std::string& text, std::string* host, uint16_t* port) {
   std::string h;
@@ -46,277 +52,565 @@ bool parse_host_port(const std::string& text, std::string* host, uint16_t* port)
   return true;
 }
 
-namespace {
-
-constexpr const char* kDefaultAdmin = "127.0.0.1:9901";
-
-// GET http://ADDR:PORT/path with a 5 s deadline. Returns false with a message in *error.
-bool admin_get(const std::string& admin, const std::string& path, std::string* body,
-               std::string* error) {
-  std::string host;
-  uint16_t port = 0;
-  if (!parse_host_port(admin, &host, &port)) {
-    *error = "--admin wants ADDR:PORT, got '" + admin + "'";
-    return false;
-  }
-  addrinfo hints{};
-  hints.ai_socktype = SOCK_STREAM;
-  addrinfo* res = nullptr;
-  if (getaddrinfo(host.c_str(), std::to_string(port).c_str(), &hints, &res) != 0 || !res) {
-    *error = "cannot resolve " + host;
-    return false;
-  }
-  int fd = ::socket(res->ai_family, SOCK_STREAM | SOCK_CLOEXEC, 0);
-  timeval tv{5, 0};
-  setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
-  setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof tv);
-  if (fd < 0 || ::connect(fd, res->ai_addr, res->ai_addrlen) != 0) {
-    *error = "cannot reach the admin API at " + admin + ": " + std::strerror(errno) +
-             " (is `portico run` running? use --admin ADDR:PORT)";
-    freeaddrinfo(res);
-    if (fd >= 0) ::close(fd);
-    return false;
-  }
-  freeaddrinfo(res);
-  std::string req = "GET " + path + " HTTP/1.1\r\nHost: " + admin + "\r\nConnection: close\r\n\r\n";
-  if (::send(fd, req.data(), req.size(), MSG_NOSIGNAL) != static_cast<ssize_t>(req.size())) {
-    *error = "cannot send to the admin API: " + std::string(std::strerror(errno));
-    ::close(fd);
-    return false;
-  }
-  std::string resp;
-  char buf[16384];
-  for (;;) {
-    ssize_t n = ::recv(fd, buf, sizeof buf, 0);
-    if (n < 0) {
-      *error = "reading the admin API: " + std::string(std::strerror(errno));
-      ::close(fd);
+bool build_local(const std::string& path, control::BuildResult* out, std::string* error) {
+  if (path == "-") {
+    std::string content((std::istreambuf_iterator<char>(std::cin)),
+                        std::istreambuf_iterator<char>());
+    if (std::cin.bad()) {
+      *error = "cannot read standard input";
       return false;
     }
-    if (n == 0) break;
-    resp.append(buf, static_cast<size_t>(n));
-    if (resp.size() > (64u << 20)) break;
+    *out = control::build_from_files({{"<stdin>", std::move(content)}}, 0);
+    return true;
   }
-  ::close(fd);
-  proxy::http::ResponseHead head;
-  auto r = proxy::http::parse_response_head(resp, "GET", head);
-  if (r.status != proxy::http::ParseStatus::kComplete) {
-    *error = "the admin API sent an invalid response";
+  std::error_code ec;
+  auto status = std::filesystem::status(path, ec);
+  if (ec || !std::filesystem::exists(status)) {
+    *error = path + ": no such file or directory";
     return false;
   }
-  if (head.status != 200) {
-    *error = "the admin API answered " + std::to_string(head.status);
+  if (!std::filesystem::is_directory(status) && !std::filesystem::is_regular_file(status)) {
+    *error = path + " is neither a directory nor a file";
     return false;
   }
-  *body = resp.substr(head.head_bytes);
+  *out = control::validate_directory(path);
   return true;
 }
 
-// Accepts plural, singular and short names of kinds.
-std::string canonical_kind(std::string k) {
-  std::transform(k.begin(), k.end(), k.begin(), [](unsigned char c) { return std::tolower(c); });
-  if (k == "gateway" || k == "gateways" || k == "gw") return "Gateway";
-  if (k == "virtualservice" || k == "virtualservices" || k == "vs") return "VirtualService";
-  if (k == "upstream" || k == "upstreams" || k == "us") return "Upstream";
-  if (k == "all") return "*";
+Json dump_of(const control::BuildResult& result) {
+  return Json::parse(snapshot::to_json(*result.config, false), nullptr, false);
+}
+
+std::string describe_action(const Json& route) {
+  if (route.contains("forward")) {
+    std::string out;
+    const Json clusters = route["forward"].is_object()
+                              ? route["forward"].value("clusters", Json::array())
+                              : Json::array();
+    for (const auto& c : clusters) {
+      out += (out.empty() ? "" : ", ") + json_str(c, "cluster");
+      if (clusters.size() > 1) out += " (weight " + json_str(c, "weight") + ")";
+    }
+    return "-> " + out;
+  }
+  if (route.contains("redirect")) return "-> redirect " + json_str(route["redirect"], "code");
+  if (route.contains("direct_response")) {
+    return "-> direct response " + json_str(route["direct_response"], "status");
+  }
   return "";
 }
 
-struct CommonFlags {
-  std::string admin = kDefaultAdmin;
-  std::string ns;
-  std::string output;  // "" (table) | json
-  std::vector<std::string> positional;
+namespace {
+
+const std::vector<FlagSpec> kAdminFlags = {
+    {"--admin", "", true, false},
+    {"--namespace", "-n", true, false},
+    {"--output", "-o", true, false},
 };
 
-bool parse_common(const std::vector<std::string>& args, CommonFlags* f, const char* cmd) {
-  for (size_t i = 0; i < args.size(); ++i) {
-    const std::string& a = args[i];
-    if ((a == "--admin" || a == "--namespace" || a == "-n" || a == "-o" || a == "--output") &&
-        i + 1 < args.size()) {
-      const std::string& v = args[++i];
-      if (a == "--admin")
-        f->admin = v;
-      else if (a == "-o" || a == "--output")
-        f->output = v;
-      else
-        f->ns = v;
-    } else if (!a.empty() && a[0] == '-') {
-      std::fprintf(stderr, "portico %s: unknown flag '%s'\n", cmd, a.c_str());
-      return false;
-    } else {
-      f->positional.push_back(a);
+// Reasons of a /resources entry as "severity: file:line:column: path: message" lines.
+std::vector<std::string> reason_lines(const Json& r) {
+  std::vector<std::string> out;
+  auto it = r.find("reasons");
+  if (it == r.end() || !it->is_array()) return out;
+  for (const auto& d : *it) {
+    std::string where = json_str(d, "file");
+    if (json_str(d, "line") != "0" && !json_str(d, "line").empty()) {
+      where += ":" + json_str(d, "line");
+      if (json_str(d, "column") != "0") where += ":" + json_str(d, "column");
     }
+    std::string path = json_str(d, "path");
+    out.push_back(json_str(d, "severity") + ": " + where + ": " +
+                  (path.empty() ? "" : path + ": ") + json_str(d, "message"));
   }
-  return true;
+  return out;
 }
 
-bool fetch_resources(const CommonFlags& f, nlohmann::json* out) {
-  std::string body;
-  std::string error;
-  if (!admin_get(f.admin, "/resources", &body, &error)) {
-    std::fprintf(stderr, "portico: %s\n", error.c_str());
-    return false;
-  }
-  *out = nlohmann::json::parse(body, nullptr, false);
-  if (out->is_discarded()) {
-    std::fprintf(stderr, "portico: the admin API sent invalid JSON\n");
-    return false;
-  }
-  if (out->is_object() && out->contains("resources")) *out = (*out)["resources"];
-  if (!out->is_array()) {
-    std::fprintf(stderr, "portico: unexpected /resources document\n");
-    return false;
-  }
-  return true;
-}
-
-std::string str(const nlohmann::json& j, const char* key) {
-  auto it = j.find(key);
-  if (it == j.end() || it->is_null()) return "";
-  return it->is_string() ? it->get<std::string>() : it->dump();
-}
-
-std::string first_reason(const nlohmann::json& r) {
+std::string first_reason(const Json& r) {
   auto it = r.find("reasons");
   if (it == r.end() || !it->is_array() || it->empty()) return "";
-  std::string m = str((*it)[0], "message");
+  std::string m = json_str((*it)[0], "message");
   if (it->size() > 1) m += " (+" + std::to_string(it->size() - 1) + " more)";
-  if (m.size() > 80) m = m.substr(0, 77) + "...";
+  if (m.size() > 100) m = m.substr(0, 97) + "...";
   return m;
+}
+
+// A one-word summary of a spec for `get -o wide` (no spaces: tables split on them).
+std::string details(const Json& r) {
+  const std::string kind = json_str(r, "kind");
+  auto it = r.find("spec");
+  if (it == r.end() || !it->is_object()) return "";
+  const Json& spec = *it;
+  auto join = [](const Json& list, auto&& fn) {
+    std::string out;
+    if (!list.is_array()) return out;
+    for (const auto& x : list)
+      out += (out.empty() ? "" : ",") + fn(x);
+    return out;
+  };
+  if (kind == "Gateway") {
+    std::string addr = spec.contains("bindAddress") ? json_str(spec, "bindAddress") : "0.0.0.0";
+    return addr + ":" + json_str(spec, "bindPort");
+  }
+  if (kind == "VirtualService" && spec.contains("virtualHost")) {
+    const Json& vh = spec["virtualHost"];
+    std::string domains = join(vh.contains("domains") ? vh["domains"] : Json(), [](const Json& d) {
+      return d.is_string() ? d.get<std::string>() : d.dump();
+    });
+    size_t routes = vh.contains("routes") && vh["routes"].is_array() ? vh["routes"].size() : 0;
+    return "domains=" + domains + ";routes=" + std::to_string(routes);
+  }
+  if (kind == "Upstream") {
+    if (spec.contains("static") && spec["static"].contains("hosts")) {
+      return "static:" + join(spec["static"]["hosts"], [](const Json& h) {
+               return json_str(h, "addr") + ":" + json_str(h, "port");
+             });
+    }
+    if (!spec.empty()) return spec.begin().key();
+  }
+  return "";
+}
+
+bool matches_filter(const Json& r, const std::string& kind, const std::string& name,
+                    const std::string& ns) {
+  if (kind != "*" && json_str(r, "kind") != kind) return false;
+  if (!name.empty() && json_str(r, "name") != name) return false;
+  if (!ns.empty() && json_str(r, "namespace") != ns) return false;
+  return true;
+}
+
+void print_indented(const std::string& text, const char* indent) {
+  size_t start = 0;
+  while (start < text.size()) {
+    size_t nl = text.find('\n', start);
+    std::string line = text.substr(start, nl == std::string::npos ? std::string::npos : nl - start);
+    std::printf("%s%s\n", indent, line.c_str());
+    if (nl == std::string::npos) break;
+    start = nl + 1;
+  }
+}
+
+// What a resource produced in a /config_dump document, as text lines.
+std::vector<std::string> produced(const Json& dump, const std::string& kind,
+                                  const std::string& id) {
+  std::vector<std::string> out;
+  if (!dump.is_object()) return out;
+  const Json listeners = dump.value("listeners", Json::array());
+  const Json clusters = dump.value("clusters", Json::array());
+  auto listener_label = [](const Json& l) {
+    return "listener " + json_str(l, "name") + " on " + json_str(l, "address") + ":" +
+           json_str(l, "port");
+  };
+  auto domains_of = [](const Json& vh) {
+    std::string d;
+    for (const auto& x : vh.value("domains", Json::array()))
+      d += (d.empty() ? "" : ", ") + x.get<std::string>();
+    return d;
+  };
+  if (kind == "Gateway") {
+    for (const auto& l : listeners) {
+      if (json_str(l, "name") != id) continue;
+      out.push_back(listener_label(l));
+      for (const auto& vh : l.value("virtual_hosts", Json::array())) {
+        out.push_back("  virtual host " + json_str(vh, "name") + " (" + domains_of(vh) + "), " +
+                      std::to_string(vh.value("routes", Json::array()).size()) + " routes");
+      }
+    }
+  } else if (kind == "VirtualService") {
+    for (const auto& l : listeners) {
+      for (const auto& vh : l.value("virtual_hosts", Json::array())) {
+        if (json_str(vh, "name") != id) continue;
+        out.push_back("virtual host " + id + " (" + domains_of(vh) + ") on " + listener_label(l));
+        size_t n = 0;
+        for (const auto& r : vh.value("routes", Json::array())) {
+          out.push_back("  " + std::to_string(++n) + ". " + json_str(r, "name") + ": " +
+                        describe_match(r.value("match", Json::object())) + " " +
+                        describe_action(r));
+        }
+      }
+    }
+  } else if (kind == "Upstream") {
+    for (const auto& c : clusters) {
+      if (json_str(c, "name") != id) continue;
+      std::string eps;
+      for (const auto& e : c.value("endpoints", Json::array())) {
+        eps += (eps.empty() ? "" : ", ") + json_str(e, "address") + ":" + json_str(e, "port");
+      }
+      out.push_back("cluster " + id + ": " + (eps.empty() ? "no endpoints" : eps));
+    }
+    for (const auto& l : listeners) {
+      for (const auto& vh : l.value("virtual_hosts", Json::array())) {
+        for (const auto& r : vh.value("routes", Json::array())) {
+          if (!r.contains("forward")) continue;
+          for (const auto& c : r["forward"].value("clusters", Json::array())) {
+            if (json_str(c, "cluster") == id) {
+              out.push_back("  used by route " + json_str(r, "name") + " on " + listener_label(l));
+            }
+          }
+        }
+      }
+    }
+  }
+  return out;
 }
 
 }  // namespace
 
 int validate_command(const std::vector<std::string>& args) {
-  if (args.size() != 1 || args[0].empty() || args[0][0] == '-') {
-    std::fprintf(stderr, "usage: portico validate DIR\n");
-    return 2;
+  Args a;
+  if (int rc = parse_args("validate", args, {{"--output", "-o", true, false}}, &a); rc >= 0) {
+    return rc;
   }
-  std::error_code ec;
-  if (!std::filesystem::is_directory(args[0], ec)) {
-    std::fprintf(stderr, "portico validate: %s is not a directory\n", args[0].c_str());
-    return 2;
+  OutputFormat format;
+  std::string error;
+  if (!parse_output(a.get("--output") == "text" ? "table" : a.get("--output"),
+                    {OutputFormat::kTable, OutputFormat::kJson}, &format, &error)) {
+    return usage_error("validate",
+                       "unknown output format '" + a.get("--output") + "' (valid: text, json)");
   }
-  control::BuildResult result = control::validate_directory(args[0]);
+  if (a.positional().size() != 1) {
+    return usage_error("validate", "wants one DIR, FILE or - (stdin)");
+  }
+  control::BuildResult result;
+  if (!build_local(a.positional()[0], &result, &error)) {
+    return fail("validate", error, kExitUnavailable);
+  }
   size_t errors = 0;
   size_t warnings = 0;
-  for (const auto& d : result.file_errors) {
-    std::printf("%s\n", d.to_string().c_str());
-    ++errors;
-  }
   size_t counts[4] = {0, 0, 0, 0};
+  Json diagnostics = Json::array();
+  auto add = [&](const control::Diagnostic& d, const std::string& kind, const std::string& ns,
+                 const std::string& name) {
+    (d.is_error() ? errors : warnings) += 1;
+    if (format == OutputFormat::kJson) {
+      Json j{{"file", d.file},
+             {"line", d.line},
+             {"column", d.column},
+             {"path", d.path},
+             {"severity", api::to_string(d.severity)},
+             {"message", d.message}};
+      if (!kind.empty()) {
+        j["kind"] = kind;
+        j["namespace"] = ns;
+        j["name"] = name;
+      }
+      diagnostics.push_back(std::move(j));
+    } else {
+      std::printf("%s\n", d.to_string().c_str());
+    }
+  };
+  for (const auto& d : result.file_errors)
+    add(d, "", "", "");
+  Json resources = Json::array();
   for (const auto& r : result.resources) {
     ++counts[static_cast<int>(r.state)];
-    for (const auto& d : r.reasons) {
-      std::printf("%s\n", d.to_string().c_str());
-      if (d.severity == control::Diagnostic::Severity::kError)
-        ++errors;
-      else
-        ++warnings;
-    }
+    for (const auto& d : r.reasons)
+      add(d, r.kind, r.ns, r.name);
+    resources.push_back(Json{{"kind", r.kind},
+                             {"namespace", r.ns},
+                             {"name", r.name},
+                             {"file", r.file},
+                             {"line", r.line},
+                             {"state", std::string(control::to_string(r.state))}});
   }
-  std::printf(
-      "%zu resources: %zu accepted, %zu with warnings, %zu rejected; %zu errors, %zu warnings\n",
-      result.resources.size(), counts[static_cast<int>(control::State::kAccepted)],
-      counts[static_cast<int>(control::State::kWarning)],
-      counts[static_cast<int>(control::State::kRejected)], errors, warnings);
-  return result.ok() ? 0 : 1;
+  const size_t accepted = counts[static_cast<int>(control::State::kAccepted)];
+  const size_t warned = counts[static_cast<int>(control::State::kWarning)];
+  const size_t rejected = counts[static_cast<int>(control::State::kRejected)];
+  if (format == OutputFormat::kJson) {
+    Json out{{"valid", result.ok()},
+             {"summary", Json{{"resources", result.resources.size()},
+                              {"accepted", accepted},
+                              {"warning", warned},
+                              {"rejected", rejected},
+                              {"errors", errors},
+                              {"warnings", warnings}}},
+             {"resources", std::move(resources)},
+             {"diagnostics", std::move(diagnostics)}};
+    std::printf("%s\n", out.dump(2, ' ', false, Json::error_handler_t::replace).c_str());
+  } else {
+    std::printf(
+        "%zu resources: %zu accepted, %zu with warnings, %zu rejected; %zu errors, %zu warnings\n",
+        result.resources.size(), accepted, warned, rejected, errors, warnings);
+  }
+  return result.ok() ? kExitOk : kExitFindings;
 }
 
 int get_command(const std::vector<std::string>& args) {
-  CommonFlags f;
-  if (!parse_common(args, &f, "get")) return 2;
-  if (f.positional.empty() || f.positional.size() > 2) {
-    std::fprintf(stderr, "usage: portico get KIND [NAME] [--namespace NS] [--admin ADDR:PORT]\n");
-    return 2;
+  Args a;
+  if (int rc = parse_args("get", args, kAdminFlags, &a); rc >= 0) return rc;
+  OutputFormat format;
+  std::string error;
+  if (!parse_output(
+          a.get("--output"),
+          {OutputFormat::kTable, OutputFormat::kWide, OutputFormat::kYaml, OutputFormat::kJson},
+          &format, &error)) {
+    return usage_error("get", error);
   }
-  std::string kind = canonical_kind(f.positional[0]);
+  const auto& pos = a.positional();
+  if (pos.empty() || pos.size() > 2) return usage_error("get", "wants KIND [NAME]");
+  std::string kind = canonical_kind(pos[0]);
   if (kind.empty()) {
-    std::fprintf(stderr, "portico get: unknown kind '%s' (gateways, virtualservices, upstreams)\n",
-                 f.positional[0].c_str());
-    return 2;
+    return usage_error("get", "unknown kind '" + pos[0] + "' (kinds: " + kKindHelp + ")");
   }
-  std::string name = f.positional.size() == 2 ? f.positional[1] : "";
-  nlohmann::json all;
-  if (!fetch_resources(f, &all)) return 1;
-  std::vector<const nlohmann::json*> rows;
+  std::string name = pos.size() == 2 ? pos[1] : "";
+  std::string ns = a.get("--namespace");
+  Json all;
+  if (!fetch_resources(a.get("--admin", kDefaultAdmin), &all, &error)) {
+    return fail("get", error, kExitUnavailable);
+  }
+  Json rows = Json::array();
   for (const auto& r : all) {
-    if (kind != "*" && str(r, "kind") != kind) continue;
-    if (!name.empty() && str(r, "name") != name) continue;
-    if (!f.ns.empty() && str(r, "namespace") != f.ns) continue;
-    rows.push_back(&r);
-  }
-  if (f.output == "json") {
-    nlohmann::json out = nlohmann::json::array();
-    for (const auto* r : rows)
-      out.push_back(*r);
-    std::printf("%s\n", out.dump(2).c_str());
-    return rows.empty() && !name.empty() ? 1 : 0;
+    if (matches_filter(r, kind, name, ns)) rows.push_back(r);
   }
   if (rows.empty()) {
-    std::fprintf(stderr, "no %s%s%s found\n", kind == "*" ? "resources" : kind.c_str(),
-                 name.empty() ? "" : " named ", name.c_str());
-    return name.empty() ? 0 : 1;
+    std::string what = kind == "*" ? "resources" : kind;
+    if (!name.empty()) {
+      return fail("get", what + " '" + name + "' not found" + (ns.empty() ? "" : " in " + ns),
+                  kExitFindings);
+    }
+    if (format == OutputFormat::kJson) {
+      std::printf("[]\n");
+    } else if (format == OutputFormat::kYaml) {
+      std::printf("[]\n");
+    } else {
+      std::fprintf(stderr, "no %s found%s\n", what.c_str(),
+                   ns.empty() ? "" : (" in " + ns).c_str());
+    }
+    return kExitOk;
   }
-  // KIND is a column only when several kinds are listed.
-  const bool show_kind = kind == "*";
-  if (show_kind) std::printf("%-16s ", "KIND");
-  std::printf("%-16s %-24s %-10s %-24s %s\n", "NAMESPACE", "NAME", "STATUS", "FILE", "REASON");
-  for (const auto* r : rows) {
-    std::string file = str(*r, "file");
-    std::string line = str(*r, "line");
-    if (!line.empty() && line != "0") file += ":" + line;
-    if (show_kind) std::printf("%-16s ", str(*r, "kind").c_str());
-    std::printf("%-16s %-24s %-10s %-24s %s\n", str(*r, "namespace").c_str(),
-                str(*r, "name").c_str(), str(*r, "state").c_str(), file.c_str(),
-                first_reason(*r).c_str());
+  if (format == OutputFormat::kJson || format == OutputFormat::kYaml) {
+    const Json& out = !name.empty() && rows.size() == 1 ? rows[0] : rows;
+    if (format == OutputFormat::kJson) {
+      std::printf("%s\n", out.dump(2, ' ', false, Json::error_handler_t::replace).c_str());
+    } else {
+      std::fputs(to_yaml(out).c_str(), stdout);
+    }
+    return kExitOk;
   }
-  return 0;
+  const bool wide = format == OutputFormat::kWide;
+  const bool show_kind = kind == "*";  // a KIND column only when several kinds are listed
+  std::vector<std::vector<std::string>> table;
+  std::vector<std::string> header;
+  if (show_kind) header.push_back("KIND");
+  header.insert(header.end(), {"NAMESPACE", "NAME", "STATUS"});
+  if (wide) header.insert(header.end(), {"GENERATION", "FILE", "DETAILS"});
+  header.push_back("REASON");
+  table.push_back(header);
+  for (const auto& r : rows) {
+    std::vector<std::string> row;
+    if (show_kind) row.push_back(json_str(r, "kind"));
+    row.insert(row.end(), {json_str(r, "namespace"), json_str(r, "name"), json_str(r, "state")});
+    if (wide) {
+      std::string file = json_str(r, "file");
+      std::string line = json_str(r, "line");
+      if (!line.empty() && line != "0") file += ":" + line;
+      row.insert(row.end(), {json_str(r, "generation"), file, details(r)});
+    }
+    row.push_back(first_reason(r));
+    table.push_back(std::move(row));
+  }
+  std::fputs(render_table(table).c_str(), stdout);
+  return kExitOk;
 }
 
 int describe_command(const std::vector<std::string>& args) {
-  CommonFlags f;
-  if (!parse_common(args, &f, "describe")) return 2;
-  if (f.positional.size() != 2) {
-    std::fprintf(stderr,
-                 "usage: portico describe KIND NAME [--namespace NS] [--admin ADDR:PORT]\n");
-    return 2;
+  Args a;
+  if (int rc = parse_args("describe", args, kAdminFlags, &a); rc >= 0) return rc;
+  std::string out_flag = a.get("--output", "text");
+  if (out_flag != "text" && out_flag != "yaml" && out_flag != "json") {
+    return usage_error("describe",
+                       "unknown output format '" + out_flag + "' (valid: text, yaml, json)");
   }
-  std::string kind = canonical_kind(f.positional[0]);
+  const auto& pos = a.positional();
+  if (pos.size() != 2) return usage_error("describe", "wants KIND NAME");
+  std::string kind = canonical_kind(pos[0]);
   if (kind.empty() || kind == "*") {
-    std::fprintf(stderr, "portico describe: unknown kind '%s'\n", f.positional[0].c_str());
-    return 2;
+    return usage_error("describe", "unknown kind '" + pos[0] + "' (kinds: " + kKindHelp + ")");
   }
-  nlohmann::json all;
-  if (!fetch_resources(f, &all)) return 1;
-  std::string ns = f.ns.empty() ? "default" : f.ns;
+  const std::string admin = a.get("--admin", kDefaultAdmin);
+  Json all;
+  std::string error;
+  if (!fetch_resources(admin, &all, &error)) return fail("describe", error, kExitUnavailable);
+  std::string ns = a.get("--namespace", "");
+  const Json* found = nullptr;
+  std::vector<std::string> namespaces;
   for (const auto& r : all) {
-    if (str(r, "kind") != kind || str(r, "name") != f.positional[1] || str(r, "namespace") != ns) {
-      continue;
-    }
-    std::printf("Kind:       %s\n", kind.c_str());
-    std::printf("Name:       %s\n", str(r, "name").c_str());
-    std::printf("Namespace:  %s\n", ns.c_str());
-    std::printf("File:       %s:%s\n", str(r, "file").c_str(), str(r, "line").c_str());
-    std::printf("Generation: %s\n", str(r, "generation").c_str());
-    std::printf("Status:     %s\n", str(r, "state").c_str());
-    auto reasons = r.find("reasons");
-    if (reasons != r.end() && reasons->is_array() && !reasons->empty()) {
-      std::printf("Reasons:\n");
-      for (const auto& d : *reasons) {
-        std::printf("  - %s: %s:%s:%s: %s: %s\n", str(d, "severity").c_str(),
-                    str(d, "file").c_str(), str(d, "line").c_str(), str(d, "column").c_str(),
-                    str(d, "path").c_str(), str(d, "message").c_str());
-      }
-    }
-    auto spec = r.find("spec");
-    if (spec != r.end()) std::printf("Spec:\n%s\n", spec->dump(2).c_str());
-    return 0;
+    if (!matches_filter(r, kind, pos[1], "")) continue;
+    namespaces.push_back(json_str(r, "namespace"));
+    if (json_str(r, "namespace") == (ns.empty() ? "default" : ns)) found = &r;
   }
-  std::fprintf(stderr, "portico describe: %s %s/%s not found\n", kind.c_str(), ns.c_str(),
-               f.positional[1].c_str());
-  return 1;
+  // Without -n, a name that exists in exactly one namespace is found there.
+  if (!found && ns.empty() && namespaces.size() == 1) {
+    for (const auto& r : all) {
+      if (matches_filter(r, kind, pos[1], "")) found = &r;
+    }
+  }
+  if (!found) {
+    std::string hint;
+    if (!namespaces.empty()) {
+      hint = " (it exists in namespace";
+      for (const auto& n : namespaces)
+        hint += " " + n;
+      hint += ": use -n)";
+    }
+    return fail("describe",
+                kind + " " + (ns.empty() ? "default" : ns) + "/" + pos[1] + " not found" + hint,
+                kExitFindings);
+  }
+  const Json& r = *found;
+  const std::string id = json_str(r, "namespace") + "/" + json_str(r, "name");
+  Json dump;
+  std::string dump_error;
+  bool have_dump = admin_get_json(admin, "/config_dump", &dump, &dump_error);
+  std::vector<std::string> lines =
+      have_dump ? produced(dump, kind, id) : std::vector<std::string>{};
+  if (out_flag != "text") {
+    Json out = r;
+    out["produced"] = lines;
+    if (out_flag == "json") {
+      std::printf("%s\n", out.dump(2, ' ', false, Json::error_handler_t::replace).c_str());
+    } else {
+      std::fputs(to_yaml(out).c_str(), stdout);
+    }
+    return kExitOk;
+  }
+  std::string file = json_str(r, "file");
+  if (json_str(r, "line") != "0" && !json_str(r, "line").empty()) file += ":" + json_str(r, "line");
+  std::printf("Kind:        %s\n", json_str(r, "kind").c_str());
+  std::printf("Name:        %s\n", json_str(r, "name").c_str());
+  std::printf("Namespace:   %s\n", json_str(r, "namespace").c_str());
+  std::printf("File:        %s\n", file.c_str());
+  std::printf("Generation:  %s\n", json_str(r, "generation").c_str());
+  std::printf("Status:      %s\n", json_str(r, "state").c_str());
+  if (r.contains("servingGeneration")) {
+    std::printf("Serving:     generation %s (the last good version stays in force)\n",
+                json_str(r, "servingGeneration").c_str());
+  }
+  if (r.contains("origin") && r["origin"].is_object()) {
+    std::printf("Source:      %s\n", json_str(r["origin"], "source").c_str());
+  }
+  if (r.contains("lastChange") && r["lastChange"].is_object()) {
+    const Json& c = r["lastChange"];
+    std::string applied = json_str(c, "appliedMs");
+    std::printf(
+        "Last change: %s\n",
+        applied.empty()
+            ? "not yet running on every worker"
+            : ("running on every worker " + applied + " ms after the change was seen").c_str());
+  }
+  auto reasons = reason_lines(r);
+  if (!reasons.empty()) {
+    std::printf("Reasons:\n");
+    for (const auto& l : reasons)
+      std::printf("  - %s\n", l.c_str());
+  }
+  if (r.contains("spec") && !r["spec"].is_null()) {
+    std::printf("Spec:\n");
+    print_indented(to_yaml(r["spec"]), "  ");
+  }
+  if (!have_dump) {
+    std::printf("In the running configuration: unknown (%s)\n", dump_error.c_str());
+  } else if (lines.empty()) {
+    std::printf("In the running configuration (version %s): nothing%s\n",
+                json_str(dump, "version").c_str(),
+                json_str(r, "state") == "Rejected" ? " (Rejected resources are left out)" : "");
+  } else {
+    std::printf("In the running configuration (version %s):\n", json_str(dump, "version").c_str());
+    for (const auto& l : lines)
+      std::printf("  %s\n", l.c_str());
+  }
+  return kExitOk;
+}
+
+int check_command(const std::vector<std::string>& args) {
+  Args a;
+  if (int rc = parse_args("check", args,
+                          {{"--admin", "", true, false}, {"--output", "-o", true, false}}, &a);
+      rc >= 0) {
+    return rc;
+  }
+  std::string out_flag = a.get("--output", "text");
+  if (out_flag != "text" && out_flag != "json") {
+    return usage_error("check", "unknown output format '" + out_flag + "' (valid: text, json)");
+  }
+  if (!a.positional().empty()) {
+    return usage_error("check", "unexpected argument '" + a.positional()[0] + "'");
+  }
+  const std::string admin = a.get("--admin", kDefaultAdmin);
+  std::string body;
+  std::string error;
+  std::string ready_error;
+  bool ready = admin_get(admin, "/ready", &body, &ready_error);
+  Json all;
+  if (!fetch_resources(admin, &all, &error)) return fail("check", error, kExitUnavailable);
+  Json problems = Json::array();
+  std::map<std::string, size_t> counts;
+  for (const auto& r : all) {
+    std::string state = json_str(r, "state");
+    ++counts[state];
+    if (state != "Accepted") problems.push_back(r);
+  }
+  const bool ok = ready && problems.empty();
+  if (out_flag == "json") {
+    Json out{{"ok", ok}, {"ready", ready}, {"resources", all.size()}, {"problems", problems}};
+    if (!ready) out["ready_error"] = ready_error;
+    std::printf("%s\n", out.dump(2, ' ', false, Json::error_handler_t::replace).c_str());
+    return ok ? kExitOk : kExitFindings;
+  }
+  if (!ready) std::printf("not ready: %s\n", ready_error.c_str());
+  for (const auto& r : problems) {
+    std::string file = json_str(r, "file");
+    std::printf("%s %s %s/%s (%s)\n", json_str(r, "state").c_str(), json_str(r, "kind").c_str(),
+                json_str(r, "namespace").c_str(), json_str(r, "name").c_str(), file.c_str());
+    for (const auto& l : reason_lines(r))
+      std::printf("    %s\n", l.c_str());
+  }
+  std::printf("%zu resources: %zu accepted, %zu with warnings, %zu rejected, %zu pending%s\n",
+              all.size(), counts["Accepted"], counts["Warning"], counts["Rejected"],
+              counts["Pending"], ok ? "; ok" : "");
+  return ok ? kExitOk : kExitFindings;
+}
+
+int proxy_command(const std::vector<std::string>& args) {
+  Args a;
+  if (int rc = parse_args("proxy", args,
+                          {{"--admin", "", true, false},
+                           {"--dir", "", true, false},
+                           {"--output", "-o", true, false}},
+                          &a);
+      rc >= 0) {
+    return rc;
+  }
+  const auto& pos = a.positional();
+  if (pos.size() != 1 || pos[0] != "dump") {
+    return usage_error("proxy", pos.empty() ? "wants a subcommand: dump"
+                                            : "unknown subcommand '" + pos[0] + "' (valid: dump)");
+  }
+  OutputFormat format;
+  std::string error;
+  if (!parse_output(a.get("--output"), {OutputFormat::kJson, OutputFormat::kYaml}, &format,
+                    &error)) {
+    return usage_error("proxy dump", error);
+  }
+  if (a.has("--dir") && a.has("--admin")) {
+    return usage_error("proxy dump", "--dir and --admin exclude each other");
+  }
+  Json dump;
+  if (a.has("--dir")) {
+    control::BuildResult result;
+    if (!build_local(a.get("--dir"), &result, &error)) {
+      return fail("proxy dump", error, kExitUnavailable);
+    }
+    dump = dump_of(result);
+  } else if (!admin_get_json(a.get("--admin", kDefaultAdmin), "/config_dump", &dump, &error)) {
+    return fail("proxy dump", error, kExitUnavailable);
+  }
+  if (format == OutputFormat::kYaml) {
+    std::fputs(to_yaml(dump).c_str(), stdout);
+  } else {
+    std::printf("%s\n", dump.dump(2, ' ', false, Json::error_handler_t::replace).c_str());
+  }
+  return kExitOk;
 }
 
 }  // namespace portico::cli

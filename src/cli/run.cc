@@ -153,13 +153,18 @@ class Runner {
       : options_(std::move(options)),
         registry_(workers),
         server_(workers, registry_),
-        pipeline_(std::make_unique<control::FileSource>(options_.dir),
-                  [this](std::shared_ptr<const snapshot::ProxyConfig> config) {
-                    std::vector<control::ListenerFailure> failures;
-                    for (auto& e : server_.apply(std::move(config)))
-                      failures.push_back({e.listener, e.message});
-                    return failures;
-                  }),
+        pipeline_(
+            [this] {
+              auto source = std::make_unique<control::FileSource>(options_.dir);
+              files_ = source.get();
+              return source;
+            }(),
+            [this](std::shared_ptr<const snapshot::ProxyConfig> config) {
+              std::vector<control::ListenerFailure> failures;
+              for (auto& e : server_.apply(std::move(config)))
+                failures.push_back({e.listener, e.message});
+              return failures;
+            }),
         admin_(io_, [this](std::string_view m, std::string_view p,
                            std::string_view q) { return admin(m, p, q); }),
         debounce_(io_),
@@ -260,6 +265,8 @@ class Runner {
                                             .count();
     first_event_set_ = false;
     control::Pipeline::SyncResult result = pipeline_.sync(full, seen_ms);
+    // Certificates and keys that resources name by path: a rotation there is a change too.
+    if (watcher_ && files_) watcher_->watch_dirs(files_->referenced_dirs());
     if (result.failed) {
       registry_.count_reload_error();
       LOG_ERROR("configuration build failed: %s; version %llu stays in force",
@@ -379,6 +386,7 @@ class Runner {
   asio::io_context io_{1};
   proxy::stats::Registry registry_;
   proxy::Server server_;
+  control::FileSource* files_ = nullptr;  // owned by pipeline_
   control::Pipeline pipeline_;
   proxy::admin::AdminServer admin_;
   asio::steady_timer debounce_;

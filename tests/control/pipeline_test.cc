@@ -579,7 +579,7 @@ TEST(ControlPipeline, SourcesShareOneStore) {
 
 TEST(ControlPipeline, FileErrors) {
   TempDir dir;
-  dir.write("kinds.yaml", R"(kind: RouteTable
+  dir.write("kinds.yaml", R"(kind: AuthConfig
 metadata: {name: a}
 ---
 kind: Gatway
@@ -603,9 +603,10 @@ metadata: {namespace: x}
   EXPECT_THAT(lines(r.file_errors),
               ElementsAre("big.yaml: error: file is larger than 4 MiB (4194305 bytes)",
                           "deep.yaml:1:1: error: document is nested deeper than 64 levels",
-                          "kinds.yaml:1:7: error: kind: kind \"RouteTable\" is not supported yet",
+                          "kinds.yaml:1:7: error: kind: kind \"AuthConfig\" is not supported yet",
                           "kinds.yaml:4:7: error: kind: unknown kind \"Gatway\"; expected "
-                          "Gateway, VirtualService, Upstream or Secret",
+                          "Gateway, VirtualService, RouteTable, Upstream, UpstreamGroup, Secret "
+                          "or Settings",
                           "kinds.yaml:7:1: error: a document must be a map with kind, metadata "
                           "and spec, got a list",
                           "kinds.yaml:10:11: error: metadata.name: is required"));
@@ -666,7 +667,8 @@ TEST(ControlPipeline, ResourcesToJson) {
           R"j({"kind":"File","namespace":"","name":"bad.yaml","file":"bad.yaml","line":0,)j"
           R"j("generation":0,"observedGeneration":0,"state":"Rejected","reasons":[{"severity":"error","file":"bad.yaml",)j"
           R"j("line":1,"column":7,"path":"kind","message":"unknown kind \"Nope\"; expected )j"
-          R"j(Gateway, VirtualService, Upstream or Secret"}],"spec":null}])j");
+          R"j(Gateway, VirtualService, RouteTable, Upstream, UpstreamGroup, Secret or Settings"}],)j"
+          R"j("spec":null}])j");
 }
 
 TEST(ControlPipeline, ReasonsAreBounded) {

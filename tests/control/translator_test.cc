@@ -409,6 +409,18 @@ class TlsDir {
     std::error_code ec;
     fs::remove_all(path_, ec);
   }
+  // certs/ocsp.der: a DER OCSP response for server.crt signed by the CA, and certs/ocsp.b64.
+  void make_ocsp() const {
+    std::string c = "cd '" + (path_ / "certs").string() + "' && ";
+    run(c +
+        "printf 'V\\t301231000000Z\\t\\t%s\\tunknown\\t/CN=shop.example.com\\n' "
+        "$(openssl x509 -in server.crt -noout -serial | cut -d= -f2) > index.txt");
+    run(c + "openssl ocsp -issuer ca.crt -cert server.crt -reqout req.der -no_nonce");
+    run(c +
+        "openssl ocsp -index index.txt -rsigner ca.crt -rkey ca.key -CA ca.crt -reqin req.der "
+        "-respout ocsp.der -ndays 1");
+    run(c + "openssl base64 -A -in ocsp.der -out ocsp.b64");
+  }
   const fs::path& path() const { return path_; }
   void write(const std::string& name, const std::string& content) const {
     fs::create_directories((path_ / name).parent_path());
@@ -998,6 +1010,354 @@ spec:
   EXPECT_THAT(names(r.config->listeners[0]), ElementsAre("shop/d", "web/a"));
   EXPECT_THAT(names(r.config->listeners[1]), ElementsAre("web/b"));
   EXPECT_THAT(names(r.config->listeners[2]), ElementsAre("other/e"));
+}
+
+// ---- RouteTables, UpstreamGroups, Settings ----
+
+std::vector<std::string> route_names(const snapshot::VirtualHost& vh) {
+  std::vector<std::string> out;
+  for (const auto& r : vh.routes)
+    out.push_back(r.name);
+  return out;
+}
+
+TEST(ControlTranslateDelegation, ExampleIsCleanAndOrdered) {
+  BuildResult r = validate_directory(std::string(PORTICO_SOURCE_DIR) + "/examples/delegation");
+  EXPECT_THAT(lines(r.file_errors), IsEmpty());
+  for (const auto& s : r.resources)
+    EXPECT_THAT(lines(s.reasons), IsEmpty()) << s.kind << " " << s.ns << "/" << s.name;
+  ASSERT_TRUE(r.ok());
+  ASSERT_EQ(r.config->listeners.size(), 1u);
+  ASSERT_EQ(r.config->listeners[0].virtual_hosts.size(), 1u);
+  const auto& vh = r.config->listeners[0].virtual_hosts[0];
+  EXPECT_THAT(route_names(vh),
+              ElementsAre("platform/www/shop/shop/shop/cart", "platform/www/shop/shop/shop/catalog",
+                          "platform/www/teams/teams/billing/invoices",
+                          "platform/www/teams/teams/any-team/any-team", "platform/www/orders",
+                          "platform/www/home"));
+  // The delegating route's options override the delegated routes'.
+  ASSERT_EQ(vh.routes[0].options.response_headers.add.size(), 1u);
+  EXPECT_EQ(vh.routes[0].options.response_headers.add[0].value, "shop-team");
+  EXPECT_TRUE(vh.routes[2].options.response_headers.add.empty());
+  const auto& orders = std::get<snapshot::ForwardAction>(vh.routes[4].action);
+  ASSERT_EQ(orders.clusters.size(), 2u);
+  EXPECT_EQ(orders.clusters[0].cluster, "platform/orders-v1");
+  EXPECT_EQ(orders.clusters[0].weight, 90u);
+  EXPECT_EQ(orders.total_weight, 100u);
+}
+
+constexpr const char* kDelegationBase = R"(kind: Gateway
+metadata: {name: gw}
+spec: {bindPort: 8080}
+---
+kind: Upstream
+metadata: {name: echo}
+spec: {static: {hosts: [{addr: 127.0.0.1, port: 9000}]}}
+---
+)";
+
+TEST(ControlTranslateDelegation, GlooRulesOneTeamsBrokenTableNeverBreaksAnother) {
+  BuildResult r = build(std::string(kDelegationBase) + R"(kind: VirtualService
+metadata: {name: vs}
+spec:
+  virtualHost:
+    routes:
+      - name: a
+        matchers: [{prefix: /a, headers: [{name: x-team, value: a}], methods: [GET, POST]}]
+        delegateAction: {ref: {name: a}}
+      - name: broken
+        matchers: [{prefix: /b}]
+        delegateAction: {ref: {name: broken}}
+      - name: cycle
+        matchers: [{prefix: /c}]
+        delegateAction: {ref: {name: c1}}
+      - name: missing
+        matchers: [{prefix: /m}]
+        delegateAction: {ref: {name: nope}}
+      - routeAction: {single: {upstream: {name: echo}}}
+---
+kind: RouteTable
+metadata: {name: a}
+spec:
+  routes:
+    - name: good
+      matchers: [{prefix: /a/x, headers: [{name: x-team, value: a}], methods: [GET]}]
+      directResponseAction: {status: 200}
+    - name: outside
+      matchers: [{prefix: /elsewhere, headers: [{name: x-team, value: a}]}]
+      directResponseAction: {status: 200}
+    - name: no-header
+      matchers: [{prefix: /a/y}]
+      directResponseAction: {status: 200}
+    - name: more-methods
+      matchers: [{prefix: /a/z, headers: [{name: x-team, value: a}], methods: [DELETE]}]
+      directResponseAction: {status: 200}
+---
+kind: RouteTable
+metadata: {name: broken}
+spec:
+  routes:
+    - matchers: [{prefix: /b}]
+      routeAction: {single: {upstream: {name: echo}}}
+      typo: 1
+---
+kind: RouteTable
+metadata: {name: c1}
+spec:
+  routes:
+    - matchers: [{prefix: /c/1}]
+      delegateAction: {ref: {name: c2}}
+---
+kind: RouteTable
+metadata: {name: c2}
+spec:
+  routes:
+    - matchers: [{prefix: /c/1/2}]
+      delegateAction: {ref: {name: c1}}
+)");
+  const auto& vh = r.config->listeners.at(0).virtual_hosts.at(0);
+  EXPECT_THAT(route_names(vh), ElementsAre("default/vs/a/default/a/good", "default/vs/4"));
+  EXPECT_THAT(lines(status(r, "RouteTable", "default/a").reasons),
+              ElementsAre(HasSubstr("spec.routes[1].matchers[0]: path \"/elsewhere\" does not "
+                                    "start with the parent's prefix \"/a\" (delegated from "
+                                    "virtual service default/vs; route dropped)"),
+                          HasSubstr("spec.routes[2].matchers[0]: headers must include every "
+                                    "header matcher of the parent route"),
+                          HasSubstr("spec.routes[3].matchers[0]: methods must be among the "
+                                    "parent route's methods")));
+  EXPECT_EQ(status(r, "RouteTable", "default/a").state, State::kWarning);
+  EXPECT_EQ(status(r, "RouteTable", "default/broken").state, State::kRejected);
+  EXPECT_THAT(lines(status(r, "RouteTable", "default/c1").reasons),
+              ElementsAre(HasSubstr("delegation cycle detected: [default.c1] -> [default.c2] -> "
+                                    "[default.c1]")));
+  const auto& vs = status(r, "VirtualService", "default/vs");
+  EXPECT_EQ(vs.state, State::kWarning);  // never Rejected because of a team's table
+  std::string all;
+  for (const auto& d : vs.reasons)
+    all += d.to_string() + "\n";
+  EXPECT_THAT(all, HasSubstr("route table default/broken is rejected, its routes are dropped: "
+                             "c.yaml:"));
+  EXPECT_THAT(all, HasSubstr("unknown field \"typo\""));
+  EXPECT_THAT(all, HasSubstr("delegation cycle detected"));
+  EXPECT_THAT(all, HasSubstr("route table default/nope not found"));
+  EXPECT_THAT(all, HasSubstr("route table default/a: spec.routes[1].matchers[0]: path"));
+}
+
+TEST(ControlTranslateDelegation, InvalidRoutesReplacedWhenSettingsSaySo) {
+  BuildResult r = build(std::string(kDelegationBase) + R"(kind: Settings
+metadata: {name: default}
+spec:
+  invalidConfigPolicy: {replaceInvalidRoutes: true, invalidRouteResponseCode: 503}
+---
+kind: VirtualService
+metadata: {name: vs}
+spec:
+  virtualHost:
+    routes:
+      - name: t
+        matchers: [{prefix: /t}]
+        delegateAction: {selector: {labels: {team: t}}}
+      - name: gone
+        matchers: [{prefix: /gone}]
+        delegateAction: {ref: {name: broken}}
+      - routeAction: {single: {upstream: {name: echo}}}
+---
+kind: RouteTable
+metadata: {name: z-first, labels: {team: t}}
+spec:
+  weight: -1
+  routes:
+    - matchers: [{exact: /t/z}]
+      directResponseAction: {status: 200, body: z}
+---
+kind: RouteTable
+metadata: {name: a-second, labels: {team: t}}
+spec:
+  weight: 5
+  routes:
+    - matchers: [{prefix: /outside}]
+      directResponseAction: {status: 200}
+---
+kind: RouteTable
+metadata: {name: broken}
+spec:
+  routes:
+    - matchers: [{prefix: /gone}]
+      directResponseAction: {status: 1}
+)");
+  const auto& vh = r.config->listeners.at(0).virtual_hosts.at(0);
+  EXPECT_THAT(route_names(vh),
+              ElementsAre("default/vs/t/default/z-first/0", "default/vs/t/default/a-second/0",
+                          "default/vs/gone", "default/vs/2"));
+  const auto& replaced = std::get<snapshot::DirectResponseAction>(vh.routes[1].action);
+  EXPECT_EQ(replaced.status, 503);
+  EXPECT_THAT(replaced.body, HasSubstr("does not start with the parent's prefix"));
+  EXPECT_EQ(vh.routes[1].match.path, "/outside");
+  const auto& gone = std::get<snapshot::DirectResponseAction>(vh.routes[2].action);
+  EXPECT_EQ(gone.status, 503);
+  EXPECT_EQ(vh.routes[2].match.path, "/gone");  // the parent's prefix: nothing falls through
+}
+
+TEST(ControlTranslateDelegation, DelegatingRouteShapeAndUpstreamGroups) {
+  BuildResult r = build(std::string(kDelegationBase) + R"(kind: VirtualService
+metadata: {name: two-matchers}
+spec:
+  virtualHost:
+    domains: [a.example.com]
+    routes:
+      - matchers: [{prefix: /a}, {prefix: /b}]
+        delegateAction: {ref: {name: t}}
+---
+kind: VirtualService
+metadata: {name: exact}
+spec:
+  virtualHost:
+    domains: [b.example.com]
+    routes:
+      - matchers: [{exact: /a}]
+        delegateAction: {name: t, namespace: default}
+---
+kind: VirtualService
+metadata: {name: group}
+spec:
+  virtualHost:
+    domains: [c.example.com]
+    routes:
+      - routeAction: {upstreamGroup: {name: missing}}
+---
+kind: UpstreamGroup
+metadata: {name: bad-group}
+spec:
+  destinations: [{destination: {upstream: {name: absent}}}]
+---
+kind: RouteTable
+metadata: {name: t}
+spec: {routes: [{directResponseAction: {status: 200}}]}
+)");
+  EXPECT_THAT(lines(status(r, "VirtualService", "default/two-matchers").reasons),
+              ElementsAre("c.yaml:15:34: error: spec.virtualHost.routes[0].matchers[1]: a "
+                          "delegating route has at most one matcher (a prefix)"));
+  EXPECT_THAT(lines(status(r, "VirtualService", "default/exact").reasons),
+              ElementsAre("c.yaml:24:20: error: spec.virtualHost.routes[0].matchers[0]: a "
+                          "delegating route's matcher must be a prefix"));
+  EXPECT_THAT(lines(status(r, "VirtualService", "default/group").reasons),
+              ElementsAre("c.yaml:33:38: error: spec.virtualHost.routes[0].routeAction."
+                          "upstreamGroup: upstream group default/missing not found"));
+  EXPECT_THAT(lines(status(r, "UpstreamGroup", "default/bad-group").reasons),
+              ElementsAre("c.yaml:38:43: warning: spec.destinations[0].destination.upstream: "
+                          "upstream default/absent not found; the route answers 503"));
+  EXPECT_THAT(lines(status(r, "Upstream", "default/echo").reasons),
+              ElementsAre("c.yaml:5:1: warning: unused: no route of an accepted virtual service "
+                          "sends traffic here"));
+}
+
+TEST(ControlTranslateDelegation, SettingsSources) {
+  BuildResult r = build(R"(kind: Settings
+metadata: {name: a}
+spec:
+  directoryConfigSource: {directory: /etc/portico}
+  consulKvSource: {rootKey: gloo}
+---
+kind: Settings
+metadata: {name: b}
+spec: {}
+)");
+  EXPECT_THAT(lines(status(r, "Settings", "default/a").reasons),
+              ElementsAre(HasSubstr("only one Settings resource may exist (found 2)"),
+                          HasSubstr("spec.consulKvSource: consulKvSource is not supported yet")));
+}
+
+TEST(ControlTranslateTls, OcspStaplesFromFilesAndInline) {
+  TlsDir dir;
+  dir.make_ocsp();
+  std::string der = dir.read("certs/ocsp.der");
+  ASSERT_FALSE(der.empty());
+  dir.write("certs/garbage.der", "not an OCSP response");
+  dir.write("config.yaml", R"(kind: Secret
+metadata: {name: from-file}
+spec:
+  tls: {certChainFile: certs/server.crt, privateKeyFile: certs/server.key,
+        ocspStapleFile: certs/ocsp.der}
+---
+kind: Secret
+metadata: {name: inline}
+spec:
+  tls: {certChainFile: certs/server.crt, privateKeyFile: certs/server.key,
+        ocspStaple: )" + dir.read("certs/ocsp.b64") +
+                               R"(}
+---
+kind: Secret
+metadata: {name: garbage}
+spec:
+  tls: {certChainFile: certs/server.crt, privateKeyFile: certs/server.key,
+        ocspStapleFile: certs/garbage.der}
+---
+kind: Gateway
+metadata: {name: gw}
+spec:
+  bindPort: 8443
+  ssl: true
+  sslConfig: {secretRef: {name: from-file}}
+---
+kind: VirtualService
+metadata: {name: a}
+spec:
+  sslConfig: {secretRef: {name: inline}}
+  virtualHost:
+    domains: [a.example.com]
+    routes: [{directResponseAction: {status: 200}}]
+)");
+  BuildResult r = validate_directory(dir.path());
+  EXPECT_THAT(lines(status(r, "Secret", "default/garbage").reasons),
+              ElementsAre(HasSubstr("spec.tls.ocspStapleFile: certs/garbage.der: is not a DER "
+                                    "OCSP response")));
+  EXPECT_EQ(status(r, "Secret", "default/from-file").state, State::kAccepted);
+  EXPECT_EQ(status(r, "Secret", "default/inline").state, State::kAccepted);
+  ASSERT_EQ(r.config->listeners.size(), 1u);
+  const auto& l = r.config->listeners[0];
+  ASSERT_TRUE(l.tls);
+  EXPECT_EQ(l.tls->certificates[0].ocsp_staple, der);
+  ASSERT_EQ(l.virtual_hosts.size(), 1u);
+  EXPECT_EQ(l.virtual_hosts[0].tls->certificates[0].ocsp_staple, der);
+}
+
+TEST(ControlTranslateDelegation, ShadowingAcrossTablesAndRegexChildren) {
+  BuildResult r = build(std::string(kDelegationBase) + R"(kind: VirtualService
+metadata: {name: vs}
+spec:
+  virtualHost:
+    routes:
+      - matchers: [{prefix: /t}]
+        delegateAction: {selector: {labels: {team: t}}}
+      - routeAction: {single: {upstream: {name: echo}}}
+---
+kind: RouteTable
+metadata: {name: a, labels: {team: t}}
+spec:
+  routes:
+    - matchers: [{prefix: /t}]
+      directResponseAction: {status: 200, body: a}
+---
+kind: RouteTable
+metadata: {name: b, labels: {team: t}}
+spec:
+  routes:
+    - matchers: [{prefix: /t/x}]
+      directResponseAction: {status: 200, body: b}
+    - matchers: [{regex: "/t/[0-9]+"}]
+      directResponseAction: {status: 200, body: b}
+    - matchers: [{regex: "/[a-z]+"}]
+      directResponseAction: {status: 200, body: b}
+)");
+  const auto& vh = r.config->listeners.at(0).virtual_hosts.at(0);
+  EXPECT_THAT(route_names(vh), ElementsAre("default/vs/0/default/a/0", "default/vs/0/default/b/0",
+                                           "default/vs/0/default/b/1", "default/vs/1"));
+  EXPECT_THAT(lines(status(r, "VirtualService", "default/vs").reasons),
+              ::testing::Contains(HasSubstr("route default/vs/0/default/b/0 is unreachable: route "
+                                            "default/vs/0/default/a/0 matches first")));
+  EXPECT_THAT(lines(status(r, "RouteTable", "default/b").reasons),
+              ElementsAre(HasSubstr("spec.routes[2].matchers[0]: a delegated regex must start "
+                                    "with the parent's prefix \"/t\"")));
 }
 
 }  // namespace

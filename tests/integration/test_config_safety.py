@@ -8,6 +8,7 @@ observedGeneration survives a restart, and propagation is measured."""
 import os
 import shutil
 import socket
+import subprocess
 import sys
 import tempfile
 import time
@@ -238,6 +239,32 @@ class MountsAndResyncTest(t.IntegrationTest):
         write("after")
         t.wait_until(lambda: t.request(port, "GET", "/").text() == "after", WITHIN, message="resync picked it up")
         self.assertGreaterEqual(t.metric_sum(portico.stats(), "portico_config_resyncs_total"), 1)
+
+    def test_a_referenced_certificate_file_is_watched(self):
+        if shutil.which("openssl") is None:
+            self.skipTest("openssl not installed")
+        root = self.make_dir()
+        conf = os.path.join(root, "conf")
+        tls = os.path.join(root, "tls")
+        os.mkdir(conf)
+        os.mkdir(tls)
+        crt, key = os.path.join(tls, "s.crt"), os.path.join(tls, "s.key")
+        for path in (crt, key):
+            with open(path, "w") as f:
+                f.write("not PEM yet\n")
+        secret = t.resource("Secret", "s", {"tls": {"certChainFile": crt, "privateKeyFile": key}})
+        with open(os.path.join(conf, "secret.yaml"), "w") as f:
+            f.write(t.to_yaml(secret))
+        portico = self.start_portico(conf, extra_args=["--resync=0"])  # inotify alone
+        self.assertEqual(portico.resource("Secret", "s")["state"], "Rejected")
+        # Written beside and renamed into place (as a rotation does); the YAML does not change.
+        subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-subj", "/CN=s.test",
+                        "-days", "2", "-keyout", key + ".new", "-out", crt + ".new"],
+                       check=True, capture_output=True, timeout=60)
+        os.rename(key + ".new", key)
+        os.rename(crt + ".new", crt)
+        t.wait_until(lambda: portico.resource("Secret", "s")["state"] == "Accepted", WITHIN,
+                     message="the Secret accepted once its files are valid")
 
     def test_bad_resync_flag_is_refused(self):
         proc = t.run_cli("run", self.make_dir(), "--resync", "soon")

@@ -2,6 +2,7 @@
 
 #include <sys/stat.h>
 
+#include <cstdio>
 #include <set>
 
 #include "api/decode.h"
@@ -35,6 +36,67 @@ uint64_t content_hash(std::string_view s) {
   return h ^ s.size();
 }
 
+// The files a resource refers to by path (TLS material), as written.
+std::vector<std::string> referenced_files(const api::Resource& r) {
+  std::vector<std::string> out;
+  auto add = [&](const api::SecretMaterial& m) {
+    if (!m.file.empty()) out.push_back(m.file);
+  };
+  auto add_files = [&](const std::optional<api::SslFiles>& f) {
+    if (!f) return;
+    add(f->tls_cert);
+    add(f->tls_key);
+    add(f->root_ca);
+    add(f->ocsp_staple);
+  };
+  switch (r.kind) {
+    case api::Kind::kSecret:
+      if (const auto& tls = r.secret().tls) {
+        add(tls->cert_chain);
+        add(tls->private_key);
+        add(tls->root_ca);
+        add(tls->ocsp_staple);
+      }
+      break;
+    case api::Kind::kGateway:
+      if (const auto& tls = r.gateway().tls) add_files(tls->ssl_files);
+      break;
+    case api::Kind::kVirtualService:
+      if (const auto& tls = r.virtual_service().tls) add_files(tls->ssl_files);
+      break;
+    case api::Kind::kUpstream:
+      if (const auto& tls = r.upstream().tls) add_files(tls->ssl_files);
+      break;
+    case api::Kind::kRouteTable:
+    case api::Kind::kUpstreamGroup:
+    case api::Kind::kSettings:
+      break;  // name no files
+  }
+  return out;
+}
+
+constexpr size_t kMaxReferencedBytes = 1024 * 1024;
+
+// The content hash of a referenced file; a file that cannot be read hashes to 0 (the translator
+// reports why).
+uint64_t referenced_hash(const std::filesystem::path& path) {
+  std::string error;
+  auto content = read_config_file(path, kMaxReferencedBytes, &error);
+  return content ? content_hash(*content) : 0;
+}
+
+std::string with_refs(const std::string& revision, const std::vector<uint64_t>& hashes) {
+  if (hashes.empty()) return revision;
+  uint64_t h = 14695981039346656037ull;
+  for (uint64_t x : hashes) {
+    h ^= x;
+    h *= 1099511628211ull;
+  }
+  char buf[20];
+  std::snprintf(buf, sizeof buf, "+%016llx", static_cast<unsigned long long>(h));
+  return revision + buf;
+}
+
 api::Diagnostic keeping(const std::string& name, size_t count) {
   return file_diagnostic(name, 0, 0, "",
                          "keeping the " + std::to_string(count) +
@@ -46,8 +108,19 @@ api::Diagnostic keeping(const std::string& name, size_t count) {
 
 FileSource::FileSource(std::filesystem::path dir) : dir_(std::move(dir)) {}
 
+FileSource::StatSig FileSource::stat_of(const std::filesystem::path& path) {
+  FileSource::StatSig sig;
+  struct stat st {};
+  if (::stat(path.c_str(), &st) != 0) return sig;
+  sig.dev = st.st_dev;
+  sig.ino = st.st_ino;
+  sig.size = st.st_size;
+  sig.mtime_ns = static_cast<int64_t>(st.st_mtim.tv_sec) * 1000000000 + st.st_mtim.tv_nsec;
+  return sig;
+}
+
 void FileSource::add_file(const std::string& name, std::string_view content, FileState* state,
-                          Delta* delta) {
+                          Delta* delta, const std::filesystem::path& base) {
   api::DecodedFile decoded = api::decode_file(name, content);
   if (!decoded.parsed) {
     auto errors = std::move(decoded.errors);
@@ -71,9 +144,24 @@ void FileSource::add_file(const std::string& name, std::string_view content, Fil
               std::to_string(f.loc.column) + "; this definition is rejected"));
       continue;
     }
-    docs.push_back(Doc{key});
-    Origin origin{kSource, name, index++, revision_of(r)};
-    delta->upserts.push_back(Upsert{std::move(origin), std::make_shared<const api::Resource>(r)});
+    Doc doc;
+    doc.resource_key = key;
+    doc.resource = std::make_shared<const api::Resource>(r);
+    doc.index = index++;
+    doc.content_revision = revision_of(r);
+    std::vector<uint64_t> hashes;
+    if (!base.empty()) {
+      for (const auto& file : referenced_files(r)) {
+        std::filesystem::path p = file;
+        if (p.is_relative()) p = base / p;
+        Ref ref{p, stat_of(p), referenced_hash(p)};
+        hashes.push_back(ref.content_hash);
+        doc.refs.push_back(std::move(ref));
+      }
+    }
+    Origin origin{kSource, name, doc.index, with_refs(doc.content_revision, hashes)};
+    delta->upserts.push_back(Upsert{std::move(origin), doc.resource});
+    docs.push_back(std::move(doc));
   }
   for (const auto& old : state->docs) {
     if (!first.count(old.resource_key)) {
@@ -107,16 +195,13 @@ Delta FileSource::poll(bool full) {
       it = files_.erase(it);
     }
   }
+  std::set<std::string> just_read;
   for (const auto& name : list.files) {
     const std::filesystem::path path = list.base / name;
     FileState& state = files_[name];
-    struct stat st {};
-    if (::stat(path.c_str(), &st) == 0 && state.read && !full) {
-      int64_t mtime = static_cast<int64_t>(st.st_mtim.tv_sec) * 1000000000 + st.st_mtim.tv_nsec;
-      if (st.st_dev == state.dev && st.st_ino == state.ino && st.st_size == state.size &&
-          mtime == state.mtime_ns) {
-        continue;  // unchanged since the last read
-      }
+    const StatSig sig = stat_of(path);
+    if (state.read && !full && sig.size >= 0 && sig == state.sig) {
+      continue;  // unchanged since the last read
     }
     std::string error;
     auto content = read_config_file(path, api::kMaxFileBytes, &error);
@@ -127,17 +212,53 @@ Delta FileSource::poll(bool full) {
       state.read = false;
       continue;
     }
-    state.dev = st.st_dev;
-    state.ino = st.st_ino;
-    state.size = st.st_size;
-    state.mtime_ns = static_cast<int64_t>(st.st_mtim.tv_sec) * 1000000000 + st.st_mtim.tv_nsec;
+    state.sig = sig;
     uint64_t h = content_hash(*content);
     if (state.read && state.content_hash == h) continue;  // same bytes: same documents
     state.read = true;
     state.content_hash = h;
-    add_file(name, *content, &state, &delta);
+    add_file(name, *content, &state, &delta, base_);
+    just_read.insert(name);
   }
+  check_refs(full, just_read, &delta);
   return delta;
+}
+
+void FileSource::check_refs(bool full, const std::set<std::string>& just_read, Delta* delta) {
+  for (auto& [name, state] : files_) {
+    if (just_read.count(name)) continue;
+    for (auto& doc : state.docs) {
+      if (doc.refs.empty()) continue;
+      bool changed = false;
+      std::vector<uint64_t> hashes;
+      for (auto& ref : doc.refs) {
+        StatSig sig = stat_of(ref.path);
+        if (full || !(sig == ref.sig)) {
+          ref.sig = sig;
+          uint64_t h = referenced_hash(ref.path);
+          if (h != ref.content_hash) {
+            ref.content_hash = h;
+            changed = true;
+          }
+        }
+        hashes.push_back(ref.content_hash);
+      }
+      if (!changed) continue;
+      Origin origin{kSource, name, doc.index, with_refs(doc.content_revision, hashes)};
+      delta->upserts.push_back(Upsert{std::move(origin), doc.resource});
+    }
+  }
+}
+
+std::vector<std::filesystem::path> FileSource::referenced_dirs() const {
+  std::set<std::filesystem::path> dirs;
+  for (const auto& [name, state] : files_) {
+    for (const auto& doc : state.docs) {
+      for (const auto& ref : doc.refs)
+        dirs.insert(ref.path.parent_path());
+    }
+  }
+  return {dirs.begin(), dirs.end()};
 }
 
 Delta FileSource::from_memory(const std::vector<std::pair<std::string, std::string>>& files) {
@@ -145,7 +266,7 @@ Delta FileSource::from_memory(const std::vector<std::pair<std::string, std::stri
   delta.source = kSource;
   std::map<std::string, FileState> states;
   for (const auto& [name, content] : files)
-    add_file(name, content, &states[name], &delta);
+    add_file(name, content, &states[name], &delta, {});
   return delta;
 }
 

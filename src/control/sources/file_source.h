@@ -10,6 +10,7 @@
 #include <filesystem>
 #include <map>
 #include <memory>
+#include <set>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -39,25 +40,49 @@ class FileSource : public ConfigSource {
   const std::filesystem::path& dir() const { return dir_; }
   std::filesystem::path base_dir() const override { return base_; }
 
+  // The directories of the files that resources refer to (TLS certificates and keys of Secrets
+  // and sslFiles), for the file watcher: a rotated certificate changes its resource's revision.
+  std::vector<std::filesystem::path> referenced_dirs() const;
+
  private:
+  // stat() of a file: identity, size and modification time.
+  struct StatSig {
+    dev_t dev = 0;
+    ino_t ino = 0;
+    off_t size = -1;
+    int64_t mtime_ns = -1;
+    bool operator==(const StatSig&) const = default;
+  };
+  // A file a resource refers to, and the hash of its content when last read.
+  struct Ref {
+    std::filesystem::path path;
+    StatSig sig;
+    uint64_t content_hash = 0;
+  };
   struct Doc {
     std::string resource_key;
+    std::shared_ptr<const api::Resource> resource;
+    int index = 0;
+    std::string content_revision;  // revision_of(resource)
+    std::vector<Ref> refs;
   };
   struct FileState {
     uint64_t content_hash = 0;
     bool read = false;  // content_hash is set
     // stat() of the last read: a file whose identity, size and mtime are unchanged is not re-read
     // (except on a full resync).
-    dev_t dev = 0;
-    ino_t ino = 0;
-    off_t size = -1;
-    int64_t mtime_ns = -1;
+    StatSig sig;
     std::vector<Doc> docs;  // of the last successful parse
   };
 
-  // Decodes `content` of `name` into `delta` against the file's previous state.
+  static StatSig stat_of(const std::filesystem::path& path);
+  // Decodes `content` of `name` into `delta` against the file's previous state. Files that the
+  // resources refer to are resolved against `base` (not followed when it is empty).
   static void add_file(const std::string& name, std::string_view content, FileState* state,
-                       Delta* delta);
+                       Delta* delta, const std::filesystem::path& base);
+  // Re-reads the referenced files whose stat changed (all of them when `full`); upserts the
+  // resources whose referenced content changed.
+  void check_refs(bool full, const std::set<std::string>& just_read, Delta* delta);
 
   std::filesystem::path dir_;
   std::filesystem::path base_;  // the directory the listed names are relative to (last poll)

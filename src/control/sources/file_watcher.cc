@@ -62,6 +62,13 @@ void FileWatcher::watch_tree(const std::filesystem::path& dir) {
   }
 }
 
+void FileWatcher::watch_dirs(const std::vector<std::filesystem::path>& dirs) {
+  for (const auto& dir : dirs) {
+    int wd = inotify_add_watch(fd_, dir.c_str(), kMask);
+    if (wd >= 0) dirs_[wd] = dir;
+  }
+}
+
 bool FileWatcher::drain() {
   alignas(inotify_event) char buf[16384];
   bool changed = false;

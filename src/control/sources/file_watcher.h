@@ -7,6 +7,7 @@
 #include <map>
 #include <memory>
 #include <string>
+#include <vector>
 
 #include "common/result.h"
 
@@ -25,6 +26,10 @@ class FileWatcher {
   // symlinks). Returns true when something that may hold configuration changed (files written,
   // moved, deleted; a Kubernetes ConfigMap/Secret mount's "..data" link swapped).
   bool drain();
+
+  // Also watches these directories (not their subdirectories): the files that resources refer to
+  // (TLS certificates and keys) live there. Directories watched already keep their watch.
+  void watch_dirs(const std::vector<std::filesystem::path>& dirs);
 
   // True once after the kernel's event queue overflowed (events were lost): the caller should
   // re-read everything rather than trust what changed.

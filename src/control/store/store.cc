@@ -23,6 +23,7 @@ constexpr uint64_t kFnvBasis = 14695981039346656037ull;
 // Same place in the text and the same diagnostics: nothing a status would show differently.
 bool same_presentation(const api::Resource& a, const api::Resource& b) {
   if (a.file != b.file || a.loc.line != b.loc.line || a.loc.column != b.loc.column) return false;
+  if (a.meta.generation != b.meta.generation) return false;
   if (a.diagnostics.size() != b.diagnostics.size()) return false;
   for (size_t i = 0; i < a.diagnostics.size(); ++i) {
     if (a.diagnostics[i].to_string() != b.diagnostics[i].to_string()) return false;
@@ -61,6 +62,7 @@ std::string revision_of(const api::Resource& r) {
 }
 
 int64_t generation_of(const api::Resource& r) {
+  if (r.meta.generation && *r.meta.generation > 0) return *r.meta.generation;
   uint64_t h = fnv1a(kFnvBasis, r.spec_json);
   uint64_t folded = (h ^ (h >> 32)) & 0xffffffffu;
   return folded == 0 ? 1 : static_cast<int64_t>(folded);

@@ -29,7 +29,8 @@ struct Origin {
 std::string revision_of(const api::Resource& r);
 
 // The observed generation of a resource: stable across restarts because it is derived from the
-// resource itself (a hash of its spec, 32 bits, so that it stays readable), never from a counter.
+// resource itself (metadata.generation when given, else a hash of its spec, 32 bits, so that it
+// stays readable), never from a counter.
 int64_t generation_of(const api::Resource& r);
 
 // One resource version added or replaced at an origin.

@@ -7,6 +7,7 @@
 #include <string>
 
 #include "api/fields.h"
+#include "api/validate.h"
 #include "control/translate/tls_material.h"
 
 namespace portico::control {
@@ -169,7 +170,15 @@ snapshot::HeaderMutations translate_headers(const std::vector<api::HeaderToAdd>&
   return out;
 }
 
-void translate_virtual_service(const Resource& r, snapshot::VirtualHost* out) {
+// A route after delegation is flattened: the effective route and its name in stats.
+struct FlatRoute {
+  api::Route route;
+  std::string name;  // "<vs-ns>/<vs>/<label>[/<table-ns>/<table>/<label>...]"
+  bool delegated = false;
+};
+
+void translate_virtual_service(const Resource& r, const std::vector<FlatRoute>& routes,
+                               const EntryMap& groups, snapshot::VirtualHost* out) {
   const auto& spec = r.virtual_service();
   out->name = r.meta.ns + "/" + r.meta.name;
   for (const auto& d : spec.domains) {
@@ -177,13 +186,19 @@ void translate_virtual_service(const Resource& r, snapshot::VirtualHost* out) {
       out->domains.push_back(d.value);
     }
   }
-  for (size_t i = 0; i < spec.routes.size(); ++i) {
-    const auto& route = spec.routes[i];
+  for (const auto& flat : routes) {
+    const auto& route = flat.route;
     snapshot::Route base;
-    base.name = out->name + "/" + route.label(i);
+    base.name = flat.name;
     if (const auto* fwd = std::get_if<api::ForwardAction>(&route.action)) {
       snapshot::ForwardAction a;
-      for (const auto& d : fwd->destinations) {
+      const auto* dests = &fwd->destinations;
+      if (fwd->upstream_group) {
+        auto it = groups.find(fwd->upstream_group->to_string());
+        if (it == groups.end()) continue;  // reported as an error
+        dests = &it->second.resource->upstream_group().destinations;
+      }
+      for (const auto& d : *dests) {
         a.clusters.push_back({d.upstream.to_string(), d.weight});
         a.total_weight += d.weight;
       }
@@ -204,7 +219,7 @@ void translate_virtual_service(const Resource& r, snapshot::VirtualHost* out) {
       a.body = direct->body;
       base.action = std::move(a);
     } else {
-      continue;  // no action: the resource has an error and is not translated
+      continue;  // no action, or a delegation left unresolved: reported already
     }
     const auto& o = route.options;
     base.options.timeout = o.timeout;
@@ -222,6 +237,229 @@ void translate_virtual_service(const Resource& r, snapshot::VirtualHost* out) {
     }
   }
 }
+
+// ---- Delegation (RouteTables) ----
+
+bool starts_with(std::string_view s, std::string_view prefix) {
+  return s.size() >= prefix.size() && s.substr(0, prefix.size()) == prefix;
+}
+
+// Parent options override the child's, field by field.
+api::RouteOptions merge_options(const api::RouteOptions& parent, const api::RouteOptions& child) {
+  api::RouteOptions out = child;
+  if (parent.timeout) out.timeout = parent.timeout;
+  if (parent.prefix_rewrite) out.prefix_rewrite = parent.prefix_rewrite;
+  if (!parent.host_rewrite.empty()) out.host_rewrite = parent.host_rewrite;
+  const auto& h = parent.headers;
+  if (!h.request_add.empty() || !h.request_remove.empty() || !h.response_add.empty() ||
+      !h.response_remove.empty()) {
+    out.headers = h;
+  }
+  if (parent.max_request_body_bytes) out.max_request_body_bytes = parent.max_request_body_bytes;
+  return out;
+}
+
+template <typename T>
+bool includes_all(const std::vector<T>& outer, const std::vector<T>& inner) {
+  for (const auto& x : inner) {
+    if (std::find(outer.begin(), outer.end(), x) == outer.end()) return false;
+  }
+  return true;
+}
+
+// Why `child` may not sit under the delegating matcher `parent` (Gloo's rules); empty when it may.
+std::string delegation_problem(const api::Matcher& parent, const api::Matcher& child) {
+  if (child.kind == api::PathKind::kRegex) {
+    if (!starts_with(child.path, parent.path)) {
+      return "a delegated regex must start with the parent's prefix \"" + parent.path + "\"";
+    }
+  } else if (!starts_with(child.path, parent.path)) {
+    return "path \"" + child.path + "\" does not start with the parent's prefix \"" + parent.path +
+           "\"";
+  }
+  if (child.case_sensitive != parent.case_sensitive) {
+    return "caseSensitive differs from the parent route's";
+  }
+  if (!includes_all(child.headers, parent.headers)) {
+    return "headers must include every header matcher of the parent route";
+  }
+  if (!includes_all(child.query, parent.query)) {
+    return "queryParameters must include every query matcher of the parent route";
+  }
+  if (!parent.methods.empty() &&
+      (child.methods.empty() || !includes_all(parent.methods, child.methods))) {
+    return "methods must be among the parent route's methods";
+  }
+  return "";
+}
+
+struct InvalidRoutePolicy {
+  bool replace = false;
+  uint16_t status = 500;
+  std::optional<std::string> body;
+};
+
+class Flattener {
+ public:
+  Flattener(EntryMap& tables, const std::set<std::string>& broken_tables,
+            const InvalidRoutePolicy& policy)
+      : tables_(tables), broken_(broken_tables), policy_(policy) {}
+
+  // Tables some accepted VirtualService delegates to (so far).
+  const std::set<std::string>& reached() const { return reached_; }
+
+  std::vector<FlatRoute> flatten(Entry& vs) {
+    vs_ = &vs;
+    std::vector<FlatRoute> out;
+    std::vector<std::string> chain = {"vs:" + vs.id()};
+    walk(vs, vs.resource->virtual_service().routes, nullptr, {}, vs.id(), chain, &out);
+    return out;
+  }
+
+ private:
+  // The tables a delegating route names, in order: weight, then namespace/name.
+  std::vector<Entry*> resolve(Entry& owner, const api::DelegateAction& d) {
+    std::vector<Entry*> out;
+    if (d.ref) {
+      auto it = tables_.find(d.ref->to_string());
+      if (it != tables_.end()) out.push_back(&it->second);
+      return out;
+    }
+    for (auto& [id, t] : tables_) {
+      const auto& meta = t.resource->meta;
+      bool ns_ok = d.namespaces.empty() ? meta.ns == owner.resource->meta.ns : false;
+      for (const auto& n : d.namespaces) {
+        if (n == "*" || n == meta.ns) ns_ok = true;
+      }
+      if (!ns_ok || !labels_match(d.labels, meta.labels)) continue;
+      bool ok = true;
+      for (const auto& e : d.expressions) {
+        if (!expression_matches(e, meta.labels)) ok = false;
+      }
+      if (ok) out.push_back(&t);
+    }
+    std::stable_sort(out.begin(), out.end(), [](const Entry* a, const Entry* b) {
+      return a->resource->route_table().weight < b->resource->route_table().weight;
+    });
+    return out;
+  }
+
+  void invalid(const std::vector<api::Matcher>& matchers, const std::string& name,
+               const std::string& problem, std::vector<FlatRoute>* out) {
+    if (!policy_.replace) return;
+    FlatRoute f;
+    f.name = name;
+    f.delegated = true;
+    f.route.matchers = matchers;
+    api::DirectResponseAction a;
+    a.status = policy_.status;
+    a.body = policy_.body ? *policy_.body : "invalid route " + name + ": " + problem + "\n";
+    f.route.action = std::move(a);
+    out->push_back(std::move(f));
+  }
+
+  // Routes of `owner` (the VirtualService or a RouteTable), under the delegating matcher `parent`
+  // (null at the top) whose options `parent_options` override the routes'.
+  void walk(Entry& owner, const std::vector<api::Route>& routes, const api::Matcher* parent,
+            const api::RouteOptions& parent_options, const std::string& name_prefix,
+            std::vector<std::string>& chain, std::vector<FlatRoute>* out) {
+    bool top = parent == nullptr;
+    for (size_t i = 0; i < routes.size(); ++i) {
+      const auto& route = routes[i];
+      std::string name = name_prefix + "/" + route.label(i);
+      if (!top) {
+        // Gloo's rules for a delegated route, checked against the delegating matcher.
+        std::string problem;
+        const api::Matcher* bad = nullptr;
+        for (const auto& m : route.matchers) {
+          problem = delegation_problem(*parent, m);
+          if (!problem.empty()) {
+            bad = &m;
+            break;
+          }
+        }
+        if (bad != nullptr) {
+          owner.add(Diagnostic::Severity::kWarning, bad->loc, bad->field_path,
+                    problem + " (delegated from virtual service " + vs_->id() + "; route " +
+                        (policy_.replace ? "replaced" : "dropped") + ")");
+          vs_->add(Diagnostic::Severity::kWarning, vs_->resource->loc, "",
+                   "route table " + owner.id() + ": " + bad->field_path + ": " + problem +
+                       " (route " + (policy_.replace ? "replaced" : "dropped") + ")");
+          invalid(route.matchers, name, problem, out);
+          continue;
+        }
+      }
+      api::RouteOptions options =
+          top ? route.options : merge_options(parent_options, route.options);
+      const auto* delegate = std::get_if<api::DelegateAction>(&route.action);
+      if (delegate == nullptr) {
+        FlatRoute f{route, name, !top};
+        f.route.options = std::move(options);
+        out->push_back(std::move(f));
+        continue;
+      }
+      if (route.matchers.size() != 1) continue;  // an error of its owner
+      const api::Matcher& here = route.matchers[0];
+      std::vector<Entry*> targets = resolve(owner, *delegate);
+      if (targets.empty()) {
+        std::string what = delegate->ref
+                               ? "route table " + delegate->ref->to_string() + " not found"
+                               : "no route table matches the selector";
+        vs_->add(Diagnostic::Severity::kWarning, delegate->loc, &owner == vs_ ? delegate->path : "",
+                 (&owner == vs_ ? "" : "route table " + owner.id() + ": ") + what);
+        invalid({here}, name, what, out);
+        continue;
+      }
+      for (Entry* t : targets) {
+        std::string tid = t->id();
+        std::string key = "rt:" + tid;
+        if (std::find(chain.begin(), chain.end(), key) != chain.end()) {
+          std::string path;
+          bool started = false;
+          for (const auto& c : chain) {
+            if (c == key) started = true;
+            if (started && starts_with(c, "rt:")) {
+              std::string id = c.substr(3);
+              std::replace(id.begin(), id.end(), '/', '.');
+              path += "[" + id + "] -> ";
+            }
+          }
+          std::string id = tid;
+          std::replace(id.begin(), id.end(), '/', '.');
+          std::string msg = "delegation cycle detected: " + path + "[" + id + "]";
+          t->add(Diagnostic::Severity::kWarning, t->resource->loc, "", msg);
+          vs_->add(Diagnostic::Severity::kWarning, vs_->resource->loc, "", msg);
+          invalid({here}, name, msg, out);
+          continue;
+        }
+        if (broken_.count(tid) != 0) {
+          std::string first;
+          for (const auto& d : t->reasons) {
+            if (d.is_error()) {
+              first = d.to_string();
+              break;
+            }
+          }
+          vs_->add(Diagnostic::Severity::kWarning, vs_->resource->loc, "",
+                   "route table " + tid + " is rejected, its routes are " +
+                       (policy_.replace ? "replaced" : "dropped") + ": " + first);
+          invalid({here}, name, "route table " + tid + " is rejected", out);
+          continue;
+        }
+        reached_.insert(tid);
+        chain.push_back(key);
+        walk(*t, t->resource->route_table().routes, &here, options, name + "/" + tid, chain, out);
+        chain.pop_back();
+      }
+    }
+  }
+
+  EntryMap& tables_;
+  const std::set<std::string>& broken_;
+  InvalidRoutePolicy policy_;
+  Entry* vs_ = nullptr;
+  std::set<std::string> reached_;
+};
 
 snapshot::HttpOptions translate_http(const api::GatewayHttpOptions& h) {
   snapshot::HttpOptions out;
@@ -460,7 +698,7 @@ snapshot::Cluster translate_upstream(const Resource& r) {
 Translation translate(const std::vector<api::Resource>& resources, uint64_t version,
                       int64_t created_unix_ms, const TranslateOptions& options) {
   // Entries sorted by namespace/name within each kind, so every loop below is deterministic.
-  EntryMap gateways, services, upstreams, secrets;
+  EntryMap gateways, services, upstreams, secrets, tables, groups, settings;
   for (const auto& r : resources) {
     Entry e{&r, r.diagnostics};
     std::string id = r.meta.ns + "/" + r.meta.name;
@@ -477,7 +715,30 @@ Translation translate(const std::vector<api::Resource>& resources, uint64_t vers
       case api::Kind::kSecret:
         secrets.emplace(id, std::move(e));
         break;
+      case api::Kind::kRouteTable:
+        tables.emplace(id, std::move(e));
+        break;
+      case api::Kind::kUpstreamGroup:
+        groups.emplace(id, std::move(e));
+        break;
+      case api::Kind::kSettings:
+        settings.emplace(id, std::move(e));
+        break;
     }
+  }
+
+  // Settings: at most one.
+  InvalidRoutePolicy policy;
+  if (settings.size() > 1) {
+    for (auto& [id, e] : settings) {
+      e.add(Diagnostic::Severity::kError, e.resource->loc, "metadata.name",
+            "only one Settings resource may exist (found " + std::to_string(settings.size()) + ")");
+    }
+  } else if (settings.size() == 1 && !settings.begin()->second.rejected()) {
+    const auto& st = settings.begin()->second.resource->settings();
+    policy.replace = st.replace_invalid_routes;
+    policy.status = st.invalid_route_status;
+    policy.body = st.invalid_route_body;
   }
 
   // 0. TLS: Secrets read and checked; then every sslConfig resolved against them (a resource
@@ -528,24 +789,52 @@ Translation translate(const std::vector<api::Resource>& resources, uint64_t vers
     if (tls) listener_tls.emplace(id, std::move(*tls));
   }
 
-  // 1. Routes should point at accepted upstreams.
-  for (auto& [id, vs] : services) {
-    for (const auto& route : vs.resource->virtual_service().routes) {
+  // 1. Routes (of VirtualServices and RouteTables) and UpstreamGroups should point at accepted
+  // upstreams, and must point at accepted groups. A missing or rejected upstream is a warning, not
+  // an error: the traffic meant for it answers 503 and everything else keeps working.
+  auto check_upstream = [&](Entry& e, const api::ResourceRef& ref) {
+    if (ref.name.empty()) return;  // already an error
+    auto it = upstreams.find(ref.to_string());
+    if (it == upstreams.end()) {
+      e.add(Diagnostic::Severity::kWarning, ref.loc, ref.path,
+            "upstream " + ref.to_string() + " not found; the route answers 503");
+    } else if (it->second.rejected()) {
+      e.add(Diagnostic::Severity::kWarning, ref.loc, ref.path,
+            "upstream " + ref.to_string() + " is rejected; the route answers 503");
+    }
+  };
+  for (auto& [id, g] : groups) {
+    for (const auto& d : g.resource->upstream_group().destinations)
+      check_upstream(g, d.upstream);
+  }
+  auto check_routes = [&](Entry& e, const std::vector<api::Route>& routes) {
+    for (const auto& route : routes) {
       const auto* fwd = std::get_if<api::ForwardAction>(&route.action);
       if (fwd == nullptr) continue;
-      for (const auto& d : fwd->destinations) {
-        if (d.upstream.name.empty()) continue;  // already an error
-        auto it = upstreams.find(d.upstream.to_string());
-        // A warning, not an error: the route answers 503 and everything else keeps working.
-        if (it == upstreams.end()) {
-          vs.add(Diagnostic::Severity::kWarning, d.upstream.loc, d.upstream.path,
-                 "upstream " + d.upstream.to_string() + " not found; the route answers 503");
+      for (const auto& d : fwd->destinations)
+        check_upstream(e, d.upstream);
+      if (fwd->upstream_group && !fwd->upstream_group->name.empty()) {
+        const auto& ref = *fwd->upstream_group;
+        auto it = groups.find(ref.to_string());
+        if (it == groups.end()) {
+          e.add(Diagnostic::Severity::kError, ref.loc, ref.path,
+                "upstream group " + ref.to_string() + " not found");
         } else if (it->second.rejected()) {
-          vs.add(Diagnostic::Severity::kWarning, d.upstream.loc, d.upstream.path,
-                 "upstream " + d.upstream.to_string() + " is rejected; the route answers 503");
+          e.add(Diagnostic::Severity::kError, ref.loc, ref.path,
+                "upstream group " + ref.to_string() + " is rejected");
         }
       }
     }
+  };
+  for (auto& [id, vs] : services)
+    check_routes(vs, vs.resource->virtual_service().routes);
+  for (auto& [id, t] : tables)
+    check_routes(t, t.resource->route_table().routes);
+  // Tables rejected on their own (decoding, upstreams): their routes are never served. Problems
+  // found while flattening (relative to one parent) are warnings and only drop the routes involved.
+  std::set<std::string> broken_tables;
+  for (const auto& [id, t] : tables) {
+    if (t.rejected()) broken_tables.insert(id);
   }
 
   // 2. Gateways that cannot all bind.
@@ -687,6 +976,69 @@ Translation translate(const std::vector<api::Resource>& resources, uint64_t vers
     }
   }
 
+  // 5b. Delegation flattened for every accepted VirtualService; cross-table reachability.
+  std::map<std::string, std::vector<FlatRoute>, IdLess> flat_routes;
+  Flattener flattener(tables, broken_tables, policy);
+  for (auto& [vid, vs] : services) {
+    if (vs.rejected()) continue;
+    auto flat = flattener.flatten(vs);
+    // A delegated route that an earlier route (of another table, or of the VirtualService) always
+    // matches first never sees traffic: a warning on the VirtualService. Bounded, as in validate.
+    size_t comparisons = 0;
+    for (size_t j = 0; j < flat.size() && comparisons < 2'000'000; ++j) {
+      for (size_t i = 0; i < j; ++i) {
+        if (!flat[i].delegated && !flat[j].delegated)
+          continue;  // within one resource: validate reported it
+        bool all = !flat[j].route.matchers.empty();
+        for (const auto& later : flat[j].route.matchers) {
+          bool covered = false;
+          for (const auto& earlier : flat[i].route.matchers) {
+            ++comparisons;
+            if (api::shadows(earlier, later)) covered = true;
+          }
+          if (!covered) all = false;
+        }
+        if (all) {
+          vs.add(Diagnostic::Severity::kWarning, vs.resource->loc, "",
+                 "route " + flat[j].name + " is unreachable: route " + flat[i].name +
+                     " matches first");
+          break;
+        }
+      }
+    }
+    flat_routes.emplace(vid, std::move(flat));
+  }
+
+  for (auto& [tid, t] : tables) {
+    if (!t.rejected() && flattener.reached().count(tid) == 0) {
+      t.add(Diagnostic::Severity::kWarning, t.resource->loc, "",
+            "unused: no accepted virtual service delegates to this route table");
+    }
+  }
+
+  // 5c. Upstreams that no route uses (of an accepted VirtualService, after delegation).
+  std::set<std::string> used_upstreams;
+  for (const auto& [vid, flat] : flat_routes) {
+    for (const auto& f : flat) {
+      const auto* fwd = std::get_if<api::ForwardAction>(&f.route.action);
+      if (fwd == nullptr) continue;
+      for (const auto& d : fwd->destinations)
+        used_upstreams.insert(d.upstream.to_string());
+      if (fwd->upstream_group) {
+        auto it = groups.find(fwd->upstream_group->to_string());
+        if (it == groups.end()) continue;
+        for (const auto& d : it->second.resource->upstream_group().destinations)
+          used_upstreams.insert(d.upstream.to_string());
+      }
+    }
+  }
+  for (auto& [uid, up] : upstreams) {
+    if (!up.rejected() && used_upstreams.count(uid) == 0) {
+      up.add(Diagnostic::Severity::kWarning, up.resource->loc, "",
+             "unused: no route of an accepted virtual service sends traffic here");
+    }
+  }
+
   // 6. The ProxyConfig, from accepted (or warned) resources only.
   auto config = std::make_shared<snapshot::ProxyConfig>();
   config->version = version;
@@ -695,7 +1047,7 @@ Translation translate(const std::vector<api::Resource>& resources, uint64_t vers
   for (const auto& [vid, vs] : services) {
     if (vs.rejected()) continue;
     auto& host = hosts[vid];
-    translate_virtual_service(*vs.resource, &host);
+    translate_virtual_service(*vs.resource, flat_routes[vid], groups, &host);
     if (auto it = vhost_tls.find(vid); it != vhost_tls.end()) host.tls = it->second;
   }
   for (const auto& [gid, gw] : gateways) {
@@ -751,10 +1103,13 @@ Translation translate(const std::vector<api::Resource>& resources, uint64_t vers
       out.statuses.push_back(std::move(s));
     }
   };
-  // Sorted by kind name: Gateway < Secret < Upstream < VirtualService.
+  // Sorted by kind name.
   emit(gateways);
+  emit(tables);
   emit(secrets);
+  emit(settings);
   emit(upstreams);
+  emit(groups);
   emit(services);
   return out;
 }

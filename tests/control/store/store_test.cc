@@ -35,6 +35,29 @@ TEST(ControlStore, RevisionAndGenerationComeFromTheContent) {
   EXPECT_LE(generation_of(*a), 0xffffffffll);
 }
 
+TEST(ControlStore, MetadataGenerationWinsWhenGiven) {
+  auto a = resource("a.yaml",
+                    "kind: Upstream\nmetadata: {name: u, generation: 7}\nspec: {static: {hosts: "
+                    "[{addr: 1.1.1.1, port: 1}]}}\n");
+  EXPECT_EQ(generation_of(*a), 7);
+  EXPECT_TRUE(a->diagnostics.empty());  // a known field, no warning
+  // Only the generation changed: the status must show it (a change), the configuration does not.
+  Store s;
+  Delta d;
+  d.source = "file";
+  d.upserts.push_back(upsert("a.yaml", kV1));
+  s.apply(d, 1);
+  Delta g;
+  g.source = "file";
+  g.upserts.push_back(upsert("a.yaml",
+                             "kind: Upstream\nmetadata: {name: u, generation: 8}\nspec: {static: "
+                             "{hosts: [{addr: 1.1.1.1, port: 1}]}}\n"));
+  Store::Change c = s.apply(g, 2);
+  EXPECT_FALSE(c.semantic);
+  EXPECT_TRUE(c.cosmetic);
+  EXPECT_EQ(generation_of(s.find("Upstream/default/u")->current()), 8);
+}
+
 TEST(ControlStore, DeltasUpsertAndRemove) {
   Store s;
   Delta d;

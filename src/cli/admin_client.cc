@@ -1,0 +1,106 @@
+#include "cli/admin_client.h"
+
+#include <netdb.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstring>
+
+#include "cli/commands.h"
+#include "proxy/http/h1_parser.h"
+
+namespace portico::cli {
+
+bool admin_get(const std::string& admin_flag, const std::string& path, std::string* body,
+               std::string* error) {
+  // ADDR:PORT, or the admin API's URL (http://ADDR:PORT, http://ADDR:PORT/).
+  std::string admin = admin_flag;
+  if (admin.rfind("http://", 0) == 0) admin = admin.substr(7);
+  while (!admin.empty() && admin.back() == '/')
+    admin.pop_back();
+  std::string host;
+  uint16_t port = 0;
+  if (!parse_host_port(admin, &host, &port)) {
+    *error = "--admin wants ADDR:PORT or http://ADDR:PORT, got '" + admin_flag + "'";
+    return false;
+  }
+  addrinfo hints{};
+  hints.ai_socktype = SOCK_STREAM;
+  addrinfo* res = nullptr;
+  if (getaddrinfo(host.c_str(), std::to_string(port).c_str(), &hints, &res) != 0 || !res) {
+    *error = "cannot resolve " + host;
+    return false;
+  }
+  int fd = ::socket(res->ai_family, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  if (fd >= 0) {
+    timeval tv{5, 0};
+    setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
+    setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof tv);
+  }
+  if (fd < 0 || ::connect(fd, res->ai_addr, res->ai_addrlen) != 0) {
+    *error = "cannot reach the admin API at " + admin + ": " + std::strerror(errno) +
+             " (is `portico run` running? use --admin ADDR:PORT)";
+    freeaddrinfo(res);
+    if (fd >= 0) ::close(fd);
+    return false;
+  }
+  freeaddrinfo(res);
+  std::string req = "GET " + path + " HTTP/1.1\r\nHost: " + admin + "\r\nConnection: close\r\n\r\n";
+  if (::send(fd, req.data(), req.size(), MSG_NOSIGNAL) != static_cast<ssize_t>(req.size())) {
+    *error = "cannot send to the admin API: " + std::string(std::strerror(errno));
+    ::close(fd);
+    return false;
+  }
+  std::string resp;
+  char buf[16384];
+  for (;;) {
+    ssize_t n = ::recv(fd, buf, sizeof buf, 0);
+    if (n < 0) {
+      *error = "reading the admin API at " + admin + ": " + std::strerror(errno);
+      ::close(fd);
+      return false;
+    }
+    if (n == 0) break;
+    resp.append(buf, static_cast<size_t>(n));
+    if (resp.size() > (256u << 20)) break;
+  }
+  ::close(fd);
+  proxy::http::ResponseHead head;
+  auto r = proxy::http::parse_response_head(resp, "GET", head);
+  if (r.status != proxy::http::ParseStatus::kComplete) {
+    *error = "the admin API at " + admin + " sent an invalid response";
+    return false;
+  }
+  if (head.status != 200) {
+    *error =
+        "the admin API at " + admin + " answered " + std::to_string(head.status) + " to " + path;
+    return false;
+  }
+  *body = resp.substr(head.head_bytes);
+  return true;
+}
+
+bool admin_get_json(const std::string& admin, const std::string& path, nlohmann::ordered_json* out,
+                    std::string* error) {
+  std::string body;
+  if (!admin_get(admin, path, &body, error)) return false;
+  *out = nlohmann::ordered_json::parse(body, nullptr, false);
+  if (out->is_discarded()) {
+    *error = "the admin API at " + admin + " sent invalid JSON for " + path;
+    return false;
+  }
+  return true;
+}
+
+bool fetch_resources(const std::string& admin, nlohmann::ordered_json* out, std::string* error) {
+  if (!admin_get_json(admin, "/resources", out, error)) return false;
+  if (out->is_object() && out->contains("resources")) *out = (*out)["resources"];
+  if (!out->is_array()) {
+    *error = "unexpected /resources document from " + admin + " (not a list)";
+    return false;
+  }
+  return true;
+}
+
+}  // namespace portico::cli

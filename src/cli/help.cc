@@ -1,0 +1,206 @@
+#include "cli/help.h"
+
+#include <cstdio>
+
+namespace portico::cli {
+
+namespace {
+
+struct Help {
+  const char* command;
+  const char* text;
+};
+
+constexpr Help kHelp[] = {
+    {"get",
+     R"(Usage: portico get KIND [NAME] [-n NAMESPACE] [-o table|wide|yaml|json] [--admin ADDR:PORT]
+
+List resources of a running portico with their status (from its admin API, /resources).
+
+  KIND     gateways (gw), virtualservices (vs, vservice), upstreams (us), routetables (rt),
+           upstreamgroups (ug), secrets, authconfigs (ac), ratelimitconfigs (rlc), settings, all
+  NAME     only this resource (exit 1 when there is none)
+  -n, --namespace NS    only this namespace (default: all)
+  -o, --output FORMAT   table (default), wide (file, generation, details), yaml, json
+  --admin ADDR:PORT     the admin API (default 127.0.0.1:9901)
+
+Exit: 0 listed; 1 NAME not found; 2 bad arguments; 3 admin API unreachable.
+)"},
+    {"describe",
+     R"(Usage: portico describe KIND NAME [-n NAMESPACE] [-o text|yaml|json] [--admin ADDR:PORT]
+
+One resource of a running portico: its status and every reason (file:line:column, field path),
+its spec as YAML, and what it produced in the running configuration (the listener of a Gateway,
+the routes a VirtualService contributes and where, the endpoints of an Upstream and the routes
+sending traffic to it).
+
+Exit: 0 shown; 1 not found; 2 bad arguments; 3 admin API unreachable.
+)"},
+    {"validate", R"(Usage: portico validate DIR|FILE|- [-o text|json]
+
+Check a configuration offline, exactly as `portico run` would read it: every problem with its
+file, line, column and field path. `-` reads one file from standard input.
+
+  -o json   machine-readable: {"valid": bool, "summary": {...}, "resources": [...],
+            "diagnostics": [{"file","line","column","path","severity","message","kind","name"}]}
+
+Exit: 0 valid (warnings allowed); 1 errors; 2 bad arguments; 3 cannot read the files.
+)"},
+    {"check", R"(Usage: portico check [--admin ADDR:PORT] [-o text|json]
+
+Health of a running portico: is it ready, and is every resource Accepted? Prints each resource
+that is Rejected, Warning or Pending, with every reason.
+
+Exit: 0 everything Accepted; 1 a resource is Rejected, Warning or Pending, or the proxy is not
+ready; 2 bad arguments; 3 admin API unreachable.
+)"},
+    {"proxy", R"(Usage: portico proxy dump [--admin ADDR:PORT | --dir DIR] [-o json|yaml]
+
+The configuration the data plane runs (the admin API's /config_dump), pretty-printed; with
+--dir, the configuration `portico run DIR` would build from the files, without running anything.
+
+Exit: 0 shown; 2 bad arguments; 3 admin API or files unreadable.
+)"},
+    {"route", R"(Usage: portico route explain|add|remove ...
+
+  portico route explain METHOD URL [-H 'Name: value']... [--admin ADDR:PORT | --dir DIR]
+  portico route add --dir DIR --vs NAME (--path-prefix P | --path-exact P | --path-regex R)
+                    (--upstream NAME | --direct-response STATUS) [options]
+  portico route remove --dir DIR --vs NAME (--name ROUTE | --index N) [--dry-run]
+
+`portico route COMMAND --help` tells more.
+
+Exit: see each subcommand (0 yes; 1 no; 2 bad arguments; 3 unreadable).
+)"},
+    {"route explain",
+     R"(Usage: portico route explain METHOD URL [-H 'Name: value']... [--admin ADDR:PORT | --dir DIR] [-o text|json]
+
+Which Gateway (the listener on the URL's port), VirtualService (by Host), route, upstream and
+policies (timeout, rewrites, header changes) would serve this request, and for every earlier route
+why it did not match (path, method, header, query parameter). The request is parsed by the
+proxy's parser and matched by the proxy's router on the running configuration (/config_dump), or,
+with --dir DIR, on the configuration built from the files in DIR.
+
+  URL        http://HOST[:PORT]/path?query (https:// too; the port defaults to 80 / 443)
+  -H, --header 'Name: value'   a request header (repeatable); Host replaces the URL's host
+
+Exit: 0 the request would be forwarded, redirected or answered by a route; 1 it would get a
+400/404 or no Gateway listens on the port; 2 bad arguments; 3 configuration unreadable.
+)"},
+    {"route add",
+     R"(Usage: portico route add --dir DIR --vs NAME [-n NAMESPACE] MATCH ACTION [options]
+
+Add a route to a VirtualService defined in the YAML files of DIR and write that file back, in the
+spirit of `glooctl add route`. Only the lines of the new route are inserted: comments, other
+documents and formatting of the file are kept. The whole configuration is validated with the
+change first; nothing is written when the VirtualService would be Rejected or a new error appears.
+The file is replaced atomically (written aside, then renamed), so a running portico sees one change.
+
+  MATCH   --path-prefix P | --path-exact P | --path-regex R   [--method M]... [--header 'N: V']...
+  ACTION  --upstream NAME [--upstream-namespace NS] | --direct-response STATUS [--body TEXT]
+  --name ROUTE          the route's name (default: derived from the match)
+  --index N             position among the routes (default 0: first, as glooctl; the first match
+                        wins, so a new route goes before the catch-all)
+  --prefix-rewrite P    options.prefixRewrite
+  --timeout DURATION    options.timeout (e.g. 5s)
+  --dry-run             print the change as a unified diff, write nothing
+
+Limits: the routes list must be written in block style (`- name: ...`); a flow-style list
+(`routes: [...]`) or a JSON file is refused rather than rewritten without its comments.
+
+Exit: 0 written (or shown with --dry-run); 1 the result would be invalid (nothing written);
+2 bad arguments; 3 files unreadable or unwritable.
+)"},
+    {"route remove",
+     R"(Usage: portico route remove --dir DIR --vs NAME [-n NAMESPACE] (--name ROUTE | --index N) [--dry-run]
+
+Remove one route from a VirtualService defined in DIR, keeping the rest of the file (comments,
+other documents) as it is. Validated before writing, like `route add`.
+
+Exit: 0 written (or shown); 1 the result would be invalid; 2 bad arguments; 3 files unreadable.
+)"},
+    {"diff", R"(Usage: portico diff DIR|FILE [--admin ADDR:PORT] [-o text|json]
+
+What applying DIR (or FILE) to a running portico would change; nothing is applied. Lists the
+resources that would be added, removed (DIR only: a FILE is laid over the running resources) or
+changed (with a unified diff of their specs as YAML), the status changes ("would be Rejected",
+with the reasons), and the change of the data plane's configuration (/config_dump) as a unified
+diff.
+
+Exit: 0 no differences; 1 differences; 2 bad arguments; 3 admin API or files unreadable.
+)"},
+    {"run",
+     R"(Usage: portico run DIR [--admin ADDR:PORT] [--workers N] [--log-level debug|info|warn|error]
+
+Both planes in one process: configuration from the YAML files in DIR (watched for changes),
+traffic served on the Gateways' ports, admin API on 127.0.0.1:9901 by default.
+)"},
+};
+
+}  // namespace
+
+int fail(std::string_view command, const std::string& message, int code) {
+  std::fprintf(stderr, "portico %.*s: %s\n", static_cast<int>(command.size()), command.data(),
+               message.c_str());
+  return code;
+}
+
+int usage_error(std::string_view command, const std::string& message) {
+  std::fprintf(stderr, "portico %.*s: %s (see `portico %.*s --help`)\n",
+               static_cast<int>(command.size()), command.data(), message.c_str(),
+               static_cast<int>(command.size()), command.data());
+  return kExitUsage;
+}
+
+int parse_args(std::string_view command, const std::vector<std::string>& args,
+               const std::vector<FlagSpec>& specs, Args* out) {
+  std::string error = out->parse(args, specs);
+  if (!error.empty()) return usage_error(command, error);
+  if (out->help()) {
+    const char* text = help_text(command);
+    std::fputs(text ? text : overview_text(), stdout);
+    return kExitOk;
+  }
+  return -1;
+}
+
+const char* help_text(std::string_view command) {
+  if (command == "proxy dump") command = "proxy";
+  for (const auto& h : kHelp) {
+    if (command == h.command) return h.text;
+  }
+  return nullptr;
+}
+
+const char* overview_text() {
+  return R"(portico - API gateway and control plane
+
+Usage:
+  portico run DIR [--admin ADDR:PORT] [--workers N] [--log-level LEVEL]
+      Both planes in one process, configuration from the files in DIR (hot reloaded).
+  portico validate DIR|FILE|- [-o json]
+      Check a configuration offline: every problem with file:line:column and field path.
+  portico get KIND [NAME] [-o table|wide|yaml|json]
+      Resources of a running portico and their status (KIND: gw, vs, us, all, ...).
+  portico describe KIND NAME
+      One resource: status, reasons, spec, and what it produced in the running configuration.
+  portico check
+      Exit 1 when a resource is Rejected or Warning, printing what and why.
+  portico proxy dump [--dir DIR]
+      The configuration the data plane runs.
+  portico route explain METHOD URL [-H 'Name: value']... [--dir DIR]
+      Which gateway, virtual service, route, upstream and policies serve a request, and why the
+      earlier routes did not match.
+  portico route add|remove --dir DIR --vs NAME ...
+      Edit a VirtualService's routes in its YAML file (validated first; comments kept).
+  portico diff DIR|FILE
+      What applying these files to the running portico would change.
+  portico version
+
+Commands reading a running portico take --admin ADDR:PORT (default 127.0.0.1:9901). Every command
+takes --help. Exit codes: 0 ok; 1 the answer is no (errors, problems, differences, not found);
+2 bad arguments; 3 the admin API or the files could not be read.
+)";
+}
+
+}  // namespace portico::cli
