@@ -1,12 +1,15 @@
 // Interoperability: the real `openssl s_client` against a tiny server built from this library
 // (SNI, ALPN, verification, TLS 1.2 and 1.3, OCSP stapling, close_notify). Skipped when the
 // openssl command is not installed.
+// asio first, as in the library's precompiled header: asio's allocator choice depends on which
+// standard headers came before it, and every TU must make the same one (ODR).
+#include <asio.hpp>
+
 #include <gtest/gtest.h>
 #include <openssl/ocsp.h>
 #include <unistd.h>
 
 #include <array>
-#include <asio.hpp>
 #include <cstdio>
 #include <filesystem>
 #include <fstream>

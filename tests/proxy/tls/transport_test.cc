@@ -1,9 +1,12 @@
 // TlsTransport over loopback TCP: handshakes, data both ways, SNI, ALPN, versions, mTLS,
 // upstream verification, session tickets across rotations, OCSP stapling.
+// asio first, as in the library's precompiled header: asio's allocator choice depends on which
+// standard headers came before it, and every TU must make the same one (ODR).
+#include <asio.hpp>
+
 #include <gtest/gtest.h>
 #include <openssl/ssl.h>
 
-#include <asio.hpp>
 #include <asio/experimental/as_tuple.hpp>
 #include <chrono>
 #include <string>
