@@ -22,6 +22,19 @@ std::shared_ptr<const Runtime> build_runtime(std::shared_ptr<const snapshot::Pro
   for (size_t i = 0; i < config->clusters.size(); ++i) {
     cluster_index[config->clusters[i].name] = static_cast<int>(i);
     rt->cluster_stats.push_back(registry.cluster_slot(config->clusters[i].name));
+    const auto& c = config->clusters[i];
+    std::shared_ptr<const tls::ClientContext> ctx;
+    std::string error;
+    if (c.tls) {
+      auto made = tls::ClientContext::create(*c.tls);
+      if (made.ok()) {
+        ctx = std::move(made.value());
+      } else {
+        error = made.error().message;
+      }
+    }
+    rt->cluster_tls.push_back(std::move(ctx));
+    rt->cluster_tls_errors.push_back(std::move(error));
   }
   rt->listeners.reserve(config->listeners.size());
   for (size_t li = 0; li < config->listeners.size(); ++li) {
@@ -30,6 +43,23 @@ std::shared_ptr<const Runtime> build_runtime(std::shared_ptr<const snapshot::Pro
     lr.listener = &l;
     lr.router = std::make_unique<router::CompiledListener>(l);
     lr.no_virtual_host = keep(*rt, registry.request_slot(l.name, "", "", ""));
+    if (l.tls) {
+      auto made = tls::ServerContext::create(l);
+      if (made.ok()) {
+        lr.tls = std::move(made.value());
+      } else {
+        lr.tls_error = made.error().message;
+      }
+      auto add_identity = [&](const snapshot::TlsServerConfig& t) {
+        if (t.client_identity_header.empty()) return;
+        for (const auto& n : lr.identity_headers)
+          if (n == t.client_identity_header) return;
+        lr.identity_headers.push_back(t.client_identity_header);
+      };
+      add_identity(*l.tls);
+      for (const auto& vh : l.virtual_hosts)
+        if (vh.tls) add_identity(*vh.tls);
+    }
     for (const auto& vh : l.virtual_hosts) {
       VirtualHostRuntime vr;
       vr.no_route = keep(*rt, registry.request_slot(l.name, vh.name, "", ""));

@@ -10,6 +10,7 @@
 #include "proxy/filters/filter.h"
 #include "proxy/router/router.h"
 #include "proxy/stats/stats.h"
+#include "proxy/tls/context.h"
 #include "snapshot/proxy_config.h"
 
 namespace portico::proxy {
@@ -35,6 +36,13 @@ struct ListenerRuntime {
   std::vector<VirtualHostRuntime> virtual_hosts;  // aligned with Listener::virtual_hosts
   stats::RequestSlot* no_virtual_host = nullptr;
   std::vector<std::string> filter_errors;  // "<route>: <error>" for chains that did not compile
+  // TLS (listener->tls set): the contexts, SNI over the virtual hosts. Null with tls_error set
+  // when they could not be built: the listener then refuses connections (never plaintext).
+  std::shared_ptr<const tls::ServerContext> tls;
+  std::string tls_error;
+  // Every client-identity header name configured on this listener (its TLS settings and its
+  // virtual hosts'): removed from every request, so that a client can never set one itself.
+  std::vector<std::string> identity_headers;
 };
 
 struct Runtime {
@@ -42,6 +50,11 @@ struct Runtime {
   std::vector<ListenerRuntime> listeners;                   // aligned with config->listeners
   std::unordered_map<std::string, size_t> listener_by_key;  // "address:port" → index
   std::vector<stats::ClusterSlot*> cluster_stats;           // aligned with config->clusters
+  // Upstream TLS, aligned with config->clusters: null for plain clusters, and for clusters whose
+  // context could not be built (cluster_tls_errors says why; their requests fail, never in
+  // plaintext).
+  std::vector<std::shared_ptr<const tls::ClientContext>> cluster_tls;
+  std::vector<std::string> cluster_tls_errors;
   // Keeps this configuration's request slots alive (the raw pointers above point into them).
   std::vector<std::shared_ptr<stats::RequestSlot>> request_slots;
 };

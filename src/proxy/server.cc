@@ -79,6 +79,18 @@ std::vector<ListenerError> Server::apply(std::shared_ptr<const snapshot::ProxyCo
   for (const auto& lr : runtime->listeners) {
     for (const auto& e : lr.filter_errors)
       errors.push_back({lr.listener->name, "filter configuration rejected: " + e});
+    // A TLS listener whose contexts cannot be built refuses connections (never plaintext).
+    if (!lr.tls_error.empty())
+      errors.push_back({lr.listener->name, "TLS configuration rejected: " + lr.tls_error});
+    if (lr.tls) {
+      for (const auto& w : lr.tls->warnings())
+        LOG_WARN("listener %s: %s", lr.listener->name.c_str(), w.c_str());
+    }
+  }
+  for (size_t i = 0; i < runtime->cluster_tls_errors.size(); ++i) {
+    if (!runtime->cluster_tls_errors[i].empty())
+      LOG_WARN("upstream %s: TLS configuration rejected (its requests fail): %s",
+               config->clusters[i].name.c_str(), runtime->cluster_tls_errors[i].c_str());
   }
 
   // New listeners: bind on the control thread first so that errors are known now.

@@ -7,6 +7,7 @@
 
 #include "common/log.h"
 #include "proxy/http/h1_server.h"
+#include "proxy/tls/tls_transport.h"
 #include "proxy/transport/tcp.h"
 
 namespace portico::proxy {
@@ -14,6 +15,19 @@ namespace portico::proxy {
 namespace {
 constexpr auto kPoolSweepInterval = std::chrono::seconds(1);
 constexpr auto use_nothrow = asio::experimental::as_tuple(asio::use_awaitable);
+
+// A TLS connection: the handshake (bounded by the request header timeout), then HTTP/1.1 over it.
+// A failed handshake is counted by the TLS layer and the connection is closed.
+asio::awaitable<void> serve_tls(Worker& worker, std::shared_ptr<const tls::ServerContext> context,
+                                asio::ip::tcp::socket socket, std::string key,
+                                std::chrono::milliseconds timeout) {
+  auto t = co_await tls::accept(std::move(context), std::move(socket), timeout);
+  if (!t.ok()) {
+    worker.release(key);
+    co_return;
+  }
+  co_await http::serve_h1(worker, std::move(t.value()), key);
+}
 
 asio::awaitable<void> accept_loop(Worker& worker, asio::ip::tcp::acceptor& acceptor,
                                   std::string key) {
@@ -37,17 +51,23 @@ asio::awaitable<void> accept_loop(Worker& worker, asio::ip::tcp::acceptor& accep
     }
     socket.set_option(asio::ip::tcp::no_delay(true), ignored);
     // ---- Transport selection (the one place) ---------------------------------------------
-    // A listener with TLS wraps the socket in a TLS transport after the handshake. This build
-    // has no TLS transport yet: such a connection is refused, never served in plaintext.
-    bool tls = false;
+    // A listener with TLS wraps the socket in a TLS transport after the handshake; one whose
+    // TLS contexts could not be built refuses the connection, never serves it in plaintext.
+    const ListenerRuntime* lr = nullptr;
     if (const Runtime* rt = worker.config()->runtime.get()) {
       auto it = rt->listener_by_key.find(key);
-      if (it != rt->listener_by_key.end())
-        tls = rt->listeners[it->second].listener->tls.has_value();
+      if (it != rt->listener_by_key.end()) lr = &rt->listeners[it->second];
     }
-    if (tls) {
-      worker.release(key);
-      socket.close(ignored);
+    if (lr && lr->listener->tls) {
+      if (!lr->tls) {
+        worker.release(key);
+        socket.close(ignored);
+        continue;
+      }
+      asio::co_spawn(worker.io(),
+                     serve_tls(worker, lr->tls, std::move(socket), key,
+                               lr->listener->http.request_header_timeout),
+                     asio::detached);
       continue;
     }
     auto transport = std::make_unique<transport::TcpTransport>(std::move(socket));
@@ -109,6 +129,7 @@ void Worker::apply(std::shared_ptr<const Runtime> runtime) {
     } else {
       c = std::make_shared<upstream::Cluster>(clusters[i], runtime->cluster_stats[i], index_);
     }
+    c->set_tls(runtime->cluster_tls[i], runtime->cluster_tls_errors[i]);
     by_name[clusters[i].name] = c;
     next->clusters.push_back(std::move(c));
   }

@@ -310,8 +310,39 @@ class TlsTest(t.IntegrationTest):
         status, _, body = https_get(self.port, "a.example.test", "/id", self.ca,
                                     headers={"X-Client-Identity": "spiffe://test/admin"})
         self.assertEqual(status, 200)
-        # a.example.test does not use mTLS: the header name is configured on m only, so it may pass
-        # through here; what matters is that m never trusts it (test above).
+        import json
+        # a.example.test has no mTLS, but the name is an identity header on this listener: a
+        # client-sent value never reaches an upstream.
+        self.assertEqual(t.echo_header(json.loads(body), "X-Client-Identity"), [])
+
+    def test_mtls_host_cannot_be_reached_through_another_handshake(self):
+        """SNI a.example.test (no client certificate needed), then Host: m.example.test (mTLS): the
+        request must not reach m's routes (421), with or without a client certificate."""
+        import http.client
+        p = self.pki
+        for cert in (None, (p.path("client.crt"), p.path("client.key"))):
+            ctx = ssl.create_default_context(cafile=self.ca)
+            if cert:
+                ctx.load_cert_chain(*cert)
+            conn = http.client.HTTPSConnection("a.example.test", self.port, context=ctx, timeout=10)
+            conn.sock = ctx.wrap_socket(socket.create_connection((t.LOCALHOST, self.port), timeout=10),
+                                        server_hostname="a.example.test")
+            conn.request("GET", "/", headers={"Host": "m.example.test"})
+            r = conn.getresponse()
+            body = r.read()
+            conn.close()
+            self.assertEqual(r.status, 421, body)
+        # Without SNI (the default certificate) it is refused too.
+        cert, _, s = handshake(self.port, None, self.ca, check_hostname=False)
+        s.sendall(b"GET / HTTP/1.1\r\nHost: m.example.test\r\nConnection: close\r\n\r\n")
+        data = b""
+        while True:
+            chunk = s.recv(4096)
+            if not chunk:
+                break
+            data += chunk
+        s.close()
+        self.assertTrue(data.startswith(b"HTTP/1.1 421"), data[:100])
 
     # ------------------------------------------------------------------------------- upstream TLS
 

@@ -126,6 +126,8 @@ const char* reason_phrase(int status) {
       return "Content Too Large";
     case 417:
       return "Expectation Failed";
+    case 421:
+      return "Misdirected Request";
     case 429:
       return "Too Many Requests";
     case 431:

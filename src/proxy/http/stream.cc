@@ -9,6 +9,7 @@
 #include "proxy/http/forwarded.h"
 #include "proxy/http/path.h"
 #include "proxy/router/router.h"
+#include "proxy/tls/tls_transport.h"
 #include "proxy/transport/tcp.h"
 #include "proxy/worker.h"
 
@@ -226,6 +227,35 @@ asio::awaitable<void> StreamHandler::handle() {
     co_return;
   }
   const VirtualHostRuntime& vhr = lr_.virtual_hosts[vh - lr_.listener->virtual_hosts.data()];
+
+  // ---- TLS: a virtual host's own TLS settings govern it ----------------------------------
+  // Its mTLS policy cannot be walked around by connecting with another (or no) server name and
+  // naming the host in Host: it is served only on connections whose handshake used its settings
+  // and verified the client. Identity headers are only ever set here, never taken from clients.
+  if (lr_.listener->tls) {
+    const transport::ConnectionInfo& conn = stream_.connection();
+    const snapshot::TlsServerConfig& governing = vh->tls ? *vh->tls : *lr_.listener->tls;
+    if (!governing.client_ca_pem.empty()) {
+      const snapshot::VirtualHost* by_sni =
+          conn.sni.empty() ? nullptr : lr_.router->select_virtual_host(conn.sni);
+      const snapshot::TlsServerConfig* used =
+          by_sni && by_sni->tls ? &*by_sni->tls : &*lr_.listener->tls;
+      if (used != &governing || !conn.peer_verified) {
+        slot_ = vhr.no_route;
+        co_await local_reply(421,
+                             "misdirected request: this host needs its own TLS handshake with a "
+                             "client certificate (send its name as SNI)\n");
+        co_return;
+      }
+    }
+    for (const auto& name : lr_.identity_headers)
+      req.headers.remove(name);
+    if (!governing.client_identity_header.empty() && conn.peer_verified) {
+      std::string id = tls::client_identity(conn);
+      if (!id.empty()) req.headers.add(governing.client_identity_header, id);
+    }
+  }
+
   route_ = router::match_route(*vh, router::RequestView::of(req));
   if (!route_) {
     slot_ = vhr.no_route;
@@ -506,11 +536,16 @@ asio::awaitable<void> StreamHandler::forward(const snapshot::Route& route,
     const bool reused = guard.conn != nullptr;
     if (!guard.conn) {
       // ---- Upstream transport (one place) ---------------------------------------------------
-      // TLS and HTTP/2 clusters need the TLS transport and the HTTP/2 client codec; until they
-      // exist here, such a cluster is refused, never served in plaintext or HTTP/1.1.
-      if (cluster.tls() || cluster.protocol() != snapshot::UpstreamProtocol::kHttp1) {
-        fail_detail_ = cluster.tls() ? "upstream TLS is not available in this build"
-                                     : "HTTP/2 upstreams are not available in this build";
+      // TLS clusters connect through the TLS transport (never in plaintext, also when their
+      // context could not be built); HTTP/2 clusters need the HTTP/2 client codec, which does not
+      // exist yet: such a cluster is refused, never served over HTTP/1.1.
+      if (cluster.protocol() != snapshot::UpstreamProtocol::kHttp1) {
+        fail_detail_ = "HTTP/2 upstreams are not available in this build";
+        co_await fail(FailureKind::kUnsupported, false);
+        co_return;
+      }
+      if (cluster.tls() && !cluster.tls_context()) {
+        fail_detail_ = "upstream TLS configuration rejected: " + cluster.tls_error();
         co_await fail(FailureKind::kUnsupported, false);
         co_return;
       }
@@ -539,8 +574,27 @@ asio::awaitable<void> StreamHandler::forward(const snapshot::Route& route,
       }
       asio::error_code ignored;
       sock.set_option(asio::ip::tcp::no_delay(true), ignored);
-      guard.conn = std::make_unique<upstream::Connection>(
-          std::make_unique<transport::TcpTransport>(std::move(sock)));
+      std::unique_ptr<transport::Transport> transport;
+      if (cluster.tls()) {
+        auto t = co_await tls::connect(cluster.tls_context(), std::move(sock), {},
+                                       cluster.connect_timeout());
+        if (aborted_ || expired()) {
+          if (!aborted_) co_await local_reply(408, "request timeout\n");
+          co_return;
+        }
+        if (!t.ok()) {
+          // Nothing of the request was sent: the same rule as a failed connect.
+          tried = ep.get();
+          if (attempt == 0) continue;
+          fail_detail_ = t.error().message;
+          co_await fail(FailureKind::kConnectFailed, false);
+          co_return;
+        }
+        transport = std::move(t.value());
+      } else {
+        transport = std::make_unique<transport::TcpTransport>(std::move(sock));
+      }
+      guard.conn = std::make_unique<upstream::Connection>(std::move(transport));
       cluster.opened();
     }
     ++guard.conn->requests;

@@ -12,6 +12,7 @@
 
 #include "proxy/buffer.h"
 #include "proxy/stats/stats.h"
+#include "proxy/tls/context.h"
 #include "proxy/transport/transport.h"
 #include "snapshot/proxy_config.h"
 
@@ -60,6 +61,14 @@ class Cluster {
   bool can_open() const { return max_connections_ == 0 || open_ < max_connections_; }
   snapshot::UpstreamProtocol protocol() const { return protocol_; }
   bool tls() const { return tls_; }
+  // The upstream TLS context (built by build_runtime on the control thread); null for a plain
+  // cluster or when it could not be built (tls_error() says why: requests then fail).
+  void set_tls(std::shared_ptr<const tls::ClientContext> context, std::string error) {
+    tls_context_ = std::move(context);
+    tls_error_ = std::move(error);
+  }
+  const std::shared_ptr<const tls::ClientContext>& tls_context() const { return tls_context_; }
+  const std::string& tls_error() const { return tls_error_; }
 
   // Takes an idle connection to `ep`, or nullptr. Drops pooled connections that the upstream closed
   // or that waited longer than the idle timeout.
@@ -93,6 +102,8 @@ class Cluster {
   uint32_t max_idle_ = 4096;
   snapshot::UpstreamProtocol protocol_ = snapshot::UpstreamProtocol::kHttp1;
   bool tls_ = false;
+  std::shared_ptr<const tls::ClientContext> tls_context_;
+  std::string tls_error_;
   std::string pool_key_;  // protocol and TLS settings: pooled connections are only reused under
                           // the same ones
   size_t open_ = 0;
