@@ -280,6 +280,9 @@ class TlsTest(t.IntegrationTest):
                    f"https://m.example.test:{self.port}/", "-o", "/dev/null", "-w", "%{http_code}")
         self.assertNotEqual(r.returncode, 0)
         self.assertNotEqual(r.stdout.strip(), "200")
+        samples = self.portico.stats()
+        self.assertGreater(t.metric_sum(samples, "portico_tls_handshake_failures_total", side="downstream"), 0)
+        self.assertGreater(t.metric_sum(samples, "portico_tls_handshakes_total", side="downstream"), 0)
 
     def test_mtls_with_a_foreign_certificate_is_refused(self):
         p = self.pki

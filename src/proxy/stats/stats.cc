@@ -1,8 +1,9 @@
 #include "proxy/stats/stats.h"
 
+#include <cstdio>
 #include <vector>
 
-#include <cstdio>
+#include "proxy/tls/context.h"
 
 namespace portico::proxy::stats {
 
@@ -116,6 +117,26 @@ std::string Registry::render() const {
               "Connections closed at once because their Gateway's maxConnections was reached.");
   out += "portico_downstream_connections_overflow_total " +
          std::to_string(sum_worker(&WorkerRow::downstream_cx_overflow)) + "\n";
+
+  // TLS handshakes (process-wide counters kept by the TLS layer).
+  emit_header("portico_tls_handshakes_total", "counter",
+              "TLS handshakes completed, by side (downstream: clients; upstream: to upstreams).");
+  emit_header("portico_tls_resumed_total", "counter", "Completed TLS handshakes that resumed.");
+  emit_header("portico_tls_handshake_failures_total", "counter",
+              "TLS handshakes that failed, by side and reason.");
+  for (const char* side : {"downstream", "upstream"}) {
+    const tls::HandshakeStats& hs =
+        side[0] == 'd' ? tls::downstream_stats() : tls::upstream_stats();
+    out += std::string("portico_tls_handshakes_total{side=\"") + side + "\"} " +
+           std::to_string(hs.succeeded.load(std::memory_order_relaxed)) + "\n";
+    out += std::string("portico_tls_resumed_total{side=\"") + side + "\"} " +
+           std::to_string(hs.resumed.load(std::memory_order_relaxed)) + "\n";
+    for (size_t f = 0; f < tls::kHandshakeFailureCount; ++f) {
+      auto failure = static_cast<tls::HandshakeFailure>(f);
+      out += std::string("portico_tls_handshake_failures_total{side=\"") + side + "\",reason=\"" +
+             tls::failure_name(failure) + "\"} " + std::to_string(hs.failures(failure)) + "\n";
+    }
+  }
 
   std::lock_guard lock(mu_);
   // Slots of removed routes are gone once no configuration uses them: forget their labels.
