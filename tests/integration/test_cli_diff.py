@@ -98,7 +98,10 @@ class DiffTest(t.IntegrationTest):
         self.assertIn("+          name: old\n", proc.stdout)
         self.assertNotRegex(proc.stdout, r"(?m)^- (Gateway|VirtualService|Upstream) ")  # removes nothing
         self.assertIn("-        - cluster: default/echo\n+        - cluster: default/old\n", proc.stdout)
-        self.assertIn("0 added, 0 removed, 1 changed, 3 unchanged", proc.stdout)
+        # The upstreams' statuses change with it: echo becomes unused (a warning), old used.
+        self.assertIn("~ Upstream default/echo: Accepted -> would be Warning\n", proc.stdout)
+        self.assertIn("~ Upstream default/old: Warning -> would be Accepted\n", proc.stdout)
+        self.assertIn("0 added, 0 removed, 3 changed, 1 unchanged", proc.stdout)
 
     def test_errors(self):
         proc = t.run_cli("diff", self.cfg.path, "--admin", f"127.0.0.1:{t.free_port()}")

@@ -241,7 +241,9 @@ class ValidateCliTest(t.IntegrationTest):
         self.assertTrue(json.loads(proc.stdout)["valid"])
         one = t.run_cli("validate", self.cfg.file("upstream-echo.yaml"))
         self.assertEqual(one.returncode, OK, one.stdout + one.stderr)
-        self.assertIn("1 resources: 1 accepted", one.stdout)
+        # Alone, the Upstream is used by no route: accepted with a warning.
+        self.assertIn("1 resources: 0 accepted, 1 with warnings, 0 rejected", one.stdout)
+        self.assertIn("unused", one.stdout)
         with open(self.cfg.file("vs-web.yaml")) as f:
             text = f.read()
         # Alone, the VirtualService refers to an Upstream it does not see: a warning.
