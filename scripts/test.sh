@@ -15,9 +15,9 @@ ninja -C build-asan -j"$jobs"
 (cd build-asan && ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1 \
   ctest -L unit --output-on-failure -j"$jobs")
 
-echo "== plain Release build (-O3): compiles"
+echo "== plain Release build (-O3): the binary compiles (GCC's -O3 warnings differ from -O2's)"
 cmake -S . -B build-release -G Ninja -DCMAKE_BUILD_TYPE=Release >/dev/null
-ninja -C build-release -j"$jobs"
+ninja -C build-release -j"$jobs" portico
 
 echo "== release build: every test"
 cmake -S . -B build -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo >/dev/null
@@ -25,4 +25,4 @@ ninja -C build -j"$jobs"
 cd build
 # Unit tests in parallel; integration tests one at a time (they measure timing and start servers).
 ctest -L unit --output-on-failure -j"$jobs"
-ctest --output-on-failure
+ctest -LE unit --output-on-failure
