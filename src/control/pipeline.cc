@@ -348,7 +348,7 @@ void Pipeline::render() {
     auto t = timings_.find(status_key(s));
     s.last_change = t == timings_.end() ? ChangeTimings{} : t->second;
   }
-  resources_json_ = resources_to_json(current_.resources, current_.file_errors);
+  json_stale_ = true;  // rendered by resources_json() when asked
 }
 
 namespace {

@@ -84,7 +84,15 @@ class Pipeline {
   std::shared_ptr<const snapshot::ProxyConfig> config() const { return published_; }
   // Statuses and file errors as shown to operators.
   const BuildResult& current() const { return current_; }
-  const std::string& resources_json() const { return resources_json_; }
+  // Rendered when asked (the admin API's /resources), not on every sync: at 10,000 resources the
+  // document is tens of megabytes and rendering it was the largest cost of a sync.
+  const std::string& resources_json() const {
+    if (json_stale_) {
+      resources_json_ = resources_to_json(current_.resources, current_.file_errors);
+      json_stale_ = false;
+    }
+    return resources_json_;
+  }
   bool last_build_ok() const { return last_build_ok_; }
   const std::string& last_error() const { return last_error_; }
   const Store& store() const { return store_; }
@@ -114,7 +122,8 @@ class Pipeline {
   std::map<std::string, ChangeTimings> timings_;    // by key: the last change of each resource
   // Published versions not yet running on every worker: version -> (seen time, keys changed).
   std::map<uint64_t, std::pair<int64_t, std::vector<std::string>>> in_flight_;
-  std::string resources_json_ = "[]";
+  mutable std::string resources_json_ = "[]";
+  mutable bool json_stale_ = false;
 };
 
 // One-shot, no memory (for `portico validate DIR`). DIR may also be a single file.
