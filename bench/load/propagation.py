@@ -256,6 +256,53 @@ def stat_values(admin_port):
     return vals
 
 
+def print_stats_delta(stats0, stats1):
+    """One STATS line: each configuration counter from /stats and its change since stats0."""
+    if stats1:
+        print("STATS " + " ".join(f"{k}={stats1[k]:g}(+{stats1[k] - stats0.get(k, 0):g})"
+                                  for k in sorted(stats1)))
+
+
+def report_load(load):
+    """Stops the load generator and prints LOAD_REQUESTS and FAILED_REQUESTS. True when a request
+    failed or the generator's output could not be read."""
+    res = load.finish()
+    if res["failed"] is None:
+        print("propagation: could not read the load generator's output:\n" + str(res["detail"])[-2000:],
+              file=sys.stderr)
+        print("FAILED_REQUESTS unknown")
+        return True
+    print(f"LOAD_REQUESTS {res['requests']}")
+    print(f"FAILED_REQUESTS {res['failed']}")
+    if res["failed"]:
+        print("propagation: load generator output / first failures:\n" + str(res["detail"])[-2000:],
+              file=sys.stderr)
+        return True
+    return False
+
+
+def shut_down(proc, load, log, work, keep, stop_timeout):
+    """Stops the load generator (if still running) and portico (by its PID), closes the log, and
+    removes the work directory unless keep."""
+    if load is not None:
+        try:
+            load.finish()
+        except Exception:  # noqa: BLE001 - best effort on the way out
+            pass
+    if proc.poll() is None:
+        proc.terminate()
+        try:
+            proc.wait(timeout=stop_timeout)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+    log.close()
+    if keep:
+        print(f"# kept {work}", file=sys.stderr)
+    else:
+        shutil.rmtree(work, ignore_errors=True)
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--portico", default=os.path.join(REPO, "build", "portico"))
@@ -357,48 +404,19 @@ def main():
         print(summarize("mode=rename", delays["rename"]))
         print(summarize("mode=overwrite", delays["overwrite"]))
         stats1 = stat_values(admin_port)
-        if stats1:
-            print("STATS " + " ".join(f"{k}={stats1[k]:g}(+{stats1[k] - stats0.get(k, 0):g})"
-                                      for k in sorted(stats1)))
+        print_stats_delta(stats0, stats1)
         if timeouts:
             rc = 1
         if load is not None:
-            res = load.finish()
-            load = None
-            if res["failed"] is None:
-                print("propagation: could not read the load generator's output:\n" + str(res["detail"])[-2000:],
-                      file=sys.stderr)
-                print("FAILED_REQUESTS unknown")
+            stopped, load = load, None
+            if report_load(stopped):
                 rc = 1
-            else:
-                print(f"LOAD_REQUESTS {res['requests']}")
-                print(f"FAILED_REQUESTS {res['failed']}")
-                if res["failed"]:
-                    rc = 1
-                    print("propagation: load generator output / first failures:\n" + str(res["detail"])[-2000:],
-                          file=sys.stderr)
         if proc.poll() is not None:
             print(f"propagation: portico exited with {proc.returncode}", file=sys.stderr)
             rc = 1
         return rc
     finally:
-        if load is not None:
-            try:
-                load.finish()
-            except Exception:  # noqa: BLE001 - best effort on the way out
-                pass
-        if proc.poll() is None:
-            proc.terminate()
-            try:
-                proc.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
-        log.close()
-        if a.keep or rc:
-            print(f"# kept {work}", file=sys.stderr)
-        else:
-            shutil.rmtree(work, ignore_errors=True)
+        shut_down(proc, load, log, work, a.keep or rc, stop_timeout=15)
 
 
 if __name__ == "__main__":
