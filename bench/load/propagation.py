@@ -256,6 +256,22 @@ def stat_values(admin_port):
     return vals
 
 
+def check_setup(a):
+    """The checks both propagation scripts make before starting: --portico is an executable, and wrk
+    is there when it is the load tool. Returns (pin, load_tool), or None after saying what is
+    missing (exit status 2)."""
+    if not (os.path.isfile(a.portico) and os.access(a.portico, os.X_OK)):
+        print(f"propagation: no Portico binary at {a.portico} (pass --portico BIN)", file=sys.stderr)
+        return None
+    pin = not a.no_pin and (os.cpu_count() or 1) >= 2 and shutil.which("taskset")
+    load_tool = a.load_tool or ("wrk" if shutil.which("wrk") else "python")
+    if a.under_load and load_tool == "wrk" and not shutil.which("wrk"):
+        print("propagation: wrk not found; run scripts/install-deps.sh or use --load-tool python",
+              file=sys.stderr)
+        return None
+    return pin, load_tool
+
+
 def print_stats_delta(stats0, stats1):
     """One STATS line: each configuration counter from /stats and its change since stats0."""
     if stats1:
@@ -319,14 +335,10 @@ def main():
     ap.add_argument("--keep", action="store_true", help="keep the temporary directory")
     a = ap.parse_args()
 
-    if not (os.path.isfile(a.portico) and os.access(a.portico, os.X_OK)):
-        print(f"propagation: no Portico binary at {a.portico} (pass --portico BIN)", file=sys.stderr)
+    setup = check_setup(a)
+    if setup is None:
         return 2
-    pin = not a.no_pin and (os.cpu_count() or 1) >= 2 and shutil.which("taskset")
-    load_tool = a.load_tool or ("wrk" if shutil.which("wrk") else "python")
-    if a.under_load and load_tool == "wrk" and not shutil.which("wrk"):
-        print("propagation: wrk not found; run scripts/install-deps.sh or use --load-tool python", file=sys.stderr)
-        return 2
+    pin, load_tool = setup
 
     work = tempfile.mkdtemp(prefix="portico-prop.")
     conf = os.path.join(work, "conf")

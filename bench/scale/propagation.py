@@ -31,7 +31,6 @@ import argparse
 import http.client
 import os
 import re
-import shutil
 import statistics
 import subprocess
 import sys
@@ -169,14 +168,10 @@ def main():
     ap.add_argument("--keep", action="store_true", help="keep the temporary directory")
     a = ap.parse_args()
 
-    if not (os.path.isfile(a.portico) and os.access(a.portico, os.X_OK)):
-        print(f"propagation: no Portico binary at {a.portico} (pass --portico BIN)", file=sys.stderr)
+    setup = small.check_setup(a)
+    if setup is None:
         return 2
-    pin = not a.no_pin and (os.cpu_count() or 1) >= 2 and shutil.which("taskset")
-    load_tool = a.load_tool or ("wrk" if shutil.which("wrk") else "python")
-    if a.under_load and load_tool == "wrk" and not shutil.which("wrk"):
-        print("propagation: wrk not found; use --load-tool python", file=sys.stderr)
-        return 2
+    pin, load_tool = setup
 
     work = tempfile.mkdtemp(prefix="portico-scale.")
     conf = os.path.join(work, "conf")
