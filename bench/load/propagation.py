@@ -256,6 +256,69 @@ def stat_values(admin_port):
     return vals
 
 
+def check_setup(a):
+    """The checks both propagation scripts make before starting: --portico is an executable, and wrk
+    is there when it is the load tool. Returns (pin, load_tool), or None after saying what is
+    missing (exit status 2)."""
+    if not (os.path.isfile(a.portico) and os.access(a.portico, os.X_OK)):
+        print(f"propagation: no Portico binary at {a.portico} (pass --portico BIN)", file=sys.stderr)
+        return None
+    pin = not a.no_pin and (os.cpu_count() or 1) >= 2 and shutil.which("taskset")
+    load_tool = a.load_tool or ("wrk" if shutil.which("wrk") else "python")
+    if a.under_load and load_tool == "wrk" and not shutil.which("wrk"):
+        print("propagation: wrk not found; run scripts/install-deps.sh or use --load-tool python",
+              file=sys.stderr)
+        return None
+    return pin, load_tool
+
+
+def print_stats_delta(stats0, stats1):
+    """One STATS line: each configuration counter from /stats and its change since stats0."""
+    if stats1:
+        print("STATS " + " ".join(f"{k}={stats1[k]:g}(+{stats1[k] - stats0.get(k, 0):g})"
+                                  for k in sorted(stats1)))
+
+
+def report_load(load):
+    """Stops the load generator and prints LOAD_REQUESTS and FAILED_REQUESTS. True when a request
+    failed or the generator's output could not be read."""
+    res = load.finish()
+    if res["failed"] is None:
+        print("propagation: could not read the load generator's output:\n" + str(res["detail"])[-2000:],
+              file=sys.stderr)
+        print("FAILED_REQUESTS unknown")
+        return True
+    print(f"LOAD_REQUESTS {res['requests']}")
+    print(f"FAILED_REQUESTS {res['failed']}")
+    if res["failed"]:
+        print("propagation: load generator output / first failures:\n" + str(res["detail"])[-2000:],
+              file=sys.stderr)
+        return True
+    return False
+
+
+def shut_down(proc, load, log, work, keep, stop_timeout):
+    """Stops the load generator (if still running) and portico (by its PID), closes the log, and
+    removes the work directory unless keep."""
+    if load is not None:
+        try:
+            load.finish()
+        except Exception:  # noqa: BLE001 - best effort on the way out
+            pass
+    if proc.poll() is None:
+        proc.terminate()
+        try:
+            proc.wait(timeout=stop_timeout)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+    log.close()
+    if keep:
+        print(f"# kept {work}", file=sys.stderr)
+    else:
+        shutil.rmtree(work, ignore_errors=True)
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--portico", default=os.path.join(REPO, "build", "portico"))
@@ -272,14 +335,10 @@ def main():
     ap.add_argument("--keep", action="store_true", help="keep the temporary directory")
     a = ap.parse_args()
 
-    if not (os.path.isfile(a.portico) and os.access(a.portico, os.X_OK)):
-        print(f"propagation: no Portico binary at {a.portico} (pass --portico BIN)", file=sys.stderr)
+    setup = check_setup(a)
+    if setup is None:
         return 2
-    pin = not a.no_pin and (os.cpu_count() or 1) >= 2 and shutil.which("taskset")
-    load_tool = a.load_tool or ("wrk" if shutil.which("wrk") else "python")
-    if a.under_load and load_tool == "wrk" and not shutil.which("wrk"):
-        print("propagation: wrk not found; run scripts/install-deps.sh or use --load-tool python", file=sys.stderr)
-        return 2
+    pin, load_tool = setup
 
     work = tempfile.mkdtemp(prefix="portico-prop.")
     conf = os.path.join(work, "conf")
@@ -357,48 +416,19 @@ def main():
         print(summarize("mode=rename", delays["rename"]))
         print(summarize("mode=overwrite", delays["overwrite"]))
         stats1 = stat_values(admin_port)
-        if stats1:
-            print("STATS " + " ".join(f"{k}={stats1[k]:g}(+{stats1[k] - stats0.get(k, 0):g})"
-                                      for k in sorted(stats1)))
+        print_stats_delta(stats0, stats1)
         if timeouts:
             rc = 1
         if load is not None:
-            res = load.finish()
-            load = None
-            if res["failed"] is None:
-                print("propagation: could not read the load generator's output:\n" + str(res["detail"])[-2000:],
-                      file=sys.stderr)
-                print("FAILED_REQUESTS unknown")
+            stopped, load = load, None
+            if report_load(stopped):
                 rc = 1
-            else:
-                print(f"LOAD_REQUESTS {res['requests']}")
-                print(f"FAILED_REQUESTS {res['failed']}")
-                if res["failed"]:
-                    rc = 1
-                    print("propagation: load generator output / first failures:\n" + str(res["detail"])[-2000:],
-                          file=sys.stderr)
         if proc.poll() is not None:
             print(f"propagation: portico exited with {proc.returncode}", file=sys.stderr)
             rc = 1
         return rc
     finally:
-        if load is not None:
-            try:
-                load.finish()
-            except Exception:  # noqa: BLE001 - best effort on the way out
-                pass
-        if proc.poll() is None:
-            proc.terminate()
-            try:
-                proc.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
-        log.close()
-        if a.keep or rc:
-            print(f"# kept {work}", file=sys.stderr)
-        else:
-            shutil.rmtree(work, ignore_errors=True)
+        shut_down(proc, load, log, work, a.keep or rc, stop_timeout=15)
 
 
 if __name__ == "__main__":

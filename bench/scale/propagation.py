@@ -31,7 +31,6 @@ import argparse
 import http.client
 import os
 import re
-import shutil
 import statistics
 import subprocess
 import sys
@@ -169,14 +168,10 @@ def main():
     ap.add_argument("--keep", action="store_true", help="keep the temporary directory")
     a = ap.parse_args()
 
-    if not (os.path.isfile(a.portico) and os.access(a.portico, os.X_OK)):
-        print(f"propagation: no Portico binary at {a.portico} (pass --portico BIN)", file=sys.stderr)
+    setup = small.check_setup(a)
+    if setup is None:
         return 2
-    pin = not a.no_pin and (os.cpu_count() or 1) >= 2 and shutil.which("taskset")
-    load_tool = a.load_tool or ("wrk" if shutil.which("wrk") else "python")
-    if a.under_load and load_tool == "wrk" and not shutil.which("wrk"):
-        print("propagation: wrk not found; use --load-tool python", file=sys.stderr)
-        return 2
+    pin, load_tool = setup
 
     work = tempfile.mkdtemp(prefix="portico-scale.")
     conf = os.path.join(work, "conf")
@@ -292,8 +287,7 @@ def main():
         log.flush()
         print(summary("BUILD changes", build_times(log_path, log_offset)))
         stats1 = small.stat_values(admin_port)
-        if stats1:
-            print("STATS " + " ".join(f"{k}={stats1[k]:g}(+{stats1[k] - stats0.get(k, 0):g})" for k in sorted(stats1)))
+        small.print_stats_delta(stats0, stats1)
         cpu1 = cpu_seconds(proc.pid)
         print(f"CPU portico_cpu_s={cpu1 - cpu0:.1f} per_change_ms={(cpu1 - cpu0) * 1000 / max(1, a.changes):.0f}"
               + (" (includes serving the load)" if a.under_load else ""))
@@ -302,42 +296,15 @@ def main():
         if timeouts:
             rc = 1
         if load is not None:
-            res = load.finish()
-            load = None
-            if res["failed"] is None:
-                print("propagation: could not read the load generator's output:\n" + str(res["detail"])[-2000:],
-                      file=sys.stderr)
-                print("FAILED_REQUESTS unknown")
+            stopped, load = load, None
+            if small.report_load(stopped):
                 rc = 1
-            else:
-                print(f"LOAD_REQUESTS {res['requests']}")
-                print(f"FAILED_REQUESTS {res['failed']}")
-                if res["failed"]:
-                    rc = 1
-                    print("propagation: load output / first failures:\n" + str(res["detail"])[-2000:],
-                          file=sys.stderr)
         if proc.poll() is not None:
             print(f"propagation: portico exited with {proc.returncode}", file=sys.stderr)
             rc = 1
         return rc
     finally:
-        if load is not None:
-            try:
-                load.finish()
-            except Exception:  # noqa: BLE001 - best effort on the way out
-                pass
-        if proc.poll() is None:
-            proc.terminate()
-            try:
-                proc.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
-        log.close()
-        if a.keep or rc:
-            print(f"# kept {work}", file=sys.stderr)
-        else:
-            shutil.rmtree(work, ignore_errors=True)
+        small.shut_down(proc, load, log, work, a.keep or rc, stop_timeout=30)
 
 
 if __name__ == "__main__":

@@ -70,6 +70,22 @@ ResourceRef decode_ref(DocReader& doc, const YAML::Node& node, const std::string
   return ref;
 }
 
+std::vector<Domain> decode_domains(DocReader& doc, const yaml::Field& list) {
+  std::vector<Domain> out;
+  yaml::for_each_item(list, [&](const YAML::Node& item, const std::string& path, Location loc) {
+    std::string value;
+    if (!yaml::read_string(doc, item, path, loc, &value)) return;
+    std::string error;
+    auto d = normalize_domain(value, &error);
+    if (!d) {
+      doc.error(loc, path, error);
+      return;
+    }
+    out.push_back(Domain{*d, loc, path});
+  });
+  return out;
+}
+
 }  // namespace detail
 
 std::string Resource::key() const {
@@ -639,6 +655,33 @@ void decode_destination_upstream(DocReader& doc, const YAML::Node& node, const s
   d.finish();
 }
 
+// A list of {weight, destination} (a route's multi, an UpstreamGroup): at least one, weights
+// 1-1000000 (default 1) whose sum fits in 32 bits.
+void decode_weighted_destinations(DocReader& doc, const Field& list, const std::string& ns,
+                                  std::vector<Destination>* out) {
+  uint64_t total = 0;
+  yaml::for_each_item(list, [&](const YAML::Node& item, const std::string& p, Location l) {
+    MapReader dm(doc, item, p, l);
+    if (!dm.ok()) return;
+    Destination d;
+    uint64_t w = 1;
+    if (dm.uint("weight", 1, 1'000'000, &w)) d.weight = static_cast<uint32_t>(w);
+    total += d.weight;
+    if (auto dest = dm.take("destination"); dest && !dest->is_null()) {
+      decode_destination_upstream(doc, dest->value, dest->path, dest->loc, ns, &d);
+    } else {
+      dm.require_error("destination");
+    }
+    dm.finish();
+    out->push_back(std::move(d));
+  });
+  if (list.value.size() == 0) {
+    doc.error(list.loc, list.path, "must have at least one destination");
+  } else if (total > UINT32_MAX) {
+    doc.error(list.loc, list.path, "the sum of the weights is too large");
+  }
+}
+
 void decode_route_action(DocReader& doc, const Field& f, const std::string& ns,
                          ForwardAction* out) {
   MapReader m(doc, f.value, f.path, f.loc);
@@ -661,27 +704,7 @@ void decode_route_action(DocReader& doc, const Field& f, const std::string& ns,
     out->multi = true;
     MapReader mm(doc, mf->value, mf->path, mf->loc);
     if (auto list = mm.list("destinations", true)) {
-      uint64_t total = 0;
-      yaml::for_each_item(*list, [&](const YAML::Node& item, const std::string& p, Location l) {
-        MapReader dm(doc, item, p, l);
-        if (!dm.ok()) return;
-        Destination d;
-        uint64_t w = 1;
-        if (dm.uint("weight", 1, 1'000'000, &w)) d.weight = static_cast<uint32_t>(w);
-        total += d.weight;
-        if (auto dest = dm.take("destination"); dest && !dest->is_null()) {
-          decode_destination_upstream(doc, dest->value, dest->path, dest->loc, ns, &d);
-        } else {
-          dm.require_error("destination");
-        }
-        dm.finish();
-        out->destinations.push_back(std::move(d));
-      });
-      if (list->value.size() == 0) {
-        doc.error(list->loc, list->path, "must have at least one destination");
-      } else if (total > UINT32_MAX) {
-        doc.error(list->loc, list->path, "the sum of the weights is too large");
-      }
+      decode_weighted_destinations(doc, *list, ns, &out->destinations);
     }
     mm.finish();
   }
@@ -980,17 +1003,7 @@ void decode_virtual_service(DocReader& doc, MapReader& spec, const ObjectMeta& m
   bool domains_given = false;
   if (auto f = m.list("domains")) {
     domains_given = f->value.size() > 0;
-    yaml::for_each_item(*f, [&](const YAML::Node& item, const std::string& path, Location loc) {
-      std::string value;
-      if (!yaml::read_string(doc, item, path, loc, &value)) return;
-      std::string error;
-      auto d = normalize_domain(value, &error);
-      if (!d) {
-        doc.error(loc, path, error);
-        return;
-      }
-      out->domains.push_back(Domain{*d, loc, path});
-    });
+    out->domains = detail::decode_domains(doc, *f);
   }
   if (!domains_given) {
     out->domains.push_back(Domain{"*", m.loc(), m.child_path("domains")});
@@ -1154,27 +1167,7 @@ void decode_upstream_group(DocReader& doc, MapReader& spec, const ObjectMeta& me
                            UpstreamGroupSpec* out) {
   auto list = spec.list("destinations", true);
   if (!list) return;
-  uint64_t total = 0;
-  yaml::for_each_item(*list, [&](const YAML::Node& item, const std::string& p, Location l) {
-    MapReader dm(doc, item, p, l);
-    if (!dm.ok()) return;
-    Destination d;
-    uint64_t w = 1;
-    if (dm.uint("weight", 1, 1'000'000, &w)) d.weight = static_cast<uint32_t>(w);
-    total += d.weight;
-    if (auto dest = dm.take("destination"); dest && !dest->is_null()) {
-      decode_destination_upstream(doc, dest->value, dest->path, dest->loc, meta.ns, &d);
-    } else {
-      dm.require_error("destination");
-    }
-    dm.finish();
-    out->destinations.push_back(std::move(d));
-  });
-  if (list->value.size() == 0) {
-    doc.error(list->loc, list->path, "must have at least one destination");
-  } else if (total > UINT32_MAX) {
-    doc.error(list->loc, list->path, "the sum of the weights is too large");
-  }
+  decode_weighted_destinations(doc, *list, meta.ns, &out->destinations);
 }
 
 void decode_settings(DocReader& doc, MapReader& spec, SettingsSpec* out) {

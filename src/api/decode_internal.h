@@ -4,6 +4,7 @@
 
 #include <nlohmann/json.hpp>
 #include <string>
+#include <vector>
 
 #include "api/resources.h"
 #include "api/yaml_reader.h"
@@ -17,6 +18,9 @@ bool check_name_field(yaml::DocReader& doc, const std::string& value, const std:
 // {name, namespace} with the namespace defaulted to `default_ns`.
 ResourceRef decode_ref(yaml::DocReader& doc, const YAML::Node& node, const std::string& path,
                        Location loc, const std::string& default_ns);
+
+// A list of domain names, each normalized (lower case); a bad one is reported and left out.
+std::vector<Domain> decode_domains(yaml::DocReader& doc, const yaml::Field& list);
 
 // A VirtualService's or a Gateway's sslConfig (`on_gateway`: the Gateway's default certificate,
 // where sniDomains means nothing).

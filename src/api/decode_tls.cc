@@ -18,19 +18,27 @@ namespace {
 
 constexpr size_t kMaxInlineMaterialBytes = 1024 * 1024;
 
-// A file path field (sslFiles.*, *File).
-void read_file_field(MapReader& m, std::string_view key, SecretMaterial* out) {
+// Reads key as a string into value and records where it is in out. False (reported unless absent)
+// when the field is absent, not a string or empty.
+bool read_material_string(MapReader& m, std::string_view key, SecretMaterial* out,
+                          std::string* value) {
   Location where;
-  std::string value;
-  if (!m.string(key, &value, false, &where)) return;
+  if (!m.string(key, value, false, &where)) return false;
   out->loc = where;
   out->path = m.child_path(key);
-  if (value.empty()) {
+  if (value->empty()) {
     m.doc().error(where, out->path, "must not be empty");
-    return;
+    return false;
   }
+  return true;
+}
+
+// A file path field (sslFiles.*, *File).
+void read_file_field(MapReader& m, std::string_view key, SecretMaterial* out) {
+  std::string value;
+  if (!read_material_string(m, key, out, &value)) return;
   if (value.find('\0') != std::string::npos) {
-    m.doc().error(where, out->path, "must not contain NUL");
+    m.doc().error(out->loc, out->path, "must not contain NUL");
     return;
   }
   out->file = value;
@@ -38,17 +46,10 @@ void read_file_field(MapReader& m, std::string_view key, SecretMaterial* out) {
 
 // An inline PEM (or base64) field. The value is never echoed in messages.
 void read_inline_field(MapReader& m, std::string_view key, SecretMaterial* out) {
-  Location where;
   std::string value;
-  if (!m.string(key, &value, false, &where)) return;
-  out->loc = where;
-  out->path = m.child_path(key);
-  if (value.empty()) {
-    m.doc().error(where, out->path, "must not be empty");
-    return;
-  }
+  if (!read_material_string(m, key, out, &value)) return;
   if (value.size() > kMaxInlineMaterialBytes) {
-    m.doc().error(where, out->path, "is larger than 1 MiB");
+    m.doc().error(out->loc, out->path, "is larger than 1 MiB");
     return;
   }
   out->inline_value = std::move(value);
@@ -218,17 +219,8 @@ void decode_downstream_tls(DocReader& doc, const Field& f, const std::string& ns
                 "SNI matches no virtual service; set sniDomains on the virtual service");
     } else {
       std::vector<std::string> domains;
-      yaml::for_each_item(*s, [&](const YAML::Node& item, const std::string& path, Location loc) {
-        std::string value;
-        if (!yaml::read_string(doc, item, path, loc, &value)) return;
-        std::string error;
-        auto d = normalize_domain(value, &error);
-        if (!d) {
-          doc.error(loc, path, error);
-          return;
-        }
-        domains.push_back(*d);
-      });
+      for (auto& d : decode_domains(doc, *s))
+        domains.push_back(std::move(d.value));
       out->sni_domains = std::move(domains);
     }
   }

@@ -361,38 +361,56 @@ bool parse_index(const std::string& text, size_t* out) {
   return true;
 }
 
+// The start of both route commands: parses their common flags (--dir, --vs, --namespace, --name,
+// --index, --dry-run) and its own `specs`, then checks that there is no positional argument and
+// that --dir and --vs are given. Returns -1 to go on, else the exit code to return at once.
+int parse_route_args(std::string_view cmd, const std::vector<std::string>& args,
+                     std::vector<FlagSpec> specs, Args* a) {
+  specs.insert(specs.end(), {{"--dir", "", true, false},
+                             {"--vs", "", true, false},
+                             {"--namespace", "-n", true, false},
+                             {"--name", "", true, false},
+                             {"--index", "", true, false},
+                             {"--dry-run", "", false, false}});
+  if (int rc = parse_args(cmd, args, specs, a); rc >= 0) return rc;
+  if (!a->positional().empty()) {
+    return usage_error(cmd, "unexpected argument '" + a->positional()[0] + "'");
+  }
+  if (!a->has("--dir")) return usage_error(cmd, "--dir DIR is required");
+  if (!a->has("--vs")) return usage_error(cmd, "--vs NAME is required");
+  return -1;
+}
+
+// --index (0 when not given) and the VirtualService named by --vs and --namespace in --dir.
+// Returns -1 to go on, else the exit code to return at once.
+int parse_index_and_find_target(std::string_view cmd, const Args& a, size_t* index, Target* t) {
+  if (a.has("--index") && !parse_index(a.get("--index"), index)) {
+    return usage_error(cmd, "--index wants a number >= 0, got '" + a.get("--index") + "'");
+  }
+  return find_target(cmd, a.get("--dir"), a.get("--vs"), a.get("--namespace", "default"), t);
+}
+
 }  // namespace
 
 int route_add_command(const std::vector<std::string>& args) {
   constexpr std::string_view kCmd = "route add";
   Args a;
-  if (int rc = parse_args(kCmd, args,
-                          {{"--dir", "", true, false},
-                           {"--vs", "", true, false},
-                           {"--namespace", "-n", true, false},
-                           {"--name", "", true, false},
-                           {"--index", "", true, false},
-                           {"--path-prefix", "", true, false},
-                           {"--path-exact", "", true, false},
-                           {"--path-regex", "", true, false},
-                           {"--method", "", true, true},
-                           {"--header", "-H", true, true},
-                           {"--upstream", "", true, false},
-                           {"--upstream-namespace", "", true, false},
-                           {"--direct-response", "", true, false},
-                           {"--body", "", true, false},
-                           {"--prefix-rewrite", "", true, false},
-                           {"--timeout", "", true, false},
-                           {"--dry-run", "", false, false}},
-                          &a);
+  if (int rc = parse_route_args(kCmd, args,
+                                {{"--path-prefix", "", true, false},
+                                 {"--path-exact", "", true, false},
+                                 {"--path-regex", "", true, false},
+                                 {"--method", "", true, true},
+                                 {"--header", "-H", true, true},
+                                 {"--upstream", "", true, false},
+                                 {"--upstream-namespace", "", true, false},
+                                 {"--direct-response", "", true, false},
+                                 {"--body", "", true, false},
+                                 {"--prefix-rewrite", "", true, false},
+                                 {"--timeout", "", true, false}},
+                                &a);
       rc >= 0) {
     return rc;
   }
-  if (!a.positional().empty()) {
-    return usage_error(kCmd, "unexpected argument '" + a.positional()[0] + "'");
-  }
-  if (!a.has("--dir")) return usage_error(kCmd, "--dir DIR is required");
-  if (!a.has("--vs")) return usage_error(kCmd, "--vs NAME is required");
   int paths = a.has("--path-prefix") + a.has("--path-exact") + a.has("--path-regex");
   if (paths != 1) {
     return usage_error(kCmd, "give exactly one of --path-prefix, --path-exact, --path-regex");
@@ -401,13 +419,10 @@ int route_add_command(const std::vector<std::string>& args) {
     return usage_error(kCmd, "give exactly one of --upstream NAME, --direct-response STATUS");
   }
   size_t index = 0;
-  if (a.has("--index") && !parse_index(a.get("--index"), &index)) {
-    return usage_error(kCmd, "--index wants a number >= 0, got '" + a.get("--index") + "'");
-  }
   const std::string vs = a.get("--vs");
   const std::string ns = a.get("--namespace", "default");
   Target t;
-  if (int rc = find_target(kCmd, a.get("--dir"), vs, ns, &t); rc >= 0) return rc;
+  if (int rc = parse_index_and_find_target(kCmd, a, &index, &t); rc >= 0) return rc;
 
   Json matcher = Json::object();
   std::string path;
@@ -481,33 +496,15 @@ int route_add_command(const std::vector<std::string>& args) {
 int route_remove_command(const std::vector<std::string>& args) {
   constexpr std::string_view kCmd = "route remove";
   Args a;
-  if (int rc = parse_args(kCmd, args,
-                          {{"--dir", "", true, false},
-                           {"--vs", "", true, false},
-                           {"--namespace", "-n", true, false},
-                           {"--name", "", true, false},
-                           {"--index", "", true, false},
-                           {"--dry-run", "", false, false}},
-                          &a);
-      rc >= 0) {
-    return rc;
-  }
-  if (!a.positional().empty()) {
-    return usage_error(kCmd, "unexpected argument '" + a.positional()[0] + "'");
-  }
-  if (!a.has("--dir")) return usage_error(kCmd, "--dir DIR is required");
-  if (!a.has("--vs")) return usage_error(kCmd, "--vs NAME is required");
+  if (int rc = parse_route_args(kCmd, args, {}, &a); rc >= 0) return rc;
   if (a.has("--name") == a.has("--index")) {
     return usage_error(kCmd, "give exactly one of --name ROUTE, --index N");
   }
   size_t index = 0;
-  if (a.has("--index") && !parse_index(a.get("--index"), &index)) {
-    return usage_error(kCmd, "--index wants a number >= 0, got '" + a.get("--index") + "'");
-  }
   const std::string vs = a.get("--vs");
   const std::string ns = a.get("--namespace", "default");
   Target t;
-  if (int rc = find_target(kCmd, a.get("--dir"), vs, ns, &t); rc >= 0) return rc;
+  if (int rc = parse_index_and_find_target(kCmd, a, &index, &t); rc >= 0) return rc;
   if (a.has("--name")) {
     auto it = std::find(t.where.names.begin(), t.where.names.end(), a.get("--name"));
     if (it == t.where.names.end()) {

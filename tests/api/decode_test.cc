@@ -1,4 +1,5 @@
 #include "api/decode.h"
+#include "api/decode_helpers.h"
 
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
@@ -9,12 +10,7 @@ namespace {
 using ::testing::ElementsAre;
 using ::testing::IsEmpty;
 
-std::vector<std::string> lines(const std::vector<Diagnostic>& diags) {
-  std::vector<std::string> out;
-  for (const auto& d : diags)
-    out.push_back(d.to_string());
-  return out;
-}
+using test::lines;
 
 DecodedFile decode(const std::string& text) {
   return decode_file("routes.yaml", text);

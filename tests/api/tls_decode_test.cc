@@ -4,6 +4,7 @@
 #include <gtest/gtest.h>
 
 #include "api/decode.h"
+#include "api/decode_helpers.h"
 
 namespace portico::api {
 namespace {
@@ -13,22 +14,10 @@ using ::testing::HasSubstr;
 using ::testing::IsEmpty;
 using ::testing::Not;
 
-std::vector<std::string> lines(const std::vector<Diagnostic>& diags) {
-  std::vector<std::string> out;
-  for (const auto& d : diags)
-    out.push_back(d.to_string());
-  return out;
-}
+using test::lines;
 
 Resource decode_one(const std::string& text) {
-  auto f = decode_file("tls.yaml", text);
-  EXPECT_TRUE(f.parsed);
-  EXPECT_THAT(lines(f.errors), IsEmpty());
-  if (f.resources.size() != 1) {
-    ADD_FAILURE() << "expected one resource, got " << f.resources.size();
-    return Resource{};
-  }
-  return f.resources[0];
+  return test::decode_one("tls.yaml", text);
 }
 
 TEST(ApiTls, DecodesAnInlineTlsSecretAndRedactsItsKey) {

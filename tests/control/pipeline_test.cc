@@ -1,4 +1,5 @@
 #include "control/pipeline.h"
+#include "api/decode_helpers.h"
 
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
@@ -88,12 +89,7 @@ const ResourceStatus* find(const BuildResult& r, const std::string& kind, const 
   return nullptr;
 }
 
-std::vector<std::string> lines(const std::vector<Diagnostic>& diags) {
-  std::vector<std::string> out;
-  for (const auto& d : diags)
-    out.push_back(d.to_string());
-  return out;
-}
+using api::test::lines;
 
 // A pipeline over a directory whose publications are recorded.
 class Harness {

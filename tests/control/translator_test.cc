@@ -9,6 +9,7 @@
 #include <random>
 #include <sstream>
 
+#include "api/decode_helpers.h"
 #include "control/pipeline.h"
 
 namespace portico::control {
@@ -17,12 +18,7 @@ namespace {
 using ::testing::ElementsAre;
 using ::testing::IsEmpty;
 
-std::vector<std::string> lines(const std::vector<Diagnostic>& diags) {
-  std::vector<std::string> out;
-  for (const auto& d : diags)
-    out.push_back(d.to_string());
-  return out;
-}
+using api::test::lines;
 
 const ResourceStatus& status(const BuildResult& r, const std::string& kind,
                              const std::string& ns_name) {

@@ -553,6 +553,28 @@ void count_success(HandshakeStats& stats, SSL* ssl) {
   if (SSL_session_reused(ssl) == 1) stats.resumed.fetch_add(1, std::memory_order_relaxed);
 }
 
+// After a handshake that failed (ec or timed_out): classifies and describes the failure, closes
+// the transport, counts it and returns the error for the caller.
+Error handshake_failed(TlsTransport& t, const asio::error_code& ec, bool timed_out,
+                       HandshakeStats& stats, HandshakeFailure* failure, bool upstream) {
+  HandshakeFailure f = classify(t.ssl(), ec, timed_out);
+  std::string message = describe(t.ssl(), ec, f);
+  ERR_clear_error();
+  t.close();
+  count_failure(stats, f, failure);
+  return handshake_error(std::move(message), upstream);
+}
+
+// After a handshake that succeeded but whose peer certificate is refused (f): closes the transport,
+// counts the failure and returns the error "TLS handshake failed (<f>): <why>".
+Error peer_rejected(TlsTransport& t, HandshakeFailure f, const std::string& why,
+                    HandshakeStats& stats, HandshakeFailure* failure, bool upstream) {
+  std::string message = std::string("TLS handshake failed (") + failure_name(f) + "): " + why;
+  t.close();
+  count_failure(stats, f, failure);
+  return handshake_error(std::move(message), upstream);
+}
+
 }  // namespace
 
 asio::awaitable<Result<std::unique_ptr<transport::Transport>>> accept(
@@ -575,23 +597,15 @@ asio::awaitable<Result<std::unique_ptr<transport::Transport>>> accept(
   asio::error_code ec = co_await t->handshake(timeout, &timed_out);
   SSL_set_ex_data(ssl, ssl_server_context_index(), nullptr);  // the context may go now
   if (ec || timed_out) {
-    HandshakeFailure f = classify(ssl, ec, timed_out);
-    std::string message = describe(ssl, ec, f);
-    ERR_clear_error();
-    t->close();
-    count_failure(stats, f, failure);
-    co_return handshake_error(std::move(message), false);
+    co_return handshake_failed(*t, ec, timed_out, stats, failure, false);
   }
   fill_info(*t, true);
   CtxData* data = ctx_data(SSL_get_SSL_CTX(ssl));
   if (data != nullptr && !data->allowed_client_sans.empty() &&
       !san_allowed(t->info(), data->allowed_client_sans)) {
-    std::string message = std::string("TLS handshake failed (") +
-                          failure_name(HandshakeFailure::kSanNotAllowed) +
-                          "): client certificate " + t->info().peer_subject + " has no allowed SAN";
-    t->close();
-    count_failure(stats, HandshakeFailure::kSanNotAllowed, failure);
-    co_return handshake_error(std::move(message), false);
+    co_return peer_rejected(*t, HandshakeFailure::kSanNotAllowed,
+                            "client certificate " + t->info().peer_subject + " has no allowed SAN",
+                            stats, failure, false);
   }
   count_success(stats, ssl);
   co_return std::unique_ptr<transport::Transport>(std::move(t));
@@ -644,12 +658,7 @@ asio::awaitable<Result<std::unique_ptr<transport::Transport>>> connect(
   bool timed_out = false;
   asio::error_code ec = co_await t->handshake(timeout, &timed_out);
   if (ec || timed_out) {
-    HandshakeFailure f = classify(ssl, ec, timed_out);
-    std::string message = describe(ssl, ec, f);
-    ERR_clear_error();
-    t->close();
-    count_failure(stats, f, failure);
-    co_return handshake_error(std::move(message), true);
+    co_return handshake_failed(*t, ec, timed_out, stats, failure, true);
   }
   fill_info(*t, false);
   t->mutable_info().sni = name;
@@ -666,12 +675,9 @@ asio::awaitable<Result<std::unique_ptr<transport::Transport>>> connect(
       }
     }
     if (!ok) {
-      std::string message = std::string("TLS handshake failed (") +
-                            failure_name(HandshakeFailure::kBadCertificate) +
-                            "): no SAN of the upstream's certificate matches verify_names";
-      t->close();
-      count_failure(stats, HandshakeFailure::kBadCertificate, failure);
-      co_return handshake_error(std::move(message), true);
+      co_return peer_rejected(*t, HandshakeFailure::kBadCertificate,
+                              "no SAN of the upstream's certificate matches verify_names", stats,
+                              failure, true);
     }
   }
   count_success(stats, ssl);
