@@ -1,12 +1,16 @@
 // Buffer: a contiguous byte buffer with a read and a write position, growable up to a limit. Owned
 // by one connection on one worker thread. Views into it stay valid until the next prepare() (which
-// may compact or grow the storage).
+// may compact or grow the storage). Storage is never zero-filled, and storage freed by release()
+// goes to a small per-thread cache that the next buffer of that size takes it from: a pooled
+// upstream connection that gives its buffer back between requests allocates nothing per request.
 #pragma once
 
 #include <cstddef>
 #include <cstring>
 #include <memory>
 #include <string_view>
+#include <utility>
+#include <vector>
 
 namespace portico::proxy {
 
@@ -29,7 +33,7 @@ class Buffer {
   // Makes room for at least `min` more bytes after the data (compacting first, then growing up to
   // max). Returns the writable region, or an empty region when the buffer is full at its maximum.
   std::pair<char*, size_t> prepare(size_t min = 1) {
-    if (!data_) data_ = std::make_unique<char[]>(cap_);
+    if (!data_) data_ = take_block(cap_);
     if (cap_ - end_ >= min) return {data_.get() + end_, cap_ - end_};
     if (begin_ > 0) {
       std::memmove(data_.get(), data_.get() + begin_, end_ - begin_);
@@ -42,7 +46,7 @@ class Buffer {
       want *= 2;
     if (want > max_) want = max_;
     if (want > cap_) {
-      auto bigger = std::make_unique<char[]>(want);
+      auto bigger = std::make_unique_for_overwrite<char[]>(want);
       std::memcpy(bigger.get(), data_.get(), end_);
       data_ = std::move(bigger);
       cap_ = want;
@@ -55,7 +59,7 @@ class Buffer {
   // prepare()).
   void release(size_t initial = 8192) {
     if (!empty()) return;
-    data_.reset();
+    if (data_) give_block(std::move(data_), cap_);
     begin_ = end_ = 0;
     cap_ = initial;
   }
@@ -70,6 +74,36 @@ class Buffer {
   }
 
  private:
+  // The per-thread cache of released blocks: at most kCacheBlocks blocks of at most
+  // kCacheBlockMax bytes each (a few MiB per worker at most), reused by exact size.
+  static constexpr size_t kCacheBlocks = 256;
+  static constexpr size_t kCacheBlockMax = 16384;
+  struct Cached {
+    size_t size;
+    std::unique_ptr<char[]> block;
+  };
+  static std::vector<Cached>& cache() {
+    thread_local std::vector<Cached> c;
+    return c;
+  }
+  static std::unique_ptr<char[]> take_block(size_t n) {
+    auto& c = cache();
+    for (size_t i = c.size(); i-- > 0;) {
+      if (c[i].size != n) continue;
+      std::unique_ptr<char[]> b = std::move(c[i].block);
+      c[i] = std::move(c.back());
+      c.pop_back();
+      return b;
+    }
+    return std::make_unique_for_overwrite<char[]>(n);
+  }
+  static void give_block(std::unique_ptr<char[]> b, size_t n) {
+    auto& c = cache();
+    if (n > kCacheBlockMax || c.size() >= kCacheBlocks) return;  // freed here
+    if (c.capacity() == 0) c.reserve(kCacheBlocks);
+    c.push_back(Cached{n, std::move(b)});
+  }
+
   std::unique_ptr<char[]> data_;
   size_t cap_;
   size_t max_;

@@ -46,5 +46,30 @@ TEST(BufferTest, GrowsUpToMaxThenReportsFull) {
   (void)p2;
 }
 
+TEST(BufferTest, ReleasedStorageIsReusedByTheNextBufferOfThatSize) {
+  const char* first = nullptr;
+  {
+    Buffer a(4096, 1 << 20);
+    first = a.prepare(1).first;
+    put(a, "abc");
+    a.consume(3);
+    a.release(4096);  // empty: its block goes to this thread's cache
+    EXPECT_EQ(a.capacity(), 4096u);
+  }
+  Buffer b(4096, 1 << 20);
+  auto [p, cap] = b.prepare(1);
+  EXPECT_EQ(p, first);  // no allocation: the released block
+  EXPECT_EQ(cap, 4096u);
+  put(b, "xyz");
+  EXPECT_EQ(b.view(), "xyz");
+}
+
+TEST(BufferTest, ReleaseKeepsDataOfANonEmptyBuffer) {
+  Buffer a(64, 1024);
+  put(a, "keep");
+  a.release(64);
+  EXPECT_EQ(a.view(), "keep");
+}
+
 }  // namespace
 }  // namespace portico::proxy

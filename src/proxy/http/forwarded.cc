@@ -58,7 +58,33 @@ bool is_port(std::string_view s) {
 }
 
 // inet_pton + inet_ntop on a string_view; false if `s` is not an address of `family`.
+// True when `s` is an IPv4 address in the form inet_ntop writes (four decimal parts of 0..255, no
+// leading zeros): then it is its own canonical form, and the peer address of every request, which
+// comes in this form, needs no round trip through inet_pton and inet_ntop (sprintf).
+bool canonical_ipv4(std::string_view s) {
+  size_t i = 0;
+  for (int part = 0; part < 4; ++part) {
+    if (part > 0) {
+      if (i >= s.size() || s[i] != '.') return false;
+      ++i;
+    }
+    const size_t start = i;
+    unsigned v = 0;
+    while (i < s.size() && i - start < 3 && s[i] >= '0' && s[i] <= '9') {
+      v = v * 10 + static_cast<unsigned>(s[i] - '0');
+      ++i;
+    }
+    const size_t len = i - start;
+    if (len == 0 || v > 255 || (len > 1 && s[start] == '0')) return false;
+  }
+  return i == s.size();
+}
+
 bool canonical_ip(int family, std::string_view s, std::string& out) {
+  if (family == AF_INET && canonical_ipv4(s)) {
+    out.assign(s);
+    return true;
+  }
   char buf[INET6_ADDRSTRLEN + 1];
   // inet_pton reads up to a NUL: one inside `s` would hide the bytes after it.
   if (s.empty() || s.size() >= sizeof buf || s.find('\0') != std::string_view::npos) return false;

@@ -109,7 +109,8 @@ StreamHandler::StreamHandler(Worker& worker, const std::shared_ptr<WorkerConfig>
       idle_timer_(worker.timers(), [this] { on_deadline(kIdle); }),
       route_timer_(worker.timers(), [this] { on_deadline(kRoute); }),
       connect_timer_(worker.timers(), [this] { on_deadline(kConnect); }),
-      idle_timeout_(stream_idle_timeout(opts_)) {}
+      idle_timeout_(stream_idle_timeout(opts_)),
+      idle_wheel_(worker.timers()) {}
 
 StreamHandler::~StreamHandler() = default;
 
@@ -122,9 +123,18 @@ void StreamHandler::on_deadline(int which) {
     case kRequest:
       request_timed_out_ = true;
       break;
-    case kIdle:
+    case kIdle: {
+      // Activity since the timer was armed moves the deadline: re-armed for the rest, one tick
+      // late rather than early (the mark may lag the activity by up to a tick).
+      const uint64_t now = idle_wheel_.current_tick();
+      const uint64_t due = idle_mark_ + idle_ticks_ + 1;
+      if (due > now) {
+        idle_timer_.arm(idle_wheel_.tick() * static_cast<Clock::rep>(due - now));
+        return;
+      }
       idle_timed_out_ = true;
       break;
+    }
     case kRoute:
       route_timed_out_ = true;
       if (us_) us_->cancel();
@@ -179,7 +189,12 @@ asio::awaitable<bool> StreamHandler::sleep(std::chrono::milliseconds d) {
 asio::awaitable<void> StreamHandler::run() {
   w_.row().downstream_rq_total.inc();
   request_timer_.arm(opts_.request_timeout);
-  touch();
+  if (idle_timeout_.count() > 0) {
+    const auto tick = idle_wheel_.tick();
+    idle_ticks_ = static_cast<uint64_t>((idle_timeout_ + tick - Clock::duration(1)) / tick);
+    idle_mark_ = idle_wheel_.clock_tick();
+    idle_timer_.arm(idle_timeout_);
+  }
   co_await handle();
   if (slot_) {
     if (status_ == 0) slot_->count(w_.index(), 0);

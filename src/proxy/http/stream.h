@@ -82,7 +82,12 @@ class StreamHandler final : public filters::FilterCallbacks {
   void prepare_upstream_headers(const snapshot::Route& route);
   uint64_t body_limit() const;
   void on_deadline(int which);
-  void touch() { idle_timer_.arm(idle_timeout_); }
+  // Notes activity for the idle deadline: a tick number, no clock read and no re-arming; the idle
+  // timer, armed once, checks the mark when it fires and re-arms for the rest (see on_deadline).
+  void touch() {
+    const uint64_t t = idle_wheel_.current_tick();
+    if (t > idle_mark_) idle_mark_ = t;
+  }
   bool expired() const { return request_timed_out_ || idle_timed_out_; }
 
   Worker& w_;
@@ -111,6 +116,9 @@ class StreamHandler final : public filters::FilterCallbacks {
   Timer route_timer_;
   Timer connect_timer_;
   Clock::duration idle_timeout_{};
+  TimerWheel& idle_wheel_;
+  uint64_t idle_mark_ = 0;   // the tick of the last activity (at least the stream's start)
+  uint64_t idle_ticks_ = 0;  // idle_timeout_ in ticks, rounded up
   bool request_timed_out_ = false;
   bool idle_timed_out_ = false;
   bool route_timed_out_ = false;

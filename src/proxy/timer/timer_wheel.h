@@ -69,6 +69,12 @@ class TimerWheel {
   void advance() { advance(now_()); }
   size_t armed() const { return armed_; }
   Clock::duration tick() const { return tick_; }
+  // The last tick processed: no clock read, so cheap enough to note activity with on every piece of
+  // I/O. It lags the clock by up to a tick (more when the loop is late), and only moves while a
+  // timer is armed; inside a timer's callback it is the firing tick.
+  uint64_t current_tick() const { return current_; }
+  // The tick the clock is in now (reads the clock).
+  uint64_t clock_tick() const { return tick_of(now_()); }
   // Called when the first timer is armed into an empty wheel (the worker starts its ticker).
   void on_first_timer(std::function<void()> f) { on_first_ = std::move(f); }
 

@@ -97,6 +97,16 @@ TEST(Forwarding, XffTable) {
       {1, {{"X-Forwarded-For", "unknown"}}, "192.0.2.10", "unknown, 192.0.2.10"},
       {1, {{"X-Forwarded-For", "1.2.3"}}, "192.0.2.10", "1.2.3, 192.0.2.10"},
       {1, {{"X-Forwarded-For", "256.1.1.1"}}, "192.0.2.10", "256.1.1.1, 192.0.2.10"},
+      // IPv4 that is already canonical is taken as is; anything else goes through the parser.
+      {1, {{"X-Forwarded-For", "0.0.0.0"}}, "0.0.0.0", "0.0.0.0, 192.0.2.10"},
+      {1,
+       {{"X-Forwarded-For", "255.255.255.255"}},
+       "255.255.255.255",
+       "255.255.255.255, 192.0.2.10"},
+      {1, {{"X-Forwarded-For", "01.2.3.4"}}, "192.0.2.10", "01.2.3.4, 192.0.2.10"},
+      {1, {{"X-Forwarded-For", "1.2.3.0004"}}, "192.0.2.10", "1.2.3.0004, 192.0.2.10"},
+      {1, {{"X-Forwarded-For", "1.2.3.4.5"}}, "192.0.2.10", "1.2.3.4.5, 192.0.2.10"},
+      {1, {{"X-Forwarded-For", "1..3.4"}}, "192.0.2.10", "1..3.4, 192.0.2.10"},
       // Ports and brackets are accepted and dropped from the client address; IPv6 canonicalised.
       {1, {{"X-Forwarded-For", "203.0.113.7:5555"}}, "203.0.113.7", "203.0.113.7:5555, 192.0.2.10"},
       {1,
