@@ -336,9 +336,26 @@ spec:
   bindAddress: 127.0.0.1
   bindPort: ${TLS_PORT[portico-$k]}
   ssl: true
+  virtualServices:
+    - name: bench-$k
+---
+apiVersion: gateway.portico.dev/v1
+kind: VirtualService
+metadata:
+  name: bench-$k
+spec:
   sslConfig:
     secretRef:
       name: bench-$k
+  virtualHost:
+    domains: ["*"]
+    routes:
+      - matchers:
+          - prefix: /
+        routeAction:
+          single:
+            upstream:
+              name: up
 EOF
   done
 fi
