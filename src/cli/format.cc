@@ -166,9 +166,12 @@ void emit_object(const Json& v, int indent, std::string& out, bool first_inline)
   for (auto it = v.begin(); it != v.end(); ++it) {
     if (!(first && first_inline)) out.append(static_cast<size_t>(indent), ' ');
     first = false;
-    out += scalar(Json(it.key())) + ":";
+    out += scalar(Json(it.key()));
+    out += ':';
     if (is_scalar(*it)) {
-      out += " " + inline_value(*it) + "\n";
+      out += ' ';
+      out += inline_value(*it);
+      out += '\n';
     } else if (it->is_array()) {
       out += "\n";
       emit(*it, indent, out);  // lists under a key at the key's indentation (kubectl style)
