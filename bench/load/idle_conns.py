@@ -5,15 +5,22 @@ Starts `portico run` (PORTICO_BIN, default build/portico) with one Gateway and a
 route, opens N client connections, sends one request on each (so that every connection has served a
 request and sits idle in keep-alive), then reports the proxy's RSS growth per connection.
 
-  bench/load/idle_conns.py [--connections N] [--workers W]
+  bench/load/idle_conns.py [--connections N] [--workers W] [--tls]
 
-Prints one line: "idle_conns N=<n> rss_before_kb=<a> rss_after_kb=<b> per_conn_bytes=<c>".
-Goal (docs/architecture.md): <= 4096 bytes per idle connection. python3 standard library only.
+With --tls the Gateway is an ssl Gateway (`ssl: true`, a Secret with an ECDSA P-256 certificate made
+here with the openssl command) and every client connection completes a full TLS 1.3 handshake (no
+resumption) before its request: the figure then includes the SSL object and what OpenSSL keeps per
+connection.
+
+Prints one line: "idle_conns N=<n> tls=<0|1> rss_before_kb=<a> rss_after_kb=<b> per_conn_bytes=<c>".
+Goal (docs/architecture.md): <= 4096 bytes per idle plaintext connection. python3 standard library
+(and the openssl command for --tls) only.
 """
 import argparse
 import os
 import resource
 import socket
+import ssl
 import subprocess
 import sys
 import tempfile
@@ -35,6 +42,7 @@ def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--connections", type=int, default=2000)
     ap.add_argument("--workers", type=int, default=1)
+    ap.add_argument("--tls", action="store_true", help="an ssl Gateway; clients connect with TLS 1.3")
     a = ap.parse_args()
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     resource.setrlimit(resource.RLIMIT_NOFILE, (min(hard, max(soft, a.connections + 256)), hard))
@@ -43,16 +51,28 @@ def main():
     port = t.free_port()
     admin = t.free_port()
     with tempfile.TemporaryDirectory() as d:
-        with open(os.path.join(d, "gw.yaml"), "w") as f:
-            f.write(f"""apiVersion: gateway.solo.io/v1
+        tls_spec = ""
+        client_ctx = None
+        if a.tls:
+            key, crt = os.path.join(d, "idle.key"), os.path.join(d, "idle.crt")
+            subprocess.run(["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt",
+                            "ec_paramgen_curve:P-256", "-nodes", "-keyout", key, "-out", crt, "-days",
+                            "2", "-subj", "/CN=idle.test", "-addext", "subjectAltName=DNS:idle.test"],
+                           check=True, capture_output=True, timeout=60)
+            tls_spec = "  ssl: true\n  sslConfig: {secretRef: {name: idle-tls, namespace: default}}\n"
+            client_ctx = ssl.create_default_context(cafile=crt)
+            client_ctx.minimum_version = ssl.TLSVersion.TLSv1_3
+        conf = os.path.join(d, "conf")
+        os.mkdir(conf)
+        with open(os.path.join(conf, "gw.yaml"), "w") as f:
+            f.write(f"""apiVersion: gateway.portico.dev/v1
 kind: Gateway
 metadata: {{name: gw, namespace: default}}
 spec:
   bindAddress: 127.0.0.1
   bindPort: {port}
-  httpGateway: {{}}
----
-apiVersion: gateway.solo.io/v1
+{tls_spec}---
+apiVersion: gateway.portico.dev/v1
 kind: VirtualService
 metadata: {{name: vs, namespace: default}}
 spec:
@@ -62,20 +82,35 @@ spec:
     - matchers: [{{prefix: /}}]
       directResponseAction: {{status: 200, body: ok}}
 """)
-        p = subprocess.Popen([binary, "run", d, "--admin", f"127.0.0.1:{admin}", "--workers",
+            if a.tls:
+                f.write(f"""---
+apiVersion: gateway.portico.dev/v1
+kind: Secret
+metadata: {{name: idle-tls, namespace: default}}
+spec:
+  tls: {{certChainFile: {crt}, privateKeyFile: {key}}}
+""")
+
+        def connect():
+            s = socket.create_connection(("127.0.0.1", port))
+            if client_ctx is not None:
+                s = client_ctx.wrap_socket(s, server_hostname="idle.test")
+            return s
+
+        p = subprocess.Popen([binary, "run", conf, "--admin", f"127.0.0.1:{admin}", "--workers",
                               str(a.workers)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         try:
             deadline = time.monotonic() + 10
             while True:
                 try:
-                    socket.create_connection(("127.0.0.1", port), timeout=1).close()
+                    connect().close()
                     break
                 except OSError:
                     if time.monotonic() > deadline:
                         raise
                     time.sleep(0.05)
             # Warm up: the first connections allocate per-worker structures once.
-            warm = [socket.create_connection(("127.0.0.1", port)) for _ in range(50)]
+            warm = [connect() for _ in range(50)]
             for s in warm:
                 s.sendall(b"GET / HTTP/1.1\r\nHost: h\r\n\r\n")
                 s.recv(4096)
@@ -83,7 +118,7 @@ spec:
             before = rss_kb(p.pid)
             conns = []
             for _ in range(a.connections):
-                s = socket.create_connection(("127.0.0.1", port))
+                s = connect()
                 s.sendall(b"GET / HTTP/1.1\r\nHost: h\r\n\r\n")
                 conns.append(s)
             for s in conns:
@@ -92,7 +127,7 @@ spec:
             time.sleep(1.0)
             after = rss_kb(p.pid)
             per = (after - before) * 1024 / a.connections
-            print(f"idle_conns N={a.connections} rss_before_kb={before} rss_after_kb={after} "
+            print(f"idle_conns N={a.connections} tls={int(a.tls)} rss_before_kb={before} rss_after_kb={after} "
                   f"per_conn_bytes={per:.0f}")
             for s in conns + warm:
                 s.close()
