@@ -93,6 +93,10 @@ void StreamBuffers::release_if_larger(size_t keep) {
   if (head.capacity() > keep) std::string().swap(head);
   if (target.capacity() > keep) std::string().swap(target);
   if (body.capacity() > keep) std::string().swap(body);
+  if (forwarding.forwarded.capacity() > keep || forwarding.x_forwarded_for.capacity() > keep ||
+      forwarding.via.capacity() > keep || forwarding.x_forwarded_host.capacity() > keep) {
+    forwarding = ForwardingHeaders();
+  }
 }
 
 StreamHandler::StreamHandler(Worker& worker, const std::shared_ptr<WorkerConfig>& config,
@@ -407,7 +411,7 @@ void StreamHandler::prepare_upstream_headers(const snapshot::Route& route) {
     ForwardingPolicy policy;
     policy.xff_num_trusted_hops = opts_.xff_num_trusted_hops;
     policy.use_remote_address = opts_.use_remote_address;
-    ForwardingHeaders& fh = forwarding_;
+    ForwardingHeaders& fh = buf_.forwarding;
     fh.clear();
     compute_forwarding(in, policy, fh);
     views.clear();  // the views die with the removals below

@@ -37,6 +37,7 @@ struct StreamBuffers {
   std::string head;    // serialised upstream request head
   std::string target;  // request-target sent upstream
   std::string body;    // bodies held for filters or replay
+  ForwardingHeaders forwarding;  // computed per request; its strings keep their capacity
 
   void release_if_larger(size_t keep);
 };
@@ -128,7 +129,6 @@ class StreamHandler final : public filters::FilterCallbacks {
   // The upstream exchange in progress.
   upstream::Cluster* cluster_ = nullptr;
   std::string fail_detail_;  // for the next fail()
-  ForwardingHeaders forwarding_;
   upstream::H1ClientStream* us_ = nullptr;
   asio::ip::tcp::socket* connecting_ = nullptr;
   asio::steady_timer* sleeping_ = nullptr;
