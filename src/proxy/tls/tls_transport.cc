@@ -103,7 +103,7 @@ class TlsTransport final : public transport::Transport {
   }
 
   asio::awaitable<transport::IoResult> read_some(asio::mutable_buffer buf) override {
-    if (buf.size() == 0) co_return transport::IoResult{{}, 0};
+    if (buf.size() == 0) co_return transport::IoResult{asio::error_code{}, 0};
     const uint64_t gen = cancel_gen_;
     for (;;) {
       size_t n = 0;
@@ -117,7 +117,7 @@ class TlsTransport final : public transport::Transport {
           auto ec = co_await flush(gen);
           if (ec) co_return transport::IoResult{ec, 0};
         }
-        co_return transport::IoResult{{}, n};
+        co_return transport::IoResult{asio::error_code{}, n};
       }
       int err = SSL_get_error(ssl_, r);
       if (err == SSL_ERROR_ZERO_RETURN) co_return transport::IoResult{asio::error::eof, 0};

@@ -26,15 +26,14 @@ TcpTransport::~TcpTransport() {
   close();
 }
 
+// read_some and write are not coroutines: they hand back asio's awaitable for the operation
+// (no frame of ours per read or write). A stream read of 0 bytes is reported by asio as eof.
 asio::awaitable<IoResult> TcpTransport::read_some(asio::mutable_buffer buf) {
-  auto [ec, n] = co_await socket_.async_read_some(buf, use_nothrow);
-  if (!ec && n == 0) ec = asio::error::eof;
-  co_return IoResult{ec, n};
+  return socket_.async_read_some(buf, use_nothrow);
 }
 
 asio::awaitable<IoResult> TcpTransport::write(std::span<const asio::const_buffer> bufs) {
-  auto [ec, n] = co_await asio::async_write(socket_, bufs, use_nothrow);
-  co_return IoResult{ec, n};
+  return asio::async_write(socket_, bufs, use_nothrow);
 }
 
 asio::awaitable<asio::error_code> TcpTransport::shutdown_write() {

@@ -10,7 +10,7 @@
 #include <cstdint>
 #include <span>
 #include <string>
-#include <utility>
+#include <tuple>
 #include <vector>
 
 namespace portico::proxy::transport {
@@ -31,7 +31,9 @@ struct ConnectionInfo {
   std::vector<std::string> peer_dns_sans;
 };
 
-using IoResult = std::pair<asio::error_code, size_t>;
+// What asio's as_tuple(use_awaitable) gives for a read or write: a plain TCP transport returns
+// asio's own awaitable, with no coroutine frame of its own per operation.
+using IoResult = std::tuple<asio::error_code, size_t>;
 
 class Transport {
  public:
