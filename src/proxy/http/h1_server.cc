@@ -46,6 +46,43 @@ RequestHead& scratch_head() {
   return head;
 }
 
+// What one request/response exchange needs beyond the connection: the owned request, the buffers
+// lent to the stream handler, the response head and chunk framing, the request body decoder. A
+// connection takes one from its worker's pool when a request starts and gives it back when it
+// goes idle, so that an idle keep-alive connection holds none of it while the warm capacity
+// (header arenas, head strings) is reused by whichever connection serves the next request.
+struct Exchange {
+  RequestHeaders req;
+  StreamBuffers bufs;
+  std::string out;    // response head (or an error reply)
+  std::string frame;  // chunk framing of a response body piece
+  ChunkedDecoder dec;
+};
+
+// At most this many idle exchanges are kept per worker (a few hundred KiB at most); more are freed.
+constexpr size_t kPooledExchanges = 256;
+
+std::vector<std::unique_ptr<Exchange>>& exchange_pool() {
+  thread_local std::vector<std::unique_ptr<Exchange>> pool;
+  return pool;
+}
+
+std::unique_ptr<Exchange> take_exchange() {
+  auto& pool = exchange_pool();
+  if (pool.empty()) return std::make_unique<Exchange>();
+  std::unique_ptr<Exchange> x = std::move(pool.back());
+  pool.pop_back();
+  return x;
+}
+
+void give_exchange(std::unique_ptr<Exchange> x) {
+  x->req.headers.release_if_larger(kIdleKeep);
+  x->bufs.release_if_larger(kIdleKeep);
+  if (x->out.capacity() > kIdleKeep) std::string().swap(x->out);
+  auto& pool = exchange_pool();
+  if (pool.size() < kPooledExchanges) pool.push_back(std::move(x));
+}
+
 class H1Connection final : public ServerStream, public DownstreamConnection {
  public:
   H1Connection(Worker& w, std::unique_ptr<transport::Transport> t, std::string key)
@@ -60,7 +97,7 @@ class H1Connection final : public ServerStream, public DownstreamConnection {
 
   // ServerStream.
   uint32_t id() const override { return 1; }
-  RequestHeaders& request() override { return req_; }
+  RequestHeaders& request() override { return x().req; }
   const transport::ConnectionInfo& connection() const override { return t_->info(); }
   asio::awaitable<BodyPiece> read_body() override;
   std::string_view buffered_body() const override;
@@ -99,7 +136,7 @@ class H1Connection final : public ServerStream, public DownstreamConnection {
   // not carry its memory (frames come from asio's per-thread recycling allocator).
   asio::awaitable<void> handle_stream(const std::shared_ptr<WorkerConfig>& cfg,
                                       const ListenerRuntime& lr) {
-    StreamHandler handler(w_, cfg, lr, *this, bufs_);
+    StreamHandler handler(w_, cfg, lr, *this, x_->bufs);
     handler_ = &handler;
     co_await handler.run();
     handler_ = nullptr;
@@ -110,6 +147,10 @@ class H1Connection final : public ServerStream, public DownstreamConnection {
   bool skip_rest_of_body();
   void start_request(const RequestHead& head);
   bool listener_removed(const std::shared_ptr<WorkerConfig>& cfg) const;
+  Exchange& x() {
+    if (!x_) x_ = take_exchange();
+    return *x_;
+  }
 
   Worker& w_;
   std::unique_ptr<transport::Transport> t_;
@@ -121,9 +162,7 @@ class H1Connection final : public ServerStream, public DownstreamConnection {
   bool idle_ = false;
   StreamHandler* handler_ = nullptr;
 
-  RequestHeaders req_;
-  StreamBuffers bufs_;
-  std::string out_;
+  std::unique_ptr<Exchange> x_;  // while a request is in progress (or an error reply is sent)
   bool keep_alive_ = true;
   bool http10_ = false;
   bool head_request_ = false;
@@ -131,7 +170,6 @@ class H1Connection final : public ServerStream, public DownstreamConnection {
   // Request body.
   BodyKind body_kind_ = BodyKind::kNone;
   uint64_t body_left_ = 0;
-  ChunkedDecoder dec_;
   size_t pending_consume_ = 0;
   bool body_done_ = true;
   BodyStatus body_error_ = BodyStatus::kEnd;  // kAborted/kMalformed once failed
@@ -146,7 +184,6 @@ class H1Connection final : public ServerStream, public DownstreamConnection {
   bool chunked_out_ = false;
   bool close_after_ = false;
   bool reset_ = false;
-  std::string frame_;
 };
 
 bool H1Connection::listener_removed(const std::shared_ptr<WorkerConfig>& cfg) const {
@@ -197,9 +234,7 @@ asio::awaitable<void> H1Connection::run() {
     // Between requests: an idle keep-alive connection holds little memory and no configuration.
     cfg.reset();
     if (in_.empty() && in_.capacity() > kIdleKeep) in_.release(kIdleKeep);
-    req_.headers.release_if_larger(kIdleKeep);
-    bufs_.release_if_larger(kIdleKeep);
-    if (out_.capacity() > kIdleKeep) std::string().swap(out_);
+    if (x_) give_exchange(std::move(x_));
   }
 }
 
@@ -278,12 +313,13 @@ asio::awaitable<H1Connection::HeadResult> H1Connection::read_head(const Listener
 }
 
 void H1Connection::start_request(const RequestHead& head) {
-  req_.clear();
-  req_.method.assign(head.method);
-  req_.scheme = t_->info().secure ? "https" : "http";
-  req_.authority.assign(head.host);
-  req_.path.assign(head.path);
-  req_.query.assign(head.query);
+  RequestHeaders& req = x().req;
+  req.clear();
+  req.method.assign(head.method);
+  req.scheme = t_->info().secure ? "https" : "http";
+  req.authority.assign(head.host);
+  req.path.assign(head.path);
+  req.query.assign(head.query);
   for (size_t i = 0; i < head.header_count; ++i) {
     const Header& h = head.headers[i];
     if (h.hop_by_hop) continue;
@@ -301,19 +337,19 @@ void H1Connection::start_request(const RequestHead& head) {
       default:
         break;
     }
-    req_.headers.add(h.name, h.value);
+    req.headers.add(h.name, h.value);
   }
-  req_.has_body = head.body != BodyKind::kNone &&
+  req.has_body = head.body != BodyKind::kNone &&
                   !(head.body == BodyKind::kContentLength && head.content_length == 0);
-  if (head.body == BodyKind::kContentLength) req_.content_length = head.content_length;
-  req_.expect_continue = head.expect_continue && req_.has_body && head.version_minor == 1;
-  req_.http_minor = head.version_minor;
+  if (head.body == BodyKind::kContentLength) req.content_length = head.content_length;
+  req.expect_continue = head.expect_continue && req.has_body && head.version_minor == 1;
+  req.http_minor = head.version_minor;
   // ---- Upgrade / CONNECT hook (tunnel mode) ----------------------------------------------
   // A request asking to upgrade (WebSocket) is recorded here; the tunnel itself comes with the
   // WebSocket work. Until then the request is forwarded without the upgrade (the Upgrade and
   // Connection headers are hop-by-hop and dropped), as before.
   if (head.connection_upgrade) {
-    if (const Header* u = head.find("upgrade")) req_.upgrade.assign(u->value);
+    if (const Header* u = head.find("upgrade")) req.upgrade.assign(u->value);
   }
 
   keep_alive_ = head.keep_alive;
@@ -321,9 +357,9 @@ void H1Connection::start_request(const RequestHead& head) {
   head_request_ = head.method == "HEAD";
   body_kind_ = head.body;
   body_left_ = head.body == BodyKind::kContentLength ? head.content_length : 0;
-  body_done_ = !req_.has_body;
+  body_done_ = !req.has_body;
   body_error_ = BodyStatus::kEnd;
-  dec_.reset();
+  x_->dec.reset();
   pending_consume_ = 0;
   stop_reading_ = false;
   continue_sent_ = false;
@@ -355,7 +391,7 @@ asio::awaitable<BodyPiece> H1Connection::read_body() {
         if (body_left_ == 0) body_done_ = true;
         co_return BodyPiece{BodyStatus::kData, std::string_view(in_.data(), now)};
       }
-      ChunkedDecoder::Step s = dec_.feed(in_.view());
+      ChunkedDecoder::Step s = x_->dec.feed(in_.view());
       if (s.error != ParseError::kNone) {
         body_error_ = BodyStatus::kMalformed;
         close_after_ = true;
@@ -395,7 +431,7 @@ asio::awaitable<bool> H1Connection::write(std::span<const asio::const_buffer> bu
 }
 
 asio::awaitable<bool> H1Connection::send_continue() {
-  if (!req_.expect_continue || continue_sent_ || body_done_ || response_started_) co_return true;
+  if (!x_->req.expect_continue || continue_sent_ || body_done_ || response_started_) co_return true;
   continue_sent_ = true;
   if (!buffered_body().empty()) co_return true;  // the client did not wait
   static constexpr std::string_view k100 = "HTTP/1.1 100 Continue\r\n\r\n";
@@ -404,7 +440,7 @@ asio::awaitable<bool> H1Connection::send_continue() {
 }
 
 asio::awaitable<bool> H1Connection::send_headers(ResponseHeaders& r, bool end_stream) {
-  std::string& out = out_;
+  std::string& out = x_->out;
   out.clear();
   out.append("HTTP/1.1 ");
   append_uint(out, static_cast<uint64_t>(r.status));
@@ -451,27 +487,28 @@ asio::awaitable<bool> H1Connection::send_headers(ResponseHeaders& r, bool end_st
 asio::awaitable<bool> H1Connection::flush() {
   if (!head_pending_) co_return !reset_;
   head_pending_ = false;
-  std::array<asio::const_buffer, 1> b{asio::buffer(out_)};
+  std::array<asio::const_buffer, 1> b{asio::buffer(x_->out)};
   co_return co_await write(b);
 }
 
 asio::awaitable<bool> H1Connection::send_body(std::string_view data, bool end_stream) {
   if (reset_) co_return false;
   if (head_request_) data = {};
-  std::string_view head = head_pending_ ? std::string_view(out_) : std::string_view();
+  std::string_view head = head_pending_ ? std::string_view(x_->out) : std::string_view();
   head_pending_ = false;
   if (end_stream) response_done_ = true;
   if (chunked_out_) {
-    frame_.clear();
+    std::string& frame = x_->frame;
+    frame.clear();
     if (!data.empty()) {
-      append_uint(frame_, data.size(), 16);
-      frame_.append("\r\n");
+      append_uint(frame, data.size(), 16);
+      frame.append("\r\n");
     }
     std::string_view tail =
         !data.empty() ? (end_stream ? "\r\n0\r\n\r\n" : "\r\n") : (end_stream ? "0\r\n\r\n" : "");
-    std::array<asio::const_buffer, 4> b{asio::buffer(head), asio::buffer(frame_),
+    std::array<asio::const_buffer, 4> b{asio::buffer(head), asio::buffer(frame),
                                         asio::buffer(data), asio::buffer(tail)};
-    if (head.empty() && frame_.empty() && tail.empty()) co_return true;
+    if (head.empty() && frame.empty() && tail.empty()) co_return true;
     co_return co_await write(b);
   }
   if (head.empty() && data.empty()) co_return true;
@@ -486,7 +523,7 @@ asio::awaitable<bool> H1Connection::send_trailers(const HeaderMap& trailers) {
   std::string t = "0\r\n";
   trailers.for_each([&](std::string_view n, std::string_view v) { append_header(t, n, v); });
   t.append("\r\n");
-  std::string_view head = head_pending_ ? std::string_view(out_) : std::string_view();
+  std::string_view head = head_pending_ ? std::string_view(x_->out) : std::string_view();
   head_pending_ = false;
   std::array<asio::const_buffer, 2> b{asio::buffer(head), asio::buffer(t)};
   co_return co_await write(b);
@@ -510,7 +547,7 @@ bool H1Connection::skip_rest_of_body() {
 
 asio::awaitable<void> H1Connection::error_reply(int status, std::string_view body) {
   if (!t_->is_open()) co_return;
-  std::string& out = out_;
+  std::string& out = x().out;
   out.clear();
   out.append("HTTP/1.1 ");
   append_uint(out, static_cast<uint64_t>(status));
