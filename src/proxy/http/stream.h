@@ -34,9 +34,9 @@ namespace portico::proxy::http {
 // capacity from one request to the next instead of allocating per request.
 struct StreamBuffers {
   ResponseHeaders response;
-  std::string head;    // serialised upstream request head
-  std::string target;  // request-target sent upstream
-  std::string body;    // bodies held for filters or replay
+  std::string head;              // serialised upstream request head
+  std::string target;            // request-target sent upstream
+  std::string body;              // bodies held for filters or replay
   ForwardingHeaders forwarding;  // computed per request; its strings keep their capacity
 
   void release_if_larger(size_t keep);
