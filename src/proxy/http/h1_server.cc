@@ -19,6 +19,10 @@ constexpr size_t kReadChunk = 65536;
 // An idle connection keeps at most this much in its read buffer (a typical request head fits,
 // so a keep-alive connection does not allocate per request) and in each scratch string.
 constexpr size_t kIdleKeep = 1024;
+// An idle keep-alive connection waits for its next request with that buffer for this long (a busy
+// client's next request comes sooner), then gives it back and waits without one: a connection
+// idle for longer holds no read buffer, at the cost of one more system call when it wakes up.
+constexpr auto kParkAfter = std::chrono::milliseconds(100);
 // Lingering close: after an answer that left request bytes unread, keep reading (and dropping)
 // for this long or this many bytes, so that the client's unread bytes do not turn our close into
 // an RST that destroys the answer in flight.
@@ -88,6 +92,17 @@ class H1Connection final : public ServerStream, public DownstreamConnection {
   H1Connection(Worker& w, std::unique_ptr<transport::Transport> t, std::string key)
       : w_(w), t_(std::move(t)), key_(std::move(key)), in_(kIdleKeep, 1 << 20) {
     timer_.bind(w.timers(), [this] {
+      if (park_armed_) {
+        // The first stage of an idle wait is over: the read gives its buffer back (read_head
+        // waits without one) and the keep-alive deadline is armed for the rest.
+        park_armed_ = false;
+        if (idle_) {
+          parking_ = true;
+          timer_.arm(idle_rest_);
+          t_->cancel();
+          return;
+        }
+      }
       timer_fired_ = true;
       t_->cancel();
     });
@@ -160,6 +175,9 @@ class H1Connection final : public ServerStream, public DownstreamConnection {
   Timer timer_;         // keep-alive idle, request head and lingering-close deadlines
   bool timer_fired_ = false;
   bool idle_ = false;
+  bool park_armed_ = false;      // timer_ ends the first stage of an idle wait (kParkAfter)
+  bool parking_ = false;         // that stage ended: the pending read is cancelled to park
+  Clock::duration idle_rest_{};  // the keep-alive timeout left after kParkAfter (0: none)
   StreamHandler* handler_ = nullptr;
 
   std::unique_ptr<Exchange> x_;  // while a request is in progress (or an error reply is sent)
@@ -245,7 +263,19 @@ asio::awaitable<H1Connection::HeadResult> H1Connection::read_head(const Listener
   limits.max_headers = std::min<size_t>(opts.max_headers, kMaxHeadersCapacity);
   idle_ = in_.empty();
   timer_fired_ = false;
-  timer_.arm(idle_ ? opts.idle_timeout : opts.request_header_timeout);
+  parking_ = false;
+  // Idle: first kParkAfter with the read buffer, then without it (see kParkAfter).
+  const bool no_idle_timeout = opts.idle_timeout.count() <= 0;
+  park_armed_ = idle_ && (no_idle_timeout || opts.idle_timeout > kParkAfter);
+  idle_rest_ =
+      no_idle_timeout ? Clock::duration::zero() : Clock::duration(opts.idle_timeout - kParkAfter);
+  if (!idle_) {
+    timer_.arm(opts.request_header_timeout);
+  } else if (park_armed_) {
+    timer_.arm(kParkAfter);
+  } else {
+    timer_.arm(opts.idle_timeout);
+  }
   scanned_ = 0;
   RequestHead& head = scratch_head();
   for (;;) {
@@ -284,6 +314,14 @@ asio::awaitable<H1Connection::HeadResult> H1Connection::read_head(const Listener
       }
     }
     if (w_.draining() && in_.empty()) co_return HeadResult::kClose;
+    if (parking_) {
+      // Parked: no read buffer until bytes arrive (the empty buffer goes back to the worker).
+      parking_ = false;
+      in_.release(kIdleKeep);
+      asio::error_code wait_ec = co_await t_->wait_readable();
+      if (wait_ec || timer_fired_ || !t_->is_open()) co_return HeadResult::kClose;
+      if (w_.draining()) co_return HeadResult::kClose;
+    }
     auto [buf, cap] = in_.prepare(in_.empty() ? 1 : 1024);
     if (cap == 0) {
       timer_.cancel();
@@ -293,6 +331,7 @@ asio::awaitable<H1Connection::HeadResult> H1Connection::read_head(const Listener
     // An idle connection reads into its small buffer; a head larger than it grows the buffer.
     const size_t want = std::min(cap, std::max<size_t>(limits.max_head_bytes + 4 - in_.size(), 1));
     auto [ec, n] = co_await t_->read_some(asio::buffer(buf, want));
+    if (parking_ && idle_ && ec == asio::error::operation_aborted && t_->is_open()) continue;
     if (ec || n == 0) {
       if (timer_fired_ && !in_.empty() && !w_.draining()) {
         co_await error_reply(408, "request head timeout\n");
@@ -302,11 +341,13 @@ asio::awaitable<H1Connection::HeadResult> H1Connection::read_head(const Listener
     in_.commit(n);
     if (idle_) {
       idle_ = false;
+      park_armed_ = parking_ = false;
       timer_.arm(opts.request_header_timeout);
     }
   }
   timer_.cancel();
   idle_ = false;
+  park_armed_ = parking_ = false;
   start_request(head);
   in_.consume(head.head_bytes);
   co_return HeadResult::kRequest;
@@ -340,7 +381,7 @@ void H1Connection::start_request(const RequestHead& head) {
     req.headers.add(h.name, h.value);
   }
   req.has_body = head.body != BodyKind::kNone &&
-                  !(head.body == BodyKind::kContentLength && head.content_length == 0);
+                 !(head.body == BodyKind::kContentLength && head.content_length == 0);
   if (head.body == BodyKind::kContentLength) req.content_length = head.content_length;
   req.expect_continue = head.expect_continue && req.has_body && head.version_minor == 1;
   req.http_minor = head.version_minor;
@@ -506,8 +547,8 @@ asio::awaitable<bool> H1Connection::send_body(std::string_view data, bool end_st
     }
     std::string_view tail =
         !data.empty() ? (end_stream ? "\r\n0\r\n\r\n" : "\r\n") : (end_stream ? "0\r\n\r\n" : "");
-    std::array<asio::const_buffer, 4> b{asio::buffer(head), asio::buffer(frame),
-                                        asio::buffer(data), asio::buffer(tail)};
+    std::array<asio::const_buffer, 4> b{asio::buffer(head), asio::buffer(frame), asio::buffer(data),
+                                        asio::buffer(tail)};
     if (head.empty() && frame.empty() && tail.empty()) co_return true;
     co_return co_await write(b);
   }

@@ -139,6 +139,19 @@ class TlsTransport final : public transport::Transport {
     }
   }
 
+  asio::awaitable<asio::error_code> wait_readable() override {
+    // Plaintext or ciphertext already here: readable now. Else the socket (a record that yields
+    // no plaintext only makes the next read_some wait with the caller's buffer).
+    if (SSL_has_pending(ssl_) == 1 || (in_ != nullptr && in_begin_ != in_end_)) {
+      co_return asio::error_code{};
+    }
+    const uint64_t gen = cancel_gen_;
+    auto [ec] =
+        co_await socket_.async_wait(asio::ip::tcp::socket::wait_read, as_tuple(use_awaitable));
+    if (!ec && gen != cancel_gen_) ec = asio::error::operation_aborted;
+    co_return ec;
+  }
+
   asio::awaitable<transport::IoResult> write(std::span<const asio::const_buffer> bufs) override {
     const uint64_t gen = cancel_gen_;
     if (write_error_) co_return transport::IoResult{write_error_, 0};

@@ -32,6 +32,11 @@ asio::awaitable<IoResult> TcpTransport::read_some(asio::mutable_buffer buf) {
   return socket_.async_read_some(buf, use_nothrow);
 }
 
+asio::awaitable<asio::error_code> TcpTransport::wait_readable() {
+  auto [ec] = co_await socket_.async_wait(asio::ip::tcp::socket::wait_read, use_nothrow);
+  co_return ec;
+}
+
 asio::awaitable<IoResult> TcpTransport::write(std::span<const asio::const_buffer> bufs) {
   return asio::async_write(socket_, bufs, use_nothrow);
 }

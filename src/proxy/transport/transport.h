@@ -41,6 +41,10 @@ class Transport {
 
   // Reads at least one byte into `buf`. {error, 0} or {ok, 0} at end of stream.
   virtual asio::awaitable<IoResult> read_some(asio::mutable_buffer buf) = 0;
+  // Completes when bytes can be read, at an error or end of stream, or at cancel(), without
+  // holding a read buffer: an idle connection waits here and takes its buffer when bytes arrive.
+  // The default completes at once (a transport that cannot wait without reading).
+  virtual asio::awaitable<asio::error_code> wait_readable() { co_return asio::error_code{}; }
   // Writes every byte of `bufs` (gathered), or fails.
   virtual asio::awaitable<IoResult> write(std::span<const asio::const_buffer> bufs) = 0;
   // Ends our direction (TCP: shutdown(SHUT_WR); TLS: close_notify) and keeps reading possible, for

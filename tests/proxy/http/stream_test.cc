@@ -270,6 +270,30 @@ TEST_F(StreamTest, DirectResponseAndKeepAlive) {
   EXPECT_FALSE(p->server_closed);
 }
 
+TEST_F(StreamTest, KeepAliveConnectionIdleLongerThanTheParkDelayServesTheNextRequest) {
+  // Past the first stage of an idle wait (100 ms) the connection gives its read buffer back and
+  // waits without one; the next request must be read and answered as before.
+  apply(config());
+  auto p = connect();
+  EXPECT_EQ(exchange(p, "GET /direct HTTP/1.1\r\nHost: a\r\n\r\n").status, 200);
+  EXPECT_FALSE(run_until([&] { return p->server_closed; }, 400ms));
+  auto r2 = exchange(p, "GET /direct HTTP/1.1\r\nHost: a\r\n\r\n", 1);
+  EXPECT_EQ(r2.status, 200);
+  EXPECT_EQ(r2.body, "hello\n");
+  EXPECT_FALSE(p->server_closed);
+}
+
+TEST_F(StreamTest, KeepAliveTimeoutStillEndsAParkedConnection) {
+  auto c = config();
+  c.listeners[0].http.idle_timeout = 300ms;
+  apply(c);
+  auto p = connect();
+  EXPECT_EQ(exchange(p, "GET /direct HTTP/1.1\r\nHost: a\r\n\r\n").status, 200);
+  const auto start = Clock::now();
+  ASSERT_TRUE(run_until([&] { return p->server_closed; }, 2000ms));
+  EXPECT_GE(Clock::now() - start, 250ms);  // the park (100 ms) did not end the connection
+}
+
 TEST_F(StreamTest, PipelinedRequestsAreAnsweredInOrder) {
   apply(config());
   auto p = connect();
