@@ -185,6 +185,25 @@ class DataPlaneTest(t.IntegrationTest):
         self.assertIn(b"partial", raw)
         self.assertFalse(raw.endswith(b"0\r\n\r\n"), raw)
 
+    def test_keep_alive_connection_idle_past_the_park_delay_serves_the_next_requests(self):
+        # After 100 ms idle a connection gives its read buffer back and waits for readability
+        # without one: what arrives then (here two pipelined requests) is read whole, in order.
+        s = self.connect()
+        s.sendall(b"GET /idle/1 HTTP/1.1\r\nHost: h\r\n\r\n")
+        raw = b""
+        while t.count_responses(raw) < 1:
+            d = s.recv(65536)
+            self.assertTrue(d, raw)
+            raw += d
+        time.sleep(0.4)
+        s.sendall(b"GET /idle/2 HTTP/1.1\r\nHost: h\r\n\r\nGET /idle/3 HTTP/1.1\r\nHost: h\r\n\r\n")
+        while t.count_responses(raw) < 3:
+            d = s.recv(65536)
+            self.assertTrue(d, raw)
+            raw += d
+        got = [(status, body) for status, _, body in t.split_responses(raw)]
+        self.assertEqual(got, [(200, b"GET /idle/1 0"), (200, b"GET /idle/2 0"), (200, b"GET /idle/3 0")])
+
     def test_dot_segments_are_resolved_before_routing(self):
         resp = t.request(self.port, "GET", "/public/../admin", host="h")
         self.assertEqual(resp.status, 200)

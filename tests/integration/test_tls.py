@@ -262,6 +262,18 @@ class TlsTest(t.IntegrationTest):
         self.assertEqual(t.echo_header(echo, "X-Forwarded-Proto"), ["https"])
         self.assertEqual(echo["path"], "/hello")
 
+    def test_keep_alive_tls_connection_idle_past_the_park_delay_serves_the_next_request(self):
+        # An idle TLS connection waits without a read buffer after 100 ms; the next request on it
+        # must be decrypted and answered as before.
+        _, _, s = handshake(self.port, "a.example.test", self.ca)
+        self.addCleanup(s.close)
+        for path in ("/idle/1", "/idle/2"):
+            s.sendall(f"GET {path} HTTP/1.1\r\nHost: a.example.test\r\n\r\n".encode())
+            resp = t.read_response(s)
+            self.assertEqual(resp.status, 200)
+            self.assertIn(path.encode(), resp.body)  # the echo upstream saw this request
+            time.sleep(0.4)
+
     def test_curl_over_tls(self):
         r = t.curl("-sS", "--cacert", self.ca, "--resolve", f"b.example.test:{self.port}:127.0.0.1",
                    f"https://b.example.test:{self.port}/x", "-o", "/dev/null", "-w", "%{http_code} %{ssl_verify_result}")
