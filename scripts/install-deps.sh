@@ -7,7 +7,7 @@ if [ "$(id -u)" != 0 ]; then SUDO=sudo; fi
 pkgs=(
   build-essential cmake ninja-build ccache pkg-config
   clang-14 libclang-rt-14-dev clang-format
-  libasio-dev libssl-dev libyaml-cpp-dev nlohmann-json3-dev libre2-dev
+  libasio-dev libssl-dev libgoogle-perftools-dev libyaml-cpp-dev nlohmann-json3-dev libre2-dev
   libgtest-dev libgmock-dev libbenchmark-dev
   curl python3 nginx-light haproxy wrk nghttp2-client openssl ca-certificates
 )
