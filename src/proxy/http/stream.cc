@@ -784,6 +784,7 @@ asio::awaitable<void> StreamHandler::forward(const snapshot::Route& route,
         co_return;
       }
       cluster.row().retries.inc();
+      recording_ = false;  // the copy is complete for this retry; there is no further one
       request_sent_ = false;
       upstream_write_failed_ = false;
       fresh_only = true;
