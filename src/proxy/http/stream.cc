@@ -550,8 +550,8 @@ asio::awaitable<void> StreamHandler::forward(const snapshot::Route& route,
   const auto timeout = route.options.timeout.value_or(kDefaultRouteTimeout);
   const bool body_filters = chain_ && !chain_->request_body.empty();
 
-  // A body held whole (by a filter's request, or because it is small and already here) can be
-  // sent again; anything streamed cannot.
+  // A body held whole (by a filter's request, or because it is small and already here) is sent
+  // with the head; anything else is streamed (and copied for a retry, see record()).
   bool held_body = false;
   if (req.has_body && buffer_request_ && body_filters) {
     if (!co_await buffer_request_body()) co_return;
