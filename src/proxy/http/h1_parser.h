@@ -145,8 +145,14 @@ class ChunkedDecoder {
 
   bool done() const { return state_ == State::kDone; }
   void reset() {
-    std::string().swap(trailers_);  // an idle connection keeps no trailer storage
-    *this = ChunkedDecoder(limits_);
+    state_ = State::kSize;
+    remaining_ = 0;
+    size_digits_ = 0;
+    ext_bytes_ = 0;
+    trailer_bytes_ = 0;
+    trailer_in_value_ = false;
+    error_ = ParseError::kNone;
+    if (!trailers_.empty()) std::string().swap(trailers_);  // a connection keeps no trailer storage
   }
 
   // The trailer section received, one field per line as "name:value\n" (CR removed, the value
