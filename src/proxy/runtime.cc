@@ -21,7 +21,8 @@ std::shared_ptr<const Runtime> build_runtime(std::shared_ptr<const snapshot::Pro
   std::unordered_map<std::string, int> cluster_index;
   for (size_t i = 0; i < config->clusters.size(); ++i) {
     cluster_index[config->clusters[i].name] = static_cast<int>(i);
-    rt->cluster_stats.push_back(registry.cluster_slot(config->clusters[i].name));
+    rt->cluster_slots.push_back(registry.cluster_slot(config->clusters[i].name));
+    rt->cluster_stats.push_back(rt->cluster_slots.back().get());
     const auto& c = config->clusters[i];
     std::shared_ptr<const tls::ClientContext> ctx;
     std::string error;

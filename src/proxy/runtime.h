@@ -55,8 +55,10 @@ struct Runtime {
   // plaintext).
   std::vector<std::shared_ptr<const tls::ClientContext>> cluster_tls;
   std::vector<std::string> cluster_tls_errors;
-  // Keeps this configuration's request slots alive (the raw pointers above point into them).
+  // Keeps this configuration's request and cluster slots alive (the raw pointers above point into
+  // them): a removed route's or cluster's slot is freed when the last Runtime using it goes.
   std::vector<std::shared_ptr<stats::RequestSlot>> request_slots;
+  std::vector<std::shared_ptr<stats::ClusterSlot>> cluster_slots;
 };
 
 std::string listener_key(const std::string& address, uint16_t port);

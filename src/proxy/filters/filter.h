@@ -6,8 +6,10 @@
 // (control thread, when a ProxyConfig is applied) and shared read-only by every worker; each stream
 // asks it for a StreamFilter (worker thread, one stream). Filter hooks are coroutines: a filter may
 // await a timer or a network call before it answers. Closed status enums are the only control
-// signals. Call order per stream: on_request_headers, on_request_body*, on_request_trailers, then
-// (unless a filter answered locally) on_response_headers, on_response_body*, and always on_log.
+// signals. Call order per stream: on_request_headers, on_request_body*, on_request_trailers (only
+// when the request has trailers), then on_response_headers, on_response_body*, and always on_log.
+// Local replies made once a route matched (a filter's, the router's, upstream failures) go through
+// the response hooks too, also of filters whose request hooks did not run (docs/architecture.md).
 // Only the hooks a factory declares in phases() are called, so a chain without body filters moves
 // body bytes with no per-chunk virtual call.
 #pragma once

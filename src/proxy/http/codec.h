@@ -22,7 +22,7 @@ namespace portico::proxy::http {
 
 enum class BodyStatus : uint8_t {
   kData,       // `data` holds the next bytes (valid until the next read_body)
-  kEnd,        // the body is complete (trailers, if any, in `trailers`)
+  kEnd,        // the body is complete (trailer fields, if any, in `trailers`)
   kAborted,    // the peer went away or reset the stream, or the read was cancelled
   kMalformed,  // the body's framing is invalid (HTTP/1.1 chunked coding)
 };
@@ -30,7 +30,10 @@ enum class BodyStatus : uint8_t {
 struct BodyPiece {
   BodyStatus status = BodyStatus::kEnd;
   std::string_view data;
-  const HeaderMap* trailers = nullptr;
+  // With kEnd: the trailer fields received, owned by the stream and valid until it ends (filters
+  // may change them), or nullptr when there were none. Only fields that may be forwarded are here
+  // (forwardable_trailer in h1_parser.h): never framing, routing, auth or Content-* fields.
+  HeaderMap* trailers = nullptr;
 };
 
 class ServerStream {

@@ -780,6 +780,7 @@ ChunkedDecoder::Step ChunkedDecoder::feed(std::string_view input) {
         if (++trailer_bytes_ > limits_.max_trailer_bytes) return fail(ParseError::kBadTrailer);
         trailer_in_value_ = false;
         state_ = State::kTrailerLine;
+        trailers_.push_back(c);
         ++i;
         break;
       case State::kTrailerLine:
@@ -792,14 +793,18 @@ ChunkedDecoder::Step ChunkedDecoder::feed(std::string_view input) {
           }
         } else if (c == '\r') {
           state_ = State::kTrailerLf;
+          ++i;
+          break;
         } else if (!is(c, kValue)) {
           return fail(ParseError::kBadTrailer);
         }
+        trailers_.push_back(c);
         ++i;
         break;
       case State::kTrailerLf:
         if (c != '\n') return fail(ParseError::kBadTrailer);
         if (++trailer_bytes_ > limits_.max_trailer_bytes) return fail(ParseError::kBadTrailer);
+        trailers_.push_back('\n');
         ++i;
         state_ = State::kTrailerStart;
         break;
@@ -818,6 +823,45 @@ ChunkedDecoder::Step ChunkedDecoder::feed(std::string_view input) {
   }
   s.consumed = i;
   return s;
+}
+
+bool next_trailer(std::string_view& section, Header& out) {
+  if (section.empty()) return false;
+  size_t nl = section.find('\n');
+  if (nl == std::string_view::npos) nl = section.size();
+  const std::string_view line = section.substr(0, nl);
+  section.remove_prefix(std::min(nl + 1, section.size()));
+  const size_t colon = line.find(':');
+  if (colon == std::string_view::npos) return false;  // never produced by the decoder
+  out.name = line.substr(0, colon);
+  out.value = trim_ows(line.substr(colon + 1));
+  out.hop_by_hop = false;
+  return true;
+}
+
+bool forwardable_trailer(std::string_view name) {
+  // Content-* (Content-Length, -Type, -Encoding, -Range, ...): payload processing and framing.
+  if (name.size() >= 8 && iequals(name.substr(0, 8), "content-")) return false;
+  static constexpr std::string_view kForbidden[] = {
+      // framing and hop-by-hop
+      "transfer-encoding", "connection", "keep-alive", "proxy-connection", "te", "trailer",
+      "upgrade",
+      // routing
+      "host",
+      // request modifiers (controls, conditionals, range)
+      "cache-control", "expect", "max-forwards", "pragma", "range", "if-match", "if-none-match",
+      "if-modified-since", "if-unmodified-since", "if-range",
+      // authentication and state
+      "authorization", "proxy-authorization", "www-authenticate", "proxy-authenticate",
+      "authentication-info", "proxy-authentication-info", "cookie", "set-cookie",
+      // response control data
+      "age", "expires", "date", "location", "retry-after", "vary", "warning",
+      // forwarding facts the proxy sets itself
+      "x-forwarded-for", "x-forwarded-proto", "x-forwarded-host", "forwarded", "via"};
+  for (std::string_view f : kForbidden) {
+    if (f.size() == name.size() && iequals(f, name)) return false;
+  }
+  return true;
 }
 
 }  // namespace portico::proxy::http

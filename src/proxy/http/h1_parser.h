@@ -9,6 +9,7 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <string>
 #include <string_view>
 #include <vector>
 
@@ -125,7 +126,8 @@ ParseResult parse_response_head(std::string_view data, std::string_view request_
 
 // Incremental decoder of the chunked transfer coding. Feed it bytes; it hands back decoded data
 // spans. Chunk sizes are 1-16 hex digits without prefix or sign; extensions are bounded; trailers
-// are parsed and discarded (bounded by Limits::max_trailer_bytes).
+// are parsed and kept (bounded by Limits::max_trailer_bytes) until the next reset: trailers()
+// once done. Keeping them allocates only when a message has trailers.
 class ChunkedDecoder {
  public:
   explicit ChunkedDecoder(const Limits& limits = {}) : limits_(limits) {}
@@ -142,7 +144,20 @@ class ChunkedDecoder {
   Step feed(std::string_view input);
 
   bool done() const { return state_ == State::kDone; }
-  void reset() { *this = ChunkedDecoder(limits_); }
+  void reset() {
+    state_ = State::kSize;
+    remaining_ = 0;
+    size_digits_ = 0;
+    ext_bytes_ = 0;
+    trailer_bytes_ = 0;
+    trailer_in_value_ = false;
+    error_ = ParseError::kNone;
+    if (!trailers_.empty()) std::string().swap(trailers_);  // a connection keeps no trailer storage
+  }
+
+  // The trailer section received, one field per line as "name:value\n" (CR removed, the value
+  // not yet trimmed): read the fields with next_trailer(). Empty when there were none.
+  std::string_view trailers() const { return trailers_; }
 
  private:
   enum class State : uint8_t {
@@ -166,7 +181,17 @@ class ChunkedDecoder {
   size_t trailer_bytes_ = 0;
   bool trailer_in_value_ = false;         // in a trailer line, past the colon
   ParseError error_ = ParseError::kNone;  // sticky: once failed, every feed returns the error
+  std::string trailers_;                  // the trailer section, see trailers()
 };
+
+// Takes the next field from a ChunkedDecoder::trailers() section (advancing `section`); false when
+// there is none left. The value has its surrounding whitespace removed.
+bool next_trailer(std::string_view& section, Header& out);
+
+// Whether a trailer field may be passed on (RFC 9110 §6.5.1, §6.5.2): never framing, routing,
+// authentication, request modifiers, response control or Content-* fields, nor hop-by-hop ones.
+// A proxy that forwards trailers drops the others; they are never merged into the head.
+bool forwardable_trailer(std::string_view name);
 
 // ASCII case-insensitive equality (header names, tokens).
 bool iequals(std::string_view a, std::string_view b);

@@ -61,6 +61,7 @@ struct Exchange {
   std::string out;    // response head (or an error reply)
   std::string frame;  // chunk framing of a response body piece
   ChunkedDecoder dec;
+  HeaderMap trailers;  // of a chunked request body, once complete
 };
 
 // At most this many idle exchanges are kept per worker (a few hundred KiB at most); more are freed.
@@ -83,6 +84,11 @@ void give_exchange(std::unique_ptr<Exchange> x) {
   x->req.headers.release_if_larger(kIdleKeep);
   x->bufs.release_if_larger(kIdleKeep);
   if (x->out.capacity() > kIdleKeep) std::string().swap(x->out);
+  if (x->trailers.byte_size() != 0 || !x->dec.trailers().empty()) {
+    x->trailers.clear();
+    x->trailers.release_if_larger(0);
+    x->dec.reset();  // frees the decoder's copy of the trailer section
+  }
   auto& pool = exchange_pool();
   if (pool.size() < kPooledExchanges) pool.push_back(std::move(x));
 }
@@ -191,6 +197,8 @@ class H1Connection final : public ServerStream, public DownstreamConnection {
   size_t pending_consume_ = 0;
   bool body_done_ = true;
   BodyStatus body_error_ = BodyStatus::kEnd;  // kAborted/kMalformed once failed
+  // The trailers of a chunked request body, once complete (nullptr: none).
+  HeaderMap* trailers() { return x_->trailers.empty() ? nullptr : &x_->trailers; }
   bool stop_reading_ = false;
   bool reading_ = false;
   bool continue_sent_ = false;
@@ -401,6 +409,7 @@ void H1Connection::start_request(const RequestHead& head) {
   body_done_ = !req.has_body;
   body_error_ = BodyStatus::kEnd;
   x_->dec.reset();
+  x_->trailers.clear();
   pending_consume_ = 0;
   stop_reading_ = false;
   continue_sent_ = false;
@@ -422,7 +431,7 @@ asio::awaitable<BodyPiece> H1Connection::read_body() {
   pending_consume_ = 0;
   for (;;) {
     if (body_error_ != BodyStatus::kEnd) co_return BodyPiece{body_error_};
-    if (body_done_) co_return BodyPiece{BodyStatus::kEnd};
+    if (body_done_) co_return BodyPiece{BodyStatus::kEnd, {}, trailers()};
     if (stop_reading_ || reset_) co_return BodyPiece{BodyStatus::kAborted};
     if (!in_.empty()) {
       if (body_kind_ == BodyKind::kContentLength) {
@@ -438,13 +447,16 @@ asio::awaitable<BodyPiece> H1Connection::read_body() {
         close_after_ = true;
         co_return BodyPiece{body_error_};
       }
-      if (s.done) body_done_ = true;
+      if (s.done) {
+        body_done_ = true;
+        add_forwardable_trailers(x_->dec.trailers(), x_->trailers);
+      }
       if (!s.data.empty()) {
         pending_consume_ = s.consumed;
         co_return BodyPiece{BodyStatus::kData, s.data};
       }
       in_.consume(s.consumed);
-      if (body_done_) co_return BodyPiece{BodyStatus::kEnd};
+      if (body_done_) co_return BodyPiece{BodyStatus::kEnd, {}, trailers()};
       if (s.consumed != 0 && !in_.empty()) continue;
     }
     auto [buf, cap] = in_.prepare(kReadChunk);

@@ -51,6 +51,13 @@ void HeaderMap::release_if_larger(size_t keep) {
   }
 }
 
+void add_forwardable_trailers(std::string_view section, HeaderMap& out) {
+  Header h;
+  while (next_trailer(section, h)) {
+    if (forwardable_trailer(h.name)) out.add(h.name, h.value);
+  }
+}
+
 void RequestHeaders::clear() {
   method.clear();
   scheme.clear();

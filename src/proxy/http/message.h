@@ -93,6 +93,10 @@ struct ResponseHeaders {
   void clear();
 };
 
+// Adds the fields of an HTTP/1.1 trailer section (ChunkedDecoder::trailers()) that may be
+// forwarded (forwardable_trailer) to `out`; the others are dropped.
+void add_forwardable_trailers(std::string_view section, HeaderMap& out);
+
 // Canonical reason phrase for a status code ("Unknown" when none is known).
 const char* reason_phrase(int status);
 

@@ -20,8 +20,10 @@ namespace {
 using namespace asio::experimental::awaitable_operators;
 constexpr auto use_nothrow = asio::experimental::as_tuple(asio::use_awaitable);
 constexpr auto kDefaultRouteTimeout = std::chrono::milliseconds(15000);
-// A request body up to this size that is entirely in the codec's buffer is kept, so that an
-// idempotent request can be sent again on a fresh connection when a pooled one turns out stale.
+// The replay buffer: an idempotent request's body is kept up to this size (a small body that is
+// entirely in the codec's buffer is held before sending; a streamed one is copied while the first
+// attempt is in flight), so that the request can be sent again on a fresh connection when a
+// pooled one turns out stale. A larger body is not replayed (portico_upstream_retries_skipped).
 constexpr size_t kMaxReplayBody = 64 * 1024;
 
 enum Deadline { kRequest, kIdle, kRoute, kConnect };
@@ -97,6 +99,7 @@ void StreamBuffers::release_if_larger(size_t keep) {
       forwarding.via.capacity() > keep || forwarding.x_forwarded_host.capacity() > keep) {
     forwarding = ForwardingHeaders();
   }
+  if (replay.capacity() > keep) std::string().swap(replay);
 }
 
 StreamHandler::StreamHandler(Worker& worker, const std::shared_ptr<WorkerConfig>& config,
@@ -315,11 +318,7 @@ asio::awaitable<void> StreamHandler::handle() {
     co_await local_reply(500, "route filters unavailable\n");
     co_return;
   }
-  if (!rr_->chain->empty()) {
-    chain_ = rr_->chain;
-    filters_.reserve(chain_->factories.size());
-    for (const auto& f : chain_->factories)
-      filters_.push_back(f->create(*this));
+  if (create_filters()) {
     for (uint16_t i : chain_->request_headers) {
       filters::HeadersStatus st = co_await filters_[i]->on_request_headers(req, !req.has_body);
       if (aborted_ || expired()) {
@@ -360,13 +359,23 @@ asio::awaitable<void> StreamHandler::handle() {
   co_await forward(*route_, *config_->clusters[cluster_idx]);
 }
 
+bool StreamHandler::create_filters() {
+  if (chain_) return true;
+  if (!rr_ || !rr_->chain || rr_->chain->empty()) return false;
+  chain_ = rr_->chain;
+  filters_.reserve(chain_->factories.size());
+  for (const auto& f : chain_->factories)
+    filters_.push_back(f->create(*this));
+  return true;
+}
+
 asio::awaitable<void> StreamHandler::local_reply(int status, std::string_view body,
                                                  std::string_view content_type,
                                                  std::string_view location) {
-  status_ = status;
-  if (slot_) slot_->count(w_.index(), status);
   request_timer_.cancel();  // the answer is decided: the rest of the request does not matter
   if (stream_.response_started()) {
+    status_ = status;
+    if (slot_) slot_->count(w_.index(), status);
     stream_.reset();
     co_return;
   }
@@ -376,11 +385,35 @@ asio::awaitable<void> StreamHandler::local_reply(int status, std::string_view bo
   if (!location.empty()) r.headers.add("Location", location);
   if (!body.empty()) r.headers.add("Content-Type", content_type);
   if (!opts_.server_name.empty()) r.headers.add("Server", opts_.server_name);
-  if (route_) {
-    for (const auto& h : route_->options.response_headers.add)
-      r.headers.add(h.name, h.value);
-  }
   r.has_body = true;
+  // Once a route matched, a local reply goes through the route's response side like an upstream
+  // response (docs/architecture.md, "Local replies"): its header changes, then the response
+  // filters of its chain (made now if the request did not get that far).
+  if (route_) {
+    filters::apply_mutations(route_->options.response_headers, r.headers);
+    if (create_filters()) {
+      for (uint16_t i : chain_->response_headers) {
+        if (co_await filters_[i]->on_response_headers(r, body.empty()) ==
+            filters::HeadersStatus::kStop) {
+          stream_.reset();  // counted as "no response" by run()
+          co_return;
+        }
+      }
+      if (!chain_->response_body.empty()) {
+        buf_.body.assign(body);
+        for (uint16_t i : chain_->response_body) {
+          if (co_await filters_[i]->on_response_body(buf_.body, true) ==
+              filters::DataStatus::kStop) {
+            stream_.reset();
+            co_return;
+          }
+        }
+        body = buf_.body;
+      }
+    }
+  }
+  status_ = r.status;
+  if (slot_) slot_->count(w_.index(), r.status);
   r.content_length = body.size();
   if (!co_await stream_.send_headers(r, body.empty())) co_return;
   if (!body.empty()) {
@@ -456,6 +489,7 @@ asio::awaitable<bool> StreamHandler::buffer_request_body() {
     filter_limit = std::max(filter_limit, chain_->factories[i]->max_buffer_bytes());
   if (filter_limit == 0) filter_limit = 1 << 20;
   co_await stream_.send_continue();
+  HeaderMap* trailers = nullptr;
   for (;;) {
     BodyPiece p = co_await stream_.read_body();
     touch();
@@ -469,7 +503,10 @@ asio::awaitable<bool> StreamHandler::buffer_request_body() {
       buf_.body.append(p.data);
       continue;
     }
-    if (p.status == BodyStatus::kEnd) break;
+    if (p.status == BodyStatus::kEnd) {
+      trailers = p.trailers;
+      break;
+    }
     if (expired() && !aborted_) {
       co_await local_reply(408, "request timeout\n");
     } else if (p.status == BodyStatus::kMalformed) {
@@ -480,18 +517,24 @@ asio::awaitable<bool> StreamHandler::buffer_request_body() {
     co_return false;
   }
   request_timer_.cancel();
+  bool stopped = false;
   for (uint16_t i : chain_->request_body) {
-    filters::DataStatus st = co_await filters_[i]->on_request_body(buf_.body, true);
-    if (st == filters::DataStatus::kStop) {
-      if (pending_reply_) {
-        LocalReply r = std::move(*pending_reply_);
-        pending_reply_.reset();
-        co_await local_reply(r.status, r.body, r.content_type);
-      } else {
-        stream_.reset();
-      }
-      co_return false;
+    if (co_await filters_[i]->on_request_body(buf_.body, true) == filters::DataStatus::kStop) {
+      stopped = true;
+      break;
     }
+  }
+  // A held body is sent with a Content-Length: its trailers reach the filters, not the upstream.
+  if (!stopped && trailers) stopped = !co_await request_trailers(*trailers);
+  if (stopped) {
+    if (pending_reply_) {
+      LocalReply r = std::move(*pending_reply_);
+      pending_reply_.reset();
+      co_await local_reply(r.status, r.body, r.content_type);
+    } else {
+      stream_.reset();
+    }
+    co_return false;
   }
   RequestHeaders& req = stream_.request();
   req.content_length = buf_.body.size();
@@ -507,8 +550,8 @@ asio::awaitable<void> StreamHandler::forward(const snapshot::Route& route,
   const auto timeout = route.options.timeout.value_or(kDefaultRouteTimeout);
   const bool body_filters = chain_ && !chain_->request_body.empty();
 
-  // A body held whole (by a filter's request, or because it is small and already here) can be
-  // sent again; anything streamed cannot.
+  // A body held whole (by a filter's request, or because it is small and already here) is sent
+  // with the head; anything else is streamed (and copied for a retry, see record()).
   bool held_body = false;
   if (req.has_body && buffer_request_ && body_filters) {
     if (!co_await buffer_request_body()) co_return;
@@ -532,8 +575,12 @@ asio::awaitable<void> StreamHandler::forward(const snapshot::Route& route,
   }
   const bool stream_body = req.has_body && !held_body;
   if (!req.has_body) request_timer_.cancel();
-  // Repeating is safe for an idempotent method whose whole body (if any) we hold.
-  const bool safe_to_repeat = is_idempotent(req.method) && (!req.has_body || held_body);
+  // Repeating is safe for an idempotent method whose whole body (if any) we hold; a streamed
+  // body is copied into the replay buffer while the first attempt is in flight (record()).
+  repeatable_ = is_idempotent(req.method);
+  const bool safe_to_repeat = repeatable_ && (!req.has_body || held_body);
+  recording_ = stream_body && repeatable_;
+  buf_.replay.clear();
   // A filter may change a streamed body: its length is then unknown.
   const bool chunked_up = stream_body && (body_filters || !req.content_length);
   if (chunked_up) req.content_length.reset();
@@ -553,6 +600,8 @@ asio::awaitable<void> StreamHandler::forward(const snapshot::Route& route,
     }
     ConnGuard guard{cluster, ep, fresh_only ? nullptr : cluster.take_idle(*ep)};
     const bool reused = guard.conn != nullptr;
+    reused_ = reused;
+    attempt_ = attempt;
     if (!guard.conn) {
       // ---- Upstream transport (one place) ---------------------------------------------------
       // TLS clusters connect through the TLS transport (never in plaintext, also when their
@@ -644,14 +693,35 @@ asio::awaitable<void> StreamHandler::forward(const snapshot::Route& route,
         co_await local_reply(408, "request timeout\n");
         co_return;
       }
-      if (reused && safe_to_repeat && attempt < 2) {
+      if (reused && (safe_to_repeat || (stream_body && repeatable_ && !replay_overflow_)) &&
+          attempt < 2) {
         fresh_only = true;  // a stale pooled connection: once more, on a new connection
+        cluster.row().retries.inc();
         continue;
       }
+      if (reused && attempt < 2) count_not_replayed();
       co_await fail(FailureKind::kReset, true);
       co_return;
     }
-    if (!stream_body) {
+    // A streamed body sent again: what the first attempt read from the client, then its end if
+    // that was read too (the rest, if any, is pumped as usual).
+    if (stream_body && !buf_.replay.empty() &&
+        !co_await us.send_body(buf_.replay, false, chunked_up)) {
+      route_timer_.cancel();
+      co_await fail(FailureKind::kReset, true);
+      co_return;
+    }
+    if (stream_body && body_end_seen_) {
+      const bool sent = end_trailers_ && chunked_up && !end_trailers_->empty()
+                            ? co_await us.send_trailers(*end_trailers_)
+                            : co_await us.send_body({}, true, chunked_up);
+      if (!sent) {
+        route_timer_.cancel();
+        co_await fail(FailureKind::kReset, true);
+        co_return;
+      }
+    }
+    if (!stream_body || body_end_seen_) {
       request_sent_ = true;
       // Nothing to pump: read the response head here, where a stale connection can be retried.
       auto hs = co_await us.read_head(buf_.response, req.method == "HEAD");
@@ -664,9 +734,13 @@ asio::awaitable<void> StreamHandler::forward(const snapshot::Route& route,
       }
       if (aborted_) co_return;
       if (hs == upstream::H1ClientStream::HeadStatus::kClosedBeforeResponse && reused &&
-          safe_to_repeat && attempt < 2 && !route_timed_out_ && !expired()) {
-        fresh_only = true;  // the upstream had closed the pooled connection: a fresh one
-        continue;
+          attempt < 2 && !route_timed_out_ && !expired()) {
+        if (safe_to_repeat) {
+          fresh_only = true;  // the upstream had closed the pooled connection: a fresh one
+          cluster.row().retries.inc();
+          continue;
+        }
+        count_not_replayed();
       }
       if (expired()) {
         co_await local_reply(408, "request timeout\n");
@@ -681,7 +755,41 @@ asio::awaitable<void> StreamHandler::forward(const snapshot::Route& route,
     // Request and response bodies move concurrently: an upstream that answers early (401, 413)
     // is answered at once; a client that goes away cancels the upstream request.
     pump_running_ = true;
+    retry_ = false;
     co_await (pump_request(us, chunked_up) && relay_response(us, false));
+    if (retry_) {
+      // The pooled connection was dead and no response byte came: the body read so far is in the
+      // replay buffer (unless it outgrew it meanwhile), so the request goes again on a fresh
+      // connection and the pump carries on from where the client is.
+      retry_ = false;
+      if (aborted_ || client_aborted_) {
+        stream_.reset();
+        co_return;
+      }
+      if (too_large_ || body_malformed_ || expired() || pending_reply_ || replay_overflow_) {
+        if (too_large_) {
+          co_await local_reply(413, "request body too large\n");
+        } else if (body_malformed_) {
+          co_await local_reply(400, "bad request: malformed chunked body\n");
+        } else if (expired()) {
+          co_await local_reply(408, "request timeout\n");
+        } else if (pending_reply_) {
+          LocalReply r = std::move(*pending_reply_);
+          pending_reply_.reset();
+          co_await local_reply(r.status, r.body, r.content_type);
+        } else {
+          count_not_replayed();  // the body outgrew the replay buffer meanwhile
+          co_await fail(FailureKind::kReset, true);
+        }
+        co_return;
+      }
+      cluster.row().retries.inc();
+      recording_ = false;  // the copy is complete for this retry; there is no further one
+      request_sent_ = false;
+      upstream_write_failed_ = false;
+      fresh_only = true;
+      continue;
+    }
     if (us.reusable() && request_sent_) guard.give_back();
     co_return;
   }
@@ -719,6 +827,7 @@ asio::awaitable<void> StreamHandler::pump_request(upstream::H1ClientStream& us, 
         }
         out = buf_.body;
       }
+      if (recording_) record(out);
       if (!co_await us.send_body(out, false, chunked)) {
         upstream_write_failed_ = true;  // the upstream may have answered early: the response
         break;                          // side decides
@@ -728,16 +837,29 @@ asio::awaitable<void> StreamHandler::pump_request(upstream::H1ClientStream& us, 
     }
     if (p.status == BodyStatus::kEnd) {
       request_timer_.cancel();
-      if (body_filters && !chain_->request_body.empty()) {
+      if (body_filters) {
         buf_.body.clear();
         for (uint16_t i : chain_->request_body)
           (void)co_await filters_[i]->on_request_body(buf_.body, true);
-        if (!buf_.body.empty() && !co_await us.send_body(buf_.body, false, chunked)) {
-          upstream_write_failed_ = true;
-          break;
-        }
+        if (recording_) record(buf_.body);
       }
-      if (!co_await us.send_body({}, true, chunked)) {
+      // Trailers go through the trailer filters, then upstream when the body is chunked there
+      // (a Content-Length body has nowhere to carry them: they are dropped).
+      if (p.trailers && !co_await request_trailers(*p.trailers)) {
+        client_aborted_ = !pending_reply_.has_value();
+        us.cancel();
+        break;
+      }
+      body_end_seen_ = true;  // a retry sends the end (and the trailers) from the replay buffer
+      end_trailers_ = p.trailers;
+      if (body_filters && !buf_.body.empty() && !co_await us.send_body(buf_.body, false, chunked)) {
+        upstream_write_failed_ = true;
+        break;
+      }
+      const bool sent = p.trailers && chunked && !p.trailers->empty()
+                            ? co_await us.send_trailers(*p.trailers)
+                            : co_await us.send_body({}, true, chunked);
+      if (!sent) {
         upstream_write_failed_ = true;
         break;
       }
@@ -763,6 +885,19 @@ asio::awaitable<void> StreamHandler::relay_response(upstream::H1ClientStream& us
     auto hs = co_await us.read_head(resp, req.method == "HEAD");
     route_timer_.cancel();
     touch();
+    if (hs == upstream::H1ClientStream::HeadStatus::kClosedBeforeResponse && reused_ &&
+        attempt_ < 2 && !route_timed_out_ && !expired() && !aborted_ && !client_aborted_ &&
+        !too_large_ && !body_malformed_ && !pending_reply_) {
+      // A stale pooled connection: nothing came back. The request goes again on a fresh one if
+      // it may be repeated and its body so far fits the replay buffer (forward() decides once
+      // the pump has stopped; the client's body keeps being read).
+      if (recording_) {
+        retry_ = true;
+        us.cancel();
+        co_return;
+      }
+      count_not_replayed();
+    }
     if (hs != upstream::H1ClientStream::HeadStatus::kOk) {
       us.cancel();
       if (pump_running_) stream_.stop_reading();
@@ -854,7 +989,7 @@ asio::awaitable<void> StreamHandler::relay_response(upstream::H1ClientStream& us
         continue;
       }
       if (p.status == BodyStatus::kEnd) {
-        ok = co_await send_response_body({}, true);
+        ok = co_await end_response(p.trailers);
         break;
       }
       // Truncated or broken: the client must see it (no final chunk, connection closed).
@@ -877,6 +1012,52 @@ asio::awaitable<void> StreamHandler::relay_response(upstream::H1ClientStream& us
     stream_.stop_reading();
     if (!request_sent_) us.cancel();
   }
+}
+
+void StreamHandler::record(std::string_view data) {
+  if (buf_.replay.size() + data.size() > kMaxReplayBody) {
+    recording_ = false;  // too large to send again: this request will not be retried
+    replay_overflow_ = true;
+    buf_.replay.clear();
+    return;
+  }
+  buf_.replay.append(data);
+}
+
+void StreamHandler::count_not_replayed() {
+  if (!cluster_) return;
+  if (!repeatable_) {
+    cluster_->row().retries_skipped_method.inc();
+  } else if (replay_overflow_) {
+    cluster_->row().retries_skipped_body.inc();
+  }
+}
+
+asio::awaitable<bool> StreamHandler::request_trailers(HeaderMap& trailers) {
+  if (!chain_) co_return true;
+  for (uint16_t i : chain_->request_trailers) {
+    if (co_await filters_[i]->on_request_trailers(trailers) == filters::DataStatus::kStop) {
+      co_return false;
+    }
+  }
+  co_return true;
+}
+
+asio::awaitable<bool> StreamHandler::end_response(HeaderMap* trailers) {
+  if (!trailers) co_return co_await send_response_body({}, true);
+  // The body filters see the end of the body first; the trailers follow (on a chunked response;
+  // the codec drops them on a Content-Length or close-delimited one).
+  if (chain_ && !chain_->response_body.empty()) {
+    buf_.body.clear();
+    for (uint16_t i : chain_->response_body) {
+      if (co_await filters_[i]->on_response_body(buf_.body, true) == filters::DataStatus::kStop) {
+        stream_.reset();
+        co_return false;
+      }
+    }
+    if (!buf_.body.empty() && !co_await stream_.send_body(buf_.body, false)) co_return false;
+  }
+  co_return co_await stream_.send_trailers(*trailers);
 }
 
 asio::awaitable<bool> StreamHandler::send_response_body(std::string_view data, bool end) {

@@ -38,6 +38,7 @@ struct StreamBuffers {
   std::string target;            // request-target sent upstream
   std::string body;              // bodies held for filters or replay
   ForwardingHeaders forwarding;  // computed per request; its strings keep their capacity
+  std::string replay;            // a streamed request body kept for a retry (up to 64 KiB)
 
   void release_if_larger(size_t keep);
 };
@@ -71,6 +72,8 @@ class StreamHandler final : public filters::FilterCallbacks {
   };
 
   asio::awaitable<void> handle();
+  // Makes the route's filters (once). False when the route has none.
+  bool create_filters();
   asio::awaitable<void> local_reply(int status, std::string_view body,
                                     std::string_view content_type = "text/plain",
                                     std::string_view location = {});
@@ -80,6 +83,14 @@ class StreamHandler final : public filters::FilterCallbacks {
   asio::awaitable<void> relay_response(upstream::H1ClientStream& us, bool head_read);
   asio::awaitable<void> fail(upstream::FailureKind kind, bool request_sent);
   asio::awaitable<bool> send_response_body(std::string_view data, bool end);
+  // Ends the response: the body filters' last word, then the trailers (or the end of the body).
+  asio::awaitable<bool> end_response(HeaderMap* trailers);
+  // Runs the request trailer filters; false when one stopped the stream.
+  asio::awaitable<bool> request_trailers(HeaderMap& trailers);
+  // Keeps a piece of a streamed request body for a retry, within the replay buffer's bound.
+  void record(std::string_view data);
+  // Counts a stale pooled connection whose request could not be sent again, and why.
+  void count_not_replayed();
   void prepare_upstream_headers(const snapshot::Route& route);
   uint64_t body_limit() const;
   void on_deadline(int which);
@@ -138,6 +149,15 @@ class StreamHandler final : public filters::FilterCallbacks {
   bool body_malformed_ = false;
   bool too_large_ = false;
   bool upstream_write_failed_ = false;
+  // Retry of a request whose pooled connection turned out dead.
+  bool repeatable_ = false;       // idempotent method
+  bool recording_ = false;        // the streamed body is being copied into StreamBuffers::replay
+  bool replay_overflow_ = false;  // ... and outgrew it: no retry
+  bool body_end_seen_ = false;    // the pump read the whole body (end_trailers_: its trailers)
+  bool retry_ = false;            // relay_response asks forward() for another attempt
+  bool reused_ = false;           // the attempt in progress uses a pooled connection
+  int attempt_ = 0;
+  HeaderMap* end_trailers_ = nullptr;
 };
 
 }  // namespace portico::proxy::http

@@ -73,15 +73,25 @@ size_t Registry::request_slots() const {
   return n;
 }
 
-ClusterSlot* Registry::cluster_slot(const std::string& cluster) {
+std::shared_ptr<ClusterSlot> Registry::cluster_slot(const std::string& cluster) {
   std::lock_guard lock(mu_);
-  auto& slot = clusters_[cluster];
+  auto& weak = clusters_[cluster];
+  std::shared_ptr<ClusterSlot> slot = weak.lock();
   if (!slot) {
-    slot = std::make_unique<ClusterSlot>();
+    slot = std::make_shared<ClusterSlot>();
     slot->name = cluster;
     slot->rows = std::make_unique<ClusterRow[]>(workers_);
+    weak = slot;
   }
-  return slot.get();
+  return slot;
+}
+
+size_t Registry::cluster_slots() const {
+  std::lock_guard lock(mu_);
+  size_t n = 0;
+  for (const auto& [name, weak] : clusters_)
+    n += weak.expired() ? 0 : 1;
+  return n;
 }
 
 std::string Registry::render() const {
@@ -194,6 +204,16 @@ std::string Registry::render() const {
     out += "portico_request_duration_seconds_sum{" + labels + "} " + line + "\n";
     out += "portico_request_duration_seconds_count{" + labels + "} " + std::to_string(total) + "\n";
   }
+  // Likewise for clusters no configuration uses any more.
+  std::vector<std::shared_ptr<ClusterSlot>> live_clusters;
+  for (auto it = clusters_.begin(); it != clusters_.end();) {
+    if (auto p = it->second.lock()) {
+      live_clusters.push_back(std::move(p));
+      ++it;
+    } else {
+      it = clusters_.erase(it);
+    }
+  }
   struct ClusterMetric {
     const char* name;
     const char* type;
@@ -212,16 +232,17 @@ std::string Registry::render() const {
   };
   for (const auto& m : kMetrics) {
     emit_header(m.name, m.type, m.help);
-    for (const auto& [name, slot] : clusters_) {
+    for (const auto& slot : live_clusters) {
       uint64_t s = 0;
       for (unsigned w = 0; w < workers_; ++w)
         s += (slot->rows[w].*m.member).get();
-      out +=
-          std::string(m.name) + "{upstream=\"" + escape(name) + "\"} " + std::to_string(s) + "\n";
+      out += std::string(m.name) + "{upstream=\"" + escape(slot->name) + "\"} " +
+             std::to_string(s) + "\n";
     }
   }
   emit_header("portico_upstream_errors_total", "counter", "Upstream failures by reason.");
-  for (const auto& [name, slot] : clusters_) {
+  for (const auto& slot : live_clusters) {
+    const std::string& name = slot->name;
     for (size_t e = 0; e < static_cast<size_t>(UpstreamError::kCount); ++e) {
       uint64_t s = 0;
       for (unsigned w = 0; w < workers_; ++w)
@@ -229,6 +250,30 @@ std::string Registry::render() const {
       out += "portico_upstream_errors_total{upstream=\"" + escape(name) + "\",reason=\"" +
              to_string(static_cast<UpstreamError>(e)) + "\"} " + std::to_string(s) + "\n";
     }
+  }
+  emit_header("portico_upstream_retries_total", "counter",
+              "Requests sent again on a fresh connection after a pooled one turned out dead.");
+  for (const auto& slot : live_clusters) {
+    uint64_t s = 0;
+    for (unsigned w = 0; w < workers_; ++w)
+      s += slot->rows[w].retries.get();
+    out += "portico_upstream_retries_total{upstream=\"" + escape(slot->name) + "\"} " +
+           std::to_string(s) + "\n";
+  }
+  emit_header("portico_upstream_retries_skipped_total", "counter",
+              "Requests whose pooled connection turned out dead and that were not sent again, by "
+              "reason (not_idempotent; body_too_large: over the 64 KiB replay buffer).");
+  for (const auto& slot : live_clusters) {
+    uint64_t method = 0, body = 0;
+    for (unsigned w = 0; w < workers_; ++w) {
+      method += slot->rows[w].retries_skipped_method.get();
+      body += slot->rows[w].retries_skipped_body.get();
+    }
+    const std::string name = escape(slot->name);
+    out += "portico_upstream_retries_skipped_total{upstream=\"" + name +
+           "\",reason=\"not_idempotent\"} " + std::to_string(method) + "\n";
+    out += "portico_upstream_retries_skipped_total{upstream=\"" + name +
+           "\",reason=\"body_too_large\"} " + std::to_string(body) + "\n";
   }
   emit_header("portico_config_version", "gauge", "Version of the configuration in force.");
   out += "portico_config_version " + std::to_string(config_version_.load()) + "\n";

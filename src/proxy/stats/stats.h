@@ -1,8 +1,8 @@
 // Data-plane counters: one row per worker, written only by that worker (relaxed single-writer
 // atomics, no read-modify-write on the request path) and summed by the admin thread when scraped.
 // Slots are created on the control thread (StatsRegistry) before the configuration that uses them
-// is published. Cluster slots live for the whole process; request slots live as long as a Runtime
-// holds them, so workers keep raw pointers to them only while they hold that Runtime.
+// is published. Request and cluster slots live as long as a Runtime holds them, so workers keep raw
+// pointers to them only while they hold that Runtime.
 #pragma once
 
 #include <array>
@@ -71,6 +71,9 @@ const char* to_string(UpstreamError e);
 
 struct alignas(64) ClusterRow {
   Counter cx_total, cx_active, rq_total, rq_active;
+  Counter retries;  // requests sent again on a fresh connection after a pooled one was dead
+  // ... and those that could not be: not idempotent, or a body larger than the replay buffer
+  Counter retries_skipped_method, retries_skipped_body;
   std::array<Counter, static_cast<size_t>(UpstreamError::kCount)> errors;
 };
 
@@ -99,7 +102,9 @@ class Registry {
                                             const std::string& virtual_host,
                                             const std::string& route, const std::string& upstream);
   size_t request_slots() const;  // live slots (tests)
-  ClusterSlot* cluster_slot(const std::string& cluster);
+  // The same for an upstream cluster: a cluster no Runtime uses any more leaves the exposition.
+  std::shared_ptr<ClusterSlot> cluster_slot(const std::string& cluster);
+  size_t cluster_slots() const;  // live slots (tests)
   WorkerRow& worker_row(unsigned worker) { return worker_rows_[worker]; }
 
   // Control-plane facts shown with the counters.
@@ -117,7 +122,7 @@ class Registry {
   unsigned workers_;
   mutable std::mutex mu_;  // guards the maps (control thread inserts, admin thread renders)
   mutable std::map<std::string, std::weak_ptr<RequestSlot>> requests_;  // expired: erased lazily
-  std::map<std::string, std::unique_ptr<ClusterSlot>> clusters_;
+  mutable std::map<std::string, std::weak_ptr<ClusterSlot>> clusters_;  // expired: erased lazily
   std::unique_ptr<WorkerRow[]> worker_rows_;
   std::atomic<uint64_t> config_version_{0};
   std::atomic<int64_t> config_last_change_ms_{0};

@@ -156,6 +156,14 @@ asio::awaitable<bool> H1ClientStream::send_body(std::string_view data, bool end,
   co_return co_await write(b);
 }
 
+asio::awaitable<bool> H1ClientStream::send_trailers(const http::HeaderMap& trailers) {
+  frame_.assign("0\r\n");
+  trailers.for_each([&](std::string_view n, std::string_view v) { append_header(frame_, n, v); });
+  frame_.append("\r\n");
+  std::array<asio::const_buffer, 1> b{asio::buffer(frame_)};
+  co_return co_await write(b);
+}
+
 asio::awaitable<H1ClientStream::HeadStatus> H1ClientStream::read_head(http::ResponseHeaders& out,
                                                                       bool head_request) {
   http::ResponseHead& rh = scratch_head();
@@ -173,7 +181,10 @@ asio::awaitable<H1ClientStream::HeadStatus> H1ClientStream::read_head(http::Resp
         http::ParseResult pr = parse_response_head(v, head_request ? "HEAD" : "GET", rh);
         if (pr.status == http::ParseStatus::kError) co_return HeadStatus::kInvalid;
         if (pr.status == http::ParseStatus::kComplete) {
-          if (rh.status >= 100 && rh.status < 200 && rh.status != 101) {
+          // Portico never forwards Upgrade (no tunnel yet), so an upstream may not switch
+          // protocols (RFC 9110 §15.2.2): a 101 is an invalid response, never relayed.
+          if (rh.status == 101) co_return HeadStatus::kInvalid;
+          if (rh.status >= 100 && rh.status < 200) {
             c_.buffer.consume(rh.head_bytes);  // interim response: the proxy answers Expect itself
             scanned = 0;
             continue;
@@ -226,7 +237,7 @@ asio::awaitable<http::BodyPiece> H1ClientStream::read_body() {
   pending_consume_ = 0;
   for (;;) {
     if (cancelled_ || failed_) co_return BodyPiece{BodyStatus::kAborted};
-    if (complete_) co_return BodyPiece{BodyStatus::kEnd};
+    if (complete_) co_return BodyPiece{BodyStatus::kEnd, {}, trailers()};
     if (!c_.buffer.empty()) {
       if (body_ == http::BodyKind::kContentLength) {
         size_t now = static_cast<size_t>(std::min<uint64_t>(left_, c_.buffer.size()));
@@ -241,14 +252,17 @@ asio::awaitable<http::BodyPiece> H1ClientStream::read_body() {
           failed_ = true;
           co_return BodyPiece{BodyStatus::kMalformed};
         }
-        if (s.done) complete_ = true;
+        if (s.done) {
+          complete_ = true;
+          http::add_forwardable_trailers(dec_.trailers(), trailers_);
+        }
         if (!s.data.empty()) {
           // The data view points into the buffer: consume it on the next call.
           pending_consume_ = s.consumed;
           co_return BodyPiece{BodyStatus::kData, s.data};
         }
         c_.buffer.consume(s.consumed);
-        if (complete_) co_return BodyPiece{BodyStatus::kEnd};
+        if (complete_) co_return BodyPiece{BodyStatus::kEnd, {}, trailers()};
         if (s.consumed != 0 && !c_.buffer.empty()) continue;
       } else {  // until close
         pending_consume_ = c_.buffer.size();

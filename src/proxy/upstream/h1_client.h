@@ -59,14 +59,18 @@ class H1ClientStream {
   // Frames and writes one piece of the request body (`chunked`: as one chunk; `end`: the final
   // chunk after it).
   asio::awaitable<bool> send_body(std::string_view data, bool end, bool chunked);
+  // Ends a chunked request body with these trailer fields (the final chunk, the fields, CRLF).
+  asio::awaitable<bool> send_trailers(const http::HeaderMap& trailers);
 
   enum class HeadStatus { kOk, kClosedBeforeResponse, kReset, kInvalid, kCancelled };
-  // Reads the response head into `out` (1xx interim responses other than 101 are skipped).
+  // Reads the response head into `out` (1xx interim responses are skipped; a 101 is kInvalid:
+  // no Upgrade is ever forwarded, so no upstream may switch protocols).
   // kClosedBeforeResponse: the connection ended before any response byte (a stale pooled
   // connection).
   asio::awaitable<HeadStatus> read_head(http::ResponseHeaders& out, bool head_request);
   // The next piece of the response body (a view into the connection's buffer, valid until the
   // next call). A close-delimited body ends only at a clean end of stream; a reset is kAborted.
+  // The kEnd of a chunked body carries its forwardable trailer fields (owned by this object).
   asio::awaitable<http::BodyPiece> read_body();
 
   // Aborts the exchange: pending and later operations fail. The connection must then be closed.
@@ -89,6 +93,8 @@ class H1ClientStream {
   bool cancelled_ = false;
   bool failed_ = false;
   std::string frame_;  // chunk framing of request body pieces
+  http::HeaderMap trailers_;
+  http::HeaderMap* trailers() { return trailers_.empty() ? nullptr : &trailers_; }
 };
 
 }  // namespace portico::proxy::upstream

@@ -169,6 +169,78 @@ TEST(Chunked, Trailers) {
   EXPECT_EQ(reject("0\r\nX: 1\r\nY: 2\r\nZ: 3\r\n\r\n", l), ParseError::kBadTrailer);
 }
 
+// Decodes `input` fed in pieces of `piece` bytes and returns the trailer fields as "name=value;".
+std::string trailer_fields(std::string_view input, size_t piece) {
+  ChunkedDecoder d;
+  for (size_t off = 0; off < input.size() && !d.done();) {
+    std::string_view chunk = input.substr(off, piece);
+    while (!chunk.empty()) {
+      ChunkedDecoder::Step s = d.feed(chunk);
+      if (s.error != ParseError::kNone) return "error";
+      chunk.remove_prefix(s.consumed);
+      if (s.done || (s.consumed == 0 && s.data.empty())) break;
+    }
+    off += piece;
+  }
+  if (!d.done()) return "incomplete";
+  std::string out;
+  std::string_view section = d.trailers();
+  Header h;
+  while (next_trailer(section, h)) {
+    out.append(h.name).append("=").append(h.value).append(";");
+  }
+  return out;
+}
+
+TEST(Chunked, TrailersAreKept) {
+  const std::string in = "3\r\nabc\r\n0\r\nX-Sum: abc \r\nX-Empty:\r\nX-B:\t two words\r\n\r\n";
+  for (size_t piece : {1, 2, 5, 1000}) {
+    EXPECT_EQ(trailer_fields(in, piece), "X-Sum=abc;X-Empty=;X-B=two words;") << piece;
+  }
+  EXPECT_EQ(trailer_fields("0\r\n\r\n", 1000), "");
+  // reset() forgets them (a connection's next message starts clean).
+  ChunkedDecoder d;
+  ASSERT_TRUE(d.feed("0\r\nA: 1\r\n\r\n").done);
+  EXPECT_EQ(d.trailers(), "A: 1\n");
+  d.reset();
+  EXPECT_TRUE(d.trailers().empty());
+  ASSERT_TRUE(d.feed("0\r\n\r\n").done);
+  EXPECT_TRUE(d.trailers().empty());
+}
+
+TEST(Chunked, ForbiddenTrailersAreNotForwardable) {
+  for (const char* name : {"Content-Length",
+                           "content-type",
+                           "Content-Encoding",
+                           "Transfer-Encoding",
+                           "Host",
+                           "Authorization",
+                           "Proxy-Authorization",
+                           "Set-Cookie",
+                           "Cookie",
+                           "TE",
+                           "Trailer",
+                           "Connection",
+                           "Keep-Alive",
+                           "Upgrade",
+                           "Cache-Control",
+                           "Expect",
+                           "Range",
+                           "Max-Forwards",
+                           "Location",
+                           "Date",
+                           "Age",
+                           "Vary",
+                           "Retry-After",
+                           "WWW-Authenticate",
+                           "X-Forwarded-For"}) {
+    EXPECT_FALSE(forwardable_trailer(name)) << name;
+  }
+  for (const char* name : {"X-Checksum", "Server-Timing", "grpc-status", "Digest", "ETag"}) {
+    EXPECT_TRUE(forwardable_trailer(name)) << name;
+  }
+}
+
 TEST(Chunked, ErrorsAndDoneAreSticky) {
   ChunkedDecoder d;
   ChunkedDecoder::Step s = d.feed("zz");

@@ -86,28 +86,49 @@ struct FakeUpstream {
         body = buf.substr(0, cl);
         buf.erase(0, cl);
       } else if (lower.find("transfer-encoding: chunked") != std::string::npos) {
-        while (buf.find("0\r\n\r\n") == std::string::npos) {
-          auto [ec, n] = co_await s.async_read_some(asio::buffer(tmp), use_nothrow);
-          if (ec) co_return;
-          buf.append(tmp, n);
-        }
-        // Decode (sizes are small and well-formed here).
-        size_t pos = 0;
+        http::ChunkedDecoder dec;
         for (;;) {
-          size_t nl = buf.find("\r\n", pos);
-          size_t n = std::stoul(buf.substr(pos, nl - pos), nullptr, 16);
-          pos = nl + 2;
-          if (n == 0) {
-            pos += 2;
-            break;
+          auto st = dec.feed(buf);
+          if (st.error != http::ParseError::kNone) co_return;
+          body.append(st.data);
+          buf.erase(0, st.consumed);
+          if (st.done) break;
+          if (st.consumed == 0 || buf.empty()) {
+            auto [ec, n] = co_await s.async_read_some(asio::buffer(tmp), use_nothrow);
+            if (ec) co_return;
+            buf.append(tmp, n);
           }
-          body.append(buf, pos, n);
-          pos += n + 2;
         }
-        buf.erase(0, pos);
+        trailers.emplace_back(dec.trailers());
       }
       bodies.push_back(body);
       if (target.rfind("/silent", 0) == 0) co_return;
+      if (target.rfind("/flaky", 0) == 0 && !flaky_done) {
+        flaky_done = true;  // the first one: read, then closed without an answer (stale)
+        co_return;
+      }
+      if (target.rfind("/interim", 0) == 0 || target.rfind("/switch", 0) == 0) {
+        std::string r =
+            target.rfind("/switch", 0) == 0
+                ? "HTTP/1.1 101 Switching Protocols\r\nUpgrade: x\r\n"
+                  "Connection: upgrade\r\n\r\n"
+                : "HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 103 Early Hints\r\n"
+                  "Link: </s.css>\r\n\r\nHTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok";
+        auto [ec, n] = co_await asio::async_write(s, asio::buffer(r), use_nothrow);
+        if (ec) co_return;
+        continue;
+      }
+      if (target.rfind("/trailers", 0) == 0) {
+        std::string r =
+            "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n0\r\n"
+            "X-Checksum: abc\r\nContent-Type: evil\r\nSet-Cookie: evil\r\n\r\n";
+        if (target.rfind("/trailers-cl", 0) == 0) {
+          r = "HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nhello";
+        }
+        auto [ec, n] = co_await asio::async_write(s, asio::buffer(r), use_nothrow);
+        if (ec) co_return;
+        continue;
+      }
       if (target.rfind("/trunc", 0) == 0) {
         std::string r = "HTTP/1.1 200 OK\r\nConnection: close\r\n\r\npartial-body";
         co_await asio::async_write(s, asio::buffer(r), use_nothrow);
@@ -129,6 +150,8 @@ struct FakeUpstream {
   int connections = 0;
   std::vector<std::string> heads;
   std::vector<std::string> bodies;
+  std::vector<std::string> trailers;  // of chunked request bodies (ChunkedDecoder::trailers())
+  bool flaky_done = false;
 };
 
 struct Response {
@@ -635,6 +658,190 @@ TEST(FilterChainTest, PhaseTablesOnlyListTheHooksAFilterHas) {
   EXPECT_FALSE(bad.ok());
   auto unknown = filters::compile_chain(r, {}, {{"nope", "{}"}});
   EXPECT_FALSE(unknown.ok());
+}
+
+// ---- Trailers ------------------------------------------------------------------------------
+
+TEST_F(StreamTest, RequestTrailersAreForwardedOnAChunkedBody) {
+  apply(config());
+  auto p = connect();
+  auto r = exchange(p,
+                    "POST /t HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n"
+                    "3\r\nabc\r\n0\r\nX-Checksum: 900150983cd24fb0\r\nContent-Length: 7\r\n"
+                    "Host: evil\r\nAuthorization: x\r\n\r\n");
+  EXPECT_EQ(r.body, "POST /t|abc");
+  ASSERT_EQ(upstream_.trailers.size(), 1u);
+  // Forwardable fields only: never framing, routing or auth fields.
+  EXPECT_EQ(upstream_.trailers[0], "X-Checksum: 900150983cd24fb0\n");
+}
+
+TEST_F(StreamTest, RequestTrailersReachTheTrailerFilters) {
+  auto c = config();
+  forward_route(c).options.filters = {test_filter()};
+  apply(c);
+  auto p = connect();
+  auto r = exchange(p,
+                    "POST /t HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n"
+                    "3\r\nabc\r\n0\r\nX-Sum: 1\r\n\r\n");
+  EXPECT_EQ(r.status, 200);
+  ASSERT_EQ(upstream_.trailers.size(), 1u);
+  EXPECT_EQ(upstream_.trailers[0], "X-Sum: 1\nx-test-trailer: seen\n");
+}
+
+TEST_F(StreamTest, ResponseTrailersAreForwardedToAChunkedClient) {
+  apply(config());
+  auto p = connect();
+  p->send("GET /trailers HTTP/1.1\r\nHost: a\r\n\r\n");
+  ASSERT_TRUE(run_until([&] { return parse_response(p->to_client).has_value(); }));
+  const std::string& raw = p->to_client;
+  EXPECT_NE(raw.find("Transfer-Encoding: chunked\r\n"), std::string::npos) << raw;
+  const size_t body = raw.find("\r\n\r\n") + 4;
+  EXPECT_EQ(raw.substr(body), "5\r\nhello\r\n0\r\nX-Checksum: abc\r\n\r\n") << raw;
+  // Never turned into headers.
+  EXPECT_EQ(raw.substr(0, body).find("X-Checksum"), std::string::npos);
+  EXPECT_EQ(raw.find("evil"), std::string::npos);
+  // An HTTP/1.0 client reads a close-delimited body: the trailers are dropped.
+  auto q = connect();
+  q->send("GET /trailers HTTP/1.0\r\nHost: a\r\n\r\n");
+  ASSERT_TRUE(run_until([&] { return q->server_closed; }));
+  EXPECT_NE(q->to_client.find("\r\n\r\nhello"), std::string::npos) << q->to_client;
+  EXPECT_EQ(q->to_client.find("X-Checksum"), std::string::npos) << q->to_client;
+}
+
+// ---- Local replies through the route's response side -----------------------------------------
+
+TEST_F(StreamTest, LocalRepliesGoThroughTheRoutesResponseFilters) {
+  auto c = config();
+  c.listeners[0].http.server_name = "portico";
+  c.listeners[0].http.filters = {
+      {"header_mutation", R"({"response": {"add": [{"name": "x-resp", "value": "2"}]}})"}};
+  auto& direct = c.listeners[0].virtual_hosts[0].routes[0];
+  direct.options.response_headers.add = {{"x-route", "1", false}};
+  direct.options.response_headers.remove = {"server"};
+  forward_route(c).options.filters = {test_filter()};
+  snapshot::Route nowhere;
+  nowhere.name = "nowhere";
+  nowhere.match.path = "/nowhere";
+  snapshot::ForwardAction fa;
+  fa.clusters = {{"default/missing", 1}};
+  fa.total_weight = 1;
+  nowhere.action = fa;
+  auto& routes = c.listeners[0].virtual_hosts[0].routes;
+  routes.insert(routes.begin(), nowhere);
+  c.listeners[0].virtual_hosts[0].domains = {"a"};
+  apply(c);
+  auto p = connect();
+  // A direct response: the route's header changes (remove included) and the listener's filter.
+  auto r = exchange(p, "GET /direct HTTP/1.1\r\nHost: a\r\n\r\n");
+  EXPECT_EQ(r.status, 200);
+  EXPECT_NE(r.head.find("x-route: 1\r\n"), std::string::npos) << r.head;
+  EXPECT_NE(r.head.find("x-resp: 2\r\n"), std::string::npos) << r.head;
+  EXPECT_EQ(r.head.find("Server:"), std::string::npos) << r.head;
+  // A filter's own local reply, and an upstream failure (502), see the response filters.
+  auto q = connect();
+  auto r2 = exchange(q, "GET /f HTTP/1.1\r\nHost: a\r\nX-Test-Local: 403\r\n\r\n");
+  EXPECT_EQ(r2.status, 403);
+  EXPECT_NE(r2.head.find("x-test-filter: response\r\n"), std::string::npos) << r2.head;
+  EXPECT_NE(r2.head.find("x-resp: 2\r\n"), std::string::npos) << r2.head;
+  auto q2 = connect();
+  auto r3 = exchange(q2, "GET /silent HTTP/1.1\r\nHost: a\r\n\r\n");
+  EXPECT_EQ(r3.status, 502);
+  EXPECT_NE(r3.head.find("x-test-filter: response\r\n"), std::string::npos) << r3.head;
+  // 503 for an unknown upstream: after routing, so filtered too.
+  auto q3 = connect();
+  auto r4 = exchange(q3, "GET /nowhere HTTP/1.1\r\nHost: a\r\n\r\n");
+  EXPECT_EQ(r4.status, 503);
+  EXPECT_NE(r4.head.find("x-resp: 2\r\n"), std::string::npos) << r4.head;
+  // Before routing (no virtual host): no route, no filters.
+  auto q4 = connect();
+  auto r5 = exchange(q4, "GET /direct HTTP/1.1\r\nHost: other\r\n\r\n");
+  EXPECT_EQ(r5.status, 404);
+  EXPECT_EQ(r5.head.find("x-resp"), std::string::npos) << r5.head;
+}
+
+TEST_F(StreamTest, ResponseBodyFilterReplacesALocalReplyBody) {
+  auto c = config();
+  forward_route(c).options.filters = {test_filter(R"({"response_body": "filtered"})")};
+  apply(c);
+  auto p = connect();
+  auto r = exchange(p, "GET /f HTTP/1.1\r\nHost: a\r\nX-Test-Local: 401\r\n\r\n");
+  EXPECT_EQ(r.status, 401);
+  EXPECT_EQ(r.body, "filtered");
+}
+
+// ---- Replay of a streamed body on a stale pooled connection ----------------------------------
+
+TEST_F(StreamTest, StreamedPutIsReplayedOnAFreshConnection) {
+  apply(config());
+  auto p = connect();
+  EXPECT_EQ(exchange(p, "GET /warm HTTP/1.1\r\nHost: a\r\n\r\n").status, 200);  // pools one
+  // The body arrives after the head: it is streamed, not held.
+  p->send("PUT /flaky HTTP/1.1\r\nHost: a\r\nContent-Length: 6\r\n\r\nabc");
+  ASSERT_TRUE(run_until([&] { return upstream_.heads.size() == 2; }));
+  p->send("def");
+  std::optional<Response> r;
+  ASSERT_TRUE(run_until([&] {
+    std::string_view raw = p->to_client;
+    auto first = parse_response(raw);
+    if (!first) return false;
+    raw.remove_prefix(first->bytes);
+    r = parse_response(raw);
+    return r.has_value();
+  }));
+  EXPECT_EQ(r->status, 200);
+  EXPECT_EQ(r->body, "PUT /flaky|abcdef");
+  ASSERT_EQ(upstream_.bodies.size(), 3u);
+  EXPECT_EQ(upstream_.bodies[1], "abcdef");  // the attempt on the dead connection
+  EXPECT_EQ(upstream_.bodies[2], "abcdef");  // the replay
+  EXPECT_NE(stats_.render().find("portico_upstream_retries_total{upstream=\"default/up\"} 1\n"),
+            std::string::npos);
+}
+
+TEST_F(StreamTest, StreamedPostIsNeverReplayed) {
+  apply(config());
+  auto p = connect();
+  EXPECT_EQ(exchange(p, "GET /warm HTTP/1.1\r\nHost: a\r\n\r\n").status, 200);
+  p->send("POST /flaky HTTP/1.1\r\nHost: a\r\nContent-Length: 6\r\n\r\nabc");
+  ASSERT_TRUE(run_until([&] { return upstream_.heads.size() == 2; }));
+  p->send("def");
+  auto r = exchange(p, "", 1);
+  EXPECT_EQ(r.status, 502);
+  EXPECT_EQ(upstream_.heads.size(), 2u);  // sent once
+  EXPECT_NE(stats_.render().find("portico_upstream_retries_skipped_total{upstream=\"default/up\","
+                                 "reason=\"not_idempotent\"} 1\n"),
+            std::string::npos);
+}
+
+TEST_F(StreamTest, BodyLargerThanTheReplayBufferIsNotReplayed) {
+  apply(config());
+  auto p = connect();
+  EXPECT_EQ(exchange(p, "GET /warm HTTP/1.1\r\nHost: a\r\n\r\n").status, 200);
+  const size_t n = 70000;
+  p->send("PUT /flaky HTTP/1.1\r\nHost: a\r\nContent-Length: " + std::to_string(n) + "\r\n\r\nabc");
+  ASSERT_TRUE(run_until([&] { return upstream_.heads.size() == 2; }));
+  p->send(std::string(n - 3, 'x'));
+  auto r = exchange(p, "", 1);
+  EXPECT_EQ(r.status, 502);
+  EXPECT_EQ(upstream_.heads.size(), 2u);
+  EXPECT_NE(stats_.render().find("portico_upstream_retries_skipped_total{upstream=\"default/up\","
+                                 "reason=\"body_too_large\"} 1\n"),
+            std::string::npos);
+}
+
+// ---- Interim responses -------------------------------------------------------------------
+
+TEST_F(StreamTest, InterimResponsesAreDroppedAndA101IsInvalid) {
+  apply(config());
+  auto p = connect();
+  auto r = exchange(p, "GET /interim HTTP/1.1\r\nHost: a\r\n\r\n");
+  EXPECT_EQ(r.status, 200);
+  EXPECT_EQ(r.body, "ok");
+  EXPECT_EQ(p->to_client.find("HTTP/1.1 10"), std::string::npos) << p->to_client;  // no 100/103
+  // No Upgrade is forwarded, so an upstream may not switch protocols: 502, never relayed.
+  auto q = connect();
+  auto r2 = exchange(q, "GET /switch HTTP/1.1\r\nHost: a\r\n\r\n");
+  EXPECT_EQ(r2.status, 502);
+  EXPECT_EQ(q->to_client.find("101"), std::string::npos) << q->to_client;
 }
 
 }  // namespace

@@ -65,7 +65,7 @@ TEST(StatsTest, EscapesLabelValues) {
 
 TEST(StatsTest, ClusterGaugesAndConfigFacts) {
   Registry r(2);
-  ClusterSlot* c = r.cluster_slot("default/up");
+  auto c = r.cluster_slot("default/up");
   c->row(0).cx_active.inc();
   c->row(1).cx_active.inc();
   c->row(1).errors[static_cast<size_t>(UpstreamError::kTimeout)].inc();
@@ -96,6 +96,25 @@ TEST(StatsRegistry, RequestSlotsOfRemovedRoutesAreFreed) {
   const std::string text = r.render();
   EXPECT_EQ(text.find("route=\"removed\""), std::string::npos);
   EXPECT_NE(text.find("route=\"kept\""), std::string::npos);
+}
+
+TEST(StatsRegistry, ClusterSlotsOfRemovedClustersAreFreed) {
+  Registry r(1);
+  auto kept = r.cluster_slot("default/kept");
+  auto removed = r.cluster_slot("default/removed");
+  removed->row(0).rq_total.inc();
+  EXPECT_EQ(r.cluster_slots(), 2u);
+  EXPECT_NE(r.render().find("upstream=\"default/removed\""), std::string::npos);
+  EXPECT_EQ(r.cluster_slot("default/kept").get(), kept.get());  // same slot while it lives
+  removed.reset();  // no configuration uses the cluster any more
+  EXPECT_EQ(r.cluster_slots(), 1u);
+  const std::string text = r.render();
+  EXPECT_EQ(text.find("default/removed"), std::string::npos) << text;
+  EXPECT_NE(text.find("portico_upstream_requests_total{upstream=\"default/kept\"} 0\n"),
+            std::string::npos);
+  // A cluster added again later starts from zero.
+  auto again = r.cluster_slot("default/removed");
+  EXPECT_EQ(again->row(0).rq_total.get(), 0u);
 }
 
 }  // namespace

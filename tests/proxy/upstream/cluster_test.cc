@@ -21,7 +21,8 @@ snapshot::Cluster make_cluster(std::vector<std::pair<uint16_t, uint32_t>> ports_
 
 struct ClusterTest : ::testing::Test {
   stats::Registry registry{1};
-  stats::ClusterSlot* slot = registry.cluster_slot("default/up");
+  std::shared_ptr<stats::ClusterSlot> owner = registry.cluster_slot("default/up");
+  stats::ClusterSlot* slot = owner.get();
 };
 
 TEST_F(ClusterTest, EmptyClusterPicksNothing) {
