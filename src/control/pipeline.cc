@@ -62,20 +62,27 @@ BuildResult build_from_store(const Store& store, const TranslateFn& translate, u
 
   // The newest version of every resource, with duplicate definitions reported: the newcomer is
   // rejected naming the definition in force, which gets a warning.
-  std::map<std::string, api::Resource> newest;
+  // Shared with the store: only a resource defined twice is copied (to carry the warning).
+  std::vector<std::pair<const std::string*, ResourcePtr>> newest;
+  newest.reserve(store.entries().size());
   for (const auto& [key, entry] : store.entries()) {
-    api::Resource r = entry.current();
-    for (size_t i = 1; i < entry.candidates.size(); ++i) {
-      const api::Resource& dup = *entry.candidates[i].resource;
-      out.file_errors.push_back(make(Diagnostic::Severity::kError, dup.file, dup.loc.line,
-                                     dup.loc.column, "metadata.name",
-                                     display(dup) + " is already defined at " + where(r) +
-                                         " (in force); this definition is rejected"));
-      r.diagnostics.push_back(make(
-          Diagnostic::Severity::kWarning, r.file, r.loc.line, r.loc.column, "metadata.name",
-          display(r) + " is defined again at " + where(dup) + " (rejected; this one is in force)"));
+    ResourcePtr current = entry.candidates.front().resource;
+    if (entry.candidates.size() > 1) {
+      auto r = std::make_shared<api::Resource>(*current);
+      for (size_t i = 1; i < entry.candidates.size(); ++i) {
+        const api::Resource& dup = *entry.candidates[i].resource;
+        out.file_errors.push_back(make(Diagnostic::Severity::kError, dup.file, dup.loc.line,
+                                       dup.loc.column, "metadata.name",
+                                       display(dup) + " is already defined at " + where(*r) +
+                                           " (in force); this definition is rejected"));
+        r->diagnostics.push_back(make(Diagnostic::Severity::kWarning, r->file, r->loc.line,
+                                      r->loc.column, "metadata.name",
+                                      display(*r) + " is defined again at " + where(dup) +
+                                          " (rejected; this one is in force)"));
+      }
+      current = std::move(r);
     }
-    newest.emplace(key, std::move(r));
+    newest.emplace_back(&key, std::move(current));
   }
   api::sort_by_position(out.file_errors);
 
@@ -85,17 +92,19 @@ BuildResult build_from_store(const Store& store, const TranslateFn& translate, u
   std::map<std::string, std::vector<Diagnostic>> newest_reasons;
   Translation t;
   for (int pass = 0; pass < kMaxPasses; ++pass) {
-    std::vector<api::Resource> input;
+    std::vector<ResourcePtr> input;
     input.reserve(newest.size());
     for (const auto& [key, r] : newest) {
-      if (fallback.count(key)) {
-        input.push_back(*store.find(key)->last_good);
+      if (!fallback.empty() && fallback.count(*key)) {
+        input.push_back(store.find(*key)->last_good);
       } else {
         input.push_back(r);
       }
     }
     t = translate(input, version, now_ms);
     if (!t.config) throw std::runtime_error("translation returned no configuration");
+    out.translated.virtual_services += t.translated.virtual_services;
+    out.translated.routes += t.translated.routes;
     bool more = false;
     for (const auto& s : t.statuses) {
       std::string key = status_key(s);
@@ -122,7 +131,7 @@ BuildResult build_from_store(const Store& store, const TranslateFn& translate, u
     s.document = e->origin().index;
     s.file = cur.file;
     s.line = cur.loc.line;
-    s.spec_json = cur.spec_json;
+    s.spec_json = std::shared_ptr<const std::string>(e->candidates.front().resource, &cur.spec_json);
     if (fallback.count(key)) {
       s.state = State::kRejected;
       s.serving_generation = e->last_good_generation;
@@ -142,12 +151,14 @@ BuildResult build_from_store(const Store& store, const TranslateFn& translate, u
 Pipeline::Pipeline(std::unique_ptr<ConfigSource> source, PublishFn publish, TranslateFn translate)
     : publish_(std::move(publish)), translate_(std::move(translate)) {
   sources_.push_back(std::move(source));
-  if (!translate_)
-    translate_ = [this](const std::vector<api::Resource>& r, uint64_t v, int64_t ms) {
-      TranslateOptions options;
-      options.base_dir = sources_.front()->base_dir();
-      return control::translate(r, v, ms, options);
+  if (!translate_) {
+    TranslateOptions options;
+    options.base_dir = sources_.front()->base_dir();
+    translator_ = std::make_unique<Translator>(options);
+    translate_ = [this](const std::vector<ResourcePtr>& r, uint64_t v, int64_t ms) {
+      return translator_->translate(r, v, ms);
     };
+  }
 }
 
 Pipeline::SyncResult Pipeline::sync(bool full, int64_t seen_unix_ms) {
@@ -177,6 +188,8 @@ Pipeline::SyncResult Pipeline::sync(bool full, int64_t seen_unix_ms) {
     BuildResult built =
         build_from_store(store_, translate_, version_ + 1, now_unix_ms(), &accepted);
     const int64_t translated_at = now_unix_ms();
+    metrics_.virtual_services_translated += built.translated.virtual_services;
+    metrics_.routes_translated += built.translated.routes;
     if (change.semantic) metrics_.translated.observe(translated_at - seen_unix_ms);
     for (const auto& key : change.changed_keys) {
       auto it = timings_.find(key);
@@ -206,7 +219,7 @@ Pipeline::SyncResult Pipeline::sync(bool full, int64_t seen_unix_ms) {
         for (const auto& l : published_->listeners) {
           if (l.name != f.listener) continue;
           for (const auto& vh : l.virtual_hosts)
-            hosts.push_back(vh.name);
+            hosts.push_back(vh->name);
         }
       }
       for (auto& r : built.resources) {
@@ -321,7 +334,7 @@ void Pipeline::mark_pending(int64_t now_ms) {
     s.line = r.loc.line;
     s.generation = generation_of(r);
     s.state = State::kPending;
-    s.spec_json = r.spec_json;
+    s.spec_json = std::shared_ptr<const std::string>(entry.candidates.front().resource, &r.spec_json);
     s.source = entry.origin().source;
     s.revision = entry.origin().revision;
     s.document = entry.origin().index;
@@ -360,7 +373,7 @@ BuildResult build_once(const Delta& delta, uint64_t version,
   try {
     Store store;
     (void)store.apply(delta, 0);
-    TranslateFn fn = [&](const std::vector<api::Resource>& r, uint64_t v, int64_t ms) {
+    TranslateFn fn = [&](const std::vector<ResourcePtr>& r, uint64_t v, int64_t ms) {
       TranslateOptions options;
       options.base_dir = base_dir;
       return translate(r, v, ms, options);

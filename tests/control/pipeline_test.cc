@@ -151,7 +151,7 @@ TEST(ControlPipeline, BuildsADirectory) {
   EXPECT_EQ(h.published[0]->version, 1u);
   ASSERT_EQ(h.published[0]->listeners.size(), 1u);
   ASSERT_EQ(h.published[0]->listeners[0].virtual_hosts.size(), 1u);
-  EXPECT_EQ(h.published[0]->listeners[0].virtual_hosts[0].name, "default/shop");
+  EXPECT_EQ(h.published[0]->listeners[0].virtual_hosts[0]->name, "default/shop");
   ASSERT_EQ(h.published[0]->clusters.size(), 1u);
   EXPECT_EQ(h.published[0]->clusters[0].name, "default/echo");
 }
@@ -196,7 +196,7 @@ TEST(ControlPipeline, BrokenFileKeepsItsPreviousResources) {
   EXPECT_TRUE(cfg.clusters.empty());
   ASSERT_EQ(cfg.listeners.size(), 1u);
   ASSERT_EQ(cfg.listeners[0].virtual_hosts.size(), 1u);
-  EXPECT_EQ(cfg.listeners[0].virtual_hosts[0].routes.size(), 1u);
+  EXPECT_EQ(cfg.listeners[0].virtual_hosts[0]->routes.size(), 1u);
 }
 
 TEST(ControlPipeline, GenerationIsDerivedFromTheResourceAndSurvivesRestarts) {
@@ -291,7 +291,7 @@ TEST(ControlPipeline, InvalidNewVersionKeepsTheLastGoodOneInForce) {
   EXPECT_THAT(shop->reasons.back().message,
               HasSubstr("is rejected; serving generation " + std::to_string(g1)));
   // The previous routes stay in force.
-  const auto& vh = h.published.back()->listeners.at(0).virtual_hosts.at(0);
+  const auto& vh = *h.published.back()->listeners.at(0).virtual_hosts.at(0);
   ASSERT_EQ(vh.routes.size(), 1u);
   EXPECT_EQ(vh.routes[0].match.path, "/v1");
   EXPECT_THAT(h.pipeline().resources_json(),
@@ -302,7 +302,7 @@ TEST(ControlPipeline, InvalidNewVersionKeepsTheLastGoodOneInForce) {
   const BuildResult& r3 = h.sync();
   EXPECT_EQ(find(r3, "VirtualService", "shop")->state, State::kAccepted);
   EXPECT_EQ(find(r3, "VirtualService", "shop")->serving_generation, 0);
-  EXPECT_EQ(h.published.back()->listeners.at(0).virtual_hosts.at(0).routes.at(0).match.path, "/v3");
+  EXPECT_EQ(h.published.back()->listeners.at(0).virtual_hosts.at(0)->routes.at(0).match.path, "/v3");
 }
 
 TEST(ControlPipeline, RejectedUpstreamKeepsItsLastGoodVersion) {
@@ -338,7 +338,7 @@ TEST(ControlPipeline, AnExceptionNeverPublishes) {
   TempDir dir;
   dir.write("gateway.yaml", kGateway);
   bool fail = false;
-  Harness h(dir.path(), [&fail](const std::vector<api::Resource>& r, uint64_t v, int64_t ms) {
+  Harness h(dir.path(), [&fail](const std::vector<ResourcePtr>& r, uint64_t v, int64_t ms) {
     if (fail) throw std::runtime_error("boom");
     return translate(r, v, ms);
   });
@@ -479,7 +479,7 @@ TEST(ControlPipeline, ConfigMapMountSwap) {
   const BuildResult& r = h.sync();
   EXPECT_TRUE(r.ok());
   ASSERT_EQ(r.resources.size(), 2u);
-  EXPECT_EQ(h.published.back()->listeners.at(0).virtual_hosts.at(0).routes.at(0).match.path, "/a");
+  EXPECT_EQ(h.published.back()->listeners.at(0).virtual_hosts.at(0)->routes.at(0).match.path, "/a");
 
   fs::create_directory(d / "..2026_12_01_00_01_00.2");
   std::ofstream(d / "..2026_12_01_00_01_00.2" / "gateway.yaml") << kGateway;
@@ -489,7 +489,7 @@ TEST(ControlPipeline, ConfigMapMountSwap) {
   fs::remove_all(d / "..2026_12_01_00_00_00.1");
   h.sync();
   EXPECT_TRUE(h.last.published);
-  EXPECT_EQ(h.published.back()->listeners.at(0).virtual_hosts.at(0).routes.at(0).match.path, "/b");
+  EXPECT_EQ(h.published.back()->listeners.at(0).virtual_hosts.at(0)->routes.at(0).match.path, "/b");
   EXPECT_TRUE(h.pipeline().current().ok());
 }
 
