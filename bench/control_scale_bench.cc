@@ -14,8 +14,10 @@
 // - yaml_events, yaml_load: yaml-cpp alone, to split `decode` (decode_file parses every file
 //   twice: an event-counting pass that enforces the limits, then YAML::LoadAll).
 // - validate: api::validate_resource again on every resource (its share of `decode`).
-// - copy: copying every resource into one vector (build_from_store copies them twice).
-// - translate: control::translate (cross-resource checks, the ProxyConfig, the statuses).
+// - copy: copying every resource into one vector (what build_from_store did twice per sync before
+//   it translated the store's shared resources).
+// - translate: control::translate (cross-resource checks, the ProxyConfig, the statuses), from
+//   scratch.
 // - config_json: snapshot::to_json of the config (what /config_dump serves).
 // - status_json: control::resources_to_json (the /resources document, rendered at every sync).
 // - runtime: proxy::build_runtime (router indexes and stat slots, built by Server::apply).
@@ -25,10 +27,12 @@
 // - sync_route: one route's direct-response body changed in one VirtualService file, then sync.
 // - sync_endpoint: one host port changed in one Upstream file, then sync.
 //
-// The sync phases also print how long translation and publication took inside the sync and how
-// many VirtualServices and routes translation was given (`vs_translated`, `routes_translated`):
-// a change that translated only what it touched would show 1 VirtualService, or 0 for an endpoint.
-// The two edited files are restored before the program exits.
+// The sync phases also print how long translation and publication took inside the sync, how many
+// VirtualServices and routes the incremental translator translated (`vs_translated`,
+// `routes_translated`, per sync; the others were reused: 1 VirtualService for a route change, 0 for
+// an endpoint), how many virtual hosts build_runtime compiled or reused, and the pipeline's
+// counters as /stats shows them (portico_control_*_translated_total). Each edited file is restored
+// (and synced, unmeasured) after its phase.
 //
 // Memory: `rss_mb` is the resident set after the phase (/proc/self/statm), `peak_rss_mb` the
 // process's maximum so far (getrusage). Freed memory is not always returned to the system; the
@@ -480,6 +484,7 @@ int main(int argc, char** argv) {
       }
     });
     write_file(path, original);
+    (void)pipeline->sync(false, static_cast<int64_t>(++seen));  // the restore, not measured
   };
   // One route: the first direct-response body of the file ("ok vs1" becomes "<n>-ok vs1").
   sync_after("sync_route", vs_path, vs_original, [](const std::string& text, int n) {

@@ -323,6 +323,65 @@ TEST(ControlPipeline, RejectedUpstreamKeepsItsLastGoodVersion) {
   EXPECT_EQ(cfg.clusters[0].endpoints.at(0).address, "127.0.0.1");
 }
 
+// The counters in /stats prove what a change re-translated: an endpoint change no route, a
+// VirtualService change exactly its routes.
+TEST(ControlPipeline, TranslatedCountersInStats) {
+  TempDir dir;
+  dir.write("gateway.yaml", kGateway);
+  dir.write("upstream.yaml", kUpstream);
+  dir.write("shop.yaml", kService);
+  dir.write("other.yaml", R"(kind: VirtualService
+metadata: {name: other}
+spec:
+  virtualHost:
+    domains: [other.example.com]
+    routes:
+      - matchers: [{prefix: /a}]
+        routeAction: {single: {upstream: {name: echo}}}
+      - matchers: [{prefix: /b}]
+        directResponseAction: {status: 200}
+)");
+  Harness h(dir.path());
+  h.sync();
+  const ControlMetrics& m = h.pipeline().metrics();
+  EXPECT_EQ(m.virtual_services_translated, 2u);
+  EXPECT_EQ(m.routes_translated, 3u);
+  EXPECT_THAT(m.render(), HasSubstr("portico_control_routes_translated_total 3\n"));
+  EXPECT_THAT(m.render(), HasSubstr("portico_control_virtual_services_translated_total 2\n"));
+
+  // The Upstream's port: a new cluster, no route translated.
+  std::string moved = kUpstream;
+  moved.replace(moved.find("9000"), 4, "9100");
+  dir.write("upstream.yaml", moved);
+  h.sync();
+  EXPECT_TRUE(h.last.published);
+  EXPECT_EQ(h.published.back()->clusters.at(0).endpoints.at(0).port, 9100);
+  EXPECT_EQ(m.routes_translated, 3u);
+  EXPECT_EQ(m.virtual_services_translated, 2u);
+  // The VirtualService and its routes are the very objects published before.
+  ASSERT_EQ(h.published.size(), 2u);
+  EXPECT_EQ(h.published[0]->listeners.at(0).virtual_hosts.at(0),
+            h.published[1]->listeners.at(0).virtual_hosts.at(0));
+
+  // One VirtualService changed: exactly its two routes.
+  std::string changed = R"(kind: VirtualService
+metadata: {name: other}
+spec:
+  virtualHost:
+    domains: [other.example.com]
+    routes:
+      - matchers: [{prefix: /a}]
+        routeAction: {single: {upstream: {name: echo}}}
+      - matchers: [{prefix: /c}]
+        directResponseAction: {status: 200}
+)";
+  dir.write("other.yaml", changed);
+  h.sync();
+  EXPECT_EQ(m.routes_translated, 3u + 2u);
+  EXPECT_EQ(m.virtual_services_translated, 3u);
+  EXPECT_THAT(m.render(), HasSubstr("portico_control_routes_translated_total 5\n"));
+}
+
 TEST(ControlPipeline, NewResourceThatIsInvalidStaysOut) {
   TempDir dir;
   dir.write("gateway.yaml", kGateway);

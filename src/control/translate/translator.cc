@@ -17,12 +17,15 @@ namespace {
 using api::Diagnostic;
 using api::Resource;
 
+struct VsMemo;
+
 struct Entry {
   const Resource* resource = nullptr;
   std::vector<Diagnostic> reasons;
   ResourcePtr ptr;  // owns `resource`
   bool served = false;
   std::shared_ptr<const snapshot::VirtualHost> host;  // VirtualServices, when translated
+  std::shared_ptr<VsMemo> memo;  // VirtualServices: their cached translation
   bool rejected() const { return api::has_errors(reasons); }
   std::string id() const { return resource->meta.ns + "/" + resource->meta.name; }
   Diagnostic make(Diagnostic::Severity severity, api::Location loc, std::string path,
@@ -767,7 +770,7 @@ struct GroupToken {
 struct Translator::State {
   bool first = true;
   InvalidRoutePolicy policy;
-  std::map<std::string, std::shared_ptr<VsMemo>> memos;  // by VirtualService id
+  std::unordered_map<std::string, std::shared_ptr<VsMemo>> memos;  // by VirtualService id
   // Dependency index: "u:<upstream>", "g:<group>", "t:<table>" → VirtualServices whose memo read it.
   std::unordered_map<std::string, std::set<std::string>> users;
   std::set<std::string> selector_users;  // VirtualServices delegating by selector
@@ -991,9 +994,21 @@ Translation Translator::translate(const std::vector<ResourcePtr>& resources, uin
   state.policy = policy;
   {
     std::vector<std::string> gone;
-    for (const auto& [vid, m] : state.memos) {
-      auto it = services.find(vid);
-      if (it == services.end() || it->second.ptr != m->resource) gone.push_back(vid);
+    size_t kept = 0;
+    for (const auto& [vid, vs] : services) {
+      auto it = state.memos.find(vid);
+      if (it == state.memos.end()) continue;
+      if (it->second->resource == vs.ptr) {
+        ++kept;
+      } else {
+        gone.push_back(vid);
+      }
+    }
+    if (kept + gone.size() != state.memos.size()) {  // some VirtualServices went away
+      for (const auto& [vid, m] : state.memos) {
+        auto it = services.find(vid);
+        if (it == services.end()) gone.push_back(vid);
+      }
     }
     for (const auto& vid : gone)
       state.forget(vid);
@@ -1059,7 +1074,6 @@ Translation Translator::translate(const std::vector<ResourcePtr>& resources, uin
 
   // Each VirtualService's own checks: from its memo, or computed (and remembered, unless its TLS
   // makes it depend on files).
-  std::map<std::string, std::shared_ptr<VsMemo>, IdLess> memo_of;
   for (auto& [vid, vs] : services) {
     std::shared_ptr<VsMemo> m;
     auto it = state.memos.find(vid);
@@ -1087,7 +1101,7 @@ Translation Translator::translate(const std::vector<ResourcePtr>& resources, uin
     }
     for (const auto& d : m->pre)
       vs.push(d);
-    memo_of.emplace(vid, std::move(m));
+    vs.memo = std::move(m);
   }
 
   // 2. Gateways that cannot all bind.
@@ -1109,9 +1123,12 @@ Translation Translator::translate(const std::vector<ResourcePtr>& resources, uin
   // Conflicts are mutual: decide rejections only after every pair was looked at.
 
   // 3. Which VirtualServices each gateway selects (by reference, by labels, or all).
-  std::map<std::string, std::vector<std::string>, IdLess> selected;  // gateway id -> vs ids, sorted
+  // Gateway id -> (vs id, entry), sorted by vs id.
+  using Selection = std::vector<std::pair<const std::string*, Entry*>>;
+  std::map<std::string, Selection, IdLess> selected;
   for (auto& [gid, gw] : gateways) {
     const auto& spec = gw.resource->gateway();
+    Selection& sel = selected[gid];
     std::set<std::string, IdLess> ids;
     std::set<std::string> missing;
     // Gloo's rule: an ssl gateway serves only VirtualServices with sslConfig, a plain one only
@@ -1141,7 +1158,8 @@ Translation Translator::translate(const std::vector<ResourcePtr>& resources, uin
       }
     } else {
       // Gloo's precedence: labels, else expressions, else all; within the namespaces asked.
-      for (const auto& [vid, vs] : services) {
+      // (`services` is in id order: no sorting needed.)
+      for (auto& [vid, vs] : services) {
         const auto& labels = vs.resource->meta.labels;
         bool match = namespace_allowed(spec.namespaces, vs.resource->meta.ns) && fits(vs);
         if (match && spec.selector) match = labels_match(*spec.selector, labels);
@@ -1150,31 +1168,47 @@ Translation Translator::translate(const std::vector<ResourcePtr>& resources, uin
             if (!expression_matches(e, labels)) match = false;
           }
         }
-        if (match) ids.insert(vid);
+        if (match) sel.emplace_back(&vid, &vs);
       }
     }
-    selected[gid].assign(ids.begin(), ids.end());
+    for (const auto& id : ids) {
+      auto it = services.find(id);
+      sel.emplace_back(&it->first, &it->second);
+    }
   }
 
   // 4. Domain conflicts among the VirtualServices of each accepted gateway.
   std::vector<std::tuple<std::string, api::Location, std::string, std::string>> conflicts;
   for (const auto& [gid, gw] : gateways) {
     if (gw.rejected()) continue;
-    std::map<std::string, std::vector<std::pair<std::string, const api::Domain*>>> owners;
-    for (const auto& vid : selected[gid]) {
-      const Entry& vs = services.at(vid);
-      if (vs.rejected()) continue;
-      std::set<std::string> own;
-      for (const auto& d : vs.resource->virtual_service().domains) {
-        if (own.insert(d.value).second) owners[d.value].push_back({vid, &d});
+    // Domain -> its owners (views into the resources; only the conflicting domains are sorted).
+    using Owners = std::vector<std::pair<const std::string*, const api::Domain*>>;
+    std::unordered_map<std::string_view, Owners> owners;
+    owners.reserve(selected[gid].size() * 2);
+    std::vector<std::string_view> clashes;
+    for (const auto& [vid, vs] : selected[gid]) {
+      if (vs->rejected()) continue;
+      const auto& domains = vs->resource->virtual_service().domains;
+      for (size_t i = 0; i < domains.size(); ++i) {
+        const auto& d = domains[i];
+        bool seen = false;
+        for (size_t j = 0; j < i && !seen; ++j)
+          seen = domains[j].value == d.value;
+        if (seen) continue;
+        Owners& list = owners[d.value];
+        list.push_back({vid, &d});
+        if (list.size() == 2) clashes.push_back(d.value);
       }
     }
-    for (const auto& [domain, list] : owners) {
-      if (list.size() < 2) continue;
-      for (const auto& [vid, d] : list) {
+    std::sort(clashes.begin(), clashes.end());
+    for (const auto& domain_view : clashes) {
+      const Owners& list = owners.at(domain_view);
+      std::string domain(domain_view);
+      for (const auto& [vid_ptr, d] : list) {
+        const std::string& vid = *vid_ptr;
         std::string others;
         for (const auto& [other, unused] : list) {
-          if (other != vid) others += (others.empty() ? "" : ", ") + other;
+          if (*other != vid) others += (others.empty() ? "" : ", ") + *other;
         }
         conflicts.emplace_back(vid, d->loc, d->field_path,
                                "domain conflict: \"" + domain +
@@ -1194,9 +1228,8 @@ Translation Translator::translate(const std::vector<ResourcePtr>& resources, uin
     if (gw.rejected() || !spec.ssl || listener_tls.count(gid) != 0) continue;
     if (spec.tls) continue;  // its sslConfig failed: reported already
     bool any = false;
-    for (const auto& vid : selected[gid]) {
-      const Entry& vs = services.at(vid);
-      if (!vs.rejected() && vhost_tls.count(vid) != 0) any = true;
+    for (const auto& [vid, vs] : selected[gid]) {
+      if (!vs->rejected() && vhost_tls.count(*vid) != 0) any = true;
     }
     if (!any) {
       gw.add(Diagnostic::Severity::kError, gw.resource->gateway().ssl_loc, "spec.ssl",
@@ -1217,8 +1250,8 @@ Translation Translator::translate(const std::vector<ResourcePtr>& resources, uin
       }
     }
     if (!gw.rejected()) {
-      for (const auto& vid : selected[gid])
-        services.at(vid).served = true;
+      for (const auto& [vid, vs] : selected[gid])
+        vs->served = true;
     }
   }
   for (auto& [vid, vs] : services) {
@@ -1234,7 +1267,7 @@ Translation Translator::translate(const std::vector<ResourcePtr>& resources, uin
   std::map<std::string, std::shared_ptr<const VsMemo>> contributions;
   for (auto& [vid, vs] : services) {
     if (vs.rejected()) continue;
-    VsMemo& m = *memo_of.at(vid);
+    VsMemo& m = *vs.memo;
     if (!m.has_post) {
       Deps deps;
       Entry scratch{vs.resource, {}, vs.ptr};
@@ -1310,7 +1343,7 @@ Translation Translator::translate(const std::vector<ResourcePtr>& resources, uin
       vs.push(d);
     reached.insert(m.reached.begin(), m.reached.end());
     vs.host = m.host;
-    contributions.emplace(vid, memo_of.at(vid));
+    contributions.emplace_hint(contributions.end(), vid, vs.memo);
   }
 
   for (auto& [tid, t] : tables) {
@@ -1370,9 +1403,8 @@ Translation Translator::translate(const std::vector<ResourcePtr>& resources, uin
     l.address = spec.bind_address;
     l.port = spec.bind_port;
     l.http = translate_http(spec.http);
-    for (const auto& vid : selected[gid]) {
-      const Entry& vs = services.at(vid);
-      if (vs.host && !vs.rejected()) l.virtual_hosts.push_back(vs.host);
+    for (const auto& [vid, vs] : selected[gid]) {
+      if (vs->host && !vs->rejected()) l.virtual_hosts.push_back(vs->host);
     }
     if (spec.ssl) {
       // The default certificate: the gateway's own, else the first virtual service's (by
