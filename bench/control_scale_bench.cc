@@ -169,7 +169,7 @@ struct PipelineProbe {
   double translate_ms = 0, publish_ms = 0;
   int translations = 0;
   size_t virtual_services = 0, routes = 0;
-  size_t hosts_compiled = 0, hosts_reused = 0;  // by build_runtime
+  size_t hosts_compiled = 0, hosts_reused = 0;    // by build_runtime
   std::shared_ptr<const proxy::Runtime> runtime;  // the last one published, kept like a worker
   void reset() {
     auto keep = std::move(runtime);
@@ -417,9 +417,8 @@ int main(int argc, char** argv) {
       std::make_unique<control::FileSource>(dir),
       [&](std::shared_ptr<const snapshot::ProxyConfig> config) {
         auto t0 = Clock::now();
-        probe.runtime = proxy::build_runtime(std::move(config), registry,
-                                             proxy::filters::builtin_registry(),
-                                             probe.runtime.get());
+        probe.runtime = proxy::build_runtime(
+            std::move(config), registry, proxy::filters::builtin_registry(), probe.runtime.get());
         probe.publish_ms += ms_since(t0);
         probe.hosts_compiled += probe.runtime->virtual_hosts_compiled;
         probe.hosts_reused += probe.runtime->virtual_hosts_reused;
@@ -461,8 +460,7 @@ int main(int argc, char** argv) {
                   total.virtual_services / runs, total.routes / runs, total.hosts_compiled / runs,
                   total.hosts_reused / runs, static_cast<unsigned long long>(pipeline->version()),
                   static_cast<unsigned long long>(pipeline->metrics().routes_translated),
-                  static_cast<unsigned long long>(
-                      pipeline->metrics().virtual_services_translated));
+                  static_cast<unsigned long long>(pipeline->metrics().virtual_services_translated));
     report(phase, {wall.front(), wall[wall.size() / 2], *std::min_element(cpu.begin(), cpu.end())},
            e);
   };

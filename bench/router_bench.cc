@@ -87,7 +87,8 @@ const Listener& listener() {
         vh.routes.push_back(make_route(i));
       out->virtual_hosts.push_back(std::make_shared<VirtualHost>(std::move(vh)));
     }
-    portico::snapshot::edit_virtual_host(out->virtual_hosts, out->virtual_hosts.size() - 1).domains.push_back("*");
+    portico::snapshot::edit_virtual_host(out->virtual_hosts, out->virtual_hosts.size() - 1)
+        .domains.push_back("*");
     return out;
   }();
   return *l;

@@ -125,13 +125,17 @@ BuildResult build_from_store(const Store& store, const TranslateFn& translate, u
     const Store::Entry* e = store.find(key);
     if (e == nullptr) continue;
     const api::Resource& cur = e->current();
-    s.generation = generation_of(cur);
+    // The generation of the version in force is known when it was accepted (generation_of hashes
+    // the whole spec: not again at every sync for every resource).
+    s.generation = e->last_good == e->candidates.front().resource ? e->last_good_generation
+                                                                  : generation_of(cur);
     s.source = e->origin().source;
     s.revision = e->origin().revision;
     s.document = e->origin().index;
     s.file = cur.file;
     s.line = cur.loc.line;
-    s.spec_json = std::shared_ptr<const std::string>(e->candidates.front().resource, &cur.spec_json);
+    s.spec_json =
+        std::shared_ptr<const std::string>(e->candidates.front().resource, &cur.spec_json);
     if (fallback.count(key)) {
       s.state = State::kRejected;
       s.serving_generation = e->last_good_generation;
@@ -334,7 +338,8 @@ void Pipeline::mark_pending(int64_t now_ms) {
     s.line = r.loc.line;
     s.generation = generation_of(r);
     s.state = State::kPending;
-    s.spec_json = std::shared_ptr<const std::string>(entry.candidates.front().resource, &r.spec_json);
+    s.spec_json =
+        std::shared_ptr<const std::string>(entry.candidates.front().resource, &r.spec_json);
     s.source = entry.origin().source;
     s.revision = entry.origin().revision;
     s.document = entry.origin().index;

@@ -48,7 +48,8 @@ std::shared_ptr<const VirtualHostRuntime> compile_virtual_host(
       for (const auto& wc : fwd->clusters) {
         auto it = cluster_index.find(wc.cluster);
         rr.cluster_index.push_back(it == cluster_index.end() ? -1 : it->second);
-        rr.stats.push_back(keep(*vr, registry.request_slot(l.name, vh.name, route.name, wc.cluster)));
+        rr.stats.push_back(
+            keep(*vr, registry.request_slot(l.name, vh.name, route.name, wc.cluster)));
       }
     } else {
       rr.stats.push_back(keep(*vr, registry.request_slot(l.name, vh.name, route.name, "")));

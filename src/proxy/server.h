@@ -50,7 +50,7 @@ class Server {
   std::vector<std::unique_ptr<Worker>> workers_;
   std::shared_ptr<const snapshot::ProxyConfig> current_;
   std::shared_ptr<const Runtime> runtime_;  // the last one built (its compiled hosts are reused)
-  std::map<std::string, uint16_t> bound_;  // listener keys with sockets on the workers → port
+  std::map<std::string, uint16_t> bound_;   // listener keys with sockets on the workers → port
 };
 
 }  // namespace portico::proxy

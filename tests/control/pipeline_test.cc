@@ -302,7 +302,8 @@ TEST(ControlPipeline, InvalidNewVersionKeepsTheLastGoodOneInForce) {
   const BuildResult& r3 = h.sync();
   EXPECT_EQ(find(r3, "VirtualService", "shop")->state, State::kAccepted);
   EXPECT_EQ(find(r3, "VirtualService", "shop")->serving_generation, 0);
-  EXPECT_EQ(h.published.back()->listeners.at(0).virtual_hosts.at(0)->routes.at(0).match.path, "/v3");
+  EXPECT_EQ(h.published.back()->listeners.at(0).virtual_hosts.at(0)->routes.at(0).match.path,
+            "/v3");
 }
 
 TEST(ControlPipeline, RejectedUpstreamKeepsItsLastGoodVersion) {

@@ -40,8 +40,8 @@ class World {
         api::DecodedFile f = api::decode_file(key + ".yaml", yaml);
         EXPECT_TRUE(f.errors.empty()) << key << ": " << yaml;
         if (f.resources.size() != 1) continue;
-        it = decoded_.emplace(key, std::make_shared<api::Resource>(std::move(f.resources[0])))
-                 .first;
+        it =
+            decoded_.emplace(key, std::make_shared<api::Resource>(std::move(f.resources[0]))).first;
       }
       out.push_back(it->second);
     }
@@ -59,8 +59,9 @@ std::string gateway() {
 }
 
 std::string upstream(const std::string& name, int port, bool valid = true) {
-  return "kind: Upstream\nmetadata: {name: " + name + "}\nspec: {static: {hosts: [{addr: " +
-         (valid ? "127.0.0.1" : "not-an-address") + ", port: " + std::to_string(port) + "}]}}\n";
+  return "kind: Upstream\nmetadata: {name: " + name +
+         "}\nspec: {static: {hosts: [{addr: " + (valid ? "127.0.0.1" : "not-an-address") +
+         ", port: " + std::to_string(port) + "}]}}\n";
 }
 
 // A VirtualService with `routes` routes forwarding to `up`, and one delegating to `table` when
@@ -104,8 +105,7 @@ std::string render(const Translation& t) {
   return out;
 }
 
-const ResourceStatus* find(const Translation& t, const std::string& kind,
-                           const std::string& name) {
+const ResourceStatus* find(const Translation& t, const std::string& kind, const std::string& name) {
   for (const auto& s : t.statuses)
     if (s.kind == kind && s.name == name) return &s;
   return nullptr;
@@ -263,9 +263,9 @@ void random_world(World& w, std::mt19937& rng, const Generated& g) {
   for (int i = 0; i < g.upstreams; ++i)
     w.set("up-" + std::to_string(i), upstream("up-" + std::to_string(i), 9000 + i));
   for (int i = 0; i < g.tables; ++i) {
-    w.set("table-" + std::to_string(i), route_table("table-" + std::to_string(i),
-                                                    "up-" + std::to_string(pick(g.upstreams)),
-                                                    1 + pick(3)));
+    w.set("table-" + std::to_string(i),
+          route_table("table-" + std::to_string(i), "up-" + std::to_string(pick(g.upstreams)),
+                      1 + pick(3)));
   }
   for (int i = 0; i < g.services; ++i) {
     std::string table = pick(3) == 0 ? "table-" + std::to_string(pick(g.tables)) : "";

@@ -30,8 +30,8 @@ struct ControlMetrics {
   // others were reused from the previous translation).
   uint64_t virtual_services_translated = 0;
   uint64_t routes_translated = 0;
-  Histogram translated;         // change seen -> translated
-  Histogram applied;            // change seen -> running on every worker
+  Histogram translated;  // change seen -> translated
+  Histogram applied;     // change seen -> running on every worker
   // Prometheus text exposition (portico_config_* families).
   std::string render() const;
 };

@@ -25,7 +25,7 @@ struct Entry {
   ResourcePtr ptr;  // owns `resource`
   bool served = false;
   std::shared_ptr<const snapshot::VirtualHost> host;  // VirtualServices, when translated
-  std::shared_ptr<VsMemo> memo;  // VirtualServices: their cached translation
+  std::shared_ptr<VsMemo> memo;                       // VirtualServices: their cached translation
   bool rejected() const { return api::has_errors(reasons); }
   std::string id() const { return resource->meta.ns + "/" + resource->meta.name; }
   Diagnostic make(Diagnostic::Severity severity, api::Location loc, std::string path,
@@ -735,10 +735,10 @@ snapshot::Cluster translate_upstream(const Resource& r) {
 
 // The cached translation of one VirtualService (see Translator).
 struct VsMemo {
-  ResourcePtr resource;         // the version it was made from
-  Deps deps;                    // what it read
-  std::vector<Diagnostic> pre;  // upstream and group checks of its own routes
-  bool has_post = false;        // flattened and translated (only when accepted)
+  ResourcePtr resource;          // the version it was made from
+  Deps deps;                     // what it read
+  std::vector<Diagnostic> pre;   // upstream and group checks of its own routes
+  bool has_post = false;         // flattened and translated (only when accepted)
   std::vector<Diagnostic> post;  // delegation and reachability findings
   std::vector<std::pair<std::string, Diagnostic>> table_diags;  // findings on RouteTables
   std::vector<std::string> reached;                             // RouteTables it delegates to
@@ -771,7 +771,8 @@ struct Translator::State {
   bool first = true;
   InvalidRoutePolicy policy;
   std::unordered_map<std::string, std::shared_ptr<VsMemo>> memos;  // by VirtualService id
-  // Dependency index: "u:<upstream>", "g:<group>", "t:<table>" → VirtualServices whose memo read it.
+  // Dependency index: "u:<upstream>", "g:<group>", "t:<table>" → VirtualServices whose memo read
+  // it.
   std::unordered_map<std::string, std::set<std::string>> users;
   std::set<std::string> selector_users;  // VirtualServices delegating by selector
   // What the dependencies looked like at the previous translation.
@@ -1020,7 +1021,8 @@ Translation Translator::translate(const std::vector<ResourcePtr>& resources, uin
       bool rejected = up.rejected();
       now.emplace(uid, rejected);
       auto it = state.upstream_rejected.find(uid);
-      if (it == state.upstream_rejected.end() || it->second != rejected) state.invalidate("u:" + uid);
+      if (it == state.upstream_rejected.end() || it->second != rejected)
+        state.invalidate("u:" + uid);
     }
     for (const auto& [uid, rejected] : state.upstream_rejected) {
       if (now.count(uid) == 0) state.invalidate("u:" + uid);
