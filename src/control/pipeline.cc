@@ -46,6 +46,12 @@ std::string status_key(const ResourceStatus& s) {
   return s.kind + "/" + s.ns + "/" + s.name;
 }
 
+// The same into `out` (its capacity reused: no allocation per resource in the loops over all).
+const std::string& status_key(const ResourceStatus& s, std::string& out) {
+  out.assign(s.kind).append("/").append(s.ns).append("/").append(s.name);
+  return out;
+}
+
 }  // namespace
 
 bool BuildResult::ok() const {
@@ -107,8 +113,9 @@ BuildResult build_from_store(const Store& store, const TranslateFn& translate, u
     out.translated.routes += t.translated.routes;
     bool more = false;
     for (const auto& s : t.statuses) {
+      if (s.state != State::kRejected) continue;
       std::string key = status_key(s);
-      if (s.state != State::kRejected || fallback.count(key)) continue;
+      if (fallback.count(key)) continue;
       const Store::Entry* e = store.find(key);
       if (e == nullptr || !e->last_good || e->last_good_revision == e->origin().revision) continue;
       fallback.insert(key);
@@ -120,8 +127,9 @@ BuildResult build_from_store(const Store& store, const TranslateFn& translate, u
 
   out.config = std::move(t.config);
   out.resources = std::move(t.statuses);
+  std::string key;
   for (auto& s : out.resources) {
-    std::string key = status_key(s);
+    status_key(s, key);
     const Store::Entry* e = store.find(key);
     if (e == nullptr) continue;
     const api::Resource& cur = e->current();
@@ -301,19 +309,26 @@ void Pipeline::applied(uint64_t version, int64_t now_ms) {
 }
 
 void Pipeline::update_statuses(BuildResult& result, int64_t now_ms) {
-  std::map<std::string, ResourceStatus> next;
+  // Updated in place (a map rebuilt from scratch would allocate every key and node again).
+  std::string key;
   for (auto& s : result.resources) {
-    std::string key = status_key(s);
-    auto old = statuses_.find(key);
+    auto old = statuses_.find(status_key(s, key));
     if (old != statuses_.end() && old->second.same_status(s)) {
       s.updated_unix_ms = old->second.updated_unix_ms;  // unchanged: not rewritten
     } else {
       s.updated_unix_ms = now_ms;
       ++metrics_.status_updates;
     }
-    next.emplace(std::move(key), s);
+    if (old == statuses_.end()) old = statuses_.emplace(key, ResourceStatus{}).first;
+    old->second = s;
   }
-  statuses_ = std::move(next);
+  if (statuses_.size() != result.resources.size()) {  // some resources went away
+    std::set<std::string> now;
+    for (const auto& s : result.resources)
+      now.insert(status_key(s));
+    for (auto it = statuses_.begin(); it != statuses_.end();)
+      it = now.count(it->first) ? std::next(it) : statuses_.erase(it);
+  }
   for (auto it = timings_.begin(); it != timings_.end();) {
     it = statuses_.count(it->first) ? std::next(it) : timings_.erase(it);
   }
@@ -362,8 +377,9 @@ void Pipeline::mark_pending(int64_t now_ms) {
 }
 
 void Pipeline::render() {
+  std::string key;
   for (auto& s : current_.resources) {
-    auto t = timings_.find(status_key(s));
+    auto t = timings_.empty() ? timings_.end() : timings_.find(status_key(s, key));
     s.last_change = t == timings_.end() ? ChangeTimings{} : t->second;
   }
   json_stale_ = true;  // rendered by resources_json() when asked

@@ -1183,11 +1183,13 @@ Translation Translator::translate(const std::vector<ResourcePtr>& resources, uin
   std::vector<std::tuple<std::string, api::Location, std::string, std::string>> conflicts;
   for (const auto& [gid, gw] : gateways) {
     if (gw.rejected()) continue;
-    // Domain -> its owners (views into the resources; only the conflicting domains are sorted).
-    using Owners = std::vector<std::pair<const std::string*, const api::Domain*>>;
-    std::unordered_map<std::string_view, Owners> owners;
-    owners.reserve(selected[gid].size() * 2);
-    std::vector<std::string_view> clashes;
+    // Domain -> its first owner (views into the resources); every owner of a domain served twice,
+    // in order, by domain.
+    using Owner = std::pair<const std::string*, const api::Domain*>;
+    using Owners = std::vector<Owner>;
+    std::unordered_map<std::string_view, Owner> first;
+    first.reserve(selected[gid].size() * 2);
+    std::map<std::string_view, Owners> clashes;
     for (const auto& [vid, vs] : selected[gid]) {
       if (vs->rejected()) continue;
       const auto& domains = vs->resource->virtual_service().domains;
@@ -1197,14 +1199,14 @@ Translation Translator::translate(const std::vector<ResourcePtr>& resources, uin
         for (size_t j = 0; j < i && !seen; ++j)
           seen = domains[j].value == d.value;
         if (seen) continue;
-        Owners& list = owners[d.value];
+        auto [it, inserted] = first.try_emplace(d.value, Owner{vid, &d});
+        if (inserted) continue;
+        Owners& list = clashes[d.value];
+        if (list.empty()) list.push_back(it->second);
         list.push_back({vid, &d});
-        if (list.size() == 2) clashes.push_back(d.value);
       }
     }
-    std::sort(clashes.begin(), clashes.end());
-    for (const auto& domain_view : clashes) {
-      const Owners& list = owners.at(domain_view);
+    for (const auto& [domain_view, list] : clashes) {
       std::string domain(domain_view);
       for (const auto& [vid_ptr, d] : list) {
         const std::string& vid = *vid_ptr;
