@@ -820,13 +820,13 @@ struct Translator::State {
   }
 };
 
-Translator::Translator(TranslateOptions options)
-    : options_(std::move(options)), state_(std::make_unique<State>()) {}
+Translator::Translator(TranslateOptions options, bool incremental)
+    : options_(std::move(options)), incremental_(incremental), state_(std::make_unique<State>()) {}
 Translator::~Translator() = default;
 
 Translation translate(const std::vector<ResourcePtr>& resources, uint64_t version,
                       int64_t created_unix_ms, const TranslateOptions& options) {
-  Translator t(options);
+  Translator t(options, /*incremental=*/false);
   return t.translate(resources, version, created_unix_ms);
 }
 
@@ -986,92 +986,94 @@ Translation Translator::translate(const std::vector<ResourcePtr>& resources, uin
 
   // Invalidation: memos of VirtualServices that changed or went away, and of those that read a
   // dependency that changed since the previous translation.
-  if (!state.first && !same_policy(policy, state.policy)) {
-    state.memos.clear();
-    state.users.clear();
-    state.selector_users.clear();
-  }
-  state.first = false;
-  state.policy = policy;
-  {
-    std::vector<std::string> gone;
-    size_t kept = 0;
-    for (const auto& [vid, vs] : services) {
-      auto it = state.memos.find(vid);
-      if (it == state.memos.end()) continue;
-      if (it->second->resource == vs.ptr) {
-        ++kept;
-      } else {
-        gone.push_back(vid);
-      }
+  if (incremental_) {
+    if (!state.first && !same_policy(policy, state.policy)) {
+      state.memos.clear();
+      state.users.clear();
+      state.selector_users.clear();
     }
-    if (kept + gone.size() != state.memos.size()) {  // some VirtualServices went away
-      for (const auto& [vid, m] : state.memos) {
-        auto it = services.find(vid);
-        if (it == services.end()) gone.push_back(vid);
-      }
-    }
-    for (const auto& vid : gone)
-      state.forget(vid);
-  }
-  {
-    std::unordered_map<std::string, bool> now;
-    now.reserve(upstreams.size());
-    for (const auto& [uid, up] : upstreams) {
-      bool rejected = up.rejected();
-      now.emplace(uid, rejected);
-      auto it = state.upstream_rejected.find(uid);
-      if (it == state.upstream_rejected.end() || it->second != rejected)
-        state.invalidate("u:" + uid);
-    }
-    for (const auto& [uid, rejected] : state.upstream_rejected) {
-      if (now.count(uid) == 0) state.invalidate("u:" + uid);
-    }
-    state.upstream_rejected = std::move(now);
-  }
-  {
-    std::unordered_map<std::string, GroupToken> now;
-    for (const auto& [gid, g] : groups) {
-      GroupToken token{g.ptr, g.rejected()};
-      auto it = state.groups.find(gid);
-      if (it == state.groups.end() || !(it->second == token)) state.invalidate("g:" + gid);
-      now.emplace(gid, std::move(token));
-    }
-    for (const auto& [gid, token] : state.groups) {
-      if (now.count(gid) == 0) state.invalidate("g:" + gid);
-    }
-    state.groups = std::move(now);
-  }
-  {
-    std::unordered_map<std::string, TableToken> now;
-    bool any = false;
-    for (const auto& [tid, t] : tables) {
-      TableToken token{t.ptr, t.rejected(), {}};
-      for (const auto& d : t.reasons) {
-        if (d.is_error()) {
-          token.first_error = d.to_string();
-          break;
+    state.first = false;
+    state.policy = policy;
+    {
+      std::vector<std::string> gone;
+      size_t kept = 0;
+      for (const auto& [vid, vs] : services) {
+        auto it = state.memos.find(vid);
+        if (it == state.memos.end()) continue;
+        if (it->second->resource == vs.ptr) {
+          ++kept;
+        } else {
+          gone.push_back(vid);
         }
       }
-      auto it = state.tables.find(tid);
-      if (it == state.tables.end() || !(it->second == token)) {
-        state.invalidate("t:" + tid);
-        any = true;
+      if (kept + gone.size() != state.memos.size()) {  // some VirtualServices went away
+        for (const auto& [vid, m] : state.memos) {
+          auto it = services.find(vid);
+          if (it == services.end()) gone.push_back(vid);
+        }
       }
-      now.emplace(tid, std::move(token));
-    }
-    for (const auto& [tid, token] : state.tables) {
-      if (now.count(tid) == 0) {
-        state.invalidate("t:" + tid);
-        any = true;
-      }
-    }
-    if (any) {
-      std::set<std::string> list = state.selector_users;
-      for (const auto& vid : list)
+      for (const auto& vid : gone)
         state.forget(vid);
     }
-    state.tables = std::move(now);
+    {
+      std::unordered_map<std::string, bool> now;
+      now.reserve(upstreams.size());
+      for (const auto& [uid, up] : upstreams) {
+        bool rejected = up.rejected();
+        now.emplace(uid, rejected);
+        auto it = state.upstream_rejected.find(uid);
+        if (it == state.upstream_rejected.end() || it->second != rejected)
+          state.invalidate("u:" + uid);
+      }
+      for (const auto& [uid, rejected] : state.upstream_rejected) {
+        if (now.count(uid) == 0) state.invalidate("u:" + uid);
+      }
+      state.upstream_rejected = std::move(now);
+    }
+    {
+      std::unordered_map<std::string, GroupToken> now;
+      for (const auto& [gid, g] : groups) {
+        GroupToken token{g.ptr, g.rejected()};
+        auto it = state.groups.find(gid);
+        if (it == state.groups.end() || !(it->second == token)) state.invalidate("g:" + gid);
+        now.emplace(gid, std::move(token));
+      }
+      for (const auto& [gid, token] : state.groups) {
+        if (now.count(gid) == 0) state.invalidate("g:" + gid);
+      }
+      state.groups = std::move(now);
+    }
+    {
+      std::unordered_map<std::string, TableToken> now;
+      bool any = false;
+      for (const auto& [tid, t] : tables) {
+        TableToken token{t.ptr, t.rejected(), {}};
+        for (const auto& d : t.reasons) {
+          if (d.is_error()) {
+            token.first_error = d.to_string();
+            break;
+          }
+        }
+        auto it = state.tables.find(tid);
+        if (it == state.tables.end() || !(it->second == token)) {
+          state.invalidate("t:" + tid);
+          any = true;
+        }
+        now.emplace(tid, std::move(token));
+      }
+      for (const auto& [tid, token] : state.tables) {
+        if (now.count(tid) == 0) {
+          state.invalidate("t:" + tid);
+          any = true;
+        }
+      }
+      if (any) {
+        std::set<std::string> list = state.selector_users;
+        for (const auto& vid : list)
+          state.forget(vid);
+      }
+      state.tables = std::move(now);
+    }
   }
 
   // Each VirtualService's own checks: from its memo, or computed (and remembered, unless its TLS
@@ -1096,7 +1098,7 @@ Translation Translator::translate(const std::vector<ResourcePtr>& resources, uin
           m->deps.groups.insert(fwd->upstream_group->to_string());
       }
       m->pre = std::move(scratch.reasons);
-      if (!vs.resource->virtual_service().tls) {
+      if (incremental_ && !vs.resource->virtual_service().tls) {
         state.memos.emplace(vid, m);
         state.index(vid, *m);
       }

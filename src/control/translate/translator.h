@@ -70,7 +70,8 @@ Translation translate(const std::vector<api::Resource>& resources, uint64_t vers
 // are files). Control-plane thread only.
 class Translator {
  public:
-  explicit Translator(TranslateOptions options = {});
+  // `incremental` false: nothing is remembered for the next call (a one-shot translation).
+  explicit Translator(TranslateOptions options = {}, bool incremental = true);
   ~Translator();
   Translator(const Translator&) = delete;
   Translator& operator=(const Translator&) = delete;
@@ -85,6 +86,7 @@ class Translator {
 
  private:
   TranslateOptions options_;
+  bool incremental_;
   std::unique_ptr<State> state_;
   TranslateCounts total_;
 };
