@@ -14,8 +14,10 @@
 // - yaml_events, yaml_load: yaml-cpp alone, to split `decode` (decode_file parses every file
 //   twice: an event-counting pass that enforces the limits, then YAML::LoadAll).
 // - validate: api::validate_resource again on every resource (its share of `decode`).
-// - copy: copying every resource into one vector (build_from_store copies them twice).
-// - translate: control::translate (cross-resource checks, the ProxyConfig, the statuses).
+// - copy: copying every resource into one vector (what build_from_store did twice per sync before
+//   it translated the store's shared resources).
+// - translate: control::translate (cross-resource checks, the ProxyConfig, the statuses), from
+//   scratch.
 // - config_json: snapshot::to_json of the config (what /config_dump serves).
 // - status_json: control::resources_to_json (the /resources document, rendered at every sync).
 // - runtime: proxy::build_runtime (router indexes and stat slots, built by Server::apply).
@@ -25,10 +27,12 @@
 // - sync_route: one route's direct-response body changed in one VirtualService file, then sync.
 // - sync_endpoint: one host port changed in one Upstream file, then sync.
 //
-// The sync phases also print how long translation and publication took inside the sync and how
-// many VirtualServices and routes translation was given (`vs_translated`, `routes_translated`):
-// a change that translated only what it touched would show 1 VirtualService, or 0 for an endpoint.
-// The two edited files are restored before the program exits.
+// The sync phases also print how long translation and publication took inside the sync, how many
+// VirtualServices and routes the incremental translator translated (`vs_translated`,
+// `routes_translated`, per sync; the others were reused: 1 VirtualService for a route change, 0 for
+// an endpoint), how many virtual hosts build_runtime compiled or reused, and the pipeline's
+// counters as /stats shows them (portico_control_*_translated_total). Each edited file is restored
+// (and synced, unmeasured) after its phase.
 //
 // Memory: `rss_mb` is the resident set after the phase (/proc/self/statm), `peak_rss_mb` the
 // process's maximum so far (getrusage). Freed memory is not always returned to the system; the
@@ -163,16 +167,26 @@ class NullHandler : public YAML::EventHandler {
 // What the pipeline's translate and publish callbacks saw during one sync.
 struct PipelineProbe {
   double translate_ms = 0, publish_ms = 0;
+  double translate_cpu_ms = 0, publish_cpu_ms = 0;  // this process's CPU time (one thread)
   int translations = 0;
   size_t virtual_services = 0, routes = 0;
+  size_t hosts_compiled = 0, hosts_reused = 0;    // by build_runtime
   std::shared_ptr<const proxy::Runtime> runtime;  // the last one published, kept like a worker
-  void reset() { *this = PipelineProbe{{}, {}, {}, {}, {}, std::move(runtime)}; }
+  void reset() {
+    auto keep = std::move(runtime);
+    *this = PipelineProbe{};
+    runtime = std::move(keep);
+  }
   void add(const PipelineProbe& o) {
     translate_ms += o.translate_ms;
     publish_ms += o.publish_ms;
+    translate_cpu_ms += o.translate_cpu_ms;
+    publish_cpu_ms += o.publish_cpu_ms;
     translations += o.translations;
     virtual_services += o.virtual_services;
     routes += o.routes;
+    hosts_compiled += o.hosts_compiled;
+    hosts_reused += o.hosts_reused;
   }
 };
 
@@ -212,7 +226,7 @@ size_t snapshot_routes(const snapshot::ProxyConfig& config) {
   size_t n = 0;
   for (const auto& l : config.listeners)
     for (const auto& v : l.virtual_hosts)
-      n += v.routes.size();
+      n += v->routes.size();
   return n;
 }
 
@@ -395,29 +409,35 @@ int main(int argc, char** argv) {
   contents.shrink_to_fit();
 
   // Publication builds the data plane's Runtime, as Server::apply does (without the sockets and
-  // the workers' pickup). Translation is wrapped to count the VirtualServices and routes it is
-  // given: what an incremental translation would not redo.
+  // the workers' pickup), reusing the previous Runtime's compiled virtual hosts. Translation is
+  // the incremental control::Translator `portico run` uses, wrapped to time it and to count the
+  // VirtualServices and routes it translated (not reused).
   PipelineProbe probe;
+  control::TranslateOptions translate_options;
+  translate_options.base_dir = dir;
+  control::Translator translator(translate_options);
   auto pipeline = std::make_unique<control::Pipeline>(
       std::make_unique<control::FileSource>(dir),
       [&](std::shared_ptr<const snapshot::ProxyConfig> config) {
         auto t0 = Clock::now();
-        probe.runtime = proxy::build_runtime(std::move(config), registry);
+        double c0 = cpu_ms();
+        probe.runtime = proxy::build_runtime(
+            std::move(config), registry, proxy::filters::builtin_registry(), probe.runtime.get());
         probe.publish_ms += ms_since(t0);
+        probe.publish_cpu_ms += cpu_ms() - c0;
+        probe.hosts_compiled += probe.runtime->virtual_hosts_compiled;
+        probe.hosts_reused += probe.runtime->virtual_hosts_reused;
         return std::vector<control::ListenerFailure>{};
       },
-      [&](const std::vector<api::Resource>& resources, uint64_t version, int64_t now_ms) {
+      [&](const std::vector<control::ResourcePtr>& resources, uint64_t version, int64_t now_ms) {
         auto t0 = Clock::now();
-        control::TranslateOptions options;
-        options.base_dir = dir;
-        control::Translation out = control::translate(resources, version, now_ms, options);
+        double c0 = cpu_ms();
+        control::Translation out = translator.translate(resources, version, now_ms);
         probe.translate_ms += ms_since(t0);
+        probe.translate_cpu_ms += cpu_ms() - c0;
         ++probe.translations;
-        for (const auto& r : resources) {
-          if (r.kind != api::Kind::kVirtualService) continue;
-          ++probe.virtual_services;
-          probe.routes += r.virtual_service().routes.size();
-        }
+        probe.virtual_services += out.translated.virtual_services;
+        probe.routes += out.translated.routes;
         return out;
       });
   uint64_t seen = 0;
@@ -439,11 +459,17 @@ int main(int argc, char** argv) {
     std::sort(wall.begin(), wall.end());
     char e[512];
     std::snprintf(e, sizeof e,
-                  "translate_ms=%.1f publish_ms=%.1f translations=%d vs_translated=%zu "
-                  "routes_translated=%zu version=%llu",
-                  total.translate_ms / runs, total.publish_ms / runs, total.translations / runs,
-                  total.virtual_services / runs, total.routes / runs,
-                  static_cast<unsigned long long>(pipeline->version()));
+                  "translate_ms=%.1f translate_cpu_ms=%.1f publish_ms=%.1f publish_cpu_ms=%.1f "
+                  "translations=%d vs_translated=%zu "
+                  "routes_translated=%zu hosts_compiled=%zu hosts_reused=%zu version=%llu "
+                  "portico_control_routes_translated_total=%llu "
+                  "portico_control_virtual_services_translated_total=%llu",
+                  total.translate_ms / runs, total.translate_cpu_ms / runs, total.publish_ms / runs,
+                  total.publish_cpu_ms / runs, total.translations / runs,
+                  total.virtual_services / runs, total.routes / runs, total.hosts_compiled / runs,
+                  total.hosts_reused / runs, static_cast<unsigned long long>(pipeline->version()),
+                  static_cast<unsigned long long>(pipeline->metrics().routes_translated),
+                  static_cast<unsigned long long>(pipeline->metrics().virtual_services_translated));
     report(phase, {wall.front(), wall[wall.size() / 2], *std::min_element(cpu.begin(), cpu.end())},
            e);
   };
@@ -465,6 +491,7 @@ int main(int argc, char** argv) {
       }
     });
     write_file(path, original);
+    (void)pipeline->sync(false, static_cast<int64_t>(++seen));  // the restore, not measured
   };
   // One route: the first direct-response body of the file ("ok vs1" becomes "<n>-ok vs1").
   sync_after("sync_route", vs_path, vs_original, [](const std::string& text, int n) {

@@ -85,9 +85,10 @@ const Listener& listener() {
       }
       for (int i = 0; i < kRoutes; ++i)
         vh.routes.push_back(make_route(i));
-      out->virtual_hosts.push_back(std::move(vh));
+      out->virtual_hosts.push_back(std::make_shared<VirtualHost>(std::move(vh)));
     }
-    out->virtual_hosts.back().domains.push_back("*");
+    portico::snapshot::edit_virtual_host(out->virtual_hosts, out->virtual_hosts.size() - 1)
+        .domains.push_back("*");
     return out;
   }();
   return *l;
@@ -127,7 +128,7 @@ BENCHMARK_CAPTURE(BM_SelectVirtualHost, catch_all, std::string("unknown.org"));
 
 // Which route is matched: the first, one in the middle, the last (walks all 50), none.
 void BM_MatchRoute(benchmark::State& state, std::string path) {
-  const VirtualHost& vh = listener().virtual_hosts[96];
+  const VirtualHost& vh = *listener().virtual_hosts[96];
   RequestHead req = make_request(path, "a=1&b=2");
   for (auto _ : state) {
     benchmark::DoNotOptimize(portico::proxy::router::match_route(vh, req));

@@ -109,7 +109,7 @@ int diff_command(const std::vector<std::string>& args) {
         Json doc{{"apiVersion", kApiVersion},
                  {"kind", s.kind},
                  {"metadata", Json{{"name", s.name}, {"namespace", s.ns}}},
-                 {"spec", spec_of(s.spec_json)}};
+                 {"spec", spec_of(s.spec())}};
         content += "---\n" + doc.dump() + "\n";
       }
       sources.push_back({"<stdin>", content});
@@ -154,7 +154,7 @@ int diff_command(const std::vector<std::string>& args) {
     const Json& r = *it->second;
     std::string old_state = json_str(r, "state");
     Json old_spec = r.contains("spec") ? r["spec"] : Json(nullptr);
-    Json new_spec = spec_of(s->spec_json);
+    Json new_spec = spec_of(s->spec());
     std::string spec_diff =
         unified_diff(to_yaml(old_spec), to_yaml(new_spec), "running/" + key, "local/" + key);
     if (spec_diff.empty() && old_state == state) {

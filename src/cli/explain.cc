@@ -217,7 +217,7 @@ std::string proxy_config_from_json(const Json& dump, snapshot::ProxyConfig* out)
         if (auto e = decode_route(rj, &r); !e.empty()) return e;
         vh.routes.push_back(std::move(r));
       }
-      l.virtual_hosts.push_back(std::move(vh));
+      l.virtual_hosts.push_back(std::make_shared<const snapshot::VirtualHost>(std::move(vh)));
     }
     out->listeners.push_back(std::move(l));
   }
@@ -515,14 +515,14 @@ bool explain_route(const Json& dump, const ExplainRequest& request, Json* out, s
     x["status"] = 404;
     std::string all;
     for (const auto& v : listener->virtual_hosts) {
-      for (const auto& d : v.domains)
+      for (const auto& d : v->domains)
         all += (all.empty() ? "" : ", ") + d;
     }
     x["message"] = "no virtual service of " + listener->name + " serves the host '" +
                    std::string(head.host) + "' (domains: " + (all.empty() ? "none" : all) + ")";
     return true;
   }
-  const size_t vh_index = static_cast<size_t>(vh - listener->virtual_hosts.data());
+  const size_t vh_index = compiled.index_of(vh);
   const Json& vh_json = child(listener_json, "virtual_hosts")[vh_index];
   x["virtual_service"] = Json{{"name", vh->name}, {"domains", vh->domains}};
 

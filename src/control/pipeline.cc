@@ -46,6 +46,12 @@ std::string status_key(const ResourceStatus& s) {
   return s.kind + "/" + s.ns + "/" + s.name;
 }
 
+// The same into `out` (its capacity reused: no allocation per resource in the loops over all).
+const std::string& status_key(const ResourceStatus& s, std::string& out) {
+  out.assign(s.kind).append("/").append(s.ns).append("/").append(s.name);
+  return out;
+}
+
 }  // namespace
 
 bool BuildResult::ok() const {
@@ -62,20 +68,27 @@ BuildResult build_from_store(const Store& store, const TranslateFn& translate, u
 
   // The newest version of every resource, with duplicate definitions reported: the newcomer is
   // rejected naming the definition in force, which gets a warning.
-  std::map<std::string, api::Resource> newest;
+  // Shared with the store: only a resource defined twice is copied (to carry the warning).
+  std::vector<std::pair<const std::string*, ResourcePtr>> newest;
+  newest.reserve(store.entries().size());
   for (const auto& [key, entry] : store.entries()) {
-    api::Resource r = entry.current();
-    for (size_t i = 1; i < entry.candidates.size(); ++i) {
-      const api::Resource& dup = *entry.candidates[i].resource;
-      out.file_errors.push_back(make(Diagnostic::Severity::kError, dup.file, dup.loc.line,
-                                     dup.loc.column, "metadata.name",
-                                     display(dup) + " is already defined at " + where(r) +
-                                         " (in force); this definition is rejected"));
-      r.diagnostics.push_back(make(
-          Diagnostic::Severity::kWarning, r.file, r.loc.line, r.loc.column, "metadata.name",
-          display(r) + " is defined again at " + where(dup) + " (rejected; this one is in force)"));
+    ResourcePtr current = entry.candidates.front().resource;
+    if (entry.candidates.size() > 1) {
+      auto r = std::make_shared<api::Resource>(*current);
+      for (size_t i = 1; i < entry.candidates.size(); ++i) {
+        const api::Resource& dup = *entry.candidates[i].resource;
+        out.file_errors.push_back(make(Diagnostic::Severity::kError, dup.file, dup.loc.line,
+                                       dup.loc.column, "metadata.name",
+                                       display(dup) + " is already defined at " + where(*r) +
+                                           " (in force); this definition is rejected"));
+        r->diagnostics.push_back(make(Diagnostic::Severity::kWarning, r->file, r->loc.line,
+                                      r->loc.column, "metadata.name",
+                                      display(*r) + " is defined again at " + where(dup) +
+                                          " (rejected; this one is in force)"));
+      }
+      current = std::move(r);
     }
-    newest.emplace(key, std::move(r));
+    newest.emplace_back(&key, std::move(current));
   }
   api::sort_by_position(out.file_errors);
 
@@ -85,21 +98,24 @@ BuildResult build_from_store(const Store& store, const TranslateFn& translate, u
   std::map<std::string, std::vector<Diagnostic>> newest_reasons;
   Translation t;
   for (int pass = 0; pass < kMaxPasses; ++pass) {
-    std::vector<api::Resource> input;
+    std::vector<ResourcePtr> input;
     input.reserve(newest.size());
     for (const auto& [key, r] : newest) {
-      if (fallback.count(key)) {
-        input.push_back(*store.find(key)->last_good);
+      if (!fallback.empty() && fallback.count(*key)) {
+        input.push_back(store.find(*key)->last_good);
       } else {
         input.push_back(r);
       }
     }
     t = translate(input, version, now_ms);
     if (!t.config) throw std::runtime_error("translation returned no configuration");
+    out.translated.virtual_services += t.translated.virtual_services;
+    out.translated.routes += t.translated.routes;
     bool more = false;
     for (const auto& s : t.statuses) {
+      if (s.state != State::kRejected) continue;
       std::string key = status_key(s);
-      if (s.state != State::kRejected || fallback.count(key)) continue;
+      if (fallback.count(key)) continue;
       const Store::Entry* e = store.find(key);
       if (e == nullptr || !e->last_good || e->last_good_revision == e->origin().revision) continue;
       fallback.insert(key);
@@ -111,18 +127,23 @@ BuildResult build_from_store(const Store& store, const TranslateFn& translate, u
 
   out.config = std::move(t.config);
   out.resources = std::move(t.statuses);
+  std::string key;
   for (auto& s : out.resources) {
-    std::string key = status_key(s);
+    status_key(s, key);
     const Store::Entry* e = store.find(key);
     if (e == nullptr) continue;
     const api::Resource& cur = e->current();
-    s.generation = generation_of(cur);
+    // The generation of the version in force is known when it was accepted (generation_of hashes
+    // the whole spec: not again at every sync for every resource).
+    s.generation = e->last_good == e->candidates.front().resource ? e->last_good_generation
+                                                                  : generation_of(cur);
     s.source = e->origin().source;
     s.revision = e->origin().revision;
     s.document = e->origin().index;
     s.file = cur.file;
     s.line = cur.loc.line;
-    s.spec_json = cur.spec_json;
+    s.spec_json =
+        std::shared_ptr<const std::string>(e->candidates.front().resource, &cur.spec_json);
     if (fallback.count(key)) {
       s.state = State::kRejected;
       s.serving_generation = e->last_good_generation;
@@ -142,12 +163,14 @@ BuildResult build_from_store(const Store& store, const TranslateFn& translate, u
 Pipeline::Pipeline(std::unique_ptr<ConfigSource> source, PublishFn publish, TranslateFn translate)
     : publish_(std::move(publish)), translate_(std::move(translate)) {
   sources_.push_back(std::move(source));
-  if (!translate_)
-    translate_ = [this](const std::vector<api::Resource>& r, uint64_t v, int64_t ms) {
-      TranslateOptions options;
-      options.base_dir = sources_.front()->base_dir();
-      return control::translate(r, v, ms, options);
+  if (!translate_) {
+    TranslateOptions options;
+    options.base_dir = sources_.front()->base_dir();
+    translator_ = std::make_unique<Translator>(options);
+    translate_ = [this](const std::vector<ResourcePtr>& r, uint64_t v, int64_t ms) {
+      return translator_->translate(r, v, ms);
     };
+  }
 }
 
 Pipeline::SyncResult Pipeline::sync(bool full, int64_t seen_unix_ms) {
@@ -177,6 +200,8 @@ Pipeline::SyncResult Pipeline::sync(bool full, int64_t seen_unix_ms) {
     BuildResult built =
         build_from_store(store_, translate_, version_ + 1, now_unix_ms(), &accepted);
     const int64_t translated_at = now_unix_ms();
+    metrics_.virtual_services_translated += built.translated.virtual_services;
+    metrics_.routes_translated += built.translated.routes;
     if (change.semantic) metrics_.translated.observe(translated_at - seen_unix_ms);
     for (const auto& key : change.changed_keys) {
       auto it = timings_.find(key);
@@ -206,7 +231,7 @@ Pipeline::SyncResult Pipeline::sync(bool full, int64_t seen_unix_ms) {
         for (const auto& l : published_->listeners) {
           if (l.name != f.listener) continue;
           for (const auto& vh : l.virtual_hosts)
-            hosts.push_back(vh.name);
+            hosts.push_back(vh->name);
         }
       }
       for (auto& r : built.resources) {
@@ -284,19 +309,26 @@ void Pipeline::applied(uint64_t version, int64_t now_ms) {
 }
 
 void Pipeline::update_statuses(BuildResult& result, int64_t now_ms) {
-  std::map<std::string, ResourceStatus> next;
+  // Updated in place (a map rebuilt from scratch would allocate every key and node again).
+  std::string key;
   for (auto& s : result.resources) {
-    std::string key = status_key(s);
-    auto old = statuses_.find(key);
+    auto old = statuses_.find(status_key(s, key));
     if (old != statuses_.end() && old->second.same_status(s)) {
       s.updated_unix_ms = old->second.updated_unix_ms;  // unchanged: not rewritten
     } else {
       s.updated_unix_ms = now_ms;
       ++metrics_.status_updates;
     }
-    next.emplace(std::move(key), s);
+    if (old == statuses_.end()) old = statuses_.emplace(key, ResourceStatus{}).first;
+    old->second = s;
   }
-  statuses_ = std::move(next);
+  if (statuses_.size() != result.resources.size()) {  // some resources went away
+    std::set<std::string> now;
+    for (const auto& s : result.resources)
+      now.insert(status_key(s));
+    for (auto it = statuses_.begin(); it != statuses_.end();)
+      it = now.count(it->first) ? std::next(it) : statuses_.erase(it);
+  }
   for (auto it = timings_.begin(); it != timings_.end();) {
     it = statuses_.count(it->first) ? std::next(it) : timings_.erase(it);
   }
@@ -321,7 +353,8 @@ void Pipeline::mark_pending(int64_t now_ms) {
     s.line = r.loc.line;
     s.generation = generation_of(r);
     s.state = State::kPending;
-    s.spec_json = r.spec_json;
+    s.spec_json =
+        std::shared_ptr<const std::string>(entry.candidates.front().resource, &r.spec_json);
     s.source = entry.origin().source;
     s.revision = entry.origin().revision;
     s.document = entry.origin().index;
@@ -344,8 +377,9 @@ void Pipeline::mark_pending(int64_t now_ms) {
 }
 
 void Pipeline::render() {
+  std::string key;
   for (auto& s : current_.resources) {
-    auto t = timings_.find(status_key(s));
+    auto t = timings_.empty() ? timings_.end() : timings_.find(status_key(s, key));
     s.last_change = t == timings_.end() ? ChangeTimings{} : t->second;
   }
   json_stale_ = true;  // rendered by resources_json() when asked
@@ -360,7 +394,7 @@ BuildResult build_once(const Delta& delta, uint64_t version,
   try {
     Store store;
     (void)store.apply(delta, 0);
-    TranslateFn fn = [&](const std::vector<api::Resource>& r, uint64_t v, int64_t ms) {
+    TranslateFn fn = [&](const std::vector<ResourcePtr>& r, uint64_t v, int64_t ms) {
       TranslateOptions options;
       options.base_dir = base_dir;
       return translate(r, v, ms, options);

@@ -33,10 +33,12 @@ struct BuildResult {
   std::shared_ptr<const snapshot::ProxyConfig> config;  // never null
   std::vector<ResourceStatus> resources;                // sorted by kind, namespace, name
   std::vector<Diagnostic> file_errors;  // unparseable files, unknown kinds, duplicates, I/O errors
+  TranslateCounts translated;           // what translation recomputed (every pass)
   bool ok() const;                      // no file errors and no Rejected resource
 };
 
-using TranslateFn = std::function<Translation(const std::vector<api::Resource>& resources,
+// Given the resources the store holds (shared, never copied).
+using TranslateFn = std::function<Translation(const std::vector<ResourcePtr>& resources,
                                               uint64_t version, int64_t created_unix_ms)>;
 
 // Translates the store's resources. A resource whose newest version is Rejected while an earlier
@@ -57,7 +59,7 @@ using PublishFn =
 
 class Pipeline {
  public:
-  // `translate` defaults to control::translate.
+  // `translate` defaults to an incremental control::Translator.
   Pipeline(std::unique_ptr<ConfigSource> source, PublishFn publish, TranslateFn translate = {});
 
   // Another source (etcd, Consul KV, Kubernetes...): polled after the ones before it, into the
@@ -106,6 +108,7 @@ class Pipeline {
   std::vector<std::unique_ptr<ConfigSource>> sources_;
   PublishFn publish_;
   TranslateFn translate_;
+  std::unique_ptr<Translator> translator_;  // the default translate_
   Store store_;
   ControlMetrics metrics_;
 

@@ -11,11 +11,65 @@ stats::RequestSlot* keep(Runtime& rt, std::shared_ptr<stats::RequestSlot> slot) 
   rt.request_slots.push_back(std::move(slot));
   return rt.request_slots.back().get();
 }
+stats::RequestSlot* keep(VirtualHostRuntime& vr, std::shared_ptr<stats::RequestSlot> slot) {
+  vr.request_slots.push_back(std::move(slot));
+  return vr.request_slots.back().get();
+}
+
+bool same_filters(const std::vector<snapshot::FilterConfig>& a,
+                  const std::vector<snapshot::FilterConfig>& b) {
+  if (a.size() != b.size()) return false;
+  for (size_t i = 0; i < a.size(); ++i) {
+    if (a[i].name != b[i].name || a[i].config != b[i].config) return false;
+  }
+  return true;
+}
+
+bool same_cluster_names(const snapshot::ProxyConfig& a, const snapshot::ProxyConfig& b) {
+  if (a.clusters.size() != b.clusters.size()) return false;
+  for (size_t i = 0; i < a.clusters.size(); ++i) {
+    if (a.clusters[i].name != b.clusters[i].name) return false;
+  }
+  return true;
+}
+
+std::shared_ptr<const VirtualHostRuntime> compile_virtual_host(
+    const snapshot::Listener& l, const std::shared_ptr<const snapshot::VirtualHost>& host,
+    const std::unordered_map<std::string, int>& cluster_index, stats::Registry& registry,
+    const filters::Registry& filters) {
+  const snapshot::VirtualHost& vh = *host;
+  auto vr = std::make_shared<VirtualHostRuntime>();
+  vr->host = host;
+  vr->no_route = keep(*vr, registry.request_slot(l.name, vh.name, "", ""));
+  vr->routes.reserve(vh.routes.size());
+  for (const auto& route : vh.routes) {
+    RouteRuntime rr;
+    if (const auto* fwd = std::get_if<snapshot::ForwardAction>(&route.action)) {
+      for (const auto& wc : fwd->clusters) {
+        auto it = cluster_index.find(wc.cluster);
+        rr.cluster_index.push_back(it == cluster_index.end() ? -1 : it->second);
+        rr.stats.push_back(
+            keep(*vr, registry.request_slot(l.name, vh.name, route.name, wc.cluster)));
+      }
+    } else {
+      rr.stats.push_back(keep(*vr, registry.request_slot(l.name, vh.name, route.name, "")));
+    }
+    auto chain = filters::compile_chain(filters, l.http.filters, route.options.filters);
+    if (chain.ok()) {
+      rr.chain = std::move(chain.value());
+    } else {
+      vr->filter_errors.push_back(route.name + ": " + chain.error().message);
+    }
+    vr->routes.push_back(std::move(rr));
+  }
+  return vr;
+}
 }  // namespace
 
 std::shared_ptr<const Runtime> build_runtime(std::shared_ptr<const snapshot::ProxyConfig> config,
                                              stats::Registry& registry,
-                                             const filters::Registry& filters) {
+                                             const filters::Registry& filters,
+                                             const Runtime* previous) {
   auto rt = std::make_shared<Runtime>();
   rt->config = config;
   std::unordered_map<std::string, int> cluster_index;
@@ -36,6 +90,12 @@ std::shared_ptr<const Runtime> build_runtime(std::shared_ptr<const snapshot::Pro
     }
     rt->cluster_tls.push_back(std::move(ctx));
     rt->cluster_tls_errors.push_back(std::move(error));
+  }
+  // Listeners of `previous` whose compiled virtual hosts may be reused, by name.
+  std::unordered_map<std::string, const ListenerRuntime*> reusable;
+  if (previous != nullptr && previous->config && same_cluster_names(*previous->config, *config)) {
+    for (const auto& plr : previous->listeners)
+      reusable.emplace(plr.listener->name, &plr);
   }
   rt->listeners.reserve(config->listeners.size());
   for (size_t li = 0; li < config->listeners.size(); ++li) {
@@ -59,31 +119,27 @@ std::shared_ptr<const Runtime> build_runtime(std::shared_ptr<const snapshot::Pro
       };
       add_identity(*l.tls);
       for (const auto& vh : l.virtual_hosts)
-        if (vh.tls) add_identity(*vh.tls);
+        if (vh->tls) add_identity(*vh->tls);
     }
+    std::unordered_map<const snapshot::VirtualHost*, std::shared_ptr<const VirtualHostRuntime>>
+        before;
+    if (auto it = reusable.find(l.name);
+        it != reusable.end() && same_filters(it->second->listener->http.filters, l.http.filters)) {
+      for (const auto& vr : it->second->virtual_hosts)
+        before.emplace(vr->host.get(), vr);
+    }
+    lr.virtual_hosts.reserve(l.virtual_hosts.size());
     for (const auto& vh : l.virtual_hosts) {
-      VirtualHostRuntime vr;
-      vr.no_route = keep(*rt, registry.request_slot(l.name, vh.name, "", ""));
-      for (const auto& route : vh.routes) {
-        RouteRuntime rr;
-        if (const auto* fwd = std::get_if<snapshot::ForwardAction>(&route.action)) {
-          for (const auto& wc : fwd->clusters) {
-            auto it = cluster_index.find(wc.cluster);
-            rr.cluster_index.push_back(it == cluster_index.end() ? -1 : it->second);
-            rr.stats.push_back(
-                keep(*rt, registry.request_slot(l.name, vh.name, route.name, wc.cluster)));
-          }
-        } else {
-          rr.stats.push_back(keep(*rt, registry.request_slot(l.name, vh.name, route.name, "")));
-        }
-        auto chain = filters::compile_chain(filters, l.http.filters, route.options.filters);
-        if (chain.ok()) {
-          rr.chain = std::move(chain.value());
-        } else {
-          lr.filter_errors.push_back(route.name + ": " + chain.error().message);
-        }
-        vr.routes.push_back(std::move(rr));
+      std::shared_ptr<const VirtualHostRuntime> vr;
+      if (auto it = before.find(vh.get()); it != before.end()) {
+        vr = it->second;
+        ++rt->virtual_hosts_reused;
+      } else {
+        vr = compile_virtual_host(l, vh, cluster_index, registry, filters);
+        ++rt->virtual_hosts_compiled;
       }
+      lr.filter_errors.insert(lr.filter_errors.end(), vr->filter_errors.begin(),
+                              vr->filter_errors.end());
       lr.virtual_hosts.push_back(std::move(vr));
     }
     rt->listener_by_key[listener_key(l.address, l.port)] = li;

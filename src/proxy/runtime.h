@@ -25,15 +25,22 @@ struct RouteRuntime {
   std::shared_ptr<const filters::FilterChain> chain;
 };
 
+// Compiled once per VirtualHost and shared by the Runtimes of later configurations that carry
+// the same VirtualHost (by pointer) on the same listener with the same filters and clusters.
 struct VirtualHostRuntime {
-  std::vector<RouteRuntime> routes;  // aligned with VirtualHost::routes
+  std::shared_ptr<const snapshot::VirtualHost> host;  // what this was compiled from
+  std::vector<RouteRuntime> routes;                   // aligned with VirtualHost::routes
   stats::RequestSlot* no_route = nullptr;
+  std::vector<std::string> filter_errors;  // "<route>: <error>" for chains that did not compile
+  // Keeps the request slots alive (the raw pointers above point into them).
+  std::vector<std::shared_ptr<stats::RequestSlot>> request_slots;
 };
 
 struct ListenerRuntime {
   const snapshot::Listener* listener = nullptr;
   std::unique_ptr<router::CompiledListener> router;
-  std::vector<VirtualHostRuntime> virtual_hosts;  // aligned with Listener::virtual_hosts
+  // Aligned with Listener::virtual_hosts.
+  std::vector<std::shared_ptr<const VirtualHostRuntime>> virtual_hosts;
   stats::RequestSlot* no_virtual_host = nullptr;
   std::vector<std::string> filter_errors;  // "<route>: <error>" for chains that did not compile
   // TLS (listener->tls set): the contexts, SNI over the virtual hosts. Null with tls_error set
@@ -59,14 +66,22 @@ struct Runtime {
   // them): a removed route's or cluster's slot is freed when the last Runtime using it goes.
   std::vector<std::shared_ptr<stats::RequestSlot>> request_slots;
   std::vector<std::shared_ptr<stats::ClusterSlot>> cluster_slots;
+  // How many virtual hosts were compiled, and how many were taken from `previous`.
+  size_t virtual_hosts_compiled = 0;
+  size_t virtual_hosts_reused = 0;
 };
 
 std::string listener_key(const std::string& address, uint16_t port);
 
 // Compiles `config` (control thread): router indexes, filter chains (with `filters`), stat slots
-// (created in `registry` as needed).
+// (created in `registry` as needed). The compiled virtual hosts of `previous` (the Runtime built
+// with the same registries for an earlier configuration) are reused for the VirtualHosts the two
+// configurations share by pointer, when their listener (by name) has the same filters and the
+// clusters are the same (by name, in order): a configuration where one VirtualService or only
+// endpoints changed compiles only what changed.
 std::shared_ptr<const Runtime> build_runtime(
     std::shared_ptr<const snapshot::ProxyConfig> config, stats::Registry& registry,
-    const filters::Registry& filters = filters::builtin_registry());
+    const filters::Registry& filters = filters::builtin_registry(),
+    const Runtime* previous = nullptr);
 
 }  // namespace portico::proxy

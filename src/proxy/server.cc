@@ -74,7 +74,9 @@ void Server::start() {
 
 std::vector<ListenerError> Server::apply(std::shared_ptr<const snapshot::ProxyConfig> config) {
   std::vector<ListenerError> errors;
-  auto runtime = build_runtime(config, stats_);
+  // Compiled virtual hosts that did not change are taken from the previous runtime.
+  auto runtime = build_runtime(config, stats_, filters::builtin_registry(), runtime_.get());
+  runtime_ = runtime;
   // Filters that did not compile are reported; their routes answer 500 rather than run without.
   for (const auto& lr : runtime->listeners) {
     for (const auto& e : lr.filter_errors)

@@ -49,7 +49,8 @@ class Server {
   stats::Registry& stats_;
   std::vector<std::unique_ptr<Worker>> workers_;
   std::shared_ptr<const snapshot::ProxyConfig> current_;
-  std::map<std::string, uint16_t> bound_;  // listener keys with sockets on the workers → port
+  std::shared_ptr<const Runtime> runtime_;  // the last one built (its compiled hosts are reused)
+  std::map<std::string, uint16_t> bound_;   // listener keys with sockets on the workers → port
 };
 
 }  // namespace portico::proxy

@@ -250,7 +250,8 @@ Json listener_json(const Listener& l) {
                    {"use_remote_address", l.http.use_remote_address},
                    {"server_name", l.http.server_name}};
   Json vhosts = Json::array();
-  for (const auto& vh : l.virtual_hosts) {
+  for (const auto& vh_ptr : l.virtual_hosts) {
+    const VirtualHost& vh = *vh_ptr;
     Json v;
     v["name"] = vh.name;
     v["domains"] = vh.domains;

@@ -170,6 +170,15 @@ struct VirtualHost {
   std::optional<TlsServerConfig> tls;
 };
 
+// A copy of the VirtualHost at `i` put in its place, to be edited (tests and tools that build a
+// configuration by hand; a published configuration is never edited).
+inline VirtualHost& edit_virtual_host(std::vector<std::shared_ptr<const VirtualHost>>& hosts,
+                                      size_t i) {
+  auto copy = std::make_shared<VirtualHost>(*hosts.at(i));
+  hosts.at(i) = copy;
+  return *copy;
+}
+
 struct HttpOptions {
   uint32_t max_request_headers_bytes = 60 * 1024;
   uint32_t max_headers = 100;
@@ -199,7 +208,7 @@ struct Listener {
   std::string address = "0.0.0.0";
   uint16_t port = 0;
   HttpOptions http;
-  std::vector<VirtualHost> virtual_hosts;
+  std::vector<std::shared_ptr<const VirtualHost>> virtual_hosts;  // shared between versions
   // TLS on this listener (Gloo's `ssl: true`): the default certificate for clients whose SNI
   // matches no virtual host with its own TLS, or who send no SNI. Unset: plain TCP.
   std::optional<TlsServerConfig> tls;

@@ -272,8 +272,8 @@ TEST(ExplainTest, DecodedConfigurationRoutesLikeTheOriginal) {
     ASSERT_EQ(proxy::http::parse_request_head(text, head).status,
               proxy::http::ParseStatus::kComplete);
     for (size_t v = 0; v < decoded.listeners[0].virtual_hosts.size(); ++v) {
-      const auto& a = built.config->listeners[0].virtual_hosts[v];
-      const auto& b = decoded.listeners[0].virtual_hosts[v];
+      const auto& a = *built.config->listeners[0].virtual_hosts[v];
+      const auto& b = *decoded.listeners[0].virtual_hosts[v];
       const auto* ra = proxy::router::match_route(a, head);
       const auto* rb = proxy::router::match_route(b, head);
       EXPECT_EQ(ra ? ra->name : "", rb ? rb->name : "") << text;

@@ -151,7 +151,7 @@ TEST(ControlPipeline, BuildsADirectory) {
   EXPECT_EQ(h.published[0]->version, 1u);
   ASSERT_EQ(h.published[0]->listeners.size(), 1u);
   ASSERT_EQ(h.published[0]->listeners[0].virtual_hosts.size(), 1u);
-  EXPECT_EQ(h.published[0]->listeners[0].virtual_hosts[0].name, "default/shop");
+  EXPECT_EQ(h.published[0]->listeners[0].virtual_hosts[0]->name, "default/shop");
   ASSERT_EQ(h.published[0]->clusters.size(), 1u);
   EXPECT_EQ(h.published[0]->clusters[0].name, "default/echo");
 }
@@ -196,7 +196,7 @@ TEST(ControlPipeline, BrokenFileKeepsItsPreviousResources) {
   EXPECT_TRUE(cfg.clusters.empty());
   ASSERT_EQ(cfg.listeners.size(), 1u);
   ASSERT_EQ(cfg.listeners[0].virtual_hosts.size(), 1u);
-  EXPECT_EQ(cfg.listeners[0].virtual_hosts[0].routes.size(), 1u);
+  EXPECT_EQ(cfg.listeners[0].virtual_hosts[0]->routes.size(), 1u);
 }
 
 TEST(ControlPipeline, GenerationIsDerivedFromTheResourceAndSurvivesRestarts) {
@@ -291,7 +291,7 @@ TEST(ControlPipeline, InvalidNewVersionKeepsTheLastGoodOneInForce) {
   EXPECT_THAT(shop->reasons.back().message,
               HasSubstr("is rejected; serving generation " + std::to_string(g1)));
   // The previous routes stay in force.
-  const auto& vh = h.published.back()->listeners.at(0).virtual_hosts.at(0);
+  const auto& vh = *h.published.back()->listeners.at(0).virtual_hosts.at(0);
   ASSERT_EQ(vh.routes.size(), 1u);
   EXPECT_EQ(vh.routes[0].match.path, "/v1");
   EXPECT_THAT(h.pipeline().resources_json(),
@@ -302,7 +302,8 @@ TEST(ControlPipeline, InvalidNewVersionKeepsTheLastGoodOneInForce) {
   const BuildResult& r3 = h.sync();
   EXPECT_EQ(find(r3, "VirtualService", "shop")->state, State::kAccepted);
   EXPECT_EQ(find(r3, "VirtualService", "shop")->serving_generation, 0);
-  EXPECT_EQ(h.published.back()->listeners.at(0).virtual_hosts.at(0).routes.at(0).match.path, "/v3");
+  EXPECT_EQ(h.published.back()->listeners.at(0).virtual_hosts.at(0)->routes.at(0).match.path,
+            "/v3");
 }
 
 TEST(ControlPipeline, RejectedUpstreamKeepsItsLastGoodVersion) {
@@ -323,6 +324,65 @@ TEST(ControlPipeline, RejectedUpstreamKeepsItsLastGoodVersion) {
   EXPECT_EQ(cfg.clusters[0].endpoints.at(0).address, "127.0.0.1");
 }
 
+// The counters in /stats prove what a change re-translated: an endpoint change no route, a
+// VirtualService change exactly its routes.
+TEST(ControlPipeline, TranslatedCountersInStats) {
+  TempDir dir;
+  dir.write("gateway.yaml", kGateway);
+  dir.write("upstream.yaml", kUpstream);
+  dir.write("shop.yaml", kService);
+  dir.write("other.yaml", R"(kind: VirtualService
+metadata: {name: other}
+spec:
+  virtualHost:
+    domains: [other.example.com]
+    routes:
+      - matchers: [{prefix: /a}]
+        routeAction: {single: {upstream: {name: echo}}}
+      - matchers: [{prefix: /b}]
+        directResponseAction: {status: 200}
+)");
+  Harness h(dir.path());
+  h.sync();
+  const ControlMetrics& m = h.pipeline().metrics();
+  EXPECT_EQ(m.virtual_services_translated, 2u);
+  EXPECT_EQ(m.routes_translated, 3u);
+  EXPECT_THAT(m.render(), HasSubstr("portico_control_routes_translated_total 3\n"));
+  EXPECT_THAT(m.render(), HasSubstr("portico_control_virtual_services_translated_total 2\n"));
+
+  // The Upstream's port: a new cluster, no route translated.
+  std::string moved = kUpstream;
+  moved.replace(moved.find("9000"), 4, "9100");
+  dir.write("upstream.yaml", moved);
+  h.sync();
+  EXPECT_TRUE(h.last.published);
+  EXPECT_EQ(h.published.back()->clusters.at(0).endpoints.at(0).port, 9100);
+  EXPECT_EQ(m.routes_translated, 3u);
+  EXPECT_EQ(m.virtual_services_translated, 2u);
+  // The VirtualService and its routes are the very objects published before.
+  ASSERT_EQ(h.published.size(), 2u);
+  EXPECT_EQ(h.published[0]->listeners.at(0).virtual_hosts.at(0),
+            h.published[1]->listeners.at(0).virtual_hosts.at(0));
+
+  // One VirtualService changed: exactly its two routes.
+  std::string changed = R"(kind: VirtualService
+metadata: {name: other}
+spec:
+  virtualHost:
+    domains: [other.example.com]
+    routes:
+      - matchers: [{prefix: /a}]
+        routeAction: {single: {upstream: {name: echo}}}
+      - matchers: [{prefix: /c}]
+        directResponseAction: {status: 200}
+)";
+  dir.write("other.yaml", changed);
+  h.sync();
+  EXPECT_EQ(m.routes_translated, 3u + 2u);
+  EXPECT_EQ(m.virtual_services_translated, 3u);
+  EXPECT_THAT(m.render(), HasSubstr("portico_control_routes_translated_total 5\n"));
+}
+
 TEST(ControlPipeline, NewResourceThatIsInvalidStaysOut) {
   TempDir dir;
   dir.write("gateway.yaml", kGateway);
@@ -338,7 +398,7 @@ TEST(ControlPipeline, AnExceptionNeverPublishes) {
   TempDir dir;
   dir.write("gateway.yaml", kGateway);
   bool fail = false;
-  Harness h(dir.path(), [&fail](const std::vector<api::Resource>& r, uint64_t v, int64_t ms) {
+  Harness h(dir.path(), [&fail](const std::vector<ResourcePtr>& r, uint64_t v, int64_t ms) {
     if (fail) throw std::runtime_error("boom");
     return translate(r, v, ms);
   });
@@ -479,7 +539,7 @@ TEST(ControlPipeline, ConfigMapMountSwap) {
   const BuildResult& r = h.sync();
   EXPECT_TRUE(r.ok());
   ASSERT_EQ(r.resources.size(), 2u);
-  EXPECT_EQ(h.published.back()->listeners.at(0).virtual_hosts.at(0).routes.at(0).match.path, "/a");
+  EXPECT_EQ(h.published.back()->listeners.at(0).virtual_hosts.at(0)->routes.at(0).match.path, "/a");
 
   fs::create_directory(d / "..2026_12_01_00_01_00.2");
   std::ofstream(d / "..2026_12_01_00_01_00.2" / "gateway.yaml") << kGateway;
@@ -489,7 +549,7 @@ TEST(ControlPipeline, ConfigMapMountSwap) {
   fs::remove_all(d / "..2026_12_01_00_00_00.1");
   h.sync();
   EXPECT_TRUE(h.last.published);
-  EXPECT_EQ(h.published.back()->listeners.at(0).virtual_hosts.at(0).routes.at(0).match.path, "/b");
+  EXPECT_EQ(h.published.back()->listeners.at(0).virtual_hosts.at(0)->routes.at(0).match.path, "/b");
   EXPECT_TRUE(h.pipeline().current().ok());
 }
 

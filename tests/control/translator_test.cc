@@ -90,7 +90,7 @@ spec:
   EXPECT_EQ(l.http.request_header_timeout, snapshot::Millis(10000));  // default kept
   EXPECT_EQ(l.http.server_name, "portico");
   ASSERT_EQ(l.virtual_hosts.size(), 1u);
-  const auto& vh = l.virtual_hosts[0];
+  const auto& vh = *l.virtual_hosts[0];
   EXPECT_EQ(vh.name, "default/shop");
   EXPECT_EQ(vh.domains, std::vector<std::string>{"shop.example.com"});
   ASSERT_EQ(vh.routes.size(), 4u);  // route 0 has two matchers
@@ -183,11 +183,11 @@ spec:
   ASSERT_EQ(r.config->listeners.size(), 1u);
   // Both VirtualServices are served; a's routes point at clusters that do not exist (503).
   ASSERT_EQ(r.config->listeners[0].virtual_hosts.size(), 2u);
-  EXPECT_EQ(r.config->listeners[0].virtual_hosts[0].name, "default/a");
+  EXPECT_EQ(r.config->listeners[0].virtual_hosts[0]->name, "default/a");
   const auto& fwd = std::get<snapshot::ForwardAction>(
-      r.config->listeners[0].virtual_hosts[0].routes.at(0).action);
+      r.config->listeners[0].virtual_hosts[0]->routes.at(0).action);
   EXPECT_EQ(fwd.clusters.at(0).cluster, "default/missing");
-  EXPECT_EQ(r.config->listeners[0].virtual_hosts[1].name, "default/b");
+  EXPECT_EQ(r.config->listeners[0].virtual_hosts[1]->name, "default/b");
   EXPECT_TRUE(r.config->clusters.empty());
 }
 
@@ -257,8 +257,8 @@ spec:
                           "default/gw"));
   EXPECT_EQ(status(r, "VirtualService", "default/c").state, State::kAccepted);
   ASSERT_EQ(r.config->listeners.at(0).virtual_hosts.size(), 1u);
-  EXPECT_EQ(r.config->listeners[0].virtual_hosts[0].name, "default/c");
-  EXPECT_EQ(r.config->listeners[0].virtual_hosts[0].domains, std::vector<std::string>{"*"});
+  EXPECT_EQ(r.config->listeners[0].virtual_hosts[0]->name, "default/c");
+  EXPECT_EQ(r.config->listeners[0].virtual_hosts[0]->domains, std::vector<std::string>{"*"});
 }
 
 TEST(ControlTranslate, GatewaySelection) {
@@ -299,10 +299,10 @@ spec: {virtualHost: {domains: [c.com], routes: [{directResponseAction: {status: 
   ASSERT_EQ(cfg.listeners.size(), 2u);
   EXPECT_EQ(cfg.listeners[0].name, "default/by-label");
   ASSERT_EQ(cfg.listeners[0].virtual_hosts.size(), 1u);
-  EXPECT_EQ(cfg.listeners[0].virtual_hosts[0].name, "x/b");
+  EXPECT_EQ(cfg.listeners[0].virtual_hosts[0]->name, "x/b");
   EXPECT_EQ(cfg.listeners[1].name, "edge/by-ref");
   ASSERT_EQ(cfg.listeners[1].virtual_hosts.size(), 1u);
-  EXPECT_EQ(cfg.listeners[1].virtual_hosts[0].name, "default/a");
+  EXPECT_EQ(cfg.listeners[1].virtual_hosts[0]->name, "default/a");
 }
 
 TEST(ControlTranslate, IdenticalInputGivesIdenticalJson) {
@@ -335,7 +335,7 @@ TEST(ControlTranslate, QuickstartExampleIsClean) {
   ASSERT_EQ(r.config->listeners.size(), 1u);
   EXPECT_EQ(r.config->listeners[0].port, 8080);
   ASSERT_EQ(r.config->listeners[0].virtual_hosts.size(), 1u);
-  EXPECT_EQ(r.config->listeners[0].virtual_hosts[0].routes.size(), 5u);
+  EXPECT_EQ(r.config->listeners[0].virtual_hosts[0]->routes.size(), 5u);
 }
 
 }  // namespace
@@ -374,7 +374,7 @@ spec: {virtualHost: {routes: [{directResponseAction: {status: 1}}]}}
                   "virtualServices is set"));
   ASSERT_EQ(r.config->listeners.size(), 1u);
   ASSERT_EQ(r.config->listeners[0].virtual_hosts.size(), 1u);
-  EXPECT_EQ(r.config->listeners[0].virtual_hosts[0].name, "default/a");
+  EXPECT_EQ(r.config->listeners[0].virtual_hosts[0]->name, "default/a");
 }
 
 // ---- TLS: Secrets, sslConfig, sslFiles (certificates made by `openssl` at test time) ----
@@ -457,7 +457,7 @@ std::string key_fragment(const std::string& pem) {
 
 void expect_not_shown(const BuildResult& r, const std::string& fragment) {
   for (const auto& s : r.resources) {
-    EXPECT_THAT(s.spec_json, Not(HasSubstr(fragment))) << s.name;
+    EXPECT_THAT(s.spec(), Not(HasSubstr(fragment))) << s.name;
     for (const auto& d : s.reasons)
       EXPECT_THAT(d.to_string(), Not(HasSubstr(fragment)));
   }
@@ -520,9 +520,9 @@ spec:
   const auto& tls = r.config->listeners[1];
   EXPECT_FALSE(plain.tls);
   ASSERT_EQ(plain.virtual_hosts.size(), 1u);
-  EXPECT_EQ(plain.virtual_hosts[0].name, "default/plain");  // Gloo: plain gateways, plain VSs
+  EXPECT_EQ(plain.virtual_hosts[0]->name, "default/plain");  // Gloo: plain gateways, plain VSs
   ASSERT_EQ(tls.virtual_hosts.size(), 1u);
-  const auto& vh = tls.virtual_hosts[0];
+  const auto& vh = *tls.virtual_hosts[0];
   EXPECT_EQ(vh.name, "web/shop");
   ASSERT_TRUE(vh.tls);
   ASSERT_EQ(vh.tls->certificates.size(), 1u);
@@ -581,13 +581,13 @@ spec:
   ASSERT_TRUE(l.tls);
   EXPECT_TRUE(l.tls->client_ca_pem.empty());  // oneWayTls: the CA does not require client certs
   ASSERT_EQ(l.virtual_hosts.size(), 1u);
-  const auto& vt = *l.virtual_hosts[0].tls;
+  const auto& vt = *l.virtual_hosts[0]->tls;
   EXPECT_EQ(vt.client_ca_pem, dir.read("certs/ca.crt"));
   EXPECT_EQ(vt.client_ca_secret, "default/mtls");
   EXPECT_THAT(vt.allowed_client_sans, ElementsAre("spiffe://example.com/client"));
   EXPECT_EQ(vt.client_identity_header, "x-client-id");
   const auto& secret = status(r, "Secret", "default/mtls");
-  EXPECT_THAT(secret.spec_json, HasSubstr(R"("privateKey":"<redacted>")"));
+  EXPECT_THAT(secret.spec(), HasSubstr(R"("privateKey":"<redacted>")"));
   expect_not_shown(r, key_fragment(dir.read("certs/server.key")));
 }
 
@@ -737,7 +737,7 @@ spec:
   EXPECT_EQ(l.tls->certificates[0].secret, "file:certs/server.crt");
   EXPECT_EQ(l.tls->certificates[0].cert_chain_pem, dir.read("certs/server.crt"));
   ASSERT_EQ(l.virtual_hosts.size(), 1u);
-  EXPECT_EQ(l.virtual_hosts[0].tls->client_ca_pem, dir.read("certs/ca.crt"));
+  EXPECT_EQ(l.virtual_hosts[0]->tls->client_ca_pem, dir.read("certs/ca.crt"));
 }
 
 TEST(ControlTranslateTls, PlainGatewayDoesNotServeVirtualServicesWithSslConfig) {
@@ -891,7 +891,7 @@ spec:
   EXPECT_EQ(b.max_request_headers_bytes, 16u * 1024);
   EXPECT_EQ(b.request_header_timeout, snapshot::Millis(3000));
   EXPECT_EQ(b.max_request_body_bytes, 0u);
-  const auto& routes = r.config->listeners[0].virtual_hosts.at(0).routes;
+  const auto& routes = r.config->listeners[0].virtual_hosts.at(0)->routes;
   ASSERT_EQ(routes.size(), 2u);
   EXPECT_EQ(routes[0].options.max_request_body_bytes, 0u);
   EXPECT_FALSE(routes[1].options.max_request_body_bytes);
@@ -955,7 +955,7 @@ spec:
   ASSERT_EQ(r.config->listeners.size(), 1u);
   const auto& hosts = r.config->listeners[0].virtual_hosts;
   ASSERT_EQ(hosts.size(), 1u);
-  EXPECT_EQ(hosts[0].name, "gloo-system/open");
+  EXPECT_EQ(hosts[0]->name, "gloo-system/open");
 }
 
 TEST(ControlTranslateGloo, SelectionByExpressionsAndNamespaces) {
@@ -999,7 +999,7 @@ spec:
   auto names = [](const snapshot::Listener& l) {
     std::vector<std::string> out;
     for (const auto& vh : l.virtual_hosts)
-      out.push_back(vh.name);
+      out.push_back(vh->name);
     return out;
   };
   EXPECT_EQ(r.config->listeners[0].name, "default/exprs");
@@ -1025,7 +1025,7 @@ TEST(ControlTranslateDelegation, ExampleIsCleanAndOrdered) {
   ASSERT_TRUE(r.ok());
   ASSERT_EQ(r.config->listeners.size(), 1u);
   ASSERT_EQ(r.config->listeners[0].virtual_hosts.size(), 1u);
-  const auto& vh = r.config->listeners[0].virtual_hosts[0];
+  const auto& vh = *r.config->listeners[0].virtual_hosts[0];
   EXPECT_THAT(route_names(vh),
               ElementsAre("platform/www/shop/shop/shop/cart", "platform/www/shop/shop/shop/catalog",
                           "platform/www/teams/teams/billing/invoices",
@@ -1111,7 +1111,7 @@ spec:
     - matchers: [{prefix: /c/1/2}]
       delegateAction: {ref: {name: c1}}
 )");
-  const auto& vh = r.config->listeners.at(0).virtual_hosts.at(0);
+  const auto& vh = *r.config->listeners.at(0).virtual_hosts.at(0);
   EXPECT_THAT(route_names(vh), ElementsAre("default/vs/a/default/a/good", "default/vs/4"));
   EXPECT_THAT(lines(status(r, "RouteTable", "default/a").reasons),
               ElementsAre(HasSubstr("spec.routes[1].matchers[0]: path \"/elsewhere\" does not "
@@ -1181,7 +1181,7 @@ spec:
     - matchers: [{prefix: /gone}]
       directResponseAction: {status: 1}
 )");
-  const auto& vh = r.config->listeners.at(0).virtual_hosts.at(0);
+  const auto& vh = *r.config->listeners.at(0).virtual_hosts.at(0);
   EXPECT_THAT(route_names(vh),
               ElementsAre("default/vs/t/default/z-first/0", "default/vs/t/default/a-second/0",
                           "default/vs/gone", "default/vs/2"));
@@ -1314,7 +1314,7 @@ spec:
   ASSERT_TRUE(l.tls);
   EXPECT_EQ(l.tls->certificates[0].ocsp_staple, der);
   ASSERT_EQ(l.virtual_hosts.size(), 1u);
-  EXPECT_EQ(l.virtual_hosts[0].tls->certificates[0].ocsp_staple, der);
+  EXPECT_EQ(l.virtual_hosts[0]->tls->certificates[0].ocsp_staple, der);
 }
 
 TEST(ControlTranslateDelegation, ShadowingAcrossTablesAndRegexChildren) {
@@ -1345,7 +1345,7 @@ spec:
     - matchers: [{regex: "/[a-z]+"}]
       directResponseAction: {status: 200, body: b}
 )");
-  const auto& vh = r.config->listeners.at(0).virtual_hosts.at(0);
+  const auto& vh = *r.config->listeners.at(0).virtual_hosts.at(0);
   EXPECT_THAT(route_names(vh), ElementsAre("default/vs/0/default/a/0", "default/vs/0/default/b/0",
                                            "default/vs/0/default/b/1", "default/vs/1"));
   EXPECT_THAT(lines(status(r, "VirtualService", "default/vs").reasons),

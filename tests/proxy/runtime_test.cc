@@ -1,12 +1,100 @@
-// build_runtime (proxy/runtime.h): the stat slots a compiled configuration holds.
+// proxy::build_runtime: the stat slots a compiled configuration holds; compiled virtual hosts are
+// reused from the previous Runtime when the configuration shares them (by pointer), and compiled
+// again when anything they depend on changed.
 #include "proxy/runtime.h"
 
 #include <gtest/gtest.h>
 
 #include <memory>
+#include <string>
 
 namespace portico::proxy {
 namespace {
+
+std::shared_ptr<const snapshot::VirtualHost> host(const std::string& name,
+                                                  const std::string& cluster) {
+  auto vh = std::make_shared<snapshot::VirtualHost>();
+  vh->name = name;
+  vh->domains = {name + ".example.com"};
+  snapshot::Route r;
+  r.name = name + "/0";
+  snapshot::ForwardAction a;
+  a.clusters = {{cluster, 1}};
+  a.total_weight = 1;
+  r.action = a;
+  vh->routes.push_back(r);
+  return vh;
+}
+
+snapshot::Cluster cluster(const std::string& name, uint16_t port) {
+  snapshot::Cluster c;
+  c.name = name;
+  c.endpoints = {{"127.0.0.1", port, 1}};
+  return c;
+}
+
+std::shared_ptr<const snapshot::ProxyConfig> config(
+    std::vector<std::shared_ptr<const snapshot::VirtualHost>> hosts,
+    std::vector<snapshot::Cluster> clusters) {
+  auto c = std::make_shared<snapshot::ProxyConfig>();
+  snapshot::Listener l;
+  l.name = "default/gw";
+  l.port = 8080;
+  l.virtual_hosts = std::move(hosts);
+  c->listeners.push_back(std::move(l));
+  c->clusters = std::move(clusters);
+  return c;
+}
+
+TEST(BuildRuntime, ReusesTheCompiledVirtualHostsTheConfigurationsShare) {
+  stats::Registry registry(1);
+  auto a = host("a", "default/up"), b = host("b", "default/up");
+  auto first = build_runtime(config({a, b}, {cluster("default/up", 9000)}), registry);
+  EXPECT_EQ(first->virtual_hosts_compiled, 2u);
+  EXPECT_EQ(first->virtual_hosts_reused, 0u);
+
+  // b changed (a new VirtualHost), a is shared; an endpoint moved.
+  auto b2 = host("b", "default/up");
+  auto second = build_runtime(config({a, b2}, {cluster("default/up", 9100)}), registry,
+                              filters::builtin_registry(), first.get());
+  EXPECT_EQ(second->virtual_hosts_compiled, 1u);
+  EXPECT_EQ(second->virtual_hosts_reused, 1u);
+  const auto& l1 = first->listeners.at(0);
+  const auto& l2 = second->listeners.at(0);
+  EXPECT_EQ(l2.virtual_hosts.at(0), l1.virtual_hosts.at(0));  // the same compiled object
+  EXPECT_NE(l2.virtual_hosts.at(1), l1.virtual_hosts.at(1));
+  EXPECT_EQ(l2.virtual_hosts.at(0)->routes.at(0).cluster_index.at(0), 0);
+  // Routing in the new runtime finds the reused host at its position.
+  const auto* vh = l2.router->select_virtual_host("a.example.com");
+  ASSERT_NE(vh, nullptr);
+  EXPECT_EQ(l2.router->index_of(vh), 0u);
+  EXPECT_EQ(l2.virtual_hosts.at(l2.router->index_of(vh))->host.get(), a.get());
+}
+
+TEST(BuildRuntime, CompilesAgainWhenTheClustersChange) {
+  stats::Registry registry(1);
+  auto a = host("a", "default/up");
+  auto first = build_runtime(config({a}, {cluster("default/up", 9000)}), registry);
+  // A cluster added before it: every cluster index may have moved.
+  auto second =
+      build_runtime(config({a}, {cluster("default/aaa", 9001), cluster("default/up", 9000)}),
+                    registry, filters::builtin_registry(), first.get());
+  EXPECT_EQ(second->virtual_hosts_reused, 0u);
+  EXPECT_EQ(second->virtual_hosts_compiled, 1u);
+  EXPECT_EQ(second->listeners.at(0).virtual_hosts.at(0)->routes.at(0).cluster_index.at(0), 1);
+}
+
+TEST(BuildRuntime, CompilesAgainWhenTheListenerFiltersChange) {
+  stats::Registry registry(1);
+  auto a = host("a", "default/up");
+  auto first = build_runtime(config({a}, {cluster("default/up", 9000)}), registry);
+  auto changed =
+      std::make_shared<snapshot::ProxyConfig>(*config({a}, {cluster("default/up", 9000)}));
+  changed->listeners[0].http.filters.push_back({"header_mutation", "{}"});
+  auto second = build_runtime(changed, registry, filters::builtin_registry(), first.get());
+  EXPECT_EQ(second->virtual_hosts_reused, 0u);
+  EXPECT_EQ(second->virtual_hosts_compiled, 1u);
+}
 
 std::shared_ptr<const snapshot::ProxyConfig> with_clusters(
     std::initializer_list<const char*> names) {

@@ -44,7 +44,7 @@ ProxyConfig sample() {
   direct.name = "default/shop/2";
   direct.action = DirectResponseAction{404, "nope\xff", "text/plain"};
   vh.routes.push_back(direct);
-  l.virtual_hosts.push_back(vh);
+  l.virtual_hosts.push_back(std::make_shared<VirtualHost>(vh));
   c.listeners.push_back(l);
   Cluster cl;
   cl.name = "default/a";

@@ -30,7 +30,7 @@ TEST(SnapshotJsonTls, CertificatesSummarisedKeysRedacted) {
   vh.name = "default/shop";
   vh.domains = {"shop.example.com"};
   vh.tls = tls;
-  l.virtual_hosts.push_back(vh);
+  l.virtual_hosts.push_back(std::make_shared<VirtualHost>(vh));
   c.listeners.push_back(l);
   Cluster cl;
   cl.name = "default/up";

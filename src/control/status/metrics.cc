@@ -63,6 +63,12 @@ std::string ControlMetrics::render() const {
           "Periodic full re-reads of the configuration sources.", resyncs);
   counter(out, "portico_config_status_updates_total", "counter",
           "Resource statuses that changed (unchanged statuses are not rewritten).", status_updates);
+  counter(out, "portico_control_virtual_services_translated_total", "counter",
+          "VirtualServices translated (not reused from the previous translation).",
+          virtual_services_translated);
+  counter(out, "portico_control_routes_translated_total", "counter",
+          "Routes translated, after delegation (not reused from the previous translation).",
+          routes_translated);
   out +=
       "# HELP portico_config_propagation_seconds Time from a configuration change being seen to it "
       "being translated (stage=translated) and running on every worker (stage=applied).\n"

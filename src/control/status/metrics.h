@@ -26,8 +26,12 @@ struct ControlMetrics {
   bool last_build_ok = true;
   uint64_t resyncs = 0;         // full re-reads of the sources
   uint64_t status_updates = 0;  // resource statuses that changed
-  Histogram translated;         // change seen -> translated
-  Histogram applied;            // change seen -> running on every worker
+  // What translation recomputed: VirtualServices flattened and translated, and their routes (the
+  // others were reused from the previous translation).
+  uint64_t virtual_services_translated = 0;
+  uint64_t routes_translated = 0;
+  Histogram translated;  // change seen -> translated
+  Histogram applied;     // change seen -> running on every worker
   // Prometheus text exposition (portico_config_* families).
   std::string render() const;
 };

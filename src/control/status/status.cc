@@ -20,6 +20,11 @@ std::string_view to_string(State state) {
   return "Pending";
 }
 
+const std::string& ResourceStatus::spec() const {
+  static const std::string kEmpty;
+  return spec_json ? *spec_json : kEmpty;
+}
+
 bool ResourceStatus::same_status(const ResourceStatus& o) const {
   if (state != o.state || generation != o.generation ||
       serving_generation != o.serving_generation || reasons.size() != o.reasons.size()) {
@@ -115,8 +120,8 @@ std::string resources_to_json(const std::vector<ResourceStatus>& resources,
       j["lastChange"] = std::move(c);
     }
     nlohmann::ordered_json spec = nullptr;
-    if (!r.spec_json.empty()) {
-      spec = nlohmann::ordered_json::parse(r.spec_json, nullptr, /*allow_exceptions=*/false);
+    if (!r.spec().empty()) {
+      spec = nlohmann::ordered_json::parse(r.spec(), nullptr, /*allow_exceptions=*/false);
       if (spec.is_discarded()) spec = nullptr;
     }
     j["spec"] = std::move(spec);

@@ -4,6 +4,7 @@
 #pragma once
 
 #include <cstdint>
+#include <memory>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -34,7 +35,9 @@ struct ResourceStatus {
   int64_t serving_generation = 0;
   State state = State::kPending;
   std::vector<Diagnostic> reasons;  // every error and warning of this resource
-  std::string spec_json;            // the spec as JSON (for `describe`)
+  // The spec as JSON (for `describe`), shared with the resource it describes (never copied).
+  std::shared_ptr<const std::string> spec_json;
+  const std::string& spec() const;  // empty when spec_json is null
   // Where the version in force came from (empty for one-shot builds).
   std::string source, revision;
   int document = 0;

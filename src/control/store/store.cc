@@ -162,6 +162,8 @@ void Store::accept(const std::string& key) {
   auto it = entries_.find(key);
   if (it == entries_.end()) return;
   Entry& e = it->second;
+  // Accepted already: nothing to record (generation_of hashes the whole spec).
+  if (e.last_good == e.candidates.front().resource) return;
   e.last_good = e.candidates.front().resource;
   e.last_good_revision = e.candidates.front().origin.revision;
   e.last_good_generation = generation_of(*e.last_good);

@@ -5,6 +5,7 @@
 #include <map>
 #include <set>
 #include <string>
+#include <unordered_map>
 
 #include "api/fields.h"
 #include "api/validate.h"
@@ -16,16 +17,19 @@ namespace {
 using api::Diagnostic;
 using api::Resource;
 
+struct VsMemo;
+
 struct Entry {
   const Resource* resource = nullptr;
   std::vector<Diagnostic> reasons;
+  ResourcePtr ptr;  // owns `resource`
+  bool served = false;
+  std::shared_ptr<const snapshot::VirtualHost> host;  // VirtualServices, when translated
+  std::shared_ptr<VsMemo> memo;                       // VirtualServices: their cached translation
   bool rejected() const { return api::has_errors(reasons); }
   std::string id() const { return resource->meta.ns + "/" + resource->meta.name; }
-  void add(Diagnostic::Severity severity, api::Location loc, std::string path, std::string msg) {
-    // The same cross-resource problem can be found twice (e.g. through two gateways): report once.
-    for (const auto& d : reasons) {
-      if (d.severity == severity && d.path == path && d.message == msg) return;
-    }
+  Diagnostic make(Diagnostic::Severity severity, api::Location loc, std::string path,
+                  std::string msg) const {
     Diagnostic d;
     d.severity = severity;
     d.file = resource->file;
@@ -33,8 +37,29 @@ struct Entry {
     d.column = loc.column;
     d.path = std::move(path);
     d.message = std::move(msg);
+    return d;
+  }
+  // The same cross-resource problem can be found twice (e.g. through two gateways): report once.
+  void push(Diagnostic d) {
+    for (const auto& r : reasons) {
+      if (r.severity == d.severity && r.path == d.path && r.message == d.message) return;
+    }
     reasons.push_back(std::move(d));
   }
+  void add(Diagnostic::Severity severity, api::Location loc, std::string path, std::string msg) {
+    for (const auto& d : reasons) {
+      if (d.severity == severity && d.path == path && d.message == msg) return;
+    }
+    reasons.push_back(make(severity, loc, std::move(path), std::move(msg)));
+  }
+};
+
+// What the translation of one VirtualService read besides the VirtualService itself.
+struct Deps {
+  std::set<std::string> upstreams;  // existence and state
+  std::set<std::string> groups;     // identity and state
+  std::set<std::string> tables;     // identity, state and first error (found or looked for)
+  bool selector = false;            // delegation by selector: every RouteTable
 };
 
 // Orders "<namespace>/<name>" ids by namespace, then name (plain string order would put "a-b/x"
@@ -178,7 +203,7 @@ struct FlatRoute {
 };
 
 void translate_virtual_service(const Resource& r, const std::vector<FlatRoute>& routes,
-                               const EntryMap& groups, snapshot::VirtualHost* out) {
+                               const EntryMap& groups, snapshot::VirtualHost* out, Deps* deps) {
   const auto& spec = r.virtual_service();
   out->name = r.meta.ns + "/" + r.meta.name;
   for (const auto& d : spec.domains) {
@@ -195,6 +220,7 @@ void translate_virtual_service(const Resource& r, const std::vector<FlatRoute>& 
       const auto* dests = &fwd->destinations;
       if (fwd->upstream_group) {
         auto it = groups.find(fwd->upstream_group->to_string());
+        deps->groups.insert(fwd->upstream_group->to_string());
         if (it == groups.end()) continue;  // reported as an error
         dests = &it->second.resource->upstream_group().destinations;
       }
@@ -301,11 +327,13 @@ struct InvalidRoutePolicy {
 
 class Flattener {
  public:
+  // Diagnostics added to tables are also appended to `table_log`; what was read goes to `deps`.
   Flattener(EntryMap& tables, const std::set<std::string>& broken_tables,
-            const InvalidRoutePolicy& policy)
-      : tables_(tables), broken_(broken_tables), policy_(policy) {}
+            const InvalidRoutePolicy& policy, Deps* deps,
+            std::vector<std::pair<std::string, Diagnostic>>* table_log)
+      : tables_(tables), broken_(broken_tables), policy_(policy), deps_(deps), log_(table_log) {}
 
-  // Tables some accepted VirtualService delegates to (so far).
+  // Tables this VirtualService delegates to.
   const std::set<std::string>& reached() const { return reached_; }
 
   std::vector<FlatRoute> flatten(Entry& vs) {
@@ -321,10 +349,12 @@ class Flattener {
   std::vector<Entry*> resolve(Entry& owner, const api::DelegateAction& d) {
     std::vector<Entry*> out;
     if (d.ref) {
+      deps_->tables.insert(d.ref->to_string());
       auto it = tables_.find(d.ref->to_string());
       if (it != tables_.end()) out.push_back(&it->second);
       return out;
     }
+    deps_->selector = true;
     for (auto& [id, t] : tables_) {
       const auto& meta = t.resource->meta;
       bool ns_ok = d.namespaces.empty() ? meta.ns == owner.resource->meta.ns : false;
@@ -379,7 +409,7 @@ class Flattener {
           }
         }
         if (bad != nullptr) {
-          owner.add(Diagnostic::Severity::kWarning, bad->loc, bad->field_path,
+          table_add(owner, Diagnostic::Severity::kWarning, bad->loc, bad->field_path,
                     problem + " (delegated from virtual service " + vs_->id() + "; route " +
                         (policy_.replace ? "replaced" : "dropped") + ")");
           vs_->add(Diagnostic::Severity::kWarning, vs_->resource->loc, "",
@@ -412,6 +442,7 @@ class Flattener {
       }
       for (Entry* t : targets) {
         std::string tid = t->id();
+        deps_->tables.insert(tid);
         std::string key = "rt:" + tid;
         if (std::find(chain.begin(), chain.end(), key) != chain.end()) {
           std::string path;
@@ -427,7 +458,7 @@ class Flattener {
           std::string id = tid;
           std::replace(id.begin(), id.end(), '/', '.');
           std::string msg = "delegation cycle detected: " + path + "[" + id + "]";
-          t->add(Diagnostic::Severity::kWarning, t->resource->loc, "", msg);
+          table_add(*t, Diagnostic::Severity::kWarning, t->resource->loc, "", msg);
           vs_->add(Diagnostic::Severity::kWarning, vs_->resource->loc, "", msg);
           invalid({here}, name, msg, out);
           continue;
@@ -454,9 +485,18 @@ class Flattener {
     }
   }
 
+  void table_add(Entry& t, Diagnostic::Severity severity, api::Location loc, std::string path,
+                 std::string msg) {
+    Diagnostic d = t.make(severity, loc, std::move(path), std::move(msg));
+    log_->emplace_back(t.id(), d);
+    t.push(std::move(d));
+  }
+
   EntryMap& tables_;
   const std::set<std::string>& broken_;
   InvalidRoutePolicy policy_;
+  Deps* deps_;
+  std::vector<std::pair<std::string, Diagnostic>>* log_;
   Entry* vs_ = nullptr;
   std::set<std::string> reached_;
 };
@@ -693,14 +733,123 @@ snapshot::Cluster translate_upstream(const Resource& r) {
   return c;
 }
 
+// The cached translation of one VirtualService (see Translator).
+struct VsMemo {
+  ResourcePtr resource;          // the version it was made from
+  Deps deps;                     // what it read
+  std::vector<Diagnostic> pre;   // upstream and group checks of its own routes
+  bool has_post = false;         // flattened and translated (only when accepted)
+  std::vector<Diagnostic> post;  // delegation and reachability findings
+  std::vector<std::pair<std::string, Diagnostic>> table_diags;  // findings on RouteTables
+  std::vector<std::string> reached;                             // RouteTables it delegates to
+  std::vector<std::string> used_upstreams;                      // sorted, unique
+  std::shared_ptr<const snapshot::VirtualHost> host;
+  size_t routes = 0;
+};
+
+bool same_policy(const InvalidRoutePolicy& a, const InvalidRoutePolicy& b) {
+  return a.replace == b.replace && a.status == b.status && a.body == b.body;
+}
+
+struct TableToken {
+  ResourcePtr ptr;
+  bool rejected = false;
+  std::string first_error;
+  bool operator==(const TableToken& o) const {
+    return ptr == o.ptr && rejected == o.rejected && first_error == o.first_error;
+  }
+};
+struct GroupToken {
+  ResourcePtr ptr;
+  bool rejected = false;
+  bool operator==(const GroupToken& o) const { return ptr == o.ptr && rejected == o.rejected; }
+};
+
 }  // namespace
+
+struct Translator::State {
+  bool first = true;
+  InvalidRoutePolicy policy;
+  std::unordered_map<std::string, std::shared_ptr<VsMemo>> memos;  // by VirtualService id
+  // Dependency index: "u:<upstream>", "g:<group>", "t:<table>" → VirtualServices whose memo read
+  // it.
+  std::unordered_map<std::string, std::set<std::string>> users;
+  std::set<std::string> selector_users;  // VirtualServices delegating by selector
+  // What the dependencies looked like at the previous translation.
+  std::unordered_map<std::string, bool> upstream_rejected;
+  std::unordered_map<std::string, GroupToken> groups;
+  std::unordered_map<std::string, TableToken> tables;
+  // Upstreams used by the routes of accepted VirtualServices: the contributing memos and counts.
+  std::map<std::string, std::shared_ptr<const VsMemo>> contributions;
+  std::unordered_map<std::string, int> upstream_uses;
+
+  void index(const std::string& vid, const VsMemo& m) {
+    for (const auto& u : m.deps.upstreams)
+      users["u:" + u].insert(vid);
+    for (const auto& g : m.deps.groups)
+      users["g:" + g].insert(vid);
+    for (const auto& t : m.deps.tables)
+      users["t:" + t].insert(vid);
+    if (m.deps.selector) selector_users.insert(vid);
+  }
+  void forget(const std::string& vid) {
+    auto it = memos.find(vid);
+    if (it == memos.end()) return;
+    const Deps& d = it->second->deps;
+    auto drop = [&](const std::string& key) {
+      auto u = users.find(key);
+      if (u == users.end()) return;
+      u->second.erase(vid);
+      if (u->second.empty()) users.erase(u);
+    };
+    for (const auto& u : d.upstreams)
+      drop("u:" + u);
+    for (const auto& g : d.groups)
+      drop("g:" + g);
+    for (const auto& t : d.tables)
+      drop("t:" + t);
+    selector_users.erase(vid);
+    memos.erase(it);
+  }
+  void invalidate(const std::string& key) {
+    auto u = users.find(key);
+    if (u == users.end()) return;
+    std::set<std::string> list = u->second;
+    for (const auto& vid : list)
+      forget(vid);
+  }
+};
+
+Translator::Translator(TranslateOptions options, bool incremental)
+    : options_(std::move(options)), incremental_(incremental), state_(std::make_unique<State>()) {}
+Translator::~Translator() = default;
+
+Translation translate(const std::vector<ResourcePtr>& resources, uint64_t version,
+                      int64_t created_unix_ms, const TranslateOptions& options) {
+  Translator t(options, /*incremental=*/false);
+  return t.translate(resources, version, created_unix_ms);
+}
 
 Translation translate(const std::vector<api::Resource>& resources, uint64_t version,
                       int64_t created_unix_ms, const TranslateOptions& options) {
+  // Not owned: the resources outlive the call.
+  std::vector<ResourcePtr> ptrs;
+  ptrs.reserve(resources.size());
+  for (const auto& r : resources)
+    ptrs.emplace_back(std::shared_ptr<const api::Resource>(), &r);
+  return translate(ptrs, version, created_unix_ms, options);
+}
+
+Translation Translator::translate(const std::vector<ResourcePtr>& resources, uint64_t version,
+                                  int64_t created_unix_ms) {
+  State& state = *state_;
+  const TranslateOptions& options = options_;
+  TranslateCounts counts;
   // Entries sorted by namespace/name within each kind, so every loop below is deterministic.
   EntryMap gateways, services, upstreams, secrets, tables, groups, settings;
-  for (const auto& r : resources) {
-    Entry e{&r, r.diagnostics};
+  for (const auto& ptr : resources) {
+    const api::Resource& r = *ptr;
+    Entry e{&r, r.diagnostics, ptr};
     std::string id = r.meta.ns + "/" + r.meta.name;
     switch (r.kind) {
       case api::Kind::kGateway:
@@ -826,8 +975,6 @@ Translation translate(const std::vector<api::Resource>& resources, uint64_t vers
       }
     }
   };
-  for (auto& [id, vs] : services)
-    check_routes(vs, vs.resource->virtual_service().routes);
   for (auto& [id, t] : tables)
     check_routes(t, t.resource->route_table().routes);
   // Tables rejected on their own (decoding, upstreams): their routes are never served. Problems
@@ -835,6 +982,130 @@ Translation translate(const std::vector<api::Resource>& resources, uint64_t vers
   std::set<std::string> broken_tables;
   for (const auto& [id, t] : tables) {
     if (t.rejected()) broken_tables.insert(id);
+  }
+
+  // Invalidation: memos of VirtualServices that changed or went away, and of those that read a
+  // dependency that changed since the previous translation.
+  if (incremental_) {
+    if (!state.first && !same_policy(policy, state.policy)) {
+      state.memos.clear();
+      state.users.clear();
+      state.selector_users.clear();
+    }
+    state.first = false;
+    state.policy = policy;
+    {
+      std::vector<std::string> gone;
+      size_t kept = 0;
+      for (const auto& [vid, vs] : services) {
+        auto it = state.memos.find(vid);
+        if (it == state.memos.end()) continue;
+        if (it->second->resource == vs.ptr) {
+          ++kept;
+        } else {
+          gone.push_back(vid);
+        }
+      }
+      if (kept + gone.size() != state.memos.size()) {  // some VirtualServices went away
+        for (const auto& [vid, m] : state.memos) {
+          auto it = services.find(vid);
+          if (it == services.end()) gone.push_back(vid);
+        }
+      }
+      for (const auto& vid : gone)
+        state.forget(vid);
+    }
+    {
+      std::unordered_map<std::string, bool> now;
+      now.reserve(upstreams.size());
+      for (const auto& [uid, up] : upstreams) {
+        bool rejected = up.rejected();
+        now.emplace(uid, rejected);
+        auto it = state.upstream_rejected.find(uid);
+        if (it == state.upstream_rejected.end() || it->second != rejected)
+          state.invalidate("u:" + uid);
+      }
+      for (const auto& [uid, rejected] : state.upstream_rejected) {
+        if (now.count(uid) == 0) state.invalidate("u:" + uid);
+      }
+      state.upstream_rejected = std::move(now);
+    }
+    {
+      std::unordered_map<std::string, GroupToken> now;
+      for (const auto& [gid, g] : groups) {
+        GroupToken token{g.ptr, g.rejected()};
+        auto it = state.groups.find(gid);
+        if (it == state.groups.end() || !(it->second == token)) state.invalidate("g:" + gid);
+        now.emplace(gid, std::move(token));
+      }
+      for (const auto& [gid, token] : state.groups) {
+        if (now.count(gid) == 0) state.invalidate("g:" + gid);
+      }
+      state.groups = std::move(now);
+    }
+    {
+      std::unordered_map<std::string, TableToken> now;
+      bool any = false;
+      for (const auto& [tid, t] : tables) {
+        TableToken token{t.ptr, t.rejected(), {}};
+        for (const auto& d : t.reasons) {
+          if (d.is_error()) {
+            token.first_error = d.to_string();
+            break;
+          }
+        }
+        auto it = state.tables.find(tid);
+        if (it == state.tables.end() || !(it->second == token)) {
+          state.invalidate("t:" + tid);
+          any = true;
+        }
+        now.emplace(tid, std::move(token));
+      }
+      for (const auto& [tid, token] : state.tables) {
+        if (now.count(tid) == 0) {
+          state.invalidate("t:" + tid);
+          any = true;
+        }
+      }
+      if (any) {
+        std::set<std::string> list = state.selector_users;
+        for (const auto& vid : list)
+          state.forget(vid);
+      }
+      state.tables = std::move(now);
+    }
+  }
+
+  // Each VirtualService's own checks: from its memo, or computed (and remembered, unless its TLS
+  // makes it depend on files).
+  for (auto& [vid, vs] : services) {
+    std::shared_ptr<VsMemo> m;
+    auto it = state.memos.find(vid);
+    if (it != state.memos.end()) {
+      m = it->second;
+    } else {
+      m = std::make_shared<VsMemo>();
+      m->resource = vs.ptr;
+      Entry scratch{vs.resource, {}, vs.ptr};
+      const auto& routes = vs.resource->virtual_service().routes;
+      check_routes(scratch, routes);
+      for (const auto& route : routes) {
+        const auto* fwd = std::get_if<api::ForwardAction>(&route.action);
+        if (fwd == nullptr) continue;
+        for (const auto& d : fwd->destinations)
+          if (!d.upstream.name.empty()) m->deps.upstreams.insert(d.upstream.to_string());
+        if (fwd->upstream_group && !fwd->upstream_group->name.empty())
+          m->deps.groups.insert(fwd->upstream_group->to_string());
+      }
+      m->pre = std::move(scratch.reasons);
+      if (incremental_ && !vs.resource->virtual_service().tls) {
+        state.memos.emplace(vid, m);
+        state.index(vid, *m);
+      }
+    }
+    for (const auto& d : m->pre)
+      vs.push(d);
+    vs.memo = std::move(m);
   }
 
   // 2. Gateways that cannot all bind.
@@ -856,9 +1127,12 @@ Translation translate(const std::vector<api::Resource>& resources, uint64_t vers
   // Conflicts are mutual: decide rejections only after every pair was looked at.
 
   // 3. Which VirtualServices each gateway selects (by reference, by labels, or all).
-  std::map<std::string, std::vector<std::string>, IdLess> selected;  // gateway id -> vs ids, sorted
+  // Gateway id -> (vs id, entry), sorted by vs id.
+  using Selection = std::vector<std::pair<const std::string*, Entry*>>;
+  std::map<std::string, Selection, IdLess> selected;
   for (auto& [gid, gw] : gateways) {
     const auto& spec = gw.resource->gateway();
+    Selection& sel = selected[gid];
     std::set<std::string, IdLess> ids;
     std::set<std::string> missing;
     // Gloo's rule: an ssl gateway serves only VirtualServices with sslConfig, a plain one only
@@ -888,7 +1162,8 @@ Translation translate(const std::vector<api::Resource>& resources, uint64_t vers
       }
     } else {
       // Gloo's precedence: labels, else expressions, else all; within the namespaces asked.
-      for (const auto& [vid, vs] : services) {
+      // (`services` is in id order: no sorting needed.)
+      for (auto& [vid, vs] : services) {
         const auto& labels = vs.resource->meta.labels;
         bool match = namespace_allowed(spec.namespaces, vs.resource->meta.ns) && fits(vs);
         if (match && spec.selector) match = labels_match(*spec.selector, labels);
@@ -897,31 +1172,49 @@ Translation translate(const std::vector<api::Resource>& resources, uint64_t vers
             if (!expression_matches(e, labels)) match = false;
           }
         }
-        if (match) ids.insert(vid);
+        if (match) sel.emplace_back(&vid, &vs);
       }
     }
-    selected[gid].assign(ids.begin(), ids.end());
+    for (const auto& id : ids) {
+      auto it = services.find(id);
+      sel.emplace_back(&it->first, &it->second);
+    }
   }
 
   // 4. Domain conflicts among the VirtualServices of each accepted gateway.
   std::vector<std::tuple<std::string, api::Location, std::string, std::string>> conflicts;
   for (const auto& [gid, gw] : gateways) {
     if (gw.rejected()) continue;
-    std::map<std::string, std::vector<std::pair<std::string, const api::Domain*>>> owners;
-    for (const auto& vid : selected[gid]) {
-      const Entry& vs = services.at(vid);
-      if (vs.rejected()) continue;
-      std::set<std::string> own;
-      for (const auto& d : vs.resource->virtual_service().domains) {
-        if (own.insert(d.value).second) owners[d.value].push_back({vid, &d});
+    // Domain -> its first owner (views into the resources); every owner of a domain served twice,
+    // in order, by domain.
+    using Owner = std::pair<const std::string*, const api::Domain*>;
+    using Owners = std::vector<Owner>;
+    std::unordered_map<std::string_view, Owner> first;
+    first.reserve(selected[gid].size() * 2);
+    std::map<std::string_view, Owners> clashes;
+    for (const auto& [vid, vs] : selected[gid]) {
+      if (vs->rejected()) continue;
+      const auto& domains = vs->resource->virtual_service().domains;
+      for (size_t i = 0; i < domains.size(); ++i) {
+        const auto& d = domains[i];
+        bool seen = false;
+        for (size_t j = 0; j < i && !seen; ++j)
+          seen = domains[j].value == d.value;
+        if (seen) continue;
+        auto [it, inserted] = first.try_emplace(d.value, Owner{vid, &d});
+        if (inserted) continue;
+        Owners& list = clashes[d.value];
+        if (list.empty()) list.push_back(it->second);
+        list.push_back({vid, &d});
       }
     }
-    for (const auto& [domain, list] : owners) {
-      if (list.size() < 2) continue;
-      for (const auto& [vid, d] : list) {
+    for (const auto& [domain_view, list] : clashes) {
+      std::string domain(domain_view);
+      for (const auto& [vid_ptr, d] : list) {
+        const std::string& vid = *vid_ptr;
         std::string others;
         for (const auto& [other, unused] : list) {
-          if (other != vid) others += (others.empty() ? "" : ", ") + other;
+          if (*other != vid) others += (others.empty() ? "" : ", ") + *other;
         }
         conflicts.emplace_back(vid, d->loc, d->field_path,
                                "domain conflict: \"" + domain +
@@ -941,9 +1234,8 @@ Translation translate(const std::vector<api::Resource>& resources, uint64_t vers
     if (gw.rejected() || !spec.ssl || listener_tls.count(gid) != 0) continue;
     if (spec.tls) continue;  // its sslConfig failed: reported already
     bool any = false;
-    for (const auto& vid : selected[gid]) {
-      const Entry& vs = services.at(vid);
-      if (!vs.rejected() && vhost_tls.count(vid) != 0) any = true;
+    for (const auto& [vid, vs] : selected[gid]) {
+      if (!vs->rejected() && vhost_tls.count(*vid) != 0) any = true;
     }
     if (!any) {
       gw.add(Diagnostic::Severity::kError, gw.resource->gateway().ssl_loc, "spec.ssl",
@@ -953,7 +1245,6 @@ Translation translate(const std::vector<api::Resource>& resources, uint64_t vers
   }
 
   // 5. Gateways naming a rejected VirtualService; VirtualServices no gateway serves.
-  std::set<std::string> served;
   for (auto& [gid, gw] : gateways) {
     const auto& spec = gw.resource->gateway();
     std::set<std::string> warned;
@@ -965,75 +1256,142 @@ Translation translate(const std::vector<api::Resource>& resources, uint64_t vers
       }
     }
     if (!gw.rejected()) {
-      for (const auto& vid : selected[gid])
-        served.insert(vid);
+      for (const auto& [vid, vs] : selected[gid])
+        vs->served = true;
     }
   }
   for (auto& [vid, vs] : services) {
-    if (!vs.rejected() && served.count(vid) == 0) {
+    if (!vs.rejected() && !vs.served) {
       vs.add(Diagnostic::Severity::kWarning, vs.resource->loc, "",
              "not served: no accepted gateway selects this virtual service");
     }
   }
 
-  // 5b. Delegation flattened for every accepted VirtualService; cross-table reachability.
-  std::map<std::string, std::vector<FlatRoute>, IdLess> flat_routes;
-  Flattener flattener(tables, broken_tables, policy);
+  // 5b. Delegation flattened for every accepted VirtualService (or its memo reused);
+  // cross-table reachability; the VirtualHost translated.
+  std::set<std::string> reached;
+  std::map<std::string, std::shared_ptr<const VsMemo>> contributions;
   for (auto& [vid, vs] : services) {
     if (vs.rejected()) continue;
-    auto flat = flattener.flatten(vs);
-    // A delegated route that an earlier route (of another table, or of the VirtualService) always
-    // matches first never sees traffic: a warning on the VirtualService. Bounded, as in validate.
-    size_t comparisons = 0;
-    for (size_t j = 0; j < flat.size() && comparisons < 2'000'000; ++j) {
-      for (size_t i = 0; i < j; ++i) {
-        if (!flat[i].delegated && !flat[j].delegated)
-          continue;  // within one resource: validate reported it
-        bool all = !flat[j].route.matchers.empty();
-        for (const auto& later : flat[j].route.matchers) {
-          bool covered = false;
-          for (const auto& earlier : flat[i].route.matchers) {
-            ++comparisons;
-            if (api::shadows(earlier, later)) covered = true;
+    VsMemo& m = *vs.memo;
+    if (!m.has_post) {
+      Deps deps;
+      Entry scratch{vs.resource, {}, vs.ptr};
+      Flattener flattener(tables, broken_tables, policy, &deps, &m.table_diags);
+      auto flat = flattener.flatten(scratch);
+      // A delegated route that an earlier route (of another table, or of the VirtualService)
+      // always matches first never sees traffic: a warning on the VirtualService. Bounded, as in
+      // validate.
+      size_t comparisons = 0;
+      for (size_t j = 0; j < flat.size() && comparisons < 2'000'000; ++j) {
+        for (size_t i = 0; i < j; ++i) {
+          if (!flat[i].delegated && !flat[j].delegated)
+            continue;  // within one resource: validate reported it
+          bool all = !flat[j].route.matchers.empty();
+          for (const auto& later : flat[j].route.matchers) {
+            bool covered = false;
+            for (const auto& earlier : flat[i].route.matchers) {
+              ++comparisons;
+              if (api::shadows(earlier, later)) covered = true;
+            }
+            if (!covered) all = false;
           }
-          if (!covered) all = false;
-        }
-        if (all) {
-          vs.add(Diagnostic::Severity::kWarning, vs.resource->loc, "",
-                 "route " + flat[j].name + " is unreachable: route " + flat[i].name +
-                     " matches first");
-          break;
+          if (all) {
+            scratch.add(Diagnostic::Severity::kWarning, vs.resource->loc, "",
+                        "route " + flat[j].name + " is unreachable: route " + flat[i].name +
+                            " matches first");
+            break;
+          }
         }
       }
+      // Upstreams the routes use (after delegation).
+      std::set<std::string> used;
+      for (const auto& f : flat) {
+        const auto* fwd = std::get_if<api::ForwardAction>(&f.route.action);
+        if (fwd == nullptr) continue;
+        for (const auto& d : fwd->destinations)
+          used.insert(d.upstream.to_string());
+        if (fwd->upstream_group) {
+          deps.groups.insert(fwd->upstream_group->to_string());
+          auto it = groups.find(fwd->upstream_group->to_string());
+          if (it == groups.end()) continue;
+          for (const auto& d : it->second.resource->upstream_group().destinations)
+            used.insert(d.upstream.to_string());
+        }
+      }
+      auto host = std::make_shared<snapshot::VirtualHost>();
+      translate_virtual_service(*vs.resource, flat, groups, host.get(), &deps);
+      if (auto it = vhost_tls.find(vid); it != vhost_tls.end()) host->tls = it->second;
+      m.host = std::move(host);
+      m.post = std::move(scratch.reasons);
+      m.reached.assign(flattener.reached().begin(), flattener.reached().end());
+      m.used_upstreams.assign(used.begin(), used.end());
+      m.routes = flat.size();
+      m.has_post = true;
+      // The dependencies found while flattening join the index.
+      bool added = false;
+      for (const auto& t : deps.tables)
+        added = m.deps.tables.insert(t).second || added;
+      for (const auto& g : deps.groups)
+        added = m.deps.groups.insert(g).second || added;
+      if (deps.selector && !m.deps.selector) {
+        m.deps.selector = true;
+        added = true;
+      }
+      if (added && state.memos.count(vid) != 0) state.index(vid, m);
+      ++counts.virtual_services;
+      counts.routes += m.routes;
+    } else {
+      for (const auto& [tid, d] : m.table_diags)
+        tables.at(tid).push(d);
     }
-    flat_routes.emplace(vid, std::move(flat));
+    for (const auto& d : m.post)
+      vs.push(d);
+    reached.insert(m.reached.begin(), m.reached.end());
+    vs.host = m.host;
+    contributions.emplace_hint(contributions.end(), vid, vs.memo);
   }
 
   for (auto& [tid, t] : tables) {
-    if (!t.rejected() && flattener.reached().count(tid) == 0) {
+    if (!t.rejected() && reached.count(tid) == 0) {
       t.add(Diagnostic::Severity::kWarning, t.resource->loc, "",
             "unused: no accepted virtual service delegates to this route table");
     }
   }
 
-  // 5c. Upstreams that no route uses (of an accepted VirtualService, after delegation).
-  std::set<std::string> used_upstreams;
-  for (const auto& [vid, flat] : flat_routes) {
-    for (const auto& f : flat) {
-      const auto* fwd = std::get_if<api::ForwardAction>(&f.route.action);
-      if (fwd == nullptr) continue;
-      for (const auto& d : fwd->destinations)
-        used_upstreams.insert(d.upstream.to_string());
-      if (fwd->upstream_group) {
-        auto it = groups.find(fwd->upstream_group->to_string());
-        if (it == groups.end()) continue;
-        for (const auto& d : it->second.resource->upstream_group().destinations)
-          used_upstreams.insert(d.upstream.to_string());
+  // 5c. Upstreams that no route uses (of an accepted VirtualService, after delegation): use
+  // counts kept across translations, adjusted for the VirtualServices whose contribution changed.
+  {
+    auto& uses = state.upstream_uses;
+    auto add = [&](const VsMemo& m, int delta) {
+      for (const auto& u : m.used_upstreams) {
+        auto it = uses.emplace(u, 0).first;
+        it->second += delta;
+        if (it->second == 0) uses.erase(it);
+      }
+    };
+    auto a = state.contributions.begin();
+    auto b = contributions.begin();
+    while (a != state.contributions.end() || b != contributions.end()) {
+      if (b == contributions.end() || (a != state.contributions.end() && a->first < b->first)) {
+        add(*a->second, -1);
+        ++a;
+      } else if (a == state.contributions.end() || b->first < a->first) {
+        add(*b->second, +1);
+        ++b;
+      } else {
+        if (a->second != b->second) {
+          add(*a->second, -1);
+          add(*b->second, +1);
+        }
+        ++a;
+        ++b;
       }
     }
+    state.contributions = std::move(contributions);
   }
   for (auto& [uid, up] : upstreams) {
-    if (!up.rejected() && used_upstreams.count(uid) == 0) {
+    if (!up.rejected() && state.upstream_uses.count(uid) == 0) {
       up.add(Diagnostic::Severity::kWarning, up.resource->loc, "",
              "unused: no route of an accepted virtual service sends traffic here");
     }
@@ -1043,13 +1401,6 @@ Translation translate(const std::vector<api::Resource>& resources, uint64_t vers
   auto config = std::make_shared<snapshot::ProxyConfig>();
   config->version = version;
   config->created_unix_ms = created_unix_ms;
-  std::map<std::string, snapshot::VirtualHost, IdLess> hosts;
-  for (const auto& [vid, vs] : services) {
-    if (vs.rejected()) continue;
-    auto& host = hosts[vid];
-    translate_virtual_service(*vs.resource, flat_routes[vid], groups, &host);
-    if (auto it = vhost_tls.find(vid); it != vhost_tls.end()) host.tls = it->second;
-  }
   for (const auto& [gid, gw] : gateways) {
     if (gw.rejected()) continue;
     const auto& spec = gw.resource->gateway();
@@ -1058,9 +1409,8 @@ Translation translate(const std::vector<api::Resource>& resources, uint64_t vers
     l.address = spec.bind_address;
     l.port = spec.bind_port;
     l.http = translate_http(spec.http);
-    for (const auto& vid : selected[gid]) {
-      auto it = hosts.find(vid);
-      if (it != hosts.end()) l.virtual_hosts.push_back(it->second);
+    for (const auto& [vid, vs] : selected[gid]) {
+      if (vs->host && !vs->rejected()) l.virtual_hosts.push_back(vs->host);
     }
     if (spec.ssl) {
       // The default certificate: the gateway's own, else the first virtual service's (by
@@ -1069,8 +1419,8 @@ Translation translate(const std::vector<api::Resource>& resources, uint64_t vers
         l.tls = it->second;
       } else {
         for (const auto& vh : l.virtual_hosts) {
-          if (vh.tls) {
-            l.tls = vh.tls;
+          if (vh->tls) {
+            l.tls = vh->tls;
             break;
           }
         }
@@ -1088,6 +1438,9 @@ Translation translate(const std::vector<api::Resource>& resources, uint64_t vers
 
   Translation out;
   out.config = std::move(config);
+  out.translated = counts;
+  total_.virtual_services += counts.virtual_services;
+  total_.routes += counts.routes;
   auto emit = [&](EntryMap& entries) {
     for (auto& [id, e] : entries) {
       ResourceStatus s;
@@ -1099,7 +1452,7 @@ Translation translate(const std::vector<api::Resource>& resources, uint64_t vers
       api::sort_by_position(e.reasons);
       s.state = state_from(e.reasons);
       s.reasons = std::move(e.reasons);
-      s.spec_json = e.resource->spec_json;
+      s.spec_json = std::shared_ptr<const std::string>(e.ptr, &e.resource->spec_json);
       out.statuses.push_back(std::move(s));
     }
   };

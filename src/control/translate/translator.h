@@ -28,9 +28,18 @@
 
 namespace portico::control {
 
+using ResourcePtr = std::shared_ptr<const api::Resource>;
+
+// What a translation recomputed (the rest was reused from the previous one, see Translator).
+struct TranslateCounts {
+  uint64_t virtual_services = 0;  // VirtualServices whose routes were flattened and translated
+  uint64_t routes = 0;            // their routes, after delegation
+};
+
 struct Translation {
   std::shared_ptr<const snapshot::ProxyConfig> config;  // never null
   std::vector<ResourceStatus> statuses;                 // sorted by kind, namespace, name
+  TranslateCounts translated;
 };
 
 struct TranslateOptions {
@@ -42,7 +51,44 @@ struct TranslateOptions {
 
 // `resources` must be unique by kind/namespace/name. Generations are left at 0 (the caller tracks
 // them).
+Translation translate(const std::vector<ResourcePtr>& resources, uint64_t version,
+                      int64_t created_unix_ms, const TranslateOptions& options = {});
+// The same on copies (tests, tools).
 Translation translate(const std::vector<api::Resource>& resources, uint64_t version,
                       int64_t created_unix_ms, const TranslateOptions& options = {});
+
+// Incremental translation: the same result as translate() on the same input, but a
+// VirtualService's translated VirtualHost (shared with the previous ProxyConfig) and its
+// diagnostics are reused when neither it (by resource identity: the store hands out the same
+// shared pointer while a resource's revision stays) nor anything its translation read changed: the
+// Upstreams and UpstreamGroups its routes name (their existence and accepted/rejected state; a
+// group's destinations), the RouteTables its delegation reached or looked for (identity and state),
+// every RouteTable when it delegates by selector, and the invalid-route policy of Settings. A
+// dependency index (upstream, group, table → VirtualServices) decides what to recompute. Checks
+// across resources (gateway binds, selection, domain conflicts, unused resources) run every time
+// on the cached results. VirtualServices with TLS are translated every time (their certificates
+// are files). Control-plane thread only.
+class Translator {
+ public:
+  // `incremental` false: nothing is remembered for the next call (a one-shot translation).
+  explicit Translator(TranslateOptions options = {}, bool incremental = true);
+  ~Translator();
+  Translator(const Translator&) = delete;
+  Translator& operator=(const Translator&) = delete;
+
+  Translation translate(const std::vector<ResourcePtr>& resources, uint64_t version,
+                        int64_t created_unix_ms);
+
+  // Since construction (the /stats counters).
+  const TranslateCounts& total() const { return total_; }
+
+  struct State;
+
+ private:
+  TranslateOptions options_;
+  bool incremental_;
+  std::unique_ptr<State> state_;
+  TranslateCounts total_;
+};
 
 }  // namespace portico::control

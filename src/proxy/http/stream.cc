@@ -248,7 +248,7 @@ asio::awaitable<void> StreamHandler::handle() {
     co_await local_reply(404, "no route matched\n");
     co_return;
   }
-  const VirtualHostRuntime& vhr = lr_.virtual_hosts[vh - lr_.listener->virtual_hosts.data()];
+  const VirtualHostRuntime& vhr = *lr_.virtual_hosts[lr_.router->index_of(vh)];
 
   // ---- TLS: a virtual host's own TLS settings govern it ----------------------------------
   // Its mTLS policy cannot be walked around by connecting with another (or no) server name and

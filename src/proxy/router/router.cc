@@ -161,7 +161,9 @@ std::pair<std::string_view, std::string_view> split_host_port(std::string_view h
 // CompiledListener
 
 CompiledListener::CompiledListener(const snapshot::Listener& listener) : listener_(&listener) {
-  for (const auto& vhost : listener.virtual_hosts) {
+  for (size_t i = 0; i < listener.virtual_hosts.size(); ++i) {
+    const snapshot::VirtualHost& vhost = *listener.virtual_hosts[i];
+    index_.emplace(&vhost, i);
     for (const auto& raw : vhost.domains) {
       std::string domain = to_lower(raw);
       if (domain.empty()) continue;

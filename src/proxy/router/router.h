@@ -47,6 +47,9 @@ class CompiledListener {
 
   const snapshot::Listener& listener() const { return *listener_; }
 
+  // The position in listener().virtual_hosts of a virtual host this object returned.
+  size_t index_of(const snapshot::VirtualHost* vhost) const { return index_.find(vhost)->second; }
+
   static constexpr size_t kMaxInlineHost = 255;
 
  private:
@@ -79,6 +82,7 @@ class CompiledListener {
   std::vector<WildcardTier> suffix_port_;       // "*.a.com:8080" stored as ".a.com:8080"
   std::vector<WildcardTier> prefix_;            // "api.*" stored as "api."
   const snapshot::VirtualHost* any_ = nullptr;  // "*"
+  std::unordered_map<const snapshot::VirtualHost*, size_t> index_;
 };
 
 // What routing looks at in a request, from either the parser's views (h1 headers) or a stream's

@@ -631,7 +631,8 @@ Result<std::shared_ptr<const ServerContext>> ServerContext::create(
     if (!ctx) return ctx.error();
     out->default_ = ctx.value();
   }
-  for (const auto& vh : listener.virtual_hosts) {
+  for (const auto& vh_ptr : listener.virtual_hosts) {
+    const snapshot::VirtualHost& vh = *vh_ptr;
     SSL_CTX* ctx = out->default_;
     if (vh.tls) {
       auto built = get(*vh.tls, "virtual host " + vh.name + ": tls");

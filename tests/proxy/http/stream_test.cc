@@ -223,7 +223,7 @@ class StreamTest : public ::testing::Test {
     fa.total_weight = 1;
     fwd.action = fa;
     vh.routes.push_back(fwd);
-    l.virtual_hosts.push_back(vh);
+    l.virtual_hosts.push_back(std::make_shared<snapshot::VirtualHost>(vh));
     c.listeners.push_back(l);
     snapshot::Cluster cl;
     cl.name = "default/up";
@@ -232,7 +232,7 @@ class StreamTest : public ::testing::Test {
     return c;
   }
   snapshot::Route& forward_route(snapshot::ProxyConfig& c) {
-    return c.listeners[0].virtual_hosts[0].routes[1];
+    return snapshot::edit_virtual_host(c.listeners[0].virtual_hosts, 0).routes[1];
   }
 
   void apply(const snapshot::ProxyConfig& c) {
@@ -514,7 +514,7 @@ TEST_F(StreamTest, PathIsNormalisedBeforeRoutingAndForwardedAsRouted) {
   pub.name = "public";
   pub.match.path = "/public";
   pub.action = snapshot::DirectResponseAction{200, "public\n", "text/plain"};
-  auto& routes = c.listeners[0].virtual_hosts[0].routes;
+  auto& routes = snapshot::edit_virtual_host(c.listeners[0].virtual_hosts, 0).routes;
   routes.insert(routes.begin(), pub);
   apply(c);
   auto p = connect();

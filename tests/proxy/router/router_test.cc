@@ -82,7 +82,8 @@ class RouterVhostTest : public ::testing::Test {
     return v == nullptr ? "" : v->name;
   }
   void add(std::string name, std::vector<std::string> domains) {
-    listener_.virtual_hosts.push_back(vhost(std::move(name), std::move(domains)));
+    listener_.virtual_hosts.push_back(
+        std::make_shared<VirtualHost>(vhost(std::move(name), std::move(domains))));
   }
 
   Listener listener_;

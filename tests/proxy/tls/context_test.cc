@@ -10,12 +10,13 @@ namespace {
 
 using tls_test::Pki;
 
-snapshot::VirtualHost vhost(std::string name, std::vector<std::string> domains,
-                            std::optional<snapshot::TlsServerConfig> tls) {
-  snapshot::VirtualHost v;
-  v.name = std::move(name);
-  v.domains = std::move(domains);
-  v.tls = std::move(tls);
+std::shared_ptr<const snapshot::VirtualHost> vhost(std::string name,
+                                                   std::vector<std::string> domains,
+                                                   std::optional<snapshot::TlsServerConfig> tls) {
+  auto v = std::make_shared<snapshot::VirtualHost>();
+  v->name = std::move(name);
+  v->domains = std::move(domains);
+  v->tls = std::move(tls);
   return v;
 }
 

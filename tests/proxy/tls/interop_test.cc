@@ -123,7 +123,7 @@ TEST_F(OpensslInterop, SniAlpnVerificationAndCloseNotify) {
   a.name = "default/a";
   a.domains = {"a.example.com"};
   a.tls = tls_test::server_config(pki.vhost_a);
-  l.virtual_hosts = {a};
+  l.virtual_hosts = {std::make_shared<snapshot::VirtualHost>(a)};
   auto ctx = ServerContext::create(l);
   ASSERT_TRUE(ctx.ok()) << ctx.error().message;
   serve(ctx.value());

@@ -243,7 +243,9 @@ TEST_F(TlsTransportTest, SniPicksTheVirtualHostCertificate) {
   snapshot::VirtualHost plain;  // no TLS of its own: the listener's default
   plain.name = "default/plain";
   plain.domains = {"x.wild.example.com"};
-  l.virtual_hosts = {a, wild, plain};
+  l.virtual_hosts = {std::make_shared<snapshot::VirtualHost>(a),
+                     std::make_shared<snapshot::VirtualHost>(wild),
+                     std::make_shared<snapshot::VirtualHost>(plain)};
   auto server = server_ctx(l);
   snapshot::TlsClientConfig insecure;
   insecure.insecure_skip_verify = true;
@@ -271,7 +273,7 @@ TEST_F(TlsTransportTest, UnknownServerNameWithoutDefaultIsRefused) {
   a.name = "default/a";
   a.domains = {"a.example.com"};
   a.tls = tls_test::server_config(pki.vhost_a);
-  l.virtual_hosts = {a};
+  l.virtual_hosts = {std::make_shared<snapshot::VirtualHost>(a)};
   auto server = server_ctx(l);
   snapshot::TlsClientConfig insecure;
   insecure.insecure_skip_verify = true;
@@ -604,7 +606,7 @@ TEST_F(TlsTransportTest, TicketFromOneVirtualHostDoesNotResumeOnAnother) {
     secure.tls = tls_test::server_config(pki.vhost_a);
     secure.tls->client_ca_pem = pki.ca.cert_pem;
     secure.tls->max_version = version;
-    l.virtual_hosts = {secure};
+    l.virtual_hosts = {std::make_shared<snapshot::VirtualHost>(secure)};
     auto server = server_ctx(l);
     snapshot::TlsClientConfig cfg;
     cfg.insecure_skip_verify = true;
