@@ -715,7 +715,7 @@ TEST_F(StreamTest, LocalRepliesGoThroughTheRoutesResponseFilters) {
   c.listeners[0].http.server_name = "portico";
   c.listeners[0].http.filters = {
       {"header_mutation", R"({"response": {"add": [{"name": "x-resp", "value": "2"}]}})"}};
-  auto& direct = c.listeners[0].virtual_hosts[0].routes[0];
+  auto& direct = snapshot::edit_virtual_host(c.listeners[0].virtual_hosts, 0).routes[0];
   direct.options.response_headers.add = {{"x-route", "1", false}};
   direct.options.response_headers.remove = {"server"};
   forward_route(c).options.filters = {test_filter()};
@@ -726,9 +726,9 @@ TEST_F(StreamTest, LocalRepliesGoThroughTheRoutesResponseFilters) {
   fa.clusters = {{"default/missing", 1}};
   fa.total_weight = 1;
   nowhere.action = fa;
-  auto& routes = c.listeners[0].virtual_hosts[0].routes;
+  auto& routes = snapshot::edit_virtual_host(c.listeners[0].virtual_hosts, 0).routes;
   routes.insert(routes.begin(), nowhere);
-  c.listeners[0].virtual_hosts[0].domains = {"a"};
+  snapshot::edit_virtual_host(c.listeners[0].virtual_hosts, 0).domains = {"a"};
   apply(c);
   auto p = connect();
   // A direct response: the route's header changes (remove included) and the listener's filter.
