@@ -767,17 +767,7 @@ asio::awaitable<void> StreamHandler::forward(const snapshot::Route& route,
         co_return;
       }
       if (too_large_ || body_malformed_ || expired() || pending_reply_ || replay_overflow_) {
-        if (too_large_) {
-          co_await local_reply(413, "request body too large\n");
-        } else if (body_malformed_) {
-          co_await local_reply(400, "bad request: malformed chunked body\n");
-        } else if (expired()) {
-          co_await local_reply(408, "request timeout\n");
-        } else if (pending_reply_) {
-          LocalReply r = std::move(*pending_reply_);
-          pending_reply_.reset();
-          co_await local_reply(r.status, r.body, r.content_type);
-        } else {
+        if (!co_await reply_for_request_side()) {
           count_not_replayed();  // the body outgrew the replay buffer meanwhile
           co_await fail(FailureKind::kReset, true);
         }
@@ -905,17 +895,7 @@ asio::awaitable<void> StreamHandler::relay_response(upstream::H1ClientStream& us
         stream_.reset();
         co_return;
       }
-      if (too_large_) {
-        co_await local_reply(413, "request body too large\n");
-      } else if (body_malformed_) {
-        co_await local_reply(400, "bad request: malformed chunked body\n");
-      } else if (expired()) {
-        co_await local_reply(408, "request timeout\n");
-      } else if (pending_reply_) {
-        LocalReply r = std::move(*pending_reply_);
-        pending_reply_.reset();
-        co_await local_reply(r.status, r.body, r.content_type);
-      } else {
+      if (!co_await reply_for_request_side()) {
         FailureKind kind = FailureKind::kReset;
         if (route_timed_out_) kind = FailureKind::kTimeout;
         if (hs == upstream::H1ClientStream::HeadStatus::kInvalid) kind = FailureKind::kProtocol;
@@ -1022,6 +1002,26 @@ void StreamHandler::record(std::string_view data) {
     return;
   }
   buf_.replay.append(data);
+}
+
+// The request side decided the answer while the upstream exchange was failing: the body was too
+// large (413) or malformed (400), the request deadline passed (408), or a filter left a local
+// reply. False when none of these applies (the caller reports the upstream failure).
+asio::awaitable<bool> StreamHandler::reply_for_request_side() {
+  if (too_large_) {
+    co_await local_reply(413, "request body too large\n");
+  } else if (body_malformed_) {
+    co_await local_reply(400, "bad request: malformed chunked body\n");
+  } else if (expired()) {
+    co_await local_reply(408, "request timeout\n");
+  } else if (pending_reply_) {
+    LocalReply r = std::move(*pending_reply_);
+    pending_reply_.reset();
+    co_await local_reply(r.status, r.body, r.content_type);
+  } else {
+    co_return false;
+  }
+  co_return true;
 }
 
 void StreamHandler::count_not_replayed() {

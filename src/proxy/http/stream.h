@@ -90,6 +90,7 @@ class StreamHandler final : public filters::FilterCallbacks {
   // Keeps a piece of a streamed request body for a retry, within the replay buffer's bound.
   void record(std::string_view data);
   // Counts a stale pooled connection whose request could not be sent again, and why.
+  asio::awaitable<bool> reply_for_request_side();
   void count_not_replayed();
   void prepare_upstream_headers(const snapshot::Route& route);
   uint64_t body_limit() const;
