@@ -124,7 +124,7 @@ spec:
             for s in conns:
                 s.settimeout(5)
                 s.recv(4096)
-            time.sleep(1.0)
+            time.sleep(2.0)  # every connection past the 1 s park delay
             after = rss_kb(p.pid)
             per = (after - before) * 1024 / a.connections
             print(f"idle_conns N={a.connections} tls={int(a.tls)} rss_before_kb={before} rss_after_kb={after} "

@@ -185,7 +185,12 @@ struct HttpOptions {
   uint32_t max_connections = 0;  // open client connections per listener and process; 0: no limit
   Millis request_header_timeout{10000};  // time to receive a whole request head
   Millis idle_timeout{60000};            // keep-alive idle time between requests
-  Millis drain_timeout{10000};           // SIGTERM: how long in-flight requests may finish
+  // An idle keep-alive connection waits for its next request with its read buffer this long (a
+  // busy client's next request comes sooner), then gives the buffer back and waits without one:
+  // one more system call when it wakes, no buffer held while idle. 100 ms measured worse at c1000
+  // and over TLS (docs/benchmarks.md, section 9); not a Gateway field (tests set it).
+  Millis idle_park_after{1000};
+  Millis drain_timeout{10000};  // SIGTERM: how long in-flight requests may finish
   bool generate_request_id = true;
   bool use_remote_address = true;  // append the peer to X-Forwarded-For
   std::string server_name;         // Server header on local replies; empty: none

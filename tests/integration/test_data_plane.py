@@ -195,7 +195,7 @@ class DataPlaneTest(t.IntegrationTest):
             d = s.recv(65536)
             self.assertTrue(d, raw)
             raw += d
-        time.sleep(0.4)
+        time.sleep(1.3)  # past the 1 s park delay
         s.sendall(b"GET /idle/2 HTTP/1.1\r\nHost: h\r\n\r\nGET /idle/3 HTTP/1.1\r\nHost: h\r\n\r\n")
         while t.count_responses(raw) < 3:
             d = s.recv(65536)

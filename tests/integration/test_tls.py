@@ -272,7 +272,7 @@ class TlsTest(t.IntegrationTest):
             resp = t.read_response(s)
             self.assertEqual(resp.status, 200)
             self.assertIn(path.encode(), resp.body)  # the echo upstream saw this request
-            time.sleep(0.4)
+            time.sleep(1.3)  # past the 1 s park delay
 
     def test_curl_over_tls(self):
         r = t.curl("-sS", "--cacert", self.ca, "--resolve", f"b.example.test:{self.port}:127.0.0.1",

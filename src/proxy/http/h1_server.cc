@@ -19,10 +19,6 @@ constexpr size_t kReadChunk = 65536;
 // An idle connection keeps at most this much in its read buffer (a typical request head fits,
 // so a keep-alive connection does not allocate per request) and in each scratch string.
 constexpr size_t kIdleKeep = 1024;
-// An idle keep-alive connection waits for its next request with that buffer for this long (a busy
-// client's next request comes sooner), then gives it back and waits without one: a connection
-// idle for longer holds no read buffer, at the cost of one more system call when it wakes up.
-constexpr auto kParkAfter = std::chrono::milliseconds(100);
 // Lingering close: after an answer that left request bytes unread, keep reading (and dropping)
 // for this long or this many bytes, so that the client's unread bytes do not turn our close into
 // an RST that destroys the answer in flight.
@@ -181,9 +177,9 @@ class H1Connection final : public ServerStream, public DownstreamConnection {
   Timer timer_;         // keep-alive idle, request head and lingering-close deadlines
   bool timer_fired_ = false;
   bool idle_ = false;
-  bool park_armed_ = false;      // timer_ ends the first stage of an idle wait (kParkAfter)
+  bool park_armed_ = false;      // timer_ ends the first stage of an idle wait (idle_park_after)
   bool parking_ = false;         // that stage ended: the pending read is cancelled to park
-  Clock::duration idle_rest_{};  // the keep-alive timeout left after kParkAfter (0: none)
+  Clock::duration idle_rest_{};  // the keep-alive timeout left after the park delay (0: none)
   StreamHandler* handler_ = nullptr;
 
   std::unique_ptr<Exchange> x_;  // while a request is in progress (or an error reply is sent)
@@ -272,15 +268,15 @@ asio::awaitable<H1Connection::HeadResult> H1Connection::read_head(const Listener
   idle_ = in_.empty();
   timer_fired_ = false;
   parking_ = false;
-  // Idle: first kParkAfter with the read buffer, then without it (see kParkAfter).
+  // Idle: first idle_park_after with the read buffer, then without it (snapshot::HttpOptions).
   const bool no_idle_timeout = opts.idle_timeout.count() <= 0;
-  park_armed_ = idle_ && (no_idle_timeout || opts.idle_timeout > kParkAfter);
-  idle_rest_ =
-      no_idle_timeout ? Clock::duration::zero() : Clock::duration(opts.idle_timeout - kParkAfter);
+  park_armed_ = idle_ && (no_idle_timeout || opts.idle_timeout > opts.idle_park_after);
+  idle_rest_ = no_idle_timeout ? Clock::duration::zero()
+                               : Clock::duration(opts.idle_timeout - opts.idle_park_after);
   if (!idle_) {
     timer_.arm(opts.request_header_timeout);
   } else if (park_armed_) {
-    timer_.arm(kParkAfter);
+    timer_.arm(opts.idle_park_after);
   } else {
     timer_.arm(opts.idle_timeout);
   }

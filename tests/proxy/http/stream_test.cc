@@ -294,9 +294,11 @@ TEST_F(StreamTest, DirectResponseAndKeepAlive) {
 }
 
 TEST_F(StreamTest, KeepAliveConnectionIdleLongerThanTheParkDelayServesTheNextRequest) {
-  // Past the first stage of an idle wait (100 ms) the connection gives its read buffer back and
-  // waits without one; the next request must be read and answered as before.
-  apply(config());
+  // Past the first stage of an idle wait (100 ms here) the connection gives its read buffer back
+  // and waits without one; the next request must be read and answered as before.
+  auto c = config();
+  c.listeners[0].http.idle_park_after = 100ms;
+  apply(c);
   auto p = connect();
   EXPECT_EQ(exchange(p, "GET /direct HTTP/1.1\r\nHost: a\r\n\r\n").status, 200);
   EXPECT_FALSE(run_until([&] { return p->server_closed; }, 400ms));
@@ -309,6 +311,7 @@ TEST_F(StreamTest, KeepAliveConnectionIdleLongerThanTheParkDelayServesTheNextReq
 TEST_F(StreamTest, KeepAliveTimeoutStillEndsAParkedConnection) {
   auto c = config();
   c.listeners[0].http.idle_timeout = 300ms;
+  c.listeners[0].http.idle_park_after = 100ms;
   apply(c);
   auto p = connect();
   EXPECT_EQ(exchange(p, "GET /direct HTTP/1.1\r\nHost: a\r\n\r\n").status, 200);
