@@ -152,7 +152,7 @@ chmod -R a+rX "$WORK/pki"
 
 if [ -z "$OUT" ]; then
   mkdir -p "$HERE/results"
-  OUT="$HERE/results/run-$(date +%Y%m%d-%H%M%S).jsonl"
+  OUT="$REPO/bench/results/run-$(date +%Y%m%d-%H%M%S).jsonl"
 fi
 : >"$OUT"
 
