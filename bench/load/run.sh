@@ -151,7 +151,7 @@ for k in ecdsa rsa; do cat "$WORK/pki/$k.crt" "$WORK/pki/$k.key" >"$WORK/pki/$k.
 chmod -R a+rX "$WORK/pki"
 
 if [ -z "$OUT" ]; then
-  mkdir -p "$HERE/results"
+  mkdir -p "$REPO/bench/results"
   OUT="$REPO/bench/results/run-$(date +%Y%m%d-%H%M%S).jsonl"
 fi
 : >"$OUT"
