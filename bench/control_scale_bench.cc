@@ -23,9 +23,12 @@
 // - runtime: proxy::build_runtime (router indexes and stat slots, built by Server::apply).
 // - sync_cold: control::Pipeline::sync on a new Pipeline fed by a FileSource, publishing through
 //   build_runtime: what `portico run` does at start, before the workers pick the config up.
-// - sync_unchanged: sync again with nothing changed.
+// - sync_unchanged: sync again with nothing changed and no event (a complete listing: every file
+//   is stated).
 // - sync_route: one route's direct-response body changed in one VirtualService file, then sync.
 // - sync_endpoint: one host port changed in one Upstream file, then sync.
+//   Both edits are announced to the source with FileSource::note_changed, as `portico run`'s file
+//   watcher does, so the poll looks at that one file.
 //
 // The sync phases also print how long translation and publication took inside the sync, how many
 // VirtualServices and routes the incremental translator translated (`vs_translated`,
@@ -416,8 +419,11 @@ int main(int argc, char** argv) {
   control::TranslateOptions translate_options;
   translate_options.base_dir = dir;
   control::Translator translator(translate_options);
+  // The edits below are announced to the source as `portico run`'s file watcher does.
+  auto file_source = std::make_unique<control::FileSource>(dir);
+  control::FileSource* files = file_source.get();
   auto pipeline = std::make_unique<control::Pipeline>(
-      std::make_unique<control::FileSource>(dir),
+      std::move(file_source),
       [&](std::shared_ptr<const snapshot::ProxyConfig> config) {
         auto t0 = Clock::now();
         double c0 = cpu_ms();
@@ -489,8 +495,10 @@ int main(int argc, char** argv) {
         std::fprintf(stderr, "control_scale_bench: cannot write %s\n", path.c_str());
         std::exit(1);
       }
+      files->note_changed(path);  // the watcher's event
     });
     write_file(path, original);
+    files->note_changed(path);
     (void)pipeline->sync(false, static_cast<int64_t>(++seen));  // the restore, not measured
   };
   // One route: the first direct-response body of the file ("ok vs1" becomes "<n>-ok vs1").

@@ -221,6 +221,13 @@ class Runner {
                           if (e || draining_) return;
                           if (watcher_->drain()) {
                             if (watcher_->take_overflow()) full_pending_ = true;
+                            // The next sync re-reads only what changed.
+                            auto changes = watcher_->take_changes();
+                            if (files_ != nullptr) {
+                              if (changes.relist) files_->note_relist();
+                              for (const auto& path : changes.paths)
+                                files_->note_changed(path);
+                            }
                             schedule_rebuild();
                           }
                           wait_for_changes();

@@ -172,9 +172,101 @@ void FileSource::add_file(const std::string& name, std::string_view content, Fil
   delta->origin_errors[name] = std::move(errors);  // empty clears the previous ones
 }
 
+void FileSource::note_changed(const std::filesystem::path& path) {
+  noted_.insert(path.lexically_normal());
+}
+
+void FileSource::refresh_file(const std::string& name, const std::filesystem::path& path, bool full,
+                              Delta* delta, std::set<std::string>* just_read) {
+  FileState& state = files_[name];
+  const StatSig sig = stat_of(path);
+  if (state.read && !full && sig.size >= 0 && sig == state.sig) {
+    return;  // unchanged since the last read
+  }
+  std::string error;
+  auto content = read_config_file(path, api::kMaxFileBytes, &error);
+  if (!content) {
+    std::vector<api::Diagnostic> errors{file_diagnostic(name, 0, 0, "", error)};
+    if (!state.docs.empty()) errors.push_back(keeping(name, state.docs.size()));
+    delta->origin_errors[name] = std::move(errors);
+    state.read = false;
+    return;
+  }
+  state.sig = sig;
+  uint64_t h = content_hash(*content);
+  if (state.read && state.content_hash == h) return;  // same bytes: same documents
+  state.read = true;
+  state.content_hash = h;
+  add_file(name, *content, &state, delta, base_);
+  just_read->insert(name);
+}
+
+void FileSource::remove_file(const std::string& name, Delta* delta) {
+  auto it = files_.find(name);
+  if (it == files_.end()) return;
+  for (const auto& d : it->second.docs)
+    delta->removals.push_back(Removal{kSource, it->first, d.resource_key});
+  delta->origin_errors[it->first] = {};
+  files_.erase(it);
+}
+
+bool FileSource::poll_noted(Delta* delta) {
+  namespace fs = std::filesystem;
+  const fs::path base = base_.lexically_normal();
+  // The names of the directory's files that changed, in path order (as a listing gives them),
+  // and the directories whose referenced files may have changed.
+  std::set<std::string> names;
+  std::set<fs::path> ref_dirs;
+  for (const auto& path : noted_) {
+    ref_dirs.insert(path.parent_path());
+    fs::path rel = path.lexically_relative(base);
+    if (rel.empty() || *rel.begin() == "..") continue;  // outside: a referenced file's directory
+    if (rel == ".") return false;                       // the directory itself
+    bool hidden = false;
+    for (const auto& part : rel) {
+      std::string s = part.string();
+      if (s == "..data") return false;  // a Kubernetes mount's swap: its files all changed
+      if (!s.empty() && s[0] == '.') hidden = true;
+    }
+    if (hidden) continue;  // not listed (editors' files; a mount's timestamped directories)
+    std::error_code ec;
+    const std::string name = rel.generic_string();
+    if (fs::is_directory(path, ec)) return false;  // a new directory (or a link to one)
+    // A path that held files is a directory that went away.
+    auto below = files_.lower_bound(name + "/");
+    if (below != files_.end() && below->first.compare(0, name.size() + 1, name + "/") == 0)
+      return false;
+    names.insert(name);
+  }
+  std::set<std::string> just_read;
+  for (const auto& name : names) {
+    const fs::path path = base_ / name;
+    std::error_code ec;
+    const std::string ext = path.extension().string();
+    const bool config = ext == ".yaml" || ext == ".yml" || ext == ".json";
+    if (!config) continue;  // maybe a referenced file: checked below
+    if (fs::is_regular_file(path, ec)) {
+      refresh_file(name, path, false, delta, &just_read);
+    } else {
+      remove_file(name, delta);  // removed, renamed away, or a link that points nowhere now
+    }
+  }
+  check_refs(false, just_read, delta, &ref_dirs);
+  return true;
+}
+
 Delta FileSource::poll(bool full) {
   Delta delta;
   delta.source = kSource;
+  if (!full && listed_ && !relist_ && !noted_.empty()) {
+    const bool done = poll_noted(&delta);
+    noted_.clear();
+    if (done) return delta;
+    delta = Delta{};  // nothing was changed: a complete listing below
+    delta.source = kSource;
+  }
+  noted_.clear();
+  relist_ = false;
   const std::string dir_label = dir_.string();
   ConfigFileList list = list_config_files(dir_);
   if (!list.base.empty()) base_ = list.base;
@@ -182,6 +274,7 @@ Delta FileSource::poll(bool full) {
     // Keep everything: a directory that cannot be listed is not a directory without files.
     delta.origin_errors[dir_label] = {file_diagnostic(dir_label, 0, 0, "", list.error)};
   } else {
+    listed_ = true;
     delta.origin_errors[dir_label] = {};
     std::set<std::string> present(list.files.begin(), list.files.end());
     for (auto it = files_.begin(); it != files_.end();) {
@@ -196,35 +289,14 @@ Delta FileSource::poll(bool full) {
     }
   }
   std::set<std::string> just_read;
-  for (const auto& name : list.files) {
-    const std::filesystem::path path = list.base / name;
-    FileState& state = files_[name];
-    const StatSig sig = stat_of(path);
-    if (state.read && !full && sig.size >= 0 && sig == state.sig) {
-      continue;  // unchanged since the last read
-    }
-    std::string error;
-    auto content = read_config_file(path, api::kMaxFileBytes, &error);
-    if (!content) {
-      std::vector<api::Diagnostic> errors{file_diagnostic(name, 0, 0, "", error)};
-      if (!state.docs.empty()) errors.push_back(keeping(name, state.docs.size()));
-      delta.origin_errors[name] = std::move(errors);
-      state.read = false;
-      continue;
-    }
-    state.sig = sig;
-    uint64_t h = content_hash(*content);
-    if (state.read && state.content_hash == h) continue;  // same bytes: same documents
-    state.read = true;
-    state.content_hash = h;
-    add_file(name, *content, &state, &delta, base_);
-    just_read.insert(name);
-  }
+  for (const auto& name : list.files)
+    refresh_file(name, list.base / name, full, &delta, &just_read);
   check_refs(full, just_read, &delta);
   return delta;
 }
 
-void FileSource::check_refs(bool full, const std::set<std::string>& just_read, Delta* delta) {
+void FileSource::check_refs(bool full, const std::set<std::string>& just_read, Delta* delta,
+                            const std::set<std::filesystem::path>* dirs) {
   for (auto& [name, state] : files_) {
     if (just_read.count(name)) continue;
     for (auto& doc : state.docs) {
@@ -232,6 +304,10 @@ void FileSource::check_refs(bool full, const std::set<std::string>& just_read, D
       bool changed = false;
       std::vector<uint64_t> hashes;
       for (auto& ref : doc.refs) {
+        if (dirs != nullptr && !dirs->count(ref.path.parent_path().lexically_normal())) {
+          hashes.push_back(ref.content_hash);
+          continue;  // no event in its directory
+        }
         StatSig sig = stat_of(ref.path);
         if (full || !(sig == ref.sig)) {
           ref.sig = sig;

@@ -12,7 +12,8 @@ namespace portico::control {
 namespace {
 constexpr uint32_t kMask = IN_CLOSE_WRITE | IN_MODIFY | IN_MOVED_TO | IN_MOVED_FROM | IN_CREATE |
                            IN_DELETE | IN_DELETE_SELF | IN_MOVE_SELF | IN_ATTRIB;
-}
+constexpr size_t kMaxPaths = 4096;
+}  // namespace
 
 Result<std::unique_ptr<FileWatcher>> FileWatcher::open(const std::filesystem::path& dir) {
   int fd = inotify_init1(IN_NONBLOCK | IN_CLOEXEC);
@@ -72,6 +73,7 @@ void FileWatcher::watch_dirs(const std::vector<std::filesystem::path>& dirs) {
 bool FileWatcher::drain() {
   alignas(inotify_event) char buf[16384];
   bool changed = false;
+  bool rewatch = false;  // the tree may hold directories not watched yet
   for (;;) {
     ssize_t n = ::read(fd_, buf, sizeof buf);
     if (n <= 0) break;
@@ -85,6 +87,8 @@ bool FileWatcher::drain() {
       if (ev->mask & IN_Q_OVERFLOW) {
         changed = true;
         overflowed_ = true;
+        relist_ = true;
+        rewatch = true;
         continue;
       }
       std::string name = ev->len ? std::string(ev->name) : std::string();
@@ -93,11 +97,30 @@ bool FileWatcher::drain() {
       bool k8s_swap = name == "..data";
       if (!k8s_swap && !name.empty() && (name[0] == '.' || name.back() == '~')) continue;
       changed = true;
+      auto dir = dirs_.find(ev->wd);
+      if (dir == dirs_.end()) {
+        relist_ = true;  // a directory no longer known: only a listing tells what it held
+        continue;
+      }
+      std::filesystem::path path = name.empty() ? dir->second : dir->second / name;
+      if (name.empty() || k8s_swap || (ev->mask & IN_ISDIR)) {
+        rewatch = true;  // a directory created, moved, removed, or a mount swapped
+      } else if (ev->mask & (IN_CREATE | IN_MOVED_TO)) {
+        // A new symlink may point to a directory (inotify does not say so).
+        std::error_code ec;
+        if (std::filesystem::is_directory(path, ec)) rewatch = true;
+      }
+      paths_.insert(std::move(path));
+      if (paths_.size() > kMaxPaths) {  // nobody takes them, or a storm: list instead
+        paths_.clear();
+        relist_ = true;
+      }
     }
   }
   // New directories, directories behind new symlinks, symlinks that now point elsewhere: watch
-  // whatever the tree holds now (already watched directories keep their watch).
-  if (changed) watch_tree(root_);
+  // whatever the tree holds now (already watched directories keep their watch). Only after a
+  // directory event: at 10,000 files, walking the tree on every file's change was most of it.
+  if (rewatch) watch_tree(root_);
   return changed;
 }
 

@@ -6,6 +6,7 @@
 #include <filesystem>
 #include <map>
 #include <memory>
+#include <set>
 #include <string>
 #include <vector>
 
@@ -27,6 +28,23 @@ class FileWatcher {
   // moved, deleted; a Kubernetes ConfigMap/Secret mount's "..data" link swapped).
   bool drain();
 
+  // The paths that changed (a watched directory joined with the event's name; the directory
+  // itself for an event about it) since the last call, for FileSource::note_changed(), and
+  // whether a directory changed shape in a way that only a complete listing sees (a directory
+  // created, moved or removed; a lost event queue).
+  struct Changes {
+    std::vector<std::filesystem::path> paths;
+    bool relist = false;
+  };
+  Changes take_changes() {
+    Changes c;
+    c.paths.assign(paths_.begin(), paths_.end());
+    c.relist = relist_;
+    paths_.clear();
+    relist_ = false;
+    return c;
+  }
+
   // Also watches these directories (not their subdirectories): the files that resources refer to
   // (TLS certificates and keys) live there. Directories watched already keep their watch.
   void watch_dirs(const std::vector<std::filesystem::path>& dirs);
@@ -46,6 +64,8 @@ class FileWatcher {
   int fd_;
   std::filesystem::path root_;
   bool overflowed_ = false;
+  bool relist_ = false;
+  std::set<std::filesystem::path> paths_;
   std::map<int, std::filesystem::path> dirs_;  // watch descriptor → directory
 };
 

@@ -5,6 +5,8 @@
 
 #include <filesystem>
 #include <fstream>
+#include <set>
+#include <string>
 
 namespace portico::control {
 namespace {
@@ -55,6 +57,126 @@ TEST_F(FileSourceTest, AReferencedFileChangesTheRevision) {
   // The key, relative to the configuration directory.
   write(dir_ / "conf" / "key.pem", "key two");
   EXPECT_EQ(source.poll(false).upserts.size(), 1u);
+}
+
+std::string upstream(const std::string& name, int port) {
+  return "kind: Upstream\nmetadata: {name: " + name + "}\nspec:\n  static:\n    hosts:\n" +
+         "      - {addr: 127.0.0.1, port: " + std::to_string(port) + "}\n";
+}
+
+std::set<std::string> upserted(const Delta& d) {
+  std::set<std::string> out;
+  for (const auto& u : d.upserts)
+    out.insert(u.resource->key());
+  return out;
+}
+
+std::set<std::string> removed(const Delta& d) {
+  std::set<std::string> out;
+  for (const auto& r : d.removals)
+    out.insert(r.resource_key);
+  return out;
+}
+
+TEST_F(FileSourceTest, AnEventDrivenPollReadsOnlyTheNotedFiles) {
+  const fs::path conf = dir_ / "conf";
+  write(conf / "a.yaml", upstream("a", 1001));
+  write(conf / "b.yaml", upstream("b", 1002));
+  FileSource source(conf);
+  ASSERT_EQ(source.poll(false).upserts.size(), 2u);
+
+  // Both change; the watcher saw only a.yaml.
+  write(conf / "a.yaml", upstream("a", 2001));
+  write(conf / "b.yaml", upstream("b", 2002));
+  source.note_changed(conf / "a.yaml");
+  EXPECT_EQ(upserted(source.poll(false)), (std::set<std::string>{"Upstream/default/a"}));
+
+  // The periodic full resync catches what no event announced.
+  EXPECT_EQ(upserted(source.poll(true)), (std::set<std::string>{"Upstream/default/b"}));
+  EXPECT_TRUE(source.poll(true).upserts.empty());
+
+  // A new file and a removed one, by their events.
+  write(conf / "c.yaml", upstream("c", 1003));
+  fs::remove(conf / "a.yaml");
+  source.note_changed(conf / "c.yaml");
+  source.note_changed(conf / "a.yaml");
+  Delta d = source.poll(false);
+  EXPECT_EQ(upserted(d), (std::set<std::string>{"Upstream/default/c"}));
+  EXPECT_EQ(removed(d), (std::set<std::string>{"Upstream/default/a"}));
+
+  // Noted paths that hold no configuration (an editor's file, another extension) change nothing.
+  write(conf / "notes.txt", "kind: Upstream\n");
+  source.note_changed(conf / "notes.txt");
+  source.note_changed(conf / ".c.yaml.swp");
+  d = source.poll(false);
+  EXPECT_TRUE(d.upserts.empty());
+  EXPECT_TRUE(d.removals.empty());
+}
+
+TEST_F(FileSourceTest, ANotedDirectoryIsListed) {
+  const fs::path conf = dir_ / "conf";
+  write(conf / "a.yaml", upstream("a", 1001));
+  FileSource source(conf);
+  ASSERT_EQ(source.poll(false).upserts.size(), 1u);
+
+  fs::create_directories(conf / "team");
+  write(conf / "team" / "t.yaml", upstream("t", 1004));
+  source.note_changed(conf / "team");
+  EXPECT_EQ(upserted(source.poll(false)), (std::set<std::string>{"Upstream/default/t"}));
+
+  // The directory goes away: its files' resources with it.
+  fs::remove_all(conf / "team");
+  source.note_changed(conf / "team");
+  EXPECT_EQ(removed(source.poll(false)), (std::set<std::string>{"Upstream/default/t"}));
+}
+
+TEST_F(FileSourceTest, AConfigMapSwapIsSeenThroughItsDataLink) {
+  // A Kubernetes mount: files are links into "..data", itself a link swapped atomically.
+  const fs::path conf = dir_ / "conf";
+  fs::create_directory(conf / "..v1");
+  write(conf / "..v1" / "u.yaml", upstream("u", 1001));
+  fs::create_directory_symlink("..v1", conf / "..data");
+  fs::create_symlink("..data/u.yaml", conf / "u.yaml");
+  FileSource source(conf);
+  Delta first = source.poll(false);
+  ASSERT_EQ(first.upserts.size(), 1u);
+  const std::string rev1 = first.upserts[0].origin.revision;
+
+  fs::create_directory(conf / "..v2");
+  write(conf / "..v2" / "u.yaml", upstream("u", 2001));
+  fs::create_directory_symlink("..v2", conf / "..data_tmp");
+  fs::rename(conf / "..data_tmp", conf / "..data");
+  source.note_changed(conf / "..data");  // the only event: no visible file is named
+  Delta swapped = source.poll(false);
+  ASSERT_EQ(swapped.upserts.size(), 1u);
+  EXPECT_NE(swapped.upserts[0].origin.revision, rev1);
+}
+
+TEST_F(FileSourceTest, AnEventDrivenPollChecksReferencedFilesOfTheNotedDirectories) {
+  write(dir_ / "tls" / "r.crt", "certificate one");
+  write(dir_ / "conf" / "secret.yaml",
+        "kind: Secret\nmetadata: {name: r}\nspec:\n  tls:\n    certChainFile: " +
+            (dir_ / "tls" / "r.crt").string() +
+            "\n    privateKeyFile: " + (dir_ / "tls" / "r.key").string() + "\n");
+  write(dir_ / "tls" / "r.key", "key one");
+  write(dir_ / "conf" / "a.yaml", upstream("a", 1001));
+  FileSource source(dir_ / "conf");
+  ASSERT_EQ(source.poll(false).upserts.size(), 2u);
+
+  // Rotated, but the only event is about another file: the certificate's directory is not looked
+  // at (a full resync would).
+  write(dir_ / "tls" / "r.crt", "certificate two");
+  write(dir_ / "conf" / "a.yaml", upstream("a", 2001));
+  source.note_changed(dir_ / "conf" / "a.yaml");
+  EXPECT_EQ(upserted(source.poll(false)), (std::set<std::string>{"Upstream/default/a"}));
+
+  // The rotation's event: the Secret's revision changes.
+  source.note_changed(dir_ / "tls" / "r.crt");
+  EXPECT_EQ(upserted(source.poll(false)), (std::set<std::string>{"Secret/default/r"}));
+  // A swap of a Secret mount names only "..data" in the certificate's directory.
+  write(dir_ / "tls" / "r.key", "key two");
+  source.note_changed(dir_ / "tls" / "..data");
+  EXPECT_EQ(upserted(source.poll(false)), (std::set<std::string>{"Secret/default/r"}));
 }
 
 }  // namespace

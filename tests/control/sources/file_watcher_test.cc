@@ -4,6 +4,7 @@
 #include <poll.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <chrono>
 #include <cstdlib>
 #include <filesystem>
@@ -113,6 +114,30 @@ TEST_F(FileWatcherTest, MissingDirectoryIsAnError) {
   auto w = FileWatcher::open(dir_ / "nope");
   ASSERT_FALSE(w.ok());
   EXPECT_NE(w.error().message.find("nope"), std::string::npos);
+}
+
+TEST_F(FileWatcherTest, HandsOverThePathsThatChanged) {
+  fs::create_directory(dir_ / "sub");
+  auto w = FileWatcher::open(dir_);
+  ASSERT_TRUE(w.ok());
+  write(dir_ / "sub" / "vs.yaml", "kind: VirtualService\n");
+  ASSERT_TRUE(changed(**w));
+  FileWatcher::Changes c = (*w)->take_changes();
+  EXPECT_FALSE(c.relist);
+  ASSERT_FALSE(c.paths.empty());
+  for (const auto& p : c.paths)
+    EXPECT_EQ(p, dir_ / "sub" / "vs.yaml");
+  EXPECT_TRUE((*w)->take_changes().paths.empty());  // taken once
+
+  // A new directory is watched, and named.
+  fs::create_directory(dir_ / "new");
+  ASSERT_TRUE(changed(**w));
+  c = (*w)->take_changes();
+  EXPECT_NE(std::find(c.paths.begin(), c.paths.end(), dir_ / "new"), c.paths.end());
+  write(dir_ / "new" / "u.yaml", "kind: Upstream\n");
+  ASSERT_TRUE(changed(**w));
+  c = (*w)->take_changes();
+  EXPECT_NE(std::find(c.paths.begin(), c.paths.end(), dir_ / "new" / "u.yaml"), c.paths.end());
 }
 
 }  // namespace
