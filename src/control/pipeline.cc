@@ -153,8 +153,9 @@ BuildResult build_from_store(const Store& store, const TranslateFn& translate, u
                "generation " + std::to_string(s.generation) + " is rejected; serving generation " +
                    std::to_string(e->last_good_generation) + " (the last accepted version, from " +
                    e->last_good->file + ")"));
-    } else if (s.state != State::kRejected && accepted != nullptr) {
-      accepted->insert(key);
+    } else if (s.state != State::kRejected && accepted != nullptr &&
+               e->last_good != e->candidates.front().resource) {
+      accepted->insert(key);  // newly accepted (the others are recorded already)
     }
   }
   return out;
@@ -315,6 +316,12 @@ void Pipeline::update_statuses(BuildResult& result, int64_t now_ms) {
     auto old = statuses_.find(status_key(s, key));
     if (old != statuses_.end() && old->second.same_status(s)) {
       s.updated_unix_ms = old->second.updated_unix_ms;  // unchanged: not rewritten
+      // Nor copied when nothing else about it changed either (most resources, most syncs).
+      const ResourceStatus& o = old->second;
+      if (o.revision == s.revision && o.spec_json == s.spec_json && o.line == s.line &&
+          o.document == s.document && o.source == s.source && o.file == s.file) {
+        continue;
+      }
     } else {
       s.updated_unix_ms = now_ms;
       ++metrics_.status_updates;

@@ -44,7 +44,8 @@ using TranslateFn = std::function<Translation(const std::vector<ResourcePtr>& re
 // Translates the store's resources. A resource whose newest version is Rejected while an earlier
 // version was accepted keeps that earlier version in force: its status is Rejected with the new
 // version's reasons and "serving generation N". `accepted` receives the keys whose newest version
-// was accepted (Accepted or Warning). Throws whatever `translate` throws.
+// was accepted (Accepted or Warning) and is not the store's last good version yet (Store::accept
+// has nothing to do for the others). Throws whatever `translate` throws.
 BuildResult build_from_store(const Store& store, const TranslateFn& translate, uint64_t version,
                              int64_t now_unix_ms, std::set<std::string>* accepted);
 

@@ -30,8 +30,14 @@ bool ResourceStatus::same_status(const ResourceStatus& o) const {
       serving_generation != o.serving_generation || reasons.size() != o.reasons.size()) {
     return false;
   }
+  // What Diagnostic::to_string() shows, field by field (no string built per reason and sync).
   for (size_t i = 0; i < reasons.size(); ++i) {
-    if (reasons[i].to_string() != o.reasons[i].to_string()) return false;
+    const Diagnostic& a = reasons[i];
+    const Diagnostic& b = o.reasons[i];
+    if (a.severity != b.severity || a.line != b.line || a.message != b.message ||
+        a.path != b.path || a.file != b.file || (a.line > 0 && a.column != b.column)) {
+      return false;
+    }
   }
   return true;
 }
