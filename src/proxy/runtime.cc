@@ -102,7 +102,15 @@ std::shared_ptr<const Runtime> build_runtime(std::shared_ptr<const snapshot::Pro
     const auto& l = config->listeners[li];
     ListenerRuntime lr;
     lr.listener = &l;
-    lr.router = std::make_unique<router::CompiledListener>(l);
+    // The domain index of the previous listener of that name, when its hosts' domains are the
+    // same (a route changed): not rebuilt.
+    const router::CompiledListener* before_router = nullptr;
+    if (previous != nullptr) {
+      for (const auto& plr : previous->listeners) {
+        if (plr.listener->name == l.name) before_router = plr.router.get();
+      }
+    }
+    lr.router = std::make_unique<router::CompiledListener>(l, before_router);
     lr.no_virtual_host = keep(*rt, registry.request_slot(l.name, "", "", ""));
     if (l.tls) {
       auto made = tls::ServerContext::create(l);

@@ -160,31 +160,58 @@ std::pair<std::string_view, std::string_view> split_host_port(std::string_view h
 // ---------------------------------------------------------------------------------------------
 // CompiledListener
 
-CompiledListener::CompiledListener(const snapshot::Listener& listener) : listener_(&listener) {
+CompiledListener::CompiledListener(const snapshot::Listener& listener)
+    : CompiledListener(listener, nullptr) {}
+
+CompiledListener::CompiledListener(const snapshot::Listener& listener,
+                                   const CompiledListener* previous)
+    : listener_(&listener) {
+  const auto& hosts = listener.virtual_hosts;
+  index_.reserve(hosts.size());
+  for (size_t i = 0; i < hosts.size(); ++i)
+    index_.emplace(hosts[i].get(), i);
+  if (previous != nullptr && previous->listener_->virtual_hosts.size() == hosts.size()) {
+    const auto& before = previous->listener_->virtual_hosts;
+    bool same = true;
+    for (size_t i = 0; i < hosts.size() && same; ++i)
+      same = before[i] == hosts[i] || before[i]->domains == hosts[i]->domains;
+    if (same) {
+      domains_ = previous->domains_;
+      reused_index_ = true;
+      return;
+    }
+  }
+  domains_ = build_index(listener);
+}
+
+std::shared_ptr<const CompiledListener::DomainIndex> CompiledListener::build_index(
+    const snapshot::Listener& listener) {
+  auto index = std::make_shared<DomainIndex>();
   for (size_t i = 0; i < listener.virtual_hosts.size(); ++i) {
     const snapshot::VirtualHost& vhost = *listener.virtual_hosts[i];
-    index_.emplace(&vhost, i);
+    const auto at = static_cast<uint32_t>(i);
     for (const auto& raw : vhost.domains) {
       std::string domain = to_lower(raw);
       if (domain.empty()) continue;
       if (domain == "*") {
-        if (any_ == nullptr) any_ = &vhost;
+        if (index->any == kNone) index->any = at;
       } else if (domain.front() == '*') {
         std::string key = domain.substr(1);
         bool has_port = !split_host_port(key).second.empty();
-        add_wildcard(has_port ? suffix_port_ : suffix_, std::move(key), &vhost);
+        add_wildcard(has_port ? index->suffix_port : index->suffix, std::move(key), at);
       } else if (domain.back() == '*') {
         domain.pop_back();
-        add_wildcard(prefix_, std::move(domain), &vhost);
+        add_wildcard(index->prefix, std::move(domain), at);
       } else {
-        exact_.emplace(std::move(domain), &vhost);  // emplace keeps the first vhost naming a domain
+        index->exact.emplace(std::move(domain), at);  // emplace keeps the first vhost naming it
       }
     }
   }
+  return index;
 }
 
 void CompiledListener::add_wildcard(std::vector<WildcardTier>& tiers, std::string key,
-                                    const snapshot::VirtualHost* vhost) {
+                                    uint32_t vhost) {
   size_t length = key.size();
   auto it = std::find_if(tiers.begin(), tiers.end(),
                          [&](const WildcardTier& t) { return t.length <= length; });
@@ -194,53 +221,57 @@ void CompiledListener::add_wildcard(std::vector<WildcardTier>& tiers, std::strin
   it->domains.emplace(std::move(key), vhost);
 }
 
-const snapshot::VirtualHost* CompiledListener::find_suffix(const std::vector<WildcardTier>& tiers,
-                                                           std::string_view host) {
+uint32_t CompiledListener::find_suffix(const std::vector<WildcardTier>& tiers,
+                                       std::string_view host) {
   for (const auto& tier : tiers) {  // longest first; the '*' needs at least one character
     if (tier.length >= host.size()) continue;
     auto it = tier.domains.find(host.substr(host.size() - tier.length));
     if (it != tier.domains.end()) return it->second;
   }
-  return nullptr;
+  return kNone;
 }
 
-const snapshot::VirtualHost* CompiledListener::find_prefix(const std::vector<WildcardTier>& tiers,
-                                                           std::string_view host) {
+uint32_t CompiledListener::find_prefix(const std::vector<WildcardTier>& tiers,
+                                       std::string_view host) {
   for (const auto& tier : tiers) {
     if (tier.length >= host.size()) continue;
     auto it = tier.domains.find(host.substr(0, tier.length));
     if (it != tier.domains.end()) return it->second;
   }
-  return nullptr;
+  return kNone;
 }
 
 const snapshot::VirtualHost* CompiledListener::select_virtual_host(std::string_view host) const {
+  uint32_t at;
   if (host.size() <= kMaxInlineHost) {
     char buf[kMaxInlineHost];
     for (size_t i = 0; i < host.size(); ++i)
       buf[i] = lower(host[i]);
-    return select_lowered(std::string_view(buf, host.size()));
+    at = select_lowered(std::string_view(buf, host.size()));
+  } else {
+    std::string lowered = to_lower(host);
+    at = select_lowered(lowered);
   }
-  std::string lowered = to_lower(host);
-  return select_lowered(lowered);
+  return at == kNone ? nullptr : listener_->virtual_hosts[at].get();
 }
 
-const snapshot::VirtualHost* CompiledListener::select_lowered(std::string_view host) const {
+uint32_t CompiledListener::select_lowered(std::string_view host) const {
+  const DomainIndex& d = *domains_;
   auto [name, port] = split_host_port(host);
-  if (!exact_.empty()) {
+  if (!d.exact.empty()) {
     if (!port.empty()) {
-      auto it = exact_.find(host);
-      if (it != exact_.end()) return it->second;
+      auto it = d.exact.find(host);
+      if (it != d.exact.end()) return it->second;
     }
-    auto it = exact_.find(name);
-    if (it != exact_.end()) return it->second;
+    auto it = d.exact.find(name);
+    if (it != d.exact.end()) return it->second;
   }
   if (!port.empty()) {
-    if (const auto* v = find_suffix(suffix_port_, host)) return v;
+    if (uint32_t v = find_suffix(d.suffix_port, host); v != kNone) return v;
   }
-  if (const auto* v = find_suffix(suffix_, name)) return v;
-  if (const auto* v = find_prefix(prefix_, name)) return v;
-  return any_;
+  if (uint32_t v = find_suffix(d.suffix, name); v != kNone) return v;
+  if (uint32_t v = find_prefix(d.prefix, name); v != kNone) return v;
+  return d.any;
 }
 
 // ---------------------------------------------------------------------------------------------

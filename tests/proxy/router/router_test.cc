@@ -206,6 +206,35 @@ TEST_F(RouterVhostTest, LongHostIsLoweredToo) {
   EXPECT_EQ(select(std::string(400, 'X') + ".b.com"), "long");
 }
 
+TEST_F(RouterVhostTest, DomainIndexIsSharedWhenOnlyHostObjectsChanged) {
+  add("a", {"a.com", "*.a.com"});
+  add("b", {"b.com"});
+  EXPECT_EQ(select("x.a.com"), "a");
+
+  // "b" replaced by a host with the same domains (a route changed): the index is shared and
+  // selection returns the new host object.
+  Listener next = listener_;
+  next.virtual_hosts[1] = std::make_shared<VirtualHost>(vhost("b2", {"b.com"}));
+  CompiledListener reused(next, compiled_.get());
+  EXPECT_TRUE(reused.reused_index());
+  EXPECT_EQ(reused.select_virtual_host("B.com:80"), next.virtual_hosts[1].get());
+  EXPECT_EQ(reused.select_virtual_host("y.a.com"), next.virtual_hosts[0].get());
+  EXPECT_EQ(reused.index_of(next.virtual_hosts[1].get()), 1u);
+
+  // Other domains, or another number of hosts: built again.
+  Listener moved = listener_;
+  moved.virtual_hosts[1] = std::make_shared<VirtualHost>(vhost("b", {"c.com"}));
+  CompiledListener rebuilt(moved, compiled_.get());
+  EXPECT_FALSE(rebuilt.reused_index());
+  EXPECT_EQ(rebuilt.select_virtual_host("b.com"), nullptr);
+  EXPECT_EQ(rebuilt.select_virtual_host("c.com"), moved.virtual_hosts[1].get());
+  Listener more = listener_;
+  more.virtual_hosts.push_back(std::make_shared<VirtualHost>(vhost("c", {"c.com"})));
+  CompiledListener grown(more, compiled_.get());
+  EXPECT_FALSE(grown.reused_index());
+  EXPECT_EQ(grown.select_virtual_host("c.com"), more.virtual_hosts[2].get());
+}
+
 TEST(RouterSplitHostPort, Forms) {
   using P = std::pair<std::string_view, std::string_view>;
   EXPECT_EQ(split_host_port("a.com"), P("a.com", ""));
