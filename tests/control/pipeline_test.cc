@@ -474,6 +474,50 @@ TEST(ControlPipeline, UnchangedInputIsNeitherRebuiltNorRepublished) {
   EXPECT_EQ(h.pipeline().metrics().status_updates, 2u);
 }
 
+TEST(ControlPipeline, StatusesKeptAcrossSyncsFollowTheirResource) {
+  TempDir dir;
+  dir.write("gateway.yaml", kGateway);
+  dir.write("a.yaml", kUpstream);
+  dir.write("shop.yaml", service_with_route("{prefix: /}"));
+  bool fail = false;
+  Harness h(dir.path(), [&fail](const std::vector<ResourcePtr>& r, uint64_t v, int64_t ms) {
+    if (fail) throw std::runtime_error("boom");
+    return translate(r, v, ms);
+  });
+  h.sync();
+  const ResourceStatus before = *find(h.pipeline().current(), "Upstream", "echo");
+  EXPECT_EQ(before.file, "a.yaml");
+
+  // Another resource changes: the Upstream's status is the same, timestamp included.
+  std::this_thread::sleep_for(std::chrono::milliseconds(5));
+  dir.write("shop.yaml", service_with_route("{prefix: /shop}"));
+  const ResourceStatus* up = find(h.sync(), "Upstream", "echo");
+  ASSERT_NE(up, nullptr);
+  EXPECT_TRUE(up->same_status(before));
+  EXPECT_EQ(up->updated_unix_ms, before.updated_unix_ms);
+  EXPECT_EQ(up->file, "a.yaml");
+  EXPECT_EQ(up->revision, before.revision);
+
+  // The same Upstream moves to another file (same content, same status): the status kept for it
+  // says where it is now, also when a failed build shows the statuses kept.
+  dir.remove("a.yaml");
+  dir.write("b.yaml", "\n" + std::string(kUpstream));
+  up = find(h.sync(), "Upstream", "echo");
+  ASSERT_NE(up, nullptr);
+  EXPECT_EQ(up->file, "b.yaml");
+  EXPECT_EQ(up->line, 2);
+  EXPECT_EQ(up->updated_unix_ms, before.updated_unix_ms);
+  fail = true;
+  dir.write("shop.yaml", service_with_route("{prefix: /other}"));
+  const BuildResult& failed = h.sync();
+  EXPECT_TRUE(h.last.failed);
+  up = find(failed, "Upstream", "echo");
+  ASSERT_NE(up, nullptr);
+  EXPECT_EQ(up->file, "b.yaml");
+  EXPECT_EQ(up->line, 2);
+  EXPECT_EQ(up->state, before.state);
+}
+
 TEST(ControlPipeline, ListenerFailuresShowOnTheGatewayAndItsVirtualServices) {
   TempDir dir;
   dir.write("gateway.yaml", kGateway);

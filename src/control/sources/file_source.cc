@@ -212,7 +212,8 @@ void FileSource::remove_file(const std::string& name, Delta* delta) {
 
 bool FileSource::poll_noted(Delta* delta) {
   namespace fs = std::filesystem;
-  const fs::path base = base_.lexically_normal();
+  fs::path base = base_.lexically_normal();
+  if (!base.has_filename()) base = base.parent_path();  // "dir/": compared without the slash
   // The names of the directory's files that changed, in path order (as a listing gives them),
   // and the directories whose referenced files may have changed.
   std::set<std::string> names;
@@ -231,6 +232,8 @@ bool FileSource::poll_noted(Delta* delta) {
     if (hidden) continue;  // not listed (editors' files; a mount's timestamped directories)
     std::error_code ec;
     const std::string name = rel.generic_string();
+    // `dir_` names one file: nothing else beside it is configuration.
+    if (base_ != dir_ && name != dir_.filename().generic_string()) continue;
     if (fs::is_directory(path, ec)) return false;  // a new directory (or a link to one)
     // A path that held files is a directory that went away.
     auto below = files_.lower_bound(name + "/");

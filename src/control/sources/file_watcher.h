@@ -30,8 +30,9 @@ class FileWatcher {
 
   // The paths that changed (a watched directory joined with the event's name; the directory
   // itself for an event about it) since the last call, for FileSource::note_changed(), and
-  // whether a directory changed shape in a way that only a complete listing sees (a directory
-  // created, moved or removed; a lost event queue).
+  // whether only a complete listing can tell what changed (the event queue overflowed, an event
+  // came from a directory no longer known, too many paths). Directories created, moved or
+  // removed are among the paths: FileSource lists everything for them.
   struct Changes {
     std::vector<std::filesystem::path> paths;
     bool relist = false;
