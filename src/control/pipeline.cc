@@ -384,10 +384,39 @@ void Pipeline::mark_pending(int64_t now_ms) {
 }
 
 void Pipeline::render() {
-  std::string key;
-  for (auto& s : current_.resources) {
-    auto t = timings_.empty() ? timings_.end() : timings_.find(status_key(s, key));
-    s.last_change = t == timings_.end() ? ChangeTimings{} : t->second;
+  auto& list = current_.resources;
+  if (timings_.size() * 8 < list.size()) {
+    // Few resources changed since they were loaded: find those (the list is sorted by kind,
+    // namespace, name) rather than look every resource up. The others have no timings (statuses
+    // come without them; a timing goes only with its resource).
+    auto less = [](const ResourceStatus& s,
+                   const std::tuple<std::string_view, std::string_view, std::string_view>& k) {
+      return std::tie(s.kind, s.ns, s.name) < k;
+    };
+    for (const auto& [key, timing] : timings_) {
+      const size_t a = key.find('/');
+      const size_t b = a == std::string::npos ? a : key.find('/', a + 1);
+      if (b == std::string::npos) continue;
+      const std::string_view k(key);
+      const auto wanted =
+          std::make_tuple(k.substr(0, a), k.substr(a + 1, b - a - 1), k.substr(b + 1));
+      auto it = std::lower_bound(list.begin(), list.end(), wanted, less);
+      if (it == list.end() ||
+          std::tie(it->kind, it->ns, it->name) !=
+              std::tie(std::get<0>(wanted), std::get<1>(wanted), std::get<2>(wanted))) {
+        std::string found;
+        it = std::find_if(list.begin(), list.end(), [&](const ResourceStatus& s) {
+          return status_key(s, found) == key;  // a name with '/' in it: looked for one by one
+        });
+      }
+      if (it != list.end()) it->last_change = timing;
+    }
+  } else {
+    std::string key;
+    for (auto& s : list) {
+      auto t = timings_.empty() ? timings_.end() : timings_.find(status_key(s, key));
+      s.last_change = t == timings_.end() ? ChangeTimings{} : t->second;
+    }
   }
   json_stale_ = true;  // rendered by resources_json() when asked
 }
