@@ -1016,19 +1016,26 @@ Translation Translator::translate(const std::vector<ResourcePtr>& resources, uin
         state.forget(vid);
     }
     {
-      std::unordered_map<std::string, bool> now;
-      now.reserve(upstreams.size());
+      // Updated in place: a map rebuilt at every sync allocated every Upstream's id again.
+      auto& known = state.upstream_rejected;
       for (const auto& [uid, up] : upstreams) {
-        bool rejected = up.rejected();
-        now.emplace(uid, rejected);
-        auto it = state.upstream_rejected.find(uid);
-        if (it == state.upstream_rejected.end() || it->second != rejected)
+        const bool rejected = up.rejected();
+        auto [it, inserted] = known.try_emplace(uid, rejected);
+        if (inserted || it->second != rejected) {
+          it->second = rejected;
           state.invalidate("u:" + uid);
+        }
       }
-      for (const auto& [uid, rejected] : state.upstream_rejected) {
-        if (now.count(uid) == 0) state.invalidate("u:" + uid);
+      if (known.size() != upstreams.size()) {  // some went away
+        for (auto it = known.begin(); it != known.end();) {
+          if (upstreams.count(it->first) != 0) {
+            ++it;
+            continue;
+          }
+          state.invalidate("u:" + it->first);
+          it = known.erase(it);
+        }
       }
-      state.upstream_rejected = std::move(now);
     }
     {
       std::unordered_map<std::string, GroupToken> now;
