@@ -478,7 +478,7 @@ TEST(ControlPipeline, StatusesKeptAcrossSyncsFollowTheirResource) {
   TempDir dir;
   dir.write("gateway.yaml", kGateway);
   dir.write("a.yaml", kUpstream);
-  dir.write("shop.yaml", service_with_route("{prefix: /}"));
+  dir.write("shop.yaml", kService);  // routes to the Upstream: no reason on it
   bool fail = false;
   Harness h(dir.path(), [&fail](const std::vector<ResourcePtr>& r, uint64_t v, int64_t ms) {
     if (fail) throw std::runtime_error("boom");
@@ -487,19 +487,21 @@ TEST(ControlPipeline, StatusesKeptAcrossSyncsFollowTheirResource) {
   h.sync();
   const ResourceStatus before = *find(h.pipeline().current(), "Upstream", "echo");
   EXPECT_EQ(before.file, "a.yaml");
+  EXPECT_EQ(before.state, State::kAccepted);
 
   // Another resource changes: the Upstream's status is the same, timestamp included.
   std::this_thread::sleep_for(std::chrono::milliseconds(5));
-  dir.write("shop.yaml", service_with_route("{prefix: /shop}"));
+  dir.write("gateway.yaml", "kind: Gateway\nmetadata: {name: public}\nspec: {bindPort: 8081}\n");
   const ResourceStatus* up = find(h.sync(), "Upstream", "echo");
   ASSERT_NE(up, nullptr);
+  EXPECT_TRUE(h.last.published);
   EXPECT_TRUE(up->same_status(before));
   EXPECT_EQ(up->updated_unix_ms, before.updated_unix_ms);
   EXPECT_EQ(up->file, "a.yaml");
   EXPECT_EQ(up->revision, before.revision);
 
-  // The same Upstream moves to another file (same content, same status): the status kept for it
-  // says where it is now, also when a failed build shows the statuses kept.
+  // The same Upstream moves to another file: the same status (not rewritten), but the status kept
+  // for it says where it is now, also when a failed build shows the statuses kept.
   dir.remove("a.yaml");
   dir.write("b.yaml", "\n" + std::string(kUpstream));
   up = find(h.sync(), "Upstream", "echo");
@@ -508,14 +510,14 @@ TEST(ControlPipeline, StatusesKeptAcrossSyncsFollowTheirResource) {
   EXPECT_EQ(up->line, 2);
   EXPECT_EQ(up->updated_unix_ms, before.updated_unix_ms);
   fail = true;
-  dir.write("shop.yaml", service_with_route("{prefix: /other}"));
+  dir.write("shop.yaml", "# edited\n" + std::string(kService));
   const BuildResult& failed = h.sync();
   EXPECT_TRUE(h.last.failed);
   up = find(failed, "Upstream", "echo");
   ASSERT_NE(up, nullptr);
   EXPECT_EQ(up->file, "b.yaml");
   EXPECT_EQ(up->line, 2);
-  EXPECT_EQ(up->state, before.state);
+  EXPECT_EQ(up->state, State::kAccepted);
 }
 
 TEST(ControlPipeline, ListenerFailuresShowOnTheGatewayAndItsVirtualServices) {
