@@ -128,9 +128,20 @@ BuildResult build_from_store(const Store& store, const TranslateFn& translate, u
   out.config = std::move(t.config);
   out.resources = std::move(t.statuses);
   std::string key;
+  // Statuses and the store's entries mostly come in the same order: the next entry is tried first
+  // (a lookup only when namespaces sort differently as text, e.g. "a" and "a-b").
+  const auto& entries = store.entries();
+  auto next = entries.begin();
   for (auto& s : out.resources) {
     status_key(s, key);
-    const Store::Entry* e = store.find(key);
+    const Store::Entry* e = nullptr;
+    if (next != entries.end() && next->first == key) {
+      e = &next->second;
+      ++next;
+    } else if (auto it = entries.find(key); it != entries.end()) {
+      e = &it->second;
+      next = std::next(it);
+    }
     if (e == nullptr) continue;
     const api::Resource& cur = e->current();
     // The generation of the version in force is known when it was accepted (generation_of hashes
