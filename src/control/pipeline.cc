@@ -323,8 +323,15 @@ void Pipeline::applied(uint64_t version, int64_t now_ms) {
 void Pipeline::update_statuses(BuildResult& result, int64_t now_ms) {
   // Updated in place (a map rebuilt from scratch would allocate every key and node again).
   std::string key;
+  auto next = statuses_.begin();  // the same order, mostly (see build_from_store)
   for (auto& s : result.resources) {
-    auto old = statuses_.find(status_key(s, key));
+    status_key(s, key);
+    auto old = statuses_.end();
+    if (next != statuses_.end() && next->first == key) {
+      old = next++;
+    } else if (old = statuses_.find(key); old != statuses_.end()) {
+      next = std::next(old);
+    }
     if (old != statuses_.end() && old->second.same_status(s)) {
       s.updated_unix_ms = old->second.updated_unix_ms;  // unchanged: not rewritten
       // Nor copied when nothing else about it changed either (most resources, most syncs).
