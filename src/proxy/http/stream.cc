@@ -327,13 +327,7 @@ asio::awaitable<void> StreamHandler::handle() {
         co_return;
       }
       if (st == filters::HeadersStatus::kStop) {
-        if (pending_reply_) {
-          LocalReply r = std::move(*pending_reply_);
-          pending_reply_.reset();
-          co_await local_reply(r.status, r.body, r.content_type);
-        } else {
-          stream_.reset();
-        }
+        if (!co_await send_pending_reply()) stream_.reset();
         co_return;
       }
       if (st == filters::HeadersStatus::kBuffer) buffer_request_ = true;
@@ -527,13 +521,7 @@ asio::awaitable<bool> StreamHandler::buffer_request_body() {
   // A held body is sent with a Content-Length: its trailers reach the filters, not the upstream.
   if (!stopped && trailers) stopped = !co_await request_trailers(*trailers);
   if (stopped) {
-    if (pending_reply_) {
-      LocalReply r = std::move(*pending_reply_);
-      pending_reply_.reset();
-      co_await local_reply(r.status, r.body, r.content_type);
-    } else {
-      stream_.reset();
-    }
+    if (!co_await send_pending_reply()) stream_.reset();
     co_return false;
   }
   RequestHeaders& req = stream_.request();
@@ -1014,13 +1002,18 @@ asio::awaitable<bool> StreamHandler::reply_for_request_side() {
     co_await local_reply(400, "bad request: malformed chunked body\n");
   } else if (expired()) {
     co_await local_reply(408, "request timeout\n");
-  } else if (pending_reply_) {
-    LocalReply r = std::move(*pending_reply_);
-    pending_reply_.reset();
-    co_await local_reply(r.status, r.body, r.content_type);
   } else {
-    co_return false;
+    co_return co_await send_pending_reply();
   }
+  co_return true;
+}
+
+// Sends the local reply a filter left when it stopped the stream; false when it left none.
+asio::awaitable<bool> StreamHandler::send_pending_reply() {
+  if (!pending_reply_) co_return false;
+  LocalReply r = std::move(*pending_reply_);
+  pending_reply_.reset();
+  co_await local_reply(r.status, r.body, r.content_type);
   co_return true;
 }
 

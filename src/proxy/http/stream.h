@@ -91,6 +91,7 @@ class StreamHandler final : public filters::FilterCallbacks {
   void record(std::string_view data);
   // Counts a stale pooled connection whose request could not be sent again, and why.
   asio::awaitable<bool> reply_for_request_side();
+  asio::awaitable<bool> send_pending_reply();
   void count_not_replayed();
   void prepare_upstream_headers(const snapshot::Route& route);
   uint64_t body_limit() const;
