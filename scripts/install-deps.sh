@@ -9,7 +9,8 @@ pkgs=(
   clang-14 libclang-rt-14-dev clang-format
   libasio-dev libssl-dev libgoogle-perftools-dev libyaml-cpp-dev nlohmann-json3-dev libre2-dev
   libgtest-dev libgmock-dev libbenchmark-dev
-  curl python3 nginx-light haproxy wrk nghttp2-client openssl ca-certificates
+  libnghttp2-dev
+  curl python3 python3-h2 python3-websockets nginx-light haproxy wrk nghttp2-client openssl ca-certificates
 )
 missing=()
 for p in "${pkgs[@]}"; do
