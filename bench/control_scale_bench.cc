@@ -234,7 +234,7 @@ size_t snapshot_routes(const snapshot::ProxyConfig& config) {
 }
 
 int usage() {
-  std::fprintf(stderr, "usage: control_scale_bench DIR [--repeat N] [--workers N]\n");
+  std::fprintf(stderr, "usage: control_scale_bench DIR [--repeat N] [--workers N] [--sync-only]\n");
   return 2;
 }
 
@@ -244,9 +244,12 @@ int main(int argc, char** argv) {
   std::string dir;
   int repeat = 3;
   int workers = 1;
+  bool sync_only = false;
   for (int i = 1; i < argc; ++i) {
     std::string a = argv[i];
-    if ((a == "--repeat" || a == "--workers") && i + 1 < argc) {
+    if (a == "--sync-only") {
+      sync_only = true;
+    } else if ((a == "--repeat" || a == "--workers") && i + 1 < argc) {
       int v = std::atoi(argv[++i]);
       if (v < 1 || v > 64) return usage();
       (a == "--repeat" ? repeat : workers) = v;
@@ -287,119 +290,121 @@ int main(int argc, char** argv) {
   report("read", t,
          "files=" + std::to_string(list.files.size()) + " bytes=" + std::to_string(bytes));
 
-  // ---- decode (with validate) ----
-  std::vector<api::DecodedFile> decoded;
-  t = time_it(repeat, [&] {
-    decoded.clear();
-    decoded.reserve(contents.size());
-    for (size_t i = 0; i < contents.size(); ++i)
-      decoded.push_back(api::decode_file(list.files[i], contents[i]));
-  });
-  Counts c = count(decoded);
-  report("decode", t,
-         "resources=" + std::to_string(c.resources) + " virtual_services=" +
-             std::to_string(c.virtual_services) + " routes=" + std::to_string(c.api_routes) +
-             " upstreams=" + std::to_string(c.upstreams) +
-             " gateways=" + std::to_string(c.gateways) + " errors=" + std::to_string(c.errors) +
-             " warnings=" + std::to_string(c.warnings));
-  if (c.errors != 0) {
-    // Print a few: a generated configuration is meant to be valid.
-    int shown = 0;
-    for (const auto& f : decoded) {
-      for (const auto& e : f.errors)
-        if (shown++ < 5) std::fprintf(stderr, "  %s\n", e.to_string().c_str());
-      for (const auto& r : f.resources)
-        for (const auto& d : r.diagnostics)
-          if (d.severity == api::Diagnostic::Severity::kError && shown++ < 5)
-            std::fprintf(stderr, "  %s\n", d.to_string().c_str());
-    }
-  }
-
-  // ---- yaml-cpp alone, to split `decode`: decode_file scans each file twice (an event-counting
-  // pass that guards the limits, then YAML::LoadAll) before it decodes the nodes ----
-  t = time_it(repeat, [&] {
-    for (const auto& text : contents) {
-      std::istringstream in(text);
-      YAML::Parser parser(in);
-      NullHandler handler;
-      while (parser.HandleNextDocument(handler)) {
+  proxy::stats::Registry registry(static_cast<unsigned>(workers));
+  if (!sync_only) {  // --sync-only: straight to the pipeline's phases
+    // ---- decode (with validate) ----
+    std::vector<api::DecodedFile> decoded;
+    t = time_it(repeat, [&] {
+      decoded.clear();
+      decoded.reserve(contents.size());
+      for (size_t i = 0; i < contents.size(); ++i)
+        decoded.push_back(api::decode_file(list.files[i], contents[i]));
+    });
+    Counts c = count(decoded);
+    report("decode", t,
+           "resources=" + std::to_string(c.resources) + " virtual_services=" +
+               std::to_string(c.virtual_services) + " routes=" + std::to_string(c.api_routes) +
+               " upstreams=" + std::to_string(c.upstreams) +
+               " gateways=" + std::to_string(c.gateways) + " errors=" + std::to_string(c.errors) +
+               " warnings=" + std::to_string(c.warnings));
+    if (c.errors != 0) {
+      // Print a few: a generated configuration is meant to be valid.
+      int shown = 0;
+      for (const auto& f : decoded) {
+        for (const auto& e : f.errors)
+          if (shown++ < 5) std::fprintf(stderr, "  %s\n", e.to_string().c_str());
+        for (const auto& r : f.resources)
+          for (const auto& d : r.diagnostics)
+            if (d.severity == api::Diagnostic::Severity::kError && shown++ < 5)
+              std::fprintf(stderr, "  %s\n", d.to_string().c_str());
       }
     }
-  });
-  report("yaml_events", t, "(included in decode: the first pass)");
-  t = time_it(repeat, [&] {
-    for (const auto& text : contents) {
-      std::vector<YAML::Node> docs = YAML::LoadAll(text);
-      if (docs.empty()) std::abort();
-    }
-  });
-  report("yaml_load", t, "(included in decode: YAML::LoadAll, nodes built and freed)");
 
-  // ---- validate alone (on copies, so that the diagnostics of `decoded` stay as they are) ----
-  {
-    std::vector<api::Resource> copies;
-    for (const auto& f : decoded)
-      copies.insert(copies.end(), f.resources.begin(), f.resources.end());
-    t = time_it(1, [&] {
-      for (auto& r : copies)
-        api::validate_resource(r);
+    // ---- yaml-cpp alone, to split `decode`: decode_file scans each file twice (an event-counting
+    // pass that guards the limits, then YAML::LoadAll) before it decodes the nodes ----
+    t = time_it(repeat, [&] {
+      for (const auto& text : contents) {
+        std::istringstream in(text);
+        YAML::Parser parser(in);
+        NullHandler handler;
+        while (parser.HandleNextDocument(handler)) {
+        }
+      }
     });
-  }
-  report("validate", t, "(included in decode)");
+    report("yaml_events", t, "(included in decode: the first pass)");
+    t = time_it(repeat, [&] {
+      for (const auto& text : contents) {
+        std::vector<YAML::Node> docs = YAML::LoadAll(text);
+        if (docs.empty()) std::abort();
+      }
+    });
+    report("yaml_load", t, "(included in decode: YAML::LoadAll, nodes built and freed)");
 
-  // ---- copy, as assemble() does ----
-  std::vector<api::Resource> unique;
-  t = time_it(repeat, [&] {
-    unique.clear();
-    for (const auto& f : decoded)
-      unique.insert(unique.end(), f.resources.begin(), f.resources.end());
-  });
-  report("copy", t);
+    // ---- validate alone (on copies, so that the diagnostics of `decoded` stay as they are) ----
+    {
+      std::vector<api::Resource> copies;
+      for (const auto& f : decoded)
+        copies.insert(copies.end(), f.resources.begin(), f.resources.end());
+      t = time_it(1, [&] {
+        for (auto& r : copies)
+          api::validate_resource(r);
+      });
+    }
+    report("validate", t, "(included in decode)");
 
-  // ---- translate ----
-  control::Translation translation;
-  t = time_it(repeat, [&] {
-    control::TranslateOptions options;
-    options.base_dir = dir;
-    translation = control::translate(unique, 1, 0, options);
-  });
-  size_t rejected = 0, warned = 0;
-  for (const auto& s : translation.statuses) {
-    rejected += s.state == control::State::kRejected;
-    warned += s.state == control::State::kWarning;
-  }
-  report("translate", t,
-         "listeners=" + std::to_string(translation.config->listeners.size()) +
-             " snapshot_routes=" + std::to_string(snapshot_routes(*translation.config)) +
-             " clusters=" + std::to_string(translation.config->clusters.size()) +
-             " rejected=" + std::to_string(rejected) + " warning=" + std::to_string(warned));
+    // ---- copy, as assemble() does ----
+    std::vector<api::Resource> unique;
+    t = time_it(repeat, [&] {
+      unique.clear();
+      for (const auto& f : decoded)
+        unique.insert(unique.end(), f.resources.begin(), f.resources.end());
+    });
+    report("copy", t);
 
-  // ---- what `portico run` does after the build ----
-  std::string json;
-  t = time_it(repeat, [&] { json = snapshot::to_json(*translation.config, false); });
-  report("config_json", t, "bytes=" + std::to_string(json.size()));
-  json.clear();
-  json.shrink_to_fit();
-  t = time_it(repeat, [&] { json = control::resources_to_json(translation.statuses, {}); });
-  report("status_json", t, "bytes=" + std::to_string(json.size()));
-  json.clear();
-  json.shrink_to_fit();
-  proxy::stats::Registry registry(static_cast<unsigned>(workers));
-  std::shared_ptr<const proxy::Runtime> runtime;
-  t = time_it(repeat, [&] {
+    // ---- translate ----
+    control::Translation translation;
+    t = time_it(repeat, [&] {
+      control::TranslateOptions options;
+      options.base_dir = dir;
+      translation = control::translate(unique, 1, 0, options);
+    });
+    size_t rejected = 0, warned = 0;
+    for (const auto& s : translation.statuses) {
+      rejected += s.state == control::State::kRejected;
+      warned += s.state == control::State::kWarning;
+    }
+    report("translate", t,
+           "listeners=" + std::to_string(translation.config->listeners.size()) +
+               " snapshot_routes=" + std::to_string(snapshot_routes(*translation.config)) +
+               " clusters=" + std::to_string(translation.config->clusters.size()) +
+               " rejected=" + std::to_string(rejected) + " warning=" + std::to_string(warned));
+
+    // ---- what `portico run` does after the build ----
+    std::string json;
+    t = time_it(repeat, [&] { json = snapshot::to_json(*translation.config, false); });
+    report("config_json", t, "bytes=" + std::to_string(json.size()));
+    json.clear();
+    json.shrink_to_fit();
+    t = time_it(repeat, [&] { json = control::resources_to_json(translation.statuses, {}); });
+    report("status_json", t, "bytes=" + std::to_string(json.size()));
+    json.clear();
+    json.shrink_to_fit();
+    std::shared_ptr<const proxy::Runtime> runtime;
+    t = time_it(repeat, [&] {
+      runtime.reset();
+      runtime = proxy::build_runtime(translation.config, registry);
+    });
+    report("runtime", t);
+    std::printf("SCALE phase=total_pipeline_peak peak_rss_mb=%.1f\n", peak_rss_mb());
+
+    // The pipeline phases start from a clean slate (the figures above stay in the peak).
     runtime.reset();
-    runtime = proxy::build_runtime(translation.config, registry);
-  });
-  report("runtime", t);
-  std::printf("SCALE phase=total_pipeline_peak peak_rss_mb=%.1f\n", peak_rss_mb());
-
-  // The pipeline phases start from a clean slate (the figures above stay in the peak).
-  runtime.reset();
-  translation = {};
-  unique.clear();
-  unique.shrink_to_fit();
-  decoded.clear();
-  decoded.shrink_to_fit();
+    translation = {};
+    unique.clear();
+    unique.shrink_to_fit();
+    decoded.clear();
+    decoded.shrink_to_fit();
+  }
 
   // ---- control::Pipeline fed by control::FileSource, as `portico run` uses it ----
   int vs_file = find_file(contents, {"kind: VirtualService", "body: \""});
@@ -435,10 +440,11 @@ int main(int argc, char** argv) {
         probe.hosts_reused += probe.runtime->virtual_hosts_reused;
         return std::vector<control::ListenerFailure>{};
       },
-      [&](const std::vector<control::ResourcePtr>& resources, uint64_t version, int64_t now_ms) {
+      [&](const std::vector<control::ResourcePtr>& resources, uint64_t version, int64_t now_ms,
+          bool allow_partial) {
         auto t0 = Clock::now();
         double c0 = cpu_ms();
-        control::Translation out = translator.translate(resources, version, now_ms);
+        control::Translation out = translator.translate(resources, version, now_ms, allow_partial);
         probe.translate_ms += ms_since(t0);
         probe.translate_cpu_ms += cpu_ms() - c0;
         ++probe.translations;

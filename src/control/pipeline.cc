@@ -61,7 +61,7 @@ bool BuildResult::ok() const {
 }
 
 BuildResult build_from_store(const Store& store, const TranslateFn& translate, uint64_t version,
-                             int64_t now_ms, std::set<std::string>* accepted) {
+                             int64_t now_ms, std::set<std::string>* accepted, bool allow_partial) {
   BuildResult out;
   for (const auto& [origin, errors] : store.origin_errors())
     out.file_errors.insert(out.file_errors.end(), errors.begin(), errors.end());
@@ -107,8 +107,11 @@ BuildResult build_from_store(const Store& store, const TranslateFn& translate, u
         input.push_back(r);
       }
     }
-    t = translate(input, version, now_ms);
+    // Only the first pass can be partial: a later one is relative to the pass before it, which
+    // the caller never sees.
+    t = translate(input, version, now_ms, allow_partial && pass == 0);
     if (!t.config) throw std::runtime_error("translation returned no configuration");
+    if (t.partial && pass != 0) throw std::logic_error("partial translation after the first pass");
     out.translated.virtual_services += t.translated.virtual_services;
     out.translated.routes += t.translated.routes;
     bool more = false;
@@ -127,6 +130,7 @@ BuildResult build_from_store(const Store& store, const TranslateFn& translate, u
 
   out.config = std::move(t.config);
   out.resources = std::move(t.statuses);
+  out.partial = t.partial;
   std::string key;
   // Statuses and the store's entries mostly come in the same order: the next entry is tried first
   // (a lookup only when namespaces sort differently as text, e.g. "a" and "a-b").
@@ -179,8 +183,8 @@ Pipeline::Pipeline(std::unique_ptr<ConfigSource> source, PublishFn publish, Tran
     TranslateOptions options;
     options.base_dir = sources_.front()->base_dir();
     translator_ = std::make_unique<Translator>(options);
-    translate_ = [this](const std::vector<ResourcePtr>& r, uint64_t v, int64_t ms) {
-      return translator_->translate(r, v, ms);
+    translate_ = [this](const std::vector<ResourcePtr>& r, uint64_t v, int64_t ms, bool partial) {
+      return translator_->translate(r, v, ms, partial);
     };
   }
 }
@@ -203,14 +207,22 @@ Pipeline::SyncResult Pipeline::sync(bool full, int64_t seen_unix_ms) {
       }
     }
     if (change.any()) dirty_ = true;
-    for (const auto& key : change.changed_keys)
+    for (const auto& key : change.changed_keys) {
       timings_[key] = ChangeTimings{seen_unix_ms, -1, -1};
+      timings_dirty_.push_back(key);
+    }
     bool publish = publish_pending_ || change.semantic || !listener_failures_.empty();
     if (!dirty_ && !publish) return result;
 
     std::set<std::string> accepted;
+    // A partial build is merged into current_: only when current_ is the last build's, whole
+    // (no listener failure reasons added to it).
+    const bool allow_partial = partial_ok_ && listener_failures_.empty();
+    partial_ok_ = false;  // until this sync succeeds
     BuildResult built =
-        build_from_store(store_, translate_, version_ + 1, now_unix_ms(), &accepted);
+        build_from_store(store_, translate_, version_ + 1, now_unix_ms(), &accepted, allow_partial);
+    std::vector<size_t> touched;
+    if (built.partial) touched = merge_partial(built);
     const int64_t translated_at = now_unix_ms();
     metrics_.virtual_services_translated += built.translated.virtual_services;
     metrics_.routes_translated += built.translated.routes;
@@ -230,6 +242,13 @@ Pipeline::SyncResult Pipeline::sync(bool full, int64_t seen_unix_ms) {
       while (in_flight_.size() > 64)
         in_flight_.erase(in_flight_.begin());  // never acknowledged (workers stopping)
       result.published = true;
+      if (built.partial && !listener_failures_.empty()) {
+        // Listener failures add reasons to statuses a partial build did not carry: the whole
+        // list again (the translation reuses everything it can).
+        accepted.clear();
+        built = build_from_store(store_, translate_, version_, now_unix_ms(), &accepted, false);
+        built.config = published_;
+      }
     }
     // What the data plane runs now is what these statuses describe.
     for (const auto& key : accepted)
@@ -261,10 +280,13 @@ Pipeline::SyncResult Pipeline::sync(bool full, int64_t seen_unix_ms) {
       }
     }
 
-    update_statuses(built, translated_at);
+    update_statuses(built, translated_at, built.partial ? &touched : nullptr);
+    if (!built.partial) timings_all_ = true;  // new statuses: every timing to set again
     current_ = std::move(built);
+    current_.partial = false;  // merged: the whole list
     if (published_) current_.config = published_;
     dirty_ = false;
+    partial_ok_ = true;
     last_build_ok_ = true;
     last_error_.clear();
     ++metrics_.builds;
@@ -311,7 +333,10 @@ void Pipeline::applied(uint64_t version, int64_t now_ms) {
   if (!keys.empty()) metrics_.applied.observe(now_ms - seen);
   for (const auto& key : keys) {
     auto t = timings_.find(key);
-    if (t != timings_.end() && t->second.seen_unix_ms == seen) t->second.applied_ms = now_ms - seen;
+    if (t != timings_.end() && t->second.seen_unix_ms == seen) {
+      t->second.applied_ms = now_ms - seen;
+      timings_dirty_.push_back(key);
+    }
   }
   in_flight_.erase(it);
   try {
@@ -320,7 +345,46 @@ void Pipeline::applied(uint64_t version, int64_t now_ms) {
   }
 }
 
-void Pipeline::update_statuses(BuildResult& result, int64_t now_ms) {
+std::vector<size_t> Pipeline::merge_partial(BuildResult& result) {
+  // current_ is sorted by kind, namespace, name (as translations and mark_pending sort).
+  std::vector<ResourceStatus> all = std::move(current_.resources);
+  current_.resources.clear();
+  auto less = [](const ResourceStatus& a, const ResourceStatus& b) {
+    return std::tie(a.kind, a.ns, a.name) < std::tie(b.kind, b.ns, b.name);
+  };
+  std::vector<size_t> touched;
+  touched.reserve(result.resources.size());
+  for (auto& s : result.resources) {
+    auto it = std::lower_bound(all.begin(), all.end(), s, less);
+    if (it == all.end() || less(s, *it)) {
+      throw std::logic_error("partial translation of an unknown resource: " + s.kind + " " + s.ns +
+                             "/" + s.name);
+    }
+    s.last_change = it->last_change;
+    *it = std::move(s);
+    touched.push_back(static_cast<size_t>(it - all.begin()));
+  }
+  result.resources = std::move(all);
+  return touched;
+}
+
+void Pipeline::update_statuses(BuildResult& result, int64_t now_ms,
+                               const std::vector<size_t>* touched) {
+  if (touched != nullptr) {
+    // A partial build: only these changed; the others are in statuses_ as they are.
+    for (size_t i : *touched) {
+      auto& s = result.resources[i];
+      auto [old, inserted] = statuses_.try_emplace(status_key(s));
+      if (!inserted && old->second.same_status(s)) {
+        s.updated_unix_ms = old->second.updated_unix_ms;
+      } else {
+        s.updated_unix_ms = now_ms;
+        ++metrics_.status_updates;
+      }
+      old->second = s;
+    }
+    return;
+  }
   // Updated in place (a map rebuilt from scratch would allocate every key and node again).
   std::string key;
   auto next = statuses_.begin();  // the same order, mostly (see build_from_store)
@@ -392,6 +456,7 @@ void Pipeline::mark_pending(int64_t now_ms) {
   }
   for (auto& s : list)
     statuses_[status_key(s)] = s;
+  timings_all_ = true;
   current_.resources.clear();
   for (const auto& [key, s] : statuses_)
     current_.resources.push_back(s);
@@ -403,7 +468,7 @@ void Pipeline::mark_pending(int64_t now_ms) {
 
 void Pipeline::render() {
   auto& list = current_.resources;
-  if (timings_.size() * 8 < list.size()) {
+  if (!timings_all_ || timings_.size() * 8 < list.size()) {
     // Few resources changed since they were loaded: find those (the list is sorted by kind,
     // namespace, name) rather than look every resource up. The others have no timings (statuses
     // come without them; a timing goes only with its resource).
@@ -411,7 +476,23 @@ void Pipeline::render() {
                    const std::tuple<std::string_view, std::string_view, std::string_view>& k) {
       return std::tie(s.kind, s.ns, s.name) < k;
     };
-    for (const auto& [key, timing] : timings_) {
+    // Only the keys whose timings changed, unless the statuses are new.
+    std::vector<const std::string*> keys;
+    if (timings_all_) {
+      for (const auto& [key, timing] : timings_)
+        keys.push_back(&key);
+    } else {
+      std::sort(timings_dirty_.begin(), timings_dirty_.end());
+      timings_dirty_.erase(std::unique(timings_dirty_.begin(), timings_dirty_.end()),
+                           timings_dirty_.end());
+      for (const auto& key : timings_dirty_)
+        keys.push_back(&key);
+    }
+    for (const std::string* key_ptr : keys) {
+      const std::string& key = *key_ptr;
+      auto entry = timings_.find(key);
+      if (entry == timings_.end()) continue;
+      const ChangeTimings& timing = entry->second;
       const size_t a = key.find('/');
       const size_t b = a == std::string::npos ? a : key.find('/', a + 1);
       if (b == std::string::npos) continue;
@@ -436,6 +517,8 @@ void Pipeline::render() {
       s.last_change = t == timings_.end() ? ChangeTimings{} : t->second;
     }
   }
+  timings_dirty_.clear();
+  timings_all_ = false;
   json_stale_ = true;  // rendered by resources_json() when asked
 }
 
@@ -448,7 +531,7 @@ BuildResult build_once(const Delta& delta, uint64_t version,
   try {
     Store store;
     (void)store.apply(delta, 0);
-    TranslateFn fn = [&](const std::vector<ResourcePtr>& r, uint64_t v, int64_t ms) {
+    TranslateFn fn = [&](const std::vector<ResourcePtr>& r, uint64_t v, int64_t ms, bool) {
       TranslateOptions options;
       options.base_dir = base_dir;
       return translate(r, v, ms, options);

@@ -34,20 +34,27 @@ struct BuildResult {
   std::vector<ResourceStatus> resources;                // sorted by kind, namespace, name
   std::vector<Diagnostic> file_errors;  // unparseable files, unknown kinds, duplicates, I/O errors
   TranslateCounts translated;           // what translation recomputed (every pass)
-  bool ok() const;                      // no file errors and no Rejected resource
+  // `resources` holds only the statuses that may have changed since the previous build (a
+  // partial translation); Pipeline merges them into the statuses it holds.
+  bool partial = false;
+  bool ok() const;  // no file errors and no Rejected resource
 };
 
-// Given the resources the store holds (shared, never copied).
-using TranslateFn = std::function<Translation(const std::vector<ResourcePtr>& resources,
-                                              uint64_t version, int64_t created_unix_ms)>;
+// Given the resources the store holds (shared, never copied). `allow_partial`: the caller holds
+// the previous call's result and can take a partial one (Translator::translate).
+using TranslateFn =
+    std::function<Translation(const std::vector<ResourcePtr>& resources, uint64_t version,
+                              int64_t created_unix_ms, bool allow_partial)>;
 
 // Translates the store's resources. A resource whose newest version is Rejected while an earlier
 // version was accepted keeps that earlier version in force: its status is Rejected with the new
 // version's reasons and "serving generation N". `accepted` receives the keys whose newest version
 // was accepted (Accepted or Warning) and is not the store's last good version yet (Store::accept
-// has nothing to do for the others). Throws whatever `translate` throws.
+// has nothing to do for the others). Throws whatever `translate` throws. `allow_partial`: the
+// result may be partial (see BuildResult::partial).
 BuildResult build_from_store(const Store& store, const TranslateFn& translate, uint64_t version,
-                             int64_t now_unix_ms, std::set<std::string>* accepted);
+                             int64_t now_unix_ms, std::set<std::string>* accepted,
+                             bool allow_partial = false);
 
 // A listener the data plane could not open (its Gateway's status says why).
 struct ListenerFailure {
@@ -102,7 +109,12 @@ class Pipeline {
   const ControlMetrics& metrics() const { return metrics_; }
 
  private:
-  void update_statuses(BuildResult& result, int64_t now_unix_ms);
+  // `touched`: the positions in result.resources that a partial build replaced (null: all).
+  void update_statuses(BuildResult& result, int64_t now_unix_ms,
+                       const std::vector<size_t>* touched);
+  // Puts a partial build's statuses in place in current_'s (moved into `result`); returns their
+  // positions.
+  std::vector<size_t> merge_partial(BuildResult& result);
   void mark_pending(int64_t now_unix_ms);
   void render();
 
@@ -117,6 +129,8 @@ class Pipeline {
   std::shared_ptr<const snapshot::ProxyConfig> published_;
   bool publish_pending_ = true;  // nothing published yet, or the last attempt failed
   bool dirty_ = true;            // the store changed since the last successful build
+  // current_ describes the translator's last result: the next build may be partial.
+  bool partial_ok_ = false;
   std::vector<ListenerFailure> listener_failures_;
   bool last_build_ok_ = true;
   std::string last_error_;
@@ -124,6 +138,9 @@ class Pipeline {
   BuildResult current_;
   std::map<std::string, ResourceStatus> statuses_;  // by "<Kind>/<namespace>/<name>"
   std::map<std::string, ChangeTimings> timings_;    // by key: the last change of each resource
+  // Keys whose timings changed since the last render(); every key after a whole new status list.
+  std::vector<std::string> timings_dirty_;
+  bool timings_all_ = true;
   // Published versions not yet running on every worker: version -> (seen time, keys changed).
   std::map<uint64_t, std::pair<int64_t, std::vector<std::string>>> in_flight_;
   mutable std::string resources_json_ = "[]";

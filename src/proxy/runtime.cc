@@ -72,12 +72,39 @@ std::shared_ptr<const Runtime> build_runtime(std::shared_ptr<const snapshot::Pro
                                              const Runtime* previous) {
   auto rt = std::make_shared<Runtime>();
   rt->config = config;
-  std::unordered_map<std::string, int> cluster_index;
-  for (size_t i = 0; i < config->clusters.size(); ++i) {
-    cluster_index[config->clusters[i].name] = static_cast<int>(i);
-    rt->cluster_slots.push_back(registry.cluster_slot(config->clusters[i].name));
+  const auto& clusters = config->clusters;
+  const bool same_names = previous != nullptr && previous->config && previous->cluster_index &&
+                          same_cluster_names(*previous->config, *config);
+  if (previous != nullptr && previous->config) rt->based_on_version = previous->config->version;
+  rt->cluster_names_unchanged = same_names;
+  rt->cluster_unchanged.assign(clusters.size(), 0);
+  if (same_names) {
+    rt->cluster_index = previous->cluster_index;
+  } else {
+    auto index = std::make_shared<std::unordered_map<std::string, int>>();
+    index->reserve(clusters.size());
+    for (size_t i = 0; i < clusters.size(); ++i)
+      (*index)[clusters[i].name] = static_cast<int>(i);
+    rt->cluster_index = std::move(index);
+  }
+  const auto& cluster_index = *rt->cluster_index;
+  rt->cluster_slots.reserve(clusters.size());
+  rt->cluster_stats.reserve(clusters.size());
+  rt->cluster_tls.reserve(clusters.size());
+  rt->cluster_tls_errors.reserve(clusters.size());
+  for (size_t i = 0; i < clusters.size(); ++i) {
+    const auto& c = clusters[i];
+    if (same_names && previous->config->clusters[i] == c) {
+      // The same cluster: its slot and TLS context as they are.
+      rt->cluster_unchanged[i] = 1;
+      rt->cluster_slots.push_back(previous->cluster_slots[i]);
+      rt->cluster_stats.push_back(previous->cluster_stats[i]);
+      rt->cluster_tls.push_back(previous->cluster_tls[i]);
+      rt->cluster_tls_errors.push_back(previous->cluster_tls_errors[i]);
+      continue;
+    }
+    rt->cluster_slots.push_back(registry.cluster_slot(c.name));
     rt->cluster_stats.push_back(rt->cluster_slots.back().get());
-    const auto& c = config->clusters[i];
     std::shared_ptr<const tls::ClientContext> ctx;
     std::string error;
     if (c.tls) {
@@ -93,7 +120,7 @@ std::shared_ptr<const Runtime> build_runtime(std::shared_ptr<const snapshot::Pro
   }
   // Listeners of `previous` whose compiled virtual hosts may be reused, by name.
   std::unordered_map<std::string, const ListenerRuntime*> reusable;
-  if (previous != nullptr && previous->config && same_cluster_names(*previous->config, *config)) {
+  if (same_names) {
     for (const auto& plr : previous->listeners)
       reusable.emplace(plr.listener->name, &plr);
   }
@@ -129,25 +156,50 @@ std::shared_ptr<const Runtime> build_runtime(std::shared_ptr<const snapshot::Pro
       for (const auto& vh : l.virtual_hosts)
         if (vh->tls) add_identity(*vh->tls);
     }
-    std::unordered_map<const snapshot::VirtualHost*, std::shared_ptr<const VirtualHostRuntime>>
-        before;
+    // The previous listener's compiled hosts: looked up by position first (hosts keep their
+    // places when routes change), by pointer only when that misses.
+    const ListenerRuntime* prior = nullptr;
     if (auto it = reusable.find(l.name);
         it != reusable.end() && same_filters(it->second->listener->http.filters, l.http.filters)) {
-      for (const auto& vr : it->second->virtual_hosts)
-        before.emplace(vr->host.get(), vr);
+      prior = it->second;
     }
+    // The position, then its neighbours (one host added or removed before it shifts the rest by
+    // one), then, after a few misses (hosts reordered), a map of them all.
+    std::unordered_map<const snapshot::VirtualHost*, std::shared_ptr<const VirtualHostRuntime>>
+        before;
+    size_t misses = 0;
+    auto prior_at = [&](size_t i, const snapshot::VirtualHost* vh) {
+      return i < prior->virtual_hosts.size() && prior->virtual_hosts[i]->host.get() == vh;
+    };
     lr.virtual_hosts.reserve(l.virtual_hosts.size());
-    for (const auto& vh : l.virtual_hosts) {
+    for (size_t i = 0; i < l.virtual_hosts.size(); ++i) {
+      const auto& vh = l.virtual_hosts[i];
       std::shared_ptr<const VirtualHostRuntime> vr;
-      if (auto it = before.find(vh.get()); it != before.end()) {
-        vr = it->second;
+      if (prior != nullptr) {
+        if (prior_at(i, vh.get())) {
+          vr = prior->virtual_hosts[i];
+        } else if (prior_at(i + 1, vh.get())) {
+          vr = prior->virtual_hosts[i + 1];
+        } else if (i > 0 && prior_at(i - 1, vh.get())) {
+          vr = prior->virtual_hosts[i - 1];
+        } else if (++misses > 4) {
+          if (before.empty()) {
+            for (const auto& p : prior->virtual_hosts)
+              before.emplace(p->host.get(), p);
+          }
+          if (auto it = before.find(vh.get()); it != before.end()) vr = it->second;
+        }
+      }
+      if (vr) {
         ++rt->virtual_hosts_reused;
       } else {
         vr = compile_virtual_host(l, vh, cluster_index, registry, filters);
         ++rt->virtual_hosts_compiled;
       }
-      lr.filter_errors.insert(lr.filter_errors.end(), vr->filter_errors.begin(),
-                              vr->filter_errors.end());
+      if (!vr->filter_errors.empty()) {
+        lr.filter_errors.insert(lr.filter_errors.end(), vr->filter_errors.begin(),
+                                vr->filter_errors.end());
+      }
       lr.virtual_hosts.push_back(std::move(vr));
     }
     rt->listener_by_key[listener_key(l.address, l.port)] = li;

@@ -66,6 +66,15 @@ struct Runtime {
   // them): a removed route's or cluster's slot is freed when the last Runtime using it goes.
   std::vector<std::shared_ptr<stats::RequestSlot>> request_slots;
   std::vector<std::shared_ptr<stats::ClusterSlot>> cluster_slots;
+  // Cluster names to positions in config->clusters (shared with `previous` when the names are
+  // the same).
+  std::shared_ptr<const std::unordered_map<std::string, int>> cluster_index;
+  // What changed since `previous` (when there was one: based_on_version is its config's version,
+  // 0 otherwise): the same cluster names in the same order, and per cluster whether it is equal.
+  // A worker that runs `previous` updates only the clusters that changed.
+  uint64_t based_on_version = 0;
+  bool cluster_names_unchanged = false;
+  std::vector<uint8_t> cluster_unchanged;  // aligned with config->clusters
   // How many virtual hosts were compiled, and how many were taken from `previous`.
   size_t virtual_hosts_compiled = 0;
   size_t virtual_hosts_reused = 0;

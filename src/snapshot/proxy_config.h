@@ -9,6 +9,7 @@
 
 #include <chrono>
 #include <cstdint>
+#include <initializer_list>
 #include <memory>
 #include <optional>
 #include <string>
@@ -128,6 +129,7 @@ struct TlsCertificate {
   std::string cert_chain_pem;   // leaf first, then intermediates
   std::string private_key_pem;  // never shown
   std::string ocsp_staple;      // DER OCSP response to staple; empty: no stapling
+  bool operator==(const TlsCertificate&) const = default;
 };
 
 enum class TlsVersion { kTls12, kTls13 };
@@ -157,6 +159,7 @@ struct TlsClientConfig {
   std::optional<TlsCertificate> client_certificate;  // upstream mTLS
   std::vector<std::string> alpn;                     // empty: none offered
   TlsVersion min_version = TlsVersion::kTls12;
+  bool operator==(const TlsClientConfig&) const = default;
 };
 
 // Domains: "example.com" (exact), "*.example.com" (suffix), "example.*" (prefix), "*" (any).
@@ -223,6 +226,7 @@ struct Endpoint {
   std::string address;  // numeric IPv4 or IPv6 address
   uint16_t port = 0;
   uint32_t weight = 1;
+  bool operator==(const Endpoint&) const = default;
 };
 
 enum class LbPolicy { kRoundRobin, kLeastRequest };
@@ -239,13 +243,64 @@ struct Cluster {
   std::optional<TlsClientConfig> tls;    // unset: plain TCP
   uint32_t max_connections = 0;          // open connections per worker; 0: unlimited
   uint32_t max_idle_connections = 4096;  // pooled idle connections per endpoint and worker
+  bool operator==(const Cluster&) const = default;
+};
+
+// A vector shared by the copies of a ProxyConfig until one of them is changed (copy on write):
+// a configuration made from the previous one with one route changed shares its clusters instead
+// of copying thousands of them. Reads never copy; a non-const access copies the elements first
+// when another configuration still shares them. A published configuration is const and never
+// edited.
+template <typename T>
+class SharedVector {
+ public:
+  SharedVector() = default;
+  SharedVector(std::vector<T> v) : v_(std::make_shared<std::vector<T>>(std::move(v))) {}
+  SharedVector(std::initializer_list<T> init) : v_(std::make_shared<std::vector<T>>(init)) {}
+  SharedVector& operator=(std::vector<T> v) {
+    v_ = std::make_shared<std::vector<T>>(std::move(v));
+    return *this;
+  }
+
+  const std::vector<T>& get() const { return v_ ? *v_ : none(); }
+  size_t size() const { return get().size(); }
+  bool empty() const { return get().empty(); }
+  const T& operator[](size_t i) const { return get()[i]; }
+  const T& at(size_t i) const { return get().at(i); }
+  const T& back() const { return get().back(); }
+  typename std::vector<T>::const_iterator begin() const { return get().begin(); }
+  typename std::vector<T>::const_iterator end() const { return get().end(); }
+  // True when both share one vector (nothing was changed since one was copied from the other).
+  bool shares_with(const SharedVector& o) const { return v_ == o.v_; }
+
+  // Write access: this configuration's own vector.
+  std::vector<T>& edit() {
+    if (!v_) {
+      v_ = std::make_shared<std::vector<T>>();
+    } else if (v_.use_count() > 1) {
+      v_ = std::make_shared<std::vector<T>>(*v_);
+    }
+    return *v_;
+  }
+  T& operator[](size_t i) { return edit()[i]; }
+  T& at(size_t i) { return edit().at(i); }
+  T& back() { return edit().back(); }
+  void push_back(T x) { edit().push_back(std::move(x)); }
+  void clear() { v_.reset(); }
+
+ private:
+  static const std::vector<T>& none() {
+    static const std::vector<T> none;
+    return none;
+  }
+  std::shared_ptr<std::vector<T>> v_;
 };
 
 struct ProxyConfig {
   uint64_t version = 0;  // increases with every published config
   int64_t created_unix_ms = 0;
   std::vector<Listener> listeners;
-  std::vector<Cluster> clusters;
+  SharedVector<Cluster> clusters;  // shared with the configuration it was made from, if unchanged
 
   const Cluster* find_cluster(std::string_view name) const {
     for (const auto& c : clusters) {

@@ -398,7 +398,7 @@ TEST(ControlPipeline, AnExceptionNeverPublishes) {
   TempDir dir;
   dir.write("gateway.yaml", kGateway);
   bool fail = false;
-  Harness h(dir.path(), [&fail](const std::vector<ResourcePtr>& r, uint64_t v, int64_t ms) {
+  Harness h(dir.path(), [&fail](const std::vector<ResourcePtr>& r, uint64_t v, int64_t ms, bool) {
     if (fail) throw std::runtime_error("boom");
     return translate(r, v, ms);
   });
@@ -480,7 +480,7 @@ TEST(ControlPipeline, StatusesKeptAcrossSyncsFollowTheirResource) {
   dir.write("a.yaml", kUpstream);
   dir.write("shop.yaml", kService);  // routes to the Upstream: no reason on it
   bool fail = false;
-  Harness h(dir.path(), [&fail](const std::vector<ResourcePtr>& r, uint64_t v, int64_t ms) {
+  Harness h(dir.path(), [&fail](const std::vector<ResourcePtr>& r, uint64_t v, int64_t ms, bool) {
     if (fail) throw std::runtime_error("boom");
     return translate(r, v, ms);
   });

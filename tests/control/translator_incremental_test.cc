@@ -3,6 +3,7 @@
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <map>
 #include <random>
 #include <string>
@@ -331,14 +332,64 @@ void random_edit(World& w, std::mt19937& rng, const Generated& g, int step) {
   }
 }
 
+// A partial translation's statuses merged into the complete list they update (as the pipeline
+// does).
+void merge(std::vector<ResourceStatus>& all, const Translation& t) {
+  if (!t.partial) {
+    all = t.statuses;
+    return;
+  }
+  for (const auto& s : t.statuses) {
+    auto it = std::find_if(all.begin(), all.end(), [&](const ResourceStatus& o) {
+      return o.kind == s.kind && o.ns == s.ns && o.name == s.name;
+    });
+    ASSERT_NE(it, all.end()) << s.kind << " " << s.ns << "/" << s.name;
+    *it = s;
+  }
+}
+
+TEST_F(Incremental, ALocalEditIsAPartialTranslationOfItsVirtualServiceAlone) {
+  auto resources = world_.resources();
+  Translator t;
+  Translation full = t.translate(resources, 1, 0, /*allow_partial=*/true);
+  EXPECT_FALSE(full.partial);  // nothing to compare with yet
+  world_.set("vs-2", virtual_service("vs-2", 5, "up-b", "", "changed"));
+  resources = world_.resources();
+  Translation part = t.translate(resources, 2, 0, true);
+  ASSERT_TRUE(part.partial);
+  ASSERT_EQ(part.statuses.size(), 1u);
+  EXPECT_EQ(part.statuses[0].name, "vs-2");
+  EXPECT_EQ(part.translated.virtual_services, 1u);
+  EXPECT_EQ(part.translated.routes, 5u);
+  EXPECT_EQ(part.config->version, 2u);
+  EXPECT_EQ(host(full, "vs-1"), host(part, "vs-1"));  // shared, not copied
+  EXPECT_NE(host(full, "vs-2"), host(part, "vs-2"));
+  std::vector<ResourceStatus> all = full.statuses;
+  merge(all, part);
+  Translation fresh = translate(resources, 2, 0);
+  Translation merged;
+  merged.config = part.config;
+  merged.statuses = all;
+  EXPECT_EQ(render(merged), render(fresh));
+  // A change of domain is not local (conflicts): a full translation.
+  std::string moved = virtual_service("vs-2", 5, "up-b", "", "changed");
+  moved.replace(moved.find("vs-2.example.com"), 4, "other");
+  world_.set("vs-2", moved);
+  Translation again = t.translate(world_.resources(), 3, 0, true);
+  EXPECT_FALSE(again.partial);
+}
+
 TEST(IncrementalEquivalence, RandomEditsGiveTheSameResultAsFromScratch) {
   const Generated configs[] = {{3, 2, 6}, {5, 3, 12}, {2, 1, 20}, {8, 4, 30}};
+  uint64_t partials = 0;
   for (unsigned seed = 1; seed <= 4; ++seed) {
     const Generated& g = configs[seed - 1];
     std::mt19937 rng(seed);
     World w;
     random_world(w, rng, g);
     Translator translator;
+    Translator partial;  // the same, allowed to answer with the changed statuses only
+    std::vector<ResourceStatus> all;
     uint64_t version = 0;
     uint64_t reused = 0;
     for (int step = 0; step < 60; ++step) {
@@ -347,10 +398,19 @@ TEST(IncrementalEquivalence, RandomEditsGiveTheSameResultAsFromScratch) {
       Translation fresh = translate(resources, version, 0);
       ASSERT_EQ(render(t), render(fresh)) << "seed " << seed << " step " << step;
       reused += fresh.translated.virtual_services - t.translated.virtual_services;
+      Translation p = partial.translate(resources, version, 0, /*allow_partial=*/true);
+      partials += p.partial;
+      merge(all, p);
+      Translation merged;
+      merged.config = p.config;
+      merged.statuses = all;
+      ASSERT_EQ(render(merged), render(fresh))
+          << "seed " << seed << " step " << step << (p.partial ? " (partial)" : "");
       random_edit(w, rng, g, step);
     }
     EXPECT_GT(reused, 0u) << "seed " << seed;  // the memo was used, not bypassed
   }
+  EXPECT_GT(partials, 0u);  // the partial path was taken, not always bypassed
 }
 
 }  // namespace

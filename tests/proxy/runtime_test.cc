@@ -46,6 +46,32 @@ std::shared_ptr<const snapshot::ProxyConfig> config(
   return c;
 }
 
+TEST(BuildRuntime, SaysWhichClustersChangedAndSharesWhatDidNot) {
+  stats::Registry registry(1);
+  auto a = host("a", "default/up");
+  auto first = build_runtime(
+      config({a}, {cluster("default/up", 9000), cluster("default/other", 9001)}), registry);
+  EXPECT_FALSE(first->cluster_names_unchanged);
+  EXPECT_EQ(first->based_on_version, 0u);
+  auto next_config = config({a}, {cluster("default/up", 9000), cluster("default/other", 9002)});
+  const_cast<snapshot::ProxyConfig&>(*next_config).version = 2;
+  auto second = build_runtime(next_config, registry, filters::builtin_registry(), first.get());
+  EXPECT_TRUE(second->cluster_names_unchanged);
+  EXPECT_EQ(second->based_on_version, first->config->version);
+  ASSERT_EQ(second->cluster_unchanged.size(), 2u);
+  EXPECT_EQ(second->cluster_unchanged[0], 1);  // equal: the same slot
+  EXPECT_EQ(second->cluster_unchanged[1], 0);  // its endpoint moved
+  EXPECT_EQ(second->cluster_stats[0], first->cluster_stats[0]);
+  EXPECT_EQ(second->cluster_index, first->cluster_index);  // shared, not rebuilt
+  EXPECT_EQ(second->virtual_hosts_reused, 1u);
+  // A cluster added: names differ, nothing is taken for unchanged.
+  auto third = build_runtime(config({a}, {cluster("default/up", 9000)}), registry,
+                             filters::builtin_registry(), second.get());
+  EXPECT_FALSE(third->cluster_names_unchanged);
+  EXPECT_EQ(third->cluster_unchanged[0], 0);
+  EXPECT_EQ(third->virtual_hosts_compiled, 1u);  // cluster positions moved: compiled again
+}
+
 TEST(BuildRuntime, ReusesTheCompiledVirtualHostsTheConfigurationsShare) {
   stats::Registry registry(1);
   auto a = host("a", "default/up"), b = host("b", "default/up");

@@ -4,6 +4,7 @@
 
 #include <cstdio>
 #include <set>
+#include <unordered_map>
 
 #include "api/decode.h"
 #include "control/sources/config_dir.h"
@@ -132,7 +133,24 @@ void FileSource::add_file(const std::string& name, std::string_view content, Fil
   std::map<std::string, const api::Resource*> first;
   std::vector<Doc> docs;
   int index = 0;
-  for (auto& r : decoded.resources) {
+  // Each document's text: from its first line to the next document's (or the end).
+  std::vector<size_t> line_starts = {0};
+  for (size_t i = 0; i < content.size(); ++i)
+    if (content[i] == '\n') line_starts.push_back(i + 1);
+  auto line_offset = [&](int line) {
+    return line >= 1 && static_cast<size_t>(line) <= line_starts.size() ? line_starts[line - 1]
+                                                                        : content.size();
+  };
+  std::unordered_map<std::string, const Doc*> before;
+  for (const auto& d : state->docs)
+    before.emplace(d.resource_key, &d);
+  for (size_t n = 0; n < decoded.resources.size(); ++n) {
+    auto& r = decoded.resources[n];
+    const size_t from = line_offset(r.loc.line);
+    const size_t to = n + 1 < decoded.resources.size()
+                          ? line_offset(decoded.resources[n + 1].loc.line)
+                          : content.size();
+    const uint64_t text_hash = content_hash(content.substr(from, to > from ? to - from : 0));
     std::string key = r.key();
     auto [it, inserted] = first.emplace(key, &r);
     if (!inserted) {
@@ -146,9 +164,19 @@ void FileSource::add_file(const std::string& name, std::string_view content, Fil
     }
     Doc doc;
     doc.resource_key = key;
-    doc.resource = std::make_shared<const api::Resource>(r);
     doc.index = index++;
-    doc.content_revision = revision_of(r);
+    doc.text_hash = text_hash;
+    auto prior = before.find(key);
+    if (prior != before.end() && prior->second->text_hash == text_hash &&
+        prior->second->index == doc.index && prior->second->resource &&
+        prior->second->resource->loc.line == r.loc.line &&
+        prior->second->resource->loc.column == r.loc.column) {
+      doc.resource = prior->second->resource;  // the same text: the same object
+      doc.content_revision = prior->second->content_revision;
+    } else {
+      doc.resource = std::make_shared<const api::Resource>(r);
+      doc.content_revision = revision_of(*doc.resource);
+    }
     std::vector<uint64_t> hashes;
     if (!base.empty()) {
       for (const auto& file : referenced_files(r)) {
@@ -301,7 +329,11 @@ Delta FileSource::poll(bool full) {
 void FileSource::check_refs(bool full, const std::set<std::string>& just_read, Delta* delta,
                             const std::set<std::filesystem::path>* dirs) {
   for (auto& [name, state] : files_) {
-    if (just_read.count(name)) continue;
+    // Most files reference nothing: the test first, the name lookup only for the others.
+    bool any = false;
+    for (const auto& doc : state.docs)
+      any = any || !doc.refs.empty();
+    if (!any || just_read.count(name)) continue;
     for (auto& doc : state.docs) {
       if (doc.refs.empty()) continue;
       bool changed = false;

@@ -78,6 +78,10 @@ class FileSource : public ConfigSource {
     int index = 0;
     std::string content_revision;  // revision_of(resource)
     std::vector<Ref> refs;
+    // Hash of the document's text (its lines up to the next document): a re-read file hands the
+    // same Resource object on for a document whose text and position did not change, so that
+    // the store and the translator see it unchanged (identity is what they compare).
+    uint64_t text_hash = 0;
   };
   struct FileState {
     uint64_t content_hash = 0;

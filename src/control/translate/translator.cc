@@ -196,6 +196,58 @@ snapshot::HeaderMutations translate_headers(const std::vector<api::HeaderToAdd>&
 }
 
 // A route after delegation is flattened: the effective route and its name in stats.
+// The state of a resource a route names.
+enum class RefState { kMissing, kAccepted, kRejected };
+
+// A route (or an UpstreamGroup) should point at an accepted Upstream: a missing or rejected one
+// is a warning, not an error (the traffic meant for it answers 503, everything else works).
+template <typename UpstreamState>
+void check_upstream(Entry& e, const api::ResourceRef& ref, const UpstreamState& upstream_state) {
+  if (ref.name.empty()) return;  // already an error
+  const std::string id = ref.to_string();
+  switch (upstream_state(id)) {
+    case RefState::kMissing:
+      e.add(Diagnostic::Severity::kWarning, ref.loc, ref.path,
+            "upstream " + id + " not found; the route answers 503");
+      break;
+    case RefState::kRejected:
+      e.add(Diagnostic::Severity::kWarning, ref.loc, ref.path,
+            "upstream " + id + " is rejected; the route answers 503");
+      break;
+    case RefState::kAccepted:
+      break;
+  }
+}
+
+// Routes must point at accepted UpstreamGroups (an error otherwise) and should point at accepted
+// Upstreams.
+template <typename UpstreamState, typename GroupState>
+void check_route_refs(Entry& e, const std::vector<api::Route>& routes,
+                      const UpstreamState& upstream_state, const GroupState& group_state) {
+  for (const auto& route : routes) {
+    const auto* fwd = std::get_if<api::ForwardAction>(&route.action);
+    if (fwd == nullptr) continue;
+    for (const auto& d : fwd->destinations)
+      check_upstream(e, d.upstream, upstream_state);
+    if (fwd->upstream_group && !fwd->upstream_group->name.empty()) {
+      const auto& ref = *fwd->upstream_group;
+      const std::string id = ref.to_string();
+      switch (group_state(id)) {
+        case RefState::kMissing:
+          e.add(Diagnostic::Severity::kError, ref.loc, ref.path,
+                "upstream group " + id + " not found");
+          break;
+        case RefState::kRejected:
+          e.add(Diagnostic::Severity::kError, ref.loc, ref.path,
+                "upstream group " + id + " is rejected");
+          break;
+        case RefState::kAccepted:
+          break;
+      }
+    }
+  }
+}
+
 struct FlatRoute {
   api::Route route;
   std::string name;  // "<vs-ns>/<vs>/<label>[/<table-ns>/<table>/<label>...]"
@@ -734,6 +786,10 @@ snapshot::Cluster translate_upstream(const Resource& r) {
 }
 
 // The cached translation of one VirtualService (see Translator).
+constexpr const char* kNotServed = "not served: no accepted gateway selects this virtual service";
+constexpr const char* kUnusedUpstream =
+    "unused: no route of an accepted virtual service sends traffic here";
+
 struct VsMemo {
   ResourcePtr resource;          // the version it was made from
   Deps deps;                     // what it read
@@ -746,6 +802,81 @@ struct VsMemo {
   std::shared_ptr<const snapshot::VirtualHost> host;
   size_t routes = 0;
 };
+
+// The part of a VirtualService's translation that needs delegation resolved (its memo's `post`):
+// flattens its routes through the RouteTables, warns about delegated routes that can never match,
+// lists the Upstreams its routes use and translates its VirtualHost. What it read besides the
+// VirtualService goes to `deps`. Only for an accepted VirtualService.
+void translate_memo(VsMemo& m, const Entry& vs, EntryMap& tables,
+                    const std::set<std::string>& broken_tables, const InvalidRoutePolicy& policy,
+                    const EntryMap& groups, const snapshot::TlsServerConfig* tls, Deps* deps) {
+  Entry scratch{vs.resource, {}, vs.ptr};
+  Flattener flattener(tables, broken_tables, policy, deps, &m.table_diags);
+  auto flat = flattener.flatten(scratch);
+  // A delegated route that an earlier route (of another table, or of the VirtualService)
+  // always matches first never sees traffic: a warning on the VirtualService. Bounded, as in
+  // validate.
+  size_t comparisons = 0;
+  for (size_t j = 0; j < flat.size() && comparisons < 2'000'000; ++j) {
+    for (size_t i = 0; i < j; ++i) {
+      if (!flat[i].delegated && !flat[j].delegated)
+        continue;  // within one resource: validate reported it
+      bool all = !flat[j].route.matchers.empty();
+      for (const auto& later : flat[j].route.matchers) {
+        bool covered = false;
+        for (const auto& earlier : flat[i].route.matchers) {
+          ++comparisons;
+          if (api::shadows(earlier, later)) covered = true;
+        }
+        if (!covered) all = false;
+      }
+      if (all) {
+        scratch.add(
+            Diagnostic::Severity::kWarning, vs.resource->loc, "",
+            "route " + flat[j].name + " is unreachable: route " + flat[i].name + " matches first");
+        break;
+      }
+    }
+  }
+  // Upstreams the routes use (after delegation).
+  std::set<std::string> used;
+  for (const auto& f : flat) {
+    const auto* fwd = std::get_if<api::ForwardAction>(&f.route.action);
+    if (fwd == nullptr) continue;
+    for (const auto& d : fwd->destinations)
+      used.insert(d.upstream.to_string());
+    if (fwd->upstream_group) {
+      deps->groups.insert(fwd->upstream_group->to_string());
+      auto it = groups.find(fwd->upstream_group->to_string());
+      if (it == groups.end()) continue;
+      for (const auto& d : it->second.resource->upstream_group().destinations)
+        used.insert(d.upstream.to_string());
+    }
+  }
+  auto host = std::make_shared<snapshot::VirtualHost>();
+  translate_virtual_service(*vs.resource, flat, groups, host.get(), deps);
+  if (tls != nullptr) host->tls = *tls;
+  m.host = std::move(host);
+  m.post = std::move(scratch.reasons);
+  m.reached.assign(flattener.reached().begin(), flattener.reached().end());
+  m.used_upstreams.assign(used.begin(), used.end());
+  m.routes = flat.size();
+  m.has_post = true;
+}
+
+// Adds what translate_memo read to the memo's dependencies; true when anything was new.
+bool join_deps(VsMemo& m, const Deps& found) {
+  bool added = false;
+  for (const auto& t : found.tables)
+    added = m.deps.tables.insert(t).second || added;
+  for (const auto& g : found.groups)
+    added = m.deps.groups.insert(g).second || added;
+  if (found.selector && !m.deps.selector) {
+    m.deps.selector = true;
+    added = true;
+  }
+  return added;
+}
 
 bool same_policy(const InvalidRoutePolicy& a, const InvalidRoutePolicy& b) {
   return a.replace == b.replace && a.status == b.status && a.body == b.body;
@@ -782,6 +913,21 @@ struct Translator::State {
   // Upstreams used by the routes of accepted VirtualServices: the contributing memos and counts.
   std::map<std::string, std::shared_ptr<const VsMemo>> contributions;
   std::unordered_map<std::string, int> upstream_uses;
+
+  // The last translation, for translate_changes(): its input in order, its configuration, the
+  // RouteTables (with their reasons) and UpstreamGroups it saw, and what became of each
+  // VirtualService. Kept only by a full translation of an incremental Translator.
+  bool has_last = false;
+  std::vector<ResourcePtr> last_input;
+  std::shared_ptr<const snapshot::ProxyConfig> last_config;
+  EntryMap last_tables;
+  EntryMap last_groups;
+  std::set<std::string> last_broken_tables;
+  struct VsOutcome {
+    bool rejected = false;
+    bool served = false;
+  };
+  std::unordered_map<std::string, VsOutcome> last_vs;
 
   void index(const std::string& vid, const VsMemo& m) {
     for (const auto& u : m.deps.upstreams)
@@ -820,6 +966,28 @@ struct Translator::State {
   }
 };
 
+namespace {
+
+// The status of an entry whose reasons are complete and sorted.
+ResourceStatus status_of(Entry& e, bool keep_reasons) {
+  ResourceStatus s;
+  s.kind = api::to_string(e.resource->kind);
+  s.ns = e.resource->meta.ns;
+  s.name = e.resource->meta.name;
+  s.file = e.resource->file;
+  s.line = e.resource->loc.line;
+  s.state = state_from(e.reasons);
+  if (keep_reasons) {
+    s.reasons = e.reasons;
+  } else {
+    s.reasons = std::move(e.reasons);
+  }
+  s.spec_json = std::shared_ptr<const std::string>(e.ptr, &e.resource->spec_json);
+  return s;
+}
+
+}  // namespace
+
 Translator::Translator(TranslateOptions options, bool incremental)
     : options_(std::move(options)), incremental_(incremental), state_(std::make_unique<State>()) {}
 Translator::~Translator() = default;
@@ -841,8 +1009,12 @@ Translation translate(const std::vector<api::Resource>& resources, uint64_t vers
 }
 
 Translation Translator::translate(const std::vector<ResourcePtr>& resources, uint64_t version,
-                                  int64_t created_unix_ms) {
+                                  int64_t created_unix_ms, bool allow_partial) {
   State& state = *state_;
+  if (incremental_ && allow_partial && state.has_last) {
+    if (auto out = translate_changes(resources, version, created_unix_ms)) return std::move(*out);
+  }
+  state.has_last = false;  // until this translation completes
   const TranslateOptions& options = options_;
   TranslateCounts counts;
   // Entries sorted by namespace/name within each kind, so every loop below is deterministic.
@@ -941,39 +1113,24 @@ Translation Translator::translate(const std::vector<ResourcePtr>& resources, uin
   // 1. Routes (of VirtualServices and RouteTables) and UpstreamGroups should point at accepted
   // upstreams, and must point at accepted groups. A missing or rejected upstream is a warning, not
   // an error: the traffic meant for it answers 503 and everything else keeps working.
-  auto check_upstream = [&](Entry& e, const api::ResourceRef& ref) {
-    if (ref.name.empty()) return;  // already an error
-    auto it = upstreams.find(ref.to_string());
-    if (it == upstreams.end()) {
-      e.add(Diagnostic::Severity::kWarning, ref.loc, ref.path,
-            "upstream " + ref.to_string() + " not found; the route answers 503");
-    } else if (it->second.rejected()) {
-      e.add(Diagnostic::Severity::kWarning, ref.loc, ref.path,
-            "upstream " + ref.to_string() + " is rejected; the route answers 503");
-    }
+  auto upstream_state = [&](const std::string& id) {
+    auto it = upstreams.find(id);
+    return it == upstreams.end()   ? RefState::kMissing
+           : it->second.rejected() ? RefState::kRejected
+                                   : RefState::kAccepted;
+  };
+  auto group_state = [&](const std::string& id) {
+    auto it = groups.find(id);
+    return it == groups.end()      ? RefState::kMissing
+           : it->second.rejected() ? RefState::kRejected
+                                   : RefState::kAccepted;
   };
   for (auto& [id, g] : groups) {
     for (const auto& d : g.resource->upstream_group().destinations)
-      check_upstream(g, d.upstream);
+      check_upstream(g, d.upstream, upstream_state);
   }
   auto check_routes = [&](Entry& e, const std::vector<api::Route>& routes) {
-    for (const auto& route : routes) {
-      const auto* fwd = std::get_if<api::ForwardAction>(&route.action);
-      if (fwd == nullptr) continue;
-      for (const auto& d : fwd->destinations)
-        check_upstream(e, d.upstream);
-      if (fwd->upstream_group && !fwd->upstream_group->name.empty()) {
-        const auto& ref = *fwd->upstream_group;
-        auto it = groups.find(ref.to_string());
-        if (it == groups.end()) {
-          e.add(Diagnostic::Severity::kError, ref.loc, ref.path,
-                "upstream group " + ref.to_string() + " not found");
-        } else if (it->second.rejected()) {
-          e.add(Diagnostic::Severity::kError, ref.loc, ref.path,
-                "upstream group " + ref.to_string() + " is rejected");
-        }
-      }
-    }
+    check_route_refs(e, routes, upstream_state, group_state);
   };
   for (auto& [id, t] : tables)
     check_routes(t, t.resource->route_table().routes);
@@ -1269,8 +1426,7 @@ Translation Translator::translate(const std::vector<ResourcePtr>& resources, uin
   }
   for (auto& [vid, vs] : services) {
     if (!vs.rejected() && !vs.served) {
-      vs.add(Diagnostic::Severity::kWarning, vs.resource->loc, "",
-             "not served: no accepted gateway selects this virtual service");
+      vs.add(Diagnostic::Severity::kWarning, vs.resource->loc, "", kNotServed);
     }
   }
 
@@ -1283,69 +1439,11 @@ Translation Translator::translate(const std::vector<ResourcePtr>& resources, uin
     VsMemo& m = *vs.memo;
     if (!m.has_post) {
       Deps deps;
-      Entry scratch{vs.resource, {}, vs.ptr};
-      Flattener flattener(tables, broken_tables, policy, &deps, &m.table_diags);
-      auto flat = flattener.flatten(scratch);
-      // A delegated route that an earlier route (of another table, or of the VirtualService)
-      // always matches first never sees traffic: a warning on the VirtualService. Bounded, as in
-      // validate.
-      size_t comparisons = 0;
-      for (size_t j = 0; j < flat.size() && comparisons < 2'000'000; ++j) {
-        for (size_t i = 0; i < j; ++i) {
-          if (!flat[i].delegated && !flat[j].delegated)
-            continue;  // within one resource: validate reported it
-          bool all = !flat[j].route.matchers.empty();
-          for (const auto& later : flat[j].route.matchers) {
-            bool covered = false;
-            for (const auto& earlier : flat[i].route.matchers) {
-              ++comparisons;
-              if (api::shadows(earlier, later)) covered = true;
-            }
-            if (!covered) all = false;
-          }
-          if (all) {
-            scratch.add(Diagnostic::Severity::kWarning, vs.resource->loc, "",
-                        "route " + flat[j].name + " is unreachable: route " + flat[i].name +
-                            " matches first");
-            break;
-          }
-        }
-      }
-      // Upstreams the routes use (after delegation).
-      std::set<std::string> used;
-      for (const auto& f : flat) {
-        const auto* fwd = std::get_if<api::ForwardAction>(&f.route.action);
-        if (fwd == nullptr) continue;
-        for (const auto& d : fwd->destinations)
-          used.insert(d.upstream.to_string());
-        if (fwd->upstream_group) {
-          deps.groups.insert(fwd->upstream_group->to_string());
-          auto it = groups.find(fwd->upstream_group->to_string());
-          if (it == groups.end()) continue;
-          for (const auto& d : it->second.resource->upstream_group().destinations)
-            used.insert(d.upstream.to_string());
-        }
-      }
-      auto host = std::make_shared<snapshot::VirtualHost>();
-      translate_virtual_service(*vs.resource, flat, groups, host.get(), &deps);
-      if (auto it = vhost_tls.find(vid); it != vhost_tls.end()) host->tls = it->second;
-      m.host = std::move(host);
-      m.post = std::move(scratch.reasons);
-      m.reached.assign(flattener.reached().begin(), flattener.reached().end());
-      m.used_upstreams.assign(used.begin(), used.end());
-      m.routes = flat.size();
-      m.has_post = true;
+      auto tls = vhost_tls.find(vid);
+      translate_memo(m, vs, tables, broken_tables, policy, groups,
+                     tls == vhost_tls.end() ? nullptr : &tls->second, &deps);
       // The dependencies found while flattening join the index.
-      bool added = false;
-      for (const auto& t : deps.tables)
-        added = m.deps.tables.insert(t).second || added;
-      for (const auto& g : deps.groups)
-        added = m.deps.groups.insert(g).second || added;
-      if (deps.selector && !m.deps.selector) {
-        m.deps.selector = true;
-        added = true;
-      }
-      if (added && state.memos.count(vid) != 0) state.index(vid, m);
+      if (join_deps(m, deps) && state.memos.count(vid) != 0) state.index(vid, m);
       ++counts.virtual_services;
       counts.routes += m.routes;
     } else {
@@ -1399,8 +1497,7 @@ Translation Translator::translate(const std::vector<ResourcePtr>& resources, uin
   }
   for (auto& [uid, up] : upstreams) {
     if (!up.rejected() && state.upstream_uses.count(uid) == 0) {
-      up.add(Diagnostic::Severity::kWarning, up.resource->loc, "",
-             "unused: no route of an accepted virtual service sends traffic here");
+      up.add(Diagnostic::Severity::kWarning, up.resource->loc, "", kUnusedUpstream);
     }
   }
 
@@ -1448,29 +1545,250 @@ Translation Translator::translate(const std::vector<ResourcePtr>& resources, uin
   out.translated = counts;
   total_.virtual_services += counts.virtual_services;
   total_.routes += counts.routes;
-  auto emit = [&](EntryMap& entries) {
+  if (incremental_) {  // before emit() moves the reasons out
+    state.last_vs.clear();
+    for (const auto& [vid, vs] : services)
+      state.last_vs.emplace(vid, State::VsOutcome{vs.rejected(), vs.served});
+  }
+  auto emit = [&](EntryMap& entries, bool keep_reasons) {
     for (auto& [id, e] : entries) {
-      ResourceStatus s;
-      s.kind = api::to_string(e.resource->kind);
-      s.ns = e.resource->meta.ns;
-      s.name = e.resource->meta.name;
-      s.file = e.resource->file;
-      s.line = e.resource->loc.line;
       api::sort_by_position(e.reasons);
-      s.state = state_from(e.reasons);
-      s.reasons = std::move(e.reasons);
-      s.spec_json = std::shared_ptr<const std::string>(e.ptr, &e.resource->spec_json);
-      out.statuses.push_back(std::move(s));
+      out.statuses.push_back(status_of(e, keep_reasons));
     }
   };
-  // Sorted by kind name.
-  emit(gateways);
-  emit(tables);
-  emit(secrets);
-  emit(settings);
-  emit(upstreams);
-  emit(groups);
-  emit(services);
+  // Sorted by kind name. RouteTables keep their reasons for translate_changes().
+  emit(gateways, false);
+  emit(tables, incremental_);
+  emit(secrets, false);
+  emit(settings, false);
+  emit(upstreams, false);
+  emit(groups, false);
+  emit(services, false);
+
+  if (incremental_) {
+    state.last_input = resources;
+    state.last_config = out.config;
+    state.last_tables = std::move(tables);
+    state.last_groups = std::move(groups);
+    state.last_broken_tables = std::move(broken_tables);
+    state.has_last = true;
+  }
+  return out;
+}
+
+namespace {
+
+// The same Diagnostic (what Entry::push compares, and where it points).
+bool same_diagnostic(const Diagnostic& a, const Diagnostic& b) {
+  return a.severity == b.severity && a.path == b.path && a.message == b.message &&
+         a.file == b.file && a.line == b.line && a.column == b.column;
+}
+
+bool same_table_diags(const std::vector<std::pair<std::string, Diagnostic>>& a,
+                      const std::vector<std::pair<std::string, Diagnostic>>& b) {
+  if (a.size() != b.size()) return false;
+  for (size_t i = 0; i < a.size(); ++i) {
+    if (a[i].first != b[i].first || !same_diagnostic(a[i].second, b[i].second)) return false;
+  }
+  return true;
+}
+
+// A resource edited in a way that cannot change how other resources see it. A VirtualService:
+// the same labels (selection) and domains (conflicts), no TLS (certificates are files, and TLS
+// changes which gateways serve it). An Upstream: no TLS (its certificates are files). Both: the
+// same namespace and name, and no decoding error in the new version (its state stays accepted,
+// which is checked against the previous translation).
+bool local_edit(const Resource& before, const Resource& after) {
+  if (before.kind != after.kind || before.meta.ns != after.meta.ns ||
+      before.meta.name != after.meta.name || api::has_errors(after.diagnostics)) {
+    return false;
+  }
+  if (before.kind == api::Kind::kUpstream) {
+    return !before.upstream().tls && !after.upstream().tls;
+  }
+  if (before.kind != api::Kind::kVirtualService) return false;
+  if (before.meta.labels != after.meta.labels) return false;
+  const auto& a = before.virtual_service();
+  const auto& b = after.virtual_service();
+  if (a.tls || b.tls || a.domains.size() != b.domains.size()) return false;
+  for (size_t i = 0; i < a.domains.size(); ++i) {
+    if (a.domains[i].value != b.domains[i].value) return false;
+  }
+  return true;
+}
+
+}  // namespace
+
+std::optional<Translation> Translator::translate_changes(const std::vector<ResourcePtr>& resources,
+                                                         uint64_t version,
+                                                         int64_t created_unix_ms) {
+  // Past this many changed resources a full translation (which reuses its memos) is as good.
+  constexpr size_t kMaxChanges = 64;
+  State& state = *state_;
+  if (resources.size() != state.last_input.size()) return std::nullopt;
+  std::vector<size_t> changed;
+  for (size_t i = 0; i < resources.size(); ++i) {
+    if (resources[i] == state.last_input[i]) continue;
+    if (!resources[i] || !state.last_input[i] || changed.size() == kMaxChanges ||
+        !local_edit(*state.last_input[i], *resources[i])) {
+      return std::nullopt;
+    }
+    changed.push_back(i);
+  }
+
+  // Each changed VirtualService translated alone, as the full translation would.
+  auto upstream_state = [&](const std::string& id) {
+    auto it = state.upstream_rejected.find(id);
+    return it == state.upstream_rejected.end() ? RefState::kMissing
+           : it->second                        ? RefState::kRejected
+                                               : RefState::kAccepted;
+  };
+  auto group_state = [&](const std::string& id) {
+    auto it = state.groups.find(id);
+    return it == state.groups.end() ? RefState::kMissing
+           : it->second.rejected    ? RefState::kRejected
+                                    : RefState::kAccepted;
+  };
+  struct Change {
+    size_t index;
+    std::string vid;
+    std::shared_ptr<VsMemo> before, after;
+    bool served = false;
+  };
+  std::vector<Change> list;
+  list.reserve(changed.size());
+  // Upstreams: their cluster replaced in place (found here, before anything is committed).
+  struct UpstreamChange {
+    size_t index;
+    std::string id;
+    size_t cluster;
+  };
+  std::vector<UpstreamChange> upstream_changes;
+  const auto& clusters = state.last_config->clusters;
+  for (size_t i : changed) {
+    const ResourcePtr& ptr = resources[i];
+    if (ptr->kind == api::Kind::kUpstream) {
+      UpstreamChange u{i, ptr->meta.ns + "/" + ptr->meta.name, clusters.size()};
+      auto known = state.upstream_rejected.find(u.id);
+      if (known == state.upstream_rejected.end() || known->second) return std::nullopt;
+      for (size_t k = 0; k < clusters.size() && u.cluster == clusters.size(); ++k) {
+        if (clusters[k].name == u.id) u.cluster = k;
+      }
+      if (u.cluster == clusters.size()) return std::nullopt;
+      upstream_changes.push_back(std::move(u));
+      continue;
+    }
+    const Resource& r = *ptr;
+    Change c{i, r.meta.ns + "/" + r.meta.name, nullptr, nullptr};
+    auto outcome = state.last_vs.find(c.vid);
+    auto memo = state.memos.find(c.vid);
+    if (outcome == state.last_vs.end() || outcome->second.rejected || memo == state.memos.end() ||
+        memo->second->resource != state.last_input[i] || !memo->second->has_post) {
+      return std::nullopt;  // it was rejected, or its translation is not at hand
+    }
+    c.served = outcome->second.served;
+    c.before = memo->second;
+    auto m = std::make_shared<VsMemo>();
+    m->resource = ptr;
+    Entry scratch{&r, {}, ptr};
+    const auto& routes = r.virtual_service().routes;
+    check_route_refs(scratch, routes, upstream_state, group_state);
+    if (scratch.rejected()) return std::nullopt;  // e.g. a missing UpstreamGroup
+    for (const auto& route : routes) {
+      const auto* fwd = std::get_if<api::ForwardAction>(&route.action);
+      if (fwd == nullptr) continue;
+      for (const auto& d : fwd->destinations)
+        if (!d.upstream.name.empty()) m->deps.upstreams.insert(d.upstream.to_string());
+      if (fwd->upstream_group && !fwd->upstream_group->name.empty())
+        m->deps.groups.insert(fwd->upstream_group->to_string());
+    }
+    m->pre = std::move(scratch.reasons);
+    Deps found;
+    Entry vs{&r, {}, ptr};
+    translate_memo(*m, vs, state.last_tables, state.last_broken_tables, state.policy,
+                   state.last_groups, nullptr, &found);
+    join_deps(*m, found);
+    // What it did to RouteTables (findings, which are reached) must not have changed: their
+    // statuses would.
+    if (!same_table_diags(m->table_diags, c.before->table_diags) ||
+        m->reached != c.before->reached) {
+      return std::nullopt;
+    }
+    c.after = std::move(m);
+    list.push_back(std::move(c));
+  }
+
+  // Upstreams used: counts may move, but none may become used or unused (its status would
+  // change).
+  std::map<std::string, int> delta;
+  for (const auto& c : list) {
+    for (const auto& u : c.before->used_upstreams)
+      --delta[u];
+    for (const auto& u : c.after->used_upstreams)
+      ++delta[u];
+  }
+  for (const auto& [u, d] : delta) {
+    if (d == 0) continue;
+    auto it = state.upstream_uses.find(u);
+    const int before = it == state.upstream_uses.end() ? 0 : it->second;
+    if ((before > 0) != (before + d > 0)) return std::nullopt;
+  }
+
+  // Nothing can fail from here on: commit.
+  for (const auto& [u, d] : delta) {
+    if (d != 0) state.upstream_uses[u] += d;
+  }
+  Translation out;
+  out.partial = true;
+  auto config = std::make_shared<snapshot::ProxyConfig>(*state.last_config);
+  config->version = version;
+  config->created_unix_ms = created_unix_ms;
+  std::unordered_map<const snapshot::VirtualHost*, std::shared_ptr<const snapshot::VirtualHost>>
+      replaced;
+  for (auto& c : list) {
+    state.forget(c.vid);
+    state.memos.emplace(c.vid, c.after);
+    state.index(c.vid, *c.after);
+    state.contributions[c.vid] = c.after;
+    state.last_input[c.index] = resources[c.index];
+    replaced.emplace(c.before->host.get(), c.after->host);
+    ++out.translated.virtual_services;
+    out.translated.routes += c.after->routes;
+
+    // Its status, as the full translation builds it: decoding, own checks, serving, delegation.
+    const Resource& r = *resources[c.index];
+    Entry e{&r, r.diagnostics, resources[c.index]};
+    for (const auto& d : c.after->pre)
+      e.push(d);
+    if (!c.served) e.add(Diagnostic::Severity::kWarning, r.loc, "", kNotServed);
+    for (const auto& d : c.after->post)
+      e.push(d);
+    api::sort_by_position(e.reasons);
+    out.statuses.push_back(status_of(e, false));
+  }
+  for (const auto& u : upstream_changes) {
+    const Resource& r = *resources[u.index];
+    state.last_input[u.index] = resources[u.index];
+    config->clusters[u.cluster] = translate_upstream(r);
+    Entry e{&r, r.diagnostics, resources[u.index]};
+    if (state.upstream_uses.count(u.id) == 0) {
+      e.add(Diagnostic::Severity::kWarning, r.loc, "", kUnusedUpstream);
+    }
+    api::sort_by_position(e.reasons);
+    out.statuses.push_back(status_of(e, false));
+  }
+  if (!replaced.empty()) {
+    for (auto& l : config->listeners) {
+      for (auto& vh : l.virtual_hosts) {
+        auto it = replaced.find(vh.get());
+        if (it != replaced.end()) vh = it->second;
+      }
+    }
+  }
+  state.last_config = config;
+  out.config = std::move(config);
+  total_.virtual_services += out.translated.virtual_services;
+  total_.routes += out.translated.routes;
   return out;
 }
 

@@ -20,6 +20,7 @@
 #include <cstdint>
 #include <filesystem>
 #include <memory>
+#include <optional>
 #include <vector>
 
 #include "api/resources.h"
@@ -40,6 +41,9 @@ struct Translation {
   std::shared_ptr<const snapshot::ProxyConfig> config;  // never null
   std::vector<ResourceStatus> statuses;                 // sorted by kind, namespace, name
   TranslateCounts translated;
+  // The statuses of the resources that changed since the previous translation only (every other
+  // status is what that translation said). Only when the caller allowed it (Translator).
+  bool partial = false;
 };
 
 struct TranslateOptions {
@@ -76,8 +80,15 @@ class Translator {
   Translator(const Translator&) = delete;
   Translator& operator=(const Translator&) = delete;
 
+  // `allow_partial`: when the previous call's result is what the caller holds, a change that can
+  // only alter the statuses of the changed resources (VirtualServices edited in place: same
+  // namespace, labels and domains, no TLS, accepted before and after, the same RouteTables
+  // reached and no Upstream becoming used or unused) is translated alone, in time proportional to
+  // it: the result is `partial` (the changed statuses only) and the configuration is the previous
+  // one with those virtual hosts replaced. Anything else is a full translation (its memos still
+  // apply). The input must come in the same order from call to call (the store's).
   Translation translate(const std::vector<ResourcePtr>& resources, uint64_t version,
-                        int64_t created_unix_ms);
+                        int64_t created_unix_ms, bool allow_partial = false);
 
   // Since construction (the /stats counters).
   const TranslateCounts& total() const { return total_; }
@@ -85,6 +96,9 @@ class Translator {
   struct State;
 
  private:
+  std::optional<Translation> translate_changes(const std::vector<ResourcePtr>& resources,
+                                               uint64_t version, int64_t created_unix_ms);
+
   TranslateOptions options_;
   bool incremental_;
   std::unique_ptr<State> state_;

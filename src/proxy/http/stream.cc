@@ -242,13 +242,14 @@ asio::awaitable<void> StreamHandler::handle() {
   }
 
   // ---- Route ------------------------------------------------------------------------------
-  const snapshot::VirtualHost* vh = lr_.router->select_virtual_host(req.authority);
-  if (!vh) {
+  const size_t vh_at = lr_.router->select_index(req.authority);
+  if (vh_at == router::CompiledListener::kNoHost) {
     slot_ = lr_.no_virtual_host;
     co_await local_reply(404, "no route matched\n");
     co_return;
   }
-  const VirtualHostRuntime& vhr = *lr_.virtual_hosts[lr_.router->index_of(vh)];
+  const VirtualHostRuntime& vhr = *lr_.virtual_hosts[vh_at];
+  const snapshot::VirtualHost* vh = vhr.host.get();
 
   // ---- TLS: a virtual host's own TLS settings govern it ----------------------------------
   // Its mTLS policy cannot be walked around by connecting with another (or no) server name and

@@ -167,9 +167,6 @@ CompiledListener::CompiledListener(const snapshot::Listener& listener,
                                    const CompiledListener* previous)
     : listener_(&listener) {
   const auto& hosts = listener.virtual_hosts;
-  index_.reserve(hosts.size());
-  for (size_t i = 0; i < hosts.size(); ++i)
-    index_.emplace(hosts[i].get(), i);
   if (previous != nullptr && previous->listener_->virtual_hosts.size() == hosts.size()) {
     const auto& before = previous->listener_->virtual_hosts;
     bool same = true;
@@ -241,7 +238,19 @@ uint32_t CompiledListener::find_prefix(const std::vector<WildcardTier>& tiers,
   return kNone;
 }
 
+size_t CompiledListener::index_of(const snapshot::VirtualHost* vhost) const {
+  const auto& hosts = listener_->virtual_hosts;
+  for (size_t i = 0; i < hosts.size(); ++i)
+    if (hosts[i].get() == vhost) return i;
+  return kNoHost;
+}
+
 const snapshot::VirtualHost* CompiledListener::select_virtual_host(std::string_view host) const {
+  const size_t at = select_index(host);
+  return at == kNoHost ? nullptr : listener_->virtual_hosts[at].get();
+}
+
+size_t CompiledListener::select_index(std::string_view host) const {
   uint32_t at;
   if (host.size() <= kMaxInlineHost) {
     char buf[kMaxInlineHost];
@@ -252,7 +261,7 @@ const snapshot::VirtualHost* CompiledListener::select_virtual_host(std::string_v
     std::string lowered = to_lower(host);
     at = select_lowered(lowered);
   }
-  return at == kNone ? nullptr : listener_->virtual_hosts[at].get();
+  return at == kNone ? kNoHost : at;
 }
 
 uint32_t CompiledListener::select_lowered(std::string_view host) const {

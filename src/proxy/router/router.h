@@ -50,11 +50,15 @@ class CompiledListener {
   // Cost: one or two hash lookups for exact domains, one per distinct wildcard length otherwise. No
   // allocation for hosts up to kMaxInlineHost bytes (longer ones are lower-cased into a temporary).
   const snapshot::VirtualHost* select_virtual_host(std::string_view host) const;
+  // The same as a position in listener().virtual_hosts, or kNoHost.
+  static constexpr size_t kNoHost = SIZE_MAX;
+  size_t select_index(std::string_view host) const;
 
   const snapshot::Listener& listener() const { return *listener_; }
 
-  // The position in listener().virtual_hosts of a virtual host this object returned.
-  size_t index_of(const snapshot::VirtualHost* vhost) const { return index_.find(vhost)->second; }
+  // The position in listener().virtual_hosts of a virtual host this object returned (a linear
+  // search, for tools and tests: the request path uses select_index).
+  size_t index_of(const snapshot::VirtualHost* vhost) const;
 
   static constexpr size_t kMaxInlineHost = 255;
 
@@ -95,7 +99,6 @@ class CompiledListener {
   const snapshot::Listener* listener_;
   std::shared_ptr<const DomainIndex> domains_;  // never null
   bool reused_index_ = false;
-  std::unordered_map<const snapshot::VirtualHost*, size_t> index_;
 };
 
 // What routing looks at in a request, from either the parser's views (h1 headers) or a stream's
