@@ -169,6 +169,7 @@ void FileSource::add_file(const std::string& name, std::string_view content, Fil
     auto prior = before.find(key);
     if (prior != before.end() && prior->second->text_hash == text_hash &&
         prior->second->index == doc.index && prior->second->resource &&
+        prior->second->refs.empty() &&  // no file named by it that may have changed
         prior->second->resource->loc.line == r.loc.line &&
         prior->second->resource->loc.column == r.loc.column) {
       doc.resource = prior->second->resource;  // the same text: the same object
@@ -355,6 +356,9 @@ void FileSource::check_refs(bool full, const std::set<std::string>& just_read, D
         hashes.push_back(ref.content_hash);
       }
       if (!changed) continue;
+      // A new object: what the resource stands for changed with the file it names, and the
+      // translator tells changes apart by identity.
+      doc.resource = std::make_shared<const api::Resource>(*doc.resource);
       Origin origin{kSource, name, doc.index, with_refs(doc.content_revision, hashes)};
       delta->upserts.push_back(Upsert{std::move(origin), doc.resource});
     }
