@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Tunnels through the real binary: WebSocket upgrades (RFC 6455 over HTTP/1.1) and CONNECT.
+"""Tunnels through the real binary: WebSocket upgrades (RFC 6455 over HTTP/1.1, ws:// and wss://) and CONNECT.
 
 A python3-websockets echo server behind Portico and a python3-websockets client through it: text, binary
 and 1 MiB messages both ways, close handshakes from either side. A route without `upgrades` does not
@@ -14,9 +14,13 @@ import base64
 import hashlib
 import json
 import os
+import shutil
 import signal
 import socket
+import ssl
+import subprocess
 import sys
+import tempfile
 import threading
 import time
 
@@ -511,6 +515,50 @@ class WebSocketTest(t.IntegrationTest):
         time.sleep(0.2)
         self.assertEqual(len(self.echo.requests()), n + 1)
         self.assertEqual(refused(stats_of(self.portico), "connect_refused") - before, 2)
+
+
+class WssTest(t.IntegrationTest):
+    def test_websocket_over_tls(self):
+        d = tempfile.mkdtemp(prefix="portico-wss-")
+        self.addCleanup(shutil.rmtree, d, True)
+        crt, key = os.path.join(d, "ws.crt"), os.path.join(d, "ws.key")
+        subprocess.run(["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256",
+                        "-nodes", "-keyout", key, "-out", crt, "-days", "2", "-subj", "/CN=ws.example.test",
+                        "-addext", "subjectAltName=DNS:ws.example.test"],
+                       check=True, capture_output=True, timeout=60)
+        wsecho = WsEchoServer().start()
+        self.addCleanup(wsecho.stop)
+        port = t.free_port()
+        cfg = self.new_config()
+        secret = t.resource("Secret", "ws-tls", {"tls": {"certChainFile": crt, "privateKeyFile": key}})
+        vs = t.virtual_service("ws", [r("lib", [m(prefix="/")], to="wsecho", options=WS)],
+                               ["ws.example.test"])
+        vs["spec"]["sslConfig"] = {"secretRef": t.ref("ws-tls")}
+        gw = t.gateway("gw", port, ["ws"])
+        gw["spec"]["ssl"] = True
+        cfg.write_obj("secret.yaml", secret)
+        cfg.write_obj("upstream.yaml", t.upstream("wsecho", [(t.LOCALHOST, wsecho.port)]))
+        cfg.write_obj("vs.yaml", vs)
+        cfg.write_obj("gateway.yaml", gw)
+        self.start_portico(cfg)
+        ctx = ssl.create_default_context(cafile=crt)
+        big = os.urandom(1 << 20)
+
+        async def session():
+            async with websockets.connect(f"wss://ws.example.test:{port}/secure", host=t.LOCALHOST,
+                                          port=port, ssl=ctx, server_hostname="ws.example.test",
+                                          ping_interval=None, max_size=4 * 2**20,
+                                          open_timeout=5, close_timeout=5, compression=None) as ws:
+                await ws.send("over tls")
+                self.assertEqual(await asyncio.wait_for(ws.recv(), 5), "over tls")
+                await ws.send(big)
+                self.assertEqual(await asyncio.wait_for(ws.recv(), 10), big)
+                await ws.send("close-me")
+                with self.assertRaises(websockets.ConnectionClosed):
+                    await asyncio.wait_for(ws.recv(), 5)
+                return ws.close_code
+
+        self.assertEqual(asyncio.run(session()), 4000)  # closed from the server's side, over TLS
 
 
 class DrainTest(t.IntegrationTest):
