@@ -88,15 +88,28 @@ class ServerStream {
   //   HTTP/1.1 answers 101), tunnel bytes are DATA frames under the stream's flow control,
   //   end_tunnel_write is END_STREAM, and reset() is RST_STREAM.
   //
-  // Sends the accepting head; false when the client is gone.
-  virtual asio::awaitable<bool> accept_tunnel(ResponseHeaders& headers) = 0;
+  // The defaults are a codec without tunnel mode: it refuses (accept_tunnel is false, so the
+  // handler never tunnels and the stream ends without a response: the codec resets it).
+  //
+  // Sends the accepting head; false when the client is gone (or tunnels are not supported).
+  virtual asio::awaitable<bool> accept_tunnel(ResponseHeaders& headers) {
+    (void)headers;
+    co_return false;
+  }
   // The client's next bytes: kData (valid until the next read_tunnel), kEnd when the client ended
   // its direction (half-close: writing may go on), kAborted on an error, a reset or stop_reading.
-  virtual asio::awaitable<BodyPiece> read_tunnel() = 0;
+  virtual asio::awaitable<BodyPiece> read_tunnel() {
+    BodyPiece p;
+    p.status = BodyStatus::kAborted;
+    co_return p;
+  }
   // Writes bytes to the client; false when it is gone.
-  virtual asio::awaitable<bool> write_tunnel(std::string_view data) = 0;
+  virtual asio::awaitable<bool> write_tunnel(std::string_view data) {
+    (void)data;
+    co_return false;
+  }
   // Ends our direction toward the client (the client may still send).
-  virtual asio::awaitable<bool> end_tunnel_write() = 0;
+  virtual asio::awaitable<bool> end_tunnel_write() { co_return false; }
 };
 
 }  // namespace portico::proxy::http
