@@ -840,6 +840,41 @@ void decode_headers_to_remove(DocReader& doc, const Field& f, bool request,
   });
 }
 
+// upgrades: [{websocket: {enabled: true}}, {connect: {enabled: true}}]. Each item names one kind;
+// `enabled` defaults to true (Gloo's and Envoy's default). An unknown kind is an error (fail
+// closed).
+void decode_upgrades(DocReader& doc, const Field& f, Upgrades* out) {
+  bool seen_ws = false, seen_connect = false;
+  yaml::for_each_item(f, [&](const YAML::Node& item, const std::string& path, Location loc) {
+    MapReader m(doc, item, path, loc);
+    if (!m.ok()) return;
+    auto ws = m.take("websocket");
+    auto connect = m.take("connect");
+    if (ws && connect) {
+      doc.error(m.loc(), path, "one upgrade per item: websocket or connect, not both");
+    } else if (!ws && !connect && item.size() == 0) {
+      doc.error(m.loc(), path, "needs one of websocket and connect");
+    }
+    for (auto* spec : {&ws, &connect}) {
+      if (!*spec) continue;
+      const bool is_ws = spec == &ws;
+      bool& seen = is_ws ? seen_ws : seen_connect;
+      if (seen) doc.error((*spec)->loc, (*spec)->path, "is listed twice");
+      seen = true;
+      if (!(*spec)->value.IsMap()) {
+        doc.error((*spec)->loc, (*spec)->path, "expected a map such as {enabled: true}");
+        continue;
+      }
+      MapReader sm(doc, (*spec)->value, (*spec)->path, (*spec)->loc);
+      bool on = true;  // `enabled` defaults to true
+      sm.boolean("enabled", &on);
+      sm.finish();
+      (is_ws ? out->websocket : out->connect) = on;
+    }
+    m.finish();  // any other kind is an error: fail closed
+  });
+}
+
 void decode_route_options(DocReader& doc, const Field& f, RouteOptions* out) {
   MapReader m(doc, f.value, f.path, f.loc);
   if (!m.ok()) return;
@@ -863,6 +898,14 @@ void decode_route_options(DocReader& doc, const Field& f, RouteOptions* out) {
   }
   uint64_t limit = 0;
   if (m.uint("maxRequestBodyBytes", 0, kMaxBodyLimit, &limit)) out->max_request_body_bytes = limit;
+  if (auto l = m.list("upgrades")) decode_upgrades(doc, *l, &out->upgrades.emplace());
+  if (m.duration("idleTimeout", &d, false, &where)) {
+    if (d.count() <= 0) {
+      doc.error(where, m.child_path("idleTimeout"), "must be greater than 0");
+    } else {
+      out->idle_timeout = d;
+    }
+  }
   if (auto hm = m.map("headerManipulation")) {
     MapReader h(doc, hm->value, hm->path, hm->loc);
     if (auto l = h.list("requestHeadersToAdd")) {

@@ -264,12 +264,20 @@ struct HeaderManipulation {
   std::vector<std::string> response_remove;  // lower-case
 };
 
+// options.upgrades (Gloo's list of {websocket: {enabled}} and {connect: {enabled}}).
+struct Upgrades {
+  bool websocket = false;  // HTTP/1.1 Upgrade: websocket is tunnelled
+  bool connect = false;    // CONNECT opens a tunnel to the route's upstream
+};
+
 struct RouteOptions {
   std::optional<Millis> timeout;  // 0: none
   std::optional<std::string> prefix_rewrite;
   std::string host_rewrite;
   HeaderManipulation headers;
   std::optional<uint64_t> max_request_body_bytes;
+  std::optional<Upgrades> upgrades;  // unset: none (a delegating parent's list replaces a child's)
+  std::optional<Millis> idle_timeout;  // options.idleTimeout (> 0): the route's stream idle limit
 };
 
 struct Route {

@@ -74,6 +74,10 @@ void validate_routes(Resource& r, const std::vector<Route>& routes) {
             "timeout, prefixRewrite, hostRewrite and request header changes only apply to "
             "routeAction routes (ignored here)");
       }
+      if (o.upgrades && (o.upgrades->websocket || o.upgrades->connect)) {
+        add(r, Diagnostic::Severity::kWarning, route.loc, route.field_path + ".options.upgrades",
+            "upgrades only apply to routeAction routes (a tunnel needs an upstream): ignored here");
+      }
     }
     for (const auto& m : route.matchers) {
       if (m.kind == PathKind::kPrefix) continue;

@@ -121,6 +121,13 @@ Json route_json(const Route& r) {
   if (!req.empty()) o["request_headers"] = std::move(req);
   Json resp = mutations_json(r.options.response_headers);
   if (!resp.empty()) o["response_headers"] = std::move(resp);
+  if (r.options.websocket || r.options.connect) {
+    Json up = Json::array();
+    if (r.options.websocket) up.push_back("websocket");
+    if (r.options.connect) up.push_back("connect");
+    o["upgrades"] = std::move(up);
+  }
+  if (r.options.idle_timeout) o["idle_timeout_ms"] = r.options.idle_timeout->count();
   if (!o.empty()) j["options"] = std::move(o);
   return j;
 }

@@ -110,6 +110,14 @@ struct RouteOptions {
   std::optional<uint64_t> max_request_body_bytes;
   // Filters of this route, in order, after the listener's (HttpOptions::filters).
   std::vector<FilterConfig> filters;
+  // Tunnels (options.upgrades): an HTTP/1.1 WebSocket upgrade is tunnelled to the upstream that
+  // answers 101; a CONNECT request opens a tunnel to the route's upstream. Off: an upgrade request
+  // is served as a plain request, a CONNECT is refused (403).
+  bool websocket = false;
+  bool connect = false;
+  // No byte either way on a stream of this route (tunnels included) for this long resets it;
+  // unset: the listener's stream idle timeout.
+  std::optional<Millis> idle_timeout;
 };
 
 struct Route {

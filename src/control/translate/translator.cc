@@ -308,6 +308,11 @@ void translate_virtual_service(const Resource& r, const std::vector<FlatRoute>& 
     base.options.response_headers =
         translate_headers(o.headers.response_add, o.headers.response_remove);
     base.options.max_request_body_bytes = o.max_request_body_bytes;
+    if (o.upgrades) {
+      base.options.websocket = o.upgrades->websocket;
+      base.options.connect = o.upgrades->connect;
+    }
+    base.options.idle_timeout = o.idle_timeout;
     for (const auto& m : route.matchers) {
       snapshot::Route r2 = base;
       r2.match = translate_match(m);
@@ -334,6 +339,8 @@ api::RouteOptions merge_options(const api::RouteOptions& parent, const api::Rout
     out.headers = h;
   }
   if (parent.max_request_body_bytes) out.max_request_body_bytes = parent.max_request_body_bytes;
+  if (parent.upgrades) out.upgrades = parent.upgrades;
+  if (parent.idle_timeout) out.idle_timeout = parent.idle_timeout;
   return out;
 }
 

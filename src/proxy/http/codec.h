@@ -71,6 +71,45 @@ class ServerStream {
   virtual void reset() = 0;
   // Asks the codec not to keep the connection after this stream (HTTP/1.1 "Connection: close").
   virtual void close_after() = 0;
+
+  // ---- Tunnel mode (WebSocket, CONNECT) -------------------------------------------------------
+  // A stream whose request asked for a tunnel (HTTP/1.1: `Upgrade: websocket`, or CONNECT) becomes
+  // a byte pipe once the handler accepts it: accept_tunnel sends the response head that says so,
+  // then only read_tunnel / write_tunnel / end_tunnel_write are used (never read_body, send_body,
+  // send_trailers). Call order: accept_tunnel once, after which one read_tunnel and one
+  // write_tunnel may be outstanding at a time; end_tunnel_write at most once, after the last
+  // write_tunnel. The stream ends when the handler returns; the tunnel's bytes are never framed
+  // by the handler.
+  //   HTTP/1.1: `headers.status` is 101 (the codec adds `Connection: Upgrade` and `Upgrade:` with
+  //   the request's protocol) or 2xx for CONNECT (no framing fields); then the connection's raw
+  //   bytes both ways, half-close with shutdown(SHUT_WR) (TLS: close_notify), and the connection
+  //   is never used for another request.
+  //   HTTP/2 (to come): the head is :status 200 (RFC 8441 extended CONNECT answers 200 where
+  //   HTTP/1.1 answers 101), tunnel bytes are DATA frames under the stream's flow control,
+  //   end_tunnel_write is END_STREAM, and reset() is RST_STREAM.
+  //
+  // The defaults are a codec without tunnel mode: it refuses (accept_tunnel is false, so the
+  // handler never tunnels and the stream ends without a response: the codec resets it).
+  //
+  // Sends the accepting head; false when the client is gone (or tunnels are not supported).
+  virtual asio::awaitable<bool> accept_tunnel(ResponseHeaders& headers) {
+    (void)headers;
+    co_return false;
+  }
+  // The client's next bytes: kData (valid until the next read_tunnel), kEnd when the client ended
+  // its direction (half-close: writing may go on), kAborted on an error, a reset or stop_reading.
+  virtual asio::awaitable<BodyPiece> read_tunnel() {
+    BodyPiece p;
+    p.status = BodyStatus::kAborted;
+    co_return p;
+  }
+  // Writes bytes to the client; false when it is gone.
+  virtual asio::awaitable<bool> write_tunnel(std::string_view data) {
+    (void)data;
+    co_return false;
+  }
+  // Ends our direction toward the client (the client may still send).
+  virtual asio::awaitable<bool> end_tunnel_write() { co_return false; }
 };
 
 }  // namespace portico::proxy::http

@@ -134,6 +134,10 @@ class H1Connection final : public ServerStream, public DownstreamConnection {
     t_->close();
   }
   void close_after() override { close_after_ = true; }
+  asio::awaitable<bool> accept_tunnel(ResponseHeaders& headers) override;
+  asio::awaitable<BodyPiece> read_tunnel() override;
+  asio::awaitable<bool> write_tunnel(std::string_view data) override;
+  asio::awaitable<bool> end_tunnel_write() override;
 
   // DownstreamConnection.
   std::string_view listener() const override { return key_; }
@@ -206,6 +210,7 @@ class H1Connection final : public ServerStream, public DownstreamConnection {
   bool chunked_out_ = false;
   bool close_after_ = false;
   bool reset_ = false;
+  bool tunnel_ = false;  // the stream became a tunnel: the connection ends with it
 };
 
 bool H1Connection::listener_removed(const std::shared_ptr<WorkerConfig>& cfg) const {
@@ -240,7 +245,7 @@ asio::awaitable<void> H1Connection::run() {
     if (co_await read_head(lr) == HeadResult::kClose) co_return;
 
     co_await handle_stream(cfg, lr);
-    if (reset_ || !t_->is_open()) co_return;
+    if (tunnel_ || reset_ || !t_->is_open()) co_return;
     if (!response_done_) co_return;  // the client went away mid-response
     in_.consume(pending_consume_);   // the last body piece handed out
     pending_consume_ = 0;
@@ -389,10 +394,11 @@ void H1Connection::start_request(const RequestHead& head) {
   if (head.body == BodyKind::kContentLength) req.content_length = head.content_length;
   req.expect_continue = head.expect_continue && req.has_body && head.version_minor == 1;
   req.http_minor = head.version_minor;
-  // ---- Upgrade / CONNECT hook (tunnel mode) ----------------------------------------------
-  // A request asking to upgrade (WebSocket) is recorded here; the tunnel itself comes with the
-  // WebSocket work. Until then the request is forwarded without the upgrade (the Upgrade and
-  // Connection headers are hop-by-hop and dropped), as before.
+  // ---- Upgrade (tunnel mode) ----------------------------------------------------------------
+  // A request asking to upgrade (Connection: upgrade and Upgrade) has the protocols it named
+  // recorded; the Upgrade and Connection headers themselves are hop-by-hop and dropped. The stream
+  // handler decides: a WebSocket upgrade on a route that enables it becomes a tunnel
+  // (accept_tunnel); any other is served as a plain request (it clears `upgrade`).
   if (head.connection_upgrade) {
     if (const Header* u = head.find("upgrade")) req.upgrade.assign(u->value);
   }
@@ -576,6 +582,63 @@ asio::awaitable<bool> H1Connection::send_trailers(const HeaderMap& trailers) {
   head_pending_ = false;
   std::array<asio::const_buffer, 2> b{asio::buffer(head), asio::buffer(t)};
   co_return co_await write(b);
+}
+
+asio::awaitable<bool> H1Connection::accept_tunnel(ResponseHeaders& r) {
+  std::string& out = x_->out;
+  out.clear();
+  out.append("HTTP/1.1 ");
+  append_uint(out, static_cast<uint64_t>(r.status));
+  out.push_back(' ');
+  out.append(r.reason.empty() ? std::string_view(reason_phrase(r.status)) : r.reason);
+  out.append("\r\n");
+  // No framing fields: a 101 has no body, and a 2xx to CONNECT must not carry any (RFC 9110
+  // §9.3.6); what follows the head is the tunnel.
+  r.headers.for_each([&](std::string_view n, std::string_view v) {
+    if (iequals(n, "content-length") || iequals(n, "transfer-encoding")) return;
+    append_header(out, n, v);
+  });
+  if (r.status == 101) {
+    append_header(out, "Connection", "Upgrade");
+    append_header(out, "Upgrade", x_->req.upgrade);
+  }
+  out.append("\r\n");
+  response_started_ = true;
+  response_done_ = true;
+  tunnel_ = true;
+  close_after_ = true;
+  std::array<asio::const_buffer, 1> b{asio::buffer(out)};
+  co_return co_await write(b);
+}
+
+asio::awaitable<BodyPiece> H1Connection::read_tunnel() {
+  // Bytes the client sent after the request head (already in the buffer) come first.
+  in_.consume(pending_consume_);
+  pending_consume_ = 0;
+  if (stop_reading_ || reset_) co_return BodyPiece{BodyStatus::kAborted};
+  if (in_.empty()) {
+    auto [buf, cap] = in_.prepare(kReadChunk);
+    reading_ = true;
+    auto [ec, n] = co_await t_->read_some(asio::buffer(buf, cap));
+    reading_ = false;
+    if (stop_reading_ || reset_) co_return BodyPiece{BodyStatus::kAborted};
+    if (ec == asio::error::eof || (!ec && n == 0)) co_return BodyPiece{BodyStatus::kEnd};
+    if (ec) co_return BodyPiece{BodyStatus::kAborted};
+    in_.commit(n);
+  }
+  pending_consume_ = in_.size();
+  co_return BodyPiece{BodyStatus::kData, in_.view()};
+}
+
+asio::awaitable<bool> H1Connection::write_tunnel(std::string_view data) {
+  if (data.empty()) co_return !reset_;
+  std::array<asio::const_buffer, 1> b{asio::buffer(data)};
+  co_return co_await write(b);
+}
+
+asio::awaitable<bool> H1Connection::end_tunnel_write() {
+  if (reset_ || !t_->is_open()) co_return false;
+  co_return !co_await t_->shutdown_write();
 }
 
 bool H1Connection::skip_rest_of_body() {

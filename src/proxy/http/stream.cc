@@ -196,12 +196,7 @@ asio::awaitable<bool> StreamHandler::sleep(std::chrono::milliseconds d) {
 asio::awaitable<void> StreamHandler::run() {
   w_.row().downstream_rq_total.inc();
   request_timer_.arm(opts_.request_timeout);
-  if (idle_timeout_.count() > 0) {
-    const auto tick = idle_wheel_.tick();
-    idle_ticks_ = static_cast<uint64_t>((idle_timeout_ + tick - Clock::duration(1)) / tick);
-    idle_mark_ = idle_wheel_.clock_tick();
-    idle_timer_.arm(idle_timeout_);
-  }
+  set_idle_timeout(idle_timeout_);
   co_await handle();
   if (slot_) {
     if (status_ == 0) slot_->count(w_.index(), 0);
@@ -215,6 +210,18 @@ asio::awaitable<void> StreamHandler::run() {
   }
 }
 
+void StreamHandler::set_idle_timeout(Clock::duration d) {
+  idle_timeout_ = d;
+  if (d.count() <= 0) {
+    idle_timer_.cancel();
+    return;
+  }
+  const auto tick = idle_wheel_.tick();
+  idle_ticks_ = static_cast<uint64_t>((d + tick - Clock::duration(1)) / tick);
+  idle_mark_ = idle_wheel_.clock_tick();
+  idle_timer_.arm(d);
+}
+
 uint64_t StreamHandler::body_limit() const {
   if (route_ && route_->options.max_request_body_bytes)
     return *route_->options.max_request_body_bytes;
@@ -223,6 +230,13 @@ uint64_t StreamHandler::body_limit() const {
 
 asio::awaitable<void> StreamHandler::handle() {
   RequestHeaders& req = stream_.request();
+  // A CONNECT names no path (its target is host:port): it is routed as "/" on its authority, and
+  // only a route that enables connect may open its tunnel (decide_tunnel).
+  const bool connect = req.method == "CONNECT";
+  if (connect) {
+    req.path.assign("/");
+    req.query.clear();
+  }
 
   // ---- Path normalisation: what is routed is what is forwarded ----------------------------
   {
@@ -245,7 +259,11 @@ asio::awaitable<void> StreamHandler::handle() {
   const size_t vh_at = lr_.router->select_index(req.authority);
   if (vh_at == router::CompiledListener::kNoHost) {
     slot_ = lr_.no_virtual_host;
-    co_await local_reply(404, "no route matched\n");
+    if (connect) {
+      co_await refuse_connect();
+    } else {
+      co_await local_reply(404, "no route matched\n");
+    }
     co_return;
   }
   const VirtualHostRuntime& vhr = *lr_.virtual_hosts[vh_at];
@@ -282,7 +300,11 @@ asio::awaitable<void> StreamHandler::handle() {
   route_ = router::match_route(*vh, router::RequestView::of(req));
   if (!route_) {
     slot_ = vhr.no_route;
-    co_await local_reply(404, "no route matched\n");
+    if (connect) {
+      co_await refuse_connect();
+    } else {
+      co_await local_reply(404, "no route matched\n");
+    }
     co_return;
   }
   rr_ = &vhr.routes[route_ - vh->routes.data()];
@@ -304,6 +326,14 @@ asio::awaitable<void> StreamHandler::handle() {
     }
     slot_ = rr_->stats[choice];
     cluster_idx = rr_->cluster_index[choice];
+  }
+  if (route_->options.idle_timeout) set_idle_timeout(*route_->options.idle_timeout);
+
+  // ---- Tunnels: WebSocket upgrade, CONNECT --------------------------------------------------
+  if ((connect || !req.upgrade.empty()) &&
+      !co_await decide_tunnel(connect,
+                              std::holds_alternative<snapshot::ForwardAction>(route_->action))) {
+    co_return;
   }
 
   // ---- Request limits ---------------------------------------------------------------------
@@ -366,7 +396,9 @@ bool StreamHandler::create_filters() {
 
 asio::awaitable<void> StreamHandler::local_reply(int status, std::string_view body,
                                                  std::string_view content_type,
-                                                 std::string_view location) {
+                                                 std::string_view location,
+                                                 std::string_view extra_name,
+                                                 std::string_view extra_value) {
   request_timer_.cancel();  // the answer is decided: the rest of the request does not matter
   if (stream_.response_started()) {
     status_ = status;
@@ -378,6 +410,7 @@ asio::awaitable<void> StreamHandler::local_reply(int status, std::string_view bo
   r.clear();
   r.status = status;
   if (!location.empty()) r.headers.add("Location", location);
+  if (!extra_name.empty()) r.headers.add(extra_name, extra_value);
   if (!body.empty()) r.headers.add("Content-Type", content_type);
   if (!opts_.server_name.empty()) r.headers.add("Server", opts_.server_name);
   r.has_body = true;
@@ -574,12 +607,16 @@ asio::awaitable<void> StreamHandler::forward(const snapshot::Route& route,
   const bool chunked_up = stream_body && (body_filters || !req.content_length);
   if (chunked_up) req.content_length.reset();
 
-  prepare_upstream_headers(route);
-  upstream::H1ClientStream::encode_head(req, buf_.target, chunked_up, buf_.head);
+  const bool connect_tunnel = tunnel_ == TunnelKind::kConnect;
+  if (!connect_tunnel) {
+    prepare_upstream_headers(route);
+    upstream::H1ClientStream::encode_head(req, buf_.target, chunked_up, buf_.head);
+  }
 
   InFlight active{cluster, nullptr};
   const upstream::Endpoint* tried = nullptr;
-  bool fresh_only = false;
+  // A CONNECT tunnel is raw bytes on a connection of its own: never a pooled HTTP connection.
+  bool fresh_only = connect_tunnel;
   for (int attempt = 0;; ++attempt) {
     if (aborted_) co_return;
     std::shared_ptr<upstream::Endpoint> ep = cluster.pick(w_.random(), tried);
@@ -663,6 +700,18 @@ asio::awaitable<void> StreamHandler::forward(const snapshot::Route& route,
       ~Clear() { p = nullptr; }
     } clear{us_};
 
+    if (connect_tunnel) {
+      // Nothing is sent upstream: the connection is the tunnel. The client hears 200 once it is
+      // open (a failed connect was answered 503 above).
+      ResponseHeaders& r = buf_.response;
+      r.clear();
+      r.status = 200;
+      r.reason = "Connection Established";
+      r.has_body = false;
+      if (co_await accept_tunnel(r)) co_await run_tunnel(us);
+      co_return;  // the guard closes the connection: a tunnel's is never pooled
+    }
+
     // The head (and a held body) in one write.
     std::array<asio::const_buffer, 2> bufs{
         asio::buffer(buf_.head),
@@ -713,10 +762,19 @@ asio::awaitable<void> StreamHandler::forward(const snapshot::Route& route,
     if (!stream_body || body_end_seen_) {
       request_sent_ = true;
       // Nothing to pump: read the response head here, where a stale connection can be retried.
-      auto hs = co_await us.read_head(buf_.response, req.method == "HEAD");
+      auto hs = co_await us.read_head(buf_.response, req.method == "HEAD", req.upgrade);
       route_timer_.cancel();
       touch();
       if (hs == upstream::H1ClientStream::HeadStatus::kOk) {
+        if (tunnel_) {
+          if (buf_.response.status == 101) {
+            if (co_await accept_tunnel(buf_.response)) co_await run_tunnel(us);
+            co_return;  // never pooled
+          }
+          // Declined: an ordinary response, relayed as such (the connection is not reused).
+          count_refusal(UpgradeRefusal::kUpstreamDeclined);
+          tunnel_.reset();
+        }
         co_await relay_response(us, true);
         if (us.reusable()) guard.give_back();
         co_return;
@@ -981,6 +1039,153 @@ asio::awaitable<void> StreamHandler::relay_response(upstream::H1ClientStream& us
     stream_.stop_reading();
     if (!request_sent_) us.cancel();
   }
+}
+
+// ---- Tunnels ------------------------------------------------------------------------------------
+
+void StreamHandler::count_refusal(UpgradeRefusal r) {
+  w_.row().upgrades_refused[static_cast<size_t>(r)].inc();
+}
+
+asio::awaitable<void> StreamHandler::refuse_connect() {
+  count_refusal(UpgradeRefusal::kConnectRefused);
+  stream_.close_after();
+  co_await local_reply(403, "CONNECT to this destination is not allowed\n");
+}
+
+asio::awaitable<bool> StreamHandler::decide_tunnel(bool connect, bool forwards) {
+  RequestHeaders& req = stream_.request();
+  if (connect) {
+    if (!route_->options.connect || !forwards) {
+      co_await refuse_connect();
+      co_return false;
+    }
+    if (req.has_body) {
+      count_refusal(UpgradeRefusal::kBadRequest);
+      stream_.close_after();
+      co_await local_reply(400, "bad request: a CONNECT request has no body\n");
+      co_return false;
+    }
+    req.upgrade.clear();
+    tunnel_ = TunnelKind::kConnect;
+    co_return true;
+  }
+  if (!asks_for_websocket(req.upgrade)) {
+    req.upgrade.clear();  // another protocol (h2c...): served as a plain request
+    co_return true;
+  }
+  if (!route_->options.websocket || !forwards) {
+    // Served as a plain request: the Upgrade and Connection fields were dropped by the codec and
+    // nothing asks the upstream to switch (a 101 from it is then an invalid response, 502).
+    count_refusal(UpgradeRefusal::kWebSocketDisabled);
+    req.upgrade.clear();
+    co_return true;
+  }
+  const HandshakeCheck check = check_websocket_handshake(req);
+  if (check != HandshakeCheck::kOk) {
+    // Refused here, never sent upstream nor tunnelled.
+    count_refusal(check == HandshakeCheck::kBadVersion ? UpgradeRefusal::kBadVersion
+                  : check == HandshakeCheck::kBadKey   ? UpgradeRefusal::kBadKey
+                                                       : UpgradeRefusal::kBadRequest);
+    stream_.close_after();
+    if (check == HandshakeCheck::kBadVersion) {
+      co_await local_reply(426, "upgrade required: WebSocket version 13\n", "text/plain", {},
+                           "Sec-WebSocket-Version", "13");
+    } else {
+      co_await local_reply(handshake_status(check),
+                           check == HandshakeCheck::kBadKey
+                               ? "bad request: invalid Sec-WebSocket-Key\n"
+                               : "bad request: a WebSocket upgrade is a GET without a body\n");
+    }
+    co_return false;
+  }
+  req.upgrade.assign("websocket");
+  tunnel_ = TunnelKind::kWebSocket;
+  co_return true;
+}
+
+asio::awaitable<bool> StreamHandler::accept_tunnel(ResponseHeaders& head) {
+  request_timer_.cancel();
+  route_timer_.cancel();
+  filters::apply_mutations(route_->options.response_headers, head.headers);
+  if (chain_) {
+    for (uint16_t i : chain_->response_headers) {
+      if (co_await filters_[i]->on_response_headers(head, true) == filters::HeadersStatus::kStop) {
+        if (us_) us_->cancel();
+        stream_.reset();
+        co_return false;
+      }
+    }
+  }
+  status_ = head.status;
+  slot_->count(w_.index(), head.status);
+  if (!co_await stream_.accept_tunnel(head)) co_return false;
+  w_.row().tunnels_opened[static_cast<size_t>(*tunnel_)].inc();
+  co_return true;
+}
+
+void StreamHandler::break_tunnel() {
+  if (tunnel_broken_) return;
+  tunnel_broken_ = true;
+  if (us_) us_->cancel();
+  stream_.reset();
+}
+
+asio::awaitable<void> StreamHandler::run_tunnel(upstream::H1ClientStream& us) {
+  stats::Counter& active = w_.row().tunnels_active[static_cast<size_t>(*tunnel_)];
+  active.inc();
+  // A tunnel's idle limit: the route's idleTimeout, else the listener's streamIdleTimeout (not
+  // bounded by the keep-alive idleTimeout, which is about connections between requests).
+  Clock::duration idle = opts_.stream_idle_timeout.count() > 0
+                             ? Clock::duration(opts_.stream_idle_timeout)
+                             : Clock::duration(opts_.idle_timeout);
+  if (route_->options.idle_timeout) idle = *route_->options.idle_timeout;
+  set_idle_timeout(idle);
+  if (!aborted_ && !expired()) co_await (tunnel_up(us) && tunnel_down(us));
+  active.dec();
+}
+
+// Client → upstream.
+asio::awaitable<void> StreamHandler::tunnel_up(upstream::H1ClientStream& us) {
+  stats::Counter& bytes = w_.row().tunnel_bytes_up[static_cast<size_t>(*tunnel_)];
+  for (;;) {
+    BodyPiece p = co_await stream_.read_tunnel();
+    touch();
+    if (p.status == BodyStatus::kData) {
+      request_bytes_ += p.data.size();
+      bytes.inc(p.data.size());
+      if (!co_await us.write_raw(p.data)) break;
+      touch();
+      continue;
+    }
+    if (p.status == BodyStatus::kEnd && !tunnel_broken_) {
+      // The client half-closed: so does Portico toward the upstream; the other way goes on.
+      if (co_await us.shutdown_write()) co_return;
+    }
+    break;
+  }
+  break_tunnel();
+}
+
+// Upstream → client.
+asio::awaitable<void> StreamHandler::tunnel_down(upstream::H1ClientStream& us) {
+  stats::Counter& bytes = w_.row().tunnel_bytes_down[static_cast<size_t>(*tunnel_)];
+  for (;;) {
+    BodyPiece p = co_await us.read_raw();
+    touch();
+    if (p.status == BodyStatus::kData) {
+      response_bytes_ += p.data.size();
+      bytes.inc(p.data.size());
+      if (!co_await stream_.write_tunnel(p.data)) break;
+      touch();
+      continue;
+    }
+    if (p.status == BodyStatus::kEnd && !tunnel_broken_) {
+      if (co_await stream_.end_tunnel_write()) co_return;
+    }
+    break;
+  }
+  break_tunnel();
 }
 
 void StreamHandler::record(std::string_view data) {

@@ -19,6 +19,7 @@
 #include "proxy/http/codec.h"
 #include "proxy/http/forwarded.h"
 #include "proxy/http/message.h"
+#include "proxy/http/upgrade.h"
 #include "proxy/runtime.h"
 #include "proxy/timer/timer_wheel.h"
 #include "proxy/upstream/h1_client.h"
@@ -76,7 +77,23 @@ class StreamHandler final : public filters::FilterCallbacks {
   bool create_filters();
   asio::awaitable<void> local_reply(int status, std::string_view body,
                                     std::string_view content_type = "text/plain",
-                                    std::string_view location = {});
+                                    std::string_view location = {},
+                                    std::string_view extra_name = {},
+                                    std::string_view extra_value = {});
+  // Tunnels. decide_tunnel: after routing, whether this request becomes one (tunnel_), or is
+  // refused (answered here: false), or is served as a plain request.
+  asio::awaitable<bool> decide_tunnel(bool connect, bool forwards);
+  asio::awaitable<void> refuse_connect();
+  // The accepting head (101 or 200) through the route's response header changes and filters.
+  asio::awaitable<bool> accept_tunnel(ResponseHeaders& head);
+  // Moves bytes both ways until both directions ended (or one failed, or a deadline passed).
+  asio::awaitable<void> run_tunnel(upstream::H1ClientStream& us);
+  asio::awaitable<void> tunnel_up(upstream::H1ClientStream& us);
+  asio::awaitable<void> tunnel_down(upstream::H1ClientStream& us);
+  void break_tunnel();
+  void count_refusal(UpgradeRefusal r);
+  // (Re)starts the stream idle deadline with this limit (<= 0: none).
+  void set_idle_timeout(Clock::duration d);
   asio::awaitable<void> forward(const snapshot::Route& route, upstream::Cluster& cluster);
   asio::awaitable<bool> buffer_request_body();
   asio::awaitable<void> pump_request(upstream::H1ClientStream& us, bool chunked);
@@ -138,6 +155,10 @@ class StreamHandler final : public filters::FilterCallbacks {
   bool route_timed_out_ = false;
   bool connect_timed_out_ = false;
   bool aborted_ = false;
+
+  // Tunnel mode: set once the request is known to become a tunnel.
+  std::optional<TunnelKind> tunnel_;
+  bool tunnel_broken_ = false;
 
   // The upstream exchange in progress.
   upstream::Cluster* cluster_ = nullptr;

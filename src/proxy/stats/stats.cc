@@ -3,9 +3,13 @@
 #include <cstdio>
 #include <vector>
 
+#include "proxy/http/upgrade.h"
 #include "proxy/tls/context.h"
 
 namespace portico::proxy::stats {
+
+static_assert(kTunnelKinds == static_cast<size_t>(http::TunnelKind::kCount));
+static_assert(kUpgradeRefusals == static_cast<size_t>(http::UpgradeRefusal::kCount));
 
 const char* to_string(UpstreamError e) {
   switch (e) {
@@ -127,6 +131,43 @@ std::string Registry::render() const {
               "Connections closed at once because their Gateway's maxConnections was reached.");
   out += "portico_downstream_connections_overflow_total " +
          std::to_string(sum_worker(&WorkerRow::downstream_cx_overflow)) + "\n";
+
+  // Tunnels (WebSocket upgrades and CONNECT).
+  {
+    using http::TunnelKind;
+    using http::UpgradeRefusal;
+    auto sum_kind = [&](auto member, size_t i) {
+      uint64_t s = 0;
+      for (unsigned w = 0; w < workers_; ++w)
+        s += (worker_rows_[w].*member)[i].get();
+      return s;
+    };
+    emit_header("portico_tunnels_opened_total", "counter",
+                "Tunnels opened (the accepting 101 or 2xx was sent), by kind.");
+    for (size_t k = 0; k < kTunnelKinds; ++k)
+      out += std::string("portico_tunnels_opened_total{kind=\"") +
+             to_string(static_cast<TunnelKind>(k)) + "\"} " +
+             std::to_string(sum_kind(&WorkerRow::tunnels_opened, k)) + "\n";
+    emit_header("portico_tunnels_active", "gauge", "Open tunnels, by kind.");
+    for (size_t k = 0; k < kTunnelKinds; ++k)
+      out += std::string("portico_tunnels_active{kind=\"") + to_string(static_cast<TunnelKind>(k)) +
+             "\"} " + std::to_string(sum_kind(&WorkerRow::tunnels_active, k)) + "\n";
+    emit_header("portico_tunnel_bytes_total", "counter",
+                "Bytes moved through tunnels, by kind and direction.");
+    for (size_t k = 0; k < kTunnelKinds; ++k) {
+      const std::string kind = to_string(static_cast<TunnelKind>(k));
+      out += "portico_tunnel_bytes_total{kind=\"" + kind + "\",direction=\"upstream\"} " +
+             std::to_string(sum_kind(&WorkerRow::tunnel_bytes_up, k)) + "\n";
+      out += "portico_tunnel_bytes_total{kind=\"" + kind + "\",direction=\"downstream\"} " +
+             std::to_string(sum_kind(&WorkerRow::tunnel_bytes_down, k)) + "\n";
+    }
+    emit_header("portico_upgrades_refused_total", "counter",
+                "Upgrade and CONNECT requests not tunnelled, by reason.");
+    for (size_t r = 0; r < kUpgradeRefusals; ++r)
+      out += std::string("portico_upgrades_refused_total{reason=\"") +
+             to_string(static_cast<UpgradeRefusal>(r)) + "\"} " +
+             std::to_string(sum_kind(&WorkerRow::upgrades_refused, r)) + "\n";
+  }
 
   // TLS handshakes (process-wide counters kept by the TLS layer).
   emit_header("portico_tls_handshakes_total", "counter",

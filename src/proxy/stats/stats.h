@@ -83,10 +83,19 @@ struct ClusterSlot {
   ClusterRow& row(unsigned worker) { return rows[worker]; }
 };
 
+// Tunnels by kind (http::TunnelKind: 0 websocket, 1 connect) and upgrade refusals by reason
+// (http::UpgradeRefusal); stats.cc checks the sizes against those enums.
+inline constexpr size_t kTunnelKinds = 2;
+inline constexpr size_t kUpgradeRefusals = 6;
+
 struct alignas(64) WorkerRow {
   Counter downstream_cx_total, downstream_cx_active, downstream_rq_total;
   Counter bad_requests;            // rejected by the parser (4xx before routing)
   Counter downstream_cx_overflow;  // closed at once: the listener's maxConnections was reached
+  // Tunnels: opened (accepting head sent), open now, bytes client → upstream and upstream → client.
+  std::array<Counter, kTunnelKinds> tunnels_opened, tunnels_active, tunnel_bytes_up,
+      tunnel_bytes_down;
+  std::array<Counter, kUpgradeRefusals> upgrades_refused;
 };
 
 // Owns every slot. get_* are called on the control thread only; render() on the admin thread.

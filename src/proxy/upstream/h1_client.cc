@@ -118,6 +118,11 @@ void H1ClientStream::encode_head(const http::RequestHeaders& req, std::string_vi
   out.append(req.authority);
   out.append("\r\n");
   req.headers.for_each([&](std::string_view n, std::string_view v) { append_header(out, n, v); });
+  if (!req.upgrade.empty()) {
+    out.append("Connection: Upgrade\r\nUpgrade: ");
+    out.append(req.upgrade);
+    out.append("\r\n");
+  }
   if (req.has_body) {
     if (!chunked && req.content_length) {
       out.append("Content-Length: ");
@@ -165,7 +170,8 @@ asio::awaitable<bool> H1ClientStream::send_trailers(const http::HeaderMap& trail
 }
 
 asio::awaitable<H1ClientStream::HeadStatus> H1ClientStream::read_head(http::ResponseHeaders& out,
-                                                                      bool head_request) {
+                                                                      bool head_request,
+                                                                      std::string_view upgrade) {
   http::ResponseHead& rh = scratch_head();
   bool got_bytes = false;
   size_t scanned = 0;  // how far the end-of-head search got: parsing stays linear
@@ -181,9 +187,17 @@ asio::awaitable<H1ClientStream::HeadStatus> H1ClientStream::read_head(http::Resp
         http::ParseResult pr = parse_response_head(v, head_request ? "HEAD" : "GET", rh);
         if (pr.status == http::ParseStatus::kError) co_return HeadStatus::kInvalid;
         if (pr.status == http::ParseStatus::kComplete) {
-          // Portico never forwards Upgrade (no tunnel yet), so an upstream may not switch
-          // protocols (RFC 9110 §15.2.2): a 101 is an invalid response, never relayed.
-          if (rh.status == 101) co_return HeadStatus::kInvalid;
+          // An upstream may switch only to the protocol the request asked for (RFC 9110
+          // §15.2.2): a 101 to a request without Upgrade, or naming another protocol, is an
+          // invalid response, never relayed.
+          if (rh.status == 101) {
+            const http::Header* u = rh.find("upgrade");
+            if (upgrade.empty() || !rh.connection_upgrade || u == nullptr ||
+                !http::iequals(u->value, upgrade)) {
+              co_return HeadStatus::kInvalid;
+            }
+            break;
+          }
           if (rh.status >= 100 && rh.status < 200) {
             c_.buffer.consume(rh.head_bytes);  // interim response: the proxy answers Expect itself
             scanned = 0;
@@ -221,7 +235,7 @@ asio::awaitable<H1ClientStream::HeadStatus> H1ClientStream::read_head(http::Resp
     out.content_length = rh.content_length;
     left_ = rh.content_length;
   }
-  keep_alive_ = rh.keep_alive && rh.body != http::BodyKind::kUntilClose;
+  keep_alive_ = rh.keep_alive && rh.body != http::BodyKind::kUntilClose && upgrade.empty();
   c_.buffer.consume(rh.head_bytes);
   dec_.reset();
   if (body_ == http::BodyKind::kNone || (body_ == http::BodyKind::kContentLength && left_ == 0)) {
@@ -282,6 +296,41 @@ asio::awaitable<http::BodyPiece> H1ClientStream::read_body() {
     }
     c_.buffer.commit(n);
   }
+}
+
+asio::awaitable<http::BodyPiece> H1ClientStream::read_raw() {
+  using http::BodyPiece;
+  using http::BodyStatus;
+  keep_alive_ = false;
+  c_.buffer.consume(pending_consume_);
+  pending_consume_ = 0;
+  if (cancelled_ || failed_) co_return BodyPiece{BodyStatus::kAborted};
+  if (c_.buffer.empty()) {
+    auto [buf, cap] = c_.buffer.prepare(kReadChunk);
+    auto [ec, n] = co_await c_.transport->read_some(asio::buffer(buf, cap));
+    if (cancelled_) co_return BodyPiece{BodyStatus::kAborted};
+    if (ec == asio::error::eof || (!ec && n == 0)) co_return BodyPiece{BodyStatus::kEnd};
+    if (ec) {
+      failed_ = true;
+      co_return BodyPiece{BodyStatus::kAborted};
+    }
+    c_.buffer.commit(n);
+  }
+  pending_consume_ = c_.buffer.size();
+  co_return BodyPiece{BodyStatus::kData, c_.buffer.view()};
+}
+
+asio::awaitable<bool> H1ClientStream::write_raw(std::string_view data) {
+  keep_alive_ = false;
+  if (data.empty()) co_return !cancelled_ && !failed_;
+  std::array<asio::const_buffer, 1> b{asio::buffer(data)};
+  co_return co_await write(b);
+}
+
+asio::awaitable<bool> H1ClientStream::shutdown_write() {
+  keep_alive_ = false;
+  if (cancelled_ || failed_) co_return false;
+  co_return !co_await c_.transport->shutdown_write();
 }
 
 void H1ClientStream::cancel() {

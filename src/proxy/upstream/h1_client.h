@@ -50,7 +50,9 @@ class H1ClientStream {
 
   // The request head to send: request line, Host, the headers (already filtered and mutated by
   // the stream handler), and the framing (Content-Length when known and `chunked` is false,
-  // Transfer-Encoding: chunked when a body of unknown length follows). `out` is cleared first.
+  // Transfer-Encoding: chunked when a body of unknown length follows). A request whose `upgrade`
+  // is set (the handler leaves it only on a WebSocket upgrade it tunnels) carries
+  // `Connection: Upgrade` and `Upgrade: <upgrade>`. `out` is cleared first.
   static void encode_head(const http::RequestHeaders& req, std::string_view target, bool chunked,
                           std::string& out);
 
@@ -63,15 +65,27 @@ class H1ClientStream {
   asio::awaitable<bool> send_trailers(const http::HeaderMap& trailers);
 
   enum class HeadStatus { kOk, kClosedBeforeResponse, kReset, kInvalid, kCancelled };
-  // Reads the response head into `out` (1xx interim responses are skipped; a 101 is kInvalid:
-  // no Upgrade is ever forwarded, so no upstream may switch protocols).
+  // Reads the response head into `out` (1xx interim responses are skipped).
   // kClosedBeforeResponse: the connection ended before any response byte (a stale pooled
-  // connection).
-  asio::awaitable<HeadStatus> read_head(http::ResponseHeaders& out, bool head_request);
+  // connection). `upgrade`: the request asked to switch to that protocol; a 101 whose Upgrade
+  // names it is then kOk (status 101, no body) and the connection carries the tunnel from here
+  // (read_raw / write_raw). A 101 to any other request, or naming another protocol, is kInvalid:
+  // an upstream may only switch to what was asked (RFC 9110 §15.2.2). A connection that carried
+  // an upgrade request is never reusable, whatever the answer.
+  asio::awaitable<HeadStatus> read_head(http::ResponseHeaders& out, bool head_request,
+                                        std::string_view upgrade = {});
   // The next piece of the response body (a view into the connection's buffer, valid until the
   // next call). A close-delimited body ends only at a clean end of stream; a reset is kAborted.
   // The kEnd of a chunked body carries its forwardable trailer fields (owned by this object).
   asio::awaitable<http::BodyPiece> read_body();
+
+  // Tunnel mode: raw bytes (bytes read after a 101 head come first). kData (valid until the next
+  // call), kEnd at a clean end of stream (the upstream half-closed), kAborted on an error or a
+  // cancel. The connection is then never pooled.
+  asio::awaitable<http::BodyPiece> read_raw();
+  asio::awaitable<bool> write_raw(std::string_view data);
+  // Ends our direction (TCP: shutdown(SHUT_WR); TLS: close_notify); reading goes on.
+  asio::awaitable<bool> shutdown_write();
 
   // Aborts the exchange: pending and later operations fail. The connection must then be closed.
   void cancel();

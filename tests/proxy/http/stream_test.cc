@@ -13,6 +13,7 @@
 #include "proxy/filters/test_filter.h"
 #include "proxy/http/h1_parser.h"
 #include "proxy/http/h1_server.h"
+#include "proxy/http/upgrade.h"
 #include "proxy/loopback_transport.h"
 #include "proxy/runtime.h"
 #include "proxy/worker.h"
@@ -60,6 +61,26 @@ struct FakeUpstream {
       target = target.substr(0, target.find(' '));
       std::string method = head.substr(0, head.find(' '));
       heads.push_back(head);
+      if (target.rfind("/upgrade", 0) == 0) {
+        // A WebSocket-like switch: 101, then "early" and an echo of every byte; the end of the
+        // proxy's direction is answered "bye" and a close.
+        std::string r =
+            "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+            "Sec-WebSocket-Accept: s3pPLMBiTxaQ9kYGzzhZRbK+xOo=\r\n\r\nearly" +
+            buf;
+        buf.clear();
+        auto [wec, wn] = co_await asio::async_write(s, asio::buffer(r), use_nothrow);
+        if (wec) co_return;
+        for (;;) {
+          auto [ec, n] = co_await s.async_read_some(asio::buffer(tmp), use_nothrow);
+          if (ec) {
+            co_await asio::async_write(s, asio::buffer(std::string_view("bye")), use_nothrow);
+            co_return;
+          }
+          tunnelled.append(tmp, n);
+          co_await asio::async_write(s, asio::buffer(tmp, n), use_nothrow);
+        }
+      }
       if (target.rfind("/early", 0) == 0) {
         std::string r = "HTTP/1.1 413 Content Too Large\r\nContent-Length: 4\r\n\r\nnope";
         co_await asio::async_write(s, asio::buffer(r), use_nothrow);
@@ -151,6 +172,7 @@ struct FakeUpstream {
   std::vector<std::string> heads;
   std::vector<std::string> bodies;
   std::vector<std::string> trailers;  // of chunked request bodies (ChunkedDecoder::trailers())
+  std::string tunnelled;              // bytes received after a 101 (/upgrade)
   bool flaky_done = false;
 };
 
@@ -845,6 +867,129 @@ TEST_F(StreamTest, InterimResponsesAreDroppedAndA101IsInvalid) {
   auto r2 = exchange(q, "GET /switch HTTP/1.1\r\nHost: a\r\n\r\n");
   EXPECT_EQ(r2.status, 502);
   EXPECT_EQ(q->to_client.find("101"), std::string::npos) << q->to_client;
+}
+
+// ---- Tunnel mode ---------------------------------------------------------------------------
+
+constexpr std::string_view kUpgrade =
+    "GET /upgrade HTTP/1.1\r\nHost: a\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n"
+    "Sec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n";
+
+TEST_F(StreamTest, WebSocketUpgradeIsTunnelledBothWaysWithHalfClose) {
+  auto c = config();
+  forward_route(c).options.websocket = true;
+  apply(c);
+  auto p = connect();
+  p->send(std::string(kUpgrade) + "abc");  // bytes right behind the head go through too
+  ASSERT_TRUE(run_until([&] { return p->to_client.find("earlyabc") != std::string::npos; }))
+      << p->to_client;
+  const std::string head = p->to_client.substr(0, p->to_client.find("\r\n\r\n") + 4);
+  EXPECT_EQ(head.rfind("HTTP/1.1 101 Switching Protocols\r\n", 0), 0u) << head;
+  EXPECT_NE(head.find("Connection: Upgrade\r\nUpgrade: websocket\r\n"), std::string::npos);
+  EXPECT_NE(head.find("Sec-WebSocket-Accept: s3pPLMBiTxaQ9kYGzzhZRbK+xOo=\r\n"), std::string::npos);
+  EXPECT_EQ(head.find("Content-Length"), std::string::npos);
+  EXPECT_EQ(head.find("Transfer-Encoding"), std::string::npos);
+  ASSERT_EQ(upstream_.heads.size(), 1u);
+  EXPECT_NE(upstream_.heads[0].find("Connection: Upgrade\r\nUpgrade: websocket\r\n"),
+            std::string::npos);
+  EXPECT_NE(upstream_.heads[0].find("Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n"),
+            std::string::npos);
+  p->send("xyz");
+  ASSERT_TRUE(run_until([&] { return p->to_client.find("earlyabcxyz") != std::string::npos; }));
+  EXPECT_FALSE(p->server_shut_write);
+  // The client ends its direction: the upstream sees it, answers and closes; Portico ends its
+  // direction toward the client, then the connection.
+  p->close();
+  ASSERT_TRUE(run_until([&] { return p->server_closed; })) << p->to_client;
+  EXPECT_TRUE(p->server_shut_write);
+  EXPECT_EQ(p->to_client.substr(p->to_client.size() - 14), "earlyabcxyzbye");
+  EXPECT_EQ(upstream_.tunnelled, "abcxyz");
+  auto& row = stats_.worker_row(0);
+  EXPECT_EQ(row.tunnels_opened[0].get(), 1u);
+  EXPECT_EQ(row.tunnels_active[0].get(), 0u);
+  EXPECT_EQ(row.tunnel_bytes_up[0].get(), 6u);
+  EXPECT_EQ(row.tunnel_bytes_down[0].get(), 14u);
+  // The tunnel's upstream connection was not pooled: the next request opens another.
+  auto q = connect();
+  auto r = exchange(q, "GET /after HTTP/1.1\r\nHost: a\r\n\r\n");
+  EXPECT_EQ(r.status, 200);
+  EXPECT_EQ(upstream_.connections, 2);
+}
+
+TEST_F(StreamTest, MalformedHandshakesAreRefusedBeforeTheUpstream) {
+  auto c = config();
+  forward_route(c).options.websocket = true;
+  apply(c);
+  auto p = connect();
+  std::string bad_version(kUpgrade);
+  bad_version.replace(bad_version.find("Version: 13"), 11, "Version: 8");
+  auto r = exchange(p, bad_version);
+  EXPECT_EQ(r.status, 426);
+  EXPECT_NE(r.head.find("Sec-WebSocket-Version: 13\r\n"), std::string::npos) << r.head;
+  EXPECT_NE(r.head.find("Connection: close\r\n"), std::string::npos) << r.head;
+  auto q = connect();
+  std::string bad_key(kUpgrade);
+  bad_key.replace(bad_key.find("dGhl"), 4, "%%%%");
+  EXPECT_EQ(exchange(q, bad_key).status, 400);
+  EXPECT_TRUE(upstream_.heads.empty());
+  auto& row = stats_.worker_row(0);
+  EXPECT_EQ(row.upgrades_refused[static_cast<size_t>(http::UpgradeRefusal::kBadVersion)].get(), 1u);
+  EXPECT_EQ(row.upgrades_refused[static_cast<size_t>(http::UpgradeRefusal::kBadKey)].get(), 1u);
+  EXPECT_EQ(row.tunnels_opened[0].get(), 0u);
+}
+
+TEST_F(StreamTest, UpgradeOnARouteWithoutWebSocketIsAPlainRequest) {
+  apply(config());
+  auto p = connect();
+  // The upstream switches anyway: no Upgrade was sent, so its 101 is invalid (502), never relayed.
+  auto r = exchange(p, kUpgrade);
+  EXPECT_EQ(r.status, 502);
+  ASSERT_EQ(upstream_.heads.size(), 1u);
+  EXPECT_EQ(upstream_.heads[0].find("Upgrade"), std::string::npos) << upstream_.heads[0];
+  EXPECT_EQ(stats_.worker_row(0)
+                .upgrades_refused[static_cast<size_t>(http::UpgradeRefusal::kWebSocketDisabled)]
+                .get(),
+            1u);
+}
+
+TEST_F(StreamTest, ConnectOpensATunnelToTheRoutesUpstreamOnly) {
+  auto c = config();
+  auto& vh = snapshot::edit_virtual_host(c.listeners[0].virtual_hosts, 0);
+  snapshot::Route tunnel = vh.routes[1];
+  tunnel.name = "tunnel";
+  tunnel.match.methods = {"CONNECT"};
+  tunnel.options.connect = true;
+  vh.routes.insert(vh.routes.begin(), tunnel);
+  vh.domains = {"allowed.test"};
+  apply(c);
+  auto p = connect();
+  p->send("CONNECT allowed.test:443 HTTP/1.1\r\nHost: allowed.test:443\r\n\r\n");
+  ASSERT_TRUE(run_until([&] { return p->to_client.find("\r\n\r\n") != std::string::npos; }));
+  EXPECT_EQ(p->to_client, "HTTP/1.1 200 Connection Established\r\n\r\n");
+  // Through the tunnel: whatever the client speaks (here HTTP to the fake upstream).
+  p->send("GET /inside HTTP/1.1\r\nHost: x\r\n\r\n");
+  ASSERT_TRUE(run_until([&] { return p->to_client.find("GET /inside|") != std::string::npos; }))
+      << p->to_client;
+  ASSERT_EQ(upstream_.heads.size(), 1u);
+  EXPECT_EQ(upstream_.heads[0].rfind("GET /inside HTTP/1.1\r\nHost: x\r\n", 0), 0u);
+  EXPECT_EQ(stats_.worker_row(0).tunnels_opened[1].get(), 1u);
+  p->close();
+  ASSERT_TRUE(run_until([&] { return p->server_closed; }));
+  // Another authority, or the same one on a route without connect: 403, nothing sent upstream.
+  auto q = connect();
+  EXPECT_EQ(exchange(q, "CONNECT other.test:443 HTTP/1.1\r\nHost: other.test:443\r\n\r\n").status,
+            403);
+  snapshot::edit_virtual_host(c.listeners[0].virtual_hosts, 0).routes[0].options.connect = false;
+  apply(c);
+  auto w = connect();
+  EXPECT_EQ(
+      exchange(w, "CONNECT allowed.test:443 HTTP/1.1\r\nHost: allowed.test:443\r\n\r\n").status,
+      403);
+  EXPECT_EQ(upstream_.heads.size(), 1u);
+  EXPECT_EQ(stats_.worker_row(0)
+                .upgrades_refused[static_cast<size_t>(http::UpgradeRefusal::kConnectRefused)]
+                .get(),
+            2u);
 }
 
 }  // namespace
