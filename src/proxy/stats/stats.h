@@ -83,10 +83,33 @@ struct ClusterSlot {
   ClusterRow& row(unsigned worker) { return rows[worker]; }
 };
 
+// HTTP/2 floods caught (each closes the connection with GOAWAY(ENHANCE_YOUR_CALM)).
+enum class H2Flood : uint8_t {
+  kPing,          // PING frames over the budget
+  kSettings,      // SETTINGS frames over the budget
+  kWindowUpdate,  // WINDOW_UPDATE frames beyond what the DATA sent explains
+  kPriority,      // PRIORITY frames beyond what the streams opened explain
+  kEmptyData,     // DATA frames with no payload and no END_STREAM
+  kContinuation,  // too many CONTINUATION frames for one header block
+  kOutboundAck,   // a peer that does not read its PING/SETTINGS acknowledgements (nghttp2)
+  kCount
+};
+const char* to_string(H2Flood f);
+
 struct alignas(64) WorkerRow {
   Counter downstream_cx_total, downstream_cx_active, downstream_rq_total;
   Counter bad_requests;            // rejected by the parser (4xx before routing)
   Counter downstream_cx_overflow;  // closed at once: the listener's maxConnections was reached
+  // HTTP/2 (downstream).
+  Counter h2_connections;            // connections served as HTTP/2
+  Counter h2_streams;                // request streams opened
+  Counter h2_refused_streams;        // RST_STREAM(REFUSED_STREAM): over the concurrency limit
+  Counter h2_resets_received;        // RST_STREAM frames from clients
+  Counter h2_rapid_reset;            // connections closed for resetting too many streams
+  Counter h2_header_list_too_large;  // requests answered 431 (header list size / count)
+  Counter h2_malformed;              // streams reset: malformed request (RFC 9113 §8.1.1)
+  Counter h2_protocol_errors;        // connections ended by a connection-level protocol error
+  std::array<Counter, static_cast<size_t>(H2Flood::kCount)> h2_flood;
 };
 
 // Owns every slot. get_* are called on the control thread only; render() on the admin thread.
