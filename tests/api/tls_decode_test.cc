@@ -178,10 +178,8 @@ spec:
           "tls.yaml:10:21: error: spec.sslConfig.parameters.cipherSuites: cipherSuites is not "
           "supported yet: Portico uses its own modern set (TLS 1.2: ECDHE with AES-GCM or "
           "CHACHA20-POLY1305; TLS 1.3: OpenSSL's defaults)",
-          "tls.yaml:11:21: error: spec.sslConfig.alpnProtocols[0]: h2 (HTTP/2) is not supported "
-          "yet; use http/1.1",
           "tls.yaml:11:25: error: spec.sslConfig.alpnProtocols[1]: \"spdy/3\" is not a supported "
-          "ALPN protocol (http/1.1)",
+          "ALPN protocol (h2, http/1.1)",
           "tls.yaml:12:27: error: spec.sslConfig.clientIdentityHeader: \"Bad Header\" is not a "
           "valid header name",
           "tls.yaml:13:23: error: spec.sslConfig.ocspStaplePolicy: MustStaple is not supported "

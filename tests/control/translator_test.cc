@@ -530,7 +530,7 @@ spec:
   EXPECT_EQ(vh.tls->certificates[0].cert_chain_pem, dir.read("certs/server.crt"));
   EXPECT_EQ(vh.tls->certificates[0].private_key_pem, dir.read("certs/server.key"));
   EXPECT_EQ(vh.tls->min_version, snapshot::TlsVersion::kTls13);
-  EXPECT_THAT(vh.tls->alpn, ElementsAre("http/1.1"));
+  EXPECT_THAT(vh.tls->alpn, ElementsAre("h2", "http/1.1"));  // the default offers HTTP/2
   EXPECT_TRUE(vh.tls->client_ca_pem.empty());
   // No sslConfig on the gateway: the first virtual service's certificate is the default.
   ASSERT_TRUE(tls.tls);

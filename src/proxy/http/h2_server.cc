@@ -22,6 +22,8 @@ constexpr auto use_nothrow = asio::experimental::as_tuple(asio::use_awaitable);
 // Bytes read from the transport per read, and written per write at most.
 constexpr size_t kReadChunk = 16384;
 constexpr size_t kWriteChunk = 65536;
+// After the last frame (GOAWAY), how long what the client still sends is read and dropped.
+constexpr auto kLinger = std::chrono::seconds(2);
 
 // Flood defences: counts per connection over a window; a peer over a budget gets
 // GOAWAY(ENHANCE_YOUR_CALM). Generous for real clients (browsers, gRPC keepalive and BDP pings,
@@ -140,7 +142,8 @@ class H2Connection final : public DownstreamConnection {
         key_(std::move(key)),
         write_ev_(w.io()),
         done_ev_(w.io()),
-        idle_timer_(w.timers(), [this] { go_away(); }) {}
+        idle_timer_(w.timers(), [this] { go_away(); }),
+        linger_timer_(w.timers(), [this] { t_->close(); }) {}
   ~H2Connection() override {
     if (session_) nghttp2_session_del(session_);
   }
@@ -217,6 +220,7 @@ class H2Connection final : public DownstreamConnection {
   Signal write_ev_;
   Signal done_ev_;
   Timer idle_timer_;
+  Timer linger_timer_;
   Window window_;
   size_t continuations_ = 0;
   size_t active_ = 0;  // stream coroutines running
@@ -452,17 +456,16 @@ asio::awaitable<void> H2Connection::run(std::string initial) {
   if (!initial.empty()) recv(reinterpret_cast<const uint8_t*>(initial.data()), initial.size());
   rbuf_.resize(kReadChunk);
   while (!dead_) {
-    if (!nghttp2_session_want_read(session_)) {
-      // GOAWAY sent and the streams done (or the session terminated): the writer flushes and
-      // closes; wait for it.
-      co_await done_ev_.wait();
-      continue;
-    }
     auto [ec, n] = co_await t_->read_some(asio::buffer(rbuf_.data(), rbuf_.size()));
     if (ec || n == 0) break;
+    // After a GOAWAY whose streams are done (or a terminated session), what the client still
+    // sends is read and dropped until it closes (lingering: closing with unread bytes would
+    // reset the connection and could destroy the GOAWAY before the client reads it).
+    if (writer_done_ || !nghttp2_session_want_read(session_)) continue;
     recv(rbuf_.data(), n);
   }
   fail_all();
+  t_->close();
   kick();
   while (active_ > 0)
     co_await done_ev_.wait();
@@ -526,9 +529,15 @@ asio::awaitable<void> H2Connection::writer() {
     co_await write_ev_.wait();
   }
   if (wbuf_.capacity() > kWriteChunk) std::string().swap(wbuf_);
-  if (graceful && !dead_) (void)co_await t_->shutdown_write();
-  dead_ = true;
-  t_->close();  // ends the reader
+  writer_done_ = true;
+  if (graceful && !dead_) {
+    // Half-close; the reader drops what still comes until the client closes or kLinger passes.
+    (void)co_await t_->shutdown_write();
+    linger_timer_.arm(kLinger);
+  } else {
+    dead_ = true;
+    t_->close();  // ends the reader
+  }
   --active_;
   done_ev_.notify();
 }
@@ -727,9 +736,11 @@ int H2Connection::on_begin_headers(nghttp2_session* session, const nghttp2_frame
   auto* c = static_cast<H2Connection*>(user);
   if (frame->hd.type != NGHTTP2_HEADERS || frame->headers.cat != NGHTTP2_HCAT_REQUEST) return 0;
   const int32_t id = frame->hd.stream_id;
-  if (c->calm_ || c->going_away_ || c->streams_.size() >= c->max_streams_) {
-    // Beyond the advertised limit (streams whose handlers still run count): refused, and the
-    // client may retry it (RFC 9113 §8.7).
+  // nghttp2 enforces the advertised limit on open streams; streams it closed whose handlers are
+  // still finishing (logging, the last upstream bytes) count here too, with some slack, so that
+  // a client opening a stream as soon as it sees END_STREAM is not refused for our lag.
+  if (c->calm_ || c->going_away_ || c->streams_.size() >= 2 * size_t{c->max_streams_} + 16) {
+    // Refused: the client may retry it (RFC 9113 §8.7).
     c->w_.row().h2_refused_streams.inc();
     nghttp2_submit_rst_stream(session, NGHTTP2_FLAG_NONE, id, NGHTTP2_REFUSED_STREAM);
     return NGHTTP2_ERR_TEMPORAL_CALLBACK_FAILURE;

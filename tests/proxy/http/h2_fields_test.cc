@@ -23,7 +23,8 @@ H2FieldError build(const Fields& fields, RequestHeaders& out, bool end_stream = 
 }
 
 Fields base(std::string path = "/a/b?x=1") {
-  return {{":method", "GET"}, {":scheme", "https"}, {":path", path}, {":authority", "ex.test:8443"}};
+  return {
+      {":method", "GET"}, {":scheme", "https"}, {":path", path}, {":authority", "ex.test:8443"}};
 }
 
 TEST(H2RequestBuilder, TranslatesPseudoHeaders) {
@@ -111,16 +112,18 @@ TEST(H2RequestBuilder, NothingHttp11CannotCarry) {
     EXPECT_EQ(build(base(path), r), H2FieldError::kBadPath) << path;
   }
   RequestHeaders r;
-  EXPECT_EQ(build({{":method", "G T"}, {":scheme", "http"}, {":path", "/"}, {":authority", "a"}}, r),
-            H2FieldError::kBadMethod);
-  EXPECT_EQ(build({{":method", "GET"}, {":scheme", "http"}, {":path", "/"}, {":authority", "a@b"}},
-                  r),
-            H2FieldError::kBadAuthority);
-  EXPECT_EQ(build({{":method", "GET"}, {":scheme", "http"}, {":path", "*"}, {":authority", "a"}}, r),
-            H2FieldError::kBadPath);
-  EXPECT_EQ(build({{":method", "OPTIONS"}, {":scheme", "http"}, {":path", "*"}, {":authority", "a"}},
-                  r),
-            H2FieldError::kNone);
+  EXPECT_EQ(
+      build({{":method", "G T"}, {":scheme", "http"}, {":path", "/"}, {":authority", "a"}}, r),
+      H2FieldError::kBadMethod);
+  EXPECT_EQ(
+      build({{":method", "GET"}, {":scheme", "http"}, {":path", "/"}, {":authority", "a@b"}}, r),
+      H2FieldError::kBadAuthority);
+  EXPECT_EQ(
+      build({{":method", "GET"}, {":scheme", "http"}, {":path", "*"}, {":authority", "a"}}, r),
+      H2FieldError::kBadPath);
+  EXPECT_EQ(
+      build({{":method", "OPTIONS"}, {":scheme", "http"}, {":path", "*"}, {":authority", "a"}}, r),
+      H2FieldError::kNone);
 }
 
 TEST(H2RequestBuilder, PseudoHeaderRules) {
