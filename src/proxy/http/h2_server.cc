@@ -740,8 +740,7 @@ int H2Connection::on_begin_headers(nghttp2_session* session, const nghttp2_frame
   // still finishing (logging, the last upstream bytes) count here too, with some slack, so that
   // a client opening a stream as soon as it sees END_STREAM is not refused for our lag.
   if (c->calm_ || c->going_away_ || c->streams_.size() >= 2 * size_t{c->max_streams_} + 16) {
-    // Refused: the client may retry it (RFC 9113 §8.7).
-    c->w_.row().h2_refused_streams.inc();
+    // Refused: the client may retry it (RFC 9113 §8.7). Counted when the RST_STREAM is sent.
     nghttp2_submit_rst_stream(session, NGHTTP2_FLAG_NONE, id, NGHTTP2_REFUSED_STREAM);
     return NGHTTP2_ERR_TEMPORAL_CALLBACK_FAILURE;
   }
@@ -873,6 +872,10 @@ int H2Connection::on_stream_close(nghttp2_session* session, int32_t stream_id, u
 int H2Connection::on_frame_send(nghttp2_session* session, const nghttp2_frame* frame, void* user) {
   auto* c = static_cast<H2Connection*>(user);
   if (frame->hd.type == NGHTTP2_DATA) ++c->window().data_sent;
+  if (frame->hd.type == NGHTTP2_RST_STREAM &&
+      frame->rst_stream.error_code == NGHTTP2_REFUSED_STREAM) {
+    c->w_.row().h2_refused_streams.inc();  // ours, or nghttp2's (over a limit not yet acked)
+  }
   if ((frame->hd.type != NGHTTP2_DATA && frame->hd.type != NGHTTP2_HEADERS) ||
       !(frame->hd.flags & NGHTTP2_FLAG_END_STREAM)) {
     return 0;
