@@ -28,6 +28,7 @@ import h2.events  # noqa: E402
 import h2.exceptions  # noqa: E402
 import h2.errors  # noqa: E402
 import h2.settings  # noqa: E402
+import hyperframe.frame as hf  # noqa: E402
 
 ENHANCE_YOUR_CALM = 0xB
 PROTOCOL_ERROR = 0x1
@@ -59,14 +60,15 @@ class H2Client:
             self.sock.sendall(data)
 
     def request(self, path="/", method="GET", headers=None, body: bytes | None = None,
-                authority="h2.test", end_stream=True) -> int:
+                authority="h2.test", end_stream=True, flush=True) -> int:
         sid = self.conn.get_next_available_stream_id()
         hs = [(":method", method), (":scheme", "http"), (":path", path), (":authority", authority)]
         hs += list(headers or [])
         self.conn.send_headers(sid, hs, end_stream=end_stream and body is None)
         if body is not None:
             self.conn.send_data(sid, body, end_stream=end_stream)
-        self.flush()
+        if flush:
+            self.flush()
         return sid
 
     def pump(self, timeout=5.0) -> bool:
@@ -472,7 +474,8 @@ class Http2Test(t.IntegrationTest):
         c = self.client()
         for i in range(400):
             try:
-                sid = c.request(f"/rapid/{i}")
+                # HEADERS and RST_STREAM in one write, as an attacker sends them.
+                sid = c.request(f"/rapid/{i}", flush=False)
                 c.conn.reset_stream(sid, error_code=8)  # CANCEL
                 c.flush()
             except OSError:
@@ -481,8 +484,9 @@ class Http2Test(t.IntegrationTest):
         self.assertIsNotNone(ga, "no GOAWAY")
         self.assertEqual(ga.error_code, ENHANCE_YOUR_CALM)
         self.assertEqual(counter(self.p, "portico_http2_rapid_reset_total"), before + 1)
-        # Cancelled streams are not sent upstream (a few may have started before their reset).
-        self.assertLess(len(self.up.requests()) - before_up, 50)
+        # Cancelled streams are not sent upstream: a stream reset in the same read as its HEADERS
+        # never reaches a handler (a TCP segment boundary between the two may let a few start).
+        self.assertLess(len(self.up.requests()) - before_up, 10)
         # Portico still serves others.
         c2 = self.client()
         self.assertEqual(c2.response(c2.request("/direct"))[0], 200)
@@ -517,6 +521,55 @@ class Http2Test(t.IntegrationTest):
         self.assertEqual(counter(self.p, "portico_http2_floods_total", kind="empty_data"), before + 1)
 
 
+    def raw_flood(self, frames, kind):
+        """Sends raw frames after a valid preface + SETTINGS; expects GOAWAY(ENHANCE_YOUR_CALM)
+        and the flood counter of `kind` to grow by one."""
+        before = counter(self.p, "portico_http2_floods_total", kind=kind)
+        c = self.client()
+        try:
+            for f in frames:
+                c.sock.sendall(f.serialize())
+        except OSError:
+            pass
+        ga = c.goaway()
+        self.assertIsNotNone(ga, kind)
+        self.assertEqual(ga.error_code, ENHANCE_YOUR_CALM, kind)
+        self.assertEqual(counter(self.p, "portico_http2_floods_total", kind=kind), before + 1, kind)
+
+    def test_continuation_flood(self):
+        enc = h2.connection.H2Connection().encoder
+        block = enc.encode([(":method", "GET"), (":scheme", "http"), (":path", "/"),
+                            (":authority", "h2.test")])
+        headers = hf.HeadersFrame(1)
+        headers.data = block[:2]
+        frames = [headers]
+        for i in range(40):
+            cont = hf.ContinuationFrame(1)
+            cont.data = b""
+            frames.append(cont)
+        self.raw_flood(frames, "continuation")
+
+    def test_settings_flood(self):
+        self.raw_flood([hf.SettingsFrame(0, settings={4: 65535}) for _ in range(300)], "settings")
+
+    def test_priority_flood(self):
+        frames = []
+        for i in range(3000):
+            f = hf.PriorityFrame(1 + 2 * (i % 50))
+            f.depends_on = 0
+            f.stream_weight = 16
+            frames.append(f)
+        self.raw_flood(frames, "priority")
+
+    def test_window_update_flood(self):
+        frames = []
+        for i in range(3000):
+            f = hf.WindowUpdateFrame(0)
+            f.window_increment = 1
+            frames.append(f)
+        self.raw_flood(frames, "window_update")
+
+
 class Http2DrainTest(t.IntegrationTest):
     def test_goaway_on_sigterm_lets_stream_finish(self):
         up = self.start_upstream()
@@ -541,6 +594,30 @@ class Http2DrainTest(t.IntegrationTest):
         status, _, body, _ = c.response(sid)
         self.assertEqual(status, 200)
         self.assertEqual(p.wait(10), 0)
+
+    def test_goaway_when_listener_removed_by_reload(self):
+        up = self.start_upstream()
+        cfg = self.new_config()
+        port, other = t.free_port(), t.free_port()
+        cfg.write_obj("upstream.yaml", t.upstream("up", [(t.LOCALHOST, up.port)]))
+        cfg.write_obj("vs.yaml", t.virtual_service("vs", [t.route("all", to="up")]))
+        for name, p_ in (("gw", port), ("keep", other)):
+            gw = t.gateway(name, p_, ["vs"])
+            gw["spec"]["httpOptions"] = {"http2": {"cleartextPriorKnowledge": True}}
+            cfg.write_obj(f"{name}.yaml", gw)
+        p = self.start_portico(cfg, workers=1)
+        t.wait_for_port(port)
+        c = H2Client(port)
+        self.addCleanup(c.close)
+        sid = c.request("/delay/1000")
+        time.sleep(0.2)
+        cfg.remove("gw.yaml")
+        ga = c.goaway(5.0)
+        self.assertIsNotNone(ga, "no GOAWAY when the listener was removed")
+        self.assertEqual(ga.error_code, 0)
+        status, _, _, _ = c.response(sid)
+        self.assertEqual(status, 200)
+        self.assertTrue(p.alive())
 
 
 if __name__ == "__main__":
