@@ -607,7 +607,11 @@ void H2Connection::start_stream(H2Stream* s) {
 asio::awaitable<void> H2Connection::run_stream(H2Stream* s, std::shared_ptr<WorkerConfig> cfg,
                                                const ListenerRuntime* lr) {
   // A stream reset before its handler started (rapid reset) never reaches the router, so it is
-  // never sent upstream.
+  // never sent upstream. Two yields first: bytes already in the socket (an RST_STREAM that
+  // followed the HEADERS in another segment) are read and processed before the handler starts
+  // (asio runs the reactor between queued handlers, and the read completes after the first).
+  co_await asio::post(w_.io(), asio::use_awaitable);
+  co_await asio::post(w_.io(), asio::use_awaitable);
   if (!s->closed_ && !dead_) {
     StreamHandler handler(w_, cfg, *lr, *s, s->bufs_);
     s->handler_ = &handler;
