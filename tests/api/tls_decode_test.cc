@@ -205,6 +205,8 @@ spec:
     requestTimeout: 30s
     streamIdleTimeout: 1m
     useRemoteAddress: false
+    http2: {cleartextPriorKnowledge: true, maxConcurrentStreams: 50,
+            initialStreamWindowSize: 131072, initialConnectionWindowSize: 4194304}
 )");
   EXPECT_THAT(lines(r.diagnostics), IsEmpty());
   const auto& g = r.gateway();
@@ -221,6 +223,27 @@ spec:
   EXPECT_EQ(g.http.request_timeout, Millis(30000));
   EXPECT_EQ(g.http.stream_idle_timeout, Millis(60000));
   EXPECT_EQ(g.http.use_remote_address, false);
+  EXPECT_EQ(g.http.http2_cleartext_prior_knowledge, true);
+  EXPECT_EQ(g.http.http2_max_concurrent_streams, 50u);
+  EXPECT_EQ(g.http.http2_initial_stream_window, 131072u);
+  EXPECT_EQ(g.http.http2_initial_connection_window, 4194304u);
+}
+
+TEST(ApiTls, Http2OptionsFailClosed) {
+  auto r = decode_one(R"(kind: Gateway
+metadata: {name: gw}
+spec:
+  bindPort: 8080
+  httpOptions:
+    http2: {maxConcurrentStreams: 0, initialStreamWindowSize: 100, h2cUpgrade: true}
+)");
+  EXPECT_THAT(lines(r.diagnostics),
+              ElementsAre("tls.yaml:6:29: error: spec.httpOptions.http2.maxConcurrentStreams: 0 is "
+                          "out of range (1-65536)",
+                          "tls.yaml:6:57: error: spec.httpOptions.http2.initialStreamWindowSize: "
+                          "100 is out of range (65535-2147483647)",
+                          "tls.yaml:6:62: error: spec.httpOptions.http2.h2cUpgrade: unknown field "
+                          "\"h2cUpgrade\": not implemented (refused rather than ignored)"));
 }
 
 TEST(ApiTls, GlooHttpConnectionManagerSettings) {

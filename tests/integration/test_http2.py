@@ -232,6 +232,7 @@ class Http2Test(t.IntegrationTest):
         super().setUpClass()
         cls.up = t.start_upstream(cls)
         cls.trailers_up = TrailerUpstream()
+        cls.silent = t.start_scripted(cls, "silent")
         cls.cfg = t.new_config(cls)
         cls.port = t.free_port()
         cls.tls_port = t.free_port()
@@ -240,6 +241,7 @@ class Http2Test(t.IntegrationTest):
         routes = [
             t.route("direct", [t.matcher(prefix="/direct")], direct=(200, "direct\n")),
             t.route("trailers", [t.matcher(prefix="/trailers")], to="trailers"),
+            t.route("silent", [t.matcher(prefix="/silent")], to="silent"),
             t.route("all", to="up"),
         ]
         vs = t.virtual_service("vs", routes)
@@ -248,7 +250,8 @@ class Http2Test(t.IntegrationTest):
         vs_tls["spec"]["sslConfig"] = {"secretRef": t.ref("tls")}
         cls.cfg.write_obj("vs-tls.yaml", vs_tls)
         ups = [t.upstream("up", [(t.LOCALHOST, cls.up.port)]),
-               t.upstream("trailers", [(t.LOCALHOST, cls.trailers_up.port)])]
+               t.upstream("trailers", [(t.LOCALHOST, cls.trailers_up.port)]),
+               t.upstream("silent", [(t.LOCALHOST, cls.silent.port)])]
         for u in ups:
             cls.cfg.write_obj(f"upstream-{u['metadata']['name']}.yaml", u)
         cls.cfg.write_obj("vs.yaml", vs)
@@ -394,6 +397,51 @@ class Http2Test(t.IntegrationTest):
         echo = __import__("json").loads(body)
         self.assertEqual(echo["body_length"], len(data))
         self.assertEqual(echo["body_sha256"], hashlib.sha256(data).hexdigest())
+
+    def test_slow_upstream_stalls_its_stream_only(self):
+        # The upstream never reads the body: the client can send no more than the stream window
+        # plus what the sockets between Portico and the upstream hold, never the whole body; the
+        # same connection keeps serving other streams meanwhile.
+        c = self.client()
+        sid = c.request("/silent", method="POST", end_stream=False)
+        chunk = b"x" * 16384
+        sent = 0
+        start = time.monotonic()
+        sent_at = {}
+        while time.monotonic() - start < 3.0 and sent < 64 * 1024 * 1024:
+            elapsed = time.monotonic() - start
+            if elapsed > 2.0 and "2s" not in sent_at:
+                sent_at["2s"] = sent
+            window = min(c.conn.local_flow_control_window(sid), len(chunk))
+            if window <= 0:
+                c.pump(0.05)
+                continue
+            c.conn.send_data(sid, chunk[:window])
+            c.flush()
+            sent += window
+        # Bounded (the socket buffers fill, then nothing moves), and stalled by the last second.
+        self.assertLess(sent, 16 * 1024 * 1024)
+        self.assertLess(sent - sent_at.get("2s", 0), 1024 * 1024, (sent, sent_at))
+        other = c.request("/direct")
+        self.assertEqual(c.response(other)[0], 200)
+        c.conn.reset_stream(sid)
+        c.flush()
+
+    def test_expect_100_continue(self):
+        c = self.client()
+        sid = c.request("/expect", method="PUT", end_stream=False,
+                        headers=[("content-length", "5"), ("expect", "100-continue")])
+        info = c.wait_for(lambda e: isinstance(e, h2.events.InformationalResponseReceived)
+                          and e.stream_id == sid)
+        self.assertIsNotNone(info)
+        self.assertEqual(dict(info.headers)[":status"], "100")
+        c.conn.send_data(sid, b"hello", end_stream=True)
+        c.flush()
+        status, _, body, _ = c.response(sid)
+        self.assertEqual(status, 200)
+        echo = __import__("json").loads(body)
+        self.assertEqual(echo["body_length"], 5)
+        self.assertEqual(t.echo_header(echo, "Expect"), [])
 
     # ---- protocol rules --------------------------------------------------------------------
 
