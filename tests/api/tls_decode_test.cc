@@ -238,11 +238,11 @@ spec:
     http2: {maxConcurrentStreams: 0, initialStreamWindowSize: 100, h2cUpgrade: true}
 )");
   EXPECT_THAT(lines(r.diagnostics),
-              ElementsAre("tls.yaml:6:29: error: spec.httpOptions.http2.maxConcurrentStreams: 0 is "
+              ElementsAre("tls.yaml:6:35: error: spec.httpOptions.http2.maxConcurrentStreams: 0 is "
                           "out of range (1-65536)",
-                          "tls.yaml:6:57: error: spec.httpOptions.http2.initialStreamWindowSize: "
+                          "tls.yaml:6:63: error: spec.httpOptions.http2.initialStreamWindowSize: "
                           "100 is out of range (65535-2147483647)",
-                          "tls.yaml:6:62: error: spec.httpOptions.http2.h2cUpgrade: unknown field "
+                          "tls.yaml:6:68: error: spec.httpOptions.http2.h2cUpgrade: unknown field "
                           "\"h2cUpgrade\": not implemented (refused rather than ignored)"));
 }
 

@@ -142,7 +142,7 @@ class H2Connection final : public DownstreamConnection {
         key_(std::move(key)),
         write_ev_(w.io()),
         done_ev_(w.io()),
-        idle_timer_(w.timers(), [this] { go_away(); }),
+        idle_timer_(w.timers(), [this] { on_idle(); }),
         linger_timer_(w.timers(), [this] { t_->close(); }) {}
   ~H2Connection() override {
     if (session_) nghttp2_session_del(session_);
@@ -181,6 +181,16 @@ class H2Connection final : public DownstreamConnection {
   void erase(H2Stream* s);
   void reply(H2Stream* s, int status, std::string_view body);
   void go_away();
+  // No stream for idleTimeout: GOAWAY. Still open one idleTimeout later (a header block that
+  // never ends keeps nghttp2's stream open): closed.
+  void on_idle() {
+    if (going_away_) {
+      if (active_ <= 1) abort();  // only the writer runs: no handler has anything in flight
+      return;
+    }
+    go_away();
+    idle_timer_.arm(idle_timeout_);
+  }
   void fail_all();
   void kick() { write_ev_.notify(); }
   void calm_down(stats::Counter& counter);
