@@ -569,6 +569,25 @@ class Http2Test(t.IntegrationTest):
         self.assertEqual(counter(self.p, "portico_http2_floods_total", kind="empty_data"), before + 1)
 
 
+    def test_garbage_and_abrupt_close(self):
+        before = counter(self.p, "portico_http2_protocol_errors_total")
+        c = self.client()
+        c.sock.sendall(b"\x00\x00\x08\x07\x00\x00\x00\x00\x01" + b"\xff" * 200)  # GOAWAY on stream 1
+        c.goaway()
+        self.assertTrue(c.closed or c.error is not None or c.events)
+        # Clients that vanish with streams in flight: their upstream requests are cancelled and
+        # their connections end.
+        for _ in range(5):
+            d = H2Client(self.port)
+            d.request("/delay/2000")
+            d.request("/silent", method="POST", end_stream=False)
+            d.close()
+        t.wait_until(lambda: counter(self.p, "portico_downstream_connections_active") <= 2, 5.0,
+                     message="connections of vanished clients closed")
+        self.assertGreaterEqual(counter(self.p, "portico_http2_protocol_errors_total"), before)
+        c2 = self.client()
+        self.assertEqual(c2.response(c2.request("/direct"))[0], 200)
+
     def raw_flood(self, frames, kind):
         """Sends raw frames after a valid preface + SETTINGS; expects GOAWAY(ENHANCE_YOUR_CALM)
         and the flood counter of `kind` to grow by one."""
