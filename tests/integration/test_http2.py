@@ -359,6 +359,30 @@ class Http2Test(t.IntegrationTest):
         self.assertIn(b"x-request-sum: 42", raw)
         self.assertNotIn(b"content-type: dropped", raw)  # not a forwardable trailer
 
+    def test_requests_after_the_connection_parked(self):
+        # After 1 s without a stream the read gives its buffer back (idle_park_after) and waits for
+        # readability; the next request is served as before, on the same connection.
+        c = self.client()
+        self.assertEqual(c.response(c.request("/direct"))[0], 200)
+        time.sleep(1.4)
+        c.conn.ping(b"12345678")
+        c.flush()
+        self.assertIsNotNone(c.wait_for(lambda e: isinstance(e, h2.events.PingAckReceived)))
+        time.sleep(1.4)
+        sids = [c.request(f"/after-park/{i}") for i in range(3)]
+        for sid in sids:
+            self.assertEqual(c.response(sid)[0], 200)
+        # The same over TLS (ALPN h2), where waiting for readability looks into OpenSSL first.
+        import ssl
+        ctx = ssl.create_default_context(cafile=self.crt)
+        ctx.set_alpn_protocols(["h2"])
+        tc = H2Client(self.tls_port, tls_context=ctx, server_name="h2.test")
+        self.addCleanup(tc.close)
+        self.assertEqual(tc.sock.selected_alpn_protocol(), "h2")
+        self.assertEqual(tc.response(tc.request("/direct"))[0], 200)
+        time.sleep(1.4)
+        self.assertEqual(tc.response(tc.request("/tls-after-park"))[0], 200)
+
     def test_head_and_direct_response(self):
         c = self.client()
         status, headers, body, _ = c.response(c.request("/direct"))

@@ -143,7 +143,8 @@ class H2Connection final : public DownstreamConnection {
         write_ev_(w.io()),
         done_ev_(w.io()),
         idle_timer_(w.timers(), [this] { on_idle(); }),
-        linger_timer_(w.timers(), [this] { t_->close(); }) {}
+        linger_timer_(w.timers(), [this] { t_->close(); }),
+        park_timer_(w.timers(), [this] { park(); }) {}
   ~H2Connection() override {
     if (session_) nghttp2_session_del(session_);
   }
@@ -192,6 +193,17 @@ class H2Connection final : public DownstreamConnection {
     idle_timer_.arm(idle_timeout_);
   }
   void fail_all();
+  // An idle connection (no stream for idle_park_after) cancels its read and waits for
+  // readability without a read buffer (as HTTP/1.1's do): 16 KiB less per idle connection.
+  void park() {
+    if (!streams_.empty() || dead_ || parking_) return;
+    if (writing_) {
+      park_timer_.arm(park_after_);  // never cancel a write in progress: later
+      return;
+    }
+    parking_ = true;
+    t_->cancel();
+  }
   void kick() { write_ev_.notify(); }
   void calm_down(stats::Counter& counter);
   Window& window();
@@ -231,6 +243,10 @@ class H2Connection final : public DownstreamConnection {
   Signal done_ev_;
   Timer idle_timer_;
   Timer linger_timer_;
+  Timer park_timer_;  // no stream for idle_park_after: the read gives its buffer back
+  Clock::duration park_after_{};
+  bool writing_ = false;
+  bool parking_ = false;
   Window window_;
   size_t continuations_ = 0;
   size_t active_ = 0;  // stream coroutines running
@@ -397,6 +413,7 @@ bool H2Connection::setup(const snapshot::HttpOptions& opts) {
   max_headers_ = opts.max_headers;
   max_streams_ = h2.max_concurrent_streams;
   idle_timeout_ = opts.idle_timeout;
+  park_after_ = opts.idle_park_after;
 
   nghttp2_session_callbacks* cb = nullptr;
   if (nghttp2_session_callbacks_new(&cb) != 0) return false;
@@ -459,6 +476,7 @@ asio::awaitable<void> H2Connection::run(std::string initial) {
     if (!setup(rt->listeners[lit->second].listener->http)) co_return;
   }
   if (idle_timeout_.count() > 0) idle_timer_.arm(idle_timeout_);
+  park_timer_.arm(park_after_);
   ++active_;  // the writer
   asio::co_spawn(w_.io(), writer(), asio::detached);
   if (w_.draining()) go_away();
@@ -467,6 +485,16 @@ asio::awaitable<void> H2Connection::run(std::string initial) {
   rbuf_.resize(kReadChunk);
   while (!dead_) {
     auto [ec, n] = co_await t_->read_some(asio::buffer(rbuf_.data(), rbuf_.size()));
+    if (parking_) {
+      parking_ = false;
+      if (ec == asio::error::operation_aborted && !dead_ && t_->is_open()) {
+        std::vector<uint8_t>().swap(rbuf_);
+        asio::error_code wait_ec = co_await t_->wait_readable();
+        if (wait_ec || dead_ || !t_->is_open()) break;
+        rbuf_.resize(kReadChunk);
+        continue;
+      }
+    }
     if (ec || n == 0) break;
     // After a GOAWAY whose streams are done (or a terminated session), what the client still
     // sends is read and dropped until it closes (lingering: closing with unread bytes would
@@ -525,7 +553,9 @@ asio::awaitable<void> H2Connection::writer() {
     if (dead_) break;
     if (!wbuf_.empty()) {
       std::array<asio::const_buffer, 1> b{asio::buffer(wbuf_)};
+      writing_ = true;
       auto [ec, n] = co_await t_->write(b);
+      writing_ = false;
       if (ec) {
         dead_ = true;
         break;
@@ -565,6 +595,7 @@ void H2Connection::go_away() {
 void H2Connection::fail_all() {
   dead_ = true;
   idle_timer_.cancel();
+  park_timer_.cancel();
   for (auto& [id, s] : streams_) {
     if (!s->closed_) {
       s->closed_ = true;
@@ -611,6 +642,7 @@ void H2Connection::start_stream(H2Stream* s) {
   s->head_request_ = s->req_.method == "HEAD";
   ++active_;
   idle_timer_.cancel();
+  park_timer_.cancel();
   asio::co_spawn(w_.io(), run_stream(s, std::move(cfg), lr), asio::detached);
 }
 
@@ -663,8 +695,9 @@ void H2Connection::end_stream(H2Stream* s) {
 void H2Connection::erase(H2Stream* s) {
   if (!dead_ && session_) nghttp2_session_set_stream_user_data(session_, s->id_, nullptr);
   streams_.erase(s->id_);
-  if (streams_.empty() && !going_away_ && !dead_ && idle_timeout_.count() > 0) {
-    idle_timer_.arm(idle_timeout_);
+  if (streams_.empty() && !dead_) {
+    if (!going_away_ && idle_timeout_.count() > 0) idle_timer_.arm(idle_timeout_);
+    park_timer_.arm(park_after_);
   }
 }
 
