@@ -53,6 +53,7 @@ class H2Client:
         self.closed = False
         self.error = None
         self.buf = b""
+        self.hold: set = set()  # streams whose receive window is not reopened
 
     def flush(self):
         data = self.conn.data_to_send()
@@ -105,7 +106,11 @@ class H2Client:
                 self.conn.state_machine.state = h2.connection.ConnectionState.CLIENT_OPEN
         for e in evs:
             if isinstance(e, h2.events.DataReceived):
-                self.conn.acknowledge_received_data(e.flow_controlled_length, e.stream_id)
+                if e.stream_id in self.hold:
+                    # Held stream: only the connection window is opened again.
+                    self.conn.increment_flow_control_window(e.flow_controlled_length)
+                else:
+                    self.conn.acknowledge_received_data(e.flow_controlled_length, e.stream_id)
         self.events.extend(evs)
         self.flush()
         return True
@@ -450,6 +455,28 @@ class Http2Test(t.IntegrationTest):
         self.assertEqual(c.response(other)[0], 200)
         c.conn.reset_stream(sid)
         c.flush()
+
+    def test_slow_client_stalls_its_response_only(self):
+        # A client that does not open a stream's window gets no more than that window of its
+        # response; the other streams of the connection are served meanwhile, and the held
+        # response resumes once the window opens.
+        c = self.client()
+        big = c.request("/bytes/3000000")
+        c.hold.add(big)
+        time.sleep(0.5)
+        for _ in range(5):
+            c.pump(0.1)
+        got = sum(len(e.data) for e in c.events
+                  if isinstance(e, h2.events.DataReceived) and e.stream_id == big)
+        self.assertLessEqual(got, 65535)
+        other = c.request("/direct")
+        self.assertEqual(c.response(other)[0], 200)
+        c.hold.discard(big)
+        c.conn.increment_flow_control_window(3_000_000, stream_id=big)
+        c.flush()
+        status, _, body, _ = c.response(big, timeout=30)
+        self.assertEqual(status, 200)
+        self.assertEqual(len(body), 3_000_000)
 
     def test_expect_100_continue(self):
         c = self.client()
