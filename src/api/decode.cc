@@ -245,6 +245,19 @@ void decode_http_options(DocReader& doc, const Field& f, GatewayHttpOptions* out
   r.uint64("maxRequestBodyBytes", 0, kMaxBodyLimit, &out->max_request_body_bytes);
   r.duration("requestTimeout", &out->request_timeout, false);
   r.duration("streamIdleTimeout", &out->stream_idle_timeout, true);
+  if (auto h = m.map("http2")) {
+    // Downstream HTTP/2: TLS listeners offer it by ALPN; cleartext only with prior knowledge.
+    MapReader h2(doc, h->value, h->path, h->loc);
+    if (h2.ok()) {
+      HttpOptionsReader r2(doc, h2, out, "");
+      r2.boolean("cleartextPriorKnowledge", &out->http2_cleartext_prior_knowledge);
+      r2.uint32("maxConcurrentStreams", 1, 65536, &out->http2_max_concurrent_streams);
+      r2.uint32("initialStreamWindowSize", 65535, 2147483647, &out->http2_initial_stream_window);
+      r2.uint32("initialConnectionWindowSize", 65535, 2147483647,
+                &out->http2_initial_connection_window);
+      h2.finish();
+    }
+  }
   m.finish();
 }
 

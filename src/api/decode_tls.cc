@@ -122,18 +122,21 @@ void read_parameters(DocReader& doc, const Field& f, bool upstream,
   m.finish();
 }
 
-void read_alpn(DocReader& doc, MapReader& m, std::vector<std::string>* out) {
+// Downstream listeners speak "h2" and "http/1.1"; upstream connections only "http/1.1" so far.
+void read_alpn(DocReader& doc, MapReader& m, std::vector<std::string>* out, bool downstream) {
   auto f = m.list("alpnProtocols");
   if (!f) return;
   yaml::for_each_item(*f, [&](const YAML::Node& item, const std::string& path, Location loc) {
     std::string p;
     if (!yaml::read_string(doc, item, path, loc, &p)) return;
-    if (p == "http/1.1") {
+    if (p == "http/1.1" || (p == "h2" && downstream)) {
       if (std::find(out->begin(), out->end(), p) == out->end()) out->push_back(p);
     } else if (p == "h2") {
-      doc.error(loc, path, "h2 (HTTP/2) is not supported yet; use http/1.1");
+      doc.error(loc, path, "h2 (HTTP/2) to upstreams is not supported yet; use http/1.1");
     } else {
-      doc.error(loc, path, "\"" + p + "\" is not a supported ALPN protocol (http/1.1)");
+      doc.error(loc, path,
+                "\"" + p + "\" is not a supported ALPN protocol (" +
+                    (downstream ? "h2, http/1.1" : "http/1.1") + ")");
     }
   });
 }
@@ -228,7 +231,7 @@ void decode_downstream_tls(DocReader& doc, const Field& f, const std::string& ns
   if (auto p = m.map("parameters")) {
     read_parameters(doc, *p, false, &out->min_version, &out->max_version);
   }
-  read_alpn(doc, m, &out->alpn);
+  read_alpn(doc, m, &out->alpn, true);
   m.boolean("oneWayTls", &out->one_way_tls);
   Location where;
   if (m.string("clientIdentityHeader", &out->client_identity_header, false, &where)) {
@@ -276,7 +279,7 @@ void decode_upstream_tls(DocReader& doc, const Field& f, const std::string& ns, 
     std::optional<TlsVersion> unused;
     read_parameters(doc, *p, true, &out->min_version, &unused);
   }
-  read_alpn(doc, m, &out->alpn);
+  read_alpn(doc, m, &out->alpn, false);
   if (out->insecure_skip_verify) {
     if (!out->verify_subject_alt_names.empty()) {
       doc.error(insecure_loc, m.child_path("insecureSkipVerify"),

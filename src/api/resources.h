@@ -110,7 +110,7 @@ struct DownstreamTls {
   Location verify_loc;
   std::optional<TlsVersion> min_version;
   std::optional<TlsVersion> max_version;
-  std::vector<std::string> alpn;  // empty: the default ("http/1.1")
+  std::vector<std::string> alpn;  // empty: the default ("h2", "http/1.1")
   bool one_way_tls = false;       // a rootCa does not require client certificates
   std::string client_identity_header;
   Location client_identity_loc;
@@ -157,6 +157,11 @@ struct GatewayHttpOptions {
   std::optional<uint64_t> max_request_body_bytes;  // 0: unlimited
   std::optional<Millis> request_timeout;           // 0: none
   std::optional<Millis> stream_idle_timeout;
+  // httpOptions.http2 (downstream HTTP/2).
+  std::optional<bool> http2_cleartext_prior_knowledge;
+  std::optional<uint32_t> http2_max_concurrent_streams;
+  std::optional<uint32_t> http2_initial_stream_window;
+  std::optional<uint32_t> http2_initial_connection_window;
 };
 
 struct GatewaySpec {

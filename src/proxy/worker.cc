@@ -7,7 +7,9 @@
 
 #include "common/log.h"
 #include "proxy/http/h1_server.h"
+#include "proxy/http/h2_server.h"
 #include "proxy/tls/tls_transport.h"
+#include "proxy/transport/prefixed.h"
 #include "proxy/transport/tcp.h"
 
 namespace portico::proxy {
@@ -16,8 +18,9 @@ namespace {
 constexpr auto kPoolSweepInterval = std::chrono::seconds(1);
 constexpr auto use_nothrow = asio::experimental::as_tuple(asio::use_awaitable);
 
-// A TLS connection: the handshake (bounded by the request header timeout), then HTTP/1.1 over it.
-// A failed handshake is counted by the TLS layer and the connection is closed.
+// A TLS connection: the handshake (bounded by the request header timeout), then HTTP/2 when ALPN
+// chose "h2", else HTTP/1.1. A failed handshake is counted by the TLS layer and the connection is
+// closed.
 asio::awaitable<void> serve_tls(Worker& worker, std::shared_ptr<const tls::ServerContext> context,
                                 asio::ip::tcp::socket socket, std::string key,
                                 std::chrono::milliseconds timeout) {
@@ -26,7 +29,44 @@ asio::awaitable<void> serve_tls(Worker& worker, std::shared_ptr<const tls::Serve
     worker.release(key);
     co_return;
   }
+  if (t.value()->info().alpn == "h2") {
+    co_await http::serve_h2(worker, std::move(t.value()), key);
+    co_return;
+  }
   co_await http::serve_h1(worker, std::move(t.value()), key);
+}
+
+// A cleartext connection on a listener that also serves HTTP/2 with prior knowledge: the first
+// bytes are compared with the client preface (reading stops at the first byte that differs, so an
+// HTTP/1.1 request is recognised at once); those bytes go to the codec chosen. Bounded by the
+// request header timeout.
+asio::awaitable<void> serve_detect(Worker& worker, std::unique_ptr<transport::Transport> t,
+                                   std::string key, std::chrono::milliseconds timeout) {
+  std::string got;
+  Timer deadline(worker.timers(), [&t] { t->cancel(); });
+  deadline.arm(timeout);
+  const std::string_view preface = http::kH2ClientPreface;
+  bool h2 = true;
+  while (got.size() < preface.size()) {
+    char buf[24];
+    auto [ec, n] = co_await t->read_some(asio::buffer(buf, preface.size() - got.size()));
+    if (ec || n == 0) {
+      worker.release(key);
+      co_return;
+    }
+    got.append(buf, n);
+    if (preface.substr(0, got.size()) != got) {
+      h2 = false;
+      break;
+    }
+  }
+  deadline.cancel();
+  if (h2) {
+    co_await http::serve_h2(worker, std::move(t), key, std::move(got));
+    co_return;
+  }
+  co_await http::serve_h1(
+      worker, std::make_unique<transport::PrefixedTransport>(std::move(t), std::move(got)), key);
 }
 
 asio::awaitable<void> accept_loop(Worker& worker, asio::ip::tcp::acceptor& acceptor,
@@ -71,6 +111,13 @@ asio::awaitable<void> accept_loop(Worker& worker, asio::ip::tcp::acceptor& accep
       continue;
     }
     auto transport = std::make_unique<transport::TcpTransport>(std::move(socket));
+    if (lr && lr->listener->http.http2.cleartext_prior_knowledge) {
+      asio::co_spawn(worker.io(),
+                     serve_detect(worker, std::move(transport), key,
+                                  lr->listener->http.request_header_timeout),
+                     asio::detached);
+      continue;
+    }
     asio::co_spawn(worker.io(), http::serve_h1(worker, std::move(transport), key), asio::detached);
   }
 }

@@ -147,7 +147,8 @@ struct TlsServerConfig {
   std::vector<TlsCertificate> certificates;  // one per key type (e.g. ECDSA and RSA); never empty
   TlsVersion min_version = TlsVersion::kTls12;
   TlsVersion max_version = TlsVersion::kTls13;
-  std::vector<std::string> alpn = {"http/1.1"};  // offered protocols in preference order
+  // Offered protocols in preference order: "h2" serves the connection as HTTP/2.
+  std::vector<std::string> alpn = {"h2", "http/1.1"};
   // Client certificates (mTLS): required and verified against this CA bundle when non-empty.
   std::string client_ca_pem;
   std::string client_ca_secret;                  // "<namespace>/<name>", for reports
@@ -190,6 +191,17 @@ inline VirtualHost& edit_virtual_host(std::vector<std::shared_ptr<const VirtualH
   return *copy;
 }
 
+// HTTP/2 on a listener (downstream). TLS listeners offer it by ALPN ("h2", TlsServerConfig::alpn);
+// cleartext listeners only with prior knowledge, when enabled. The header list size limit is
+// HttpOptions::max_request_headers_bytes (SETTINGS_MAX_HEADER_LIST_SIZE).
+struct Http2Options {
+  bool cleartext_prior_knowledge = false;  // a plain listener also serves h2c (client preface)
+  uint32_t max_concurrent_streams = 100;   // SETTINGS_MAX_CONCURRENT_STREAMS
+  uint32_t initial_stream_window =
+      65536;  // per-stream receive window (SETTINGS_INITIAL_WINDOW_SIZE)
+  uint32_t initial_connection_window = 1 << 20;  // connection-level receive window
+};
+
 struct HttpOptions {
   uint32_t max_request_headers_bytes = 60 * 1024;
   uint32_t max_headers = 100;
@@ -217,6 +229,7 @@ struct HttpOptions {
   Millis request_timeout{0};            // whole request (head and body) must arrive within; 0: none
   Millis stream_idle_timeout{300000};   // no byte either way on a request for this long: reset
   std::vector<FilterConfig> filters;    // listener-wide filters, before each route's
+  Http2Options http2;
 };
 
 struct Listener {

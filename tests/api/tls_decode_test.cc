@@ -178,10 +178,8 @@ spec:
           "tls.yaml:10:21: error: spec.sslConfig.parameters.cipherSuites: cipherSuites is not "
           "supported yet: Portico uses its own modern set (TLS 1.2: ECDHE with AES-GCM or "
           "CHACHA20-POLY1305; TLS 1.3: OpenSSL's defaults)",
-          "tls.yaml:11:21: error: spec.sslConfig.alpnProtocols[0]: h2 (HTTP/2) is not supported "
-          "yet; use http/1.1",
           "tls.yaml:11:25: error: spec.sslConfig.alpnProtocols[1]: \"spdy/3\" is not a supported "
-          "ALPN protocol (http/1.1)",
+          "ALPN protocol (h2, http/1.1)",
           "tls.yaml:12:27: error: spec.sslConfig.clientIdentityHeader: \"Bad Header\" is not a "
           "valid header name",
           "tls.yaml:13:23: error: spec.sslConfig.ocspStaplePolicy: MustStaple is not supported "
@@ -207,6 +205,8 @@ spec:
     requestTimeout: 30s
     streamIdleTimeout: 1m
     useRemoteAddress: false
+    http2: {cleartextPriorKnowledge: true, maxConcurrentStreams: 50,
+            initialStreamWindowSize: 131072, initialConnectionWindowSize: 4194304}
 )");
   EXPECT_THAT(lines(r.diagnostics), IsEmpty());
   const auto& g = r.gateway();
@@ -223,6 +223,27 @@ spec:
   EXPECT_EQ(g.http.request_timeout, Millis(30000));
   EXPECT_EQ(g.http.stream_idle_timeout, Millis(60000));
   EXPECT_EQ(g.http.use_remote_address, false);
+  EXPECT_EQ(g.http.http2_cleartext_prior_knowledge, true);
+  EXPECT_EQ(g.http.http2_max_concurrent_streams, 50u);
+  EXPECT_EQ(g.http.http2_initial_stream_window, 131072u);
+  EXPECT_EQ(g.http.http2_initial_connection_window, 4194304u);
+}
+
+TEST(ApiTls, Http2OptionsFailClosed) {
+  auto r = decode_one(R"(kind: Gateway
+metadata: {name: gw}
+spec:
+  bindPort: 8080
+  httpOptions:
+    http2: {maxConcurrentStreams: 0, initialStreamWindowSize: 100, h2cUpgrade: true}
+)");
+  EXPECT_THAT(lines(r.diagnostics),
+              ElementsAre("tls.yaml:6:35: error: spec.httpOptions.http2.maxConcurrentStreams: 0 is "
+                          "out of range (1-65536)",
+                          "tls.yaml:6:63: error: spec.httpOptions.http2.initialStreamWindowSize: "
+                          "100 is out of range (65535-2147483647)",
+                          "tls.yaml:6:68: error: spec.httpOptions.http2.h2cUpgrade: unknown field "
+                          "\"h2cUpgrade\": not implemented (refused rather than ignored)"));
 }
 
 TEST(ApiTls, GlooHttpConnectionManagerSettings) {

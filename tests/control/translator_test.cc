@@ -530,7 +530,7 @@ spec:
   EXPECT_EQ(vh.tls->certificates[0].cert_chain_pem, dir.read("certs/server.crt"));
   EXPECT_EQ(vh.tls->certificates[0].private_key_pem, dir.read("certs/server.key"));
   EXPECT_EQ(vh.tls->min_version, snapshot::TlsVersion::kTls13);
-  EXPECT_THAT(vh.tls->alpn, ElementsAre("http/1.1"));
+  EXPECT_THAT(vh.tls->alpn, ElementsAre("h2", "http/1.1"));  // the default offers HTTP/2
   EXPECT_TRUE(vh.tls->client_ca_pem.empty());
   // No sslConfig on the gateway: the first virtual service's certificate is the default.
   ASSERT_TRUE(tls.tls);
@@ -853,7 +853,8 @@ metadata: {name: a}
 spec:
   bindPort: 8080
   httpOptions: {xffNumTrustedHops: 1, normalizePath: false, maxRequestBodyBytes: 1000,
-                requestTimeout: 5s, streamIdleTimeout: 10s, useRemoteAddress: false}
+                requestTimeout: 5s, streamIdleTimeout: 10s, useRemoteAddress: false,
+                http2: {cleartextPriorKnowledge: true, maxConcurrentStreams: 7}}
 ---
 kind: Gateway
 metadata: {name: b}
@@ -884,6 +885,10 @@ spec:
   EXPECT_EQ(a.request_timeout, snapshot::Millis(5000));
   EXPECT_EQ(a.stream_idle_timeout, snapshot::Millis(10000));
   EXPECT_FALSE(a.use_remote_address);
+  EXPECT_TRUE(a.http2.cleartext_prior_knowledge);
+  EXPECT_EQ(a.http2.max_concurrent_streams, 7u);
+  EXPECT_EQ(a.http2.initial_stream_window, 65536u);  // the defaults
+  EXPECT_EQ(a.http2.initial_connection_window, 1u << 20);
   const auto& b = r.config->listeners[1].http;
   EXPECT_EQ(b.xff_num_trusted_hops, 2u);
   EXPECT_TRUE(b.normalize_path);  // the default

@@ -577,6 +577,14 @@ snapshot::HttpOptions translate_http(const api::GatewayHttpOptions& h) {
   if (h.max_request_body_bytes) out.max_request_body_bytes = *h.max_request_body_bytes;
   if (h.request_timeout) out.request_timeout = *h.request_timeout;
   if (h.stream_idle_timeout) out.stream_idle_timeout = *h.stream_idle_timeout;
+  if (h.http2_cleartext_prior_knowledge)
+    out.http2.cleartext_prior_knowledge = *h.http2_cleartext_prior_knowledge;
+  if (h.http2_max_concurrent_streams)
+    out.http2.max_concurrent_streams = *h.http2_max_concurrent_streams;
+  if (h.http2_initial_stream_window)
+    out.http2.initial_stream_window = *h.http2_initial_stream_window;
+  if (h.http2_initial_connection_window)
+    out.http2.initial_connection_window = *h.http2_initial_connection_window;
   return out;
 }
 

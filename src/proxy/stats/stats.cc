@@ -28,6 +28,27 @@ const char* to_string(UpstreamError e) {
   }
 }
 
+const char* to_string(H2Flood f) {
+  switch (f) {
+    case H2Flood::kPing:
+      return "ping";
+    case H2Flood::kSettings:
+      return "settings";
+    case H2Flood::kWindowUpdate:
+      return "window_update";
+    case H2Flood::kPriority:
+      return "priority";
+    case H2Flood::kEmptyData:
+      return "empty_data";
+    case H2Flood::kContinuation:
+      return "continuation";
+    case H2Flood::kOutboundAck:
+      return "outbound_ack";
+    default:
+      return "unknown";
+  }
+}
+
 namespace {
 // Escapes a Prometheus label value: backslash, double quote and newline.
 std::string escape(const std::string& v) {
@@ -167,6 +188,42 @@ std::string Registry::render() const {
       out += std::string("portico_upgrades_refused_total{reason=\"") +
              to_string(static_cast<UpgradeRefusal>(r)) + "\"} " +
              std::to_string(sum_kind(&WorkerRow::upgrades_refused, r)) + "\n";
+  }
+
+  // HTTP/2 (downstream).
+  auto counter = [&](const char* name, const char* help, Counter WorkerRow::*member) {
+    emit_header(name, "counter", help);
+    out += std::string(name) + " " + std::to_string(sum_worker(member)) + "\n";
+  };
+  counter("portico_http2_connections_total", "Client connections served as HTTP/2.",
+          &WorkerRow::h2_connections);
+  counter("portico_http2_streams_total", "HTTP/2 request streams opened by clients.",
+          &WorkerRow::h2_streams);
+  counter("portico_http2_refused_streams_total",
+          "HTTP/2 streams refused (REFUSED_STREAM): over the concurrent stream limit.",
+          &WorkerRow::h2_refused_streams);
+  counter("portico_http2_resets_received_total", "RST_STREAM frames received from clients.",
+          &WorkerRow::h2_resets_received);
+  counter("portico_http2_rapid_reset_total",
+          "HTTP/2 connections closed (GOAWAY ENHANCE_YOUR_CALM) for resetting too many streams.",
+          &WorkerRow::h2_rapid_reset);
+  counter("portico_http2_header_list_too_large_total",
+          "HTTP/2 requests answered 431: header list larger than the limit (HPACK bombs).",
+          &WorkerRow::h2_header_list_too_large);
+  counter("portico_http2_malformed_requests_total",
+          "HTTP/2 streams reset for a malformed request (RFC 9113 section 8.1.1).",
+          &WorkerRow::h2_malformed);
+  counter("portico_http2_protocol_errors_total",
+          "HTTP/2 connections ended by a connection-level protocol error.",
+          &WorkerRow::h2_protocol_errors);
+  emit_header("portico_http2_floods_total", "counter",
+              "HTTP/2 connections closed (GOAWAY ENHANCE_YOUR_CALM) for a frame flood, by kind.");
+  for (size_t f = 0; f < static_cast<size_t>(H2Flood::kCount); ++f) {
+    uint64_t sum = 0;
+    for (unsigned w = 0; w < workers_; ++w)
+      sum += worker_rows_[w].h2_flood[f].get();
+    out += std::string("portico_http2_floods_total{kind=\"") + to_string(static_cast<H2Flood>(f)) +
+           "\"} " + std::to_string(sum) + "\n";
   }
 
   // TLS handshakes (process-wide counters kept by the TLS layer).

@@ -87,6 +87,18 @@ struct ClusterSlot {
 // (http::UpgradeRefusal); stats.cc checks the sizes against those enums.
 inline constexpr size_t kTunnelKinds = 2;
 inline constexpr size_t kUpgradeRefusals = 6;
+// HTTP/2 floods caught (each closes the connection with GOAWAY(ENHANCE_YOUR_CALM)).
+enum class H2Flood : uint8_t {
+  kPing,          // PING frames over the budget
+  kSettings,      // SETTINGS frames over the budget
+  kWindowUpdate,  // WINDOW_UPDATE frames beyond what the DATA sent explains
+  kPriority,      // PRIORITY frames beyond what the streams opened explain
+  kEmptyData,     // DATA frames with no payload and no END_STREAM
+  kContinuation,  // too many CONTINUATION frames for one header block
+  kOutboundAck,   // a peer that does not read its PING/SETTINGS acknowledgements (nghttp2)
+  kCount
+};
+const char* to_string(H2Flood f);
 
 struct alignas(64) WorkerRow {
   Counter downstream_cx_total, downstream_cx_active, downstream_rq_total;
@@ -96,6 +108,16 @@ struct alignas(64) WorkerRow {
   std::array<Counter, kTunnelKinds> tunnels_opened, tunnels_active, tunnel_bytes_up,
       tunnel_bytes_down;
   std::array<Counter, kUpgradeRefusals> upgrades_refused;
+  // HTTP/2 (downstream).
+  Counter h2_connections;            // connections served as HTTP/2
+  Counter h2_streams;                // request streams opened
+  Counter h2_refused_streams;        // RST_STREAM(REFUSED_STREAM): over the concurrency limit
+  Counter h2_resets_received;        // RST_STREAM frames from clients
+  Counter h2_rapid_reset;            // connections closed for resetting too many streams
+  Counter h2_header_list_too_large;  // requests answered 431 (header list size / count)
+  Counter h2_malformed;              // streams reset: malformed request (RFC 9113 §8.1.1)
+  Counter h2_protocol_errors;        // connections ended by a connection-level protocol error
+  std::array<Counter, static_cast<size_t>(H2Flood::kCount)> h2_flood;
 };
 
 // Owns every slot. get_* are called on the control thread only; render() on the admin thread.

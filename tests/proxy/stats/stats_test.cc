@@ -21,6 +21,18 @@ TEST(StatsTest, SumsWorkerRowsByStatusClass) {
   EXPECT_NE(text.find("status_class=\"none\"} 1\n"), std::string::npos);
 }
 
+TEST(StatsTest, Http2CountersSumWorkersAndFloodsByKind) {
+  Registry r(2);
+  r.worker_row(0).h2_rapid_reset.inc();
+  r.worker_row(1).h2_rapid_reset.inc();
+  r.worker_row(1).h2_flood[static_cast<size_t>(H2Flood::kPing)].inc(3);
+  const std::string text = r.render();
+  EXPECT_NE(text.find("portico_http2_rapid_reset_total 2\n"), std::string::npos) << text;
+  EXPECT_NE(text.find("portico_http2_floods_total{kind=\"ping\"} 3\n"), std::string::npos);
+  EXPECT_NE(text.find("portico_http2_floods_total{kind=\"continuation\"} 0\n"), std::string::npos);
+  EXPECT_NE(text.find("# TYPE portico_http2_streams_total counter\n"), std::string::npos);
+}
+
 TEST(StatsTest, DurationHistogramIsCumulativeWithSumAndCount) {
   Registry r(2);
   auto s = r.request_slot("l", "v", "r", "u");

@@ -154,7 +154,7 @@ TEST(TlsContext, UnchangedConfigurationIsNotRebuilt) {
   ASSERT_TRUE(r1.ok() && r2.ok());
   EXPECT_EQ(r1.value()->initial(), r2.value()->initial());
   EXPECT_EQ(cache.size(), 1u);
-  tls.alpn = {"h2", "http/1.1"};
+  tls.alpn = {"http/1.1"};  // differs from the default ({"h2", "http/1.1"})
   auto r3 = ServerContext::create(tls_test::listener_with(tls), options);
   ASSERT_TRUE(r3.ok());
   EXPECT_NE(r3.value()->initial(), r1.value()->initial());

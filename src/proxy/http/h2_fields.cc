@@ -1,0 +1,348 @@
+#include "proxy/http/h2_fields.h"
+
+#include <array>
+#include <charconv>
+
+#include "proxy/http/h1_parser.h"
+
+namespace portico::proxy::http {
+
+namespace {
+
+constexpr uint8_t kTchar = 1;     // token (RFC 9110 §5.6.2)
+constexpr uint8_t kValue = 2;     // field-value bytes: HTAB, SP, VCHAR, obs-text
+constexpr uint8_t kTarget = 4;    // request-target bytes: VCHAR except '#'
+constexpr uint8_t kHost = 8;      // reg-name: unreserved, sub-delims, '%'
+constexpr uint8_t kLiteral = 16;  // inside [ ] (IPv6 / IPvFuture)
+
+constexpr std::array<uint8_t, 256> make_classes() {
+  std::array<uint8_t, 256> t{};
+  for (int c = 0; c < 256; ++c) {
+    uint8_t v = 0;
+    const bool alpha = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z');
+    const bool digit = c >= '0' && c <= '9';
+    if (alpha || digit) v |= kTchar | kHost | kLiteral;
+    for (char s : std::string_view("!#$%&'*+-.^_`|~"))
+      if (c == static_cast<unsigned char>(s)) v |= kTchar;
+    for (char s : std::string_view("-._~!$&'()*+,;=%"))
+      if (c == static_cast<unsigned char>(s)) v |= kHost;
+    for (char s : std::string_view(":.-_~!$&'()*+,;=%"))
+      if (c == static_cast<unsigned char>(s)) v |= kLiteral;
+    if (c == '\t' || c == ' ' || (c >= 0x21 && c != 0x7f)) v |= kValue;
+    if (c >= 0x21 && c <= 0x7e && c != '#') v |= kTarget;
+    t[static_cast<size_t>(c)] = v;
+  }
+  return t;
+}
+constexpr std::array<uint8_t, 256> kClass = make_classes();
+
+bool is(char c, uint8_t cls) {
+  return (kClass[static_cast<unsigned char>(c)] & cls) != 0;
+}
+
+bool all(std::string_view s, uint8_t cls) {
+  for (char c : s)
+    if (!is(c, cls)) return false;
+  return true;
+}
+
+bool valid_value(std::string_view v) {
+  if (!all(v, kValue)) return false;
+  if (!v.empty() && (v.front() == ' ' || v.front() == '\t' || v.back() == ' ' || v.back() == '\t'))
+    return false;
+  return true;
+}
+
+// uri-host [ ":" port ] (RFC 3986 §3.2.2); no userinfo.
+bool valid_authority(std::string_view h) {
+  if (h.empty()) return false;
+  size_t i = 0;
+  const size_t n = h.size();
+  if (h[0] == '[') {
+    i = 1;
+    while (i < n && is(h[i], kLiteral) && h[i] != ']')
+      ++i;
+    if (i == 1 || i == n || h[i] != ']') return false;
+    ++i;
+  } else {
+    while (i < n && is(h[i], kHost)) {
+      if (h[i] == '%') {
+        auto hex = [](char c) {
+          return (c >= '0' && c <= '9') || (c >= 'a' && c <= 'f') || (c >= 'A' && c <= 'F');
+        };
+        if (i + 2 >= n || !hex(h[i + 1]) || !hex(h[i + 2])) return false;
+        i += 2;
+      }
+      ++i;
+    }
+    if (i == 0) return false;
+  }
+  if (i == n) return true;
+  if (h[i] != ':') return false;
+  for (++i; i < n; ++i)
+    if (h[i] < '0' || h[i] > '9') return false;
+  return true;
+}
+
+bool connection_specific(std::string_view name) {
+  return name == "connection" || name == "keep-alive" || name == "proxy-connection" ||
+         name == "transfer-encoding" || name == "upgrade";
+}
+
+bool has_upper(std::string_view s) {
+  for (char c : s)
+    if (c >= 'A' && c <= 'Z') return true;
+  return false;
+}
+
+void append_lower(std::string& out, std::string_view s) {
+  for (char c : s)
+    out.push_back(c >= 'A' && c <= 'Z' ? static_cast<char>(c - 'A' + 'a') : c);
+}
+
+}  // namespace
+
+const char* to_string(H2FieldError e) {
+  switch (e) {
+    case H2FieldError::kNone:
+      return "none";
+    case H2FieldError::kBadName:
+      return "invalid field name";
+    case H2FieldError::kUpperCaseName:
+      return "upper-case field name";
+    case H2FieldError::kBadValue:
+      return "invalid field value";
+    case H2FieldError::kConnectionSpecific:
+      return "connection-specific field";
+    case H2FieldError::kBadTe:
+      return "te other than trailers";
+    case H2FieldError::kBadPseudo:
+      return "unknown pseudo-header";
+    case H2FieldError::kPseudoAfterRegular:
+      return "pseudo-header after a regular field";
+    case H2FieldError::kDuplicatePseudo:
+      return "repeated pseudo-header";
+    case H2FieldError::kPseudoInTrailers:
+      return "pseudo-header in trailers";
+    case H2FieldError::kMissingPseudo:
+      return "missing :method, :scheme or :path";
+    case H2FieldError::kBadMethod:
+      return "invalid :method";
+    case H2FieldError::kBadScheme:
+      return "invalid :scheme";
+    case H2FieldError::kBadPath:
+      return "invalid :path";
+    case H2FieldError::kBadAuthority:
+      return "invalid or missing :authority";
+    case H2FieldError::kHostMismatch:
+      return "host differs from :authority";
+    case H2FieldError::kBadContentLength:
+      return "invalid content-length";
+    case H2FieldError::kConnect:
+      return "CONNECT is not supported";
+    case H2FieldError::kTooLarge:
+      return "header list too large";
+  }
+  return "unknown";
+}
+
+void H2RequestBuilder::start(RequestHeaders& out, bool secure, size_t max_bytes,
+                             size_t max_fields) {
+  out.clear();
+  out_ = &out;
+  secure_ = secure;
+  max_bytes_ = max_bytes;
+  max_fields_ = max_fields;
+  bytes_ = fields_ = 0;
+  error_ = H2FieldError::kNone;
+  regular_seen_ = have_method_ = have_scheme_ = have_path_ = have_authority_ = false;
+  host_.reset();
+  cookie_.clear();
+}
+
+H2FieldError H2RequestBuilder::add(std::string_view name, std::string_view value) {
+  bytes_ += name.size() + value.size() + 32;
+  ++fields_;
+  if (bytes_ > max_bytes_ || fields_ > max_fields_) return fail(H2FieldError::kTooLarge);
+  if (error_ != H2FieldError::kNone) return error_;
+  RequestHeaders& r = *out_;
+  if (name.empty()) return fail(H2FieldError::kBadName);
+  if (name[0] == ':') {
+    if (regular_seen_) return fail(H2FieldError::kPseudoAfterRegular);
+    if (name == ":method") {
+      if (have_method_) return fail(H2FieldError::kDuplicatePseudo);
+      have_method_ = true;
+      if (value.empty() || !all(value, kTchar)) return fail(H2FieldError::kBadMethod);
+      if (value == "CONNECT") return fail(H2FieldError::kConnect);
+      r.method.assign(value);
+    } else if (name == ":scheme") {
+      if (have_scheme_) return fail(H2FieldError::kDuplicatePseudo);
+      have_scheme_ = true;
+      // What is forwarded is the connection's own scheme (as for HTTP/1.1); the client's
+      // value only has to be one this proxy serves.
+      if (value != "http" && value != "https") return fail(H2FieldError::kBadScheme);
+    } else if (name == ":path") {
+      if (have_path_) return fail(H2FieldError::kDuplicatePseudo);
+      have_path_ = true;
+      if (value.empty() || !all(value, kTarget)) return fail(H2FieldError::kBadPath);
+      if (value != "*" && value[0] != '/') return fail(H2FieldError::kBadPath);
+      const size_t q = value.find('?');
+      r.path.assign(value.substr(0, q));
+      if (q != std::string_view::npos) r.query.assign(value.substr(q + 1));
+    } else if (name == ":authority") {
+      if (have_authority_) return fail(H2FieldError::kDuplicatePseudo);
+      have_authority_ = true;
+      if (!valid_authority(value)) return fail(H2FieldError::kBadAuthority);
+      r.authority.assign(value);
+    } else {
+      return fail(H2FieldError::kBadPseudo);
+    }
+    return H2FieldError::kNone;
+  }
+  regular_seen_ = true;
+  if (!all(name, kTchar)) return fail(H2FieldError::kBadName);
+  if (has_upper(name)) return fail(H2FieldError::kUpperCaseName);
+  if (!valid_value(value)) return fail(H2FieldError::kBadValue);
+  if (connection_specific(name)) return fail(H2FieldError::kConnectionSpecific);
+  switch (name.size()) {
+    case 2:
+      if (name == "te") {
+        if (!iequals(value, "trailers")) return fail(H2FieldError::kBadTe);
+        return H2FieldError::kNone;  // hop-by-hop in HTTP/1.1: not forwarded
+      }
+      break;
+    case 4:
+      if (name == "host") {
+        if (host_ || !valid_authority(value)) return fail(H2FieldError::kBadAuthority);
+        host_.emplace(value);
+        return H2FieldError::kNone;
+      }
+      break;
+    case 6:
+      if (name == "cookie") {
+        // RFC 9113 §8.2.3: split cookies are joined for HTTP/1.1.
+        if (!cookie_.empty()) cookie_.append("; ");
+        cookie_.append(value);
+        return H2FieldError::kNone;
+      }
+      if (name == "expect") {
+        if (iequals(value, "100-continue")) r.expect_continue = true;
+        return H2FieldError::kNone;  // the proxy answers Expect itself
+      }
+      break;
+    case 14:
+      if (name == "content-length") {
+        uint64_t n = 0;
+        auto res = std::from_chars(value.data(), value.data() + value.size(), n);
+        if (value.empty() || res.ec != std::errc() || res.ptr != value.data() + value.size() ||
+            (r.content_length && *r.content_length != n)) {
+          return fail(H2FieldError::kBadContentLength);
+        }
+        r.content_length = n;
+        return H2FieldError::kNone;
+      }
+      break;
+    default:
+      break;
+  }
+  r.headers.add(name, value);
+  return H2FieldError::kNone;
+}
+
+H2FieldError H2RequestBuilder::finish(bool end_stream) {
+  if (error_ != H2FieldError::kNone) return error_;
+  RequestHeaders& r = *out_;
+  if (!have_method_ || !have_scheme_ || !have_path_) return fail(H2FieldError::kMissingPseudo);
+  if (r.path == "*" && r.method != "OPTIONS") return fail(H2FieldError::kBadPath);
+  if (have_authority_) {
+    if (host_ && !iequals(*host_, r.authority)) return fail(H2FieldError::kHostMismatch);
+  } else if (host_) {
+    r.authority = std::move(*host_);
+  } else {
+    return fail(H2FieldError::kBadAuthority);
+  }
+  if (!cookie_.empty()) r.headers.add("cookie", cookie_);
+  r.scheme = secure_ ? "https" : "http";
+  r.http_minor = 1;
+  if (end_stream && r.content_length && *r.content_length != 0) {
+    return fail(H2FieldError::kBadContentLength);
+  }
+  r.has_body = !end_stream && !(r.content_length && *r.content_length == 0);
+  if (!r.has_body) r.expect_continue = false;
+  return H2FieldError::kNone;
+}
+
+H2FieldError H2RequestBuilder::add_trailer(HeaderMap& out, std::string_view name,
+                                           std::string_view value) {
+  if (name.empty()) return H2FieldError::kBadName;
+  if (name[0] == ':') return H2FieldError::kPseudoInTrailers;
+  if (!all(name, kTchar)) return H2FieldError::kBadName;
+  if (has_upper(name)) return H2FieldError::kUpperCaseName;
+  if (!valid_value(value)) return H2FieldError::kBadValue;
+  if (connection_specific(name)) return H2FieldError::kConnectionSpecific;
+  if (forwardable_trailer(name)) out.add(name, value);
+  return H2FieldError::kNone;
+}
+
+namespace {
+
+bool dropped_response_field(std::string_view name) {
+  const size_t n = name.size();
+  if (n != 2 && n != 7 && n != 10 && n != 14 && n != 16 && n != 17) return false;
+  std::string lower;
+  append_lower(lower, name);
+  return connection_specific(lower) || lower == "content-length" || lower == "te";
+}
+
+// The arena is reserved for everything first (reserve_for), so that views stay valid.
+void add_field(H2Fields& out, std::string_view name, std::string_view value, bool lower) {
+  const size_t name_off = out.arena.size();
+  if (lower) {
+    append_lower(out.arena, name);
+  } else {
+    out.arena.append(name);
+  }
+  const size_t value_off = out.arena.size();
+  out.arena.append(value);
+  out.fields.push_back({std::string_view(out.arena.data() + name_off, name.size()),
+                        std::string_view(out.arena.data() + value_off, value.size())});
+}
+
+void reserve_for(H2Fields& out, const HeaderMap& fields, size_t extra) {
+  size_t n = extra;
+  fields.for_each([&](std::string_view name, std::string_view v) { n += name.size() + v.size(); });
+  out.arena.reserve(n);
+  out.fields.reserve(fields.size() + 2);
+}
+
+}  // namespace
+
+void encode_response(const ResponseHeaders& r, H2Fields& out) {
+  out.clear();
+  reserve_for(out, r.headers, 64);
+  char status[8];
+  auto res = std::to_chars(status, status + sizeof status, r.status);
+  add_field(out, ":status", std::string_view(status, static_cast<size_t>(res.ptr - status)), false);
+  r.headers.for_each([&](std::string_view n, std::string_view v) {
+    if (n.empty() || n[0] == ':' || dropped_response_field(n)) return;
+    add_field(out, n, v, true);
+  });
+  const bool no_body = r.status == 204 || (r.status >= 100 && r.status < 200);
+  if (r.content_length && !no_body) {
+    char len[24];
+    auto lr = std::to_chars(len, len + sizeof len, *r.content_length);
+    add_field(out, "content-length", std::string_view(len, static_cast<size_t>(lr.ptr - len)),
+              false);
+  }
+}
+
+void encode_trailers(const HeaderMap& trailers, H2Fields& out) {
+  out.clear();
+  reserve_for(out, trailers, 0);
+  trailers.for_each([&](std::string_view n, std::string_view v) {
+    if (n.empty() || n[0] == ':' || dropped_response_field(n)) return;
+    add_field(out, n, v, true);
+  });
+}
+
+}  // namespace portico::proxy::http
