@@ -109,6 +109,8 @@ struct RouteOptions {
   std::optional<uint64_t> max_request_body_bytes;
   // Filters of this route, in order, after the listener's (HttpOptions::filters).
   std::vector<FilterConfig> filters;
+  // The listener's access logs skip this route's requests (route option accessLog.disabled).
+  bool access_log_disabled = false;
 };
 
 struct Route {
@@ -208,6 +210,16 @@ struct HttpOptions {
   std::vector<FilterConfig> filters;    // listener-wide filters, before each route's
 };
 
+// One access log of a listener (Gateway options.accessLoggingService): a line per request. The
+// formats were checked by the control plane (common/access_log_format.h); the data plane compiles
+// them when a configuration is applied.
+struct AccessLog {
+  std::string path;  // a file (absolute path), "/dev/stdout" or "/dev/stderr"
+  bool json = false;
+  std::string format;  // text lines: the format, newline-terminated
+  std::vector<std::pair<std::string, std::string>> json_fields;  // JSON lines: key -> format
+};
+
 struct Listener {
   std::string name;  // "<namespace>/<gateway>"
   std::string address = "0.0.0.0";
@@ -217,6 +229,7 @@ struct Listener {
   // TLS on this listener (Gloo's `ssl: true`): the default certificate for clients whose SNI
   // matches no virtual host with its own TLS, or who send no SNI. Unset: plain TCP.
   std::optional<TlsServerConfig> tls;
+  std::vector<AccessLog> access_logs;
 };
 
 struct Endpoint {
@@ -241,11 +254,18 @@ struct Cluster {
   uint32_t max_idle_connections = 4096;  // pooled idle connections per endpoint and worker
 };
 
+// Process-wide limits (Settings spec.overload). 0: none.
+struct OverloadConfig {
+  uint32_t max_connections = 0;  // open client connections, all listeners together
+  uint64_t max_heap_bytes = 0;   // beyond it: new requests get 503, keep-alive is off
+};
+
 struct ProxyConfig {
   uint64_t version = 0;  // increases with every published config
   int64_t created_unix_ms = 0;
   std::vector<Listener> listeners;
   std::vector<Cluster> clusters;
+  OverloadConfig overload;
 
   const Cluster* find_cluster(std::string_view name) const {
     for (const auto& c : clusters) {

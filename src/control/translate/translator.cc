@@ -256,6 +256,7 @@ void translate_virtual_service(const Resource& r, const std::vector<FlatRoute>& 
     base.options.response_headers =
         translate_headers(o.headers.response_add, o.headers.response_remove);
     base.options.max_request_body_bytes = o.max_request_body_bytes;
+    base.options.access_log_disabled = o.access_log_disabled.value_or(false);
     for (const auto& m : route.matchers) {
       snapshot::Route r2 = base;
       r2.match = translate_match(m);
@@ -282,6 +283,7 @@ api::RouteOptions merge_options(const api::RouteOptions& parent, const api::Rout
     out.headers = h;
   }
   if (parent.max_request_body_bytes) out.max_request_body_bytes = parent.max_request_body_bytes;
+  if (parent.access_log_disabled) out.access_log_disabled = parent.access_log_disabled;
   return out;
 }
 
@@ -878,6 +880,7 @@ Translation Translator::translate(const std::vector<ResourcePtr>& resources, uin
 
   // Settings: at most one.
   InvalidRoutePolicy policy;
+  snapshot::OverloadConfig overload;
   if (settings.size() > 1) {
     for (auto& [id, e] : settings) {
       e.add(Diagnostic::Severity::kError, e.resource->loc, "metadata.name",
@@ -888,6 +891,8 @@ Translation Translator::translate(const std::vector<ResourcePtr>& resources, uin
     policy.replace = st.replace_invalid_routes;
     policy.status = st.invalid_route_status;
     policy.body = st.invalid_route_body;
+    overload.max_connections = st.overload_max_connections.value_or(0);
+    overload.max_heap_bytes = st.overload_max_heap_bytes.value_or(0);
   }
 
   // 0. TLS: Secrets read and checked; then every sslConfig resolved against them (a resource
@@ -1408,6 +1413,7 @@ Translation Translator::translate(const std::vector<ResourcePtr>& resources, uin
   auto config = std::make_shared<snapshot::ProxyConfig>();
   config->version = version;
   config->created_unix_ms = created_unix_ms;
+  config->overload = overload;
   for (const auto& [gid, gw] : gateways) {
     if (gw.rejected()) continue;
     const auto& spec = gw.resource->gateway();
@@ -1416,6 +1422,8 @@ Translation Translator::translate(const std::vector<ResourcePtr>& resources, uin
     l.address = spec.bind_address;
     l.port = spec.bind_port;
     l.http = translate_http(spec.http);
+    for (const auto& a : spec.access_logs)
+      l.access_logs.push_back({a.path, a.json, a.format, a.json_fields});
     for (const auto& [vid, vs] : selected[gid]) {
       if (vs->host && !vs->rejected()) l.virtual_hosts.push_back(vs->host);
     }
