@@ -8,6 +8,7 @@
 #include "proxy/filters/header_mutation/header_mutation.h"
 #include "proxy/http/forwarded.h"
 #include "proxy/http/path.h"
+#include "proxy/overload/overload.h"
 #include "proxy/router/router.h"
 #include "proxy/tls/tls_transport.h"
 #include "proxy/transport/tcp.h"
@@ -213,6 +214,7 @@ asio::awaitable<void> StreamHandler::run() {
         filters_[i]->on_log(info);
     }
   }
+  if (lr_.access_log && !(route_ && route_->options.access_log_disabled)) log_access();
 }
 
 uint64_t StreamHandler::body_limit() const {
@@ -222,6 +224,10 @@ uint64_t StreamHandler::body_limit() const {
 }
 
 asio::awaitable<void> StreamHandler::handle() {
+  if (overload::heap_overloaded()) [[unlikely]] {
+    co_await refuse_overloaded();
+    co_return;
+  }
   RequestHeaders& req = stream_.request();
 
   // ---- Path normalisation: what is routed is what is forwarded ----------------------------
@@ -586,6 +592,8 @@ asio::awaitable<void> StreamHandler::forward(const snapshot::Route& route,
       co_await fail(FailureKind::kNoHealthyHost, false);
       co_return;
     }
+    upstream_host_ = ep->address;
+    upstream_tried_ = true;
     ConnGuard guard{cluster, ep, fresh_only ? nullptr : cluster.take_idle(*ep)};
     const bool reused = guard.conn != nullptr;
     reused_ = reused;
@@ -1077,6 +1085,7 @@ asio::awaitable<void> StreamHandler::fail(upstream::FailureKind kind, bool reque
   e.retry_allowed = !request_sent;
   e.detail = std::move(fail_detail_);
   fail_detail_.clear();
+  failure_ = kind;
   if (cluster_) cluster_->row().errors[static_cast<size_t>(e.stat())].inc();
   const std::string body = e.message();
   co_await local_reply(e.status(), body);
