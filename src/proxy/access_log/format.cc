@@ -2,6 +2,7 @@
 
 #include <time.h>
 
+#include <charconv>
 #include <cstdio>
 #include <cstring>
 
@@ -31,8 +32,8 @@ constexpr struct {
 
 void append_uint(uint64_t v, std::string& out) {
   char buf[24];
-  int n = std::snprintf(buf, sizeof buf, "%llu", static_cast<unsigned long long>(v));
-  out.append(buf, static_cast<size_t>(n));
+  auto [end, ec] = std::to_chars(buf, buf + sizeof buf, v);
+  out.append(buf, static_cast<size_t>(end - buf));
 }
 
 void append_2(unsigned v, std::string& out) {
