@@ -56,7 +56,11 @@ class Ring {
     write_header(pos, id, static_cast<uint32_t>(line.size()));
     std::memcpy(buf_.get() + pos + 8, line.data(), line.size());
     head_.store(at + need, std::memory_order_release);
-    *half_full = at + need - cached_tail_ > cap_ / 2;
+    // Half full by the stale view: look again before waking the writer (it may have drained).
+    if (at + need - cached_tail_ > cap_ / 2) {
+      cached_tail_ = tail_.load(std::memory_order_acquire);
+      *half_full = at + need - cached_tail_ > cap_ / 2;
+    }
     return true;
   }
 
