@@ -862,10 +862,10 @@ void decode_route_options(DocReader& doc, const Field& f, RouteOptions* out) {
       out->host_rewrite = s;
     }
   }
-  uint64_t limit = 0;
-  if (m.uint("maxRequestBodyBytes", 0, kMaxBodyLimit, &limit)) out->max_request_body_bytes = limit;
   if (auto a = m.map("accessLog"))
     detail::decode_route_access_log(doc, *a, &out->access_log_disabled);
+  uint64_t limit = 0;
+  if (m.uint("maxRequestBodyBytes", 0, kMaxBodyLimit, &limit)) out->max_request_body_bytes = limit;
   if (auto hm = m.map("headerManipulation")) {
     MapReader h(doc, hm->value, hm->path, hm->loc);
     if (auto l = h.list("requestHeadersToAdd")) {

@@ -281,8 +281,8 @@ struct RouteOptions {
   std::optional<std::string> prefix_rewrite;
   std::string host_rewrite;
   HeaderManipulation headers;
-  std::optional<uint64_t> max_request_body_bytes;
   std::optional<bool> access_log_disabled;  // options.accessLog.disabled
+  std::optional<uint64_t> max_request_body_bytes;
 };
 
 struct Route {

@@ -7,9 +7,10 @@
 
 #include "common/log.h"
 #include "proxy/http/h1_server.h"
-#include "proxy/overload/overload.h"
 #include "proxy/tls/tls_transport.h"
 #include "proxy/transport/tcp.h"
+
+#include "proxy/overload/overload.h"  // the global connection limit
 
 namespace portico::proxy {
 

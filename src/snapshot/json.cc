@@ -117,11 +117,11 @@ Json route_json(const Route& r) {
   if (r.options.timeout) o["timeout_ms"] = r.options.timeout->count();
   if (r.options.prefix_rewrite) o["prefix_rewrite"] = *r.options.prefix_rewrite;
   if (!r.options.host_rewrite.empty()) o["host_rewrite"] = r.options.host_rewrite;
+  if (r.options.access_log_disabled) o["access_log_disabled"] = true;
   Json req = mutations_json(r.options.request_headers);
   if (!req.empty()) o["request_headers"] = std::move(req);
   Json resp = mutations_json(r.options.response_headers);
   if (!resp.empty()) o["response_headers"] = std::move(resp);
-  if (r.options.access_log_disabled) o["access_log_disabled"] = true;
   if (!o.empty()) j["options"] = std::move(o);
   return j;
 }

@@ -107,10 +107,10 @@ struct RouteOptions {
   // Request body limit for this route (413 beyond it); unset: the listener's
   // HttpOptions::max_request_body_bytes.
   std::optional<uint64_t> max_request_body_bytes;
-  // Filters of this route, in order, after the listener's (HttpOptions::filters).
-  std::vector<FilterConfig> filters;
   // The listener's access logs skip this route's requests (route option accessLog.disabled).
   bool access_log_disabled = false;
+  // Filters of this route, in order, after the listener's (HttpOptions::filters).
+  std::vector<FilterConfig> filters;
 };
 
 struct Route {

@@ -255,8 +255,8 @@ void translate_virtual_service(const Resource& r, const std::vector<FlatRoute>& 
         translate_headers(o.headers.request_add, o.headers.request_remove);
     base.options.response_headers =
         translate_headers(o.headers.response_add, o.headers.response_remove);
-    base.options.max_request_body_bytes = o.max_request_body_bytes;
     base.options.access_log_disabled = o.access_log_disabled.value_or(false);
+    base.options.max_request_body_bytes = o.max_request_body_bytes;
     for (const auto& m : route.matchers) {
       snapshot::Route r2 = base;
       r2.match = translate_match(m);
@@ -282,8 +282,8 @@ api::RouteOptions merge_options(const api::RouteOptions& parent, const api::Rout
       !h.response_remove.empty()) {
     out.headers = h;
   }
-  if (parent.max_request_body_bytes) out.max_request_body_bytes = parent.max_request_body_bytes;
   if (parent.access_log_disabled) out.access_log_disabled = parent.access_log_disabled;
+  if (parent.max_request_body_bytes) out.max_request_body_bytes = parent.max_request_body_bytes;
   return out;
 }
 
