@@ -524,6 +524,7 @@ void decode_gateway(DocReader& doc, MapReader& spec, const ObjectMeta& meta, Gat
                 std::string(other) + " is not supported yet; Portico serves HTTP gateways");
     }
   }
+  if (auto f = spec.map("options")) detail::decode_gateway_options(doc, *f, out);
   spec.boolean("ssl", &out->ssl, &out->ssl_loc);
   if (auto f = spec.map("sslConfig")) {
     DownstreamTls tls;
@@ -909,6 +910,8 @@ void decode_route_options(DocReader& doc, const Field& f, RouteOptions* out) {
       out->host_rewrite = s;
     }
   }
+  if (auto a = m.map("accessLog"))
+    detail::decode_route_access_log(doc, *a, &out->access_log_disabled);
   uint64_t limit = 0;
   if (m.uint("maxRequestBodyBytes", 0, kMaxBodyLimit, &limit)) out->max_request_body_bytes = limit;
   if (auto l = m.list("upgrades")) decode_upgrades(doc, *l, &out->upgrades.emplace());
@@ -1245,6 +1248,7 @@ void decode_settings(DocReader& doc, MapReader& spec, SettingsSpec* out) {
     }
     m.finish();
   }
+  if (auto f = spec.map("overload")) detail::decode_overload(doc, *f, out);
   // Sources: only what exists today (configuration and secrets from a directory).
   for (const char* directory :
        {"directoryConfigSource", "directorySecretSource", "directoryArtifactSource"}) {

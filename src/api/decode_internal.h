@@ -38,4 +38,12 @@ void decode_secret(yaml::DocReader& doc, yaml::MapReader& spec, SecretSpec* out)
 // certificates, CA bundles, OCSP staples and file names are kept.
 void redact_secret_json(nlohmann::json& spec);
 
+// A Gateway's spec.options (Gloo's ListenerOptions): accessLoggingService (decode_ops.cc).
+void decode_gateway_options(yaml::DocReader& doc, const yaml::Field& f, GatewaySpec* out);
+// A route's options.accessLog: {disabled: bool}.
+void decode_route_access_log(yaml::DocReader& doc, const yaml::Field& f,
+                             std::optional<bool>* disabled);
+// Settings spec.overload: {maxConnections, maxHeapBytes}.
+void decode_overload(yaml::DocReader& doc, const yaml::Field& f, SettingsSpec* out);
+
 }  // namespace portico::api::detail

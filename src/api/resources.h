@@ -164,6 +164,17 @@ struct GatewayHttpOptions {
   std::optional<uint32_t> http2_initial_connection_window;
 };
 
+// One access log (options.accessLoggingService.accessLog[i].fileSink, Gloo's shape). The formats
+// were parsed (common/access_log_format.h): an unknown operator is a decode error.
+struct AccessLogSpec {
+  std::string path;  // absolute; "/dev/stdout" or "/dev/stderr" write to the process's streams
+  bool json = false;
+  std::string format;  // text lines (stringFormat), newline-terminated
+  std::vector<std::pair<std::string, std::string>> json_fields;  // jsonFormat: key -> format
+  Location loc;
+  std::string field_path;
+};
+
 struct GatewaySpec {
   std::string bind_address = "0.0.0.0";
   uint16_t bind_port = 0;
@@ -178,7 +189,8 @@ struct GatewaySpec {
   GatewayHttpOptions http;
   bool ssl = false;  // spec.ssl: the listener speaks TLS and serves VirtualServices with sslConfig
   Location ssl_loc;
-  std::optional<DownstreamTls> tls;  // spec.sslConfig: the default certificate (ssl: true)
+  std::optional<DownstreamTls> tls;        // spec.sslConfig: the default certificate (ssl: true)
+  std::vector<AccessLogSpec> access_logs;  // spec.options.accessLoggingService.accessLog
 };
 
 // ---- VirtualService ----
@@ -280,6 +292,7 @@ struct RouteOptions {
   std::optional<std::string> prefix_rewrite;
   std::string host_rewrite;
   HeaderManipulation headers;
+  std::optional<bool> access_log_disabled;  // options.accessLog.disabled
   std::optional<uint64_t> max_request_body_bytes;
   std::optional<Upgrades> upgrades;  // unset: none (a delegating parent's list replaces a child's)
   std::optional<Millis> idle_timeout;  // options.idleTimeout (> 0): the route's stream idle limit
@@ -346,6 +359,9 @@ struct SettingsSpec {
   bool replace_invalid_routes = false;
   uint16_t invalid_route_status = 500;
   std::optional<std::string> invalid_route_body;  // unset: a body naming the problem
+  // spec.overload: process-wide limits of the data plane. Unset: none.
+  std::optional<uint32_t> overload_max_connections;
+  std::optional<uint64_t> overload_max_heap_bytes;
 };
 
 // ---- A decoded document ----

@@ -18,7 +18,9 @@
 #include "control/pipeline.h"
 #include "control/sources/file_source.h"
 #include "control/sources/file_watcher.h"
+#include "proxy/access_log/writer.h"
 #include "proxy/admin/admin.h"
+#include "proxy/overload/overload.h"
 #include "proxy/server.h"
 #include "proxy/stats/stats.h"
 #include "snapshot/proxy_config.h"
@@ -170,6 +172,7 @@ class Runner {
         debounce_(io_),
         resync_(io_),
         signals_(io_, SIGTERM, SIGINT),
+        reopen_signal_(io_, SIGUSR1),
         inotify_(io_) {}
 
   int run() {
@@ -201,6 +204,7 @@ class Runner {
     signals_.async_wait([this](const asio::error_code& e, int sig) {
       if (!e) shutdown(sig);
     });
+    wait_for_reopen();
     schedule_resync();
     ready_ = true;
     io_.run();
@@ -210,11 +214,24 @@ class Runner {
     } else {
       server_.join();
     }
+    // Every worker is done: the access log lines still buffered are written now.
+    proxy::access_log::Manager::instance().stop();
+    proxy::overload::Monitor::instance().stop();
     LOG_INFO("stopped");
     return 0;
   }
 
  private:
+  // SIGUSR1: access log files are reopened (after logrotate renamed them).
+  void wait_for_reopen() {
+    reopen_signal_.async_wait([this](const asio::error_code& e, int) {
+      if (e) return;
+      LOG_INFO("SIGUSR1: reopening access log files");
+      proxy::access_log::Manager::instance().reopen();
+      wait_for_reopen();
+    });
+  }
+
   void wait_for_changes() {
     inotify_.async_wait(asio::posix::stream_descriptor::wait_read,
                         [this](const asio::error_code& e) {
@@ -341,7 +358,10 @@ class Runner {
       return {200, "text/plain", body};
     }
     if (path == "/stats") {
-      return {200, "text/plain; version=0.0.4", registry_.render() + pipeline_.metrics().render()};
+      return {200, "text/plain; version=0.0.4",
+              registry_.render() + pipeline_.metrics().render() +
+                  proxy::access_log::Manager::instance().render_stats() +
+                  proxy::overload::render_stats()};
     }
     if (path == "/config_dump") {
       auto cfg = server_.current();
@@ -369,6 +389,7 @@ class Runner {
     LOG_INFO("signal %d: draining (up to %lld ms)", sig, static_cast<long long>(deadline.count()));
     asio::error_code ignored;
     inotify_.close(ignored);
+    reopen_signal_.cancel(ignored);
     debounce_.cancel();
     resync_.cancel();
     server_.drain(deadline);
@@ -399,6 +420,7 @@ class Runner {
   asio::steady_timer debounce_;
   asio::steady_timer resync_;
   asio::signal_set signals_;
+  asio::signal_set reopen_signal_;
   asio::posix::stream_descriptor inotify_;
   std::unique_ptr<control::FileWatcher> watcher_;
   std::thread joiner_;

@@ -202,6 +202,9 @@ std::shared_ptr<const Runtime> build_runtime(std::shared_ptr<const snapshot::Pro
       }
       lr.virtual_hosts.push_back(std::move(vr));
     }
+    auto logs = access_log::ListenerLog::compile(l.access_logs, access_log::Manager::instance());
+    lr.access_log = std::move(logs.log);
+    lr.access_log_errors = std::move(logs.errors);
     rt->listener_by_key[listener_key(l.address, l.port)] = li;
     rt->listeners.push_back(std::move(lr));
   }

@@ -7,6 +7,7 @@
 #include <unordered_map>
 #include <vector>
 
+#include "proxy/access_log/access_log.h"
 #include "proxy/filters/filter.h"
 #include "proxy/router/router.h"
 #include "proxy/stats/stats.h"
@@ -50,6 +51,9 @@ struct ListenerRuntime {
   // Every client-identity header name configured on this listener (its TLS settings and its
   // virtual hosts'): removed from every request, so that a client can never set one itself.
   std::vector<std::string> identity_headers;
+  // The listener's access logs (null: none); logs that could not be set up (file not writable).
+  std::shared_ptr<const access_log::ListenerLog> access_log;
+  std::vector<std::string> access_log_errors;
 };
 
 struct Runtime {

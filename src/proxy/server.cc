@@ -12,6 +12,7 @@
 #include <set>
 
 #include "common/log.h"
+#include "proxy/overload/overload.h"
 
 namespace portico::proxy {
 
@@ -76,6 +77,7 @@ std::vector<ListenerError> Server::apply(std::shared_ptr<const snapshot::ProxyCo
   std::vector<ListenerError> errors;
   // Compiled virtual hosts that did not change are taken from the previous runtime.
   auto runtime = build_runtime(config, stats_, filters::builtin_registry(), runtime_.get());
+  overload::Monitor::instance().configure(config->overload);
   runtime_ = runtime;
   // Filters that did not compile are reported; their routes answer 500 rather than run without.
   for (const auto& lr : runtime->listeners) {
@@ -84,6 +86,8 @@ std::vector<ListenerError> Server::apply(std::shared_ptr<const snapshot::ProxyCo
     // A TLS listener whose contexts cannot be built refuses connections (never plaintext).
     if (!lr.tls_error.empty())
       errors.push_back({lr.listener->name, "TLS configuration rejected: " + lr.tls_error});
+    for (const auto& e : lr.access_log_errors)
+      errors.push_back({lr.listener->name, e});
     if (lr.tls) {
       for (const auto& w : lr.tls->warnings())
         LOG_WARN("listener %s: %s", lr.listener->name.c_str(), w.c_str());

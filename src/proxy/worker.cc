@@ -12,6 +12,8 @@
 #include "proxy/transport/prefixed.h"
 #include "proxy/transport/tcp.h"
 
+#include "proxy/overload/overload.h"  // the global connection limit
+
 namespace portico::proxy {
 
 namespace {
@@ -289,6 +291,7 @@ void Worker::maybe_finish_drain() {
 
 bool Worker::admit(const std::string& key) {
   uint32_t& open = listener_connections_[key];
+  uint32_t global_max = 0;
   if (const Runtime* rt = config_->runtime.get()) {
     auto it = rt->listener_by_key.find(key);
     if (it != rt->listener_by_key.end()) {
@@ -298,12 +301,17 @@ bool Worker::admit(const std::string& key) {
       const uint32_t workers = stats_.workers();
       if (max != 0 && open >= (max + workers - 1) / workers) return false;
     }
+    global_max = rt->config->overload.max_connections;
   }
+  // The overload manager's limit is exact across workers: one shared counter, touched once per
+  // connection (not per request).
+  if (!overload::admit_connection(global_max)) return false;
   ++open;
   return true;
 }
 
 void Worker::release(const std::string& key) {
+  overload::release_connection();
   auto it = listener_connections_.find(key);
   if (it != listener_connections_.end() && it->second > 0 && --it->second == 0) {
     listener_connections_.erase(it);

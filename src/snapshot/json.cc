@@ -117,6 +117,7 @@ Json route_json(const Route& r) {
   if (r.options.timeout) o["timeout_ms"] = r.options.timeout->count();
   if (r.options.prefix_rewrite) o["prefix_rewrite"] = *r.options.prefix_rewrite;
   if (!r.options.host_rewrite.empty()) o["host_rewrite"] = r.options.host_rewrite;
+  if (r.options.access_log_disabled) o["access_log_disabled"] = true;
   Json req = mutations_json(r.options.request_headers);
   if (!req.empty()) o["request_headers"] = std::move(req);
   Json resp = mutations_json(r.options.response_headers);
@@ -275,6 +276,22 @@ Json listener_json(const Listener& l) {
   }
   j["virtual_hosts"] = std::move(vhosts);
   if (l.tls) j["tls"] = tls_server_json(*l.tls);
+  if (!l.access_logs.empty()) {
+    Json logs = Json::array();
+    for (const auto& a : l.access_logs) {
+      Json one{{"path", a.path}};
+      if (a.json) {
+        Json fields = Json::array();
+        for (const auto& [k, v] : a.json_fields)
+          fields.push_back(Json{{"key", k}, {"format", v}});
+        one["json_format"] = std::move(fields);
+      } else {
+        one["text_format"] = a.format;
+      }
+      logs.push_back(std::move(one));
+    }
+    j["access_logs"] = std::move(logs);
+  }
   return j;
 }
 
@@ -308,6 +325,10 @@ std::string to_json(const ProxyConfig& config, bool pretty) {
   for (const auto& c : config.clusters)
     clusters.push_back(cluster_json(c));
   j["clusters"] = std::move(clusters);
+  if (config.overload.max_connections != 0 || config.overload.max_heap_bytes != 0) {
+    j["overload"] = Json{{"max_connections", config.overload.max_connections},
+                         {"max_heap_bytes", config.overload.max_heap_bytes}};
+  }
   // Strings come from configuration files that may hold invalid UTF-8: replace, never throw.
   return j.dump(pretty ? 2 : -1, ' ', false, Json::error_handler_t::replace);
 }

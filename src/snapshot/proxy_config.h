@@ -108,6 +108,8 @@ struct RouteOptions {
   // Request body limit for this route (413 beyond it); unset: the listener's
   // HttpOptions::max_request_body_bytes.
   std::optional<uint64_t> max_request_body_bytes;
+  // The listener's access logs skip this route's requests (route option accessLog.disabled).
+  bool access_log_disabled = false;
   // Filters of this route, in order, after the listener's (HttpOptions::filters).
   std::vector<FilterConfig> filters;
   // Tunnels (options.upgrades): an HTTP/1.1 WebSocket upgrade is tunnelled to the upstream that
@@ -232,6 +234,16 @@ struct HttpOptions {
   Http2Options http2;
 };
 
+// One access log of a listener (Gateway options.accessLoggingService): a line per request. The
+// formats were checked by the control plane (common/access_log_format.h); the data plane compiles
+// them when a configuration is applied.
+struct AccessLog {
+  std::string path;  // a file (absolute path), "/dev/stdout" or "/dev/stderr"
+  bool json = false;
+  std::string format;  // text lines: the format, newline-terminated
+  std::vector<std::pair<std::string, std::string>> json_fields;  // JSON lines: key -> format
+};
+
 struct Listener {
   std::string name;  // "<namespace>/<gateway>"
   std::string address = "0.0.0.0";
@@ -241,6 +253,7 @@ struct Listener {
   // TLS on this listener (Gloo's `ssl: true`): the default certificate for clients whose SNI
   // matches no virtual host with its own TLS, or who send no SNI. Unset: plain TCP.
   std::optional<TlsServerConfig> tls;
+  std::vector<AccessLog> access_logs;
 };
 
 struct Endpoint {
@@ -317,11 +330,18 @@ class SharedVector {
   std::shared_ptr<std::vector<T>> v_;
 };
 
+// Process-wide limits (Settings spec.overload). 0: none.
+struct OverloadConfig {
+  uint32_t max_connections = 0;  // open client connections, all listeners together
+  uint64_t max_heap_bytes = 0;   // beyond it: new requests get 503, keep-alive is off
+};
+
 struct ProxyConfig {
   uint64_t version = 0;  // increases with every published config
   int64_t created_unix_ms = 0;
   std::vector<Listener> listeners;
   SharedVector<Cluster> clusters;  // shared with the configuration it was made from, if unchanged
+  OverloadConfig overload;
 
   const Cluster* find_cluster(std::string_view name) const {
     for (const auto& c : clusters) {

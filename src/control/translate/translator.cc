@@ -307,6 +307,7 @@ void translate_virtual_service(const Resource& r, const std::vector<FlatRoute>& 
         translate_headers(o.headers.request_add, o.headers.request_remove);
     base.options.response_headers =
         translate_headers(o.headers.response_add, o.headers.response_remove);
+    base.options.access_log_disabled = o.access_log_disabled.value_or(false);
     base.options.max_request_body_bytes = o.max_request_body_bytes;
     if (o.upgrades) {
       base.options.websocket = o.upgrades->websocket;
@@ -338,6 +339,7 @@ api::RouteOptions merge_options(const api::RouteOptions& parent, const api::Rout
       !h.response_remove.empty()) {
     out.headers = h;
   }
+  if (parent.access_log_disabled) out.access_log_disabled = parent.access_log_disabled;
   if (parent.max_request_body_bytes) out.max_request_body_bytes = parent.max_request_body_bytes;
   if (parent.upgrades) out.upgrades = parent.upgrades;
   if (parent.idle_timeout) out.idle_timeout = parent.idle_timeout;
@@ -1065,6 +1067,7 @@ Translation Translator::translate(const std::vector<ResourcePtr>& resources, uin
 
   // Settings: at most one.
   InvalidRoutePolicy policy;
+  snapshot::OverloadConfig overload;
   if (settings.size() > 1) {
     for (auto& [id, e] : settings) {
       e.add(Diagnostic::Severity::kError, e.resource->loc, "metadata.name",
@@ -1075,6 +1078,8 @@ Translation Translator::translate(const std::vector<ResourcePtr>& resources, uin
     policy.replace = st.replace_invalid_routes;
     policy.status = st.invalid_route_status;
     policy.body = st.invalid_route_body;
+    overload.max_connections = st.overload_max_connections.value_or(0);
+    overload.max_heap_bytes = st.overload_max_heap_bytes.value_or(0);
   }
 
   // 0. TLS: Secrets read and checked; then every sslConfig resolved against them (a resource
@@ -1520,6 +1525,7 @@ Translation Translator::translate(const std::vector<ResourcePtr>& resources, uin
   auto config = std::make_shared<snapshot::ProxyConfig>();
   config->version = version;
   config->created_unix_ms = created_unix_ms;
+  config->overload = overload;
   for (const auto& [gid, gw] : gateways) {
     if (gw.rejected()) continue;
     const auto& spec = gw.resource->gateway();
@@ -1528,6 +1534,8 @@ Translation Translator::translate(const std::vector<ResourcePtr>& resources, uin
     l.address = spec.bind_address;
     l.port = spec.bind_port;
     l.http = translate_http(spec.http);
+    for (const auto& a : spec.access_logs)
+      l.access_logs.push_back({a.path, a.json, a.format, a.json_fields});
     for (const auto& [vid, vs] : selected[gid]) {
       if (vs->host && !vs->rejected()) l.virtual_hosts.push_back(vs->host);
     }

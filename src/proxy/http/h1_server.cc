@@ -7,6 +7,7 @@
 #include "proxy/http/codec.h"
 #include "proxy/http/h1_parser.h"
 #include "proxy/http/stream.h"
+#include "proxy/overload/overload.h"
 #include "proxy/worker.h"
 
 namespace portico::proxy::http {
@@ -521,7 +522,8 @@ asio::awaitable<bool> H1Connection::send_headers(ResponseHeaders& r, bool end_st
       out.append("Transfer-Encoding: chunked\r\n");
     }
   }
-  const bool keep = keep_alive_ && !close_after_ && !w_.draining();
+  // Keep-alive is off while the overload manager refuses requests (heap over its threshold).
+  const bool keep = keep_alive_ && !close_after_ && !w_.draining() && !overload::heap_overloaded();
   if (!keep) {
     out.append("Connection: close\r\n");
     close_after_ = true;

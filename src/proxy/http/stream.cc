@@ -8,6 +8,7 @@
 #include "proxy/filters/header_mutation/header_mutation.h"
 #include "proxy/http/forwarded.h"
 #include "proxy/http/path.h"
+#include "proxy/overload/overload.h"
 #include "proxy/router/router.h"
 #include "proxy/tls/tls_transport.h"
 #include "proxy/transport/tcp.h"
@@ -208,6 +209,7 @@ asio::awaitable<void> StreamHandler::run() {
         filters_[i]->on_log(info);
     }
   }
+  if (lr_.access_log && !(route_ && route_->options.access_log_disabled)) log_access();
 }
 
 void StreamHandler::set_idle_timeout(Clock::duration d) {
@@ -229,6 +231,10 @@ uint64_t StreamHandler::body_limit() const {
 }
 
 asio::awaitable<void> StreamHandler::handle() {
+  if (overload::heap_overloaded()) [[unlikely]] {
+    co_await refuse_overloaded();
+    co_return;
+  }
   RequestHeaders& req = stream_.request();
   // A CONNECT names no path (its target is host:port): it is routed as "/" on its authority, and
   // only a route that enables connect may open its tunnel (decide_tunnel).
@@ -624,6 +630,8 @@ asio::awaitable<void> StreamHandler::forward(const snapshot::Route& route,
       co_await fail(FailureKind::kNoHealthyHost, false);
       co_return;
     }
+    upstream_host_ = ep->address;
+    upstream_tried_ = true;
     ConnGuard guard{cluster, ep, fresh_only ? nullptr : cluster.take_idle(*ep)};
     const bool reused = guard.conn != nullptr;
     reused_ = reused;
@@ -1283,6 +1291,7 @@ asio::awaitable<void> StreamHandler::fail(upstream::FailureKind kind, bool reque
   e.retry_allowed = !request_sent;
   e.detail = std::move(fail_detail_);
   fail_detail_.clear();
+  failure_ = kind;
   if (cluster_) cluster_->row().errors[static_cast<size_t>(e.stat())].inc();
   const std::string body = e.message();
   co_await local_reply(e.status(), body);

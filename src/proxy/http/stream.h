@@ -113,6 +113,10 @@ class StreamHandler final : public filters::FilterCallbacks {
   void prepare_upstream_headers(const snapshot::Route& route);
   uint64_t body_limit() const;
   void on_deadline(int which);
+  // Operations (stream_ops.cc): the overload manager's refusal (503, Connection: close) and the
+  // access log line of a finished stream.
+  asio::awaitable<void> refuse_overloaded();
+  void log_access();
   // Notes activity for the idle deadline: a tick number, no clock read and no re-arming; the idle
   // timer, armed once, checks the mark when it fires and re-arms for the rest (see on_deadline).
   void touch() {
@@ -181,6 +185,12 @@ class StreamHandler final : public filters::FilterCallbacks {
   bool reused_ = false;           // the attempt in progress uses a pooled connection
   int attempt_ = 0;
   HeaderMap* end_trailers_ = nullptr;
+
+  // For the access log: the last upstream host tried, the failure reported, an overload refusal.
+  asio::ip::tcp::endpoint upstream_host_;
+  bool upstream_tried_ = false;
+  std::optional<upstream::FailureKind> failure_;
+  bool overload_refused_ = false;
 };
 
 }  // namespace portico::proxy::http

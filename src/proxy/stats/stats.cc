@@ -149,7 +149,8 @@ std::string Registry::render() const {
          std::to_string(sum_worker(&WorkerRow::bad_requests)) + "\n";
 
   emit_header("portico_downstream_connections_overflow_total", "counter",
-              "Connections closed at once because their Gateway's maxConnections was reached.");
+              "Connections closed at once because their Gateway's maxConnections or the global "
+              "connection limit (Settings overload.maxConnections) was reached.");
   out += "portico_downstream_connections_overflow_total " +
          std::to_string(sum_worker(&WorkerRow::downstream_cx_overflow)) + "\n";
 
