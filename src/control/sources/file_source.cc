@@ -227,6 +227,12 @@ void FileSource::refresh_file(const std::string& name, const std::filesystem::pa
   state.read = true;
   state.content_hash = h;
   add_file(name, *content, &state, delta, base_);
+  for (const auto& d : state.docs) {
+    if (!d.refs.empty()) {
+      with_refs_.insert(name);  // (left in place when they go: check_refs finds none)
+      break;
+    }
+  }
   just_read->insert(name);
 }
 
@@ -329,12 +335,15 @@ Delta FileSource::poll(bool full) {
 
 void FileSource::check_refs(bool full, const std::set<std::string>& just_read, Delta* delta,
                             const std::set<std::filesystem::path>* dirs) {
-  for (auto& [name, state] : files_) {
-    // Most files reference nothing: the test first, the name lookup only for the others.
-    bool any = false;
-    for (const auto& doc : state.docs)
-      any = any || !doc.refs.empty();
-    if (!any || just_read.count(name)) continue;
+  for (auto named = with_refs_.begin(); named != with_refs_.end();) {
+    auto found = files_.find(*named);
+    if (found == files_.end()) {
+      named = with_refs_.erase(named);  // the file went away
+      continue;
+    }
+    const std::string& name = *named++;
+    FileState& state = found->second;
+    if (just_read.count(name)) continue;
     for (auto& doc : state.docs) {
       if (doc.refs.empty()) continue;
       bool changed = false;
@@ -367,8 +376,10 @@ void FileSource::check_refs(bool full, const std::set<std::string>& just_read, D
 
 std::vector<std::filesystem::path> FileSource::referenced_dirs() const {
   std::set<std::filesystem::path> dirs;
-  for (const auto& [name, state] : files_) {
-    for (const auto& doc : state.docs) {
+  for (const auto& name : with_refs_) {
+    auto found = files_.find(name);
+    if (found == files_.end()) continue;
+    for (const auto& doc : found->second.docs) {
       for (const auto& ref : doc.refs)
         dirs.insert(ref.path.parent_path());
     }

@@ -112,9 +112,12 @@ class FileSource : public ConfigSource {
   std::filesystem::path dir_;
   std::filesystem::path base_;  // the directory the listed names are relative to (last poll)
   std::map<std::string, FileState> files_;  // by path relative to dir_
-  bool listed_ = false;                     // a complete listing was done once
-  bool relist_ = false;                     // the next poll lists everything
-  std::set<std::filesystem::path> noted_;   // changed paths (lexically normal) since the last poll
+  // The files with a document that names other files (certificates): what check_refs() and
+  // referenced_dirs() look at instead of every file. May name files since removed (skipped).
+  std::set<std::string> with_refs_;
+  bool listed_ = false;                    // a complete listing was done once
+  bool relist_ = false;                    // the next poll lists everything
+  std::set<std::filesystem::path> noted_;  // changed paths (lexically normal) since the last poll
 };
 
 }  // namespace portico::control
