@@ -1,5 +1,18 @@
 #include "proxy/overload/overload.h"
 
+#if defined(__SANITIZE_ADDRESS__)
+#define PORTICO_ASAN_HEAP 1
+#elif defined(__has_feature)
+#if __has_feature(address_sanitizer)
+#define PORTICO_ASAN_HEAP 1
+#endif
+#endif
+#ifdef PORTICO_ASAN_HEAP
+// The sanitizer runtime's allocator statistics (declared here: its header is not installed with
+// every compiler).
+extern "C" size_t __sanitizer_get_current_allocated_bytes();
+#endif
+
 #include <malloc.h>
 
 #include "common/log.h"
@@ -52,10 +65,17 @@ void count_refused_request() {
 }
 
 const char* heap_source() {
+#ifdef PORTICO_ASAN_HEAP
+  return "sanitizer";  // ASan's allocator: mallinfo2 says nothing about it
+#else
   return MallocExtension_GetNumericProperty ? "tcmalloc" : "mallinfo2";
+#endif
 }
 
 uint64_t heap_bytes() {
+#ifdef PORTICO_ASAN_HEAP
+  return __sanitizer_get_current_allocated_bytes();
+#endif
   if (MallocExtension_GetNumericProperty) {
     size_t v = 0;
     if (MallocExtension_GetNumericProperty("generic.current_allocated_bytes", &v)) return v;
