@@ -72,6 +72,22 @@ class AccessLogTest(t.IntegrationTest):
     def write_gateway(self, logs):
         self.cfg.write_obj("gateway.yaml", gateway_with_logs("gw", self.port, ["shop"], logs))
 
+    def test_http2_requests_log_their_protocol(self):
+        # Cleartext with prior knowledge: no ALPN says HTTP/2, the connection does.
+        text_log = os.path.join(self.logdir, "h2.log")
+        g = gateway_with_logs("gw", self.port, ["shop"], [{"path": text_log, "stringFormat": TEXT_FORMAT}])
+        g["spec"]["httpOptions"] = {"http2": {"cleartextPriorKnowledge": True}}
+        self.cfg.write_obj("gateway.yaml", g)
+        self.start_portico(self.cfg)
+        t.wait_for_port(self.port)
+        out = t.curl("-sS", "--http2-prior-knowledge", "-o", "/dev/null", "-w", "%{http_version} %{http_code}",
+                     f"http://{t.LOCALHOST}:{self.port}/api/h2")
+        self.assertEqual(out.stdout.strip(), "2 200", out.stderr)
+        self.assertEqual(t.request(self.port, "GET", "/api/h1").status, 200)
+        lines = wait_lines(text_log, 2)
+        protos = {x.group("path"): x.group("proto") for x in (TEXT_RE.match(line) for line in lines) if x}
+        self.assertEqual(protos, {"/api/h2": "HTTP/2", "/api/h1": "HTTP/1.1"}, lines)
+
     def test_text_and_json_lines_and_route_switch(self):
         text_log = os.path.join(self.logdir, "access.log")
         json_log = os.path.join(self.logdir, "access.json")

@@ -199,24 +199,22 @@ snapshot::HeaderMutations translate_headers(const std::vector<api::HeaderToAdd>&
 // The state of a resource a route names.
 enum class RefState { kMissing, kAccepted, kRejected };
 
+// A reference to a missing or rejected resource, reported on `e` (nothing when it is accepted).
+void report_ref(Entry& e, const api::ResourceRef& ref, RefState state,
+                Diagnostic::Severity severity, const std::string& what, const char* consequence) {
+  if (state == RefState::kAccepted) return;
+  e.add(severity, ref.loc, ref.path,
+        what + (state == RefState::kMissing ? " not found" : " is rejected") + consequence);
+}
+
 // A route (or an UpstreamGroup) should point at an accepted Upstream: a missing or rejected one
 // is a warning, not an error (the traffic meant for it answers 503, everything else works).
 template <typename UpstreamState>
 void check_upstream(Entry& e, const api::ResourceRef& ref, const UpstreamState& upstream_state) {
   if (ref.name.empty()) return;  // already an error
   const std::string id = ref.to_string();
-  switch (upstream_state(id)) {
-    case RefState::kMissing:
-      e.add(Diagnostic::Severity::kWarning, ref.loc, ref.path,
-            "upstream " + id + " not found; the route answers 503");
-      break;
-    case RefState::kRejected:
-      e.add(Diagnostic::Severity::kWarning, ref.loc, ref.path,
-            "upstream " + id + " is rejected; the route answers 503");
-      break;
-    case RefState::kAccepted:
-      break;
-  }
+  report_ref(e, ref, upstream_state(id), Diagnostic::Severity::kWarning, "upstream " + id,
+             "; the route answers 503");
 }
 
 // Routes must point at accepted UpstreamGroups (an error otherwise) and should point at accepted
@@ -232,18 +230,7 @@ void check_route_refs(Entry& e, const std::vector<api::Route>& routes,
     if (fwd->upstream_group && !fwd->upstream_group->name.empty()) {
       const auto& ref = *fwd->upstream_group;
       const std::string id = ref.to_string();
-      switch (group_state(id)) {
-        case RefState::kMissing:
-          e.add(Diagnostic::Severity::kError, ref.loc, ref.path,
-                "upstream group " + id + " not found");
-          break;
-        case RefState::kRejected:
-          e.add(Diagnostic::Severity::kError, ref.loc, ref.path,
-                "upstream group " + id + " is rejected");
-          break;
-        case RefState::kAccepted:
-          break;
-      }
+      report_ref(e, ref, group_state(id), Diagnostic::Severity::kError, "upstream group " + id, "");
     }
   }
 }

@@ -139,12 +139,15 @@ class H2Connection final : public DownstreamConnection {
   H2Connection(Worker& w, std::unique_ptr<transport::Transport> t, std::string key)
       : w_(w),
         t_(std::move(t)),
+        info_(t_->info()),
         key_(std::move(key)),
         write_ev_(w.io()),
         done_ev_(w.io()),
         idle_timer_(w.timers(), [this] { on_idle(); }),
         linger_timer_(w.timers(), [this] { t_->close(); }),
-        park_timer_(w.timers(), [this] { park(); }) {}
+        park_timer_(w.timers(), [this] { park(); }) {
+    info_.http2 = true;
+  }
   ~H2Connection() override {
     if (session_) nghttp2_session_del(session_);
   }
@@ -228,6 +231,8 @@ class H2Connection final : public DownstreamConnection {
 
   Worker& w_;
   std::unique_ptr<transport::Transport> t_;
+  // The transport's, marked HTTP/2 (also in cleartext, where no ALPN says so).
+  transport::ConnectionInfo info_;
   std::string key_;
   nghttp2_session* session_ = nullptr;
   std::unordered_map<int32_t, std::unique_ptr<H2Stream>> streams_;
@@ -263,7 +268,7 @@ H2Stream::H2Stream(H2Connection& c, int32_t id)
     : c_(c), id_(id), read_ev_(c.w_.io()), send_ev_(c.w_.io()) {}
 
 const transport::ConnectionInfo& H2Stream::connection() const {
-  return c_.t_->info();
+  return c_.info_;
 }
 
 bool H2Stream::usable() const {

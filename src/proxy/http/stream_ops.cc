@@ -87,7 +87,7 @@ void StreamHandler::log_access() {
   e.status = status_;
   e.bytes_received = request_bytes_;
   e.bytes_sent = response_bytes_;
-  e.protocol = conn.alpn == "h2" ? "HTTP/2" : req.http_minor == 0 ? "HTTP/1.0" : "HTTP/1.1";
+  e.protocol = conn.http2 ? "HTTP/2" : req.http_minor == 0 ? "HTTP/1.0" : "HTTP/1.1";
   if (route_) e.route_name = route_->name;
   if (cluster_) e.upstream_cluster = cluster_->name();
   char host[64];

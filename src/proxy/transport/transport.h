@@ -22,6 +22,7 @@ struct ConnectionInfo {
   uint16_t local_port = 0;
   bool secure = false;      // TLS
   std::string alpn;         // negotiated ALPN protocol ("h2", "http/1.1"); empty: none
+  bool http2 = false;       // served as HTTP/2 (ALPN h2, or cleartext with prior knowledge)
   std::string sni;          // server name the client asked for (downstream TLS); empty: none
   std::string tls_version;  // "TLSv1.3"
   std::string cipher;
