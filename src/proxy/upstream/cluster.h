@@ -40,6 +40,9 @@ struct Endpoint {
   int64_t current_weight = 0;    // smooth weighted round robin state
   uint32_t active_requests = 0;  // for least request
   bool removed = false;          // no longer in the configuration: close connections given back
+  // Whether the load balancer may pick this endpoint. Active health checks and outlier detection
+  // take endpoints out; the load balancer honours it (panic threshold aside).
+  bool available() const { return true; }
   std::vector<std::unique_ptr<Connection>> idle;  // LIFO: the most recently used is the warmest
 };
 
