@@ -246,6 +246,7 @@ Json tls_client_json(const TlsClientConfig& t) {
 Json listener_json(const Listener& l) {
   Json j;
   j["name"] = l.name;
+  j["sources"] = sources_of(l);
   j["address"] = l.address;
   j["port"] = l.port;
   j["http"] = Json{{"max_request_headers_bytes", l.http.max_request_headers_bytes},
@@ -266,6 +267,7 @@ Json listener_json(const Listener& l) {
     const VirtualHost& vh = *vh_ptr;
     Json v;
     v["name"] = vh.name;
+    v["sources"] = sources_of(vh);
     v["domains"] = vh.domains;
     if (vh.tls) v["tls"] = tls_server_json(*vh.tls);
     Json routes = Json::array();
@@ -298,6 +300,7 @@ Json listener_json(const Listener& l) {
 Json cluster_json(const Cluster& c) {
   Json j;
   j["name"] = c.name;
+  j["sources"] = sources_of(c);
   j["lb"] = c.lb == LbPolicy::kLeastRequest ? "least_request" : "round_robin";
   Json eps = Json::array();
   for (const auto& e : c.endpoints) {
@@ -316,6 +319,11 @@ Json cluster_json(const Cluster& c) {
 std::string to_json(const ProxyConfig& config, bool pretty) {
   Json j;
   j["version"] = config.version;
+  j["versions"] = Json{{"listeners", config.versions.listeners},
+                       {"routes", config.versions.routes},
+                       {"clusters", config.versions.clusters},
+                       {"endpoints", config.versions.endpoints},
+                       {"secrets", config.versions.secrets}};
   j["created_unix_ms"] = config.created_unix_ms;
   Json listeners = Json::array();
   for (const auto& l : config.listeners)

@@ -303,7 +303,7 @@ asio::awaitable<void> StreamHandler::handle() {
     }
   }
 
-  route_ = router::match_route(*vh, router::RequestView::of(req));
+  route_ = router::match_route(*vh, vhr.regexes, router::RequestView::of(req));
   if (!route_) {
     slot_ = vhr.no_route;
     if (connect) {
