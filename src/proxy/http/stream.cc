@@ -1417,10 +1417,6 @@ asio::awaitable<void> StreamHandler::fail(upstream::FailureKind kind, bool reque
   co_await local_reply(e.status(), body);
 }
 
-}  // namespace portico::proxy::http
-
-namespace portico::proxy::http {
-
 asio::awaitable<void> StreamHandler::overflow(stats::Breaker b) {
   if (cluster_) cluster_->row().overflow[static_cast<size_t>(b)].inc();
   failure_ = upstream::FailureKind::kOverflow;
