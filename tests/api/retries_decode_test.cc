@@ -109,6 +109,20 @@ TEST(ApiRetries, UnknownSubFieldsAreErrors) {
               ElementsAre(HasSubstr("options.retries.retryBackOff.jitter: unknown field")));
 }
 
+TEST(ApiRetries, OnADirectResponseRouteAWarning) {
+  auto f = decode_file("r.yaml", R"(kind: VirtualService
+metadata: {name: api}
+spec:
+  virtualHost:
+    routes:
+      - directResponseAction: {status: 200}
+        options: {retries: {retryOn: 5xx}}
+)");
+  ASSERT_EQ(f.resources.size(), 1u);
+  EXPECT_THAT(lines(f.resources[0].diagnostics),
+              ElementsAre(HasSubstr("options.retries: retries only apply to routeAction routes")));
+}
+
 TEST(ApiCircuitBreakers, FieldsAndDefaults) {
   auto r = test::decode_one(
       "r.yaml", upstream_with("  circuitBreakers: {maxConnections: 10, maxPendingRequests: 20, "
