@@ -129,6 +129,29 @@ Json route_json(const Route& r) {
     o["upgrades"] = std::move(up);
   }
   if (r.options.idle_timeout) o["idle_timeout_ms"] = r.options.idle_timeout->count();
+  if (const auto& p = r.options.retry) {
+    Json on = Json::array();
+    static constexpr std::pair<uint32_t, const char*> kOn[] = {
+        {RetryPolicy::kOn5xx, "5xx"},
+        {RetryPolicy::kOnGatewayError, "gateway-error"},
+        {RetryPolicy::kOnReset, "reset"},
+        {RetryPolicy::kOnConnectFailure, "connect-failure"},
+        {RetryPolicy::kOnRetriable4xx, "retriable-4xx"},
+        {RetryPolicy::kOnRefusedStream, "refused-stream"},
+        {RetryPolicy::kOnStatusCodes, "retriable-status-codes"}};
+    for (const auto& [bit, name] : kOn) {
+      if (p->retry_on & bit) on.push_back(name);
+    }
+    Json rj{{"retry_on", std::move(on)},
+            {"num_retries", p->num_retries},
+            {"base_interval_ms", p->base_interval.count()},
+            {"max_interval_ms", p->max_interval.count()}};
+    if (!p->retriable_status_codes.empty())
+      rj["retriable_status_codes"] = p->retriable_status_codes;
+    if (p->per_try_timeout.count() > 0) rj["per_try_timeout_ms"] = p->per_try_timeout.count();
+    if (p->retry_non_idempotent) rj["retry_non_idempotent"] = true;
+    o["retries"] = std::move(rj);
+  }
   if (!o.empty()) j["options"] = std::move(o);
   return j;
 }
@@ -311,6 +334,13 @@ Json cluster_json(const Cluster& c) {
   j["max_requests_per_connection"] = c.max_requests_per_connection;
   j["idle_connection_timeout_ms"] = c.idle_connection_timeout.count();
   if (c.tls) j["tls"] = tls_client_json(*c.tls);
+  const auto& cb = c.circuit_breakers;
+  j["circuit_breakers"] = Json{{"max_connections", cb.max_connections},
+                               {"max_pending_requests", cb.max_pending_requests},
+                               {"max_requests", cb.max_requests},
+                               {"max_retries", cb.max_retries}};
+  j["retry_budget"] = Json{{"budget_percent", c.retry_budget.budget_percent},
+                           {"min_retry_concurrency", c.retry_budget.min_retry_concurrency}};
   return j;
 }
 

@@ -114,6 +114,27 @@ struct FilterConfig {
   bool operator==(const FilterConfig&) const = default;
 };
 
+// A route's retry policy (route option `retries`, docs/configuration.md "Retries"). Conditions are
+// bits of RetryPolicy::kOn*; a retry also needs the request to be safe to repeat (stream.cc).
+struct RetryPolicy {
+  static constexpr uint32_t kOn5xx = 1;  // any 5xx, a reset, a connect failure, a try timeout
+  static constexpr uint32_t kOnGatewayError = 2;    // 502, 503, 504, a reset, a connect failure...
+  static constexpr uint32_t kOnReset = 4;           // no response head: reset, closed, try timeout
+  static constexpr uint32_t kOnConnectFailure = 8;  // the connection could not be opened
+  static constexpr uint32_t kOnRetriable4xx = 16;   // 409
+  static constexpr uint32_t kOnRefusedStream =
+      32;                                         // HTTP/2 REFUSED_STREAM (no HTTP/2 upstreams yet)
+  static constexpr uint32_t kOnStatusCodes = 64;  // retriable_status_codes
+  uint32_t retry_on = 0;
+  std::vector<uint16_t> retriable_status_codes;
+  uint32_t num_retries = 1;
+  Millis per_try_timeout{0};  // 0: none (only the route timeout)
+  Millis base_interval{25};   // back-off: full jitter in [0, min(max, base * 2^n)]
+  Millis max_interval{250};
+  bool retry_non_idempotent = false;  // POST and PATCH may be sent again too
+  bool operator==(const RetryPolicy&) const = default;
+};
+
 struct RouteOptions {
   std::optional<Millis>
       timeout;  // whole upstream exchange, until the response head arrives; 0 = none
@@ -136,6 +157,7 @@ struct RouteOptions {
   // No byte either way on a stream of this route (tunnels included) for this long resets it;
   // unset: the listener's stream idle timeout.
   std::optional<Millis> idle_timeout;
+  std::optional<RetryPolicy> retry;  // unset: no retries beyond a stale pooled connection's
   bool operator==(const RouteOptions&) const = default;
 };
 
@@ -293,6 +315,23 @@ struct Endpoint {
 };
 
 enum class LbPolicy { kRoundRobin, kLeastRequest };
+
+// Process-wide limits of one cluster (Upstream circuitBreakers), counted across workers.
+struct CircuitBreakers {
+  uint32_t max_connections = 1024;       // open upstream connections
+  uint32_t max_pending_requests = 1024;  // requests waiting for a connection to open
+  uint32_t max_requests = 1024;          // requests in flight
+  uint32_t max_retries = 1024;           // retries in flight
+  bool operator==(const CircuitBreakers&) const = default;
+};
+
+// Retry budget (Upstream retryBudget): a retry is allowed while the cluster's retries in flight
+// stay under max(min_retry_concurrency, budget_percent % of its requests in flight).
+struct RetryBudget {
+  uint32_t budget_percent = 20;
+  uint32_t min_retry_concurrency = 3;
+  bool operator==(const RetryBudget&) const = default;
+};
 enum class UpstreamProtocol { kHttp1, kHttp2 };
 
 struct Cluster {
@@ -306,6 +345,8 @@ struct Cluster {
   std::optional<TlsClientConfig> tls;    // unset: plain TCP
   uint32_t max_connections = 0;          // open connections per worker; 0: unlimited
   uint32_t max_idle_connections = 4096;  // pooled idle connections per endpoint and worker
+  CircuitBreakers circuit_breakers;
+  RetryBudget retry_budget;
   bool operator==(const Cluster&) const = default;
 };
 

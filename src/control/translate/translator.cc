@@ -186,6 +186,25 @@ snapshot::RouteMatch translate_match(const api::Matcher& m) {
   return out;
 }
 
+snapshot::RetryPolicy translate_retries(const api::RetryOptions& r) {
+  using P = snapshot::RetryPolicy;
+  using A = api::RetryOptions;
+  static_assert(P::kOn5xx == A::kOn5xx && P::kOnGatewayError == A::kOnGatewayError &&
+                P::kOnReset == A::kOnReset && P::kOnConnectFailure == A::kOnConnectFailure &&
+                P::kOnRetriable4xx == A::kOnRetriable4xx &&
+                P::kOnRefusedStream == A::kOnRefusedStream &&
+                P::kOnStatusCodes == A::kOnStatusCodes);
+  P p;
+  p.retry_on = r.retry_on;
+  p.retriable_status_codes = r.retriable_status_codes;
+  p.num_retries = r.num_retries;
+  p.per_try_timeout = r.per_try_timeout;
+  p.base_interval = r.base_interval;
+  p.max_interval = r.max_interval.value_or(r.base_interval * 10);
+  p.retry_non_idempotent = r.retry_non_idempotent;
+  return p;
+}
+
 snapshot::HeaderMutations translate_headers(const std::vector<api::HeaderToAdd>& add,
                                             const std::vector<std::string>& remove) {
   snapshot::HeaderMutations out;
@@ -301,6 +320,7 @@ void translate_virtual_service(const Resource& r, const std::vector<FlatRoute>& 
       base.options.connect = o.upgrades->connect;
     }
     base.options.idle_timeout = o.idle_timeout;
+    if (o.retries) base.options.retry = translate_retries(*o.retries);
     for (const auto& m : route.matchers) {
       snapshot::Route r2 = base;
       r2.match = translate_match(m);
@@ -330,6 +350,7 @@ api::RouteOptions merge_options(const api::RouteOptions& parent, const api::Rout
   if (parent.max_request_body_bytes) out.max_request_body_bytes = parent.max_request_body_bytes;
   if (parent.upgrades) out.upgrades = parent.upgrades;
   if (parent.idle_timeout) out.idle_timeout = parent.idle_timeout;
+  if (parent.retries) out.retries = parent.retries;  // the whole policy, as Gloo merges options
   return out;
 }
 
@@ -786,6 +807,12 @@ snapshot::Cluster translate_upstream(const Resource& r) {
   c.idle_connection_timeout = spec.idle_timeout;
   if (spec.max_connections) c.max_connections = *spec.max_connections;
   if (spec.max_idle_connections) c.max_idle_connections = *spec.max_idle_connections;
+  c.circuit_breakers.max_connections = spec.cb_max_connections;
+  c.circuit_breakers.max_pending_requests = spec.cb_max_pending_requests;
+  c.circuit_breakers.max_requests = spec.cb_max_requests;
+  c.circuit_breakers.max_retries = spec.cb_max_retries;
+  c.retry_budget.budget_percent = spec.retry_budget_percent;
+  c.retry_budget.min_retry_concurrency = spec.retry_budget_min_concurrency;
   return c;
 }
 
