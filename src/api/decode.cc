@@ -13,6 +13,7 @@
 #include "api/fields.h"
 #include "api/validate.h"
 #include "api/yaml_reader.h"
+#include "common/regex_cache.h"
 
 namespace portico::api {
 
@@ -148,10 +149,8 @@ std::optional<Pattern> compile(DocReader& doc, const std::string& source, bool c
     doc.error(loc, path, "regex is longer than 4096 characters");
     return std::nullopt;
   }
-  re2::RE2::Options options;
-  options.set_log_errors(false);
-  options.set_case_sensitive(case_sensitive);
-  auto re = std::make_shared<const re2::RE2>(source, options);
+  // Shared with the data plane's compiled routes (one RE2 per pattern in the process).
+  auto re = common::shared_regex(source, case_sensitive);
   if (!re->ok()) {
     doc.error(loc, path, "invalid regex \"" + source + "\": " + re->error());
     return std::nullopt;

@@ -1,5 +1,7 @@
 #include "proxy/router/router.h"
 
+#include "common/regex_cache.h"
+
 #include <algorithm>
 #include <cstring>
 #include <string>
@@ -290,10 +292,7 @@ uint32_t CompiledListener::select_lowered(std::string_view host) const {
 // Routes
 
 std::shared_ptr<const re2::RE2> compile_regex(const snapshot::Regex& regex, std::string* error) {
-  re2::RE2::Options options;
-  options.set_log_errors(false);
-  options.set_case_sensitive(regex.case_sensitive);
-  auto re = std::make_shared<const re2::RE2>(regex.pattern, options);
+  auto re = common::shared_regex(regex.pattern, regex.case_sensitive);
   if (!re->ok()) {
     if (error != nullptr) *error = regex.pattern + ": " + re->error();
     return nullptr;
