@@ -177,7 +177,7 @@ void Worker::apply(std::shared_ptr<const Runtime> runtime) {
     next->clusters = config_->clusters;
     for (size_t i = 0; i < clusters.size(); ++i) {
       if (runtime->cluster_unchanged[i]) continue;
-      next->clusters[i]->update(clusters[i], runtime->cluster_stats[i]);
+      next->clusters[i]->update(clusters[i], runtime->cluster_stats[i], runtime->cluster_lb[i]);
       next->clusters[i]->set_tls(runtime->cluster_tls[i], runtime->cluster_tls_errors[i]);
     }
     next->runtime = std::move(runtime);
@@ -190,9 +190,10 @@ void Worker::apply(std::shared_ptr<const Runtime> runtime) {
     std::shared_ptr<upstream::Cluster> c;
     if (it != clusters_.end()) {
       c = it->second;
-      c->update(clusters[i], runtime->cluster_stats[i]);
+      c->update(clusters[i], runtime->cluster_stats[i], runtime->cluster_lb[i]);
     } else {
-      c = std::make_shared<upstream::Cluster>(clusters[i], runtime->cluster_stats[i], index_);
+      c = std::make_shared<upstream::Cluster>(clusters[i], runtime->cluster_stats[i], index_,
+                                              runtime->cluster_lb[i]);
     }
     c->set_tls(runtime->cluster_tls[i], runtime->cluster_tls_errors[i]);
     by_name[clusters[i].name] = c;
