@@ -46,4 +46,9 @@ void decode_route_access_log(yaml::DocReader& doc, const yaml::Field& f,
 // Settings spec.overload: {maxConnections, maxHeapBytes}.
 void decode_overload(yaml::DocReader& doc, const yaml::Field& f, SettingsSpec* out);
 
+// An Upstream's loadBalancerConfig and failover, a route's options.lbHash (decode_lb.cc).
+void decode_load_balancer_config(yaml::DocReader& doc, const yaml::Field& f, UpstreamSpec* out);
+void decode_failover(yaml::DocReader& doc, const yaml::Field& f, UpstreamSpec* out);
+void decode_lb_hash(yaml::DocReader& doc, const yaml::Field& f, RouteOptions* out);
+
 }  // namespace portico::api::detail
