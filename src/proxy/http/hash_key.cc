@@ -12,12 +12,21 @@ std::string_view trim(std::string_view s) {
     s.remove_suffix(1);
   return s;
 }
+bool iequals(std::string_view a, std::string_view b) {
+  if (a.size() != b.size()) return false;
+  for (size_t i = 0; i < a.size(); ++i) {
+    char x = a[i];
+    if (x >= 'A' && x <= 'Z') x = static_cast<char>(x - 'A' + 'a');
+    if (x != b[i]) return false;
+  }
+  return true;
+}
 }  // namespace
 
 std::optional<std::string_view> find_cookie(const HeaderMap& headers, std::string_view name) {
   std::optional<std::string_view> found;
   headers.for_each([&](std::string_view n, std::string_view v) {
-    if (found || n != "cookie") return;
+    if (found || !iequals(n, "cookie")) return;
     while (!v.empty()) {
       const size_t semi = v.find(';');
       std::string_view pair = trim(v.substr(0, semi));

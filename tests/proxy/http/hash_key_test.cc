@@ -60,7 +60,7 @@ TEST(HashKeyTest, SourceIp) {
 TEST(HashKeyTest, Cookie) {
   HeaderMap h;
   h.add("cookie", "a=1; session=\"xyz\" ;b=2");
-  h.add("cookie", "c=3");
+  h.add("Cookie", "c=3");  // names keep their case as received
   EXPECT_EQ(find_cookie(h, "session"), "xyz");
   EXPECT_EQ(find_cookie(h, "b"), "2");
   EXPECT_EQ(find_cookie(h, "c"), "3");
