@@ -75,6 +75,9 @@ struct alignas(64) ClusterRow {
   // ... and those that could not be: not idempotent, or a body larger than the replay buffer
   Counter retries_skipped_method, retries_skipped_body;
   std::array<Counter, static_cast<size_t>(UpstreamError::kCount)> errors;
+  // Load balancer: picks made in panic mode (too few available hosts: availability ignored) and
+  // picks answered by a failover tier (priority > 0).
+  Counter lb_panic, lb_failover;
 };
 
 struct ClusterSlot {

@@ -98,7 +98,10 @@ void Cluster::update(const snapshot::Cluster& config, stats::ClusterSlot* stats,
 
 std::shared_ptr<Endpoint> Cluster::pick(const PickContext& ctx) {
   Endpoint* e = balancer_.pick(ctx);
-  return e == nullptr ? nullptr : e->shared_from_this();
+  if (e == nullptr) return nullptr;
+  if (balancer_.last_panic()) row().lb_panic.inc();
+  if (balancer_.last_tier() != 0) row().lb_failover.inc();
+  return e->shared_from_this();
 }
 
 std::unique_ptr<Connection> Cluster::take_idle(Endpoint& ep) {

@@ -291,7 +291,11 @@ Endpoint* Balancer::pick(const PickContext& ctx) {
         panic_threshold_ > 0 && avail * 100 < uint64_t{panic_threshold_} * tier.hosts.size();
     Eligible ok{panic ? nullptr : &available_, ctx.tried, avoid};
     Endpoint* e = pick_in(tier, ok, r, ctx.hash);
-    if (e != nullptr && panic) ++panic_picks_;
+    if (e != nullptr) {
+      if (panic) ++panic_picks_;
+      last_panic_ = panic;
+      last_tier_ = t;
+    }
     return e;
   };
   if (Endpoint* e = in_tier(chosen, true)) return e;

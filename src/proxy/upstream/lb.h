@@ -80,6 +80,9 @@ class Balancer {
   std::vector<uint32_t> tier_loads() const;
   // Picks made while a tier was in panic mode (availability ignored), since assign().
   uint64_t panic_picks() const { return panic_picks_; }
+  // About the last successful pick: whether its tier was in panic mode, and the tier's index.
+  bool last_panic() const { return last_panic_; }
+  size_t last_tier() const { return last_tier_; }
 
  private:
   struct Tier {
@@ -105,6 +108,8 @@ class Balancer {
   std::shared_ptr<const HashTables> tables_;
   Availability available_;
   uint64_t panic_picks_ = 0;
+  bool last_panic_ = false;
+  size_t last_tier_ = 0;
 };
 
 }  // namespace lb

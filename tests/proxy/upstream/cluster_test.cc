@@ -5,6 +5,7 @@
 #include <gtest/gtest.h>
 
 #include <map>
+#include <set>
 
 namespace portico::proxy::upstream {
 namespace {
@@ -124,6 +125,25 @@ TEST_F(ClusterTest, MaxRequestsPerConnectionClosesOnGiveBack) {
   c.give_back(ep, std::move(conn));
   EXPECT_TRUE(ep->idle.empty());
   EXPECT_EQ(slot->row(0).cx_active.get(), 0u);
+}
+
+TEST_F(ClusterTest, PanicAndFailoverPicksAreCounted) {
+  snapshot::Cluster config = make_cluster({{1, 1}, {2, 1}, {11, 1}});
+  config.endpoints[2].priority = 1;
+  Cluster c(config, slot, 0);
+  std::set<uint16_t> down;
+  c.balancer().set_availability([&](const Endpoint& e) { return !down.contains(e.config.port); });
+  for (int i = 0; i < 10; ++i)
+    EXPECT_NE(pick(c, i, nullptr)->config.port, 11);
+  EXPECT_EQ(c.row().lb_failover.get(), 0u);
+  down = {1, 2};  // tier 0 gone: tier 1 takes everything
+  for (int i = 0; i < 10; ++i)
+    EXPECT_EQ(pick(c, i, nullptr)->config.port, 11);
+  EXPECT_EQ(c.row().lb_failover.get(), 10u);
+  EXPECT_EQ(c.row().lb_panic.get(), 0u);
+  down = {1, 2, 11};  // nothing anywhere: tier 0 in panic mode
+  EXPECT_NE(pick(c, 3, nullptr)->config.port, 11);
+  EXPECT_EQ(c.row().lb_panic.get(), 1u);
 }
 
 }  // namespace
