@@ -180,12 +180,16 @@ std::shared_ptr<const HashTables> build_tables(const snapshot::Cluster& config) 
 
 // ---- Balancer ---------------------------------------------------------------------------------
 
+inline bool Balancer::is_available(const Endpoint& e) const {
+  return available_ ? available_(e) : e.available();
+}
+
 struct Balancer::Eligible {
-  const Availability* available = nullptr;  // null: panic mode, every host
+  const Balancer* balancer = nullptr;  // null: panic mode, every host
   std::span<const Endpoint* const> tried;
   bool avoid_tried = true;
   bool operator()(const Endpoint* e) const {
-    if (available != nullptr && !(*available)(*e)) return false;
+    if (balancer != nullptr && !balancer->is_available(*e)) return false;
     if (avoid_tried) {
       for (const Endpoint* t : tried)
         if (t == e) return false;
@@ -194,7 +198,7 @@ struct Balancer::Eligible {
   }
 };
 
-Balancer::Balancer() : available_([](const Endpoint& e) { return e.available(); }) {}
+Balancer::Balancer() = default;
 
 void Balancer::assign(const snapshot::Cluster& config, std::vector<Endpoint*> hosts,
                       std::shared_ptr<const HashTables> tables) {
@@ -230,7 +234,7 @@ void Balancer::loads(std::vector<uint32_t>& out, bool& all_empty) const {
   for (const auto& tier : tiers_) {
     size_t avail = 0;
     for (const Endpoint* e : tier.hosts)
-      if (available_(*e)) ++avail;
+      if (is_available(*e)) ++avail;
     const uint32_t health = static_cast<uint32_t>(
         std::min<uint64_t>(100, avail * 140 / std::max<size_t>(tier.hosts.size(), 1)));
     const uint32_t load = std::min(left, health);
@@ -264,8 +268,7 @@ Endpoint* Balancer::pick(const PickContext& ctx) {
   uint64_t r = next_random(ctx.random);
   size_t chosen = 0;
   if (tiers_.size() > 1) {
-    std::vector<uint32_t> l;
-    l.reserve(tiers_.size());
+    std::vector<uint32_t>& l = scratch_loads_;
     bool empty = false;
     loads(l, empty);
     if (!empty) {
@@ -284,12 +287,15 @@ Endpoint* Balancer::pick(const PickContext& ctx) {
   // (in order); at last the chosen tier again, tried hosts allowed.
   auto in_tier = [&](size_t t, bool avoid) -> Endpoint* {
     const Tier& tier = tiers_[t];
-    size_t avail = 0;
-    for (const Endpoint* e : tier.hosts)
-      if (available_(*e)) ++avail;
-    const bool panic =
-        panic_threshold_ > 0 && avail * 100 < uint64_t{panic_threshold_} * tier.hosts.size();
-    Eligible ok{panic ? nullptr : &available_, ctx.tried, avoid};
+    // Panic when fewer than threshold % of the tier's hosts are available: count until enough.
+    const uint64_t need = (uint64_t{panic_threshold_} * tier.hosts.size() + 99) / 100;
+    uint64_t avail = 0;
+    for (const Endpoint* e : tier.hosts) {
+      if (avail >= need) break;
+      if (is_available(*e)) ++avail;
+    }
+    const bool panic = avail < need;
+    Eligible ok{panic ? nullptr : this, ctx.tried, avoid};
     Endpoint* e = pick_in(tier, ok, r, ctx.hash);
     if (e != nullptr) {
       if (panic) ++panic_picks_;

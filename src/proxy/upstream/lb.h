@@ -69,6 +69,7 @@ class Balancer {
   // here when null). The endpoints must outlive the next assign().
   void assign(const snapshot::Cluster& config, std::vector<Endpoint*> hosts,
               std::shared_ptr<const HashTables> tables);
+  // Replaces Endpoint::available() (tests). Empty: back to Endpoint::available().
   void set_availability(Availability a) { available_ = std::move(a); }
 
   // nullptr when no endpoint may be picked (none configured, or none available with the panic
@@ -92,6 +93,8 @@ class Balancer {
   };
   struct Eligible;  // lb.cc: which hosts a pick may take
 
+  // Endpoint::available() unless a predicate was set (called directly: inlined on the hot path).
+  bool is_available(const Endpoint& e) const;
   void loads(std::vector<uint32_t>& out, bool& all_empty) const;
   Endpoint* pick_in(const Tier& tier, const Eligible& ok, uint64_t random,
                     const std::optional<uint64_t>& hash);
@@ -106,8 +109,9 @@ class Balancer {
   uint32_t panic_threshold_ = 50;
   std::vector<Tier> tiers_;
   std::shared_ptr<const HashTables> tables_;
-  Availability available_;
+  Availability available_;  // empty: Endpoint::available()
   uint64_t panic_picks_ = 0;
+  std::vector<uint32_t> scratch_loads_;  // tier loads of the current pick (no allocation per pick)
   bool last_panic_ = false;
   size_t last_tier_ = 0;
 };
