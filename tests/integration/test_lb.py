@@ -111,6 +111,15 @@ class LoadBalancerTest(t.IntegrationTest):
         self.assertEqual(lbs[f"{t.NAMESPACE}/ring"], "ring_hash")
         self.assertEqual(lbs[f"{t.NAMESPACE}/maglev"], "maglev")
 
+    def test_stats_list_the_load_balancer_counters(self):
+        self.get("/ring/x", {"x-user": "someone"})
+        names = {n for n, labels, v in self.portico.stats() if labels.get("upstream") == f"{t.NAMESPACE}/ring"}
+        self.assertIn("portico_upstream_lb_panic_total", names)
+        self.assertIn("portico_upstream_lb_failover_total", names)
+        # Every host is available: no panic, no failover.
+        self.assertEqual(t.metric_sum(self.portico.stats(), "portico_upstream_lb_panic_total"), 0)
+        self.assertEqual(t.metric_sum(self.portico.stats(), "portico_upstream_lb_failover_total"), 0)
+
 
 if __name__ == "__main__":
     t.main()
