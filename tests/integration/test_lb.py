@@ -29,7 +29,12 @@ class LoadBalancerTest(t.IntegrationTest):
         maglev["spec"]["loadBalancerConfig"] = {"maglev": {}}
         least = t.upstream("least", hosts)
         least["spec"]["loadBalancerConfig"] = {"leastRequest": {"choiceCount": 2}}
-        ups = [ring, maglev, least, t.upstream("random", hosts, lb="random")]
+        # Failover: tier 0 is host a alone, tier 1 hosts b and c (used only when a is unavailable).
+        failover = t.upstream("failover", hosts[:1], lb="random")
+        failover["spec"]["failover"] = {"prioritizedLocalities": [{"localityEndpoints": [{
+            "locality": {"region": "backup"},
+            "lbEndpoints": [{"address": h[0], "port": h[1]} for h in hosts[1:]]}]}]}
+        ups = [ring, maglev, least, t.upstream("random", hosts, lb="random"), failover]
         by_header = {"lbHash": {"hashPolicies": [{"header": "x-user", "terminal": True}, {"sourceIp": True}]}}
         by_ip = {"lbHash": {"hashPolicies": [{"sourceIp": True}]}}
         by_cookie = {"lbHash": {"hashPolicies": [{"cookie": {"name": "session"}}]}}
@@ -39,6 +44,7 @@ class LoadBalancerTest(t.IntegrationTest):
             r("ip", [m(prefix="/ip")], to="ring", options=by_ip),
             r("random", [m(prefix="/random")], to="random"),
             r("least", [m(prefix="/least")], to="least"),
+            r("failover", [m(prefix="/failover")], to="failover"),
         ]
         cls.cfg.write_stack(cls.port, [t.virtual_service("vs", routes)], ups)
         cls.portico = t.start_portico(cls, cls.cfg)
@@ -110,6 +116,13 @@ class LoadBalancerTest(t.IntegrationTest):
         lbs = {c["name"]: c["lb"] for c in dump["clusters"]}
         self.assertEqual(lbs[f"{t.NAMESPACE}/ring"], "ring_hash")
         self.assertEqual(lbs[f"{t.NAMESPACE}/maglev"], "maglev")
+
+    def test_failover_tier_unused_while_the_primary_is_available(self):
+        counts = collections.Counter(self.get(f"/failover/{i}") for i in range(40))
+        self.assertEqual(dict(counts), {"a": 40})
+        dump = self.portico.admin_get("/config_dump").json()
+        (cluster,) = [c for c in dump["clusters"] if c["name"] == f"{t.NAMESPACE}/failover"]
+        self.assertEqual([e.get("priority", 0) for e in cluster["endpoints"]], [0, 1, 1])
 
     def test_stats_list_the_load_balancer_counters(self):
         self.get("/ring/x", {"x-user": "someone"})
