@@ -1,7 +1,8 @@
 #!/usr/bin/env python3
-"""Load balancers through the real binary, with three real upstream servers: ring hash and maglev
-keyed by a header (the same key always reaches the same host, different keys spread over all three),
-random and least request (spread over all three), source-IP hashing (stable per client address)."""
+"""Load balancers through the real binary, with three real upstream servers: ring hash keyed by a
+header and maglev keyed by a cookie (the same key always reaches the same host, different keys spread
+over all three), random and least request (spread over all three), source-IP hashing (stable per client
+address), a failover tier unused while the primary host is available, the load balancer counters."""
 
 import collections
 import http.client
