@@ -912,6 +912,7 @@ void decode_route_options(DocReader& doc, const Field& f, RouteOptions* out) {
   }
   if (auto a = m.map("accessLog"))
     detail::decode_route_access_log(doc, *a, &out->access_log_disabled);
+  if (auto r = m.map("retries")) detail::decode_retries(doc, *r, &out->retries.emplace());
   uint64_t limit = 0;
   if (m.uint("maxRequestBodyBytes", 0, kMaxBodyLimit, &limit)) out->max_request_body_bytes = limit;
   if (auto l = m.list("upgrades")) decode_upgrades(doc, *l, &out->upgrades.emplace());
@@ -1170,6 +1171,8 @@ void decode_upstream(DocReader& doc, MapReader& spec, const ObjectMeta& meta, Up
     }
     m.finish();
   }
+  if (auto cb = spec.map("circuitBreakers")) detail::decode_circuit_breakers(doc, *cb, out);
+  if (auto rb = spec.map("retryBudget")) detail::decode_retry_budget(doc, *rb, out);
 }
 
 // ---- RouteTable, UpstreamGroup, Settings ----

@@ -295,6 +295,21 @@ struct HashPolicy {
   bool terminal = false;
 };
 
+// options.retries (Gloo's RetryPolicy, plus Portico's retriableStatusCodes and
+// retryNonIdempotent); see snapshot::RetryPolicy for the meaning of each field.
+struct RetryOptions {
+  // Conditions (retryOn), the same bits as snapshot::RetryPolicy's (the translator checks).
+  static constexpr uint32_t kOn5xx = 1, kOnGatewayError = 2, kOnReset = 4, kOnConnectFailure = 8,
+                            kOnRetriable4xx = 16, kOnRefusedStream = 32, kOnStatusCodes = 64;
+  uint32_t retry_on = 0;
+  std::vector<uint16_t> retriable_status_codes;
+  uint32_t num_retries = 1;
+  Millis per_try_timeout{0};
+  Millis base_interval{25};
+  std::optional<Millis> max_interval;  // unset: 10 x base_interval
+  bool retry_non_idempotent = false;
+};
+
 struct RouteOptions {
   std::optional<Millis> timeout;  // 0: none
   std::optional<std::string> prefix_rewrite;
@@ -307,6 +322,7 @@ struct RouteOptions {
   std::vector<HashPolicy> hash_policies;  // options.lbHash.hashPolicies
   std::string lb_hash_path;               // where options.lbHash was written (for warnings)
   Location lb_hash_loc;
+  std::optional<RetryOptions> retries;  // options.retries
 };
 
 struct Route {
@@ -364,6 +380,13 @@ struct UpstreamSpec {
   std::optional<uint32_t> max_connections;       // per worker; unset: unlimited
   std::optional<uint32_t> max_idle_connections;  // per endpoint and worker
   std::optional<UpstreamTls> tls;
+  // spec.circuitBreakers and spec.retryBudget (process-wide; defaults in snapshot::Cluster).
+  uint32_t cb_max_connections = 1024;
+  uint32_t cb_max_pending_requests = 1024;
+  uint32_t cb_max_requests = 1024;
+  uint32_t cb_max_retries = 1024;
+  uint32_t retry_budget_percent = 20;
+  uint32_t retry_budget_min_concurrency = 3;
 };
 
 // ---- RouteTable, UpstreamGroup, Settings ----
