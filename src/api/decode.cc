@@ -915,6 +915,7 @@ void decode_route_options(DocReader& doc, const Field& f, RouteOptions* out) {
   uint64_t limit = 0;
   if (m.uint("maxRequestBodyBytes", 0, kMaxBodyLimit, &limit)) out->max_request_body_bytes = limit;
   if (auto l = m.list("upgrades")) decode_upgrades(doc, *l, &out->upgrades.emplace());
+  if (auto h = m.map("lbHash")) detail::decode_lb_hash(doc, *h, out);
   if (m.duration("idleTimeout", &d, false, &where)) {
     if (d.count() <= 0) {
       doc.error(where, m.child_path("idleTimeout"), "must be greater than 0");
@@ -1137,30 +1138,8 @@ void decode_upstream(DocReader& doc, MapReader& spec, const ObjectMeta& meta, Up
     }
     s.finish();
   }
-  if (auto lb = spec.map("loadBalancerConfig")) {
-    MapReader m(doc, lb->value, lb->path, lb->loc);
-    for (const char* other : {"random", "ringHash", "maglev"}) {
-      if (auto f = m.take(other)) {
-        doc.error(f->loc, f->path,
-                  std::string(other) + " is not supported yet; use roundRobin or leastRequest");
-      }
-    }
-    auto rr_field = m.take("roundRobin");
-    auto lr_field = m.take("leastRequest");
-    bool rr = rr_field.has_value();
-    bool lr = lr_field.has_value();
-    if (rr && lr) {
-      doc.error(m.loc(), lb->path, "has both roundRobin and leastRequest; use one");
-    }
-    if (lr) out->lb = LbPolicy::kLeastRequest;
-    for (auto* f : {&rr_field, &lr_field}) {
-      if (*f && !(*f)->is_null()) {
-        MapReader policy(doc, (*f)->value, (*f)->path, (*f)->loc);
-        policy.finish();  // options such as choiceCount are not supported yet: errors
-      }
-    }
-    m.finish();
-  }
+  if (auto lb = spec.map("loadBalancerConfig")) detail::decode_load_balancer_config(doc, *lb, out);
+  if (auto fo = spec.map("failover")) detail::decode_failover(doc, *fo, out);
   if (auto cc = spec.map("connectionConfig")) {
     MapReader m(doc, cc->value, cc->path, cc->loc);
     Millis d{0};

@@ -54,4 +54,9 @@ void decode_circuit_breakers(yaml::DocReader& doc, const yaml::Field& f, Upstrea
 // An Upstream's spec.retryBudget: {budgetPercent, minRetryConcurrency}.
 void decode_retry_budget(yaml::DocReader& doc, const yaml::Field& f, UpstreamSpec* out);
 
+// An Upstream's loadBalancerConfig and failover, a route's options.lbHash (decode_lb.cc).
+void decode_load_balancer_config(yaml::DocReader& doc, const yaml::Field& f, UpstreamSpec* out);
+void decode_failover(yaml::DocReader& doc, const yaml::Field& f, UpstreamSpec* out);
+void decode_lb_hash(yaml::DocReader& doc, const yaml::Field& f, RouteOptions* out);
+
 }  // namespace portico::api::detail

@@ -287,6 +287,14 @@ struct Upgrades {
   bool connect = false;    // CONNECT opens a tunnel to the route's upstream
 };
 
+// options.lbHash.hashPolicies[i]: one input of the request's hash key (ring hash, maglev).
+struct HashPolicy {
+  enum class Kind { kHeader, kCookie, kSourceIp };
+  Kind kind = Kind::kHeader;
+  std::string name;  // header (lower case) or cookie name
+  bool terminal = false;
+};
+
 // options.retries (Gloo's RetryPolicy, plus Portico's retriableStatusCodes and
 // retryNonIdempotent); see snapshot::RetryPolicy for the meaning of each field.
 struct RetryOptions {
@@ -310,7 +318,10 @@ struct RouteOptions {
   std::optional<bool> access_log_disabled;  // options.accessLog.disabled
   std::optional<uint64_t> max_request_body_bytes;
   std::optional<Upgrades> upgrades;  // unset: none (a delegating parent's list replaces a child's)
-  std::optional<Millis> idle_timeout;   // options.idleTimeout (> 0): the route's stream idle limit
+  std::optional<Millis> idle_timeout;  // options.idleTimeout (> 0): the route's stream idle limit
+  std::vector<HashPolicy> hash_policies;  // options.lbHash.hashPolicies
+  std::string lb_hash_path;               // where options.lbHash was written (for warnings)
+  Location lb_hash_loc;
   std::optional<RetryOptions> retries;  // options.retries
 };
 
@@ -340,7 +351,7 @@ struct VirtualServiceSpec {
 
 // ---- Upstream ----
 
-enum class LbPolicy { kRoundRobin, kLeastRequest };
+enum class LbPolicy { kRoundRobin, kLeastRequest, kRandom, kRingHash, kMaglev };
 
 struct StaticHost {
   std::string address;  // numeric IPv4 or IPv6
@@ -348,9 +359,21 @@ struct StaticHost {
   uint32_t weight = 1;
 };
 
+// failover.prioritizedLocalities[k]: the hosts of failover tier k + 1 (the locality labels are
+// recorded, not used for routing).
+struct FailoverTier {
+  std::vector<StaticHost> hosts;
+  std::vector<std::string> localities;  // "region/zone/subZone" per localityEndpoints entry
+};
+
 struct UpstreamSpec {
   std::vector<StaticHost> hosts;
   LbPolicy lb = LbPolicy::kRoundRobin;
+  uint32_t choice_count = 2;                 // leastRequest.choiceCount
+  uint64_t ring_min_size = 1024;             // ringHash.ringHashConfig.minimumRingSize
+  uint64_t ring_max_size = 8 * 1024 * 1024;  // ringHash.ringHashConfig.maximumRingSize
+  uint32_t healthy_panic_threshold = 50;     // loadBalancerConfig.healthyPanicThreshold (percent)
+  std::vector<FailoverTier> failover;        // failover.prioritizedLocalities
   Millis connect_timeout{2000};
   uint32_t max_requests_per_connection = 0;  // 0: unlimited
   Millis idle_timeout{60000};

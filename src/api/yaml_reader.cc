@@ -362,7 +362,6 @@ const char* feature_of(std::string_view key) {
       {"hostRewriteHeader", "a Host rewrite"},
       {"hostRewritePathRegex", "a Host rewrite"},
       {"upgrades", "protocol upgrades (WebSocket)"},
-      {"lbHash", "sticky sessions"},
       {"bufferPerRoute", "request buffering limits"},
       {"idleTimeout", "a timeout"},
       {"maxStreamDuration", "a timeout"},

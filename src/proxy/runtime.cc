@@ -95,6 +95,7 @@ std::shared_ptr<const Runtime> build_runtime(std::shared_ptr<const snapshot::Pro
   rt->cluster_stats.reserve(clusters.size());
   rt->cluster_tls.reserve(clusters.size());
   rt->cluster_tls_errors.reserve(clusters.size());
+  rt->cluster_lb.reserve(clusters.size());
   // Type versions (set when the configuration was published): clusters, endpoints and secrets all
   // at the versions `previous` ran means no cluster changed; nothing to compare.
   const snapshot::TypeVersions& pv = previous != nullptr && previous->config
@@ -112,6 +113,7 @@ std::shared_ptr<const Runtime> build_runtime(std::shared_ptr<const snapshot::Pro
       rt->cluster_stats.push_back(previous->cluster_stats[i]);
       rt->cluster_tls.push_back(previous->cluster_tls[i]);
       rt->cluster_tls_errors.push_back(previous->cluster_tls_errors[i]);
+      rt->cluster_lb.push_back(previous->cluster_lb[i]);
       continue;
     }
     rt->cluster_slots.push_back(registry.cluster_slot(c.name));
@@ -128,6 +130,7 @@ std::shared_ptr<const Runtime> build_runtime(std::shared_ptr<const snapshot::Pro
     }
     rt->cluster_tls.push_back(std::move(ctx));
     rt->cluster_tls_errors.push_back(std::move(error));
+    rt->cluster_lb.push_back(upstream::lb::build_tables(c));
   }
   // Listeners of `previous` whose compiled virtual hosts may be reused, by name.
   std::unordered_map<std::string, const ListenerRuntime*> reusable;

@@ -12,6 +12,7 @@
 #include "proxy/router/router.h"
 #include "proxy/stats/stats.h"
 #include "proxy/tls/context.h"
+#include "proxy/upstream/lb.h"
 #include "snapshot/proxy_config.h"
 
 namespace portico::proxy {
@@ -69,6 +70,9 @@ struct Runtime {
   // plaintext).
   std::vector<std::shared_ptr<const tls::ClientContext>> cluster_tls;
   std::vector<std::string> cluster_tls_errors;
+  // Ring hash / maglev tables, aligned with config->clusters (null for the other policies): built
+  // once here, shared read-only by every worker's Cluster.
+  std::vector<std::shared_ptr<const upstream::lb::HashTables>> cluster_lb;
   // Keeps this configuration's request and cluster slots alive (the raw pointers above point into
   // them): a removed route's or cluster's slot is freed when the last Runtime using it goes.
   std::vector<std::shared_ptr<stats::RequestSlot>> request_slots;

@@ -165,6 +165,13 @@ void Worker::post_runtime(std::shared_ptr<const Runtime> runtime) {
   asio::post(io_, [this, runtime = std::move(runtime)]() mutable { apply(std::move(runtime)); });
 }
 
+namespace {
+// The ring hash / maglev tables build_runtime made for cluster i (null: the cluster builds them).
+std::shared_ptr<const upstream::lb::HashTables> lb_tables(const Runtime& rt, size_t i) {
+  return i < rt.cluster_lb.size() ? rt.cluster_lb[i] : nullptr;
+}
+}  // namespace
+
 void Worker::apply(std::shared_ptr<const Runtime> runtime) {
   auto next = std::make_shared<WorkerConfig>();
   const auto& clusters = runtime->config->clusters;
@@ -177,7 +184,7 @@ void Worker::apply(std::shared_ptr<const Runtime> runtime) {
     next->clusters = config_->clusters;
     for (size_t i = 0; i < clusters.size(); ++i) {
       if (runtime->cluster_unchanged[i]) continue;
-      next->clusters[i]->update(clusters[i], runtime->cluster_stats[i]);
+      next->clusters[i]->update(clusters[i], runtime->cluster_stats[i], lb_tables(*runtime, i));
       next->clusters[i]->set_tls(runtime->cluster_tls[i], runtime->cluster_tls_errors[i]);
     }
     next->runtime = std::move(runtime);
@@ -190,9 +197,10 @@ void Worker::apply(std::shared_ptr<const Runtime> runtime) {
     std::shared_ptr<upstream::Cluster> c;
     if (it != clusters_.end()) {
       c = it->second;
-      c->update(clusters[i], runtime->cluster_stats[i]);
+      c->update(clusters[i], runtime->cluster_stats[i], lb_tables(*runtime, i));
     } else {
-      c = std::make_shared<upstream::Cluster>(clusters[i], runtime->cluster_stats[i], index_);
+      c = std::make_shared<upstream::Cluster>(clusters[i], runtime->cluster_stats[i], index_,
+                                              lb_tables(*runtime, i));
     }
     c->set_tls(runtime->cluster_tls[i], runtime->cluster_tls_errors[i]);
     by_name[clusters[i].name] = c;

@@ -129,6 +129,26 @@ Json route_json(const Route& r) {
     o["upgrades"] = std::move(up);
   }
   if (r.options.idle_timeout) o["idle_timeout_ms"] = r.options.idle_timeout->count();
+  if (!r.options.hash_policies.empty()) {
+    Json hp = Json::array();
+    for (const auto& p : r.options.hash_policies) {
+      Json one;
+      switch (p.kind) {
+        case HashPolicy::Kind::kHeader:
+          one["header"] = p.name;
+          break;
+        case HashPolicy::Kind::kCookie:
+          one["cookie"] = p.name;
+          break;
+        case HashPolicy::Kind::kSourceIp:
+          one["source_ip"] = true;
+          break;
+      }
+      if (p.terminal) one["terminal"] = true;
+      hp.push_back(std::move(one));
+    }
+    o["hash_policies"] = std::move(hp);
+  }
   if (const auto& p = r.options.retry) {
     Json on = Json::array();
     static constexpr std::pair<uint32_t, const char*> kOn[] = {
@@ -324,10 +344,33 @@ Json cluster_json(const Cluster& c) {
   Json j;
   j["name"] = c.name;
   j["sources"] = sources_of(c);
-  j["lb"] = c.lb == LbPolicy::kLeastRequest ? "least_request" : "round_robin";
+  switch (c.lb) {
+    case LbPolicy::kRoundRobin:
+      j["lb"] = "round_robin";
+      break;
+    case LbPolicy::kLeastRequest:
+      j["lb"] = "least_request";
+      j["choice_count"] = c.choice_count;
+      break;
+    case LbPolicy::kRandom:
+      j["lb"] = "random";
+      break;
+    case LbPolicy::kRingHash:
+      j["lb"] = "ring_hash";
+      j["ring_min_size"] = c.ring_min_size;
+      j["ring_max_size"] = c.ring_max_size;
+      break;
+    case LbPolicy::kMaglev:
+      j["lb"] = "maglev";
+      j["maglev_table_size"] = c.maglev_table_size;
+      break;
+  }
+  j["healthy_panic_threshold"] = c.healthy_panic_threshold;
   Json eps = Json::array();
   for (const auto& e : c.endpoints) {
-    eps.push_back(Json{{"address", e.address}, {"port", e.port}, {"weight", e.weight}});
+    Json ej{{"address", e.address}, {"port", e.port}, {"weight", e.weight}};
+    if (e.priority != 0) ej["priority"] = e.priority;
+    eps.push_back(std::move(ej));
   }
   j["endpoints"] = std::move(eps);
   j["connect_timeout_ms"] = c.connect_timeout.count();

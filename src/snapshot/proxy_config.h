@@ -135,6 +135,14 @@ struct RetryPolicy {
   bool operator==(const RetryPolicy&) const = default;
 };
 
+struct HashPolicy {
+  enum class Kind { kHeader, kCookie, kSourceIp };
+  Kind kind = Kind::kHeader;
+  std::string name;  // header name (lower case) or cookie name
+  bool terminal = false;
+  bool operator==(const HashPolicy&) const = default;
+};
+
 struct RouteOptions {
   std::optional<Millis>
       timeout;  // whole upstream exchange, until the response head arrives; 0 = none
@@ -157,6 +165,10 @@ struct RouteOptions {
   // No byte either way on a stream of this route (tunnels included) for this long resets it;
   // unset: the listener's stream idle timeout.
   std::optional<Millis> idle_timeout;
+  // Hash policies (options.lbHash): the key for ring hash and maglev upstreams. Policies are
+  // evaluated in order and their hashes combined; a terminal policy that produced a hash stops
+  // the evaluation. No hash at all: the load balancer picks at random.
+  std::vector<HashPolicy> hash_policies;
   std::optional<RetryPolicy> retry;  // unset: no retries beyond a stale pooled connection's
   bool operator==(const RouteOptions&) const = default;
 };
@@ -311,10 +323,13 @@ struct Endpoint {
   std::string address;  // numeric IPv4 or IPv6 address
   uint16_t port = 0;
   uint32_t weight = 1;
+  // Failover tier: 0 is the Upstream's own hosts, k + 1 its failover.prioritizedLocalities[k].
+  // Tier k + 1 gets traffic only when tiers 0..k have too few available hosts.
+  uint32_t priority = 0;
   bool operator==(const Endpoint&) const = default;
 };
 
-enum class LbPolicy { kRoundRobin, kLeastRequest };
+enum class LbPolicy { kRoundRobin, kLeastRequest, kRandom, kRingHash, kMaglev };
 
 // Process-wide limits of one cluster (Upstream circuitBreakers), counted across workers.
 struct CircuitBreakers {
@@ -337,7 +352,14 @@ enum class UpstreamProtocol { kHttp1, kHttp2 };
 struct Cluster {
   std::string name;  // "<namespace>/<upstream>"
   LbPolicy lb = LbPolicy::kRoundRobin;
-  std::vector<Endpoint> endpoints;
+  std::vector<Endpoint> endpoints;  // ordered by priority (tier 0 first)
+  uint32_t choice_count = 2;        // least request: hosts sampled per pick
+  uint64_t ring_min_size = 1024;    // ring hash: entries in the ring, at least / at most
+  uint64_t ring_max_size = 8 * 1024 * 1024;
+  uint32_t maglev_table_size = 65537;  // maglev: entries in the lookup table (a prime)
+  // Percent of available hosts (in a tier) below which availability is ignored (panic mode);
+  // 0 disables panic mode.
+  uint32_t healthy_panic_threshold = 50;
   Millis connect_timeout{2000};
   uint32_t max_requests_per_connection = 0;  // 0: unlimited
   Millis idle_connection_timeout{60000};     // pooled idle connection lifetime

@@ -191,14 +191,14 @@ metadata: {name: u}
 spec:
   kube: {serviceName: x}
   static: {hosts: []}
-  loadBalancerConfig: {random: {}}
+  loadBalancerConfig: {random: {x: 1}}
   connectionConfig: {maxRequestsPerConnection: 5000000000, idleTimeout: 0s}
 )"),
               ElementsAre("vs.yaml:4:9: error: spec.kube: kube upstreams are not supported yet; "
                           "use static hosts",
                           "vs.yaml:5:19: error: spec.static.hosts: must have at least one host",
-                          "vs.yaml:6:32: error: spec.loadBalancerConfig.random: random is not "
-                          "supported yet; use roundRobin or leastRequest",
+                          "vs.yaml:6:33: error: spec.loadBalancerConfig.random.x: unknown field "
+                          "\"x\": not implemented (refused rather than ignored)",
                           "vs.yaml:7:48: error: spec.connectionConfig.maxRequestsPerConnection: "
                           "5000000000 is out of range (0-4294967295)",
                           "vs.yaml:7:73: error: spec.connectionConfig.idleTimeout: must be greater "

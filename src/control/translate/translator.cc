@@ -226,6 +226,10 @@ void report_ref(Entry& e, const api::ResourceRef& ref, RefState state,
         what + (state == RefState::kMissing ? " not found" : " is rejected") + consequence);
 }
 
+bool hashes(const api::UpstreamSpec& u) {
+  return u.lb == api::LbPolicy::kRingHash || u.lb == api::LbPolicy::kMaglev;
+}
+
 // A route (or an UpstreamGroup) should point at an accepted Upstream: a missing or rejected one
 // is a warning, not an error (the traffic meant for it answers 503, everything else works).
 template <typename UpstreamState>
@@ -238,14 +242,26 @@ void check_upstream(Entry& e, const api::ResourceRef& ref, const UpstreamState& 
 
 // Routes must point at accepted UpstreamGroups (an error otherwise) and should point at accepted
 // Upstreams.
-template <typename UpstreamState, typename GroupState>
+// Hash policies on a route whose Upstream balances without a key (not ringHash or maglev) have no
+// effect (Envoy ignores them): a warning. `upstream_hashes(id)` is false only for an accepted
+// Upstream that does not hash.
+template <typename UpstreamState, typename GroupState, typename UpstreamHashes>
 void check_route_refs(Entry& e, const std::vector<api::Route>& routes,
-                      const UpstreamState& upstream_state, const GroupState& group_state) {
+                      const UpstreamState& upstream_state, const GroupState& group_state,
+                      const UpstreamHashes& upstream_hashes) {
   for (const auto& route : routes) {
     const auto* fwd = std::get_if<api::ForwardAction>(&route.action);
     if (fwd == nullptr) continue;
     for (const auto& d : fwd->destinations)
       check_upstream(e, d.upstream, upstream_state);
+    if (!route.options.hash_policies.empty()) {
+      for (const auto& d : fwd->destinations) {
+        if (d.upstream.name.empty() || upstream_hashes(d.upstream.to_string())) continue;
+        e.add(Diagnostic::Severity::kWarning, route.options.lb_hash_loc, route.options.lb_hash_path,
+              "hash policies have no effect: upstream " + d.upstream.to_string() +
+                  " does not use ringHash or maglev");
+      }
+    }
     if (fwd->upstream_group && !fwd->upstream_group->name.empty()) {
       const auto& ref = *fwd->upstream_group;
       const std::string id = ref.to_string();
@@ -320,6 +336,15 @@ void translate_virtual_service(const Resource& r, const std::vector<FlatRoute>& 
       base.options.connect = o.upgrades->connect;
     }
     base.options.idle_timeout = o.idle_timeout;
+    for (const auto& p : o.hash_policies) {
+      snapshot::HashPolicy hp;
+      hp.kind = p.kind == api::HashPolicy::Kind::kHeader   ? snapshot::HashPolicy::Kind::kHeader
+                : p.kind == api::HashPolicy::Kind::kCookie ? snapshot::HashPolicy::Kind::kCookie
+                                                           : snapshot::HashPolicy::Kind::kSourceIp;
+      hp.name = p.name;
+      hp.terminal = p.terminal;
+      base.options.hash_policies.push_back(std::move(hp));
+    }
     if (o.retries) base.options.retry = translate_retries(*o.retries);
     for (const auto& m : route.matchers) {
       snapshot::Route r2 = base;
@@ -350,6 +375,11 @@ api::RouteOptions merge_options(const api::RouteOptions& parent, const api::Rout
   if (parent.max_request_body_bytes) out.max_request_body_bytes = parent.max_request_body_bytes;
   if (parent.upgrades) out.upgrades = parent.upgrades;
   if (parent.idle_timeout) out.idle_timeout = parent.idle_timeout;
+  if (!parent.hash_policies.empty()) {
+    out.hash_policies = parent.hash_policies;
+    out.lb_hash_path = parent.lb_hash_path;
+    out.lb_hash_loc = parent.lb_hash_loc;
+  }
   if (parent.retries) out.retries = parent.retries;  // the whole policy, as Gloo merges options
   return out;
 }
@@ -798,10 +828,34 @@ snapshot::Cluster translate_upstream(const Resource& r) {
   const auto& spec = r.upstream();
   snapshot::Cluster c;
   c.name = r.meta.ns + "/" + r.meta.name;
-  c.lb = spec.lb == api::LbPolicy::kLeastRequest ? snapshot::LbPolicy::kLeastRequest
-                                                 : snapshot::LbPolicy::kRoundRobin;
+  switch (spec.lb) {
+    case api::LbPolicy::kRoundRobin:
+      c.lb = snapshot::LbPolicy::kRoundRobin;
+      break;
+    case api::LbPolicy::kLeastRequest:
+      c.lb = snapshot::LbPolicy::kLeastRequest;
+      break;
+    case api::LbPolicy::kRandom:
+      c.lb = snapshot::LbPolicy::kRandom;
+      break;
+    case api::LbPolicy::kRingHash:
+      c.lb = snapshot::LbPolicy::kRingHash;
+      break;
+    case api::LbPolicy::kMaglev:
+      c.lb = snapshot::LbPolicy::kMaglev;
+      break;
+  }
+  c.choice_count = spec.choice_count;
+  c.ring_min_size = spec.ring_min_size;
+  c.ring_max_size = spec.ring_max_size;
+  c.healthy_panic_threshold = spec.healthy_panic_threshold;
   for (const auto& h : spec.hosts)
-    c.endpoints.push_back({h.address, h.port, h.weight});
+    c.endpoints.push_back({h.address, h.port, h.weight, 0});
+  // Failover tier k (prioritizedLocalities[k]) is priority k + 1.
+  for (size_t k = 0; k < spec.failover.size(); ++k) {
+    for (const auto& h : spec.failover[k].hosts)
+      c.endpoints.push_back({h.address, h.port, h.weight, static_cast<uint32_t>(k + 1)});
+  }
   c.connect_timeout = spec.connect_timeout;
   c.max_requests_per_connection = spec.max_requests_per_connection;
   c.idle_connection_timeout = spec.idle_timeout;
@@ -947,6 +1001,7 @@ struct Translator::State {
   std::set<std::string> selector_users;  // VirtualServices delegating by selector
   // What the dependencies looked like at the previous translation.
   std::unordered_map<std::string, bool> upstream_rejected;
+  std::unordered_map<std::string, bool> upstream_hashing;  // accepted, ringHash or maglev
   std::unordered_map<std::string, GroupToken> groups;
   std::unordered_map<std::string, TableToken> tables;
   // Upstreams used by the routes of accepted VirtualServices: the contributing memos and counts.
@@ -1171,8 +1226,13 @@ Translation Translator::translate(const std::vector<ResourcePtr>& resources, uin
     for (const auto& d : g.resource->upstream_group().destinations)
       check_upstream(g, d.upstream, upstream_state);
   }
+  auto upstream_hashes = [&](const std::string& id) {
+    auto it = upstreams.find(id);
+    return it == upstreams.end() || it->second.rejected() ||
+           hashes(it->second.resource->upstream());
+  };
   auto check_routes = [&](Entry& e, const std::vector<api::Route>& routes) {
-    check_route_refs(e, routes, upstream_state, group_state);
+    check_route_refs(e, routes, upstream_state, group_state, upstream_hashes);
   };
   for (auto& [id, t] : tables)
     check_routes(t, t.resource->route_table().routes);
@@ -1219,9 +1279,12 @@ Translation Translator::translate(const std::vector<ResourcePtr>& resources, uin
       auto& known = state.upstream_rejected;
       for (const auto& [uid, up] : upstreams) {
         const bool rejected = up.rejected();
+        const bool hashing = !rejected && hashes(up.resource->upstream());
         auto [it, inserted] = known.try_emplace(uid, rejected);
-        if (inserted || it->second != rejected) {
+        auto [h, h_inserted] = state.upstream_hashing.try_emplace(uid, hashing);
+        if (inserted || it->second != rejected || h->second != hashing) {
           it->second = rejected;
+          h->second = hashing;
           state.invalidate("u:" + uid);
         }
       }
@@ -1232,6 +1295,7 @@ Translation Translator::translate(const std::vector<ResourcePtr>& resources, uin
             continue;
           }
           state.invalidate("u:" + it->first);
+          state.upstream_hashing.erase(it->first);
           it = known.erase(it);
         }
       }
@@ -1727,6 +1791,11 @@ std::optional<Translation> Translator::translate_changes(const std::vector<Resou
       UpstreamChange u{i, ptr->meta.ns + "/" + ptr->meta.name, clusters.size()};
       auto known = state.upstream_rejected.find(u.id);
       if (known == state.upstream_rejected.end() || known->second) return std::nullopt;
+      // Hashing turned on or off: the warnings of the routes using it change.
+      auto hashing = state.upstream_hashing.find(u.id);
+      if (hashing == state.upstream_hashing.end() || hashing->second != hashes(ptr->upstream())) {
+        return std::nullopt;
+      }
       for (size_t k = 0; k < clusters.size() && u.cluster == clusters.size(); ++k) {
         if (clusters[k].name == u.id) u.cluster = k;
       }
@@ -1748,7 +1817,13 @@ std::optional<Translation> Translator::translate_changes(const std::vector<Resou
     m->resource = ptr;
     Entry scratch{&r, {}, ptr};
     const auto& routes = r.virtual_service().routes;
-    check_route_refs(scratch, routes, upstream_state, group_state);
+    auto upstream_hashes = [&](const std::string& id) {
+      auto it = state.upstream_hashing.find(id);
+      if (it == state.upstream_hashing.end() || it->second) return true;
+      auto rejected = state.upstream_rejected.find(id);
+      return rejected != state.upstream_rejected.end() && rejected->second;
+    };
+    check_route_refs(scratch, routes, upstream_state, group_state, upstream_hashes);
     if (scratch.rejected()) return std::nullopt;  // e.g. a missing UpstreamGroup
     for (const auto& route : routes) {
       const auto* fwd = std::get_if<api::ForwardAction>(&route.action);

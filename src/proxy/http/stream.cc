@@ -7,6 +7,7 @@
 
 #include "proxy/filters/header_mutation/header_mutation.h"
 #include "proxy/http/forwarded.h"
+#include "proxy/http/hash_key.h"
 #include "proxy/http/path.h"
 #include "proxy/overload/overload.h"
 #include "proxy/router/router.h"
@@ -638,6 +639,11 @@ asio::awaitable<void> StreamHandler::forward(const snapshot::Route& route,
 
   InFlight active{cluster, nullptr};
   const upstream::Endpoint* tried = nullptr;
+  // The request's key for ring hash / maglev upstreams (route hash policies), computed once.
+  const std::optional<uint64_t> hash_key =
+      route.options.hash_policies.empty() ? std::nullopt
+                                          : request_hash(route.options.hash_policies, req.headers,
+                                                         stream_.connection().peer_address);
   // The route timeout bounds the whole exchange, across tries (each try may be shorter: the
   // policy's perTryTimeout).
   deadline_ = timeout.count() > 0 ? Clock::now() + timeout : Clock::time_point::max();
@@ -645,7 +651,11 @@ asio::awaitable<void> StreamHandler::forward(const snapshot::Route& route,
   bool fresh_only = connect_tunnel;
   for (int attempt = 0;; ++attempt) {
     if (aborted_) co_return;
-    std::shared_ptr<upstream::Endpoint> ep = cluster.pick(w_.random(), tried);
+    upstream::PickContext pick;
+    pick.random = w_.random();
+    pick.hash = hash_key;
+    if (tried != nullptr) pick.tried = std::span<const upstream::Endpoint* const>(&tried, 1);
+    std::shared_ptr<upstream::Endpoint> ep = cluster.pick(pick);
     if (!ep) {
       co_await fail(FailureKind::kNoHealthyHost, false);
       co_return;

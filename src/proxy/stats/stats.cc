@@ -343,6 +343,12 @@ std::string Registry::render() const {
        &ClusterRow::rq_total},
       {"portico_upstream_requests_active", "gauge", "Requests in flight upstream.",
        &ClusterRow::rq_active},
+      {"portico_upstream_lb_panic_total", "counter",
+       "Load balancer picks made in panic mode (available hosts below healthyPanicThreshold).",
+       &ClusterRow::lb_panic},
+      {"portico_upstream_lb_failover_total", "counter",
+       "Load balancer picks answered by a failover tier (priority above 0).",
+       &ClusterRow::lb_failover},
   };
   for (const auto& m : kMetrics) {
     emit_header(m.name, m.type, m.help);

@@ -91,6 +91,9 @@ struct alignas(64) ClusterRow {
   // Requests answered 503 at once because a circuit breaker was full, by breaker.
   std::array<Counter, static_cast<size_t>(Breaker::kCount)> overflow;
   std::array<Counter, static_cast<size_t>(UpstreamError::kCount)> errors;
+  // Load balancer: picks made in panic mode (too few available hosts: availability ignored) and
+  // picks answered by a failover tier (priority > 0).
+  Counter lb_panic, lb_failover;
 };
 
 // What a cluster has in flight, across every worker and configuration version (the slot lives as

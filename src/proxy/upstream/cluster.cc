@@ -23,9 +23,10 @@ std::string pool_key_of(const snapshot::Cluster& c) {
 }
 }  // namespace
 
-Cluster::Cluster(const snapshot::Cluster& config, stats::ClusterSlot* stats, unsigned worker)
+Cluster::Cluster(const snapshot::Cluster& config, stats::ClusterSlot* stats, unsigned worker,
+                 std::shared_ptr<const lb::HashTables> tables)
     : name_(config.name), stats_(stats), worker_(worker) {
-  update(config, stats);
+  update(config, stats, std::move(tables));
 }
 
 Cluster::~Cluster() {
@@ -37,9 +38,9 @@ Cluster::~Cluster() {
   }
 }
 
-void Cluster::update(const snapshot::Cluster& config, stats::ClusterSlot* stats) {
+void Cluster::update(const snapshot::Cluster& config, stats::ClusterSlot* stats,
+                     std::shared_ptr<const lb::HashTables> tables) {
   stats_ = stats;
-  lb_ = config.lb;
   connect_timeout_ = config.connect_timeout;
   idle_timeout_ = config.idle_connection_timeout;
   max_requests_per_connection_ = config.max_requests_per_connection;
@@ -61,7 +62,6 @@ void Cluster::update(const snapshot::Cluster& config, stats::ClusterSlot* stats)
     }
   }
   std::vector<std::shared_ptr<Endpoint>> next;
-  total_weight_ = 0;
   for (const auto& e : config.endpoints) {
     std::shared_ptr<Endpoint> found;
     for (auto& old : endpoints_) {
@@ -74,13 +74,13 @@ void Cluster::update(const snapshot::Cluster& config, stats::ClusterSlot* stats)
       found = std::make_shared<Endpoint>();
       asio::error_code ec;
       auto addr = asio::ip::make_address(e.address, ec);
-      if (ec) continue;  // validated by the control plane; skip rather than crash
-      found->address = asio::ip::tcp::endpoint(addr, e.port);
+      // Validated by the control plane. Kept (unconnectable) rather than skipped: the load
+      // balancer's tables index the configuration's endpoints.
+      if (!ec) found->address = asio::ip::tcp::endpoint(addr, e.port);
     }
     found->config = e;
     found->weight = e.weight == 0 ? 1 : e.weight;
     found->current_weight = 0;
-    total_weight_ += found->weight;
     next.push_back(std::move(found));
   }
   for (auto& old : endpoints_) {
@@ -91,37 +91,19 @@ void Cluster::update(const snapshot::Cluster& config, stats::ClusterSlot* stats)
     old->idle.clear();
   }
   endpoints_ = std::move(next);
+  std::vector<Endpoint*> hosts;
+  hosts.reserve(endpoints_.size());
+  for (auto& ep : endpoints_)
+    hosts.push_back(ep.get());
+  balancer_.assign(config, std::move(hosts), std::move(tables));
 }
 
-std::shared_ptr<Endpoint> Cluster::pick(uint64_t random, const Endpoint* tried) {
-  const size_t n = endpoints_.size();
-  if (n == 0) return nullptr;
-  if (n == 1) return endpoints_[0];
-  if (lb_ == snapshot::LbPolicy::kLeastRequest) {
-    // Power of two choices, weighted by dividing active requests by weight.
-    size_t a = random % n;
-    size_t b = (random >> 32) % (n - 1);
-    if (b >= a) ++b;
-    auto score = [](const Endpoint& e) {
-      return static_cast<double>(e.active_requests + 1) / static_cast<double>(e.weight);
-    };
-    Endpoint* ea = endpoints_[a].get();
-    Endpoint* eb = endpoints_[b].get();
-    if (ea == tried) return endpoints_[b];
-    if (eb == tried) return endpoints_[a];
-    return score(*ea) <= score(*eb) ? endpoints_[a] : endpoints_[b];
-  }
-  // Smooth weighted round robin: every pick adds each weight to its running total and takes the
-  // largest, which spreads picks evenly in proportion to the weights.
-  std::shared_ptr<Endpoint>* best = nullptr;
-  for (auto& ep : endpoints_) {
-    ep->current_weight += ep->weight;
-    if (ep.get() == tried) continue;
-    if (!best || ep->current_weight > (*best)->current_weight) best = &ep;
-  }
-  if (!best) best = &endpoints_[0];
-  (*best)->current_weight -= total_weight_;
-  return *best;
+std::shared_ptr<Endpoint> Cluster::pick(const PickContext& ctx) {
+  Endpoint* e = balancer_.pick(ctx);
+  if (e == nullptr) return nullptr;
+  if (balancer_.last_panic()) row().lb_panic.inc();
+  if (balancer_.last_tier() != 0) row().lb_failover.inc();
+  return e->shared_from_this();
 }
 
 std::unique_ptr<Connection> Cluster::take_idle(Endpoint& ep) {

@@ -16,6 +16,7 @@
 #include "proxy/stats/stats.h"
 #include "proxy/tls/context.h"
 #include "proxy/transport/transport.h"
+#include "proxy/upstream/lb.h"
 #include "snapshot/proxy_config.h"
 
 namespace portico::proxy::upstream {
@@ -35,7 +36,7 @@ struct Connection {
   Clock::time_point idle_since{};
 };
 
-struct Endpoint {
+struct Endpoint : std::enable_shared_from_this<Endpoint> {
   snapshot::Endpoint config;
   asio::ip::tcp::endpoint address;
   uint32_t weight = 1;
@@ -79,16 +80,21 @@ struct LoadHold {
 
 class Cluster {
  public:
-  Cluster(const snapshot::Cluster& config, stats::ClusterSlot* stats, unsigned worker);
+  Cluster(const snapshot::Cluster& config, stats::ClusterSlot* stats, unsigned worker,
+          std::shared_ptr<const lb::HashTables> tables = nullptr);
   ~Cluster();
 
   // Applies a new configuration of the same cluster: keeps the endpoints (and their pools) that are
-  // still there, marks the others removed.
-  void update(const snapshot::Cluster& config, stats::ClusterSlot* stats);
+  // still there, marks the others removed. `tables`: the ring hash / maglev tables built for this
+  // configuration by build_runtime (shared by the workers); built here when null.
+  void update(const snapshot::Cluster& config, stats::ClusterSlot* stats,
+              std::shared_ptr<const lb::HashTables> tables = nullptr);
 
-  // Picks an endpoint (weighted round robin or least request, power of two choices), skipping the
-  // ones in `tried` when others remain. nullptr when the cluster has no endpoints.
-  std::shared_ptr<Endpoint> pick(uint64_t random, const Endpoint* tried);
+  // Picks an endpoint with the cluster's load balancer (lb.h): failover tier, then policy;
+  // unavailable endpoints skipped (panic threshold aside), the ones in ctx.tried avoided when
+  // others remain. nullptr when no endpoint may be picked.
+  std::shared_ptr<Endpoint> pick(const PickContext& ctx);
+  lb::Balancer& balancer() { return balancer_; }
 
   // Whether one more connection may be opened (Cluster::max_connections per worker). A refusal is
   // counted as an overflow.
@@ -133,7 +139,6 @@ class Cluster {
 
  private:
   std::string name_;
-  snapshot::LbPolicy lb_ = snapshot::LbPolicy::kRoundRobin;
   std::chrono::milliseconds connect_timeout_{2000};
   std::chrono::milliseconds idle_timeout_{60000};
   uint32_t max_requests_per_connection_ = 0;
@@ -150,8 +155,8 @@ class Cluster {
   size_t open_ = 0;
   stats::ClusterSlot* stats_;
   unsigned worker_;
-  std::vector<std::shared_ptr<Endpoint>> endpoints_;
-  int64_t total_weight_ = 0;
+  std::vector<std::shared_ptr<Endpoint>> endpoints_;  // aligned with the config's endpoints
+  lb::Balancer balancer_;
 };
 
 }  // namespace portico::proxy::upstream

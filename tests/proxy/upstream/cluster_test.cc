@@ -5,6 +5,7 @@
 #include <gtest/gtest.h>
 
 #include <map>
+#include <set>
 
 namespace portico::proxy::upstream {
 namespace {
@@ -19,6 +20,13 @@ snapshot::Cluster make_cluster(std::vector<std::pair<uint16_t, uint32_t>> ports_
   return c;
 }
 
+std::shared_ptr<Endpoint> pick(Cluster& c, uint64_t random, const Endpoint* tried) {
+  PickContext ctx;
+  ctx.random = random;
+  if (tried != nullptr) ctx.tried = std::span<const Endpoint* const>(&tried, 1);
+  return c.pick(ctx);
+}
+
 struct ClusterTest : ::testing::Test {
   stats::Registry registry{1};
   std::shared_ptr<stats::ClusterSlot> owner = registry.cluster_slot("default/up");
@@ -27,14 +35,14 @@ struct ClusterTest : ::testing::Test {
 
 TEST_F(ClusterTest, EmptyClusterPicksNothing) {
   Cluster c(make_cluster({}), slot, 0);
-  EXPECT_EQ(c.pick(1, nullptr), nullptr);
+  EXPECT_EQ(pick(c, 1, nullptr), nullptr);
 }
 
 TEST_F(ClusterTest, WeightedRoundRobinFollowsWeightsExactly) {
   Cluster c(make_cluster({{1001, 5}, {1002, 1}, {1003, 1}}), slot, 0);
   std::map<uint16_t, int> seen;
   for (int i = 0; i < 700; ++i)
-    ++seen[c.pick(0, nullptr)->config.port];
+    ++seen[pick(c, 0, nullptr)->config.port];
   EXPECT_EQ(seen[1001], 500);
   EXPECT_EQ(seen[1002], 100);
   EXPECT_EQ(seen[1003], 100);
@@ -45,29 +53,29 @@ TEST_F(ClusterTest, SmoothRoundRobinInterleaves) {
   Cluster c(make_cluster({{1, 2}, {2, 1}}), slot, 0);
   std::vector<uint16_t> order;
   for (int i = 0; i < 6; ++i)
-    order.push_back(c.pick(0, nullptr)->config.port);
+    order.push_back(pick(c, 0, nullptr)->config.port);
   EXPECT_EQ(order, (std::vector<uint16_t>{1, 2, 1, 1, 2, 1}));
 }
 
 TEST_F(ClusterTest, PickSkipsTriedEndpoint) {
   Cluster c(make_cluster({{1, 1}, {2, 1}}), slot, 0);
-  auto first = c.pick(0, nullptr);
+  auto first = pick(c, 0, nullptr);
   for (int i = 0; i < 10; ++i)
-    EXPECT_NE(c.pick(0, first.get()), first);
+    EXPECT_NE(pick(c, 0, first.get()), first);
 }
 
 TEST_F(ClusterTest, LeastRequestPrefersIdleEndpoint) {
   Cluster c(make_cluster({{1, 1}, {2, 1}}, snapshot::LbPolicy::kLeastRequest), slot, 0);
-  auto busy = c.pick(0, nullptr);
+  auto busy = pick(c, 0, nullptr);
   busy->active_requests = 10;
   for (uint64_t r = 0; r < 50; ++r)
-    EXPECT_NE(c.pick(r * 0x9E3779B97F4A7C15ULL, nullptr), busy);
+    EXPECT_NE(pick(c, r * 0x9E3779B97F4A7C15ULL, nullptr), busy);
 }
 
 TEST_F(ClusterTest, UpdateKeepsSurvivingEndpointsAndMarksRemoved) {
   Cluster c(make_cluster({{1, 1}, {2, 1}}), slot, 0);
-  auto one = c.pick(0, nullptr);
-  auto two = c.pick(0, nullptr);
+  auto one = pick(c, 0, nullptr);
+  auto two = pick(c, 0, nullptr);
   ASSERT_NE(one, two);
   c.update(make_cluster({{1, 1}, {3, 1}}), slot);
   auto keep = one->config.port == 1 ? one : two;
@@ -76,7 +84,7 @@ TEST_F(ClusterTest, UpdateKeepsSurvivingEndpointsAndMarksRemoved) {
   EXPECT_TRUE(gone->removed);
   std::map<uint16_t, int> seen;
   for (int i = 0; i < 10; ++i)
-    ++seen[c.pick(0, nullptr)->config.port];
+    ++seen[pick(c, 0, nullptr)->config.port];
   EXPECT_EQ(seen[1], 5);
   EXPECT_EQ(seen[3], 5);
   EXPECT_EQ(seen.count(2), 0u);
@@ -90,7 +98,7 @@ std::unique_ptr<Connection> make_connection(asio::io_context& io) {
 TEST_F(ClusterTest, PoolReturnsConnectionsAndDropsThemForRemovedEndpoints) {
   asio::io_context io;
   Cluster c(make_cluster({{1, 1}}), slot, 0);
-  auto ep = c.pick(0, nullptr);
+  auto ep = pick(c, 0, nullptr);
   EXPECT_EQ(c.take_idle(*ep), nullptr);
   auto conn = make_connection(io);
   c.opened();
@@ -110,13 +118,32 @@ TEST_F(ClusterTest, MaxRequestsPerConnectionClosesOnGiveBack) {
   auto cfg = make_cluster({{1, 1}});
   cfg.max_requests_per_connection = 2;
   Cluster c(cfg, slot, 0);
-  auto ep = c.pick(0, nullptr);
+  auto ep = pick(c, 0, nullptr);
   auto conn = make_connection(io);
   c.opened();
   conn->requests = 2;
   c.give_back(ep, std::move(conn));
   EXPECT_TRUE(ep->idle.empty());
   EXPECT_EQ(slot->row(0).cx_active.get(), 0u);
+}
+
+TEST_F(ClusterTest, PanicAndFailoverPicksAreCounted) {
+  snapshot::Cluster config = make_cluster({{1, 1}, {2, 1}, {11, 1}});
+  config.endpoints[2].priority = 1;
+  Cluster c(config, slot, 0);
+  std::set<uint16_t> down;
+  c.balancer().set_availability([&](const Endpoint& e) { return !down.contains(e.config.port); });
+  for (int i = 0; i < 10; ++i)
+    EXPECT_NE(pick(c, i, nullptr)->config.port, 11);
+  EXPECT_EQ(c.row().lb_failover.get(), 0u);
+  down = {1, 2};  // tier 0 gone: tier 1 takes everything
+  for (int i = 0; i < 10; ++i)
+    EXPECT_EQ(pick(c, i, nullptr)->config.port, 11);
+  EXPECT_EQ(c.row().lb_failover.get(), 10u);
+  EXPECT_EQ(c.row().lb_panic.get(), 0u);
+  down = {1, 2, 11};  // nothing anywhere: tier 0 in panic mode
+  EXPECT_NE(pick(c, 3, nullptr)->config.port, 11);
+  EXPECT_EQ(c.row().lb_panic.get(), 1u);
 }
 
 }  // namespace

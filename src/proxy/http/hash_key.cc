@@ -1,0 +1,71 @@
+#include "proxy/http/hash_key.h"
+
+#include "proxy/upstream/lb.h"
+
+namespace portico::proxy::http {
+
+namespace {
+std::string_view trim(std::string_view s) {
+  while (!s.empty() && (s.front() == ' ' || s.front() == '\t'))
+    s.remove_prefix(1);
+  while (!s.empty() && (s.back() == ' ' || s.back() == '\t'))
+    s.remove_suffix(1);
+  return s;
+}
+bool iequals(std::string_view a, std::string_view b) {
+  if (a.size() != b.size()) return false;
+  for (size_t i = 0; i < a.size(); ++i) {
+    char x = a[i];
+    if (x >= 'A' && x <= 'Z') x = static_cast<char>(x - 'A' + 'a');
+    if (x != b[i]) return false;
+  }
+  return true;
+}
+}  // namespace
+
+std::optional<std::string_view> find_cookie(const HeaderMap& headers, std::string_view name) {
+  std::optional<std::string_view> found;
+  headers.for_each([&](std::string_view n, std::string_view v) {
+    if (found || !iequals(n, "cookie")) return;
+    while (!v.empty()) {
+      const size_t semi = v.find(';');
+      std::string_view pair = trim(v.substr(0, semi));
+      v = semi == std::string_view::npos ? std::string_view{} : v.substr(semi + 1);
+      const size_t eq = pair.find('=');
+      if (eq == std::string_view::npos) continue;
+      if (trim(pair.substr(0, eq)) != name) continue;
+      std::string_view value = trim(pair.substr(eq + 1));
+      if (value.size() >= 2 && value.front() == '"' && value.back() == '"')
+        value = value.substr(1, value.size() - 2);
+      found = value;
+      return;
+    }
+  });
+  return found;
+}
+
+std::optional<uint64_t> request_hash(const std::vector<snapshot::HashPolicy>& policies,
+                                     const HeaderMap& headers, std::string_view peer_address) {
+  std::optional<uint64_t> key;
+  for (const auto& p : policies) {
+    std::optional<std::string_view> input;
+    switch (p.kind) {
+      case snapshot::HashPolicy::Kind::kHeader:
+        input = headers.get(p.name);
+        break;
+      case snapshot::HashPolicy::Kind::kCookie:
+        input = find_cookie(headers, p.name);
+        break;
+      case snapshot::HashPolicy::Kind::kSourceIp:
+        if (!peer_address.empty()) input = peer_address;
+        break;
+    }
+    if (!input) continue;
+    const uint64_t h = upstream::lb::hash64(*input);
+    key = key ? upstream::lb::combine(*key, h) : h;
+    if (p.terminal) break;
+  }
+  return key;
+}
+
+}  // namespace portico::proxy::http
