@@ -65,6 +65,8 @@ class RetriesTest(t.IntegrationTest):
         always = lambda status: (lambda n, method, path: ("respond", status))  # noqa: E731
         cls.bad = programmable(cls, always(503))
         cls.good = programmable(cls, always(200))
+        cls.bad2 = programmable(cls, always(503))
+        cls.bad3 = programmable(cls, always(503))
         cls.first_reset = programmable(cls, lambda n, meth, p: ("reset",) if n == 0 else ("respond", 200))
         cls.first_hangs = programmable(cls, lambda n, meth, p: ("hang", 3) if n == 0 else ("respond", 200))
         cls.hangs = programmable(cls, lambda n, meth, p: ("hang", 3))
@@ -88,6 +90,9 @@ class RetriesTest(t.IntegrationTest):
         ups = [
             upstream_spec("pair", [(t.LOCALHOST, cls.bad.port), (t.LOCALHOST, cls.good.port)]),
             upstream_spec("bad", [(t.LOCALHOST, cls.bad.port)]),
+            upstream_spec("trio", [(t.LOCALHOST, cls.bad.port), (t.LOCALHOST, cls.bad2.port),
+                                   (t.LOCALHOST, cls.bad3.port)],
+                          loadBalancerConfig={"random": {}}),
             upstream_spec("first-reset", [(t.LOCALHOST, cls.first_reset.port)]),
             upstream_spec("first-hangs", [(t.LOCALHOST, cls.first_hangs.port)]),
             upstream_spec("hangs", [(t.LOCALHOST, cls.hangs.port)]),
@@ -112,6 +117,9 @@ class RetriesTest(t.IntegrationTest):
               options={"retries": {"retryOn": "5xx", "numRetries": 2, "retryNonIdempotent": True,
                                    "retryBackOff": {"baseInterval": "1ms"}}}),
             r("no-policy", [m(prefix="/no-policy")], to="bad"),
+            r("trio", [m(prefix="/trio")], to="trio",
+              options={"retries": {"retryOn": "5xx", "numRetries": 2,
+                                   "retryBackOff": {"baseInterval": "1ms"}}}),
             r("reset", [m(prefix="/reset")], to="first-reset", options={"retries": {"retryOn": "reset"}}),
             r("reset-post", [m(prefix="/rst-post")], to="first-reset",
               options={"retries": {"retryOn": "reset"}}),
@@ -156,6 +164,15 @@ class RetriesTest(t.IntegrationTest):
         self.assertGreater(bad_hits, 0)
         self.assertEqual(self.stat("portico_upstream_retries_total", upstream="default/pair") - retries,
                          bad_hits)
+
+    def test_each_retry_goes_to_a_host_not_tried_yet(self):
+        # Three hosts answering 503, two retries, random picks: every request meets each host exactly
+        # once (the third try avoids both hosts tried before it, not only the last).
+        for i in range(6):
+            path = f"/trio/{i}"
+            self.assertEqual(self.get(path).status, 503)
+            self.assertEqual([s.count(path) for s in (self.bad, self.bad2, self.bad3)], [1, 1, 1],
+                             path)
 
     def test_without_a_policy_a_503_is_passed_through_once(self):
         self.assertEqual(self.get("/no-policy/x").status, 503)

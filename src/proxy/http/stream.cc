@@ -638,7 +638,16 @@ asio::awaitable<void> StreamHandler::forward(const snapshot::Route& route,
   }
 
   InFlight active{cluster, nullptr};
-  const upstream::Endpoint* tried = nullptr;
+  // The endpoints this request tried (the first kMaxTried): the next try avoids them all while
+  // other endpoints remain. Compared, never dereferenced.
+  constexpr size_t kMaxTried = 8;
+  std::array<const upstream::Endpoint*, kMaxTried> tried_list{};
+  size_t tried_count = 0;
+  auto tried = [&](const upstream::Endpoint* e) {
+    for (size_t i = 0; i < tried_count; ++i)
+      if (tried_list[i] == e) return;
+    if (tried_count < kMaxTried) tried_list[tried_count++] = e;
+  };
   // The request's key for ring hash / maglev upstreams (route hash policies), computed once.
   const std::optional<uint64_t> hash_key =
       route.options.hash_policies.empty() ? std::nullopt
@@ -654,7 +663,7 @@ asio::awaitable<void> StreamHandler::forward(const snapshot::Route& route,
     upstream::PickContext pick;
     pick.random = w_.random();
     pick.hash = hash_key;
-    if (tried != nullptr) pick.tried = std::span<const upstream::Endpoint* const>(&tried, 1);
+    pick.tried = std::span<const upstream::Endpoint* const>(tried_list.data(), tried_count);
     std::shared_ptr<upstream::Endpoint> ep = cluster.pick(pick);
     if (!ep) {
       co_await fail(FailureKind::kNoHealthyHost, false);
@@ -711,7 +720,7 @@ asio::awaitable<void> StreamHandler::forward(const snapshot::Route& route,
         co_return;
       }
       if (ec) {
-        tried = ep.get();
+        tried(ep.get());
         if (policy_) {
           if (policy_covers(0, true)) {
             const RetryDecision d = co_await policy_retry(false);
@@ -738,7 +747,7 @@ asio::awaitable<void> StreamHandler::forward(const snapshot::Route& route,
         }
         if (!t.ok()) {
           // Nothing of the request was sent: the same rule as a failed connect.
-          tried = ep.get();
+          tried(ep.get());
           if (policy_) {
             if (policy_covers(0, true)) {
               const RetryDecision d = co_await policy_retry(false);
@@ -807,7 +816,7 @@ asio::awaitable<void> StreamHandler::forward(const snapshot::Route& route,
       if (aborted_) co_return;
       if (route_timed_out_) {
         if (per_try_limited_ && policy_covers(0, false)) {
-          tried = ep.get();
+          tried(ep.get());
           const RetryDecision d = co_await policy_retry(true);
           if (d == RetryDecision::kRetry) continue;
           if (d == RetryDecision::kDone) co_return;
@@ -827,7 +836,7 @@ asio::awaitable<void> StreamHandler::forward(const snapshot::Route& route,
       }
       if (reused && attempt < 2) count_not_replayed();
       if (policy_covers(0, false)) {
-        tried = ep.get();
+        tried(ep.get());
         const RetryDecision d = co_await policy_retry(true);
         if (d == RetryDecision::kRetry) continue;
         if (d == RetryDecision::kDone) co_return;
@@ -871,7 +880,7 @@ asio::awaitable<void> StreamHandler::forward(const snapshot::Route& route,
         }
         if (policy_covers(buf_.response.status, false)) {
           // A retriable status: the response is dropped with its connection, never relayed.
-          tried = ep.get();
+          tried(ep.get());
           const RetryDecision d = co_await policy_retry(true);
           if (d == RetryDecision::kRetry) continue;
           if (d == RetryDecision::kDone) co_return;
@@ -897,7 +906,7 @@ asio::awaitable<void> StreamHandler::forward(const snapshot::Route& route,
       // No response head: a reset, a close, or this try's timeout.
       if (hs != upstream::H1ClientStream::HeadStatus::kInvalid &&
           (!route_timed_out_ || per_try_limited_) && policy_covers(0, false)) {
-        tried = ep.get();
+        tried(ep.get());
         const RetryDecision d = co_await policy_retry(true);
         if (d == RetryDecision::kRetry) continue;
         if (d == RetryDecision::kDone) co_return;
@@ -921,7 +930,7 @@ asio::awaitable<void> StreamHandler::forward(const snapshot::Route& route,
         policy_retrying_ = false;
         request_sent_ = false;
         upstream_write_failed_ = false;
-        tried = ep.get();
+        tried(ep.get());
         continue;
       }
       // The pooled connection was dead and no response byte came: the body read so far is in the
