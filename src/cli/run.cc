@@ -329,6 +329,8 @@ class Runner {
     if (!err.empty() && options_.upgrade) return give_up("admin listener: " + err);
     if (!err.empty()) {
       std::fprintf(stderr, "portico run: admin listener: %s\n", err.c_str());
+      ::close(upgrade_fd_);
+      ::unlink(options_.upgrade_socket.c_str());
       server_.stop();
       server_.join();
       return 1;
@@ -709,12 +711,13 @@ class Runner {
     out += "# TYPE portico_process_start_time_seconds gauge\n";
     out += "portico_process_start_time_seconds " + std::to_string(start_unix_ms_ / 1000) + "." +
            std::to_string(1000 + start_unix_ms_ % 1000).substr(1) + "\n";
-    out += "# TYPE portico_upgrade_generation gauge\n";
-    out += "portico_upgrade_generation " + std::to_string(generation_) + "\n";
-    out += "# TYPE portico_upgrades_total counter\n";
-    out += "portico_upgrades_total{result=\"handed_over\"} " + std::to_string(upgrades_completed_) +
+    out += "# TYPE portico_binary_upgrade_generation gauge\n";
+    out += "portico_binary_upgrade_generation " + std::to_string(generation_) + "\n";
+    out += "# TYPE portico_binary_upgrades_total counter\n";
+    out += "portico_binary_upgrades_total{result=\"handed_over\"} " +
+           std::to_string(upgrades_completed_) + "\n";
+    out += "portico_binary_upgrades_total{result=\"aborted\"} " + std::to_string(upgrades_failed_) +
            "\n";
-    out += "portico_upgrades_total{result=\"aborted\"} " + std::to_string(upgrades_failed_) + "\n";
     return out;
   }
 

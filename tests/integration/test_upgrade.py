@@ -141,7 +141,7 @@ class UpgradeTest(t.IntegrationTest):
         self.old = self.start_portico(self.cfg, workers=2)
         self.assertTrue(os.path.exists(self.sock_path))
         self.assertEqual(os.stat(self.sock_path).st_mode & 0o777, 0o600)
-        self.assertEqual(self.stat(self.old, "portico_upgrade_generation"), 0)
+        self.assertEqual(self.stat(self.old, "portico_binary_upgrade_generation"), 0)
         th, slow = self.slow_request("/delay/2000")
         load = ClientLoop(self.port).start()
         self.addCleanup(load.stop)
@@ -166,7 +166,7 @@ class UpgradeTest(t.IntegrationTest):
         self.assertIn(f"handed over 2 listening sockets (127.0.0.1:{self.port} x2)", new.log())
         # The admin socket came over too: same port, the new process answers.
         self.assertEqual(new.admin_get("/ready").status, 200)
-        self.assertEqual(self.stat(new, "portico_upgrade_generation"), 1)
+        self.assertEqual(self.stat(new, "portico_binary_upgrade_generation"), 1)
         self.assertEqual(t.request(self.port, "GET", "/after").status, 200)
         self.assertTrue(os.path.exists(self.sock_path), "the new process serves the upgrade socket")
 
@@ -174,7 +174,7 @@ class UpgradeTest(t.IntegrationTest):
         newer = self.new_process(workers=3)
         self.assertEqual(new.wait(15), 0, new.log())
         t.wait_until(lambda: newer.admin_get("/ready", timeout=1).status == 200, 10)
-        self.assertEqual(self.stat(newer, "portico_upgrade_generation"), 2)
+        self.assertEqual(self.stat(newer, "portico_binary_upgrade_generation"), 2)
         self.assertEqual(t.request(self.port, "GET", "/third").status, 200)
 
     def test_fewer_workers_serve_every_socket(self):
@@ -200,7 +200,7 @@ class UpgradeTest(t.IntegrationTest):
         self.assertTrue(self.old.alive())
         self.assertEqual(t.request(self.port, "GET", "/still").status, 200)
         self.assertEqual(self.old.admin_get("/ready").status, 200)
-        t.wait_until(lambda: self.stat(self.old, "portico_upgrades_total", result="aborted") == 1, 5)
+        t.wait_until(lambda: self.stat(self.old, "portico_binary_upgrades_total", result="aborted") == 1, 5)
         # A good one afterwards still works.
         good = self.new_process()
         self.assertEqual(self.old.wait(15), 0, self.old.log())
@@ -272,7 +272,7 @@ class UpgradeTest(t.IntegrationTest):
         self.assertTrue(msg.startswith(b"portico-upgrade 1 sockets 0 0\n"), msg)
         self.assertEqual(len(fds), 2)  # one worker, the admin socket
         c.close()
-        t.wait_until(lambda: self.stat(self.old, "portico_upgrades_total", result="aborted") == 2, 5)
+        t.wait_until(lambda: self.stat(self.old, "portico_binary_upgrades_total", result="aborted") == 2, 5)
         self.assertEqual(t.request(self.port, "GET", "/still").status, 200)
         self.assertTrue(self.old.alive())
 
@@ -291,7 +291,7 @@ class UpgradeTest(t.IntegrationTest):
         self.addCleanup(stop_new)
         self.assertTrue(pid_alive(pid))
         t.wait_until(lambda: self.old.admin_get("/ready", timeout=1).status == 200, 10)
-        self.assertEqual(self.stat(self.old, "portico_upgrade_generation"), 1)
+        self.assertEqual(self.stat(self.old, "portico_binary_upgrade_generation"), 1)
         self.assertEqual(t.request(self.port, "GET", "/usr2").status, 200)
 
 
