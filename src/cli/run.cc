@@ -425,10 +425,27 @@ class Runner {
       ::close(c);
       return;
     }
+    // The file is 0600; the peer's user is checked as well (root or ourselves).
+    ucred cred{};
+    socklen_t len = sizeof cred;
+    if (::getsockopt(c, SOL_SOCKET, SO_PEERCRED, &cred, &len) != 0 ||
+        (cred.uid != 0 && cred.uid != ::geteuid())) {
+      LOG_WARN("upgrade: connection from uid %u refused", static_cast<unsigned>(cred.uid));
+      upgrade::send_message(c, upgrade::error_message("permission denied"));
+      ::close(c);
+      return;
+    }
     timeval tv{2, 0};  // sends are bounded; the new process reads at once
     ::setsockopt(c, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof tv);
     upgrade_conn_ = std::make_unique<asio::posix::stream_descriptor>(io_, c);
     upgrade_peer_ = 0;
+    // A peer that does not say hello in time is dropped (it would block later upgrades). Once the
+    // sockets are sent there is no deadline: the new process says ready or its end closes the
+    // connection.
+    upgrade_hello_timer_.expires_after(std::chrono::seconds(10));
+    upgrade_hello_timer_.async_wait([this](const asio::error_code& e) {
+      if (!e && upgrade_conn_ && upgrade_peer_ == 0) end_upgrade("no hello within 10 s", true);
+    });
     wait_upgrade_message();
   }
 
@@ -448,6 +465,7 @@ class Runner {
           } else if (!err.empty()) {
             end_upgrade(err, true);
           } else if (m.verb == "hello" && upgrade_peer_ == 0) {
+            upgrade_hello_timer_.cancel();
             upgrade_peer_ = m.pid;
             if (send_sockets()) wait_upgrade_message();
           } else if (m.verb == "ready" && upgrade_peer_ != 0) {
@@ -738,6 +756,7 @@ class Runner {
     upgrade_signal_.cancel(ignored);
     upgrade_acceptor_.close(ignored);
     upgrade_conn_.reset();
+    upgrade_hello_timer_.cancel();
     debounce_.cancel();
     resync_.cancel();
     if (upgraded) {
@@ -783,6 +802,7 @@ class Runner {
   dev_t upgrade_dev_ = 0;
   ino_t upgrade_ino_ = 0;
   std::unique_ptr<asio::posix::stream_descriptor> upgrade_conn_;
+  asio::steady_timer upgrade_hello_timer_{io_};
   pid_t upgrade_peer_ = 0;
   uint64_t generation_ = 0;
   uint64_t upgrades_completed_ = 0;

@@ -5,10 +5,12 @@
 #include <netinet/in.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/un.h>
 #include <unistd.h>
 
 #include <arpa/inet.h>
 #include <cstdlib>
+#include <cstring>
 #include <filesystem>
 
 namespace portico::cli::upgrade {
@@ -139,6 +141,29 @@ TEST(UpgradeSockets, ListenReplacesStaleRefusesLiveAndNonSocket) {
   error = take_over((dir / "none.sock").string(), std::chrono::milliseconds(100), &t);
   EXPECT_NE(error.find("no running portico process"), std::string::npos) << error;
   std::filesystem::remove_all(dir);
+}
+
+TEST(UpgradeSockets, NotifiesSystemdWhenAsked) {
+  int fd = ::socket(AF_UNIX, SOCK_DGRAM, 0);
+  ASSERT_GE(fd, 0);
+  const std::string path =
+      (std::filesystem::temp_directory_path() / ("portico-notify-" + std::to_string(::getpid())))
+          .string();
+  ::unlink(path.c_str());
+  sockaddr_un addr{};
+  addr.sun_family = AF_UNIX;
+  std::memcpy(addr.sun_path, path.c_str(), path.size() + 1);
+  ASSERT_EQ(::bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr), 0);
+  ::setenv("NOTIFY_SOCKET", path.c_str(), 1);
+  notify_systemd("MAINPID=42\nREADY=1");
+  ::unsetenv("NOTIFY_SOCKET");
+  notify_systemd("READY=1");  // no NOTIFY_SOCKET: nothing sent
+  char buf[128] = {};
+  ssize_t n = ::recv(fd, buf, sizeof buf, MSG_DONTWAIT);
+  EXPECT_EQ(std::string(buf, n > 0 ? static_cast<size_t>(n) : 0), "MAINPID=42\nREADY=1");
+  EXPECT_LT(::recv(fd, buf, sizeof buf, MSG_DONTWAIT), 0);
+  ::close(fd);
+  ::unlink(path.c_str());
 }
 
 TEST(UpgradeSockets, DefaultPathBesideTheConfigDir) {
