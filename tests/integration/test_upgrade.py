@@ -186,6 +186,24 @@ class UpgradeTest(t.IntegrationTest):
         for i in range(30):
             self.assertEqual(t.request(self.port, "GET", f"/n{i}", timeout=3).status, 200)
 
+    def test_listeners_of_the_new_configuration(self):
+        # Old: ports A and B. New: A (adopted) and C (bound); B's sockets are closed.
+        port_b, port_c = t.free_port(), t.free_port()
+        self.cfg.write_obj("gateway-b.yaml", t.gateway("b", port_b, ["vs"]))
+        self.old = self.start_portico(self.cfg, workers=2)
+        self.assertEqual(t.request(port_b, "GET", "/b").status, 200)
+        other = self.new_config()
+        other.write_obj("upstream-echo.yaml", t.upstream("echo", [(t.LOCALHOST, self.echo.port)]))
+        other.write_obj("vs-vs.yaml", t.virtual_service("vs", [r("all", [m(prefix="/")], to="echo")]))
+        other.write_obj("gateway-gw.yaml", t.gateway("gw", self.port, ["vs"]))
+        other.write_obj("gateway-c.yaml", t.gateway("c", port_c, ["vs"]))
+        new = self.new_process(config_dir=other.path, extra=["--upgrade-socket", self.sock_path])
+        self.assertEqual(self.old.wait(15), 0, self.old.log())
+        self.assertIn(f"listener 127.0.0.1:{port_b} is not in the configuration", new.log())
+        self.assertEqual(t.request(self.port, "GET", "/a").status, 200)
+        self.assertEqual(t.request(port_c, "GET", "/c").status, 200)
+        self.assertTrue(t.port_refuses(port_b), "the dropped listener's sockets are closed")
+
     def test_broken_config_leaves_old_serving(self):
         self.old = self.start_portico(self.cfg, workers=2)
         broken = self.new_config()
