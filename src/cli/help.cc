@@ -131,9 +131,14 @@ Exit: 0 no differences; 1 differences; 2 bad arguments; 3 admin API or files unr
 )"},
     {"run",
      R"(Usage: portico run DIR [--admin ADDR:PORT] [--workers N] [--log-level debug|info|warn|error]
+                       [--resync 30s] [--upgrade-socket PATH] [--upgrade]
 
 Both planes in one process: configuration from the YAML files in DIR (watched for changes),
 traffic served on the Gateways' ports, admin API on 127.0.0.1:9901 by default.
+
+Binary upgrade: --upgrade takes the listening sockets over from the process serving
+--upgrade-socket (default DIR.upgrade.sock), which then drains and exits; SIGUSR2 makes a
+running process start its own binary with --upgrade.
 )"},
 };
 

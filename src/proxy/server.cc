@@ -126,6 +126,33 @@ std::vector<ListenerError> Server::apply(std::shared_ptr<const snapshot::ProxyCo
       wanted[key] = l.port;
       continue;
     }
+    if (auto in = inherited_.find(key); in != inherited_.end()) {
+      // Handed over by the old process: every one of its sockets is served (one per worker, the
+      // extra ones spread over our workers), and workers beyond its count get new sockets in the
+      // same SO_REUSEPORT group.
+      std::vector<int> fds = std::move(in->second);
+      inherited_.erase(in);
+      auto& to = hold_ ? held_ : add;
+      auto& keep = fds_[key];
+      for (size_t i = 0; i < fds.size(); ++i) {
+        to[i % workers_.size()].emplace_back(key, fds[i]);
+        keep.emplace_back(static_cast<unsigned>(i % workers_.size()), fds[i]);
+      }
+      for (size_t w = fds.size(); w < workers_.size(); ++w) {
+        int fd = open_listener(l.address, l.port);
+        if (fd < 0) {
+          LOG_WARN("listener %s: worker %zu has no socket of its own: %s", key.c_str(), w,
+                   std::strerror(-fd));
+          continue;
+        }
+        to[w].emplace_back(key, fd);
+        keep.emplace_back(static_cast<unsigned>(w), fd);
+      }
+      LOG_INFO("listener %s: adopted %zu listening sockets from the previous process", key.c_str(),
+               fds.size());
+      wanted[key] = l.port;
+      continue;
+    }
     std::vector<int> fds;
     int err = 0;
     if (!ours.count(l.port)) {
@@ -150,13 +177,18 @@ std::vector<ListenerError> Server::apply(std::shared_ptr<const snapshot::ProxyCo
       errors.push_back({l.name, "cannot listen on " + key + ": " + std::strerror(err)});
       continue;
     }
-    for (size_t w = 0; w < workers_.size(); ++w)
+    for (size_t w = 0; w < workers_.size(); ++w) {
       add[w].emplace_back(key, fds[w]);
+      fds_[key].emplace_back(static_cast<unsigned>(w), fds[w]);
+    }
     wanted[key] = l.port;
   }
   std::vector<std::string> remove;
   for (const auto& [key, port] : bound_) {
-    if (!wanted.count(key)) remove.push_back(key);
+    if (!wanted.count(key)) {
+      remove.push_back(key);
+      fds_.erase(key);
+    }
   }
   bound_ = std::move(wanted);
 
@@ -170,6 +202,50 @@ std::vector<ListenerError> Server::apply(std::shared_ptr<const snapshot::ProxyCo
   return errors;
 }
 
+void Server::inherit(std::map<std::string, std::vector<int>> sockets, bool hold) {
+  inherited_ = std::move(sockets);
+  hold_ = hold;
+  held_.assign(workers_.size(), {});
+}
+
+void Server::release_held() {
+  hold_ = false;
+  for (size_t w = 0; w < workers_.size() && w < held_.size(); ++w) {
+    if (!held_[w].empty()) workers_[w]->post_listeners(std::move(held_[w]), {});
+  }
+  held_.clear();
+}
+
+void Server::close_held() {
+  for (auto& list : held_) {
+    for (auto& [key, fd] : list)
+      ::close(fd);
+  }
+  held_.clear();
+  hold_ = false;
+}
+
+std::vector<std::string> Server::close_unused_inherited() {
+  std::vector<std::string> keys;
+  for (auto& [key, fds] : inherited_) {
+    // close(), never shutdown(): the old process may still accept on these sockets.
+    for (int fd : fds)
+      ::close(fd);
+    keys.push_back(key);
+  }
+  inherited_.clear();
+  return keys;
+}
+
+std::vector<std::tuple<std::string, unsigned, int>> Server::listening_sockets() const {
+  std::vector<std::tuple<std::string, unsigned, int>> out;
+  for (const auto& [key, fds] : fds_) {
+    for (const auto& [worker, fd] : fds)
+      out.emplace_back(key, worker, fd);
+  }
+  return out;
+}
+
 void Server::when_applied(std::function<void()> done) {
   auto left = std::make_shared<std::atomic<size_t>>(workers_.size());
   auto fn = std::make_shared<std::function<void()>>(std::move(done));
@@ -180,9 +256,9 @@ void Server::when_applied(std::function<void()> done) {
   }
 }
 
-void Server::drain(Clock::duration deadline) {
+void Server::drain(Clock::duration deadline, Clock::duration idle_grace) {
   for (auto& w : workers_)
-    w->post_drain(deadline);
+    w->post_drain(deadline, idle_grace);
 }
 
 void Server::stop() {

@@ -7,6 +7,7 @@
 #include <map>
 #include <memory>
 #include <string>
+#include <tuple>
 #include <vector>
 
 #include "proxy/runtime.h"
@@ -41,10 +42,24 @@ class Server {
   void when_applied(std::function<void()> done);
 
   // Graceful shutdown: stop accepting, let in-flight requests finish for up to `deadline`.
-  void drain(Clock::duration deadline);
+  // `idle_grace`: see Worker::post_drain (binary upgrade).
+  void drain(Clock::duration deadline, Clock::duration idle_grace = Clock::duration::zero());
   // Waits for every worker thread to end (after drain or stop).
   void join();
   void stop();
+
+  // Binary upgrade, new process: listening sockets received from the old one, by listener key, in
+  // the old process's worker order. apply() adopts them instead of binding (the SAME sockets: what
+  // waits in their accept queues is served here). With `hold`, the adopted sockets are not given
+  // to the workers until release_held(): a new process that gives up takes nothing from the old.
+  void inherit(std::map<std::string, std::vector<int>> sockets, bool hold);
+  // Posts the held sockets to the workers, or closes them (the new process gives up).
+  void release_held();
+  void close_held();
+  // Closes the inherited sockets no listener took (after the first apply); returns their keys.
+  std::vector<std::string> close_unused_inherited();
+  // Binary upgrade, old process: the listening sockets by key, as (worker, fd). The fds stay ours.
+  std::vector<std::tuple<std::string, unsigned, int>> listening_sockets() const;
 
   std::shared_ptr<const snapshot::ProxyConfig> current() const { return current_; }
   unsigned workers() const { return static_cast<unsigned>(workers_.size()); }
@@ -55,6 +70,11 @@ class Server {
   std::shared_ptr<const snapshot::ProxyConfig> current_;
   std::shared_ptr<const Runtime> runtime_;  // the last one built (its compiled hosts are reused)
   std::map<std::string, uint16_t> bound_;   // listener keys with sockets on the workers → port
+  // The fds of bound_ keys, as (worker, fd): what a binary upgrade hands over.
+  std::map<std::string, std::vector<std::pair<unsigned, int>>> fds_;
+  std::map<std::string, std::vector<int>> inherited_;  // not taken by a listener yet
+  bool hold_ = false;
+  std::vector<std::vector<std::pair<std::string, int>>> held_;  // per worker
 };
 
 }  // namespace portico::proxy

@@ -135,6 +135,7 @@ Worker::Worker(unsigned index, stats::Registry& stats) : index_(index), stats_(s
     sweep_pools();
     pool_sweep_.arm(kPoolSweepInterval);
   });
+  idle_close_timer_.bind(timers_, [this] { close_idle_connections(); });
   drain_timer_.bind(timers_, [this] {
     // The drain deadline: connections still open are ended now.
     for (DownstreamConnection* c = connections_list_; c;) {
@@ -217,12 +218,14 @@ void Worker::post_listeners(std::vector<std::pair<std::string, int>> add,
     for (const auto& key : remove) {
       auto it = acceptors_.find(key);
       if (it == acceptors_.end()) continue;
-      asio::error_code ignored;
-      it->second->close(ignored);
-      // The accept loop still references the acceptor until it sees the cancellation.
-      auto dying = std::shared_ptr<asio::ip::tcp::acceptor>(std::move(it->second));
+      for (auto& acc : it->second) {
+        asio::error_code ignored;
+        acc->close(ignored);
+        // The accept loop still references the acceptor until it sees the cancellation.
+        auto dying = std::shared_ptr<asio::ip::tcp::acceptor>(std::move(acc));
+        asio::post(io_, [dying] {});
+      }
       acceptors_.erase(it);
-      asio::post(io_, [dying] {});
       // Idle keep-alive connections of a removed listener are closed now, not failed at their
       // next request; connections with a request in flight finish it first.
       for (DownstreamConnection* c = connections_list_; c;) {
@@ -249,30 +252,38 @@ void Worker::post_listeners(std::vector<std::pair<std::string, int>> add,
         continue;
       }
       auto& slot = acceptors_[key];
-      if (slot) {
-        asio::error_code ignored;
-        slot->close(ignored);
-      }
-      slot = std::move(acc);
-      asio::co_spawn(io_, accept_loop(*this, *slot, key), asio::detached);
+      slot.push_back(std::move(acc));
+      asio::co_spawn(io_, accept_loop(*this, *slot.back(), key), asio::detached);
     }
   });
 }
 
-void Worker::post_drain(Clock::duration deadline) {
-  asio::post(io_, [this, deadline] {
+void Worker::close_idle_connections() {
+  for (DownstreamConnection* c = connections_list_; c;) {
+    DownstreamConnection* next = c->next_;
+    if (c->idle()) c->close_idle();
+    c = next;
+  }
+}
+
+void Worker::post_drain(Clock::duration deadline, Clock::duration idle_grace) {
+  asio::post(io_, [this, deadline, idle_grace] {
     draining_ = true;
     drain_timer_.arm(deadline.count() > 0 ? deadline : Clock::duration(1));
-    for (auto& [key, acc] : acceptors_) {
-      asio::error_code ignored;
-      acc->close(ignored);
+    // Closing does not shut the sockets down: after a binary upgrade the new process holds the
+    // same sockets and keeps accepting from their queues.
+    for (auto& [key, accs] : acceptors_) {
+      for (auto& acc : accs) {
+        asio::error_code ignored;
+        acc->close(ignored);
+      }
     }
     // Closing an acceptor completes its pending accept with operation_aborted; keep the objects
     // alive until the loop ends.
-    for (DownstreamConnection* c = connections_list_; c;) {
-      DownstreamConnection* next = c->next_;
-      if (c->idle()) c->close_idle();
-      c = next;
+    if (idle_grace.count() > 0 && idle_grace < deadline) {
+      idle_close_timer_.arm(idle_grace);
+    } else {
+      close_idle_connections();
     }
     maybe_finish_drain();
   });
@@ -291,6 +302,7 @@ void Worker::maybe_finish_drain() {
     ticker_.cancel();
     pool_sweep_.cancel();
     drain_timer_.cancel();
+    idle_close_timer_.cancel();
     clusters_.clear();
     config_ = std::make_shared<WorkerConfig>();
     io_.stop();

@@ -65,8 +65,10 @@ class Worker {
   void post_listeners(std::vector<std::pair<std::string, int>> add,
                       std::vector<std::string> remove);
   // Stops accepting, closes idle connections, lets in-flight requests finish; connections still
-  // open at the deadline are closed. The event loop then ends.
-  void post_drain(Clock::duration deadline);
+  // open at the deadline are closed. The event loop then ends. With `idle_grace` (binary upgrade),
+  // idle keep-alive connections stay open that long: a request arriving on one is answered with
+  // "Connection: close" rather than lost to a close racing with it.
+  void post_drain(Clock::duration deadline, Clock::duration idle_grace = Clock::duration::zero());
   void post_stop();
 
   // Worker thread only.
@@ -97,6 +99,7 @@ class Worker {
   void schedule_tick();
   void sweep_pools();
   void maybe_finish_drain();
+  void close_idle_connections();
 
   unsigned index_;
   stats::Registry& stats_;
@@ -106,7 +109,9 @@ class Worker {
   std::thread thread_;
   std::shared_ptr<WorkerConfig> config_;
   std::unordered_map<std::string, std::shared_ptr<upstream::Cluster>> clusters_;
-  std::map<std::string, std::unique_ptr<asio::ip::tcp::acceptor>> acceptors_;
+  // Usually one socket per listener key; more after a binary upgrade from a process that had more
+  // workers (every socket handed over is served: each has its own accept queue).
+  std::map<std::string, std::vector<std::unique_ptr<asio::ip::tcp::acceptor>>> acceptors_;
   std::unordered_map<std::string, uint32_t> listener_connections_;  // open, by listener key
   // Deadlines: the wheel, advanced by one asio timer every tick while any deadline is armed.
   TimerWheel timers_;
@@ -114,6 +119,7 @@ class Worker {
   bool ticking_ = false;
   Timer pool_sweep_;
   Timer drain_timer_;
+  Timer idle_close_timer_;  // the end of a drain's idle grace
   DownstreamConnection* connections_list_ = nullptr;
   size_t connections_ = 0;
   bool draining_ = false;

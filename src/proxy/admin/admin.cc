@@ -1,6 +1,12 @@
 #include "proxy/admin/admin.h"
 
+#include <sys/socket.h>
+#include <unistd.h>
+
 #include <asio/experimental/as_tuple.hpp>
+
+#include <cerrno>
+#include <cstring>
 
 #include "proxy/buffer.h"
 #include "proxy/http/h1_parser.h"
@@ -95,6 +101,29 @@ std::string AdminServer::listen(const std::string& address, uint16_t port) {
   acceptor_ = std::move(acc);
   asio::co_spawn(io_, accept_loop(*acceptor_, handler_), asio::detached);
   return "";
+}
+
+std::string AdminServer::adopt(int fd) {
+  sockaddr_storage ss{};
+  socklen_t len = sizeof ss;
+  if (::getsockname(fd, reinterpret_cast<sockaddr*>(&ss), &len) != 0) {
+    ::close(fd);
+    return "admin socket: " + std::string(std::strerror(errno));
+  }
+  auto acc = std::make_unique<asio::ip::tcp::acceptor>(io_);
+  asio::error_code ec;
+  acc->assign(ss.ss_family == AF_INET6 ? asio::ip::tcp::v6() : asio::ip::tcp::v4(), fd, ec);
+  if (ec) {
+    ::close(fd);
+    return "admin socket: " + ec.message();
+  }
+  acceptor_ = std::move(acc);
+  asio::co_spawn(io_, accept_loop(*acceptor_, handler_), asio::detached);
+  return "";
+}
+
+int AdminServer::native_handle() {
+  return acceptor_ && acceptor_->is_open() ? acceptor_->native_handle() : -1;
 }
 
 uint16_t AdminServer::port() const {

@@ -25,6 +25,11 @@ class AdminServer {
   AdminServer(asio::io_context& io, Handler handler);
   // Binds and starts accepting. Returns an error message, or "" on success.
   std::string listen(const std::string& address, uint16_t port);
+  // Serves an already listening socket (binary upgrade: the old process's admin socket). Takes
+  // `fd` (closed on error). Returns an error message, or "" on success.
+  std::string adopt(int fd);
+  // The listening fd, or -1 (still ours: a binary upgrade sends a copy).
+  int native_handle();
   uint16_t port() const;
   void close();
 

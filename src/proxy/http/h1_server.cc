@@ -329,8 +329,9 @@ asio::awaitable<H1Connection::HeadResult> H1Connection::read_head(const Listener
       parking_ = false;
       in_.release(kIdleKeep);
       asio::error_code wait_ec = co_await t_->wait_readable();
+      // Woken while draining: the request that arrived is answered (with "Connection: close");
+      // an idle connection the drain closes was cancelled above.
       if (wait_ec || timer_fired_ || !t_->is_open()) co_return HeadResult::kClose;
-      if (w_.draining()) co_return HeadResult::kClose;
     }
     auto [buf, cap] = in_.prepare(in_.empty() ? 1 : 1024);
     if (cap == 0) {
