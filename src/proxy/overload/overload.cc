@@ -56,6 +56,10 @@ bool admit_connection(uint32_t max) {
   return true;
 }
 
+int64_t connection_count() {
+  return state().connections.load(std::memory_order_relaxed);
+}
+
 void release_connection() {
   state().connections.fetch_sub(1, std::memory_order_relaxed);
 }

@@ -20,6 +20,8 @@ namespace portico::proxy::overload {
 
 // Worker threads: whether new requests are refused (heap at or above the threshold).
 bool heap_overloaded();
+// The connections counted now (tests).
+int64_t connection_count();
 // A new connection (any worker): false, counted, when `max` (0: none) connections are open
 // already. Every admitted connection is released once.
 bool admit_connection(uint32_t max);
