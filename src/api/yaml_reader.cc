@@ -369,8 +369,6 @@ const char* feature_of(std::string_view key) {
       {"maxStreamDuration", "a timeout"},
       {"tls", "TLS"},
       {"sslConfig", "TLS"},
-      {"healthChecks", "health checking"},
-      {"outlierDetection", "outlier detection"},
       {"circuitBreakers", "circuit breaking"},
   };
   for (const auto& f : kFeatures) {
