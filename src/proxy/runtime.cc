@@ -92,6 +92,7 @@ std::shared_ptr<const Runtime> build_runtime(std::shared_ptr<const snapshot::Pro
   rt->cluster_stats.reserve(clusters.size());
   rt->cluster_tls.reserve(clusters.size());
   rt->cluster_tls_errors.reserve(clusters.size());
+  rt->cluster_health.reserve(clusters.size());
   for (size_t i = 0; i < clusters.size(); ++i) {
     const auto& c = clusters[i];
     if (same_names && previous->config->clusters[i] == c) {
@@ -101,6 +102,7 @@ std::shared_ptr<const Runtime> build_runtime(std::shared_ptr<const snapshot::Pro
       rt->cluster_stats.push_back(previous->cluster_stats[i]);
       rt->cluster_tls.push_back(previous->cluster_tls[i]);
       rt->cluster_tls_errors.push_back(previous->cluster_tls_errors[i]);
+      rt->cluster_health.push_back(previous->cluster_health[i]);
       continue;
     }
     rt->cluster_slots.push_back(registry.cluster_slot(c.name));
@@ -115,6 +117,17 @@ std::shared_ptr<const Runtime> build_runtime(std::shared_ptr<const snapshot::Pro
         error = made.error().message;
       }
     }
+    // The previous configuration's health of this cluster (by name): its hosts carry over.
+    const upstream::ClusterHealth* before = nullptr;
+    if (previous != nullptr && previous->cluster_index) {
+      if (auto it = previous->cluster_index->find(c.name);
+          it != previous->cluster_index->end() &&
+          static_cast<size_t>(it->second) < previous->cluster_health.size()) {
+        before = previous->cluster_health[it->second].get();
+      }
+    }
+    rt->cluster_health.push_back(
+        upstream::make_cluster_health(c, before, rt->cluster_slots.back(), ctx));
     rt->cluster_tls.push_back(std::move(ctx));
     rt->cluster_tls_errors.push_back(std::move(error));
   }

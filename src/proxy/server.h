@@ -11,6 +11,7 @@
 
 #include "proxy/runtime.h"
 #include "proxy/stats/stats.h"
+#include "proxy/upstream/health.h"
 #include "proxy/worker.h"
 #include "snapshot/proxy_config.h"
 
@@ -44,6 +45,7 @@ class Server {
 
   std::shared_ptr<const snapshot::ProxyConfig> current() const { return current_; }
   unsigned workers() const { return static_cast<unsigned>(workers_.size()); }
+  const upstream::HealthChecker& health() const { return health_; }
 
  private:
   stats::Registry& stats_;
@@ -51,6 +53,7 @@ class Server {
   std::shared_ptr<const snapshot::ProxyConfig> current_;
   std::shared_ptr<const Runtime> runtime_;  // the last one built (its compiled hosts are reused)
   std::map<std::string, uint16_t> bound_;   // listener keys with sockets on the workers → port
+  upstream::HealthChecker health_;          // one checker per upstream host, on its own thread
 };
 
 }  // namespace portico::proxy

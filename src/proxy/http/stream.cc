@@ -632,6 +632,11 @@ asio::awaitable<void> StreamHandler::forward(const snapshot::Route& route,
     }
     upstream_host_ = ep->address;
     upstream_tried_ = true;
+    endpoint_ = ep.get();
+    struct ClearEndpoint {
+      upstream::Endpoint*& p;
+      ~ClearEndpoint() { p = nullptr; }
+    } clear_endpoint{endpoint_};
     ConnGuard guard{cluster, ep, fresh_only ? nullptr : cluster.take_idle(*ep)};
     const bool reused = guard.conn != nullptr;
     reused_ = reused;
@@ -667,6 +672,7 @@ asio::awaitable<void> StreamHandler::forward(const snapshot::Route& route,
         co_return;
       }
       if (ec) {
+        cluster.report(*ep, upstream::kLocalOriginFailure, w_.random());
         tried = ep.get();
         if (attempt == 0) continue;  // nothing was sent: one more try, elsewhere if possible
         fail_detail_ = ec.message();
@@ -686,6 +692,7 @@ asio::awaitable<void> StreamHandler::forward(const snapshot::Route& route,
         }
         if (!t.ok()) {
           // Nothing of the request was sent: the same rule as a failed connect.
+          cluster.report(*ep, upstream::kLocalOriginFailure, w_.random());
           tried = ep.get();
           if (attempt == 0) continue;
           fail_detail_ = t.error().message;
@@ -1001,6 +1008,7 @@ asio::awaitable<void> StreamHandler::relay_response(upstream::H1ClientStream& us
     resp.content_length = buf_.body.size();
     status_ = resp.status;
     slot_->count(w_.index(), resp.status);
+    if (endpoint_) cluster_->report(*endpoint_, resp.status, w_.random());
     if (co_await stream_.send_headers(resp, buf_.body.empty()) && !buf_.body.empty()) {
       response_bytes_ += buf_.body.size();
       co_await stream_.send_body(buf_.body, true);
@@ -1009,6 +1017,7 @@ asio::awaitable<void> StreamHandler::relay_response(upstream::H1ClientStream& us
     if (body_filters) resp.content_length.reset();  // filters may change the length
     status_ = resp.status;
     slot_->count(w_.index(), resp.status);
+    if (endpoint_) cluster_->report(*endpoint_, resp.status, w_.random());
     bool ok = co_await stream_.send_headers(resp, !resp.has_body);
     // The head goes out with the first body bytes when they are already here (one write);
     // otherwise now, so that a slow body does not hold the head back.
@@ -1293,6 +1302,13 @@ asio::awaitable<void> StreamHandler::fail(upstream::FailureKind kind, bool reque
   fail_detail_.clear();
   failure_ = kind;
   if (cluster_) cluster_->row().errors[static_cast<size_t>(e.stat())].inc();
+  // Outlier detection: what went wrong after the connection was made (connect failures were
+  // reported where they happened).
+  if (cluster_ && endpoint_ &&
+      (kind == upstream::FailureKind::kReset || kind == upstream::FailureKind::kTimeout ||
+       kind == upstream::FailureKind::kProtocol)) {
+    cluster_->report(*endpoint_, upstream::kGatewayFailure, w_.random());
+  }
   const std::string body = e.message();
   co_await local_reply(e.status(), body);
 }

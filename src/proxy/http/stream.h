@@ -166,6 +166,9 @@ class StreamHandler final : public filters::FilterCallbacks {
 
   // The upstream exchange in progress.
   upstream::Cluster* cluster_ = nullptr;
+  // The endpoint of the attempt in progress (set while forward() holds it): outcomes are reported
+  // to it for outlier detection.
+  upstream::Endpoint* endpoint_ = nullptr;
   std::string fail_detail_;  // for the next fail()
   upstream::H1ClientStream* us_ = nullptr;
   asio::ip::tcp::socket* connecting_ = nullptr;

@@ -91,10 +91,41 @@ void Cluster::update(const snapshot::Cluster& config, stats::ClusterSlot* stats)
   endpoints_ = std::move(next);
 }
 
+void Cluster::set_health(std::shared_ptr<const ClusterHealth> health) {
+  health_ = std::move(health);
+  for (size_t i = 0; i < endpoints_.size(); ++i) {
+    auto& ep = *endpoints_[i];
+    ep.health.reset();
+    if (!health_) continue;
+    const auto& hosts = health_->hosts;
+    // Aligned with the configuration's endpoints unless one was skipped (bad address).
+    if (i < hosts.size() && hosts[i]->port == ep.config.port &&
+        hosts[i]->address == ep.config.address) {
+      ep.health = hosts[i];
+      continue;
+    }
+    for (const auto& h : hosts) {
+      if (h->port == ep.config.port && h->address == ep.config.address) ep.health = h;
+    }
+  }
+}
+
 std::shared_ptr<Endpoint> Cluster::pick(uint64_t random, const Endpoint* tried) {
   const size_t n = endpoints_.size();
   if (n == 0) return nullptr;
   if (n == 1) return endpoints_[0];
+  if (health_) {
+    // Endpoints marked down by health checks or ejected are skipped while others are up; when
+    // none is up, all are used (better than failing every request).
+    bool any = false;
+    for (const auto& ep : endpoints_) {
+      if (ep->available()) {
+        any = true;
+        break;
+      }
+    }
+    if (any) return pick_available(random, tried);
+  }
   if (lb_ == snapshot::LbPolicy::kLeastRequest) {
     // Power of two choices, weighted by dividing active requests by weight.
     size_t a = random % n;
@@ -119,6 +150,51 @@ std::shared_ptr<Endpoint> Cluster::pick(uint64_t random, const Endpoint* tried) 
   }
   if (!best) best = &endpoints_[0];
   (*best)->current_weight -= total_weight_;
+  return *best;
+}
+
+std::shared_ptr<Endpoint> Cluster::pick_available(uint64_t random, const Endpoint* tried) {
+  const size_t n = endpoints_.size();
+  if (lb_ == snapshot::LbPolicy::kLeastRequest) {
+    // Two random choices among the available endpoints (tried ones only when nothing else is).
+    std::shared_ptr<Endpoint>* a = nullptr;
+    std::shared_ptr<Endpoint>* b = nullptr;
+    for (size_t k = 0; k < n; ++k) {
+      auto& ep = endpoints_[(random + k) % n];
+      if (!ep->available() || ep.get() == tried) continue;
+      if (!a) {
+        a = &ep;
+      } else if (!b) {
+        b = &ep;
+        break;
+      }
+    }
+    if (!a) {
+      for (auto& ep : endpoints_)
+        if (ep->available()) return ep;
+      return endpoints_[0];
+    }
+    if (!b) return *a;
+    auto score = [](const Endpoint& e) {
+      return static_cast<double>(e.active_requests + 1) / static_cast<double>(e.weight);
+    };
+    return score(**a) <= score(**b) ? *a : *b;
+  }
+  std::shared_ptr<Endpoint>* best = nullptr;
+  std::shared_ptr<Endpoint>* fallback = nullptr;  // the tried endpoint, if it is the only one up
+  int64_t total = 0;
+  for (auto& ep : endpoints_) {
+    if (!ep->available()) continue;
+    ep->current_weight += ep->weight;
+    total += ep->weight;
+    if (ep.get() == tried) {
+      fallback = &ep;
+      continue;
+    }
+    if (!best || ep->current_weight > (*best)->current_weight) best = &ep;
+  }
+  if (!best) best = fallback;
+  (*best)->current_weight -= total;
   return *best;
 }
 
