@@ -67,9 +67,10 @@ TEST(HealthDecode, UnsupportedPartsAreErrorsNamingThem) {
   ASSERT_EQ(f.resources.size(), 1u);
   auto l = lines(f.resources[0].diagnostics);
   ASSERT_THAT(l, SizeIs(3));
-  EXPECT_THAT(l[0], HasSubstr("spec.healthChecks[0].grpcHealthCheck: gRPC health checks are not "
+  // In document order.
+  EXPECT_THAT(l[0], HasSubstr("spec.healthChecks[0].altPort: unknown field"));
+  EXPECT_THAT(l[1], HasSubstr("spec.healthChecks[0].grpcHealthCheck: gRPC health checks are not "
                               "implemented"));
-  EXPECT_THAT(l[1], HasSubstr("spec.healthChecks[0].altPort: unknown field"));
   EXPECT_THAT(l[2], HasSubstr("spec.healthChecks[1]: only one health check per upstream"));
 }
 
@@ -135,8 +136,8 @@ TEST(OutlierDecode, SuccessRateIsNotImplemented) {
   ASSERT_EQ(f.resources.size(), 1u);
   auto l = lines(f.resources[0].diagnostics);
   ASSERT_THAT(l, SizeIs(2));
-  EXPECT_THAT(l[0], HasSubstr("spec.outlierDetection.maxEjectionPercent"));
-  EXPECT_THAT(l[1], HasSubstr("spec.outlierDetection.successRateMinimumHosts: unknown field"));
+  EXPECT_THAT(l[0], HasSubstr("spec.outlierDetection.successRateMinimumHosts: unknown field"));
+  EXPECT_THAT(l[1], HasSubstr("spec.outlierDetection.maxEjectionPercent: 101 is out of range"));
 }
 
 }  // namespace

@@ -193,6 +193,8 @@ struct HealthChecker::Probe {
   bool timed_out = false;
   asio::ip::tcp::socket* connecting = nullptr;
   std::string buf;
+  std::string request;  // the HTTP check's request, built once per cluster
+  std::shared_ptr<const ClusterHealth> request_for;  // ... configuration (held: no ABA)
   uint64_t rng = 0;
 };
 
@@ -327,17 +329,23 @@ asio::awaitable<std::unique_ptr<transport::Transport>> open(std::shared_ptr<Prob
 
 // One HTTP exchange on p->conn: true with the status, false when the connection failed before a
 // complete response head (or the response could not be read).
-asio::awaitable<bool> http_exchange(std::shared_ptr<Probe> p, const ClusterHealth& c, int* status) {
-  const auto& hc = *c.check;
-  std::string req = "GET " + hc.path + " HTTP/1.1\r\nHost: ";
-  if (hc.host.empty()) {
-    req += p->address.address().is_v6() ? "[" + p->host->address + "]" : p->host->address;
-    req += ":" + std::to_string(p->host->port);
-  } else {
-    req += hc.host;
+asio::awaitable<bool> http_exchange(std::shared_ptr<Probe> p,
+                                    std::shared_ptr<const ClusterHealth> cp, int* status) {
+  const ClusterHealth& c = *cp;
+  if (p->request_for.get() != &c) {
+    const auto& hc = *c.check;
+    std::string& req = p->request;
+    req = "GET " + hc.path + " HTTP/1.1\r\nHost: ";
+    if (hc.host.empty()) {
+      req += p->address.address().is_v6() ? "[" + p->host->address + "]" : p->host->address;
+      req += ":" + std::to_string(p->host->port);
+    } else {
+      req += hc.host;
+    }
+    req += "\r\nUser-Agent: portico-health-check\r\nAccept: */*\r\n\r\n";
+    p->request_for = cp;
   }
-  req += "\r\nUser-Agent: portico-health-check\r\nAccept: */*\r\n\r\n";
-  std::array<asio::const_buffer, 1> bufs{asio::buffer(req)};
+  std::array<asio::const_buffer, 1> bufs{asio::buffer(p->request)};
   auto [wec, wn] = co_await p->conn->write(bufs);
   if (wec || !p->conn) co_return false;
   p->buf.clear();
@@ -378,7 +386,7 @@ asio::awaitable<bool> http_exchange(std::shared_ptr<Probe> p, const ClusterHealt
     p->conn.reset();
   }
   p->buf.clear();
-  p->buf.shrink_to_fit();
+  if (p->buf.capacity() > 16384) p->buf.shrink_to_fit();  // a large response: not kept per host
   co_return true;
 }
 
@@ -409,7 +417,7 @@ asio::awaitable<HealthCheckResult> check_once(std::shared_ptr<Probe> p,
       if (!p->conn) co_return failed();
     }
     int status = 0;
-    if (co_await http_exchange(p, *c, &status)) {
+    if (co_await http_exchange(p, c, &status)) {
       co_return expected(hc, status) ? HealthCheckResult::kSuccess : HealthCheckResult::kFailure;
     }
     if (p->conn) p->conn->close();
