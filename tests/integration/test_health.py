@@ -7,7 +7,11 @@ bounds how many hosts are ejected at once."""
 
 import http.server
 import os
+import shutil
+import ssl
+import subprocess
 import sys
+import tempfile
 import threading
 import time
 
@@ -63,6 +67,14 @@ class ToggleUpstream:
         self.thread = threading.Thread(target=self.server.serve_forever, kwargs={"poll_interval": 0.05},
                                        daemon=True)
 
+    def use_tls(self, cert: str, key: str) -> "ToggleUpstream":
+        """Serves TLS (before start()); the handshake runs in the handler thread."""
+        ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        ctx.load_cert_chain(cert, key)
+        self.server.socket = ctx.wrap_socket(self.server.socket, server_side=True,
+                                             do_handshake_on_connect=False)
+        return self
+
     def start(self) -> "ToggleUpstream":
         self.thread.start()
         return self
@@ -89,8 +101,11 @@ def http_check(interval: str = "200ms", unhealthy: int = 2, healthy: int = 2) ->
 
 
 class HealthTest(t.IntegrationTest):
-    def start_toggle(self, name: str) -> ToggleUpstream:
-        u = ToggleUpstream(name).start()
+    def start_toggle(self, name: str, tls: tuple[str, str] | None = None) -> ToggleUpstream:
+        u = ToggleUpstream(name)
+        if tls:
+            u.use_tls(*tls)
+        u.start()
         self.addCleanup(u.stop)
         return u
 
@@ -98,10 +113,10 @@ class HealthTest(t.IntegrationTest):
         return t.metric_sum(p.stats(), name, upstream=f"default/{upstream}")
 
     def serve(self, upstreams: list[dict], routes: list[dict]) -> tuple[t.Portico, int]:
-        cfg = self.new_config()
+        self.cfg = self.new_config()
         port = t.free_port()
-        cfg.write_stack(port, [t.virtual_service("vs", routes)], upstreams)
-        return self.start_portico(cfg), port
+        self.cfg.write_stack(port, [t.virtual_service("vs", routes)], upstreams)
+        return self.start_portico(self.cfg), port
 
     def who(self, port: int, path: str = "/", n: int = 30) -> list[tuple[int, str]]:
         out = []
@@ -149,6 +164,55 @@ class HealthTest(t.IntegrationTest):
         time.sleep(1.0)
         h1, _ = a.counts()
         self.assertLessEqual(h1 - h0, 7)  # 200 ms interval: ~5 per second
+
+    def test_http_check_over_tls_for_tls_upstreams(self):
+        d = tempfile.mkdtemp(prefix="portico-health-tls-")
+        self.addCleanup(shutil.rmtree, d, True)
+        cert, key = os.path.join(d, "up.crt"), os.path.join(d, "up.key")
+        subprocess.run(["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256",
+                        "-nodes", "-days", "1", "-subj", "/CN=upstream.example.test",
+                        "-addext", "subjectAltName=DNS:upstream.example.test",
+                        "-keyout", key, "-out", cert], check=True, capture_output=True, timeout=30)
+        a, b = self.start_toggle("ta", (cert, key)), self.start_toggle("tb", (cert, key))
+        p, port = self.serve([upstream_with("tlshc", [a.port, b.port], healthChecks=http_check(unhealthy=1),
+                                            sslConfig={"sni": "upstream.example.test",
+                                                       "insecureSkipVerify": True})],
+                             [r("all", [m(prefix="/")], to="tlshc")])
+        t.wait_until(lambda: self.gauge(p, "portico_upstream_hosts_healthy", "tlshc") == 2, 10,
+                     message="both TLS hosts healthy")
+        self.assertGreater(a.counts()[0], 0)  # the checks reached the host over TLS
+        b.health = 503
+        t.wait_until(lambda: self.gauge(p, "portico_upstream_hosts_healthy", "tlshc") == 1, 10,
+                     message="TLS host b marked down")
+        self.assertEqual({w for _, w in self.who(port, n=20)}, {"ta"})
+
+    def test_host_state_survives_configuration_changes(self):
+        a, b, c = self.start_toggle("a"), self.start_toggle("b"), self.start_toggle("c")
+        check = http_check(unhealthy=1)
+        p, port = self.serve([upstream_with("keep", [a.port, b.port], healthChecks=check)],
+                             [r("all", [m(prefix="/")], to="keep")])
+        t.wait_until(lambda: self.gauge(p, "portico_upstream_hosts_healthy", "keep") == 2, 10,
+                     message="both hosts healthy")
+        a.health = 503
+        t.wait_until(lambda: self.gauge(p, "portico_upstream_hosts_healthy", "keep") == 1, 10,
+                     message="host a marked down")
+        # A route added, then a host added to the Upstream: host a stays down through both (its state
+        # is kept; it would be healthy again only after a passing check).
+        for step, write in enumerate([
+                lambda: self.cfg.write_obj("vs-vs.yaml", t.virtual_service("vs", [
+                    r("other", [m(prefix="/other")], to="keep"), r("all", [m(prefix="/")], to="keep")])),
+                lambda: self.cfg.write_obj("upstream-keep.yaml", upstream_with(
+                    "keep", [a.port, b.port, c.port], healthChecks=check))]):
+            version = p.config_version()
+            write()
+            t.wait_until(lambda: p.config_version() > version, 10, message=f"change {step} applied")
+            _, hits = a.counts()
+            answers = self.who(port, n=20)
+            self.assertNotIn("a", {w for _, w in answers}, step)
+            self.assertEqual(a.counts()[1], hits)
+        t.wait_until(lambda: self.gauge(p, "portico_upstream_hosts_healthy", "keep") == 2
+                     and self.gauge(p, "portico_upstream_hosts", "keep") == 3, 10, message="c healthy, a down")
+        self.assertEqual({w for _, w in self.who(port, n=30)}, {"b", "c"})
 
     def test_tcp_check_marks_closed_port_down(self):
         live = self.start_toggle("live")
