@@ -19,7 +19,12 @@ namespace {
 constexpr auto use_nothrow = asio::experimental::as_tuple(asio::use_awaitable);
 constexpr auto kRelaxed = std::memory_order_relaxed;
 // How often the health thread returns ejected hosts and refreshes the gauges.
-constexpr std::chrono::milliseconds kSweepEvery{250};
+constexpr int64_t kSweepEveryMs = 250;
+// The health thread's one timer: every tick starts the checks that are due and times out those
+// that took too long (no timer per check: the checks due in one tick go out together and their
+// answers are read in the same wake-ups). Without checks it only sweeps.
+constexpr std::chrono::milliseconds kTick{20};
+constexpr std::chrono::milliseconds kIdleTick{kSweepEveryMs};
 // A health check response larger than this is not read to its end (the connection is closed).
 constexpr size_t kMaxResponseBytes = 64 * 1024;
 
@@ -177,7 +182,6 @@ std::shared_ptr<const ClusterHealth> make_cluster_health(
 // ---- Active checks -------------------------------------------------------------------------
 
 struct HealthChecker::Probe {
-  explicit Probe(asio::io_context& io) : timer(io), deadline(io) {}
   std::shared_ptr<const ClusterHealth> cluster;  // the latest configuration of its cluster
   std::shared_ptr<HostHealth> host;
   asio::ip::tcp::endpoint address;
@@ -187,9 +191,9 @@ struct HealthChecker::Probe {
   uint32_t successes = 0;
   uint32_t failures = 0;
   std::unique_ptr<transport::Transport> conn;  // HTTP: kept open between checks
-  asio::steady_timer timer;                    // between checks
-  asio::steady_timer deadline;                 // of the check in progress
-  uint64_t generation = 0;                     // of the deadline armed
+  int64_t next_ms = 0;                         // steady_ms() at which the next check is due
+  int64_t deadline_ms = 0;                     // of the check in flight
+  bool in_flight = false;
   bool timed_out = false;
   asio::ip::tcp::socket* connecting = nullptr;
   std::string buf;
@@ -203,28 +207,17 @@ namespace {
 using Probe = HealthChecker::Probe;
 using stats::HealthCheckResult;
 
-void arm_deadline(const std::shared_ptr<Probe>& p, std::chrono::milliseconds timeout) {
-  const uint64_t gen = ++p->generation;
-  p->timed_out = false;
-  p->deadline.expires_after(timeout);
-  p->deadline.async_wait([p, gen](const asio::error_code& ec) {
-    if (ec || gen != p->generation) return;
-    p->timed_out = true;
-    asio::error_code ignored;
-    if (p->connecting != nullptr) p->connecting->close(ignored);
-    if (p->conn) p->conn->close();
-  });
-}
-
-void disarm_deadline(const std::shared_ptr<Probe>& p) {
-  ++p->generation;
-  p->deadline.cancel();
+// The check in flight took longer than its timeout (called by the tick): its socket is closed,
+// which ends the pending operation.
+void expire(Probe& p) {
+  p.timed_out = true;
+  asio::error_code ignored;
+  if (p.connecting != nullptr) p.connecting->close(ignored);
+  if (p.conn) p.conn->close();
 }
 
 void stop_probe(const std::shared_ptr<Probe>& p) {
   p->stopped = true;
-  p->timer.cancel();
-  disarm_deadline(p);
   asio::error_code ignored;
   if (p->connecting != nullptr) p->connecting->close(ignored);
   if (p->conn) p->conn->close();
@@ -393,11 +386,6 @@ asio::awaitable<bool> http_exchange(std::shared_ptr<Probe> p,
 asio::awaitable<HealthCheckResult> check_once(std::shared_ptr<Probe> p,
                                               std::shared_ptr<const ClusterHealth> c) {
   const auto& hc = *c->check;
-  arm_deadline(p, hc.timeout);
-  struct Disarm {
-    std::shared_ptr<Probe> p;
-    ~Disarm() { disarm_deadline(p); }
-  } disarm{p};
   auto failed = [&] {
     if (p->conn) p->conn->close();
     p->conn.reset();
@@ -459,34 +447,31 @@ std::chrono::milliseconds next_wait(Probe& p, const snapshot::HealthCheck& hc) {
   return std::chrono::milliseconds(wait);
 }
 
-asio::awaitable<void> run_probe(std::shared_ptr<Probe> p) {
-  {
-    // The first checks of many hosts are spread over up to one interval (at most a second).
-    const int64_t spread = std::min<int64_t>(p->cluster->check->interval.count(), 1000);
-    p->timer.expires_after(std::chrono::milliseconds(
-        static_cast<int64_t>(next_random(p->rng) % static_cast<uint64_t>(spread / 10 + 1))));
-    co_await p->timer.async_wait(use_nothrow);
+// One check of `p`, started by the tick; schedules the next one.
+asio::awaitable<void> run_check(std::shared_ptr<Probe> p) {
+  if (p->drop_connection) {
+    p->drop_connection = false;
+    if (p->conn) p->conn->close();
+    p->conn.reset();
   }
-  while (!p->stopped) {
-    if (p->drop_connection) {
-      p->drop_connection = false;
-      if (p->conn) p->conn->close();
-      p->conn.reset();
-    }
-    std::shared_ptr<const ClusterHealth> c = p->cluster;
-    HealthCheckResult r = co_await check_once(p, c);
-    if (p->stopped) break;
-    record(*p, *c, r);
-    p->timer.expires_after(next_wait(*p, *c->check));
-    co_await p->timer.async_wait(use_nothrow);
+  std::shared_ptr<const ClusterHealth> c = p->cluster;
+  p->timed_out = false;
+  p->deadline_ms = steady_ms() + c->check->timeout.count();
+  HealthCheckResult r = co_await check_once(p, c);
+  p->connecting = nullptr;
+  p->in_flight = false;
+  if (p->stopped) {
+    if (p->conn) p->conn->close();
+    p->conn.reset();
+    co_return;
   }
-  if (p->conn) p->conn->close();
-  p->conn.reset();
+  record(*p, *c, r);
+  p->next_ms = steady_ms() + next_wait(*p, *c->check).count();
 }
 
 }  // namespace
 
-HealthChecker::HealthChecker() : work_(asio::make_work_guard(io_)), sweeper_(io_) {}
+HealthChecker::HealthChecker() : work_(asio::make_work_guard(io_)), ticker_(io_) {}
 
 HealthChecker::~HealthChecker() {
   stop();
@@ -495,7 +480,7 @@ HealthChecker::~HealthChecker() {
 void HealthChecker::start() {
   if (thread_.joinable()) return;
   thread_ = std::thread([this] {
-    schedule_sweep();
+    schedule_tick();
     io_.run();
   });
 }
@@ -507,7 +492,7 @@ void HealthChecker::stop() {
       stop_probe(p);
     probes_.clear();
     clusters_.clear();
-    sweeper_.cancel();
+    ticker_.cancel();
     work_.reset();
     io_.stop();
   });
@@ -520,6 +505,7 @@ void HealthChecker::apply(std::vector<std::shared_ptr<const ClusterHealth>> clus
 }
 
 void HealthChecker::on_apply(std::vector<std::shared_ptr<const ClusterHealth>> clusters) {
+  const int64_t now = steady_ms();
   std::unordered_map<const HostHealth*, std::shared_ptr<Probe>> next;
   std::vector<std::shared_ptr<const ClusterHealth>> kept;
   for (auto& c : clusters) {
@@ -541,12 +527,16 @@ void HealthChecker::on_apply(std::vector<std::shared_ptr<const ClusterHealth>> c
         asio::error_code ec;
         auto addr = asio::ip::make_address(h->address, ec);
         if (ec) continue;  // validated by the control plane
-        auto p = std::make_shared<Probe>(io_);
+        auto p = std::make_shared<Probe>();
         p->cluster = c;
         p->host = h;
         p->address = asio::ip::tcp::endpoint(addr, h->port);
         p->rng = next_random(rng_) | 1;
-        asio::co_spawn(io_, run_probe(p), asio::detached);
+        // The first check at once, spread over a tenth of the interval (at most 100 ms) across
+        // the hosts.
+        const int64_t spread = std::min<int64_t>(c->check->interval.count(), 1000) / 10;
+        p->next_ms =
+            now + static_cast<int64_t>(next_random(p->rng) % static_cast<uint64_t>(spread + 1));
         next.emplace(h.get(), std::move(p));
       }
     }
@@ -557,20 +547,36 @@ void HealthChecker::on_apply(std::vector<std::shared_ptr<const ClusterHealth>> c
   probes_ = std::move(next);
   clusters_ = std::move(kept);
   checkers_.store(probes_.size(), kRelaxed);
-  const int64_t now = steady_ms();
   for (const auto& c : clusters_)
     c->sweep(now);
+  last_sweep_ms_ = now;
+  schedule_tick();  // at the pace the probes need now (replaces the pending wait)
 }
 
-void HealthChecker::schedule_sweep() {
-  sweeper_.expires_after(kSweepEvery);
-  sweeper_.async_wait([this](const asio::error_code& ec) {
+void HealthChecker::schedule_tick() {
+  ticker_.expires_after(probes_.empty() ? kIdleTick : kTick);
+  ticker_.async_wait([this](const asio::error_code& ec) {
     if (ec) return;
-    const int64_t now = steady_ms();
+    on_tick();
+    schedule_tick();
+  });
+}
+
+void HealthChecker::on_tick() {
+  const int64_t now = steady_ms();
+  for (auto& [host, p] : probes_) {
+    if (p->in_flight) {
+      if (!p->timed_out && now >= p->deadline_ms) expire(*p);
+    } else if (now >= p->next_ms) {
+      p->in_flight = true;
+      asio::co_spawn(io_, run_check(p), asio::detached);
+    }
+  }
+  if (now - last_sweep_ms_ >= kSweepEveryMs) {
     for (const auto& c : clusters_)
       c->sweep(now);
-    schedule_sweep();
-  });
+    last_sweep_ms_ = now;
+  }
 }
 
 }  // namespace portico::proxy::upstream

@@ -104,12 +104,15 @@ class HealthChecker {
 
  private:
   void on_apply(std::vector<std::shared_ptr<const ClusterHealth>> clusters);
-  void schedule_sweep();
+  void schedule_tick();
+  void on_tick();
 
-  asio::io_context io_{1};
+  // Sockets are only touched by the health thread; apply() and stop() post.
+  asio::io_context io_{ASIO_CONCURRENCY_HINT_UNSAFE_IO};
   asio::executor_work_guard<asio::io_context::executor_type> work_;
   std::thread thread_;
-  asio::steady_timer sweeper_;
+  asio::steady_timer ticker_;  // starts due checks, times out slow ones, sweeps
+  int64_t last_sweep_ms_ = 0;
   std::unordered_map<const HostHealth*, std::shared_ptr<Probe>> probes_;
   std::vector<std::shared_ptr<const ClusterHealth>> clusters_;
   std::atomic<size_t> checkers_{0};
