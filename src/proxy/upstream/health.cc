@@ -1,10 +1,15 @@
 #include "proxy/upstream/health.h"
 
+#include <pthread.h>
+#include <sys/socket.h>
+
 #include <asio/experimental/as_tuple.hpp>
+#include <cerrno>
 
 #include <algorithm>
 #include <cctype>
 #include <chrono>
+#include <cstdint>
 #include <mutex>
 #include <string_view>
 
@@ -181,6 +186,15 @@ std::shared_ptr<const ClusterHealth> make_cluster_health(
 
 // ---- Active checks -------------------------------------------------------------------------
 
+namespace {
+struct ParsedHead {
+  int status = 0;
+  size_t head_bytes = 0;
+  int64_t content_length = -1;  // -1: unknown (read to close or chunked)
+  bool keep_alive = true;
+};
+}  // namespace
+
 struct HealthChecker::Probe {
   std::shared_ptr<const ClusterHealth> cluster;  // the latest configuration of its cluster
   std::shared_ptr<HostHealth> host;
@@ -193,10 +207,15 @@ struct HealthChecker::Probe {
   std::unique_ptr<transport::Transport> conn;  // HTTP: kept open between checks
   int64_t next_ms = 0;                         // steady_ms() at which the next check is due
   int64_t deadline_ms = 0;                     // of the check in flight
+  int64_t* due = nullptr;  // its entry in HealthChecker::due_ (null once stopped)
   bool in_flight = false;
   bool timed_out = false;
   asio::ip::tcp::socket* connecting = nullptr;
-  std::string buf;
+  std::string buf;  // the response being read
+  ParsedHead head;  // ... its head, once have_head
+  bool have_head = false;
+  asio::io_context* io = nullptr;
+  std::shared_ptr<const ClusterHealth> fast_cluster;  // of the check on the fast path
   std::string request;  // the HTTP check's request, built once per cluster
   std::shared_ptr<const ClusterHealth> request_for;  // ... configuration (held: no ABA)
   uint64_t rng = 0;
@@ -206,6 +225,8 @@ namespace {
 
 using Probe = HealthChecker::Probe;
 using stats::HealthCheckResult;
+
+void schedule_next(Probe& p, const snapshot::HealthCheck& hc);
 
 // The check in flight took longer than its timeout (called by the tick): its socket is closed,
 // which ends the pending operation.
@@ -218,6 +239,7 @@ void expire(Probe& p) {
 
 void stop_probe(const std::shared_ptr<Probe>& p) {
   p->stopped = true;
+  p->due = nullptr;
   asio::error_code ignored;
   if (p->connecting != nullptr) p->connecting->close(ignored);
   if (p->conn) p->conn->close();
@@ -232,13 +254,6 @@ bool iequals(std::string_view a, std::string_view b) {
   }
   return true;
 }
-
-struct ParsedHead {
-  int status = 0;
-  size_t head_bytes = 0;
-  int64_t content_length = -1;  // -1: unknown (read to close or chunked)
-  bool keep_alive = true;
-};
 
 // Parses a complete response head (ending in CRLF CRLF) in `buf`; false when it is not one.
 bool parse_head(const std::string& buf, ParsedHead* out) {
@@ -320,67 +335,88 @@ asio::awaitable<std::unique_ptr<transport::Transport>> open(std::shared_ptr<Prob
   co_return std::make_unique<transport::TcpTransport>(std::move(sock));
 }
 
+void ensure_request(Probe& p, const std::shared_ptr<const ClusterHealth>& cp) {
+  if (p.request_for == cp) return;
+  const auto& hc = *cp->check;
+  std::string& req = p.request;
+  req = "GET " + hc.path + " HTTP/1.1\r\nHost: ";
+  if (hc.host.empty()) {
+    req += p.address.address().is_v6() ? "[" + p.host->address + "]" : p.host->address;
+    req += ":" + std::to_string(p.host->port);
+  } else {
+    req += hc.host;
+  }
+  req += "\r\nUser-Agent: portico-health-check\r\nAccept: */*\r\n\r\n";
+  p.request_for = cp;
+}
+
+enum class Progress { kMore, kDone, kBad };
+
+// Where the response in p.buf stands after bytes were appended to it (or at the end of the
+// stream: eof). kDone: p.head.status is the answer.
+Progress advance(Probe& p, bool eof) {
+  if (!p.have_head) {
+    if (parse_head(p.buf, &p.head)) {
+      p.have_head = true;
+    } else if (eof || p.buf.size() > kMaxResponseBytes ||
+               p.buf.find("\r\n\r\n") != std::string::npos) {
+      return Progress::kBad;
+    } else {
+      return Progress::kMore;
+    }
+  }
+  if (p.head.content_length >= 0 &&
+      p.buf.size() >= p.head.head_bytes + static_cast<size_t>(p.head.content_length))
+    return Progress::kDone;
+  if (eof) return p.head.content_length < 0 ? Progress::kDone : Progress::kBad;
+  if (p.buf.size() > kMaxResponseBytes) {
+    p.head.keep_alive = false;  // not worth reading to the end: the status is known
+    return Progress::kDone;
+  }
+  return Progress::kMore;
+}
+
+// After a response: whether its connection may carry the next check. Resets the read state.
+bool finish_response(Probe& p) {
+  const bool keep = p.have_head && p.head.keep_alive &&
+                    p.buf.size() == p.head.head_bytes + static_cast<size_t>(std::max<int64_t>(
+                                                            p.head.content_length, 0));
+  p.buf.clear();
+  if (p.buf.capacity() > 16384) p.buf.shrink_to_fit();  // a large response: not kept per host
+  p.have_head = false;
+  p.head = ParsedHead{};
+  return keep;
+}
+
 // One HTTP exchange on p->conn: true with the status, false when the connection failed before a
-// complete response head (or the response could not be read).
+// complete response (or the response could not be read).
 asio::awaitable<bool> http_exchange(std::shared_ptr<Probe> p,
                                     std::shared_ptr<const ClusterHealth> cp, int* status) {
-  const ClusterHealth& c = *cp;
-  if (p->request_for.get() != &c) {
-    const auto& hc = *c.check;
-    std::string& req = p->request;
-    req = "GET " + hc.path + " HTTP/1.1\r\nHost: ";
-    if (hc.host.empty()) {
-      req += p->address.address().is_v6() ? "[" + p->host->address + "]" : p->host->address;
-      req += ":" + std::to_string(p->host->port);
-    } else {
-      req += hc.host;
-    }
-    req += "\r\nUser-Agent: portico-health-check\r\nAccept: */*\r\n\r\n";
-    p->request_for = cp;
-  }
+  ensure_request(*p, cp);
   std::array<asio::const_buffer, 1> bufs{asio::buffer(p->request)};
   auto [wec, wn] = co_await p->conn->write(bufs);
   if (wec || !p->conn) co_return false;
   p->buf.clear();
-  ParsedHead head;
+  p->have_head = false;
   char chunk[4096];
-  bool have_head = false;
   for (;;) {
     if (!p->conn) co_return false;
     auto [rec, n] = co_await p->conn->read_some(asio::buffer(chunk));
-    if (rec || n == 0) {
-      // End of stream: complete only for a close-delimited body after its head.
-      if (have_head && head.content_length < 0) break;
+    const bool eof = rec || n == 0;
+    if (!eof) p->buf.append(chunk, n);
+    const Progress pr = advance(*p, eof);
+    if (pr == Progress::kMore) continue;
+    if (pr == Progress::kBad) {
+      finish_response(*p);
       co_return false;
     }
-    p->buf.append(chunk, n);
-    if (!have_head) {
-      if (parse_head(p->buf, &head)) {
-        have_head = true;
-        *status = head.status;
-      } else if (p->buf.size() > kMaxResponseBytes ||
-                 p->buf.find("\r\n\r\n") != std::string::npos) {
-        co_return false;
-      }
+    *status = p->head.status;
+    if (!finish_response(*p)) {
+      if (p->conn) p->conn->close();
+      p->conn.reset();
     }
-    if (have_head) {
-      if (head.content_length >= 0 &&
-          p->buf.size() >= head.head_bytes + static_cast<size_t>(head.content_length))
-        break;
-      if (p->buf.size() > kMaxResponseBytes) {
-        head.keep_alive = false;  // not worth reading to the end: the status is known
-        break;
-      }
-    }
+    co_return true;
   }
-  if (!head.keep_alive || p->buf.size() != head.head_bytes + static_cast<size_t>(std::max<int64_t>(
-                                                                 head.content_length, 0))) {
-    if (p->conn) p->conn->close();
-    p->conn.reset();
-  }
-  p->buf.clear();
-  if (p->buf.capacity() > 16384) p->buf.shrink_to_fit();  // a large response: not kept per host
-  co_return true;
 }
 
 asio::awaitable<HealthCheckResult> check_once(std::shared_ptr<Probe> p,
@@ -438,6 +474,13 @@ void record(Probe& p, const ClusterHealth& c, HealthCheckResult r) {
   p.first = false;
 }
 
+std::chrono::milliseconds next_wait(Probe& p, const snapshot::HealthCheck& hc);
+
+void schedule_next(Probe& p, const snapshot::HealthCheck& hc) {
+  p.next_ms = steady_ms() + next_wait(p, hc).count();
+  if (p.due != nullptr) *p.due = p.next_ms;
+}
+
 std::chrono::milliseconds next_wait(Probe& p, const snapshot::HealthCheck& hc) {
   int64_t wait = hc.interval.count();
   int64_t jitter = hc.interval_jitter.count();
@@ -455,8 +498,6 @@ asio::awaitable<void> run_check(std::shared_ptr<Probe> p) {
     p->conn.reset();
   }
   std::shared_ptr<const ClusterHealth> c = p->cluster;
-  p->timed_out = false;
-  p->deadline_ms = steady_ms() + c->check->timeout.count();
   HealthCheckResult r = co_await check_once(p, c);
   p->connecting = nullptr;
   p->in_flight = false;
@@ -466,7 +507,96 @@ asio::awaitable<void> run_check(std::shared_ptr<Probe> p) {
     co_return;
   }
   record(*p, *c, r);
-  p->next_ms = steady_ms() + next_wait(*p, *c->check).count();
+  schedule_next(*p, *c->check);
+}
+
+// ---- The fast path: an HTTP check on a kept plain-TCP connection, without a coroutine --------
+// The request goes out with one send(); the answer is read when the socket is readable. Anything
+// unusual (the connection was closed, a partial send) falls back to run_check().
+
+void fast_finish(const std::shared_ptr<Probe>& p, HealthCheckResult r, bool keep) {
+  if (!keep) {
+    if (p->conn) p->conn->close();
+    p->conn.reset();
+  }
+  p->in_flight = false;
+  std::shared_ptr<const ClusterHealth> c = std::move(p->fast_cluster);
+  if (p->stopped || !c) return;
+  record(*p, *c, r);
+  schedule_next(*p, *c->check);
+}
+
+void on_readable(const std::shared_ptr<Probe>& p, const asio::error_code& ec);
+
+void wait_response(const std::shared_ptr<Probe>& p) {
+  p->conn->lowest_layer().async_wait(asio::socket_base::wait_read,
+                                     [p](const asio::error_code& ec) { on_readable(p, ec); });
+}
+
+void on_readable(const std::shared_ptr<Probe>& p, const asio::error_code& ec) {
+  const auto failure = [&] {
+    finish_response(*p);
+    return p->timed_out ? HealthCheckResult::kTimeout : HealthCheckResult::kFailure;
+  };
+  if (ec || p->stopped || !p->conn || !p->conn->is_open()) {
+    fast_finish(p, failure(), false);
+    return;
+  }
+  const int fd = p->conn->lowest_layer().native_handle();
+  char chunk[4096];
+  for (;;) {
+    const ssize_t n = ::recv(fd, chunk, sizeof chunk, MSG_DONTWAIT);
+    if (n < 0 && errno == EINTR) continue;
+    if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
+      wait_response(p);
+      return;
+    }
+    const bool eof = n <= 0;
+    if (eof && p->buf.empty() && !p->timed_out) {
+      // The upstream had closed the kept connection: the general path tries a fresh one.
+      finish_response(*p);
+      p->conn->close();
+      p->conn.reset();
+      p->fast_cluster.reset();
+      asio::co_spawn(*p->io, run_check(p), asio::detached);
+      return;
+    }
+    if (!eof) p->buf.append(chunk, static_cast<size_t>(n));
+    const Progress pr = advance(*p, eof);
+    if (pr == Progress::kMore) continue;
+    if (pr == Progress::kBad) {
+      fast_finish(p, failure(), false);
+      return;
+    }
+    const int status = p->head.status;
+    const bool keep = finish_response(*p);
+    fast_finish(p,
+                expected(*p->fast_cluster->check, status) ? HealthCheckResult::kSuccess
+                                                          : HealthCheckResult::kFailure,
+                keep);
+    return;
+  }
+}
+
+// Starts the check of `p` on the fast path when it can; false: use run_check().
+bool try_fast_check(const std::shared_ptr<Probe>& p) {
+  const auto& c = p->cluster;
+  if (c->check->kind != snapshot::HealthCheck::Kind::kHttp || c->tls_cluster || !p->conn ||
+      p->drop_connection || !p->conn->is_open())
+    return false;
+  ensure_request(*p, c);
+  const ssize_t n = ::send(p->conn->lowest_layer().native_handle(), p->request.data(),
+                           p->request.size(), MSG_NOSIGNAL | MSG_DONTWAIT);
+  if (n != static_cast<ssize_t>(p->request.size())) {
+    p->conn->close();  // gone, or a partial send: a fresh connection on the general path
+    p->conn.reset();
+    return false;
+  }
+  p->fast_cluster = c;
+  p->buf.clear();
+  p->have_head = false;
+  wait_response(p);
+  return true;
 }
 
 }  // namespace
@@ -480,6 +610,7 @@ HealthChecker::~HealthChecker() {
 void HealthChecker::start() {
   if (thread_.joinable()) return;
   thread_ = std::thread([this] {
+    pthread_setname_np(pthread_self(), "portico-health");  // for top -H and the benchmarks
     schedule_tick();
     io_.run();
   });
@@ -491,6 +622,7 @@ void HealthChecker::stop() {
     for (auto& [host, p] : probes_)
       stop_probe(p);
     probes_.clear();
+    due_.clear();
     clusters_.clear();
     ticker_.cancel();
     work_.reset();
@@ -532,6 +664,7 @@ void HealthChecker::on_apply(std::vector<std::shared_ptr<const ClusterHealth>> c
         p->host = h;
         p->address = asio::ip::tcp::endpoint(addr, h->port);
         p->rng = next_random(rng_) | 1;
+        p->io = &io_;
         // The first check at once, spread over a tenth of the interval (at most 100 ms) across
         // the hosts.
         const int64_t spread = std::min<int64_t>(c->check->interval.count(), 1000) / 10;
@@ -546,6 +679,16 @@ void HealthChecker::on_apply(std::vector<std::shared_ptr<const ClusterHealth>> c
     stop_probe(p);
   probes_ = std::move(next);
   clusters_ = std::move(kept);
+  // The tick scans this compact list (not the probes themselves, scattered in memory).
+  due_.clear();
+  due_.reserve(probes_.size());
+  for (auto& [host, p] : probes_) {
+    int64_t at = p->next_ms;
+    if (p->in_flight) at = p->timed_out ? INT64_MAX : p->deadline_ms;
+    due_.emplace_back(at, p);
+  }
+  for (auto& d : due_)
+    d.second->due = &d.first;
   checkers_.store(probes_.size(), kRelaxed);
   for (const auto& c : clusters_)
     c->sweep(now);
@@ -564,13 +707,19 @@ void HealthChecker::schedule_tick() {
 
 void HealthChecker::on_tick() {
   const int64_t now = steady_ms();
-  for (auto& [host, p] : probes_) {
+  for (auto& [at, p] : due_) {
+    if (now < at) continue;
     if (p->in_flight) {
-      if (!p->timed_out && now >= p->deadline_ms) expire(*p);
-    } else if (now >= p->next_ms) {
-      p->in_flight = true;
-      asio::co_spawn(io_, run_check(p), asio::detached);
+      // Past its deadline: its socket is closed; its completion schedules the next check.
+      if (!p->timed_out) expire(*p);
+      at = INT64_MAX;
+      continue;
     }
+    p->in_flight = true;
+    p->timed_out = false;
+    p->deadline_ms = now + p->cluster->check->timeout.count();
+    at = p->deadline_ms;
+    if (!try_fast_check(p)) asio::co_spawn(io_, run_check(p), asio::detached);
   }
   if (now - last_sweep_ms_ >= kSweepEveryMs) {
     for (const auto& c : clusters_)

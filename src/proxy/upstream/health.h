@@ -114,6 +114,8 @@ class HealthChecker {
   asio::steady_timer ticker_;  // starts due checks, times out slow ones, sweeps
   int64_t last_sweep_ms_ = 0;
   std::unordered_map<const HostHealth*, std::shared_ptr<Probe>> probes_;
+  // When each probe needs the tick next (its next check, or its deadline while one is in flight).
+  std::vector<std::pair<int64_t, std::shared_ptr<Probe>>> due_;
   std::vector<std::shared_ptr<const ClusterHealth>> clusters_;
   std::atomic<size_t> checkers_{0};
   uint64_t rng_ = 0x9E3779B97F4A7C15ULL;
