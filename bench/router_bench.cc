@@ -26,7 +26,7 @@ constexpr int kVhosts = 100;
 constexpr int kRoutes = 50;
 
 Regex make_regex(const std::string& pattern) {
-  return Regex{pattern, std::make_shared<const re2::RE2>(pattern)};
+  return Regex{pattern, true};
 }
 
 // Route i of a virtual host. Every 10 routes: 1 regex, 1 case-insensitive prefix, 1 exact, 2 with a
@@ -129,9 +129,11 @@ BENCHMARK_CAPTURE(BM_SelectVirtualHost, catch_all, std::string("unknown.org"));
 // Which route is matched: the first, one in the middle, the last (walks all 50), none.
 void BM_MatchRoute(benchmark::State& state, std::string path) {
   const VirtualHost& vh = *listener().virtual_hosts[96];
+  const portico::proxy::router::RouteRegexes regexes(vh);  // as the data plane compiles them
   RequestHead req = make_request(path, "a=1&b=2");
   for (auto _ : state) {
-    benchmark::DoNotOptimize(portico::proxy::router::match_route(vh, req));
+    benchmark::DoNotOptimize(portico::proxy::router::match_route(
+        vh, regexes, portico::proxy::router::RequestView::of(req)));
   }
 }
 BENCHMARK_CAPTURE(BM_MatchRoute, first, std::string("/svc0/items"));
@@ -160,14 +162,18 @@ void BM_SelectAndMatch(benchmark::State& state) {
   }
   for (int i = 0; i < kRoutes; ++i)
     paths.push_back("/svc" + std::to_string(i) + "/x");
+  std::vector<portico::proxy::router::RouteRegexes> regexes;
+  for (const auto& vh : listener().virtual_hosts)
+    regexes.emplace_back(*vh);
   RequestHead req = make_request("/", "debug");
   size_t n = 0;
   for (auto _ : state) {
     req.host = hosts[n % hosts.size()];
     req.path = paths[(n * 7) % paths.size()];
     ++n;
-    const VirtualHost* vh = c.select_virtual_host(req.host);
-    benchmark::DoNotOptimize(portico::proxy::router::match_route(*vh, req));
+    const size_t i = c.select_index(req.host);
+    benchmark::DoNotOptimize(portico::proxy::router::match_route(
+        *listener().virtual_hosts[i], regexes[i], portico::proxy::router::RequestView::of(req)));
   }
 }
 BENCHMARK(BM_SelectAndMatch);
@@ -181,9 +187,11 @@ void BM_MatchRoutePlainPrefixes(benchmark::State& state, std::string path) {
     r.match.path = "/svc" + std::to_string(i) + "/";
     vh.routes.push_back(std::move(r));
   }
+  const portico::proxy::router::RouteRegexes regexes(vh);
   RequestHead req = make_request(path);
   for (auto _ : state) {
-    benchmark::DoNotOptimize(portico::proxy::router::match_route(vh, req));
+    benchmark::DoNotOptimize(portico::proxy::router::match_route(
+        vh, regexes, portico::proxy::router::RequestView::of(req)));
   }
 }
 BENCHMARK_CAPTURE(BM_MatchRoutePlainPrefixes, last_50, std::string("/svc49/items"));

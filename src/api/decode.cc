@@ -13,6 +13,7 @@
 #include "api/fields.h"
 #include "api/validate.h"
 #include "api/yaml_reader.h"
+#include "common/regex_cache.h"
 
 namespace portico::api {
 
@@ -148,10 +149,8 @@ std::optional<Pattern> compile(DocReader& doc, const std::string& source, bool c
     doc.error(loc, path, "regex is longer than 4096 characters");
     return std::nullopt;
   }
-  re2::RE2::Options options;
-  options.set_log_errors(false);
-  options.set_case_sensitive(case_sensitive);
-  auto re = std::make_shared<const re2::RE2>(source, options);
+  // Shared with the data plane's compiled routes (one RE2 per pattern in the process).
+  auto re = common::shared_regex(source, case_sensitive);
   if (!re->ok()) {
     doc.error(loc, path, "invalid regex \"" + source + "\": " + re->error());
     return std::nullopt;
@@ -912,6 +911,7 @@ void decode_route_options(DocReader& doc, const Field& f, RouteOptions* out) {
   }
   if (auto a = m.map("accessLog"))
     detail::decode_route_access_log(doc, *a, &out->access_log_disabled);
+  if (auto r = m.map("retries")) detail::decode_retries(doc, *r, &out->retries.emplace());
   uint64_t limit = 0;
   if (m.uint("maxRequestBodyBytes", 0, kMaxBodyLimit, &limit)) out->max_request_body_bytes = limit;
   if (auto l = m.list("upgrades")) decode_upgrades(doc, *l, &out->upgrades.emplace());
@@ -1331,6 +1331,8 @@ void decode_upstream(DocReader& doc, MapReader& spec, const ObjectMeta& meta, Up
     }
     m.finish();
   }
+  if (auto cb = spec.map("circuitBreakers")) detail::decode_circuit_breakers(doc, *cb, out);
+  if (auto rb = spec.map("retryBudget")) detail::decode_retry_budget(doc, *rb, out);
 }
 
 // ---- RouteTable, UpstreamGroup, Settings ----

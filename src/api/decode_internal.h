@@ -45,5 +45,13 @@ void decode_route_access_log(yaml::DocReader& doc, const yaml::Field& f,
                              std::optional<bool>* disabled);
 // Settings spec.overload: {maxConnections, maxHeapBytes}.
 void decode_overload(yaml::DocReader& doc, const yaml::Field& f, SettingsSpec* out);
+// A route's options.retries: {retryOn, retriableStatusCodes, numRetries, perTryTimeout,
+// retryBackOff {baseInterval, maxInterval}, retryNonIdempotent}.
+void decode_retries(yaml::DocReader& doc, const yaml::Field& f, RetryOptions* out);
+// An Upstream's spec.circuitBreakers: {maxConnections, maxPendingRequests, maxRequests,
+// maxRetries}.
+void decode_circuit_breakers(yaml::DocReader& doc, const yaml::Field& f, UpstreamSpec* out);
+// An Upstream's spec.retryBudget: {budgetPercent, minRetryConcurrency}.
+void decode_retry_budget(yaml::DocReader& doc, const yaml::Field& f, UpstreamSpec* out);
 
 }  // namespace portico::api::detail

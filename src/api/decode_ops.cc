@@ -1,6 +1,7 @@
 // Decoding of the operations fields: a Gateway's access logs (spec.options, Gloo's
-// ListenerOptions.accessLoggingService), the per-route access log switch (options.accessLog) and
-// the process-wide limits of Settings (spec.overload).
+// ListenerOptions.accessLoggingService), the per-route access log switch (options.accessLog),
+// the process-wide limits of Settings (spec.overload), and the resilience fields: a route's
+// retries and an Upstream's circuitBreakers and retryBudget.
 #include "api/decode_internal.h"
 #include "common/access_log_format.h"
 
@@ -136,6 +137,140 @@ void decode_overload(DocReader& doc, const Field& f, SettingsSpec* out) {
   }
   // From 1 byte (a test that wants the gateway overloaded) to 1 PiB.
   if (m.uint("maxHeapBytes", 1, uint64_t{1} << 50, &n)) out->overload_max_heap_bytes = n;
+  m.finish();
+}
+
+namespace {
+
+struct RetryCondition {
+  std::string_view name;
+  uint32_t bit;
+};
+constexpr RetryCondition kRetryConditions[] = {
+    {"5xx", RetryOptions::kOn5xx},
+    {"gateway-error", RetryOptions::kOnGatewayError},
+    {"reset", RetryOptions::kOnReset},
+    {"connect-failure", RetryOptions::kOnConnectFailure},
+    {"retriable-4xx", RetryOptions::kOnRetriable4xx},
+    {"refused-stream", RetryOptions::kOnRefusedStream},
+    {"retriable-status-codes", RetryOptions::kOnStatusCodes},
+};
+
+std::string_view trim(std::string_view s) {
+  while (!s.empty() && (s.front() == ' ' || s.front() == '\t'))
+    s.remove_prefix(1);
+  while (!s.empty() && (s.back() == ' ' || s.back() == '\t'))
+    s.remove_suffix(1);
+  return s;
+}
+
+}  // namespace
+
+void decode_retries(DocReader& doc, const Field& f, RetryOptions* out) {
+  MapReader m(doc, f.value, f.path, f.loc);
+  if (!m.ok()) return;
+  std::string on;
+  Location where = m.loc();
+  if (m.string("retryOn", &on, true, &where)) {
+    std::string_view rest = on;
+    while (true) {
+      const size_t comma = rest.find(',');
+      const std::string_view item = trim(rest.substr(0, comma));
+      if (item.empty()) {
+        doc.error(
+            where, m.child_path("retryOn"),
+            "has an empty condition (a comma-separated list such as \"5xx,connect-failure\")");
+      } else {
+        bool known = false;
+        for (const auto& c : kRetryConditions) {
+          if (c.name == item) {
+            out->retry_on |= c.bit;
+            known = true;
+          }
+        }
+        if (!known) {
+          doc.error(where, m.child_path("retryOn"),
+                    "retry condition \"" + std::string(item) +
+                        "\" is not supported (supported: 5xx, gateway-error, reset, "
+                        "connect-failure, retriable-4xx, refused-stream, retriable-status-codes)");
+        }
+      }
+      if (comma == std::string_view::npos) break;
+      rest.remove_prefix(comma + 1);
+    }
+  }
+  if (auto codes = m.list("retriableStatusCodes")) {
+    yaml::for_each_item(*codes, [&](const YAML::Node& item, const std::string& path, Location loc) {
+      uint64_t code = 0;
+      if (yaml::read_uint(doc, item, path, loc, 100, 599, &code)) {
+        out->retriable_status_codes.push_back(static_cast<uint16_t>(code));
+      }
+    });
+    if ((out->retry_on & RetryOptions::kOnStatusCodes) == 0) {
+      doc.error(codes->loc, codes->path,
+                "applies only with \"retriable-status-codes\" in retryOn (add it there)");
+    }
+  } else if ((out->retry_on & RetryOptions::kOnStatusCodes) != 0) {
+    doc.error(where, m.child_path("retryOn"),
+              "names retriable-status-codes but retriableStatusCodes lists none");
+  }
+  uint64_t n = 0;
+  if (m.uint("numRetries", 0, 100, &n)) out->num_retries = static_cast<uint32_t>(n);
+  Millis d{0};
+  if (m.duration("perTryTimeout", &d, false, &where)) {
+    if (d.count() <= 0) {
+      doc.error(where, m.child_path("perTryTimeout"), "must be greater than 0");
+    } else {
+      out->per_try_timeout = d;
+    }
+  }
+  if (auto b = m.map("retryBackOff")) {
+    MapReader bm(doc, b->value, b->path, b->loc);
+    if (bm.duration("baseInterval", &d, false, &where)) {
+      if (d.count() <= 0) {
+        doc.error(where, bm.child_path("baseInterval"), "must be greater than 0");
+      } else {
+        out->base_interval = d;
+      }
+    }
+    if (bm.duration("maxInterval", &d, false, &where)) {
+      if (d < out->base_interval) {
+        doc.error(
+            where, bm.child_path("maxInterval"),
+            "must be at least baseInterval (" + std::to_string(out->base_interval.count()) + "ms)");
+      } else {
+        out->max_interval = d;
+      }
+    }
+    bm.finish();
+  }
+  bool b = false;
+  if (m.boolean("retryNonIdempotent", &b)) out->retry_non_idempotent = b;
+  m.finish();
+}
+
+void decode_circuit_breakers(DocReader& doc, const Field& f, UpstreamSpec* out) {
+  MapReader m(doc, f.value, f.path, f.loc);
+  if (!m.ok()) return;
+  uint64_t n = 0;
+  if (m.uint("maxConnections", 1, 100'000'000, &n))
+    out->cb_max_connections = static_cast<uint32_t>(n);
+  if (m.uint("maxPendingRequests", 1, 100'000'000, &n)) {
+    out->cb_max_pending_requests = static_cast<uint32_t>(n);
+  }
+  if (m.uint("maxRequests", 1, 100'000'000, &n)) out->cb_max_requests = static_cast<uint32_t>(n);
+  if (m.uint("maxRetries", 0, 100'000'000, &n)) out->cb_max_retries = static_cast<uint32_t>(n);
+  m.finish();
+}
+
+void decode_retry_budget(DocReader& doc, const Field& f, UpstreamSpec* out) {
+  MapReader m(doc, f.value, f.path, f.loc);
+  if (!m.ok()) return;
+  uint64_t n = 0;
+  if (m.uint("budgetPercent", 0, 100, &n)) out->retry_budget_percent = static_cast<uint32_t>(n);
+  if (m.uint("minRetryConcurrency", 0, 100'000'000, &n)) {
+    out->retry_budget_min_concurrency = static_cast<uint32_t>(n);
+  }
   m.finish();
 }
 

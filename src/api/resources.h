@@ -287,6 +287,21 @@ struct Upgrades {
   bool connect = false;    // CONNECT opens a tunnel to the route's upstream
 };
 
+// options.retries (Gloo's RetryPolicy, plus Portico's retriableStatusCodes and
+// retryNonIdempotent); see snapshot::RetryPolicy for the meaning of each field.
+struct RetryOptions {
+  // Conditions (retryOn), the same bits as snapshot::RetryPolicy's (the translator checks).
+  static constexpr uint32_t kOn5xx = 1, kOnGatewayError = 2, kOnReset = 4, kOnConnectFailure = 8,
+                            kOnRetriable4xx = 16, kOnRefusedStream = 32, kOnStatusCodes = 64;
+  uint32_t retry_on = 0;
+  std::vector<uint16_t> retriable_status_codes;
+  uint32_t num_retries = 1;
+  Millis per_try_timeout{0};
+  Millis base_interval{25};
+  std::optional<Millis> max_interval;  // unset: 10 x base_interval
+  bool retry_non_idempotent = false;
+};
+
 struct RouteOptions {
   std::optional<Millis> timeout;  // 0: none
   std::optional<std::string> prefix_rewrite;
@@ -295,7 +310,8 @@ struct RouteOptions {
   std::optional<bool> access_log_disabled;  // options.accessLog.disabled
   std::optional<uint64_t> max_request_body_bytes;
   std::optional<Upgrades> upgrades;  // unset: none (a delegating parent's list replaces a child's)
-  std::optional<Millis> idle_timeout;  // options.idleTimeout (> 0): the route's stream idle limit
+  std::optional<Millis> idle_timeout;   // options.idleTimeout (> 0): the route's stream idle limit
+  std::optional<RetryOptions> retries;  // options.retries
 };
 
 struct Route {
@@ -373,6 +389,13 @@ struct UpstreamSpec {
   std::optional<UpstreamTls> tls;
   std::optional<UpstreamHealthCheck> health_check;
   std::optional<UpstreamOutlierDetection> outlier_detection;
+  // spec.circuitBreakers and spec.retryBudget (process-wide; defaults in snapshot::Cluster).
+  uint32_t cb_max_connections = 1024;
+  uint32_t cb_max_pending_requests = 1024;
+  uint32_t cb_max_requests = 1024;
+  uint32_t cb_max_retries = 1024;
+  uint32_t retry_budget_percent = 20;
+  uint32_t retry_budget_min_concurrency = 3;
 };
 
 // ---- RouteTable, UpstreamGroup, Settings ----

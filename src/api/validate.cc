@@ -78,6 +78,10 @@ void validate_routes(Resource& r, const std::vector<Route>& routes) {
         add(r, Diagnostic::Severity::kWarning, route.loc, route.field_path + ".options.upgrades",
             "upgrades only apply to routeAction routes (a tunnel needs an upstream): ignored here");
       }
+      if (o.retries) {
+        add(r, Diagnostic::Severity::kWarning, route.loc, route.field_path + ".options.retries",
+            "retries only apply to routeAction routes (nothing is sent upstream): ignored here");
+      }
     }
     for (const auto& m : route.matchers) {
       if (m.kind == PathKind::kPrefix) continue;

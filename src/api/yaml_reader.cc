@@ -355,7 +355,6 @@ const char* feature_of(std::string_view key) {
       {"csrf", "CSRF protection"},
       {"transformations", "request and response transformations"},
       {"stagedTransformations", "request and response transformations"},
-      {"retries", "retries"},
       {"faults", "fault injection"},
       {"shadowing", "request mirroring"},
       {"regexRewrite", "a path rewrite"},
@@ -369,7 +368,6 @@ const char* feature_of(std::string_view key) {
       {"maxStreamDuration", "a timeout"},
       {"tls", "TLS"},
       {"sslConfig", "TLS"},
-      {"circuitBreakers", "circuit breaking"},
   };
   for (const auto& f : kFeatures) {
     if (f.key == key) return f.what;

@@ -41,9 +41,9 @@ const Json& child(const Json& j, const char* key) {
 }
 
 std::string compile(const std::string& pattern, std::optional<snapshot::Regex>* out) {
-  auto re = std::make_shared<re2::RE2>(pattern, re2::RE2::Quiet);
-  if (!re->ok()) return "invalid regex \"" + pattern + "\": " + re->error();
-  *out = snapshot::Regex{pattern, std::move(re)};
+  re2::RE2 re(pattern, re2::RE2::Quiet);
+  if (!re.ok()) return "invalid regex \"" + pattern + "\": " + re.error();
+  *out = snapshot::Regex{pattern, true};
   return "";
 }
 
@@ -80,6 +80,7 @@ std::string decode_match(const Json& j, snapshot::RouteMatch* m) {
     m->path = get_string(j, "prefix", "/");
   }
   m->case_sensitive = get_bool(j, "case_sensitive", true);
+  if (m->regex) m->regex->case_sensitive = m->case_sensitive;
   for (const auto& h : child(j, "headers")) {
     if (auto e =
             unknown_field(h, {"name", "value", "regex", "present", "invert"}, "header matcher");

@@ -164,7 +164,7 @@ class Runner {
             [this](std::shared_ptr<const snapshot::ProxyConfig> config) {
               std::vector<control::ListenerFailure> failures;
               for (auto& e : server_.apply(std::move(config)))
-                failures.push_back({e.listener, e.message});
+                failures.push_back({e.listener, e.message, e.sources});
               return failures;
             }),
         admin_(io_, [this](std::string_view m, std::string_view p,

@@ -233,9 +233,18 @@ Pipeline::SyncResult Pipeline::sync(bool full, int64_t seen_unix_ms) {
     }
 
     if (publish) {
+      {
+        // Each kind of item keeps its version when it did not change since what is in force.
+        auto typed = std::make_shared<snapshot::ProxyConfig>(*built.config);
+        snapshot::assign_type_versions(*typed, published_.get());
+        built.config = std::move(typed);
+      }
       std::vector<ListenerFailure> failures = publish_(built.config);
       ++version_;
       published_ = built.config;
+      const auto& tv = published_->versions;
+      const uint64_t kinds[] = {tv.listeners, tv.routes, tv.clusters, tv.endpoints, tv.secrets};
+      std::copy(std::begin(kinds), std::end(kinds), metrics_.type_versions);
       publish_pending_ = false;
       listener_failures_ = std::move(failures);
       in_flight_[version_] = {seen_unix_ms, change.changed_keys};
@@ -255,7 +264,8 @@ Pipeline::SyncResult Pipeline::sync(bool full, int64_t seen_unix_ms) {
       store_.accept(key);
 
     // Listeners that could not be opened: facts about the Gateway, and about the VirtualServices
-    // that were to be served there.
+    // that were to be served there. Items the data plane could not compile: warnings on the
+    // resources that produced them.
     for (const auto& f : listener_failures_) {
       std::vector<std::string> hosts;
       if (published_) {
@@ -267,6 +277,14 @@ Pipeline::SyncResult Pipeline::sync(bool full, int64_t seen_unix_ms) {
       }
       for (auto& r : built.resources) {
         std::string id = r.ns + "/" + r.name;
+        const std::string key = r.kind + "/" + id;
+        if (std::find(f.sources.begin(), f.sources.end(), key) != f.sources.end()) {
+          // An item this resource produced was not applied by the data plane.
+          r.reasons.push_back(make(Diagnostic::Severity::kWarning, r.file, r.line, 0, "",
+                                   "not applied by the data plane: " + f.message));
+          if (r.state == State::kAccepted) r.state = State::kWarning;
+        }
+        if (f.listener.empty()) continue;
         if (r.kind == "Gateway" && id == f.listener) {
           r.reasons.push_back(
               make(Diagnostic::Severity::kError, r.file, r.line, 0, "spec.bindPort", f.message));

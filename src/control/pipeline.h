@@ -56,12 +56,15 @@ BuildResult build_from_store(const Store& store, const TranslateFn& translate, u
                              int64_t now_unix_ms, std::set<std::string>* accepted,
                              bool allow_partial = false);
 
-// A listener the data plane could not open (its Gateway's status says why).
+// What the data plane could not apply: a listener it could not open (`listener` set: its Gateway
+// is Rejected, its VirtualServices warned), and/or items it could not compile, reported as a
+// warning on the resources that produced them (`sources`, as snapshot::sources_of).
 struct ListenerFailure {
-  std::string listener;  // snapshot::Listener::name, "<namespace>/<name>" of the Gateway
+  std::string listener;  // snapshot::Listener::name, "<namespace>/<name>" of the Gateway; or empty
   std::string message;
+  std::vector<std::string> sources;  // "<Kind>/<namespace>/<name>"
 };
-// Hands a configuration to the data plane; returns the listeners it could not open.
+// Hands a configuration to the data plane; returns what it could not apply.
 using PublishFn =
     std::function<std::vector<ListenerFailure>(std::shared_ptr<const snapshot::ProxyConfig>)>;
 

@@ -41,6 +41,9 @@ std::shared_ptr<const VirtualHostRuntime> compile_virtual_host(
   auto vr = std::make_shared<VirtualHostRuntime>();
   vr->host = host;
   vr->no_route = keep(*vr, registry.request_slot(l.name, vh.name, "", ""));
+  vr->regexes = router::RouteRegexes(vh);
+  for (const auto& e : vr->regexes.errors())
+    vr->filter_errors.push_back("regex " + e);
   vr->routes.reserve(vh.routes.size());
   for (const auto& route : vh.routes) {
     RouteRuntime rr;
@@ -93,9 +96,17 @@ std::shared_ptr<const Runtime> build_runtime(std::shared_ptr<const snapshot::Pro
   rt->cluster_tls.reserve(clusters.size());
   rt->cluster_tls_errors.reserve(clusters.size());
   rt->cluster_health.reserve(clusters.size());
+  // Type versions (set when the configuration was published): clusters, endpoints and secrets all
+  // at the versions `previous` ran means no cluster changed; nothing to compare.
+  const snapshot::TypeVersions& pv = previous != nullptr && previous->config
+                                         ? previous->config->versions
+                                         : snapshot::TypeVersions{};
+  const snapshot::TypeVersions& nv = config->versions;
+  const bool clusters_as_before = same_names && nv.clusters != 0 && nv.clusters == pv.clusters &&
+                                  nv.endpoints == pv.endpoints && nv.secrets == pv.secrets;
   for (size_t i = 0; i < clusters.size(); ++i) {
     const auto& c = clusters[i];
-    if (same_names && previous->config->clusters[i] == c) {
+    if (same_names && (clusters_as_before || previous->config->clusters[i] == c)) {
       // The same cluster: its slot and TLS context as they are.
       rt->cluster_unchanged[i] = 1;
       rt->cluster_slots.push_back(previous->cluster_slots[i]);

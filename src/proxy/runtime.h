@@ -32,8 +32,11 @@ struct RouteRuntime {
 struct VirtualHostRuntime {
   std::shared_ptr<const snapshot::VirtualHost> host;  // what this was compiled from
   std::vector<RouteRuntime> routes;                   // aligned with VirtualHost::routes
+  router::RouteRegexes regexes;                       // the routes' regexes, compiled here
   stats::RequestSlot* no_route = nullptr;
-  std::vector<std::string> filter_errors;  // "<route>: <error>" for chains that did not compile
+  // "<route>: <error>" for filter chains and regexes that did not compile (the route answers 500,
+  // or never matches).
+  std::vector<std::string> filter_errors;
   // Keeps the request slots alive (the raw pointers above point into them).
   std::vector<std::shared_ptr<stats::RequestSlot>> request_slots;
 };

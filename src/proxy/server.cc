@@ -81,12 +81,20 @@ std::vector<ListenerError> Server::apply(std::shared_ptr<const snapshot::ProxyCo
   overload::Monitor::instance().configure(config->overload);
   runtime_ = runtime;
   // Filters that did not compile are reported; their routes answer 500 rather than run without.
+  // Each is reported on the resources that produced the item (snapshot::sources_of).
   for (const auto& lr : runtime->listeners) {
-    for (const auto& e : lr.filter_errors)
-      errors.push_back({lr.listener->name, "filter configuration rejected: " + e});
+    for (const auto& vr : lr.virtual_hosts) {
+      for (const auto& e : vr->filter_errors)
+        errors.push_back({"",
+                          "listener " + lr.listener->name + ": route configuration rejected: " + e,
+                          snapshot::sources_of(*vr->host)});
+    }
     // A TLS listener whose contexts cannot be built refuses connections (never plaintext).
-    if (!lr.tls_error.empty())
-      errors.push_back({lr.listener->name, "TLS configuration rejected: " + lr.tls_error});
+    if (!lr.tls_error.empty()) {
+      auto sources = snapshot::sources_of(*lr.listener);
+      sources.erase(sources.begin());  // the Gateway: Rejected through `listener`
+      errors.push_back({lr.listener->name, "TLS configuration rejected: " + lr.tls_error, sources});
+    }
     for (const auto& e : lr.access_log_errors)
       errors.push_back({lr.listener->name, e});
     if (lr.tls) {
@@ -95,9 +103,13 @@ std::vector<ListenerError> Server::apply(std::shared_ptr<const snapshot::ProxyCo
     }
   }
   for (size_t i = 0; i < runtime->cluster_tls_errors.size(); ++i) {
-    if (!runtime->cluster_tls_errors[i].empty())
-      LOG_WARN("upstream %s: TLS configuration rejected (its requests fail): %s",
-               config->clusters[i].name.c_str(), runtime->cluster_tls_errors[i].c_str());
+    if (runtime->cluster_tls_errors[i].empty()) continue;
+    LOG_WARN("upstream %s: TLS configuration rejected (its requests fail): %s",
+             config->clusters[i].name.c_str(), runtime->cluster_tls_errors[i].c_str());
+    errors.push_back({"",
+                      "upstream TLS configuration rejected (requests to it fail): " +
+                          runtime->cluster_tls_errors[i],
+                      snapshot::sources_of(config->clusters[i])});
   }
 
   // New listeners: bind on the control thread first so that errors are known now.

@@ -17,9 +17,13 @@
 
 namespace portico::proxy {
 
+// Something of a configuration the data plane could not apply: a listener it could not open
+// (`listener` set: its Gateway is Rejected), or an item it could not compile (`sources`: the
+// resources that produced it, snapshot::sources_of, which get the message as a warning).
 struct ListenerError {
-  std::string listener;  // snapshot::Listener::name
+  std::string listener;  // snapshot::Listener::name; empty when not about a listener
   std::string message;
+  std::vector<std::string> sources;  // "<Kind>/<namespace>/<name>"
 };
 
 class Server {

@@ -129,6 +129,29 @@ Json route_json(const Route& r) {
     o["upgrades"] = std::move(up);
   }
   if (r.options.idle_timeout) o["idle_timeout_ms"] = r.options.idle_timeout->count();
+  if (const auto& p = r.options.retry) {
+    Json on = Json::array();
+    static constexpr std::pair<uint32_t, const char*> kOn[] = {
+        {RetryPolicy::kOn5xx, "5xx"},
+        {RetryPolicy::kOnGatewayError, "gateway-error"},
+        {RetryPolicy::kOnReset, "reset"},
+        {RetryPolicy::kOnConnectFailure, "connect-failure"},
+        {RetryPolicy::kOnRetriable4xx, "retriable-4xx"},
+        {RetryPolicy::kOnRefusedStream, "refused-stream"},
+        {RetryPolicy::kOnStatusCodes, "retriable-status-codes"}};
+    for (const auto& [bit, name] : kOn) {
+      if (p->retry_on & bit) on.push_back(name);
+    }
+    Json rj{{"retry_on", std::move(on)},
+            {"num_retries", p->num_retries},
+            {"base_interval_ms", p->base_interval.count()},
+            {"max_interval_ms", p->max_interval.count()}};
+    if (!p->retriable_status_codes.empty())
+      rj["retriable_status_codes"] = p->retriable_status_codes;
+    if (p->per_try_timeout.count() > 0) rj["per_try_timeout_ms"] = p->per_try_timeout.count();
+    if (p->retry_non_idempotent) rj["retry_non_idempotent"] = true;
+    o["retries"] = std::move(rj);
+  }
   if (!o.empty()) j["options"] = std::move(o);
   return j;
 }
@@ -246,6 +269,7 @@ Json tls_client_json(const TlsClientConfig& t) {
 Json listener_json(const Listener& l) {
   Json j;
   j["name"] = l.name;
+  j["sources"] = sources_of(l);
   j["address"] = l.address;
   j["port"] = l.port;
   j["http"] = Json{{"max_request_headers_bytes", l.http.max_request_headers_bytes},
@@ -266,6 +290,7 @@ Json listener_json(const Listener& l) {
     const VirtualHost& vh = *vh_ptr;
     Json v;
     v["name"] = vh.name;
+    v["sources"] = sources_of(vh);
     v["domains"] = vh.domains;
     if (vh.tls) v["tls"] = tls_server_json(*vh.tls);
     Json routes = Json::array();
@@ -298,6 +323,7 @@ Json listener_json(const Listener& l) {
 Json cluster_json(const Cluster& c) {
   Json j;
   j["name"] = c.name;
+  j["sources"] = sources_of(c);
   j["lb"] = c.lb == LbPolicy::kLeastRequest ? "least_request" : "round_robin";
   Json eps = Json::array();
   for (const auto& e : c.endpoints) {
@@ -343,6 +369,13 @@ Json cluster_json(const Cluster& c) {
              {"max_ejection_time_ms", o.max_ejection_time.count()},
              {"max_ejection_percent", o.max_ejection_percent}};
   }
+  const auto& cb = c.circuit_breakers;
+  j["circuit_breakers"] = Json{{"max_connections", cb.max_connections},
+                               {"max_pending_requests", cb.max_pending_requests},
+                               {"max_requests", cb.max_requests},
+                               {"max_retries", cb.max_retries}};
+  j["retry_budget"] = Json{{"budget_percent", c.retry_budget.budget_percent},
+                           {"min_retry_concurrency", c.retry_budget.min_retry_concurrency}};
   return j;
 }
 
@@ -351,6 +384,11 @@ Json cluster_json(const Cluster& c) {
 std::string to_json(const ProxyConfig& config, bool pretty) {
   Json j;
   j["version"] = config.version;
+  j["versions"] = Json{{"listeners", config.versions.listeners},
+                       {"routes", config.versions.routes},
+                       {"clusters", config.versions.clusters},
+                       {"endpoints", config.versions.endpoints},
+                       {"secrets", config.versions.secrets}};
   j["created_unix_ms"] = config.created_unix_ms;
   Json listeners = Json::array();
   for (const auto& l : config.listeners)

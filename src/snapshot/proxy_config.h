@@ -3,9 +3,13 @@
 // the translator (src/control/translate); read by proxy workers. Nothing here refers to user
 // resources: names are already resolved (a cluster is referred to by its name, e.g.
 // "default/echo").
+//
+// It is a typed snapshot: five kinds of items (listeners, route configurations = virtual hosts,
+// clusters, endpoints, secrets), each kind with its own version (TypeVersions), and each item
+// naming the resources that produced it (sources_of). It carries data only: compiled objects
+// (regexes, TLS contexts, filter chains, load-balancer tables) are built by the data plane from
+// it when a configuration is applied (src/proxy/runtime.h).
 #pragma once
-
-#include <re2/re2.h>
 
 #include <chrono>
 #include <cstdint>
@@ -20,10 +24,12 @@ namespace portico::snapshot {
 
 using Millis = std::chrono::milliseconds;
 
-// A compiled RE2 pattern with its source text (the source is what config_dump shows).
+// An RE2 pattern (checked by the control plane; compiled by the data plane, which matches the
+// whole value against it).
 struct Regex {
   std::string pattern;
-  std::shared_ptr<const re2::RE2> re;  // compiled, never null in a built ProxyConfig
+  bool case_sensitive = true;
+  bool operator==(const Regex&) const = default;
 };
 
 enum class PathMatchKind { kPrefix, kExact, kRegex };
@@ -34,6 +40,7 @@ struct HeaderMatcher {
   std::optional<Regex> regex;
   bool present_only = false;  // matches when the header is present (any value)
   bool invert = false;        // the result of the match is inverted
+  bool operator==(const HeaderMatcher&) const = default;
 };
 
 struct QueryMatcher {
@@ -41,6 +48,7 @@ struct QueryMatcher {
   std::string value;  // exact value, when !regex and !present_only
   std::optional<Regex> regex;
   bool present_only = false;
+  bool operator==(const QueryMatcher&) const = default;
 };
 
 struct RouteMatch {
@@ -51,16 +59,19 @@ struct RouteMatch {
   std::vector<HeaderMatcher> headers;  // all must match
   std::vector<QueryMatcher> query;     // all must match
   std::vector<std::string> methods;    // upper-case; empty = any method
+  bool operator==(const RouteMatch&) const = default;
 };
 
 struct WeightedCluster {
   std::string cluster;  // name of a Cluster in ProxyConfig::clusters
   uint32_t weight = 1;
+  bool operator==(const WeightedCluster&) const = default;
 };
 
 struct ForwardAction {
   std::vector<WeightedCluster> clusters;  // one or more; weights > 0
   uint32_t total_weight = 0;              // sum of weights
+  bool operator==(const ForwardAction&) const = default;
 };
 
 struct RedirectAction {
@@ -71,23 +82,27 @@ struct RedirectAction {
   uint16_t port = 0;           // 0: keep/none
   uint16_t code = 301;         // 301, 302, 303, 307, 308
   bool strip_query = false;
+  bool operator==(const RedirectAction&) const = default;
 };
 
 struct DirectResponseAction {
   uint16_t status = 200;
   std::string body;
   std::string content_type = "text/plain";
+  bool operator==(const DirectResponseAction&) const = default;
 };
 
 struct HeaderValue {
   std::string name;  // as written by the user (case preserved for serialisation)
   std::string value;
   bool append = true;  // false: replace any existing value
+  bool operator==(const HeaderValue&) const = default;
 };
 
 struct HeaderMutations {
   std::vector<HeaderValue> add;
   std::vector<std::string> remove;  // lower-case names
+  bool operator==(const HeaderMutations&) const = default;
 };
 
 // A filter's configuration as carried by the snapshot: the filter's registered name and its
@@ -96,6 +111,28 @@ struct HeaderMutations {
 struct FilterConfig {
   std::string name;    // e.g. "cors", "test.header_mutation"
   std::string config;  // JSON text; "{}" when the filter takes none
+  bool operator==(const FilterConfig&) const = default;
+};
+
+// A route's retry policy (route option `retries`, docs/configuration.md "Retries"). Conditions are
+// bits of RetryPolicy::kOn*; a retry also needs the request to be safe to repeat (stream.cc).
+struct RetryPolicy {
+  static constexpr uint32_t kOn5xx = 1;  // any 5xx, a reset, a connect failure, a try timeout
+  static constexpr uint32_t kOnGatewayError = 2;    // 502, 503, 504, a reset, a connect failure...
+  static constexpr uint32_t kOnReset = 4;           // no response head: reset, closed, try timeout
+  static constexpr uint32_t kOnConnectFailure = 8;  // the connection could not be opened
+  static constexpr uint32_t kOnRetriable4xx = 16;   // 409
+  static constexpr uint32_t kOnRefusedStream =
+      32;                                         // HTTP/2 REFUSED_STREAM (no HTTP/2 upstreams yet)
+  static constexpr uint32_t kOnStatusCodes = 64;  // retriable_status_codes
+  uint32_t retry_on = 0;
+  std::vector<uint16_t> retriable_status_codes;
+  uint32_t num_retries = 1;
+  Millis per_try_timeout{0};  // 0: none (only the route timeout)
+  Millis base_interval{25};   // back-off: full jitter in [0, min(max, base * 2^n)]
+  Millis max_interval{250};
+  bool retry_non_idempotent = false;  // POST and PATCH may be sent again too
+  bool operator==(const RetryPolicy&) const = default;
 };
 
 struct RouteOptions {
@@ -120,6 +157,8 @@ struct RouteOptions {
   // No byte either way on a stream of this route (tunnels included) for this long resets it;
   // unset: the listener's stream idle timeout.
   std::optional<Millis> idle_timeout;
+  std::optional<RetryPolicy> retry;  // unset: no retries beyond a stale pooled connection's
+  bool operator==(const RouteOptions&) const = default;
 };
 
 struct Route {
@@ -127,6 +166,7 @@ struct Route {
   RouteMatch match;
   std::variant<ForwardAction, RedirectAction, DirectResponseAction> action;
   RouteOptions options;
+  bool operator==(const Route&) const = default;
 };
 
 // ---- TLS ----
@@ -158,6 +198,7 @@ struct TlsServerConfig {
   // Request header carrying the verified client identity upstream (URI SAN, else DNS SAN, else
   // subject); any value the client sent under that name is removed. Empty: not sent.
   std::string client_identity_header;
+  bool operator==(const TlsServerConfig&) const = default;
 };
 
 // Upstream TLS for a cluster.
@@ -182,6 +223,11 @@ struct VirtualHost {
   std::vector<Route> routes;         // in order; the first match wins
   // TLS for this virtual host's domains (selected by SNI); unset: the listener's default.
   std::optional<TlsServerConfig> tls;
+  // The resources its routes came from, as "<Kind>/<namespace>/<name>": the VirtualService, then
+  // the RouteTables its delegation reached and the UpstreamGroups its routes name (sources_of
+  // adds the Secrets of `tls`).
+  std::vector<std::string> sources;
+  bool operator==(const VirtualHost&) const = default;
 };
 
 // A copy of the VirtualHost at `i` put in its place, to be edited (tests and tools that build a
@@ -202,6 +248,7 @@ struct Http2Options {
   uint32_t initial_stream_window =
       65536;  // per-stream receive window (SETTINGS_INITIAL_WINDOW_SIZE)
   uint32_t initial_connection_window = 1 << 20;  // connection-level receive window
+  bool operator==(const Http2Options&) const = default;
 };
 
 struct HttpOptions {
@@ -232,6 +279,7 @@ struct HttpOptions {
   Millis stream_idle_timeout{300000};   // no byte either way on a request for this long: reset
   std::vector<FilterConfig> filters;    // listener-wide filters, before each route's
   Http2Options http2;
+  bool operator==(const HttpOptions&) const = default;
 };
 
 // One access log of a listener (Gateway options.accessLoggingService): a line per request. The
@@ -242,6 +290,7 @@ struct AccessLog {
   bool json = false;
   std::string format;  // text lines: the format, newline-terminated
   std::vector<std::pair<std::string, std::string>> json_fields;  // JSON lines: key -> format
+  bool operator==(const AccessLog&) const = default;
 };
 
 struct Listener {
@@ -254,6 +303,8 @@ struct Listener {
   // matches no virtual host with its own TLS, or who send no SNI. Unset: plain TCP.
   std::optional<TlsServerConfig> tls;
   std::vector<AccessLog> access_logs;
+  // Compares the pointers of virtual_hosts (see same_listener_settings for the settings alone).
+  bool operator==(const Listener&) const = default;
 };
 
 struct Endpoint {
@@ -300,6 +351,23 @@ struct OutlierDetection {
   uint32_t max_ejection_percent = 10;  // of the cluster's endpoints (at least one may be ejected)
   bool operator==(const OutlierDetection&) const = default;
 };
+
+// Process-wide limits of one cluster (Upstream circuitBreakers), counted across workers.
+struct CircuitBreakers {
+  uint32_t max_connections = 1024;       // open upstream connections
+  uint32_t max_pending_requests = 1024;  // requests waiting for a connection to open
+  uint32_t max_requests = 1024;          // requests in flight
+  uint32_t max_retries = 1024;           // retries in flight
+  bool operator==(const CircuitBreakers&) const = default;
+};
+
+// Retry budget (Upstream retryBudget): a retry is allowed while the cluster's retries in flight
+// stay under max(min_retry_concurrency, budget_percent % of its requests in flight).
+struct RetryBudget {
+  uint32_t budget_percent = 20;
+  uint32_t min_retry_concurrency = 3;
+  bool operator==(const RetryBudget&) const = default;
+};
 enum class UpstreamProtocol { kHttp1, kHttp2 };
 
 struct Cluster {
@@ -315,6 +383,8 @@ struct Cluster {
   uint32_t max_idle_connections = 4096;     // pooled idle connections per endpoint and worker
   std::optional<HealthCheck> health_check;  // unset: every endpoint is assumed healthy
   std::optional<OutlierDetection> outlier_detection;
+  CircuitBreakers circuit_breakers;
+  RetryBudget retry_budget;
   bool operator==(const Cluster&) const = default;
 };
 
@@ -374,8 +444,28 @@ struct OverloadConfig {
   uint64_t max_heap_bytes = 0;   // beyond it: new requests get 503, keep-alive is off
 };
 
+// The version of each kind of item in a ProxyConfig: the ProxyConfig::version at which that kind
+// last changed. A data plane (or, later, a remote proxy) that runs a configuration whose version
+// of a kind is the same has nothing of that kind to apply. Kinds are separated so that an
+// endpoint or certificate change touches neither routes nor listeners:
+// - listeners: a Listener's settings (address, port, options, access logs, TLS settings without
+//   certificate and key material) and which listeners exist;
+// - routes: each listener's virtual hosts and their routes (TLS settings without material);
+// - clusters: the clusters' settings (endpoints and TLS material excluded) and which exist;
+// - endpoints: each cluster's endpoints;
+// - secrets: certificate, key, CA and OCSP material, by Secret name.
+struct TypeVersions {
+  uint64_t listeners = 0;
+  uint64_t routes = 0;
+  uint64_t clusters = 0;
+  uint64_t endpoints = 0;
+  uint64_t secrets = 0;
+  bool operator==(const TypeVersions&) const = default;
+};
+
 struct ProxyConfig {
-  uint64_t version = 0;  // increases with every published config
+  uint64_t version = 0;   // increases with every published config
+  TypeVersions versions;  // set by assign_type_versions when published
   int64_t created_unix_ms = 0;
   std::vector<Listener> listeners;
   SharedVector<Cluster> clusters;  // shared with the configuration it was made from, if unchanged
@@ -389,7 +479,20 @@ struct ProxyConfig {
   }
 };
 
-// The ProxyConfig as JSON (for /config_dump). Compiled regexes are shown by their pattern.
+// Sets next.versions against `previous` (the configuration published before it; null: none):
+// each kind keeps previous's version when none of its items changed, else takes next.version.
+// Cost: proportional to what is not shared by pointer between the two (a one-route change
+// compares one virtual host and the cluster list's pointer).
+void assign_type_versions(ProxyConfig& next, const ProxyConfig* previous);
+
+// The resources that produced an item, as "<Kind>/<namespace>/<name>" (first the resource the item
+// is named after, then the others: RouteTables, UpstreamGroups, Secrets). A data plane that
+// rejects an item reports it on these.
+std::vector<std::string> sources_of(const Listener& listener);
+std::vector<std::string> sources_of(const VirtualHost& host);
+std::vector<std::string> sources_of(const Cluster& cluster);
+
+// The ProxyConfig as JSON (for /config_dump).
 std::string to_json(const ProxyConfig& config, bool pretty = true);
 
 }  // namespace portico::snapshot

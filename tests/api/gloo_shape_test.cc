@@ -78,7 +78,7 @@ spec:
               kc:
                 issuer: https://keycloak.example.com/realms/main
                 jwks: {remote: {url: https://keycloak.example.com/certs}}
-          retries: {retryOn: 5xx, numRetries: 3}
+          faults: {abort: {percentage: 1, httpStatus: 503}}
           timeout: 10s
 )");
   EXPECT_THAT(
@@ -87,8 +87,8 @@ spec:
                   "gateway.portico.dev/v1; read as gateway.portico.dev/v1",
                   "gloo.yaml:11:11: error: spec.virtualHost.routes[0].options.jwt: jwt (JWT "
                   "authentication) is not implemented: rejected rather than served without it",
-                  "gloo.yaml:16:11: error: spec.virtualHost.routes[0].options.retries: retries "
-                  "(retries) is not implemented: rejected rather than served without it"));
+                  "gloo.yaml:16:11: error: spec.virtualHost.routes[0].options.faults: faults "
+                  "(fault injection) is not implemented: rejected rather than served without it"));
 }
 
 TEST(ApiFailClosed, TyposAndUnknownUpstreamFeaturesAreErrors) {
@@ -97,15 +97,16 @@ metadata: {name: u}
 spec:
   static: {hosts: [{addr: 10.0.0.1, port: 80}]}
   discoveryMetadata: {labels: {app: u}}
-  circuitBreakers: {maxConnections: 10}
+  outlierDetection: {successRateMinimumHosts: 3}
   loadBalancerConfig: {roundRobin: {slowStartConfig: {slowStartWindow: 10s}}}
 )");
   EXPECT_THAT(
       lines(r.diagnostics),
       ElementsAre("gloo.yaml:5:3: warning: spec.discoveryMetadata: is ignored (labels written by "
                   "Gloo's discovery)",
-                  "gloo.yaml:6:3: error: spec.circuitBreakers: circuitBreakers (circuit breaking) "
-                  "is not implemented: rejected rather than served without it",
+                  "gloo.yaml:6:22: error: spec.outlierDetection.successRateMinimumHosts: "
+                  "unknown field \"successRateMinimumHosts\": not implemented (refused rather "
+                  "than ignored)",
                   "gloo.yaml:7:37: error: spec.loadBalancerConfig.roundRobin.slowStartConfig: "
                   "unknown field \"slowStartConfig\": not implemented (refused rather than "
                   "ignored)"));

@@ -545,6 +545,55 @@ TEST(ControlPipeline, ListenerFailuresShowOnTheGatewayAndItsVirtualServices) {
   EXPECT_EQ(find(r2, "VirtualService", "shop")->state, State::kAccepted);
 }
 
+// An item the data plane could not compile is reported on the resources that produced it.
+TEST(ControlPipeline, DataPlaneRejectionsShowOnTheResourcesThatProducedTheItem) {
+  TempDir dir;
+  dir.write("gateway.yaml", kGateway);
+  dir.write("upstream.yaml", kUpstream);
+  dir.write("shop.yaml", kService);
+  Harness h(dir.path());
+  h.failures = {{"", "upstream TLS configuration rejected: bad CA", {"Upstream/default/echo"}}};
+  const BuildResult& r = h.sync();
+  const auto* up = find(r, "Upstream", "echo");
+  EXPECT_EQ(up->state, State::kWarning);
+  EXPECT_THAT(lines(up->reasons),
+              ElementsAre("upstream.yaml:1: warning: not applied by the data plane: upstream TLS "
+                          "configuration rejected: bad CA"));
+  EXPECT_EQ(find(r, "Gateway", "public")->state, State::kAccepted);
+  EXPECT_EQ(find(r, "VirtualService", "shop")->state, State::kAccepted);
+  h.failures.clear();
+  EXPECT_EQ(find(h.sync(), "Upstream", "echo")->state, State::kAccepted);
+}
+
+// Published configurations carry a version per kind of item: an endpoint change moves only the
+// endpoints' version, a route change only the routes'.
+TEST(ControlPipeline, PublishedConfigurationsCarryTypeVersions) {
+  TempDir dir;
+  dir.write("gateway.yaml", kGateway);
+  dir.write("upstream.yaml", kUpstream);
+  dir.write("shop.yaml", service_with_route("{prefix: /a}"));
+  Harness h(dir.path());
+  h.sync();
+  ASSERT_EQ(h.published.size(), 1u);
+  EXPECT_EQ(h.published[0]->versions, (snapshot::TypeVersions{1, 1, 1, 1, 1}));
+  EXPECT_EQ(h.published[0]->listeners[0].virtual_hosts[0]->sources,
+            std::vector<std::string>{"VirtualService/default/shop"});
+  std::string up = kUpstream;
+  up.replace(up.find("9000"), 4, "9001");
+  dir.write("upstream.yaml", up);
+  h.sync();
+  ASSERT_EQ(h.published.size(), 2u);
+  EXPECT_EQ(h.published[1]->versions, (snapshot::TypeVersions{1, 1, 1, 2, 1}));
+  dir.write("shop.yaml", service_with_route("{prefix: /b}"));
+  h.sync();
+  ASSERT_EQ(h.published.size(), 3u);
+  EXPECT_EQ(h.published[2]->versions, (snapshot::TypeVersions{1, 3, 1, 2, 1}));
+  EXPECT_THAT(h.pipeline().metrics().render(),
+              HasSubstr("portico_config_type_version{type=\"routes\"} 3\n"
+                        "portico_config_type_version{type=\"clusters\"} 1\n"
+                        "portico_config_type_version{type=\"endpoints\"} 2\n"));
+}
+
 TEST(ControlPipeline, PropagationTimings) {
   TempDir dir;
   dir.write("gateway.yaml", kGateway);

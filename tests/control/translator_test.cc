@@ -538,6 +538,64 @@ spec:
   expect_not_shown(r, key_fragment(dir.read("certs/server.key")));
 }
 
+// TLS material is applied to the cached translation of a VirtualService: a rotated certificate is
+// served in a new copy of its host, and no route is translated again.
+TEST(ControlTranslateTls, ARotatedCertificateTranslatesNoRoute) {
+  TlsDir dir;
+  dir.write("secret.yaml", R"(kind: Secret
+metadata: {name: shop-tls}
+spec: {tls: {certChainFile: certs/server.crt, privateKeyFile: certs/server.key}}
+)");
+  dir.write("rest.yaml", std::string(kTlsUpstream) + R"(---
+kind: Gateway
+metadata: {name: https}
+spec: {bindPort: 8443, ssl: true}
+---
+kind: VirtualService
+metadata: {name: shop}
+spec:
+  sslConfig: {secretRef: {name: shop-tls}}
+  virtualHost:
+    domains: [shop.example.com]
+    routes:
+      - {matchers: [{prefix: /a}], routeAction: {single: {upstream: {name: echo}}}}
+      - {matchers: [{prefix: /b}], routeAction: {single: {upstream: {name: echo}}}}
+)");
+  std::vector<ResourcePtr> resources;
+  for (const char* name : {"secret.yaml", "rest.yaml"}) {
+    api::DecodedFile f = api::decode_file(name, dir.read(name));
+    ASSERT_TRUE(f.errors.empty()) << name;
+    for (auto& r : f.resources)
+      resources.push_back(std::make_shared<api::Resource>(std::move(r)));
+  }
+  Translator translator(TranslateOptions{dir.path()});
+  Translation first = translator.translate(resources, 1, 0);
+  EXPECT_EQ(first.translated.routes, 2u);
+  ASSERT_EQ(first.config->listeners.size(), 1u);
+  const auto before = first.config->listeners[0].virtual_hosts.at(0);
+  ASSERT_TRUE(before->tls);
+  // The same resources, the same files: the same host.
+  Translation same = translator.translate(resources, 2, 0);
+  EXPECT_EQ(same.translated.routes, 0u);
+  EXPECT_EQ(same.config->listeners[0].virtual_hosts.at(0), before);
+  // The certificate file is replaced (same key, new certificate): no route translated, the new
+  // certificate served.
+  std::string c = "cd '" + (dir.path() / "certs").string() + "' && ";
+  ASSERT_EQ(std::system((c + "openssl x509 -req -in server.csr -CA ca.crt -CAkey ca.key "
+                             "-CAcreateserial -out server.crt -days 3 >/dev/null 2>&1")
+                            .c_str()),
+            0);
+  Translation rotated = translator.translate(resources, 3, 0);
+  EXPECT_EQ(rotated.translated.routes, 0u);
+  const auto& after = *rotated.config->listeners[0].virtual_hosts.at(0);
+  EXPECT_EQ(after.tls->certificates[0].cert_chain_pem, dir.read("certs/server.crt"));
+  EXPECT_NE(after.tls->certificates[0].cert_chain_pem, before->tls->certificates[0].cert_chain_pem);
+  EXPECT_EQ(after.routes, before->routes);
+  // From scratch, the same configuration.
+  EXPECT_EQ(snapshot::to_json(*rotated.config),
+            snapshot::to_json(*translate(resources, 3, 0, TranslateOptions{dir.path()}).config));
+}
+
 TEST(ControlTranslateTls, InlineSecretWithRootCaRequiresClientCertificates) {
   TlsDir dir;
   std::string yaml = std::string(kTlsUpstream) + R"(---

@@ -20,7 +20,7 @@ ProxyConfig sample() {
   fwd.name = "default/shop/api";
   fwd.match.kind = PathMatchKind::kRegex;
   fwd.match.path = "/api/.*";
-  fwd.match.regex = Regex{"/api/.*", std::make_shared<const re2::RE2>("/api/.*")};
+  fwd.match.regex = Regex{"/api/.*", true};
   HeaderMatcher h;
   h.name = "x-debug";
   h.present_only = true;
@@ -87,6 +87,10 @@ TEST(SnapshotJson, DumpsEveryPart) {
   EXPECT_EQ(cluster["lb"], "least_request");
   EXPECT_EQ(cluster["endpoints"][0]["weight"], 2);
   EXPECT_EQ(cluster["connect_timeout_ms"], 2000);
+  // Each item names the resources that produced it.
+  EXPECT_EQ(cluster["sources"][0], "Upstream/" + cluster["name"].get<std::string>());
+  EXPECT_EQ(j["listeners"][0]["sources"][0], "Gateway/default/gw");
+  EXPECT_EQ(j["listeners"][0]["virtual_hosts"][0]["sources"][0], "VirtualService/default/shop");
 }
 
 TEST(SnapshotJson, PrettyAndCompactAreTheSameDocument) {
@@ -94,7 +98,8 @@ TEST(SnapshotJson, PrettyAndCompactAreTheSameDocument) {
   EXPECT_NE(to_json(c, true), to_json(c, false));
   EXPECT_EQ(nlohmann::json::parse(to_json(c, true)), nlohmann::json::parse(to_json(c, false)));
   EXPECT_EQ(to_json(ProxyConfig{}, false),
-            R"({"version":0,"created_unix_ms":0,"listeners":[],"clusters":[]})");
+            R"({"version":0,"versions":{"listeners":0,"routes":0,"clusters":0,"endpoints":0,)"
+            R"("secrets":0},"created_unix_ms":0,"listeners":[],"clusters":[]})");
 }
 
 }  // namespace

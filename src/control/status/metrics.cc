@@ -70,6 +70,14 @@ std::string ControlMetrics::render() const {
           "Routes translated, after delegation (not reused from the previous translation).",
           routes_translated);
   out +=
+      "# HELP portico_config_type_version Version at which each kind of item of the configuration "
+      "in force last changed.\n# TYPE portico_config_type_version gauge\n";
+  const char* kinds[] = {"listeners", "routes", "clusters", "endpoints", "secrets"};
+  for (int i = 0; i < 5; ++i) {
+    out += std::string("portico_config_type_version{type=\"") + kinds[i] + "\"} " +
+           std::to_string(type_versions[i]) + "\n";
+  }
+  out +=
       "# HELP portico_config_propagation_seconds Time from a configuration change being seen to it "
       "being translated (stage=translated) and running on every worker (stage=applied).\n"
       "# TYPE portico_config_propagation_seconds histogram\n";

@@ -30,6 +30,9 @@ struct ControlMetrics {
   // others were reused from the previous translation).
   uint64_t virtual_services_translated = 0;
   uint64_t routes_translated = 0;
+  // The version of each kind of item of the configuration in force (snapshot::TypeVersions:
+  // listeners, routes, clusters, endpoints, secrets).
+  uint64_t type_versions[5] = {0, 0, 0, 0, 0};
   Histogram translated;  // change seen -> translated
   Histogram applied;     // change seen -> running on every worker
   // Prometheus text exposition (portico_config_* families).

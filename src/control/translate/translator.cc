@@ -152,7 +152,7 @@ snapshot::RouteMatch translate_match(const api::Matcher& m) {
       break;
     case api::PathKind::kRegex:
       out.kind = snapshot::PathMatchKind::kRegex;
-      out.regex = snapshot::Regex{m.regex.source, m.regex.re};
+      out.regex = snapshot::Regex{m.regex.source, m.case_sensitive};
       break;
   }
   out.path = m.path;
@@ -164,7 +164,7 @@ snapshot::RouteMatch translate_match(const api::Matcher& m) {
     if (!h.value) {
       hm.present_only = true;
     } else if (h.regex) {
-      hm.regex = snapshot::Regex{h.pattern.source, h.pattern.re};
+      hm.regex = snapshot::Regex{h.pattern.source, true};
     } else {
       hm.value = *h.value;
     }
@@ -176,7 +176,7 @@ snapshot::RouteMatch translate_match(const api::Matcher& m) {
     if (!q.value) {
       qm.present_only = true;
     } else if (q.regex) {
-      qm.regex = snapshot::Regex{q.pattern.source, q.pattern.re};
+      qm.regex = snapshot::Regex{q.pattern.source, true};
     } else {
       qm.value = *q.value;
     }
@@ -184,6 +184,25 @@ snapshot::RouteMatch translate_match(const api::Matcher& m) {
   }
   out.methods = m.methods;
   return out;
+}
+
+snapshot::RetryPolicy translate_retries(const api::RetryOptions& r) {
+  using P = snapshot::RetryPolicy;
+  using A = api::RetryOptions;
+  static_assert(P::kOn5xx == A::kOn5xx && P::kOnGatewayError == A::kOnGatewayError &&
+                P::kOnReset == A::kOnReset && P::kOnConnectFailure == A::kOnConnectFailure &&
+                P::kOnRetriable4xx == A::kOnRetriable4xx &&
+                P::kOnRefusedStream == A::kOnRefusedStream &&
+                P::kOnStatusCodes == A::kOnStatusCodes);
+  P p;
+  p.retry_on = r.retry_on;
+  p.retriable_status_codes = r.retriable_status_codes;
+  p.num_retries = r.num_retries;
+  p.per_try_timeout = r.per_try_timeout;
+  p.base_interval = r.base_interval;
+  p.max_interval = r.max_interval.value_or(r.base_interval * 10);
+  p.retry_non_idempotent = r.retry_non_idempotent;
+  return p;
 }
 
 snapshot::HeaderMutations translate_headers(const std::vector<api::HeaderToAdd>& add,
@@ -301,6 +320,7 @@ void translate_virtual_service(const Resource& r, const std::vector<FlatRoute>& 
       base.options.connect = o.upgrades->connect;
     }
     base.options.idle_timeout = o.idle_timeout;
+    if (o.retries) base.options.retry = translate_retries(*o.retries);
     for (const auto& m : route.matchers) {
       snapshot::Route r2 = base;
       r2.match = translate_match(m);
@@ -330,6 +350,7 @@ api::RouteOptions merge_options(const api::RouteOptions& parent, const api::Rout
   if (parent.max_request_body_bytes) out.max_request_body_bytes = parent.max_request_body_bytes;
   if (parent.upgrades) out.upgrades = parent.upgrades;
   if (parent.idle_timeout) out.idle_timeout = parent.idle_timeout;
+  if (parent.retries) out.retries = parent.retries;  // the whole policy, as Gloo merges options
   return out;
 }
 
@@ -815,6 +836,12 @@ snapshot::Cluster translate_upstream(const Resource& r) {
     od.max_ejection_percent = o->max_ejection_percent;
     c.outlier_detection = od;
   }
+  c.circuit_breakers.max_connections = spec.cb_max_connections;
+  c.circuit_breakers.max_pending_requests = spec.cb_max_pending_requests;
+  c.circuit_breakers.max_requests = spec.cb_max_requests;
+  c.circuit_breakers.max_retries = spec.cb_max_retries;
+  c.retry_budget.budget_percent = spec.retry_budget_percent;
+  c.retry_budget.min_retry_concurrency = spec.retry_budget_min_concurrency;
   return c;
 }
 
@@ -832,7 +859,11 @@ struct VsMemo {
   std::vector<std::pair<std::string, Diagnostic>> table_diags;  // findings on RouteTables
   std::vector<std::string> reached;                             // RouteTables it delegates to
   std::vector<std::string> used_upstreams;                      // sorted, unique
-  std::shared_ptr<const snapshot::VirtualHost> host;
+  std::shared_ptr<const snapshot::VirtualHost> host;            // without TLS
+  // `host` with the TLS settings it was last served with (the material comes from files and
+  // Secrets: a changed certificate makes a new copy, never a new translation of the routes).
+  std::shared_ptr<const snapshot::VirtualHost> tls_host;
+  std::shared_ptr<const snapshot::VirtualHost> tls_base;  // the `host` tls_host was made from
   size_t routes = 0;
 };
 
@@ -842,7 +873,7 @@ struct VsMemo {
 // VirtualService goes to `deps`. Only for an accepted VirtualService.
 void translate_memo(VsMemo& m, const Entry& vs, EntryMap& tables,
                     const std::set<std::string>& broken_tables, const InvalidRoutePolicy& policy,
-                    const EntryMap& groups, const snapshot::TlsServerConfig* tls, Deps* deps) {
+                    const EntryMap& groups, Deps* deps) {
   Entry scratch{vs.resource, {}, vs.ptr};
   Flattener flattener(tables, broken_tables, policy, deps, &m.table_diags);
   auto flat = flattener.flatten(scratch);
@@ -888,7 +919,11 @@ void translate_memo(VsMemo& m, const Entry& vs, EntryMap& tables,
   }
   auto host = std::make_shared<snapshot::VirtualHost>();
   translate_virtual_service(*vs.resource, flat, groups, host.get(), deps);
-  if (tls != nullptr) host->tls = *tls;
+  host->sources.push_back("VirtualService/" + vs.id());
+  for (const auto& t : flattener.reached())
+    host->sources.push_back("RouteTable/" + t);
+  for (const auto& g : deps->groups)
+    host->sources.push_back("UpstreamGroup/" + g);
   m.host = std::move(host);
   m.post = std::move(scratch.reasons);
   m.reached.assign(flattener.reached().begin(), flattener.reached().end());
@@ -1298,7 +1333,9 @@ Translation Translator::translate(const std::vector<ResourcePtr>& resources, uin
           m->deps.groups.insert(fwd->upstream_group->to_string());
       }
       m->pre = std::move(scratch.reasons);
-      if (incremental_ && !vs.resource->virtual_service().tls) {
+      // VirtualServices with TLS too: the memo holds their routes without TLS, which is applied
+      // (from the Secrets and files as read now) when the host is served.
+      if (incremental_) {
         state.memos.emplace(vid, m);
         state.index(vid, *m);
       }
@@ -1475,9 +1512,7 @@ Translation Translator::translate(const std::vector<ResourcePtr>& resources, uin
     VsMemo& m = *vs.memo;
     if (!m.has_post) {
       Deps deps;
-      auto tls = vhost_tls.find(vid);
-      translate_memo(m, vs, tables, broken_tables, policy, groups,
-                     tls == vhost_tls.end() ? nullptr : &tls->second, &deps);
+      translate_memo(m, vs, tables, broken_tables, policy, groups, &deps);
       // The dependencies found while flattening join the index.
       if (join_deps(m, deps) && state.memos.count(vid) != 0) state.index(vid, m);
       ++counts.virtual_services;
@@ -1489,7 +1524,18 @@ Translation Translator::translate(const std::vector<ResourcePtr>& resources, uin
     for (const auto& d : m.post)
       vs.push(d);
     reached.insert(m.reached.begin(), m.reached.end());
-    vs.host = m.host;
+    if (auto tls = vhost_tls.find(vid); tls == vhost_tls.end()) {
+      vs.host = m.host;
+    } else {
+      // The routes as translated, with this translation's TLS settings and material.
+      if (!m.tls_host || m.tls_base != m.host || !(*m.tls_host->tls == tls->second)) {
+        auto host = std::make_shared<snapshot::VirtualHost>(*m.host);
+        host->tls = tls->second;
+        m.tls_host = std::move(host);
+        m.tls_base = m.host;
+      }
+      vs.host = m.tls_host;
+    }
     contributions.emplace_hint(contributions.end(), vid, vs.memo);
   }
 
@@ -1745,7 +1791,7 @@ std::optional<Translation> Translator::translate_changes(const std::vector<Resou
     Deps found;
     Entry vs{&r, {}, ptr};
     translate_memo(*m, vs, state.last_tables, state.last_broken_tables, state.policy,
-                   state.last_groups, nullptr, &found);
+                   state.last_groups, &found);
     join_deps(*m, found);
     // What it did to RouteTables (findings, which are reached) must not have changed: their
     // statuses would.

@@ -70,8 +70,9 @@ Translation translate(const std::vector<api::Resource>& resources, uint64_t vers
 // every RouteTable when it delegates by selector, and the invalid-route policy of Settings. A
 // dependency index (upstream, group, table → VirtualServices) decides what to recompute. Checks
 // across resources (gateway binds, selection, domain conflicts, unused resources) run every time
-// on the cached results. VirtualServices with TLS are translated every time (their certificates
-// are files). Control-plane thread only.
+// on the cached results. TLS settings and material (read from Secrets and files at every
+// translation) are applied to a cached VirtualHost afterwards: a rotated certificate copies the
+// host with its new TLS, it never re-translates its routes. Control-plane thread only.
 class Translator {
  public:
   // `incremental` false: nothing is remembered for the next call (a one-shot translation).

@@ -29,7 +29,7 @@ enum class BodyStatus : uint8_t {
 
 struct BodyPiece {
   BodyStatus status = BodyStatus::kEnd;
-  std::string_view data;
+  std::string_view data = {};
   // With kEnd: the trailer fields received, owned by the stream and valid until it ends (filters
   // may change them), or nullptr when there were none. Only fields that may be forwarded are here
   // (forwardable_trailer in h1_parser.h): never framing, routing, auth or Content-* fields.

@@ -303,7 +303,7 @@ asio::awaitable<void> StreamHandler::handle() {
     }
   }
 
-  route_ = router::match_route(*vh, router::RequestView::of(req));
+  route_ = router::match_route(*vh, vhr.regexes, router::RequestView::of(req));
   if (!route_) {
     slot_ = vhr.no_route;
     if (connect) {
@@ -575,6 +575,21 @@ asio::awaitable<void> StreamHandler::forward(const snapshot::Route& route,
   using upstream::UpstreamError;
   RequestHeaders& req = stream_.request();
   cluster_ = &cluster;
+  // Circuit breaker: requests in flight to this cluster, across workers.
+  stats::ClusterLoad& load = cluster.load();
+  if (load.requests.load(std::memory_order_relaxed) >=
+      static_cast<int64_t>(cluster.breakers().max_requests)) {
+    co_await overflow(stats::Breaker::kMaxRequests);
+    co_return;
+  }
+  upstream::LoadHold in_flight;
+  in_flight.take(load.requests);
+  struct ReleaseAtEnd {
+    upstream::LoadHold& h;
+    ~ReleaseAtEnd() { h.release(); }
+  } release_retry{retry_hold_};
+  // The route's retry policy; never for tunnels.
+  policy_ = route.options.retry && !tunnel_ ? &*route.options.retry : nullptr;
   const auto timeout = route.options.timeout.value_or(kDefaultRouteTimeout);
   const bool body_filters = chain_ && !chain_->request_body.empty();
 
@@ -607,7 +622,9 @@ asio::awaitable<void> StreamHandler::forward(const snapshot::Route& route,
   // body is copied into the replay buffer while the first attempt is in flight (record()).
   repeatable_ = is_idempotent(req.method);
   const bool safe_to_repeat = repeatable_ && (!req.has_body || held_body);
-  recording_ = stream_body && repeatable_;
+  recording_ = stream_body && (repeatable_ || (policy_ && policy_->retry_non_idempotent));
+  stream_body_ = stream_body;
+  held_body_ = held_body;
   buf_.replay.clear();
   // A filter may change a streamed body: its length is then unknown.
   const bool chunked_up = stream_body && (body_filters || !req.content_length);
@@ -621,6 +638,9 @@ asio::awaitable<void> StreamHandler::forward(const snapshot::Route& route,
 
   InFlight active{cluster, nullptr};
   const upstream::Endpoint* tried = nullptr;
+  // The route timeout bounds the whole exchange, across tries (each try may be shorter: the
+  // policy's perTryTimeout).
+  deadline_ = timeout.count() > 0 ? Clock::now() + timeout : Clock::time_point::max();
   // A CONNECT tunnel is raw bytes on a connection of its own: never a pooled HTTP connection.
   bool fresh_only = connect_tunnel;
   for (int attempt = 0;; ++attempt) {
@@ -660,6 +680,20 @@ asio::awaitable<void> StreamHandler::forward(const snapshot::Route& route,
         co_await fail(FailureKind::kOverflow, false);
         co_return;
       }
+      // Circuit breakers, across workers: requests waiting for a connection, open connections.
+      const snapshot::CircuitBreakers& cb = cluster.breakers();
+      if (load.pending.load(std::memory_order_relaxed) >=
+          static_cast<int64_t>(cb.max_pending_requests)) {
+        co_await overflow(stats::Breaker::kMaxPendingRequests);
+        co_return;
+      }
+      if (load.connections.load(std::memory_order_relaxed) >=
+          static_cast<int64_t>(cb.max_connections)) {
+        co_await overflow(stats::Breaker::kMaxConnections);
+        co_return;
+      }
+      upstream::LoadHold pending;
+      pending.take(load.pending);
       asio::ip::tcp::socket sock(w_.io());
       connecting_ = &sock;
       connect_timed_out_ = false;
@@ -672,9 +706,17 @@ asio::awaitable<void> StreamHandler::forward(const snapshot::Route& route,
         co_return;
       }
       if (ec) {
-        cluster.report(*ep, upstream::kLocalOriginFailure, w_.random());
+        report_outcome(upstream::kLocalOriginFailure);
         tried = ep.get();
-        if (attempt == 0) continue;  // nothing was sent: one more try, elsewhere if possible
+        if (policy_) {
+          if (policy_covers(0, true)) {
+            const RetryDecision d = co_await policy_retry(false);
+            if (d == RetryDecision::kRetry) continue;
+            if (d == RetryDecision::kDone) co_return;
+          }
+        } else if (attempt == 0) {
+          continue;  // nothing was sent: one more try, elsewhere if possible
+        }
         fail_detail_ = ec.message();
         co_await fail(
             connect_timed_out_ ? FailureKind::kConnectTimeout : FailureKind::kConnectFailed, false);
@@ -692,9 +734,17 @@ asio::awaitable<void> StreamHandler::forward(const snapshot::Route& route,
         }
         if (!t.ok()) {
           // Nothing of the request was sent: the same rule as a failed connect.
-          cluster.report(*ep, upstream::kLocalOriginFailure, w_.random());
+          report_outcome(upstream::kLocalOriginFailure);
           tried = ep.get();
-          if (attempt == 0) continue;
+          if (policy_) {
+            if (policy_covers(0, true)) {
+              const RetryDecision d = co_await policy_retry(false);
+              if (d == RetryDecision::kRetry) continue;
+              if (d == RetryDecision::kDone) co_return;
+            }
+          } else if (attempt == 0) {
+            continue;
+          }
           fail_detail_ = t.error().message;
           co_await fail(FailureKind::kConnectFailed, false);
           co_return;
@@ -732,13 +782,34 @@ asio::awaitable<void> StreamHandler::forward(const snapshot::Route& route,
         asio::buffer(buf_.head),
         asio::buffer(held_body ? std::string_view(buf_.body) : std::string_view())};
     route_timed_out_ = false;
-    route_timer_.arm(timeout);
+    per_try_limited_ = false;
+    Clock::duration limit{0};  // 0: no timer
+    if (deadline_ != Clock::time_point::max()) {
+      limit = deadline_ - Clock::now();
+      if (limit <= Clock::duration::zero()) {
+        co_await fail(FailureKind::kTimeout, attempt > 0);
+        co_return;
+      }
+    }
+    if (policy_ && policy_->per_try_timeout.count() > 0 &&
+        (limit.count() == 0 || Clock::duration(policy_->per_try_timeout) < limit)) {
+      limit = policy_->per_try_timeout;
+      per_try_limited_ = true;
+    }
+    route_timer_.arm(limit);
     const bool wrote = co_await us.write(bufs);
     touch();
     if (!wrote) {
       route_timer_.cancel();
       if (aborted_) co_return;
       if (route_timed_out_) {
+        if (per_try_limited_ && policy_covers(0, false)) {
+          tried = ep.get();
+          report_outcome(upstream::kGatewayFailure);
+          const RetryDecision d = co_await policy_retry(true);
+          if (d == RetryDecision::kRetry) continue;
+          if (d == RetryDecision::kDone) co_return;
+        }
         co_await fail(FailureKind::kTimeout, true);
         co_return;
       }
@@ -753,6 +824,13 @@ asio::awaitable<void> StreamHandler::forward(const snapshot::Route& route,
         continue;
       }
       if (reused && attempt < 2) count_not_replayed();
+      if (policy_covers(0, false)) {
+        tried = ep.get();
+        report_outcome(upstream::kGatewayFailure);
+        const RetryDecision d = co_await policy_retry(true);
+        if (d == RetryDecision::kRetry) continue;
+        if (d == RetryDecision::kDone) co_return;
+      }
       co_await fail(FailureKind::kReset, true);
       co_return;
     }
@@ -790,6 +868,14 @@ asio::awaitable<void> StreamHandler::forward(const snapshot::Route& route,
           count_refusal(UpgradeRefusal::kUpstreamDeclined);
           tunnel_.reset();
         }
+        if (policy_covers(buf_.response.status, false)) {
+          // A retriable status: the response is dropped with its connection, never relayed.
+          tried = ep.get();
+          report_outcome(buf_.response.status);
+          const RetryDecision d = co_await policy_retry(true);
+          if (d == RetryDecision::kRetry) continue;
+          if (d == RetryDecision::kDone) co_return;
+        }
         co_await relay_response(us, true);
         if (us.reusable()) guard.give_back();
         co_return;
@@ -808,6 +894,15 @@ asio::awaitable<void> StreamHandler::forward(const snapshot::Route& route,
         co_await local_reply(408, "request timeout\n");
         co_return;
       }
+      // No response head: a reset, a close, or this try's timeout.
+      if (hs != upstream::H1ClientStream::HeadStatus::kInvalid &&
+          (!route_timed_out_ || per_try_limited_) && policy_covers(0, false)) {
+        tried = ep.get();
+        report_outcome(upstream::kGatewayFailure);
+        const RetryDecision d = co_await policy_retry(true);
+        if (d == RetryDecision::kRetry) continue;
+        if (d == RetryDecision::kDone) co_return;
+      }
       FailureKind kind = FailureKind::kReset;
       if (route_timed_out_) kind = FailureKind::kTimeout;
       if (hs == upstream::H1ClientStream::HeadStatus::kInvalid) kind = FailureKind::kProtocol;
@@ -820,10 +915,19 @@ asio::awaitable<void> StreamHandler::forward(const snapshot::Route& route,
     retry_ = false;
     co_await (pump_request(us, chunked_up) && relay_response(us, false));
     if (retry_) {
+      retry_ = false;
+      if (policy_retrying_) {
+        // The policy asked for another try (relay_response waited the back-off): the whole body
+        // is in the replay buffer.
+        policy_retrying_ = false;
+        request_sent_ = false;
+        upstream_write_failed_ = false;
+        tried = ep.get();
+        continue;
+      }
       // The pooled connection was dead and no response byte came: the body read so far is in the
       // replay buffer (unless it outgrew it meanwhile), so the request goes again on a fresh
       // connection and the pump carries on from where the client is.
-      retry_ = false;
       if (aborted_ || client_aborted_) {
         stream_.reset();
         co_return;
@@ -836,7 +940,7 @@ asio::awaitable<void> StreamHandler::forward(const snapshot::Route& route,
         co_return;
       }
       cluster.row().retries.inc();
-      recording_ = false;  // the copy is complete for this retry; there is no further one
+      // Recording goes on: the replay buffer keeps the whole body for a retry by the policy.
       request_sent_ = false;
       upstream_write_failed_ = false;
       fresh_only = true;
@@ -950,6 +1054,28 @@ asio::awaitable<void> StreamHandler::relay_response(upstream::H1ClientStream& us
       }
       count_not_replayed();
     }
+    // The route's retry policy, once the whole request went upstream (its body is then in the
+    // replay buffer when it fitted): a retriable status, or no response head.
+    if (policy_ && request_sent_ && !aborted_ && !client_aborted_ && !expired() &&
+        !pending_reply_ &&
+        (hs == upstream::H1ClientStream::HeadStatus::kOk
+             ? policy_covers(resp.status, false)
+             : hs != upstream::H1ClientStream::HeadStatus::kInvalid &&
+                   (route_timed_out_ ? per_try_limited_
+                                     : hs != upstream::H1ClientStream::HeadStatus::kCancelled) &&
+                   policy_covers(0, false))) {
+      report_outcome(hs == upstream::H1ClientStream::HeadStatus::kOk ? resp.status
+                                                                     : upstream::kGatewayFailure);
+      const RetryDecision d = co_await policy_retry(true);
+      if (d != RetryDecision::kNo) {
+        us.cancel();
+        if (d == RetryDecision::kRetry) {
+          retry_ = true;
+          policy_retrying_ = true;
+        }
+        co_return;
+      }
+    }
     if (hs != upstream::H1ClientStream::HeadStatus::kOk) {
       us.cancel();
       if (pump_running_) stream_.stop_reading();
@@ -1008,7 +1134,7 @@ asio::awaitable<void> StreamHandler::relay_response(upstream::H1ClientStream& us
     resp.content_length = buf_.body.size();
     status_ = resp.status;
     slot_->count(w_.index(), resp.status);
-    if (endpoint_) cluster_->report(*endpoint_, resp.status, w_.random());
+    report_outcome(resp.status);
     if (co_await stream_.send_headers(resp, buf_.body.empty()) && !buf_.body.empty()) {
       response_bytes_ += buf_.body.size();
       co_await stream_.send_body(buf_.body, true);
@@ -1017,7 +1143,7 @@ asio::awaitable<void> StreamHandler::relay_response(upstream::H1ClientStream& us
     if (body_filters) resp.content_length.reset();  // filters may change the length
     status_ = resp.status;
     slot_->count(w_.index(), resp.status);
-    if (endpoint_) cluster_->report(*endpoint_, resp.status, w_.random());
+    report_outcome(resp.status);
     bool ok = co_await stream_.send_headers(resp, !resp.has_body);
     // The head goes out with the first body bytes when they are already here (one write);
     // otherwise now, so that a slow body does not hold the head back.
@@ -1290,6 +1416,11 @@ asio::awaitable<bool> StreamHandler::send_response_body(std::string_view data, b
   co_return co_await stream_.send_body(data, end);
 }
 
+void StreamHandler::report_outcome(int status) {
+  if (cluster_ && endpoint_) cluster_->report(*endpoint_, status, w_.random());
+  endpoint_ = nullptr;  // once per attempt
+}
+
 asio::awaitable<void> StreamHandler::fail(upstream::FailureKind kind, bool request_sent) {
   // Built here, not passed in: GCC 12 mishandles non-trivial temporaries in co_await operands.
   upstream::UpstreamError e;
@@ -1304,13 +1435,95 @@ asio::awaitable<void> StreamHandler::fail(upstream::FailureKind kind, bool reque
   if (cluster_) cluster_->row().errors[static_cast<size_t>(e.stat())].inc();
   // Outlier detection: what went wrong after the connection was made (connect failures were
   // reported where they happened).
-  if (cluster_ && endpoint_ &&
-      (kind == upstream::FailureKind::kReset || kind == upstream::FailureKind::kTimeout ||
-       kind == upstream::FailureKind::kProtocol)) {
-    cluster_->report(*endpoint_, upstream::kGatewayFailure, w_.random());
+  if (kind == upstream::FailureKind::kReset || kind == upstream::FailureKind::kTimeout ||
+      kind == upstream::FailureKind::kProtocol) {
+    report_outcome(upstream::kGatewayFailure);
   }
   const std::string body = e.message();
   co_await local_reply(e.status(), body);
+}
+
+asio::awaitable<void> StreamHandler::overflow(stats::Breaker b) {
+  if (cluster_) cluster_->row().overflow[static_cast<size_t>(b)].inc();
+  failure_ = upstream::FailureKind::kOverflow;
+  const std::string_view name = stats::to_string(b);
+  std::string body = "upstream overflow: the ";
+  body.append(name);
+  body.append(" circuit breaker is open\n");
+  co_await local_reply(503, body, "text/plain", {}, "x-portico-overflow", name);
+}
+
+bool StreamHandler::policy_covers(int status, bool connect) const {
+  if (!policy_) return false;
+  using P = snapshot::RetryPolicy;
+  const uint32_t on = policy_->retry_on;
+  // Envoy's reading: 5xx and gateway-error include the failures that leave no response at all.
+  if (connect) return (on & (P::kOn5xx | P::kOnGatewayError | P::kOnReset | P::kOnConnectFailure));
+  if (status == 0) return (on & (P::kOn5xx | P::kOnGatewayError | P::kOnReset)) != 0;
+  if ((on & P::kOn5xx) && status >= 500 && status <= 599) return true;
+  if ((on & P::kOnGatewayError) && (status == 502 || status == 503 || status == 504)) return true;
+  if ((on & P::kOnRetriable4xx) && status == 409) return true;
+  if (on & P::kOnStatusCodes) {
+    for (uint16_t c : policy_->retriable_status_codes) {
+      if (c == status) return true;
+    }
+  }
+  return false;
+}
+
+// Decides a retry by the route's policy after a failed try. Safe only: a request whose bytes
+// went upstream is sent again only when its method may repeat (idempotent, or the route's
+// retryNonIdempotent) and its whole body can be sent again (held, or in the replay buffer). The
+// cluster's max-retries breaker and retry budget apply to the first retry of a request (it then
+// counts as retrying until it ends). The back-off (full jitter) is waited here.
+asio::awaitable<StreamHandler::RetryDecision> StreamHandler::policy_retry(bool request_sent) {
+  if (!policy_ || !cluster_ || policy_retries_ >= policy_->num_retries)
+    co_return RetryDecision::kNo;
+  if (aborted_ || client_aborted_ || expired() || pending_reply_ || too_large_ || body_malformed_)
+    co_return RetryDecision::kNo;
+  upstream::Cluster& cluster = *cluster_;
+  if (request_sent && !repeatable_ && !policy_->retry_non_idempotent) {
+    cluster.row().retries_skipped_method.inc();
+    co_return RetryDecision::kNo;
+  }
+  if (stream_body_ && (request_sent || request_bytes_ > 0) &&
+      (!recording_ || replay_overflow_ || (request_sent && !body_end_seen_))) {
+    if (replay_overflow_) cluster.row().retries_skipped_body.inc();
+    co_return RetryDecision::kNo;
+  }
+  const auto now = Clock::now();
+  if (now >= deadline_) co_return RetryDecision::kNo;
+  if (!retry_hold_.held()) {
+    stats::ClusterLoad& load = cluster.load();
+    const int64_t retrying = load.retries.load(std::memory_order_relaxed);
+    if (retrying >= static_cast<int64_t>(cluster.breakers().max_retries)) {
+      co_await overflow(stats::Breaker::kMaxRetries);
+      co_return RetryDecision::kDone;
+    }
+    if (!upstream::retry_budget_allows(load.requests.load(std::memory_order_relaxed), retrying,
+                                       cluster.retry_budget())) {
+      cluster.row().retries_skipped_budget.inc();
+      co_return RetryDecision::kNo;
+    }
+    retry_hold_.take(load.retries);
+  }
+  ++policy_retries_;
+  cluster.row().retries.inc();
+  // Back-off with full jitter: uniform in [0, min(maxInterval, baseInterval * 2^(n-1))], within
+  // what is left of the route timeout.
+  const int64_t base = policy_->base_interval.count();
+  const uint32_t shift = std::min<uint32_t>(policy_retries_ - 1, 20);
+  const int64_t cap = std::min<int64_t>(policy_->max_interval.count(), base << shift);
+  int64_t wait = cap > 0 ? static_cast<int64_t>(w_.random() % static_cast<uint64_t>(cap + 1)) : 0;
+  if (deadline_ != Clock::time_point::max()) {
+    const auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline_ - now);
+    wait = std::min<int64_t>(wait, left.count());
+  }
+  if (wait > 0 && !co_await sleep(std::chrono::milliseconds(wait))) {
+    if (!aborted_ && expired()) co_await local_reply(408, "request timeout\n");
+    co_return RetryDecision::kDone;
+  }
+  co_return RetryDecision::kRetry;
 }
 
 }  // namespace portico::proxy::http

@@ -99,6 +99,15 @@ class StreamHandler final : public filters::FilterCallbacks {
   asio::awaitable<void> pump_request(upstream::H1ClientStream& us, bool chunked);
   asio::awaitable<void> relay_response(upstream::H1ClientStream& us, bool head_read);
   asio::awaitable<void> fail(upstream::FailureKind kind, bool request_sent);
+  // A circuit breaker of the cluster is full: 503 at once, x-portico-overflow names it.
+  asio::awaitable<void> overflow(stats::Breaker b);
+  // The route's retry policy (route option `retries`) after a failed try. kRetry: try again (the
+  // back-off has been waited); kNo: report this outcome; kDone: the stream was answered or ended.
+  enum class RetryDecision { kNo, kRetry, kDone };
+  // Whether the policy names this outcome: `status` of a response head, or 0 when none came
+  // (`connect`: the connection could not be opened).
+  bool policy_covers(int status, bool connect) const;
+  asio::awaitable<RetryDecision> policy_retry(bool request_sent);
   asio::awaitable<bool> send_response_body(std::string_view data, bool end);
   // Ends the response: the body filters' last word, then the trailers (or the end of the body).
   asio::awaitable<bool> end_response(HeaderMap* trailers);
@@ -169,6 +178,9 @@ class StreamHandler final : public filters::FilterCallbacks {
   // The endpoint of the attempt in progress (set while forward() holds it): outcomes are reported
   // to it for outlier detection.
   upstream::Endpoint* endpoint_ = nullptr;
+  // Outlier detection: how the attempt's exchange ended (a response status, or
+  // upstream::kLocalOriginFailure / kGatewayFailure), reported once per attempt.
+  void report_outcome(int status);
   std::string fail_detail_;  // for the next fail()
   upstream::H1ClientStream* us_ = nullptr;
   asio::ip::tcp::socket* connecting_ = nullptr;
@@ -188,6 +200,15 @@ class StreamHandler final : public filters::FilterCallbacks {
   bool reused_ = false;           // the attempt in progress uses a pooled connection
   int attempt_ = 0;
   HeaderMap* end_trailers_ = nullptr;
+  // The route's retry policy (null: none) and its state for this request.
+  const snapshot::RetryPolicy* policy_ = nullptr;
+  uint32_t policy_retries_ = 0;   // retries made by the policy so far
+  bool policy_retrying_ = false;  // relay_response asks forward() for a retry by the policy
+  bool stream_body_ = false;  // the body is streamed (replayable only from StreamBuffers::replay)
+  bool held_body_ = false;    // the body is held whole in StreamBuffers::body
+  bool per_try_limited_ = false;  // the route timer armed for this try is the per-try timeout
+  Clock::time_point deadline_ = Clock::time_point::max();  // the route timeout, across tries
+  upstream::LoadHold retry_hold_;  // a unit of the cluster's retries in flight, once retrying
 
   // For the access log: the last upstream host tried, the failure reported, an overload refusal.
   asio::ip::tcp::endpoint upstream_host_;

@@ -1,5 +1,7 @@
 #include "proxy/router/router.h"
 
+#include "common/regex_cache.h"
+
 #include <algorithm>
 #include <cstring>
 #include <string>
@@ -46,12 +48,13 @@ inline bool starts_with(std::string_view s, std::string_view prefix) {
   return std::memcmp(s.data(), prefix.data(), n - 1) == 0;
 }
 
-bool full_match(std::string_view text, const snapshot::Regex& regex) {
-  return regex.re != nullptr &&
-         re2::RE2::FullMatch(re2::StringPiece(text.data(), text.size()), *regex.re);
+bool full_match(std::string_view text, const re2::RE2* re) {
+  return re != nullptr && re2::RE2::FullMatch(re2::StringPiece(text.data(), text.size()), *re);
 }
 
-bool path_matches(const snapshot::RouteMatch& match, std::string_view path) {
+using Slot = std::shared_ptr<const re2::RE2>;
+
+bool path_matches(const snapshot::RouteMatch& match, const Slot* regexes, std::string_view path) {
   switch (match.kind) {
     case PathMatchKind::kPrefix:
       return match.case_sensitive ? starts_with(path, match.path)
@@ -59,7 +62,7 @@ bool path_matches(const snapshot::RouteMatch& match, std::string_view path) {
     case PathMatchKind::kExact:
       return match.case_sensitive ? path == match.path : ascii_iequals(path, match.path);
     case PathMatchKind::kRegex:
-      return match.regex.has_value() && full_match(path, *match.regex);
+      return regexes != nullptr && full_match(path, regexes[0].get());
   }
   return false;
 }
@@ -72,14 +75,15 @@ bool method_matches(const std::vector<std::string>& methods, std::string_view me
   return false;
 }
 
-bool header_matches(const snapshot::HeaderMatcher& matcher, const RequestView& request) {
+bool header_matches(const snapshot::HeaderMatcher& matcher, const re2::RE2* re,
+                    const RequestView& request) {
   bool found = false;
   auto test = [&](std::string_view name, std::string_view value) {
     if (found || !ascii_iequals(name, matcher.name)) return;
     if (matcher.present_only) {
       found = true;
     } else if (matcher.regex.has_value()) {
-      found = full_match(value, *matcher.regex);
+      found = full_match(value, re);
     } else {
       found = value == matcher.value;
     }
@@ -112,11 +116,12 @@ bool any_query_param(std::string_view query, Fn&& fn) {
   return false;
 }
 
-bool query_matches(const snapshot::QueryMatcher& matcher, std::string_view query) {
+bool query_matches(const snapshot::QueryMatcher& matcher, const re2::RE2* re,
+                   std::string_view query) {
   return any_query_param(query, [&](std::string_view name, std::string_view value) {
     if (name != matcher.name) return false;
     if (matcher.present_only) return true;
-    if (matcher.regex.has_value()) return full_match(value, *matcher.regex);
+    if (matcher.regex.has_value()) return full_match(value, re);
     return value == matcher.value;
   });
 }
@@ -286,24 +291,82 @@ uint32_t CompiledListener::select_lowered(std::string_view host) const {
 // ---------------------------------------------------------------------------------------------
 // Routes
 
-bool route_matches(const snapshot::Route& route, const RequestView& request) {
+std::shared_ptr<const re2::RE2> compile_regex(const snapshot::Regex& regex, std::string* error) {
+  auto re = common::shared_regex(regex.pattern, regex.case_sensitive);
+  if (!re->ok()) {
+    if (error != nullptr) *error = regex.pattern + ": " + re->error();
+    return nullptr;
+  }
+  return re;
+}
+
+RouteRegexes::RouteRegexes(const snapshot::VirtualHost& vhost) {
+  bool any = false;
+  for (const auto& r : vhost.routes) {
+    any = any || r.match.regex.has_value();
+    for (const auto& h : r.match.headers)
+      any = any || h.regex.has_value();
+    for (const auto& q : r.match.query)
+      any = any || q.regex.has_value();
+  }
+  if (!any) return;  // route() answers nullptr: no slot to look at
+  offsets_.reserve(vhost.routes.size());
+  for (const auto& r : vhost.routes)
+    add(r);
+}
+
+RouteRegexes::RouteRegexes(const snapshot::Route& route) {
+  add(route);
+}
+
+void RouteRegexes::add(const snapshot::Route& route) {
+  offsets_.push_back(static_cast<uint32_t>(slots_.size()));
+  auto slot = [&](const std::optional<snapshot::Regex>& regex) {
+    std::string error;
+    slots_.push_back(regex ? compile_regex(*regex, &error) : nullptr);
+    if (!error.empty()) errors_.push_back(std::move(error));
+  };
+  slot(route.match.kind == PathMatchKind::kRegex ? route.match.regex : std::nullopt);
+  for (const auto& h : route.match.headers)
+    slot(h.regex);
+  for (const auto& q : route.match.query)
+    slot(q.regex);
+}
+
+bool route_matches(const snapshot::Route& route, const Slot* regexes, const RequestView& request) {
   const snapshot::RouteMatch& match = route.match;
-  if (!path_matches(match, request.path)) return false;
+  if (!path_matches(match, regexes, request.path)) return false;
   if (!method_matches(match.methods, request.method)) return false;
+  size_t slot = 1;
   for (const auto& h : match.headers) {
-    if (!header_matches(h, request)) return false;
+    const re2::RE2* re = regexes != nullptr ? regexes[slot].get() : nullptr;
+    ++slot;
+    if (!header_matches(h, re, request)) return false;
   }
   for (const auto& q : match.query) {
-    if (!query_matches(q, request.query)) return false;
+    const re2::RE2* re = regexes != nullptr ? regexes[slot].get() : nullptr;
+    ++slot;
+    if (!query_matches(q, re, request.query)) return false;
   }
   return true;
 }
 
-const snapshot::Route* match_route(const snapshot::VirtualHost& vhost, const RequestView& request) {
-  for (const auto& route : vhost.routes) {
-    if (route_matches(route, request)) return &route;
+bool route_matches(const snapshot::Route& route, const RequestView& request) {
+  RouteRegexes regexes(route);
+  return route_matches(route, regexes.route(0), request);
+}
+
+const snapshot::Route* match_route(const snapshot::VirtualHost& vhost, const RouteRegexes& regexes,
+                                   const RequestView& request) {
+  for (size_t i = 0; i < vhost.routes.size(); ++i) {
+    if (route_matches(vhost.routes[i], regexes.route(i), request)) return &vhost.routes[i];
   }
   return nullptr;
+}
+
+const snapshot::Route* match_route(const snapshot::VirtualHost& vhost, const RequestView& request) {
+  RouteRegexes regexes(vhost);
+  return match_route(vhost, regexes, request);
 }
 
 const std::string& pick_cluster(const snapshot::ForwardAction& action, uint32_t r) {

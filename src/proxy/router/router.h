@@ -14,6 +14,8 @@
 #include <utility>
 #include <vector>
 
+#include <re2/re2.h>
+
 #include "proxy/http/h1_parser.h"
 #include "proxy/http/message.h"
 #include "snapshot/proxy_config.h"
@@ -117,16 +119,53 @@ struct RequestView {
   }
 };
 
+// The regexes of a virtual host's routes, compiled by the data plane (the snapshot carries
+// patterns only). Built once per VirtualHost when a configuration is applied (VirtualHostRuntime)
+// and read by any worker. One slot per path, header and query matcher of each route, null where
+// the matcher is not a regex; a pattern that does not compile (the control plane checked it, so
+// only a foreign snapshot has one) leaves its slot null and never matches.
+class RouteRegexes {
+ public:
+  RouteRegexes() = default;
+  explicit RouteRegexes(const snapshot::VirtualHost& vhost);
+  // The first slot of routes[i]: its path regex, then one per header matcher, then one per query
+  // matcher. nullptr when the virtual host has no regex at all.
+  const std::shared_ptr<const re2::RE2>* route(size_t i) const {
+    return slots_.empty() ? nullptr : slots_.data() + offsets_[i];
+  }
+  // Patterns that did not compile ("<pattern>: <error>").
+  const std::vector<std::string>& errors() const { return errors_; }
+
+  // A route's regexes alone (tools: `route explain` tests edited copies of a route).
+  explicit RouteRegexes(const snapshot::Route& route);
+
+ private:
+  void add(const snapshot::Route& route);
+  std::vector<std::shared_ptr<const re2::RE2>> slots_;
+  std::vector<uint32_t> offsets_;
+  std::vector<std::string> errors_;
+};
+
+// Compiles one pattern as the data plane does (whole-value match); null when it does not compile.
+std::shared_ptr<const re2::RE2> compile_regex(const snapshot::Regex& regex, std::string* error);
+
 // The first route of `vhost` whose match accepts the request, or nullptr. Checks, cheapest first:
 // path (request.path, never the query), methods, headers, query parameters. See docs/routing.md.
-// Allocates nothing (RE2 may, inside its own caches).
+// `regexes` must have been built from `vhost`. Allocates nothing (RE2 may, inside its own caches).
+const snapshot::Route* match_route(const snapshot::VirtualHost& vhost, const RouteRegexes& regexes,
+                                   const RequestView& request);
+// The same for tools and tests: compiles the virtual host's regexes first (slow).
 const snapshot::Route* match_route(const snapshot::VirtualHost& vhost, const RequestView& request);
 inline const snapshot::Route* match_route(const snapshot::VirtualHost& vhost,
                                           const http::RequestHead& request) {
   return match_route(vhost, RequestView::of(request));
 }
 
-// True when `route` accepts `request` (the per-route test behind match_route).
+// True when `route` accepts `request` (the per-route test behind match_route). `regexes`: the
+// route's slots (RouteRegexes::route), may be null when the route has no regex.
+bool route_matches(const snapshot::Route& route, const std::shared_ptr<const re2::RE2>* regexes,
+                   const RequestView& request);
+// The same for tools and tests: compiles the route's regexes first (slow).
 bool route_matches(const snapshot::Route& route, const RequestView& request);
 inline bool route_matches(const snapshot::Route& route, const http::RequestHead& request) {
   return route_matches(route, RequestView::of(request));

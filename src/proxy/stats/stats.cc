@@ -24,6 +24,21 @@ const char* to_string(HealthCheckResult r) {
   }
 }
 
+const char* to_string(Breaker b) {
+  switch (b) {
+    case Breaker::kMaxConnections:
+      return "max-connections";
+    case Breaker::kMaxPendingRequests:
+      return "max-pending-requests";
+    case Breaker::kMaxRequests:
+      return "max-requests";
+    case Breaker::kMaxRetries:
+      return "max-retries";
+    default:
+      return "unknown";
+  }
+}
+
 const char* to_string(UpstreamError e) {
   switch (e) {
     case UpstreamError::kConnectFailed:
@@ -364,7 +379,8 @@ std::string Registry::render() const {
     }
   }
   emit_header("portico_upstream_retries_total", "counter",
-              "Requests sent again on a fresh connection after a pooled one turned out dead.");
+              "Requests sent again: on a fresh connection after a pooled one turned out dead, or "
+              "by the route's retry policy.");
   for (const auto& slot : live_clusters) {
     uint64_t s = 0;
     for (unsigned w = 0; w < workers_; ++w)
@@ -374,18 +390,50 @@ std::string Registry::render() const {
   }
   emit_header("portico_upstream_retries_skipped_total", "counter",
               "Requests whose pooled connection turned out dead and that were not sent again, by "
-              "reason (not_idempotent; body_too_large: over the 64 KiB replay buffer).");
+              "reason (not_idempotent; body_too_large: over the 64 KiB replay buffer; budget: "
+              "over the upstream's retry budget).");
   for (const auto& slot : live_clusters) {
-    uint64_t method = 0, body = 0;
+    uint64_t method = 0, body = 0, budget = 0;
     for (unsigned w = 0; w < workers_; ++w) {
       method += slot->rows[w].retries_skipped_method.get();
       body += slot->rows[w].retries_skipped_body.get();
+      budget += slot->rows[w].retries_skipped_budget.get();
     }
     const std::string name = escape(slot->name);
     out += "portico_upstream_retries_skipped_total{upstream=\"" + name +
            "\",reason=\"not_idempotent\"} " + std::to_string(method) + "\n";
     out += "portico_upstream_retries_skipped_total{upstream=\"" + name +
            "\",reason=\"body_too_large\"} " + std::to_string(body) + "\n";
+    out += "portico_upstream_retries_skipped_total{upstream=\"" + name + "\",reason=\"budget\"} " +
+           std::to_string(budget) + "\n";
+  }
+  emit_header("portico_upstream_overflow_total", "counter",
+              "Requests answered 503 at once because a circuit breaker of the upstream was full "
+              "(header x-portico-overflow), by breaker.");
+  for (const auto& slot : live_clusters) {
+    const std::string name = escape(slot->name);
+    for (size_t b = 0; b < static_cast<size_t>(Breaker::kCount); ++b) {
+      uint64_t s = 0;
+      for (unsigned w = 0; w < workers_; ++w)
+        s += slot->rows[w].overflow[b].get();
+      out += "portico_upstream_overflow_total{upstream=\"" + name + "\",breaker=\"" +
+             to_string(static_cast<Breaker>(b)) + "\"} " + std::to_string(s) + "\n";
+    }
+  }
+  emit_header("portico_upstream_in_flight", "gauge",
+              "What an upstream has in flight across workers, as its circuit breakers count it "
+              "(kind: connections, pending, requests, retries).");
+  for (const auto& slot : live_clusters) {
+    const std::string name = escape(slot->name);
+    const std::pair<const char*, const std::atomic<int64_t>*> kinds[] = {
+        {"connections", &slot->load.connections},
+        {"pending", &slot->load.pending},
+        {"requests", &slot->load.requests},
+        {"retries", &slot->load.retries}};
+    for (const auto& [kind, v] : kinds) {
+      out += "portico_upstream_in_flight{upstream=\"" + name + "\",kind=\"" + kind + "\"} " +
+             std::to_string(v->load(std::memory_order_relaxed)) + "\n";
+    }
   }
   std::vector<const ClusterSlot*> health;
   for (const auto& slot : live_clusters) {

@@ -69,17 +69,43 @@ enum class UpstreamError : uint8_t {
 };
 const char* to_string(UpstreamError e);
 
+// The circuit breakers of a cluster (Upstream circuitBreakers); the text is the value of the
+// x-portico-overflow header and of the `breaker` label.
+enum class Breaker : uint8_t {
+  kMaxConnections,
+  kMaxPendingRequests,
+  kMaxRequests,
+  kMaxRetries,
+  kCount
+};
+const char* to_string(Breaker b);
+
 struct alignas(64) ClusterRow {
   Counter cx_total, cx_active, rq_total, rq_active;
-  Counter retries;  // requests sent again on a fresh connection after a pooled one was dead
-  // ... and those that could not be: not idempotent, or a body larger than the replay buffer
-  Counter retries_skipped_method, retries_skipped_body;
+  // Requests sent again: on a fresh connection after a pooled one was dead, or by the route's
+  // retry policy.
+  Counter retries;
+  // ... and those that could not be: not idempotent, a body larger than the replay buffer, or
+  // over the cluster's retry budget.
+  Counter retries_skipped_method, retries_skipped_body, retries_skipped_budget;
+  // Requests answered 503 at once because a circuit breaker was full, by breaker.
+  std::array<Counter, static_cast<size_t>(Breaker::kCount)> overflow;
   std::array<Counter, static_cast<size_t>(UpstreamError::kCount)> errors;
 };
 
 // Active health check results (HealthCheckResult counters of ClusterSlot).
 enum class HealthCheckResult : uint8_t { kSuccess, kFailure, kTimeout, kCount };
 const char* to_string(HealthCheckResult r);
+
+// What a cluster has in flight, across every worker and configuration version (the slot lives as
+// long as a configuration uses the cluster): the circuit breakers and the retry budget read it.
+// Shared read-modify-write atomics, touched a few times per upstream request.
+struct ClusterLoad {
+  std::atomic<int64_t> connections{0};  // open upstream connections
+  std::atomic<int64_t> pending{0};      // requests waiting for a connection to open
+  std::atomic<int64_t> requests{0};     // requests in flight (forwarding started, not ended)
+  std::atomic<int64_t> retries{0};      // requests in flight that are retrying
+};
 
 struct ClusterSlot {
   std::string name;
@@ -90,6 +116,7 @@ struct ClusterSlot {
   std::array<Counter, static_cast<size_t>(HealthCheckResult::kCount)> health_checks;
   Counter hosts, hosts_healthy, hosts_ejected;  // gauges, refreshed by the health thread
   std::atomic<uint64_t> ejections{0};
+  ClusterLoad load;
   ClusterRow& row(unsigned worker) { return rows[worker]; }
 };
 

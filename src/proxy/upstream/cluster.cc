@@ -45,6 +45,8 @@ void Cluster::update(const snapshot::Cluster& config, stats::ClusterSlot* stats)
   max_requests_per_connection_ = config.max_requests_per_connection;
   max_connections_ = config.max_connections;
   max_idle_ = config.max_idle_connections;
+  breakers_ = config.circuit_breakers;
+  retry_budget_ = config.retry_budget;
   protocol_ = config.protocol;
   tls_ = config.tls.has_value();
   std::string key = pool_key_of(config);
@@ -239,6 +241,7 @@ void Cluster::closed(std::unique_ptr<Connection> conn) {
   conn->transport->close();
   if (open_ > 0) --open_;
   row().cx_active.dec();
+  load().connections.fetch_sub(1, std::memory_order_relaxed);
 }
 
 void Cluster::sweep(Clock::time_point now) {

@@ -4,6 +4,8 @@
 
 #include <asio.hpp>
 
+#include <algorithm>
+#include <atomic>
 #include <chrono>
 #include <cstdint>
 #include <memory>
@@ -48,6 +50,35 @@ struct Endpoint {
   // take endpoints out; the load balancer honours it (panic threshold aside).
   bool available() const { return health == nullptr || health->available(); }
   std::vector<std::unique_ptr<Connection>> idle;  // LIFO: the most recently used is the warmest
+};
+
+// Whether one more retry may start: the cluster's retries in flight (`active_retries`) stay under
+// max(min_retry_concurrency, budget_percent % of its requests in flight) (Envoy's retry budget).
+inline bool retry_budget_allows(int64_t active_requests, int64_t active_retries,
+                                const snapshot::RetryBudget& b) {
+  const int64_t by_percent = active_requests * static_cast<int64_t>(b.budget_percent) / 100;
+  const int64_t limit =
+      std::max<int64_t>(static_cast<int64_t>(b.min_retry_concurrency), by_percent);
+  return active_retries < limit;
+}
+
+// One unit held in a ClusterLoad gauge (a request, a pending connect, a retry) until released.
+struct LoadHold {
+  std::atomic<int64_t>* v = nullptr;
+  LoadHold() = default;
+  LoadHold(const LoadHold&) = delete;
+  LoadHold& operator=(const LoadHold&) = delete;
+  void take(std::atomic<int64_t>& a) {
+    release();
+    v = &a;
+    a.fetch_add(1, std::memory_order_relaxed);
+  }
+  bool held() const { return v != nullptr; }
+  void release() {
+    if (v) v->fetch_sub(1, std::memory_order_relaxed);
+    v = nullptr;
+  }
+  ~LoadHold() { release(); }
 };
 
 class Cluster {
@@ -99,6 +130,7 @@ class Cluster {
     ++open_;
     row().cx_total.inc();
     row().cx_active.inc();
+    load().connections.fetch_add(1, std::memory_order_relaxed);
   }
   size_t open_connections() const { return open_; }
 
@@ -108,6 +140,10 @@ class Cluster {
   const std::string& name() const { return name_; }
   std::chrono::milliseconds connect_timeout() const { return connect_timeout_; }
   stats::ClusterRow& row() { return stats_->row(worker_); }
+  // Process-wide: what the cluster has in flight across workers (circuit breakers, retry budget).
+  stats::ClusterLoad& load() { return stats_->load; }
+  const snapshot::CircuitBreakers& breakers() const { return breakers_; }
+  const snapshot::RetryBudget& retry_budget() const { return retry_budget_; }
 
  private:
   std::string name_;
@@ -117,6 +153,8 @@ class Cluster {
   uint32_t max_requests_per_connection_ = 0;
   uint32_t max_connections_ = 0;
   uint32_t max_idle_ = 4096;
+  snapshot::CircuitBreakers breakers_;
+  snapshot::RetryBudget retry_budget_;
   snapshot::UpstreamProtocol protocol_ = snapshot::UpstreamProtocol::kHttp1;
   bool tls_ = false;
   std::shared_ptr<const tls::ClientContext> tls_context_;

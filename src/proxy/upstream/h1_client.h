@@ -22,7 +22,7 @@ namespace portico::proxy::upstream {
 // and whether trying again is allowed).
 enum class FailureKind : uint8_t {
   kNoHealthyHost,   // no endpoint to pick
-  kOverflow,        // Cluster::max_connections reached
+  kOverflow,        // Cluster::max_connections reached, or a circuit breaker is full
   kUnsupported,     // a cluster setting this build cannot serve (upstream TLS, HTTP/2)
   kConnectFailed,   // refused, unreachable
   kConnectTimeout,  // the cluster's connect timeout passed

@@ -20,7 +20,7 @@ using snapshot::Route;
 using snapshot::VirtualHost;
 
 snapshot::Regex regex(const std::string& pattern) {
-  return snapshot::Regex{pattern, std::make_shared<const re2::RE2>(pattern)};
+  return snapshot::Regex{pattern, true};
 }
 
 VirtualHost vhost(std::string name, std::vector<std::string> domains) {
@@ -507,6 +507,49 @@ TEST(RouterQueryTest, EveryMatcherMustMatch) {
   EXPECT_TRUE(query_ok(r, "b&a=1"));
   EXPECT_FALSE(query_ok(r, "a=1"));
   EXPECT_FALSE(query_ok(r, "b=1"));
+}
+
+// The data plane compiles the snapshot's patterns (the snapshot carries none compiled).
+TEST(RouterRegexesTest, CompiledPerVirtualHostInMatcherOrder) {
+  VirtualHost v = vhost("v", {"*"});
+  Route plain = prefix_route("plain", "/p");
+  Route re = regex_route("re", "/item/[0-9]+");
+  re.match.headers.push_back({.name = "x-id", .regex = regex("a+")});
+  re.match.headers.push_back({.name = "x-any", .present_only = true});
+  re.match.query.push_back({.name = "q", .regex = regex("[a-z]")});
+  v.routes = {plain, re};
+  RouteRegexes regexes(v);
+  EXPECT_TRUE(regexes.errors().empty());
+  ASSERT_NE(regexes.route(1), nullptr);
+  EXPECT_NE(regexes.route(1)[0], nullptr);  // the path
+  EXPECT_NE(regexes.route(1)[1], nullptr);  // x-id
+  EXPECT_EQ(regexes.route(1)[2], nullptr);  // x-any: not a regex
+  EXPECT_NE(regexes.route(1)[3], nullptr);  // q
+  auto head = request("GET", "/item/42", "q=z", "example.com", {{"X-Id", "aaa"}, {"x-any", ""}});
+  EXPECT_EQ(match_route(v, regexes, RequestView::of(head)), &v.routes[1]);
+  auto wrong = request("GET", "/item/42", "q=Z", "example.com", {{"X-Id", "aaa"}, {"x-any", ""}});
+  EXPECT_EQ(match_route(v, regexes, RequestView::of(wrong)), nullptr);
+  // A virtual host without any regex has no slots at all.
+  VirtualHost none = vhost("n", {"*"});
+  none.routes = {plain};
+  EXPECT_EQ(RouteRegexes(none).route(0), nullptr);
+}
+
+TEST(RouterRegexesTest, CaseInsensitivePathRegexAndBadPatterns) {
+  VirtualHost v = vhost("v", {"*"});
+  Route re = regex_route("re", "/api/v[0-9]");
+  re.match.case_sensitive = false;
+  re.match.regex->case_sensitive = false;
+  Route bad = regex_route("bad", "/(unclosed");
+  v.routes = {bad, re};
+  RouteRegexes regexes(v);
+  ASSERT_EQ(regexes.errors().size(), 1u);
+  EXPECT_NE(regexes.errors()[0].find("/(unclosed"), std::string::npos);
+  // The bad pattern never matches (fail closed); the next route still does, in any case.
+  auto head = request("GET", "/API/V2");
+  EXPECT_EQ(match_route(v, regexes, RequestView::of(head)), &v.routes[1]);
+  auto other = request("GET", "/(unclosed");
+  EXPECT_EQ(match_route(v, regexes, RequestView::of(other)), nullptr);
 }
 
 // ---------------------------------------------------------------------------------------------

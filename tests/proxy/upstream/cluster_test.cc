@@ -121,3 +121,53 @@ TEST_F(ClusterTest, MaxRequestsPerConnectionClosesOnGiveBack) {
 
 }  // namespace
 }  // namespace portico::proxy::upstream
+
+namespace portico::proxy::upstream {
+namespace {
+
+TEST(RetryBudget, MinConcurrencyThenPercentOfActiveRequests) {
+  snapshot::RetryBudget b;  // 20 %, at least 3
+  EXPECT_TRUE(retry_budget_allows(1, 0, b));
+  EXPECT_TRUE(retry_budget_allows(1, 2, b));
+  EXPECT_FALSE(retry_budget_allows(1, 3, b));  // the floor: 3 retries in flight
+  EXPECT_FALSE(retry_budget_allows(10, 3, b));
+  EXPECT_TRUE(retry_budget_allows(100, 19, b));  // 20 % of 100
+  EXPECT_FALSE(retry_budget_allows(100, 20, b));
+  b.min_retry_concurrency = 0;
+  b.budget_percent = 0;
+  EXPECT_FALSE(retry_budget_allows(1000, 0, b));  // no retries at all
+}
+
+TEST_F(ClusterTest, ConnectionsAreCountedAcrossWorkersInTheSlot) {
+  stats::Registry two{2};
+  auto shared = two.cluster_slot("default/up");
+  Cluster w0(make_cluster({{1001, 1}}), shared.get(), 0);
+  Cluster w1(make_cluster({{1001, 1}}), shared.get(), 1);
+  w0.opened();
+  w1.opened();
+  EXPECT_EQ(shared->load.connections.load(), 2);
+  asio::io_context io;
+  auto conn = std::make_unique<Connection>(
+      std::make_unique<transport::TcpTransport>(asio::ip::tcp::socket(io)));
+  w1.closed(std::move(conn));
+  EXPECT_EQ(shared->load.connections.load(), 1);
+  EXPECT_EQ(w0.breakers().max_connections, 1024u);
+  EXPECT_EQ(w0.retry_budget().budget_percent, 20u);
+}
+
+TEST(LoadHold, TakesAndReleasesOnce) {
+  std::atomic<int64_t> v{0};
+  {
+    LoadHold h;
+    h.take(v);
+    EXPECT_EQ(v.load(), 1);
+    h.release();
+    h.release();
+    EXPECT_EQ(v.load(), 0);
+    h.take(v);
+  }
+  EXPECT_EQ(v.load(), 0);
+}
+
+}  // namespace
+}  // namespace portico::proxy::upstream
