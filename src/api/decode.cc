@@ -1140,6 +1140,146 @@ void decode_upstream(DocReader& doc, MapReader& spec, const ObjectMeta& meta, Up
   }
   if (auto lb = spec.map("loadBalancerConfig")) detail::decode_load_balancer_config(doc, *lb, out);
   if (auto fo = spec.map("failover")) detail::decode_failover(doc, *fo, out);
+  if (auto hcs = spec.list("healthChecks")) {
+    size_t index = 0;
+    yaml::for_each_item(*hcs, [&](const YAML::Node& item, const std::string& path, Location loc) {
+      if (index++ > 0) {
+        doc.error(loc, path, "only one health check per upstream is supported");
+        return;
+      }
+      MapReader h(doc, item, path, loc);
+      if (!h.ok()) return;
+      UpstreamHealthCheck hc;
+      Millis d{0};
+      Location where;
+      auto positive = [&](const char* key, Millis* out) {
+        if (h.duration(key, &d, false, &where)) {
+          if (d.count() <= 0) {
+            doc.error(where, h.child_path(key), "must be greater than 0");
+          } else {
+            *out = d;
+          }
+        }
+      };
+      positive("timeout", &hc.timeout);
+      positive("interval", &hc.interval);
+      if (h.duration("intervalJitter", &d, false, &where)) hc.interval_jitter = d;
+      uint64_t n = 0;
+      if (h.uint("intervalJitterPercent", 0, 100, &n))
+        hc.interval_jitter_percent = static_cast<uint32_t>(n);
+      if (h.uint("unhealthyThreshold", 1, 1000, &n))
+        hc.unhealthy_threshold = static_cast<uint32_t>(n);
+      if (h.uint("healthyThreshold", 1, 1000, &n)) hc.healthy_threshold = static_cast<uint32_t>(n);
+      int kinds = 0;
+      if (auto f = h.take("httpHealthCheck")) {
+        ++kinds;
+        if (!f->is_null()) {
+          MapReader m(doc, f->value, f->path, f->loc);
+          Location pw;
+          if (m.string("path", &hc.path, true, &pw) &&
+              (hc.path.empty() || hc.path.front() != '/' ||
+               hc.path.find_first_of(" \r\n") != std::string::npos)) {
+            doc.error(pw, m.child_path("path"), "must be an absolute path such as /healthz");
+          }
+          Location hw;
+          if (m.string("host", &hc.host, false, &hw) &&
+              hc.host.find_first_of(" \r\n") != std::string::npos) {
+            doc.error(hw, m.child_path("host"), "must not contain spaces or line breaks");
+          }
+          if (auto es = m.list("expectedStatuses")) {
+            yaml::for_each_item(
+                *es, [&](const YAML::Node& r, const std::string& rpath, Location rloc) {
+                  MapReader range(doc, r, rpath, rloc);
+                  if (!range.ok()) return;
+                  uint64_t start = 0, end = 0;
+                  const bool has_start = range.uint("start", 100, 599, &start, true);
+                  const bool has_end = range.uint("end", 101, 600, &end, true);
+                  range.finish();
+                  if (!has_start || !has_end) return;
+                  if (start >= end) {
+                    doc.error(rloc, rpath, "start must be less than end (end is exclusive)");
+                    return;
+                  }
+                  hc.expected_statuses.emplace_back(static_cast<uint16_t>(start),
+                                                    static_cast<uint16_t>(end));
+                });
+          }
+          m.finish();  // send, receive, serviceName, useHttp2, requestHeadersToAdd...: rejected
+        }
+      }
+      if (auto f = h.take("tcpHealthCheck")) {
+        ++kinds;
+        hc.tcp = true;
+        if (!f->is_null()) {
+          MapReader m(doc, f->value, f->path, f->loc);
+          m.finish();  // send and receive payloads are not supported: rejected
+        }
+      }
+      if (auto f = h.take("grpcHealthCheck")) {
+        ++kinds;
+        doc.error(f->loc, f->path,
+                  "gRPC health checks are not implemented: rejected rather than served without "
+                  "them (use httpHealthCheck or tcpHealthCheck)");
+      }
+      if (auto f = h.take("customHealthCheck")) {
+        ++kinds;
+        doc.error(f->loc, f->path, "custom health checks are not supported");
+      }
+      if (kinds == 0) {
+        doc.error(loc, path, "needs one of httpHealthCheck, tcpHealthCheck");
+      } else if (kinds > 1) {
+        doc.error(loc, path,
+                  "has more than one of httpHealthCheck, tcpHealthCheck, grpcHealthCheck");
+      }
+      h.finish();  // altPort, reuseConnection, noTrafficInterval, unhealthyInterval...: rejected
+      out->health_check = std::move(hc);
+    });
+  }
+  if (auto od = spec.map("outlierDetection")) {
+    MapReader m(doc, od->value, od->path, od->loc);
+    UpstreamOutlierDetection o;
+    uint64_t n = 0;
+    if (m.uint("consecutive5xx", 0, 1'000'000, &n)) o.consecutive_5xx = static_cast<uint32_t>(n);
+    if (m.uint("consecutiveGatewayFailure", 0, 1'000'000, &n))
+      o.consecutive_gateway_failure = static_cast<uint32_t>(n);
+    if (m.uint("consecutiveLocalOriginFailure", 0, 1'000'000, &n))
+      o.consecutive_local_origin_failure = static_cast<uint32_t>(n);
+    m.boolean("splitExternalLocalOriginErrors", &o.split_external_local_origin_errors);
+    if (m.uint("enforcingConsecutive5xx", 0, 100, &n))
+      o.enforcing_consecutive_5xx = static_cast<uint32_t>(n);
+    if (m.uint("enforcingConsecutiveGatewayFailure", 0, 100, &n))
+      o.enforcing_consecutive_gateway_failure = static_cast<uint32_t>(n);
+    if (m.uint("enforcingConsecutiveLocalOriginFailure", 0, 100, &n))
+      o.enforcing_consecutive_local_origin_failure = static_cast<uint32_t>(n);
+    if (m.uint("maxEjectionPercent", 0, 100, &n)) o.max_ejection_percent = static_cast<uint32_t>(n);
+    Millis d{0};
+    Location where;
+    auto positive = [&](const char* key, Millis* out) {
+      if (m.duration(key, &d, false, &where)) {
+        if (d.count() <= 0) {
+          doc.error(where, m.child_path(key), "must be greater than 0");
+        } else {
+          *out = d;
+        }
+      }
+    };
+    positive("interval", &o.interval);
+    positive("baseEjectionTime", &o.base_ejection_time);
+    const bool max_set = m.has("maxEjectionTime");
+    positive("maxEjectionTime", &o.max_ejection_time);
+    if (o.max_ejection_time < o.base_ejection_time) {
+      // Unset: 300s or baseEjectionTime, whichever is larger (as Envoy).
+      if (max_set) {
+        doc.error(m.loc(), m.child_path("maxEjectionTime"),
+                  "must not be less than baseEjectionTime");
+      } else {
+        o.max_ejection_time = o.base_ejection_time;
+      }
+    }
+    // successRate*, failurePercentage*, maxEjectionTimeJitter...: not implemented, rejected.
+    m.finish();
+    out->outlier_detection = o;
+  }
   if (auto cc = spec.map("connectionConfig")) {
     MapReader m(doc, cc->value, cc->path, cc->loc);
     Millis d{0};

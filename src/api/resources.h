@@ -366,6 +366,36 @@ struct FailoverTier {
   std::vector<std::string> localities;  // "region/zone/subZone" per localityEndpoints entry
 };
 
+// Upstream spec.healthChecks[0] (Gloo's copy of Envoy's HealthCheck); defaults as in
+// docs/configuration.md.
+struct UpstreamHealthCheck {
+  bool tcp = false;  // tcpHealthCheck; else httpHealthCheck
+  Millis timeout{1000};
+  Millis interval{5000};
+  Millis interval_jitter{0};
+  uint32_t interval_jitter_percent = 0;
+  uint32_t unhealthy_threshold = 3;
+  uint32_t healthy_threshold = 2;
+  std::string path = "/";
+  std::string host;
+  std::vector<std::pair<uint16_t, uint16_t>> expected_statuses;  // [start, end)
+};
+
+// Upstream spec.outlierDetection (Envoy's OutlierDetection, the consecutive-failure detectors).
+struct UpstreamOutlierDetection {
+  uint32_t consecutive_5xx = 5;
+  uint32_t consecutive_gateway_failure = 5;
+  uint32_t consecutive_local_origin_failure = 5;
+  bool split_external_local_origin_errors = false;
+  uint32_t enforcing_consecutive_5xx = 100;
+  uint32_t enforcing_consecutive_gateway_failure = 0;
+  uint32_t enforcing_consecutive_local_origin_failure = 100;
+  Millis interval{10000};
+  Millis base_ejection_time{30000};
+  Millis max_ejection_time{300000};
+  uint32_t max_ejection_percent = 10;
+};
+
 struct UpstreamSpec {
   std::vector<StaticHost> hosts;
   LbPolicy lb = LbPolicy::kRoundRobin;
@@ -380,6 +410,8 @@ struct UpstreamSpec {
   std::optional<uint32_t> max_connections;       // per worker; unset: unlimited
   std::optional<uint32_t> max_idle_connections;  // per endpoint and worker
   std::optional<UpstreamTls> tls;
+  std::optional<UpstreamHealthCheck> health_check;
+  std::optional<UpstreamOutlierDetection> outlier_detection;
   // spec.circuitBreakers and spec.retryBudget (process-wide; defaults in snapshot::Cluster).
   uint32_t cb_max_connections = 1024;
   uint32_t cb_max_pending_requests = 1024;

@@ -367,8 +367,6 @@ const char* feature_of(std::string_view key) {
       {"maxStreamDuration", "a timeout"},
       {"tls", "TLS"},
       {"sslConfig", "TLS"},
-      {"healthChecks", "health checking"},
-      {"outlierDetection", "outlier detection"},
   };
   for (const auto& f : kFeatures) {
     if (f.key == key) return f.what;

@@ -96,6 +96,7 @@ std::shared_ptr<const Runtime> build_runtime(std::shared_ptr<const snapshot::Pro
   rt->cluster_tls.reserve(clusters.size());
   rt->cluster_tls_errors.reserve(clusters.size());
   rt->cluster_lb.reserve(clusters.size());
+  rt->cluster_health.reserve(clusters.size());
   // Type versions (set when the configuration was published): clusters, endpoints and secrets all
   // at the versions `previous` ran means no cluster changed; nothing to compare.
   const snapshot::TypeVersions& pv = previous != nullptr && previous->config
@@ -114,6 +115,7 @@ std::shared_ptr<const Runtime> build_runtime(std::shared_ptr<const snapshot::Pro
       rt->cluster_tls.push_back(previous->cluster_tls[i]);
       rt->cluster_tls_errors.push_back(previous->cluster_tls_errors[i]);
       rt->cluster_lb.push_back(previous->cluster_lb[i]);
+      rt->cluster_health.push_back(previous->cluster_health[i]);
       continue;
     }
     rt->cluster_slots.push_back(registry.cluster_slot(c.name));
@@ -128,6 +130,17 @@ std::shared_ptr<const Runtime> build_runtime(std::shared_ptr<const snapshot::Pro
         error = made.error().message;
       }
     }
+    // The previous configuration's health of this cluster (by name): its hosts carry over.
+    const upstream::ClusterHealth* before = nullptr;
+    if (previous != nullptr && previous->cluster_index) {
+      if (auto it = previous->cluster_index->find(c.name);
+          it != previous->cluster_index->end() &&
+          static_cast<size_t>(it->second) < previous->cluster_health.size()) {
+        before = previous->cluster_health[it->second].get();
+      }
+    }
+    rt->cluster_health.push_back(
+        upstream::make_cluster_health(c, before, rt->cluster_slots.back(), ctx));
     rt->cluster_tls.push_back(std::move(ctx));
     rt->cluster_tls_errors.push_back(std::move(error));
     rt->cluster_lb.push_back(upstream::lb::build_tables(c));

@@ -12,6 +12,7 @@
 #include "proxy/router/router.h"
 #include "proxy/stats/stats.h"
 #include "proxy/tls/context.h"
+#include "proxy/upstream/health.h"
 #include "proxy/upstream/lb.h"
 #include "snapshot/proxy_config.h"
 
@@ -73,6 +74,9 @@ struct Runtime {
   // Ring hash / maglev tables, aligned with config->clusters (null for the other policies): built
   // once here, shared read-only by every worker's Cluster.
   std::vector<std::shared_ptr<const upstream::lb::HashTables>> cluster_lb;
+  // Health state, aligned with config->clusters: null for clusters with neither a health check nor
+  // outlier detection (their endpoints are always available). Hosts carry over from `previous`.
+  std::vector<std::shared_ptr<const upstream::ClusterHealth>> cluster_health;
   // Keeps this configuration's request and cluster slots alive (the raw pointers above point into
   // them): a removed route's or cluster's slot is freed when the last Runtime using it goes.
   std::vector<std::shared_ptr<stats::RequestSlot>> request_slots;

@@ -71,6 +71,7 @@ Server::~Server() {
 void Server::start() {
   for (auto& w : workers_)
     w->start();
+  health_.start();
 }
 
 std::vector<ListenerError> Server::apply(std::shared_ptr<const snapshot::ProxyConfig> config) {
@@ -195,6 +196,7 @@ std::vector<ListenerError> Server::apply(std::shared_ptr<const snapshot::ProxyCo
   // Runtime first, then sockets: a connection accepted on a new socket finds its listener.
   for (auto& w : workers_)
     w->post_runtime(runtime);
+  health_.apply(runtime->cluster_health);
   for (size_t w = 0; w < workers_.size(); ++w) {
     if (!add[w].empty() || !remove.empty()) workers_[w]->post_listeners(std::move(add[w]), remove);
   }
@@ -262,6 +264,7 @@ void Server::drain(Clock::duration deadline, Clock::duration idle_grace) {
 }
 
 void Server::stop() {
+  health_.stop();
   for (auto& w : workers_)
     w->post_stop();
 }

@@ -12,6 +12,7 @@
 
 #include "proxy/runtime.h"
 #include "proxy/stats/stats.h"
+#include "proxy/upstream/health.h"
 #include "proxy/worker.h"
 #include "snapshot/proxy_config.h"
 
@@ -63,6 +64,7 @@ class Server {
 
   std::shared_ptr<const snapshot::ProxyConfig> current() const { return current_; }
   unsigned workers() const { return static_cast<unsigned>(workers_.size()); }
+  const upstream::HealthChecker& health() const { return health_; }
 
  private:
   stats::Registry& stats_;
@@ -75,6 +77,7 @@ class Server {
   std::map<std::string, std::vector<int>> inherited_;  // not taken by a listener yet
   bool hold_ = false;
   std::vector<std::vector<std::pair<std::string, int>>> held_;  // per worker
+  upstream::HealthChecker health_;  // one checker per upstream host, on its own thread
 };
 
 }  // namespace portico::proxy

@@ -187,6 +187,7 @@ void Worker::apply(std::shared_ptr<const Runtime> runtime) {
       if (runtime->cluster_unchanged[i]) continue;
       next->clusters[i]->update(clusters[i], runtime->cluster_stats[i], lb_tables(*runtime, i));
       next->clusters[i]->set_tls(runtime->cluster_tls[i], runtime->cluster_tls_errors[i]);
+      next->clusters[i]->set_health(runtime->cluster_health[i]);
     }
     next->runtime = std::move(runtime);
     config_ = std::move(next);
@@ -204,6 +205,7 @@ void Worker::apply(std::shared_ptr<const Runtime> runtime) {
                                               lb_tables(*runtime, i));
     }
     c->set_tls(runtime->cluster_tls[i], runtime->cluster_tls_errors[i]);
+    c->set_health(runtime->cluster_health[i]);
     by_name[clusters[i].name] = c;
     next->clusters.push_back(std::move(c));
   }

@@ -377,6 +377,41 @@ Json cluster_json(const Cluster& c) {
   j["max_requests_per_connection"] = c.max_requests_per_connection;
   j["idle_connection_timeout_ms"] = c.idle_connection_timeout.count();
   if (c.tls) j["tls"] = tls_client_json(*c.tls);
+  if (c.health_check) {
+    const auto& h = *c.health_check;
+    Json hc{{"kind", h.kind == HealthCheck::Kind::kTcp ? "tcp" : "http"},
+            {"timeout_ms", h.timeout.count()},
+            {"interval_ms", h.interval.count()},
+            {"interval_jitter_ms", h.interval_jitter.count()},
+            {"interval_jitter_percent", h.interval_jitter_percent},
+            {"unhealthy_threshold", h.unhealthy_threshold},
+            {"healthy_threshold", h.healthy_threshold}};
+    if (h.kind == HealthCheck::Kind::kHttp) {
+      hc["path"] = h.path;
+      if (!h.host.empty()) hc["host"] = h.host;
+      Json ranges = Json::array();
+      for (const auto& [start, end] : h.expected_statuses)
+        ranges.push_back(Json{{"start", start}, {"end", end}});
+      hc["expected_statuses"] = std::move(ranges);
+    }
+    j["health_check"] = std::move(hc);
+  }
+  if (c.outlier_detection) {
+    const auto& o = *c.outlier_detection;
+    j["outlier_detection"] =
+        Json{{"consecutive_5xx", o.consecutive_5xx},
+             {"consecutive_gateway_failure", o.consecutive_gateway_failure},
+             {"consecutive_local_origin_failure", o.consecutive_local_origin_failure},
+             {"split_external_local_origin_errors", o.split_external_local_origin_errors},
+             {"enforcing_consecutive_5xx", o.enforcing_consecutive_5xx},
+             {"enforcing_consecutive_gateway_failure", o.enforcing_consecutive_gateway_failure},
+             {"enforcing_consecutive_local_origin_failure",
+              o.enforcing_consecutive_local_origin_failure},
+             {"interval_ms", o.interval.count()},
+             {"base_ejection_time_ms", o.base_ejection_time.count()},
+             {"max_ejection_time_ms", o.max_ejection_time.count()},
+             {"max_ejection_percent", o.max_ejection_percent}};
+  }
   const auto& cb = c.circuit_breakers;
   j["circuit_breakers"] = Json{{"max_connections", cb.max_connections},
                                {"max_pending_requests", cb.max_pending_requests},

@@ -331,6 +331,42 @@ struct Endpoint {
 
 enum class LbPolicy { kRoundRobin, kLeastRequest, kRandom, kRingHash, kMaglev };
 
+// An active health check of every endpoint of a cluster (Upstream healthChecks). One checker per
+// endpoint for the whole process (the data plane's health thread), not one per worker.
+struct HealthCheck {
+  enum class Kind { kHttp, kTcp };
+  Kind kind = Kind::kHttp;
+  Millis timeout{1000};                  // a check not answered within this fails
+  Millis interval{5000};                 // between two checks of one endpoint
+  Millis interval_jitter{0};             // plus a random 0..interval_jitter
+  uint32_t interval_jitter_percent = 0;  // plus a random 0..interval*percent/100
+  uint32_t unhealthy_threshold = 3;      // consecutive failures that take a healthy endpoint out
+  uint32_t healthy_threshold = 2;        // consecutive successes that bring it back
+  // HTTP: GET `path` with Host `host` (empty: the endpoint's address:port); healthy when the
+  // status is in one of the [start, end) ranges (empty: 200 only).
+  std::string path = "/";
+  std::string host;
+  std::vector<std::pair<uint16_t, uint16_t>> expected_statuses;
+  bool operator==(const HealthCheck&) const = default;
+};
+
+// Passive outlier detection (Upstream outlierDetection): workers report each exchange's outcome;
+// an endpoint that fails too often in a row is ejected for a time that grows with its ejections.
+struct OutlierDetection {
+  uint32_t consecutive_5xx = 5;                   // 0: off
+  uint32_t consecutive_gateway_failure = 5;       // 502, 503, 504 and local failures; 0: off
+  uint32_t consecutive_local_origin_failure = 5;  // connect failures (split mode only); 0: off
+  bool split_external_local_origin_errors = false;
+  uint32_t enforcing_consecutive_5xx = 100;  // % of detections that eject
+  uint32_t enforcing_consecutive_gateway_failure = 0;
+  uint32_t enforcing_consecutive_local_origin_failure = 100;
+  Millis interval{10000};            // an ejection count decays by one per interval unejected
+  Millis base_ejection_time{30000};  // ejection time = base × ejections, up to max_ejection_time
+  Millis max_ejection_time{300000};
+  uint32_t max_ejection_percent = 10;  // of the cluster's endpoints (at least one may be ejected)
+  bool operator==(const OutlierDetection&) const = default;
+};
+
 // Process-wide limits of one cluster (Upstream circuitBreakers), counted across workers.
 struct CircuitBreakers {
   uint32_t max_connections = 1024;       // open upstream connections
@@ -364,9 +400,11 @@ struct Cluster {
   uint32_t max_requests_per_connection = 0;  // 0: unlimited
   Millis idle_connection_timeout{60000};     // pooled idle connection lifetime
   UpstreamProtocol protocol = UpstreamProtocol::kHttp1;
-  std::optional<TlsClientConfig> tls;    // unset: plain TCP
-  uint32_t max_connections = 0;          // open connections per worker; 0: unlimited
-  uint32_t max_idle_connections = 4096;  // pooled idle connections per endpoint and worker
+  std::optional<TlsClientConfig> tls;       // unset: plain TCP
+  uint32_t max_connections = 0;             // open connections per worker; 0: unlimited
+  uint32_t max_idle_connections = 4096;     // pooled idle connections per endpoint and worker
+  std::optional<HealthCheck> health_check;  // unset: every endpoint is assumed healthy
+  std::optional<OutlierDetection> outlier_detection;
   CircuitBreakers circuit_breakers;
   RetryBudget retry_budget;
   bool operator==(const Cluster&) const = default;

@@ -97,15 +97,16 @@ metadata: {name: u}
 spec:
   static: {hosts: [{addr: 10.0.0.1, port: 80}]}
   discoveryMetadata: {labels: {app: u}}
-  outlierDetection: {consecutive5xx: 10}
+  outlierDetection: {successRateMinimumHosts: 3}
   loadBalancerConfig: {roundRobin: {slowStartConfig: {slowStartWindow: 10s}}}
 )");
   EXPECT_THAT(
       lines(r.diagnostics),
       ElementsAre("gloo.yaml:5:3: warning: spec.discoveryMetadata: is ignored (labels written by "
                   "Gloo's discovery)",
-                  "gloo.yaml:6:3: error: spec.outlierDetection: outlierDetection (outlier "
-                  "detection) is not implemented: rejected rather than served without it",
+                  "gloo.yaml:6:22: error: spec.outlierDetection.successRateMinimumHosts: "
+                  "unknown field \"successRateMinimumHosts\": not implemented (refused rather "
+                  "than ignored)",
                   "gloo.yaml:7:37: error: spec.loadBalancerConfig.roundRobin.slowStartConfig: "
                   "unknown field \"slowStartConfig\": not implemented (refused rather than "
                   "ignored)"));

@@ -861,6 +861,35 @@ snapshot::Cluster translate_upstream(const Resource& r) {
   c.idle_connection_timeout = spec.idle_timeout;
   if (spec.max_connections) c.max_connections = *spec.max_connections;
   if (spec.max_idle_connections) c.max_idle_connections = *spec.max_idle_connections;
+  if (const auto& h = spec.health_check) {
+    snapshot::HealthCheck hc;
+    hc.kind = h->tcp ? snapshot::HealthCheck::Kind::kTcp : snapshot::HealthCheck::Kind::kHttp;
+    hc.timeout = h->timeout;
+    hc.interval = h->interval;
+    hc.interval_jitter = h->interval_jitter;
+    hc.interval_jitter_percent = h->interval_jitter_percent;
+    hc.unhealthy_threshold = h->unhealthy_threshold;
+    hc.healthy_threshold = h->healthy_threshold;
+    hc.path = h->path;
+    hc.host = h->host;
+    hc.expected_statuses = h->expected_statuses;
+    c.health_check = std::move(hc);
+  }
+  if (const auto& o = spec.outlier_detection) {
+    snapshot::OutlierDetection od;
+    od.consecutive_5xx = o->consecutive_5xx;
+    od.consecutive_gateway_failure = o->consecutive_gateway_failure;
+    od.consecutive_local_origin_failure = o->consecutive_local_origin_failure;
+    od.split_external_local_origin_errors = o->split_external_local_origin_errors;
+    od.enforcing_consecutive_5xx = o->enforcing_consecutive_5xx;
+    od.enforcing_consecutive_gateway_failure = o->enforcing_consecutive_gateway_failure;
+    od.enforcing_consecutive_local_origin_failure = o->enforcing_consecutive_local_origin_failure;
+    od.interval = o->interval;
+    od.base_ejection_time = o->base_ejection_time;
+    od.max_ejection_time = o->max_ejection_time;
+    od.max_ejection_percent = o->max_ejection_percent;
+    c.outlier_detection = od;
+  }
   c.circuit_breakers.max_connections = spec.cb_max_connections;
   c.circuit_breakers.max_pending_requests = spec.cb_max_pending_requests;
   c.circuit_breakers.max_requests = spec.cb_max_requests;

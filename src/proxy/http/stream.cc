@@ -671,6 +671,11 @@ asio::awaitable<void> StreamHandler::forward(const snapshot::Route& route,
     }
     upstream_host_ = ep->address;
     upstream_tried_ = true;
+    endpoint_ = ep.get();
+    struct ClearEndpoint {
+      upstream::Endpoint*& p;
+      ~ClearEndpoint() { p = nullptr; }
+    } clear_endpoint{endpoint_};
     ConnGuard guard{cluster, ep, fresh_only ? nullptr : cluster.take_idle(*ep)};
     const bool reused = guard.conn != nullptr;
     reused_ = reused;
@@ -721,6 +726,7 @@ asio::awaitable<void> StreamHandler::forward(const snapshot::Route& route,
       }
       if (ec) {
         tried(ep.get());
+        report_outcome(upstream::kLocalOriginFailure);
         if (policy_) {
           if (policy_covers(0, true)) {
             const RetryDecision d = co_await policy_retry(false);
@@ -748,6 +754,7 @@ asio::awaitable<void> StreamHandler::forward(const snapshot::Route& route,
         if (!t.ok()) {
           // Nothing of the request was sent: the same rule as a failed connect.
           tried(ep.get());
+          report_outcome(upstream::kLocalOriginFailure);
           if (policy_) {
             if (policy_covers(0, true)) {
               const RetryDecision d = co_await policy_retry(false);
@@ -817,6 +824,7 @@ asio::awaitable<void> StreamHandler::forward(const snapshot::Route& route,
       if (route_timed_out_) {
         if (per_try_limited_ && policy_covers(0, false)) {
           tried(ep.get());
+          report_outcome(upstream::kGatewayFailure);
           const RetryDecision d = co_await policy_retry(true);
           if (d == RetryDecision::kRetry) continue;
           if (d == RetryDecision::kDone) co_return;
@@ -837,6 +845,7 @@ asio::awaitable<void> StreamHandler::forward(const snapshot::Route& route,
       if (reused && attempt < 2) count_not_replayed();
       if (policy_covers(0, false)) {
         tried(ep.get());
+        report_outcome(upstream::kGatewayFailure);
         const RetryDecision d = co_await policy_retry(true);
         if (d == RetryDecision::kRetry) continue;
         if (d == RetryDecision::kDone) co_return;
@@ -881,6 +890,7 @@ asio::awaitable<void> StreamHandler::forward(const snapshot::Route& route,
         if (policy_covers(buf_.response.status, false)) {
           // A retriable status: the response is dropped with its connection, never relayed.
           tried(ep.get());
+          report_outcome(buf_.response.status);
           const RetryDecision d = co_await policy_retry(true);
           if (d == RetryDecision::kRetry) continue;
           if (d == RetryDecision::kDone) co_return;
@@ -907,6 +917,7 @@ asio::awaitable<void> StreamHandler::forward(const snapshot::Route& route,
       if (hs != upstream::H1ClientStream::HeadStatus::kInvalid &&
           (!route_timed_out_ || per_try_limited_) && policy_covers(0, false)) {
         tried(ep.get());
+        report_outcome(upstream::kGatewayFailure);
         const RetryDecision d = co_await policy_retry(true);
         if (d == RetryDecision::kRetry) continue;
         if (d == RetryDecision::kDone) co_return;
@@ -1072,6 +1083,8 @@ asio::awaitable<void> StreamHandler::relay_response(upstream::H1ClientStream& us
                    (route_timed_out_ ? per_try_limited_
                                      : hs != upstream::H1ClientStream::HeadStatus::kCancelled) &&
                    policy_covers(0, false))) {
+      report_outcome(hs == upstream::H1ClientStream::HeadStatus::kOk ? resp.status
+                                                                     : upstream::kGatewayFailure);
       const RetryDecision d = co_await policy_retry(true);
       if (d != RetryDecision::kNo) {
         us.cancel();
@@ -1140,6 +1153,7 @@ asio::awaitable<void> StreamHandler::relay_response(upstream::H1ClientStream& us
     resp.content_length = buf_.body.size();
     status_ = resp.status;
     slot_->count(w_.index(), resp.status);
+    report_outcome(resp.status);
     if (co_await stream_.send_headers(resp, buf_.body.empty()) && !buf_.body.empty()) {
       response_bytes_ += buf_.body.size();
       co_await stream_.send_body(buf_.body, true);
@@ -1148,6 +1162,7 @@ asio::awaitable<void> StreamHandler::relay_response(upstream::H1ClientStream& us
     if (body_filters) resp.content_length.reset();  // filters may change the length
     status_ = resp.status;
     slot_->count(w_.index(), resp.status);
+    report_outcome(resp.status);
     bool ok = co_await stream_.send_headers(resp, !resp.has_body);
     // The head goes out with the first body bytes when they are already here (one write);
     // otherwise now, so that a slow body does not hold the head back.
@@ -1420,6 +1435,11 @@ asio::awaitable<bool> StreamHandler::send_response_body(std::string_view data, b
   co_return co_await stream_.send_body(data, end);
 }
 
+void StreamHandler::report_outcome(int status) {
+  if (cluster_ && endpoint_) cluster_->report(*endpoint_, status, w_.random());
+  endpoint_ = nullptr;  // once per attempt
+}
+
 asio::awaitable<void> StreamHandler::fail(upstream::FailureKind kind, bool request_sent) {
   // Built here, not passed in: GCC 12 mishandles non-trivial temporaries in co_await operands.
   upstream::UpstreamError e;
@@ -1432,6 +1452,12 @@ asio::awaitable<void> StreamHandler::fail(upstream::FailureKind kind, bool reque
   fail_detail_.clear();
   failure_ = kind;
   if (cluster_) cluster_->row().errors[static_cast<size_t>(e.stat())].inc();
+  // Outlier detection: what went wrong after the connection was made (connect failures were
+  // reported where they happened).
+  if (kind == upstream::FailureKind::kReset || kind == upstream::FailureKind::kTimeout ||
+      kind == upstream::FailureKind::kProtocol) {
+    report_outcome(upstream::kGatewayFailure);
+  }
   const std::string body = e.message();
   co_await local_reply(e.status(), body);
 }

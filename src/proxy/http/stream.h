@@ -175,6 +175,12 @@ class StreamHandler final : public filters::FilterCallbacks {
 
   // The upstream exchange in progress.
   upstream::Cluster* cluster_ = nullptr;
+  // The endpoint of the attempt in progress (set while forward() holds it): outcomes are reported
+  // to it for outlier detection.
+  upstream::Endpoint* endpoint_ = nullptr;
+  // Outlier detection: how the attempt's exchange ended (a response status, or
+  // upstream::kLocalOriginFailure / kGatewayFailure), reported once per attempt.
+  void report_outcome(int status);
   std::string fail_detail_;  // for the next fail()
   upstream::H1ClientStream* us_ = nullptr;
   asio::ip::tcp::socket* connecting_ = nullptr;

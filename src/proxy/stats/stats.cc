@@ -11,6 +11,19 @@ namespace portico::proxy::stats {
 static_assert(kTunnelKinds == static_cast<size_t>(http::TunnelKind::kCount));
 static_assert(kUpgradeRefusals == static_cast<size_t>(http::UpgradeRefusal::kCount));
 
+const char* to_string(HealthCheckResult r) {
+  switch (r) {
+    case HealthCheckResult::kSuccess:
+      return "success";
+    case HealthCheckResult::kFailure:
+      return "failure";
+    case HealthCheckResult::kTimeout:
+      return "timeout";
+    default:
+      return "unknown";
+  }
+}
+
 const char* to_string(Breaker b) {
   switch (b) {
     case Breaker::kMaxConnections:
@@ -426,6 +439,47 @@ std::string Registry::render() const {
     for (const auto& [kind, v] : kinds) {
       out += "portico_upstream_in_flight{upstream=\"" + name + "\",kind=\"" + kind + "\"} " +
              std::to_string(v->load(std::memory_order_relaxed)) + "\n";
+    }
+  }
+  std::vector<const ClusterSlot*> health;
+  for (const auto& slot : live_clusters) {
+    if (slot->health_shown.load(std::memory_order_relaxed)) health.push_back(slot.get());
+  }
+  if (!health.empty()) {
+    emit_header("portico_upstream_health_checks_total", "counter",
+                "Active health checks by result (success, failure, timeout).");
+    for (const auto* slot : health) {
+      for (size_t r = 0; r < static_cast<size_t>(HealthCheckResult::kCount); ++r) {
+        out += "portico_upstream_health_checks_total{upstream=\"" + escape(slot->name) +
+               "\",result=\"" + to_string(static_cast<HealthCheckResult>(r)) + "\"} " +
+               std::to_string(slot->health_checks[r].get()) + "\n";
+      }
+    }
+    struct HealthGauge {
+      const char* name;
+      const char* help;
+      Counter ClusterSlot::*member;
+    };
+    static const HealthGauge kGauges[] = {
+        {"portico_upstream_hosts", "Endpoints of the upstream.", &ClusterSlot::hosts},
+        {"portico_upstream_hosts_healthy",
+         "Endpoints whose active health check passes (all of them without a check).",
+         &ClusterSlot::hosts_healthy},
+        {"portico_upstream_hosts_ejected", "Endpoints ejected by outlier detection now.",
+         &ClusterSlot::hosts_ejected},
+    };
+    for (const auto& g : kGauges) {
+      emit_header(g.name, "gauge", g.help);
+      for (const auto* slot : health) {
+        out += std::string(g.name) + "{upstream=\"" + escape(slot->name) + "\"} " +
+               std::to_string((slot->*g.member).get()) + "\n";
+      }
+    }
+    emit_header("portico_upstream_ejections_total", "counter",
+                "Endpoints ejected by outlier detection.");
+    for (const auto* slot : health) {
+      out += "portico_upstream_ejections_total{upstream=\"" + escape(slot->name) + "\"} " +
+             std::to_string(slot->ejections.load(std::memory_order_relaxed)) + "\n";
     }
   }
   emit_header("portico_config_version", "gauge", "Version of the configuration in force.");

@@ -96,6 +96,10 @@ struct alignas(64) ClusterRow {
   Counter lb_panic, lb_failover;
 };
 
+// Active health check results (HealthCheckResult counters of ClusterSlot).
+enum class HealthCheckResult : uint8_t { kSuccess, kFailure, kTimeout, kCount };
+const char* to_string(HealthCheckResult r);
+
 // What a cluster has in flight, across every worker and configuration version (the slot lives as
 // long as a configuration uses the cluster): the circuit breakers and the retry budget read it.
 // Shared read-modify-write atomics, touched a few times per upstream request.
@@ -109,6 +113,12 @@ struct ClusterLoad {
 struct ClusterSlot {
   std::string name;
   std::unique_ptr<ClusterRow[]> rows;
+  // Health (not per worker). Shown only for clusters with a health check or outlier detection.
+  // Written by the health thread (checks, gauges) except ejections (any worker, fetch_add, rare).
+  std::atomic<bool> health_shown{false};
+  std::array<Counter, static_cast<size_t>(HealthCheckResult::kCount)> health_checks;
+  Counter hosts, hosts_healthy, hosts_ejected;  // gauges, refreshed by the health thread
+  std::atomic<uint64_t> ejections{0};
   ClusterLoad load;
   ClusterRow& row(unsigned worker) { return rows[worker]; }
 };

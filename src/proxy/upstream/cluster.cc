@@ -106,6 +106,25 @@ std::shared_ptr<Endpoint> Cluster::pick(const PickContext& ctx) {
   return e->shared_from_this();
 }
 
+void Cluster::set_health(std::shared_ptr<const ClusterHealth> health) {
+  health_ = std::move(health);
+  for (size_t i = 0; i < endpoints_.size(); ++i) {
+    auto& ep = *endpoints_[i];
+    ep.health.reset();
+    if (!health_) continue;
+    const auto& hosts = health_->hosts;
+    // Aligned with the configuration's endpoints unless one was skipped (bad address).
+    if (i < hosts.size() && hosts[i]->port == ep.config.port &&
+        hosts[i]->address == ep.config.address) {
+      ep.health = hosts[i];
+      continue;
+    }
+    for (const auto& h : hosts) {
+      if (h->port == ep.config.port && h->address == ep.config.address) ep.health = h;
+    }
+  }
+}
+
 std::unique_ptr<Connection> Cluster::take_idle(Endpoint& ep) {
   const auto now = Clock::now();
   while (!ep.idle.empty()) {

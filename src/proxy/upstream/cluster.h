@@ -16,6 +16,7 @@
 #include "proxy/stats/stats.h"
 #include "proxy/tls/context.h"
 #include "proxy/transport/transport.h"
+#include "proxy/upstream/health.h"
 #include "proxy/upstream/lb.h"
 #include "snapshot/proxy_config.h"
 
@@ -43,9 +44,12 @@ struct Endpoint : std::enable_shared_from_this<Endpoint> {
   int64_t current_weight = 0;    // smooth weighted round robin state
   uint32_t active_requests = 0;  // for least request
   bool removed = false;          // no longer in the configuration: close connections given back
+  // Shared with every worker and the health thread (null: the cluster has neither a health check
+  // nor outlier detection).
+  std::shared_ptr<HostHealth> health;
   // Whether the load balancer may pick this endpoint. Active health checks and outlier detection
   // take endpoints out; the load balancer honours it (panic threshold aside).
-  bool available() const { return true; }
+  bool available() const { return health == nullptr || health->available(); }
   std::vector<std::unique_ptr<Connection>> idle;  // LIFO: the most recently used is the warmest
 };
 
@@ -108,6 +112,14 @@ class Cluster {
     tls_error_ = std::move(error);
   }
   const std::shared_ptr<const tls::ClientContext>& tls_context() const { return tls_context_; }
+  // The health state of this configuration (build_runtime; null: none): each endpoint gets its
+  // host's. Call after update().
+  void set_health(std::shared_ptr<const ClusterHealth> health);
+  // Outlier detection: the exchange with `ep` ended with a response `status`, or with
+  // kLocalOriginFailure / kGatewayFailure. Cheap when nothing failed.
+  void report(Endpoint& ep, int status, uint64_t random) {
+    if (health_ && ep.health) health_->report(*ep.health, status, random);
+  }
   const std::string& tls_error() const { return tls_error_; }
 
   // Takes an idle connection to `ep`, or nullptr. Drops pooled connections that the upstream closed
@@ -150,6 +162,7 @@ class Cluster {
   bool tls_ = false;
   std::shared_ptr<const tls::ClientContext> tls_context_;
   std::string tls_error_;
+  std::shared_ptr<const ClusterHealth> health_;
   std::string pool_key_;  // protocol and TLS settings: pooled connections are only reused under
                           // the same ones
   size_t open_ = 0;
