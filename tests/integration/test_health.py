@@ -186,6 +186,33 @@ class HealthTest(t.IntegrationTest):
                      message="TLS host b marked down")
         self.assertEqual({w for _, w in self.who(port, n=20)}, {"ta"})
 
+    def test_failover_tier_serves_while_the_primary_is_down_and_hands_back(self):
+        # Gloo's failover.prioritizedLocalities: the second tier gets traffic only once the health
+        # check has taken the primary host out, and none once it is back.
+        a, b = self.start_toggle("primary"), self.start_toggle("backup")
+        up = upstream_with("tiers", [a.port], healthChecks=http_check(unhealthy=1, healthy=1))
+        up["spec"]["failover"] = {"prioritizedLocalities": [{"localityEndpoints": [{
+            "locality": {"region": "r2", "zone": "z1"},
+            "lbEndpoints": [{"address": t.LOCALHOST, "port": b.port}]}]}]}
+        p, port = self.serve([up], [r("all", [m(prefix="/")], to="tiers")])
+        t.wait_until(lambda: self.gauge(p, "portico_upstream_hosts_healthy", "tiers") == 2, 10,
+                     message="both tiers healthy")
+        self.assertEqual({w for _, w in self.who(port, n=20)}, {"primary"})
+        failover = t.metric_sum(p.stats(), "portico_upstream_lb_failover_total", upstream="default/tiers")
+        a.health = 503
+        t.wait_until(lambda: self.gauge(p, "portico_upstream_hosts_healthy", "tiers") == 1, 10,
+                     message="primary marked down")
+        answers = self.who(port, n=20)
+        self.assertEqual({s for s, _ in answers}, {200})
+        self.assertEqual({w for _, w in answers}, {"backup"})
+        self.assertGreaterEqual(
+            t.metric_sum(p.stats(), "portico_upstream_lb_failover_total", upstream="default/tiers") - failover,
+            20)
+        a.health = 200
+        t.wait_until(lambda: self.gauge(p, "portico_upstream_hosts_healthy", "tiers") == 2, 10,
+                     message="primary back")
+        self.assertEqual({w for _, w in self.who(port, n=20)}, {"primary"})
+
     def test_host_state_survives_configuration_changes(self):
         a, b, c = self.start_toggle("a"), self.start_toggle("b"), self.start_toggle("c")
         check = http_check(unhealthy=1)
