@@ -176,14 +176,17 @@ def resource(kind: str, name: str, spec: dict) -> dict:
             "metadata": {"name": name, "namespace": "default"}, "spec": spec}
 
 
-def stack(listen_port: int, hosts: list[tuple[str, int]], upstream_extra: dict) -> list[dict]:
+def stack(listen_port: int, hosts: list[tuple[str, int]], upstream_extra: dict,
+          route_options: dict | None = None) -> list[dict]:
     spec = {"static": {"hosts": [{"addr": a, "port": p} for a, p in hosts]}}
     spec.update(upstream_extra)
+    route = {"name": "all", "matchers": [{"prefix": "/"}],
+             "routeAction": {"single": {"upstream": {"name": "up", "namespace": "default"}}}}
+    if route_options:
+        route["options"] = route_options
     return [
         resource("Upstream", "up", spec),
-        resource("VirtualService", "vs", {"virtualHost": {"domains": ["*"], "routes": [
-            {"name": "all", "matchers": [{"prefix": "/"}],
-             "routeAction": {"single": {"upstream": {"name": "up", "namespace": "default"}}}}]}}),
+        resource("VirtualService", "vs", {"virtualHost": {"domains": ["*"], "routes": [route]}}),
         resource("Gateway", "gw", {"bindAddress": "127.0.0.1", "bindPort": listen_port,
                                    "virtualServices": [{"name": "vs", "namespace": "default"}]}),
     ]

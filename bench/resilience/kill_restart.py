@@ -8,7 +8,10 @@ The Upstream has outlier detection (consecutive5xx 5, which counts connect failu
 30s) and an HTTP health check (interval 1s, unhealthyThreshold 2); --no-health-check drops the check
 to show outlier detection alone.
 
-usage: bench/resilience/kill_restart.py [--duration 20] [--no-health-check]
+With --retries the route retries (5xx, reset, connect-failure; 2 retries to other hosts): the target is
+then zero failed GETs.
+
+usage: bench/resilience/kill_restart.py [--duration 20] [--no-health-check] [--retries]
 """
 import argparse
 import json
@@ -31,6 +34,10 @@ def main():
     ap.add_argument("--kill-at", type=float, default=5)
     ap.add_argument("--restart-at", type=float, default=12)
     ap.add_argument("--no-health-check", action="store_true")
+    ap.add_argument("--retries", action="store_true",
+                    help="the route retries GETs (retryOn 5xx,reset,connect-failure, numRetries 2)")
+    ap.add_argument("--min-retry-concurrency", type=int, default=0,
+                    help="the Upstream's retryBudget.minRetryConcurrency (0: the default, 3)")
     a = ap.parse_args()
     ports = [common.free_port() for _ in range(3)]
     hosts = [common.Nginx([("127.0.0.1", p)]).start() for p in ports]
@@ -39,8 +46,11 @@ def main():
     if not a.no_health_check:
         extra["healthChecks"] = [{"timeout": "500ms", "interval": "1s", "unhealthyThreshold": 2,
                                   "healthyThreshold": 2, "httpHealthCheck": {"path": "/healthz"}}]
+    if a.min_retry_concurrency:
+        extra["retryBudget"] = {"minRetryConcurrency": a.min_retry_concurrency}
     listen = common.free_port()
-    p = common.Portico(common.stack(listen, [("127.0.0.1", x) for x in ports], extra)).start()
+    options = {"retries": {"retryOn": "5xx,reset,connect-failure", "numRetries": 2}} if a.retries else None
+    p = common.Portico(common.stack(listen, [("127.0.0.1", x) for x in ports], extra, options)).start()
     try:
         deadline = time.monotonic() + 10
         while a.no_health_check is False and time.monotonic() < deadline:
@@ -73,7 +83,7 @@ def main():
         rel = {str(int(t - int(kill))): c for t, c in sorted(fails.items())}
         ejections = p.metric("portico_upstream_ejections_total", upstream="default/up")
         result = {
-            "duration_s": a.duration, "health_check": not a.no_health_check,
+            "duration_s": a.duration, "health_check": not a.no_health_check, "retry_policy": a.retries,
             "responses": total, "failed": sum(fails.values()),
             "failed_by_second_after_kill": rel,
             "last_failure_s_after_kill": (max(fails) - int(kill)) if fails else None,
@@ -82,6 +92,9 @@ def main():
             "ejections": ejections,
             "upstream_errors": {r: p.metric("portico_upstream_errors_total", upstream="default/up", reason=r)
                                 for r in ("connect_failed", "reset", "timeout")},
+            "retries": p.metric("portico_upstream_retries_total", upstream="default/up"),
+            "retries_refused_by_budget": p.metric("portico_upstream_retries_skipped_total",
+                                                  upstream="default/up", reason="budget"),
             "health_check_failures": p.metric("portico_upstream_health_checks_total", upstream="default/up",
                                               result="failure"),
         }
