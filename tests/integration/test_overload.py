@@ -6,7 +6,10 @@ shows the heap, the connections and the refusals."""
 
 import http.client
 import os
+import re
+import shutil
 import socket
+import subprocess
 import sys
 import time
 
@@ -106,6 +109,34 @@ class OverloadTest(t.IntegrationTest):
         raw = t.raw_exchange(self.port_a, b"GET /ok HTTP/1.1\r\nHost: x\r\n\r\nGET /ok HTTP/1.1\r\nHost: x\r\n\r\n")
         self.assertEqual(t.count_responses(raw), 2, raw)
         self.assertEqual(t.metric_sum(p.stats(), "portico_overload_active"), 0)
+
+    def test_heap_threshold_sends_http2_clients_a_goaway(self):
+        # HTTP/2 has no Connection: close: an overloaded Portico answers the stream 503 and sends a
+        # graceful GOAWAY, so that the client opens no further stream on this connection.
+        if not shutil.which("nghttp"):
+            self.skipTest("nghttp (nghttp2-client) is not installed")
+        gw = t.gateway("a", self.port_a, ["vs"])
+        gw["spec"]["httpOptions"] = {"http2": {"cleartextPriorKnowledge": True}}
+        self.cfg.write_obj("gw-a.yaml", gw)
+        self.cfg.write_obj("settings.yaml", settings({"maxHeapBytes": 1}))
+        self.start_portico(self.cfg)
+        t.wait_for_port(self.port_a)
+        out = subprocess.run(["nghttp", "-nv", f"http://{t.LOCALHOST}:{self.port_a}/ok"],
+                             capture_output=True, text=True, timeout=20).stdout
+        status = re.search(r"recv \(stream_id=(\d+)\) :status: (\d+)", out)
+        self.assertIsNotNone(status, out)
+        self.assertEqual(status.group(2), "503")
+        # Graceful: the stream it answered is the last one it processes.
+        self.assertRegex(out, r"recv GOAWAY frame <[^>]*>\n\s*\(last_stream_id=" + status.group(1)
+                         + r", error_code=NO_ERROR")
+        # Below the threshold again: no GOAWAY.
+        self.cfg.write_obj("settings.yaml", settings({"maxHeapBytes": 1 << 40}))
+        t.wait_until(lambda: ":status: 200" in subprocess.run(
+            ["nghttp", "-nv", f"http://{t.LOCALHOST}:{self.port_a}/ok"], capture_output=True, text=True,
+            timeout=20).stdout, 5.0, message="served again")
+        out = subprocess.run(["nghttp", "-nv", f"http://{t.LOCALHOST}:{self.port_a}/ok"],
+                             capture_output=True, text=True, timeout=20).stdout
+        self.assertNotIn("recv GOAWAY", out)
 
     def test_refusals_are_logged_with_the_overload_flag(self):
         log = os.path.join(t._scratch_dir("portico-overload-"), "access.log")

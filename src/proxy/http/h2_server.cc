@@ -11,6 +11,7 @@
 #include "proxy/http/codec.h"
 #include "proxy/http/h2_fields.h"
 #include "proxy/http/stream.h"
+#include "proxy/overload/overload.h"
 #include "proxy/worker.h"
 
 namespace portico::proxy::http {
@@ -643,6 +644,10 @@ void H2Connection::start_stream(H2Stream* s) {
     go_away();
     return;
   }
+  // While the overload manager refuses requests (this one gets its 503 from the stream handler),
+  // the client is told to open no new stream here: HTTP/2's Connection: close.
+  if (overload::heap_overloaded()) [[unlikely]]
+    go_away();
   s->spawned_ = true;
   s->head_request_ = s->req_.method == "HEAD";
   ++active_;
