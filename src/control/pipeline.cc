@@ -211,7 +211,13 @@ Pipeline::SyncResult Pipeline::sync(bool full, int64_t seen_unix_ms) {
       timings_[key] = ChangeTimings{seen_unix_ms, -1, -1};
       timings_dirty_.push_back(key);
     }
-    bool publish = publish_pending_ || change.semantic || !listener_failures_.empty();
+    // A listener the data plane could not open is tried again at every sync (the port may be free
+    // now); an item it could not compile is not (the same input fails the same way: a change to
+    // it, or to a file it names, comes as an event).
+    const bool retry_listeners =
+        std::any_of(listener_failures_.begin(), listener_failures_.end(),
+                    [](const ListenerFailure& f) { return !f.listener.empty(); });
+    bool publish = publish_pending_ || change.semantic || retry_listeners;
     if (!dirty_ && !publish) return result;
 
     std::set<std::string> accepted;

@@ -561,8 +561,17 @@ TEST(ControlPipeline, DataPlaneRejectionsShowOnTheResourcesThatProducedTheItem) 
                           "configuration rejected: bad CA"));
   EXPECT_EQ(find(r, "Gateway", "public")->state, State::kAccepted);
   EXPECT_EQ(find(r, "VirtualService", "shop")->state, State::kAccepted);
+  // Nothing changed: not published again (unlike a listener that could not be opened), and the
+  // warning stays.
+  EXPECT_EQ(find(h.sync(true), "Upstream", "echo")->state, State::kWarning);
+  EXPECT_EQ(h.published.size(), 1u);
+  // The Upstream edited: published, and the data plane's new answer is what its status says.
   h.failures.clear();
+  std::string edited = kUpstream;
+  edited.replace(edited.find("9000"), 4, "9001");
+  dir.write("upstream.yaml", edited);
   EXPECT_EQ(find(h.sync(), "Upstream", "echo")->state, State::kAccepted);
+  EXPECT_EQ(h.published.size(), 2u);
 }
 
 // Published configurations carry a version per kind of item: an endpoint change moves only the
