@@ -19,6 +19,9 @@ asio::awaitable<HeadersStatus> StreamFilter::on_response_headers(http::ResponseH
 asio::awaitable<DataStatus> StreamFilter::on_response_body(std::string&, bool) {
   co_return DataStatus::kContinue;
 }
+asio::awaitable<DataStatus> StreamFilter::on_response_trailers(http::HeaderMap&) {
+  co_return DataStatus::kContinue;
+}
 
 Result<std::shared_ptr<const FilterFactory>> Registry::compile(
     const snapshot::FilterConfig& config) const {
@@ -57,6 +60,7 @@ Result<std::shared_ptr<const FilterChain>> compile_chain(
       if (p & kRequestTrailers) chain->request_trailers.push_back(i);
       if (p & kResponseHeaders) chain->response_headers.push_back(i);
       if (p & kResponseBody) chain->response_body.push_back(i);
+      if (p & kResponseTrailers) chain->response_trailers.push_back(i);
       if (p & kLog) chain->log.push_back(i);
       chain->factories.push_back(std::move(f.value()));
     }

@@ -7,7 +7,9 @@
 // asks it for a StreamFilter (worker thread, one stream). Filter hooks are coroutines: a filter may
 // await a timer or a network call before it answers. Closed status enums are the only control
 // signals. Call order per stream: on_request_headers, on_request_body*, on_request_trailers (only
-// when the request has trailers), then on_response_headers, on_response_body*, and always on_log.
+// when the request has trailers), then on_response_headers, on_response_body*, on_response_trailers
+// (only when the response has trailers: a chunked HTTP/1.1 or an HTTP/2 response, gRPC's status),
+// and always on_log.
 // Local replies made once a route matched (a filter's, the router's, upstream failures) go through
 // the response hooks too, also of filters whose request hooks did not run (docs/architecture.md).
 // Only the hooks a factory declares in phases() are called, so a chain without body filters moves
@@ -51,6 +53,7 @@ enum Phase : uint32_t {
   kResponseHeaders = 1u << 3,
   kResponseBody = 1u << 4,
   kLog = 1u << 5,
+  kResponseTrailers = 1u << 6,
 };
 
 // What happened, for on_log.
@@ -90,6 +93,9 @@ class StreamFilter {
   virtual asio::awaitable<HeadersStatus> on_response_headers(http::ResponseHeaders& headers,
                                                              bool end_stream);
   virtual asio::awaitable<DataStatus> on_response_body(std::string& body, bool end_stream);
+  // The response's trailer fields (forwardable ones only), after the last body chunk; may add,
+  // change or remove fields. kStop resets the stream (the response head is gone already).
+  virtual asio::awaitable<DataStatus> on_response_trailers(http::HeaderMap& trailers);
   virtual void on_log(const LogInfo& info) {}
 };
 
@@ -128,7 +134,7 @@ const Registry& builtin_registry();
 struct FilterChain {
   std::vector<std::shared_ptr<const FilterFactory>> factories;
   std::vector<uint16_t> request_headers, request_body, request_trailers, response_headers,
-      response_body, log;
+      response_body, response_trailers, log;
 
   bool empty() const { return factories.empty(); }
 };

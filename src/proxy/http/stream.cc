@@ -1418,6 +1418,14 @@ asio::awaitable<bool> StreamHandler::end_response(HeaderMap* trailers) {
     }
     if (!buf_.body.empty() && !co_await stream_.send_body(buf_.body, false)) co_return false;
   }
+  if (chain_) {
+    for (uint16_t i : chain_->response_trailers) {
+      if (co_await filters_[i]->on_response_trailers(*trailers) == filters::DataStatus::kStop) {
+        stream_.reset();
+        co_return false;
+      }
+    }
+  }
   co_return co_await stream_.send_trailers(*trailers);
 }
 

@@ -6,7 +6,7 @@
 //   x-test-fail: 1           stop without an answer (the stream is reset)
 //   x-test-buffer: 1         buffer the request body and replace it by "replaced:" + body
 // Always: adds "x-test-filter: request" upstream and "x-test-filter: response" downstream, and
-// "x-test-trailer: seen" to request trailers (when there are any).
+// "x-test-trailer: seen" to request and response trailers (when there are any).
 // Config {"response_body": "..."} replaces every response body (buffered) by that text.
 #pragma once
 
@@ -62,6 +62,11 @@ class TestFilter final : public filters::StreamFilter {
     co_return filters::DataStatus::kContinue;
   }
 
+  asio::awaitable<filters::DataStatus> on_response_trailers(http::HeaderMap& trailers) override {
+    trailers.add("x-test-trailer", "seen");
+    co_return filters::DataStatus::kContinue;
+  }
+
   asio::awaitable<filters::HeadersStatus> on_response_headers(http::ResponseHeaders& h,
                                                               bool) override {
     h.headers.add("x-test-filter", "response");
@@ -87,7 +92,7 @@ class TestFilterFactory final : public filters::FilterFactory {
   std::string response_body;
   uint32_t phases() const override {
     return filters::kRequestHeaders | filters::kRequestBody | filters::kRequestTrailers |
-           filters::kResponseHeaders | filters::kResponseBody;
+           filters::kResponseHeaders | filters::kResponseBody | filters::kResponseTrailers;
   }
   std::unique_ptr<filters::StreamFilter> create(filters::FilterCallbacks& cb) const override {
     return std::make_unique<TestFilter>(response_body, cb);

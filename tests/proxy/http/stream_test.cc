@@ -733,6 +733,19 @@ TEST_F(StreamTest, ResponseTrailersAreForwardedToAChunkedClient) {
   EXPECT_EQ(q->to_client.find("X-Checksum"), std::string::npos) << q->to_client;
 }
 
+TEST_F(StreamTest, ResponseTrailersReachTheTrailerFilters) {
+  auto c = config();
+  forward_route(c).options.filters = {test_filter()};
+  apply(c);
+  auto p = connect();
+  p->send("GET /trailers HTTP/1.1\r\nHost: a\r\n\r\n");
+  ASSERT_TRUE(run_until([&] { return parse_response(p->to_client).has_value(); }));
+  const std::string& raw = p->to_client;
+  const size_t body = raw.find("\r\n\r\n") + 4;
+  EXPECT_EQ(raw.substr(body), "5\r\nhello\r\n0\r\nX-Checksum: abc\r\nx-test-trailer: seen\r\n\r\n")
+      << raw;
+}
+
 // ---- Local replies through the route's response side -----------------------------------------
 
 TEST_F(StreamTest, LocalRepliesGoThroughTheRoutesResponseFilters) {
