@@ -246,6 +246,8 @@ void decode_retries(DocReader& doc, const Field& f, RetryOptions* out) {
   }
   bool b = false;
   if (m.boolean("retryNonIdempotent", &b)) out->retry_non_idempotent = b;
+  if (m.uint("maxReplayBytes", 0, 16 * 1024 * 1024, &n))
+    out->max_replay_bytes = static_cast<uint32_t>(n);
   m.finish();
 }
 

@@ -308,6 +308,7 @@ struct RetryOptions {
   Millis base_interval{25};
   std::optional<Millis> max_interval;  // unset: 10 x base_interval
   bool retry_non_idempotent = false;
+  uint32_t max_replay_bytes = 64 * 1024;  // retries.maxReplayBytes (a Portico field)
 };
 
 struct RouteOptions {

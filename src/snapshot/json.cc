@@ -170,6 +170,7 @@ Json route_json(const Route& r) {
       rj["retriable_status_codes"] = p->retriable_status_codes;
     if (p->per_try_timeout.count() > 0) rj["per_try_timeout_ms"] = p->per_try_timeout.count();
     if (p->retry_non_idempotent) rj["retry_non_idempotent"] = true;
+    rj["max_replay_bytes"] = p->max_replay_bytes;
     o["retries"] = std::move(rj);
   }
   if (!o.empty()) j["options"] = std::move(o);

@@ -132,6 +132,8 @@ struct RetryPolicy {
   Millis base_interval{25};   // back-off: full jitter in [0, min(max, base * 2^n)]
   Millis max_interval{250};
   bool retry_non_idempotent = false;  // POST and PATCH may be sent again too
+  // A streamed request body is kept this far for a retry (a larger one is not retried).
+  uint32_t max_replay_bytes = 64 * 1024;
   bool operator==(const RetryPolicy&) const = default;
 };
 

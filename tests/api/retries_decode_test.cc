@@ -45,6 +45,16 @@ std::vector<std::string> errors_of(const std::string& text) {
   return out;
 }
 
+TEST(ApiRetries, MaxReplayBytes) {
+  auto r = test::decode_one("r.yaml", vs_with_retries("{retryOn: 5xx, maxReplayBytes: 1048576}"));
+  EXPECT_THAT(lines(r.diagnostics), IsEmpty());
+  EXPECT_EQ(r.virtual_service().routes.at(0).options.retries->max_replay_bytes, 1048576u);
+  auto d = test::decode_one("r.yaml", vs_with_retries("{retryOn: 5xx}"));
+  EXPECT_EQ(d.virtual_service().routes.at(0).options.retries->max_replay_bytes, 65536u);
+  EXPECT_THAT(errors_of(vs_with_retries("{retryOn: 5xx, maxReplayBytes: 99999999}")),
+              ElementsAre(HasSubstr("spec.virtualHost.routes[0].options.retries.maxReplayBytes")));
+}
+
 TEST(ApiRetries, FullPolicy) {
   auto r = test::decode_one(
       "r.yaml", vs_with_retries("{retryOn: '5xx, connect-failure,retriable-status-codes', "

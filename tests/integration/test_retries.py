@@ -117,6 +117,9 @@ class RetriesTest(t.IntegrationTest):
               options={"retries": {"retryOn": "5xx", "numRetries": 2, "retryNonIdempotent": True,
                                    "retryBackOff": {"baseInterval": "1ms"}}}),
             r("no-policy", [m(prefix="/no-policy")], to="bad"),
+            r("big-replay", [m(prefix="/big-replay")], to="bad",
+              options={"retries": {"retryOn": "5xx", "numRetries": 1, "maxReplayBytes": 300000,
+                                   "retryBackOff": {"baseInterval": "1ms"}}}),
             r("trio", [m(prefix="/trio")], to="trio",
               options={"retries": {"retryOn": "5xx", "numRetries": 2,
                                    "retryBackOff": {"baseInterval": "1ms"}}}),
@@ -229,6 +232,16 @@ class RetriesTest(t.IntegrationTest):
         self.assertEqual(self.bad.count("/post/large"), 1)
         self.assertEqual(self.stat("portico_upstream_retries_skipped_total", upstream="default/bad",
                                    reason="body_too_large"), skipped + 1)
+
+    def test_max_replay_bytes_raises_the_replay_buffer(self):
+        # retries.maxReplayBytes 300000: the 200 KB body that the default 64 KiB buffer cannot replay
+        # is sent again whole.
+        body = bytes(range(256)) * 800
+        resp = self.get("/big-replay/x", method="PUT", body=body)
+        self.assertEqual(resp.status, 503)
+        hits = [h for h in self.bad.hits if h[1] == "/big-replay/x"]
+        self.assertEqual(len(hits), 2)
+        self.assertTrue(all(h[2] == body for h in hits))
 
     def test_reset_is_retried(self):
         resp = self.get("/reset/a")

@@ -202,6 +202,7 @@ snapshot::RetryPolicy translate_retries(const api::RetryOptions& r) {
   p.base_interval = r.base_interval;
   p.max_interval = r.max_interval.value_or(r.base_interval * 10);
   p.retry_non_idempotent = r.retry_non_idempotent;
+  p.max_replay_bytes = r.max_replay_bytes;
   return p;
 }
 

@@ -26,6 +26,7 @@ constexpr auto kDefaultRouteTimeout = std::chrono::milliseconds(15000);
 // entirely in the codec's buffer is held before sending; a streamed one is copied while the first
 // attempt is in flight), so that the request can be sent again on a fresh connection when a
 // pooled one turns out stale. A larger body is not replayed (portico_upstream_retries_skipped).
+// Routes with a retry policy set their own (retries.maxReplayBytes).
 constexpr size_t kMaxReplayBody = 64 * 1024;
 
 enum Deadline { kRequest, kIdle, kRoute, kConnect };
@@ -601,7 +602,7 @@ asio::awaitable<void> StreamHandler::forward(const snapshot::Route& route,
     if (!co_await buffer_request_body()) co_return;
     held_body = true;
   } else if (req.has_body && !body_filters && req.content_length &&
-             *req.content_length <= kMaxReplayBody &&
+             *req.content_length <= max_replay() &&
              stream_.buffered_body().size() >= *req.content_length) {
     buf_.body.clear();
     while (buf_.body.size() < *req.content_length) {
@@ -1351,7 +1352,7 @@ asio::awaitable<void> StreamHandler::tunnel_down(upstream::H1ClientStream& us) {
 }
 
 void StreamHandler::record(std::string_view data) {
-  if (buf_.replay.size() + data.size() > kMaxReplayBody) {
+  if (buf_.replay.size() + data.size() > max_replay()) {
     recording_ = false;  // too large to send again: this request will not be retried
     replay_overflow_ = true;
     buf_.replay.clear();
@@ -1478,6 +1479,10 @@ asio::awaitable<void> StreamHandler::overflow(stats::Breaker b) {
   body.append(name);
   body.append(" circuit breaker is open\n");
   co_await local_reply(503, body, "text/plain", {}, "x-portico-overflow", name);
+}
+
+size_t StreamHandler::max_replay() const {
+  return policy_ != nullptr ? policy_->max_replay_bytes : kMaxReplayBody;
 }
 
 bool StreamHandler::policy_covers(int status, bool connect) const {

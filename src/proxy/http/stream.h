@@ -107,6 +107,9 @@ class StreamHandler final : public filters::FilterCallbacks {
   // Whether the policy names this outcome: `status` of a response head, or 0 when none came
   // (`connect`: the connection could not be opened).
   bool policy_covers(int status, bool connect) const;
+  // How much of a request body is kept for a retry: the route's retries.maxReplayBytes, else 64
+  // KiB.
+  size_t max_replay() const;
   asio::awaitable<RetryDecision> policy_retry(bool request_sent);
   asio::awaitable<bool> send_response_body(std::string_view data, bool end);
   // Ends the response: the body filters' last word, then the trailers (or the end of the body).
