@@ -55,15 +55,16 @@ TEST(ApiDecodeLb, EachPolicy) {
     const auto& u = f.resources[0].upstream();
     EXPECT_EQ(u.lb, c.lb) << c.yaml;
   }
-  const auto& lr = decode(upstream("  loadBalancerConfig: {leastRequest: {choiceCount: 3}}\n"))
-                       .resources[0]
-                       .upstream();
+  // The decoded file is kept: its resources own what upstream() refers to.
+  const DecodedFile lr_file =
+      decode(upstream("  loadBalancerConfig: {leastRequest: {choiceCount: 3}}\n"));
+  const auto& lr = lr_file.resources.at(0).upstream();
   EXPECT_EQ(lr.choice_count, 3u);
   EXPECT_EQ(lr.healthy_panic_threshold, 50u);
-  const auto& rh = decode(upstream("  loadBalancerConfig: {ringHash: {ringHashConfig: "
-                                   "{minimumRingSize: 64, maximumRingSize: 4096}}}\n"))
-                       .resources[0]
-                       .upstream();
+  const DecodedFile rh_file =
+      decode(upstream("  loadBalancerConfig: {ringHash: {ringHashConfig: "
+                      "{minimumRingSize: 64, maximumRingSize: 4096}}}\n"));
+  const auto& rh = rh_file.resources.at(0).upstream();
   EXPECT_EQ(rh.ring_min_size, 64u);
   EXPECT_EQ(rh.ring_max_size, 4096u);
   EXPECT_EQ(decode(upstream("  loadBalancerConfig: {healthyPanicThreshold: 0.0}\n"))
