@@ -1,4 +1,6 @@
 // Decoding of the operations fields: a Gateway's access logs (spec.options, Gloo's
+
+#include "common/strings.h"
 // ListenerOptions.accessLoggingService), the per-route access log switch (options.accessLog),
 // the process-wide limits of Settings (spec.overload), and the resilience fields: a route's
 // retries and an Upstream's circuitBreakers and retryBudget.
@@ -156,13 +158,7 @@ constexpr RetryCondition kRetryConditions[] = {
     {"retriable-status-codes", RetryOptions::kOnStatusCodes},
 };
 
-std::string_view trim(std::string_view s) {
-  while (!s.empty() && (s.front() == ' ' || s.front() == '\t'))
-    s.remove_prefix(1);
-  while (!s.empty() && (s.back() == ' ' || s.back() == '\t'))
-    s.remove_suffix(1);
-  return s;
-}
+using common::trim_ows;
 
 }  // namespace
 
@@ -175,7 +171,7 @@ void decode_retries(DocReader& doc, const Field& f, RetryOptions* out) {
     std::string_view rest = on;
     while (true) {
       const size_t comma = rest.find(',');
-      const std::string_view item = trim(rest.substr(0, comma));
+      const std::string_view item = trim_ows(rest.substr(0, comma));
       if (item.empty()) {
         doc.error(
             where, m.child_path("retryOn"),

@@ -1,5 +1,7 @@
 // Forwarding headers and the client address (see forwarded.h and docs/forwarding.md).
+
 #include "proxy/http/forwarded.h"
+#include "common/strings.h"
 
 #include <arpa/inet.h>
 
@@ -11,13 +13,7 @@ namespace {
 
 constexpr std::string_view kUnknown = "unknown";
 
-std::string_view trim(std::string_view s) {
-  while (!s.empty() && (s.front() == ' ' || s.front() == '\t'))
-    s.remove_prefix(1);
-  while (!s.empty() && (s.back() == ' ' || s.back() == '\t'))
-    s.remove_suffix(1);
-  return s;
-}
+using common::trim_ows;
 
 // True when `s` can be written in a header value: no control character but HTAB, no DEL.
 bool is_clean(std::string_view s) {
@@ -128,7 +124,7 @@ bool nth_from_right(std::string_view list, uint32_t pos, std::string_view& entry
     const size_t comma = end == 0 ? std::string_view::npos : list.rfind(',', end - 1);
     const size_t start = comma == std::string_view::npos ? 0 : comma + 1;
     if (k == pos) {
-      entry = trim(list.substr(start, end - start));
+      entry = trim_ows(list.substr(start, end - start));
       return true;
     }
     if (comma == std::string_view::npos) return false;
@@ -204,7 +200,7 @@ void compute_forwarding(const ForwardingInput& in, const ForwardingPolicy& polic
   out.clear();
   const uint32_t hops = policy.xff_num_trusted_hops;
   const bool trusted_peer = hops >= 1;
-  const std::string_view peer = is_clean(in.peer) ? trim(in.peer) : std::string_view();
+  const std::string_view peer = is_clean(in.peer) ? trim_ows(in.peer) : std::string_view();
   const std::string_view scheme = in.tls ? "https" : "http";
 
   // X-Forwarded-For: every received entry, trimmed, joined with ", "; empty entries dropped; an
@@ -212,7 +208,7 @@ void compute_forwarding(const ForwardingInput& in, const ForwardingPolicy& polic
   for_each_value(in.headers, "x-forwarded-for", [&](std::string_view v) {
     while (!v.empty()) {
       const size_t comma = v.find(',');
-      const std::string_view entry = trim(v.substr(0, comma));
+      const std::string_view entry = trim_ows(v.substr(0, comma));
       if (!entry.empty()) append_list(out.x_forwarded_for, is_clean(entry) ? entry : kUnknown);
       if (comma == std::string_view::npos) break;
       v.remove_prefix(comma + 1);
@@ -241,21 +237,21 @@ void compute_forwarding(const ForwardingInput& in, const ForwardingPolicy& polic
     std::string_view sent;
     for_each_value(in.headers, "x-forwarded-proto", [&](std::string_view v) {
       ++lines;
-      sent = trim(v);
+      sent = trim_ows(v);
     });
     if (lines == 1 && iequals(sent, "https")) out.x_forwarded_proto = "https";
     if (lines == 1 && iequals(sent, "http")) out.x_forwarded_proto = "http";
   }
 
   // X-Forwarded-Host.
-  const std::string_view host = is_clean(in.host) ? trim(in.host) : std::string_view();
+  const std::string_view host = is_clean(in.host) ? trim_ows(in.host) : std::string_view();
   out.x_forwarded_host.assign(host);
   if (trusted_peer) {
     size_t lines = 0;
     std::string_view sent;
     for_each_value(in.headers, "x-forwarded-host", [&](std::string_view v) {
       ++lines;
-      sent = trim(v);
+      sent = trim_ows(v);
     });
     if (lines == 1 && !sent.empty() && is_clean(sent)) out.x_forwarded_host.assign(sent);
   }
@@ -263,7 +259,7 @@ void compute_forwarding(const ForwardingInput& in, const ForwardingPolicy& polic
   // Forwarded: the received elements from a trusted peer only, then this hop's element.
   if (trusted_peer) {
     for_each_value(in.headers, "forwarded", [&](std::string_view v) {
-      v = trim(v);
+      v = trim_ows(v);
       if (!v.empty() && is_clean(v)) append_list(out.forwarded, v);
     });
   }
@@ -287,7 +283,7 @@ void compute_forwarding(const ForwardingInput& in, const ForwardingPolicy& polic
 
   // Via: whatever came, then this hop.
   for_each_value(in.headers, "via", [&](std::string_view v) {
-    v = trim(v);
+    v = trim_ows(v);
     if (!v.empty() && is_clean(v)) append_list(out.via, v);
   });
   std::string_view protocol = in.protocol;

@@ -1,27 +1,12 @@
 #include "proxy/http/hash_key.h"
 
+#include "common/strings.h"
+#include "proxy/http/h1_parser.h"
 #include "proxy/upstream/lb.h"
 
 namespace portico::proxy::http {
 
-namespace {
-std::string_view trim(std::string_view s) {
-  while (!s.empty() && (s.front() == ' ' || s.front() == '\t'))
-    s.remove_prefix(1);
-  while (!s.empty() && (s.back() == ' ' || s.back() == '\t'))
-    s.remove_suffix(1);
-  return s;
-}
-bool iequals(std::string_view a, std::string_view b) {
-  if (a.size() != b.size()) return false;
-  for (size_t i = 0; i < a.size(); ++i) {
-    char x = a[i];
-    if (x >= 'A' && x <= 'Z') x = static_cast<char>(x - 'A' + 'a');
-    if (x != b[i]) return false;
-  }
-  return true;
-}
-}  // namespace
+using common::trim_ows;
 
 std::optional<std::string_view> find_cookie(const HeaderMap& headers, std::string_view name) {
   std::optional<std::string_view> found;
@@ -29,12 +14,12 @@ std::optional<std::string_view> find_cookie(const HeaderMap& headers, std::strin
     if (found || !iequals(n, "cookie")) return;
     while (!v.empty()) {
       const size_t semi = v.find(';');
-      std::string_view pair = trim(v.substr(0, semi));
+      std::string_view pair = trim_ows(v.substr(0, semi));
       v = semi == std::string_view::npos ? std::string_view{} : v.substr(semi + 1);
       const size_t eq = pair.find('=');
       if (eq == std::string_view::npos) continue;
-      if (trim(pair.substr(0, eq)) != name) continue;
-      std::string_view value = trim(pair.substr(eq + 1));
+      if (trim_ows(pair.substr(0, eq)) != name) continue;
+      std::string_view value = trim_ows(pair.substr(eq + 1));
       if (value.size() >= 2 && value.front() == '"' && value.back() == '"')
         value = value.substr(1, value.size() - 2);
       found = value;
