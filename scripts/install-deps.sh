@@ -9,8 +9,9 @@ pkgs=(
   clang-14 libclang-rt-14-dev clang-format
   libasio-dev libssl-dev libgoogle-perftools-dev libyaml-cpp-dev nlohmann-json3-dev libre2-dev
   libgtest-dev libgmock-dev libbenchmark-dev
-  libnghttp2-dev
+  libnghttp2-dev libc-ares-dev
   curl python3 python3-h2 python3-websockets nginx-light haproxy wrk nghttp2-client openssl ca-certificates
+  python3-consul python3-hvac python3-grpcio etcd-server etcd-client
 )
 missing=()
 for p in "${pkgs[@]}"; do
@@ -21,8 +22,8 @@ if [ ${#missing[@]} -gt 0 ]; then
   $SUDO apt-get update -q
   $SUDO apt-get install -y -q --no-install-recommends "${missing[@]}"
 fi
-# Debian starts nginx and haproxy as services on install; Portico's tests start their own instances.
-for svc in nginx haproxy; do
+# Debian starts nginx, haproxy and etcd as services on install; Portico's tests start their own instances.
+for svc in nginx haproxy etcd; do
   if command -v systemctl >/dev/null 2>&1 && systemctl is-active --quiet "$svc" 2>/dev/null; then
     $SUDO systemctl stop "$svc" || true
   fi
