@@ -22,6 +22,7 @@
 #include "cli/upgrade.h"
 #include "common/log.h"
 #include "control/pipeline.h"
+#include "control/sources/factory.h"
 #include "control/sources/file_source.h"
 #include "control/sources/file_watcher.h"
 #include "proxy/access_log/writer.h"
@@ -288,6 +289,7 @@ class Runner {
       LOG_ERROR("configuration changes will not be seen: %s", watcher.error().message.c_str());
     }
     rebuild(false);
+    start_sources();
     if (options_.upgrade) {
       // Refused whole: a file that does not parse, a Rejected resource (a Gateway whose port
       // cannot be bound among them).
@@ -626,6 +628,60 @@ class Runner {
     });
   }
 
+  // The Settings resource in force (its last good version), or null.
+  const api::SettingsSpec* settings_in_force() const {
+    for (const auto& [key, entry] : pipeline_.store().entries()) {
+      if (entry.last_good && entry.last_good->kind == api::Kind::kSettings)
+        return &entry.last_good->settings();
+    }
+    return nullptr;
+  }
+
+  // The sources Settings names beyond the directory (etcd, Consul KV, Vault...), made once the
+  // directory was read. A later change to them is logged and waits for a restart or an upgrade.
+  void start_sources() {
+    const api::SettingsSpec* settings = settings_in_force();
+    if (!settings) return;
+    sources_fingerprint_ = control::sources_fingerprint(*settings);
+    control::MadeSources made = control::make_sources(*settings);
+    for (const auto& e : made.errors)
+      LOG_ERROR("Settings: %s", e.c_str());
+    if (made.sources.empty()) return;
+    for (auto& source : made.sources) {
+      LOG_INFO("configuration source %.*s started", static_cast<int>(source->name().size()),
+               source->name().data());
+      source->start([this] {
+        asio::post(io_, [this] {
+          if (!draining_) schedule_rebuild();
+        });
+      });
+      pipeline_.add_source(std::move(source));
+    }
+    rebuild(false);
+  }
+
+  // portico_config_source_up{source}: 1 while the source has no problem.
+  std::string source_stats() const {
+    std::string out;
+    for (const auto& [name, problem] : pipeline_.source_states()) {
+      if (out.empty()) out = "# TYPE portico_config_source_up gauge\n";
+      out += "portico_config_source_up{source=\"" + name + "\"} " + (problem.empty() ? "1" : "0") +
+             "\n";
+    }
+    return out;
+  }
+
+  void check_sources_changed() {
+    const api::SettingsSpec* settings = settings_in_force();
+    std::string now = settings ? control::sources_fingerprint(*settings) : std::string();
+    if (now != sources_fingerprint_ && now != sources_warned_) {
+      LOG_WARN(
+          "Settings: the configuration, secret or discovery sources changed; they take effect at "
+          "the next start or binary upgrade (portico upgrade)");
+      sources_warned_ = now;
+    }
+  }
+
   void rebuild(bool full) {
     const auto started = Clock::now();
     // When the change was first noticed: the first event of the debounced burst.
@@ -644,6 +700,7 @@ class Runner {
       return;
     }
     if (!result.built) return;  // nothing changed
+    check_sources_changed();
     const auto& current = pipeline_.current();
     if (result.published) {
       registry_.set_config(result.version, unix_ms());
@@ -700,11 +757,13 @@ class Runner {
         body += "last configuration build failed: " + pipeline_.last_error() +
                 "; serving version " + std::to_string(pipeline_.version()) + "\n";
       }
+      for (const auto& problem : pipeline_.source_problems())
+        body += "source: " + problem + "\n";
       return {200, "text/plain", body};
     }
     if (path == "/stats") {
       return {200, "text/plain; version=0.0.4",
-              registry_.render() + pipeline_.metrics().render() + upgrade_stats() +
+              registry_.render() + pipeline_.metrics().render() + source_stats() + upgrade_stats() +
                   proxy::access_log::Manager::instance().render_stats() +
                   proxy::overload::render_stats()};
     }
@@ -788,6 +847,8 @@ class Runner {
   proxy::Server server_;
   control::FileSource* files_ = nullptr;  // owned by pipeline_
   control::Pipeline pipeline_;
+  std::string sources_fingerprint_;  // of the sources started (start_sources)
+  std::string sources_warned_;
   proxy::admin::AdminServer admin_;
   asio::steady_timer debounce_;
   asio::steady_timer resync_;

@@ -13,6 +13,7 @@
 #include <set>
 #include <string>
 #include <string_view>
+#include <utility>
 #include <vector>
 
 #include "api/decode.h"
@@ -76,6 +77,21 @@ class Pipeline {
   // Another source (etcd, Consul KV, Kubernetes...): polled after the ones before it, into the
   // same store. A resource that two sources define stays with the one that defined it first.
   void add_source(std::unique_ptr<ConfigSource> source) { sources_.push_back(std::move(source)); }
+  // Each source's name and problem (empty: fine), in the order they are polled.
+  std::vector<std::pair<std::string, std::string>> source_states() const {
+    std::vector<std::pair<std::string, std::string>> out;
+    for (const auto& s : sources_)
+      out.emplace_back(std::string(s->name()), s->problem());
+    return out;
+  }
+  // The problems alone, one line each, naming their source.
+  std::vector<std::string> source_problems() const {
+    std::vector<std::string> out;
+    for (const auto& [name, problem] : source_states()) {
+      if (!problem.empty()) out.push_back(name + ": " + problem);
+    }
+    return out;
+  }
 
   struct SyncResult {
     bool built = false;      // a translation ran and succeeded

@@ -4,6 +4,8 @@
 #pragma once
 
 #include <filesystem>
+#include <functional>
+#include <string>
 #include <string_view>
 
 #include "control/store/store.h"
@@ -26,6 +28,18 @@ class ConfigSource {
   // What relative file names in its resources (Secret files, sslFiles) are resolved against:
   // the configuration directory for files; empty (the current directory) for sources without one.
   virtual std::filesystem::path base_dir() const { return {}; }
+
+  // Sources that learn of changes on a thread of their own (etcd and Kubernetes watches, Consul
+  // and Vault blocking queries) call `wake` from that thread when poll() has something new: the
+  // control-plane loop then syncs soon. Called once, before the first poll(); `wake` stays valid
+  // until the source is destroyed. The destructor stops the source's threads.
+  virtual void start(std::function<void()> wake) { (void)wake; }
+
+  // What is wrong with the source now, for /ready, `portico check` and /stats: empty when it is
+  // fine, else one line naming it ("etcd http://10.0.0.5:2379: connection refused, since 12:03:04;
+  // serving what it held before"). A failing source keeps its resources in the store: the last
+  // good configuration stays in force.
+  virtual std::string problem() const { return {}; }
 };
 
 }  // namespace portico::control
