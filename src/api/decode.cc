@@ -1116,16 +1116,8 @@ void decode_upstream(DocReader& doc, MapReader& spec, const ObjectMeta& meta, Up
             StaticHost host;
             Location where;
             if (h.string("addr", &host.address, true, &where)) {
-              if (ip_family(host.address) == 0) {
-                std::string hint =
-                    !host.address.empty() && host.address.front() == '['
-                        ? " (write IPv6 addresses without brackets)"
-                        : "; hostnames are not supported yet (DNS discovery comes later)";
-                doc.error(where, h.child_path("addr"),
-                          "\"" + host.address + "\" is not a numeric IP address" + hint);
-              } else {
-                host.address = canonical_ip(host.address);
-              }
+              std::string error = check_host_address(host.address, &host.address, &host.is_name);
+              if (!error.empty()) doc.error(where, h.child_path("addr"), error);
             }
             uint64_t n = 0;
             if (h.uint("port", 1, 65535, &n, true)) host.port = static_cast<uint16_t>(n);
@@ -1350,6 +1342,39 @@ void decode_upstream_group(DocReader& doc, MapReader& spec, const ObjectMeta& me
   decode_weighted_destinations(doc, *list, meta.ns, &out->destinations);
 }
 
+namespace {
+
+// "ip", "ip:port", "[ipv6]" or "[ipv6]:port" (c-ares' server list syntax).
+bool valid_dns_server(std::string_view text) {
+  if (ip_family(text) != 0) return true;
+  std::string_view host = text;
+  std::string_view port;
+  if (!text.empty() && text.front() == '[') {
+    size_t close = text.find(']');
+    if (close == std::string_view::npos) return false;
+    host = text.substr(1, close - 1);
+    if (ip_family(host) != 6) return false;
+    if (close + 1 == text.size()) return true;
+    if (text[close + 1] != ':') return false;
+    port = text.substr(close + 2);
+  } else {
+    size_t colon = text.find(':');
+    if (colon == std::string_view::npos) return false;
+    host = text.substr(0, colon);
+    port = text.substr(colon + 1);
+    if (ip_family(host) != 4) return false;
+  }
+  if (port.empty() || port.size() > 5) return false;
+  uint32_t p = 0;
+  for (char c : port) {
+    if (c < '0' || c > '9') return false;
+    p = p * 10 + static_cast<uint32_t>(c - '0');
+  }
+  return p >= 1 && p <= 65535;
+}
+
+}  // namespace
+
 void decode_settings(DocReader& doc, MapReader& spec, SettingsSpec* out) {
   if (auto p = spec.map("invalidConfigPolicy")) {
     MapReader m(doc, p->value, p->path, p->loc);
@@ -1370,6 +1395,32 @@ void decode_settings(DocReader& doc, MapReader& spec, SettingsSpec* out) {
     m.finish();
   }
   if (auto f = spec.map("overload")) detail::decode_overload(doc, *f, out);
+  if (auto f = spec.map("dns")) {
+    MapReader m(doc, f->value, f->path, f->loc);
+    if (auto servers = m.list("servers")) {
+      yaml::for_each_item(*servers, [&](const YAML::Node& item, const std::string& path,
+                                        Location loc) {
+        std::string text;
+        if (!yaml::read_string(doc, item, path, loc, &text)) return;
+        if (!valid_dns_server(text)) {
+          doc.error(loc, path,
+                    "\"" + text + "\" is not a DNS server address (ip, ip:port or [ipv6]:port)");
+          return;
+        }
+        out->dns_servers.push_back(text);
+      });
+    }
+    Location where;
+    for (auto [key, field] : {std::pair{"minRefresh", &out->dns_min_refresh},
+                              std::pair{"maxRefresh", &out->dns_max_refresh},
+                              std::pair{"timeout", &out->dns_timeout}}) {
+      if (m.duration(key, field, false, &where) && field->count() <= 0)
+        doc.error(where, m.child_path(key), "must be greater than 0");
+    }
+    if (out->dns_max_refresh < out->dns_min_refresh)
+      doc.error(f->loc, f->path, "maxRefresh is shorter than minRefresh");
+    m.finish();
+  }
   // Sources: only what exists today (configuration and secrets from a directory).
   for (const char* directory :
        {"directoryConfigSource", "directorySecretSource", "directoryArtifactSource"}) {

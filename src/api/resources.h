@@ -355,9 +355,10 @@ struct VirtualServiceSpec {
 enum class LbPolicy { kRoundRobin, kLeastRequest, kRandom, kRingHash, kMaglev };
 
 struct StaticHost {
-  std::string address;  // numeric IPv4 or IPv6
+  std::string address;  // numeric IPv4 or IPv6, or a DNS name (is_name)
   uint16_t port = 0;
   uint32_t weight = 1;
+  bool is_name = false;  // resolved by the control plane (A and AAAA), refreshed within the TTL
 };
 
 // failover.prioritizedLocalities[k]: the hosts of failover tier k + 1 (the locality labels are
@@ -441,6 +442,11 @@ struct SettingsSpec {
   // spec.overload: process-wide limits of the data plane. Unset: none.
   std::optional<uint32_t> overload_max_connections;
   std::optional<uint64_t> overload_max_heap_bytes;
+  // spec.dns: how Upstream hosts written as names are resolved (applied without a restart).
+  std::vector<std::string> dns_servers;  // "ip", "ip:port", "[ipv6]:port"; empty: /etc/resolv.conf
+  Millis dns_min_refresh{1000};
+  Millis dns_max_refresh{300000};
+  Millis dns_timeout{2000};
 };
 
 // ---- A decoded document ----

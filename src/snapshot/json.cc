@@ -374,6 +374,15 @@ Json cluster_json(const Cluster& c) {
     eps.push_back(std::move(ej));
   }
   j["endpoints"] = std::move(eps);
+  if (!c.discovery.empty()) {
+    Json ds = Json::array();
+    for (const auto& d : c.discovery) {
+      Json dj{{"source", d.source}, {"name", d.name}, {"port", d.port}, {"weight", d.weight}};
+      if (d.priority != 0) dj["priority"] = d.priority;
+      ds.push_back(std::move(dj));
+    }
+    j["discovery"] = std::move(ds);
+  }
   j["connect_timeout_ms"] = c.connect_timeout.count();
   j["max_requests_per_connection"] = c.max_requests_per_connection;
   j["idle_connection_timeout_ms"] = c.idle_connection_timeout.count();
