@@ -67,6 +67,7 @@ class HealthServer:
     def __init__(self, tls: tuple[str, str] | None = None):
         self.statuses = {"": SERVING, SERVICE: SERVING}
         self.checks = 0
+        self.delay = 0.0  # seconds before answering
         self.metadata: list[dict] = []
         self.lock = threading.Lock()
         self.server = grpc.server(futures.ThreadPoolExecutor(max_workers=4))
@@ -88,6 +89,9 @@ class HealthServer:
             self.checks += 1
             self.metadata.append(dict(context.invocation_metadata()))
             status = self.statuses.get(service)
+            delay = self.delay
+        if delay:
+            time.sleep(delay)
         if status is None:
             context.abort(grpc.StatusCode.NOT_FOUND, "unknown service")
         return b"\x08" + varint(status)  # HealthCheckResponse{status}
@@ -122,6 +126,7 @@ class DualHost:
         self.name = name
         self.grpc = grpc_server
         self.hits = 0
+        self.h2_connections = 0  # handed to the gRPC server
         self.lock = threading.Lock()
         owner = self
 
@@ -170,6 +175,8 @@ class DualHost:
                                        daemon=True)
 
     def _pipe(self, client: socket.socket) -> None:
+        with self.lock:
+            self.h2_connections += 1
         try:
             backend = socket.create_connection((t.LOCALHOST, self.grpc.port), timeout=2)
         except OSError:
@@ -278,11 +285,15 @@ class GrpcHealthTest(t.IntegrationTest):
             self.metric(p, "portico_upstream_health_checks_total", "g", result="success") - successes, 2)
         self.assertIn("a", {w for _, w in self.who(port, n=10)})
 
-        # One HTTP/2 connection per host carries the checks (reused from one check to the next), and
-        # one checker per host for the process: about one check per interval (200 ms), not two.
+        # One checker per host for the process (two workers): about one check per interval
+        # (200 ms), not two.
         c0 = a.grpc.count()
         time.sleep(1.0)
         self.assertLessEqual(a.grpc.count() - c0, 7)
+        # One HTTP/2 connection carried them all (kept from one check to the next, NOT_SERVING
+        # answers included).
+        self.assertGreaterEqual(a.grpc.count(), 10)
+        self.assertEqual(a.h2_connections, 1)
 
     def test_host_whose_grpc_server_stops_is_taken_out(self):
         a, b = self.start_host("a"), self.start_host("b")
@@ -305,6 +316,22 @@ class GrpcHealthTest(t.IntegrationTest):
         self.assertEqual({w for _, w in self.who(port, n=20)}, {"b"})
         self.assertIn("grpc-status 5 (NOT_FOUND): unknown service", p.log())
 
+
+    def test_slow_answer_times_out(self):
+        a, b = self.start_host("a"), self.start_host("b")
+        checks = grpc_check(unhealthy=2, healthy=1)
+        checks[0]["timeout"] = "300ms"
+        p, port = self.serve("slow", [a.port, b.port], checks)
+        t.wait_until(lambda: self.healthy(p, "slow") == 2, 10, message="both hosts healthy")
+        timeouts = self.metric(p, "portico_upstream_health_checks_total", "slow", result="timeout")
+        a.grpc.delay = 1.0  # the answer comes after the check's timeout
+        t.wait_until(lambda: self.healthy(p, "slow") == 1, 10, message="slow host marked down")
+        self.assertGreaterEqual(
+            self.metric(p, "portico_upstream_health_checks_total", "slow", result="timeout") - timeouts, 2)
+        self.assertEqual({w for _, w in self.who(port, n=20)}, {"b"})
+        self.assertIn("(last: timeout)", p.log())
+        a.grpc.delay = 0.0
+        t.wait_until(lambda: self.healthy(p, "slow") == 2, 10, message="host a back")
 
     def test_service_no_host_knows_is_never_healthy(self):
         a = self.start_host("a")

@@ -453,23 +453,26 @@ void GrpcHealthSession::evaluate() {
            status_ == 0 ? "no :status" : "HTTP status " + std::to_string(status_));
     return;
   }
+  // A non-zero grpc-status is the answer whatever came with it (a trailers-only error from a
+  // proxy in front of the server may lack content-type).
+  uint32_t code = 0;
+  const bool parsed = !grpc_status_.empty() && parse_grpc_status(grpc_status_, &code);
+  if (parsed && code != 0) {
+    std::string d = "grpc-status " + std::to_string(code) + " (" + grpc_code_name(code) + ")";
+    if (!grpc_message_.empty()) d += ": " + grpc_message_;
+    finish(Failure::kGrpcStatus, std::move(d));
+    return;
+  }
   if (content_type_.rfind("application/grpc", 0) != 0) {
     finish(Failure::kBadResponse, "content-type \"" + printable(content_type_) + "\"");
     return;
   }
-  uint32_t code = 0;
   if (grpc_status_.empty()) {
     finish(Failure::kBadResponse, "no grpc-status");
     return;
   }
-  if (!parse_grpc_status(grpc_status_, &code)) {
+  if (!parsed) {
     finish(Failure::kBadResponse, "bad grpc-status \"" + printable(grpc_status_) + "\"");
-    return;
-  }
-  if (code != 0) {
-    std::string d = "grpc-status " + std::to_string(code) + " (" + grpc_code_name(code) + ")";
-    if (!grpc_message_.empty()) d += ": " + grpc_message_;
-    finish(Failure::kGrpcStatus, std::move(d));
     return;
   }
   std::string_view message;

@@ -295,6 +295,22 @@ TEST_F(GrpcHealthSessionTest, TrailersOnlyErrorIsAGrpcStatusFailure) {
   EXPECT_EQ(c.verdict().failure, Failure::kGrpcStatus);
   EXPECT_EQ(c.verdict().detail, "grpc-status 5 (NOT_FOUND): unknown service");
   EXPECT_STREQ(failure_name(c.verdict().failure), "grpc_status");
+
+  // Without content-type (a proxy's answer): still the grpc-status.
+  const int32_t again = begin();
+  s.headers(again, {{":status", "200"}, {"grpc-status", "14"}}, true);
+  pump(c, s);
+  ASSERT_TRUE(c.done());
+  EXPECT_EQ(c.verdict().failure, Failure::kGrpcStatus);
+  EXPECT_EQ(c.verdict().detail, "grpc-status 14 (UNAVAILABLE)");
+
+  const int32_t bad = begin();
+  s.headers(bad, {{":status", "200"}, {"content-type", "application/grpc"}, {"grpc-status", "x"}},
+            true);
+  pump(c, s);
+  ASSERT_TRUE(c.done());
+  EXPECT_EQ(c.verdict().failure, Failure::kBadResponse);
+  EXPECT_EQ(c.verdict().detail, "bad grpc-status \"x\"");
 }
 
 TEST_F(GrpcHealthSessionTest, NonZeroGrpcStatusInTrailersFailsEvenWithServing) {
