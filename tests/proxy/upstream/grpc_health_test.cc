@@ -453,5 +453,77 @@ TEST_F(GrpcHealthSessionTest, ClosedBeforeTheAnswerIsAConnectionFailure) {
   EXPECT_FALSE(c.reusable());
 }
 
+// What the upstream sends is untrusted: random and mutated input must end every check with a
+// verdict, never a crash (the suite also runs under the sanitizers in CI).
+TEST(GrpcHealthRobustness, RandomMessagesAndFrames) {
+  uint64_t x = 0x243F6A8885A308D3ULL;
+  auto next = [&] {
+    x ^= x << 13;
+    x ^= x >> 7;
+    x ^= x << 17;
+    return x;
+  };
+  for (int i = 0; i < 20000; ++i) {
+    std::string b(next() % 24, '\0');
+    for (auto& c : b)
+      c = static_cast<char>(next() % 4 == 0 ? 0x80 | (next() & 0x7F) : next() & 0x3F);
+    uint64_t st = 0;
+    std::string err;
+    std::string_view msg;
+    decode_response(b, &st, &err);
+    unframe(b, &msg, &err);
+  }
+}
+
+TEST(GrpcHealthRobustness, MutatedAnswersAlwaysEndWithAVerdict) {
+  uint64_t x = 0x9E3779B97F4A7C15ULL;
+  auto next = [&] {
+    x ^= x << 13;
+    x ^= x >> 7;
+    x ^= x << 17;
+    return x;
+  };
+  const std::string body = encode_request("svc");
+  int passed = 0;
+  for (int i = 0; i < 2000; ++i) {
+    GrpcHealthSession c;
+    FakeServer s;
+    CheckRequest r;
+    r.authority = "h:1";
+    r.body = body;
+    ASSERT_TRUE(c.start(r));
+    std::string out;
+    c.take_output(&out);
+    nghttp2_session_mem_recv(s.session, reinterpret_cast<const uint8_t*>(out.data()), out.size());
+    s.answer(1, "\x08\x01");
+    std::string answer;
+    for (;;) {
+      const uint8_t* d = nullptr;
+      const ssize_t n = nghttp2_session_mem_send(s.session, &d);
+      if (n <= 0) break;
+      answer.append(reinterpret_cast<const char*>(d), static_cast<size_t>(n));
+    }
+    ASSERT_FALSE(answer.empty());
+    const int flips = i == 0 ? 0 : 1 + static_cast<int>(next() % 4);
+    for (int k = 0; k < flips; ++k)
+      answer[next() % answer.size()] = static_cast<char>(next());
+    // Delivered in random pieces.
+    for (size_t off = 0; off < answer.size();) {
+      const size_t n = std::min<size_t>(answer.size() - off, 1 + next() % 64);
+      c.receive(answer.data() + off, n);
+      off += n;
+    }
+    out.clear();
+    c.take_output(&out);
+    if (!c.done()) c.connection_closed("closed");
+    ASSERT_TRUE(c.done());
+    if (i == 0) {
+      EXPECT_TRUE(c.verdict().ok()) << c.verdict().detail;  // the unmutated answer
+    }
+    passed += c.verdict().ok() ? 1 : 0;
+  }
+  EXPECT_LT(passed, 2000);  // mutations were noticed (most flips land in framing or HPACK)
+}
+
 }  // namespace
 }  // namespace portico::proxy::upstream::grpc_health
