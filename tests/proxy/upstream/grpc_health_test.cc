@@ -69,9 +69,10 @@ TEST(GrpcHealthFraming, RejectsBrokenResponses) {
 TEST(GrpcHealthFraming, UnframesExactlyOneMessage) {
   std::string_view msg;
   std::string err;
-  ASSERT_TRUE(unframe("\0\0\0\0\x02\x08\x01"s, &msg, &err)) << err;
+  const std::string one = "\0\0\0\0\x02\x08\x01"s, empty = "\0\0\0\0\0"s;
+  ASSERT_TRUE(unframe(one, &msg, &err)) << err;  // msg points into the body
   EXPECT_EQ(msg, "\x08\x01"s);
-  ASSERT_TRUE(unframe("\0\0\0\0\0"s, &msg, &err));
+  ASSERT_TRUE(unframe(empty, &msg, &err));
   EXPECT_EQ(msg, "");
   EXPECT_FALSE(unframe("", &msg, &err));
   EXPECT_EQ(err, "no response message");
