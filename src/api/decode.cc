@@ -835,6 +835,65 @@ void decode_headers_to_add(DocReader& doc, const Field& f, bool request,
   });
 }
 
+// healthChecks[].grpcHealthCheck: serviceName, authority, initialMetadata (Envoy's
+// GrpcHealthCheck); anything else is rejected by name.
+void decode_grpc_health_check(DocReader& doc, const Field& f, UpstreamHealthCheck* hc) {
+  MapReader m(doc, f.value, f.path, f.loc);
+  if (!m.ok()) return;
+  Location where;
+  if (m.string("serviceName", &hc->service_name, false, &where) && hc->service_name.size() > 1024) {
+    doc.error(where, m.child_path("serviceName"), "is longer than 1024 bytes");
+  }
+  if (m.string("authority", &hc->host, false, &where) &&
+      (hc->host.empty() || hc->host.find_first_of(" \t\r\n") != std::string::npos ||
+       !is_safe_header_value(hc->host))) {
+    doc.error(where, m.child_path("authority"),
+              "must be a non-empty host[:port] without spaces or line breaks");
+  }
+  if (auto md = m.list("initialMetadata")) {
+    yaml::for_each_item(*md, [&](const YAML::Node& item, const std::string& path, Location loc) {
+      MapReader im(doc, item, path, loc);
+      if (!im.ok()) return;
+      std::string name, value;
+      if (auto hf = im.map("header", true)) {
+        MapReader hv(doc, hf->value, hf->path, hf->loc);
+        Location kw;
+        if (hv.string("key", &name, true, &kw)) {
+          const std::string lower = to_lower(name);
+          if (!is_http_token(name)) {
+            doc.error(kw, hv.child_path("key"), "\"" + name + "\" is not a valid header name");
+          } else if (is_reserved_header(lower) || lower == "content-type" ||
+                     lower == "user-agent" || lower.rfind("grpc-", 0) == 0) {
+            doc.error(kw, hv.child_path("key"),
+                      "\"" + name +
+                          "\" cannot be set: hop-by-hop, framing, Host, content-type, "
+                          "user-agent and grpc-* headers are set by the health check");
+          } else {
+            for (const auto& [other, v] : hc->initial_metadata) {
+              if (other == lower) {
+                doc.error(kw, hv.child_path("key"), "\"" + name + "\" is listed twice");
+                break;
+              }
+            }
+            name = lower;
+          }
+        }
+        Location vw;
+        if (hv.string("value", &value, false, &vw) && !is_safe_header_value(value)) {
+          doc.error(vw, hv.child_path("value"), "must not contain CR, LF or NUL");
+        }
+        hv.finish();
+      }
+      // Each name is sent once: appending or replacing makes no difference.
+      bool append = true;
+      im.boolean("append", &append);
+      im.finish();
+      if (!name.empty()) hc->initial_metadata.emplace_back(std::move(name), std::move(value));
+    });
+  }
+  m.finish();
+}
+
 void decode_headers_to_remove(DocReader& doc, const Field& f, bool request,
                               std::vector<std::string>* out) {
   yaml::for_each_item(f, [&](const YAML::Node& item, const std::string& path, Location loc) {
@@ -1209,16 +1268,15 @@ void decode_upstream(DocReader& doc, MapReader& spec, const ObjectMeta& meta, Up
       }
       if (auto f = h.take("grpcHealthCheck")) {
         ++kinds;
-        doc.error(f->loc, f->path,
-                  "gRPC health checks are not implemented: rejected rather than served without "
-                  "them (use httpHealthCheck or tcpHealthCheck)");
+        hc.grpc = true;
+        if (!f->is_null()) decode_grpc_health_check(doc, *f, &hc);
       }
       if (auto f = h.take("customHealthCheck")) {
         ++kinds;
         doc.error(f->loc, f->path, "custom health checks are not supported");
       }
       if (kinds == 0) {
-        doc.error(loc, path, "needs one of httpHealthCheck, tcpHealthCheck");
+        doc.error(loc, path, "needs one of httpHealthCheck, tcpHealthCheck, grpcHealthCheck");
       } else if (kinds > 1) {
         doc.error(loc, path,
                   "has more than one of httpHealthCheck, tcpHealthCheck, grpcHealthCheck");

@@ -371,7 +371,8 @@ struct FailoverTier {
 // Upstream spec.healthChecks[0] (Gloo's copy of Envoy's HealthCheck); defaults as in
 // docs/configuration.md.
 struct UpstreamHealthCheck {
-  bool tcp = false;  // tcpHealthCheck; else httpHealthCheck
+  bool tcp = false;   // tcpHealthCheck
+  bool grpc = false;  // grpcHealthCheck; neither: httpHealthCheck
   Millis timeout{1000};
   Millis interval{5000};
   Millis interval_jitter{0};
@@ -379,8 +380,10 @@ struct UpstreamHealthCheck {
   uint32_t unhealthy_threshold = 3;
   uint32_t healthy_threshold = 2;
   std::string path = "/";
-  std::string host;
-  std::vector<std::pair<uint16_t, uint16_t>> expected_statuses;  // [start, end)
+  std::string host;  // httpHealthCheck.host; grpcHealthCheck.authority
+  std::vector<std::pair<uint16_t, uint16_t>> expected_statuses;       // [start, end)
+  std::string service_name;                                           // grpcHealthCheck.serviceName
+  std::vector<std::pair<std::string, std::string>> initial_metadata;  // lower-case names
 };
 
 // Upstream spec.outlierDetection (Envoy's OutlierDetection, the consecutive-failure detectors).

@@ -389,7 +389,10 @@ Json cluster_json(const Cluster& c) {
   if (c.tls) j["tls"] = tls_client_json(*c.tls);
   if (c.health_check) {
     const auto& h = *c.health_check;
-    Json hc{{"kind", h.kind == HealthCheck::Kind::kTcp ? "tcp" : "http"},
+    const char* kind = h.kind == HealthCheck::Kind::kTcp    ? "tcp"
+                       : h.kind == HealthCheck::Kind::kGrpc ? "grpc"
+                                                            : "http";
+    Json hc{{"kind", kind},
             {"timeout_ms", h.timeout.count()},
             {"interval_ms", h.interval.count()},
             {"interval_jitter_ms", h.interval_jitter.count()},
@@ -403,6 +406,14 @@ Json cluster_json(const Cluster& c) {
       for (const auto& [start, end] : h.expected_statuses)
         ranges.push_back(Json{{"start", start}, {"end", end}});
       hc["expected_statuses"] = std::move(ranges);
+    } else if (h.kind == HealthCheck::Kind::kGrpc) {
+      hc["service_name"] = h.service_name;
+      if (!h.host.empty()) hc["authority"] = h.host;
+      // Names only: metadata values may be credentials.
+      Json names = Json::array();
+      for (const auto& [name, value] : h.initial_metadata)
+        names.push_back(name);
+      if (!names.empty()) hc["initial_metadata"] = std::move(names);
     }
     j["health_check"] = std::move(hc);
   }

@@ -350,7 +350,7 @@ enum class LbPolicy { kRoundRobin, kLeastRequest, kRandom, kRingHash, kMaglev };
 // An active health check of every endpoint of a cluster (Upstream healthChecks). One checker per
 // endpoint for the whole process (the data plane's health thread), not one per worker.
 struct HealthCheck {
-  enum class Kind { kHttp, kTcp };
+  enum class Kind { kHttp, kTcp, kGrpc };
   Kind kind = Kind::kHttp;
   Millis timeout{1000};                  // a check not answered within this fails
   Millis interval{5000};                 // between two checks of one endpoint
@@ -360,9 +360,13 @@ struct HealthCheck {
   uint32_t healthy_threshold = 2;        // consecutive successes that bring it back
   // HTTP: GET `path` with Host `host` (empty: the endpoint's address:port); healthy when the
   // status is in one of the [start, end) ranges (empty: 200 only).
+  // gRPC (grpc.health.v1.Health/Check over HTTP/2): `host` is the :authority (empty: the
+  // endpoint's address:port); healthy when the answer is SERVING for `service_name`.
   std::string path = "/";
   std::string host;
   std::vector<std::pair<uint16_t, uint16_t>> expected_statuses;
+  std::string service_name;
+  std::vector<std::pair<std::string, std::string>> initial_metadata;  // lower-case names
   bool operator==(const HealthCheck&) const = default;
 };
 

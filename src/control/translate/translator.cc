@@ -872,7 +872,9 @@ snapshot::Cluster translate_upstream(const Resource& r) {
   if (spec.max_idle_connections) c.max_idle_connections = *spec.max_idle_connections;
   if (const auto& h = spec.health_check) {
     snapshot::HealthCheck hc;
-    hc.kind = h->tcp ? snapshot::HealthCheck::Kind::kTcp : snapshot::HealthCheck::Kind::kHttp;
+    hc.kind = h->tcp    ? snapshot::HealthCheck::Kind::kTcp
+              : h->grpc ? snapshot::HealthCheck::Kind::kGrpc
+                        : snapshot::HealthCheck::Kind::kHttp;
     hc.timeout = h->timeout;
     hc.interval = h->interval;
     hc.interval_jitter = h->interval_jitter;
@@ -882,6 +884,8 @@ snapshot::Cluster translate_upstream(const Resource& r) {
     hc.path = h->path;
     hc.host = h->host;
     hc.expected_statuses = h->expected_statuses;
+    hc.service_name = h->service_name;
+    hc.initial_metadata = h->initial_metadata;
     c.health_check = std::move(hc);
   }
   if (const auto& o = spec.outlier_detection) {
