@@ -76,12 +76,23 @@ class Pipeline {
 
   // Another source (etcd, Consul KV, Kubernetes...): polled after the ones before it, into the
   // same store. A resource that two sources define stays with the one that defined it first.
-  void add_source(std::unique_ptr<ConfigSource> source) { sources_.push_back(std::move(source)); }
+  // It learns at once which Secrets resources reference (ConfigSource::referenced).
+  void add_source(std::unique_ptr<ConfigSource> source) {
+    source->referenced(referenced_);
+    sources_.push_back(std::move(source));
+  }
   // Each source's name and problem (empty: fine), in the order they are polled.
   std::vector<std::pair<std::string, std::string>> source_states() const {
     std::vector<std::pair<std::string, std::string>> out;
     for (const auto& s : sources_)
       out.emplace_back(std::string(s->name()), s->problem());
+    return out;
+  }
+  // The sources' own counters for /stats (ConfigSource::render_stats).
+  std::string source_stats() const {
+    std::string out;
+    for (const auto& s : sources_)
+      out += s->render_stats();
     return out;
   }
   // The problems alone, one line each, naming their source.
@@ -138,6 +149,9 @@ class Pipeline {
   void render();
 
   std::vector<std::unique_ptr<ConfigSource>> sources_;
+  // The Secrets resources reference, as last told to the sources; stale after a store change.
+  std::set<std::string> referenced_;
+  bool referenced_stale_ = true;
   PublishFn publish_;
   TranslateFn translate_;
   std::unique_ptr<Translator> translator_;  // the default translate_
