@@ -147,6 +147,11 @@ class VaultSecretsTest(VaultSecretsBase):
         v.put(SECRET_PATH, gloo_secret(*self.certs["edge-v1"]))
         v.put(UNUSED_PATH, gloo_secret(*self.certs["edge-v3"]))
         p, port = self.start_stack(v, {"accessToken": "root"})
+        # The first read of the referenced secret is waited for at start: the TLS listener is up
+        # before portico is ready (a binary upgrade would otherwise give up for a missing secret).
+        log = p.log()
+        self.assertIn("(1 listeners", log)
+        self.assertLess(log.index("(1 listeners"), log.index("admin API on"))
         self.wait_cn(port, "edge-v1")
         old = connect(port, self.pki.ca)
         self.addCleanup(old.close)

@@ -292,7 +292,13 @@ Delta VaultSource::poll(bool full) {
   (void)full;  // the thread's view is complete: the difference is all there is to give
   std::map<std::string, Held> now;
   {
-    std::lock_guard<std::mutex> lock(mu_);
+    std::unique_lock<std::mutex> lock(mu_);
+    if (!first_wait_done_ && !wanted_.empty()) {
+      // Once, at start: the first read of the referenced secrets is waited for (bounded), so that
+      // a start or a binary upgrade does not reject its TLS Gateways for a secret not read yet.
+      first_wait_done_ = true;
+      cv_.wait_for(lock, spec_.request_timeout * 2, [this] { return stop_ || first_read_done_; });
+    }
     now = current_;
   }
   Delta delta;
@@ -657,6 +663,13 @@ void VaultSource::run() {
       if (ok && full_round) next_round = Clock::now() + jitter(spec_.poll_interval);
     }
     if (changed) publish();
+    if (!wanted.empty()) {
+      {
+        std::lock_guard<std::mutex> lock(mu_);
+        first_read_done_ = true;
+      }
+      cv_.notify_all();
+    }
     if (ok) {
       backoff = std::chrono::milliseconds(0);
       bool recovered = false;

@@ -5,7 +5,9 @@
 // and renewed before 2/3 of its TTL (or an AppRole login made again). Vault sealed, unreachable or
 // answering 403: problem() says so, the secrets read before stay in force, and the source backs off
 // with jitter and recovers by itself. The Vault client runs on the source's own thread; poll(),
-// referenced() and problem() are for the control-plane thread and never block on the network.
+// referenced() and problem() are for the control-plane thread and never block on the network,
+// except the first poll() after secrets were referenced: it waits (at most 2 x requestTimeout) for
+// their first read, so that a start or a binary upgrade does not reject TLS Gateways for it.
 #pragma once
 
 #include <atomic>
@@ -139,6 +141,7 @@ class VaultSource : public ConfigSource {
   std::string failure_;                  // the current failure ("" when fine)
   std::string token_problem_;            // a token about to expire for good
   std::string since_;                    // when the failure started (UTC)
+  bool first_read_done_ = false;         // a round ran with referenced secrets (ok or not)
 
   // The thread's own state.
   std::map<std::string, Held> held_;
@@ -153,6 +156,7 @@ class VaultSource : public ConfigSource {
 
   // Control-plane thread only.
   std::map<std::string, Held> delivered_;
+  bool first_wait_done_ = false;
 
   // Counters for /stats.
   std::atomic<uint64_t> metadata_reads_{0}, data_reads_{0}, renewals_{0}, logins_{0}, failures_{0};
