@@ -92,6 +92,19 @@ def get_over(sock):
     return t.read_response(sock).status
 
 
+def raw_vault(v, method, path, body=None):
+    import json
+    import urllib.error
+    import urllib.request
+    req = urllib.request.Request(v.address + path, method=method, headers={"X-Vault-Token": "root"},
+                                 data=json.dumps(body).encode() if body is not None else None)
+    try:
+        with urllib.request.urlopen(req, timeout=5) as r:
+            return r.status, r.read()
+    except urllib.error.HTTPError as e:
+        return e.code, e.read()
+
+
 def vault_up(portico):
     for name, labels, value in portico.stats():
         if name == "portico_config_source_up" and labels.get("source") == "vault":
@@ -193,6 +206,24 @@ class VaultSecretsTest(VaultSecretsBase):
         self.wait_cn(port, "edge-v1")
         v.put(SECRET_PATH, {"tls.crt": self.certs["edge-v2"][0], "tls.key": self.certs["edge-v2"][1]})
         self.wait_cn(port, "edge-v2")
+
+    def test_deleted_in_vault_is_gone_and_undelete_brings_it_back(self):
+        # Vault is the truth: a deleted secret is removed (not an outage), as a deleted Secret file is.
+        v = self.start_vault()
+        v.put(SECRET_PATH, gloo_secret(*self.certs["edge-v1"]))
+        p, port = self.start_stack(v, {"accessToken": "root"})
+        self.wait_cn(port, "edge-v1")
+        status, _ = raw_vault(v, "DELETE", "/v1/secret/data/" + SECRET_PATH)
+        self.assertEqual(status, 204)
+        t.wait_until(lambda: p.resource("Secret", "edge") is None, 5, message="Secret removed")
+        gw = p.resource("Gateway", "tls")
+        self.assertEqual(gw["state"], "Rejected")
+        self.assertIn("secret default/edge not found", str(gw["reasons"]))
+        self.assertNotIn("vault", self.ready_text(p))  # Vault answered: nothing failing
+        status, _ = raw_vault(v, "POST", "/v1/secret/undelete/" + SECRET_PATH, {"versions": [1]})
+        self.assertEqual(status, 204)
+        self.wait_cn(port, "edge-v1", timeout=5)
+        self.assertEqual(p.resource("Gateway", "tls")["state"], "Accepted")
 
     def test_sealed_vault_keeps_serving_and_recovers(self):
         v = self.start_vault()
