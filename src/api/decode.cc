@@ -1479,6 +1479,7 @@ void decode_settings(DocReader& doc, MapReader& spec, SettingsSpec* out) {
       doc.error(f->loc, f->path, "maxRefresh is shorter than minRefresh");
     m.finish();
   }
+  if (auto f = spec.map("vaultSecretSource")) detail::decode_vault_secret_source(doc, *f, out);
   // Sources: only what exists today (configuration and secrets from a directory).
   for (const char* directory :
        {"directoryConfigSource", "directorySecretSource", "directoryArtifactSource"}) {
@@ -1489,10 +1490,9 @@ void decode_settings(DocReader& doc, MapReader& spec, SettingsSpec* out) {
       m.finish();
     }
   }
-  for (const char* other :
-       {"kubernetesConfigSource", "consulKvSource", "kubernetesSecretSource", "vaultSecretSource",
-        "kubernetesArtifactSource", "consulKvArtifactSource", "discovery", "consul", "kubernetes",
-        "watchNamespaces", "discoveryNamespace"}) {
+  for (const char* other : {"kubernetesConfigSource", "consulKvSource", "kubernetesSecretSource",
+                            "kubernetesArtifactSource", "consulKvArtifactSource", "discovery",
+                            "consul", "kubernetes", "watchNamespaces", "discoveryNamespace"}) {
     if (auto f = spec.take(other)) {
       doc.error(f->loc, f->path,
                 std::string(other) +
@@ -1657,6 +1657,7 @@ void decode_document(const std::string& file, const YAML::Node& root, DecodedFil
   if (spec_field) {
     nlohmann::json spec_json = to_json(spec_field->value, 1);
     if (r.kind == Kind::kSecret) detail::redact_secret_json(spec_json);
+    if (r.kind == Kind::kSettings) detail::redact_settings_json(spec_json);
     r.spec_json = spec_json.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
     MapReader spec(doc, spec_field->value, "spec", spec_field->loc);
     switch (r.kind) {

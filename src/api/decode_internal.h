@@ -45,6 +45,11 @@ void decode_route_access_log(yaml::DocReader& doc, const yaml::Field& f,
                              std::optional<bool>* disabled);
 // Settings spec.overload: {maxConnections, maxHeapBytes}.
 void decode_overload(yaml::DocReader& doc, const yaml::Field& f, SettingsSpec* out);
+
+// Settings spec.vaultSecretSource (decode_vault.cc).
+void decode_vault_secret_source(yaml::DocReader& doc, const yaml::Field& f, SettingsSpec* out);
+// Replaces the credentials a Settings spec may hold (Vault tokens) by "<redacted>".
+void redact_settings_json(nlohmann::json& spec);
 // A route's options.retries: {retryOn, retriableStatusCodes, numRetries, perTryTimeout,
 // retryBackOff {baseInterval, maxInterval}, retryNonIdempotent}.
 void decode_retries(yaml::DocReader& doc, const yaml::Field& f, RetryOptions* out);

@@ -437,6 +437,21 @@ struct UpstreamGroupSpec {
   std::vector<Destination> destinations;
 };
 
+// Settings spec.vaultSecretSource (Gloo's VaultSecrets field names): Secrets read from a Vault KV
+// version 2 mount, only those that resources reference (docs/configuration.md, "Vault").
+struct VaultSecretSourceSpec {
+  std::string address;         // "http://host[:port]" (8200 by default)
+  std::string token;           // accessToken (or Gloo's deprecated token)
+  std::string token_file;      // tokenFile: a file holding the token (read again at each re-login)
+  std::string role_id;         // appRole.roleId: AppRole login when set
+  std::string secret_id_file;  // appRole.secretIdFile
+  std::string approle_mount = "approle";  // appRole.mountPath
+  std::string path_prefix = "secret";     // the KV v2 mount (Gloo's pathPrefix)
+  std::string root_key = "gloo";          // Gloo's rootKey
+  Millis poll_interval{5000};             // pollInterval: version checks, +-20% jitter
+  Millis request_timeout{5000};           // requestTimeout
+};
+
 struct SettingsSpec {
   // invalidConfigPolicy: an invalid delegated route is replaced by a direct response (or dropped).
   bool replace_invalid_routes = false;
@@ -450,6 +465,8 @@ struct SettingsSpec {
   Millis dns_min_refresh{1000};
   Millis dns_max_refresh{300000};
   Millis dns_timeout{2000};
+  // spec.vaultSecretSource. Unset: no Vault.
+  std::optional<VaultSecretSourceSpec> vault_secret_source;
 };
 
 // ---- A decoded document ----

@@ -653,6 +653,7 @@ class Runner {
   // The sources Settings names beyond the directory (etcd, Consul KV, Vault...), made once the
   // directory was read. A later change to them is logged and waits for a restart or an upgrade.
   void start_sources() {
+    sources_started_ = true;
     const api::SettingsSpec* settings = settings_in_force();
     if (!settings) return;
     sources_fingerprint_ = control::sources_fingerprint(*settings);
@@ -681,7 +682,7 @@ class Runner {
       out += "portico_config_source_up{source=\"" + name + "\"} " + (problem.empty() ? "1" : "0") +
              "\n";
     }
-    return out;
+    return out + pipeline_.source_stats();
   }
 
   void configure_dns() {
@@ -710,6 +711,7 @@ class Runner {
   }
 
   void check_sources_changed() {
+    if (!sources_started_) return;  // the first build, before start_sources(): nothing to compare
     const api::SettingsSpec* settings = settings_in_force();
     std::string now = settings ? control::sources_fingerprint(*settings) : std::string();
     if (now != sources_fingerprint_ && now != sources_warned_) {
@@ -888,6 +890,7 @@ class Runner {
   control::Pipeline pipeline_;
   control::DnsDiscovery* dns_ = nullptr;  // owned by pipeline_
   std::string sources_fingerprint_;       // of the sources started (start_sources)
+  bool sources_started_ = false;
   std::string sources_warned_;
   proxy::admin::AdminServer admin_;
   asio::steady_timer debounce_;

@@ -53,6 +53,26 @@ const std::string& status_key(const ResourceStatus& s, std::string& out) {
   return out;
 }
 
+// The "Secret/<ns>/<name>" keys that Gateways, VirtualServices and Upstreams name in their
+// sslConfig (secretRef), in their newest versions and in the versions in force.
+std::set<std::string> referenced_secrets(const Store& store) {
+  std::set<std::string> out;
+  auto add = [&](const std::optional<api::ResourceRef>& ref) {
+    if (ref && !ref->name.empty()) out.insert("Secret/" + ref->ns + "/" + ref->name);
+  };
+  auto add_resource = [&](const api::Resource& r) {
+    if (r.kind == api::Kind::kGateway && r.gateway().tls) add(r.gateway().tls->secret_ref);
+    if (r.kind == api::Kind::kVirtualService && r.virtual_service().tls)
+      add(r.virtual_service().tls->secret_ref);
+    if (r.kind == api::Kind::kUpstream && r.upstream().tls) add(r.upstream().tls->secret_ref);
+  };
+  for (const auto& [key, entry] : store.entries()) {
+    add_resource(entry.current());
+    if (entry.last_good) add_resource(*entry.last_good);
+  }
+  return out;
+}
+
 }  // namespace
 
 bool BuildResult::ok() const {
@@ -220,7 +240,7 @@ Pipeline::SyncResult Pipeline::sync(bool full, int64_t seen_unix_ms) {
       discovered_.merge(*found);
       discovered = true;
     }
-    if (change.any()) dirty_ = true;
+    if (change.any()) dirty_ = referenced_stale_ = true;
     for (const auto& key : change.changed_keys) {
       timings_[key] = ChangeTimings{seen_unix_ms, -1, -1};
       timings_dirty_.push_back(key);
@@ -357,6 +377,15 @@ Pipeline::SyncResult Pipeline::sync(bool full, int64_t seen_unix_ms) {
     metrics_.last_build_ok = true;
     result.built = true;
     result.version = version_;
+    if (referenced_stale_) {
+      referenced_stale_ = false;
+      auto refs = referenced_secrets(store_);
+      if (refs != referenced_) {
+        referenced_ = std::move(refs);
+        for (auto& source : sources_)
+          source->referenced(referenced_);
+      }
+    }
   } catch (const std::exception& e) {
     last_error_ = e.what();
   } catch (...) {

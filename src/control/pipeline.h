@@ -77,7 +77,11 @@ class Pipeline {
 
   // Another source (etcd, Consul KV, Kubernetes...): polled after the ones before it, into the
   // same store. A resource that two sources define stays with the one that defined it first.
-  void add_source(std::unique_ptr<ConfigSource> source) { sources_.push_back(std::move(source)); }
+  // It learns at once which Secrets resources reference (ConfigSource::referenced).
+  void add_source(std::unique_ptr<ConfigSource> source) {
+    source->referenced(referenced_);
+    sources_.push_back(std::move(source));
+  }
   // A discovery source (DNS; Consul, Nomad...): it watches the targets of the configuration about
   // to be published, and what it finds is added to the clusters' endpoints before each
   // publication. Its news (start's wake) need a sync; an endpoint change translates nothing.
@@ -92,6 +96,13 @@ class Pipeline {
     std::vector<std::pair<std::string, std::string>> out;
     for (const auto& s : sources_)
       out.emplace_back(std::string(s->name()), s->problem());
+    return out;
+  }
+  // The sources' own counters for /stats (ConfigSource::render_stats).
+  std::string source_stats() const {
+    std::string out;
+    for (const auto& s : sources_)
+      out += s->render_stats();
     return out;
   }
   // The problems alone, one line each, naming their source.
@@ -152,6 +163,9 @@ class Pipeline {
   DiscoveredMap discovered_;
   // Discovery problems in the statuses now, by "Upstream/<ns>/<name>".
   std::map<std::string, std::vector<std::string>> discovery_problems_;
+  // The Secrets resources reference, as last told to the sources; stale after a store change.
+  std::set<std::string> referenced_;
+  bool referenced_stale_ = true;
   PublishFn publish_;
   TranslateFn translate_;
   std::unique_ptr<Translator> translator_;  // the default translate_

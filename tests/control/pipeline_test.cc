@@ -737,6 +737,62 @@ TEST(ControlPipeline, SourcesShareOneStore) {
   EXPECT_EQ(find(r3, "VirtualService", "shop")->state, State::kWarning);
 }
 
+// A source that records what the pipeline says is referenced.
+class ReferencesSource : public MemorySource {
+ public:
+  void referenced(const std::set<std::string>& keys) override { calls.push_back(keys); }
+  std::vector<std::set<std::string>> calls;
+};
+
+TEST(ControlPipeline, SourcesAreToldWhichSecretsAreReferenced) {
+  TempDir dir;
+  dir.write("gateway.yaml", R"(kind: Gateway
+metadata: {name: tls}
+spec:
+  bindPort: 8443
+  ssl: true
+  sslConfig: {secretRef: {name: gw-cert}}
+)");
+  dir.write("shop.yaml", R"(kind: VirtualService
+metadata: {name: shop, namespace: web}
+spec:
+  sslConfig: {secretRef: {name: shop-cert}}
+  virtualHost:
+    domains: [shop.example.com]
+    routes:
+    - directResponseAction: {status: 200}
+)");
+  Harness h(dir.path());
+  h.sync();
+  auto source = std::make_unique<ReferencesSource>();
+  ReferencesSource* refs = source.get();
+  h.pipeline().add_source(std::move(source));
+  // Told at once when added, with what the last build referenced.
+  ASSERT_EQ(refs->calls.size(), 1u);
+  EXPECT_THAT(refs->calls[0], ElementsAre("Secret/default/gw-cert", "Secret/web/shop-cert"));
+  // A sync that changes nothing tells nothing again.
+  h.sync();
+  EXPECT_EQ(refs->calls.size(), 1u);
+  // An Upstream naming a CA secret joins; a reference gone leaves.
+  refs->put("kv/up", R"(kind: Upstream
+metadata: {name: tls-up}
+spec:
+  static: {hosts: [{addr: 127.0.0.1, port: 9}]}
+  sslConfig: {secretRef: {name: up-ca}}
+)");
+  dir.write("shop.yaml", R"(kind: VirtualService
+metadata: {name: shop, namespace: web}
+spec:
+  virtualHost:
+    domains: [shop.example.com]
+    routes:
+    - directResponseAction: {status: 200}
+)");
+  h.sync(true);
+  ASSERT_EQ(refs->calls.size(), 2u);
+  EXPECT_THAT(refs->calls[1], ElementsAre("Secret/default/gw-cert", "Secret/default/up-ca"));
+}
+
 TEST(ControlPipeline, FileErrors) {
   TempDir dir;
   dir.write("kinds.yaml", R"(kind: AuthConfig

@@ -5,6 +5,7 @@
 
 #include <filesystem>
 #include <functional>
+#include <set>
 #include <string>
 #include <string_view>
 
@@ -40,6 +41,15 @@ class ConfigSource {
   // serving what it held before"). A failing source keeps its resources in the store: the last
   // good configuration stays in force.
   virtual std::string problem() const { return {}; }
+
+  // The Secrets that resources reference ("Secret/<namespace>/<name>": Gateways', VirtualServices'
+  // and Upstreams' sslConfig.secretRef, in the versions in force and the newest), after each build
+  // that changed them and when the source is added: a secret source reads only those. Called on
+  // the control-plane thread; must not block.
+  virtual void referenced(const std::set<std::string>& keys) { (void)keys; }
+
+  // The source's own counters and gauges for /stats (Prometheus text with # TYPE lines), or "".
+  virtual std::string render_stats() const { return {}; }
 };
 
 }  // namespace portico::control
