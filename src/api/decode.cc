@@ -1370,6 +1370,10 @@ void decode_settings(DocReader& doc, MapReader& spec, SettingsSpec* out) {
     m.finish();
   }
   if (auto f = spec.map("overload")) detail::decode_overload(doc, *f, out);
+  if (auto f = spec.map("consul")) detail::decode_consul(doc, *f, &out->consul);
+  if (auto f = spec.map("consulKvSource")) {
+    detail::decode_consul_kv_source(doc, *f, &out->consul_kv_source.emplace());
+  }
   // Sources: only what exists today (configuration and secrets from a directory).
   for (const char* directory :
        {"directoryConfigSource", "directorySecretSource", "directoryArtifactSource"}) {
@@ -1380,10 +1384,9 @@ void decode_settings(DocReader& doc, MapReader& spec, SettingsSpec* out) {
       m.finish();
     }
   }
-  for (const char* other :
-       {"kubernetesConfigSource", "consulKvSource", "kubernetesSecretSource", "vaultSecretSource",
-        "kubernetesArtifactSource", "consulKvArtifactSource", "discovery", "consul", "kubernetes",
-        "watchNamespaces", "discoveryNamespace"}) {
+  for (const char* other : {"kubernetesConfigSource", "kubernetesSecretSource", "vaultSecretSource",
+                            "kubernetesArtifactSource", "consulKvArtifactSource", "discovery",
+                            "kubernetes", "watchNamespaces", "discoveryNamespace"}) {
     if (auto f = spec.take(other)) {
       doc.error(f->loc, f->path,
                 std::string(other) +

@@ -45,6 +45,11 @@ void decode_route_access_log(yaml::DocReader& doc, const yaml::Field& f,
                              std::optional<bool>* disabled);
 // Settings spec.overload: {maxConnections, maxHeapBytes}.
 void decode_overload(yaml::DocReader& doc, const yaml::Field& f, SettingsSpec* out);
+// Settings spec.consul {address, datacenter, token | tokenFile, username, password, waitTime} and
+// spec.consulKvSource {rootKey, consistencyMode} (decode_consul.cc).
+void decode_consul(yaml::DocReader& doc, const yaml::Field& f, ConsulSettings* out);
+void decode_consul_kv_source(yaml::DocReader& doc, const yaml::Field& f,
+                             ConsulKvSourceSettings* out);
 // A route's options.retries: {retryOn, retriableStatusCodes, numRetries, perTryTimeout,
 // retryBackOff {baseInterval, maxInterval}, retryNonIdempotent}.
 void decode_retries(yaml::DocReader& doc, const yaml::Field& f, RetryOptions* out);

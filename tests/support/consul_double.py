@@ -41,7 +41,10 @@ What it does as Consul does (see /work/shared/reference/hashicorp-apis.md and Co
 Test hooks (Python methods, and the same over HTTP under /_double/ for a double in another process):
   restore(reindex=True)             the index goes backwards, as after a snapshot restore: the same data
                                     re-imported from index 1 (or restore(snapshot=s) with s = snapshot():
-                                    that older data); every blocking query returns at once
+                                    that older data); every blocking query parked returns at once (one
+                                    that arrives later with an older, higher index blocks for its wait,
+                                    as with Consul)
+  wait_blocked(count)               waits until `count` blocking queries are parked (a client watching)
   fault(mode, count, path_prefix)   the next `count` requests (-1: all until fault("none")) whose path starts
                                     with path_prefix answer mode "500" (500 with a body), "garbage" (200 with
                                     an X-Consul-Index and a body that is not JSON) or "close" (the connection
@@ -260,6 +263,7 @@ class ConsulDouble:
         self.stopping = False
         self.requests: list[tuple[str, str]] = []   # (method, path with query) of every request
         self.blocking_started = 0
+        self.blocked_now = 0      # blocking queries parked at this moment
         self._faults: list[dict] = []
         self._delay = (0.0, "")
         self._ttl_expiry = ttl_expiry
@@ -370,6 +374,17 @@ class ConsulDouble:
                 raise KeyError(f"no check {check_id!r} on node {key[0]!r}")
             self._update_check(d, key, status, output)
             self.cond.notify_all()
+
+    def wait_blocked(self, count: int = 1, timeout: float = 5.0) -> bool:
+        """Waits until `count` blocking queries are parked (a client is watching); False on timeout."""
+        deadline = time.monotonic() + timeout
+        with self.cond:
+            while self.blocked_now < count:
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    return False
+                self.cond.wait(left)
+            return True
 
     def index(self, dc: str | None = None) -> int:
         with self.lock:
@@ -738,17 +753,22 @@ class ConsulDouble:
                 self.blocking_started += 1
                 deadline = time.monotonic() + wait + random.uniform(0, wait / 16)
                 generation = self.generation
-                while (res.status == 200 or res.status == 404) and (res.index or 0) <= min_index:
-                    left = deadline - time.monotonic()
-                    if left <= 0 or self.stopping:
-                        break
-                    self.cond.wait(left)
-                    if self.generation != generation or self.stopping:
+                self.blocked_now += 1
+                self.cond.notify_all()   # for wait_blocked()
+                try:
+                    while (res.status == 200 or res.status == 404) and (res.index or 0) <= min_index:
+                        left = deadline - time.monotonic()
+                        if left <= 0 or self.stopping:
+                            break
+                        self.cond.wait(left)
+                        if self.generation != generation or self.stopping:
+                            d = self._dc(q)
+                            res = run(d, self._token(q))
+                            break
                         d = self._dc(q)
                         res = run(d, self._token(q))
-                        break
-                    d = self._dc(q)
-                    res = run(d, self._token(q))
+                finally:
+                    self.blocked_now -= 1
         if res.index is not None and res.index < 1:
             res.index = 1
         res.headers.setdefault("X-Consul-KnownLeader", "true")
@@ -1284,7 +1304,10 @@ class _Handler(http.server.BaseHTTPRequestHandler):
             self.send_header("X-Consul-Default-Acl-Policy", "deny")
         self.end_headers()
         if self.command != "HEAD":
-            self.wfile.write(payload)
+            try:
+                self.wfile.write(payload)
+            except (BrokenPipeError, ConnectionResetError):
+                self.close_connection = True
 
     do_GET = do_PUT = do_DELETE = do_POST = do_HEAD = _serve
 
