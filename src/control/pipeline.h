@@ -84,6 +84,11 @@ class Pipeline {
       out.emplace_back(std::string(s->name()), s->problem());
     return out;
   }
+  // Hands every source the statuses in force (report_statuses), after a sync.
+  void report_statuses() {
+    for (const auto& s : sources_)
+      s->report_statuses(current_.resources, current_.file_errors);
+  }
   // The problems alone, one line each, naming their source.
   std::vector<std::string> source_problems() const {
     std::vector<std::string> out;

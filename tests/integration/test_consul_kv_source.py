@@ -4,8 +4,10 @@ a VirtualService put with python3-consul is served within 1 s (the time is print
 bad YAML shows on the key and the previous version keeps serving; Consul stopped or answering garbage:
 the last good configuration keeps serving and /ready and /stats show the problem, then it recovers; the
 index going backwards (a restore) resyncs without losing anything; ACL token from Settings (token and
-tokenFile); the datacenter and the root key from Settings."""
+tokenFile); the datacenter and the root key from Settings; statuses written back under
+<rootKey>.status/ (compare-and-set, unchanged ones never rewritten)."""
 
+import json
 import os
 import sys
 import time
@@ -227,6 +229,48 @@ class ConsulKvSourceTest(ConsulKvBase):
         took = self.serving("v3", within=2.0 + 2.0 / 16 + 0.5 + 1.0)
         print(f"\nstale index after a restore -> resynced in {took * 1000:.0f} ms (wait 2s)", file=sys.stderr)
 
+    def test_statuses_written_back_beside_the_keys(self):
+        self.start()
+        kv = self.client()
+        skey = vs_key("shop").replace(f"{ROOT}/", f"{ROOT}.status/", 1)
+
+        def status(key=skey):
+            _, v = kv.kv.get(key)
+            return (json.loads(v["Value"]), v["ModifyIndex"]) if v else (None, 0)
+
+        kv.kv.put(vs_key("shop"), vs_yaml("shop", "v1"))
+        self.serving("v1")
+        st, index = t.wait_until(lambda: status()[0] and status(), WITHIN, message="status written")
+        res = self.portico.resource("VirtualService", "shop")
+        self.assertEqual(st["state"], "Accepted")
+        self.assertEqual(st["observedGeneration"], res["observedGeneration"])
+        self.assertEqual((st["kind"], st["namespace"], st["name"]), ("VirtualService", "default", "shop"))
+        # Another resource's change does not rewrite this status (its ModifyIndex stays).
+        kv.kv.put(vs_key("other"), vs_yaml("other", "o"))   # served by no Gateway: a Warning
+        other = vs_key("other").replace(f"{ROOT}/", f"{ROOT}.status/", 1)
+        st_other, _ = t.wait_until(lambda: status(other)[0] and status(other), WITHIN, message="other's status")
+        self.assertEqual(st_other["state"], "Warning")
+        self.assertEqual(status()[1], index)
+        # A value that does not decode: Rejected on the status, the last good version serving.
+        kv.kv.put(vs_key("shop"), "kind: VirtualService\nmetadata: [")
+        st, _ = t.wait_until(lambda: status()[0]["state"] == "Rejected" and status(), WITHIN,
+                             message="Rejected status")
+        self.assertEqual(st["servingGeneration"], res["observedGeneration"])
+        self.assertTrue(st["reasons"])
+        self.assertEqual(self.get(), (200, "v1"))
+        kv.kv.put(vs_key("shop"), vs_yaml("shop", "v1"))
+        st, index = t.wait_until(lambda: status()[0]["state"] == "Accepted" and status(), WITHIN,
+                                 message="Accepted again")
+        # A restart writes nothing that did not change.
+        self.portico.stop()
+        self.portico = self.start_portico(self.cfg)
+        self.serving("v1", within=SLACK)
+        time.sleep(0.5)
+        self.assertEqual(status()[1], index)
+        # The key deleted: its status goes.
+        kv.kv.delete(vs_key("shop"))
+        t.wait_until(lambda: status()[0] is None, WITHIN, message="status deleted")
+
     def test_datacenter_root_key_and_consistency_from_settings(self):
         self.double.stop()
         self.double = self.start_double(datacenters=("dc1", "dc2"))
@@ -235,9 +279,16 @@ class ConsulKvSourceTest(ConsulKvBase):
         self.double.kv_put(vs_key("shop"), vs_yaml("shop", "gloo root"), dc="dc2")
         self.start({"datacenter": "dc2"}, {"rootKey": "cfg/edge", "consistencyMode": "stale"})
         self.serving("dc2", within=SLACK)
-        queries = [p for meth, p in self.double.requests if p.startswith("/v1/kv/")]
+        queries = [p for meth, p in self.double.requests if p.startswith("/v1/kv/cfg/edge/")]
+        self.assertTrue(queries)
         self.assertTrue(all(p.startswith("/v1/kv/cfg/edge/?recurse") for p in queries), queries)
         self.assertTrue(all("dc=dc2" in p and "&stale" in p for p in queries), queries)
+        # statuses go to the same datacenter, beside the root
+        t.wait_until(lambda: self.double.kv_get(vs_key("shop", root="cfg/edge.status"), dc="dc2"), WITHIN,
+                     message="status in dc2")
+        self.assertIsNone(self.double.kv_get(vs_key("shop", root="cfg/edge.status"), dc="dc1"))
+        self.assertTrue(all(p.startswith("/v1/kv/cfg/edge") for meth, p in self.double.requests
+                            if p.startswith("/v1/kv/")))
         # an unknown datacenter: Consul's 500 "No path to datacenter" is the problem shown
         self.portico.stop()
         self.start({"datacenter": "dc9"})

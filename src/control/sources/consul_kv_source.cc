@@ -4,6 +4,8 @@
 #include <map>
 #include <utility>
 
+#include <nlohmann/json.hpp>
+
 #include "common/log.h"
 
 namespace portico::control {
@@ -30,6 +32,7 @@ std::string url_label(const http::Url& url) {
 ConsulKvSource::ConsulKvSource(Options options)
     : options_(std::move(options)),
       client_(options_.endpoint.url),
+      writer_(options_.endpoint.url),
       docs_("consul-kv", options_.root_key) {
   while (!options_.root_key.empty() && options_.root_key.back() == '/')
     options_.root_key.pop_back();
@@ -44,12 +47,15 @@ ConsulKvSource::~ConsulKvSource() {
   }
   cv_.notify_all();
   client_.cancel();
+  writer_.cancel();
   if (thread_.joinable()) thread_.join();
+  if (writer_thread_.joinable()) writer_thread_.join();
 }
 
 void ConsulKvSource::start(std::function<void()> wake) {
   wake_ = std::move(wake);
   thread_ = std::thread([this] { run(); });
+  writer_thread_ = std::thread([this] { write_statuses(); });
 }
 
 Delta ConsulKvSource::poll(bool full) {
@@ -194,6 +200,165 @@ bool ConsulKvSource::query_once() {
   }
   if (changed && wake_) wake_();
   return true;
+}
+
+std::string ConsulKvSource::status_key(const std::string& key) const {
+  return options_.root_key + ".status" + key.substr(options_.root_key.size());
+}
+
+uint64_t ConsulKvSource::status_writes() const {
+  std::lock_guard<std::mutex> lock(mu_);
+  return status_writes_;
+}
+
+void ConsulKvSource::report_statuses(const std::vector<ResourceStatus>& resources,
+                                     const std::vector<api::Diagnostic>& origin_errors) {
+  const std::string prefix = options_.root_key + "/";
+  auto mine = [&](const std::string& key) { return key.compare(0, prefix.size(), prefix) == 0; };
+  auto reason = [](const api::Diagnostic& d) {
+    std::string line = d.to_string();
+    if (line.size() > kMaxReasonBytes) line = line.substr(0, kMaxReasonBytes) + "...";
+    return line;
+  };
+  std::map<std::string, nlohmann::ordered_json> docs;
+  for (const auto& r : resources) {
+    if (r.source != name() || !mine(r.file)) continue;
+    nlohmann::ordered_json& j = docs[status_key(r.file)];
+    j["kind"] = r.kind;
+    j["namespace"] = r.ns;
+    j["name"] = r.name;
+    j["state"] = std::string(to_string(r.state));
+    j["observedGeneration"] = r.generation;
+    if (r.serving_generation != 0) j["servingGeneration"] = r.serving_generation;
+    nlohmann::ordered_json reasons = nlohmann::ordered_json::array();
+    for (size_t i = 0; i < r.reasons.size() && i < kMaxShownReasons; ++i)
+      reasons.push_back(reason(r.reasons[i]));
+    if (r.reasons.size() > kMaxShownReasons) {
+      reasons.push_back("and " + std::to_string(r.reasons.size() - kMaxShownReasons) + " more");
+    }
+    j["reasons"] = std::move(reasons);
+    j["reportedBy"] = "portico";
+  }
+  // A key whose value does not decode: Rejected, its last good resource (if any) still served.
+  for (const auto& d : origin_errors) {
+    if (!mine(d.file)) continue;
+    nlohmann::ordered_json& j = docs[status_key(d.file)];
+    if (d.is_error()) {
+      if (j.contains("observedGeneration") && !j.contains("servingGeneration") &&
+          j["state"] != "Rejected") {
+        j["servingGeneration"] = j["observedGeneration"];
+      }
+      j["state"] = "Rejected";
+    } else if (!j.contains("state")) {
+      j["state"] = "Warning";
+    }
+    if (!j.contains("reasons")) j["reasons"] = nlohmann::ordered_json::array();
+    if (j["reasons"].size() < kMaxShownReasons) j["reasons"].push_back(reason(d));
+    j["reportedBy"] = "portico";
+  }
+  std::map<std::string, std::string> desired;
+  for (auto& [key, j] : docs)
+    desired.emplace(key, j.dump());
+  std::map<std::string, std::optional<std::string>> changes;
+  for (const auto& [key, text] : desired) {
+    auto was = status_desired_.find(key);
+    if (was == status_desired_.end() || was->second != text) changes[key] = text;
+  }
+  for (const auto& [key, text] : status_desired_) {
+    if (!desired.count(key)) changes[key] = std::nullopt;  // the key went: so does its status
+  }
+  status_desired_ = std::move(desired);
+  if (changes.empty()) return;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    for (auto& [key, text] : changes)
+      status_pending_[key] = std::move(text);
+  }
+  cv_.notify_all();
+}
+
+void ConsulKvSource::write_statuses() {
+  consul::Backoff backoff(options_.backoff_min, options_.backoff_max);
+  for (;;) {
+    std::map<std::string, std::optional<std::string>> batch;
+    {
+      std::unique_lock<std::mutex> lock(mu_);
+      cv_.wait(lock, [this] { return stopping_ || !status_pending_.empty(); });
+      if (stopping_) return;
+      batch.swap(status_pending_);
+    }
+    bool failed = false;
+    for (const auto& [key, text] : batch) {
+      if (write_status(key, text)) continue;
+      failed = true;
+      std::lock_guard<std::mutex> lock(mu_);
+      if (stopping_) return;
+      status_pending_.emplace(key, text);  // again later, unless a newer one is queued
+    }
+    if (!failed) {
+      backoff.reset();
+    } else if (!sleep_for(backoff.next())) {
+      return;
+    }
+  }
+}
+
+bool ConsulKvSource::write_status(const std::string& key, const std::optional<std::string>& text) {
+  // "/v1/kv/<key>?dc=<dc>&" or "/v1/kv/<key>?": a parameter may follow.
+  std::string path =
+      options_.endpoint.url.path + "/v1/kv/" + http::url_escape(key, /*keep_slash=*/true) + "?";
+  if (!options_.endpoint.datacenter.empty())
+    path += "dc=" + http::url_escape(options_.endpoint.datacenter) + "&";
+  auto refused = [&](const http::Response& r) {
+    std::lock_guard<std::mutex> lock(mu_);
+    if (!status_refused_logged_) {
+      LOG_WARN(
+          "consul-kv %s: statuses are not written back: HTTP %d %s (the token needs write on "
+          "%s.status/)",
+          label_.c_str(), r.status, consul::brief(r.body).c_str(), options_.root_key.c_str());
+      status_refused_logged_ = true;
+    }
+  };
+  for (int attempt = 0; attempt < 3; ++attempt) {
+    // The status key's ModifyIndex now (0: absent), for the compare-and-set.
+    http::Request get;
+    get.target = path.substr(0, path.size() - 1);
+    get.headers = consul::request_headers(options_.endpoint);
+    auto current = writer_.send(get, consul::Millis(10000));
+    if (!current) return false;
+    uint64_t index = 0;
+    if (current->status == 200) {
+      auto entries = consul::parse_kv_entries(current->body);
+      if (!entries || entries->size() != 1) return false;
+      if (text && entries->front().value == *text) return true;  // already so
+      index = entries->front().modify_index;
+    } else if (current->status == 403) {
+      refused(current.value());
+      return true;  // not retried: the token's rules must change first
+    } else if (current->status != 404) {
+      return false;
+    }
+    if (!text && index == 0) return true;  // nothing to delete
+    http::Request write;
+    write.method = text ? "PUT" : "DELETE";
+    write.target = path + "cas=" + std::to_string(index);
+    write.headers = get.headers;
+    if (text) write.body = *text;
+    auto done = writer_.send(write, consul::Millis(10000));
+    if (!done) return false;
+    if (done->status == 403) {
+      refused(done.value());
+      return true;
+    }
+    if (done->status != 200) return false;
+    if (done->body.find("true") != std::string::npos) {
+      std::lock_guard<std::mutex> lock(mu_);
+      ++status_writes_;
+      return true;
+    }
+    // false: another writer changed it in between; read it again
+  }
+  return false;
 }
 
 }  // namespace portico::control

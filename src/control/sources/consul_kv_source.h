@@ -4,14 +4,21 @@
 // &index=N&wait=W) and hands every answer to KeyedDocuments; the control-plane thread only takes
 // the deltas (poll(), problem()), which never block on the network. Consul down, a refused token
 // or an answer that is not Consul's: problem() says so and the resources delivered before stay.
+// Statuses are written back beside the keys, under the sibling root `<rootKey>.status/` (outside
+// the watched prefix: a status write does not wake the watch), one JSON document per resource key,
+// by a second thread with compare-and-set on the status key's ModifyIndex; unchanged statuses are
+// not written again.
 #pragma once
 
 #include <chrono>
 #include <condition_variable>
 #include <functional>
+#include <map>
 #include <mutex>
+#include <optional>
 #include <string>
 #include <thread>
+#include <vector>
 
 #include "control/consul/consul_api.h"
 #include "control/http/client.h"
@@ -43,6 +50,14 @@ class ConsulKvSource : public ConfigSource {
   Delta poll(bool full) override;
   void start(std::function<void()> wake) override;
   std::string problem() const override;
+  // Control-plane thread: queues the statuses of this source's keys that changed.
+  void report_statuses(const std::vector<ResourceStatus>& resources,
+                       const std::vector<api::Diagnostic>& origin_errors) override;
+
+  // The status key of a resource key ("gloo/a/b" -> "gloo.status/a/b").
+  std::string status_key(const std::string& key) const;
+  // For tests: status writes done (PUT or DELETE that Consul accepted).
+  uint64_t status_writes() const;
 
   // For tests: the number of answers applied, and the index the next query sends.
   uint64_t answers() const;
@@ -55,12 +70,20 @@ class ConsulKvSource : public ConfigSource {
   // Sleeps for `d` unless stopped first; false when stopped.
   bool sleep_for(consul::Millis d);
   void set_problem(const std::string& what);
+  // The status writer's thread: writes what report_statuses() queued.
+  void write_statuses();
+  // One status key: its text (nullopt: delete it), compare-and-set on its ModifyIndex. False on a
+  // failure worth retrying.
+  bool write_status(const std::string& key, const std::optional<std::string>& text);
 
   Options options_;
   http::Client client_;
   std::string label_;  // "http://127.0.0.1:8500 gloo/"
   std::function<void()> wake_;
   std::thread thread_;
+  http::Client writer_;  // the status writer's own connection
+  std::thread writer_thread_;
+  std::map<std::string, std::string> status_desired_;  // control thread: status key -> text
 
   mutable std::mutex mu_;  // guards what follows
   std::condition_variable cv_;
@@ -70,6 +93,9 @@ class ConsulKvSource : public ConfigSource {
   std::string problem_;
   std::string problem_since_;
   uint64_t answers_ = 0;
+  std::map<std::string, std::optional<std::string>> status_pending_;  // to write (nullopt: delete)
+  uint64_t status_writes_ = 0;
+  bool status_refused_logged_ = false;
 };
 
 }  // namespace portico::control

@@ -8,6 +8,7 @@
 #include <string>
 #include <string_view>
 
+#include "control/status/status.h"
 #include "control/store/store.h"
 
 namespace portico::control {
@@ -40,6 +41,15 @@ class ConfigSource {
   // serving what it held before"). A failing source keeps its resources in the store: the last
   // good configuration stays in force.
   virtual std::string problem() const { return {}; }
+
+  // After every sync: the statuses in force and the origin errors (keys or files that did not
+  // decode), for a source that writes statuses back to its store (Consul KV). It keeps what
+  // concerns its own origins and writes from its own thread; it must not block here.
+  virtual void report_statuses(const std::vector<ResourceStatus>& resources,
+                               const std::vector<api::Diagnostic>& origin_errors) {
+    (void)resources;
+    (void)origin_errors;
+  }
 };
 
 }  // namespace portico::control

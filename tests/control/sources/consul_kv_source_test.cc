@@ -100,6 +100,18 @@ class ScriptedConsul {
       }
       std::string head = in.substr(0, end);
       in.erase(0, end + 4);
+      // A body (a PUT's): by Content-Length, recorded after the head.
+      size_t length = 0;
+      if (auto cl = head.find("Content-Length: "); cl != std::string::npos) {
+        length = std::stoul(head.substr(cl + 16));
+      }
+      while (in.size() < length) {
+        ssize_t n = ::read(c, buf, sizeof buf);
+        if (n <= 0) return;
+        in.append(buf, static_cast<size_t>(n));
+      }
+      if (length > 0) head += "\r\n\r\n" + in.substr(0, length);
+      in.erase(0, length);
       int n;
       {
         std::lock_guard<std::mutex> lock(mu_);
@@ -343,6 +355,80 @@ TEST(ConsulKvSource, EmptyRootIs404AndRemovesWhatWasDelivered) {
   Delta d = source.poll(false);
   ASSERT_EQ(d.removals.size(), 1u);
   EXPECT_EQ(source.problem(), "");
+}
+
+TEST(ConsulKvSource, StatusesWrittenBesideTheKeysWithCompareAndSet) {
+  std::atomic<int> phase{0};
+  const std::string status_path =
+      "/v1/kv/gloo.status/gateway.portico.dev/v1/VirtualService/default/shop";
+  ScriptedConsul consul([&](int n, const std::string& target) {
+    if (target.rfind("/v1/kv/gloo/?recurse", 0) == 0) {
+      return Answer{200, "4", kv_body({{kKey, vs_yaml("shop", "/")}}), false, n > 0 ? 3000ms : 0ms};
+    }
+    if (target == status_path && phase == 0) return Answer{404, "4", ""};
+    if (target == status_path) {
+      return Answer{200, "9", R"([{"Key":"gloo.status/x","Value":"e30=","ModifyIndex":9}])"};
+    }
+    return Answer{200, "", "true"};  // the PUT or DELETE
+  });
+  ConsulKvSource source(options(consul.url()));
+  source.start([] {});
+  ASSERT_TRUE(eventually([&] { return source.answers() == 1; }));
+  EXPECT_EQ(source.status_key(kKey),
+            "gloo.status/gateway.portico.dev/v1/VirtualService/default/shop");
+  ResourceStatus st;
+  st.kind = "VirtualService";
+  st.ns = "default";
+  st.name = "shop";
+  st.file = kKey;
+  st.source = "consul-kv";
+  st.state = State::kAccepted;
+  st.generation = 3;
+  ResourceStatus other = st;  // from the files: not this source's to write
+  other.source = "file";
+  other.file = "shop.yaml";
+  source.report_statuses({st, other}, {});
+  ASSERT_TRUE(eventually([&] { return source.status_writes() == 1; }));
+  auto writes = [&] {
+    std::vector<std::string> out;
+    for (const auto& h : consul.heads()) {
+      if (h.rfind("GET /v1/kv/gloo/", 0) != 0) out.push_back(h.substr(0, h.find(" HTTP/1.1")));
+    }
+    return out;
+  };
+  auto w = writes();
+  ASSERT_EQ(w.size(), 2u);
+  EXPECT_EQ(w[0], "GET " + status_path);
+  EXPECT_EQ(w[1], "PUT " + status_path + "?cas=0");  // created only if still absent
+  const auto heads = consul.heads();
+  const std::string& put = heads.back();
+  EXPECT_NE(put.find(R"({"kind":"VirtualService","namespace":"default","name":"shop",)"
+                     R"("state":"Accepted","observedGeneration":3,"reasons":[],)"
+                     R"("reportedBy":"portico"})"),
+            std::string::npos)
+      << put;
+  // The same statuses again: nothing written.
+  source.report_statuses({st, other}, {});
+  std::this_thread::sleep_for(200ms);
+  EXPECT_EQ(writes().size(), 2u);
+  // A value that no longer decodes: Rejected, the last good generation still served.
+  phase = 1;
+  api::Diagnostic bad;
+  bad.file = kKey;
+  bad.message = "expected a map";
+  source.report_statuses({st}, {bad});
+  ASSERT_TRUE(eventually([&] { return source.status_writes() == 2; }));
+  w = writes();
+  ASSERT_EQ(w.size(), 4u);
+  EXPECT_EQ(w[3], "PUT " + status_path + "?cas=9");  // on the ModifyIndex just read
+  for (const char* part : {R"("state":"Rejected")", R"("servingGeneration":3)", "expected a map"})
+    EXPECT_NE(consul.heads().back().find(part), std::string::npos) << consul.heads().back();
+  // The key went: its status goes too.
+  source.report_statuses({}, {});
+  ASSERT_TRUE(eventually([&] { return source.status_writes() == 3; }));
+  w = writes();
+  ASSERT_EQ(w.size(), 6u);
+  EXPECT_EQ(w[5], "DELETE " + status_path + "?cas=9");
 }
 
 }  // namespace
