@@ -84,6 +84,13 @@ class Pipeline {
       out.emplace_back(std::string(s->name()), s->problem());
     return out;
   }
+  // Every source's own metrics for /stats (ConfigSource::stats()), concatenated.
+  std::string source_stats() const {
+    std::string out;
+    for (const auto& s : sources_)
+      out += s->stats();
+    return out;
+  }
   // Hands every source the statuses in force (report_statuses), after a sync.
   void report_statuses() {
     for (const auto& s : sources_)

@@ -154,6 +154,8 @@ class ConsulKvSourceTest(ConsulKvBase):
         self.assertIn(self.double.address, ready)
         self.assertIn("serving what it held before", ready)
         self.assertEqual(self.source_up(), 0)
+        self.assertGreater(t.metric_sum(self.portico.stats(), "portico_consul_kv_failures_total"), 0)
+        self.assertEqual(t.metric_sum(self.portico.stats(), "portico_consul_kv_keys"), 1)
         for _ in range(5):
             self.assertEqual(self.get(), (200, "v1"))
             time.sleep(0.1)
@@ -193,7 +195,8 @@ class ConsulKvSourceTest(ConsulKvBase):
         before = self.double.index()
         after = self.double.restore()   # same data, indices from 1: the parked query returns
         self.assertLess(after, before)
-        time.sleep(0.3)
+        t.wait_until(lambda: t.metric_sum(self.portico.stats(), "portico_consul_kv_index_resets_total") == 1,
+                     WITHIN, message="one index reset counted")
         self.assertEqual(self.get(), (200, "v1"))
         self.assertEqual(self.ready_text(), "ready\n")
         # Reset to the new low index: a change is served at once (not after the wait).

@@ -82,8 +82,26 @@ uint64_t ConsulKvSource::next_index() const {
   return index_.value();
 }
 
+std::string ConsulKvSource::stats() const {
+  std::lock_guard<std::mutex> lock(mu_);
+  std::string out;
+  auto add = [&](const char* name, const char* type, uint64_t v) {
+    out +=
+        std::string("# TYPE ") + name + " " + type + "\n" + name + " " + std::to_string(v) + "\n";
+  };
+  add("portico_consul_kv_queries_total", "counter", queries_);
+  add("portico_consul_kv_failures_total", "counter", failures_);
+  add("portico_consul_kv_index_resets_total", "counter", index_resets_);
+  add("portico_consul_kv_index", "gauge", index_.value());
+  add("portico_consul_kv_keys", "gauge", docs_.view().size());
+  add("portico_consul_kv_status_writes_total", "counter", status_writes_);
+  add("portico_consul_kv_status_write_failures_total", "counter", status_write_failures_);
+  return out;
+}
+
 void ConsulKvSource::set_problem(const std::string& what) {
   std::lock_guard<std::mutex> lock(mu_);
+  ++failures_;
   if (problem_.empty()) {
     problem_since_ = clock_time();
     LOG_WARN("consul-kv %s: %s", label_.c_str(), what.c_str());
@@ -131,6 +149,7 @@ bool ConsulKvSource::query_once() {
   {
     std::lock_guard<std::mutex> lock(mu_);
     index = index_.value();
+    ++queries_;
   }
   http::Request request;
   request.target =
@@ -183,6 +202,7 @@ bool ConsulKvSource::query_once() {
     std::lock_guard<std::mutex> lock(mu_);
     if (stopping_) return true;
     if (!index_.update(*returned)) {
+      ++index_resets_;
       LOG_INFO("consul-kv %s: the index went backwards (%llu after %llu): reading everything again",
                label_.c_str(), static_cast<unsigned long long>(*returned),
                static_cast<unsigned long long>(index));
@@ -293,6 +313,7 @@ void ConsulKvSource::write_statuses() {
       failed = true;
       std::lock_guard<std::mutex> lock(mu_);
       if (stopping_) return;
+      ++status_write_failures_;
       status_pending_.emplace(key, text);  // again later, unless a newer one is queued
     }
     if (!failed) {

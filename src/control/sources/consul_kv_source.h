@@ -50,6 +50,9 @@ class ConsulKvSource : public ConfigSource {
   Delta poll(bool full) override;
   void start(std::function<void()> wake) override;
   std::string problem() const override;
+  // portico_consul_kv_{queries,failures,index_resets,status_writes,status_write_failures}_total,
+  // portico_consul_kv_index and portico_consul_kv_keys.
+  std::string stats() const override;
   // Control-plane thread: queues the statuses of this source's keys that changed.
   void report_statuses(const std::vector<ResourceStatus>& resources,
                        const std::vector<api::Diagnostic>& origin_errors) override;
@@ -95,6 +98,7 @@ class ConsulKvSource : public ConfigSource {
   uint64_t answers_ = 0;
   std::map<std::string, std::optional<std::string>> status_pending_;  // to write (nullopt: delete)
   uint64_t status_writes_ = 0;
+  uint64_t queries_ = 0, failures_ = 0, index_resets_ = 0, status_write_failures_ = 0;
   bool status_refused_logged_ = false;
 };
 

@@ -42,6 +42,10 @@ class ConfigSource {
   // good configuration stays in force.
   virtual std::string problem() const { return {}; }
 
+  // The source's own counters and gauges for /stats, in Prometheus text format with their # TYPE
+  // lines (e.g. portico_etcd_revision); empty when it has none.
+  virtual std::string stats() const { return {}; }
+
   // After every sync: the statuses in force and the origin errors (keys or files that did not
   // decode), for a source that writes statuses back to its store (Consul KV). It keeps what
   // concerns its own origins and writes from its own thread; it must not block here.

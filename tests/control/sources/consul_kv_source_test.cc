@@ -220,6 +220,14 @@ TEST(ConsulKvSource, IndexRulesAsTheRequestsShowThem) {
   EXPECT_GE(wakes.load(), 1);
   EXPECT_TRUE(source->poll(false).upserts.empty());  // the same text four times: one upsert
   EXPECT_EQ(source->problem(), "");
+  const std::string stats = source->stats();
+  for (const char* line :
+       {"# TYPE portico_consul_kv_queries_total counter\nportico_consul_kv_queries_total 5\n",
+        "portico_consul_kv_failures_total 0\n", "portico_consul_kv_index_resets_total 1\n",
+        "# TYPE portico_consul_kv_index gauge\nportico_consul_kv_index 12\n",
+        "portico_consul_kv_keys 1\n", "portico_consul_kv_status_writes_total 0\n"}) {
+    EXPECT_NE(stats.find(line), std::string::npos) << line << " in\n" << stats;
+  }
   const auto begun = std::chrono::steady_clock::now();
   source.reset();  // cancels the blocking query in flight
   EXPECT_LT(std::chrono::steady_clock::now() - begun, 1s);
