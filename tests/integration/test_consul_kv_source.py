@@ -274,6 +274,17 @@ class ConsulKvSourceTest(ConsulKvBase):
         kv.kv.delete(vs_key("shop"))
         t.wait_until(lambda: status()[0] is None, WITHIN, message="status deleted")
 
+    def test_statuses_of_keys_deleted_while_away_are_swept(self):
+        gone = vs_key("gone").replace(f"{ROOT}/", f"{ROOT}.status/", 1)
+        self.double.kv_put(gone, '{"state":"Accepted","reportedBy":"portico"}')
+        self.double.kv_put(vs_key("shop"), vs_yaml("shop", "v1"))
+        self.start()
+        self.serving("v1", within=SLACK)
+        t.wait_until(lambda: self.double.kv_get(gone) is None, WITHIN, message="stale status swept")
+        shop = vs_key("shop").replace(f"{ROOT}/", f"{ROOT}.status/", 1)
+        t.wait_until(lambda: self.double.kv_get(shop), WITHIN, message="shop's status written")
+        self.assertEqual(json.loads(self.double.kv_get(shop))["state"], "Accepted")
+
     def test_datacenter_root_key_and_consistency_from_settings(self):
         self.double.stop()
         self.double = self.start_double(datacenters=("dc1", "dc2"))

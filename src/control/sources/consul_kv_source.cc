@@ -1,5 +1,6 @@
 #include "control/sources/consul_kv_source.h"
 
+#include <algorithm>
 #include <ctime>
 #include <map>
 #include <utility>
@@ -61,6 +62,7 @@ void ConsulKvSource::start(std::function<void()> wake) {
 Delta ConsulKvSource::poll(bool full) {
   (void)full;
   std::lock_guard<std::mutex> lock(mu_);
+  if (answers_ > 0) delivered_once_ = true;
   return docs_.take_delta();
 }
 
@@ -288,26 +290,74 @@ void ConsulKvSource::report_statuses(const std::vector<ResourceStatus>& resource
     if (!desired.count(key)) changes[key] = std::nullopt;  // the key went: so does its status
   }
   status_desired_ = std::move(desired);
-  if (changes.empty()) return;
   {
     std::lock_guard<std::mutex> lock(mu_);
+    if (delivered_once_ && !swept_) {
+      swept_ = true;
+      sweep_pending_ = true;
+      sweep_keep_.clear();
+      for (const auto& [key, text] : status_desired_)
+        sweep_keep_.push_back(key);
+    } else if (changes.empty()) {
+      return;
+    }
     for (auto& [key, text] : changes)
       status_pending_[key] = std::move(text);
   }
   cv_.notify_all();
 }
 
+bool ConsulKvSource::sweep_statuses(const std::vector<std::string>& keep) {
+  const std::string root = options_.root_key + ".status/";
+  http::Request list;
+  list.target = options_.endpoint.url.path + "/v1/kv/" +
+                http::url_escape(root, /*keep_slash=*/true) + "?keys";
+  if (!options_.endpoint.datacenter.empty())
+    list.target += "&dc=" + http::url_escape(options_.endpoint.datacenter);
+  list.headers = consul::request_headers(options_.endpoint);
+  auto answer = writer_.send(list, consul::Millis(10000));
+  if (!answer) return false;
+  if (answer->status == 404) return true;  // no status at all
+  if (answer->status == 403) return true;  // may not list: nothing to sweep with this token
+  if (answer->status != 200) return false;
+  nlohmann::json keys = nlohmann::json::parse(answer->body, nullptr, /*allow_exceptions=*/false);
+  if (!keys.is_array()) return false;
+  bool ok = true;
+  for (const auto& k : keys) {
+    if (!k.is_string()) continue;
+    const std::string& key = k.get_ref<const std::string&>();
+    if (std::binary_search(keep.begin(), keep.end(), key)) continue;
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      if (stopping_) return true;
+      if (status_pending_.count(key)) continue;  // a newer status is on its way
+    }
+    ok = write_status(key, std::nullopt) && ok;
+  }
+  return ok;
+}
+
 void ConsulKvSource::write_statuses() {
   consul::Backoff backoff(options_.backoff_min, options_.backoff_max);
   for (;;) {
     std::map<std::string, std::optional<std::string>> batch;
+    std::vector<std::string> keep;
+    bool sweep = false;
     {
       std::unique_lock<std::mutex> lock(mu_);
-      cv_.wait(lock, [this] { return stopping_ || !status_pending_.empty(); });
+      cv_.wait(lock, [this] { return stopping_ || !status_pending_.empty() || sweep_pending_; });
       if (stopping_) return;
       batch.swap(status_pending_);
+      sweep = sweep_pending_;
+      sweep_pending_ = false;
+      keep = sweep_keep_;
     }
     bool failed = false;
+    if (sweep && !sweep_statuses(keep)) {
+      failed = true;
+      std::lock_guard<std::mutex> lock(mu_);
+      sweep_pending_ = true;  // again after the back-off
+    }
     for (const auto& [key, text] : batch) {
       if (write_status(key, text)) continue;
       failed = true;

@@ -7,7 +7,7 @@
 // Statuses are written back beside the keys, under the sibling root `<rootKey>.status/` (outside
 // the watched prefix: a status write does not wake the watch), one JSON document per resource key,
 // by a second thread with compare-and-set on the status key's ModifyIndex; unchanged statuses are
-// not written again.
+// not written again, and statuses of keys deleted while Portico was away are swept once.
 #pragma once
 
 #include <chrono>
@@ -78,6 +78,8 @@ class ConsulKvSource : public ConfigSource {
   // One status key: its text (nullopt: delete it), compare-and-set on its ModifyIndex. False on a
   // failure worth retrying.
   bool write_status(const std::string& key, const std::optional<std::string>& text);
+  // Deletes the status keys that are not in `keep` (sorted). False on a failure worth retrying.
+  bool sweep_statuses(const std::vector<std::string>& keep);
 
   Options options_;
   http::Client client_;
@@ -100,6 +102,12 @@ class ConsulKvSource : public ConfigSource {
   uint64_t status_writes_ = 0;
   uint64_t queries_ = 0, failures_ = 0, index_resets_ = 0, status_write_failures_ = 0;
   bool status_refused_logged_ = false;
+  // Statuses of keys deleted while no Portico ran: swept once, after the first report that holds
+  // this source's first delivery (status keys not in sweep_keep_ are deleted).
+  bool delivered_once_ = false;  // poll() handed on a delta made from an answer
+  bool swept_ = false;
+  bool sweep_pending_ = false;
+  std::vector<std::string> sweep_keep_;
 };
 
 }  // namespace portico::control
