@@ -216,7 +216,9 @@ bool ConsulKvSource::query_once() {
       if (problem_.empty()) problem_since_ = clock_time();
       problem_ = "the ACL token cannot read some keys below " + options_.root_key +
                  "/ (Consul filtered them out)";
-    } else {
+    } else if (!problem_.empty()) {
+      LOG_INFO("consul-kv %s: Consul answers again (problem since %s: %s)", label_.c_str(),
+               problem_since_.c_str(), problem_.c_str());
       problem_.clear();
     }
   }
