@@ -160,6 +160,8 @@ class ConsulDoubleTest(unittest.TestCase):
         self.assertEqual(raw(self.double, "GET", "/v1/kv/a?index=1&wait=soon")[0], 400)
         self.assertEqual(raw(self.double, "GET", "/v1/kv/a?index=x")[0], 400)
         self.assertEqual(raw(self.double, "GET", "/v1/kv/a?stale&consistent")[0], 400)
+        for refused in ("filter=Service.Port%3D%3D80", "near=_agent", "node-meta=a:b", "ns=team"):
+            self.assertEqual(raw(self.double, "GET", "/v1/health/service/web?" + refused)[0], 400, refused)
         _, headers, _ = raw(self.double, "GET", "/v1/kv/a?stale")
         self.assertEqual(headers["x-consul-effective-consistency"], "stale")
         with self.assertRaises(consul.base.ConsulException):

@@ -28,7 +28,9 @@ What it does as Consul does (see /work/shared/reference/hashicorp-apis.md and Co
     only, as Consul; deregister and pass|warn|fail also by GET, as Consul before 1.0 took them and
     python3-consul 0.7 sends them), GET /v1/agent/services, /v1/agent/checks, /v1/agent/self; /v1/status/leader.
   - ?dc=: an unknown datacenter answers 500 "No path to datacenter"; each datacenter has its own data and
-    index. ?stale / ?consistent (both: 400). Malformed ?index / ?wait: 400.
+    index. ?stale / ?consistent (both: 400). Malformed ?index / ?wait: 400. ?filter, ?near, ?node-meta,
+    ?cached and ?peer are refused with 400 (not implemented here: never silently ignored); ?ns and
+    ?partition other than "default" answer 400 as Consul's open-source edition does.
   - ACLs (optional, `acl=True`): the token comes from X-Consul-Token, `Authorization: Bearer`, or ?token=
     (older clients such as python3-consul send that). An unknown token answers 403 "ACL not found"; a known
     one without the right answers 403 "Permission denied" for single reads and writes, while lists
@@ -680,6 +682,13 @@ class ConsulDouble:
         p, m = q.path, q.method
         if q.has("stale") and q.has("consistent"):
             raise ApiError(400, "Cannot specify ?stale with ?consistent, conflicting semantics.")
+        # Parameters that change what Consul answers and that this double does not implement: refused
+        # rather than silently ignored (a test would pass on answers Consul would not give).
+        for unsupported in ("filter", "near", "node-meta", "cached", "peer"):
+            if q.has(unsupported):
+                raise ApiError(400, f"?{unsupported} is not implemented by the Consul double")
+        if q.get("ns") not in (None, "", "default") or q.get("partition") not in (None, "", "default"):
+            raise ApiError(400, "Namespaces and admin partitions are Consul Enterprise features")
         if p.startswith("/v1/kv"):
             key = p[len("/v1/kv"):]
             if key and not key.startswith("/"):
