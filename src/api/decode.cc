@@ -1480,6 +1480,10 @@ void decode_settings(DocReader& doc, MapReader& spec, SettingsSpec* out) {
     m.finish();
   }
   if (auto f = spec.map("vaultSecretSource")) detail::decode_vault_secret_source(doc, *f, out);
+  if (auto f = spec.map("consul")) detail::decode_consul(doc, *f, &out->consul);
+  if (auto f = spec.map("consulKvSource")) {
+    detail::decode_consul_kv_source(doc, *f, &out->consul_kv_source.emplace());
+  }
   // Sources: only what exists today (configuration and secrets from a directory).
   for (const char* directory :
        {"directoryConfigSource", "directorySecretSource", "directoryArtifactSource"}) {
@@ -1490,9 +1494,9 @@ void decode_settings(DocReader& doc, MapReader& spec, SettingsSpec* out) {
       m.finish();
     }
   }
-  for (const char* other : {"kubernetesConfigSource", "consulKvSource", "kubernetesSecretSource",
+  for (const char* other : {"kubernetesConfigSource", "kubernetesSecretSource",
                             "kubernetesArtifactSource", "consulKvArtifactSource", "discovery",
-                            "consul", "kubernetes", "watchNamespaces", "discoveryNamespace"}) {
+                            "kubernetes", "watchNamespaces", "discoveryNamespace"}) {
     if (auto f = spec.take(other)) {
       doc.error(f->loc, f->path,
                 std::string(other) +

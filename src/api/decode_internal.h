@@ -50,6 +50,11 @@ void decode_overload(yaml::DocReader& doc, const yaml::Field& f, SettingsSpec* o
 void decode_vault_secret_source(yaml::DocReader& doc, const yaml::Field& f, SettingsSpec* out);
 // Replaces the credentials a Settings spec may hold (Vault tokens) by "<redacted>".
 void redact_settings_json(nlohmann::json& spec);
+// Settings spec.consul {address, datacenter, token | tokenFile, username, password, waitTime} and
+// spec.consulKvSource {rootKey, consistencyMode} (decode_consul.cc).
+void decode_consul(yaml::DocReader& doc, const yaml::Field& f, ConsulSettings* out);
+void decode_consul_kv_source(yaml::DocReader& doc, const yaml::Field& f,
+                             ConsulKvSourceSettings* out);
 // A route's options.retries: {retryOn, retriableStatusCodes, numRetries, perTryTimeout,
 // retryBackOff {baseInterval, maxInterval}, retryNonIdempotent}.
 void decode_retries(yaml::DocReader& doc, const yaml::Field& f, RetryOptions* out);

@@ -452,6 +452,26 @@ struct VaultSecretSourceSpec {
   Millis request_timeout{5000};           // requestTimeout
 };
 
+// spec.consul: how to reach Consul (the KV storage's, and the catalog discovery's, agent).
+struct ConsulSettings {
+  std::string address = "http://127.0.0.1:8500";  // "http://host:port" ("host:port" accepted)
+  std::string datacenter;                         // empty: the agent's own
+  std::string token;                              // the ACL token (X-Consul-Token); or
+  std::string token_file;                         // a file holding it (read at start)
+  std::string username, password;                 // HTTP basic authentication; empty: none
+  std::chrono::milliseconds wait_time{60000};     // ?wait= of the blocking queries
+};
+
+// Read consistency of Consul queries (?stale, ?consistent, or neither).
+enum class ConsulConsistency { kDefault, kStale, kConsistent };
+
+// spec.consulKvSource: configuration in Consul KV, keys
+// <rootKey>/<group>/<version>/<Kind>/<ns>/<name>.
+struct ConsulKvSourceSettings {
+  std::string root_key = "gloo";
+  ConsulConsistency consistency = ConsulConsistency::kConsistent;  // Gloo reads KV consistently
+};
+
 struct SettingsSpec {
   // invalidConfigPolicy: an invalid delegated route is replaced by a direct response (or dropped).
   bool replace_invalid_routes = false;
@@ -467,6 +487,10 @@ struct SettingsSpec {
   Millis dns_timeout{2000};
   // spec.vaultSecretSource. Unset: no Vault.
   std::optional<VaultSecretSourceSpec> vault_secret_source;
+  // spec.consul (defaults when absent) and spec.consulKvSource (unset: configuration is not read
+  // from Consul KV).
+  ConsulSettings consul;
+  std::optional<ConsulKvSourceSettings> consul_kv_source;
 };
 
 // ---- A decoded document ----

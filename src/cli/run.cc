@@ -730,6 +730,7 @@ class Runner {
                                             .count();
     first_event_set_ = false;
     control::Pipeline::SyncResult result = pipeline_.sync(full, seen_ms);
+    pipeline_.report_statuses();  // sources that write statuses back (Consul KV)
     // Certificates and keys that resources name by path: a rotation there is a change too.
     if (watcher_ && files_) watcher_->watch_dirs(files_->referenced_dirs());
     if (result.failed) {

@@ -98,12 +98,17 @@ class Pipeline {
       out.emplace_back(std::string(s->name()), s->problem());
     return out;
   }
-  // The sources' own counters for /stats (ConfigSource::render_stats).
+  // Every source's own metrics for /stats (ConfigSource::stats()), concatenated.
   std::string source_stats() const {
     std::string out;
     for (const auto& s : sources_)
-      out += s->render_stats();
+      out += s->stats();
     return out;
+  }
+  // Hands every source the statuses in force (report_statuses), after a sync.
+  void report_statuses() {
+    for (const auto& s : sources_)
+      s->report_statuses(current_.resources, current_.file_errors);
   }
   // The problems alone, one line each, naming their source.
   std::vector<std::string> source_problems() const {

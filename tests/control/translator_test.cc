@@ -1314,15 +1314,17 @@ TEST(ControlTranslateDelegation, SettingsSources) {
 metadata: {name: a}
 spec:
   directoryConfigSource: {directory: /etc/portico}
-  consulKvSource: {rootKey: gloo}
+  kubernetesConfigSource: {}
 ---
 kind: Settings
 metadata: {name: b}
 spec: {}
 )");
-  EXPECT_THAT(lines(status(r, "Settings", "default/a").reasons),
-              ElementsAre(HasSubstr("only one Settings resource may exist (found 2)"),
-                          HasSubstr("spec.consulKvSource: consulKvSource is not supported yet")));
+  EXPECT_THAT(
+      lines(status(r, "Settings", "default/a").reasons),
+      ElementsAre(HasSubstr("only one Settings resource may exist (found 2)"),
+                  HasSubstr("spec.kubernetesConfigSource: kubernetesConfigSource is not supported "
+                            "yet")));
 }
 
 TEST(ControlTranslateTls, OcspStaplesFromFilesAndInline) {

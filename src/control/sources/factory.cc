@@ -3,9 +3,64 @@
 #include <functional>
 
 #include "control/http/client.h"
+#include "control/sources/config_dir.h"
+#include "control/sources/consul_kv_source.h"
 #include "control/sources/vault_source.h"
 
 namespace portico::control {
+
+namespace {
+
+// Settings consul + consulKvSource: a ConsulKvSource, or an error line.
+void make_consul_kv(const api::SettingsSpec& settings, MadeSources* out) {
+  if (!settings.consul_kv_source) return;
+  const api::ConsulSettings& c = settings.consul;
+  auto url = http::parse_url(c.address, 8500);
+  if (!url) {
+    out->errors.push_back("consulKvSource: consul.address " + c.address + ": " +
+                          url.error().message);
+    return;
+  }
+  ConsulKvSource::Options o;
+  o.endpoint.url = url.value();
+  o.endpoint.datacenter = c.datacenter;
+  o.endpoint.token = c.token;
+  o.endpoint.username = c.username;
+  o.endpoint.password = c.password;
+  if (!c.token_file.empty()) {
+    std::string error;
+    auto text = read_config_file(c.token_file, 64 * 1024, &error);
+    if (!text) {
+      out->errors.push_back("consulKvSource: consul.tokenFile " + c.token_file + ": " + error);
+      return;
+    }
+    std::string token = *text;
+    while (!token.empty() && (token.back() == '\n' || token.back() == '\r' || token.back() == ' ' ||
+                              token.back() == '\t'))
+      token.pop_back();
+    if (token.empty()) {
+      out->errors.push_back("consulKvSource: consul.tokenFile " + c.token_file + " is empty");
+      return;
+    }
+    o.endpoint.token = std::move(token);
+  }
+  o.root_key = settings.consul_kv_source->root_key;
+  switch (settings.consul_kv_source->consistency) {
+    case api::ConsulConsistency::kDefault:
+      o.consistency = consul::Consistency::kDefault;
+      break;
+    case api::ConsulConsistency::kStale:
+      o.consistency = consul::Consistency::kStale;
+      break;
+    case api::ConsulConsistency::kConsistent:
+      o.consistency = consul::Consistency::kConsistent;
+      break;
+  }
+  o.wait = c.wait_time;
+  out->sources.push_back(std::make_unique<ConsulKvSource>(std::move(o)));
+}
+
+}  // namespace
 
 MadeSources make_sources(const api::SettingsSpec& settings) {
   MadeSources out;
@@ -17,6 +72,7 @@ MadeSources make_sources(const api::SettingsSpec& settings) {
       out.sources.push_back(std::make_unique<VaultSource>(*v, std::move(url.value())));
     }
   }
+  make_consul_kv(settings, &out);
   return out;
 }
 
@@ -29,8 +85,13 @@ std::string sources_fingerprint(const api::SettingsSpec& settings) {
            "|" + v->path_prefix + "|" + v->root_key + "|" +
            std::to_string(v->poll_interval.count()) + "|" +
            std::to_string(v->request_timeout.count()) + "\n";
+    if (const auto& kv = settings.consul_kv_source) {
+      const api::ConsulSettings& c = settings.consul;
+      out += "consulKv{" + c.address + "|" + c.datacenter + "|" + c.token + "|" + c.token_file +
+             "|" + c.username + "|" + c.password + "|" + std::to_string(c.wait_time.count()) + "|" +
+             kv->root_key + "|" + std::to_string(static_cast<int>(kv->consistency)) + "}";
+    }
+    return out;
   }
-  return out;
-}
 
 }  // namespace portico::control

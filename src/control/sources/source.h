@@ -9,6 +9,7 @@
 #include <string>
 #include <string_view>
 
+#include "control/status/status.h"
 #include "control/store/store.h"
 
 namespace portico::control {
@@ -48,8 +49,18 @@ class ConfigSource {
   // the control-plane thread; must not block.
   virtual void referenced(const std::set<std::string>& keys) { (void)keys; }
 
-  // The source's own counters and gauges for /stats (Prometheus text with # TYPE lines), or "".
-  virtual std::string render_stats() const { return {}; }
+  // The source's own counters and gauges for /stats, in Prometheus text format with their # TYPE
+  // lines (e.g. portico_etcd_revision); empty when it has none.
+  virtual std::string stats() const { return {}; }
+
+  // After every sync: the statuses in force and the origin errors (keys or files that did not
+  // decode), for a source that writes statuses back to its store (Consul KV). It keeps what
+  // concerns its own origins and writes from its own thread; it must not block here.
+  virtual void report_statuses(const std::vector<ResourceStatus>& resources,
+                               const std::vector<api::Diagnostic>& origin_errors) {
+    (void)resources;
+    (void)origin_errors;
+  }
 };
 
 }  // namespace portico::control

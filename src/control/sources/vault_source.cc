@@ -320,7 +320,7 @@ Delta VaultSource::poll(bool full) {
   return delta;
 }
 
-std::string VaultSource::render_stats() const {
+std::string VaultSource::stats() const {
   size_t held = 0;
   {
     std::lock_guard<std::mutex> lock(mu_);

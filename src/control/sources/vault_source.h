@@ -93,7 +93,7 @@ class VaultSource : public ConfigSource {
   void start(std::function<void()> wake) override;
   std::string problem() const override;
   void referenced(const std::set<std::string>& keys) override;
-  std::string render_stats() const override;
+  std::string stats() const override;
 
  private:
   using Clock = std::chrono::steady_clock;

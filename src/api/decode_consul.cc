@@ -1,0 +1,202 @@
+// Settings spec.consul (how to reach Consul) and spec.consulKvSource (configuration in Consul KV).
+#include <cctype>
+#include <string>
+
+#include "api/decode_internal.h"
+
+namespace portico::api::detail {
+
+using yaml::DocReader;
+using yaml::Field;
+using yaml::MapReader;
+
+namespace {
+
+// "http://host[:port][/path]" or Gloo's "host:port"; the normalised "http://..." form, or an
+// error message.
+bool normalize_consul_address(const std::string& in, std::string* out, std::string* why) {
+  std::string rest = in;
+  const auto scheme_end = rest.find("://");
+  if (scheme_end != std::string::npos) {
+    std::string scheme = rest.substr(0, scheme_end);
+    for (char& c : scheme)
+      c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+    if (scheme == "https") {
+      *why =
+          "https is not supported yet (Portico reaches Consul over plain HTTP; use http:// to a "
+          "local agent)";
+      return false;
+    }
+    if (scheme != "http") {
+      *why = "expected http://host:port, got the scheme \"" + scheme + "\"";
+      return false;
+    }
+    rest = rest.substr(scheme_end + 3);
+  }
+  const std::string authority = rest.substr(0, rest.find('/'));
+  if (authority.empty()) {
+    *why = "names no host";
+    return false;
+  }
+  std::string port;
+  if (authority.front() == '[') {
+    const auto close = authority.find(']');
+    if (close == std::string::npos || close == 1) {
+      *why = "an IPv6 address must be written [addr]:port";
+      return false;
+    }
+    if (close + 1 < authority.size()) {
+      if (authority[close + 1] != ':') {
+        *why = "unexpected text after the IPv6 address";
+        return false;
+      }
+      port = authority.substr(close + 2);
+    }
+  } else {
+    const auto colon = authority.find(':');
+    if (colon == 0) {
+      *why = "names no host";
+      return false;
+    }
+    if (colon != std::string::npos) port = authority.substr(colon + 1);
+  }
+  if (port.size() > 0 || authority.back() == ':') {
+    bool digits = !port.empty() && port.size() <= 5;
+    unsigned value = 0;
+    for (char c : port) {
+      digits = digits && c >= '0' && c <= '9';
+      value = value * 10 + static_cast<unsigned>(c - '0');
+    }
+    if (!digits || value < 1 || value > 65535) {
+      *why = "the port must be 1-65535";
+      return false;
+    }
+  }
+  for (char c : rest) {
+    if (static_cast<unsigned char>(c) <= 0x20 || c == 0x7f || c == '?' || c == '#') {
+      *why = "must not contain spaces, control characters, '?' or '#'";
+      return false;
+    }
+  }
+  *out = "http://" + rest;
+  return true;
+}
+
+bool valid_datacenter(const std::string& dc) {
+  if (dc.empty()) return false;
+  for (char c : dc) {
+    if (!std::isalnum(static_cast<unsigned char>(c)) && c != '-' && c != '_' && c != '.')
+      return false;
+  }
+  return true;
+}
+
+}  // namespace
+
+void decode_consul(DocReader& doc, const Field& f, ConsulSettings* out) {
+  MapReader m(doc, f.value, f.path, f.loc);
+  if (!m.ok()) return;
+  std::string s;
+  Location where;
+  if (m.string("address", &s, false, &where)) {
+    std::string why;
+    if (!normalize_consul_address(s, &out->address, &why)) {
+      doc.error(where, m.child_path("address"), "\"" + s + "\": " + why);
+    }
+  }
+  if (m.string("datacenter", &s, false, &where)) {
+    if (!valid_datacenter(s)) {
+      doc.error(where, m.child_path("datacenter"),
+                "\"" + s + "\" is not a datacenter name (letters, digits, '-', '_', '.')");
+    } else {
+      out->datacenter = s;
+    }
+  }
+  Location token_at;
+  const bool has_token = m.string("token", &out->token, false, &token_at);
+  if (has_token && out->token.empty()) {
+    doc.error(token_at, m.child_path("token"), "is empty (leave it out to use no token)");
+  }
+  if (m.string("tokenFile", &out->token_file, false, &where)) {
+    if (out->token_file.empty()) {
+      doc.error(where, m.child_path("tokenFile"), "is empty");
+    } else if (has_token) {
+      doc.error(where, m.child_path("tokenFile"), "give token or tokenFile, not both");
+    }
+  }
+  m.string("username", &out->username);
+  Location password_at;
+  if (m.string("password", &out->password, false, &password_at) && out->username.empty()) {
+    doc.error(password_at, m.child_path("password"), "is given without username");
+  }
+  std::chrono::milliseconds wait{};
+  if (m.duration("waitTime", &wait, false, &where)) {
+    if (wait < std::chrono::seconds(1) || wait > std::chrono::minutes(10)) {
+      doc.error(where, m.child_path("waitTime"),
+                "must be from 1s to 10m (Consul caps a blocking query's wait at 10m)");
+    } else {
+      out->wait_time = wait;
+    }
+  }
+  for (const char* tls : {"caFile", "certFile", "keyFile", "insecureSkipVerify"}) {
+    if (auto t = m.take(tls)) {
+      doc.error(t->loc, t->path,
+                std::string(tls) +
+                    " is not supported yet (TLS to Consul: Portico reaches Consul "
+                    "over plain HTTP, to a local agent)");
+    }
+  }
+  for (const char* discovery :
+       {"serviceDiscovery", "httpAddress", "dnsAddress", "dnsPollingInterval"}) {
+    if (auto t = m.take(discovery)) {
+      doc.error(t->loc, t->path,
+                std::string(discovery) + " is not supported yet (Consul service discovery)");
+    }
+  }
+  m.finish();
+}
+
+void decode_consul_kv_source(DocReader& doc, const Field& f, ConsulKvSourceSettings* out) {
+  MapReader m(doc, f.value, f.path, f.loc);
+  if (!m.ok()) return;
+  std::string s;
+  Location where;
+  if (m.string("rootKey", &s, false, &where)) {
+    while (!s.empty() && s.back() == '/')
+      s.pop_back();
+    std::string why;
+    if (s.empty()) {
+      why = "is empty";
+    } else if (s.front() == '/') {
+      why = "must not start with '/' (Consul keys do not)";
+    } else if (s.find("//") != std::string::npos) {
+      why = "has an empty segment (\"//\")";
+    } else {
+      for (char c : s) {
+        if (static_cast<unsigned char>(c) < 0x20 || c == 0x7f) why = "has a control character";
+      }
+    }
+    if (!why.empty()) {
+      doc.error(where, m.child_path("rootKey"), why);
+    } else {
+      out->root_key = s;
+    }
+  }
+  if (m.string("consistencyMode", &s, false, &where)) {
+    if (s == "default" || s == "DefaultMode") {
+      out->consistency = ConsulConsistency::kDefault;
+    } else if (s == "stale" || s == "StaleMode") {
+      out->consistency = ConsulConsistency::kStale;
+    } else if (s == "consistent" || s == "ConsistentMode") {
+      out->consistency = ConsulConsistency::kConsistent;
+    } else {
+      doc.error(where, m.child_path("consistencyMode"),
+                "\"" + s +
+                    "\": expected consistent, stale or default (Gloo's ConsistentMode, StaleMode, "
+                    "DefaultMode)");
+    }
+  }
+  m.finish();
+}
+
+}  // namespace portico::api::detail
