@@ -85,13 +85,15 @@ std::string sources_fingerprint(const api::SettingsSpec& settings) {
            "|" + v->path_prefix + "|" + v->root_key + "|" +
            std::to_string(v->poll_interval.count()) + "|" +
            std::to_string(v->request_timeout.count()) + "\n";
-    if (const auto& kv = settings.consul_kv_source) {
-      const api::ConsulSettings& c = settings.consul;
-      out += "consulKv{" + c.address + "|" + c.datacenter + "|" + c.token + "|" + c.token_file +
-             "|" + c.username + "|" + c.password + "|" + std::to_string(c.wait_time.count()) + "|" +
-             kv->root_key + "|" + std::to_string(static_cast<int>(kv->consistency)) + "}";
-    }
-    return out;
   }
+  if (const auto& kv = settings.consul_kv_source) {
+    const api::ConsulSettings& c = settings.consul;
+    const std::string secret = std::to_string(std::hash<std::string>{}(c.token + "|" + c.password));
+    out += "consulKv{" + c.address + "|" + c.datacenter + "|" + secret + "|" + c.token_file + "|" +
+           c.username + "|" + std::to_string(c.wait_time.count()) + "|" + kv->root_key + "|" +
+           std::to_string(static_cast<int>(kv->consistency)) + "}\n";
+  }
+  return out;
+}
 
 }  // namespace portico::control
