@@ -1380,6 +1380,9 @@ void decode_settings(DocReader& doc, MapReader& spec, SettingsSpec* out) {
       m.finish();
     }
   }
+  if (auto f = spec.map("etcdConfigSource")) {
+    detail::decode_etcd_config_source(doc, *f, &out->etcd_config_source.emplace());
+  }
   for (const char* other :
        {"kubernetesConfigSource", "consulKvSource", "kubernetesSecretSource", "vaultSecretSource",
         "kubernetesArtifactSource", "consulKvArtifactSource", "discovery", "consul", "kubernetes",

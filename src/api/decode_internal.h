@@ -45,6 +45,9 @@ void decode_route_access_log(yaml::DocReader& doc, const yaml::Field& f,
                              std::optional<bool>* disabled);
 // Settings spec.overload: {maxConnections, maxHeapBytes}.
 void decode_overload(yaml::DocReader& doc, const yaml::Field& f, SettingsSpec* out);
+// Settings spec.etcdConfigSource: {address, prefix, timeout} (decode_etcd.cc).
+void decode_etcd_config_source(yaml::DocReader& doc, const yaml::Field& f,
+                               EtcdConfigSourceSpec* out);
 // A route's options.retries: {retryOn, retriableStatusCodes, numRetries, perTryTimeout,
 // retryBackOff {baseInterval, maxInterval}, retryNonIdempotent}.
 void decode_retries(yaml::DocReader& doc, const yaml::Field& f, RetryOptions* out);

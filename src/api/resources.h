@@ -433,6 +433,13 @@ struct UpstreamGroupSpec {
   std::vector<Destination> destinations;
 };
 
+// spec.etcdConfigSource: resources kept in etcd v3 below a prefix (docs/configuration.md).
+struct EtcdConfigSourceSpec {
+  std::string address = "http://127.0.0.1:2379";
+  std::string prefix = "portico";  // without a trailing '/'
+  Millis timeout{5000};            // one range request
+};
+
 struct SettingsSpec {
   // invalidConfigPolicy: an invalid delegated route is replaced by a direct response (or dropped).
   bool replace_invalid_routes = false;
@@ -441,6 +448,7 @@ struct SettingsSpec {
   // spec.overload: process-wide limits of the data plane. Unset: none.
   std::optional<uint32_t> overload_max_connections;
   std::optional<uint64_t> overload_max_heap_bytes;
+  std::optional<EtcdConfigSourceSpec> etcd_config_source;
 };
 
 // ---- A decoded document ----

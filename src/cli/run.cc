@@ -668,6 +668,7 @@ class Runner {
       out += "portico_config_source_up{source=\"" + name + "\"} " + (problem.empty() ? "1" : "0") +
              "\n";
     }
+    out += pipeline_.source_stats();
     return out;
   }
 

@@ -84,6 +84,13 @@ class Pipeline {
       out.emplace_back(std::string(s->name()), s->problem());
     return out;
   }
+  // Every source's own metrics for /stats (ConfigSource::stats()), concatenated.
+  std::string source_stats() const {
+    std::string out;
+    for (const auto& s : sources_)
+      out += s->stats();
+    return out;
+  }
   // The problems alone, one line each, naming their source.
   std::vector<std::string> source_problems() const {
     std::vector<std::string> out;

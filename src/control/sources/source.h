@@ -40,6 +40,10 @@ class ConfigSource {
   // serving what it held before"). A failing source keeps its resources in the store: the last
   // good configuration stays in force.
   virtual std::string problem() const { return {}; }
+
+  // The source's own counters and gauges for /stats, in Prometheus text format with their # TYPE
+  // lines (e.g. portico_etcd_revision); empty when it has none.
+  virtual std::string stats() const { return {}; }
 };
 
 }  // namespace portico::control
