@@ -640,6 +640,7 @@ class Runner {
   // The sources Settings names beyond the directory (etcd, Consul KV, Vault...), made once the
   // directory was read. A later change to them is logged and waits for a restart or an upgrade.
   void start_sources() {
+    sources_started_ = true;
     const api::SettingsSpec* settings = settings_in_force();
     if (!settings) return;
     sources_fingerprint_ = control::sources_fingerprint(*settings);
@@ -673,6 +674,7 @@ class Runner {
   }
 
   void check_sources_changed() {
+    if (!sources_started_) return;  // the first build, before start_sources(): nothing changed
     const api::SettingsSpec* settings = settings_in_force();
     std::string now = settings ? control::sources_fingerprint(*settings) : std::string();
     if (now != sources_fingerprint_ && now != sources_warned_) {
@@ -850,6 +852,7 @@ class Runner {
   control::Pipeline pipeline_;
   std::string sources_fingerprint_;  // of the sources started (start_sources)
   std::string sources_warned_;
+  bool sources_started_ = false;  // start_sources() ran
   proxy::admin::AdminServer admin_;
   asio::steady_timer debounce_;
   asio::steady_timer resync_;

@@ -43,10 +43,8 @@ class EtcdSourceTest(t.IntegrationTest):
         self.a = self.start_upstream("a")
         self.b = self.start_upstream("b")
         self.port = t.free_port()
-        cfg = self.new_config()
-        cfg.write_obj("settings.yaml", t.resource("Settings", "default", {
-            "etcdConfigSource": {"address": f"http://127.0.0.1:{self.relay.port}", "prefix": PREFIX,
-                                 "timeout": "2s"}}))
+        cfg = self.cfg = self.new_config()
+        self.write_settings(PREFIX)
         cfg.write_obj("upstreams.yaml", t.upstream("a", [("127.0.0.1", self.a.port)]),
                       t.upstream("b", [("127.0.0.1", self.b.port)]))
         # No virtualServices: the Gateway serves every VirtualService (those from etcd).
@@ -55,6 +53,11 @@ class EtcdSourceTest(t.IntegrationTest):
         self.portico = self.start_portico(cfg)
 
     # helpers
+
+    def write_settings(self, prefix):
+        self.cfg.write_obj("settings.yaml", t.resource("Settings", "default", {
+            "etcdConfigSource": {"address": f"http://127.0.0.1:{self.relay.port}", "prefix": prefix,
+                                 "timeout": "2s"}}))
 
     def get(self, path, host="shop.example"):
         return t.request(self.port, "GET", path, host=host, timeout=3.0)
@@ -118,8 +121,16 @@ class EtcdSourceTest(t.IntegrationTest):
         self.assertIsNone(self.portico.resource("VirtualService", "shop"))
         self.assertIsNone(self.portico.resource("VirtualService", "other"))
         self.assertEqual(self.served_by("/", "other.example"), 404)
+        # The sources started are the Settings' own: no "sources changed" warning at start.
+        self.assertNotIn("sources changed", self.portico.log())
         self.assertGreaterEqual(self.stat("portico_etcd_events_total"), 3)
         self.assertEqual(self.stat("portico_etcd_ranges_total"), 1)
+
+        # Another prefix in Settings: logged, effective at the next start; the source in force stays.
+        self.write_settings("elsewhere")
+        t.wait_until(lambda: "sources changed" in self.portico.log(), 3.0, message="the change is logged")
+        self.put_shop("a")
+        self.wait_served_by("/x", "a", timeout=2.0)
 
     def test_bad_value_keeps_the_previous_version(self):
         self.put_shop("a")
