@@ -14,6 +14,7 @@
 #include <chrono>
 #include <condition_variable>
 #include <filesystem>
+#include <map>
 #include <mutex>
 #include <string>
 #include <thread>
@@ -247,6 +248,61 @@ TEST_F(EtcdSourceTest, RangesThenWatches) {
   EXPECT_EQ(seen.upserts[2].origin.key, b);
   EXPECT_EQ(source->counters().ranges, 1u);  // resumed, not read again
   source.reset();                            // stops its thread
+}
+
+TEST_F(EtcdSourceTest, ANewClusterIsReadAgain) {
+  etcd::EtcdClient c = client();
+  const std::string a = "portico/gateway.portico.dev/v1/VirtualService/default/a";
+  const std::string b = "portico/gateway.portico.dev/v1/VirtualService/default/b";
+  ASSERT_TRUE(c.put_if(a, service("a", "one"), 0));
+  ASSERT_TRUE(c.put_if(b, service("b", "one"), 0));
+  for (int i = 0; i < 5; ++i)  // the old cluster's revision ends up above the new one's
+    ASSERT_TRUE(c.put_if("elsewhere/" + std::to_string(i), "x", 0));
+
+  EtcdSourceOptions options;
+  options.address = address();
+  auto made = EtcdSource::make(options);
+  ASSERT_TRUE(made) << made.error().message;
+  std::unique_ptr<EtcdSource> source = std::move(made.value());
+  source->start([] {});
+  Delta seen;
+  std::map<std::string, std::string> in_force;  // origin key -> spec JSON, as a store would hold
+  auto poll_until = [&](const std::function<bool()>& pred) {
+    const auto deadline = std::chrono::steady_clock::now() + 10s;
+    while (std::chrono::steady_clock::now() < deadline) {
+      Delta d = source->poll(false);
+      for (auto& r : d.removals) {
+        in_force.erase(r.key);
+        seen.removals.push_back(std::move(r));
+      }
+      for (auto& u : d.upserts) {
+        in_force[u.origin.key] = u.resource->spec_json;
+        seen.upserts.push_back(std::move(u));
+      }
+      if (pred()) return true;
+      std::this_thread::sleep_for(20ms);
+    }
+    return false;
+  };
+  ASSERT_TRUE(poll_until([&] { return seen.upserts.size() == 2; }));
+
+  // Replaced by a new, empty cluster on the same address (a restore from nothing) holding only a
+  // changed a: b goes, a changes, nothing else is delivered.
+  stop_etcd();
+  fs::remove_all(dir_ / "data");
+  start_etcd();
+  ASSERT_TRUE(c.put_if(a, service("a", "two"), 0));
+  // (Whether the source reads the new cluster before or after the put, it ends the same.)
+  ASSERT_TRUE(poll_until([&] {
+    return in_force.size() == 1 && in_force.count(a) &&
+           in_force[a].find("two") != std::string::npos;
+  }));
+  ASSERT_FALSE(seen.removals.empty());
+  EXPECT_EQ(seen.removals[0].key, b);
+  EXPECT_EQ(seen.upserts.back().origin.key, a);
+  EXPECT_GE(source->counters().resyncs, 1u);
+  EXPECT_EQ(source->counters().ranges, 1u + source->counters().resyncs);
+  EXPECT_EQ(source->problem(), "");
 }
 
 }  // namespace
