@@ -835,6 +835,65 @@ void decode_headers_to_add(DocReader& doc, const Field& f, bool request,
   });
 }
 
+// healthChecks[].grpcHealthCheck: serviceName, authority, initialMetadata (Envoy's
+// GrpcHealthCheck); anything else is rejected by name.
+void decode_grpc_health_check(DocReader& doc, const Field& f, UpstreamHealthCheck* hc) {
+  MapReader m(doc, f.value, f.path, f.loc);
+  if (!m.ok()) return;
+  Location where;
+  if (m.string("serviceName", &hc->service_name, false, &where) && hc->service_name.size() > 1024) {
+    doc.error(where, m.child_path("serviceName"), "is longer than 1024 bytes");
+  }
+  if (m.string("authority", &hc->host, false, &where) &&
+      (hc->host.empty() || hc->host.find_first_of(" \t\r\n") != std::string::npos ||
+       !is_safe_header_value(hc->host))) {
+    doc.error(where, m.child_path("authority"),
+              "must be a non-empty host[:port] without spaces or line breaks");
+  }
+  if (auto md = m.list("initialMetadata")) {
+    yaml::for_each_item(*md, [&](const YAML::Node& item, const std::string& path, Location loc) {
+      MapReader im(doc, item, path, loc);
+      if (!im.ok()) return;
+      std::string name, value;
+      if (auto hf = im.map("header", true)) {
+        MapReader hv(doc, hf->value, hf->path, hf->loc);
+        Location kw;
+        if (hv.string("key", &name, true, &kw)) {
+          const std::string lower = to_lower(name);
+          if (!is_http_token(name)) {
+            doc.error(kw, hv.child_path("key"), "\"" + name + "\" is not a valid header name");
+          } else if (is_reserved_header(lower) || lower == "content-type" ||
+                     lower == "user-agent" || lower.rfind("grpc-", 0) == 0) {
+            doc.error(kw, hv.child_path("key"),
+                      "\"" + name +
+                          "\" cannot be set: hop-by-hop, framing, Host, content-type, "
+                          "user-agent and grpc-* headers are set by the health check");
+          } else {
+            for (const auto& [other, v] : hc->initial_metadata) {
+              if (other == lower) {
+                doc.error(kw, hv.child_path("key"), "\"" + name + "\" is listed twice");
+                break;
+              }
+            }
+            name = lower;
+          }
+        }
+        Location vw;
+        if (hv.string("value", &value, false, &vw) && !is_safe_header_value(value)) {
+          doc.error(vw, hv.child_path("value"), "must not contain CR, LF or NUL");
+        }
+        hv.finish();
+      }
+      // Each name is sent once: appending or replacing makes no difference.
+      bool append = true;
+      im.boolean("append", &append);
+      im.finish();
+      if (!name.empty()) hc->initial_metadata.emplace_back(std::move(name), std::move(value));
+    });
+  }
+  m.finish();
+}
+
 void decode_headers_to_remove(DocReader& doc, const Field& f, bool request,
                               std::vector<std::string>* out) {
   yaml::for_each_item(f, [&](const YAML::Node& item, const std::string& path, Location loc) {
@@ -1116,16 +1175,8 @@ void decode_upstream(DocReader& doc, MapReader& spec, const ObjectMeta& meta, Up
             StaticHost host;
             Location where;
             if (h.string("addr", &host.address, true, &where)) {
-              if (ip_family(host.address) == 0) {
-                std::string hint =
-                    !host.address.empty() && host.address.front() == '['
-                        ? " (write IPv6 addresses without brackets)"
-                        : "; hostnames are not supported yet (DNS discovery comes later)";
-                doc.error(where, h.child_path("addr"),
-                          "\"" + host.address + "\" is not a numeric IP address" + hint);
-              } else {
-                host.address = canonical_ip(host.address);
-              }
+              std::string error = check_host_address(host.address, &host.address, &host.is_name);
+              if (!error.empty()) doc.error(where, h.child_path("addr"), error);
             }
             uint64_t n = 0;
             if (h.uint("port", 1, 65535, &n, true)) host.port = static_cast<uint16_t>(n);
@@ -1217,16 +1268,15 @@ void decode_upstream(DocReader& doc, MapReader& spec, const ObjectMeta& meta, Up
       }
       if (auto f = h.take("grpcHealthCheck")) {
         ++kinds;
-        doc.error(f->loc, f->path,
-                  "gRPC health checks are not implemented: rejected rather than served without "
-                  "them (use httpHealthCheck or tcpHealthCheck)");
+        hc.grpc = true;
+        if (!f->is_null()) decode_grpc_health_check(doc, *f, &hc);
       }
       if (auto f = h.take("customHealthCheck")) {
         ++kinds;
         doc.error(f->loc, f->path, "custom health checks are not supported");
       }
       if (kinds == 0) {
-        doc.error(loc, path, "needs one of httpHealthCheck, tcpHealthCheck");
+        doc.error(loc, path, "needs one of httpHealthCheck, tcpHealthCheck, grpcHealthCheck");
       } else if (kinds > 1) {
         doc.error(loc, path,
                   "has more than one of httpHealthCheck, tcpHealthCheck, grpcHealthCheck");
@@ -1350,6 +1400,39 @@ void decode_upstream_group(DocReader& doc, MapReader& spec, const ObjectMeta& me
   decode_weighted_destinations(doc, *list, meta.ns, &out->destinations);
 }
 
+namespace {
+
+// "ip", "ip:port", "[ipv6]" or "[ipv6]:port" (c-ares' server list syntax).
+bool valid_dns_server(std::string_view text) {
+  if (ip_family(text) != 0) return true;
+  std::string_view host = text;
+  std::string_view port;
+  if (!text.empty() && text.front() == '[') {
+    size_t close = text.find(']');
+    if (close == std::string_view::npos) return false;
+    host = text.substr(1, close - 1);
+    if (ip_family(host) != 6) return false;
+    if (close + 1 == text.size()) return true;
+    if (text[close + 1] != ':') return false;
+    port = text.substr(close + 2);
+  } else {
+    size_t colon = text.find(':');
+    if (colon == std::string_view::npos) return false;
+    host = text.substr(0, colon);
+    port = text.substr(colon + 1);
+    if (ip_family(host) != 4) return false;
+  }
+  if (port.empty() || port.size() > 5) return false;
+  uint32_t p = 0;
+  for (char c : port) {
+    if (c < '0' || c > '9') return false;
+    p = p * 10 + static_cast<uint32_t>(c - '0');
+  }
+  return p >= 1 && p <= 65535;
+}
+
+}  // namespace
+
 void decode_settings(DocReader& doc, MapReader& spec, SettingsSpec* out) {
   if (auto p = spec.map("invalidConfigPolicy")) {
     MapReader m(doc, p->value, p->path, p->loc);
@@ -1370,6 +1453,32 @@ void decode_settings(DocReader& doc, MapReader& spec, SettingsSpec* out) {
     m.finish();
   }
   if (auto f = spec.map("overload")) detail::decode_overload(doc, *f, out);
+  if (auto f = spec.map("dns")) {
+    MapReader m(doc, f->value, f->path, f->loc);
+    if (auto servers = m.list("servers")) {
+      yaml::for_each_item(*servers, [&](const YAML::Node& item, const std::string& path,
+                                        Location loc) {
+        std::string text;
+        if (!yaml::read_string(doc, item, path, loc, &text)) return;
+        if (!valid_dns_server(text)) {
+          doc.error(loc, path,
+                    "\"" + text + "\" is not a DNS server address (ip, ip:port or [ipv6]:port)");
+          return;
+        }
+        out->dns_servers.push_back(text);
+      });
+    }
+    Location where;
+    for (auto [key, field] : {std::pair{"minRefresh", &out->dns_min_refresh},
+                              std::pair{"maxRefresh", &out->dns_max_refresh},
+                              std::pair{"timeout", &out->dns_timeout}}) {
+      if (m.duration(key, field, false, &where) && field->count() <= 0)
+        doc.error(where, m.child_path(key), "must be greater than 0");
+    }
+    if (out->dns_max_refresh < out->dns_min_refresh)
+      doc.error(f->loc, f->path, "maxRefresh is shorter than minRefresh");
+    m.finish();
+  }
   // Sources: only what exists today (configuration and secrets from a directory).
   for (const char* directory :
        {"directoryConfigSource", "directorySecretSource", "directoryArtifactSource"}) {

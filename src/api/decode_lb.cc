@@ -32,15 +32,8 @@ bool read_percent(DocReader& doc, const Field& f, uint32_t* out) {
 void decode_lb_endpoint(DocReader& doc, MapReader& h, StaticHost* host) {
   Location where;
   if (h.string("address", &host->address, true, &where)) {
-    if (ip_family(host->address) == 0) {
-      doc.error(where, h.child_path("address"),
-                "\"" + host->address + "\" is not a numeric IP address" +
-                    (!host->address.empty() && host->address.front() == '['
-                         ? " (write IPv6 addresses without brackets)"
-                         : "; hostnames are not supported yet"));
-    } else {
-      host->address = canonical_ip(host->address);
-    }
+    std::string error = check_host_address(host->address, &host->address, &host->is_name);
+    if (!error.empty()) doc.error(where, h.child_path("address"), error);
   }
   uint64_t n = 0;
   if (h.uint("port", 1, 65535, &n, true)) host->port = static_cast<uint16_t>(n);

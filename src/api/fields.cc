@@ -1,5 +1,7 @@
 #include "api/fields.h"
 
+#include <cctype>
+
 #include <arpa/inet.h>
 
 #include <cstdint>
@@ -124,6 +126,43 @@ std::string check_name(std::string_view name) {
     return msg;
   }
   return {};
+}
+
+std::string check_host_address(std::string_view address, std::string* out, bool* is_name) {
+  *is_name = false;
+  if (ip_family(address) != 0) {
+    *out = canonical_ip(address);
+    return "";
+  }
+  const std::string quoted = "\"" + std::string(address) + "\"";
+  if (!address.empty() && address.front() == '[') {
+    return quoted + " is not a numeric IP address (write IPv6 addresses without brackets)";
+  }
+  std::string_view name = address;
+  if (!name.empty() && name.back() == '.') name.remove_suffix(1);  // fully qualified
+  if (name.empty() || name.size() > 253) return quoted + " is neither an IP address nor a DNS name";
+  std::string lower;
+  size_t label = 0;
+  bool all_digits = true;  // of the last label: "10.0.0.256" is a typo, not a name
+  for (char c : name) {
+    if (c == '.') {
+      if (label == 0) return quoted + " is not a DNS name (empty label)";
+      label = 0;
+      all_digits = true;
+      lower.push_back(c);
+      continue;
+    }
+    const bool ok = std::isalnum(static_cast<unsigned char>(c)) || c == '-' || c == '_';
+    if (!ok) return quoted + " is neither an IP address nor a DNS name";
+    if (++label > 63) return quoted + " is not a DNS name (a label longer than 63 characters)";
+    if (!std::isdigit(static_cast<unsigned char>(c))) all_digits = false;
+    lower.push_back(static_cast<char>(std::tolower(static_cast<unsigned char>(c))));
+  }
+  if (label == 0) return quoted + " is not a DNS name (empty label)";
+  if (all_digits) return quoted + " is not a valid IP address";
+  *out = std::move(lower);
+  *is_name = true;
+  return "";
 }
 
 int ip_family(std::string_view address) {

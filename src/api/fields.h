@@ -22,6 +22,10 @@ int ip_family(std::string_view address);
 // Canonical text of a numeric address ("::0001" -> "::1"); the input when it is not an address.
 std::string canonical_ip(std::string_view address);
 
+// An upstream host's address: a numeric IP (canonicalised into *out) or a DNS name (lower-cased
+// into *out, *is_name set; resolved by the control plane). Returns the error message, or "".
+std::string check_host_address(std::string_view address, std::string* out, bool* is_name);
+
 // RFC 9110 token (header field names, methods).
 bool is_http_token(std::string_view text);
 // A header value that can be sent as is: no CR, LF or NUL.

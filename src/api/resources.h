@@ -355,9 +355,10 @@ struct VirtualServiceSpec {
 enum class LbPolicy { kRoundRobin, kLeastRequest, kRandom, kRingHash, kMaglev };
 
 struct StaticHost {
-  std::string address;  // numeric IPv4 or IPv6
+  std::string address;  // numeric IPv4 or IPv6, or a DNS name (is_name)
   uint16_t port = 0;
   uint32_t weight = 1;
+  bool is_name = false;  // resolved by the control plane (A and AAAA), refreshed within the TTL
 };
 
 // failover.prioritizedLocalities[k]: the hosts of failover tier k + 1 (the locality labels are
@@ -370,7 +371,8 @@ struct FailoverTier {
 // Upstream spec.healthChecks[0] (Gloo's copy of Envoy's HealthCheck); defaults as in
 // docs/configuration.md.
 struct UpstreamHealthCheck {
-  bool tcp = false;  // tcpHealthCheck; else httpHealthCheck
+  bool tcp = false;   // tcpHealthCheck
+  bool grpc = false;  // grpcHealthCheck; neither: httpHealthCheck
   Millis timeout{1000};
   Millis interval{5000};
   Millis interval_jitter{0};
@@ -378,8 +380,10 @@ struct UpstreamHealthCheck {
   uint32_t unhealthy_threshold = 3;
   uint32_t healthy_threshold = 2;
   std::string path = "/";
-  std::string host;
-  std::vector<std::pair<uint16_t, uint16_t>> expected_statuses;  // [start, end)
+  std::string host;  // httpHealthCheck.host; grpcHealthCheck.authority
+  std::vector<std::pair<uint16_t, uint16_t>> expected_statuses;       // [start, end)
+  std::string service_name;                                           // grpcHealthCheck.serviceName
+  std::vector<std::pair<std::string, std::string>> initial_metadata;  // lower-case names
 };
 
 // Upstream spec.outlierDetection (Envoy's OutlierDetection, the consecutive-failure detectors).
@@ -449,6 +453,11 @@ struct SettingsSpec {
   std::optional<uint32_t> overload_max_connections;
   std::optional<uint64_t> overload_max_heap_bytes;
   std::optional<EtcdConfigSourceSpec> etcd_config_source;
+  // spec.dns: how Upstream hosts written as names are resolved (applied without a restart).
+  std::vector<std::string> dns_servers;  // "ip", "ip:port", "[ipv6]:port"; empty: /etc/resolv.conf
+  Millis dns_min_refresh{1000};
+  Millis dns_max_refresh{300000};
+  Millis dns_timeout{2000};
 };
 
 // ---- A decoded document ----

@@ -21,6 +21,7 @@
 #include "cli/commands.h"
 #include "cli/upgrade.h"
 #include "common/log.h"
+#include "control/discovery/dns.h"
 #include "control/pipeline.h"
 #include "control/sources/factory.h"
 #include "control/sources/file_source.h"
@@ -287,6 +288,18 @@ class Runner {
       wait_for_changes();
     } else {
       LOG_ERROR("configuration changes will not be seen: %s", watcher.error().message.c_str());
+    }
+    {
+      // DNS discovery (Upstream hosts written as names), always on: lookups begin once the
+      // Settings are known (configure_dns, after each sync).
+      auto dns = std::make_unique<control::DnsDiscovery>();
+      dns_ = dns.get();
+      dns->start([this] {
+        asio::post(io_, [this] {
+          if (!draining_) schedule_rebuild();
+        });
+      });
+      pipeline_.add_discovery(std::move(dns));
     }
     rebuild(false);
     start_sources();
@@ -673,6 +686,31 @@ class Runner {
     return out;
   }
 
+  void configure_dns() {
+    if (!dns_) return;
+    control::DnsOptions o;
+    if (const api::SettingsSpec* settings = settings_in_force()) {
+      o.servers = settings->dns_servers;
+      o.min_refresh = settings->dns_min_refresh;
+      o.max_refresh = settings->dns_max_refresh;
+      o.timeout = settings->dns_timeout;
+    }
+    dns_->configure(o);
+  }
+
+  std::string dns_stats() const {
+    if (!dns_) return {};
+    auto c = dns_->counters();
+    return "# TYPE portico_dns_lookups_total counter\nportico_dns_lookups_total " +
+           std::to_string(c.lookups) +
+           "\n# TYPE portico_dns_lookup_failures_total "
+           "counter\nportico_dns_lookup_failures_total " +
+           std::to_string(c.failures) + "\n# TYPE portico_dns_names gauge\nportico_dns_names " +
+           std::to_string(c.names) +
+           "\n# TYPE portico_dns_names_failing gauge\nportico_dns_names_failing " +
+           std::to_string(c.failing) + "\n";
+  }
+
   void check_sources_changed() {
     if (!sources_started_) return;  // the first build, before start_sources(): nothing changed
     const api::SettingsSpec* settings = settings_in_force();
@@ -702,6 +740,7 @@ class Runner {
                 static_cast<unsigned long long>(pipeline_.version()));
       return;
     }
+    configure_dns();
     if (!result.built) return;  // nothing changed
     check_sources_changed();
     const auto& current = pipeline_.current();
@@ -766,8 +805,8 @@ class Runner {
     }
     if (path == "/stats") {
       return {200, "text/plain; version=0.0.4",
-              registry_.render() + pipeline_.metrics().render() + source_stats() + upgrade_stats() +
-                  proxy::access_log::Manager::instance().render_stats() +
+              registry_.render() + pipeline_.metrics().render() + source_stats() + dns_stats() +
+                  upgrade_stats() + proxy::access_log::Manager::instance().render_stats() +
                   proxy::overload::render_stats()};
     }
     if (path == "/config_dump") {
@@ -850,7 +889,8 @@ class Runner {
   proxy::Server server_;
   control::FileSource* files_ = nullptr;  // owned by pipeline_
   control::Pipeline pipeline_;
-  std::string sources_fingerprint_;  // of the sources started (start_sources)
+  control::DnsDiscovery* dns_ = nullptr;  // owned by pipeline_
+  std::string sources_fingerprint_;       // of the sources started (start_sources)
   std::string sources_warned_;
   bool sources_started_ = false;  // start_sources() ran
   proxy::admin::AdminServer admin_;

@@ -6,6 +6,7 @@
 #include <stdexcept>
 #include <tuple>
 
+#include "control/discovery/discovery.h"
 #include "control/sources/file_source.h"
 
 namespace portico::control {
@@ -206,6 +207,19 @@ Pipeline::SyncResult Pipeline::sync(bool full, int64_t seen_unix_ms) {
         }
       }
     }
+    // Discovery: what the sources found since the previous sync.
+    bool discovered = false;
+    for (auto& d : discovery_) {
+      std::optional<DiscoveredMap> found = d->poll();
+      if (!found) continue;
+      const std::string prefix = std::string(d->name()) + ":";
+      for (auto it = discovered_.lower_bound(prefix);
+           it != discovered_.end() && it->first.compare(0, prefix.size(), prefix) == 0;) {
+        it = discovered_.erase(it);
+      }
+      discovered_.merge(*found);
+      discovered = true;
+    }
     if (change.any()) dirty_ = true;
     for (const auto& key : change.changed_keys) {
       timings_[key] = ChangeTimings{seen_unix_ms, -1, -1};
@@ -217,7 +231,7 @@ Pipeline::SyncResult Pipeline::sync(bool full, int64_t seen_unix_ms) {
     const bool retry_listeners =
         std::any_of(listener_failures_.begin(), listener_failures_.end(),
                     [](const ListenerFailure& f) { return !f.listener.empty(); });
-    bool publish = publish_pending_ || change.semantic || retry_listeners;
+    bool publish = publish_pending_ || change.semantic || retry_listeners || discovered;
     if (!dirty_ && !publish) return result;
 
     std::set<std::string> accepted;
@@ -242,6 +256,9 @@ Pipeline::SyncResult Pipeline::sync(bool full, int64_t seen_unix_ms) {
       {
         // Each kind of item keeps its version when it did not change since what is in force.
         auto typed = std::make_shared<snapshot::ProxyConfig>(*built.config);
+        for (auto& d : discovery_)
+          d->watch(targets_of(*typed, d->name()));
+        apply_discovered(*typed, discovered_);
         snapshot::assign_type_versions(*typed, published_.get());
         built.config = std::move(typed);
       }
@@ -257,7 +274,10 @@ Pipeline::SyncResult Pipeline::sync(bool full, int64_t seen_unix_ms) {
       while (in_flight_.size() > 64)
         in_flight_.erase(in_flight_.begin());  // never acknowledged (workers stopping)
       result.published = true;
-      if (built.partial && !listener_failures_.empty()) {
+      auto problems = discovery_problems(*published_, discovered_);
+      const bool problems_changed = problems != discovery_problems_;
+      discovery_problems_ = std::move(problems);
+      if (built.partial && (!listener_failures_.empty() || problems_changed)) {
         // Listener failures add reasons to statuses a partial build did not carry: the whole
         // list again (the translation reuses everything it can).
         accepted.clear();
@@ -302,6 +322,26 @@ Pipeline::SyncResult Pipeline::sync(bool full, int64_t seen_unix_ms) {
           if (r.state == State::kAccepted) r.state = State::kWarning;
         }
       }
+    }
+
+    // Discovery problems: warnings on the Upstreams whose names do not resolve. Statuses a
+    // partial build carried over hold the same ones (a change of them makes the build whole).
+    for (auto& r : built.resources) {
+      if (r.kind != "Upstream") continue;
+      auto& reasons = r.reasons;
+      const size_t before = reasons.size();
+      reasons.erase(std::remove_if(reasons.begin(), reasons.end(),
+                                   [](const Diagnostic& d) { return d.path == "discovery"; }),
+                    reasons.end());
+      auto it = discovery_problems_.find(r.kind + "/" + r.ns + "/" + r.name);
+      if (it != discovery_problems_.end()) {
+        for (const auto& line : it->second)
+          reasons.push_back(
+              make(Diagnostic::Severity::kWarning, r.file, r.line, 0, "discovery", line));
+      }
+      if (r.state == State::kAccepted && it != discovery_problems_.end()) r.state = State::kWarning;
+      if (r.state == State::kWarning && reasons.size() < before && reasons.empty())
+        r.state = State::kAccepted;
     }
 
     update_statuses(built, translated_at, built.partial ? &touched : nullptr);

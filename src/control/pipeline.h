@@ -18,6 +18,7 @@
 
 #include "api/decode.h"
 #include "api/diagnostic.h"
+#include "control/discovery/discovery.h"
 #include "control/sources/source.h"
 #include "control/status/metrics.h"
 #include "control/status/status.h"
@@ -77,6 +78,15 @@ class Pipeline {
   // Another source (etcd, Consul KV, Kubernetes...): polled after the ones before it, into the
   // same store. A resource that two sources define stays with the one that defined it first.
   void add_source(std::unique_ptr<ConfigSource> source) { sources_.push_back(std::move(source)); }
+  // A discovery source (DNS; Consul, Nomad...): it watches the targets of the configuration about
+  // to be published, and what it finds is added to the clusters' endpoints before each
+  // publication. Its news (start's wake) need a sync; an endpoint change translates nothing.
+  void add_discovery(std::unique_ptr<DiscoverySource> source) {
+    discovery_.push_back(std::move(source));
+  }
+  // What discovery found, by target key (for /config_dump and tests).
+  const DiscoveredMap& discovered() const { return discovered_; }
+
   // Each source's name and problem (empty: fine), in the order they are polled.
   std::vector<std::pair<std::string, std::string>> source_states() const {
     std::vector<std::pair<std::string, std::string>> out;
@@ -145,6 +155,10 @@ class Pipeline {
   void render();
 
   std::vector<std::unique_ptr<ConfigSource>> sources_;
+  std::vector<std::unique_ptr<DiscoverySource>> discovery_;
+  DiscoveredMap discovered_;
+  // Discovery problems in the statuses now, by "Upstream/<ns>/<name>".
+  std::map<std::string, std::vector<std::string>> discovery_problems_;
   PublishFn publish_;
   TranslateFn translate_;
   std::unique_ptr<Translator> translator_;  // the default translate_

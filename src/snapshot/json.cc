@@ -374,13 +374,25 @@ Json cluster_json(const Cluster& c) {
     eps.push_back(std::move(ej));
   }
   j["endpoints"] = std::move(eps);
+  if (!c.discovery.empty()) {
+    Json ds = Json::array();
+    for (const auto& d : c.discovery) {
+      Json dj{{"source", d.source}, {"name", d.name}, {"port", d.port}, {"weight", d.weight}};
+      if (d.priority != 0) dj["priority"] = d.priority;
+      ds.push_back(std::move(dj));
+    }
+    j["discovery"] = std::move(ds);
+  }
   j["connect_timeout_ms"] = c.connect_timeout.count();
   j["max_requests_per_connection"] = c.max_requests_per_connection;
   j["idle_connection_timeout_ms"] = c.idle_connection_timeout.count();
   if (c.tls) j["tls"] = tls_client_json(*c.tls);
   if (c.health_check) {
     const auto& h = *c.health_check;
-    Json hc{{"kind", h.kind == HealthCheck::Kind::kTcp ? "tcp" : "http"},
+    const char* kind = h.kind == HealthCheck::Kind::kTcp    ? "tcp"
+                       : h.kind == HealthCheck::Kind::kGrpc ? "grpc"
+                                                            : "http";
+    Json hc{{"kind", kind},
             {"timeout_ms", h.timeout.count()},
             {"interval_ms", h.interval.count()},
             {"interval_jitter_ms", h.interval_jitter.count()},
@@ -394,6 +406,14 @@ Json cluster_json(const Cluster& c) {
       for (const auto& [start, end] : h.expected_statuses)
         ranges.push_back(Json{{"start", start}, {"end", end}});
       hc["expected_statuses"] = std::move(ranges);
+    } else if (h.kind == HealthCheck::Kind::kGrpc) {
+      hc["service_name"] = h.service_name;
+      if (!h.host.empty()) hc["authority"] = h.host;
+      // Names only: metadata values may be credentials.
+      Json names = Json::array();
+      for (const auto& [name, value] : h.initial_metadata)
+        names.push_back(name);
+      if (!names.empty()) hc["initial_metadata"] = std::move(names);
     }
     j["health_check"] = std::move(hc);
   }

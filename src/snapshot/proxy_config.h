@@ -331,12 +331,26 @@ struct Endpoint {
   bool operator==(const Endpoint&) const = default;
 };
 
+// What the control plane discovers for a cluster: a DNS name today (Upstream static hosts written
+// as names); Consul, Nomad and Kubernetes services later. The data plane ignores it: the control
+// plane resolves it into `Cluster::endpoints` before it publishes (control/discovery).
+struct DiscoveryTarget {
+  std::string source;  // "dns"
+  std::string name;    // the DNS name (lower case, no trailing dot)
+  uint16_t port = 0;
+  uint32_t weight = 1;
+  uint32_t priority = 0;  // failover tier of the endpoints it yields
+  // What the source watches (the same name for two clusters is resolved once).
+  std::string key() const { return source + ":" + name; }
+  bool operator==(const DiscoveryTarget&) const = default;
+};
+
 enum class LbPolicy { kRoundRobin, kLeastRequest, kRandom, kRingHash, kMaglev };
 
 // An active health check of every endpoint of a cluster (Upstream healthChecks). One checker per
 // endpoint for the whole process (the data plane's health thread), not one per worker.
 struct HealthCheck {
-  enum class Kind { kHttp, kTcp };
+  enum class Kind { kHttp, kTcp, kGrpc };
   Kind kind = Kind::kHttp;
   Millis timeout{1000};                  // a check not answered within this fails
   Millis interval{5000};                 // between two checks of one endpoint
@@ -346,9 +360,13 @@ struct HealthCheck {
   uint32_t healthy_threshold = 2;        // consecutive successes that bring it back
   // HTTP: GET `path` with Host `host` (empty: the endpoint's address:port); healthy when the
   // status is in one of the [start, end) ranges (empty: 200 only).
+  // gRPC (grpc.health.v1.Health/Check over HTTP/2): `host` is the :authority (empty: the
+  // endpoint's address:port); healthy when the answer is SERVING for `service_name`.
   std::string path = "/";
   std::string host;
   std::vector<std::pair<uint16_t, uint16_t>> expected_statuses;
+  std::string service_name;
+  std::vector<std::pair<std::string, std::string>> initial_metadata;  // lower-case names
   bool operator==(const HealthCheck&) const = default;
 };
 
@@ -391,8 +409,10 @@ struct Cluster {
   std::string name;  // "<namespace>/<upstream>"
   LbPolicy lb = LbPolicy::kRoundRobin;
   std::vector<Endpoint> endpoints;  // ordered by priority (tier 0 first)
-  uint32_t choice_count = 2;        // least request: hosts sampled per pick
-  uint64_t ring_min_size = 1024;    // ring hash: entries in the ring, at least / at most
+  // Endpoints to discover (added to `endpoints` by the control plane as they are found).
+  std::vector<DiscoveryTarget> discovery;
+  uint32_t choice_count = 2;      // least request: hosts sampled per pick
+  uint64_t ring_min_size = 1024;  // ring hash: entries in the ring, at least / at most
   uint64_t ring_max_size = 8 * 1024 * 1024;
   uint32_t maglev_table_size = 65537;  // maglev: entries in the lookup table (a prime)
   // Percent of available hosts (in a tier) below which availability is ignored (panic mode);

@@ -7,6 +7,7 @@ namespace portico::api {
 namespace {
 
 using ::testing::ElementsAre;
+using ::testing::HasSubstr;
 using ::testing::IsEmpty;
 
 DecodedFile decode(const std::string& yaml) {
@@ -147,7 +148,7 @@ TEST(ApiDecodeLb, RejectedFailoverFields) {
       - localityEndpoints:
           - loadBalancingWeight: 2
             lbEndpoints:
-              - {address: db.local, port: 8080, healthCheckConfig: {}}
+              - {address: db_local!, port: 8080, healthCheckConfig: {}}
           - lbEndpoints: []
 )")),
       ElementsAre(
@@ -158,8 +159,8 @@ TEST(ApiDecodeLb, RejectedFailoverFields) {
           "locality weights (locality-weighted load balancing) are not supported",
           "u.yaml:11:27: error: "
           "spec.failover.prioritizedLocalities[0].localityEndpoints[0].lbEndpoints[0].address: "
-          "\"db.local\" is not a numeric IP address; hostnames are not supported yet",
-          "u.yaml:11:49: error: "
+          "\"db_local!\" is neither an IP address nor a DNS name",
+          "u.yaml:11:50: error: "
           "spec.failover.prioritizedLocalities[0].localityEndpoints[0].lbEndpoints[0]."
           "healthCheckConfig: unknown field \"healthCheckConfig\": not implemented (refused rather "
           "than ignored)",
@@ -218,6 +219,61 @@ TEST(ApiDecodeLb, RejectedHashPolicies) {
           "u.yaml:15:18: error: "
           "spec.virtualHost.routes[0].options.lbHash.hashPolicies[5].queryParameter: unknown field "
           "\"queryParameter\": not implemented (refused rather than ignored)"));
+}
+
+}  // namespace
+}  // namespace portico::api
+
+namespace portico::api {
+namespace {
+
+TEST(ApiDecodeDns, HostsMayBeNames) {
+  DecodedFile f = decode(
+      "kind: Upstream\nmetadata: {name: u}\nspec:\n  static:\n    hosts:\n"
+      "      - {addr: 10.0.0.1, port: 80}\n      - {addr: API.Internal.Example., port: 8080}\n"
+      "      - {addr: bad_name!, port: 80}\n      - {addr: 10.0.0.256, port: 80}\n"
+      "      - {addr: a..b, port: 80}\n");
+  ASSERT_EQ(f.resources.size(), 1u);
+  const auto& r = f.resources[0];
+  std::vector<std::string> errors;
+  for (const auto& d : r.diagnostics)
+    errors.push_back(d.to_string());
+  EXPECT_THAT(errors,
+              ElementsAre(HasSubstr("\"bad_name!\" is neither an IP address nor a DNS name"),
+                          HasSubstr("\"10.0.0.256\" is not a valid IP address"),
+                          HasSubstr("\"a..b\" is not a DNS name (empty label)")));
+  const auto& hosts = std::get<UpstreamSpec>(r.spec).hosts;
+  ASSERT_GE(hosts.size(), 2u);
+  EXPECT_FALSE(hosts[0].is_name);
+  EXPECT_TRUE(hosts[1].is_name);
+  EXPECT_EQ(hosts[1].address, "api.internal.example");
+}
+
+TEST(ApiDecodeDns, SettingsDns) {
+  DecodedFile ok = decode(
+      "kind: Settings\nmetadata: {name: s}\nspec:\n  dns:\n    servers: [10.0.0.2, "
+      "\"10.0.0.3:5353\", \"[::1]:53\", \"::1\"]\n    minRefresh: 500ms\n    maxRefresh: 1m\n"
+      "    timeout: 1s\n");
+  ASSERT_EQ(ok.resources.size(), 1u);
+  EXPECT_TRUE(ok.resources[0].diagnostics.empty()) << ok.resources[0].diagnostics[0].to_string();
+  const auto& s = std::get<SettingsSpec>(ok.resources[0].spec);
+  EXPECT_EQ(s.dns_servers.size(), 4u);
+  EXPECT_EQ(s.dns_min_refresh.count(), 500);
+  EXPECT_EQ(s.dns_max_refresh.count(), 60000);
+  EXPECT_EQ(s.dns_timeout.count(), 1000);
+
+  DecodedFile bad = decode(
+      "kind: Settings\nmetadata: {name: s}\nspec:\n  dns:\n    servers: [dns.example, "
+      "\"10.0.0.3:0\"]\n    minRefresh: 10s\n    maxRefresh: 1s\n    search: [corp]\n");
+  ASSERT_EQ(bad.resources.size(), 1u);
+  std::vector<std::string> errors;
+  for (const auto& d : bad.resources[0].diagnostics)
+    errors.push_back(d.to_string());
+  EXPECT_THAT(errors, ElementsAre(HasSubstr("spec.dns: maxRefresh is shorter than minRefresh"),
+                                  HasSubstr("spec.dns.servers[0]: \"dns.example\" is not a DNS "
+                                            "server address"),
+                                  HasSubstr("spec.dns.servers[1]"),
+                                  HasSubstr("spec.dns.search: unknown field")));
 }
 
 }  // namespace

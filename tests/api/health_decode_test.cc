@@ -61,7 +61,7 @@ TEST(HealthDecode, UnsupportedPartsAreErrorsNamingThem) {
   auto f = decode_file("u.yaml", upstream(R"(  healthChecks:
   - interval: 1s
     altPort: 9000
-    grpcHealthCheck: {serviceName: x}
+    customHealthCheck: {name: x}
   - tcpHealthCheck: {send: {text: "0a"}}
 )"));
   ASSERT_EQ(f.resources.size(), 1u);
@@ -69,8 +69,8 @@ TEST(HealthDecode, UnsupportedPartsAreErrorsNamingThem) {
   ASSERT_THAT(l, SizeIs(3));
   // In document order.
   EXPECT_THAT(l[0], HasSubstr("spec.healthChecks[0].altPort: unknown field"));
-  EXPECT_THAT(l[1], HasSubstr("spec.healthChecks[0].grpcHealthCheck: gRPC health checks are not "
-                              "implemented"));
+  EXPECT_THAT(l[1], HasSubstr("spec.healthChecks[0].customHealthCheck: custom health checks are "
+                              "not supported"));
   EXPECT_THAT(l[2], HasSubstr("spec.healthChecks[1]: only one health check per upstream"));
 }
 
@@ -95,7 +95,89 @@ TEST(HealthDecode, NoCheckKindIsAnError) {
   auto f = decode_file("u.yaml", upstream("  healthChecks: [{interval: 1s}]\n"));
   ASSERT_EQ(f.resources.size(), 1u);
   EXPECT_THAT(lines(f.resources[0].diagnostics)[0],
-              HasSubstr("needs one of httpHealthCheck, tcpHealthCheck"));
+              HasSubstr("needs one of httpHealthCheck, tcpHealthCheck, grpcHealthCheck"));
+}
+
+TEST(HealthDecode, GrpcHealthCheckWithEveryField) {
+  auto r = test::decode_one("u.yaml", upstream(R"(  healthChecks:
+  - timeout: 2s
+    interval: 1s
+    unhealthyThreshold: 2
+    healthyThreshold: 1
+    grpcHealthCheck:
+      serviceName: shop.Cart
+      authority: cart.internal:50051
+      initialMetadata:
+      - header: {key: X-Token, value: abc}
+        append: false
+      - header: {key: x-tenant-bin, value: AAE=}
+)"));
+  const auto& hc = r.upstream().health_check;
+  ASSERT_TRUE(hc.has_value());
+  EXPECT_TRUE(hc->grpc);
+  EXPECT_FALSE(hc->tcp);
+  EXPECT_EQ(hc->service_name, "shop.Cart");
+  EXPECT_EQ(hc->host, "cart.internal:50051");
+  using Md = std::vector<std::pair<std::string, std::string>>;
+  EXPECT_EQ(hc->initial_metadata, (Md{{"x-token", "abc"}, {"x-tenant-bin", "AAE="}}));
+  EXPECT_EQ(hc->timeout.count(), 2000);
+  EXPECT_EQ(hc->unhealthy_threshold, 2u);
+  EXPECT_EQ(hc->healthy_threshold, 1u);
+}
+
+TEST(HealthDecode, GrpcHealthCheckDefaults) {
+  for (const char* form : {"{}", "null"}) {
+    auto r = test::decode_one(
+        "u.yaml", upstream(std::string("  healthChecks: [{grpcHealthCheck: ") + form + "}]\n"));
+    const auto& hc = r.upstream().health_check;
+    ASSERT_TRUE(hc.has_value()) << form;
+    EXPECT_TRUE(hc->grpc);
+    EXPECT_EQ(hc->service_name, "");  // the server's overall health
+    EXPECT_EQ(hc->host, "");          // :authority is the endpoint's address:port
+    EXPECT_TRUE(hc->initial_metadata.empty());
+  }
+}
+
+TEST(HealthDecode, GrpcHealthCheckBadValuesAndUnknownFieldsHaveTheirPath) {
+  auto f = decode_file("u.yaml", upstream(R"(  healthChecks:
+  - grpcHealthCheck:
+      serviceName: [x]
+      authority: "a b"
+      useHttp2: true
+      initialMetadata:
+      - header: {key: content-type, value: text/plain}
+      - header: {key: grpc-timeout, value: 1S}
+      - header: {key: "bad key", value: x}
+      - header: {key: x-a, value: "1\n2"}
+      - header: {key: X-Dup, value: a}
+      - header: {key: x-dup, value: b}
+        appendAction: APPEND_IF_EXISTS_OR_ADD
+)"));
+  ASSERT_EQ(f.resources.size(), 1u);
+  auto l = lines(f.resources[0].diagnostics);
+  ASSERT_THAT(l, SizeIs(9));
+  const std::string g = "spec.healthChecks[0].grpcHealthCheck.";
+  // In document order.
+  EXPECT_THAT(l[0], HasSubstr(g + "serviceName: expected a string"));
+  EXPECT_THAT(l[1], HasSubstr(g + "authority: must be a non-empty host[:port]"));
+  EXPECT_THAT(l[2], HasSubstr(g + "useHttp2: unknown field"));
+  EXPECT_THAT(l[3], HasSubstr(g + "initialMetadata[0].header.key: \"content-type\" cannot be set"));
+  EXPECT_THAT(l[4], HasSubstr(g + "initialMetadata[1].header.key: \"grpc-timeout\" cannot be set"));
+  EXPECT_THAT(l[5], HasSubstr(g + "initialMetadata[2].header.key: \"bad key\" is not a valid"));
+  EXPECT_THAT(l[6], HasSubstr(g + "initialMetadata[3].header.value: must not contain CR, LF"));
+  EXPECT_THAT(l[7], HasSubstr(g + "initialMetadata[5].header.key: \"x-dup\" is listed twice"));
+  EXPECT_THAT(l[8], HasSubstr(g + "initialMetadata[5].appendAction: unknown field"));
+}
+
+TEST(HealthDecode, GrpcWithAnotherKindIsAnError) {
+  auto f = decode_file("u.yaml", upstream(R"(  healthChecks:
+  - grpcHealthCheck: {}
+    tcpHealthCheck: {}
+)"));
+  ASSERT_EQ(f.resources.size(), 1u);
+  EXPECT_THAT(lines(f.resources[0].diagnostics)[0],
+              HasSubstr("spec.healthChecks[0]: has more than one of httpHealthCheck, "
+                        "tcpHealthCheck, grpcHealthCheck"));
 }
 
 TEST(OutlierDecode, EnvoyFieldsAndDefaults) {

@@ -315,7 +315,7 @@ TEST(ControlPipeline, RejectedUpstreamKeepsItsLastGoodVersion) {
   h.sync();
   dir.write("upstream.yaml",
             "kind: Upstream\nmetadata: {name: echo}\nspec: {static: {hosts: [{addr: "
-            "backend.local, port: 80}]}}\n");
+            "\"backend local\", port: 80}]}}\n");
   const BuildResult& r = h.sync();
   EXPECT_EQ(find(r, "Upstream", "echo")->state, State::kRejected);
   EXPECT_EQ(find(r, "VirtualService", "shop")->state, State::kAccepted);

@@ -61,7 +61,7 @@ std::string gateway() {
 
 std::string upstream(const std::string& name, int port, bool valid = true) {
   return "kind: Upstream\nmetadata: {name: " + name +
-         "}\nspec: {static: {hosts: [{addr: " + (valid ? "127.0.0.1" : "not-an-address") +
+         "}\nspec: {static: {hosts: [{addr: " + (valid ? "127.0.0.1" : "not an address!") +
          ", port: " + std::to_string(port) + "}]}}\n";
 }
 

@@ -146,7 +146,7 @@ spec: {bindPort: 8080}
 ---
 kind: Upstream
 metadata: {name: broken}
-spec: {static: {hosts: [{addr: backend.local, port: 80}]}}
+spec: {static: {hosts: [{addr: "backend local", port: 80}]}}
 ---
 kind: VirtualService
 metadata: {name: a}
@@ -166,9 +166,8 @@ spec:
 )");
   EXPECT_FALSE(r.ok());
   EXPECT_THAT(lines(status(r, "Upstream", "default/broken").reasons),
-              ElementsAre("c.yaml:7:32: error: spec.static.hosts[0].addr: \"backend.local\" is not "
-                          "a numeric IP address; hostnames are not supported yet (DNS discovery "
-                          "comes later)"));
+              ElementsAre("c.yaml:7:32: error: spec.static.hosts[0].addr: \"backend local\" is "
+                          "neither an IP address nor a DNS name"));
   const auto& a = status(r, "VirtualService", "default/a");
   EXPECT_EQ(a.state, State::kWarning);
   EXPECT_THAT(lines(a.reasons),

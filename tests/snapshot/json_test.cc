@@ -93,6 +93,28 @@ TEST(SnapshotJson, DumpsEveryPart) {
   EXPECT_EQ(j["listeners"][0]["virtual_hosts"][0]["sources"][0], "VirtualService/default/shop");
 }
 
+TEST(SnapshotJson, GrpcHealthCheckShowsMetadataNamesNotValues) {
+  ProxyConfig c;
+  Cluster cl;
+  cl.name = "default/cart";
+  HealthCheck hc;
+  hc.kind = HealthCheck::Kind::kGrpc;
+  hc.service_name = "shop.Cart";
+  hc.host = "cart.internal";
+  hc.initial_metadata = {{"x-token", "s3cret"}};
+  cl.health_check = hc;
+  c.clusters.push_back(cl);
+  const std::string text = to_json(c, false);
+  auto j = nlohmann::json::parse(text);
+  const auto& h = j["clusters"][0]["health_check"];
+  EXPECT_EQ(h["kind"], "grpc");
+  EXPECT_EQ(h["service_name"], "shop.Cart");
+  EXPECT_EQ(h["authority"], "cart.internal");
+  EXPECT_EQ(h["initial_metadata"], nlohmann::json::array({"x-token"}));
+  EXPECT_FALSE(h.contains("path"));
+  EXPECT_EQ(text.find("s3cret"), std::string::npos);
+}
+
 TEST(SnapshotJson, PrettyAndCompactAreTheSameDocument) {
   ProxyConfig c = sample();
   EXPECT_NE(to_json(c, true), to_json(c, false));

@@ -770,12 +770,12 @@ class UpstreamServer:
       /response-headers?K=V adds each query parameter as a response header
     Every request is recorded (self.requests()), with complete=False until its body was read whole."""
 
-    def __init__(self, name: str = "upstream"):
+    def __init__(self, name: str = "upstream", host: str = LOCALHOST, port: int = 0):
         self.name = name
         self._lock = threading.Lock()
         self._requests: list[dict] = []
         self._connections = 0
-        self._server = _ThreadingServer((LOCALHOST, 0), _EchoHandler)
+        self._server = _ThreadingServer((host, port), _EchoHandler)
         self._server.owner = self
         self.port = self._server.server_address[1]
         self._thread = threading.Thread(target=self._server.serve_forever, kwargs={"poll_interval": 0.1},

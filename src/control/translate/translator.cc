@@ -850,12 +850,20 @@ snapshot::Cluster translate_upstream(const Resource& r) {
   c.ring_min_size = spec.ring_min_size;
   c.ring_max_size = spec.ring_max_size;
   c.healthy_panic_threshold = spec.healthy_panic_threshold;
+  // Failover tier k (prioritizedLocalities[k]) is priority k + 1. Names are resolved by the
+  // control plane's DNS discovery (control/discovery), which adds their endpoints.
+  auto add_host = [&c](const api::StaticHost& h, uint32_t priority) {
+    if (h.is_name) {
+      c.discovery.push_back({"dns", h.address, h.port, h.weight, priority});
+    } else {
+      c.endpoints.push_back({h.address, h.port, h.weight, priority});
+    }
+  };
   for (const auto& h : spec.hosts)
-    c.endpoints.push_back({h.address, h.port, h.weight, 0});
-  // Failover tier k (prioritizedLocalities[k]) is priority k + 1.
+    add_host(h, 0);
   for (size_t k = 0; k < spec.failover.size(); ++k) {
     for (const auto& h : spec.failover[k].hosts)
-      c.endpoints.push_back({h.address, h.port, h.weight, static_cast<uint32_t>(k + 1)});
+      add_host(h, static_cast<uint32_t>(k + 1));
   }
   c.connect_timeout = spec.connect_timeout;
   c.max_requests_per_connection = spec.max_requests_per_connection;
@@ -864,7 +872,9 @@ snapshot::Cluster translate_upstream(const Resource& r) {
   if (spec.max_idle_connections) c.max_idle_connections = *spec.max_idle_connections;
   if (const auto& h = spec.health_check) {
     snapshot::HealthCheck hc;
-    hc.kind = h->tcp ? snapshot::HealthCheck::Kind::kTcp : snapshot::HealthCheck::Kind::kHttp;
+    hc.kind = h->tcp    ? snapshot::HealthCheck::Kind::kTcp
+              : h->grpc ? snapshot::HealthCheck::Kind::kGrpc
+                        : snapshot::HealthCheck::Kind::kHttp;
     hc.timeout = h->timeout;
     hc.interval = h->interval;
     hc.interval_jitter = h->interval_jitter;
@@ -874,6 +884,8 @@ snapshot::Cluster translate_upstream(const Resource& r) {
     hc.path = h->path;
     hc.host = h->host;
     hc.expected_statuses = h->expected_statuses;
+    hc.service_name = h->service_name;
+    hc.initial_metadata = h->initial_metadata;
     c.health_check = std::move(hc);
   }
   if (const auto& o = spec.outlier_detection) {

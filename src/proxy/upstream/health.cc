@@ -16,6 +16,7 @@
 #include "common/log.h"
 #include "proxy/tls/tls_transport.h"
 #include "proxy/transport/tcp.h"
+#include "proxy/upstream/grpc_health.h"
 
 namespace portico::proxy::upstream {
 
@@ -161,6 +162,15 @@ std::shared_ptr<const ClusterHealth> make_cluster_health(
   h->outlier = c.outlier_detection;
   h->tls = std::move(tls);
   h->tls_cluster = c.tls.has_value();
+  if (c.health_check && c.health_check->kind == snapshot::HealthCheck::Kind::kGrpc && c.tls &&
+      h->tls) {
+    // gRPC checks need HTTP/2: the Upstream's TLS settings, offering only ALPN h2 (built once:
+    // ClientContext::create caches by content). Without it the checks fail.
+    snapshot::TlsClientConfig h2 = *c.tls;
+    h2.alpn = {"h2"};
+    auto made = tls::ClientContext::create(h2);
+    h->tls = made.ok() ? std::move(made.value()) : nullptr;
+  }
   h->stats = std::move(stats);
   const bool checked = c.health_check.has_value();
   // A host's state carries over while it stays, unless the cluster gained or lost its check
@@ -204,10 +214,13 @@ struct HealthChecker::Probe {
   bool first = true;             // no verdict yet: the first success makes the host healthy
   uint32_t successes = 0;
   uint32_t failures = 0;
-  std::unique_ptr<transport::Transport> conn;  // HTTP: kept open between checks
-  int64_t next_ms = 0;                         // steady_ms() at which the next check is due
-  int64_t deadline_ms = 0;                     // of the check in flight
-  int64_t* due = nullptr;  // its entry in HealthChecker::due_ (null once stopped)
+  std::unique_ptr<transport::Transport> conn;          // HTTP, gRPC: kept open between checks
+  std::unique_ptr<grpc_health::GrpcHealthSession> h2;  // gRPC: the HTTP/2 session on conn
+  std::string authority;                               // gRPC: :authority, built with request
+  std::string reason;       // why the last check failed (logged when the host goes down)
+  int64_t next_ms = 0;      // steady_ms() at which the next check is due
+  int64_t deadline_ms = 0;  // of the check in flight
+  int64_t* due = nullptr;   // its entry in HealthChecker::due_ (null once stopped)
   bool in_flight = false;
   bool timed_out = false;
   asio::ip::tcp::socket* connecting = nullptr;
@@ -216,7 +229,7 @@ struct HealthChecker::Probe {
   bool have_head = false;
   asio::io_context* io = nullptr;
   std::shared_ptr<const ClusterHealth> fast_cluster;  // of the check on the fast path
-  std::string request;  // the HTTP check's request, built once per cluster
+  std::string request;  // the HTTP check's request (gRPC: its body), built once per cluster
   std::shared_ptr<const ClusterHealth> request_for;  // ... configuration (held: no ABA)
   uint64_t rng = 0;
 };
@@ -320,16 +333,30 @@ asio::awaitable<std::unique_ptr<transport::Transport>> open(std::shared_ptr<Prob
   p->connecting = &sock;
   auto [ec] = co_await sock.async_connect(p->address, use_nothrow);
   p->connecting = nullptr;
-  if (ec || p->timed_out || p->stopped) co_return nullptr;
+  if (ec || p->timed_out || p->stopped) {
+    if (ec) p->reason = "connect: " + ec.message();
+    co_return nullptr;
+  }
   asio::error_code ignored;
   sock.set_option(asio::ip::tcp::no_delay(true), ignored);
   if (c.check->kind == snapshot::HealthCheck::Kind::kTcp) {
     co_return std::make_unique<transport::TcpTransport>(std::move(sock));
   }
   if (c.tls_cluster) {
-    if (!c.tls) co_return nullptr;  // the cluster's TLS settings could not be built
+    if (!c.tls) {  // the cluster's TLS settings could not be built
+      p->reason = "the Upstream's TLS settings could not be built";
+      co_return nullptr;
+    }
     auto t = co_await tls::connect(c.tls, std::move(sock), {}, c.check->timeout);
-    if (!t.ok()) co_return nullptr;
+    if (!t.ok()) {
+      p->reason = t.error().message;
+      co_return nullptr;
+    }
+    if (c.check->kind == snapshot::HealthCheck::Kind::kGrpc && t.value()->info().alpn != "h2") {
+      p->reason = "TLS: the upstream did not select ALPN h2";
+      t.value()->close();
+      co_return nullptr;
+    }
     co_return std::move(t.value());
   }
   co_return std::make_unique<transport::TcpTransport>(std::move(sock));
@@ -427,14 +454,115 @@ asio::awaitable<bool> http_exchange(std::shared_ptr<Probe> p,
   }
 }
 
+void ensure_grpc_request(Probe& p, const std::shared_ptr<const ClusterHealth>& cp) {
+  if (p.request_for == cp) return;
+  const auto& hc = *cp->check;
+  p.request = grpc_health::encode_request(hc.service_name);
+  if (hc.host.empty()) {
+    const bool v6 = p.address.address().is_v6();
+    p.authority.assign(v6 ? "[" : "");
+    p.authority.append(p.host->address);
+    if (v6) p.authority.push_back(']');
+    p.authority.push_back(':');
+    p.authority.append(std::to_string(p.host->port));
+  } else {
+    p.authority = hc.host;
+  }
+  p.request_for = cp;
+}
+
+// One gRPC check on p->conn and its session p->h2. True with the verdict in `out`; false when
+// the connection could not carry the check (closed before the answer, stream refused): a kept
+// connection is then tried once more, fresh.
+asio::awaitable<bool> grpc_exchange(std::shared_ptr<Probe> p,
+                                    std::shared_ptr<const ClusterHealth> cp,
+                                    grpc_health::Verdict* out) {
+  auto& s = *p->h2;
+  grpc_health::CheckRequest req;
+  req.authority = p->authority;
+  req.body = p->request;
+  req.tls = cp->tls_cluster;
+  req.metadata = &cp->check->initial_metadata;
+  if (!s.start(req)) {
+    *out = {grpc_health::Failure::kRefused, "the connection takes no new stream"};
+    co_return false;
+  }
+  char chunk[4096];
+  for (;;) {
+    p->buf.clear();
+    s.take_output(&p->buf);
+    if (!p->buf.empty()) {
+      std::array<asio::const_buffer, 1> bufs{asio::buffer(p->buf)};
+      auto [wec, wn] = co_await p->conn->write(bufs);
+      if (wec) {
+        s.connection_closed(p->timed_out ? "timed out" : "write: " + wec.message());
+        break;
+      }
+    }
+    if (s.done()) break;
+    auto [rec, n] = co_await p->conn->read_some(asio::buffer(chunk));
+    if (rec || n == 0) {
+      s.connection_closed(p->timed_out ? "timed out"
+                          : rec        ? "read: " + rec.message()
+                                       : "closed by the upstream before the answer");
+      break;
+    }
+    s.receive(chunk, n);
+  }
+  p->buf.clear();
+  if (p->buf.capacity() > 16384) p->buf.shrink_to_fit();
+  *out = s.verdict();
+  co_return out->failure != grpc_health::Failure::kConnection &&
+      out->failure != grpc_health::Failure::kRefused;
+}
+
+asio::awaitable<HealthCheckResult> grpc_check(std::shared_ptr<Probe> p,
+                                              std::shared_ptr<const ClusterHealth> c) {
+  ensure_grpc_request(*p, c);
+  auto drop = [&] {
+    if (p->conn) p->conn->close();
+    p->conn.reset();
+    p->h2.reset();
+  };
+  // On the kept connection when it can carry the check (once more on a fresh one if not).
+  for (int attempt = 0; attempt < 2; ++attempt) {
+    const bool reused =
+        p->conn != nullptr && p->conn->is_open() && p->h2 != nullptr && p->h2->reusable();
+    if (!reused) {
+      drop();
+      p->conn = co_await open(p, *c);
+      if (!p->conn) break;
+      p->h2 = std::make_unique<grpc_health::GrpcHealthSession>();
+      if (!p->h2->ok()) {
+        p->reason = "HTTP/2 session: out of memory";
+        break;
+      }
+    }
+    grpc_health::Verdict v;
+    const bool answered = co_await grpc_exchange(p, c, &v);
+    if (!v.ok()) p->reason = std::string(grpc_health::failure_name(v.failure)) + ": " + v.detail;
+    if (answered) {
+      if (!p->h2->reusable()) drop();
+      co_return v.ok() ? HealthCheckResult::kSuccess : HealthCheckResult::kFailure;
+    }
+    drop();
+    if (!reused || p->timed_out || p->stopped) break;
+  }
+  drop();
+  if (p->timed_out) p->reason = "timeout";
+  co_return p->timed_out ? HealthCheckResult::kTimeout : HealthCheckResult::kFailure;
+}
+
 asio::awaitable<HealthCheckResult> check_once(std::shared_ptr<Probe> p,
                                               std::shared_ptr<const ClusterHealth> c) {
   const auto& hc = *c->check;
   auto failed = [&] {
     if (p->conn) p->conn->close();
     p->conn.reset();
+    if (p->timed_out) p->reason = "timeout";
     return p->timed_out ? HealthCheckResult::kTimeout : HealthCheckResult::kFailure;
   };
+  if (hc.kind == snapshot::HealthCheck::Kind::kGrpc) co_return co_await grpc_check(p, c);
   if (hc.kind == snapshot::HealthCheck::Kind::kTcp) {
     auto conn = co_await open(p, *c);
     if (!conn) co_return failed();
@@ -450,7 +578,9 @@ asio::awaitable<HealthCheckResult> check_once(std::shared_ptr<Probe> p,
     }
     int status = 0;
     if (co_await http_exchange(p, c, &status)) {
-      co_return expected(hc, status) ? HealthCheckResult::kSuccess : HealthCheckResult::kFailure;
+      if (expected(hc, status)) co_return HealthCheckResult::kSuccess;
+      p->reason = "HTTP status " + std::to_string(status);
+      co_return HealthCheckResult::kFailure;
     }
     if (p->conn) p->conn->close();
     p->conn.reset();
@@ -475,8 +605,13 @@ void record(Probe& p, const ClusterHealth& c, HealthCheckResult r) {
     ++p.failures;
     if (h.check_ok.load(kRelaxed) && p.failures >= hc.unhealthy_threshold) {
       h.check_ok.store(false, kRelaxed);
-      LOG_WARN("upstream %s: %s:%u failed %u health checks: unhealthy", c.name.c_str(),
-               h.address.c_str(), h.port, p.failures);
+      if (p.reason.empty()) {
+        LOG_WARN("upstream %s: %s:%u failed %u health checks: unhealthy", c.name.c_str(),
+                 h.address.c_str(), h.port, p.failures);
+      } else {
+        LOG_WARN("upstream %s: %s:%u failed %u health checks: unhealthy (last: %s)", c.name.c_str(),
+                 h.address.c_str(), h.port, p.failures, p.reason.c_str());
+      }
     }
   }
   p.first = false;
@@ -725,6 +860,7 @@ void HealthChecker::on_tick() {
     }
     p->in_flight = true;
     p->timed_out = false;
+    p->reason.clear();
     p->deadline_ms = now + p->cluster->check->timeout.count();
     at = p->deadline_ms;
     if (!try_fast_check(p)) asio::co_spawn(io_, run_check(p), asio::detached);
