@@ -1494,6 +1494,9 @@ void decode_settings(DocReader& doc, MapReader& spec, SettingsSpec* out) {
       m.finish();
     }
   }
+  if (auto f = spec.map("etcdConfigSource")) {
+    detail::decode_etcd_config_source(doc, *f, &out->etcd_config_source.emplace());
+  }
   for (const char* other : {"kubernetesConfigSource", "kubernetesSecretSource",
                             "kubernetesArtifactSource", "consulKvArtifactSource", "discovery",
                             "kubernetes", "watchNamespaces", "discoveryNamespace"}) {

@@ -55,6 +55,9 @@ void redact_settings_json(nlohmann::json& spec);
 void decode_consul(yaml::DocReader& doc, const yaml::Field& f, ConsulSettings* out);
 void decode_consul_kv_source(yaml::DocReader& doc, const yaml::Field& f,
                              ConsulKvSourceSettings* out);
+// Settings spec.etcdConfigSource: {address, prefix, timeout} (decode_etcd.cc).
+void decode_etcd_config_source(yaml::DocReader& doc, const yaml::Field& f,
+                               EtcdConfigSourceSpec* out);
 // A route's options.retries: {retryOn, retriableStatusCodes, numRetries, perTryTimeout,
 // retryBackOff {baseInterval, maxInterval}, retryNonIdempotent}.
 void decode_retries(yaml::DocReader& doc, const yaml::Field& f, RetryOptions* out);

@@ -472,6 +472,13 @@ struct ConsulKvSourceSettings {
   ConsulConsistency consistency = ConsulConsistency::kConsistent;  // Gloo reads KV consistently
 };
 
+// spec.etcdConfigSource: resources kept in etcd v3 below a prefix (docs/configuration.md).
+struct EtcdConfigSourceSpec {
+  std::string address = "http://127.0.0.1:2379";
+  std::string prefix = "portico";  // without a trailing '/'
+  Millis timeout{5000};            // one range request
+};
+
 struct SettingsSpec {
   // invalidConfigPolicy: an invalid delegated route is replaced by a direct response (or dropped).
   bool replace_invalid_routes = false;
@@ -480,6 +487,7 @@ struct SettingsSpec {
   // spec.overload: process-wide limits of the data plane. Unset: none.
   std::optional<uint32_t> overload_max_connections;
   std::optional<uint64_t> overload_max_heap_bytes;
+  std::optional<EtcdConfigSourceSpec> etcd_config_source;
   // spec.dns: how Upstream hosts written as names are resolved (applied without a restart).
   std::vector<std::string> dns_servers;  // "ip", "ip:port", "[ipv6]:port"; empty: /etc/resolv.conf
   Millis dns_min_refresh{1000};

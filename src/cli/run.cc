@@ -893,6 +893,7 @@ class Runner {
   std::string sources_fingerprint_;       // of the sources started (start_sources)
   bool sources_started_ = false;
   std::string sources_warned_;
+  bool sources_started_ = false;  // start_sources() ran
   proxy::admin::AdminServer admin_;
   asio::steady_timer debounce_;
   asio::steady_timer resync_;

@@ -5,6 +5,7 @@
 #include "control/http/client.h"
 #include "control/sources/config_dir.h"
 #include "control/sources/consul_kv_source.h"
+#include "control/sources/etcd_source.h"
 #include "control/sources/vault_source.h"
 
 namespace portico::control {
@@ -73,6 +74,18 @@ MadeSources make_sources(const api::SettingsSpec& settings) {
     }
   }
   make_consul_kv(settings, &out);
+  if (const auto& etcd = settings.etcd_config_source) {
+    EtcdSourceOptions options;
+    options.address = etcd->address;
+    options.prefix = etcd->prefix;
+    options.timeout = etcd->timeout;
+    auto source = EtcdSource::make(std::move(options));
+    if (source) {
+      out.sources.push_back(std::move(source.value()));
+    } else {
+      out.errors.push_back("etcdConfigSource: " + source.error().message);
+    }
+  }
   return out;
 }
 
@@ -92,6 +105,10 @@ std::string sources_fingerprint(const api::SettingsSpec& settings) {
     out += "consulKv{" + c.address + "|" + c.datacenter + "|" + secret + "|" + c.token_file + "|" +
            c.username + "|" + std::to_string(c.wait_time.count()) + "|" + kv->root_key + "|" +
            std::to_string(static_cast<int>(kv->consistency)) + "}\n";
+  }
+  if (const auto& etcd = settings.etcd_config_source) {
+    out += "etcd " + etcd->address + " " + etcd->prefix + " " +
+           std::to_string(etcd->timeout.count()) + "ms\n";
   }
   return out;
 }
