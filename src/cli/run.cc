@@ -891,7 +891,6 @@ class Runner {
   control::Pipeline pipeline_;
   control::DnsDiscovery* dns_ = nullptr;  // owned by pipeline_
   std::string sources_fingerprint_;       // of the sources started (start_sources)
-  bool sources_started_ = false;
   std::string sources_warned_;
   bool sources_started_ = false;  // start_sources() ran
   proxy::admin::AdminServer admin_;
