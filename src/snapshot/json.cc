@@ -379,6 +379,9 @@ Json cluster_json(const Cluster& c) {
     for (const auto& d : c.discovery) {
       Json dj{{"source", d.source}, {"name", d.name}, {"port", d.port}, {"weight", d.weight}};
       if (d.priority != 0) dj["priority"] = d.priority;
+      if (!d.tags.empty()) dj["tags"] = d.tags;
+      if (!d.datacenter.empty()) dj["datacenter"] = d.datacenter;
+      if (!d.ns.empty()) dj["namespace"] = d.ns;
       ds.push_back(std::move(dj));
     }
     j["discovery"] = std::move(ds);

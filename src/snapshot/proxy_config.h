@@ -335,13 +335,25 @@ struct Endpoint {
 // as names); Consul, Nomad and Kubernetes services later. The data plane ignores it: the control
 // plane resolves it into `Cluster::endpoints` before it publishes (control/discovery).
 struct DiscoveryTarget {
-  std::string source;  // "dns"
-  std::string name;    // the DNS name (lower case, no trailing dot)
-  uint16_t port = 0;
+  std::string source;  // "dns", "consul", "nomad"
+  std::string name;    // the DNS name (lower case, no trailing dot), or the service name
+  uint16_t port = 0;   // 0: each instance's own port (services)
   uint32_t weight = 1;
   uint32_t priority = 0;  // failover tier of the endpoints it yields
-  // What the source watches (the same name for two clusters is resolved once).
-  std::string key() const { return source + ":" + name; }
+  // Services: only instances carrying every one of these tags; the data center (Consul) or
+  // namespace (Nomad) asked for; empty: the agent's own / the default.
+  std::vector<std::string> tags;
+  std::string datacenter;
+  std::string ns;
+  // What the source watches (the same target for two clusters is watched once).
+  std::string key() const {
+    std::string k = source + ":" + name;
+    if (!datacenter.empty()) k += "@" + datacenter;
+    if (!ns.empty()) k += "/" + ns;
+    for (const auto& t : tags)
+      k += "#" + t;
+    return k;
+  }
   bool operator==(const DiscoveryTarget&) const = default;
 };
 

@@ -854,7 +854,13 @@ snapshot::Cluster translate_upstream(const Resource& r) {
   // control plane's DNS discovery (control/discovery), which adds their endpoints.
   auto add_host = [&c](const api::StaticHost& h, uint32_t priority) {
     if (h.is_name) {
-      c.discovery.push_back({"dns", h.address, h.port, h.weight, priority});
+      snapshot::DiscoveryTarget t;
+      t.source = "dns";
+      t.name = h.address;
+      t.port = h.port;
+      t.weight = h.weight;
+      t.priority = priority;
+      c.discovery.push_back(std::move(t));
     } else {
       c.endpoints.push_back({h.address, h.port, h.weight, priority});
     }
