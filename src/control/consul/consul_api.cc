@@ -110,18 +110,6 @@ Result<std::vector<KvEntry>> parse_kv_entries(std::string_view body) {
   return out;
 }
 
-Backoff::Backoff(Millis min, Millis max, uint64_t seed) : min_(min), max_(max), rng_(seed) {}
-
-Millis Backoff::next() {
-  int64_t ceiling = min_.count();
-  for (int i = 0; i < failures_ && ceiling < max_.count(); ++i)
-    ceiling *= 2;
-  if (ceiling > max_.count()) ceiling = max_.count();
-  if (failures_ < 64) ++failures_;
-  std::uniform_int_distribution<int64_t> pick(std::max(min_.count(), ceiling / 2), ceiling);
-  return Millis(pick(rng_));
-}
-
 std::string brief(std::string_view body) {
   std::string_view line = body.substr(0, body.find('\n'));
   std::string out(line.substr(0, 200));

@@ -13,6 +13,7 @@
 #include <utility>
 #include <vector>
 
+#include "common/backoff.h"
 #include "common/result.h"
 #include "control/http/client.h"
 
@@ -74,20 +75,8 @@ struct KvEntry {
 // (not an array of objects with a string Key, base64 Value or null, and numeric indices).
 Result<std::vector<KvEntry>> parse_kv_entries(std::string_view body);
 
-// Jittered exponential back-off between failed queries: the ceiling starts at `min` and doubles
-// after every failure up to `max`; each delay is drawn uniformly between half the ceiling (never
-// below `min`) and the ceiling, so that many proxies do not retry in step.
-class Backoff {
- public:
-  Backoff(Millis min, Millis max, uint64_t seed = std::random_device{}());
-  Millis next();
-  void reset() { failures_ = 0; }
-
- private:
-  Millis min_, max_;
-  int failures_ = 0;
-  std::mt19937_64 rng_;
-};
+// Jittered exponential back-off between failed queries (shared by every control-plane client).
+using Backoff = common::Backoff;
 
 // The first line of an error body, at most 200 bytes (what a problem() line quotes).
 std::string brief(std::string_view body);

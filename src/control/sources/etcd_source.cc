@@ -6,6 +6,7 @@
 #include <random>
 #include <utility>
 
+#include "common/backoff.h"
 #include "common/log.h"
 
 namespace portico::control {
@@ -21,13 +22,6 @@ std::string utc_now() {
   char buf[32];
   std::strftime(buf, sizeof buf, "%H:%M:%S UTC", &tm);
   return buf;
-}
-
-// Half to all of `d`: retries of many proxies do not arrive together.
-Millis jittered(Millis d) {
-  thread_local std::mt19937 rng{std::random_device{}()};
-  std::uniform_int_distribution<int64_t> dist(d.count() / 2, std::max<int64_t>(d.count(), 1));
-  return Millis(dist(rng));
 }
 
 }  // namespace
@@ -242,14 +236,8 @@ EtcdSource::WatchEnd EtcdSource::watch_once(std::string* error, bool* created) {
 
 void EtcdSource::run() {
   bool need_range = true;
-  int failures = 0;
-  auto back_off = [&]() {
-    Millis d = options_.backoff_min;
-    for (int i = 0; i < failures && d < options_.backoff_max; ++i)
-      d *= 2;
-    ++failures;
-    return sleep_for(jittered(std::min(d, options_.backoff_max)));
-  };
+  common::Backoff backoff(options_.backoff_min, options_.backoff_max);
+  auto back_off = [&]() { return sleep_for(backoff.next()); };
   for (;;) {
     {
       std::lock_guard lock(mu_);
@@ -263,7 +251,7 @@ void EtcdSource::run() {
         continue;
       }
       need_range = false;
-      failures = 0;
+      backoff.reset();
       set_problem({});
     }
     bool created = false;
@@ -273,17 +261,17 @@ void EtcdSource::run() {
         return;
       case WatchEnd::kRange:
         need_range = true;
-        failures = 0;
+        backoff.reset();
         set_problem({});
         break;
       case WatchEnd::kIdle:
-        failures = 0;
+        backoff.reset();
         break;
       case WatchEnd::kBroken:
         if (created) {
           // The stream worked and then broke (etcd restarting, a connection cut): resume soon,
           // reporting only when resuming fails.
-          failures = 0;
+          backoff.reset();
           {
             std::lock_guard lock(mu_);
             ++counters_.errors;

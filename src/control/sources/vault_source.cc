@@ -7,6 +7,7 @@
 #include <sstream>
 
 #include "api/decode.h"
+#include "common/backoff.h"
 #include "common/log.h"
 
 namespace portico::control {
@@ -632,7 +633,7 @@ void VaultSource::run() {
   const auto max_backoff = std::max(
       spec_.poll_interval,
       std::min<std::chrono::milliseconds>(std::chrono::seconds(30), spec_.poll_interval * 4));
-  std::chrono::milliseconds backoff{0};
+  common::Backoff backoff(kMinBackoff, max_backoff);
   auto next_round = Clock::now();
   while (true) {
     std::set<std::string> wanted;
@@ -671,7 +672,7 @@ void VaultSource::run() {
       cv_.notify_all();
     }
     if (ok) {
-      backoff = std::chrono::milliseconds(0);
+      backoff.reset();
       bool recovered = false;
       {
         std::lock_guard<std::mutex> lock(mu_);
@@ -680,8 +681,7 @@ void VaultSource::run() {
       }
       if (recovered) LOG_INFO("vault %s: recovered", address_.c_str());
     } else {
-      backoff = backoff.count() == 0 ? kMinBackoff : std::min(backoff * 2, max_backoff);
-      next_round = Clock::now() + jitter(backoff);
+      next_round = Clock::now() + backoff.next();
     }
     // A failure waits for its back-off (the token's renewal time may be past when there is none).
     auto wake_at = ok ? std::min(next_round, renew_at_) : next_round;
