@@ -300,6 +300,8 @@ class Runner {
         });
       });
       pipeline_.add_discovery(std::move(dns));
+      // Before each publication (its targets are watched then): the resolver's Settings first.
+      pipeline_.set_before_publish([this] { configure_dns(); });
     }
     rebuild(false);
     start_sources();
@@ -642,10 +644,20 @@ class Runner {
   }
 
   // The Settings resource in force (its last good version), or null.
+  // Before the first translation accepted it (the first publication), its newest version when
+  // that decoded without error.
   const api::SettingsSpec* settings_in_force() const {
-    for (const auto& [key, entry] : pipeline_.store().entries()) {
-      if (entry.last_good && entry.last_good->kind == api::Kind::kSettings)
-        return &entry.last_good->settings();
+    const auto& entries = pipeline_.store().entries();
+    for (auto it = entries.lower_bound("Settings/");
+         it != entries.end() && it->first.rfind("Settings/", 0) == 0; ++it) {
+      const auto& entry = it->second;
+      if (entry.last_good) return &entry.last_good->settings();
+      const api::Resource& r = entry.current();
+      if (std::none_of(r.diagnostics.begin(), r.diagnostics.end(), [](const api::Diagnostic& d) {
+            return d.severity == api::Diagnostic::Severity::kError;
+          })) {
+        return &r.settings();
+      }
     }
     return nullptr;
   }

@@ -17,6 +17,9 @@ namespace {
 // reached after one or two passes).
 constexpr int kMaxPasses = 8;
 
+// How long a publication waits for the first answer of a discovery target (Pipeline::sync).
+constexpr std::chrono::milliseconds kDiscoveryWarming{2000};
+
 int64_t now_unix_ms() {
   return std::chrono::duration_cast<std::chrono::milliseconds>(
              std::chrono::system_clock::now().time_since_epoch())
@@ -210,6 +213,15 @@ Pipeline::Pipeline(std::unique_ptr<ConfigSource> source, PublishFn publish, Tran
   }
 }
 
+void Pipeline::merge_discovered(const DiscoverySource& source, DiscoveredMap found) {
+  const std::string prefix = std::string(source.name()) + ":";
+  for (auto it = discovered_.lower_bound(prefix);
+       it != discovered_.end() && it->first.compare(0, prefix.size(), prefix) == 0;) {
+    it = discovered_.erase(it);
+  }
+  discovered_.merge(found);
+}
+
 Pipeline::SyncResult Pipeline::sync(bool full, int64_t seen_unix_ms) {
   SyncResult result;
   result.version = version_;
@@ -232,12 +244,7 @@ Pipeline::SyncResult Pipeline::sync(bool full, int64_t seen_unix_ms) {
     for (auto& d : discovery_) {
       std::optional<DiscoveredMap> found = d->poll();
       if (!found) continue;
-      const std::string prefix = std::string(d->name()) + ":";
-      for (auto it = discovered_.lower_bound(prefix);
-           it != discovered_.end() && it->first.compare(0, prefix.size(), prefix) == 0;) {
-        it = discovered_.erase(it);
-      }
-      discovered_.merge(*found);
+      merge_discovered(*d, std::move(*found));
       discovered = true;
     }
     if (change.any()) dirty_ = referenced_stale_ = true;
@@ -276,8 +283,20 @@ Pipeline::SyncResult Pipeline::sync(bool full, int64_t seen_unix_ms) {
       {
         // Each kind of item keeps its version when it did not change since what is in force.
         auto typed = std::make_shared<snapshot::ProxyConfig>(*built.config);
-        for (auto& d : discovery_)
-          d->watch(targets_of(*typed, d->name()));
+        if (before_publish_) before_publish_();
+        for (auto& d : discovery_) {
+          auto targets = targets_of(*typed, d->name());
+          d->watch(targets);
+          // Cluster warming: a target never answered yet is given a moment (bounded), so that a
+          // new name (or the first start, or an upgrade) is published with its addresses.
+          const bool unanswered = std::any_of(targets.begin(), targets.end(), [&](const auto& t) {
+            return discovered_.find(t.key()) == discovered_.end();
+          });
+          if (unanswered && d->wait_first(kDiscoveryWarming)) {
+            if (std::optional<DiscoveredMap> found = d->poll())
+              merge_discovered(*d, std::move(*found));
+          }
+        }
         apply_discovered(*typed, discovered_);
         snapshot::assign_type_versions(*typed, published_.get());
         built.config = std::move(typed);

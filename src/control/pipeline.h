@@ -88,6 +88,9 @@ class Pipeline {
   void add_discovery(std::unique_ptr<DiscoverySource> source) {
     discovery_.push_back(std::move(source));
   }
+  // Called in sync() before a configuration is published (and its discovery targets watched),
+  // once the store holds the sources' changes: e.g. to configure a discovery source from Settings.
+  void set_before_publish(std::function<void()> fn) { before_publish_ = std::move(fn); }
   // What discovery found, by target key (for /config_dump and tests).
   const DiscoveredMap& discovered() const { return discovered_; }
 
@@ -161,11 +164,14 @@ class Pipeline {
   // positions.
   std::vector<size_t> merge_partial(BuildResult& result);
   void mark_pending(int64_t now_unix_ms);
+  // Replaces what `source` found before by `found` (its whole view).
+  void merge_discovered(const DiscoverySource& source, DiscoveredMap found);
   void render();
 
   std::vector<std::unique_ptr<ConfigSource>> sources_;
   std::vector<std::unique_ptr<DiscoverySource>> discovery_;
   DiscoveredMap discovered_;
+  std::function<void()> before_publish_;
   // Discovery problems in the statuses now, by "Upstream/<ns>/<name>".
   std::map<std::string, std::vector<std::string>> discovery_problems_;
   // The Secrets resources reference, as last told to the sources; stale after a store change.

@@ -31,6 +31,7 @@ class DnsDiscoveryTest(t.IntegrationTest):
         cls.dns.set("svc.test", a=["127.0.0.2"], ttl=1)
         cls.cfg = t.new_config(cls)
         cls.port = t.free_port()
+        cls.upstream_port = port
         ups = t.upstream("svc", [("svc.test", port)])
         routes = [r("all", [m(prefix="/")], to="svc")]
         cls.cfg.write_stack(cls.port, [t.virtual_service("vs", routes)], [ups])
@@ -57,6 +58,31 @@ class DnsDiscoveryTest(t.IntegrationTest):
     def upstream_reasons(self):
         res = self.portico.resource("Upstream", "svc")
         return res["state"], [d.get("message", "") for d in res.get("reasons", [])]
+
+    def test_a_new_name_is_served_from_its_first_publication(self):
+        """Cluster warming: the configuration that adds a name is published with its addresses,
+        never a moment without any (a 503 window)."""
+        self.dns.set("fresh.test", a=["127.0.0.3"], ttl=30)
+        ups = [t.upstream("svc", [("svc.test", self.upstream_port)]),
+               t.upstream("fresh", [("fresh.test", self.upstream_port)])]
+        routes = [r("fresh", [m(prefix="/fresh")], to="fresh"), r("all", [m(prefix="/")], to="svc")]
+        self.cfg.write_stack(self.port, [t.virtual_service("vs", routes)], ups)
+        # Until the new route serves: the old configuration answers (route "all"), never a 503.
+        seen = []
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:
+            conn = http.client.HTTPConnection(t.LOCALHOST, self.port, timeout=5)
+            try:
+                conn.request("GET", "/fresh")
+                resp = conn.getresponse()
+                resp.read()
+                seen.append((resp.status, resp.getheader("X-Upstream")))
+            finally:
+                conn.close()
+            if seen[-1] == (200, "b"):
+                break
+        self.assertEqual(seen[-1], (200, "b"), seen[-5:])
+        self.assertNotIn(503, [st for st, _ in seen], f"{len(seen)} requests: {sorted(set(seen))}")
 
     def test_traffic_follows_the_answers(self):
         t.wait_until(lambda: self.seen() == {(200, "a")}, 10, message="svc.test -> 127.0.0.2 serves")

@@ -5,6 +5,7 @@
 // so an endpoint change re-translates no route: it moves only the `endpoints` type version.
 #pragma once
 
+#include <chrono>
 #include <cstdint>
 #include <functional>
 #include <map>
@@ -42,6 +43,13 @@ class DiscoverySource {
   // Control-plane thread: everything known now, by target key, when anything changed since the
   // previous call; nullopt otherwise. Never blocks on the network.
   virtual std::optional<DiscoveredMap> poll() = 0;
+  // Control-plane thread: waits until every watched target had its first answer, at most
+  // `timeout` (cluster warming: a new name is published with its addresses rather than a moment
+  // without any). True when all have one.
+  virtual bool wait_first(std::chrono::milliseconds timeout) {
+    (void)timeout;
+    return true;
+  }
 };
 
 // Every discovery target of a configuration, deduplicated by key, for the source named `source`.

@@ -44,6 +44,7 @@ struct DnsDiscovery::Name {
 
 struct DnsDiscovery::Shared {
   std::mutex mu;
+  std::condition_variable answered;  // any lookup ended
   std::map<std::string, Name> names;
   DnsOptions options;
   bool configured = false;
@@ -134,6 +135,15 @@ void DnsDiscovery::watch(const std::vector<snapshot::DiscoveryTarget>& targets) 
     }
   }
   if (added) shared_->nudge();
+}
+
+bool DnsDiscovery::wait_first(std::chrono::milliseconds timeout) {
+  std::unique_lock lock(shared_->mu);
+  if (!shared_->configured) return false;  // no lookup before the Settings are known
+  return shared_->answered.wait_for(lock, timeout, [this] {
+    return std::all_of(shared_->names.begin(), shared_->names.end(),
+                       [](const auto& n) { return n.second.resolved; });
+  });
 }
 
 std::optional<DiscoveredMap> DnsDiscovery::poll() {
@@ -235,6 +245,7 @@ void DnsDiscovery::on_answer(void* arg, int status, int /*timeouts*/, ares_addri
       wake = shared.wake;
     }
   }
+  shared.answered.notify_all();
   if (wake) wake();
 }
 

@@ -38,6 +38,7 @@ class DnsDiscovery : public DiscoverySource {
   void start(std::function<void()> wake) override;
   void watch(const std::vector<snapshot::DiscoveryTarget>& targets) override;
   std::optional<DiscoveredMap> poll() override;
+  bool wait_first(std::chrono::milliseconds timeout) override;
 
   // Control-plane thread. Lookups begin after the first call (the Settings are known then); a
   // change of options looks every name up again.
