@@ -7,6 +7,7 @@
 #include <unordered_map>
 
 #include "api/decode.h"
+#include "common/hash.h"
 #include "control/sources/config_dir.h"
 
 namespace portico::control {
@@ -26,15 +27,6 @@ api::Diagnostic file_diagnostic(
   d.path = std::move(path);
   d.message = std::move(message);
   return d;
-}
-
-uint64_t content_hash(std::string_view s) {
-  uint64_t h = 14695981039346656037ull;
-  for (unsigned char c : s) {
-    h ^= c;
-    h *= 1099511628211ull;
-  }
-  return h ^ s.size();
 }
 
 // The files a resource refers to by path (TLS material), as written.
@@ -83,7 +75,7 @@ constexpr size_t kMaxReferencedBytes = 1024 * 1024;
 uint64_t referenced_hash(const std::filesystem::path& path) {
   std::string error;
   auto content = read_config_file(path, kMaxReferencedBytes, &error);
-  return content ? content_hash(*content) : 0;
+  return content ? common::content_hash(*content) : 0;
 }
 
 std::string with_refs(const std::string& revision, const std::vector<uint64_t>& hashes) {
@@ -150,7 +142,8 @@ void FileSource::add_file(const std::string& name, std::string_view content, Fil
     const size_t to = n + 1 < decoded.resources.size()
                           ? line_offset(decoded.resources[n + 1].loc.line)
                           : content.size();
-    const uint64_t text_hash = content_hash(content.substr(from, to > from ? to - from : 0));
+    const uint64_t text_hash =
+        common::content_hash(content.substr(from, to > from ? to - from : 0));
     std::string key = r.key();
     auto [it, inserted] = first.emplace(key, &r);
     if (!inserted) {
@@ -222,7 +215,7 @@ void FileSource::refresh_file(const std::string& name, const std::filesystem::pa
     return;
   }
   state.sig = sig;
-  uint64_t h = content_hash(*content);
+  uint64_t h = common::content_hash(*content);
   if (state.read && state.content_hash == h) return;  // same bytes: same documents
   state.read = true;
   state.content_hash = h;

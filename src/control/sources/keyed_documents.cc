@@ -4,19 +4,11 @@
 #include <vector>
 
 #include "api/decode.h"
+#include "common/hash.h"
 
 namespace portico::control {
 
 namespace {
-
-uint64_t text_hash(std::string_view s) {
-  uint64_t h = 14695981039346656037ull;
-  for (unsigned char c : s) {
-    h ^= c;
-    h *= 1099511628211ull;
-  }
-  return h ^ s.size();
-}
 
 api::Diagnostic key_diagnostic(
     const std::string& key, std::string message,
@@ -141,7 +133,7 @@ size_t KeyedDocuments::delivered() const {
 
 void KeyedDocuments::decode(const std::string& key, const std::string& text, Delivered* d,
                             Delta* delta) const {
-  d->text_hash = text_hash(text);
+  d->text_hash = common::content_hash(text);
   std::vector<api::Diagnostic> errors;
   auto fail = [&](std::vector<api::Diagnostic> errs) {
     if (d->resource) errs.push_back(keeping(key, *d->resource));
@@ -205,7 +197,8 @@ Delta KeyedDocuments::take_delta() {
       delivered_.erase(known);
       continue;
     }
-    if (known != delivered_.end() && known->second.text_hash == text_hash(value->second.text)) {
+    if (known != delivered_.end() &&
+        known->second.text_hash == common::content_hash(value->second.text)) {
       continue;  // the same text as last decoded (a rewrite, or a change and back)
     }
     Delivered& d = known != delivered_.end() ? known->second : delivered_[key];
