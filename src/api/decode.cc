@@ -3,6 +3,7 @@
 #include <yaml-cpp/eventhandler.h>
 #include <yaml-cpp/yaml.h>
 
+#include <algorithm>
 #include <cctype>
 #include <cmath>
 #include <exception>
@@ -1159,13 +1160,52 @@ void decode_upstream(DocReader& doc, MapReader& spec, const ObjectMeta& meta, Up
   if (spec.boolean("useHttp2", &http2, &where) && http2) {
     doc.error(where, "spec.useHttp2", "HTTP/2 to upstreams is not supported yet");
   }
-  for (const char* other : {"kube", "consul", "aws", "awsEc2", "azure", "pipe", "dns"}) {
+  for (const char* other : {"kube", "aws", "awsEc2", "azure", "pipe", "dns"}) {
     if (auto f = spec.take(other)) {
       doc.error(f->loc, f->path,
                 std::string(other) + " upstreams are not supported yet; use static hosts");
     }
   }
-  if (auto st = spec.map("static", true)) {
+  if (auto cf = spec.map("consul")) {
+    MapReader c(doc, cf->value, cf->path, cf->loc);
+    ConsulUpstream consul;
+    Location where;
+    if (c.string("serviceName", &consul.service_name, true, &where) &&
+        consul.service_name.empty()) {
+      doc.error(where, c.child_path("serviceName"), "must not be empty");
+    }
+    auto strings = [&](const char* key, std::vector<std::string>* out) {
+      auto f = c.list(key);
+      if (!f) return;
+      yaml::for_each_item(*f, [&](const YAML::Node& item, const std::string& path, Location loc) {
+        std::string v;
+        if (!yaml::read_string(doc, item, path, loc, &v)) return;
+        if (v.empty()) {
+          doc.error(loc, path, "must not be empty");
+          return;
+        }
+        if (std::find(out->begin(), out->end(), v) == out->end()) out->push_back(std::move(v));
+      });
+    };
+    strings("serviceTags", &consul.tags);
+    strings("instanceTags", &consul.tags);
+    strings("dataCenters", &consul.datacenters);
+    for (const char* key : {"subsetTags", "instanceBlacklistTags", "connectEnabled", "serviceSpec",
+                            "consistencyMode", "queryOptions"}) {
+      if (auto f = c.take(key)) {
+        doc.error(f->loc, f->path,
+                  std::string("consul.") + key +
+                      " is not supported (Consul discovery reads "
+                      "serviceName, serviceTags, instanceTags and dataCenters)");
+      }
+    }
+    c.finish();
+    if (spec.has("static")) {
+      doc.error(cf->loc, cf->path, "an Upstream is either static or consul, not both");
+    }
+    out->consul = std::move(consul);
+  }
+  if (auto st = spec.map("static", !out->consul)) {
     MapReader s(doc, st->value, st->path, st->loc);
     if (auto hosts = s.list("hosts", true)) {
       yaml::for_each_item(

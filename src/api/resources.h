@@ -401,8 +401,16 @@ struct UpstreamOutlierDetection {
   uint32_t max_ejection_percent = 10;
 };
 
+// spec.consul: the healthy instances of a Consul service (control/discovery/consul_discovery).
+struct ConsulUpstream {
+  std::string service_name;
+  std::vector<std::string> tags;         // serviceTags + instanceTags: instances carry them all
+  std::vector<std::string> datacenters;  // dataCenters; empty: the agent's (Settings consul)
+};
+
 struct UpstreamSpec {
   std::vector<StaticHost> hosts;
+  std::optional<ConsulUpstream> consul;  // instead of static hosts
   LbPolicy lb = LbPolicy::kRoundRobin;
   uint32_t choice_count = 2;                 // leastRequest.choiceCount
   uint64_t ring_min_size = 1024;             // ringHash.ringHashConfig.minimumRingSize

@@ -21,8 +21,10 @@
 #include "cli/commands.h"
 #include "cli/upgrade.h"
 #include "common/log.h"
+#include "control/discovery/consul_discovery.h"
 #include "control/discovery/dns.h"
 #include "control/pipeline.h"
+#include "control/sources/config_dir.h"
 #include "control/sources/factory.h"
 #include "control/sources/file_source.h"
 #include "control/sources/file_watcher.h"
@@ -300,8 +302,21 @@ class Runner {
         });
       });
       pipeline_.add_discovery(std::move(dns));
-      // Before each publication (its targets are watched then): the resolver's Settings first.
-      pipeline_.set_before_publish([this] { configure_dns(); });
+      // Consul catalog discovery (Upstreams `consul:`), always on: queries begin once the
+      // Settings are known (configure_consul, after each sync); a thread per service watched.
+      auto consul = std::make_unique<control::ConsulDiscovery>();
+      consul_ = consul.get();
+      consul->start([this] {
+        asio::post(io_, [this] {
+          if (!draining_) schedule_rebuild();
+        });
+      });
+      pipeline_.add_discovery(std::move(consul));
+      // Before each publication (its targets are watched then): the resolvers' Settings first.
+      pipeline_.set_before_publish([this] {
+        configure_dns();
+        configure_consul();
+      });
     }
     rebuild(false);
     start_sources();
@@ -709,6 +724,64 @@ class Runner {
     dns_->configure(o);
   }
 
+  // Settings spec.consul (shared with Consul KV), applied without a restart. A token file that
+  // cannot be read keeps the options in force (logged once per distinct error).
+  void configure_consul() {
+    if (!consul_) return;
+    api::ConsulSettings c;
+    if (const api::SettingsSpec* settings = settings_in_force()) c = settings->consul;
+    control::ConsulDiscoveryOptions o;
+    std::string error;
+    auto url = control::http::parse_url(c.address, 8500);
+    if (!url) {
+      error = "consul.address " + c.address + ": " + url.error().message;
+    } else {
+      o.endpoint.url = url.value();
+    }
+    o.endpoint.datacenter = c.datacenter;
+    o.endpoint.token = c.token;
+    o.endpoint.username = c.username;
+    o.endpoint.password = c.password;
+    if (error.empty() && !c.token_file.empty()) {
+      std::string why;
+      auto text = control::read_config_file(c.token_file, 64 * 1024, &why);
+      std::string token = text ? *text : std::string();
+      while (!token.empty() && std::isspace(static_cast<unsigned char>(token.back())))
+        token.pop_back();
+      if (!text) {
+        error = "consul.tokenFile " + c.token_file + ": " + why;
+      } else if (token.empty()) {
+        error = "consul.tokenFile " + c.token_file + " is empty";
+      }
+      o.endpoint.token = std::move(token);
+    }
+    o.wait = c.wait_time;
+    if (!error.empty()) {
+      if (error != consul_error_) LOG_ERROR("Consul discovery: %s", error.c_str());
+      consul_error_ = error;
+      return;
+    }
+    consul_error_.clear();
+    consul_->configure(o);
+  }
+
+  std::string consul_stats() const {
+    if (!consul_) return {};
+    auto c = consul_->counters();
+    return "# TYPE portico_consul_discovery_queries_total counter\n"
+           "portico_consul_discovery_queries_total " +
+           std::to_string(c.queries) +
+           "\n# TYPE portico_consul_discovery_failures_total counter\n"
+           "portico_consul_discovery_failures_total " +
+           std::to_string(c.failures) +
+           "\n# TYPE portico_consul_discovery_services gauge\n"
+           "portico_consul_discovery_services " +
+           std::to_string(c.services) +
+           "\n# TYPE portico_consul_discovery_services_failing gauge\n"
+           "portico_consul_discovery_services_failing " +
+           std::to_string(c.failing) + "\n";
+  }
+
   std::string dns_stats() const {
     if (!dns_) return {};
     auto c = dns_->counters();
@@ -753,6 +826,7 @@ class Runner {
       return;
     }
     configure_dns();
+    configure_consul();
     if (!result.built) return;  // nothing changed
     check_sources_changed();
     const auto& current = pipeline_.current();
@@ -818,7 +892,8 @@ class Runner {
     if (path == "/stats") {
       return {200, "text/plain; version=0.0.4",
               registry_.render() + pipeline_.metrics().render() + source_stats() + dns_stats() +
-                  upgrade_stats() + proxy::access_log::Manager::instance().render_stats() +
+                  consul_stats() + upgrade_stats() +
+                  proxy::access_log::Manager::instance().render_stats() +
                   proxy::overload::render_stats()};
     }
     if (path == "/config_dump") {
@@ -901,8 +976,10 @@ class Runner {
   proxy::Server server_;
   control::FileSource* files_ = nullptr;  // owned by pipeline_
   control::Pipeline pipeline_;
-  control::DnsDiscovery* dns_ = nullptr;  // owned by pipeline_
-  std::string sources_fingerprint_;       // of the sources started (start_sources)
+  control::DnsDiscovery* dns_ = nullptr;        // owned by pipeline_
+  control::ConsulDiscovery* consul_ = nullptr;  // owned by pipeline_
+  std::string consul_error_;                    // the last configure_consul() error logged
+  std::string sources_fingerprint_;             // of the sources started (start_sources)
   std::string sources_warned_;
   bool sources_started_ = false;  // start_sources() ran
   proxy::admin::AdminServer admin_;

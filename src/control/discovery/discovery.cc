@@ -78,7 +78,11 @@ std::map<std::string, std::vector<std::string>> discovery_problems(
       } else {
         continue;
       }
-      out["Upstream/" + c.name].push_back(t.source + " name " + t.name + ": " + line);
+      // "dns name api.internal", "consul service web@dc2#tag".
+      std::string what = t.source == "dns"
+                             ? "dns name " + t.name
+                             : t.source + " service " + t.key().substr(t.source.size() + 1);
+      out["Upstream/" + c.name].push_back(what + ": " + line);
     }
   }
   return out;

@@ -867,6 +867,19 @@ snapshot::Cluster translate_upstream(const Resource& r) {
   };
   for (const auto& h : spec.hosts)
     add_host(h, 0);
+  // Consul: one target per data center (none listed: the agent's), each instance's own port.
+  if (const auto& consul = spec.consul) {
+    std::vector<std::string> dcs = consul->datacenters;
+    if (dcs.empty()) dcs.emplace_back();
+    for (const auto& dc : dcs) {
+      snapshot::DiscoveryTarget t;
+      t.source = "consul";
+      t.name = consul->service_name;
+      t.tags = consul->tags;
+      t.datacenter = dc;
+      c.discovery.push_back(std::move(t));
+    }
+  }
   for (size_t k = 0; k < spec.failover.size(); ++k) {
     for (const auto& h : spec.failover[k].hosts)
       add_host(h, static_cast<uint32_t>(k + 1));
