@@ -372,6 +372,8 @@ class ProxyRunner {
     a.accepted = accepted;
     a.error = std::move(error);
     a.items = std::move(items);
+    for (const auto& [name, section] : held_)
+      a.sections[name] = section.version;
     if (!accepted) {
       ++nacks_;
       LOG_WARN("fleet: version %llu rejected: %s", static_cast<unsigned long long>(a.version),

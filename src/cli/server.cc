@@ -506,6 +506,7 @@ class ServerRunner {
             status = 409;
           } else {
             on_ack(ack);
+            notify();  // a NACK may call for a message computed on what the proxy kept
           }
           body = status == 200 ? "{}\n" : Json{{"error", error}}.dump() + "\n";
         }

@@ -96,6 +96,10 @@ bool parse_ack(std::string_view body, Ack* out, std::string* error) {
     out->error = j.value("error", std::string());
     field = "items";
     if (j.contains("items")) out->items = j.at("items").get<std::vector<std::string>>();
+    field = "sections";
+    if (j.contains("sections")) {
+      out->sections = j.at("sections").get<std::map<std::string, std::string>>();
+    }
   } catch (const std::exception& e) {
     *error = "field " + field + ": " + e.what();
     return false;
@@ -115,6 +119,10 @@ std::string ack_to_json(const Ack& ack) {
   j["accepted"] = ack.accepted;
   j["error"] = ack.error;
   j["items"] = ack.items;
+  Json sections = Json::object();
+  for (const auto& [name, v] : ack.sections)
+    sections[name] = v;
+  j["sections"] = std::move(sections);
   return j.dump(-1, ' ', false, Json::error_handler_t::replace);
 }
 
@@ -249,16 +257,23 @@ bool Fleet::ack(const Ack& ack, int64_t now_unix_ms, std::string* error) {
   pending.erase(pending.begin(), std::next(it));
   ProxyInfo& info = p->second;
   info.last_seen_unix_ms = now_unix_ms;
+  auto s = streams_.find(ack.node);
   if (ack.accepted) {
     ++info.acks;
     ++acks_;
     info.applied_version = sent.version;
-    info.have = sent.sections;
+    info.have = ack.sections.empty() ? sent.sections : ack.sections;
     info.applied_sources = all_sources(*sent.view);
     if (info.nacked_version != 0 && sent.version > info.nacked_version) {
       info.nacked_version = 0;
       info.last_error.clear();
       info.nack_sources.clear();
+    }
+    // The proxy runs something else than the server assumed (a message computed on one it then
+    // rejected): the next message is computed on what it runs, and sent at once.
+    if (s != streams_.end() && info.have != sent.sections) {
+      s->second.sent = info.have;
+      s->second.first = true;
     }
   } else {
     ++info.nacks;
@@ -271,9 +286,13 @@ bool Fleet::ack(const Ack& ack, int64_t now_unix_ms, std::string* error) {
       for (const auto& l : sent.view->listeners)
         info.nack_sources.insert("Gateway/" + l.name);
     }
-    // The proxy keeps what it had: the next message is computed against that.
-    auto s = streams_.find(ack.node);
-    if (s != streams_.end()) s->second.sent = info.have;
+    if (!ack.sections.empty()) info.have = ack.sections;
+    // The proxy keeps what it had: the next message is computed against that. Messages sent
+    // after the rejected one assumed it applied: one more is sent at once (next_message).
+    if (s != streams_.end()) {
+      s->second.sent = info.have;
+      if (s->second.sent_version > sent.version) s->second.first = true;
+    }
   }
   return true;
 }

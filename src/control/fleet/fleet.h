@@ -51,6 +51,9 @@ struct Ack {
   bool accepted = false;
   std::string error;
   std::vector<std::string> items;  // names of the items that failed (listeners, clusters, ...)
+  // The section versions the proxy runs after this message (empty: not said; the server then
+  // assumes what it sent).
+  std::map<std::string, std::string> sections;
 };
 // Parses the JSON body; an error names the field.
 bool parse_ack(std::string_view body, Ack* out, std::string* error);
@@ -87,7 +90,9 @@ class Fleet {
   std::optional<std::string> next_message(const std::string& node, uint64_t stream_id,
                                           const snapshot::ProxyConfig& config);
 
-  // Records an ACK or NACK. False with a reason when it names no known node or nonce.
+  // Records an ACK or NACK. False with a reason when it names no known node or nonce. After a
+  // NACK of a message that later messages were computed on, next_message sends again (computed
+  // on what the proxy kept): the caller wakes the streams after every ack.
   bool ack(const Ack& ack, int64_t now_unix_ms, std::string* error);
 
   // For the REST API: [{node, gateways, connected, lastSeenUnixMs, version, sections, lastError,

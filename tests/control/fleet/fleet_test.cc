@@ -175,6 +175,39 @@ TEST(Fleet, AckRecordsTheVersionAndNackWarnsUntilALaterAck) {
   EXPECT_EQ(f.nacks_total(), 1u);
 }
 
+TEST(Fleet, ANackOfAnEarlierMessageResendsAgainstWhatTheProxyKept) {
+  Fleet f;
+  auto id = f.connect("p", {}, {}, 1);
+  auto m1 = decode(f.next_message("p", id, two_gateways(1)));
+  std::string error;
+  ASSERT_TRUE(f.ack({"p", m1.nonce, 1, true, "", {}}, 2, &error)) << error;
+  auto c2 = two_gateways(2);
+  c2.listeners[0].port = 9999;
+  auto m2 = decode(f.next_message("p", id, c2));
+  auto c3 = c2;
+  c3.version = 3;
+  c3.clusters[0].endpoints[0].weight = 3;
+  auto m3 = decode(f.next_message("p", id, c3));  // sent before m2's NACK arrived
+  EXPECT_FALSE(m3.sections.count("listeners"));
+  ASSERT_TRUE(f.ack({"p", m2.nonce, 2, false, "bind", {"default/a"}}, 3, &error)) << error;
+  auto again = decode(f.next_message("p", id, c3));
+  EXPECT_EQ(again.header.version, 3u);
+  EXPECT_TRUE(again.sections.count("listeners"));
+  EXPECT_TRUE(again.sections.count("endpoints"));
+  EXPECT_FALSE(f.next_message("p", id, c3).has_value());
+}
+
+TEST(Fleet, AnAckSayingWhatTheProxyRunsCorrectsTheServersAssumption) {
+  Fleet f;
+  auto id = f.connect("p", {}, {}, 1);
+  auto m1 = decode(f.next_message("p", id, two_gateways(1)));
+  std::string error;
+  // The proxy says it runs nothing of it (it lost it): the whole configuration is sent again.
+  ASSERT_TRUE(f.ack({"p", m1.nonce, 1, true, "", {}, {{"routes", "0"}}}, 2, &error)) << error;
+  auto again = decode(f.next_message("p", id, two_gateways(1)));
+  EXPECT_EQ(again.sections.size(), 5u);
+}
+
 TEST(Fleet, ANewerStreamReplacesTheOld) {
   Fleet f;
   auto a = f.connect("p", {}, {}, 1);
@@ -191,7 +224,9 @@ TEST(Fleet, ANewerStreamReplacesTheOld) {
 TEST(Fleet, AckBodiesParse) {
   Ack a;
   std::string error;
-  ASSERT_TRUE(parse_ack(ack_to_json({"n", "x", 3, false, "why", {"default/a"}}), &a, &error));
+  ASSERT_TRUE(parse_ack(ack_to_json({"n", "x", 3, false, "why", {"default/a"}, {{"routes", "ab"}}}),
+                        &a, &error));
+  EXPECT_EQ(a.sections, (std::map<std::string, std::string>{{"routes", "ab"}}));
   EXPECT_EQ(a.node, "n");
   EXPECT_EQ(a.version, 3u);
   EXPECT_FALSE(a.accepted);
