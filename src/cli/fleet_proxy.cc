@@ -16,6 +16,7 @@
 #include <atomic>
 #include <condition_variable>
 #include <cstdio>
+#include <cstdlib>
 #include <cstring>
 #include <deque>
 #include <map>
@@ -25,6 +26,7 @@
 
 #include "cli/commands.h"
 #include "cli/fleet_auth.h"
+#include "cli/help.h"
 #include "common/backoff.h"
 #include "common/log.h"
 #include "control/fleet/fleet.h"
@@ -82,6 +84,10 @@ bool parse_proxy_options(const std::vector<std::string>& args, ProxyOptions* o) 
       return &args[++i];
     };
     const std::string* v = nullptr;
+    if (a == "--help" || a == "-h") {
+      std::fputs(help_text("proxy"), stdout);
+      std::exit(0);
+    }
     if (a == "--server") {
       if (!(v = value())) return false;
       o->server = *v;
