@@ -4,11 +4,14 @@ to 127.0.0.2, .3 and .4 with --bind-address). A VirtualService added is served b
 from the file write to all serving is printed); a proxy that cannot bind a new Gateway's port NACKs
 and the NACK shows on the Gateway's status (REST and `portico get`), while the other two serve it;
 the server killed, the proxies keep serving; the server restarted, they reconnect and apply nothing
-new; a wrong token gets 401 and the proxy reports it."""
+new; a TLS Gateway's certificate reaches the proxies through the secrets section, and a proxy
+with --gateways serves only those; a wrong token gets 401 and the proxy reports it."""
 
 import os
 import signal
 import socket
+import ssl
+import subprocess
 import sys
 import time
 
@@ -138,6 +141,56 @@ class FleetTest(t.IntegrationTest):
         self.assertEqual([p.counter("portico_fleet_versions_applied_total") for p in self.proxies], applied)
         for addr in ADDRESSES:
             self.assertTrue(f.serves(addr, self.port, "/one"), addr)
+
+    def test_gateways_and_tls(self):
+        # A TLS Gateway: its certificate reaches the proxies through the secrets section. p4 serves
+        # only that Gateway (--gateways).
+        crt, key = os.path.join(self.cfg._root, "tls.crt"), os.path.join(self.cfg._root, "tls.key")
+        subprocess.run(["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256",
+                        "-nodes", "-keyout", key, "-out", crt, "-days", "2", "-subj", "/CN=tls.example.test",
+                        "-addext", "subjectAltName=DNS:tls.example.test"],
+                       check=True, capture_output=True, timeout=60)
+        tls_port = t.free_port()
+        self.cfg.write_obj("secret.yaml", t.resource("Secret", "tls-s", {
+            "tls": {"certChainFile": crt, "privateKeyFile": key}}))
+        vs = t.virtual_service("sec", [r("one", [m(prefix="/one")], to="echo")], domains=["tls.example.test"])
+        vs["spec"]["sslConfig"] = {"secretRef": t.ref("tls-s")}
+        self.cfg.write_obj("vs-sec.yaml", vs)
+        gw = t.gateway("tlsgw", tls_port, ["sec"])
+        gw["spec"]["ssl"] = True
+        gw["spec"]["sslConfig"] = {"secretRef": t.ref("tls-s")}
+        self.cfg.write_obj("gateway-tls.yaml", gw)
+        p4 = f.register(self, f.Proxy(self.server.url, "p4", "127.0.0.6", token_file=self.token_file,
+                                      gateways="tlsgw"))
+        ctx = ssl.create_default_context(cafile=crt)
+        ctx.verify_flags &= ~getattr(ssl, "VERIFY_X509_STRICT", 0)  # a bare self-signed leaf
+        last_error = []
+
+        def https_one(addr):
+            try:
+                with socket.create_connection((addr, tls_port), timeout=2) as raw:
+                    with ctx.wrap_socket(raw, server_hostname="tls.example.test") as s:
+                        s.sendall(b"GET /one HTTP/1.1\r\nHost: tls.example.test\r\nConnection: close\r\n\r\n")
+                        data = b""
+                        while chunk := s.recv(65536):
+                            data += chunk
+                if not data.startswith(b"HTTP/1.1 200"):
+                    last_error.append(data[:80])
+                return data.startswith(b"HTTP/1.1 200")
+            except OSError as e:
+                last_error.append(e)
+                return False
+
+        for addr in ADDRESSES + ["127.0.0.6"]:
+            try:
+                t.wait_until(lambda: https_one(addr), 10, message=f"{addr}:{tls_port} serves /one over TLS")
+            except AssertionError as e:
+                raise AssertionError(f"{e}: {last_error[-2:]}") from None
+        dump = p4.admin_get("/config_dump").json()
+        self.assertEqual([listener["name"] for listener in dump["listeners"]], ["default/tlsgw"])
+        self.assertFalse(f.serves("127.0.0.6", self.port, "/one"))  # not its Gateway
+        proxies = {x["node"]: x for x in self.server.admin_get("/proxies").json()}
+        self.assertEqual(proxies["p4"]["gateways"], ["tlsgw"])
 
     def test_wrong_token(self):
         # The stream without a token, and with a wrong one: 401.
