@@ -211,6 +211,23 @@ class FleetTest(t.IntegrationTest):
         self.assertEqual(out.returncode, 0, out.stderr)
         self.assertIn("p1", out.stdout)
 
+    def test_rest_api_beyond_loopback_wants_the_token(self):
+        # Without a token file a server refuses a --listen beyond loopback.
+        out = t.run_cli("server", self.cfg.path, "--listen", f"0.0.0.0:{t.free_port()}",
+                        "--admin", f"{t.LOCALHOST}:{t.free_port()}")
+        self.assertEqual(out.returncode, 2)
+        self.assertIn("--token-file is required", out.stderr)
+        wide = f.register(self, f.Server(self.cfg.path, token_file=self.token_file, listen_host="0.0.0.0"))
+        status, _ = f.get(t.LOCALHOST, wide.listen_port, "/resources")
+        self.assertEqual(status, 401)
+        out = t.run_cli("get", "gw", "--admin", f"{t.LOCALHOST}:{wide.listen_port}")
+        self.assertNotEqual(out.returncode, 0)
+        self.assertIn("401", out.stderr)
+        out = t.run_cli("get", "gw", "--admin", f"{t.LOCALHOST}:{wide.listen_port}", "--token-file",
+                        self.token_file)
+        self.assertEqual(out.returncode, 0, out.stderr)
+        self.assertIn("gw", out.stdout)
+
 
 if __name__ == "__main__":
     t.main()

@@ -12,9 +12,10 @@ class Server(t.Portico):
     """`portico server DIR --listen 127.0.0.1:PORT --admin 127.0.0.1:PORT [--token-file F]`."""
 
     def __init__(self, config_dir: str, token_file: str | None = None, listen_port: int | None = None,
-                 extra_args: list[str] | None = None):
+                 extra_args: list[str] | None = None, listen_host: str = t.LOCALHOST):
         super().__init__(config_dir, extra_args=extra_args)
         self.listen_port = listen_port or t.free_port()
+        self.listen_host = listen_host
         self.token_file = token_file
 
     @property
@@ -23,7 +24,7 @@ class Server(t.Portico):
 
     def command(self) -> list[str]:
         cmd = [self.binary, "server", self.config_dir, "--admin", self.admin,
-               "--listen", f"{t.LOCALHOST}:{self.listen_port}", "--heartbeat", "1s"]
+               "--listen", f"{self.listen_host}:{self.listen_port}", "--heartbeat", "1s"]
         if self.token_file:
             cmd += ["--token-file", self.token_file]
         return cmd + self.extra_args
