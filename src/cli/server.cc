@@ -19,9 +19,11 @@
 #include "cli/commands.h"
 #include "cli/fleet_auth.h"
 #include "common/log.h"
+#include "control/discovery/consul_discovery.h"
 #include "control/discovery/dns.h"
 #include "control/fleet/fleet.h"
 #include "control/pipeline.h"
+#include "control/sources/config_dir.h"
 #include "control/sources/factory.h"
 #include "control/sources/file_source.h"
 #include "control/sources/file_watcher.h"
@@ -251,7 +253,14 @@ class ServerRunner {
     dns_ = dns.get();
     dns->start([this] { asio::post(io_, [this] { schedule_rebuild(); }); });
     pipeline_.add_discovery(std::move(dns));
-    pipeline_.set_before_publish([this] { configure_dns(); });
+    auto consul = std::make_unique<control::ConsulDiscovery>();
+    consul_ = consul.get();
+    consul->start([this] { asio::post(io_, [this] { schedule_rebuild(); }); });
+    pipeline_.add_discovery(std::move(consul));
+    pipeline_.set_before_publish([this] {
+      configure_dns();
+      configure_consul();
+    });
     rebuild(false);
     start_sources();
 
@@ -385,6 +394,46 @@ class ServerRunner {
     dns_->configure(o);
   }
 
+  // Settings spec.consul, as `portico run` applies it (run.cc).
+  void configure_consul() {
+    if (!consul_) return;
+    api::ConsulSettings c;
+    if (const api::SettingsSpec* settings = settings_in_force()) c = settings->consul;
+    control::ConsulDiscoveryOptions o;
+    std::string error;
+    auto url = control::http::parse_url(c.address, 8500);
+    if (!url) {
+      error = "consul.address " + c.address + ": " + url.error().message;
+    } else {
+      o.endpoint.url = url.value();
+    }
+    o.endpoint.datacenter = c.datacenter;
+    o.endpoint.token = c.token;
+    o.endpoint.username = c.username;
+    o.endpoint.password = c.password;
+    if (error.empty() && !c.token_file.empty()) {
+      std::string why;
+      auto text = control::read_config_file(c.token_file, 64 * 1024, &why);
+      std::string token = text ? *text : std::string();
+      while (!token.empty() && std::isspace(static_cast<unsigned char>(token.back())))
+        token.pop_back();
+      if (!text) {
+        error = "consul.tokenFile " + c.token_file + ": " + why;
+      } else if (token.empty()) {
+        error = "consul.tokenFile " + c.token_file + " is empty";
+      }
+      o.endpoint.token = std::move(token);
+    }
+    o.wait = c.wait_time;
+    if (!error.empty()) {
+      if (error != consul_error_) LOG_ERROR("Consul discovery: %s", error.c_str());
+      consul_error_ = error;
+      return;
+    }
+    consul_error_.clear();
+    consul_->configure(o);
+  }
+
   void rebuild(bool full) {
     const int64_t seen = now_ms();
     control::Pipeline::SyncResult result = pipeline_.sync(full, seen);
@@ -397,6 +446,7 @@ class ServerRunner {
       return;
     }
     configure_dns();
+    configure_consul();
     if (!result.published) return;
     // "Applied" here: handed to the streams (each proxy's ACK is on its own status line).
     pipeline_.applied(result.version, now_ms());
@@ -591,7 +641,14 @@ class ServerRunner {
     }
     if (path == "/ready") {
       if (pipeline_.version() == 0) return {503, "text/plain", "starting\n"};
-      return {200, "text/plain", "ready\n"};
+      std::string body = "ready\n";
+      if (!pipeline_.last_build_ok()) {
+        body += "last configuration build failed: " + pipeline_.last_error() +
+                "; serving version " + std::to_string(pipeline_.version()) + "\n";
+      }
+      for (const auto& problem : pipeline_.source_problems())
+        body += "source: " + problem + "\n";
+      return {200, "text/plain", body};
     }
     if (path == "/resources") {
       Json resources = Json::parse(pipeline_.resources_json(), nullptr, false);
@@ -610,7 +667,7 @@ class ServerRunner {
               cfg ? snapshot::to_json(*cfg, true) + "\n" : std::string("{}\n")};
     }
     if (path == "/stats") {
-      std::string out = pipeline_.metrics().render();
+      std::string out = pipeline_.metrics().render() + pipeline_.source_stats();
       out += "# TYPE portico_fleet_proxies_connected gauge\nportico_fleet_proxies_connected " +
              std::to_string(fleet_.connected()) + "\n";
       out +=
@@ -639,7 +696,9 @@ class ServerRunner {
   asio::io_context io_{1};
   control::FileSource* files_ = nullptr;  // owned by pipeline_
   control::Pipeline pipeline_;
-  control::DnsDiscovery* dns_ = nullptr;  // owned by pipeline_
+  control::DnsDiscovery* dns_ = nullptr;        // owned by pipeline_
+  control::ConsulDiscovery* consul_ = nullptr;  // owned by pipeline_
+  std::string consul_error_;                    // the last configure_consul() error logged
   proxy::admin::AdminServer admin_;
   asio::ip::tcp::acceptor acceptor_{io_};
   asio::steady_timer debounce_;
