@@ -133,6 +133,47 @@ void from_json(const Json& j, HealthCheck::Kind& e) {
   enum_from(j, e, kHealthKinds);
 }
 
+// Every field of every struct is encoded by name below. A field added to proxy_config.h and not
+// listed here would be dropped silently on the wire (a proxy would run without it): these sizes
+// (x86-64, libstdc++) stop the build instead. Add the field to its struct's list below (and to
+// rich() in tests/snapshot/wire_test.cc), then update the size.
+#if defined(__x86_64__) && defined(__GLIBCXX__)
+#define kAddedField "a field was added to this struct: encode it in snapshot/wire.cc"
+static_assert(sizeof(Regex) == 40, kAddedField);
+static_assert(sizeof(HeaderMatcher) == 120, kAddedField);
+static_assert(sizeof(QueryMatcher) == 120, kAddedField);
+static_assert(sizeof(RouteMatch) == 168, kAddedField);
+static_assert(sizeof(WeightedCluster) == 40, kAddedField);
+static_assert(sizeof(ForwardAction) == 32, kAddedField);
+static_assert(sizeof(RedirectAction) == 104, kAddedField);
+static_assert(sizeof(DirectResponseAction) == 72, kAddedField);
+static_assert(sizeof(HeaderValue) == 72, kAddedField);
+static_assert(sizeof(HeaderMutations) == 48, kAddedField);
+static_assert(sizeof(FilterConfig) == 64, kAddedField);
+static_assert(sizeof(RetryPolicy) == 72, kAddedField);
+static_assert(sizeof(HashPolicy) == 48, kAddedField);
+static_assert(sizeof(RouteOptions) == 360, kAddedField);
+static_assert(sizeof(Route) == 672, kAddedField);
+static_assert(sizeof(TlsCertificate) == 128, kAddedField);
+static_assert(sizeof(TlsServerConfig) == 176, kAddedField);
+static_assert(sizeof(TlsClientConfig) == 296, kAddedField);
+static_assert(sizeof(VirtualHost) == 288, kAddedField);
+static_assert(sizeof(Http2Options) == 16, kAddedField);
+static_assert(sizeof(HttpOptions) == 160, kAddedField);
+static_assert(sizeof(AccessLog) == 96, kAddedField);
+static_assert(sizeof(Listener) == 464, kAddedField);
+static_assert(sizeof(Endpoint) == 48, kAddedField);
+static_assert(sizeof(DiscoveryTarget) == 168, kAddedField);
+static_assert(sizeof(HealthCheck) == 192, kAddedField);
+static_assert(sizeof(OutlierDetection) == 64, kAddedField);
+static_assert(sizeof(CircuitBreakers) == 16, kAddedField);
+static_assert(sizeof(RetryBudget) == 8, kAddedField);
+static_assert(sizeof(Cluster) == 760, kAddedField);
+static_assert(sizeof(OverloadConfig) == 16, kAddedField);
+static_assert(sizeof(TypeVersions) == 40, kAddedField);
+#undef kAddedField
+#endif
+
 NLOHMANN_DEFINE_TYPE_NON_INTRUSIVE(Regex, pattern, case_sensitive)
 NLOHMANN_DEFINE_TYPE_NON_INTRUSIVE(HeaderMatcher, name, value, regex, present_only, invert)
 NLOHMANN_DEFINE_TYPE_NON_INTRUSIVE(QueryMatcher, name, value, regex, present_only)
