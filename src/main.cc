@@ -27,6 +27,15 @@ int main(int argc, char** argv) {
     }
     return portico::cli::run_command(args);
   }
+  if (cmd == "server") {
+    for (const auto& a : args) {
+      if (a == "--help" || a == "-h") {
+        std::fputs(portico::cli::help_text("server"), stdout);
+        return 0;
+      }
+    }
+    return portico::cli::server_command(args);
+  }
   // The CLI commands read documents from files and from the admin API: a bug in reading one must
   // end in one line naming it, never in std::terminate.
   try {

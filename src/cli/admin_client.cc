@@ -8,6 +8,7 @@
 #include <cstring>
 
 #include "cli/commands.h"
+#include "cli/fleet_auth.h"
 #include "proxy/http/h1_parser.h"
 
 namespace portico::cli {
@@ -46,7 +47,10 @@ bool admin_get(const std::string& admin_flag, const std::string& path, std::stri
     return false;
   }
   freeaddrinfo(res);
-  std::string req = "GET " + path + " HTTP/1.1\r\nHost: " + admin + "\r\nConnection: close\r\n\r\n";
+  std::string req = "GET " + path + " HTTP/1.1\r\nHost: " + admin + "\r\nConnection: close\r\n";
+  // A server's REST API beyond loopback wants the token (--token-file).
+  if (!admin_token().empty()) req += "Authorization: Bearer " + admin_token() + "\r\n";
+  req += "\r\n";
   if (::send(fd, req.data(), req.size(), MSG_NOSIGNAL) != static_cast<ssize_t>(req.size())) {
     *error = "cannot send to the admin API: " + std::string(std::strerror(errno));
     ::close(fd);

@@ -16,6 +16,10 @@ int check_command(const std::vector<std::string>& args);     // portico check
 int proxy_command(const std::vector<std::string>& args);     // portico proxy dump
 int route_command(const std::vector<std::string>& args);     // portico route explain|add|remove
 int diff_command(const std::vector<std::string>& args);      // portico diff DIR|FILE
+int server_command(const std::vector<std::string>& args);    // portico server DIR [...]
+// portico proxy --server URL --node NAME [...] (proxy_command hands it every `proxy` call with
+// --server).
+int fleet_proxy_command(const std::vector<std::string>& args);
 
 // Parses "host:port" (IPv6 as [::1]:9901). False when malformed.
 bool parse_host_port(const std::string& text, std::string* host, uint16_t* port);

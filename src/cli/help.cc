@@ -55,11 +55,21 @@ Exit: 0 everything Accepted; 1 a resource is Rejected, Warning or Pending, or th
 ready; 2 bad arguments; 3 admin API unreachable.
 )"},
     {"proxy", R"(Usage: portico proxy dump [--admin ADDR:PORT | --dir DIR] [-o json|yaml]
+       portico proxy --server http://H:P --node NAME [--gateways a,b] [--token-file F]
+                     [--admin ADDR:PORT] [--bind-address IP] [--workers N] [--idle-timeout 15s]
 
-The configuration the data plane runs (the admin API's /config_dump), pretty-printed; with
+dump: the configuration the data plane runs (the admin API's /config_dump), pretty-printed; with
 --dir, the configuration `portico run DIR` would build from the files, without running anything.
-
 Exit: 0 shown; 2 bad arguments; 3 admin API or files unreadable.
+
+--server: the data plane of `portico run`, fed by a `portico server`. It serves the Gateways named
+by --gateways (all when none), keeps serving its last good configuration when the server is down
+(reconnecting with jittered back-off), and rejects (NACKs) a version it cannot apply whole (a
+port that cannot be bound, a certificate that does not load), keeping the previous one.
+--bind-address overrides every listener's bind address (several proxies on one host: one
+address each). --idle-timeout: no line from the server (heartbeats included) for this long
+reconnects. Admin API: /ready (ready once a first configuration is applied), /stats
+(portico_fleet_*), /config_dump, /fleet.
 )"},
     {"route", R"(Usage: portico route explain|add|remove ...
 
@@ -140,6 +150,24 @@ Binary upgrade: --upgrade takes the listening sockets over from the process serv
 --upgrade-socket (default DIR.upgrade.sock), which then drains and exits; SIGUSR2 makes a
 running process start its own binary with --upgrade.
 )"},
+    {"server",
+     R"(Usage: portico server DIR [--listen ADDR:PORT] [--token-file F] [--admin ADDR:PORT]
+                          [--heartbeat 5s] [--resync 30s] [--log-level LEVEL]
+
+The control plane of `portico run` without a data plane: configuration from DIR (and the sources
+its Settings name), translated and streamed to `portico proxy` processes (the fleet protocol).
+Binds no Gateway.
+
+  --listen ADDR:PORT   the fleet protocol and the REST API (default 127.0.0.1:9977):
+                       GET /v1/fleet/stream, POST /v1/fleet/ack, /resources, /proxies, ...
+  --token-file F       the bearer token proxies and remote CLIs must send (required when --listen
+                       is beyond loopback; the REST API then requires it too)
+  --admin ADDR:PORT    the REST API on loopback, no token (default 127.0.0.1:9901)
+  --heartbeat D        a heartbeat line on idle streams this often (default 5s)
+
+`portico get proxies` lists the proxies (NODE, GATEWAYS, CONNECTED, VERSION, LAST ERROR); a
+proxy's NACK is a Warning on the resources whose items it rejected.
+)"},
 };
 
 }  // namespace
@@ -193,6 +221,12 @@ Usage:
       Exit 1 when a resource is Rejected or Warning, printing what and why.
   portico proxy dump [--dir DIR]
       The configuration the data plane runs.
+  portico server DIR [--listen ADDR:PORT] [--token-file F]
+      The control plane alone: streams the configuration to `portico proxy` processes.
+  portico proxy --server http://H:P --node NAME [--gateways a,b] [--bind-address IP]
+      The data plane alone, fed by a `portico server`.
+  portico get proxies [--admin ADDR:PORT] [--token-file F]
+      The proxies of a `portico server`: node, Gateways, connected, version, last error.
   portico route explain METHOD URL [-H 'Name: value']... [--dir DIR]
       Which gateway, virtual service, route, upstream and policies serve a request, and why the
       earlier routes did not match.

@@ -16,6 +16,7 @@
 #include "cli/args.h"
 #include "cli/commands.h"
 #include "cli/explain.h"
+#include "cli/fleet_auth.h"
 #include "cli/format.h"
 #include "cli/help.h"
 #include "cli/local.h"
@@ -104,6 +105,7 @@ namespace {
 
 const std::vector<FlagSpec> kAdminFlags = {
     {"--admin", "", true, false},
+    {"--token-file", "", true, false},
     {"--namespace", "-n", true, false},
     {"--output", "-o", true, false},
 };
@@ -335,9 +337,61 @@ int validate_command(const std::vector<std::string>& args) {
   return result.ok() ? kExitOk : kExitFindings;
 }
 
+namespace {
+
+// --token-file: the bearer token a `portico server` REST API beyond loopback wants.
+bool apply_token_flag(const Args& a, const char* command, int* rc) {
+  if (!a.has("--token-file")) return true;
+  std::string token, error;
+  if (!read_token_file(a.get("--token-file"), &token, &error)) {
+    *rc = usage_error(command, "--token-file: " + error);
+    return false;
+  }
+  set_admin_token(std::move(token));
+  return true;
+}
+
+// `portico get proxies`: the proxies of a `portico server` (its /proxies).
+int get_proxies(const Args& a, OutputFormat format) {
+  Json all;
+  std::string error;
+  if (!admin_get_json(a.get("--admin", kDefaultAdmin), "/proxies", &all, &error)) {
+    return fail("get", error, kExitUnavailable);
+  }
+  if (format == OutputFormat::kJson) {
+    std::printf("%s\n", all.dump(2, ' ', false, Json::error_handler_t::replace).c_str());
+    return kExitOk;
+  }
+  if (format == OutputFormat::kYaml) {
+    std::fputs(to_yaml(all).c_str(), stdout);
+    return kExitOk;
+  }
+  std::vector<std::vector<std::string>> table;
+  table.push_back({"NODE", "GATEWAYS", "CONNECTED", "VERSION", "LAST ERROR"});
+  for (const auto& p : all) {
+    std::string gateways;
+    if (p.contains("gateways") && p["gateways"].is_array()) {
+      for (const auto& g : p["gateways"])
+        gateways += (gateways.empty() ? "" : ",") + g.get<std::string>();
+    }
+    std::string version = json_str(p, "version");
+    if (json_str(p, "nackedVersion") != "0" && !json_str(p, "nackedVersion").empty()) {
+      version += " (rejected " + json_str(p, "nackedVersion") + ")";
+    }
+    table.push_back({json_str(p, "node"), gateways.empty() ? "(all)" : gateways,
+                     json_str(p, "connected") == "true" ? "yes" : "no", version,
+                     json_str(p, "lastError")});
+  }
+  std::fputs(render_table(table).c_str(), stdout);
+  return kExitOk;
+}
+
+}  // namespace
+
 int get_command(const std::vector<std::string>& args) {
   Args a;
   if (int rc = parse_args("get", args, kAdminFlags, &a); rc >= 0) return rc;
+  if (int rc = 0; !apply_token_flag(a, "get", &rc)) return rc;
   OutputFormat format;
   std::string error;
   if (!parse_output(
@@ -348,6 +402,7 @@ int get_command(const std::vector<std::string>& args) {
   }
   const auto& pos = a.positional();
   if (pos.empty() || pos.size() > 2) return usage_error("get", "wants KIND [NAME]");
+  if (pos[0] == "proxies" || pos[0] == "proxy") return get_proxies(a, format);
   std::string kind = canonical_kind(pos[0]);
   if (kind.empty()) {
     return usage_error("get", "unknown kind '" + pos[0] + "' (kinds: " + kKindHelp + ")");
@@ -416,6 +471,7 @@ int get_command(const std::vector<std::string>& args) {
 int describe_command(const std::vector<std::string>& args) {
   Args a;
   if (int rc = parse_args("describe", args, kAdminFlags, &a); rc >= 0) return rc;
+  if (int rc = 0; !apply_token_flag(a, "describe", &rc)) return rc;
   std::string out_flag = a.get("--output", "text");
   if (out_flag != "text" && out_flag != "yaml" && out_flag != "json") {
     return usage_error("describe",
@@ -508,6 +564,16 @@ int describe_command(const std::vector<std::string>& args) {
     std::printf("Spec:\n");
     print_indented(to_yaml(r["spec"]), "  ");
   }
+  if (r.contains("proxies") && r["proxies"].is_array()) {
+    // From a `portico server`: the proxies whose applied version contains it.
+    if (r["proxies"].empty()) {
+      std::printf("Proxies:     none runs a version that contains it\n");
+    } else {
+      std::printf("Proxies:\n");
+      for (const auto& p : r["proxies"])
+        std::printf("  %s\n", p.is_string() ? p.get<std::string>().c_str() : "?");
+    }
+  }
   if (!have_dump) {
     std::printf("In the running configuration: unknown (%s)\n", dump_error.c_str());
   } else if (lines.empty()) {
@@ -572,6 +638,10 @@ int check_command(const std::vector<std::string>& args) {
 }
 
 int proxy_command(const std::vector<std::string>& args) {
+  // `portico proxy --server URL ...`: the data plane fed by a server (fleet_proxy.cc).
+  for (const auto& arg : args) {
+    if (arg == "--server" || arg.rfind("--server=", 0) == 0) return fleet_proxy_command(args);
+  }
   Args a;
   if (int rc = parse_args("proxy", args,
                           {{"--admin", "", true, false},

@@ -1,0 +1,729 @@
+// `portico server DIR`: the control plane of `portico run` without a data plane. It binds no
+// Gateway: it streams the configuration to `portico proxy` processes over the fleet protocol
+// (docs/architecture.md, "Fleet") on --listen, records their ACKs and NACKs, and serves the REST
+// API the CLI uses (on --listen, with the bearer token when that is not loopback; and on --admin,
+// loopback only). One thread: the control plane, the fleet listener and the admin API share one
+// io_context.
+#include <signal.h>
+#include <unistd.h>
+
+#include <asio.hpp>
+#include <asio/experimental/as_tuple.hpp>
+
+#include <chrono>
+#include <cstdio>
+#include <filesystem>
+#include <list>
+#include <set>
+
+#include "cli/commands.h"
+#include "cli/fleet_auth.h"
+#include "common/log.h"
+#include "control/discovery/consul_discovery.h"
+#include "control/discovery/dns.h"
+#include "control/fleet/fleet.h"
+#include "control/pipeline.h"
+#include "control/sources/config_dir.h"
+#include "control/sources/factory.h"
+#include "control/sources/file_source.h"
+#include "control/sources/file_watcher.h"
+#include "proxy/admin/admin.h"
+#include "proxy/http/h1_parser.h"
+#include "snapshot/proxy_config.h"
+
+namespace portico::cli {
+
+namespace {
+
+using Clock = std::chrono::steady_clock;
+using Json = nlohmann::ordered_json;
+constexpr auto use_nothrow = asio::experimental::as_tuple(asio::use_awaitable);
+constexpr auto kQuiet = std::chrono::milliseconds(10);
+constexpr auto kMaxDelay = std::chrono::milliseconds(100);
+constexpr size_t kMaxBody = 1 << 20;
+
+int64_t now_ms() {
+  return std::chrono::duration_cast<std::chrono::milliseconds>(
+             std::chrono::system_clock::now().time_since_epoch())
+      .count();
+}
+
+struct ServerOptions {
+  std::filesystem::path dir;
+  std::string listen_host = "127.0.0.1";
+  uint16_t listen_port = 9977;
+  std::string admin_host = "127.0.0.1";
+  uint16_t admin_port = 9901;
+  bool admin = true;
+  std::string token;  // from --token-file
+  std::chrono::milliseconds heartbeat{5000};
+  std::chrono::milliseconds resync{30000};
+};
+
+bool parse_millis(const std::string& text, std::chrono::milliseconds* out) {
+  size_t digits = 0;
+  while (digits < text.size() && std::isdigit(static_cast<unsigned char>(text[digits])))
+    ++digits;
+  if (digits == 0 || digits > 9) return false;
+  long long n = std::stoll(text.substr(0, digits));
+  std::string unit = text.substr(digits);
+  if (unit == "ms") {
+    *out = std::chrono::milliseconds(n);
+  } else if (unit == "s" || (unit.empty() && n == 0)) {
+    *out = std::chrono::seconds(n);
+  } else if (unit == "m") {
+    *out = std::chrono::minutes(n);
+  } else {
+    return false;
+  }
+  return true;
+}
+
+bool parse_server_options(const std::vector<std::string>& args, ServerOptions* o) {
+  for (size_t i = 0; i < args.size(); ++i) {
+    std::string a = args[i];
+    std::string inline_value;
+    bool has_inline = false;
+    if (a.rfind("--", 0) == 0 && a.find('=') != std::string::npos) {
+      inline_value = a.substr(a.find('=') + 1);
+      a = a.substr(0, a.find('='));
+      has_inline = true;
+    }
+    auto value = [&]() -> const std::string* {
+      if (has_inline) return &inline_value;
+      if (i + 1 >= args.size()) {
+        std::fprintf(stderr, "portico server: %s needs a value\n", a.c_str());
+        return nullptr;
+      }
+      return &args[++i];
+    };
+    if (a == "--listen" || a == "--admin") {
+      const std::string* v = value();
+      std::string* host = a == "--listen" ? &o->listen_host : &o->admin_host;
+      uint16_t* port = a == "--listen" ? &o->listen_port : &o->admin_port;
+      if (!v || !parse_host_port(*v, host, port)) {
+        if (v) std::fprintf(stderr, "portico server: %s wants ADDR:PORT\n", a.c_str());
+        return false;
+      }
+    } else if (a == "--token-file") {
+      const std::string* v = value();
+      std::string error;
+      if (!v) return false;
+      if (!read_token_file(*v, &o->token, &error)) {
+        std::fprintf(stderr, "portico server: --token-file: %s\n", error.c_str());
+        return false;
+      }
+    } else if (a == "--heartbeat" || a == "--resync") {
+      const std::string* v = value();
+      auto* out = a == "--heartbeat" ? &o->heartbeat : &o->resync;
+      if (!v || !parse_millis(*v, out) || (a == "--heartbeat" && out->count() < 100)) {
+        if (v) std::fprintf(stderr, "portico server: %s wants a duration (5s, 500ms)\n", a.c_str());
+        return false;
+      }
+    } else if (a == "--log-level") {
+      const std::string* v = value();
+      log::Level level;
+      if (!v || !log::parse_level(*v, &level)) return false;
+      log::set_level(level);
+    } else if (!a.empty() && a[0] == '-') {
+      std::fprintf(stderr, "portico server: unknown flag '%s'\n", a.c_str());
+      return false;
+    } else if (o->dir.empty()) {
+      o->dir = a;
+    } else {
+      std::fprintf(stderr, "portico server: unexpected argument '%s'\n", a.c_str());
+      return false;
+    }
+  }
+  if (o->dir.empty()) {
+    std::fprintf(stderr,
+                 "usage: portico server DIR [--listen ADDR:PORT] [--token-file F] "
+                 "[--admin ADDR:PORT]\n");
+    return false;
+  }
+  if (o->token.empty() && !is_loopback(o->listen_host)) {
+    std::fprintf(stderr,
+                 "portico server: --listen %s is beyond loopback: --token-file is required\n",
+                 o->listen_host.c_str());
+    return false;
+  }
+  if (!is_loopback(o->admin_host)) {
+    std::fprintf(stderr,
+                 "portico server: --admin must be a loopback address (the REST API on --listen "
+                 "takes the token for remote use)\n");
+    return false;
+  }
+  return true;
+}
+
+struct Request {
+  std::string method, path, query, authorization, body;
+};
+
+std::string query_param(std::string_view query, std::string_view name) {
+  size_t start = 0;
+  while (start <= query.size()) {
+    size_t end = query.find('&', start);
+    if (end == std::string_view::npos) end = query.size();
+    std::string_view kv = query.substr(start, end - start);
+    size_t eq = kv.find('=');
+    if (kv.substr(0, eq) == name) {
+      std::string out;
+      std::string_view v = eq == std::string_view::npos ? "" : kv.substr(eq + 1);
+      auto hex = [](char c) -> int {
+        if (c >= '0' && c <= '9') return c - '0';
+        if (c >= 'a' && c <= 'f') return c - 'a' + 10;
+        if (c >= 'A' && c <= 'F') return c - 'A' + 10;
+        return -1;
+      };
+      for (size_t i = 0; i < v.size(); ++i) {
+        if (v[i] == '%' && i + 2 < v.size() && hex(v[i + 1]) >= 0 && hex(v[i + 2]) >= 0) {
+          out.push_back(static_cast<char>(hex(v[i + 1]) * 16 + hex(v[i + 2])));
+          i += 2;
+        } else {
+          out.push_back(v[i] == '+' ? ' ' : v[i]);
+        }
+      }
+      return out;
+    }
+    start = end + 1;
+  }
+  return "";
+}
+
+const char* reason_phrase(int status) {
+  switch (status) {
+    case 200:
+      return "OK";
+    case 400:
+      return "Bad Request";
+    case 401:
+      return "Unauthorized";
+    case 404:
+      return "Not Found";
+    case 405:
+      return "Method Not Allowed";
+    case 409:
+      return "Conflict";
+    case 413:
+      return "Payload Too Large";
+    case 503:
+      return "Service Unavailable";
+    default:
+      return "Status";
+  }
+}
+
+class ServerRunner {
+ public:
+  explicit ServerRunner(ServerOptions options)
+      : options_(std::move(options)),
+        pipeline_(
+            [this] {
+              auto source = std::make_unique<control::FileSource>(options_.dir);
+              files_ = source.get();
+              return source;
+            }(),
+            [this](std::shared_ptr<const snapshot::ProxyConfig>) {
+              // No data plane here: the streams send it (notify(), after the sync).
+              return std::vector<control::ListenerFailure>{};
+            }),
+        admin_(io_, [this](std::string_view m, std::string_view p,
+                           std::string_view q) { return rest(m, p, q); }),
+        debounce_(io_),
+        resync_(io_),
+        signals_(io_, SIGTERM, SIGINT),
+        inotify_(io_) {}
+
+  int run() {
+    std::error_code ec;
+    if (!std::filesystem::is_directory(options_.dir, ec)) {
+      std::fprintf(stderr, "portico server: %s is not a directory\n", options_.dir.c_str());
+      return 2;
+    }
+    auto watcher = control::FileWatcher::open(options_.dir);
+    if (watcher.ok()) {
+      watcher_ = std::move(watcher.value());
+      inotify_.assign(::dup(watcher_->fd()));
+      wait_for_changes();
+    } else {
+      LOG_ERROR("configuration changes will not be seen: %s", watcher.error().message.c_str());
+    }
+    auto dns = std::make_unique<control::DnsDiscovery>();
+    dns_ = dns.get();
+    dns->start([this] { asio::post(io_, [this] { schedule_rebuild(); }); });
+    pipeline_.add_discovery(std::move(dns));
+    auto consul = std::make_unique<control::ConsulDiscovery>();
+    consul_ = consul.get();
+    consul->start([this] { asio::post(io_, [this] { schedule_rebuild(); }); });
+    pipeline_.add_discovery(std::move(consul));
+    pipeline_.set_before_publish([this] {
+      configure_dns();
+      configure_consul();
+    });
+    rebuild(false);
+    start_sources();
+
+    std::string err = admin_.listen(options_.admin_host, options_.admin_port);
+    if (!err.empty()) {
+      std::fprintf(stderr, "portico server: admin listener: %s\n", err.c_str());
+      return 1;
+    }
+    asio::error_code aec;
+    auto addr = asio::ip::make_address(options_.listen_host, aec);
+    if (aec) {
+      std::fprintf(stderr, "portico server: invalid --listen address %s\n",
+                   options_.listen_host.c_str());
+      return 1;
+    }
+    asio::ip::tcp::endpoint ep(addr, options_.listen_port);
+    acceptor_.open(ep.protocol(), aec);
+    if (!aec) acceptor_.set_option(asio::ip::tcp::acceptor::reuse_address(true), aec);
+    if (!aec) acceptor_.bind(ep, aec);
+    if (!aec) acceptor_.listen(256, aec);
+    if (aec) {
+      std::fprintf(stderr, "portico server: cannot listen on %s:%u: %s\n",
+                   options_.listen_host.c_str(), options_.listen_port, aec.message().c_str());
+      return 1;
+    }
+    asio::co_spawn(io_, accept_loop(), asio::detached);
+    LOG_INFO("portico server: fleet protocol on http://%s:%u (%s), admin API on http://%s:%u",
+             options_.listen_host.c_str(), acceptor_.local_endpoint().port(),
+             options_.token.empty() ? "no token" : "bearer token", options_.admin_host.c_str(),
+             admin_.port());
+    signals_.async_wait([this](const asio::error_code& e, int sig) {
+      if (e) return;
+      LOG_INFO("signal %d: stopping", sig);
+      stopping_ = true;
+      asio::error_code ignored;
+      acceptor_.close(ignored);
+      admin_.close();
+      io_.stop();
+    });
+    schedule_resync();
+    io_.run();
+    LOG_INFO("stopped");
+    return 0;
+  }
+
+ private:
+  // ---- configuration (as `portico run`, without workers) ----
+
+  void wait_for_changes() {
+    inotify_.async_wait(asio::posix::stream_descriptor::wait_read,
+                        [this](const asio::error_code& e) {
+                          if (e || stopping_) return;
+                          if (watcher_->drain()) {
+                            if (watcher_->take_overflow()) full_pending_ = true;
+                            auto changes = watcher_->take_changes();
+                            if (changes.relist) files_->note_relist();
+                            for (const auto& path : changes.paths)
+                              files_->note_changed(path);
+                            schedule_rebuild();
+                          }
+                          wait_for_changes();
+                        });
+  }
+
+  void schedule_rebuild() {
+    const auto now = Clock::now();
+    if (!pending_) {
+      pending_ = true;
+      first_event_ = now;
+    }
+    debounce_.expires_at(std::min(now + kQuiet, first_event_ + kMaxDelay));
+    debounce_.async_wait([this](const asio::error_code& e) {
+      if (e) return;
+      pending_ = false;
+      bool full = full_pending_;
+      full_pending_ = false;
+      rebuild(full);
+    });
+  }
+
+  void schedule_resync() {
+    if (options_.resync.count() <= 0 || stopping_) return;
+    resync_.expires_after(options_.resync);
+    resync_.async_wait([this](const asio::error_code& e) {
+      if (e || stopping_) return;
+      rebuild(true);
+      schedule_resync();
+    });
+  }
+
+  const api::SettingsSpec* settings_in_force() const {
+    const auto& entries = pipeline_.store().entries();
+    for (auto it = entries.lower_bound("Settings/");
+         it != entries.end() && it->first.rfind("Settings/", 0) == 0; ++it) {
+      const auto& entry = it->second;
+      if (entry.last_good) return &entry.last_good->settings();
+      const api::Resource& r = entry.current();
+      if (std::none_of(r.diagnostics.begin(), r.diagnostics.end(), [](const api::Diagnostic& d) {
+            return d.severity == api::Diagnostic::Severity::kError;
+          })) {
+        return &r.settings();
+      }
+    }
+    return nullptr;
+  }
+
+  // The sources Settings names beyond the directory (etcd, Consul KV, Vault...).
+  void start_sources() {
+    const api::SettingsSpec* settings = settings_in_force();
+    if (!settings) return;
+    control::MadeSources made = control::make_sources(*settings);
+    for (const auto& e : made.errors)
+      LOG_ERROR("Settings: %s", e.c_str());
+    if (made.sources.empty()) return;
+    for (auto& source : made.sources) {
+      source->start([this] { asio::post(io_, [this] { schedule_rebuild(); }); });
+      pipeline_.add_source(std::move(source));
+    }
+    rebuild(false);
+  }
+
+  void configure_dns() {
+    if (!dns_) return;
+    control::DnsOptions o;
+    if (const api::SettingsSpec* settings = settings_in_force()) {
+      o.servers = settings->dns_servers;
+      o.min_refresh = settings->dns_min_refresh;
+      o.max_refresh = settings->dns_max_refresh;
+      o.timeout = settings->dns_timeout;
+    }
+    dns_->configure(o);
+  }
+
+  // Settings spec.consul, as `portico run` applies it (run.cc).
+  void configure_consul() {
+    if (!consul_) return;
+    api::ConsulSettings c;
+    if (const api::SettingsSpec* settings = settings_in_force()) c = settings->consul;
+    control::ConsulDiscoveryOptions o;
+    std::string error;
+    auto url = control::http::parse_url(c.address, 8500);
+    if (!url) {
+      error = "consul.address " + c.address + ": " + url.error().message;
+    } else {
+      o.endpoint.url = url.value();
+    }
+    o.endpoint.datacenter = c.datacenter;
+    o.endpoint.token = c.token;
+    o.endpoint.username = c.username;
+    o.endpoint.password = c.password;
+    if (error.empty() && !c.token_file.empty()) {
+      std::string why;
+      auto text = control::read_config_file(c.token_file, 64 * 1024, &why);
+      std::string token = text ? *text : std::string();
+      while (!token.empty() && std::isspace(static_cast<unsigned char>(token.back())))
+        token.pop_back();
+      if (!text) {
+        error = "consul.tokenFile " + c.token_file + ": " + why;
+      } else if (token.empty()) {
+        error = "consul.tokenFile " + c.token_file + " is empty";
+      }
+      o.endpoint.token = std::move(token);
+    }
+    o.wait = c.wait_time;
+    if (!error.empty()) {
+      if (error != consul_error_) LOG_ERROR("Consul discovery: %s", error.c_str());
+      consul_error_ = error;
+      return;
+    }
+    consul_error_.clear();
+    consul_->configure(o);
+  }
+
+  void rebuild(bool full) {
+    const int64_t seen = now_ms();
+    control::Pipeline::SyncResult result = pipeline_.sync(full, seen);
+    pipeline_.report_statuses();
+    if (watcher_ && files_) watcher_->watch_dirs(files_->referenced_dirs());
+    if (result.failed) {
+      LOG_ERROR("configuration build failed: %s; version %llu stays in force",
+                pipeline_.last_error().c_str(),
+                static_cast<unsigned long long>(pipeline_.version()));
+      return;
+    }
+    configure_dns();
+    configure_consul();
+    if (!result.published) return;
+    // "Applied" here: handed to the streams (each proxy's ACK is on its own status line).
+    pipeline_.applied(result.version, now_ms());
+    LOG_INFO("configuration version %llu published to %zu connected proxies",
+             static_cast<unsigned long long>(result.version), fleet_.connected());
+    notify();
+  }
+
+  // Wakes every stream: each sends what its proxy lacks.
+  void notify() {
+    for (auto* t : waiting_)
+      t->cancel();
+  }
+
+  // ---- HTTP: the fleet protocol and the REST API ----
+
+  asio::awaitable<void> accept_loop() {
+    for (;;) {
+      auto [ec, socket] = co_await acceptor_.async_accept(use_nothrow);
+      if (ec == asio::error::operation_aborted || !acceptor_.is_open()) co_return;
+      if (ec) continue;
+      asio::error_code ignored;
+      socket.set_option(asio::ip::tcp::no_delay(true), ignored);
+      asio::co_spawn(io_, serve(std::move(socket)), asio::detached);
+    }
+  }
+
+  asio::awaitable<void> write_response(asio::ip::tcp::socket& socket, int status,
+                                       const std::string& type, const std::string& body, bool keep,
+                                       bool* ok) {
+    std::string out = "HTTP/1.1 " + std::to_string(status) + " " + reason_phrase(status) +
+                      "\r\nContent-Type: " + type +
+                      "\r\nContent-Length: " + std::to_string(body.size()) + "\r\n" +
+                      (status == 401 ? "WWW-Authenticate: Bearer\r\n" : "") +
+                      (keep ? "" : "Connection: close\r\n") + "\r\n" + body;
+    auto [ec, n] = co_await asio::async_write(socket, asio::buffer(out), use_nothrow);
+    *ok = !ec;
+  }
+
+  asio::awaitable<void> serve(asio::ip::tcp::socket socket) {
+    std::string in;
+    char buf[8192];
+    for (;;) {
+      proxy::http::RequestHead head;
+      proxy::http::ParseResult r;
+      for (;;) {
+        if (!in.empty()) {
+          r = proxy::http::parse_request_head(in, head);
+          if (r.status != proxy::http::ParseStatus::kIncomplete) break;
+        }
+        if (in.size() > 64 * 1024) co_return;
+        auto [ec, n] = co_await socket.async_read_some(asio::buffer(buf), use_nothrow);
+        if (ec || n == 0) co_return;
+        in.append(buf, n);
+      }
+      bool ok = true;
+      if (r.status == proxy::http::ParseStatus::kError ||
+          head.body == proxy::http::BodyKind::kChunked || head.content_length > kMaxBody) {
+        co_await write_response(socket, 400, "text/plain", "bad request\n", false, &ok);
+        co_return;
+      }
+      Request req;
+      req.method = std::string(head.method);
+      req.path = std::string(head.path);
+      req.query = std::string(head.query);
+      if (const auto* h = head.find("authorization")) req.authorization = std::string(h->value);
+      const bool keep = head.keep_alive;
+      const size_t want = head.head_bytes + static_cast<size_t>(head.content_length);
+      while (in.size() < want) {
+        auto [ec, n] = co_await socket.async_read_some(asio::buffer(buf), use_nothrow);
+        if (ec || n == 0) co_return;
+        in.append(buf, n);
+      }
+      req.body = in.substr(head.head_bytes, static_cast<size_t>(head.content_length));
+      in.erase(0, want);
+
+      const bool fleet_path = req.path.rfind("/v1/fleet/", 0) == 0;
+      // The fleet protocol always takes the token when there is one; the REST API on --listen
+      // when that is beyond loopback.
+      const bool need_token =
+          !options_.token.empty() && (fleet_path || !is_loopback(options_.listen_host));
+      if (need_token && !bearer_matches(req.authorization, options_.token)) {
+        ++unauthorized_;
+        LOG_WARN("fleet: %s %s: missing or wrong bearer token (401)", req.method.c_str(),
+                 req.path.c_str());
+        co_await write_response(socket, 401, "text/plain", "unauthorized: bearer token wanted\n",
+                                false, &ok);
+        co_return;
+      }
+      if (req.path == "/v1/fleet/stream" && req.method == "GET") {
+        co_await stream(socket, req);
+        co_return;
+      }
+      int status = 200;
+      std::string type = "application/json";
+      std::string body;
+      if (req.path == "/v1/fleet/ack") {
+        if (req.method != "POST") {
+          status = 405;
+          body = "{\"error\":\"POST an ACK\"}\n";
+        } else {
+          control::fleet::Ack ack;
+          std::string error;
+          if (!control::fleet::parse_ack(req.body, &ack, &error)) {
+            status = 400;
+          } else if (!fleet_.ack(ack, now_ms(), &error)) {
+            status = 409;
+          } else {
+            on_ack(ack);
+            notify();  // a NACK may call for a message computed on what the proxy kept
+          }
+          body = status == 200 ? "{}\n" : Json{{"error", error}}.dump() + "\n";
+        }
+      } else {
+        auto resp = rest(req.method, req.path, req.query);
+        status = resp.status;
+        type = resp.content_type;
+        body = std::move(resp.body);
+      }
+      co_await write_response(socket, status, type, body, keep, &ok);
+      if (!ok || !keep) co_return;
+    }
+  }
+
+  void on_ack(const control::fleet::Ack& ack) {
+    if (ack.accepted) {
+      LOG_DEBUG("fleet: %s runs version %llu", ack.node.c_str(),
+                static_cast<unsigned long long>(ack.version));
+    } else {
+      LOG_WARN("fleet: proxy %s rejected version %llu: %s", ack.node.c_str(),
+               static_cast<unsigned long long>(ack.version), ack.error.c_str());
+    }
+  }
+
+  // GET /v1/fleet/stream?node=NAME&gateways=a,b&have=<section>:<version>,...
+  asio::awaitable<void> stream(asio::ip::tcp::socket& socket, const Request& req) {
+    const std::string node = query_param(req.query, "node");
+    bool ok = true;
+    if (node.empty()) {
+      co_await write_response(socket, 400, "text/plain", "node wanted\n", false, &ok);
+      co_return;
+    }
+    std::string head =
+        "HTTP/1.1 200 OK\r\nContent-Type: application/x-ndjson\r\nTransfer-Encoding: "
+        "chunked\r\nCache-Control: no-store\r\n\r\n";
+    {
+      auto [ec, n] = co_await asio::async_write(socket, asio::buffer(head), use_nothrow);
+      if (ec) co_return;
+    }
+    const uint64_t id =
+        fleet_.connect(node, control::fleet::split_list(query_param(req.query, "gateways")),
+                       control::fleet::parse_have(query_param(req.query, "have")), now_ms());
+    ++streams_opened_;
+    LOG_INFO("fleet: proxy %s connected (gateways: %s)", node.c_str(),
+             query_param(req.query, "gateways").empty()
+                 ? "all"
+                 : query_param(req.query, "gateways").c_str());
+    asio::steady_timer timer(io_);
+    auto last_write = Clock::now();
+    for (;;) {
+      std::string line;
+      if (auto config = pipeline_.config()) {
+        if (auto m = fleet_.next_message(node, id, *config)) line = std::move(*m);
+      }
+      if (line.empty() && Clock::now() - last_write >= options_.heartbeat) {
+        line = "{\"heartbeat\":" + std::to_string(now_ms()) + "}";
+      }
+      if (!line.empty()) {
+        line += "\n";
+        char size[32];
+        std::snprintf(size, sizeof size, "%zx\r\n", line.size());
+        std::string chunk = size + line + "\r\n";
+        auto [ec, n] = co_await asio::async_write(socket, asio::buffer(chunk), use_nothrow);
+        if (ec) break;
+        last_write = Clock::now();
+        fleet_.seen(node, now_ms());
+      }
+      if (stopping_ || fleet_.proxies().at(node).stream_id != id) break;
+      timer.expires_at(last_write + options_.heartbeat);
+      waiting_.insert(&timer);
+      co_await timer.async_wait(use_nothrow);
+      waiting_.erase(&timer);
+      if (stopping_) break;
+    }
+    fleet_.disconnect(node, id, now_ms());
+    LOG_INFO("fleet: proxy %s disconnected", node.c_str());
+  }
+
+  proxy::admin::Response rest(std::string_view method, std::string_view path, std::string_view) {
+    if (method != "GET" && method != "HEAD") {
+      return {405, "text/plain", "the REST API is read-only here: use GET\n"};
+    }
+    if (path == "/ready") {
+      if (pipeline_.version() == 0) return {503, "text/plain", "starting\n"};
+      std::string body = "ready\n";
+      if (!pipeline_.last_build_ok()) {
+        body += "last configuration build failed: " + pipeline_.last_error() +
+                "; serving version " + std::to_string(pipeline_.version()) + "\n";
+      }
+      for (const auto& problem : pipeline_.source_problems())
+        body += "source: " + problem + "\n";
+      return {200, "text/plain", body};
+    }
+    if (path == "/resources") {
+      Json resources = Json::parse(pipeline_.resources_json(), nullptr, false);
+      if (resources.is_discarded()) return {500, "text/plain", "internal error\n"};
+      fleet_.annotate(resources);
+      return {200, "application/json",
+              resources.dump(-1, ' ', false, Json::error_handler_t::replace) + "\n"};
+    }
+    if (path == "/proxies") {
+      return {200, "application/json",
+              fleet_.proxies_json().dump(-1, ' ', false, Json::error_handler_t::replace) + "\n"};
+    }
+    if (path == "/config_dump") {
+      auto cfg = pipeline_.config();
+      return {200, "application/json",
+              cfg ? snapshot::to_json(*cfg, true) + "\n" : std::string("{}\n")};
+    }
+    if (path == "/stats") {
+      std::string out = pipeline_.metrics().render() + pipeline_.source_stats();
+      out += "# TYPE portico_fleet_proxies_connected gauge\nportico_fleet_proxies_connected " +
+             std::to_string(fleet_.connected()) + "\n";
+      out +=
+          "# TYPE portico_fleet_streams_opened_total counter\n"
+          "portico_fleet_streams_opened_total " +
+          std::to_string(streams_opened_) + "\n";
+      out += "# TYPE portico_fleet_acks_total counter\nportico_fleet_acks_total " +
+             std::to_string(fleet_.acks_total()) + "\n";
+      out += "# TYPE portico_fleet_nacks_total counter\nportico_fleet_nacks_total " +
+             std::to_string(fleet_.nacks_total()) + "\n";
+      out += "# TYPE portico_fleet_unauthorized_total counter\nportico_fleet_unauthorized_total " +
+             std::to_string(unauthorized_) + "\n";
+      out += "# TYPE portico_config_version gauge\nportico_config_version " +
+             std::to_string(pipeline_.version()) + "\n";
+      return {200, "text/plain; version=0.0.4", out};
+    }
+    if (path == "/") {
+      return {200, "text/plain",
+              "portico server REST API\n  /ready\n  /stats\n  /resources\n  /proxies\n"
+              "  /config_dump\n"};
+    }
+    return {404, "text/plain", "unknown path\n"};
+  }
+
+  ServerOptions options_;
+  asio::io_context io_{1};
+  control::FileSource* files_ = nullptr;  // owned by pipeline_
+  control::Pipeline pipeline_;
+  control::DnsDiscovery* dns_ = nullptr;        // owned by pipeline_
+  control::ConsulDiscovery* consul_ = nullptr;  // owned by pipeline_
+  std::string consul_error_;                    // the last configure_consul() error logged
+  proxy::admin::AdminServer admin_;
+  asio::ip::tcp::acceptor acceptor_{io_};
+  asio::steady_timer debounce_;
+  asio::steady_timer resync_;
+  asio::signal_set signals_;
+  asio::posix::stream_descriptor inotify_;
+  std::unique_ptr<control::FileWatcher> watcher_;
+  control::fleet::Fleet fleet_;
+  std::set<asio::steady_timer*> waiting_;  // streams waiting for news
+  uint64_t streams_opened_ = 0;
+  uint64_t unauthorized_ = 0;
+  bool pending_ = false;
+  bool full_pending_ = false;
+  Clock::time_point first_event_{};
+  bool stopping_ = false;
+};
+
+}  // namespace
+
+int server_command(const std::vector<std::string>& args) {
+  ServerOptions options;
+  if (!parse_server_options(args, &options)) return 2;
+  signal(SIGPIPE, SIG_IGN);
+  ServerRunner runner(std::move(options));
+  return runner.run();
+}
+
+}  // namespace portico::cli
