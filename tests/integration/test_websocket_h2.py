@@ -310,6 +310,32 @@ class WebSocketH2Test(t.IntegrationTest):
     def test_echo_and_client_close_over_tls(self):
         self.echo_session(tls=True)
 
+    def test_a_slow_reader_stalls_its_tunnel_not_the_connection(self):
+        c = self.client()
+        ws = H2WebSocket(c, "/ws/slow")
+        self.assertEqual(ws.response()[0], 200)
+        # The client stops opening this stream's window: the echo of 1 MiB stops at the window
+        # (python3-h2's initial 65,535 bytes), however long we wait.
+        c.hold.add(ws.sid)
+        big = os.urandom(1 << 20)
+        ws.send(OP_BINARY, big)
+        deadline = time.monotonic() + 1.5
+        while time.monotonic() < deadline:
+            c.pump(0.2)
+        ws._drain()
+        held = len(ws.buf)
+        self.assertGreater(held, 0)
+        self.assertLessEqual(held, 65535)
+        # Meanwhile the connection serves other streams.
+        self.assertEqual(c.response(c.request("/direct/while-stalled", authority="ws.test"))[0], 200)
+        # The window opens again: the rest arrives, intact.
+        c.hold.discard(ws.sid)
+        c.conn.increment_flow_control_window(held, stream_id=ws.sid)
+        c.flush()
+        op, got = ws.recv(20)
+        self.assertEqual(op, OP_BINARY)
+        self.assertEqual(hashlib.sha256(got).hexdigest(), hashlib.sha256(big).hexdigest())
+
     def test_server_initiated_close(self):
         ws = H2WebSocket(self.client(), "/ws/x")
         self.assertEqual(ws.response()[0], 200)
