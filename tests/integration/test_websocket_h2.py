@@ -79,6 +79,12 @@ def stats_of(p):
     return t.parse_prometheus(p.admin_get("/stats").text())
 
 
+def responses(samples, status_class: str, route_part: str = "") -> float:
+    """portico_requests_total of a status class, over the routes whose label contains route_part."""
+    return sum(v for n, labels, v in samples if n == "portico_requests_total"
+               and labels.get("status_class") == status_class and route_part in labels.get("route", ""))
+
+
 class H2WebSocket:
     """One extended CONNECT stream on an H2Client, with WebSocket framing by hand."""
 
@@ -297,6 +303,9 @@ class WebSocketH2Test(t.IntegrationTest):
             5, message="tunnel gone from the gauge")
         self.assertEqual(self.opened(after) - self.opened(before), 1)
         self.assertEqual(self.opened(after, "http1") - self.opened(before, "http1"), 0)
+        # Counted as the client saw it: 200, not the upstream's 101.
+        self.assertEqual(responses(after, "1xx") - responses(before, "1xx"), 0)
+        self.assertGreaterEqual(responses(after, "2xx") - responses(before, "2xx"), 1)
         up = (t.metric_sum(after, "portico_tunnel_bytes_total", kind="websocket", direction="upstream")
               - t.metric_sum(before, "portico_tunnel_bytes_total", kind="websocket", direction="upstream"))
         self.assertGreater(up, 1 << 20)
@@ -436,9 +445,14 @@ class WebSocketH2Test(t.IntegrationTest):
         self.assertEqual(self.wsecho.handshakes, handshakes)
 
     def test_upstream_101_with_a_wrong_accept_is_502(self):
+        before = stats_of(self.portico)
         ws = H2WebSocket(self.client(), "/liar/x")
         status, _ = ws.response()
         self.assertEqual(status, 502)
+        after = t.wait_until(lambda: (lambda s: s if responses(s, "5xx", "liar") > responses(before, "5xx", "liar")
+                                      else None)(stats_of(self.portico)), 5, message="502 counted")
+        self.assertEqual(responses(after, "1xx", "liar"), responses(before, "1xx", "liar"))
+        self.assertEqual(self.opened(after) - self.opened(before), 0)
         self.assertEqual(len(self.liar.received), 1)
         self.assertIn(b"sec-websocket-key:", self.liar.received[0].lower())
 

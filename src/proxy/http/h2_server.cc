@@ -424,10 +424,10 @@ asio::awaitable<bool> H2Stream::accept_tunnel(ResponseHeaders& r) {
     const std::optional<std::string_view> accept = r.headers.get("sec-websocket-accept");
     if (r.status != 101 || !accept || *accept != websocket_accept(ws_key_)) {
       c_.w_.row().upgrades_refused[static_cast<size_t>(UpgradeRefusal::kUpstreamDeclined)].inc();
-      ResponseHeaders bad;
-      bad.status = 502;
-      bad.content_length = 0;
-      (void)co_await send_headers(bad, true);
+      r.clear();
+      r.status = 502;
+      r.content_length = 0;
+      (void)co_await send_headers(r, true);
       co_return false;
     }
     r.headers.remove("sec-websocket-accept");

@@ -1293,9 +1293,12 @@ asio::awaitable<bool> StreamHandler::accept_tunnel(ResponseHeaders& head) {
       }
     }
   }
+  // Counted as the client saw it: the codec may rewrite the head (HTTP/2: 200 for a 101, or the
+  // status of the refusal it answered instead).
+  const bool accepted = co_await stream_.accept_tunnel(head);
   status_ = head.status;
   slot_->count(w_.index(), head.status);
-  if (!co_await stream_.accept_tunnel(head)) co_return false;
+  if (!accepted) co_return false;
   auto& opened = stream_.connection().http2 ? w_.row().h2_tunnels_opened : w_.row().tunnels_opened;
   opened[static_cast<size_t>(*tunnel_)].inc();
   co_return true;
