@@ -6,8 +6,10 @@ opens a stream with `:method CONNECT`, `:protocol websocket`, and then speaks We
 by hand (masked, as a client must) in DATA frames. The upstream is a real python3-websockets echo server
 reached over HTTP/1.1 (Portico translates the handshake, with a key of its own whose accept it checks).
 Covered: echo both ways (text, binary, 1 MiB: more than the stream and connection windows, so flow
-control moves both ways), close from the client and from the server, half-close carried to the upstream,
-over h2c (prior knowledge) and over TLS (ALPN h2); refusals that never tunnel: a route without upgrades
+control moves both ways), a client that holds its stream window stalls that tunnel only (the connection
+serves other streams), close from the client and from the server, half-close carried to the upstream,
+over h2c (prior knowledge) and over TLS (ALPN h2), a tunnel kept after the drain's GOAWAY until the
+drain deadline; refusals that never tunnel: a route without upgrades
 (403), an unknown :protocol (501), a bad Sec-WebSocket-Version (426), malformed extended CONNECTs
 (RST_STREAM PROTOCOL_ERROR), an upstream 101 with a wrong accept (502); plain CONNECT to an allowed
 upstream and refused elsewhere (403); the /stats counters by downstream protocol."""
@@ -15,6 +17,7 @@ upstream and refused elsewhere (403); the /stats counters by downstream protocol
 import hashlib
 import os
 import shutil
+import signal
 import ssl
 import struct
 import sys
@@ -501,6 +504,42 @@ class WebSocketH2Test(t.IntegrationTest):
                 self.assertEqual(dict(e.headers)[":status"], "403")
         time.sleep(0.2)
         self.assertEqual(len(self.echo.requests()), n)
+
+
+class WebSocketH2DrainTest(t.IntegrationTest):
+    def test_tunnel_lives_after_goaway_until_the_drain_deadline(self):
+        wsecho = WsEchoServer().start()
+        self.addCleanup(wsecho.stop)
+        port = t.free_port()
+        cfg = self.new_config()
+        gw = t.gateway("gw", port, ["ws"])
+        gw["spec"]["httpOptions"] = {"drainTimeout": "2s", "http2": {"cleartextPriorKnowledge": True}}
+        cfg.write_obj("upstream.yaml", t.upstream("wsecho", [(t.LOCALHOST, wsecho.port)]))
+        cfg.write_obj("vs.yaml", t.virtual_service("ws", [r("lib", [m(prefix="/")], to="wsecho", options=WS)]))
+        cfg.write_obj("gateway.yaml", gw)
+        p = self.start_portico(cfg)
+        c = H2Client(port)
+        self.addCleanup(c.close)
+        ws = H2WebSocket(c, "/x")
+        self.assertEqual(ws.response()[0], 200)
+        ws.send(OP_TEXT, b"before")
+        self.assertEqual(ws.recv(), (OP_TEXT, b"before"))
+        p.send_signal(signal.SIGTERM)
+        signalled = time.monotonic()
+        goaway = c.goaway()
+        self.assertIsNotNone(goaway, "no GOAWAY on drain")
+        self.assertEqual(goaway.error_code, 0)
+        # Draining: the tunnel (opened before the GOAWAY) still carries messages.
+        ws.send(OP_TEXT, b"during")
+        self.assertEqual(ws.recv(), (OP_TEXT, b"during"))
+        # At the drain deadline it is closed (the stream reset or the connection closed).
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline and not c.closed and ws.reset_code() is None and not ws.ended():
+            c.pump(0.2)
+        took = time.monotonic() - signalled
+        self.assertGreater(took, 1.5)
+        self.assertLess(took, 6.0)
+        self.assertEqual(p.wait(10), 0)
 
 
 if __name__ == "__main__":
