@@ -4,7 +4,8 @@
 Subcommands:
   freeports N                   print N free TCP ports on 127.0.0.1, one per line
   wait-http URL [options]       poll URL until it answers the expected status (and body), or fail
-  measure [options]             run one wrk load run and print one JSON line with its figures
+  measure [options]             run one load run (wrk, or h2load with --tool h2load) and print one
+                                JSON line with its figures
   wait-quiet [--max S]          wait until the machine is quiet for 1 s (at most S seconds)
   summarize FILE [options]      read measure's JSON lines, print medians and RATIO lines
 
@@ -148,11 +149,66 @@ def parse_wrk(out):
     return res
 
 
+# ---------------------------------------------------------------------------------------------- h2load
+def parse_h2load(out, log_path):
+    """h2load's summary (requests, req/s, failures) and, from its --log-file (one row per request:
+    start µs, status, µs to the end of the response), p50 and p99 and the non-2xx/3xx count: h2load
+    prints only min/max/mean/sd itself."""
+    res = {"requests": None, "rps": None, "p50_ms": None, "p99_ms": None, "non2xx": 0,
+           "sock_connect": 0, "sock_read": 0, "sock_write": 0, "sock_timeout": 0,
+           "h2_failed": None, "h2_errored": None, "mean_ms": None}
+    m = re.search(r"^finished in [0-9.]+\w+, ([0-9.]+) req/s", out, re.M)
+    if m:
+        res["rps"] = float(m.group(1))
+    m = re.search(r"^requests: (\d+) total, \d+ started, (\d+) done, (\d+) succeeded, (\d+) failed, "
+                  r"(\d+) errored, (\d+) timeout", out, re.M)
+    if m:
+        total, done, ok, failed, errored, timeout = map(int, m.groups())
+        res["requests"] = done
+        res["h2_failed"], res["h2_errored"] = failed, errored
+        # Failed streams are what wrk calls socket errors; timeouts likewise.
+        res["sock_read"], res["sock_timeout"] = failed, timeout
+    m = re.search(r"^time for request:\s+(\S+)\s+(\S+)\s+(\S+)", out, re.M)
+    if m:
+        res["mean_ms"] = parse_time_ms(m.group(3))
+    lat = []
+    bad = 0
+    try:
+        with open(log_path) as f:
+            for line in f:
+                cols = line.split("\t")
+                if len(cols) < 3:
+                    continue
+                status = int(cols[1])
+                if not 200 <= status < 400:
+                    bad += 1
+                lat.append(int(cols[2]))
+    except OSError:
+        pass
+    if lat:
+        lat.sort()
+        res["p50_ms"] = lat[int(0.50 * (len(lat) - 1))] / 1000.0
+        res["p99_ms"] = lat[int(0.99 * (len(lat) - 1))] / 1000.0
+    res["non2xx"] = bad
+    return res
+
+
 def cmd_measure(a):
     ours = [int(p) for p in a.ours.split(",") if p] if a.ours else []
-    wrk = ["wrk", "-t1", f"-c{a.connections}", f"-d{a.duration}s", "--latency"]
-    for h in a.header or []:
-        wrk += ["-H", h]
+    log_path = None
+    if a.tool == "h2load":
+        # -t1: one client thread, like wrk -t1; -m: concurrent streams per connection; h2c (prior
+        # knowledge) for http:// URLs, ALPN h2 for https:// ones.
+        fd, log_path = tempfile.mkstemp(prefix="h2load-", suffix=".tsv")
+        os.close(fd)
+        wrk = ["h2load", "-t1", f"-c{a.connections}", f"-m{a.streams}", f"-D{a.duration}",
+               f"--log-file={log_path}"]
+        for h in a.header or []:
+            wrk += ["-H", h]
+    else:
+        wrk = ["wrk", "-t1", f"-c{a.connections}", f"-d{a.duration}s", "--latency"]
+        for h in a.header or []:
+            wrk += ["-H", h]
     wrk.append(a.url)
     if a.wrk_cpu != "":
         wrk = ["taskset", "-c", a.wrk_cpu] + wrk
@@ -175,15 +231,19 @@ def cmd_measure(a):
         rss_kb = tree_rss_kb(a.proxy_pid)  # connections are closed by now: what the proxy kept
         out.seek(0)
         text = out.read()
-    res = parse_wrk(text)
+    if log_path:
+        res = parse_h2load(text, log_path)
+        os.unlink(log_path)
+    else:
+        res = parse_wrk(text)
     proxy_cpu = proxy1 - proxy0
     ours_cpu = ours1 - ours0
     wrk_cpu = ru.ru_utime + ru.ru_stime
     kthr_cpu = kthr1 - kthr0
     other = (busy1 - busy0) - proxy_cpu - ours_cpu - wrk_cpu - kthr_cpu
     rec = {
-        "scenario": a.scenario, "proxy": a.label, "round": a.round, "url": a.url,
-        "connections": a.connections, "duration_s": a.duration, "wall_s": round(wall, 3),
+        "scenario": a.scenario, "proxy": a.label, "round": a.round, "url": a.url, "tool": a.tool,
+        "connections": a.connections, "streams": a.streams if a.tool == "h2load" else None, "duration_s": a.duration, "wall_s": round(wall, 3),
         "wrk_exit": p.returncode, **res,
         "proxy_cpu_s": round(proxy_cpu, 3),
         "proxy_cpu_util": round(proxy_cpu / wall, 3) if wall > 0 else None,
@@ -364,6 +424,9 @@ def main():
     p.add_argument("--busy-threshold", type=float, default=0.25)
     p.add_argument("--nice", default="", help="run wrk at this nice level")
     p.add_argument("--header", action="append", help="request header for wrk (repeatable)")
+    p.add_argument("--tool", choices=["wrk", "h2load"], default="wrk",
+                   help="load generator: wrk (HTTP/1.1) or h2load (HTTP/2: h2c or ALPN h2)")
+    p.add_argument("--streams", type=int, default=10, help="h2load: concurrent streams per connection")
     p.set_defaults(fn=cmd_measure)
     p = sub.add_parser("summarize")
     p.add_argument("file")

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Side-by-side load benchmark: Portico against nginx and HAProxy, method of shared/reference/benchmarking.md.
 #
-#   bench/load/run.sh [--rounds N] [--duration S] [--scenarios c64,c1000,big,tls-c64,hs-ecdsa,hs-rsa]
+#   bench/load/run.sh [--rounds N] [--duration S]
+#                     [--scenarios c64,c1000,big,tls-c64,hs-ecdsa,hs-rsa,h2-tls,h2c]
 #                     [--only-peers]
 #                     [--portico BIN] [--warmup S] [--busy-threshold CORES] [--wait-quiet S] [--nice N]
 #                     [--out FILE]
@@ -20,6 +21,15 @@
 #   hs-ecdsa  a new TLS connection (full handshake, no resumption: wrk offers no session) for every
 #             request, ECDSA P-256 certificate, 64 connections: req/s is handshakes/s;
 #   hs-rsa    the same with an RSA-2048 certificate.
+# HTTP/2 scenarios (load from h2load -t1 instead of wrk: 64 connections x 10 concurrent streams each
+# (-m10), small body; p50/p99 computed from h2load's per-request --log-file, since h2load itself prints
+# only min/max/mean):
+#   h2-tls    HTTP/2 over TLS (ALPN h2) on the ECDSA listeners: nginx `listen ... ssl http2`, HAProxy
+#             `alpn h2,http/1.1`, Portico's default alpnProtocols [h2, http/1.1] (wrk offers no ALPN, so
+#             tls-c64 stays HTTP/1.1 on the same listeners);
+#   h2c       cleartext HTTP/2 with prior knowledge on a listener of its own: nginx `listen ... http2`,
+#             HAProxy `bind ... proto h2`, Portico `http2.cleartextPriorKnowledge: true`.
+# Upstream legs stay HTTP/1.1 keep-alive for every proxy (the same pools as the other scenarios).
 # Everything listens on 127.0.0.1; every process is started here, recorded by PID and killed by PID on exit.
 set -euo pipefail
 
@@ -40,7 +50,7 @@ OUT=""
 PROXY_CPU=1
 LOAD_CPU=0
 
-usage() { sed -n '2,24p' "$0" | sed 's/^# \{0,1\}//'; }
+usage() { sed -n '2,33p' "$0" | sed 's/^# \{0,1\}//'; }
 
 while [ $# -gt 0 ]; do
   case "$1" in
@@ -79,6 +89,10 @@ if [ "$ONLY_PEERS" = 0 ] && [ ! -x "$PORTICO_BIN" ]; then
   echo "run.sh: no Portico binary at $PORTICO_BIN (build it, pass --portico BIN, or use --only-peers)" >&2
   exit 2
 fi
+if [[ ",$SCENARIOS," == *,h2-tls,* || ",$SCENARIOS," == *,h2c,* ]] && ! command -v h2load >/dev/null 2>&1; then
+  echo "run.sh: the h2-tls and h2c scenarios need h2load (Debian package nghttp2-client)" >&2
+  exit 2
+fi
 ncpu=$(nproc --all)
 if [ "$ncpu" -lt 2 ]; then
   echo "run.sh: needs 2 CPUs (proxy on CPU 1, upstream and wrk on CPU 0); this machine has $ncpu" >&2
@@ -87,17 +101,19 @@ fi
 
 # Scenarios: name -> connections and path.
 scenario_conns() {
-  case "$1" in c64|tls-c64|hs-ecdsa|hs-rsa) echo 64 ;; c1000) echo 1000 ;; big) echo 16 ;; *) return 1 ;; esac
+  case "$1" in c64|tls-c64|hs-ecdsa|hs-rsa|h2-tls|h2c) echo 64 ;; c1000) echo 1000 ;; big) echo 16 ;; *) return 1 ;; esac
 }
-scenario_path() { case "$1" in c64|c1000|tls-c64|hs-ecdsa|hs-rsa) echo /small ;; big) echo /big ;; *) return 1 ;; esac; }
-# Which of a proxy's listeners a scenario uses: plain, ecdsa (TLS, ECDSA certificate) or rsa.
-scenario_listener() { case "$1" in tls-c64|hs-ecdsa) echo ecdsa ;; hs-rsa) echo rsa ;; *) echo plain ;; esac; }
+scenario_path() { case "$1" in c64|c1000|tls-c64|hs-ecdsa|hs-rsa|h2-tls|h2c) echo /small ;; big) echo /big ;; *) return 1 ;; esac; }
+# Which of a proxy's listeners a scenario uses: plain, ecdsa (TLS, ECDSA certificate), rsa or h2c.
+scenario_listener() { case "$1" in tls-c64|hs-ecdsa|h2-tls) echo ecdsa ;; hs-rsa) echo rsa ;; h2c) echo h2c ;; *) echo plain ;; esac; }
+# The load generator: wrk (HTTP/1.1) or h2load (HTTP/2).
+scenario_tool() { case "$1" in h2-tls|h2c) echo h2load ;; *) echo wrk ;; esac; }
 scenario_header() { case "$1" in hs-*) echo "Connection: close" ;; *) echo "" ;; esac; }
 IFS=, read -r -a SCEN_LIST <<<"$SCENARIOS"
 need_fds=256
 for s in "${SCEN_LIST[@]}"; do
   c=$(scenario_conns "$s") || {
-    echo "run.sh: unknown scenario '$s' (c64, c1000, big, tls-c64, hs-ecdsa, hs-rsa)" >&2
+    echo "run.sh: unknown scenario '$s' (c64, c1000, big, tls-c64, hs-ecdsa, hs-rsa, h2-tls, h2c)" >&2
     exit 2
   }
   [ $((c * 3 + 256)) -gt "$need_fds" ] && need_fds=$((c * 3 + 256))
@@ -136,10 +152,12 @@ cleanup() {
 trap cleanup EXIT
 trap 'exit 130' INT TERM
 
-mapfile -t PORTS < <(python3 "$LIB" freeports 11)
+mapfile -t PORTS < <(python3 "$LIB" freeports 14)
 UP_PORT=${PORTS[0]} NGINX_PORT=${PORTS[1]} HAPROXY_PORT=${PORTS[2]} PORTICO_PORT=${PORTS[3]} ADMIN_PORT=${PORTS[4]}
 declare -A TLS_PORT=([nginx-ecdsa]=${PORTS[5]} [nginx-rsa]=${PORTS[6]} [haproxy-ecdsa]=${PORTS[7]}
   [haproxy-rsa]=${PORTS[8]} [portico-ecdsa]=${PORTS[9]} [portico-rsa]=${PORTS[10]})
+# Cleartext HTTP/2 (prior knowledge): a listener of its own per proxy.
+declare -A H2C_PORT=([nginx]=${PORTS[11]} [haproxy]=${PORTS[12]} [portico]=${PORTS[13]})
 
 # One self-signed certificate of each kind, shared by every proxy.
 mkdir -p "$WORK/pki"
@@ -232,7 +250,8 @@ http {
   ssl_session_tickets on;
   server {
     listen 127.0.0.1:$NGINX_PORT backlog=4096;
-    listen 127.0.0.1:${TLS_PORT[nginx-ecdsa]} ssl backlog=4096;
+    listen 127.0.0.1:${H2C_PORT[nginx]} http2 backlog=4096;
+    listen 127.0.0.1:${TLS_PORT[nginx-ecdsa]} ssl http2 backlog=4096;
     ssl_certificate $WORK/pki/ecdsa.crt;
     ssl_certificate_key $WORK/pki/ecdsa.key;
     location / {
@@ -271,7 +290,8 @@ defaults
 
 frontend fe
   bind 127.0.0.1:$HAPROXY_PORT
-  bind 127.0.0.1:${TLS_PORT[haproxy-ecdsa]} ssl crt $WORK/pki/ecdsa.pem alpn http/1.1
+  bind 127.0.0.1:${H2C_PORT[haproxy]} proto h2
+  bind 127.0.0.1:${TLS_PORT[haproxy-ecdsa]} ssl crt $WORK/pki/ecdsa.pem alpn h2,http/1.1
   bind 127.0.0.1:${TLS_PORT[haproxy-rsa]} ssl crt $WORK/pki/rsa.pem alpn http/1.1
   default_backend be
 
@@ -314,8 +334,26 @@ spec:
       - addr: 127.0.0.1
         port: $UP_PORT
 EOF
+# Cleartext HTTP/2 listener: written only when the h2c scenario runs.
+if [[ ",$SCENARIOS," == *,h2c,* ]]; then
+  cat >>"$WORK/portico/conf/bench.yaml" <<EOF
+---
+apiVersion: gateway.portico.dev/v1
+kind: Gateway
+metadata:
+  name: bench-h2c
+spec:
+  bindAddress: 127.0.0.1
+  bindPort: ${H2C_PORT[portico]}
+  httpOptions:
+    http2:
+      cleartextPriorKnowledge: true
+  virtualServices:
+    - name: bench
+EOF
+fi
 # TLS listeners: written only when a TLS scenario runs.
-if [[ ",$SCENARIOS," == *,tls-c64,* || ",$SCENARIOS," == *,hs-* ]]; then
+if [[ ",$SCENARIOS," == *,tls-c64,* || ",$SCENARIOS," == *,hs-* || ",$SCENARIOS," == *,h2-tls,* ]]; then
   for k in ecdsa rsa; do
     cat >>"$WORK/portico/conf/bench.yaml" <<EOF
 ---
@@ -390,7 +428,23 @@ dump_logs() {
 proxy_url() {  # proxy_url PROXY SCENARIO
   local l
   l=$(scenario_listener "$2")
-  if [ "$l" = plain ]; then echo "${PROXY_URL[$1]}"; else echo "https://127.0.0.1:${TLS_PORT[$1-$l]}"; fi
+  case "$l" in
+    plain) echo "${PROXY_URL[$1]}" ;;
+    h2c) echo "http://127.0.0.1:${H2C_PORT[$1]}" ;;
+    *) echo "https://127.0.0.1:${TLS_PORT[$1-$l]}" ;;
+  esac
+}
+
+wait_h2() {  # wait_h2 URL: the URL answers 200 over HTTP/2 (h2c prior knowledge or ALPN h2) within 10 s
+  local flag=--http2 got=""
+  [[ "$1" == http://* ]] && flag=--http2-prior-knowledge
+  for _ in $(seq 1 100); do
+    got=$(curl -sk "$flag" -o /dev/null -w '%{http_version} %{http_code}' --max-time 2 "$1" || true)
+    [ "$got" = "2 200" ] && return 0
+    sleep 0.1
+  done
+  echo "run.sh: $1 does not answer 200 over HTTP/2 (last: '$got')" >&2
+  return 1
 }
 
 python3 "$LIB" wait-http "http://127.0.0.1:$UP_PORT/small" --body ok || { dump_logs; exit 1; }
@@ -405,7 +459,11 @@ for p in "${PROXIES[@]}"; do
     exit 1
   fi
   for s in "${SCEN_LIST[@]}"; do
-    [ "$(scenario_listener "$s")" = plain ] && continue
+    if [ "$(scenario_tool "$s")" = h2load ] && ! wait_h2 "$(proxy_url "$p" "$s")/small"; then
+      dump_logs
+      exit 1
+    fi
+    case "$(scenario_listener "$s")" in plain|h2c) continue ;; esac
     if ! python3 "$LIB" wait-http "$(proxy_url "$p" "$s")/small" --body ok --insecure; then
       echo "run.sh: $p does not proxy /small over TLS ($s)" >&2
       dump_logs
@@ -416,7 +474,7 @@ done
 
 # ------------------------------------------------------------------------------------------------ runs
 echo "# portico load benchmark $(date -u +%Y-%m-%dT%H:%M:%SZ) on $(uname -n), $(nproc --all) CPUs, load $(cut -d' ' -f1-3 /proc/loadavg)"
-echo "# $(nginx -v 2>&1 | tr -d '\n'); $(haproxy -v | head -n1 | cut -d' ' -f1-3); $(wrk -v 2>&1 | head -n1 | cut -d' ' -f1-2)"
+echo "# $(nginx -v 2>&1 | tr -d '\n'); $(haproxy -v | head -n1 | cut -d' ' -f1-3); $(wrk -v 2>&1 | head -n1 | cut -d' ' -f1-2)$(command -v h2load >/dev/null && echo "; $(h2load --version 2>&1 | head -n1)")"
 if [ "$ONLY_PEERS" = 0 ]; then
   echo "# portico: $PORTICO_BIN, $("$PORTICO_BIN" version 2>/dev/null | head -n1), built $(date -u -r "$PORTICO_BIN" +%Y-%m-%dT%H:%M:%SZ); repository HEAD $(git -C "$REPO" log -1 --format=%h 2>/dev/null || echo '?')"
 fi
@@ -448,7 +506,7 @@ for s in "${SCEN_LIST[@]}"; do
       line=$(python3 "$LIB" measure --proxy-pid "${PROXY_PID[$p]}" --ours "$UP_PID" --label "$p" \
         --scenario "$s" --round "$r" --url "$(proxy_url "$p" "$s")$path" --connections "$conns" \
         --duration "$DURATION" --wrk-cpu "$LOAD_CPU" --busy-threshold "$BUSY_THRESHOLD" --nice "$NICE" \
-        "${hdr[@]}")
+        --tool "$(scenario_tool "$s")" --streams 10 "${hdr[@]}")
       echo "$line" >>"$OUT"
       python3 - "$line" "$quiet" <<'PY'
 import json, sys

@@ -91,7 +91,9 @@ class ServerStream {
   // The defaults are a codec without tunnel mode: it refuses (accept_tunnel is false, so the
   // handler never tunnels and the stream ends without a response: the codec resets it).
   //
-  // Sends the accepting head; false when the client is gone (or tunnels are not supported).
+  // Sends the accepting head; false when the client is gone (or tunnels are not supported). The
+  // codec may rewrite `headers` to what the client was sent (HTTP/2: :status 200 for an upstream's
+  // 101; 502 when that 101 does not answer the codec's Sec-WebSocket-Key, and then false).
   virtual asio::awaitable<bool> accept_tunnel(ResponseHeaders& headers) {
     (void)headers;
     co_return false;

@@ -118,6 +118,8 @@ const char* to_string(H2FieldError e) {
       return "te other than trailers";
     case H2FieldError::kBadPseudo:
       return "unknown pseudo-header";
+    case H2FieldError::kBadProtocol:
+      return "invalid :protocol (a token, with CONNECT only)";
     case H2FieldError::kPseudoAfterRegular:
       return "pseudo-header after a regular field";
     case H2FieldError::kDuplicatePseudo:
@@ -139,15 +141,15 @@ const char* to_string(H2FieldError e) {
     case H2FieldError::kBadContentLength:
       return "invalid content-length";
     case H2FieldError::kConnect:
-      return "CONNECT is not supported";
+      return "malformed CONNECT";
     case H2FieldError::kTooLarge:
       return "header list too large";
   }
   return "unknown";
 }
 
-void H2RequestBuilder::start(RequestHeaders& out, bool secure, size_t max_bytes,
-                             size_t max_fields) {
+void H2RequestBuilder::start(RequestHeaders& out, bool secure, size_t max_bytes, size_t max_fields,
+                             bool extended_connect) {
   out.clear();
   out_ = &out;
   secure_ = secure;
@@ -156,6 +158,9 @@ void H2RequestBuilder::start(RequestHeaders& out, bool secure, size_t max_bytes,
   bytes_ = fields_ = 0;
   error_ = H2FieldError::kNone;
   regular_seen_ = have_method_ = have_scheme_ = have_path_ = have_authority_ = false;
+  extended_connect_ = extended_connect;
+  connect_ = false;
+  protocol_.reset();
   host_.reset();
   cookie_.clear();
 }
@@ -173,7 +178,7 @@ H2FieldError H2RequestBuilder::add(std::string_view name, std::string_view value
       if (have_method_) return fail(H2FieldError::kDuplicatePseudo);
       have_method_ = true;
       if (value.empty() || !all(value, kTchar)) return fail(H2FieldError::kBadMethod);
-      if (value == "CONNECT") return fail(H2FieldError::kConnect);
+      connect_ = value == "CONNECT";
       r.method.assign(value);
     } else if (name == ":scheme") {
       if (have_scheme_) return fail(H2FieldError::kDuplicatePseudo);
@@ -194,6 +199,11 @@ H2FieldError H2RequestBuilder::add(std::string_view name, std::string_view value
       have_authority_ = true;
       if (!valid_authority(value)) return fail(H2FieldError::kBadAuthority);
       r.authority.assign(value);
+    } else if (name == ":protocol" && extended_connect_) {
+      if (protocol_) return fail(H2FieldError::kDuplicatePseudo);
+      if (value.empty() || !all(value, kTchar)) return fail(H2FieldError::kBadProtocol);
+      protocol_.emplace();
+      append_lower(*protocol_, value);
     } else {
       return fail(H2FieldError::kBadPseudo);
     }
@@ -252,6 +262,8 @@ H2FieldError H2RequestBuilder::add(std::string_view name, std::string_view value
 H2FieldError H2RequestBuilder::finish(bool end_stream) {
   if (error_ != H2FieldError::kNone) return error_;
   RequestHeaders& r = *out_;
+  if (protocol_ && !connect_) return fail(H2FieldError::kBadProtocol);
+  if (connect_) return finish_connect(end_stream);
   if (!have_method_ || !have_scheme_ || !have_path_) return fail(H2FieldError::kMissingPseudo);
   if (r.path == "*" && r.method != "OPTIONS") return fail(H2FieldError::kBadPath);
   if (have_authority_) {
@@ -269,6 +281,34 @@ H2FieldError H2RequestBuilder::finish(bool end_stream) {
   }
   r.has_body = !end_stream && !(r.content_length && *r.content_length == 0);
   if (!r.has_body) r.expect_continue = false;
+  return H2FieldError::kNone;
+}
+
+H2FieldError H2RequestBuilder::finish_connect(bool end_stream) {
+  RequestHeaders& r = *out_;
+  // RFC 9113 §8.5: a plain CONNECT has :authority and no :scheme nor :path; RFC 8441 §4: an
+  // extended one has all of them. The host field cannot stand in for :authority here.
+  if (!have_authority_) return fail(H2FieldError::kConnect);
+  if (host_ && !iequals(*host_, r.authority)) return fail(H2FieldError::kHostMismatch);
+  if (protocol_) {
+    if (!have_scheme_ || !have_path_) return fail(H2FieldError::kMissingPseudo);
+    if (r.path == "*") return fail(H2FieldError::kBadPath);
+    r.method.assign("GET");
+    r.upgrade = std::move(*protocol_);
+    protocol_.reset();
+    // HTTP/2 WebSocket does not use these (RFC 8441 §5): never forwarded from a client.
+    r.headers.remove("sec-websocket-key");
+    r.headers.remove("sec-websocket-accept");
+  } else if (have_scheme_ || have_path_) {
+    return fail(H2FieldError::kConnect);
+  }
+  if (r.content_length) return fail(H2FieldError::kBadContentLength);
+  (void)end_stream;  // the client may end its direction at once: the tunnel is then half-closed
+  if (!cookie_.empty()) r.headers.add("cookie", cookie_);
+  r.scheme = secure_ ? "https" : "http";
+  r.http_minor = 1;
+  r.has_body = false;
+  r.expect_continue = false;
   return H2FieldError::kNone;
 }
 

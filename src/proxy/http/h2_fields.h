@@ -27,7 +27,8 @@ enum class H2FieldError : uint8_t {
   kBadValue,            // CR, LF, NUL, another control byte, or surrounding whitespace
   kConnectionSpecific,  // connection, keep-alive, proxy-connection, transfer-encoding, upgrade
   kBadTe,               // te other than "trailers"
-  kBadPseudo,           // unknown pseudo-header (or :protocol: extended CONNECT is not served)
+  kBadPseudo,           // unknown pseudo-header (:protocol too, unless extended CONNECT is on)
+  kBadProtocol,         // :protocol not a token, or without CONNECT (RFC 8441 §4)
   kPseudoAfterRegular,  // a pseudo-header after a regular field
   kDuplicatePseudo,
   kPseudoInTrailers,
@@ -38,7 +39,7 @@ enum class H2FieldError : uint8_t {
   kBadAuthority,  // invalid, or neither :authority nor host
   kHostMismatch,  // host names another authority than :authority
   kBadContentLength,
-  kConnect,   // CONNECT is not served (tunnels are not implemented)
+  kConnect,   // a malformed CONNECT: no :authority, or :scheme/:path without :protocol
   kTooLarge,  // the field list is larger than the limit (bytes or count)
 };
 
@@ -50,8 +51,19 @@ const char* to_string(H2FieldError e);
 class H2RequestBuilder {
  public:
   // `max_bytes`: the HTTP/2 header list size (name + value + 32 per field, RFC 9113 §6.5.2);
-  // `max_fields`: the field count.
-  void start(RequestHeaders& out, bool secure, size_t max_bytes, size_t max_fields);
+  // `max_fields`: the field count. `extended_connect`: SETTINGS_ENABLE_CONNECT_PROTOCOL was sent,
+  // so `:protocol` is accepted (RFC 8441).
+  //
+  // CONNECT requests become what the stream handler knows from HTTP/1.1 (the translation RFC 8441
+  // §5 asks of an intermediary):
+  //   - extended CONNECT (`:protocol` P, with :scheme, :path and :authority): method GET, `upgrade`
+  //     P (lower-cased), no body — a WebSocket opening handshake minus its Sec-WebSocket-Key
+  //     (the codec adds one; a client's own is dropped: HTTP/2 does not use it);
+  //   - plain CONNECT (only :method and :authority): method CONNECT, the authority, no body.
+  // Either way the DATA frames that follow are the tunnel's bytes, never a request body; a
+  // content-length on a CONNECT is malformed.
+  void start(RequestHeaders& out, bool secure, size_t max_bytes, size_t max_fields,
+             bool extended_connect = false);
   H2FieldError add(std::string_view name, std::string_view value);
   // `end_stream`: the HEADERS frame ended the stream (no body follows).
   H2FieldError finish(bool end_stream);
@@ -62,6 +74,7 @@ class H2RequestBuilder {
   static H2FieldError add_trailer(HeaderMap& out, std::string_view name, std::string_view value);
 
  private:
+  H2FieldError finish_connect(bool end_stream);
   H2FieldError fail(H2FieldError e) {
     if (error_ == H2FieldError::kNone) error_ = e;
     return error_;
@@ -78,6 +91,9 @@ class H2RequestBuilder {
   bool have_scheme_ = false;
   bool have_path_ = false;
   bool have_authority_ = false;
+  bool extended_connect_ = false;
+  bool connect_ = false;
+  std::optional<std::string> protocol_;
   std::optional<std::string> host_;
   std::string cookie_;
 };

@@ -5,12 +5,15 @@
 #include <asio/experimental/as_tuple.hpp>
 
 #include <cstring>
+#include <iterator>
+#include <optional>
 #include <unordered_map>
 #include <vector>
 
 #include "proxy/http/codec.h"
 #include "proxy/http/h2_fields.h"
 #include "proxy/http/stream.h"
+#include "proxy/http/upgrade.h"
 #include "proxy/overload/overload.h"
 #include "proxy/worker.h"
 
@@ -92,6 +95,14 @@ class H2Stream final : public ServerStream {
   void reset() override;
   void close_after() override {}  // one stream does not decide for the connection
 
+  // Tunnel mode: an extended CONNECT (RFC 8441, translated into a WebSocket handshake by the
+  // codec) or a CONNECT. The accepting head is :status 200, the bytes are DATA frames under the
+  // stream's flow control both ways, the end of a direction is END_STREAM, an abort RST_STREAM.
+  asio::awaitable<bool> accept_tunnel(ResponseHeaders& headers) override;
+  asio::awaitable<BodyPiece> read_tunnel() override;
+  asio::awaitable<bool> write_tunnel(std::string_view data) override;
+  asio::awaitable<bool> end_tunnel_write() override;
+
  private:
   friend class H2Connection;
   bool usable() const;
@@ -114,6 +125,10 @@ class H2Stream final : public ServerStream {
   bool stop_reading_ = false;
   bool continue_sent_ = false;
   bool head_request_ = false;
+  // The Sec-WebSocket-Key the codec put into a translated extended CONNECT (empty otherwise): the
+  // upstream's 101 must answer it.
+  std::string ws_key_;
+  bool tunnel_ = false;  // accepted as a tunnel
   Signal read_ev_;
   // Response.
   H2Fields fields_;
@@ -400,11 +415,64 @@ ssize_t H2Stream::read_data(nghttp2_session* session, int32_t, uint8_t* buf, siz
   return static_cast<ssize_t>(n);
 }
 
+asio::awaitable<bool> H2Stream::accept_tunnel(ResponseHeaders& r) {
+  if (!usable() || response_started_) co_return false;
+  if (!ws_key_.empty()) {
+    // The upstream leg was an HTTP/1.1 WebSocket handshake with our key: Portico is its client,
+    // and a client fails a 101 that does not prove it read the key (RFC 6455 §4.1). The HTTP/2
+    // client never sees the key nor the accept (RFC 8441 §5): it hears 200.
+    const std::optional<std::string_view> accept = r.headers.get("sec-websocket-accept");
+    if (r.status != 101 || !accept || *accept != websocket_accept(ws_key_)) {
+      c_.w_.row().upgrades_refused[static_cast<size_t>(UpgradeRefusal::kUpstreamDeclined)].inc();
+      r.clear();
+      r.status = 502;
+      r.content_length = 0;
+      (void)co_await send_headers(r, true);
+      co_return false;
+    }
+    r.headers.remove("sec-websocket-accept");
+    r.status = 200;
+  } else if (r.status < 200 || r.status > 299) {
+    co_return false;
+  }
+  r.reason.clear();
+  r.content_length.reset();
+  tunnel_ = true;
+  co_return co_await send_headers(r, false);
+}
+
+asio::awaitable<BodyPiece> H2Stream::read_tunnel() {
+  if (!tunnel_) co_return BodyPiece{BodyStatus::kAborted};
+  BodyPiece p = co_await read_body();
+  p.trailers = nullptr;  // fields after a tunnel's DATA only end the client's direction
+  co_return p;
+}
+
+asio::awaitable<bool> H2Stream::write_tunnel(std::string_view data) {
+  if (!tunnel_ || body_done_ || !usable()) co_return false;
+  if (data.empty()) co_return true;
+  send_view_ = data;
+  send_end_ = false;
+  co_return co_await wait_taken();
+}
+
+asio::awaitable<bool> H2Stream::end_tunnel_write() {
+  if (!tunnel_) co_return false;
+  if (body_done_) co_return usable() || end_sent_;
+  if (!usable()) co_return false;
+  send_view_ = {};
+  send_end_ = true;
+  send_trailers_ = false;
+  co_return co_await wait_taken();
+}
+
 void H2Stream::reset() {
   if (reset_) return;
   reset_ = true;
   if (!closed_ && !c_.dead_) {
-    nghttp2_submit_rst_stream(c_.session_, NGHTTP2_FLAG_NONE, id_, NGHTTP2_INTERNAL_ERROR);
+    // A tunnel's broken upstream connection is CONNECT_ERROR (RFC 9113 §8.5).
+    nghttp2_submit_rst_stream(c_.session_, NGHTTP2_FLAG_NONE, id_,
+                              tunnel_ ? NGHTTP2_CONNECT_ERROR : NGHTTP2_INTERNAL_ERROR);
     c_.kick();
   }
   read_ev_.notify();
@@ -450,8 +518,13 @@ bool H2Connection::setup(const snapshot::HttpOptions& opts) {
       {NGHTTP2_SETTINGS_MAX_CONCURRENT_STREAMS, h2.max_concurrent_streams},
       {NGHTTP2_SETTINGS_INITIAL_WINDOW_SIZE, h2.initial_stream_window},
       {NGHTTP2_SETTINGS_MAX_HEADER_LIST_SIZE, opts.max_request_headers_bytes},
+      // RFC 8441: WebSocket over HTTP/2. Always offered (a connection may not withdraw it, and
+      // the routes behind a listener change with every configuration): a route that does not
+      // enable websocket refuses the stream (403).
+      {NGHTTP2_SETTINGS_ENABLE_CONNECT_PROTOCOL, 1},
   };
-  if (nghttp2_submit_settings(session_, NGHTTP2_FLAG_NONE, settings, 3) != 0) return false;
+  if (nghttp2_submit_settings(session_, NGHTTP2_FLAG_NONE, settings, std::size(settings)) != 0)
+    return false;
   if (h2.initial_connection_window > NGHTTP2_INITIAL_CONNECTION_WINDOW_SIZE) {
     nghttp2_session_set_local_window_size(session_, NGHTTP2_FLAG_NONE, 0,
                                           static_cast<int32_t>(h2.initial_connection_window));
@@ -805,7 +878,8 @@ int H2Connection::on_begin_headers(nghttp2_session* session, const nghttp2_frame
   H2Stream* p = s.get();
   c->streams_.emplace(id, std::move(s));
   nghttp2_session_set_stream_user_data(session, id, p);
-  c->builder_.start(p->req_, c->t_->info().secure, c->max_header_bytes_, c->max_headers_);
+  c->builder_.start(p->req_, c->t_->info().secure, c->max_header_bytes_, c->max_headers_,
+                    /*extended_connect=*/true);
   c->w_.row().h2_streams.inc();
   ++c->window().streams;
   return 0;
@@ -870,6 +944,12 @@ int H2Connection::on_frame_recv(nghttp2_session* session, const nghttp2_frame* f
           c->w_.row().h2_malformed.inc();
           nghttp2_submit_rst_stream(session, NGHTTP2_FLAG_NONE, s->id_, NGHTTP2_PROTOCOL_ERROR);
           return 0;
+        }
+        if (s->req_.upgrade == "websocket") {
+          // An extended CONNECT for WebSocket, translated: the HTTP/1.1 handshake upstream needs
+          // a key, which Portico makes (and checks in the 101: accept_tunnel).
+          s->ws_key_ = websocket_key(c->w_.random(), c->w_.random());
+          s->req_.headers.add("sec-websocket-key", s->ws_key_);
         }
         c->start_stream(s);
         return 0;

@@ -1233,9 +1233,22 @@ asio::awaitable<bool> StreamHandler::decide_tunnel(bool connect, bool forwards) 
     tunnel_ = TunnelKind::kConnect;
     co_return true;
   }
+  // HTTP/2: the codec translated an extended CONNECT (RFC 8441) into this handshake; it cannot
+  // be served as a plain request (the client waits for its tunnel), so every refusal answers.
+  const bool h2 = stream_.connection().http2;
   if (!asks_for_websocket(req.upgrade)) {
+    if (h2) {
+      count_refusal(UpgradeRefusal::kUnknownProtocol);
+      co_await local_reply(501, "extended CONNECT: only the websocket protocol is served\n");
+      co_return false;
+    }
     req.upgrade.clear();  // another protocol (h2c...): served as a plain request
     co_return true;
+  }
+  if (h2 && (!route_->options.websocket || !forwards)) {
+    count_refusal(UpgradeRefusal::kWebSocketDisabled);
+    co_await local_reply(403, "WebSocket is not enabled on this route\n");
+    co_return false;
   }
   if (!route_->options.websocket || !forwards) {
     // Served as a plain request: the Upgrade and Connection fields were dropped by the codec and
@@ -1280,10 +1293,14 @@ asio::awaitable<bool> StreamHandler::accept_tunnel(ResponseHeaders& head) {
       }
     }
   }
+  // Counted as the client saw it: the codec may rewrite the head (HTTP/2: 200 for a 101, or the
+  // status of the refusal it answered instead).
+  const bool accepted = co_await stream_.accept_tunnel(head);
   status_ = head.status;
   slot_->count(w_.index(), head.status);
-  if (!co_await stream_.accept_tunnel(head)) co_return false;
-  w_.row().tunnels_opened[static_cast<size_t>(*tunnel_)].inc();
+  if (!accepted) co_return false;
+  auto& opened = stream_.connection().http2 ? w_.row().h2_tunnels_opened : w_.row().tunnels_opened;
+  opened[static_cast<size_t>(*tunnel_)].inc();
   co_return true;
 }
 
@@ -1295,7 +1312,9 @@ void StreamHandler::break_tunnel() {
 }
 
 asio::awaitable<void> StreamHandler::run_tunnel(upstream::H1ClientStream& us) {
-  stats::Counter& active = w_.row().tunnels_active[static_cast<size_t>(*tunnel_)];
+  stats::Counter& active =
+      (stream_.connection().http2 ? w_.row().h2_tunnels_active
+                                  : w_.row().tunnels_active)[static_cast<size_t>(*tunnel_)];
   active.inc();
   // A tunnel's idle limit: the route's idleTimeout, else the listener's streamIdleTimeout (not
   // bounded by the keep-alive idleTimeout, which is about connections between requests).

@@ -1,5 +1,8 @@
 #include "proxy/http/upgrade.h"
 
+#include <openssl/sha.h>
+
+#include "common/base64.h"
 #include "proxy/http/h1_parser.h"
 
 namespace portico::proxy::http {
@@ -51,6 +54,8 @@ const char* to_string(UpgradeRefusal r) {
       return "connect_refused";
     case UpgradeRefusal::kUpstreamDeclined:
       return "upstream_declined";
+    case UpgradeRefusal::kUnknownProtocol:
+      return "unknown_protocol";
     case UpgradeRefusal::kCount:
       break;
   }
@@ -90,6 +95,27 @@ HandshakeCheck check_websocket_handshake(const RequestHeaders& req) {
 
 int handshake_status(HandshakeCheck c) {
   return c == HandshakeCheck::kBadVersion ? 426 : 400;
+}
+
+std::string websocket_accept(std::string_view key) {
+  static constexpr std::string_view kGuid = "258EAFA5-E914-47DA-95CA-C5AB0DC85B11";
+  std::string in;
+  in.reserve(key.size() + kGuid.size());
+  in.append(key);
+  in.append(kGuid);
+  unsigned char digest[SHA_DIGEST_LENGTH];
+  SHA1(reinterpret_cast<const unsigned char*>(in.data()), in.size(), digest);
+  return common::base64_encode(
+      std::string_view(reinterpret_cast<const char*>(digest), sizeof digest));
+}
+
+std::string websocket_key(uint64_t hi, uint64_t lo) {
+  char bytes[16];
+  for (int i = 0; i < 8; ++i) {
+    bytes[i] = static_cast<char>(hi >> (8 * i));
+    bytes[8 + i] = static_cast<char>(lo >> (8 * i));
+  }
+  return common::base64_encode(std::string_view(bytes, sizeof bytes));
 }
 
 }  // namespace portico::proxy::http

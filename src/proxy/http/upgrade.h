@@ -4,6 +4,7 @@
 #pragma once
 
 #include <cstdint>
+#include <string>
 #include <string_view>
 
 #include "proxy/http/message.h"
@@ -20,7 +21,9 @@ enum class UpgradeRefusal : uint8_t {
   kBadRequest,         // not GET, or a request body: 400
   kWebSocketDisabled,  // the route does not enable websocket: served as a plain request
   kConnectRefused,     // CONNECT to a destination no route enables it for: 403
-  kUpstreamDeclined,   // the upstream answered something other than 101: relayed as is
+  kUpstreamDeclined,   // the upstream answered something other than 101: relayed as is (HTTP/2:
+                       // 502 when the 101 did not answer Portico's key)
+  kUnknownProtocol,    // HTTP/2 extended CONNECT for a protocol other than websocket: 501
   kCount
 };
 const char* to_string(UpgradeRefusal r);
@@ -41,5 +44,12 @@ HandshakeCheck check_websocket_handshake(const RequestHeaders& req);
 
 // The status a refused handshake is answered with: 400, or 426 for a bad version.
 int handshake_status(HandshakeCheck c);
+
+// The Sec-WebSocket-Accept value that answers `key` (RFC 6455 §4.2.2: base64 of the SHA-1 of the
+// key and the protocol's GUID).
+std::string websocket_accept(std::string_view key);
+
+// A fresh Sec-WebSocket-Key (base64 of 16 bytes) from 128 bits of `random` output.
+std::string websocket_key(uint64_t hi, uint64_t lo);
 
 }  // namespace portico::proxy::http

@@ -192,16 +192,24 @@ std::string Registry::render() const {
         s += (worker_rows_[w].*member)[i].get();
       return s;
     };
+    // By kind and by the client's protocol (HTTP/1.1 upgrades and CONNECT; HTTP/2 extended
+    // CONNECT and CONNECT).
+    auto by_kind_and_downstream = [&](const char* name, auto http1, auto http2) {
+      for (size_t k = 0; k < kTunnelKinds; ++k) {
+        const std::string kind = to_string(static_cast<TunnelKind>(k));
+        out += std::string(name) + "{kind=\"" + kind + "\",downstream=\"http1\"} " +
+               std::to_string(sum_kind(http1, k)) + "\n";
+        out += std::string(name) + "{kind=\"" + kind + "\",downstream=\"http2\"} " +
+               std::to_string(sum_kind(http2, k)) + "\n";
+      }
+    };
     emit_header("portico_tunnels_opened_total", "counter",
-                "Tunnels opened (the accepting 101 or 2xx was sent), by kind.");
-    for (size_t k = 0; k < kTunnelKinds; ++k)
-      out += std::string("portico_tunnels_opened_total{kind=\"") +
-             to_string(static_cast<TunnelKind>(k)) + "\"} " +
-             std::to_string(sum_kind(&WorkerRow::tunnels_opened, k)) + "\n";
-    emit_header("portico_tunnels_active", "gauge", "Open tunnels, by kind.");
-    for (size_t k = 0; k < kTunnelKinds; ++k)
-      out += std::string("portico_tunnels_active{kind=\"") + to_string(static_cast<TunnelKind>(k)) +
-             "\"} " + std::to_string(sum_kind(&WorkerRow::tunnels_active, k)) + "\n";
+                "Tunnels opened (the accepting 101 or 2xx was sent), by kind and client protocol.");
+    by_kind_and_downstream("portico_tunnels_opened_total", &WorkerRow::tunnels_opened,
+                           &WorkerRow::h2_tunnels_opened);
+    emit_header("portico_tunnels_active", "gauge", "Open tunnels, by kind and client protocol.");
+    by_kind_and_downstream("portico_tunnels_active", &WorkerRow::tunnels_active,
+                           &WorkerRow::h2_tunnels_active);
     emit_header("portico_tunnel_bytes_total", "counter",
                 "Bytes moved through tunnels, by kind and direction.");
     for (size_t k = 0; k < kTunnelKinds; ++k) {

@@ -126,7 +126,7 @@ struct ClusterSlot {
 // Tunnels by kind (http::TunnelKind: 0 websocket, 1 connect) and upgrade refusals by reason
 // (http::UpgradeRefusal); stats.cc checks the sizes against those enums.
 inline constexpr size_t kTunnelKinds = 2;
-inline constexpr size_t kUpgradeRefusals = 6;
+inline constexpr size_t kUpgradeRefusals = 7;
 // HTTP/2 floods caught (each closes the connection with GOAWAY(ENHANCE_YOUR_CALM)).
 enum class H2Flood : uint8_t {
   kPing,          // PING frames over the budget
@@ -145,8 +145,11 @@ struct alignas(64) WorkerRow {
   Counter bad_requests;            // rejected by the parser (4xx before routing)
   Counter downstream_cx_overflow;  // closed at once: the listener's maxConnections was reached
   // Tunnels: opened (accepting head sent), open now, bytes client → upstream and upstream → client.
+  // tunnels_opened / tunnels_active count HTTP/1.1 clients, h2_tunnels_* HTTP/2 clients (RFC 8441
+  // extended CONNECT, CONNECT); the bytes count both.
   std::array<Counter, kTunnelKinds> tunnels_opened, tunnels_active, tunnel_bytes_up,
       tunnel_bytes_down;
+  std::array<Counter, kTunnelKinds> h2_tunnels_opened, h2_tunnels_active;
   std::array<Counter, kUpgradeRefusals> upgrades_refused;
   // HTTP/2 (downstream).
   Counter h2_connections;            // connections served as HTTP/2

@@ -12,9 +12,10 @@ namespace {
 using Fields = std::vector<std::pair<std::string, std::string>>;
 
 H2FieldError build(const Fields& fields, RequestHeaders& out, bool end_stream = true,
-                   size_t max_bytes = 65536, size_t max_fields = 100) {
+                   size_t max_bytes = 65536, size_t max_fields = 100,
+                   bool extended_connect = false) {
   H2RequestBuilder b;
-  b.start(out, false, max_bytes, max_fields);
+  b.start(out, false, max_bytes, max_fields, extended_connect);
   for (const auto& [n, v] : fields) {
     if (H2FieldError e = b.add(n, v); e != H2FieldError::kNone && e != H2FieldError::kTooLarge)
       return e;
@@ -66,7 +67,78 @@ TEST(H2RequestBuilder, MissingPseudoOrAuthority) {
             H2FieldError::kMissingPseudo);
   EXPECT_EQ(build({{":method", "GET"}, {":scheme", "http"}, {":path", "/"}}, r),
             H2FieldError::kBadAuthority);
-  EXPECT_EQ(build({{":method", "CONNECT"}, {":authority", "a:443"}}, r), H2FieldError::kConnect);
+  EXPECT_EQ(build({{":method", "CONNECT"}}, r), H2FieldError::kConnect);
+}
+
+// RFC 9113 §8.5: :method and :authority only; the DATA frames are the tunnel, never a body.
+TEST(H2RequestBuilder, PlainConnect) {
+  RequestHeaders r;
+  ASSERT_EQ(build({{":method", "CONNECT"}, {":authority", "a.test:443"}}, r, false),
+            H2FieldError::kNone);
+  EXPECT_EQ(r.method, "CONNECT");
+  EXPECT_EQ(r.authority, "a.test:443");
+  EXPECT_TRUE(r.upgrade.empty());
+  EXPECT_FALSE(r.has_body);
+  EXPECT_EQ(build({{":method", "CONNECT"}, {":authority", "a:443"}, {":path", "/"}}, r, false),
+            H2FieldError::kConnect);
+  EXPECT_EQ(build({{":method", "CONNECT"}, {":authority", "a:443"}, {":scheme", "http"}}, r, false),
+            H2FieldError::kConnect);
+  EXPECT_EQ(build({{":method", "CONNECT"}, {"host", "a:443"}}, r, false), H2FieldError::kConnect);
+  EXPECT_EQ(
+      build({{":method", "CONNECT"}, {":authority", "a:443"}, {"content-length", "3"}}, r, false),
+      H2FieldError::kBadContentLength);
+}
+
+Fields extended(std::string protocol = "websocket") {
+  return {{":method", "CONNECT"},    {":protocol", protocol},   {":scheme", "https"},
+          {":path", "/chat?room=1"}, {":authority", "ws.test"}, {"sec-websocket-version", "13"}};
+}
+
+// RFC 8441: an extended CONNECT becomes the HTTP/1.1 handshake the handler knows (GET + upgrade),
+// without a body and without any Sec-WebSocket-Key of the client's.
+TEST(H2RequestBuilder, ExtendedConnectIsTranslated) {
+  RequestHeaders r;
+  Fields f = extended("WebSocket");
+  f.push_back({"sec-websocket-key", "dGhlIHNhbXBsZSBub25jZQ=="});
+  f.push_back({"sec-websocket-protocol", "chat"});
+  ASSERT_EQ(build(f, r, false, 65536, 100, true), H2FieldError::kNone);
+  EXPECT_EQ(r.method, "GET");
+  EXPECT_EQ(r.upgrade, "websocket");
+  EXPECT_EQ(r.path, "/chat");
+  EXPECT_EQ(r.query, "room=1");
+  EXPECT_EQ(r.authority, "ws.test");
+  EXPECT_FALSE(r.has_body);
+  EXPECT_FALSE(r.headers.has("sec-websocket-key"));
+  EXPECT_EQ(r.headers.get("sec-websocket-version"), "13");
+  EXPECT_EQ(r.headers.get("sec-websocket-protocol"), "chat");
+  // Another protocol is translated too: the handler refuses it (501).
+  ASSERT_EQ(build(extended("connect-udp"), r, false, 65536, 100, true), H2FieldError::kNone);
+  EXPECT_EQ(r.upgrade, "connect-udp");
+}
+
+TEST(H2RequestBuilder, ExtendedConnectRules) {
+  RequestHeaders r;
+  auto without = [](const char* name) {
+    Fields f = extended();
+    std::erase_if(f, [&](const auto& kv) { return kv.first == name; });
+    return f;
+  };
+  // Without SETTINGS_ENABLE_CONNECT_PROTOCOL, :protocol is an unknown pseudo-header.
+  EXPECT_EQ(build(extended(), r, false), H2FieldError::kBadPseudo);
+  EXPECT_EQ(build(without(":path"), r, false, 65536, 100, true), H2FieldError::kMissingPseudo);
+  EXPECT_EQ(build(without(":scheme"), r, false, 65536, 100, true), H2FieldError::kMissingPseudo);
+  EXPECT_EQ(build(without(":authority"), r, false, 65536, 100, true), H2FieldError::kConnect);
+  Fields get = extended();
+  get[0].second = "GET";
+  EXPECT_EQ(build(get, r, false, 65536, 100, true), H2FieldError::kBadProtocol);
+  Fields twice = extended();
+  twice.insert(twice.begin() + 1, {":protocol", "websocket"});
+  EXPECT_EQ(build(twice, r, false, 65536, 100, true), H2FieldError::kDuplicatePseudo);
+  EXPECT_EQ(build(extended("web socket"), r, false, 65536, 100, true), H2FieldError::kBadProtocol);
+  EXPECT_EQ(build(extended(""), r, false, 65536, 100, true), H2FieldError::kBadProtocol);
+  Fields len = extended();
+  len.push_back({"content-length", "0"});
+  EXPECT_EQ(build(len, r, false, 65536, 100, true), H2FieldError::kBadContentLength);
 }
 
 TEST(H2RequestBuilder, RefusesConnectionSpecificFields) {

@@ -95,12 +95,25 @@ TEST(WebSocketHandshake, UpgradeTokens) {
   EXPECT_FALSE(asks_for_websocket("web socket"));
 }
 
+TEST(WebSocketHandshake, AcceptAndKey) {
+  // RFC 6455 §1.3's example.
+  EXPECT_EQ(websocket_accept("dGhlIHNhbXBsZSBub25jZQ=="), "s3pPLMBiTxaQ9kYGzzhZRbK+xOo=");
+  const std::string key = websocket_key(0x0123456789abcdefULL, 0xfedcba9876543210ULL);
+  RequestHeaders r;
+  r.method = "GET";
+  r.headers.add("Sec-WebSocket-Version", "13");
+  r.headers.add("Sec-WebSocket-Key", key);
+  EXPECT_EQ(check_websocket_handshake(r), HandshakeCheck::kOk) << key;
+  EXPECT_NE(websocket_key(1, 2), websocket_key(1, 3));
+}
+
 TEST(WebSocketHandshake, StatNames) {
   EXPECT_STREQ(to_string(TunnelKind::kWebSocket), "websocket");
   EXPECT_STREQ(to_string(TunnelKind::kConnect), "connect");
   EXPECT_STREQ(to_string(UpgradeRefusal::kBadVersion), "bad_version");
   EXPECT_STREQ(to_string(UpgradeRefusal::kConnectRefused), "connect_refused");
   EXPECT_STREQ(to_string(UpgradeRefusal::kUpstreamDeclined), "upstream_declined");
+  EXPECT_STREQ(to_string(UpgradeRefusal::kUnknownProtocol), "unknown_protocol");
 }
 
 }  // namespace
