@@ -12,25 +12,21 @@ using yaml::MapReader;
 
 namespace {
 
-// "http://host[:port][/path]" or Gloo's "host:port"; the normalised "http://..." form, or an
-// error message.
+// "http[s]://host[:port][/path]" or Gloo's "host:port"; the normalised "http[s]://..." form, or
+// an error message.
 bool normalize_consul_address(const std::string& in, std::string* out, std::string* why) {
   std::string rest = in;
+  bool https = false;
   const auto scheme_end = rest.find("://");
   if (scheme_end != std::string::npos) {
     std::string scheme = rest.substr(0, scheme_end);
     for (char& c : scheme)
       c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
-    if (scheme == "https") {
-      *why =
-          "https is not supported yet (Portico reaches Consul over plain HTTP; use http:// to a "
-          "local agent)";
+    if (scheme != "http" && scheme != "https") {
+      *why = "expected http://host:port or https://host:port, got the scheme \"" + scheme + "\"";
       return false;
     }
-    if (scheme != "http") {
-      *why = "expected http://host:port, got the scheme \"" + scheme + "\"";
-      return false;
-    }
+    https = scheme == "https";
     rest = rest.substr(scheme_end + 3);
   }
   const std::string authority = rest.substr(0, rest.find('/'));
@@ -78,7 +74,7 @@ bool normalize_consul_address(const std::string& in, std::string* out, std::stri
       return false;
     }
   }
-  *out = "http://" + rest;
+  *out = (https ? "https://" : "http://") + rest;
   return true;
 }
 
@@ -98,7 +94,9 @@ void decode_consul(DocReader& doc, const Field& f, ConsulSettings* out) {
   if (!m.ok()) return;
   std::string s;
   Location where;
+  Location address_at = m.loc();
   if (m.string("address", &s, false, &where)) {
+    address_at = where;
     std::string why;
     if (!normalize_consul_address(s, &out->address, &why)) {
       doc.error(where, m.child_path("address"), "\"" + s + "\": " + why);
@@ -138,14 +136,11 @@ void decode_consul(DocReader& doc, const Field& f, ConsulSettings* out) {
       out->wait_time = wait;
     }
   }
-  for (const char* tls : {"caFile", "certFile", "keyFile", "insecureSkipVerify"}) {
-    if (auto t = m.take(tls)) {
-      doc.error(t->loc, t->path,
-                std::string(tls) +
-                    " is not supported yet (TLS to Consul: Portico reaches Consul "
-                    "over plain HTTP, to a local agent)");
-    }
-  }
+  // Gloo's names (tlsServerName is Portico's: the name to verify when the address is an IP).
+  decode_store_tls(
+      doc, m, {"caFile", "caPath", "certFile", "keyFile", "tlsServerName", "insecureSkipVerify"},
+      &out->tls);
+  check_store_tls_address(doc, out->tls, out->address, address_at, m.child_path("address"));
   for (const char* discovery :
        {"serviceDiscovery", "httpAddress", "dnsAddress", "dnsPollingInterval"}) {
     if (auto t = m.take(discovery)) {

@@ -23,16 +23,18 @@ void decode_etcd_config_source(DocReader& doc, const Field& f, EtcdConfigSourceS
   if (!m.ok()) return;
   std::string address;
   Location where;
+  Location address_at = m.loc();
   if (m.string("address", &address, false, &where)) {
+    address_at = where;
     const std::string path = m.child_path("address");
-    if (address.rfind("https://", 0) == 0) {
-      doc.error(where, path, "https is not supported yet (TLS to etcd); use http://");
-    } else if (address.rfind("http://", 0) != 0) {
-      doc.error(where, path, "\"" + address + "\" is not an http:// URL (http://host[:port])");
-    } else if (address.size() == 7 || address[7] == '/' || address[7] == ':') {
+    const size_t host = address.rfind("https://", 0) == 0 ? 8 : 7;
+    if (host == 7 && address.rfind("http://", 0) != 0) {
+      doc.error(where, path,
+                "\"" + address + "\" is not an http:// or https:// URL (http[s]://host[:port])");
+    } else if (address.size() == host || address[host] == '/' || address[host] == ':') {
       doc.error(where, path, "\"" + address + "\" names no host");
     } else if (has_control_or_space(address) ||
-               address.find_first_of("@?#", 7) != std::string::npos) {
+               address.find_first_of("@?#", host) != std::string::npos) {
       doc.error(where, path,
                 "\"" + address +
                     "\": spaces, credentials, queries and fragments are not accepted in a "
@@ -64,6 +66,10 @@ void decode_etcd_config_source(DocReader& doc, const Field& f, EtcdConfigSourceS
       out->timeout = timeout;
     }
   }
+  decode_store_tls(
+      doc, m, {"caFile", "caPath", "certFile", "keyFile", "tlsServerName", "insecureSkipVerify"},
+      &out->tls);
+  check_store_tls_address(doc, out->tls, out->address, address_at, m.child_path("address"));
   m.finish();
 }
 

@@ -55,7 +55,22 @@ void redact_settings_json(nlohmann::json& spec);
 void decode_consul(yaml::DocReader& doc, const yaml::Field& f, ConsulSettings* out);
 void decode_consul_kv_source(yaml::DocReader& doc, const yaml::Field& f,
                              ConsulKvSourceSettings* out);
-// Settings spec.etcdConfigSource: {address, prefix, timeout} (decode_etcd.cc).
+// The TLS fields of a store's settings (decode_store_tls.cc), under the names that store uses
+// (Gloo's where it has them); a null name is not read. `address` and `address_at`: the store's
+// address as decoded, so that TLS fields given for an http:// address are an error.
+struct StoreTlsNames {
+  const char* ca_file;
+  const char* ca_path;
+  const char* cert_file;
+  const char* key_file;
+  const char* server_name;
+  const char* insecure;
+};
+void decode_store_tls(yaml::DocReader& doc, yaml::MapReader& m, const StoreTlsNames& names,
+                      StoreTls* out);
+void check_store_tls_address(yaml::DocReader& doc, const StoreTls& tls, const std::string& address,
+                             const Location& address_at, const std::string& address_path);
+// Settings spec.etcdConfigSource: {address, prefix, timeout, TLS} (decode_etcd.cc).
 void decode_etcd_config_source(yaml::DocReader& doc, const yaml::Field& f,
                                EtcdConfigSourceSpec* out);
 // A route's options.retries: {retryOn, retriableStatusCodes, numRetries, perTryTimeout,

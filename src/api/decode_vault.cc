@@ -47,14 +47,14 @@ void decode_vault_secret_source(DocReader& doc, const Field& f, SettingsSpec* ou
   if (!m.ok()) return;
   VaultSecretSourceSpec v;
   Location where;
+  Location address_at = m.loc();
   if (m.string("address", &v.address, true, &where)) {
-    if (v.address.rfind("https://", 0) == 0) {
+    address_at = where;
+    const bool https = v.address.rfind("https://", 0) == 0;
+    if ((!https && v.address.rfind("http://", 0) != 0) || v.address.size() == (https ? 8u : 7u)) {
       doc.error(where, m.child_path("address"),
-                "https is not supported yet: the control plane's HTTP client speaks plain HTTP "
-                "(reach Vault over http on a trusted network, or through a local agent)");
-    } else if (v.address.rfind("http://", 0) != 0 || v.address.size() == 7) {
-      doc.error(where, m.child_path("address"),
-                "\"" + v.address + "\" is not an http:// URL (e.g. http://127.0.0.1:8200)");
+                "\"" + v.address +
+                    "\" is not an http:// or https:// URL (e.g. https://vault.example.com:8200)");
     }
   }
   // Authentication: one of accessToken (token is Gloo's deprecated name), tokenFile, appRole.
@@ -110,15 +110,24 @@ void decode_vault_secret_source(DocReader& doc, const Field& f, SettingsSpec* ou
       (v.request_timeout < Millis(100) || v.request_timeout > Millis(600 * 1000))) {
     doc.error(where, m.child_path("requestTimeout"), "must be between 100ms and 10m");
   }
-  for (const char* tls :
-       {"tlsConfig", "caCert", "caPath", "clientCert", "clientKey", "tlsServerName", "insecure"}) {
-    if (auto t = m.take(tls)) {
-      doc.error(t->loc, t->path,
-                std::string(tls) +
-                    " is not supported yet: Vault over TLS needs an https client, and the "
-                    "control plane's speaks plain HTTP");
+  // Gloo's names, on the source itself or (its newer form) under tlsConfig: one or the other.
+  const StoreTlsNames names{"caCert",    "caPath",        "clientCert",
+                            "clientKey", "tlsServerName", "insecure"};
+  decode_store_tls(doc, m, names, &v.tls);
+  if (auto t = m.map("tlsConfig")) {
+    if (!v.tls.empty()) {
+      doc.error(
+          t->loc, t->path,
+          "TLS settings are given both here and beside it (caCert, clientCert, ...): use one");
+    } else {
+      MapReader tm(doc, t->value, t->path, t->loc);
+      if (tm.ok()) {
+        decode_store_tls(doc, tm, names, &v.tls);
+        tm.finish();
+      }
     }
   }
+  check_store_tls_address(doc, v.tls, v.address, address_at, m.child_path("address"));
   m.finish();
   out->vault_secret_source = std::move(v);
 }

@@ -447,8 +447,24 @@ struct UpstreamGroupSpec {
 
 // Settings spec.vaultSecretSource (Gloo's VaultSecrets field names): Secrets read from a Vault KV
 // version 2 mount, only those that resources reference (docs/configuration.md, "Vault").
+// TLS to a store (Consul, Vault, etcd): how its certificate is verified and the client
+// certificate presented. Files are read when the client starts (a bad file: the source's problem).
+struct StoreTls {
+  std::string ca_file;    // PEM CA bundle; empty (with ca_path): the system's trust store
+  std::string ca_path;    // directory of hashed CA certificates
+  std::string cert_file;  // client certificate (mTLS), with key_file
+  std::string key_file;
+  std::string server_name;  // the name the certificate must carry (and SNI); empty: the host
+  bool insecure_skip_verify = false;
+  bool empty() const {
+    return ca_file.empty() && ca_path.empty() && cert_file.empty() && key_file.empty() &&
+           server_name.empty() && !insecure_skip_verify;
+  }
+  bool operator==(const StoreTls&) const = default;
+};
+
 struct VaultSecretSourceSpec {
-  std::string address;         // "http://host[:port]" (8200 by default)
+  std::string address;         // "http[s]://host[:port]" (8200 by default)
   std::string token;           // accessToken (or Gloo's deprecated token)
   std::string token_file;      // tokenFile: a file holding the token (read again at each re-login)
   std::string role_id;         // appRole.roleId: AppRole login when set
@@ -458,6 +474,7 @@ struct VaultSecretSourceSpec {
   std::string root_key = "gloo";          // Gloo's rootKey
   Millis poll_interval{5000};             // pollInterval: version checks, +-20% jitter
   Millis request_timeout{5000};           // requestTimeout
+  StoreTls tls;                           // caCert, caPath, clientCert, clientKey, ... (https)
 };
 
 // spec.consul: how to reach Consul (the KV storage's, and the catalog discovery's, agent).
@@ -468,6 +485,7 @@ struct ConsulSettings {
   std::string token_file;                         // a file holding it (read at start)
   std::string username, password;                 // HTTP basic authentication; empty: none
   std::chrono::milliseconds wait_time{60000};     // ?wait= of the blocking queries
+  StoreTls tls;                                   // caFile, caPath, certFile, keyFile, ... (https)
 };
 
 // Read consistency of Consul queries (?stale, ?consistent, or neither).
@@ -485,6 +503,7 @@ struct EtcdConfigSourceSpec {
   std::string address = "http://127.0.0.1:2379";
   std::string prefix = "portico";  // without a trailing '/'
   Millis timeout{5000};            // one range request
+  StoreTls tls;                    // caFile, caPath, certFile, keyFile, ... (https)
 };
 
 struct SettingsSpec {

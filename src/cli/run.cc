@@ -732,28 +732,11 @@ class Runner {
     if (const api::SettingsSpec* settings = settings_in_force()) c = settings->consul;
     control::ConsulDiscoveryOptions o;
     std::string error;
-    auto url = control::http::parse_url(c.address, 8500);
-    if (!url) {
-      error = "consul.address " + c.address + ": " + url.error().message;
+    auto endpoint = control::consul_endpoint(c);
+    if (!endpoint) {
+      error = endpoint.error().message;
     } else {
-      o.endpoint.url = url.value();
-    }
-    o.endpoint.datacenter = c.datacenter;
-    o.endpoint.token = c.token;
-    o.endpoint.username = c.username;
-    o.endpoint.password = c.password;
-    if (error.empty() && !c.token_file.empty()) {
-      std::string why;
-      auto text = control::read_config_file(c.token_file, 64 * 1024, &why);
-      std::string token = text ? *text : std::string();
-      while (!token.empty() && std::isspace(static_cast<unsigned char>(token.back())))
-        token.pop_back();
-      if (!text) {
-        error = "consul.tokenFile " + c.token_file + ": " + why;
-      } else if (token.empty()) {
-        error = "consul.tokenFile " + c.token_file + " is empty";
-      }
-      o.endpoint.token = std::move(token);
+      o.endpoint = std::move(endpoint.value());
     }
     o.wait = c.wait_time;
     if (!error.empty()) {

@@ -70,7 +70,7 @@ TEST(DecodeConsul, EveryField) {
 
 TEST(DecodeConsul, ErrorsNameTheField) {
   auto r = test::decode_one("s.yaml", settings(R"(  consul:
-    address: https://consul:8501
+    address: http://consul:8501
     datacenter: "dc 1"
     token: a
     tokenFile: /t
@@ -85,12 +85,11 @@ TEST(DecodeConsul, ErrorsNameTheField) {
     other: x
 )"));
   EXPECT_THAT(lines(r.diagnostics),
-              ElementsAre(HasSubstr("spec.consul.address: \"https://consul:8501\": https is not "
-                                    "supported yet"),
+              ElementsAre(HasSubstr("spec.consul.address: \"http://consul:8501\": TLS settings "
+                                    "are given but the address is not https://"),
                           HasSubstr("spec.consul.datacenter"), HasSubstr("spec.consul.tokenFile"),
                           HasSubstr("spec.consul.password: is given without username"),
                           HasSubstr("spec.consul.waitTime: must be from 1s to 10m"),
-                          HasSubstr("spec.consul.caFile: caFile is not supported yet"),
                           HasSubstr("spec.consul.serviceDiscovery: serviceDiscovery is not "
                                     "supported yet"),
                           HasSubstr("spec.consul.bogus"),
@@ -102,6 +101,34 @@ TEST(DecodeConsul, ErrorsNameTheField) {
         test::decode_one("s.yaml", settings(std::string("  consul: {address: \"") + bad + "\"}\n"));
     EXPECT_THAT(lines(a.diagnostics), ElementsAre(HasSubstr("spec.consul.address"))) << bad;
   }
+}
+
+TEST(DecodeConsul, TlsFields) {
+  auto r = test::decode_one("s.yaml", settings(R"(  consul:
+    address: https://10.0.0.5:8501
+    caFile: /etc/consul/ca.pem
+    certFile: /etc/consul/client.pem
+    keyFile: /etc/consul/client-key.pem
+    tlsServerName: server.dc1.consul
+)"));
+  EXPECT_THAT(lines(r.diagnostics), IsEmpty());
+  const auto& c = r.settings().consul;
+  EXPECT_EQ(c.address, "https://10.0.0.5:8501");
+  EXPECT_EQ(c.tls.ca_file, "/etc/consul/ca.pem");
+  EXPECT_EQ(c.tls.cert_file, "/etc/consul/client.pem");
+  EXPECT_EQ(c.tls.key_file, "/etc/consul/client-key.pem");
+  EXPECT_EQ(c.tls.server_name, "server.dc1.consul");
+  EXPECT_FALSE(c.tls.insecure_skip_verify);
+
+  auto bad = test::decode_one("s.yaml", settings(R"(  consul:
+    address: https://consul:8501
+    certFile: /c.pem
+    caFile: /ca.pem
+    insecureSkipVerify: true
+)"));
+  EXPECT_THAT(lines(bad.diagnostics),
+              ElementsAre(HasSubstr("spec.consul.keyFile: is required with certFile"),
+                          HasSubstr("spec.consul.insecureSkipVerify: turns verification off")));
 }
 
 }  // namespace

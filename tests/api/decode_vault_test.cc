@@ -72,6 +72,33 @@ TEST(DecodeVault, TokenFileAndAppRole) {
   EXPECT_EQ(v.approle_mount, "approle-ci");
 }
 
+TEST(DecodeVault, TlsFieldsBesideOrUnderTlsConfig) {
+  for (const char* form :
+       {"    caCert: /etc/vault/ca.pem\n    clientCert: /c.pem\n    clientKey: "
+        "/k.pem\n    tlsServerName: vault.internal\n",
+        "    tlsConfig:\n      caCert: /etc/vault/ca.pem\n      clientCert: "
+        "/c.pem\n      clientKey: /k.pem\n      tlsServerName: vault.internal\n"}) {
+    auto f =
+        decode_file("settings.yaml", settings(std::string("    address: https://10.1.2.3:8200\n    "
+                                                          "accessToken: t\n") +
+                                              form));
+    ASSERT_EQ(f.resources.size(), 1u);
+    EXPECT_THAT(lines(f.resources[0].diagnostics), ::testing::IsEmpty()) << form;
+    const auto& v = *f.resources[0].settings().vault_secret_source;
+    EXPECT_EQ(v.tls.ca_file, "/etc/vault/ca.pem");
+    EXPECT_EQ(v.tls.cert_file, "/c.pem");
+    EXPECT_EQ(v.tls.key_file, "/k.pem");
+    EXPECT_EQ(v.tls.server_name, "vault.internal");
+  }
+  auto plain = decode_file("settings.yaml", settings("    address: http://vault:8200\n    "
+                                                     "accessToken: t\n    insecure: true\n"));
+  ASSERT_EQ(plain.resources.size(), 1u);
+  auto l = lines(plain.resources[0].diagnostics);
+  ASSERT_EQ(l.size(), 1u);
+  EXPECT_NE(l[0].find("spec.vaultSecretSource.address"), std::string::npos) << l[0];
+  EXPECT_NE(l[0].find("not https://"), std::string::npos) << l[0];
+}
+
 TEST(DecodeVault, RejectsWhatIsNotImplemented) {
   auto bad = decode_file("settings.yaml", settings(R"(    address: https://vault:8200
     accessToken: t
@@ -89,9 +116,7 @@ TEST(DecodeVault, RejectsWhatIsNotImplemented) {
       return s.find(path) != std::string::npos && s.find(what) != std::string::npos;
     });
   };
-  EXPECT_TRUE(has("spec.vaultSecretSource.address", "https is not supported yet")) << l[0];
-  EXPECT_TRUE(has("spec.vaultSecretSource.caCert", "not supported yet"));
-  EXPECT_TRUE(has("spec.vaultSecretSource.tlsConfig", "not supported yet"));
+  EXPECT_TRUE(has("spec.vaultSecretSource.tlsConfig", "both here and beside it")) << l[0];
   EXPECT_TRUE(has("spec.vaultSecretSource.aws", "AWS IAM"));
   EXPECT_TRUE(has("spec.vaultSecretSource", "more than one of accessToken"));
   EXPECT_TRUE(has("spec.vaultSecretSource.pathPrefix", "not a Vault path"));

@@ -46,17 +46,29 @@ TEST(EtcdDecode, EveryField) {
 
 TEST(EtcdDecode, BadValuesNameTheirField) {
   auto f = decode_file("settings.yaml", settings(R"(
-    address: https://etcd:2379
+    address: http://etcd:2379
     prefix: /
     timeout: 0s
     username: root
+    caFile: /ca.pem
 )"));
   ASSERT_EQ(f.resources.size(), 1u);
   EXPECT_THAT(lines(f.resources[0].diagnostics),
-              ElementsAre(HasSubstr("spec.etcdConfigSource.address: https is not supported yet"),
+              ElementsAre(HasSubstr("spec.etcdConfigSource.address: \"http://etcd:2379\": TLS "
+                                    "settings are given but the address is not https://"),
                           HasSubstr("spec.etcdConfigSource.prefix: must name a key prefix"),
                           HasSubstr("spec.etcdConfigSource.timeout: must be greater than 0"),
                           HasSubstr("spec.etcdConfigSource.username")));
+
+  auto tls = decode_file("settings.yaml", settings(R"(
+    address: https://etcd:2379
+    caFile: /etc/etcd/ca.pem
+    certFile: /etc/etcd/client.pem
+    keyFile: /etc/etcd/client.key
+)"));
+  ASSERT_EQ(tls.resources.size(), 1u);
+  EXPECT_THAT(lines(tls.resources[0].diagnostics), ::testing::IsEmpty());
+  EXPECT_EQ(tls.resources[0].settings().etcd_config_source->tls.cert_file, "/etc/etcd/client.pem");
 
   for (const char* address : {"etcd:2379", "http://", "http://:2379", "http://u:p@etcd:2379",
                               "http://etcd:2379?x=1", "http://et cd"}) {

@@ -1,14 +1,16 @@
 // A small blocking HTTP/1.1 client for the control plane's clients of Consul, Vault, Nomad, etcd
 // and Kubernetes. Each source runs its client on its own thread (a blocking query parks that
 // thread, never the control-plane loop); cancel() may be called from any other thread to unblock
-// it. One keep-alive connection per Client, reopened when the peer closed it. Plain TCP (https is
-// refused by parse_url until TLS lands here). Bounded: a status line and headers of at most 64 KiB,
-// a body of at most Options::max_body.
+// it. One keep-alive connection per Client, reopened when the peer closed it. http:// is plain TCP;
+// https:// is TLS (OpenSSL) verified against the system's trust store or a given CA, with the
+// server's name checked, and optionally a client certificate (mTLS). Bounded: a status line and
+// headers of at most 64 KiB, a body of at most Options::max_body.
 #pragma once
 
 #include <chrono>
 #include <cstdint>
 #include <functional>
+#include <memory>
 #include <mutex>
 #include <string>
 #include <string_view>
@@ -17,18 +19,61 @@
 
 #include "common/result.h"
 
+struct ssl_ctx_st;
+struct ssl_st;
+
 namespace portico::control::http {
 
 using Millis = std::chrono::milliseconds;
 
+// How an https:// server is trusted and what this client presents (files are read once, by make).
+struct TlsOptions {
+  std::string ca_file;      // PEM CA bundle; empty (with ca_path empty): the system's trust store
+  std::string ca_path;      // a directory of hashed CA certificates (c_rehash)
+  std::string cert_file;    // client certificate chain (PEM), with key_file: mTLS
+  std::string key_file;     // its private key (PEM)
+  std::string server_name;  // SNI and the name the certificate must carry; empty: the URL's host
+  bool insecure_skip_verify = false;  // no verification at all (tests, bootstrapping): logged
+  bool empty() const {
+    return ca_file.empty() && ca_path.empty() && cert_file.empty() && key_file.empty() &&
+           server_name.empty() && !insecure_skip_verify;
+  }
+};
+
+// A loaded client TLS configuration (an SSL_CTX), shared by every Client made from one Url.
+class TlsConfig {
+ public:
+  // Reads the files; an error names the file and OpenSSL's reason.
+  static Result<std::shared_ptr<const TlsConfig>> make(const TlsOptions& options);
+  ~TlsConfig();
+  TlsConfig(const TlsConfig&) = delete;
+  TlsConfig& operator=(const TlsConfig&) = delete;
+  ssl_ctx_st* ctx() const { return ctx_; }
+  const TlsOptions& options() const { return options_; }
+
+ private:
+  TlsConfig() = default;
+  ssl_ctx_st* ctx_ = nullptr;
+  TlsOptions options_;
+};
+
 struct Url {
+  Url() = default;
+  Url(std::string h, uint16_t p, std::string pa)
+      : host(std::move(h)), port(p), path(std::move(pa)) {}
   std::string host;  // a name or an IP address (IPv6 without brackets)
   uint16_t port = 80;
   std::string
       path;  // the URL's path without a trailing '/', possibly empty ("http://h:1/v1" -> "/v1")
+  bool https = false;
+  // With https: how the server is verified; null: the system's trust store, the URL's host.
+  std::shared_ptr<const TlsConfig> tls;
 };
-// "http://host[:port][/path]"; the default port is `default_port`.
+// "http://host[:port][/path]" or "https://..."; the default port is `default_port` for both.
 Result<Url> parse_url(std::string_view url, uint16_t default_port);
+// parse_url, then (https only) the TLS configuration made from `tls`. TLS options given for an
+// http:// URL are an error (they would silently not apply).
+Result<Url> parse_url(std::string_view url, uint16_t default_port, const TlsOptions& tls);
 
 struct Request {
   std::string method = "GET";
@@ -80,6 +125,10 @@ class Client {
 
  private:
   Result<int> connect_socket(std::chrono::steady_clock::time_point deadline);
+  // After connect_socket, for https: the TLS handshake (SNI, chain and name verified).
+  Result<bool> handshake(std::chrono::steady_clock::time_point deadline);
+  // Waits until fd_ is readable (`write` false) or writable; false when `deadline` passed.
+  bool wait_fd(bool write, std::chrono::steady_clock::time_point deadline);
   Result<bool> write_all(std::string_view data, std::chrono::steady_clock::time_point deadline);
   // Reads more bytes into in_; 0 at end of stream.
   Result<size_t> read_some(std::chrono::steady_clock::time_point deadline);
@@ -93,6 +142,7 @@ class Client {
   Options options_;
   std::mutex mu_;  // guards fd_ and cancelled_ against cancel()
   int fd_ = -1;
+  ssl_st* ssl_ = nullptr;  // with https, on fd_
   bool cancelled_ = false;
   std::string in_;  // bytes read and not consumed
 };

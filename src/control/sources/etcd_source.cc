@@ -1,5 +1,7 @@
 #include "control/sources/etcd_source.h"
 
+#include "control/sources/factory.h"
+
 #include <algorithm>
 #include <ctime>
 #include <map>
@@ -27,7 +29,7 @@ std::string utc_now() {
 }  // namespace
 
 Result<std::unique_ptr<EtcdSource>> EtcdSource::make(EtcdSourceOptions options) {
-  auto url = http::parse_url(options.address, 2379);
+  auto url = store_url(options.address, 2379, options.tls);
   if (!url) return url.error();
   return std::unique_ptr<EtcdSource>(new EtcdSource(std::move(url.value()), std::move(options)));
 }

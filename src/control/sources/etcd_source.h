@@ -21,6 +21,7 @@
 #include <string_view>
 #include <thread>
 
+#include "api/resources.h"
 #include "common/result.h"
 #include "control/sources/etcd_client.h"
 #include "control/sources/keyed_documents.h"
@@ -32,6 +33,7 @@ struct EtcdSourceOptions {
   std::string address = "http://127.0.0.1:2379";
   std::string prefix = "portico";  // keys below "<prefix>/"
   http::Millis timeout{5000};      // one range request
+  api::StoreTls tls;               // with an https:// address
   http::Millis backoff_min{100};   // first retry delay after a failure (jittered: half to all)
   http::Millis backoff_max{10000};
   // A watch on which nothing arrived for this long is created again from the same revision (a

@@ -1,5 +1,6 @@
 #include "control/sources/factory.h"
 
+#include <cctype>
 #include <functional>
 
 #include "control/http/client.h"
@@ -10,41 +11,52 @@
 
 namespace portico::control {
 
+Result<http::Url> store_url(const std::string& address, uint16_t default_port,
+                            const api::StoreTls& tls) {
+  http::TlsOptions o;
+  o.ca_file = tls.ca_file;
+  o.ca_path = tls.ca_path;
+  o.cert_file = tls.cert_file;
+  o.key_file = tls.key_file;
+  o.server_name = tls.server_name;
+  o.insecure_skip_verify = tls.insecure_skip_verify;
+  return http::parse_url(address, default_port, o);
+}
+
+Result<consul::Endpoint> consul_endpoint(const api::ConsulSettings& c) {
+  consul::Endpoint e;
+  auto url = store_url(c.address, 8500, c.tls);
+  if (!url) return Error::invalid("consul.address " + c.address + ": " + url.error().message);
+  e.url = std::move(url.value());
+  e.datacenter = c.datacenter;
+  e.token = c.token;
+  e.username = c.username;
+  e.password = c.password;
+  if (!c.token_file.empty()) {
+    std::string error;
+    auto text = read_config_file(c.token_file, 64 * 1024, &error);
+    if (!text) return Error::invalid("consul.tokenFile " + c.token_file + ": " + error);
+    std::string token = *text;
+    while (!token.empty() && std::isspace(static_cast<unsigned char>(token.back())))
+      token.pop_back();
+    if (token.empty()) return Error::invalid("consul.tokenFile " + c.token_file + " is empty");
+    e.token = std::move(token);
+  }
+  return e;
+}
+
 namespace {
 
 // Settings consul + consulKvSource: a ConsulKvSource, or an error line.
 void make_consul_kv(const api::SettingsSpec& settings, MadeSources* out) {
   if (!settings.consul_kv_source) return;
-  const api::ConsulSettings& c = settings.consul;
-  auto url = http::parse_url(c.address, 8500);
-  if (!url) {
-    out->errors.push_back("consulKvSource: consul.address " + c.address + ": " +
-                          url.error().message);
+  auto endpoint = consul_endpoint(settings.consul);
+  if (!endpoint) {
+    out->errors.push_back("consulKvSource: " + endpoint.error().message);
     return;
   }
   ConsulKvSource::Options o;
-  o.endpoint.url = url.value();
-  o.endpoint.datacenter = c.datacenter;
-  o.endpoint.token = c.token;
-  o.endpoint.username = c.username;
-  o.endpoint.password = c.password;
-  if (!c.token_file.empty()) {
-    std::string error;
-    auto text = read_config_file(c.token_file, 64 * 1024, &error);
-    if (!text) {
-      out->errors.push_back("consulKvSource: consul.tokenFile " + c.token_file + ": " + error);
-      return;
-    }
-    std::string token = *text;
-    while (!token.empty() && (token.back() == '\n' || token.back() == '\r' || token.back() == ' ' ||
-                              token.back() == '\t'))
-      token.pop_back();
-    if (token.empty()) {
-      out->errors.push_back("consulKvSource: consul.tokenFile " + c.token_file + " is empty");
-      return;
-    }
-    o.endpoint.token = std::move(token);
-  }
+  o.endpoint = std::move(endpoint.value());
   o.root_key = settings.consul_kv_source->root_key;
   switch (settings.consul_kv_source->consistency) {
     case api::ConsulConsistency::kDefault:
@@ -57,7 +69,7 @@ void make_consul_kv(const api::SettingsSpec& settings, MadeSources* out) {
       o.consistency = consul::Consistency::kConsistent;
       break;
   }
-  o.wait = c.wait_time;
+  o.wait = settings.consul.wait_time;
   out->sources.push_back(std::make_unique<ConsulKvSource>(std::move(o)));
 }
 
@@ -66,7 +78,7 @@ void make_consul_kv(const api::SettingsSpec& settings, MadeSources* out) {
 MadeSources make_sources(const api::SettingsSpec& settings) {
   MadeSources out;
   if (const auto& v = settings.vault_secret_source) {
-    auto url = http::parse_url(v->address, 8200);
+    auto url = store_url(v->address, 8200, v->tls);
     if (!url) {
       out.errors.push_back("vaultSecretSource.address: " + url.error().message);
     } else {
@@ -79,6 +91,7 @@ MadeSources make_sources(const api::SettingsSpec& settings) {
     options.address = etcd->address;
     options.prefix = etcd->prefix;
     options.timeout = etcd->timeout;
+    options.tls = etcd->tls;
     auto source = EtcdSource::make(std::move(options));
     if (source) {
       out.sources.push_back(std::move(source.value()));
@@ -89,6 +102,13 @@ MadeSources make_sources(const api::SettingsSpec& settings) {
   return out;
 }
 
+namespace {
+std::string tls_fingerprint(const api::StoreTls& t) {
+  return "tls{" + t.ca_file + "|" + t.ca_path + "|" + t.cert_file + "|" + t.key_file + "|" +
+         t.server_name + "|" + (t.insecure_skip_verify ? "insecure" : "") + "}";
+}
+}  // namespace
+
 std::string sources_fingerprint(const api::SettingsSpec& settings) {
   std::string out;
   if (const auto& v = settings.vault_secret_source) {
@@ -97,18 +117,18 @@ std::string sources_fingerprint(const api::SettingsSpec& settings) {
            v->token_file + "|" + v->role_id + "|" + v->secret_id_file + "|" + v->approle_mount +
            "|" + v->path_prefix + "|" + v->root_key + "|" +
            std::to_string(v->poll_interval.count()) + "|" +
-           std::to_string(v->request_timeout.count()) + "\n";
+           std::to_string(v->request_timeout.count()) + "|" + tls_fingerprint(v->tls) + "\n";
   }
   if (const auto& kv = settings.consul_kv_source) {
     const api::ConsulSettings& c = settings.consul;
     const std::string secret = std::to_string(std::hash<std::string>{}(c.token + "|" + c.password));
     out += "consulKv{" + c.address + "|" + c.datacenter + "|" + secret + "|" + c.token_file + "|" +
            c.username + "|" + std::to_string(c.wait_time.count()) + "|" + kv->root_key + "|" +
-           std::to_string(static_cast<int>(kv->consistency)) + "}\n";
+           std::to_string(static_cast<int>(kv->consistency)) + "|" + tls_fingerprint(c.tls) + "}\n";
   }
   if (const auto& etcd = settings.etcd_config_source) {
     out += "etcd " + etcd->address + " " + etcd->prefix + " " +
-           std::to_string(etcd->timeout.count()) + "ms\n";
+           std::to_string(etcd->timeout.count()) + "ms " + tls_fingerprint(etcd->tls) + "\n";
   }
   return out;
 }

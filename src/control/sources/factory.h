@@ -9,6 +9,8 @@
 #include <vector>
 
 #include "api/resources.h"
+#include "control/consul/consul_api.h"
+#include "control/http/client.h"
 #include "control/sources/source.h"
 
 namespace portico::control {
@@ -19,6 +21,15 @@ struct MadeSources {
 };
 
 MadeSources make_sources(const api::SettingsSpec& settings);
+
+// Settings spec.consul as an endpoint: the address (with its TLS settings loaded), datacenter, the
+// token or tokenFile (read now), basic authentication. An error names the field
+// ("consul.tokenFile /x: ...").
+Result<consul::Endpoint> consul_endpoint(const api::ConsulSettings& c);
+
+// A store's address with its TLS settings loaded (https: the CA, client certificate and name).
+Result<http::Url> store_url(const std::string& address, uint16_t default_port,
+                            const api::StoreTls& tls);
 
 // A text that changes when the sources a Settings names change (to tell that a restart is needed).
 std::string sources_fingerprint(const api::SettingsSpec& settings);

@@ -83,7 +83,9 @@ TEST(HttpClient, ParsesUrls) {
   ASSERT_TRUE(d.ok());
   EXPECT_EQ(d.value().host, "::1");
   EXPECT_EQ(d.value().port, 8200);
-  EXPECT_FALSE(parse_url("https://vault:8200", 8200).ok());
+  EXPECT_TRUE(parse_url("https://vault:8200", 8200).value().https);
+  EXPECT_FALSE(parse_url("http://vault:8200", 8200).value().https);
+  EXPECT_FALSE(parse_url("ftp://vault:8200", 8200).ok());
   EXPECT_FALSE(parse_url("vault:8200", 8200).ok());
   EXPECT_FALSE(parse_url("http://h:99999", 1).ok());
   EXPECT_FALSE(parse_url("http://user:pw@h", 1).ok());
