@@ -58,6 +58,9 @@ void decode_consul_kv_source(yaml::DocReader& doc, const yaml::Field& f,
 // Settings spec.etcdConfigSource: {address, prefix, timeout} (decode_etcd.cc).
 void decode_etcd_config_source(yaml::DocReader& doc, const yaml::Field& f,
                                EtcdConfigSourceSpec* out);
+// Settings spec.kubernetesConfigSource: {address, tokenFile, namespaces} (decode_kube.cc).
+void decode_kubernetes_config_source(yaml::DocReader& doc, const yaml::Field& f,
+                                     KubernetesConfigSourceSpec* out);
 // A route's options.retries: {retryOn, retriableStatusCodes, numRetries, perTryTimeout,
 // retryBackOff {baseInterval, maxInterval}, retryNonIdempotent}.
 void decode_retries(yaml::DocReader& doc, const yaml::Field& f, RetryOptions* out);

@@ -38,11 +38,14 @@ What it does as the API server does (Kubernetes "API concepts"):
 Test hooks (Python methods, and over HTTP under /_double/ for a double in another process):
   compact()            forgets the event history: a watch from an older resourceVersion gets 410
   bookmark()           every open watch that asked for bookmarks gets one now
+  expire_watches()     every open watch gets an ERROR event 410 "too old resource version" and ends (a watcher
+                       left behind by the watch cache); resuming from an older resourceVersion is refused too
   drop_watches()       closes every open watch stream (a broken connection: clients resume)
   wait_watches(n)      waits until n watch streams are open
   stop() / start()     stop listening and close every connection, then serve again on the same port with the
                        same data (an API server restarted in front of the same etcd)
-  HTTP: POST /_double/compact, /_double/bookmark, /_double/drop_watches; GET /_double/state.
+  HTTP: POST /_double/compact, /_double/bookmark, /_double/expire_watches, /_double/drop_watches;
+        GET /_double/state.
 
 Standalone: `python3 tests/support/kube_double.py --port 0 [--token T]` prints the port it listens on (one
 line), then serves until SIGINT/SIGTERM. Importable: KubeDouble(...). Python 3 standard library only; binds
@@ -243,6 +246,18 @@ class KubeDouble:
             for w in self.watches:
                 if w.bookmarks:
                     w.queue.append(self._bookmark_event(w.res))
+            self.cond.notify_all()
+
+    def expire_watches(self) -> None:
+        """Every open watch gets an ERROR event with a 410 Status and ends, as a watcher the API server's
+        watch cache left behind does; its next watch from that resourceVersion is refused too."""
+        with self.cond:
+            self.history.clear()
+            self.compacted = self.rv
+            for w in self.watches:
+                w.queue.append({"type": "ERROR", "object": status_object(
+                    410, "Expired", f"too old resource version: {self.rv - 1} ({self.rv})")})
+                w.closed = True
             self.cond.notify_all()
 
     def drop_watches(self) -> None:
@@ -482,6 +497,9 @@ class KubeDouble:
             return Result(200, {"compacted": self.compact()})
         if path == "/_double/bookmark":
             self.bookmark()
+            return Result(200, {})
+        if path == "/_double/expire_watches":
+            self.expire_watches()
             return Result(200, {})
         if path == "/_double/drop_watches":
             self.drop_watches()
