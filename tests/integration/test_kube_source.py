@@ -101,9 +101,12 @@ class KubeSourceTest(t.IntegrationTest):
         self.assertEqual(self.get("/").status, 404)
         start = time.monotonic()
         self.apply(vs_doc("shop", "a"))
-        self.wait_served_by("/x", "a", timeout=1.0)
-        elapsed = time.monotonic() - start
-        print(f"\nkubectl apply -> served in {elapsed * 1000:.0f} ms", file=sys.stderr)
+        self.wait_served_by("/x", "a", timeout=2.0)
+        served = time.monotonic()
+        # From the write in the API server (kubectl itself takes a few hundred ms to start and discover).
+        elapsed = served - self.double.last_write
+        print(f"\nkubectl apply -> served {elapsed * 1000:.0f} ms after the write "
+              f"({(served - start) * 1000:.0f} ms after kubectl started)", file=sys.stderr)
         self.assertLess(elapsed, 1.0)
         res = self.portico.resource("VirtualService", "shop")
         self.assertEqual(res["state"], "Accepted", res)
@@ -119,10 +122,10 @@ class KubeSourceTest(t.IntegrationTest):
         self.assertEqual(self.double.get("upstreams", "a")["status"]["state"], "Accepted")
 
         # An edit: the route goes to b; the generation and the observed generation follow.
-        start = time.monotonic()
         self.apply(vs_doc("shop", "b"))
         self.wait_served_by("/x", "b", timeout=2.0)
-        print(f"kubectl apply (edit) -> served in {(time.monotonic() - start) * 1000:.0f} ms", file=sys.stderr)
+        print(f"kubectl apply (edit) -> served {(time.monotonic() - self.double.last_write) * 1000:.0f} ms "
+              "after the write", file=sys.stderr)
         t.wait_until(lambda: (self.kube_status("shop") or {}).get("observedGeneration") == 2, 3.0,
                      message="observedGeneration 2")
 
@@ -176,7 +179,7 @@ class KubeSourceTest(t.IntegrationTest):
     def test_compaction_410_relist(self):
         self.apply(vs_doc("shop", "a"), vs_doc("gone", direct="gone", domains=["gone.example"]))
         self.wait_served_by("/x", "a")
-        self.wait_served_by("/", 200, host="gone.example")
+        t.wait_until(lambda: self.get("/", host="gone.example").body == b"gone", 5.0, message="gone served")
         lists_before = self.stat("portico_kubernetes_lists_total")
         self.double.stop()
         t.wait_until(lambda: self.source_up() == 0, 10.0, message="the outage is noticed")

@@ -182,6 +182,7 @@ class KubeDouble:
         self.watches: list[Watch] = []
         self.requests: list[tuple[str, str]] = []
         self.watch_count = 0             # watches started
+        self.last_write = 0.0            # time.monotonic() of the last create, update or delete (not status)
         self.stopping = False
         self._server = None
         self.port = port
@@ -398,6 +399,7 @@ class KubeDouble:
         m["generation"] = 1
         m["resourceVersion"] = str(self._next_rv())
         self.objects[key] = obj
+        self.last_write = time.monotonic()
         self._record("ADDED", res, ns, obj)
         return copy.deepcopy(obj)
 
@@ -453,6 +455,8 @@ class KubeDouble:
             return new
         new["metadata"]["resourceVersion"] = str(self._next_rv())
         self.objects[key] = new
+        if not status_only:
+            self.last_write = time.monotonic()
         self._record("MODIFIED", res, ns, new)
         return copy.deepcopy(new)
 
@@ -466,6 +470,7 @@ class KubeDouble:
         del self.objects[key]
         gone = copy.deepcopy(old)
         gone["metadata"]["resourceVersion"] = str(self._next_rv())
+        self.last_write = time.monotonic()
         self._record("DELETED", res, ns, gone)
         return gone
 
