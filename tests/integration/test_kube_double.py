@@ -173,7 +173,7 @@ class KubectlAgainstTheDouble(unittest.TestCase):
     def test_deploy_manifests_apply_cleanly(self):
         d = os.path.join(REPO, "deploy", "kubernetes")
         out = self.kubectl.run("apply", "-f", os.path.join(d, "crds.yaml")).stdout
-        self.assertEqual(out.count("customresourcedefinition.apiextensions.k8s.io/"), 6, out)
+        self.assertEqual(out.count("customresourcedefinition.apiextensions.k8s.io/"), 5, out)
         out = self.kubectl.run("apply", "-f", os.path.join(d, "rbac.yaml"), "-f",
                                os.path.join(d, "deployment.yaml")).stdout
         for what in ("namespace/portico-system", "serviceaccount/portico",

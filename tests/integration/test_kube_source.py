@@ -144,7 +144,7 @@ class KubeSourceTest(t.IntegrationTest):
         self.assertIsNone(self.portico.resource("VirtualService", "shop"))
         self.assertNotIn("sources changed", self.portico.log())
         self.assertGreaterEqual(self.stat("portico_kubernetes_status_writes_total"), 4)
-        self.assertEqual(self.stat("portico_kubernetes_lists_total"), 6)  # one per kind
+        self.assertEqual(self.stat("portico_kubernetes_lists_total"), 5)  # one per kind
         self.assertGreater(self.stat("portico_kubernetes_bookmarks_total"), 0)
 
     def test_api_server_restarted(self):

@@ -111,7 +111,8 @@ const std::vector<KubeSource::KindInfo>& KubeSource::kinds() {
       {"gateway.solo.io", "v1", "RouteTable", "routetables"},
       {"gloo.solo.io", "v1", "Upstream", "upstreams"},
       {"gloo.solo.io", "v1", "UpstreamGroup", "upstreamgroups"},
-      {"gloo.solo.io", "v1", "Settings", "settings"},
+      // Not Settings: they choose the sources and are read from portico run's directory at start;
+      // a Settings object in the cluster (Gloo's own, for one) would compete with that one.
   };
   return kKinds;
 }

@@ -1,6 +1,7 @@
 // KubeSource: the ConfigSource for resources kept in Kubernetes as custom resources (Settings
 // kubernetesConfigSource), in Gloo's groups: gateway.solo.io/v1 Gateway, VirtualService,
-// RouteTable and gloo.solo.io/v1 Upstream, UpstreamGroup, Settings (CRDs in deploy/kubernetes/).
+// RouteTable and gloo.solo.io/v1 Upstream, UpstreamGroup (CRDs in deploy/kubernetes/). Not
+// Settings: they come from portico run's directory, which chooses the sources.
 // One thread per kind and watched namespace (or one per kind for all namespaces) lists the kind,
 // then watches it from the list's resourceVersion with allowWatchBookmarks; poll() (control-plane
 // thread) only hands over what changed and never touches the network.

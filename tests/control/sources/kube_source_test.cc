@@ -81,7 +81,6 @@ TEST(KubeSourceTest, KindsAreGloos) {
                        "gateway.solo.io/v1 Gateway gateways",
                        "gateway.solo.io/v1 RouteTable routetables",
                        "gateway.solo.io/v1 VirtualService virtualservices",
-                       "gloo.solo.io/v1 Settings settings",
                        "gloo.solo.io/v1 Upstream upstreams",
                        "gloo.solo.io/v1 UpstreamGroup upstreamgroups",
                    }));
