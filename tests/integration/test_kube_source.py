@@ -199,7 +199,8 @@ class KubeSourceTest(t.IntegrationTest):
         self.wait_served_by("/", 404, host="gone.example")
         t.wait_until(lambda: self.get("/", host="new.example").body == b"new", 3.0, message="new served")
         t.wait_until(lambda: self.get("/", host="busy.example").body == b"v4", 3.0, message="last busy write")
-        self.assertEqual(self.source_up(), 1)
+        # Every kind back (each retries on its own back-off, up to 5 s).
+        t.wait_until(lambda: self.source_up() == 1, 15.0, 0.05, message="kubernetes source up again")
         self.assertGreater(self.stat("portico_kubernetes_lists_total"), lists_before)
         # Nothing applied twice: each resource once.
         names = sorted(x["name"] for x in self.portico.resources() if x["kind"] == "VirtualService")
