@@ -13,6 +13,9 @@ pkgs=(
   curl python3 python3-h2 python3-websockets nginx-light haproxy wrk nghttp2-client openssl ca-certificates
   python3-consul python3-hvac python3-grpcio etcd-server etcd-client
 )
+# kubectl drives the Kubernetes double in the tests. Debian's kubernetes-client (kubectl 1.20) conflicts
+# with other kubectl packages (a cloud SDK's, for one): any kubectl already on PATH will do.
+if ! command -v kubectl >/dev/null 2>&1; then pkgs+=(kubernetes-client); fi
 missing=()
 for p in "${pkgs[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

@@ -1537,9 +1537,12 @@ void decode_settings(DocReader& doc, MapReader& spec, SettingsSpec* out) {
   if (auto f = spec.map("etcdConfigSource")) {
     detail::decode_etcd_config_source(doc, *f, &out->etcd_config_source.emplace());
   }
-  for (const char* other : {"kubernetesConfigSource", "kubernetesSecretSource",
-                            "kubernetesArtifactSource", "consulKvArtifactSource", "discovery",
-                            "kubernetes", "watchNamespaces", "discoveryNamespace"}) {
+  if (auto f = spec.map("kubernetesConfigSource")) {
+    detail::decode_kubernetes_config_source(doc, *f, &out->kubernetes_config_source.emplace());
+  }
+  for (const char* other :
+       {"kubernetesSecretSource", "kubernetesArtifactSource", "consulKvArtifactSource", "discovery",
+        "kubernetes", "watchNamespaces", "discoveryNamespace"}) {
     if (auto f = spec.take(other)) {
       doc.error(f->loc, f->path,
                 std::string(other) +

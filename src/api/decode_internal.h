@@ -73,6 +73,9 @@ void check_store_tls_address(yaml::DocReader& doc, const StoreTls& tls, const st
 // Settings spec.etcdConfigSource: {address, prefix, timeout, TLS} (decode_etcd.cc).
 void decode_etcd_config_source(yaml::DocReader& doc, const yaml::Field& f,
                                EtcdConfigSourceSpec* out);
+// Settings spec.kubernetesConfigSource: {address, tokenFile, namespaces} (decode_kube.cc).
+void decode_kubernetes_config_source(yaml::DocReader& doc, const yaml::Field& f,
+                                     KubernetesConfigSourceSpec* out);
 // A route's options.retries: {retryOn, retriableStatusCodes, numRetries, perTryTimeout,
 // retryBackOff {baseInterval, maxInterval}, retryNonIdempotent}.
 void decode_retries(yaml::DocReader& doc, const yaml::Field& f, RetryOptions* out);

@@ -506,6 +506,14 @@ struct EtcdConfigSourceSpec {
   StoreTls tls;                    // caFile, caPath, certFile, keyFile, ... (https)
 };
 
+// spec.kubernetesConfigSource: resources kept in Kubernetes as custom resources in Gloo's groups
+// (docs/configuration.md, "Kubernetes"). Plain HTTP only.
+struct KubernetesConfigSourceSpec {
+  std::string address;                  // "http://host[:port]" of the API server (required)
+  std::string token_file;               // a bearer token, read for every list and watch
+  std::vector<std::string> namespaces;  // empty: all namespaces
+};
+
 struct SettingsSpec {
   // invalidConfigPolicy: an invalid delegated route is replaced by a direct response (or dropped).
   bool replace_invalid_routes = false;
@@ -526,6 +534,8 @@ struct SettingsSpec {
   // from Consul KV).
   ConsulSettings consul;
   std::optional<ConsulKvSourceSettings> consul_kv_source;
+  // spec.kubernetesConfigSource. Unset: configuration is not read from Kubernetes.
+  std::optional<KubernetesConfigSourceSpec> kubernetes_config_source;
 };
 
 // ---- A decoded document ----

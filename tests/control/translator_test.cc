@@ -1314,7 +1314,7 @@ TEST(ControlTranslateDelegation, SettingsSources) {
 metadata: {name: a}
 spec:
   directoryConfigSource: {directory: /etc/portico}
-  kubernetesConfigSource: {}
+  kubernetesSecretSource: {}
 ---
 kind: Settings
 metadata: {name: b}
@@ -1323,7 +1323,7 @@ spec: {}
   EXPECT_THAT(
       lines(status(r, "Settings", "default/a").reasons),
       ElementsAre(HasSubstr("only one Settings resource may exist (found 2)"),
-                  HasSubstr("spec.kubernetesConfigSource: kubernetesConfigSource is not supported "
+                  HasSubstr("spec.kubernetesSecretSource: kubernetesSecretSource is not supported "
                             "yet")));
 }
 

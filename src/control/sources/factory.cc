@@ -7,6 +7,7 @@
 #include "control/sources/config_dir.h"
 #include "control/sources/consul_kv_source.h"
 #include "control/sources/etcd_source.h"
+#include "control/sources/kube_source.h"
 #include "control/sources/vault_source.h"
 
 namespace portico::control {
@@ -99,6 +100,22 @@ MadeSources make_sources(const api::SettingsSpec& settings) {
       out.errors.push_back("etcdConfigSource: " + source.error().message);
     }
   }
+  if (const auto& kube = settings.kubernetes_config_source) {
+    KubeSourceOptions options;
+    options.address = kube->address;
+    options.token_file = kube->token_file;
+    options.namespaces = kube->namespaces;
+    std::string error;
+    if (!options.token_file.empty() &&
+        !read_config_file(options.token_file, 64 * 1024, &error).has_value()) {
+      out.errors.push_back("kubernetesConfigSource: tokenFile " + options.token_file + ": " +
+                           error);
+    } else if (auto source = KubeSource::make(std::move(options))) {
+      out.sources.push_back(std::move(source.value()));
+    } else {
+      out.errors.push_back("kubernetesConfigSource: " + source.error().message);
+    }
+  }
   return out;
 }
 
@@ -129,6 +146,12 @@ std::string sources_fingerprint(const api::SettingsSpec& settings) {
   if (const auto& etcd = settings.etcd_config_source) {
     out += "etcd " + etcd->address + " " + etcd->prefix + " " +
            std::to_string(etcd->timeout.count()) + "ms " + tls_fingerprint(etcd->tls) + "\n";
+  }
+  if (const auto& kube = settings.kubernetes_config_source) {
+    out += "kubernetes " + kube->address + " " + kube->token_file + " [";
+    for (const auto& ns : kube->namespaces)
+      out += ns + ",";
+    out += "]\n";
   }
   return out;
 }
