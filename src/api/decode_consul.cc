@@ -10,11 +10,10 @@ using yaml::DocReader;
 using yaml::Field;
 using yaml::MapReader;
 
-namespace {
-
 // "http://host[:port][/path]" or Gloo's "host:port"; the normalised "http://..." form, or an
-// error message.
-bool normalize_consul_address(const std::string& in, std::string* out, std::string* why) {
+// error message (`agent`: "Consul", "Nomad").
+bool normalize_agent_address(const std::string& in, std::string_view agent, std::string* out,
+                             std::string* why) {
   std::string rest = in;
   const auto scheme_end = rest.find("://");
   if (scheme_end != std::string::npos) {
@@ -22,9 +21,8 @@ bool normalize_consul_address(const std::string& in, std::string* out, std::stri
     for (char& c : scheme)
       c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
     if (scheme == "https") {
-      *why =
-          "https is not supported yet (Portico reaches Consul over plain HTTP; use http:// to a "
-          "local agent)";
+      *why = "https is not supported yet (Portico reaches " + std::string(agent) +
+             " over plain HTTP; use http:// to a local agent)";
       return false;
     }
     if (scheme != "http") {
@@ -82,6 +80,8 @@ bool normalize_consul_address(const std::string& in, std::string* out, std::stri
   return true;
 }
 
+namespace {
+
 bool valid_datacenter(const std::string& dc) {
   if (dc.empty()) return false;
   for (char c : dc) {
@@ -100,7 +100,7 @@ void decode_consul(DocReader& doc, const Field& f, ConsulSettings* out) {
   Location where;
   if (m.string("address", &s, false, &where)) {
     std::string why;
-    if (!normalize_consul_address(s, &out->address, &why)) {
+    if (!normalize_agent_address(s, "Consul", &out->address, &why)) {
       doc.error(where, m.child_path("address"), "\"" + s + "\": " + why);
     }
   }

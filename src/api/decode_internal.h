@@ -55,6 +55,14 @@ void redact_settings_json(nlohmann::json& spec);
 void decode_consul(yaml::DocReader& doc, const yaml::Field& f, ConsulSettings* out);
 void decode_consul_kv_source(yaml::DocReader& doc, const yaml::Field& f,
                              ConsulKvSourceSettings* out);
+// "http://host[:port][/path]" or "host:port" of a HashiCorp agent (`agent`: "Consul", "Nomad"):
+// the normalised "http://..." form in `out`, or false with why not (decode_consul.cc).
+bool normalize_agent_address(const std::string& in, std::string_view agent, std::string* out,
+                             std::string* why);
+// Settings spec.nomad {address, token | tokenFile, region, waitTime} and an Upstream's spec.nomad
+// {serviceName, namespace, tags, canaryTags, canary} (decode_nomad.cc).
+void decode_nomad_settings(yaml::DocReader& doc, const yaml::Field& f, NomadSettings* out);
+void decode_nomad_upstream(yaml::DocReader& doc, const yaml::Field& f, NomadUpstream* out);
 // Settings spec.etcdConfigSource: {address, prefix, timeout} (decode_etcd.cc).
 void decode_etcd_config_source(yaml::DocReader& doc, const yaml::Field& f,
                                EtcdConfigSourceSpec* out);
