@@ -1205,7 +1205,17 @@ void decode_upstream(DocReader& doc, MapReader& spec, const ObjectMeta& meta, Up
     }
     out->consul = std::move(consul);
   }
-  if (auto st = spec.map("static", !out->consul)) {
+  if (auto nf = spec.map("nomad")) {
+    NomadUpstream nomad;
+    detail::decode_nomad_upstream(doc, *nf, &nomad);
+    if (spec.has("static")) {
+      doc.error(nf->loc, nf->path, "an Upstream is either static or nomad, not both");
+    }
+    if (out->consul)
+      doc.error(nf->loc, nf->path, "an Upstream is either consul or nomad, not both");
+    out->nomad = std::move(nomad);
+  }
+  if (auto st = spec.map("static", !out->consul && !out->nomad)) {
     MapReader s(doc, st->value, st->path, st->loc);
     if (auto hosts = s.list("hosts", true)) {
       yaml::for_each_item(
@@ -1521,6 +1531,7 @@ void decode_settings(DocReader& doc, MapReader& spec, SettingsSpec* out) {
   }
   if (auto f = spec.map("vaultSecretSource")) detail::decode_vault_secret_source(doc, *f, out);
   if (auto f = spec.map("consul")) detail::decode_consul(doc, *f, &out->consul);
+  if (auto f = spec.map("nomad")) detail::decode_nomad_settings(doc, *f, &out->nomad);
   if (auto f = spec.map("consulKvSource")) {
     detail::decode_consul_kv_source(doc, *f, &out->consul_kv_source.emplace());
   }

@@ -10,11 +10,11 @@ using yaml::DocReader;
 using yaml::Field;
 using yaml::MapReader;
 
-namespace {
-
-// "http[s]://host[:port][/path]" or Gloo's "host:port"; the normalised "http[s]://..." form, or
-// an error message.
-bool normalize_consul_address(const std::string& in, std::string* out, std::string* why) {
+// "http[s]://host[:port][/path]" or Gloo's "host:port" of a HashiCorp agent (`agent`: "Consul",
+// "Nomad"); the normalised "http[s]://..." form, or an error message.
+bool normalize_agent_address(const std::string& in, std::string_view agent, std::string* out,
+                             std::string* why) {
+  (void)agent;
   std::string rest = in;
   bool https = false;
   const auto scheme_end = rest.find("://");
@@ -78,6 +78,8 @@ bool normalize_consul_address(const std::string& in, std::string* out, std::stri
   return true;
 }
 
+namespace {
+
 bool valid_datacenter(const std::string& dc) {
   if (dc.empty()) return false;
   for (char c : dc) {
@@ -98,7 +100,7 @@ void decode_consul(DocReader& doc, const Field& f, ConsulSettings* out) {
   if (m.string("address", &s, false, &where)) {
     address_at = where;
     std::string why;
-    if (!normalize_consul_address(s, &out->address, &why)) {
+    if (!normalize_agent_address(s, "Consul", &out->address, &why)) {
       doc.error(where, m.child_path("address"), "\"" + s + "\": " + why);
     }
   }

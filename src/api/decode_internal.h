@@ -70,6 +70,14 @@ void decode_store_tls(yaml::DocReader& doc, yaml::MapReader& m, const StoreTlsNa
                       StoreTls* out);
 void check_store_tls_address(yaml::DocReader& doc, const StoreTls& tls, const std::string& address,
                              const Location& address_at, const std::string& address_path);
+// "http[s]://host[:port][/path]" or "host:port" of a HashiCorp agent (`agent`: "Consul", "Nomad"):
+// the normalised "http[s]://..." form in `out`, or false with why not (decode_consul.cc).
+bool normalize_agent_address(const std::string& in, std::string_view agent, std::string* out,
+                             std::string* why);
+// Settings spec.nomad {address, token | tokenFile, region, waitTime} and an Upstream's spec.nomad
+// {serviceName, namespace, tags, canaryTags, canary} (decode_nomad.cc).
+void decode_nomad_settings(yaml::DocReader& doc, const yaml::Field& f, NomadSettings* out);
+void decode_nomad_upstream(yaml::DocReader& doc, const yaml::Field& f, NomadUpstream* out);
 // Settings spec.etcdConfigSource: {address, prefix, timeout, TLS} (decode_etcd.cc).
 void decode_etcd_config_source(yaml::DocReader& doc, const yaml::Field& f,
                                EtcdConfigSourceSpec* out);

@@ -134,11 +134,13 @@ void decode_vault_secret_source(DocReader& doc, const Field& f, SettingsSpec* ou
 
 void redact_settings_json(nlohmann::json& spec) {
   if (!spec.is_object()) return;
-  auto it = spec.find("vaultSecretSource");
-  if (it == spec.end() || !it->is_object()) return;
-  for (const char* key : {"accessToken", "token"}) {
-    auto t = it->find(key);
-    if (t != it->end() && !t->is_null()) *t = "<redacted>";
+  for (const char* block : {"vaultSecretSource", "nomad"}) {
+    auto it = spec.find(block);
+    if (it == spec.end() || !it->is_object()) continue;
+    for (const char* key : {"accessToken", "token"}) {
+      auto t = it->find(key);
+      if (t != it->end() && !t->is_null()) *t = "<redacted>";
+    }
   }
 }
 

@@ -408,9 +408,20 @@ struct ConsulUpstream {
   std::vector<std::string> datacenters;  // dataCenters; empty: the agent's (Settings consul)
 };
 
+// spec.nomad: the instances of a Nomad native service (control/discovery/nomad_discovery).
+enum class NomadCanary { kInclude, kExclude, kOnly };
+struct NomadUpstream {
+  std::string service_name;
+  std::string ns = "default";            // namespace
+  std::vector<std::string> tags;         // instances carry them all
+  std::vector<std::string> canary_tags;  // canaryTags: an instance carrying all is a canary
+  NomadCanary canary = NomadCanary::kInclude;
+};
+
 struct UpstreamSpec {
   std::vector<StaticHost> hosts;
   std::optional<ConsulUpstream> consul;  // instead of static hosts
+  std::optional<NomadUpstream> nomad;    // instead of static hosts
   LbPolicy lb = LbPolicy::kRoundRobin;
   uint32_t choice_count = 2;                 // leastRequest.choiceCount
   uint64_t ring_min_size = 1024;             // ringHash.ringHashConfig.minimumRingSize
@@ -488,6 +499,16 @@ struct ConsulSettings {
   StoreTls tls;                                   // caFile, caPath, certFile, keyFile, ... (https)
 };
 
+// spec.nomad: how to reach Nomad (native service discovery).
+struct NomadSettings {
+  std::string address = "http://127.0.0.1:4646";  // "http://host:port" ("host:port" accepted)
+  std::string token;                              // the ACL token (X-Nomad-Token); or
+  std::string token_file;                         // a file holding it (read at each change)
+  std::string region;                             // ?region=; empty: the agent's own
+  std::chrono::milliseconds wait_time{60000};     // ?wait= of the blocking queries
+  StoreTls tls;                                   // caFile, caPath, certFile, keyFile, ... (https)
+};
+
 // Read consistency of Consul queries (?stale, ?consistent, or neither).
 enum class ConsulConsistency { kDefault, kStale, kConsistent };
 
@@ -536,6 +557,8 @@ struct SettingsSpec {
   std::optional<ConsulKvSourceSettings> consul_kv_source;
   // spec.kubernetesConfigSource. Unset: configuration is not read from Kubernetes.
   std::optional<KubernetesConfigSourceSpec> kubernetes_config_source;
+  // spec.nomad (defaults when absent): Upstreams `nomad`.
+  NomadSettings nomad;
 };
 
 // ---- A decoded document ----

@@ -23,6 +23,7 @@
 #include "common/log.h"
 #include "control/discovery/consul_discovery.h"
 #include "control/discovery/dns.h"
+#include "control/discovery/nomad_discovery.h"
 #include "control/pipeline.h"
 #include "control/sources/config_dir.h"
 #include "control/sources/factory.h"
@@ -312,10 +313,20 @@ class Runner {
         });
       });
       pipeline_.add_discovery(std::move(consul));
+      // Nomad native services (Upstreams `nomad:`), the same way (configure_nomad).
+      auto nomad = std::make_unique<control::NomadDiscovery>();
+      nomad_ = nomad.get();
+      nomad->start([this] {
+        asio::post(io_, [this] {
+          if (!draining_) schedule_rebuild();
+        });
+      });
+      pipeline_.add_discovery(std::move(nomad));
       // Before each publication (its targets are watched then): the resolvers' Settings first.
       pipeline_.set_before_publish([this] {
         configure_dns();
         configure_consul();
+        configure_nomad();
       });
     }
     rebuild(false);
@@ -748,6 +759,63 @@ class Runner {
     consul_->configure(o);
   }
 
+  // Settings spec.nomad, applied without a restart. A token file is read again at each
+  // publication (a rotated token applies); one that cannot be read keeps the options in force
+  // (logged once per distinct error).
+  void configure_nomad() {
+    if (!nomad_) return;
+    api::NomadSettings n;
+    if (const api::SettingsSpec* settings = settings_in_force()) n = settings->nomad;
+    control::NomadDiscoveryOptions o;
+    std::string error;
+    auto url = control::store_url(n.address, 4646, n.tls);
+    if (!url) {
+      error = "nomad.address " + n.address + ": " + url.error().message;
+    } else {
+      o.url = url.value();
+    }
+    o.token = n.token;
+    o.region = n.region;
+    o.wait = n.wait_time;
+    if (error.empty() && !n.token_file.empty()) {
+      std::string why;
+      auto text = control::read_config_file(n.token_file, 64 * 1024, &why);
+      std::string token = text ? *text : std::string();
+      while (!token.empty() && std::isspace(static_cast<unsigned char>(token.back())))
+        token.pop_back();
+      if (!text) {
+        error = "nomad.tokenFile " + n.token_file + ": " + why;
+      } else if (token.empty()) {
+        error = "nomad.tokenFile " + n.token_file + " is empty";
+      }
+      o.token = std::move(token);
+    }
+    if (!error.empty()) {
+      if (error != nomad_error_) LOG_ERROR("Nomad discovery: %s", error.c_str());
+      nomad_error_ = error;
+      return;
+    }
+    nomad_error_.clear();
+    nomad_->configure(o);
+  }
+
+  std::string nomad_stats() const {
+    if (!nomad_) return {};
+    auto c = nomad_->counters();
+    return "# TYPE portico_nomad_discovery_queries_total counter\n"
+           "portico_nomad_discovery_queries_total " +
+           std::to_string(c.queries) +
+           "\n# TYPE portico_nomad_discovery_failures_total counter\n"
+           "portico_nomad_discovery_failures_total " +
+           std::to_string(c.failures) +
+           "\n# TYPE portico_nomad_discovery_services gauge\n"
+           "portico_nomad_discovery_services " +
+           std::to_string(c.services) +
+           "\n# TYPE portico_nomad_discovery_services_failing gauge\n"
+           "portico_nomad_discovery_services_failing " +
+           std::to_string(c.failing) + "\n";
+  }
+
   std::string consul_stats() const {
     if (!consul_) return {};
     auto c = consul_->counters();
@@ -810,6 +878,7 @@ class Runner {
     }
     configure_dns();
     configure_consul();
+    configure_nomad();
     if (!result.built) return;  // nothing changed
     check_sources_changed();
     const auto& current = pipeline_.current();
@@ -875,7 +944,7 @@ class Runner {
     if (path == "/stats") {
       return {200, "text/plain; version=0.0.4",
               registry_.render() + pipeline_.metrics().render() + source_stats() + dns_stats() +
-                  consul_stats() + upgrade_stats() +
+                  consul_stats() + nomad_stats() + upgrade_stats() +
                   proxy::access_log::Manager::instance().render_stats() +
                   proxy::overload::render_stats()};
     }
@@ -962,6 +1031,8 @@ class Runner {
   control::DnsDiscovery* dns_ = nullptr;        // owned by pipeline_
   control::ConsulDiscovery* consul_ = nullptr;  // owned by pipeline_
   std::string consul_error_;                    // the last configure_consul() error logged
+  control::NomadDiscovery* nomad_ = nullptr;    // owned by pipeline_
+  std::string nomad_error_;                     // the last configure_nomad() error logged
   std::string sources_fingerprint_;             // of the sources started (start_sources)
   std::string sources_warned_;
   bool sources_started_ = false;  // start_sources() ran

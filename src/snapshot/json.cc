@@ -382,6 +382,10 @@ Json cluster_json(const Cluster& c) {
       if (!d.tags.empty()) dj["tags"] = d.tags;
       if (!d.datacenter.empty()) dj["datacenter"] = d.datacenter;
       if (!d.ns.empty()) dj["namespace"] = d.ns;
+      if (d.canary != DiscoveryTarget::Canary::kInclude && !d.canary_tags.empty()) {
+        dj["canary"] = d.canary == DiscoveryTarget::Canary::kOnly ? "only" : "exclude";
+        dj["canary_tags"] = d.canary_tags;
+      }
       ds.push_back(std::move(dj));
     }
     j["discovery"] = std::move(ds);

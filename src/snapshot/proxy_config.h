@@ -331,9 +331,9 @@ struct Endpoint {
   bool operator==(const Endpoint&) const = default;
 };
 
-// What the control plane discovers for a cluster: a DNS name today (Upstream static hosts written
-// as names); Consul, Nomad and Kubernetes services later. The data plane ignores it: the control
-// plane resolves it into `Cluster::endpoints` before it publishes (control/discovery).
+// What the control plane discovers for a cluster: a DNS name (Upstream static hosts written as
+// names), a Consul or Nomad service; Kubernetes services later. The data plane ignores it: the
+// control plane resolves it into `Cluster::endpoints` before it publishes (control/discovery).
 struct DiscoveryTarget {
   std::string source;  // "dns", "consul", "nomad"
   std::string name;    // the DNS name (lower case, no trailing dot), or the service name
@@ -345,6 +345,11 @@ struct DiscoveryTarget {
   std::vector<std::string> tags;
   std::string datacenter;
   std::string ns;
+  // Canaries (Nomad): instances carrying every one of `canary_tags` (the job's canary_tags) are
+  // canaries; kExclude drops them, kOnly keeps only them. kInclude (or no canary tag): all.
+  enum class Canary : uint8_t { kInclude, kExclude, kOnly };
+  Canary canary = Canary::kInclude;
+  std::vector<std::string> canary_tags;
   // What the source watches (the same target for two clusters is watched once).
   std::string key() const {
     std::string k = source + ":" + name;
@@ -352,6 +357,11 @@ struct DiscoveryTarget {
     if (!ns.empty()) k += "/" + ns;
     for (const auto& t : tags)
       k += "#" + t;
+    if (canary != Canary::kInclude && !canary_tags.empty()) {
+      k += canary == Canary::kOnly ? "~canary-only" : "~canary-excluded";
+      for (const auto& t : canary_tags)
+        k += "#" + t;
+    }
     return k;
   }
   bool operator==(const DiscoveryTarget&) const = default;

@@ -22,6 +22,9 @@ Test hooks (Python, and over HTTP under /_double/):
                                          Tags, Namespace, ID, AllocID, JobID, NodeID, Datacenter)
   deregister(id)                         PUT /_double/deregister/<id>
   deregister_alloc(alloc_id)             PUT /_double/deregister_alloc/<alloc id>
+  promote(service, canary_tags, tags)    PUT /_double/promote (JSON: ServiceName, CanaryTags, Tags,
+                                         Namespace): the canaries' registrations get the job's tags
+                                         (same IDs), then the other allocations' are removed
   restore()                              PUT /_double/restore: the index goes backwards (the data re-imported
                                          in one write at index 2); parked blocking queries return at once
   fault(mode, count, path_prefix)        PUT /_double/fault?mode=500|garbage|close&count=&path=
@@ -40,6 +43,7 @@ import json
 import random
 import re
 import signal
+import socket
 import socketserver
 import sys
 import threading
@@ -84,6 +88,7 @@ class NomadDouble:
         self.faults: list[list] = []  # [mode, count, prefix]
         self.server = None
         self.thread = None
+        self.stopped = False
 
     # ---- life
     def start(self, port: int = 0) -> "NomadDouble":
@@ -115,6 +120,33 @@ class NomadDouble:
             daemon_threads = True
             allow_reuse_address = True
 
+            def __init__(self, *a, **kw):
+                self.conns = set()
+                self.conns_lock = threading.Lock()
+                super().__init__(*a, **kw)
+
+            def process_request(self, request, client_address):
+                with self.conns_lock:
+                    self.conns.add(request)
+                super().process_request(request, client_address)
+
+            def shutdown_request(self, request):
+                with self.conns_lock:
+                    self.conns.discard(request)
+                super().shutdown_request(request)
+
+            def handle_error(self, request, client_address):
+                pass  # a client that hangs up (a cancelled blocking query) is no error
+
+            def close_connections(self):
+                with self.conns_lock:
+                    conns, self.conns = list(self.conns), set()
+                for c in conns:
+                    try:
+                        c.shutdown(socket.SHUT_RDWR)
+                    except OSError:
+                        pass
+
         self.server = Server(("127.0.0.1", port), Handler)
         self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
         self.thread.start()
@@ -129,12 +161,15 @@ class NomadDouble:
         return f"http://127.0.0.1:{self.port}"
 
     def stop(self) -> None:
+        """Stops listening, ends blocking queries and closes every connection (as a killed agent)."""
         if self.server:
             with self.cond:
+                self.stopped = True
                 self.generation += 1
                 self.cond.notify_all()
             self.server.shutdown()
             self.server.server_close()
+            self.server.close_connections()
             self.server = None
 
     def __enter__(self):
@@ -183,6 +218,23 @@ class NomadDouble:
         ids = [i for i, r in list(self.regs.items()) if r["AllocID"] == alloc_id]
         return sum(1 for i in ids if self.deregister(i))
 
+    def promote(self, service: str, canary_tags, tags, namespace: str = "default") -> dict:
+        """A deployment's promotion as Nomad carries it out: every registration of the service
+        carrying all `canary_tags` is registered again (same ID) with the job's `tags`, one write
+        each, then the registrations of the other (old) allocations are removed, one write each."""
+        canary_tags = set(canary_tags)
+        with self.cond:
+            regs = [dict(r) for r in self.regs.values()
+                    if r["ServiceName"] == service and r["Namespace"] == namespace]
+        canaries = [r for r in regs if canary_tags <= set(r["Tags"])]
+        old = [r for r in regs if not canary_tags <= set(r["Tags"])]
+        for r in canaries:
+            self.register(service, r["Address"], r["Port"], tags, namespace, r["ID"], r["AllocID"],
+                          r["JobID"], r["NodeID"], r["Datacenter"])
+        for r in old:
+            self.deregister(r["ID"])
+        return {"promoted": len(canaries), "removed": len(old)}
+
     def restore(self) -> int:
         with self.cond:
             self.index = 2  # the data re-imported in one write, at index 2
@@ -216,6 +268,8 @@ class NomadDouble:
         params = urllib.parse.parse_qs(url.query, keep_blank_values=True)
         q = {k: v[-1] for k, v in params.items()}
         with self.cond:
+            if self.stopped:
+                return None, {}, b""
             self.requests += 1
             for f in self.faults:
                 if path.startswith(f[2]) and f[1] != 0:
@@ -294,6 +348,8 @@ class NomadDouble:
                         self.cond.wait(left)
                 finally:
                     self.blocked -= 1
+            if self.stopped:
+                return None, {}, b""  # a killed agent answers nothing
             idx = current()
             status, extra, payload = run(ns if name is not None else (ns, token))
         h = {"Content-Type": "application/json", "X-Nomad-Index": str(idx),
@@ -341,6 +397,11 @@ class NomadDouble:
         if what.startswith("deregister_alloc/"):
             n = self.deregister_alloc(urllib.parse.unquote(what[len("deregister_alloc/"):]))
             return 200, {}, json.dumps(n).encode()
+        if what == "promote":
+            d = json.loads(body or b"{}")
+            out = self.promote(d["ServiceName"], d.get("CanaryTags") or (), d.get("Tags") or (),
+                               d.get("Namespace") or "default")
+            return 200, {"Content-Type": "application/json"}, json.dumps(out).encode()
         if what == "restore":
             return 200, {}, json.dumps(self.restore()).encode()
         if what == "fault":

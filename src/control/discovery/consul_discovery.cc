@@ -1,11 +1,7 @@
 #include "control/discovery/consul_discovery.h"
 
 #include <algorithm>
-#include <condition_variable>
-#include <map>
-#include <mutex>
 #include <set>
-#include <thread>
 
 #include <nlohmann/json.hpp>
 
@@ -15,11 +11,7 @@ namespace portico::control {
 
 namespace {
 
-using Clock = std::chrono::steady_clock;
-using std::chrono::milliseconds;
-
-constexpr milliseconds kMinInterval{50};  // between two queries of one target
-constexpr milliseconds kMargin{5000};     // beyond ?wait= before a query times out
+constexpr std::chrono::milliseconds kMargin{5000};  // beyond ?wait= before a query times out
 
 const nlohmann::json* member(const nlohmann::json& o, const char* name) {
   auto it = o.find(name);
@@ -93,249 +85,62 @@ std::string health_query_target(const ConsulDiscoveryOptions& options,
   return out;
 }
 
-struct ConsulDiscovery::Watch {
-  snapshot::DiscoveryTarget target;
-  std::vector<snapshot::Endpoint> endpoints;
-  std::string problem;
-  bool answered = false;
-  bool stop = false;
-  uint64_t generation = 0;               // of the options the thread last started a query with
-  std::shared_ptr<http::Client> client;  // guarded by Shared::mu (the thread replaces it)
-  std::thread thread;
-};
-
-struct ConsulDiscovery::Shared {
-  mutable std::mutex mu;
-  std::condition_variable cv;  // an answer, a stop, new options
-  std::map<std::string, std::shared_ptr<Watch>> watches;
-  std::vector<std::shared_ptr<Watch>> stopped;  // joined by reconcile() / the destructor
-  ConsulDiscoveryOptions options;
-  uint64_t generation = 0;  // of options; 0: not configured
-  bool changed = false;
-  std::function<void()> wake;
-  Counters counters;
-};
-
-ConsulDiscovery::ConsulDiscovery() : shared_(std::make_shared<Shared>()) {}
-
-ConsulDiscovery::~ConsulDiscovery() {
-  std::vector<std::shared_ptr<Watch>> all;
-  {
-    std::lock_guard lock(shared_->mu);
-    for (auto& [key, w] : shared_->watches) {
-      w->stop = true;
-      if (w->client) w->client->cancel();
-      all.push_back(w);
-    }
-    shared_->watches.clear();
-    for (auto& w : shared_->stopped)
-      all.push_back(w);
-    shared_->stopped.clear();
-  }
-  shared_->cv.notify_all();
-  for (auto& w : all) {
-    if (w->thread.joinable()) w->thread.join();
-  }
-}
+ConsulDiscovery::ConsulDiscovery() = default;
+ConsulDiscovery::~ConsulDiscovery() = default;
 
 void ConsulDiscovery::start(std::function<void()> wake) {
-  std::lock_guard lock(shared_->mu);
-  shared_->wake = std::move(wake);
-}
-
-void ConsulDiscovery::configure(const ConsulDiscoveryOptions& options) {
-  {
-    std::lock_guard lock(shared_->mu);
-    if (shared_->generation > 0 && shared_->options == options) return;
-    shared_->options = options;
-    ++shared_->generation;
-    // A query parked with the old options ends now (under the lock: a thread resets its
-    // client's cancel under it too, then reads the options); it reads again with the new ones.
-    for (auto& [key, w] : shared_->watches) {
-      if (w->client) w->client->cancel();
-    }
-  }
-  shared_->cv.notify_all();
-  reconcile();
+  watcher_.start(std::move(wake));
 }
 
 void ConsulDiscovery::watch(const std::vector<snapshot::DiscoveryTarget>& targets) {
-  std::map<std::string, snapshot::DiscoveryTarget> wanted;
-  for (const auto& t : targets) {
-    if (t.source == "consul") wanted.emplace(t.key(), t);
-  }
-  {
-    std::lock_guard lock(shared_->mu);
-    for (auto it = shared_->watches.begin(); it != shared_->watches.end();) {
-      if (wanted.count(it->first)) {
-        ++it;
-        continue;
-      }
-      it->second->stop = true;
-      if (it->second->client) it->second->client->cancel();
-      shared_->stopped.push_back(it->second);
-      it = shared_->watches.erase(it);
-      shared_->changed = true;
-    }
-    for (auto& [key, t] : wanted) {
-      auto [it, inserted] = shared_->watches.try_emplace(key);
-      if (inserted) {
-        it->second = std::make_shared<Watch>();
-        it->second->target = t;
-      }
-    }
-  }
-  shared_->cv.notify_all();
-  reconcile();
-}
-
-// Starts the threads of watches without one (once configured, up to kMaxTargets) and joins the
-// stopped ones.
-void ConsulDiscovery::reconcile() {
-  std::vector<std::shared_ptr<Watch>> to_join;
-  {
-    std::lock_guard lock(shared_->mu);
-    to_join.swap(shared_->stopped);
-    if (shared_->generation > 0) {
-      size_t running = 0;
-      for (auto& [key, w] : shared_->watches) {
-        if (w->thread.joinable()) ++running;
-      }
-      for (auto& [key, w] : shared_->watches) {
-        if (w->thread.joinable()) continue;
-        if (running >= kMaxTargets) {
-          if (w->problem.empty()) {
-            w->problem = "more than " + std::to_string(kMaxTargets) +
-                         " Consul services watched: this one is not (no endpoints from it)";
-            w->answered = true;
-            shared_->changed = true;
-          }
-          continue;
-        }
-        ++running;
-        auto url = shared_->options.endpoint.url;
-        w->client = std::make_shared<http::Client>(url);
-        std::shared_ptr<Shared> shared = shared_;
-        std::shared_ptr<Watch> self = w;
-        w->thread = std::thread([shared, self] {
-          consul::BlockingIndex index;
-          consul::Backoff backoff(std::chrono::milliseconds(250), std::chrono::seconds(30));
-          uint64_t generation = 0;
-          Clock::time_point last{};
-          for (;;) {
-            // At most one query every kMinInterval.
-            const auto next = last + kMinInterval;
-            if (Clock::now() < next) std::this_thread::sleep_until(next);
-            last = Clock::now();
-            ConsulDiscoveryOptions options;
-            std::shared_ptr<http::Client> client;
-            {
-              std::unique_lock lock(shared->mu);
-              if (self->stop) return;
-              // Before reading the options: a cancel() for newer ones ends this query.
-              self->client->reset_cancel();
-              options = shared->options;
-              if (generation != shared->generation) {
-                generation = shared->generation;
-                index.reset();
-              }
-              const http::Url& u = self->client->url();
-              if (u.host != options.endpoint.url.host || u.port != options.endpoint.url.port) {
-                self->client = std::make_shared<http::Client>(options.endpoint.url);
-              }
-              client = self->client;
-            }
-            http::Request req;
-            req.target = health_query_target(options, self->target, index.value());
-            req.headers = consul::request_headers(options.endpoint);
-            auto r = client->send(req, options.wait + kMargin);
-            std::string problem;
-            std::optional<std::vector<snapshot::Endpoint>> found;
-            if (!r) {
-              problem = "Consul unreachable: " + r.error().message;
-            } else if (r.value().status != 200) {
-              problem = "Consul answered " + std::to_string(r.value().status) + ": " +
-                        consul::brief(r.value().body);
-            } else {
-              auto parsed = parse_health_service(r.value().body, self->target.tags);
-              if (!parsed) {
-                problem = "Consul's answer is not understood: " + parsed.error().message;
-              } else {
-                auto idx = consul::parse_index(r.value().header("x-consul-index"));
-                if (idx) index.update(*idx);
-                found = std::move(parsed.value());
-              }
-            }
-            std::function<void()> wake;
-            milliseconds delay{0};
-            {
-              std::lock_guard lock(shared->mu);
-              if (self->stop) return;
-              if (generation != shared->generation) continue;  // cancelled by new options
-              ++shared->counters.queries;
-              std::vector<snapshot::Endpoint> endpoints = self->endpoints;
-              if (found) {
-                backoff.reset();
-                endpoints = std::move(*found);
-                if (endpoints.empty()) problem = "service not found in Consul";
-              } else {
-                ++shared->counters.failures;
-                index.reset();
-                delay = backoff.next();
-              }
-              if (!self->answered || endpoints != self->endpoints || problem != self->problem) {
-                self->endpoints = std::move(endpoints);
-                self->problem = std::move(problem);
-                self->answered = true;
-                shared->changed = true;
-                wake = shared->wake;
-              }
-            }
-            shared->cv.notify_all();
-            if (wake) wake();
-            if (delay.count() > 0) {
-              std::unique_lock lock(shared->mu);
-              shared->cv.wait_for(lock, delay,
-                                  [&] { return self->stop || generation != shared->generation; });
-            }
-          }
-        });
-      }
-    }
-  }
-  for (auto& w : to_join) {
-    if (w->thread.joinable()) w->thread.join();
-  }
-}
-
-bool ConsulDiscovery::wait_first(std::chrono::milliseconds timeout) {
-  std::unique_lock lock(shared_->mu);
-  if (shared_->generation == 0) return false;
-  return shared_->cv.wait_for(lock, timeout, [this] {
-    return std::all_of(shared_->watches.begin(), shared_->watches.end(),
-                       [](const auto& w) { return w.second->answered; });
-  });
+  watcher_.watch(targets);
 }
 
 std::optional<DiscoveredMap> ConsulDiscovery::poll() {
-  std::lock_guard lock(shared_->mu);
-  if (!shared_->changed) return std::nullopt;
-  shared_->changed = false;
-  DiscoveredMap out;
-  for (const auto& [key, w] : shared_->watches) {
-    if (!w->answered) continue;
-    out[key] = Discovered{w->endpoints, w->problem};
-  }
-  return out;
+  return watcher_.poll();
+}
+
+bool ConsulDiscovery::wait_first(std::chrono::milliseconds timeout) {
+  return watcher_.wait_first(timeout);
+}
+
+void ConsulDiscovery::configure(const ConsulDiscoveryOptions& options) {
+  if (options_ && *options_ == options) return;
+  options_ = options;
+  watcher_.configure(
+      options.endpoint.url,
+      [options](http::Client& client, const snapshot::DiscoveryTarget& target, uint64_t index) {
+        http::Request req;
+        req.target = health_query_target(options, target, index);
+        req.headers = consul::request_headers(options.endpoint);
+        auto r = client.send(req, options.wait + kMargin);
+        BlockingAnswer out;
+        if (!r) {
+          out.problem = "Consul unreachable: " + r.error().message;
+        } else if (r.value().status != 200) {
+          out.problem = "Consul answered " + std::to_string(r.value().status) + ": " +
+                        consul::brief(r.value().body);
+        } else {
+          auto parsed = parse_health_service(r.value().body, target.tags);
+          if (!parsed) {
+            out.problem = "Consul's answer is not understood: " + parsed.error().message;
+          } else {
+            out.index = consul::parse_index(r.value().header("x-consul-index"));
+            out.endpoints = std::move(parsed.value());
+            if (out.endpoints->empty()) out.problem = "service not found in Consul";
+          }
+        }
+        return out;
+      });
 }
 
 ConsulDiscovery::Counters ConsulDiscovery::counters() const {
-  std::lock_guard lock(shared_->mu);
-  Counters c = shared_->counters;
-  c.services = shared_->watches.size();
-  c.failing = 0;
-  for (const auto& [key, w] : shared_->watches)
-    c.failing += w->problem.empty() ? 0 : 1;
+  BlockingWatcher::Counters w = watcher_.counters();
+  Counters c;
+  c.queries = w.queries;
+  c.failures = w.failures;
+  c.services = w.targets;
+  c.failing = w.failing;
   return c;
 }
 

@@ -1,22 +1,24 @@
 // Consul catalog discovery: the Upstreams written as `consul: {serviceName, ...}`. One thread per
 // watched target (service, data center, tags) runs blocking queries on
 // /v1/health/service/<name>?passing (healthy instances only), following consul_api's index rules,
-// at most one query per target every 50 ms, with a jittered back-off after a failure. At most
-// kMaxTargets targets are watched (one thread each); a target beyond that gets a problem and no
-// endpoint. Consul unreachable or answering garbage: the last instances stay, with a problem. A
-// service that is not registered (an empty answer): no endpoints, problem "service not found in
-// Consul".
+// at most one query per target every 50 ms, with a jittered back-off after a failure (the loop is
+// BlockingWatcher's, shared with Nomad). At most kMaxTargets targets are watched (one thread
+// each); a target beyond that gets a problem and no endpoint. Consul unreachable or answering
+// garbage: the last instances stay, with a problem. A service that is not registered (an empty
+// answer): no endpoints, problem "service not found in Consul".
 #pragma once
 
 #include <chrono>
 #include <cstdint>
 #include <memory>
+#include <optional>
 #include <string>
 #include <string_view>
 #include <vector>
 
 #include "common/result.h"
 #include "control/consul/consul_api.h"
+#include "control/discovery/blocking_watch.h"
 #include "control/discovery/discovery.h"
 
 namespace portico::control {
@@ -46,7 +48,7 @@ std::string health_query_target(const ConsulDiscoveryOptions& options,
 
 class ConsulDiscovery : public DiscoverySource {
  public:
-  static constexpr size_t kMaxTargets = 256;
+  static constexpr size_t kMaxTargets = BlockingWatcher::kMaxTargets;
 
   ConsulDiscovery();
   ~ConsulDiscovery() override;
@@ -69,11 +71,8 @@ class ConsulDiscovery : public DiscoverySource {
   Counters counters() const;
 
  private:
-  struct Shared;
-  struct Watch;
-  void reconcile();
-
-  std::shared_ptr<Shared> shared_;
+  BlockingWatcher watcher_{"consul", "Consul"};
+  std::optional<ConsulDiscoveryOptions> options_;  // in force; unset: not configured yet
 };
 
 }  // namespace portico::control

@@ -880,6 +880,21 @@ snapshot::Cluster translate_upstream(const Resource& r) {
       c.discovery.push_back(std::move(t));
     }
   }
+  // Nomad: one target (the namespace asked for), each instance's own port; the canary selection
+  // (Upstream nomad.canary) filters the instances.
+  if (const auto& nomad = spec.nomad) {
+    snapshot::DiscoveryTarget t;
+    t.source = "nomad";
+    t.name = nomad->service_name;
+    t.tags = nomad->tags;
+    t.ns = nomad->ns;
+    t.canary_tags = nomad->canary_tags;
+    t.canary = nomad->canary == api::NomadCanary::kOnly ? snapshot::DiscoveryTarget::Canary::kOnly
+               : nomad->canary == api::NomadCanary::kExclude
+                   ? snapshot::DiscoveryTarget::Canary::kExclude
+                   : snapshot::DiscoveryTarget::Canary::kInclude;
+    c.discovery.push_back(std::move(t));
+  }
   for (size_t k = 0; k < spec.failover.size(); ++k) {
     for (const auto& h : spec.failover[k].hosts)
       add_host(h, static_cast<uint32_t>(k + 1));

@@ -323,13 +323,17 @@ asio::awaitable<void> StreamHandler::handle() {
   if (const auto* fwd = std::get_if<snapshot::ForwardAction>(&route_->action)) {
     size_t choice = 0;
     if (fwd->clusters.size() > 1 && fwd->total_weight > 0) {
-      uint64_t r = w_.random() % fwd->total_weight;
-      for (size_t i = 0; i < fwd->clusters.size(); ++i) {
-        if (r < fwd->clusters[i].weight) {
-          choice = i;
-          break;
-        }
-        r -= fwd->clusters[i].weight;
+      // A destination whose cluster has no endpoint (or is unknown) gives its share to the
+      // others, counted on the destination skipped.
+      auto usable = [&](size_t i) {
+        const int idx = rr_->cluster_index[i];
+        return idx >= 0 && config_->clusters[idx]->has_endpoints();
+      };
+      int skipped = -1;
+      choice = router::pick_destination(*fwd, w_.random(), usable, &skipped);
+      if (skipped >= 0) {
+        if (const int idx = rr_->cluster_index[skipped]; idx >= 0)
+          config_->clusters[idx]->row().weighted_skipped.inc();
       }
     }
     slot_ = rr_->stats[choice];

@@ -175,6 +175,41 @@ inline bool route_matches(const snapshot::Route& route, const http::RequestHead&
 // out of range pick the last cluster; an action without clusters yields an empty name.
 const std::string& pick_cluster(const snapshot::ForwardAction& action, uint32_t r);
 
+// The index of the destination a request of a multi-destination action goes to, `random` uniform
+// over uint64. The weighted pick (random % total_weight) stands when `usable(i)` says that
+// destination can serve. When it cannot (its cluster has no endpoint: canaries promoted or gone),
+// its share goes to the others: the pick is made again over the usable destinations only (with
+// random / total_weight as the draw) and *skipped is the index of the weighted pick replaced
+// (else -1). When none is usable the weighted pick stands (and fails as it would have). On the
+// plain path `usable` is asked once.
+template <class Usable>
+size_t pick_destination(const snapshot::ForwardAction& action, uint64_t random, Usable&& usable,
+                        int* skipped) {
+  *skipped = -1;
+  const size_t n = action.clusters.size();
+  if (n <= 1 || action.total_weight == 0) return 0;
+  auto pick = [&](uint64_t r, bool only_usable) -> size_t {
+    for (size_t i = 0; i < n; ++i) {
+      if (only_usable && !usable(i)) continue;
+      if (r < action.clusters[i].weight) return i;
+      r -= action.clusters[i].weight;
+    }
+    return n;
+  };
+  size_t choice = pick(random % action.total_weight, false);
+  if (choice == n) choice = n - 1;
+  if (usable(choice)) return choice;
+  uint64_t total = 0;
+  for (size_t i = 0; i < n; ++i) {
+    if (usable(i)) total += action.clusters[i].weight;
+  }
+  if (total == 0) return choice;
+  const size_t other = pick((random / action.total_weight) % total, true);
+  if (other == n) return choice;
+  *skipped = static_cast<int>(choice);
+  return other;
+}
+
 // The request-target to send upstream: route.options.prefix_rewrite replaces the matched prefix of
 // a kPrefix route, or the whole path for kExact/kRegex routes; without a rewrite the path is
 // unchanged. An empty resulting path becomes "/". "?" + query is appended when the query is

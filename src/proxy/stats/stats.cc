@@ -370,6 +370,10 @@ std::string Registry::render() const {
       {"portico_upstream_lb_failover_total", "counter",
        "Load balancer picks answered by a failover tier (priority above 0).",
        &ClusterRow::lb_failover},
+      {"portico_upstream_weighted_skipped_total", "counter",
+       "Requests a weighted route picked this upstream for while it had no endpoint, sent to "
+       "another destination of the route instead.",
+       &ClusterRow::weighted_skipped},
   };
   for (const auto& m : kMetrics) {
     emit_header(m.name, m.type, m.help);

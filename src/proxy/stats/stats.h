@@ -94,6 +94,9 @@ struct alignas(64) ClusterRow {
   // Load balancer: picks made in panic mode (too few available hosts: availability ignored) and
   // picks answered by a failover tier (priority > 0).
   Counter lb_panic, lb_failover;
+  // Requests a weighted route's pick sent to this cluster while it had no endpoint, and that
+  // went to another destination of the route instead.
+  Counter weighted_skipped;
 };
 
 // Active health check results (HealthCheckResult counters of ClusterSlot).

@@ -98,6 +98,9 @@ class Cluster {
   // unavailable endpoints skipped (panic threshold aside), the ones in ctx.tried avoided when
   // others remain. nullptr when no endpoint may be picked.
   std::shared_ptr<Endpoint> pick(const PickContext& ctx);
+  // Whether the configuration gave the cluster any endpoint (healthy or not): a weighted route
+  // sends the share of a destination without any to its other destinations.
+  bool has_endpoints() const { return !endpoints_.empty(); }
   lb::Balancer& balancer() { return balancer_; }
 
   // Whether one more connection may be opened (Cluster::max_connections per worker). A refusal is

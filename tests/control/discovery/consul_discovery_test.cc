@@ -78,7 +78,7 @@ TEST(ConsulDiscovery, QueryTarget) {
   ConsulDiscoveryOptions o;
   o.endpoint.datacenter = "dc1";
   o.wait = std::chrono::milliseconds(5000);
-  snapshot::DiscoveryTarget t{"consul", "web api", 0, 1, 0, {"v2", "a&b"}, "", ""};
+  snapshot::DiscoveryTarget t{"consul", "web api", 0, 1, 0, {"v2", "a&b"}, "", "", {}, {}};
   EXPECT_EQ(health_query_target(o, t, 0),
             "/v1/health/service/web%20api?passing&dc=dc1&tag=v2&tag=a%26b");
   t.datacenter = "dc2";
@@ -94,7 +94,8 @@ TEST(ConsulDiscovery, QueryTarget) {
 TEST(ConsulDiscovery, UnconfiguredSourceQueriesNothing) {
   ConsulDiscovery d;
   d.start([] {});
-  d.watch({{"consul", "web", 0, 1, 0, {}, "", ""}, {"dns", "x.test", 80, 1, 0, {}, "", ""}});
+  d.watch({{"consul", "web", 0, 1, 0, {}, "", "", {}, {}},
+           {"dns", "x.test", 80, 1, 0, {}, "", "", {}, {}}});
   EXPECT_FALSE(d.wait_first(std::chrono::milliseconds(10)));
   EXPECT_EQ(d.counters().services, 1u);
   EXPECT_EQ(d.counters().queries, 0u);
@@ -108,7 +109,7 @@ TEST(ConsulDiscovery, UnreachableAgentIsAProblem) {
   o.endpoint.url.host = "127.0.0.1";
   o.endpoint.url.port = 1;  // nothing listens there
   d.configure(o);
-  d.watch({{"consul", "web", 0, 1, 0, {}, "", ""}});
+  d.watch({{"consul", "web", 0, 1, 0, {}, "", "", {}, {}}});
   EXPECT_TRUE(d.wait_first(std::chrono::milliseconds(3000)));
   auto found = d.poll();
   ASSERT_TRUE(found);

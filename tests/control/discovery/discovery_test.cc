@@ -17,22 +17,22 @@ snapshot::ProxyConfig config_with_names() {
   snapshot::Cluster a;
   a.name = "default/a";
   a.endpoints = {{"10.0.0.1", 80, 1, 0}};
-  a.discovery = {{"dns", "api.test", 8080, 3, 0, {}, "", ""},
-                 {"dns", "backup.test", 9090, 1, 1, {}, "", ""}};
+  a.discovery = {{"dns", "api.test", 8080, 3, 0, {}, "", "", {}, {}},
+                 {"dns", "backup.test", 9090, 1, 1, {}, "", "", {}, {}}};
   snapshot::Cluster b;
   b.name = "default/b";
   b.endpoints = {{"10.0.0.9", 80, 1, 0}};
   snapshot::Cluster c2;
   c2.name = "default/c";
-  c2.discovery = {{"dns", "api.test", 81, 1, 0, {}, "", ""}};
+  c2.discovery = {{"dns", "api.test", 81, 1, 0, {}, "", "", {}, {}}};
   c.clusters = std::vector<snapshot::Cluster>{a, b, c2};
   return c;
 }
 
 TEST(Discovery, KeysNameEverythingThatChangesTheAnswer) {
-  snapshot::DiscoveryTarget t{"consul", "web", 0, 1, 0, {"v2", "canary"}, "dc2", ""};
+  snapshot::DiscoveryTarget t{"consul", "web", 0, 1, 0, {"v2", "canary"}, "dc2", "", {}, {}};
   EXPECT_EQ(t.key(), "consul:web@dc2#v2#canary");
-  snapshot::DiscoveryTarget n{"nomad", "api", 0, 1, 0, {}, "", "prod"};
+  snapshot::DiscoveryTarget n{"nomad", "api", 0, 1, 0, {}, "", "prod", {}, {}};
   EXPECT_EQ(n.key(), "nomad:api/prod");
 }
 
@@ -102,8 +102,8 @@ TEST(DnsDiscovery, ResolvesOnItsThreadAndWakesTheLoop) {
   DnsDiscovery dns;
   std::atomic<int> wakes{0};
   dns.start([&] { ++wakes; });
-  dns.watch(
-      {{"dns", "localhost", 80, 1, 0, {}, "", ""}, {"consul", "ignored", 80, 1, 0, {}, "", ""}});
+  dns.watch({{"dns", "localhost", 80, 1, 0, {}, "", "", {}, {}},
+             {"consul", "ignored", 80, 1, 0, {}, "", "", {}, {}}});
   std::this_thread::sleep_for(50ms);
   EXPECT_EQ(wakes.load(), 0) << "no lookup before configure()";
   dns.configure({});

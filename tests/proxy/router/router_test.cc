@@ -585,6 +585,67 @@ TEST(RouterPickClusterTest, SingleAndEmpty) {
   EXPECT_EQ(pick_cluster(none, 0), "");
 }
 
+TEST(RouterPickDestinationTest, AllUsableIsThePlainWeightedPick) {
+  snapshot::ForwardAction a;
+  a.clusters = {{"stable", 90}, {"canary", 10}};
+  a.total_weight = 100;
+  int skipped = 0;
+  int asked = 0;
+  auto all = [&](size_t) {
+    ++asked;
+    return true;
+  };
+  EXPECT_EQ(pick_destination(a, 89, all, &skipped), 0u);
+  EXPECT_EQ(skipped, -1);
+  EXPECT_EQ(pick_destination(a, 90, all, &skipped), 1u);
+  EXPECT_EQ(pick_destination(a, 199, all, &skipped), 1u);  // modulo total_weight
+  EXPECT_EQ(asked, 3);                                     // once per request
+  int counts[2] = {0, 0};
+  for (uint64_t r = 0; r < 1000; ++r)
+    counts[pick_destination(a, r, all, &skipped)]++;
+  EXPECT_EQ(counts[0], 900);
+  EXPECT_EQ(counts[1], 100);
+}
+
+TEST(RouterPickDestinationTest, AnEmptyDestinationGivesItsShareToTheOthers) {
+  snapshot::ForwardAction a;
+  a.clusters = {{"stable", 90}, {"canary", 10}, {"other", 100}};
+  a.total_weight = 200;
+  auto no_canary = [](size_t i) { return i != 1; };
+  int counts[3] = {0, 0, 0};
+  int skips = 0;
+  for (uint64_t r = 0; r < 200 * 190; ++r) {
+    int skipped = -1;
+    size_t i = pick_destination(a, r, no_canary, &skipped);
+    counts[i]++;
+    if (skipped >= 0) {
+      EXPECT_EQ(skipped, 1);
+      ++skips;
+    }
+  }
+  EXPECT_EQ(counts[1], 0);
+  EXPECT_EQ(skips, 10 * 190);
+  // The canary's share split by weight between the others: 90:100 overall.
+  EXPECT_EQ(counts[0], 90 * 200);
+  EXPECT_EQ(counts[2], 100 * 200);
+}
+
+TEST(RouterPickDestinationTest, NoUsableDestinationKeepsThePlainPick) {
+  snapshot::ForwardAction a;
+  a.clusters = {{"a", 1}, {"b", 1}};
+  a.total_weight = 2;
+  int skipped = 0;
+  auto none = [](size_t) { return false; };
+  EXPECT_EQ(pick_destination(a, 0, none, &skipped), 0u);
+  EXPECT_EQ(pick_destination(a, 1, none, &skipped), 1u);
+  EXPECT_EQ(skipped, -1);
+  snapshot::ForwardAction one;
+  one.clusters = {{"only", 5}};
+  one.total_weight = 5;
+  EXPECT_EQ(pick_destination(one, 3, none, &skipped), 0u);
+  EXPECT_EQ(skipped, -1);
+}
+
 // ---------------------------------------------------------------------------------------------
 // Rewrites
 
