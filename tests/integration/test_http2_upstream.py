@@ -14,6 +14,7 @@ import os
 import socket
 import sys
 import threading
+import time
 import unittest
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
@@ -35,6 +36,7 @@ class H2Upstream:
         self.connections = 0
         self.requests: list[dict] = []
         self.goaway_done = False
+        self.sent: dict[str, int] = {}  # DATA bytes sent per /big path
         self.sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
         self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         self.sock.bind((t.LOCALHOST, 0))
@@ -67,6 +69,7 @@ class H2Upstream:
         c.sendall(conn.data_to_send())
         streams: dict[int, dict] = {}
         pending: dict[int, bytes] = {}  # response bodies waiting for window
+        paths: dict[int, str] = {}
 
         def send_body(sid: int, body: bytes, end: bool = True, trailers=None):
             pending[sid] = (body, end, trailers)
@@ -81,6 +84,9 @@ class H2Upstream:
                         break
                     conn.send_data(sid, body[:n])
                     body = body[n:]
+                    if sid in paths:
+                        with self.lock:
+                            self.sent[paths[sid]] = self.sent.get(paths[sid], 0) + n
                 if body:
                     pending[sid] = (body, end, trailers)
                     continue
@@ -103,6 +109,7 @@ class H2Upstream:
                 for ev in events:
                     if isinstance(ev, h2.events.RequestReceived):
                         streams[ev.stream_id] = {"headers": ev.headers, "body": b"", "trailers": None}
+                        paths[ev.stream_id] = dict(ev.headers)[":path"]
                     elif isinstance(ev, h2.events.DataReceived):
                         streams[ev.stream_id]["body"] += ev.data
                         conn.acknowledge_received_data(ev.flow_controlled_length, ev.stream_id)
@@ -161,7 +168,7 @@ class H2Upstream:
             send_body(sid, body, trailers=[("x-checksum", hashlib.sha256(body).hexdigest()[:16])])
             return False
         if path.startswith("/big"):
-            n = int(path.split("/")[2])
+            n = int(path.split("?")[0].split("/")[2])
             conn.send_headers(sid, [(":status", "200"), ("content-length", str(n))])
             send_body(sid, t.pattern_bytes(n))
             return False
@@ -271,6 +278,39 @@ class Http2UpstreamTest(t.IntegrationTest):
         r = t.request(self.port, path="/echo", timeout=10)
         self.assertEqual(r.status, 200)
         self.assertGreater(self.up.connections, conns)
+
+    def test_slow_client_stalls_only_its_stream(self):
+        # A client that does not read a 32 MiB response: Portico stops taking it from the upstream
+        # (the stream's window is not reopened), and another request on the same upstream
+        # connection (one worker) is answered meanwhile.
+        n = 32 << 20
+        path = f"/big/{n}?slow"
+        slow = socket.create_connection((t.LOCALHOST, self.port))
+        self.addCleanup(slow.close)
+        slow.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 65536)
+        slow.sendall(f"GET {path} HTTP/1.1\r\nHost: h.test\r\n\r\n".encode())
+        t.wait_until(lambda: self.up.sent.get(path, 0) > 0, 5, message="the big response started")
+        time.sleep(1.0)
+        stalled_at = self.up.sent.get(path, 0)
+        r = t.request(self.port, path="/echo", timeout=5)
+        self.assertEqual(r.status, 200)
+        time.sleep(0.5)
+        # Kernel socket buffers on the way absorb a few MiB; nothing like the whole body.
+        self.assertLess(self.up.sent.get(path, 0), n // 2)
+        self.assertLess(self.up.sent.get(path, 0) - stalled_at, 1 << 20)
+        # Reading resumes the stream: the whole body arrives.
+        slow.settimeout(30)
+        got = 0
+        buf = b""
+        while b"\r\n\r\n" not in buf:
+            buf += slow.recv(65536)
+        got = len(buf.split(b"\r\n\r\n", 1)[1])
+        while got < n:
+            chunk = slow.recv(1 << 20)
+            if not chunk:
+                break
+            got += len(chunk)
+        self.assertEqual(got, n)
 
     def test_upstream_reset_before_head_is_502(self):
         r = t.request(self.port, path="/rst-early", timeout=10)
