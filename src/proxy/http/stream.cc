@@ -596,7 +596,7 @@ asio::awaitable<void> StreamHandler::forward(const snapshot::Route& route,
   policy_ = route.options.retry && !tunnel_ ? &*route.options.retry : nullptr;
   auto timeout = route.options.timeout.value_or(kDefaultRouteTimeout);
   const bool h2_upstream = cluster.protocol() == snapshot::UpstreamProtocol::kHttp2;
-  {
+  if (req.method.size() == 4 && req.method == "POST") {  // gRPC calls are POSTs: no lookup else
     auto ct = req.headers.get("content-type");
     grpc_ = ct && is_grpc_content_type(*ct);
   }
