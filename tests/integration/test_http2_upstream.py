@@ -237,6 +237,15 @@ class Http2UpstreamTest(t.IntegrationTest):
             self.assertNotIn(banned, names)
         self.assertEqual(names[:4], [":method", ":scheme", ":authority", ":path"])
 
+    def test_small_body_held_and_sent_with_the_head(self):
+        # Up to 64 KiB that arrived with the head: held, sent as HEADERS + one DATA with END_STREAM
+        # (and content-length).
+        r = t.request(self.port, method="POST", path="/echo", body=b"hello h2")
+        self.assertEqual(r.status, 200)
+        echo = r.json()
+        self.assertEqual(echo["body_len"], 8)
+        self.assertEqual(dict(echo["headers"]).get("content-length"), "8")
+
     def test_bodies_both_ways(self):
         body = t.pattern_bytes(1 << 20)
         path = os.path.join(self.cfg.path, "..", "up.bin")
