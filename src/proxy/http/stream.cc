@@ -823,11 +823,12 @@ asio::awaitable<void> StreamHandler::forward(const snapshot::Route& route,
     }
     if (guard.conn) ++guard.conn->requests;
     active.set(ep);
-    // The exchange: one codec or the other behind upstream::Exchange.
+    // The exchange: one codec or the other behind upstream::Exchange. The HTTP/2 stream (large)
+    // lives on the heap, so that the HTTP/1.1 path's coroutine frame does not grow with it.
     std::optional<upstream::H1ClientStream> h1s;
-    std::optional<upstream::H2ClientStream> h2s;
+    std::unique_ptr<upstream::H2ClientStream> h2s;
     if (h2c) {
-      h2s.emplace(h2c, buf_.response);
+      h2s = std::make_unique<upstream::H2ClientStream>(h2c, buf_.response);
       if (!h2s->start(req, buf_.target, cluster.tls(), !req.has_body)) {
         // The connection stopped taking streams meanwhile (GOAWAY, ids exhausted): nothing was
         // sent, another connection takes it.
