@@ -89,6 +89,10 @@ const std::pair<HashPolicy::Kind, const char*> kHashKinds[] = {
     {HashPolicy::Kind::kHeader, "header"},
     {HashPolicy::Kind::kCookie, "cookie"},
     {HashPolicy::Kind::kSourceIp, "source_ip"}};
+const std::pair<DiscoveryTarget::Canary, const char*> kCanaries[] = {
+    {DiscoveryTarget::Canary::kInclude, "include"},
+    {DiscoveryTarget::Canary::kExclude, "exclude"},
+    {DiscoveryTarget::Canary::kOnly, "only"}};
 const std::pair<HealthCheck::Kind, const char*> kHealthKinds[] = {
     {HealthCheck::Kind::kHttp, "http"},
     {HealthCheck::Kind::kTcp, "tcp"},
@@ -125,6 +129,12 @@ void to_json(Json& j, HashPolicy::Kind e) {
 }
 void from_json(const Json& j, HashPolicy::Kind& e) {
   enum_from(j, e, kHashKinds);
+}
+void to_json(Json& j, DiscoveryTarget::Canary e) {
+  enum_to(j, e, kCanaries);
+}
+void from_json(const Json& j, DiscoveryTarget::Canary& e) {
+  enum_from(j, e, kCanaries);
 }
 void to_json(Json& j, HealthCheck::Kind e) {
   enum_to(j, e, kHealthKinds);
@@ -163,7 +173,7 @@ static_assert(sizeof(HttpOptions) == 160, kAddedField);
 static_assert(sizeof(AccessLog) == 96, kAddedField);
 static_assert(sizeof(Listener) == 464, kAddedField);
 static_assert(sizeof(Endpoint) == 48, kAddedField);
-static_assert(sizeof(DiscoveryTarget) == 168, kAddedField);
+static_assert(sizeof(DiscoveryTarget) == 200, kAddedField);
 static_assert(sizeof(HealthCheck) == 192, kAddedField);
 static_assert(sizeof(OutlierDetection) == 64, kAddedField);
 static_assert(sizeof(CircuitBreakers) == 16, kAddedField);
@@ -278,7 +288,7 @@ NLOHMANN_DEFINE_TYPE_NON_INTRUSIVE(AccessLog, path, json, format, json_fields)
 NLOHMANN_DEFINE_TYPE_NON_INTRUSIVE(Listener, name, address, port, http, tls, access_logs)
 NLOHMANN_DEFINE_TYPE_NON_INTRUSIVE(Endpoint, address, port, weight, priority)
 NLOHMANN_DEFINE_TYPE_NON_INTRUSIVE(DiscoveryTarget, source, name, port, weight, priority, tags,
-                                   datacenter, ns)
+                                   datacenter, ns, canary, canary_tags)
 NLOHMANN_DEFINE_TYPE_NON_INTRUSIVE(HealthCheck, kind, timeout, interval, interval_jitter,
                                    interval_jitter_percent, unhealthy_threshold, healthy_threshold,
                                    path, host, expected_statuses, service_name, initial_metadata)
