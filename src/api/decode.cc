@@ -1164,10 +1164,26 @@ void decode_upstream(DocReader& doc, MapReader& spec, const ObjectMeta& meta, Up
     detail::decode_upstream_tls(doc, *f, meta.ns, &tls);
     out->tls = std::move(tls);
   }
-  bool http2 = false;
-  Location where;
-  if (spec.boolean("useHttp2", &http2, &where) && http2) {
-    doc.error(where, "spec.useHttp2", "HTTP/2 to upstreams is not supported yet");
+  spec.boolean("useHttp2", &out->use_http2);
+  if (auto h = spec.map("http2ProtocolOptions")) {
+    // Gloo's Http2ProtocolOptions: the limits of HTTP/2 connections to this upstream.
+    MapReader h2(doc, h->value, h->path, h->loc);
+    if (h2.ok()) {
+      uint64_t v = 0;
+      if (h2.uint("maxConcurrentStreams", 1, 2147483647, &v)) {
+        out->http2_max_concurrent_streams = static_cast<uint32_t>(v);
+      }
+      if (h2.uint("initialStreamWindowSize", 65535, 2147483647, &v)) {
+        out->http2_initial_stream_window = static_cast<uint32_t>(v);
+      }
+      if (h2.uint("initialConnectionWindowSize", 65535, 2147483647, &v)) {
+        out->http2_initial_connection_window = static_cast<uint32_t>(v);
+      }
+      h2.finish();  // overrideStreamErrorOnInvalidHttpMessage and others: rejected
+    }
+    if (!out->use_http2) {
+      doc.error(h->loc, h->path, "applies to HTTP/2 upstreams only: set spec.useHttp2: true");
+    }
   }
   for (const char* other : {"kube", "aws", "awsEc2", "azure", "pipe", "dns"}) {
     if (auto f = spec.take(other)) {

@@ -122,21 +122,19 @@ void read_parameters(DocReader& doc, const Field& f, bool upstream,
   m.finish();
 }
 
-// Downstream listeners speak "h2" and "http/1.1"; upstream connections only "http/1.1" so far.
+// "h2" and "http/1.1" both ways (upstream: h2 must agree with spec.useHttp2, checked when the
+// Upstream is translated).
 void read_alpn(DocReader& doc, MapReader& m, std::vector<std::string>* out, bool downstream) {
+  (void)downstream;
   auto f = m.list("alpnProtocols");
   if (!f) return;
   yaml::for_each_item(*f, [&](const YAML::Node& item, const std::string& path, Location loc) {
     std::string p;
     if (!yaml::read_string(doc, item, path, loc, &p)) return;
-    if (p == "http/1.1" || (p == "h2" && downstream)) {
+    if (p == "http/1.1" || p == "h2") {
       if (std::find(out->begin(), out->end(), p) == out->end()) out->push_back(p);
-    } else if (p == "h2") {
-      doc.error(loc, path, "h2 (HTTP/2) to upstreams is not supported yet; use http/1.1");
     } else {
-      doc.error(loc, path,
-                "\"" + p + "\" is not a supported ALPN protocol (" +
-                    (downstream ? "h2, http/1.1" : "http/1.1") + ")");
+      doc.error(loc, path, "\"" + p + "\" is not a supported ALPN protocol (h2, http/1.1)");
     }
   });
 }

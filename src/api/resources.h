@@ -425,6 +425,11 @@ struct UpstreamSpec {
   std::optional<uint32_t> max_connections;       // per worker; unset: unlimited
   std::optional<uint32_t> max_idle_connections;  // per endpoint and worker
   std::optional<UpstreamTls> tls;
+  // spec.useHttp2 and spec.http2ProtocolOptions (Gloo's fields): HTTP/2 to the upstream.
+  bool use_http2 = false;
+  std::optional<uint32_t> http2_max_concurrent_streams;     // maxConcurrentStreams
+  std::optional<uint32_t> http2_initial_stream_window;      // initialStreamWindowSize
+  std::optional<uint32_t> http2_initial_connection_window;  // initialConnectionWindowSize
   std::optional<UpstreamHealthCheck> health_check;
   std::optional<UpstreamOutlierDetection> outlier_detection;
   // spec.circuitBreakers and spec.retryBudget (process-wide; defaults in snapshot::Cluster).

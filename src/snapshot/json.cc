@@ -393,6 +393,12 @@ Json cluster_json(const Cluster& c) {
   j["connect_timeout_ms"] = c.connect_timeout.count();
   j["max_requests_per_connection"] = c.max_requests_per_connection;
   j["idle_connection_timeout_ms"] = c.idle_connection_timeout.count();
+  if (c.protocol == UpstreamProtocol::kHttp2) {
+    j["protocol"] = "h2";
+    j["http2"] = Json{{"max_concurrent_streams", c.http2_max_concurrent_streams},
+                      {"initial_stream_window", c.http2_initial_stream_window},
+                      {"initial_connection_window", c.http2_initial_connection_window}};
+  }
   if (c.tls) j["tls"] = tls_client_json(*c.tls);
   if (c.health_check) {
     const auto& h = *c.health_check;

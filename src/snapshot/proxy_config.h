@@ -434,6 +434,12 @@ struct Cluster {
   uint32_t max_requests_per_connection = 0;  // 0: unlimited
   Millis idle_connection_timeout{60000};     // pooled idle connection lifetime
   UpstreamProtocol protocol = UpstreamProtocol::kHttp1;
+  // HTTP/2 (protocol kHttp2): concurrent streams per connection (ours; the peer's
+  // SETTINGS_MAX_CONCURRENT_STREAMS may lower it), the stream window we announce and the
+  // connection's receive window.
+  uint32_t http2_max_concurrent_streams = 100;
+  uint32_t http2_initial_stream_window = 65535;
+  uint32_t http2_initial_connection_window = 1 << 20;
   std::optional<TlsClientConfig> tls;       // unset: plain TCP
   uint32_t max_connections = 0;             // open connections per worker; 0: unlimited
   uint32_t max_idle_connections = 4096;     // pooled idle connections per endpoint and worker

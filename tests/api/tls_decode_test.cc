@@ -361,7 +361,6 @@ spec:
   EXPECT_THAT(
       lines(r.diagnostics),
       ElementsAre(
-          "tls.yaml:5:13: error: spec.useHttp2: HTTP/2 to upstreams is not supported yet",
           "tls.yaml:8:10: error: spec.sslConfig.sni: \"bad sni\" is not a valid server name",
           "tls.yaml:9:25: error: spec.sslConfig.insecureSkipVerify: contradicts "
           "verifySubjectAltName: names cannot be checked without verification",
@@ -369,6 +368,53 @@ spec:
           "nothing would be verified against it",
           "tls.yaml:11:5: error: spec.sslConfig.allowRenegotiation: unknown field "
           "\"allowRenegotiation\": not implemented (refused rather than ignored)"));
+}
+
+TEST(ApiTls, UpstreamHttp2) {
+  auto r = decode_one(R"(kind: Upstream
+metadata: {name: grpc}
+spec:
+  static: {hosts: [{addr: 10.0.0.1, port: 443}]}
+  useHttp2: true
+  http2ProtocolOptions:
+    maxConcurrentStreams: 50
+    initialStreamWindowSize: 1048576
+    initialConnectionWindowSize: 4194304
+  sslConfig:
+    alpnProtocols: [h2]
+)");
+  EXPECT_THAT(lines(r.diagnostics), IsEmpty());
+  const auto& u = r.upstream();
+  EXPECT_TRUE(u.use_http2);
+  EXPECT_EQ(u.http2_max_concurrent_streams, 50u);
+  EXPECT_EQ(u.http2_initial_stream_window, 1048576u);
+  EXPECT_EQ(u.http2_initial_connection_window, 4194304u);
+  ASSERT_TRUE(u.tls);
+  EXPECT_THAT(u.tls->alpn, ElementsAre("h2"));
+}
+
+TEST(ApiTls, UpstreamHttp2Errors) {
+  auto r = decode_one(R"(kind: Upstream
+metadata: {name: grpc}
+spec:
+  static: {hosts: [{addr: 10.0.0.1, port: 443}]}
+  useHttp2: "yes"
+  http2ProtocolOptions:
+    maxConcurrentStreams: 0
+    initialStreamWindowSize: 10
+    overrideStreamErrorOnInvalidHttpMessage: true
+)");
+  const auto l = lines(r.diagnostics);
+  ASSERT_EQ(l.size(), 5u) << testing::PrintToString(l);
+  using ::testing::Contains;
+  EXPECT_THAT(l, Contains(HasSubstr("spec.useHttp2: ")));
+  EXPECT_THAT(l, Contains(HasSubstr("spec.http2ProtocolOptions.maxConcurrentStreams: ")));
+  EXPECT_THAT(l, Contains(HasSubstr("spec.http2ProtocolOptions.initialStreamWindowSize: ")));
+  EXPECT_THAT(l,
+              Contains(HasSubstr(
+                  "spec.http2ProtocolOptions.overrideStreamErrorOnInvalidHttpMessage: unknown")));
+  EXPECT_THAT(l,
+              Contains(HasSubstr("spec.http2ProtocolOptions: applies to HTTP/2 upstreams only")));
 }
 
 }  // namespace

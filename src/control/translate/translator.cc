@@ -803,7 +803,7 @@ std::optional<snapshot::TlsServerConfig> server_tls(
 // An Upstream's sslConfig as a TlsClientConfig; nullopt with errors on `e`.
 std::optional<snapshot::TlsClientConfig> client_tls(
     Entry& e, const TranslateOptions& options, const api::UpstreamTls& t, const EntryMap& secrets,
-    const std::map<std::string, TlsData, IdLess>& resolved) {
+    const std::map<std::string, TlsData, IdLess>& resolved, bool http2) {
   auto data = tls_source(e, options, t.secret_ref, t.ssl_files, secrets, resolved);
   if (!data) return std::nullopt;
   snapshot::TlsClientConfig out;
@@ -811,6 +811,22 @@ std::optional<snapshot::TlsClientConfig> client_tls(
   out.verify_names = t.verify_subject_alt_names;
   out.insecure_skip_verify = t.insecure_skip_verify;
   out.alpn = t.alpn;
+  if (http2) {
+    // HTTP/2 over TLS is negotiated with ALPN h2 (RFC 9113 §3.2): offered by default; a list
+    // that leaves it out contradicts useHttp2.
+    if (out.alpn.empty()) {
+      out.alpn = {"h2"};
+    } else if (std::find(out.alpn.begin(), out.alpn.end(), "h2") == out.alpn.end()) {
+      e.add(Diagnostic::Severity::kError, t.loc, t.path + ".alpnProtocols",
+            "must offer h2 when spec.useHttp2 is true");
+      return std::nullopt;
+    }
+  } else if (std::find(out.alpn.begin(), out.alpn.end(), "h2") != out.alpn.end()) {
+    // The HTTP/1.1 codec cannot speak on a connection that negotiated h2.
+    e.add(Diagnostic::Severity::kError, t.loc, t.path + ".alpnProtocols",
+          "h2 needs spec.useHttp2: true (this Upstream speaks HTTP/1.1)");
+    return std::nullopt;
+  }
   if (t.min_version) out.min_version = translate_version(*t.min_version);
   if (!data->root_ca.empty()) {
     if (t.insecure_skip_verify) {
@@ -890,6 +906,13 @@ snapshot::Cluster translate_upstream(const Resource& r) {
   c.connect_timeout = spec.connect_timeout;
   c.max_requests_per_connection = spec.max_requests_per_connection;
   c.idle_connection_timeout = spec.idle_timeout;
+  if (spec.use_http2) c.protocol = snapshot::UpstreamProtocol::kHttp2;
+  if (spec.http2_max_concurrent_streams)
+    c.http2_max_concurrent_streams = *spec.http2_max_concurrent_streams;
+  if (spec.http2_initial_stream_window)
+    c.http2_initial_stream_window = *spec.http2_initial_stream_window;
+  if (spec.http2_initial_connection_window)
+    c.http2_initial_connection_window = *spec.http2_initial_connection_window;
   if (spec.max_connections) c.max_connections = *spec.max_connections;
   if (spec.max_idle_connections) c.max_idle_connections = *spec.max_idle_connections;
   if (const auto& h = spec.health_check) {
@@ -1241,7 +1264,8 @@ Translation Translator::translate(const std::vector<ResourcePtr>& resources, uin
   std::map<std::string, snapshot::TlsClientConfig, IdLess> cluster_tls;
   for (auto& [id, e] : upstreams) {
     if (e.rejected() || !e.resource->upstream().tls) continue;
-    auto tls = client_tls(e, options, *e.resource->upstream().tls, secrets, secret_data);
+    auto tls = client_tls(e, options, *e.resource->upstream().tls, secrets, secret_data,
+                          e.resource->upstream().use_http2);
     if (tls) cluster_tls.emplace(id, std::move(*tls));
   }
   std::map<std::string, snapshot::TlsServerConfig, IdLess> vhost_tls;

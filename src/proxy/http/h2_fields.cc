@@ -345,4 +345,107 @@ void encode_trailers(const HeaderMap& trailers, H2Fields& out) {
   });
 }
 
+// ---- Client side ------------------------------------------------------------------------------
+
+void encode_request(const RequestHeaders& req, std::string_view target, bool tls, H2Fields& out) {
+  out.clear();
+  reserve_for(out, req.headers, 64 + req.method.size() + req.authority.size() + target.size());
+  add_field(out, ":method", req.method, false);
+  add_field(out, ":scheme", tls ? "https" : "http", false);
+  add_field(out, ":authority", req.authority, false);
+  add_field(out, ":path", target, false);
+  req.headers.for_each([&](std::string_view n, std::string_view v) {
+    if (n.empty() || n[0] == ':' || dropped_response_field(n)) return;
+    if (n.size() == 4 && iequals(n, "host")) return;  // :authority carries it
+    add_field(out, n, v, true);
+  });
+  add_field(out, "te", "trailers", false);
+  if (req.has_body && req.content_length) {
+    char len[24];
+    auto lr = std::to_chars(len, len + sizeof len, *req.content_length);
+    add_field(out, "content-length", std::string_view(len, static_cast<size_t>(lr.ptr - len)),
+              false);
+  }
+}
+
+void H2ResponseBuilder::start(ResponseHeaders& out, size_t max_bytes) {
+  out.clear();
+  out_ = &out;
+  max_bytes_ = max_bytes;
+  bytes_ = 0;
+  status_ = 0;
+  regular_seen_ = false;
+  content_length_.reset();
+  error_ = H2FieldError::kNone;
+}
+
+H2FieldError H2ResponseBuilder::add(std::string_view name, std::string_view value) {
+  if (error_ != H2FieldError::kNone) return error_;
+  bytes_ += name.size() + value.size() + 32;
+  if (max_bytes_ != 0 && bytes_ > max_bytes_) return fail(H2FieldError::kTooLarge);
+  if (!name.empty() && name[0] == ':') {
+    if (regular_seen_) return fail(H2FieldError::kPseudoAfterRegular);
+    if (name != ":status") return fail(H2FieldError::kBadPseudo);
+    if (status_ != 0) return fail(H2FieldError::kDuplicatePseudo);
+    if (value.size() != 3 || value[0] < '1' || value[0] > '5' || value[1] < '0' || value[1] > '9' ||
+        value[2] < '0' || value[2] > '9') {
+      return fail(H2FieldError::kBadPseudo);
+    }
+    status_ = (value[0] - '0') * 100 + (value[1] - '0') * 10 + (value[2] - '0');
+    return H2FieldError::kNone;
+  }
+  regular_seen_ = true;
+  if (name.empty() || !all(name, kTchar)) return fail(H2FieldError::kBadName);
+  if (has_upper(name)) return fail(H2FieldError::kUpperCaseName);
+  if (!valid_value(value)) return fail(H2FieldError::kBadValue);
+  if (connection_specific(name)) return fail(H2FieldError::kConnectionSpecific);
+  if (name == "te") return fail(H2FieldError::kConnectionSpecific);
+  if (name == "content-length") {
+    uint64_t v = 0;
+    auto r = std::from_chars(value.data(), value.data() + value.size(), v);
+    if (value.empty() || r.ec != std::errc() || r.ptr != value.data() + value.size() ||
+        (content_length_ && *content_length_ != v)) {
+      return fail(H2FieldError::kBadContentLength);
+    }
+    content_length_ = v;
+    return H2FieldError::kNone;
+  }
+  out_->headers.add(name, value);
+  return H2FieldError::kNone;
+}
+
+H2FieldError H2ResponseBuilder::finish(bool end_stream, bool head_request) {
+  if (error_ != H2FieldError::kNone) return error_;
+  if (status_ == 0) return fail(H2FieldError::kMissingPseudo);
+  ResponseHeaders& r = *out_;
+  r.status = status_;
+  r.reason.clear();
+  if (status_ < 200) {
+    r.has_body = false;
+    return H2FieldError::kNone;
+  }
+  const bool no_body = head_request || status_ == 204 || status_ == 304;
+  if (no_body) {
+    // The length of what a GET would have returned: a field, never framing.
+    if (content_length_ && status_ != 204) {
+      char len[24];
+      auto lr = std::to_chars(len, len + sizeof len, *content_length_);
+      r.headers.add("content-length", std::string_view(len, static_cast<size_t>(lr.ptr - len)));
+    }
+    r.has_body = false;
+    return H2FieldError::kNone;
+  }
+  if (end_stream) {
+    if (content_length_ && *content_length_ != 0) return fail(H2FieldError::kBadContentLength);
+    // No body (a gRPC trailers-only response stays one HEADERS frame downstream); an HTTP/1.1
+    // client sees Content-Length: 0.
+    r.has_body = false;
+    r.content_length = 0;
+    return H2FieldError::kNone;
+  }
+  r.has_body = true;
+  r.content_length = content_length_;
+  return H2FieldError::kNone;
+}
+
 }  // namespace portico::proxy::http

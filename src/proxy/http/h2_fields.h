@@ -102,4 +102,43 @@ void encode_response(const ResponseHeaders& r, H2Fields& out);
 // A trailer section (connection-specific and pseudo fields dropped).
 void encode_trailers(const HeaderMap& trailers, H2Fields& out);
 
+// ---- The client side (HTTP/2 upstreams, proxy/upstream/h2_client.h) ----------------------------
+
+// A request as HTTP/2 fields (RFC 9113 §8.3.1): :method, :scheme ("https" when `tls`), :authority
+// (the Host), :path (`target`), then the end-to-end fields lower-cased without the
+// connection-specific ones, host, te and content-length; then `te: trailers` (the proxy relays
+// trailers: gRPC servers require it) and content-length when `req.content_length` is known and a
+// body follows. CONNECT and upgrades are not encoded (tunnels need an HTTP/1.1 upstream).
+void encode_request(const RequestHeaders& req, std::string_view target, bool tls, H2Fields& out);
+
+// Builds the ResponseHeaders of an upstream's HTTP/2 response head, one field at a time:
+// start(), add() per field, finish(). Nothing HTTP/1.1 cannot carry passes: a value with CR, LF,
+// NUL or another control byte, a name that is not a lower-case token, a connection-specific
+// field, an unknown or repeated pseudo-header, or a :status that is not three digits is an error
+// (the response is malformed: the stream is reset). The first error is sticky.
+class H2ResponseBuilder {
+ public:
+  void start(ResponseHeaders& out, size_t max_bytes);
+  H2FieldError add(std::string_view name, std::string_view value);
+  // `end_stream`: the HEADERS ended the stream. `head_request`: the request was HEAD (a
+  // content-length is then relayed as a field, never as framing). A 1xx head is complete too:
+  // status() tells the caller to wait for the final one.
+  H2FieldError finish(bool end_stream, bool head_request);
+  int status() const { return status_; }
+  H2FieldError error() const { return error_; }
+
+ private:
+  H2FieldError fail(H2FieldError e) {
+    if (error_ == H2FieldError::kNone) error_ = e;
+    return error_;
+  }
+  ResponseHeaders* out_ = nullptr;
+  size_t max_bytes_ = 0;
+  size_t bytes_ = 0;
+  int status_ = 0;
+  bool regular_seen_ = false;
+  std::optional<uint64_t> content_length_;
+  H2FieldError error_ = H2FieldError::kNone;
+};
+
 }  // namespace portico::proxy::http

@@ -4,9 +4,11 @@
 #include <asio/experimental/awaitable_operators.hpp>
 
 #include <array>
+#include <charconv>
 
 #include "proxy/filters/header_mutation/header_mutation.h"
 #include "proxy/http/forwarded.h"
+#include "proxy/http/grpc.h"
 #include "proxy/http/hash_key.h"
 #include "proxy/http/path.h"
 #include "proxy/overload/overload.h"
@@ -598,7 +600,32 @@ asio::awaitable<void> StreamHandler::forward(const snapshot::Route& route,
   } release_retry{retry_hold_};
   // The route's retry policy; never for tunnels.
   policy_ = route.options.retry && !tunnel_ ? &*route.options.retry : nullptr;
-  const auto timeout = route.options.timeout.value_or(kDefaultRouteTimeout);
+  auto timeout = route.options.timeout.value_or(kDefaultRouteTimeout);
+  const bool h2_upstream = cluster.protocol() == snapshot::UpstreamProtocol::kHttp2;
+  {
+    auto ct = req.headers.get("content-type");
+    grpc_ = ct && is_grpc_content_type(*ct);
+  }
+  if (grpc_) {
+    // grpc-timeout is the call's deadline: the route timeout is the smaller of the two.
+    if (auto gt = req.headers.get("grpc-timeout")) {
+      if (auto d = parse_grpc_timeout(*gt)) {
+        if (timeout.count() <= 0 || *d < timeout)
+          timeout = std::max(*d, std::chrono::milliseconds(1));
+      }
+    }
+    if (!h2_upstream) {
+      // gRPC needs HTTP/2 end to end (trailers, streams both ways): never sent over HTTP/1.1.
+      fail_detail_ = "gRPC needs an HTTP/2 upstream (spec.useHttp2 on " + cluster.name() + ")";
+      co_await fail(FailureKind::kUnsupported, false);
+      co_return;
+    }
+  }
+  if (h2_upstream && tunnel_) {
+    fail_detail_ = "tunnels need an HTTP/1.1 upstream (" + cluster.name() + " uses HTTP/2)";
+    co_await fail(FailureKind::kUnsupported, false);
+    co_return;
+  }
   const bool body_filters = chain_ && !chain_->request_body.empty();
 
   // A body held whole (by a filter's request, or because it is small and already here) is sent
@@ -641,7 +668,8 @@ asio::awaitable<void> StreamHandler::forward(const snapshot::Route& route,
   const bool connect_tunnel = tunnel_ == TunnelKind::kConnect;
   if (!connect_tunnel) {
     prepare_upstream_headers(route);
-    upstream::H1ClientStream::encode_head(req, buf_.target, chunked_up, buf_.head);
+    if (!h2_upstream)
+      upstream::H1ClientStream::encode_head(req, buf_.target, chunked_up, buf_.head);
   }
 
   InFlight active{cluster, nullptr};
@@ -683,20 +711,18 @@ asio::awaitable<void> StreamHandler::forward(const snapshot::Route& route,
       upstream::Endpoint*& p;
       ~ClearEndpoint() { p = nullptr; }
     } clear_endpoint{endpoint_};
-    ConnGuard guard{cluster, ep, fresh_only ? nullptr : cluster.take_idle(*ep)};
-    const bool reused = guard.conn != nullptr;
+    // HTTP/2: a connection of the endpoint with room for one more stream (never pooled per
+    // request); HTTP/1.1: an idle pooled connection.
+    std::shared_ptr<upstream::H2ClientConnection> h2c =
+        h2_upstream ? cluster.h2_connection(*ep) : nullptr;
+    ConnGuard guard{cluster, ep, fresh_only || h2_upstream ? nullptr : cluster.take_idle(*ep)};
+    const bool reused = guard.conn != nullptr || h2c != nullptr;
     reused_ = reused;
     attempt_ = attempt;
-    if (!guard.conn) {
+    if (!guard.conn && !h2c) {
       // ---- Upstream transport (one place) ---------------------------------------------------
       // TLS clusters connect through the TLS transport (never in plaintext, also when their
-      // context could not be built); HTTP/2 clusters need the HTTP/2 client codec, which does not
-      // exist yet: such a cluster is refused, never served over HTTP/1.1.
-      if (cluster.protocol() != snapshot::UpstreamProtocol::kHttp1) {
-        fail_detail_ = "HTTP/2 upstreams are not available in this build";
-        co_await fail(FailureKind::kUnsupported, false);
-        co_return;
-      }
+      // context could not be built); HTTP/2 clusters then start the HTTP/2 client codec on it.
       if (cluster.tls() && !cluster.tls_context()) {
         fail_detail_ = "upstream TLS configuration rejected: " + cluster.tls_error();
         co_await fail(FailureKind::kUnsupported, false);
@@ -776,18 +802,52 @@ asio::awaitable<void> StreamHandler::forward(const snapshot::Route& route,
           co_return;
         }
         transport = std::move(t.value());
+        // HTTP/2 over TLS is negotiated by ALPN: an upstream that chose another protocol is
+        // not spoken to in HTTP/2 (no ALPN at all: prior knowledge).
+        const std::string& alpn = transport->info().alpn;
+        if (h2_upstream && !alpn.empty() && alpn != "h2") {
+          transport->close();
+          report_outcome(upstream::kLocalOriginFailure);
+          fail_detail_ = "the upstream negotiated \"" + alpn + "\" instead of h2 (ALPN)";
+          co_await fail(FailureKind::kConnectFailed, false);
+          co_return;
+        }
       } else {
         transport = std::make_unique<transport::TcpTransport>(std::move(sock));
       }
-      guard.conn = std::make_unique<upstream::Connection>(std::move(transport));
       cluster.opened();
+      if (h2_upstream) {
+        h2c = cluster.add_h2(*ep, std::move(transport), w_.io());
+        if (!h2c) {
+          fail_detail_ = "HTTP/2 session could not start";
+          co_await fail(FailureKind::kConnectFailed, false);
+          co_return;
+        }
+      } else {
+        guard.conn = std::make_unique<upstream::Connection>(std::move(transport));
+      }
     }
-    ++guard.conn->requests;
+    if (guard.conn) ++guard.conn->requests;
     active.set(ep);
-    upstream::H1ClientStream us(*guard.conn);
+    // The exchange: one codec or the other behind upstream::Exchange.
+    std::optional<upstream::H1ClientStream> h1s;
+    std::optional<upstream::H2ClientStream> h2s;
+    if (h2c) {
+      h2s.emplace(h2c, buf_.response);
+      if (!h2s->start(req, buf_.target, cluster.tls(), !req.has_body)) {
+        // The connection stopped taking streams meanwhile (GOAWAY, ids exhausted): nothing was
+        // sent, another connection takes it.
+        if (attempt < 3) continue;
+        co_await fail(FailureKind::kReset, false);
+        co_return;
+      }
+    } else {
+      h1s.emplace(*guard.conn);
+    }
+    upstream::Exchange us = h2c ? upstream::Exchange(*h2s) : upstream::Exchange(*h1s);
     us_ = &us;
     struct Clear {
-      upstream::H1ClientStream*& p;
+      upstream::Exchange*& p;
       ~Clear() { p = nullptr; }
     } clear{us_};
 
@@ -799,7 +859,7 @@ asio::awaitable<void> StreamHandler::forward(const snapshot::Route& route,
       r.status = 200;
       r.reason = "Connection Established";
       r.has_body = false;
-      if (co_await accept_tunnel(r)) co_await run_tunnel(us);
+      if (co_await accept_tunnel(r)) co_await run_tunnel(*us.h1());
       co_return;  // the guard closes the connection: a tunnel's is never pooled
     }
 
@@ -823,7 +883,8 @@ asio::awaitable<void> StreamHandler::forward(const snapshot::Route& route,
       per_try_limited_ = true;
     }
     route_timer_.arm(limit);
-    const bool wrote = co_await us.write(bufs);
+    const bool wrote = co_await us.send_head(
+        bufs, held_body ? std::string_view(buf_.body) : std::string_view(), held_body);
     touch();
     if (!wrote) {
       route_timer_.cancel();
@@ -869,7 +930,7 @@ asio::awaitable<void> StreamHandler::forward(const snapshot::Route& route,
       co_return;
     }
     if (stream_body && body_end_seen_) {
-      const bool sent = end_trailers_ && chunked_up && !end_trailers_->empty()
+      const bool sent = end_trailers_ && us.carries_trailers(chunked_up) && !end_trailers_->empty()
                             ? co_await us.send_trailers(*end_trailers_)
                             : co_await us.send_body({}, true, chunked_up);
       if (!sent) {
@@ -887,7 +948,7 @@ asio::awaitable<void> StreamHandler::forward(const snapshot::Route& route,
       if (hs == upstream::H1ClientStream::HeadStatus::kOk) {
         if (tunnel_) {
           if (buf_.response.status == 101) {
-            if (co_await accept_tunnel(buf_.response)) co_await run_tunnel(us);
+            if (co_await accept_tunnel(buf_.response)) co_await run_tunnel(*us.h1());
             co_return;  // never pooled
           }
           // Declined: an ordinary response, relayed as such (the connection is not reused).
@@ -907,6 +968,13 @@ asio::awaitable<void> StreamHandler::forward(const snapshot::Route& route,
         co_return;
       }
       if (aborted_) co_return;
+      if (hs == upstream::HeadStatus::kRefused && attempt < 2 && !route_timed_out_ && !expired() &&
+          (!stream_body || (recording_ && !replay_overflow_))) {
+        // HTTP/2: the upstream did not process the stream (REFUSED_STREAM, or above its GOAWAY's
+        // last stream id): safe to send again, whatever the method.
+        cluster.row().retries.inc();
+        continue;
+      }
       if (hs == upstream::H1ClientStream::HeadStatus::kClosedBeforeResponse && reused &&
           attempt < 2 && !route_timed_out_ && !expired()) {
         if (safe_to_repeat) {
@@ -977,7 +1045,7 @@ asio::awaitable<void> StreamHandler::forward(const snapshot::Route& route,
   }
 }
 
-asio::awaitable<void> StreamHandler::pump_request(upstream::H1ClientStream& us, bool chunked) {
+asio::awaitable<void> StreamHandler::pump_request(upstream::Exchange& us, bool chunked) {
   const uint64_t limit = body_limit();
   const bool body_filters = chain_ && !chain_->request_body.empty();
   co_await stream_.send_continue();
@@ -1049,7 +1117,7 @@ asio::awaitable<void> StreamHandler::pump_request(upstream::H1ClientStream& us, 
         upstream_write_failed_ = true;
         break;
       }
-      const bool sent = p.trailers && chunked && !p.trailers->empty()
+      const bool sent = p.trailers && us.carries_trailers(chunked) && !p.trailers->empty()
                             ? co_await us.send_trailers(*p.trailers)
                             : co_await us.send_body({}, true, chunked);
       if (!sent) {
@@ -1070,7 +1138,7 @@ asio::awaitable<void> StreamHandler::pump_request(upstream::H1ClientStream& us, 
   pump_running_ = false;
 }
 
-asio::awaitable<void> StreamHandler::relay_response(upstream::H1ClientStream& us, bool head_read) {
+asio::awaitable<void> StreamHandler::relay_response(upstream::Exchange& us, bool head_read) {
   using upstream::FailureKind;
   ResponseHeaders& resp = buf_.response;
   RequestHeaders& req = stream_.request();
@@ -1078,7 +1146,8 @@ asio::awaitable<void> StreamHandler::relay_response(upstream::H1ClientStream& us
     auto hs = co_await us.read_head(resp, req.method == "HEAD");
     route_timer_.cancel();
     touch();
-    if (hs == upstream::H1ClientStream::HeadStatus::kClosedBeforeResponse && reused_ &&
+    if ((hs == upstream::HeadStatus::kRefused ||
+         (hs == upstream::HeadStatus::kClosedBeforeResponse && reused_)) &&
         attempt_ < 2 && !route_timed_out_ && !expired() && !aborted_ && !client_aborted_ &&
         !too_large_ && !body_malformed_ && !pending_reply_) {
       // A stale pooled connection: nothing came back. The request goes again on a fresh one if
@@ -1487,7 +1556,42 @@ asio::awaitable<void> StreamHandler::fail(upstream::FailureKind kind, bool reque
     report_outcome(upstream::kGatewayFailure);
   }
   const std::string body = e.message();
+  if (grpc_) {
+    // A gRPC client reads grpc-status, not the HTTP status: the route timeout (grpc-timeout)
+    // is DEADLINE_EXCEEDED, anything else UNAVAILABLE, with the reason as grpc-message.
+    std::string_view m = body;
+    if (!m.empty() && m.back() == '\n') m.remove_suffix(1);
+    co_await grpc_reply(
+        kind == upstream::FailureKind::kTimeout ? kGrpcDeadlineExceeded : kGrpcUnavailable, m);
+    co_return;
+  }
   co_await local_reply(e.status(), body);
+}
+
+asio::awaitable<void> StreamHandler::grpc_reply(int code, std::string_view message) {
+  request_timer_.cancel();
+  if (stream_.response_started()) {
+    // Too late for an answer: the stream is reset (the client sees the call fail).
+    status_ = 200;
+    if (slot_) slot_->count(w_.index(), 200);
+    stream_.reset();
+    co_return;
+  }
+  ResponseHeaders& r = buf_.response;
+  r.clear();
+  r.status = 200;
+  r.headers.add("content-type", "application/grpc");
+  char code_s[8];
+  auto cr = std::to_chars(code_s, code_s + sizeof code_s, code);
+  r.headers.add("grpc-status", std::string_view(code_s, static_cast<size_t>(cr.ptr - code_s)));
+  if (!message.empty()) r.headers.add("grpc-message", grpc_percent_encode(message));
+  if (!opts_.server_name.empty()) r.headers.add("server", opts_.server_name);
+  r.has_body = false;
+  r.content_length = 0;
+  if (route_) filters::apply_mutations(route_->options.response_headers, r.headers);
+  status_ = r.status;
+  if (slot_) slot_->count(w_.index(), r.status);
+  co_await stream_.send_headers(r, true);
 }
 
 asio::awaitable<void> StreamHandler::overflow(stats::Breaker b) {

@@ -22,6 +22,7 @@
 #include "proxy/http/upgrade.h"
 #include "proxy/runtime.h"
 #include "proxy/timer/timer_wheel.h"
+#include "proxy/upstream/exchange.h"
 #include "proxy/upstream/h1_client.h"
 
 namespace portico::proxy {
@@ -97,9 +98,12 @@ class StreamHandler final : public filters::FilterCallbacks {
   void set_idle_timeout(Clock::duration d);
   asio::awaitable<void> forward(const snapshot::Route& route, upstream::Cluster& cluster);
   asio::awaitable<bool> buffer_request_body();
-  asio::awaitable<void> pump_request(upstream::H1ClientStream& us, bool chunked);
-  asio::awaitable<void> relay_response(upstream::H1ClientStream& us, bool head_read);
+  asio::awaitable<void> pump_request(upstream::Exchange& us, bool chunked);
+  asio::awaitable<void> relay_response(upstream::Exchange& us, bool head_read);
   asio::awaitable<void> fail(upstream::FailureKind kind, bool request_sent);
+  // A gRPC call answered by Portico itself: a trailers-only response (HTTP 200, content-type
+  // application/grpc, grpc-status `code`, grpc-message `message`).
+  asio::awaitable<void> grpc_reply(int code, std::string_view message);
   // A circuit breaker of the cluster is full: 503 at once, x-portico-overflow names it.
   asio::awaitable<void> overflow(stats::Breaker b);
   // The route's retry policy (route option `retries`) after a failed try. kRetry: try again (the
@@ -187,7 +191,7 @@ class StreamHandler final : public filters::FilterCallbacks {
   // upstream::kLocalOriginFailure / kGatewayFailure), reported once per attempt.
   void report_outcome(int status);
   std::string fail_detail_;  // for the next fail()
-  upstream::H1ClientStream* us_ = nullptr;
+  upstream::Exchange* us_ = nullptr;
   asio::ip::tcp::socket* connecting_ = nullptr;
   asio::steady_timer* sleeping_ = nullptr;
   bool request_sent_ = false;  // the whole request went upstream
@@ -211,7 +215,9 @@ class StreamHandler final : public filters::FilterCallbacks {
   bool policy_retrying_ = false;  // relay_response asks forward() for a retry by the policy
   bool stream_body_ = false;  // the body is streamed (replayable only from StreamBuffers::replay)
   bool held_body_ = false;    // the body is held whole in StreamBuffers::body
-  bool per_try_limited_ = false;  // the route timer armed for this try is the per-try timeout
+  bool per_try_limited_ = false;
+  bool grpc_ = false;  // a gRPC call (content-type application/grpc): failures answered per gRPC //
+                       // the route timer armed for this try is the per-try timeout
   Clock::time_point deadline_ = Clock::time_point::max();  // the route timeout, across tries
   upstream::LoadHold retry_hold_;  // a unit of the cluster's retries in flight, once retrying
 

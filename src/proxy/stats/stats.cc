@@ -376,6 +376,16 @@ std::string Registry::render() const {
       {"portico_upstream_lb_failover_total", "counter",
        "Load balancer picks answered by a failover tier (priority above 0).",
        &ClusterRow::lb_failover},
+      {"portico_upstream_h2_connections_total", "counter",
+       "HTTP/2 connections opened to the upstream (useHttp2).", &ClusterRow::h2_cx_total},
+      {"portico_upstream_h2_streams_total", "counter",
+       "HTTP/2 streams opened to the upstream (one per request sent over HTTP/2).",
+       &ClusterRow::h2_streams},
+      {"portico_upstream_h2_goaway_total", "counter", "GOAWAY frames received from the upstream.",
+       &ClusterRow::h2_goaway},
+      {"portico_upstream_h2_resets_sent_total", "counter",
+       "RST_STREAM frames sent to the upstream (the client went away, a timeout, a cancel).",
+       &ClusterRow::h2_resets_sent},
   };
   for (const auto& m : kMetrics) {
     emit_header(m.name, m.type, m.help);

@@ -94,6 +94,9 @@ struct alignas(64) ClusterRow {
   // Load balancer: picks made in panic mode (too few available hosts: availability ignored) and
   // picks answered by a failover tier (priority > 0).
   Counter lb_panic, lb_failover;
+  // HTTP/2 upstreams (useHttp2): connections opened, streams opened, GOAWAY frames received and
+  // RST_STREAM frames sent (a cancel: client gone, timeout).
+  Counter h2_cx_total, h2_streams, h2_goaway, h2_resets_sent;
 };
 
 // Active health check results (HealthCheckResult counters of ClusterSlot).

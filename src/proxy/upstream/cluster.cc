@@ -4,6 +4,8 @@
 
 #include <cerrno>
 
+#include "proxy/upstream/h2_client.h"
+
 namespace portico::proxy::upstream {
 
 namespace {
@@ -29,12 +31,30 @@ Cluster::Cluster(const snapshot::Cluster& config, stats::ClusterSlot* stats, uns
   update(config, stats, std::move(tables));
 }
 
+namespace {
+// Graceful end of an endpoint's HTTP/2 connections (streams in flight finish).
+void shutdown_h2(Endpoint& ep, bool detach) {
+  for (auto& c : ep.h2) {
+    if (detach) c->detach();
+    c->shutdown();
+  }
+  ep.h2.clear();
+}
+}  // namespace
+
 Cluster::~Cluster() {
   for (auto& ep : endpoints_) {
+    shutdown_h2(*ep, true);
     ep->removed = true;
     for (auto& c : ep->idle)
       closed(std::move(c));
     ep->idle.clear();
+  }
+  for (auto& w : h2_all_) {
+    if (auto c = w.lock()) {
+      c->detach();
+      c->shutdown();
+    }
   }
 }
 
@@ -49,6 +69,9 @@ void Cluster::update(const snapshot::Cluster& config, stats::ClusterSlot* stats,
   breakers_ = config.circuit_breakers;
   retry_budget_ = config.retry_budget;
   protocol_ = config.protocol;
+  h2_max_streams_ = config.http2_max_concurrent_streams;
+  h2_stream_window_ = config.http2_initial_stream_window;
+  h2_connection_window_ = config.http2_initial_connection_window;
   tls_ = config.tls.has_value();
   std::string key = pool_key_of(config);
   const bool flush = key != pool_key_;
@@ -59,6 +82,7 @@ void Cluster::update(const snapshot::Cluster& config, stats::ClusterSlot* stats,
       for (auto& c : ep->idle)
         closed(std::move(c));
       ep->idle.clear();
+      shutdown_h2(*ep, false);
     }
   }
   std::vector<std::shared_ptr<Endpoint>> next;
@@ -86,6 +110,7 @@ void Cluster::update(const snapshot::Cluster& config, stats::ClusterSlot* stats,
   for (auto& old : endpoints_) {
     if (!old) continue;
     old->removed = true;
+    shutdown_h2(*old, false);
     for (auto& c : old->idle)
       closed(std::move(c));
     old->idle.clear();
@@ -169,8 +194,63 @@ void Cluster::closed(std::unique_ptr<Connection> conn) {
   load().connections.fetch_sub(1, std::memory_order_relaxed);
 }
 
+std::shared_ptr<H2ClientConnection> Cluster::h2_connection(Endpoint& ep) {
+  std::shared_ptr<H2ClientConnection> best;
+  size_t keep = 0;
+  for (size_t i = 0; i < ep.h2.size(); ++i) {
+    auto& c = ep.h2[i];
+    if (c->dead()) continue;  // dropped: its coroutines own it until they end
+    if (c->available() && (!best || c->streams() < best->streams())) best = c;
+    ep.h2[keep++] = std::move(c);
+  }
+  ep.h2.resize(keep);
+  return best;
+}
+
+std::shared_ptr<H2ClientConnection> Cluster::add_h2(Endpoint& ep,
+                                                    std::unique_ptr<transport::Transport> transport,
+                                                    asio::io_context& io) {
+  H2ClientSettings s;
+  s.max_streams = h2_max_streams_;
+  s.stream_window = h2_stream_window_;
+  s.connection_window = h2_connection_window_;
+  auto c = std::make_shared<H2ClientConnection>(io, std::move(transport), s, this);
+  row().h2_cx_total.inc();
+  std::erase_if(h2_all_, [](const std::weak_ptr<H2ClientConnection>& w) { return w.expired(); });
+  h2_all_.push_back(c);
+  if (!c->start()) {
+    c->detach();
+    h2_closed();
+    return nullptr;
+  }
+  if (ep.removed) {
+    c->shutdown();
+  } else {
+    ep.h2.push_back(c);
+  }
+  return c;
+}
+
+void Cluster::h2_closed() {
+  if (open_ > 0) --open_;
+  row().cx_active.dec();
+  load().connections.fetch_sub(1, std::memory_order_relaxed);
+}
+
 void Cluster::sweep(Clock::time_point now) {
   for (auto& ep : endpoints_) {
+    // HTTP/2 connections without a stream for the idle timeout end (GOAWAY); dead ones go.
+    size_t k = 0;
+    for (size_t i = 0; i < ep->h2.size(); ++i) {
+      auto& c = ep->h2[i];
+      if (c->dead()) continue;
+      if (c->streams() == 0 && now - c->idle_since() > idle_timeout_) {
+        c->shutdown();
+        continue;
+      }
+      ep->h2[k++] = std::move(c);
+    }
+    ep->h2.resize(k);
     auto& idle = ep->idle;
     size_t keep = 0;
     for (size_t i = 0; i < idle.size(); ++i) {

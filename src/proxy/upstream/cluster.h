@@ -25,6 +25,7 @@ namespace portico::proxy::upstream {
 using Clock = std::chrono::steady_clock;
 
 struct Endpoint;
+class H2ClientConnection;
 
 // One connection to an upstream host. Lives in an Endpoint's idle pool or with the request using
 // it. Codecs use it only through its Transport.
@@ -51,6 +52,8 @@ struct Endpoint : std::enable_shared_from_this<Endpoint> {
   // take endpoints out; the load balancer honours it (panic threshold aside).
   bool available() const { return health == nullptr || health->available(); }
   std::vector<std::unique_ptr<Connection>> idle;  // LIFO: the most recently used is the warmest
+  // HTTP/2 clusters: this worker's connections to the endpoint, shared by concurrent streams.
+  std::vector<std::shared_ptr<H2ClientConnection>> h2;
 };
 
 // Whether one more retry may start: the cluster's retries in flight (`active_retries`) stay under
@@ -138,6 +141,17 @@ class Cluster {
   }
   size_t open_connections() const { return open_; }
 
+  // HTTP/2 (protocol kHttp2): a connection to `ep` that can take one more stream now (dead ones
+  // are dropped on the way), or null: open one and adopt it with add_h2.
+  std::shared_ptr<H2ClientConnection> h2_connection(Endpoint& ep);
+  // Starts HTTP/2 on a freshly opened connection (counted by opened()) and keeps it with `ep`.
+  // Null when the session cannot start (the connection is then closed and counted closed).
+  std::shared_ptr<H2ClientConnection> add_h2(Endpoint& ep,
+                                             std::unique_ptr<transport::Transport> transport,
+                                             asio::io_context& io);
+  // An HTTP/2 connection ended: the gauges opened() raised go down.
+  void h2_closed();
+
   // Closes idle connections older than the idle timeout (called by the worker's sweeper).
   void sweep(Clock::time_point now);
 
@@ -163,6 +177,12 @@ class Cluster {
   std::shared_ptr<const tls::ClientContext> tls_context_;
   std::string tls_error_;
   std::shared_ptr<const ClusterHealth> health_;
+  // Every HTTP/2 connection made here and maybe still alive (also those no endpoint keeps any
+  // more): detached when the cluster goes, so that none reaches it afterwards.
+  std::vector<std::weak_ptr<H2ClientConnection>> h2_all_;
+  uint32_t h2_max_streams_ = 100;
+  uint32_t h2_stream_window_ = 65535;
+  uint32_t h2_connection_window_ = 1 << 20;
   std::string pool_key_;  // protocol and TLS settings: pooled connections are only reused under
                           // the same ones
   size_t open_ = 0;

@@ -44,8 +44,13 @@ struct UpstreamError {
   stats::UpstreamError stat() const;  // the counter it is counted in
 };
 
+// How reading a response head ended (both codecs). kRefused (HTTP/2 only): the upstream refused
+// the stream or sent GOAWAY below it; the request was not processed and may go again anywhere.
+enum class HeadStatus { kOk, kClosedBeforeResponse, kReset, kInvalid, kCancelled, kRefused };
+
 class H1ClientStream {
  public:
+  using HeadStatus = upstream::HeadStatus;
   explicit H1ClientStream(Connection& c) : c_(c) {}
 
   // The request head to send: request line, Host, the headers (already filtered and mutated by
@@ -64,7 +69,6 @@ class H1ClientStream {
   // Ends a chunked request body with these trailer fields (the final chunk, the fields, CRLF).
   asio::awaitable<bool> send_trailers(const http::HeaderMap& trailers);
 
-  enum class HeadStatus { kOk, kClosedBeforeResponse, kReset, kInvalid, kCancelled };
   // Reads the response head into `out` (1xx interim responses are skipped).
   // kClosedBeforeResponse: the connection ended before any response byte (a stale pooled
   // connection). `upgrade`: the request asked to switch to that protocol; a 101 whose Upgrade
