@@ -1246,7 +1246,9 @@ asio::awaitable<void> StreamHandler::relay_response(upstream::Exchange& us, bool
       co_await stream_.send_body(buf_.body, true);
     }
   } else {
-    if (body_filters) resp.content_length.reset();  // filters may change the length
+    // Filters may change the length of a body; a response without one keeps its framing (a
+    // trailers-only gRPC answer is "Content-Length: 0" to an HTTP/1.1 client).
+    if (body_filters && resp.has_body) resp.content_length.reset();
     status_ = resp.status;
     slot_->count(w_.index(), resp.status);
     report_outcome(resp.status);
@@ -1588,7 +1590,19 @@ asio::awaitable<void> StreamHandler::grpc_reply(int code, std::string_view messa
   if (!opts_.server_name.empty()) r.headers.add("server", opts_.server_name);
   r.has_body = false;
   r.content_length = 0;
-  if (route_) filters::apply_mutations(route_->options.response_headers, r.headers);
+  if (route_) {
+    // The route's response side, as for every local reply (gRPC-Web turns the content-type into
+    // its own, so that a browser's call reads this status too).
+    filters::apply_mutations(route_->options.response_headers, r.headers);
+    if (create_filters()) {
+      for (uint16_t i : chain_->response_headers) {
+        if (co_await filters_[i]->on_response_headers(r, true) == filters::HeadersStatus::kStop) {
+          stream_.reset();
+          co_return;
+        }
+      }
+    }
+  }
   status_ = r.status;
   if (slot_) slot_->count(w_.index(), r.status);
   co_await stream_.send_headers(r, true);

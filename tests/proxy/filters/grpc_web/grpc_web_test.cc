@@ -481,122 +481,256 @@ bool has_line(const std::string& head, std::string_view line) {
   return h.find("\r\n" + l + "\r\n") != std::string::npos;
 }
 
-TEST_F(GrpcWebStreamTest, BinaryUnaryCallIsTranslatedBothWays) {
-  apply();
+// ---- The filter's hooks, driven directly
+// --------------------------------------------------------- (The translated request is gRPC, which
+// the stream sends only to HTTP/2 upstreams: the whole path through the stream to a real gRPC
+// server is tests/integration/test_grpc_web.py.)
+
+class FakeCallbacks final : public filters::FilterCallbacks {
+ public:
+  explicit FakeCallbacks(asio::io_context& io, stats::WorkerRow& row) : io_(io), row_(row) {}
+  void send_local_reply(int status, std::string_view body, std::string_view) override {
+    reply_status = status;
+    reply_body = std::string(body);
+  }
+  asio::awaitable<bool> sleep(std::chrono::milliseconds) override { co_return true; }
+  const transport::ConnectionInfo& connection() const override { return info_; }
+  const snapshot::Route* route() const override { return nullptr; }
+  asio::any_io_executor executor() override { return io_.get_executor(); }
+  stats::WorkerRow* worker_stats() override { return &row_; }
+
+  int reply_status = 0;
+  std::string reply_body;
+
+ private:
+  asio::io_context& io_;
+  stats::WorkerRow& row_;
+  transport::ConnectionInfo info_;
+};
+
+template <typename T>
+asio::awaitable<void> store(asio::awaitable<T> a, std::optional<T>* out) {
+  *out = co_await std::move(a);
+}
+
+class GrpcWebFilterTest : public ::testing::Test {
+ protected:
+  GrpcWebFilterTest() : cb_(io_, row_) {
+    auto f = filters::compile_grpc_web("{}");
+    EXPECT_TRUE(f.ok());
+    factory_ = f.value();
+    filter_ = factory_->create(cb_);
+  }
+  template <typename T>
+  T run(asio::awaitable<T> a) {
+    std::optional<T> out;
+    asio::co_spawn(io_, store(std::move(a), &out), asio::detached);
+    io_.restart();
+    io_.run();
+    EXPECT_TRUE(out.has_value());
+    return *out;
+  }
+  http::RequestHeaders request(std::string_view content_type, std::string_view extra_name = {},
+                               std::string_view extra_value = {}) {
+    http::RequestHeaders h;
+    h.method = "POST";
+    h.path = "/pkg.Svc/Method";
+    h.has_body = true;
+    h.content_length = 100;
+    h.headers.add("Content-Type", content_type);
+    h.headers.add("X-Grpc-Web", "1");
+    h.headers.add("X-User-Agent", "grpc-web-javascript/0.1");
+    if (!extra_name.empty()) h.headers.add(extra_name, extra_value);
+    return h;
+  }
+  http::ResponseHeaders grpc_response(std::string_view content_type = "application/grpc+proto") {
+    http::ResponseHeaders r;
+    r.status = 200;
+    r.headers.add("content-type", content_type);
+    return r;
+  }
+  // The body hooks over pieces, then the trailers (if any) and the end, as the stream calls them.
+  std::string respond(const std::vector<std::string>& pieces, http::HeaderMap* trailers) {
+    std::string out;
+    for (const auto& p : pieces) {
+      std::string b = p;
+      EXPECT_EQ(run(filter_->on_response_body(b, false)), filters::DataStatus::kContinue);
+      out += b;
+    }
+    if (trailers) {
+      EXPECT_EQ(run(filter_->on_response_trailers(*trailers)), filters::DataStatus::kContinue);
+    }
+    std::string end;
+    EXPECT_EQ(run(filter_->on_response_body(end, true)), filters::DataStatus::kContinue);
+    return out + end;
+  }
+
+  asio::io_context io_;
+  stats::WorkerRow row_;
+  FakeCallbacks cb_;
+  std::shared_ptr<const filters::FilterFactory> factory_;
+  std::unique_ptr<filters::StreamFilter> filter_;
+};
+
+TEST_F(GrpcWebFilterTest, BinaryCallIsTranslatedBothWays) {
+  auto req = request("application/grpc-web+proto");
+  EXPECT_TRUE(factory_->applies(req));
+  EXPECT_EQ(run(filter_->on_request_headers(req, false)), filters::HeadersStatus::kContinue);
+  EXPECT_EQ(req.headers.get("content-type"), std::string_view("application/grpc+proto"));
+  EXPECT_EQ(req.headers.get("te"), std::string_view("trailers"));
+  EXPECT_FALSE(req.headers.has("x-grpc-web"));
+  EXPECT_EQ(req.headers.get("x-user-agent"), std::string_view("grpc-web-javascript/0.1"));
+  EXPECT_EQ(req.content_length, uint64_t{100});  // a binary body keeps its length
   const std::string msg = frame("\x0a\x05hello");
-  auto r = call("/echo", "application/grpc-web+proto", {msg},
-                "X-Grpc-Web: 1\r\nX-User-Agent: grpc-web-javascript/0.1\r\n");
-  ASSERT_EQ(upstream_.heads.size(), 1u);
-  const std::string& up = upstream_.heads[0];
-  EXPECT_TRUE(has_line(up, "content-type: application/grpc+proto")) << up;
-  EXPECT_TRUE(has_line(up, "te: trailers")) << up;
-  EXPECT_FALSE(has_line(up, "x-grpc-web: 1")) << up;
-  EXPECT_TRUE(has_line(up, "x-user-agent: grpc-web-javascript/0.1")) << up;
-  ASSERT_EQ(upstream_.bodies.size(), 1u);
-  EXPECT_EQ(upstream_.bodies[0], msg);
+  std::string body = msg;
+  EXPECT_EQ(run(filter_->on_request_body(body, true)), filters::DataStatus::kContinue);
+  EXPECT_EQ(body, msg);
+  EXPECT_EQ(row_.grpc_web_requests[0].get(), 1u);
 
-  EXPECT_EQ(r.status, 200);
-  EXPECT_TRUE(has_line(r.head, "content-type: application/grpc-web+proto")) << r.head;
-  // The message, then the trailers as a trailer frame; no HTTP trailers.
-  EXPECT_EQ(r.body, msg + trailer_frame("grpc-status: 0\r\ngrpc-message: ok\r\n"));
-  EXPECT_EQ(r.trailers, "");
-  EXPECT_EQ(stats_.worker_row(0).grpc_web_requests[0].get(), 1u);
-  EXPECT_EQ(stats_.worker_row(0).grpc_web_requests[1].get(), 0u);
+  auto resp = grpc_response();
+  resp.content_length = 10;
+  EXPECT_EQ(run(filter_->on_response_headers(resp, false)), filters::HeadersStatus::kContinue);
+  EXPECT_EQ(resp.headers.get("content-type"), std::string_view("application/grpc-web+proto"));
+  EXPECT_FALSE(resp.content_length.has_value());
+  http::HeaderMap trailers;
+  trailers.add("Grpc-Status", "0");
+  trailers.add("grpc-message", "ok");
+  EXPECT_EQ(respond({msg.substr(0, 3), msg.substr(3)}, &trailers),
+            msg + trailer_frame("grpc-status: 0\r\ngrpc-message: ok\r\n"));
+  EXPECT_TRUE(trailers.empty());  // no HTTP trailers reach the client
 }
 
-TEST_F(GrpcWebStreamTest, ErrorStatusArrivesInTheTrailerFrame) {
-  apply();
-  auto r = call("/fail", "application/grpc-web", {frame("x")});
-  EXPECT_EQ(r.status, 200);
-  EXPECT_TRUE(has_line(r.head, "content-type: application/grpc-web")) << r.head;
-  EXPECT_EQ(r.body, trailer_frame("grpc-status: 5\r\ngrpc-message: not found\r\n"));
-  EXPECT_EQ(r.trailers, "");
+TEST_F(GrpcWebFilterTest, ErrorStatusArrivesInTheTrailerFrame) {
+  auto req = request("application/grpc-web");
+  run(filter_->on_request_headers(req, false));
+  EXPECT_EQ(req.headers.get("content-type"), std::string_view("application/grpc"));
+  auto resp = grpc_response("application/grpc");
+  run(filter_->on_response_headers(resp, false));
+  EXPECT_EQ(resp.headers.get("content-type"), std::string_view("application/grpc-web"));
+  http::HeaderMap trailers;
+  trailers.add("grpc-status", "5");
+  trailers.add("grpc-message", "not found");
+  EXPECT_EQ(respond({}, &trailers), trailer_frame("grpc-status: 5\r\ngrpc-message: not found\r\n"));
 }
 
-TEST_F(GrpcWebStreamTest, TextModeDecodesARequestSplitAnywhereAndEncodesTheResponse) {
-  apply();
+TEST_F(GrpcWebFilterTest, TextModeDecodesARequestSplitAnywhereAndEncodesTheResponse) {
+  auto req = request("application/grpc-web-text");
+  run(filter_->on_request_headers(req, false));
+  EXPECT_EQ(req.headers.get("content-type"), std::string_view("application/grpc"));
+  EXPECT_FALSE(req.content_length.has_value());  // the decoded body is shorter
+  EXPECT_EQ(row_.grpc_web_requests[1].get(), 1u);
   const std::string msg = frame("a message of some length, to be split");
   const std::string text = common::base64_encode(msg);
-  // Pieces of 1, 2, 3, 5, 7 ... characters: quanta cut everywhere.
-  std::vector<std::string> pieces;
-  for (size_t at = 0, n = 1; at < text.size(); at += n, n = n % 7 + 1)
-    pieces.push_back(text.substr(at, n));
-  auto r = call("/echo", "application/grpc-web-text", pieces);
-  ASSERT_EQ(upstream_.bodies.size(), 1u);
-  EXPECT_EQ(upstream_.bodies[0], msg);
-  EXPECT_TRUE(has_line(upstream_.heads[0], "content-type: application/grpc")) << upstream_.heads[0];
-  EXPECT_EQ(r.status, 200);
-  EXPECT_TRUE(has_line(r.head, "content-type: application/grpc-web-text+proto")) << r.head;
-  auto decoded = decode_split(r.body, {});
-  ASSERT_TRUE(decoded) << r.body;
-  EXPECT_EQ(*decoded, msg + trailer_frame("grpc-status: 0\r\ngrpc-message: ok\r\n"));
-  EXPECT_EQ(stats_.worker_row(0).grpc_web_requests[1].get(), 1u);
+  std::string upstream;
+  for (size_t at = 0, n = 1; at < text.size(); at += n, n = n % 7 + 1) {
+    std::string piece = text.substr(at, n);
+    EXPECT_EQ(run(filter_->on_request_body(piece, false)), filters::DataStatus::kContinue);
+    upstream += piece;
+  }
+  std::string last;
+  EXPECT_EQ(run(filter_->on_request_body(last, true)), filters::DataStatus::kContinue);
+  EXPECT_EQ(upstream + last, msg);
+
+  auto resp = grpc_response();
+  run(filter_->on_response_headers(resp, false));
+  EXPECT_EQ(resp.headers.get("content-type"), std::string_view("application/grpc-web-text+proto"));
+  http::HeaderMap trailers;
+  trailers.add("grpc-status", "0");
+  const std::string out = respond({msg.substr(0, 4), msg.substr(4, 9), msg.substr(13)}, &trailers);
+  auto decoded = decode_split(out, {});
+  ASSERT_TRUE(decoded) << out;
+  EXPECT_EQ(*decoded, msg + trailer_frame("grpc-status: 0\r\n"));
 }
 
-TEST_F(GrpcWebStreamTest, ServerStreamingInTextModeSendsEachMessageWhole) {
-  apply();
-  auto p = connect();
-  const std::string req = common::base64_encode(frame("go"));
-  p->send(
-      "POST /stream HTTP/1.1\r\nHost: a\r\nContent-Type: application/grpc-web-text\r\n"
-      "Content-Length: " +
-      std::to_string(req.size()) + "\r\n\r\n" + req);
-  // The first message is readable before the stream ends: padded at its boundary.
-  ASSERT_TRUE(run_until([&] {
-    auto at = p->to_client.find("\r\n\r\n");
-    if (at == std::string::npos) return false;
-    http::ChunkedDecoder dec;
-    std::string body;
-    auto st = dec.feed(std::string_view(p->to_client).substr(at + 4));
-    body.append(st.data);
-    auto d = decode_split(body, {});
-    return d && *d == frame("one");
-  }));
-  std::optional<Response> r;
-  ASSERT_TRUE(run_until([&] { return (r = parse_response(p->to_client)).has_value(); }));
-  EXPECT_TRUE(has_line(r->head, "content-type: application/grpc-web-text")) << r->head;
-  auto decoded = decode_split(r->body, {});
-  ASSERT_TRUE(decoded) << r->body;
-  EXPECT_EQ(*decoded, frame("one") + frame("second message") + frame("three!") +
-                          trailer_frame("grpc-status: 0\r\n"));
+TEST_F(GrpcWebFilterTest, ServerStreamingInTextModeSendsEachMessageWhole) {
+  auto req = request("application/grpc-web-text+proto");
+  run(filter_->on_request_headers(req, false));
+  auto resp = grpc_response();
+  run(filter_->on_response_headers(resp, false));
+  // A message that ends with a piece is readable at once: its text is padded there.
+  std::string one = frame("one");
+  run(filter_->on_response_body(one, false));
+  EXPECT_EQ(decode_split(one, {}), std::optional<std::string>(frame("one")));
+  const std::string second = frame("second message");
+  std::string a = second.substr(0, 7), b = second.substr(7);
+  run(filter_->on_response_body(a, false));
+  run(filter_->on_response_body(b, false));
+  EXPECT_EQ(decode_split(a + b, {}), std::optional<std::string>(second));
+  http::HeaderMap trailers;
+  trailers.add("grpc-status", "0");
+  const std::string rest = respond({frame("three!")}, &trailers);
+  EXPECT_EQ(decode_split(one + a + b + rest, {}),
+            std::optional<std::string>(frame("one") + second + frame("three!") +
+                                       trailer_frame("grpc-status: 0\r\n")));
 }
 
-TEST_F(GrpcWebStreamTest, BinaryClientAcceptingTextGetsText) {
-  apply();
+TEST_F(GrpcWebFilterTest, BinaryClientAcceptingTextGetsText) {
+  auto req = request("application/grpc-web+proto", "Accept", "application/grpc-web-text");
+  run(filter_->on_request_headers(req, false));
+  auto resp = grpc_response();
+  run(filter_->on_response_headers(resp, false));
+  EXPECT_EQ(resp.headers.get("content-type"), std::string_view("application/grpc-web-text+proto"));
+  http::HeaderMap trailers;
+  trailers.add("grpc-status", "0");
   const std::string msg = frame("hi");
-  auto r =
-      call("/echo", "application/grpc-web+proto", {msg}, "Accept: application/grpc-web-text\r\n");
-  EXPECT_TRUE(has_line(r.head, "content-type: application/grpc-web-text+proto")) << r.head;
-  auto decoded = decode_split(r.body, {});
+  auto decoded = decode_split(respond({msg}, &trailers), {});
   ASSERT_TRUE(decoded);
-  EXPECT_EQ(*decoded, msg + trailer_frame("grpc-status: 0\r\ngrpc-message: ok\r\n"));
+  EXPECT_EQ(*decoded, msg + trailer_frame("grpc-status: 0\r\n"));
 }
 
-TEST_F(GrpcWebStreamTest, TrailersOnlyResponseKeepsItsStatusInTheHead) {
-  apply();
-  auto r = call("/only", "application/grpc-web+proto", {frame("x")});
-  EXPECT_EQ(r.status, 200);
-  EXPECT_TRUE(has_line(r.head, "content-type: application/grpc-web")) << r.head;
-  EXPECT_TRUE(has_line(r.head, "grpc-status: 7")) << r.head;
-  EXPECT_TRUE(has_line(r.head, "grpc-message: denied")) << r.head;
-  EXPECT_EQ(r.body, "");
+TEST_F(GrpcWebFilterTest, TrailersOnlyResponseKeepsItsStatusInTheHead) {
+  auto req = request("application/grpc-web+proto");
+  run(filter_->on_request_headers(req, false));
+  auto resp = grpc_response("application/grpc");
+  resp.has_body = false;
+  resp.headers.add("grpc-status", "7");
+  resp.headers.add("grpc-message", "denied");
+  run(filter_->on_response_headers(resp, true));
+  EXPECT_EQ(resp.headers.get("content-type"), std::string_view("application/grpc-web"));
+  EXPECT_EQ(resp.headers.get("grpc-status"), std::string_view("7"));
+  EXPECT_EQ(resp.headers.get("grpc-message"), std::string_view("denied"));
+  EXPECT_EQ(respond({}, nullptr), "");  // no body, no frame
 }
 
-TEST_F(GrpcWebStreamTest, MalformedTextBodyIs400AndCounted) {
-  apply();
-  auto r = call("/echo", "application/grpc-web-text", {"AAAA", "AA*A", "AAAA"});
-  EXPECT_EQ(r.status, 400);
-  EXPECT_NE(r.body.find("not valid base64"), std::string::npos) << r.body;
-  EXPECT_EQ(stats_.worker_row(0).grpc_web_malformed.get(), 1u);
-  // Truncated: valid pieces, but the body ends inside a quantum.
-  auto t = call("/echo", "application/grpc-web-text", {"AAAA", "AA"});
-  EXPECT_EQ(t.status, 400);
-  EXPECT_EQ(stats_.worker_row(0).grpc_web_malformed.get(), 2u);
+TEST_F(GrpcWebFilterTest, MalformedTextBodyStopsWithA400AndIsCounted) {
+  auto req = request("application/grpc-web-text");
+  run(filter_->on_request_headers(req, false));
+  std::string ok = "AAAA";
+  EXPECT_EQ(run(filter_->on_request_body(ok, false)), filters::DataStatus::kContinue);
+  std::string bad = "AA*A";
+  EXPECT_EQ(run(filter_->on_request_body(bad, false)), filters::DataStatus::kStop);
+  EXPECT_EQ(cb_.reply_status, 400);
+  EXPECT_NE(cb_.reply_body.find("not valid base64"), std::string::npos);
+  EXPECT_EQ(row_.grpc_web_malformed.get(), 1u);
+  // Truncated: every piece is fine, but the body ends inside a quantum.
+  auto f2 = factory_->create(cb_);
+  auto req2 = request("application/grpc-web-text");
+  run(f2->on_request_headers(req2, false));
+  std::string piece = "AAAAAA";
+  EXPECT_EQ(run(f2->on_request_body(piece, false)), filters::DataStatus::kContinue);
+  std::string end;
+  EXPECT_EQ(run(f2->on_request_body(end, true)), filters::DataStatus::kStop);
+  EXPECT_EQ(row_.grpc_web_malformed.get(), 2u);
 }
 
-TEST_F(GrpcWebStreamTest, OtherRequestsAndNonGrpcAnswersPassUntouched) {
+TEST_F(GrpcWebFilterTest, NonGrpcAnswersPassUntouched) {
+  EXPECT_FALSE(factory_->applies(request("application/json")));
+  auto req = request("application/grpc-web");
+  run(filter_->on_request_headers(req, false));
+  // A local reply or an error page: not gRPC, relayed as it is.
+  http::ResponseHeaders page;
+  page.status = 404;
+  page.headers.add("content-type", "text/plain");
+  page.content_length = 12;
+  run(filter_->on_response_headers(page, false));
+  EXPECT_EQ(page.headers.get("content-type"), std::string_view("text/plain"));
+  EXPECT_EQ(page.content_length, uint64_t{12});
+  EXPECT_EQ(respond({"no such page"}, nullptr), "no such page");
+}
+
+TEST_F(GrpcWebStreamTest, OtherRequestsPassUntouched) {
   apply();
-  // Not gRPC-Web: nothing changes, nothing is counted.
+  // Not gRPC-Web: nothing changes, nothing is counted (the route's chain has no filter for it).
   auto plain = call("/echo", "application/json", {"{}"});
   ASSERT_EQ(upstream_.heads.size(), 1u);
   EXPECT_TRUE(has_line(upstream_.heads[0], "content-type: application/json"));
@@ -605,11 +739,6 @@ TEST_F(GrpcWebStreamTest, OtherRequestsAndNonGrpcAnswersPassUntouched) {
   EXPECT_TRUE(has_line(plain.head, "content-type: application/grpc+proto"));  // untouched
   EXPECT_NE(plain.trailers.find("grpc-status: 0"), std::string::npos) << plain.trailers;
   EXPECT_EQ(stats_.worker_row(0).grpc_web_requests[0].get(), 0u);
-  // gRPC-Web, but the upstream is not gRPC: its answer is relayed as it is.
-  auto page = call("/nowhere", "application/grpc-web", {frame("x")});
-  EXPECT_EQ(page.status, 404);
-  EXPECT_TRUE(has_line(page.head, "content-type: text/plain"));
-  EXPECT_EQ(page.body, "no such page");
 }
 
 TEST_F(GrpcWebStreamTest, DisabledMeansUntranslated) {
