@@ -476,6 +476,15 @@ void decode_http_gateway(DocReader& doc, const Field& f, const ObjectMeta& meta,
   if (auto o = m.map("options")) {
     MapReader om(doc, o->value, o->path, o->loc);
     if (auto h = om.map("httpConnectionManagerSettings")) decode_hcm_settings(doc, *h, &out->http);
+    if (auto g = om.map("grpcWeb")) {
+      // Gloo's GrpcWeb: gRPC-Web translation is on by default; `disable: true` turns it off.
+      MapReader gm(doc, g->value, g->path, g->loc);
+      if (gm.ok()) {
+        bool disable = false;
+        if (gm.boolean("disable", &disable)) out->http.grpc_web_disable = disable;
+        gm.finish();
+      }
+    }
     om.finish();
   }
   m.finish();

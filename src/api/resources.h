@@ -162,6 +162,8 @@ struct GatewayHttpOptions {
   std::optional<uint32_t> http2_max_concurrent_streams;
   std::optional<uint32_t> http2_initial_stream_window;
   std::optional<uint32_t> http2_initial_connection_window;
+  // Gloo's httpGateway.options.grpcWeb.disable: gRPC-Web translation is on unless disabled.
+  std::optional<bool> grpc_web_disable;
 };
 
 // One access log (options.accessLoggingService.accessLog[i].fileSink, Gloo's shape). The formats

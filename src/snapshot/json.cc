@@ -302,6 +302,10 @@ Json listener_json(const Listener& l) {
                    {"generate_request_id", l.http.generate_request_id},
                    {"use_remote_address", l.http.use_remote_address},
                    {"server_name", l.http.server_name}};
+  Json filters = Json::array();
+  for (const auto& f : l.http.filters)
+    filters.push_back(f.name);
+  j["http"]["filters"] = std::move(filters);
   j["http"]["http2"] = Json{{"cleartext_prior_knowledge", l.http.http2.cleartext_prior_knowledge},
                             {"max_concurrent_streams", l.http.http2.max_concurrent_streams},
                             {"initial_stream_window", l.http.http2.initial_stream_window},

@@ -626,6 +626,9 @@ snapshot::HttpOptions translate_http(const api::GatewayHttpOptions& h) {
     out.http2.initial_stream_window = *h.http2_initial_stream_window;
   if (h.http2_initial_connection_window)
     out.http2.initial_connection_window = *h.http2_initial_connection_window;
+  // gRPC-Web translation, on by default as in Gloo (the filter takes part only in gRPC-Web
+  // requests: the others do not pay for it beyond a content-type check).
+  if (!h.grpc_web_disable.value_or(false)) out.filters.push_back({"grpc_web", "{}"});
   return out;
 }
 

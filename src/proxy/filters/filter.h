@@ -7,13 +7,16 @@
 // asks it for a StreamFilter (worker thread, one stream). Filter hooks are coroutines: a filter may
 // await a timer or a network call before it answers. Closed status enums are the only control
 // signals. Call order per stream: on_request_headers, on_request_body*, on_request_trailers (only
-// when the request has trailers), then on_response_headers, on_response_body*, on_response_trailers
-// (only when the response has trailers: a chunked HTTP/1.1 or an HTTP/2 response, gRPC's status),
-// and always on_log.
+// when the request has trailers), then on_response_headers, on_response_body* (data pieces),
+// on_response_trailers (only when the response has trailers: a chunked HTTP/1.1 or an HTTP/2
+// response, gRPC's status), the last on_response_body (end_stream), and always on_log.
 // Local replies made once a route matched (a filter's, the router's, upstream failures) go through
 // the response hooks too, also of filters whose request hooks did not run (docs/architecture.md).
 // Only the hooks a factory declares in phases() are called, so a chain without body filters moves
-// body bytes with no per-chunk virtual call.
+// body bytes with no per-chunk virtual call. A conditional factory (FilterFactory::conditional) is
+// asked once per stream, before anything is made, whether it takes part (applies); a stream it
+// does not concern runs the chain without it (tables built at compile time), so that a filter on
+// every route (gRPC-Web) costs the other requests one check and no per-chunk call.
 #pragma once
 
 #include <asio.hpp>
@@ -30,6 +33,10 @@
 #include "proxy/http/message.h"
 #include "proxy/transport/transport.h"
 #include "snapshot/proxy_config.h"
+
+namespace portico::proxy::stats {
+struct WorkerRow;
+}  // namespace portico::proxy::stats
 
 namespace portico::proxy::filters {
 
@@ -78,6 +85,9 @@ class FilterCallbacks {
   virtual const transport::ConnectionInfo& connection() const = 0;
   virtual const snapshot::Route* route() const = 0;
   virtual asio::any_io_executor executor() = 0;  // for network calls of the filter's own
+  // The counters of the worker running the stream (single writer: this worker), for filters
+  // that count what they do in /stats; null where there is none (unit tests).
+  virtual stats::WorkerRow* worker_stats() { return nullptr; }
 };
 
 // Per-stream filter. Every hook has a do-nothing default. `body` hooks may change the bytes in
@@ -93,8 +103,10 @@ class StreamFilter {
   virtual asio::awaitable<HeadersStatus> on_response_headers(http::ResponseHeaders& headers,
                                                              bool end_stream);
   virtual asio::awaitable<DataStatus> on_response_body(std::string& body, bool end_stream);
-  // The response's trailer fields (forwardable ones only), after the last body chunk; may add,
-  // change or remove fields. kStop resets the stream (the response head is gone already).
+  // The response's trailer fields (forwardable ones only), after the last data piece and before
+  // the body hooks' end_stream call; may add, change or remove fields (clearing them all ends the
+  // response without trailers: a filter may carry them in the body at end_stream instead). kStop
+  // resets the stream (the response head is gone already).
   virtual asio::awaitable<DataStatus> on_response_trailers(http::HeaderMap& trailers);
   virtual void on_log(const LogInfo& info) {}
 };
@@ -108,6 +120,11 @@ class FilterFactory {
   virtual std::unique_ptr<StreamFilter> create(FilterCallbacks& callbacks) const = 0;
   // The most body bytes the filter may ask to buffer (HeadersStatus::kBuffer).
   virtual size_t max_buffer_bytes() const { return 1 << 20; }
+  // A conditional filter takes part only in the streams whose request head applies() accepts
+  // (asked once per stream on the worker, before any filter is made: a cheap check of the head,
+  // no side effect). The others run the chain without it: none of its hooks, none of its phases.
+  virtual bool conditional() const { return false; }
+  virtual bool applies(const http::RequestHeaders& request) const { return true; }
 };
 
 // Compiles one filter's JSON configuration. Control thread; errors name what is wrong.
@@ -135,8 +152,19 @@ struct FilterChain {
   std::vector<std::shared_ptr<const FilterFactory>> factories;
   std::vector<uint16_t> request_headers, request_body, request_trailers, response_headers,
       response_body, response_trailers, log;
+  // Conditional factories (indexes into `factories`, at most kMaxConditional; further ones are
+  // always made) and the chain for each subset of them that applies: variants[mask] holds the
+  // factories whose bit of `mask` is set (bit i: conditional[i]), null when that chain is empty.
+  // The full mask is this chain itself and is not stored (variants has 2^n - 1 entries).
+  static constexpr size_t kMaxConditional = 4;
+  std::vector<uint16_t> conditional;
+  std::vector<std::shared_ptr<const FilterChain>> variants;
 
   bool empty() const { return factories.empty(); }
+  // The chain for a stream with this request head: `self` when every conditional filter applies
+  // (or there is none), else a variant (null: no filter at all for this stream). Worker thread.
+  static std::shared_ptr<const FilterChain> for_stream(
+      const std::shared_ptr<const FilterChain>& self, const http::RequestHeaders& request);
 };
 
 Result<std::shared_ptr<const FilterChain>> compile_chain(

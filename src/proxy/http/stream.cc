@@ -130,6 +130,10 @@ asio::any_io_executor StreamHandler::executor() {
   return w_.io().get_executor();
 }
 
+stats::WorkerRow* StreamHandler::worker_stats() {
+  return &w_.row();
+}
+
 void StreamHandler::on_deadline(int which) {
   switch (which) {
     case kRequest:
@@ -401,7 +405,9 @@ asio::awaitable<void> StreamHandler::handle() {
 bool StreamHandler::create_filters() {
   if (chain_) return true;
   if (!rr_ || !rr_->chain || rr_->chain->empty()) return false;
-  chain_ = rr_->chain;
+  // Conditional filters that do not concern this request are left out (a variant of the chain).
+  chain_ = filters::FilterChain::for_stream(rr_->chain, stream_.request());
+  if (!chain_) return false;
   filters_.reserve(chain_->factories.size());
   for (const auto& f : chain_->factories)
     filters_.push_back(f->create(*this));
@@ -1088,8 +1094,19 @@ asio::awaitable<void> StreamHandler::pump_request(upstream::Exchange& us, bool c
       request_timer_.cancel();
       if (body_filters) {
         buf_.body.clear();
-        for (uint16_t i : chain_->request_body)
-          (void)co_await filters_[i]->on_request_body(buf_.body, true);
+        bool stop = false;
+        for (uint16_t i : chain_->request_body) {
+          if (co_await filters_[i]->on_request_body(buf_.body, true) ==
+              filters::DataStatus::kStop) {
+            stop = true;  // e.g. a body that ends malformed for the filter
+            break;
+          }
+        }
+        if (stop) {
+          client_aborted_ = !pending_reply_.has_value();
+          us.cancel();
+          break;
+        }
         if (recording_) record(buf_.body);
       }
       // Trailers go through the trailer filters, then upstream when the body is chunked there
@@ -1234,7 +1251,9 @@ asio::awaitable<void> StreamHandler::relay_response(upstream::Exchange& us, bool
       co_await stream_.send_body(buf_.body, true);
     }
   } else {
-    if (body_filters) resp.content_length.reset();  // filters may change the length
+    // Filters may change the length of a body; a response without one keeps its framing (a
+    // trailers-only gRPC answer is "Content-Length: 0" to an HTTP/1.1 client).
+    if (body_filters && resp.has_body) resp.content_length.reset();
     status_ = resp.status;
     slot_->count(w_.index(), resp.status);
     report_outcome(resp.status);
@@ -1499,9 +1518,19 @@ asio::awaitable<bool> StreamHandler::request_trailers(HeaderMap& trailers) {
 }
 
 asio::awaitable<bool> StreamHandler::end_response(HeaderMap* trailers) {
-  if (!trailers) co_return co_await send_response_body({}, true);
-  // The body filters see the end of the body first; the trailers follow (on a chunked response;
-  // the codec drops them on a Content-Length or close-delimited one).
+  // The trailer filters first: they may change the fields, or carry them into the body (gRPC-Web
+  // ends its body with a trailer frame and clears them). Then the body filters' last word, then
+  // the trailers that remain (on a chunked response; the codec drops them on a Content-Length
+  // or close-delimited one), or the end of the body when none remain.
+  if (trailers && chain_) {
+    for (uint16_t i : chain_->response_trailers) {
+      if (co_await filters_[i]->on_response_trailers(*trailers) == filters::DataStatus::kStop) {
+        stream_.reset();
+        co_return false;
+      }
+    }
+  }
+  if (!trailers || trailers->empty()) co_return co_await send_response_body({}, true);
   if (chain_ && !chain_->response_body.empty()) {
     buf_.body.clear();
     for (uint16_t i : chain_->response_body) {
@@ -1511,14 +1540,6 @@ asio::awaitable<bool> StreamHandler::end_response(HeaderMap* trailers) {
       }
     }
     if (!buf_.body.empty() && !co_await stream_.send_body(buf_.body, false)) co_return false;
-  }
-  if (chain_) {
-    for (uint16_t i : chain_->response_trailers) {
-      if (co_await filters_[i]->on_response_trailers(*trailers) == filters::DataStatus::kStop) {
-        stream_.reset();
-        co_return false;
-      }
-    }
   }
   co_return co_await stream_.send_trailers(*trailers);
 }
@@ -1593,7 +1614,19 @@ asio::awaitable<void> StreamHandler::grpc_reply(int code, std::string_view messa
   if (!opts_.server_name.empty()) r.headers.add("server", opts_.server_name);
   r.has_body = false;
   r.content_length = 0;
-  if (route_) filters::apply_mutations(route_->options.response_headers, r.headers);
+  if (route_) {
+    // The route's response side, as for every local reply (gRPC-Web turns the content-type into
+    // its own, so that a browser's call reads this status too).
+    filters::apply_mutations(route_->options.response_headers, r.headers);
+    if (create_filters()) {
+      for (uint16_t i : chain_->response_headers) {
+        if (co_await filters_[i]->on_response_headers(r, true) == filters::HeadersStatus::kStop) {
+          stream_.reset();
+          co_return;
+        }
+      }
+    }
+  }
   status_ = r.status;
   if (slot_) slot_->count(w_.index(), r.status);
   co_await stream_.send_headers(r, true);

@@ -65,6 +65,7 @@ class StreamHandler final : public filters::FilterCallbacks {
   const transport::ConnectionInfo& connection() const override { return stream_.connection(); }
   const snapshot::Route* route() const override { return route_; }
   asio::any_io_executor executor() override;
+  stats::WorkerRow* worker_stats() override;
 
  private:
   struct LocalReply {
@@ -116,7 +117,8 @@ class StreamHandler final : public filters::FilterCallbacks {
   size_t max_replay() const;
   asio::awaitable<RetryDecision> policy_retry(bool request_sent);
   asio::awaitable<bool> send_response_body(std::string_view data, bool end);
-  // Ends the response: the body filters' last word, then the trailers (or the end of the body).
+  // Ends the response: the trailer filters, the body filters' last word, then the trailers that
+  // remain (or the end of the body).
   asio::awaitable<bool> end_response(HeaderMap* trailers);
   // Runs the request trailer filters; false when one stopped the stream.
   asio::awaitable<bool> request_trailers(HeaderMap& trailers);

@@ -263,6 +263,20 @@ std::string Registry::render() const {
            "\"} " + std::to_string(sum) + "\n";
   }
 
+  // gRPC-Web (the grpc_web filter).
+  emit_header("portico_grpc_web_requests_total", "counter",
+              "gRPC-Web requests translated to gRPC, by mode (binary, text).");
+  for (size_t m = 0; m < 2; ++m) {
+    uint64_t sum = 0;
+    for (unsigned w = 0; w < workers_; ++w)
+      sum += worker_rows_[w].grpc_web_requests[m].get();
+    out += std::string("portico_grpc_web_requests_total{mode=\"") + (m == 0 ? "binary" : "text") +
+           "\"} " + std::to_string(sum) + "\n";
+  }
+  counter("portico_grpc_web_malformed_total",
+          "gRPC-Web text requests whose body was not valid base64 (answered 400).",
+          &WorkerRow::grpc_web_malformed);
+
   // TLS handshakes (process-wide counters kept by the TLS layer).
   emit_header("portico_tls_handshakes_total", "counter",
               "TLS handshakes completed, by side (downstream: clients; upstream: to upstreams).");

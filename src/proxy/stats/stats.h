@@ -167,6 +167,10 @@ struct alignas(64) WorkerRow {
   Counter h2_malformed;              // streams reset: malformed request (RFC 9113 §8.1.1)
   Counter h2_protocol_errors;        // connections ended by a connection-level protocol error
   std::array<Counter, static_cast<size_t>(H2Flood::kCount)> h2_flood;
+  // gRPC-Web requests translated to gRPC (the grpc_web filter), by mode (0 binary, 1 text), and
+  // those whose -text body was not valid base64 (answered 400).
+  std::array<Counter, 2> grpc_web_requests;
+  Counter grpc_web_malformed;
 };
 
 // Owns every slot. get_* are called on the control thread only; render() on the admin thread.
