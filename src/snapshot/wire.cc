@@ -178,7 +178,7 @@ static_assert(sizeof(HealthCheck) == 192, kAddedField);
 static_assert(sizeof(OutlierDetection) == 64, kAddedField);
 static_assert(sizeof(CircuitBreakers) == 16, kAddedField);
 static_assert(sizeof(RetryBudget) == 8, kAddedField);
-static_assert(sizeof(Cluster) == 760, kAddedField);
+static_assert(sizeof(Cluster) == 768, kAddedField);
 static_assert(sizeof(OverloadConfig) == 16, kAddedField);
 static_assert(sizeof(TypeVersions) == 40, kAddedField);
 #undef kAddedField
@@ -307,7 +307,8 @@ NLOHMANN_DEFINE_TYPE_NON_INTRUSIVE(Cluster, name, lb, discovery, choice_count, r
                                    connect_timeout, max_requests_per_connection,
                                    idle_connection_timeout, protocol, tls, max_connections,
                                    max_idle_connections, health_check, outlier_detection,
-                                   circuit_breakers, retry_budget)
+                                   circuit_breakers, retry_budget, http2_max_concurrent_streams,
+                                   http2_initial_stream_window, http2_initial_connection_window)
 NLOHMANN_DEFINE_TYPE_NON_INTRUSIVE(OverloadConfig, max_connections, max_heap_bytes)
 NLOHMANN_DEFINE_TYPE_NON_INTRUSIVE(TypeVersions, listeners, routes, clusters, endpoints, secrets)
 

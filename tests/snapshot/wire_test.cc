@@ -111,10 +111,13 @@ ProxyConfig rich() {
   Cluster api;
   api.name = "default/api";
   api.lb = LbPolicy::kMaglev;
+  api.protocol = UpstreamProtocol::kHttp2;
+  api.http2_max_concurrent_streams = 7;
+  api.http2_initial_stream_window = 1 << 18;
   api.endpoints = {{"10.0.0.1", 80, 1, 0}, {"::1", 81, 5, 1}};
   api.discovery.push_back({"consul", "api", 0, 2, 1, {"v1", "blue"}, "dc1", "ns", {}, {}});
-  api.discovery.push_back({"nomad", "api", 0, 1, 0, {"v2"}, "", "default",
-                           DiscoveryTarget::Canary::kOnly, {"canary"}});
+  api.discovery.push_back(
+      {"nomad", "api", 0, 1, 0, {"v2"}, "", "default", DiscoveryTarget::Canary::kOnly, {"canary"}});
   api.health_check = HealthCheck{};
   api.health_check->kind = HealthCheck::Kind::kGrpc;
   api.health_check->expected_statuses = {{200, 300}};
