@@ -111,7 +111,6 @@ ProxyConfig rich() {
   Cluster api;
   api.name = "default/api";
   api.lb = LbPolicy::kMaglev;
-  api.protocol = UpstreamProtocol::kHttp2;
   api.http2_max_concurrent_streams = 7;
   api.http2_initial_stream_window = 1 << 18;
   api.endpoints = {{"10.0.0.1", 80, 1, 0}, {"::1", 81, 5, 1}};
