@@ -766,37 +766,16 @@ class Runner {
     if (!nomad_) return;
     api::NomadSettings n;
     if (const api::SettingsSpec* settings = settings_in_force()) n = settings->nomad;
-    control::NomadDiscoveryOptions o;
     std::string error;
-    auto url = control::store_url(n.address, 4646, n.tls);
-    if (!url) {
-      error = "nomad.address " + n.address + ": " + url.error().message;
-    } else {
-      o.url = url.value();
-    }
-    o.token = n.token;
-    o.region = n.region;
-    o.wait = n.wait_time;
-    if (error.empty() && !n.token_file.empty()) {
-      std::string why;
-      auto text = control::read_config_file(n.token_file, 64 * 1024, &why);
-      std::string token = text ? *text : std::string();
-      while (!token.empty() && std::isspace(static_cast<unsigned char>(token.back())))
-        token.pop_back();
-      if (!text) {
-        error = "nomad.tokenFile " + n.token_file + ": " + why;
-      } else if (token.empty()) {
-        error = "nomad.tokenFile " + n.token_file + " is empty";
-      }
-      o.token = std::move(token);
-    }
+    auto made = control::nomad_options(n);
+    if (!made) error = made.error().message;
     if (!error.empty()) {
       if (error != nomad_error_) LOG_ERROR("Nomad discovery: %s", error.c_str());
       nomad_error_ = error;
       return;
     }
     nomad_error_.clear();
-    nomad_->configure(o);
+    nomad_->configure(made.value());
   }
 
   std::string nomad_stats() const {

@@ -21,6 +21,7 @@
 #include "common/log.h"
 #include "control/discovery/consul_discovery.h"
 #include "control/discovery/dns.h"
+#include "control/discovery/nomad_discovery.h"
 #include "control/fleet/fleet.h"
 #include "control/pipeline.h"
 #include "control/sources/config_dir.h"
@@ -257,9 +258,14 @@ class ServerRunner {
     consul_ = consul.get();
     consul->start([this] { asio::post(io_, [this] { schedule_rebuild(); }); });
     pipeline_.add_discovery(std::move(consul));
+    auto nomad = std::make_unique<control::NomadDiscovery>();
+    nomad_ = nomad.get();
+    nomad->start([this] { asio::post(io_, [this] { schedule_rebuild(); }); });
+    pipeline_.add_discovery(std::move(nomad));
     pipeline_.set_before_publish([this] {
       configure_dns();
       configure_consul();
+      configure_nomad();
     });
     rebuild(false);
     start_sources();
@@ -417,6 +423,23 @@ class ServerRunner {
     consul_->configure(o);
   }
 
+  // Settings spec.nomad, as `portico run` applies it (run.cc).
+  void configure_nomad() {
+    if (!nomad_) return;
+    api::NomadSettings n;
+    if (const api::SettingsSpec* settings = settings_in_force()) n = settings->nomad;
+    auto made = control::nomad_options(n);
+    if (!made) {
+      if (made.error().message != nomad_error_) {
+        LOG_ERROR("Nomad discovery: %s", made.error().message.c_str());
+      }
+      nomad_error_ = made.error().message;
+      return;
+    }
+    nomad_error_.clear();
+    nomad_->configure(made.value());
+  }
+
   void rebuild(bool full) {
     const int64_t seen = now_ms();
     control::Pipeline::SyncResult result = pipeline_.sync(full, seen);
@@ -430,6 +453,7 @@ class ServerRunner {
     }
     configure_dns();
     configure_consul();
+    configure_nomad();
     if (!result.published) return;
     // "Applied" here: handed to the streams (each proxy's ACK is on its own status line).
     pipeline_.applied(result.version, now_ms());
@@ -680,6 +704,8 @@ class ServerRunner {
   control::FileSource* files_ = nullptr;  // owned by pipeline_
   control::Pipeline pipeline_;
   control::DnsDiscovery* dns_ = nullptr;        // owned by pipeline_
+  control::NomadDiscovery* nomad_ = nullptr;    // owned by pipeline_
+  std::string nomad_error_;                     // the last configure_nomad() error logged
   control::ConsulDiscovery* consul_ = nullptr;  // owned by pipeline_
   std::string consul_error_;                    // the last configure_consul() error logged
   proxy::admin::AdminServer admin_;

@@ -28,8 +28,7 @@ struct ConsulDiscoveryOptions {
   consul::Consistency consistency = consul::Consistency::kDefault;
   std::chrono::milliseconds wait{60000};
   bool operator==(const ConsulDiscoveryOptions& o) const {
-    return endpoint.url.host == o.endpoint.url.host && endpoint.url.port == o.endpoint.url.port &&
-           endpoint.url.path == o.endpoint.url.path &&
+    return http::same_server(endpoint.url, o.endpoint.url) &&
            endpoint.datacenter == o.endpoint.datacenter && endpoint.token == o.endpoint.token &&
            endpoint.username == o.endpoint.username && endpoint.password == o.endpoint.password &&
            consistency == o.consistency && wait == o.wait;

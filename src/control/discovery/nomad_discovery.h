@@ -31,8 +31,8 @@ struct NomadDiscoveryOptions {
   std::string region;  // ?region=; empty: the agent's own
   std::chrono::milliseconds wait{60000};
   bool operator==(const NomadDiscoveryOptions& o) const {
-    return url.host == o.url.host && url.port == o.url.port && url.path == o.url.path &&
-           token == o.token && region == o.region && wait == o.wait;
+    return http::same_server(url, o.url) && token == o.token && region == o.region &&
+           wait == o.wait;
   }
 };
 

@@ -132,6 +132,12 @@ Result<Url> parse_url(std::string_view url, uint16_t default_port) {
   return out;
 }
 
+bool same_server(const Url& a, const Url& b) {
+  auto options = [](const Url& u) { return u.tls ? u.tls->options() : TlsOptions{}; };
+  return a.host == b.host && a.port == b.port && a.path == b.path && a.https == b.https &&
+         options(a) == options(b);
+}
+
 Result<Url> parse_url(std::string_view url, uint16_t default_port, const TlsOptions& tls) {
   auto out = parse_url(url, default_port);
   if (!out) return out;

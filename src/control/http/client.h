@@ -34,6 +34,7 @@ struct TlsOptions {
   std::string key_file;     // its private key (PEM)
   std::string server_name;  // SNI and the name the certificate must carry; empty: the URL's host
   bool insecure_skip_verify = false;  // no verification at all (tests, bootstrapping): logged
+  bool operator==(const TlsOptions&) const = default;
   bool empty() const {
     return ca_file.empty() && ca_path.empty() && cert_file.empty() && key_file.empty() &&
            server_name.empty() && !insecure_skip_verify;
@@ -69,6 +70,9 @@ struct Url {
   // With https: how the server is verified; null: the system's trust store, the URL's host.
   std::shared_ptr<const TlsConfig> tls;
 };
+// Whether two URLs reach the same server the same way (TLS compared by its options: a Url made
+// again from unchanged settings is the same, though its TlsConfig is a new object).
+bool same_server(const Url& a, const Url& b);
 // "http://host[:port][/path]" or "https://..."; the default port is `default_port` for both.
 Result<Url> parse_url(std::string_view url, uint16_t default_port);
 // parse_url, then (https only) the TLS configuration made from `tls`. TLS options given for an

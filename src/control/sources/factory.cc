@@ -46,6 +46,27 @@ Result<consul::Endpoint> consul_endpoint(const api::ConsulSettings& c) {
   return e;
 }
 
+Result<NomadDiscoveryOptions> nomad_options(const api::NomadSettings& n) {
+  NomadDiscoveryOptions o;
+  auto url = store_url(n.address, 4646, n.tls);
+  if (!url) return Error::invalid("nomad.address " + n.address + ": " + url.error().message);
+  o.url = std::move(url.value());
+  o.token = n.token;
+  o.region = n.region;
+  o.wait = n.wait_time;
+  if (!n.token_file.empty()) {
+    std::string why;
+    auto text = read_config_file(n.token_file, 64 * 1024, &why);
+    if (!text) return Error::invalid("nomad.tokenFile " + n.token_file + ": " + why);
+    std::string token = *text;
+    while (!token.empty() && std::isspace(static_cast<unsigned char>(token.back())))
+      token.pop_back();
+    if (token.empty()) return Error::invalid("nomad.tokenFile " + n.token_file + " is empty");
+    o.token = std::move(token);
+  }
+  return o;
+}
+
 namespace {
 
 // Settings consul + consulKvSource: a ConsulKvSource, or an error line.

@@ -10,6 +10,7 @@
 
 #include "api/resources.h"
 #include "control/consul/consul_api.h"
+#include "control/discovery/nomad_discovery.h"
 #include "control/http/client.h"
 #include "control/sources/source.h"
 
@@ -26,6 +27,10 @@ MadeSources make_sources(const api::SettingsSpec& settings);
 // token or tokenFile (read now), basic authentication. An error names the field
 // ("consul.tokenFile /x: ...").
 Result<consul::Endpoint> consul_endpoint(const api::ConsulSettings& c);
+
+// Settings spec.nomad as discovery options: the address (with TLS), region, wait, and the token
+// or tokenFile (read now). An error names the field.
+Result<NomadDiscoveryOptions> nomad_options(const api::NomadSettings& n);
 
 // A store's address with its TLS settings loaded (https: the CA, client certificate and name).
 Result<http::Url> store_url(const std::string& address, uint16_t default_port,
