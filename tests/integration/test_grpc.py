@@ -334,19 +334,19 @@ class GrpcTest(t.IntegrationTest):
     def test_concurrent_calls_share_one_upstream_connection(self):
         ch = self.channel()
         unary = ch.unary_unary("/test.Shared/Unary")
-        # One downstream connection lives on one worker. A first call makes sure that worker has
-        # an upstream connection up (a burst arriving before any is up may open a few at once:
-        # connects in flight are not shared yet), then 20 concurrent calls must all ride on it.
-        unary(b"warm", timeout=20)
+        # One downstream connection lives on one worker. A burst of 20 calls on a fresh upstream
+        # (no connection yet) shares the first connect: one connection opened (streams arriving
+        # while it is in flight wait for it), then 20 more calls ride on it.
         before = counter(self.p, "portico_upstream_h2_connections_total", upstream="default/shared")
         streams_before = counter(self.p, "portico_upstream_h2_streams_total", upstream="default/shared")
-        with futures.ThreadPoolExecutor(max_workers=20) as ex:
-            results = list(ex.map(lambda i: unary(f"sleep:0.2{i}".encode(), timeout=20), range(20)))
-        self.assertEqual(len(results), 20)
+        for _ in range(2):
+            with futures.ThreadPoolExecutor(max_workers=20) as ex:
+                results = list(ex.map(lambda i: unary(f"sleep:0.2{i}".encode(), timeout=20), range(20)))
+            self.assertEqual(len(results), 20)
         opened = counter(self.p, "portico_upstream_h2_connections_total", upstream="default/shared") - before
-        self.assertEqual(opened, 0)
+        self.assertLessEqual(opened, 1)
         self.assertEqual(counter(self.p, "portico_upstream_h2_streams_total",
-                                 upstream="default/shared") - streams_before, 20)
+                                 upstream="default/shared") - streams_before, 40)
 
     def test_grpc_to_http1_upstream_fails_clearly(self):
         with self.assertRaises(grpc.RpcError) as e:

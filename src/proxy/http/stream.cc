@@ -719,6 +719,20 @@ asio::awaitable<void> StreamHandler::forward(const snapshot::Route& route,
     // request); HTTP/1.1: an idle pooled connection.
     std::shared_ptr<upstream::H2ClientConnection> h2c =
         h2_upstream ? cluster.h2_connection(*ep) : nullptr;
+    if (h2_upstream && !h2c && ep->h2_connecting > 0) {
+      // Another stream of this worker is connecting to the endpoint: ride on its connection
+      // when it is up (bounded by that connect's timeout); else connect below.
+      if (!ep->h2_connect_done) {
+        ep->h2_connect_done = std::make_unique<asio::steady_timer>(
+            w_.io(), std::chrono::steady_clock::time_point::max());
+      }
+      (void)co_await ep->h2_connect_done->async_wait(use_nothrow);
+      if (aborted_ || expired()) {
+        if (!aborted_) co_await local_reply(408, "request timeout\n");
+        co_return;
+      }
+      h2c = cluster.h2_connection(*ep);
+    }
     ConnGuard guard{cluster, ep, fresh_only || h2_upstream ? nullptr : cluster.take_idle(*ep)};
     const bool reused = guard.conn != nullptr || h2c != nullptr;
     reused_ = reused;
@@ -750,6 +764,19 @@ asio::awaitable<void> StreamHandler::forward(const snapshot::Route& route,
       }
       upstream::LoadHold pending;
       pending.take(load.pending);
+      // HTTP/2: streams arriving meanwhile wait for this connect (above) rather than open more.
+      struct H2Connecting {
+        upstream::Endpoint* ep = nullptr;
+        ~H2Connecting() {
+          if (!ep) return;
+          --ep->h2_connecting;
+          if (ep->h2_connect_done) ep->h2_connect_done->cancel();
+        }
+      } h2_connecting;
+      if (h2_upstream) {
+        h2_connecting.ep = ep.get();
+        ++ep->h2_connecting;
+      }
       asio::ip::tcp::socket sock(w_.io());
       connecting_ = &sock;
       connect_timed_out_ = false;

@@ -54,6 +54,12 @@ struct Endpoint : std::enable_shared_from_this<Endpoint> {
   std::vector<std::unique_ptr<Connection>> idle;  // LIFO: the most recently used is the warmest
   // HTTP/2 clusters: this worker's connections to the endpoint, shared by concurrent streams.
   std::vector<std::shared_ptr<H2ClientConnection>> h2;
+  // HTTP/2 connects to the endpoint in flight on this worker, and the timer the streams that
+  // found no connection wait on meanwhile (never expires; cancel() wakes every waiter when a
+  // connect ends), so that a burst of streams shares the first connection instead of each
+  // opening its own.
+  uint32_t h2_connecting = 0;
+  std::unique_ptr<asio::steady_timer> h2_connect_done;
 };
 
 // Whether one more retry may start: the cluster's retries in flight (`active_retries`) stay under
