@@ -15,15 +15,14 @@
 #include <cstdio>
 #include <filesystem>
 #include <future>
+#include <optional>
 #include <thread>
 #include <unordered_set>
 
 #include "cli/commands.h"
 #include "cli/upgrade.h"
 #include "common/log.h"
-#include "control/discovery/consul_discovery.h"
-#include "control/discovery/dns.h"
-#include "control/discovery/nomad_discovery.h"
+#include "control/discovery/discoveries.h"
 #include "control/pipeline.h"
 #include "control/sources/config_dir.h"
 #include "control/sources/factory.h"
@@ -292,43 +291,14 @@ class Runner {
     } else {
       LOG_ERROR("configuration changes will not be seen: %s", watcher.error().message.c_str());
     }
-    {
-      // DNS discovery (Upstream hosts written as names), always on: lookups begin once the
-      // Settings are known (configure_dns, after each sync).
-      auto dns = std::make_unique<control::DnsDiscovery>();
-      dns_ = dns.get();
-      dns->start([this] {
-        asio::post(io_, [this] {
-          if (!draining_) schedule_rebuild();
-        });
+    // DNS names, Consul's catalog and Nomad's services, always on: they begin once the Settings
+    // are known, and are configured from the Settings in force before each publication.
+    discoveries_.emplace(pipeline_, [this] {
+      asio::post(io_, [this] {
+        if (!draining_) schedule_rebuild();
       });
-      pipeline_.add_discovery(std::move(dns));
-      // Consul catalog discovery (Upstreams `consul:`), always on: queries begin once the
-      // Settings are known (configure_consul, after each sync); a thread per service watched.
-      auto consul = std::make_unique<control::ConsulDiscovery>();
-      consul_ = consul.get();
-      consul->start([this] {
-        asio::post(io_, [this] {
-          if (!draining_) schedule_rebuild();
-        });
-      });
-      pipeline_.add_discovery(std::move(consul));
-      // Nomad native services (Upstreams `nomad:`), the same way (configure_nomad).
-      auto nomad = std::make_unique<control::NomadDiscovery>();
-      nomad_ = nomad.get();
-      nomad->start([this] {
-        asio::post(io_, [this] {
-          if (!draining_) schedule_rebuild();
-        });
-      });
-      pipeline_.add_discovery(std::move(nomad));
-      // Before each publication (its targets are watched then): the resolvers' Settings first.
-      pipeline_.set_before_publish([this] {
-        configure_dns();
-        configure_consul();
-        configure_nomad();
-      });
-    }
+    });
+    pipeline_.set_before_publish([this] { discoveries_->configure(settings_in_force()); });
     rebuild(false);
     start_sources();
     if (options_.upgrade) {
@@ -723,108 +693,6 @@ class Runner {
     return out + pipeline_.source_stats();
   }
 
-  void configure_dns() {
-    if (!dns_) return;
-    control::DnsOptions o;
-    if (const api::SettingsSpec* settings = settings_in_force()) {
-      o.servers = settings->dns_servers;
-      o.min_refresh = settings->dns_min_refresh;
-      o.max_refresh = settings->dns_max_refresh;
-      o.timeout = settings->dns_timeout;
-    }
-    dns_->configure(o);
-  }
-
-  // Settings spec.consul (shared with Consul KV), applied without a restart. A token file that
-  // cannot be read keeps the options in force (logged once per distinct error).
-  void configure_consul() {
-    if (!consul_) return;
-    api::ConsulSettings c;
-    if (const api::SettingsSpec* settings = settings_in_force()) c = settings->consul;
-    control::ConsulDiscoveryOptions o;
-    std::string error;
-    auto endpoint = control::consul_endpoint(c);
-    if (!endpoint) {
-      error = endpoint.error().message;
-    } else {
-      o.endpoint = std::move(endpoint.value());
-    }
-    o.wait = c.wait_time;
-    if (!error.empty()) {
-      if (error != consul_error_) LOG_ERROR("Consul discovery: %s", error.c_str());
-      consul_error_ = error;
-      return;
-    }
-    consul_error_.clear();
-    consul_->configure(o);
-  }
-
-  // Settings spec.nomad, applied without a restart. A token file is read again at each
-  // publication (a rotated token applies); one that cannot be read keeps the options in force
-  // (logged once per distinct error).
-  void configure_nomad() {
-    if (!nomad_) return;
-    api::NomadSettings n;
-    if (const api::SettingsSpec* settings = settings_in_force()) n = settings->nomad;
-    std::string error;
-    auto made = control::nomad_options(n);
-    if (!made) error = made.error().message;
-    if (!error.empty()) {
-      if (error != nomad_error_) LOG_ERROR("Nomad discovery: %s", error.c_str());
-      nomad_error_ = error;
-      return;
-    }
-    nomad_error_.clear();
-    nomad_->configure(made.value());
-  }
-
-  std::string nomad_stats() const {
-    if (!nomad_) return {};
-    auto c = nomad_->counters();
-    return "# TYPE portico_nomad_discovery_queries_total counter\n"
-           "portico_nomad_discovery_queries_total " +
-           std::to_string(c.queries) +
-           "\n# TYPE portico_nomad_discovery_failures_total counter\n"
-           "portico_nomad_discovery_failures_total " +
-           std::to_string(c.failures) +
-           "\n# TYPE portico_nomad_discovery_services gauge\n"
-           "portico_nomad_discovery_services " +
-           std::to_string(c.services) +
-           "\n# TYPE portico_nomad_discovery_services_failing gauge\n"
-           "portico_nomad_discovery_services_failing " +
-           std::to_string(c.failing) + "\n";
-  }
-
-  std::string consul_stats() const {
-    if (!consul_) return {};
-    auto c = consul_->counters();
-    return "# TYPE portico_consul_discovery_queries_total counter\n"
-           "portico_consul_discovery_queries_total " +
-           std::to_string(c.queries) +
-           "\n# TYPE portico_consul_discovery_failures_total counter\n"
-           "portico_consul_discovery_failures_total " +
-           std::to_string(c.failures) +
-           "\n# TYPE portico_consul_discovery_services gauge\n"
-           "portico_consul_discovery_services " +
-           std::to_string(c.services) +
-           "\n# TYPE portico_consul_discovery_services_failing gauge\n"
-           "portico_consul_discovery_services_failing " +
-           std::to_string(c.failing) + "\n";
-  }
-
-  std::string dns_stats() const {
-    if (!dns_) return {};
-    auto c = dns_->counters();
-    return "# TYPE portico_dns_lookups_total counter\nportico_dns_lookups_total " +
-           std::to_string(c.lookups) +
-           "\n# TYPE portico_dns_lookup_failures_total "
-           "counter\nportico_dns_lookup_failures_total " +
-           std::to_string(c.failures) + "\n# TYPE portico_dns_names gauge\nportico_dns_names " +
-           std::to_string(c.names) +
-           "\n# TYPE portico_dns_names_failing gauge\nportico_dns_names_failing " +
-           std::to_string(c.failing) + "\n";
-  }
-
   void check_sources_changed() {
     if (!sources_started_) return;  // the first build, before start_sources(): nothing to compare
     const api::SettingsSpec* settings = settings_in_force();
@@ -855,9 +723,7 @@ class Runner {
                 static_cast<unsigned long long>(pipeline_.version()));
       return;
     }
-    configure_dns();
-    configure_consul();
-    configure_nomad();
+    if (discoveries_) discoveries_->configure(settings_in_force());
     if (!result.built) return;  // nothing changed
     check_sources_changed();
     const auto& current = pipeline_.current();
@@ -922,8 +788,8 @@ class Runner {
     }
     if (path == "/stats") {
       return {200, "text/plain; version=0.0.4",
-              registry_.render() + pipeline_.metrics().render() + source_stats() + dns_stats() +
-                  consul_stats() + nomad_stats() + upgrade_stats() +
+              registry_.render() + pipeline_.metrics().render() + source_stats() +
+                  (discoveries_ ? discoveries_->stats() : std::string()) + upgrade_stats() +
                   proxy::access_log::Manager::instance().render_stats() +
                   proxy::overload::render_stats()};
     }
@@ -1007,12 +873,8 @@ class Runner {
   proxy::Server server_;
   control::FileSource* files_ = nullptr;  // owned by pipeline_
   control::Pipeline pipeline_;
-  control::DnsDiscovery* dns_ = nullptr;        // owned by pipeline_
-  control::ConsulDiscovery* consul_ = nullptr;  // owned by pipeline_
-  std::string consul_error_;                    // the last configure_consul() error logged
-  control::NomadDiscovery* nomad_ = nullptr;    // owned by pipeline_
-  std::string nomad_error_;                     // the last configure_nomad() error logged
-  std::string sources_fingerprint_;             // of the sources started (start_sources)
+  std::optional<control::Discoveries> discoveries_;  // DNS, Consul, Nomad (made at start)
+  std::string sources_fingerprint_;                  // of the sources started (start_sources)
   std::string sources_warned_;
   bool sources_started_ = false;  // start_sources() ran
   proxy::admin::AdminServer admin_;

@@ -14,14 +14,13 @@
 #include <cstdio>
 #include <filesystem>
 #include <list>
+#include <optional>
 #include <set>
 
 #include "cli/commands.h"
 #include "cli/fleet_auth.h"
 #include "common/log.h"
-#include "control/discovery/consul_discovery.h"
-#include "control/discovery/dns.h"
-#include "control/discovery/nomad_discovery.h"
+#include "control/discovery/discoveries.h"
 #include "control/fleet/fleet.h"
 #include "control/pipeline.h"
 #include "control/sources/config_dir.h"
@@ -250,23 +249,8 @@ class ServerRunner {
     } else {
       LOG_ERROR("configuration changes will not be seen: %s", watcher.error().message.c_str());
     }
-    auto dns = std::make_unique<control::DnsDiscovery>();
-    dns_ = dns.get();
-    dns->start([this] { asio::post(io_, [this] { schedule_rebuild(); }); });
-    pipeline_.add_discovery(std::move(dns));
-    auto consul = std::make_unique<control::ConsulDiscovery>();
-    consul_ = consul.get();
-    consul->start([this] { asio::post(io_, [this] { schedule_rebuild(); }); });
-    pipeline_.add_discovery(std::move(consul));
-    auto nomad = std::make_unique<control::NomadDiscovery>();
-    nomad_ = nomad.get();
-    nomad->start([this] { asio::post(io_, [this] { schedule_rebuild(); }); });
-    pipeline_.add_discovery(std::move(nomad));
-    pipeline_.set_before_publish([this] {
-      configure_dns();
-      configure_consul();
-      configure_nomad();
-    });
+    discoveries_.emplace(pipeline_, [this] { asio::post(io_, [this] { schedule_rebuild(); }); });
+    pipeline_.set_before_publish([this] { discoveries_->configure(settings_in_force()); });
     rebuild(false);
     start_sources();
 
@@ -388,58 +372,6 @@ class ServerRunner {
     rebuild(false);
   }
 
-  void configure_dns() {
-    if (!dns_) return;
-    control::DnsOptions o;
-    if (const api::SettingsSpec* settings = settings_in_force()) {
-      o.servers = settings->dns_servers;
-      o.min_refresh = settings->dns_min_refresh;
-      o.max_refresh = settings->dns_max_refresh;
-      o.timeout = settings->dns_timeout;
-    }
-    dns_->configure(o);
-  }
-
-  // Settings spec.consul, as `portico run` applies it (run.cc).
-  void configure_consul() {
-    if (!consul_) return;
-    api::ConsulSettings c;
-    if (const api::SettingsSpec* settings = settings_in_force()) c = settings->consul;
-    control::ConsulDiscoveryOptions o;
-    std::string error;
-    auto endpoint = control::consul_endpoint(c);
-    if (!endpoint) {
-      error = endpoint.error().message;
-    } else {
-      o.endpoint = std::move(endpoint.value());
-    }
-    o.wait = c.wait_time;
-    if (!error.empty()) {
-      if (error != consul_error_) LOG_ERROR("Consul discovery: %s", error.c_str());
-      consul_error_ = error;
-      return;
-    }
-    consul_error_.clear();
-    consul_->configure(o);
-  }
-
-  // Settings spec.nomad, as `portico run` applies it (run.cc).
-  void configure_nomad() {
-    if (!nomad_) return;
-    api::NomadSettings n;
-    if (const api::SettingsSpec* settings = settings_in_force()) n = settings->nomad;
-    auto made = control::nomad_options(n);
-    if (!made) {
-      if (made.error().message != nomad_error_) {
-        LOG_ERROR("Nomad discovery: %s", made.error().message.c_str());
-      }
-      nomad_error_ = made.error().message;
-      return;
-    }
-    nomad_error_.clear();
-    nomad_->configure(made.value());
-  }
-
   void rebuild(bool full) {
     const int64_t seen = now_ms();
     control::Pipeline::SyncResult result = pipeline_.sync(full, seen);
@@ -451,9 +383,7 @@ class ServerRunner {
                 static_cast<unsigned long long>(pipeline_.version()));
       return;
     }
-    configure_dns();
-    configure_consul();
-    configure_nomad();
+    if (discoveries_) discoveries_->configure(settings_in_force());
     if (!result.published) return;
     // "Applied" here: handed to the streams (each proxy's ACK is on its own status line).
     pipeline_.applied(result.version, now_ms());
@@ -703,11 +633,7 @@ class ServerRunner {
   asio::io_context io_{1};
   control::FileSource* files_ = nullptr;  // owned by pipeline_
   control::Pipeline pipeline_;
-  control::DnsDiscovery* dns_ = nullptr;        // owned by pipeline_
-  control::NomadDiscovery* nomad_ = nullptr;    // owned by pipeline_
-  std::string nomad_error_;                     // the last configure_nomad() error logged
-  control::ConsulDiscovery* consul_ = nullptr;  // owned by pipeline_
-  std::string consul_error_;                    // the last configure_consul() error logged
+  std::optional<control::Discoveries> discoveries_;  // DNS, Consul, Nomad (made at start)
   proxy::admin::AdminServer admin_;
   asio::ip::tcp::acceptor acceptor_{io_};
   asio::steady_timer debounce_;
