@@ -4,6 +4,9 @@
 #   bench/load/instructions.sh [--portico BIN] [--requests N] [--connections C] [--rounds R]
 #                              [--keep DIR]   (keep the callgrind dumps for callgrind_annotate)
 #                              [--syscalls]   (instead: native run, system calls and CPU per request)
+#                              [--h2c]        (HTTP/2 with prior knowledge, -m 10 streams per connection,
+#                                              to each proxy's cleartext HTTP/2 listener)
+#                              [--haproxy]    (HAProxy, nbthread 1, as a third proxy)
 #
 # Starts an upstream nginx (`return 200 "ok"` on /small), nginx as a proxy and `portico run` (both one
 # worker, pooled keep-alive upstream connections, configured as bench/load/run.sh configures them),
@@ -31,6 +34,8 @@ CONNS=64
 ROUNDS=2
 KEEP=""
 MODE=callgrind
+H2C=0
+WITH_HAPROXY=0
 
 while [ $# -gt 0 ]; do
   case "$1" in
@@ -40,7 +45,9 @@ while [ $# -gt 0 ]; do
     --rounds) ROUNDS=$2; shift 2 ;;
     --keep) KEEP=$2; shift 2 ;;
     --syscalls) MODE=native; shift ;;
-    -h|--help) sed -n '2,22p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+    --h2c) H2C=1; shift ;;
+    --haproxy) WITH_HAPROXY=1; shift ;;
+    -h|--help) sed -n '2,25p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
     *) echo "instructions.sh: unknown argument: $1" >&2; exit 2 ;;
   esac
 done
@@ -64,8 +71,20 @@ cleanup() {
 trap cleanup EXIT
 trap 'exit 130' INT TERM
 
-mapfile -t PORTS < <(python3 "$LIB" freeports 4)
-UP_PORT=${PORTS[0]} NGINX_PORT=${PORTS[1]} PORTICO_PORT=${PORTS[2]} ADMIN_PORT=${PORTS[3]}
+[ "$WITH_HAPROXY" = 1 ] && { command -v haproxy >/dev/null 2>&1 || { echo "instructions.sh: missing haproxy" >&2; exit 2; }; }
+mapfile -t PORTS < <(python3 "$LIB" freeports 5)
+UP_PORT=${PORTS[0]} NGINX_PORT=${PORTS[1]} PORTICO_PORT=${PORTS[2]} ADMIN_PORT=${PORTS[3]} HAPROXY_PORT=${PORTS[4]}
+# The load: HTTP/1.1 one request at a time per connection, or HTTP/2 (prior knowledge) with 10 streams.
+H2LOAD_MODE=(--h1 -m 1)
+NGINX_LISTEN_OPT=""
+HAPROXY_BIND_OPT=""
+PORTICO_GW_OPT=""
+if [ "$H2C" = 1 ]; then
+  H2LOAD_MODE=(-m 10)
+  NGINX_LISTEN_OPT=" http2"
+  HAPROXY_BIND_OPT=" proto h2"
+  PORTICO_GW_OPT=$'\n  httpOptions:\n    http2:\n      cleartextPriorKnowledge: true'
+fi
 
 mkdir -p "$WORK/upstream/logs" "$WORK/nginx/logs" "$WORK/portico/conf"
 cat >"$WORK/upstream/nginx.conf" <<EOF
@@ -108,7 +127,7 @@ http {
   proxy_buffers 8 64k;
   proxy_busy_buffers_size 128k;
   server {
-    listen 127.0.0.1:$NGINX_PORT backlog=4096;
+    listen 127.0.0.1:$NGINX_PORT$NGINX_LISTEN_OPT backlog=4096;
     location / {
       proxy_pass http://up;
       proxy_http_version 1.1;
@@ -124,7 +143,7 @@ metadata:
   name: bench
 spec:
   bindAddress: 127.0.0.1
-  bindPort: $PORTICO_PORT
+  bindPort: $PORTICO_PORT$PORTICO_GW_OPT
 ---
 apiVersion: gateway.portico.dev/v1
 kind: VirtualService
@@ -166,32 +185,68 @@ PIDS+=("$NGINX_PID")
   >"$WORK/portico/log" 2>&1 &
 PORTICO_PID=$!
 PIDS+=("$PORTICO_PID")
+PROXIES=(nginx portico)
+if [ "$WITH_HAPROXY" = 1 ]; then
+  mkdir -p "$WORK/haproxy"
+  cat >"$WORK/haproxy/haproxy.cfg" <<EOF
+global
+  nbthread 1
+  maxconn 8000
+
+defaults
+  mode http
+  option http-keep-alive
+  http-reuse always
+  timeout connect 5s
+  timeout client 60s
+  timeout server 60s
+
+frontend fe
+  bind 127.0.0.1:$HAPROXY_PORT$HAPROXY_BIND_OPT
+  default_backend be
+
+backend be
+  server up 127.0.0.1:$UP_PORT
+EOF
+  "${CG[@]}" haproxy -db -f "$WORK/haproxy/haproxy.cfg" >"$WORK/haproxy/log" 2>&1 &
+  HAPROXY_PID=$!
+  PIDS+=("$HAPROXY_PID")
+  PROXIES+=(haproxy)
+fi
 
 python3 "$LIB" wait-http "http://127.0.0.1:$UP_PORT/small" --body ok
 python3 "$LIB" wait-http "http://127.0.0.1:$ADMIN_PORT/ready" --body ready --timeout 60
-python3 "$LIB" wait-http "http://127.0.0.1:$NGINX_PORT/small" --body ok --timeout 60
-python3 "$LIB" wait-http "http://127.0.0.1:$PORTICO_PORT/small" --body ok --timeout 60
+declare -A URL=([nginx]="http://127.0.0.1:$NGINX_PORT/small" [portico]="http://127.0.0.1:$PORTICO_PORT/small"
+  [haproxy]="http://127.0.0.1:$HAPROXY_PORT/small")
+declare -A PID=([nginx]=$NGINX_PID [portico]=$PORTICO_PID [haproxy]=${HAPROXY_PID:-0})
+wait_proxy() {  # wait_proxy URL: one request in the load's protocol answered 200 within 60 s
+  local i
+  for ((i = 0; i < 600; i++)); do
+    if h2load "${H2LOAD_MODE[@]}" -n 1 -c 1 "$1" 2>/dev/null | grep -q ' 1 2xx'; then return 0; fi
+    sleep 0.1
+  done
+  echo "instructions.sh: $1 did not answer" >&2
+  exit 1
+}
+for p in "${PROXIES[@]}"; do wait_proxy "${URL[$p]}"; done
 
-declare -A URL=([nginx]="http://127.0.0.1:$NGINX_PORT/small" [portico]="http://127.0.0.1:$PORTICO_PORT/small")
-declare -A PID=([nginx]=$NGINX_PID [portico]=$PORTICO_PID)
-
-for p in nginx portico; do  # warm-up: pools filled, buffers grown
-  h2load --h1 -n 2000 -c "$CONNS" -m 1 "${URL[$p]}" >/dev/null
+for p in "${PROXIES[@]}"; do  # warm-up: pools filled, buffers grown
+  h2load "${H2LOAD_MODE[@]}" -n 2000 -c "$CONNS" "${URL[$p]}" >/dev/null
 done
 
 cpu_ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
 if [ "$MODE" = native ]; then
   command -v perf >/dev/null 2>&1 || { echo "instructions.sh: --syscalls needs perf" >&2; exit 2; }
-  declare -A SUM=([nginx]=0 [portico]=0) DONE=([nginx]=0 [portico]=0)
+  declare -A SUM=([nginx]=0 [portico]=0 [haproxy]=0) DONE=([nginx]=0 [portico]=0 [haproxy]=0)
   hz=$(getconf CLK_TCK)
   for ((r = 1; r <= ROUNDS; r++)); do
-    for p in nginx portico; do
+    for p in "${PROXIES[@]}"; do
       out="$WORK/perf-$p-$r.csv"
       perf stat -x, -e raw_syscalls:sys_enter -p "${PID[$p]}" -o "$out" &
       perf_pid=$!
       sleep 0.5
       t0=$(cpu_ticks "${PID[$p]}")
-      h2out=$(h2load --h1 -n "$REQUESTS" -c "$CONNS" -m 1 "${URL[$p]}")
+      h2out=$(h2load "${H2LOAD_MODE[@]}" -n "$REQUESTS" -c "$CONNS" "${URL[$p]}")
       t1=$(cpu_ticks "${PID[$p]}")
       kill -INT "$perf_pid"
       wait "$perf_pid" || true
@@ -204,16 +259,17 @@ if [ "$MODE" = native ]; then
   done
   python3 -c "
 p = ${SUM[portico]} / ${DONE[portico]}; n = ${SUM[nginx]} / ${DONE[nginx]}
-print(f'SYSCALLS portico_per_req={p:.2f} nginx_per_req={n:.2f} ratio={p / n:.2f}')"
+h = f' haproxy_per_req={${SUM[haproxy]} / ${DONE[haproxy]}:.2f} ratio_haproxy={p / (${SUM[haproxy]} / ${DONE[haproxy]}):.2f}' if ${DONE[haproxy]} else ''
+print(f'SYSCALLS portico_per_req={p:.2f} nginx_per_req={n:.2f} ratio={p / n:.2f}{h}')"
   exit 0
 fi
 
 # callgrind's counters: zeroed before a run, dumped after it; the dump's totals line is the count.
-declare -A SUM=([nginx]=0 [portico]=0) DONE=([nginx]=0 [portico]=0)
+declare -A SUM=([nginx]=0 [portico]=0 [haproxy]=0) DONE=([nginx]=0 [portico]=0 [haproxy]=0)
 for ((r = 1; r <= ROUNDS; r++)); do
-  for p in nginx portico; do
+  for p in "${PROXIES[@]}"; do
     (cd "$WORK/cg" && callgrind_control -z "${PID[$p]}" >/dev/null 2>&1)
-    h2out=$(h2load --h1 -n "$REQUESTS" -c "$CONNS" -m 1 "${URL[$p]}")
+    h2out=$(h2load "${H2LOAD_MODE[@]}" -n "$REQUESTS" -c "$CONNS" "${URL[$p]}")
     before=$(ls "$WORK/cg" | wc -l)
     (cd "$WORK/cg" && callgrind_control -d "${PID[$p]}" >/dev/null 2>&1)
     for _ in $(seq 50); do [ "$(ls "$WORK/cg" | wc -l)" -gt "$before" ] && break; sleep 0.1; done
@@ -227,4 +283,5 @@ for ((r = 1; r <= ROUNDS; r++)); do
 done
 python3 -c "
 p = ${SUM[portico]} / ${DONE[portico]}; n = ${SUM[nginx]} / ${DONE[nginx]}
-print(f'INSTR portico_per_req={p:.0f} nginx_per_req={n:.0f} ratio={p / n:.2f}')"
+h = f' haproxy_per_req={${SUM[haproxy]} / ${DONE[haproxy]}:.0f} ratio_haproxy={p / (${SUM[haproxy]} / ${DONE[haproxy]}):.2f}' if ${DONE[haproxy]} else ''
+print(f'INSTR portico_per_req={p:.0f} nginx_per_req={n:.0f} ratio={p / n:.2f}{h}')"

@@ -45,6 +45,8 @@ constexpr uint32_t kMaxWindowUpdates = 1000;
 constexpr uint32_t kWindowUpdatesPerData = 10;
 // CONTINUATION frames after one HEADERS (nghttp2 enforces the same: NGHTTP2_ERR_TOO_MANY_...).
 constexpr size_t kMaxContinuations = 8;
+// A response's last piece up to this size is copied by the stream (see H2Stream::send_body).
+constexpr size_t kOwnedTail = 16384;
 
 // A one-waiter wake-up: notify() before wait() is not lost.
 class Signal {
@@ -69,9 +71,39 @@ class Signal {
 
 class H2Connection;
 
+// The containers a stream fills. When a stream ends its connection keeps them (cleared, capacity
+// kept) for the next stream, so a busy connection allocates no header or body storage per stream;
+// a parked (idle) connection drops them.
+struct H2Scratch {
+  RequestHeaders req;
+  StreamBuffers bufs;
+  HeaderMap trailers;
+  std::string in, out, ws_key, local_body;
+  H2Fields fields;
+
+  void clear() {
+    req.clear();
+    bufs.response.clear();
+    bufs.release_if_larger(kKeep);
+    trailers.clear();
+    trailers.release_if_larger(kKeep);
+    req.headers.release_if_larger(kKeep);
+    in.clear();
+    out.clear();
+    ws_key.clear();
+    local_body.clear();
+    fields.clear();
+    if (in.capacity() > kKeep) std::string().swap(in);
+    if (out.capacity() > kKeep) std::string().swap(out);
+    if (local_body.capacity() > kKeep) std::string().swap(local_body);
+  }
+  // A kept stream holds at most about this much per container.
+  static constexpr size_t kKeep = 4096;
+};
+
 class H2Stream final : public ServerStream {
  public:
-  H2Stream(H2Connection& c, int32_t id);
+  H2Stream(H2Connection& c, int32_t id, std::unique_ptr<H2Scratch> scratch);
 
   // ServerStream.
   uint32_t id() const override { return static_cast<uint32_t>(id_); }
@@ -113,33 +145,35 @@ class H2Stream final : public ServerStream {
 
   H2Connection& c_;
   int32_t id_;
-  RequestHeaders req_;
-  StreamBuffers bufs_;
-  HeaderMap trailers_;
+  std::unique_ptr<H2Scratch> scratch_;  // never null while the stream lives
+  RequestHeaders& req_ = scratch_->req;
+  StreamBuffers& bufs_ = scratch_->bufs;
+  HeaderMap& trailers_ = scratch_->trailers;
   bool has_trailers_ = false;
   // Request body: received bytes not yet handed out, and the piece the handler holds (valid until
   // its next read_body, which gives its flow-control credit back).
-  std::string in_;
-  std::string out_;
+  std::string& in_ = scratch_->in;
+  std::string& out_ = scratch_->out;
   bool remote_closed_ = false;  // END_STREAM received
   bool stop_reading_ = false;
   bool continue_sent_ = false;
   bool head_request_ = false;
   // The Sec-WebSocket-Key the codec put into a translated extended CONNECT (empty otherwise): the
   // upstream's 101 must answer it.
-  std::string ws_key_;
+  std::string& ws_key_ = scratch_->ws_key;
   bool tunnel_ = false;  // accepted as a tunnel
   Signal read_ev_;
   // Response.
-  H2Fields fields_;
+  H2Fields& fields_ = scratch_->fields;
   std::string_view send_view_;  // what send_body gave, not yet taken by the data provider
   bool send_end_ = false;
   bool send_trailers_ = false;  // the end carries fields_ as trailers
   bool response_started_ = false;
   bool body_done_ = false;  // END_STREAM (or the trailers) queued: nothing more to send
+  bool owns_tail_ = false;  // the rest of the body is the stream's copy (handler may be gone)
   bool end_sent_ = false;   // ... and written into a frame
   bool rst_after_end_ = false;
-  std::string local_body_;  // a codec-level reply's body
+  std::string& local_body_ = scratch_->local_body;  // a codec-level reply's body
   Signal send_ev_;
   // Life.
   bool closed_ = false;   // nghttp2 closed the stream (or the connection ended)
@@ -221,6 +255,7 @@ class H2Connection final : public DownstreamConnection {
       return;
     }
     parking_ = true;
+    spare_.clear();
     t_->cancel();
   }
   void kick() { write_ev_.notify(); }
@@ -252,6 +287,8 @@ class H2Connection final : public DownstreamConnection {
   std::string key_;
   nghttp2_session* session_ = nullptr;
   std::unordered_map<int32_t, std::unique_ptr<H2Stream>> streams_;
+  // Scratch of ended streams, for the next ones (at most max_streams_; dropped when parking).
+  std::vector<std::unique_ptr<H2Scratch>> spare_;
   H2RequestBuilder builder_;
   size_t max_header_bytes_ = 0;
   size_t max_headers_ = 0;
@@ -280,8 +317,8 @@ class H2Connection final : public DownstreamConnection {
 
 // ---- H2Stream ---------------------------------------------------------------------------------
 
-H2Stream::H2Stream(H2Connection& c, int32_t id)
-    : c_(c), id_(id), read_ev_(c.w_.io()), send_ev_(c.w_.io()) {}
+H2Stream::H2Stream(H2Connection& c, int32_t id, std::unique_ptr<H2Scratch> scratch)
+    : c_(c), id_(id), scratch_(std::move(scratch)), read_ev_(c.w_.io()), send_ev_(c.w_.io()) {}
 
 const transport::ConnectionInfo& H2Stream::connection() const {
   return c_.info_;
@@ -370,6 +407,18 @@ asio::awaitable<bool> H2Stream::wait_taken() {
 asio::awaitable<bool> H2Stream::send_body(std::string_view data, bool end_stream) {
   if (body_done_) co_return usable() || end_sent_;  // HEAD, 204, 304: the body is dropped
   if (!usable() || !response_started_) co_return false;
+  if (end_stream && data.size() <= kOwnedTail) {
+    // The last piece of a response, and small: the stream keeps a copy, and the handler is done
+    // at once instead of waiting for the connection's writer to take it. The stream lives until
+    // its end is written (or it is reset).
+    local_body_.assign(data);
+    send_view_ = local_body_;
+    send_end_ = true;
+    owns_tail_ = true;
+    nghttp2_session_resume_data(c_.session_, id_);
+    c_.kick();
+    co_return true;
+  }
   send_view_ = data;
   send_end_ = end_stream;
   co_return co_await wait_taken();
@@ -758,7 +807,7 @@ void H2Connection::end_stream(H2Stream* s) {
   if (!dead_) {
     if (unread) nghttp2_session_consume(session_, s->id_, unread);
     if (!s->closed_) {
-      if (!s->body_done_) {
+      if (!s->body_done_ && !s->owns_tail_) {
         s->reset();  // the handler ended without a complete response
       } else if (!s->remote_closed_) {
         // Answered before the request was complete (RFC 9113 §8.1): once the response is out,
@@ -777,6 +826,10 @@ void H2Connection::end_stream(H2Stream* s) {
 
 void H2Connection::erase(H2Stream* s) {
   if (!dead_ && session_) nghttp2_session_set_stream_user_data(session_, s->id_, nullptr);
+  if (!dead_ && spare_.size() < max_streams_) {
+    s->scratch_->clear();
+    spare_.push_back(std::move(s->scratch_));  // s is destroyed next: nothing uses it any more
+  }
   streams_.erase(s->id_);
   if (streams_.empty() && !dead_) {
     if (!going_away_ && idle_timeout_.count() > 0) idle_timer_.arm(idle_timeout_);
@@ -874,7 +927,14 @@ int H2Connection::on_begin_headers(nghttp2_session* session, const nghttp2_frame
     nghttp2_submit_rst_stream(session, NGHTTP2_FLAG_NONE, id, NGHTTP2_REFUSED_STREAM);
     return NGHTTP2_ERR_TEMPORAL_CALLBACK_FAILURE;
   }
-  auto s = std::make_unique<H2Stream>(*c, id);
+  std::unique_ptr<H2Scratch> scratch;
+  if (!c->spare_.empty()) {
+    scratch = std::move(c->spare_.back());
+    c->spare_.pop_back();
+  } else {
+    scratch = std::make_unique<H2Scratch>();
+  }
+  auto s = std::make_unique<H2Stream>(*c, id, std::move(scratch));
   H2Stream* p = s.get();
   c->streams_.emplace(id, std::move(s));
   nghttp2_session_set_stream_user_data(session, id, p);
