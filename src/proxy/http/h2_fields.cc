@@ -96,8 +96,13 @@ bool has_upper(std::string_view s) {
 }
 
 void append_lower(std::string& out, std::string_view s) {
-  for (char c : s)
-    out.push_back(c >= 'A' && c <= 'Z' ? static_cast<char>(c - 'A' + 'a') : c);
+  const size_t at = out.size();
+  out.resize(at + s.size());
+  char* d = out.data() + at;
+  for (size_t i = 0; i < s.size(); ++i) {
+    const char c = s[i];
+    d[i] = c >= 'A' && c <= 'Z' ? static_cast<char>(c - 'A' + 'a') : c;
+  }
 }
 
 }  // namespace
@@ -326,12 +331,24 @@ H2FieldError H2RequestBuilder::add_trailer(HeaderMap& out, std::string_view name
 
 namespace {
 
+// The connection-specific fields, content-length and te, in any case.
 bool dropped_response_field(std::string_view name) {
-  const size_t n = name.size();
-  if (n != 2 && n != 7 && n != 10 && n != 14 && n != 16 && n != 17) return false;
-  std::string lower;
-  append_lower(lower, name);
-  return connection_specific(lower) || lower == "content-length" || lower == "te";
+  switch (name.size()) {
+    case 2:
+      return iequals(name, "te");
+    case 7:
+      return iequals(name, "upgrade");
+    case 10:
+      return iequals(name, "connection") || iequals(name, "keep-alive");
+    case 14:
+      return iequals(name, "content-length");
+    case 16:
+      return iequals(name, "proxy-connection");
+    case 17:
+      return iequals(name, "transfer-encoding");
+    default:
+      return false;
+  }
 }
 
 // The arena is reserved for everything first (reserve_for), so that views stay valid.
