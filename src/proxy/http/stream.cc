@@ -478,11 +478,14 @@ void StreamHandler::prepare_upstream_headers(const snapshot::Route& route) {
   // Forwarding headers from the one policy (docs/forwarding.md): every received
   // X-Forwarded-*, Forwarded and Via line is replaced by what compute_forwarding says.
   {
+    // compute_forwarding reads only the forwarding fields: the others are not handed to it, and
+    // when none came (the usual case) there is nothing to remove either.
     thread_local std::vector<Header> views;
     views.clear();
     req.headers.for_each([&](std::string_view n, std::string_view v) {
-      views.push_back(Header{n, v, false});
+      if (is_forwarding_header(n)) views.push_back(Header{n, v, false});
     });
+    const bool received_forwarding = !views.empty();
     ForwardingInput in;
     in.peer = stream_.connection().peer_address;
     in.tls = stream_.connection().secure;
@@ -496,9 +499,11 @@ void StreamHandler::prepare_upstream_headers(const snapshot::Route& route) {
     fh.clear();
     compute_forwarding(in, policy, fh);
     views.clear();  // the views die with the removals below
-    for (std::string_view name :
-         {"x-forwarded-for", "x-forwarded-proto", "x-forwarded-host", "forwarded", "via"})
-      req.headers.remove(name);
+    if (received_forwarding) {
+      for (std::string_view name :
+           {"x-forwarded-for", "x-forwarded-proto", "x-forwarded-host", "forwarded", "via"})
+        req.headers.remove(name);
+    }
     if (!fh.x_forwarded_for.empty()) req.headers.add("X-Forwarded-For", fh.x_forwarded_for);
     if (!fh.x_forwarded_proto.empty()) req.headers.add("X-Forwarded-Proto", fh.x_forwarded_proto);
     if (!fh.x_forwarded_host.empty()) req.headers.add("X-Forwarded-Host", fh.x_forwarded_host);
