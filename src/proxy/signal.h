@@ -1,6 +1,5 @@
 // A one-waiter wake-up for coroutines on one worker thread: notify() before wait() is not lost.
-// Used by the HTTP/2 client codec (proxy/upstream/h2_client.h); the server codec has the same
-// shape privately.
+// Used by the HTTP/2 codecs (proxy/http/h2_server.cc, proxy/upstream/h2_client.h).
 #pragma once
 
 #include <asio.hpp>
