@@ -236,6 +236,7 @@ class H2Connection final : public DownstreamConnection {
     }
     parking_ = true;
     spare_.clear();
+    std::string().swap(wbuf_);  // the writer waits for news (not writing): it refills it
     t_->cancel();
   }
   void kick() { write_ev_.notify(); }
