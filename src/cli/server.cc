@@ -516,6 +516,13 @@ class ServerRunner {
       LOG_WARN("fleet: proxy %s rejected version %llu: %s", ack.node.c_str(),
                static_cast<unsigned long long>(ack.version), ack.error.c_str());
     }
+    // NACKs in force are warnings on the statuses the sources write back (Consul KV's .status/
+    // keys, Kubernetes' status subresource), not only on the REST API's /resources.
+    auto warnings = fleet_.warnings();
+    if (warnings != pipeline_.external_warnings()) {
+      pipeline_.set_external_warnings(std::move(warnings));
+      pipeline_.report_statuses();
+    }
   }
 
   // GET /v1/fleet/stream?node=NAME&gateways=a,b&have=<section>:<version>,...
