@@ -20,6 +20,7 @@ sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."
 from support import portico_testlib as t  # noqa: E402
 from support import fleet as f  # noqa: E402
 from support.consul_double import ConsulDouble  # noqa: E402
+from support.kube_double import KubeDouble  # noqa: E402
 from test_tls import Pki  # noqa: E402  (the test CA, a foreign CA and leaf certificates)
 from support.portico_testlib import matcher as m, route as r  # noqa: E402
 
@@ -306,30 +307,21 @@ class FleetTest(t.IntegrationTest):
         self.assertIn("gw", out.stdout)
 
 
-class FleetConsulKvTest(t.IntegrationTest):
-    """The server's configuration in the Consul KV double: one of three proxies rejects a Gateway
-    put there (its port is taken on that proxy's address); the NACK's reason is written in the
-    Gateway's status key under <root>.status/, and goes when a later version is ACKed."""
-
-    ROOT = "gloo"
+class FleetStoredStatusBase:
+    """The server's configuration partly in a store that keeps statuses: one of three proxies
+    rejects a Gateway put there (its port is taken on that proxy's address); the NACK's reason is
+    written in the Gateway's stored status, and goes when a later version is ACKed. Subclasses
+    say which store (settings, put_gateway, stored_status). A mixin: not run by itself."""
 
     def setUp(self):
         super().setUp()
-        if consul is None:
-            self.skipTest("python3-consul is not installed")
-        self.double = ConsulDouble().start()
-        self.addCleanup(self.double.stop)
-        self.kv = consul.Consul(host=self.double.host, port=self.double.port)
-        self.addCleanup(self.kv.http.session.close)
         self.upstream = self.start_upstream("echo")
         self.cfg = self.new_config()
         self.port = t.free_port()
         self.cfg.write_obj("upstream.yaml", t.upstream("echo", [(t.LOCALHOST, self.upstream.port)]))
         self.cfg.write_obj("vs-one.yaml", t.virtual_service("one", [r("one", [m(prefix="/one")], to="echo")]))
         self.cfg.write_obj("gateway.yaml", t.gateway("gw", self.port, ["one"]))
-        self.cfg.write_obj("settings.yaml", t.resource("Settings", "default", {
-            "consul": {"address": self.double.address, "waitTime": "10s"},
-            "consulKvSource": {"rootKey": self.ROOT}}))
+        self.cfg.write_obj("settings.yaml", t.resource("Settings", "default", self.settings()))
         self.token_file = f.write_token(self.cfg._root, "token", TOKEN)
         self.server = f.register(self, f.Server(self.cfg.path, token_file=self.token_file))
         self.proxies = [f.register(self, f.Proxy(self.server.url, f"p{i + 1}", addr,
@@ -338,48 +330,86 @@ class FleetConsulKvTest(t.IntegrationTest):
         for addr in ADDRESSES:
             t.wait_until(lambda: f.serves(addr, self.port, "/one"), 10, message=f"{addr} serves /one")
 
-    def key(self, kind, name):
-        return f"{self.ROOT}/gateway.portico.dev/v1/{kind}/{t.NAMESPACE}/{name}"
-
-    def status(self, kind, name):
-        _, v = self.kv.kv.get(self.key(kind, name).replace(f"{self.ROOT}/", f"{self.ROOT}.status/", 1))
-        return json.loads(v["Value"]) if v else None
-
-    def test_a_nack_is_written_in_the_status_key(self):
+    def test_a_nack_is_written_in_the_stored_status(self):
         port2 = t.free_port()
         blocker = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
         self.addCleanup(blocker.close)
         blocker.bind((ADDRESSES[1], port2))
         blocker.listen(1)
-        self.assertTrue(self.kv.kv.put(self.key("Gateway", "gw2"), t.to_yaml(t.gateway("gw2", port2, ["one"]))))
+        self.put_gateway(t.gateway("gw2", port2, ["one"]))
         for addr in (ADDRESSES[0], ADDRESSES[2]):
             t.wait_until(lambda: f.serves(addr, port2, "/one"), 10, message=f"{addr}:{port2} serves /one")
 
         def nacked():
-            st = self.status("Gateway", "gw2")
+            st = self.stored_status("gw2")
             if not st or st["state"] != "Warning":
                 return None
             hits = [x for x in st["reasons"] if "proxy p2 rejected version " in x]
             return hits or None
 
-        reasons = t.wait_until(nacked, 10, message="p2's NACK in gw2's status key")
+        reasons = t.wait_until(nacked, 10, message="p2's NACK in gw2's stored status")
         self.assertIn(f"bind {ADDRESSES[1]}:{port2}", reasons[0])
-        self.assertEqual(self.status("Gateway", "gw2")["reportedBy"], "portico")
-        # Only the Gateway behind the failed item is warned; the file-sourced ones are not stored.
-        self.assertIsNone(self.status("Gateway", "gw"))
         # `portico get` shows it too.
         out = t.run_cli("get", "gw", "gw2", "--admin", self.server.admin)
         self.assertEqual(out.returncode, 0, out.stderr)
         self.assertIn("proxy p2 rejected", out.stdout)
 
-        # gw2 moved to a port p2 can bind: every proxy ACKs, and the warning leaves the key.
+        # gw2 moved to a port p2 can bind: every proxy ACKs, and the warning leaves the status.
         port3 = t.free_port()
-        self.assertTrue(self.kv.kv.put(self.key("Gateway", "gw2"), t.to_yaml(t.gateway("gw2", port3, ["one"]))))
+        self.put_gateway(t.gateway("gw2", port3, ["one"]))
         for addr in ADDRESSES:
             t.wait_until(lambda: f.serves(addr, port3, "/one"), 10, message=f"{addr}:{port3} serves /one")
         st = t.wait_until(lambda: (lambda s: s if s and s["state"] == "Accepted" else None)(
-            self.status("Gateway", "gw2")), 10, message="gw2 Accepted again in its status key")
+            self.stored_status("gw2")), 10, message="gw2 Accepted again in its stored status")
         self.assertFalse([x for x in st["reasons"] if "rejected" in x], st)
+
+
+class FleetConsulKvTest(FleetStoredStatusBase, t.IntegrationTest):
+    """Consul KV (the double): the status key under <root>.status/."""
+
+    ROOT = "gloo"
+
+    def settings(self):
+        if consul is None:
+            self.skipTest("python3-consul is not installed")
+        self.double = ConsulDouble().start()
+        self.addCleanup(self.double.stop)
+        self.kv = consul.Consul(host=self.double.host, port=self.double.port)
+        self.addCleanup(self.kv.http.session.close)
+        return {"consul": {"address": self.double.address, "waitTime": "10s"},
+                "consulKvSource": {"rootKey": self.ROOT}}
+
+    def key(self, name):
+        return f"{self.ROOT}/gateway.portico.dev/v1/Gateway/{t.NAMESPACE}/{name}"
+
+    def put_gateway(self, gw):
+        self.assertTrue(self.kv.kv.put(self.key(gw["metadata"]["name"]), t.to_yaml(gw)))
+
+    def stored_status(self, name):
+        _, v = self.kv.kv.get(self.key(name).replace(f"{self.ROOT}/", f"{self.ROOT}.status/", 1))
+        st = json.loads(v["Value"]) if v else None
+        if st:
+            self.assertEqual(st["reportedBy"], "portico")
+        return st
+
+    def test_file_sourced_resources_get_no_key(self):
+        self.assertIsNone(self.stored_status("gw"))
+
+
+class FleetKubernetesTest(FleetStoredStatusBase, t.IntegrationTest):
+    """Kubernetes (the double): the object's status subresource."""
+
+    def settings(self):
+        self.double = KubeDouble(bookmark_interval=0.5).start()
+        self.addCleanup(self.double.stop)
+        return {"kubernetesConfigSource": {"address": self.double.address}}
+
+    def put_gateway(self, gw):
+        self.double.put({**gw, "apiVersion": "gateway.solo.io/v1"})  # the CRDs' group
+
+    def stored_status(self, name):
+        obj = self.double.get("gateways", name)
+        return (obj or {}).get("status")
 
 
 class FleetMtlsTest(t.IntegrationTest):
