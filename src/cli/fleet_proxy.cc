@@ -426,6 +426,25 @@ class ProxyRunner {
       return;
     }
     auto config = std::make_shared<snapshot::ProxyConfig>(std::move(decoded.value()));
+    if (last_good_) {
+      // The data plane takes clusters, endpoints and secrets at the versions in force as
+      // unchanged (build_runtime). A restarted server numbers its versions from 1 again: a
+      // section whose content moved may come with the version in force. Such a version says
+      // nothing: clusters 0 makes the data plane compare every cluster.
+      const auto& was = last_good_->versions;
+      const auto& now = config->versions;
+      const std::pair<const char*, bool> kinds[] = {{"clusters", now.clusters == was.clusters},
+                                                    {"endpoints", now.endpoints == was.endpoints},
+                                                    {"secrets", now.secrets == was.secrets}};
+      for (const auto& [name, same_version] : kinds) {
+        auto got = m.sections.find(name);
+        auto had = held_.find(name);
+        if (same_version && got != m.sections.end() &&
+            (had == held_.end() || had->second.version != got->second.version)) {
+          config->versions.clusters = 0;
+        }
+      }
+    }
     if (!options_.bind_address.empty()) {
       for (auto& l : config->listeners)
         l.address = options_.bind_address;

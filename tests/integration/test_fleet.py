@@ -270,6 +270,31 @@ class FleetTest(t.IntegrationTest):
         for kind in ("listeners", "routes", "clusters", "secrets"):
             self.assertEqual(moved["versions"][kind], dump_a["versions"][kind], kind)
 
+    def test_a_restarted_server_numbering_again_is_not_trusted_blindly(self):
+        # The server restarted on a changed Upstream numbers its versions from 1 again: the
+        # endpoints section a proxy gets carries the version the proxy already runs, with other
+        # content. The proxy must apply the new endpoints (not take them as unchanged).
+        def served_by(addr):
+            try:
+                status, body = f.get(addr, self.port, "/one", timeout=1.0)
+            except OSError:
+                return None
+            return json.loads(body)["server"] if status == 200 else None
+
+        versions = [p.admin_get("/config_dump").json()["versions"] for p in self.proxies]
+        echo2 = self.start_upstream("echo2")
+        self.server.send_signal(signal.SIGKILL)
+        self.server.wait(10)
+        self.cfg.write_obj("upstream.yaml", t.upstream("echo", [(t.LOCALHOST, echo2.port)]))
+        self.server.start()
+        for addr in ADDRESSES:
+            t.wait_until(lambda: served_by(addr) == "echo2", 10, message=f"{addr} follows the new endpoints")
+        self.assertEqual(t.metric_sum(self.server.stats(), "portico_config_version"), 1)
+        after = [p.admin_get("/config_dump").json()["versions"] for p in self.proxies]
+        # Not a test of nothing: the restarted server did send the version the proxies ran.
+        self.assertEqual(versions[0]["endpoints"], 1)
+        self.assertTrue(all(a["endpoints"] != 1 or a["clusters"] == 0 for a in after), after)
+
     def test_wrong_token(self):
         # The stream without a token, and with a wrong one: 401.
         status, _ = f.get(t.LOCALHOST, self.server.listen_port, "/v1/fleet/stream?node=x")
