@@ -22,7 +22,13 @@ List resources of a running portico with their status (from its admin API, /reso
   NAME     only this resource (exit 1 when there is none)
   -n, --namespace NS    only this namespace (default: all)
   -o, --output FORMAT   table (default), wide (file, generation, details), yaml, json
-  --admin ADDR:PORT     the admin API (default 127.0.0.1:9901)
+  --admin ADDR:PORT     the admin API (default 127.0.0.1:9901); a `portico server`'s --listen
+                        as ADDR:PORT, or https://ADDR:PORT when it has --tls-cert
+  --token-file F        the bearer token a server's REST API beyond loopback wants
+  --ca F, --cert F, --key F, --server-name NAME
+                        with https://: the CA the server's certificate is verified against
+                        (default: the system's), the client certificate and key (a server with
+                        --client-ca), the name the certificate must carry (default: the host)
 
 Exit: 0 listed; 1 NAME not found; 2 bad arguments; 3 admin API unreachable.
 )"},
@@ -232,9 +238,9 @@ Usage:
       The configuration the data plane runs.
   portico server DIR [--listen ADDR:PORT] [--token-file F]
       The control plane alone: streams the configuration to `portico proxy` processes.
-  portico proxy --server http://H:P --node NAME [--gateways a,b] [--bind-address IP]
+  portico proxy --server http(s)://H:P --node NAME [--gateways a,b] [--bind-address IP]
       The data plane alone, fed by a `portico server`.
-  portico get proxies [--admin ADDR:PORT] [--token-file F]
+  portico get proxies [--admin ADDR:PORT|https://ADDR:PORT] [--token-file F] [--ca F --cert F --key F]
       The proxies of a `portico server`: node, Gateways, connected, version, last error.
   portico route explain METHOD URL [-H 'Name: value']... [--dir DIR]
       Which gateway, virtual service, route, upstream and policies serve a request, and why the

@@ -536,6 +536,37 @@ class FleetMtlsTest(t.IntegrationTest):
         # The loopback REST API (--admin) is unaffected.
         self.assertEqual(server.admin_get("/resources").status, 200)
 
+    def test_cli_over_https(self):
+        # A server with mTLS and a token beyond loopback: `portico get` with --admin https://,
+        # its client certificate and the token.
+        p = self.pki.path
+        token = f.write_token(self.cfg._root, "token", TOKEN)
+        server = f.register(self, f.Server(self.cfg.path, scheme="https", listen_host="0.0.0.0",
+                                           token_file=token, extra_args=[
+                                               "--tls-cert", p("server.crt"), "--tls-key", p("server.key"),
+                                               "--client-ca", p("ca.crt")]))
+        good = f.register(self, f.Proxy(server.url, "good", "127.0.0.4", token_file=token, extra=[
+            "--ca", p("ca.crt"), "--server-name", "portico-server", "--cert", p("client.crt"),
+            "--key", p("client.key")]), wait_ready=False)
+        t.wait_until(lambda: f.serves("127.0.0.4", self.port, "/one"), 10, message="the proxy serves")
+        self.assertTrue(good.fleet()["connected"])
+        admin = ["--admin", f"https://{t.LOCALHOST}:{server.listen_port}", "--ca", p("ca.crt"),
+                 "--server-name", "portico-server"]
+        client = ["--cert", p("client.crt"), "--key", p("client.key")]
+        out = t.run_cli("get", "proxies", *admin, *client, "--token-file", token)
+        self.assertEqual(out.returncode, 0, out.stderr)
+        self.assertIn("good", out.stdout)
+        out = t.run_cli("get", "gw", *admin, *client, "--token-file", token)
+        self.assertEqual(out.returncode, 0, out.stderr)
+        self.assertIn("gw", out.stdout)
+        # Without the token: 401; without the client certificate: refused by the handshake.
+        out = t.run_cli("get", "proxies", *admin, *client)
+        self.assertNotEqual(out.returncode, 0)
+        self.assertIn("401", out.stderr)
+        out = t.run_cli("get", "proxies", *admin, "--token-file", token)
+        self.assertNotEqual(out.returncode, 0)
+        self.assertIn("certificate required", out.stderr.lower())
+
 
 if __name__ == "__main__":
     t.main()
