@@ -5,16 +5,53 @@
 #include <unistd.h>
 
 #include <cerrno>
+#include <chrono>
 #include <cstring>
 
 #include "cli/commands.h"
 #include "cli/fleet_auth.h"
+#include "control/http/client.h"
 #include "proxy/http/h1_parser.h"
 
 namespace portico::cli {
 
+namespace {
+
+// GET https://ADMIN/path: a `portico server`'s REST API on a TLS --listen (--ca, --cert, --key,
+// --server-name: admin_tls()).
+bool admin_get_tls(const std::string& admin_flag, const std::string& path, std::string* body,
+                   std::string* error) {
+  std::string admin = admin_flag;
+  while (!admin.empty() && admin.back() == '/')
+    admin.pop_back();
+  auto url = control::http::parse_url(admin, 443, admin_tls());
+  if (!url) {
+    *error = "--admin " + admin_flag + ": " + url.error().message;
+    return false;
+  }
+  control::http::Client client(url.value());
+  control::http::Request req;
+  req.target = url.value().path + path;
+  if (!admin_token().empty()) req.headers.emplace_back("Authorization", "Bearer " + admin_token());
+  auto r = client.send(req, std::chrono::milliseconds(5000));
+  if (!r) {
+    *error = "cannot reach the REST API at " + admin + ": " + r.error().message;
+    return false;
+  }
+  if (r.value().status != 200) {
+    *error = "the REST API at " + admin + " answered " + std::to_string(r.value().status) + " to " +
+             path;
+    return false;
+  }
+  *body = std::move(r.value().body);
+  return true;
+}
+
+}  // namespace
+
 bool admin_get(const std::string& admin_flag, const std::string& path, std::string* body,
                std::string* error) {
+  if (admin_flag.rfind("https://", 0) == 0) return admin_get_tls(admin_flag, path, body, error);
   // ADDR:PORT, or the admin API's URL (http://ADDR:PORT, http://ADDR:PORT/).
   std::string admin = admin_flag;
   if (admin.rfind("http://", 0) == 0) admin = admin.substr(7);
@@ -23,7 +60,10 @@ bool admin_get(const std::string& admin_flag, const std::string& path, std::stri
   std::string host;
   uint16_t port = 0;
   if (!parse_host_port(admin, &host, &port)) {
-    *error = "--admin wants ADDR:PORT or http://ADDR:PORT, got '" + admin_flag + "'";
+    *error =
+        "--admin wants ADDR:PORT or http://ADDR:PORT (https://ADDR:PORT for a server with "
+        "TLS), got '" +
+        admin_flag + "'";
     return false;
   }
   addrinfo hints{};
