@@ -151,7 +151,7 @@ TEST(KubeDecode, SharedConnectionAndSecretSource) {
 }
 
 std::string upstream(const std::string& kube) {
-  return "apiVersion: gloo.solo.io/v1\nkind: Upstream\nmetadata:\n  name: web\n"
+  return "apiVersion: gateway.portico.dev/v1\nkind: Upstream\nmetadata:\n  name: web\n"
          "  namespace: shop\nspec:\n  kube:" +
          kube;
 }
