@@ -562,6 +562,8 @@ struct SettingsSpec {
   // from Consul KV).
   ConsulSettings consul;
   std::optional<ConsulKvSourceSettings> consul_kv_source;
+  // spec.consulDiscovery.consistencyMode: ?stale / ?consistent on the discovery's queries.
+  ConsulConsistency consul_discovery_consistency = ConsulConsistency::kDefault;
   // spec.kubernetesConfigSource. Unset: configuration is not read from Kubernetes.
   std::optional<KubernetesConfigSourceSpec> kubernetes_config_source;
   // spec.nomad (defaults when absent): Upstreams `nomad`.
