@@ -1343,6 +1343,12 @@ class _Handler(http.server.BaseHTTPRequestHandler):
     def log_message(self, fmt, *args):  # quiet
         pass
 
+    def setup(self):
+        super().setup()
+        # As Go's net package (Consul) does for every TCP connection: without it, the body written
+        # after the headers waits for the client's delayed ACK (~40 ms per answer on keep-alive).
+        self.connection.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+
     def _serve(self):
         length = int(self.headers.get("Content-Length") or 0)
         body = self.rfile.read(length) if length > 0 else b""
@@ -1403,11 +1409,12 @@ def main(argv=None) -> int:
     for spec in args.token:
         secret, _, rules = spec.partition("=")
         double.add_token(secret, json.loads(rules or "{}"))
-    double.start()
-    print(double.port, flush=True)
+    # The handlers before the port is printed: a caller may stop the double as soon as it reads it.
     done = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: done.set())
     signal.signal(signal.SIGINT, lambda *_: done.set())
+    double.start()
+    print(double.port, flush=True)
     done.wait()
     double.stop()
     return 0
