@@ -1308,6 +1308,9 @@ class ConsulDouble:
 class _Server(socketserver.ThreadingMixIn, http.server.HTTPServer):
     daemon_threads = True
     allow_reuse_address = True
+    # Go's listen backlog (the kernel's somaxconn), not socketserver's 5: a client opening several
+    # connections at once (a list watcher and its readers) would see SYNs dropped and retried 1 s later.
+    request_queue_size = 128
     double: ConsulDouble
 
     def __init__(self, *args, **kw):

@@ -199,6 +199,7 @@ struct ConsulBulkWatcher::Dc {
   std::set<uint64_t> explained;               // indexes at which the checks list named what changed
   Clock::time_point last_sweep{};             // or the first answer
   bool have_nodes = false;                    // node_view holds a scan
+  bool nodes_tried = false;                   // the baseline scan was made (or failed)
   std::map<std::string, uint64_t> node_view;  // by service: fingerprint of its instances
 };
 
@@ -238,6 +239,16 @@ struct ConsulBulkWatcher::Shared {
     }
     d.last_sweep = Clock::now();
     ++counters.sweeps;
+  }
+  // Whether the targets can be read: every data center's lists have their first answer (or are
+  // failing) and its baseline node scan was tried. A read made before a list's first answer could
+  // miss a change made between the two (the first answer is not compared with anything).
+  bool baselines() const {
+    for (const auto& [name, d] : dcs) {
+      const bool failing = !d->problems[0].empty() || !d->problems[1].empty();
+      if (!failing && !(d->have_services && d->have_checks && d->nodes_tried)) return false;
+    }
+    return true;
   }
   // The client of a thread, made again when the configuration names another server.
   static void refresh(std::shared_ptr<http::Client>& client, const http::Url& url) {
@@ -295,7 +306,7 @@ void ConsulBulkWatcher::configure(const ConsulDiscoveryOptions& options) {
       for (auto& c : d->clients) {
         if (c) c->cancel();
       }
-      d->have_services = d->have_checks = d->have_nodes = false;
+      d->have_services = d->have_checks = d->have_nodes = d->nodes_tried = false;
       d->explained.clear();
     }
     for (auto& [key, t] : shared_->targets)
@@ -424,7 +435,8 @@ void reader_loop(std::shared_ptr<ConsulBulkWatcher::Shared> shared, size_t slot)
           }
           return false;
         };
-        if (take(s.urgent, Queued::kUrgent) || take(s.sweep, Queued::kSweep)) break;
+        if (s.baselines() && (take(s.urgent, Queued::kUrgent) || take(s.sweep, Queued::kSweep)))
+          break;
         s.cv.wait(lock);
       }
       options = s.options;
@@ -688,6 +700,7 @@ void list_loop(std::shared_ptr<ConsulBulkWatcher::Shared> shared,
       if (s.stopping || dc->stop) return;
       if (generation != s.generation) continue;
       ++s.counters.node_scans;
+      dc->nodes_tried = true;
       if (!view) {
         if (scan) s.sweep_dc(*dc);
         dc->have_nodes = false;
