@@ -1221,7 +1221,11 @@ void decode_upstream(DocReader& doc, MapReader& spec, const ObjectMeta& meta, Up
         doc.error(f->loc, f->path,
                   std::string("consul.") + key +
                       " is not supported (Consul discovery reads "
-                      "serviceName, serviceTags, instanceTags and dataCenters)");
+                      "serviceName, serviceTags, instanceTags and dataCenters" +
+                      (std::string_view(key) == "consistencyMode"
+                           ? "; the consistency mode is Settings spec.consulDiscovery."
+                             "consistencyMode)"
+                           : ")"));
       }
     }
     c.finish();
@@ -1570,6 +1574,9 @@ void decode_settings(DocReader& doc, MapReader& spec, SettingsSpec* out) {
   if (auto f = spec.map("nomad")) detail::decode_nomad_settings(doc, *f, &out->nomad);
   if (auto f = spec.map("consulKvSource")) {
     detail::decode_consul_kv_source(doc, *f, &out->consul_kv_source.emplace());
+  }
+  if (auto f = spec.map("consulDiscovery")) {
+    detail::decode_consul_discovery(doc, *f, &out->consul_discovery_consistency);
   }
   // Sources: only what exists today (configuration and secrets from a directory).
   for (const char* directory :

@@ -153,6 +153,29 @@ void decode_consul(DocReader& doc, const Field& f, ConsulSettings* out) {
   m.finish();
 }
 
+namespace {
+
+// consistencyMode: Consul's read consistency, in Gloo's spelling or Consul's.
+void read_consistency(DocReader& doc, MapReader& m, ConsulConsistency* out) {
+  std::string s;
+  Location where;
+  if (!m.string("consistencyMode", &s, false, &where)) return;
+  if (s == "default" || s == "DefaultMode") {
+    *out = ConsulConsistency::kDefault;
+  } else if (s == "stale" || s == "StaleMode") {
+    *out = ConsulConsistency::kStale;
+  } else if (s == "consistent" || s == "ConsistentMode") {
+    *out = ConsulConsistency::kConsistent;
+  } else {
+    doc.error(where, m.child_path("consistencyMode"),
+              "\"" + s +
+                  "\": expected consistent, stale or default (Gloo's ConsistentMode, StaleMode, "
+                  "DefaultMode)");
+  }
+}
+
+}  // namespace
+
 void decode_consul_kv_source(DocReader& doc, const Field& f, ConsulKvSourceSettings* out) {
   MapReader m(doc, f.value, f.path, f.loc);
   if (!m.ok()) return;
@@ -179,18 +202,23 @@ void decode_consul_kv_source(DocReader& doc, const Field& f, ConsulKvSourceSetti
       out->root_key = s;
     }
   }
-  if (m.string("consistencyMode", &s, false, &where)) {
-    if (s == "default" || s == "DefaultMode") {
-      out->consistency = ConsulConsistency::kDefault;
-    } else if (s == "stale" || s == "StaleMode") {
-      out->consistency = ConsulConsistency::kStale;
-    } else if (s == "consistent" || s == "ConsistentMode") {
-      out->consistency = ConsulConsistency::kConsistent;
-    } else {
-      doc.error(where, m.child_path("consistencyMode"),
-                "\"" + s +
-                    "\": expected consistent, stale or default (Gloo's ConsistentMode, StaleMode, "
-                    "DefaultMode)");
+  read_consistency(doc, m, &out->consistency);
+  m.finish();
+}
+
+void decode_consul_discovery(DocReader& doc, const Field& f, ConsulConsistency* out) {
+  MapReader m(doc, f.value, f.path, f.loc);
+  if (!m.ok()) return;
+  read_consistency(doc, m, out);
+  // Gloo's other fields drive its discovery of Upstreams from Consul's services (Portico watches
+  // the services its Upstreams name) or TLS by tag: not implemented, refused by name.
+  for (const char* key : {"useTlsTagging", "tlsTagName", "rootCa", "splitTlsServices",
+                          "queryOptions", "serviceTagsAllowlist", "edsBlockingQueries"}) {
+    if (auto t = m.take(key)) {
+      doc.error(t->loc, t->path,
+                std::string(key) +
+                    " is not supported (Consul discovery reads consistencyMode here; it always "
+                    "uses blocking queries)");
     }
   }
   m.finish();

@@ -55,6 +55,8 @@ void redact_settings_json(nlohmann::json& spec);
 void decode_consul(yaml::DocReader& doc, const yaml::Field& f, ConsulSettings* out);
 void decode_consul_kv_source(yaml::DocReader& doc, const yaml::Field& f,
                              ConsulKvSourceSettings* out);
+// Settings spec.consulDiscovery {consistencyMode} (decode_consul.cc).
+void decode_consul_discovery(yaml::DocReader& doc, const yaml::Field& f, ConsulConsistency* out);
 // The TLS fields of a store's settings (decode_store_tls.cc), under the names that store uses
 // (Gloo's where it has them); a null name is not read. `address` and `address_at`: the store's
 // address as decoded, so that TLS fields given for an http:// address are an error.

@@ -583,6 +583,8 @@ struct SettingsSpec {
   // from Consul KV).
   ConsulSettings consul;
   std::optional<ConsulKvSourceSettings> consul_kv_source;
+  // spec.consulDiscovery.consistencyMode: ?stale / ?consistent on the discovery's queries.
+  ConsulConsistency consul_discovery_consistency = ConsulConsistency::kDefault;
   // spec.kubernetesConfigSource. Unset: configuration is not read from Kubernetes.
   std::optional<KubernetesConfigSourceSpec> kubernetes_config_source;
   // spec.kubernetes: the API server for Upstreams `kube` (defaults when absent: in-cluster).

@@ -131,5 +131,32 @@ TEST(DecodeConsul, TlsFields) {
                           HasSubstr("spec.consul.insecureSkipVerify: turns verification off")));
 }
 
+TEST(DecodeConsul, DiscoveryConsistencyMode) {
+  EXPECT_EQ(test::decode_one("s.yaml", settings("  overload: {maxConnections: 10}\n"))
+                .settings()
+                .consul_discovery_consistency,
+            ConsulConsistency::kDefault);
+  for (auto [text, want] : {std::pair{"StaleMode", ConsulConsistency::kStale},
+                            std::pair{"consistent", ConsulConsistency::kConsistent},
+                            std::pair{"DefaultMode", ConsulConsistency::kDefault}}) {
+    auto r = test::decode_one(
+        "s.yaml", settings(std::string("  consulDiscovery: {consistencyMode: ") + text + "}\n"));
+    EXPECT_THAT(lines(r.diagnostics), IsEmpty()) << text;
+    EXPECT_EQ(r.settings().consul_discovery_consistency, want) << text;
+  }
+  auto bad = test::decode_one("s.yaml", settings(R"(  consulDiscovery:
+    consistencyMode: Eventually
+    useTlsTagging: true
+    queryOptions: {useCache: true}
+    other: 1
+)"));
+  EXPECT_THAT(lines(bad.diagnostics),
+              ElementsAre(HasSubstr("spec.consulDiscovery.consistencyMode: \"Eventually\""),
+                          HasSubstr("spec.consulDiscovery.useTlsTagging: useTlsTagging is not "
+                                    "supported"),
+                          HasSubstr("spec.consulDiscovery.queryOptions"),
+                          HasSubstr("spec.consulDiscovery.other")));
+}
+
 }  // namespace
 }  // namespace portico::api

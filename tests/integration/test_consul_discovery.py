@@ -110,6 +110,23 @@ class ConsulDiscoveryTest(t.IntegrationTest):
         self.consul.register("api", self.upstream_port, address="127.0.0.2", service_id="api-x", dc="dc1")
         self.timed("dc2 instance -> serves", lambda: self.seen("/remote") == {(200, "c")})
 
+    def test_c_consistency_mode(self):
+        # Settings consulDiscovery.consistencyMode, applied without a restart: the queries ask for it.
+        with self.consul.lock:
+            seen = len(self.consul.requests)
+        self.assertFalse(any("consistent" in x for _, x in self.consul.requests))
+        self.cfg.write_obj("settings.yaml", t.resource("Settings", "default", {
+            "consul": {"address": self.consul.address, "waitTime": "5s"},
+            "consulDiscovery": {"consistencyMode": "ConsistentMode"}}))
+
+        def asked():
+            with self.consul.lock:
+                return [x for _, x in self.consul.requests[seen:] if x.startswith("/v1/health/service/web?")]
+        t.wait_until(lambda: any("&consistent" in x for x in asked()), 10, message="?consistent sent")
+        self.assertTrue(all("&consistent" in x for x in asked()[-3:]), asked()[-3:])
+        self.consul.register("web", self.upstream_port, address="127.0.0.4", service_id="web-c2")
+        t.wait_until(lambda: (200, "c") in self.seen(n=20), 5, message="still follows")
+
     def test_z_consul_stopped_keeps_last_instances(self):
         self.consul.register("web", self.upstream_port, address="127.0.0.3", service_id="web-b")
         t.wait_until(lambda: (200, "b") in self.seen(), 10, message="web-b serves")

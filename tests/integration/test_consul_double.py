@@ -215,6 +215,64 @@ class ConsulDoubleTest(unittest.TestCase):
         self.assertEqual(sorted(services), ["consul"])
         self.assertFalse(self.c.agent.service.deregister("web-2"))  # 404: unknown service ID
 
+    def test_service_and_check_lists_block_on_their_own_tables(self):
+        # What Portico's bulk discovery watches: /v1/catalog/services (the services table's index) and
+        # /v1/health/state/any (the checks table's index), each a blocking query.
+        self.double.register("web", 8080, address="10.0.0.1", service_id="web-1", status="passing")
+        self.double.register("api", 9090, address="10.0.0.2", service_id="api-1", status="passing")
+        s_idx, services = self.c.catalog.services()
+        c_idx, checks = self.c.health.state("any")
+        self.assertEqual(sorted(services), ["api", "consul", "web"])
+        by_id = {c["CheckID"]: c for c in checks}
+        self.assertEqual(by_id["service:web-1"]["ServiceName"], "web")
+        self.assertEqual(by_id["service:web-1"]["Status"], "passing")
+        for field in ("Node", "ServiceID", "ModifyIndex", "CreateIndex"):
+            self.assertIn(field, by_id["service:web-1"])
+        # A check turning critical ends a blocking check list with that check's ModifyIndex ...
+        threading.Timer(0.2, lambda: self.double.set_check("service:web-1", "critical")).start()
+        t0 = time.monotonic()
+        c_idx2, checks = self.c.health.state("any", index=c_idx, wait="5s")
+        self.assertLess(time.monotonic() - t0, 2.0)
+        self.assertGreater(int(c_idx2), int(c_idx))
+        web = [c for c in checks if c["CheckID"] == "service:web-1"][0]
+        self.assertEqual(web["Status"], "critical")
+        self.assertEqual(web["ModifyIndex"], int(c_idx2))
+        # ... and does not move the service list, which stays parked (the wait passes).
+        t0 = time.monotonic()
+        s_idx2, _ = self.c.catalog.services(index=s_idx, wait="400ms")
+        self.assertGreaterEqual(time.monotonic() - t0, 0.39)
+        self.assertEqual(s_idx2, s_idx)
+        # Re-registering an instance at a new address moves the service list but no check (Consul
+        # keeps a check written again unchanged): the check list stays parked.
+        threading.Timer(0.2, lambda: self.double.register(
+            "api", 9191, address="10.0.0.3", service_id="api-1", status="passing")).start()
+        s_idx3, services = self.c.catalog.services(index=s_idx, wait="5s")
+        self.assertGreater(int(s_idx3), int(s_idx))
+        self.assertEqual(sorted(services), ["api", "consul", "web"])
+        t0 = time.monotonic()
+        c_idx3, checks = self.c.health.state("any", index=c_idx2, wait="400ms")
+        self.assertGreaterEqual(time.monotonic() - t0, 0.39)
+        self.assertEqual(c_idx3, c_idx2)
+        api = [c for c in checks if c["CheckID"] == "service:api-1"][0]
+        self.assertLess(api["ModifyIndex"], int(s_idx3))
+        _, entries = self.c.health.service("api", passing=True)
+        self.assertEqual((entries[0]["Service"]["Address"], entries[0]["Service"]["Port"]), ("10.0.0.3", 9191))
+        # A KV write ends neither; a new service ends both (new instance, new check).
+        threading.Timer(0.1, lambda: self.double.kv_put("unrelated", "x")).start()
+        threading.Timer(0.3, lambda: self.double.register("db", 5432, service_id="db-1")).start()
+        s_idx4, services = self.c.catalog.services(index=s_idx3, wait="5s")
+        c_idx4, checks = self.c.health.state("any", index=c_idx3, wait="5s")
+        self.assertIn("db", services)
+        self.assertEqual(int(s_idx4), int(c_idx4))
+        self.assertIn("service:db-1", [c["CheckID"] for c in checks])
+        # Consistency modes are taken and reported (python3-consul's consistency= parameter).
+        stale = consul.Consul(host=self.double.host, port=self.double.port, consistency="stale")
+        self.addCleanup(stale.http.session.close)
+        self.assertIn("db", stale.catalog.services()[1])
+        self.assertIn("db", self.c.catalog.services(consistency="consistent")[1])
+        self.assertIn("stale", [t.split("?", 1)[1] for m, t in self.double.requests
+                                if t.startswith("/v1/catalog/services?")][-2])
+
     def test_ttl_expires_and_non_ttl_checks_refuse_updates(self):
         self.c.agent.service.register("api", port=1, check=consul.Check.ttl("300ms"))
         self.c.agent.check.ttl_pass("service:api")

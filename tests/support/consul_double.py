@@ -134,6 +134,11 @@ def _ci(d: dict, name: str, default=None):
 
 # ---------------------------------------------------------------------------------------------- state
 
+# The fields by which Consul tells a check written again from a changed one (HealthCheck.IsSame).
+_CHECK_SAME = ("Node", "CheckID", "Name", "Status", "Notes", "Output", "ServiceID", "ServiceName",
+               "ServiceTags", "Type")
+
+
 class Datacenter:
     """The data of one datacenter: its raft index, KV (with tombstones) and catalog (nodes, services,
     checks). Guarded by ConsulDouble's lock."""
@@ -436,6 +441,29 @@ class ConsulDouble:
             self.cond.notify_all()
             return sid
 
+    def register_many(self, instances: list[dict], status: str = "passing", dc: str | None = None) -> int:
+        """Registers many instances on the agent's node in one write (a benchmark's preload: register()
+        scans the checks for each). Each instance: {"Service", "ID", "Address", "Port", "Tags"?}; each
+        gets one check "service:<ID>" of `status`. Returns the index of the write."""
+        with self.cond:
+            d = self.dcs[dc or self.local_dc]
+            node = self._node_of(d)
+            idx = d.next_index()
+            for inst in instances:
+                record = {"ID": inst["ID"], "Service": inst["Service"], "Tags": list(inst.get("Tags") or []),
+                          "Address": inst.get("Address") or "", "Meta": {}, "Port": int(inst["Port"]),
+                          "Weights": {"Passing": 1, "Warning": 1}, "EnableTagOverride": False,
+                          "CreateIndex": idx, "ModifyIndex": idx}
+                d.services[(node, inst["ID"])] = record
+                rec = self._check_record(d, node, {"CheckID": f"service:{inst['ID']}", "Status": status,
+                                                   "Name": f"Service '{inst['Service']}' check", "Type": "ttl"},
+                                         record, idx)
+                d.checks[(node, rec["CheckID"])] = rec
+                d.touch_service(inst["Service"], idx)
+            d.services_index = d.checks_index = idx
+            self.cond.notify_all()
+            return idx
+
     def deregister(self, service_id: str, node: str | None = None, dc: str | None = None) -> None:
         with self.cond:
             d = self.dcs[dc or self.local_dc]
@@ -512,16 +540,30 @@ class ConsulDouble:
         d.services[key] = record
         d.services_index = idx
         d.touch_service(record["Service"], idx)
+        # As Consul's state store: a check written again unchanged keeps its ModifyIndex and does not
+        # move the checks table's index (re-registering an instance at a new address changes no check).
+        checks_changed = False
+        before = {}
         if replace_checks:
             for ck in [k for k, c in d.checks.items() if k[0] == node and c["ServiceID"] == svc["ID"]]:
-                del d.checks[ck]
+                before[ck] = d.checks.pop(ck)
         for c in checks:
             rec = self._check_record(d, node, c, record, idx)
-            old = d.checks.get((node, rec["CheckID"]))
+            ck = (node, rec["CheckID"])
+            old = d.checks.get(ck) or before.pop(ck, None)
             if old:
                 rec["CreateIndex"] = old["CreateIndex"]
-            d.checks[(node, rec["CheckID"])] = rec
-        d.checks_index = idx
+                if all(old.get(f) == rec.get(f) for f in _CHECK_SAME):
+                    rec["ModifyIndex"] = old["ModifyIndex"]
+                else:
+                    checks_changed = True
+            else:
+                checks_changed = True
+            d.checks[ck] = rec
+        if before:
+            checks_changed = True
+        if checks_changed:
+            d.checks_index = idx
 
     def _deregister_instance(self, d: Datacenter, node: str, service_id: str) -> bool:
         idx = d.next_index()
@@ -878,9 +920,25 @@ class ConsulDouble:
     def _node_json(self, d: Datacenter, n: dict) -> dict:
         return {k: v for k, v in n.items()}
 
+    def _lookup(self, d: Datacenter):
+        """(instances by service name, checks by (node, service ID)), sorted; rebuilt after any write (every write
+        moves d.index), so that reading one service out of thousands does not scan them all."""
+        key = (d.index, len(d.services), len(d.checks))
+        cache = getattr(d, "_lookup_cache", None)
+        if cache is None or cache[0] != key:
+            by_name: dict[str, list] = {}
+            for k in sorted(d.services):
+                by_name.setdefault(d.services[k]["Service"], []).append(k)
+            by_node: dict[tuple[str, str], list] = {}   # (node, ServiceID or "") -> check keys
+            for k in sorted(d.checks):
+                by_node.setdefault((k[0], d.checks[k]["ServiceID"]), []).append(k)
+            cache = (key, by_name, by_node)
+            d._lookup_cache = cache
+        return cache[1], cache[2]
+
     def _visible_instances(self, d: Datacenter, token: Token, name: str, tags: list[str]):
         out, filtered = [], False
-        for (node, sid) in sorted(d.services):
+        for (node, sid) in self._lookup(d)[0].get(name, []):
             s = d.services[(node, sid)]
             if s["Service"] != name or any(t not in s["Tags"] for t in tags):
                 continue
@@ -953,8 +1011,9 @@ class ConsulDouble:
         passing = q.has("passing") and q.get("passing") not in ("0", "false")
         out = []
         for node, s in instances:
-            checks = [self._check_json(c) for (n, _), c in sorted(d.checks.items())
-                      if n == node and (c["ServiceID"] == "" or c["ServiceID"] == s["ID"])]
+            by_node = self._lookup(d)[1]
+            keys = sorted(by_node.get((node, ""), []) + by_node.get((node, s["ID"]), []))
+            checks = [self._check_json(d.checks[k]) for k in keys]
             if passing and any(c["Status"] != "passing" for c in checks):
                 continue
             out.append({"Node": self._node_json(d, d.nodes[node]), "Service": self._service_json(s),
@@ -1249,6 +1308,9 @@ class ConsulDouble:
 class _Server(socketserver.ThreadingMixIn, http.server.HTTPServer):
     daemon_threads = True
     allow_reuse_address = True
+    # Go's listen backlog (the kernel's somaxconn), not socketserver's 5: a client opening several
+    # connections at once (a list watcher and its readers) would see SYNs dropped and retried 1 s later.
+    request_queue_size = 128
     double: ConsulDouble
 
     def __init__(self, *args, **kw):
@@ -1283,6 +1345,12 @@ class _Handler(http.server.BaseHTTPRequestHandler):
 
     def log_message(self, fmt, *args):  # quiet
         pass
+
+    def setup(self):
+        super().setup()
+        # As Go's net package (Consul) does for every TCP connection: without it, the body written
+        # after the headers waits for the client's delayed ACK (~40 ms per answer on keep-alive).
+        self.connection.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
 
     def _serve(self):
         length = int(self.headers.get("Content-Length") or 0)
@@ -1330,17 +1398,26 @@ def main(argv=None) -> int:
     ap.add_argument("--acl-master-token", help="enables ACLs; this token may do anything")
     ap.add_argument("--token", action="append", default=[],
                     help="SECRET=RULES_JSON: another ACL token and its rules")
+    ap.add_argument("--preload", metavar="N:K",
+                    help="registers N services svc-00000... with K passing instances each, at distinct "
+                         "addresses 10.x.y.(j+1) and ports 20000+j (benchmarks)")
     args = ap.parse_args(argv)
     double = ConsulDouble(datacenters=tuple(args.dc or ["dc1"]), node_name=args.node,
                           master_token=args.acl_master_token, host=args.host, port=args.port)
+    if args.preload:
+        n, _, k = args.preload.partition(":")
+        double.register_many([{"Service": f"svc-{i:05d}", "ID": f"svc-{i:05d}-{j}",
+                               "Address": f"10.{(i >> 8) & 255}.{i & 255}.{j + 1}", "Port": 20000 + j}
+                              for i in range(int(n)) for j in range(int(k or 1))])
     for spec in args.token:
         secret, _, rules = spec.partition("=")
         double.add_token(secret, json.loads(rules or "{}"))
-    double.start()
-    print(double.port, flush=True)
+    # The handlers before the port is printed: a caller may stop the double as soon as it reads it.
     done = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: done.set())
     signal.signal(signal.SIGINT, lambda *_: done.set())
+    double.start()
+    print(double.port, flush=True)
     done.wait()
     double.stop()
     return 0

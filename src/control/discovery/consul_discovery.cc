@@ -89,24 +89,51 @@ ConsulDiscovery::ConsulDiscovery() = default;
 ConsulDiscovery::~ConsulDiscovery() = default;
 
 void ConsulDiscovery::start(std::function<void()> wake) {
-  watcher_.start(std::move(wake));
+  watcher_.start(wake);
+  bulk_.start(std::move(wake));
 }
 
 void ConsulDiscovery::watch(const std::vector<snapshot::DiscoveryTarget>& targets) {
-  watcher_.watch(targets);
+  std::vector<snapshot::DiscoveryTarget> mine;
+  std::set<std::string> keys;
+  for (const auto& t : targets) {
+    if (t.source == name() && keys.insert(t.key()).second) mine.push_back(t);
+  }
+  bulk_mode_ = mine.size() > kBulkAbove;
+  if (bulk_mode_) {
+    watcher_.watch({});
+    bulk_.watch(mine);
+  } else {
+    bulk_.watch({});
+    watcher_.watch(mine);
+  }
 }
 
 std::optional<DiscoveredMap> ConsulDiscovery::poll() {
-  return watcher_.poll();
+  auto single = watcher_.poll();
+  auto bulk = bulk_.poll();
+  if (!single && !bulk) return std::nullopt;
+  if (single) last_single_ = std::move(*single);
+  if (bulk) last_bulk_ = std::move(*bulk);
+  DiscoveredMap out = last_single_;
+  for (const auto& [key, d] : last_bulk_)
+    out[key] = d;
+  return out;
 }
 
 bool ConsulDiscovery::wait_first(std::chrono::milliseconds timeout) {
-  return watcher_.wait_first(timeout);
+  const auto deadline = std::chrono::steady_clock::now() + timeout;
+  bool single = watcher_.wait_first(timeout);
+  auto left = std::chrono::duration_cast<std::chrono::milliseconds>(
+      deadline - std::chrono::steady_clock::now());
+  bool bulk = bulk_.wait_first(std::max(left, std::chrono::milliseconds(0)));
+  return single && bulk;
 }
 
 void ConsulDiscovery::configure(const ConsulDiscoveryOptions& options) {
   if (options_ && *options_ == options) return;
   options_ = options;
+  bulk_.configure(options);
   watcher_.configure(
       options.endpoint.url,
       [options](http::Client& client, const snapshot::DiscoveryTarget& target, uint64_t index) {
@@ -136,11 +163,14 @@ void ConsulDiscovery::configure(const ConsulDiscoveryOptions& options) {
 
 ConsulDiscovery::Counters ConsulDiscovery::counters() const {
   BlockingWatcher::Counters w = watcher_.counters();
+  ConsulBulkWatcher::Counters b = bulk_.counters();
   Counters c;
-  c.queries = w.queries;
-  c.failures = w.failures;
-  c.services = w.targets;
-  c.failing = w.failing;
+  c.queries = w.queries + b.list_queries + b.reads;
+  c.failures = w.failures + b.list_failures + b.read_failures;
+  c.services = w.targets + b.targets;
+  c.failing = w.failing + b.failing;
+  c.bulk = bulk_mode_;
+  c.bulk_counters = b;
   return c;
 }
 

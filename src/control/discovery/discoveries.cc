@@ -21,6 +21,25 @@ std::string watcher_stats(const std::string& prefix, const Counters& c) {
          std::to_string(c.failing) + "\n";
 }
 
+// Consul discovery's bulk mode (consul_discovery.h, ConsulBulkWatcher).
+std::string consul_bulk_stats(const ConsulDiscovery::Counters& c) {
+  const ConsulBulkWatcher::Counters& b = c.bulk_counters;
+  std::string out;
+  auto line = [&](const char* name, const char* type, uint64_t v) {
+    out += std::string("# TYPE portico_consul_discovery_") + name + " " + type +
+           "\nportico_consul_discovery_" + name + " " + std::to_string(v) + "\n";
+  };
+  line("bulk_mode", "gauge", c.bulk ? 1 : 0);
+  line("bulk_list_queries_total", "counter", b.list_queries);
+  line("bulk_list_failures_total", "counter", b.list_failures);
+  line("bulk_reads_total", "counter", b.reads);
+  line("bulk_read_failures_total", "counter", b.read_failures);
+  line("bulk_sweeps_total", "counter", b.sweeps);
+  line("bulk_node_scans_total", "counter", b.node_scans);
+  line("bulk_queued", "gauge", b.queued);
+  return out;
+}
+
 // Logs `error` unless it is the one logged last time; remembers it (empty: none).
 void note_error(const char* what, const std::string& error, std::string* last) {
   if (!error.empty() && error != *last) LOG_ERROR("%s: %s", what, error.c_str());
@@ -66,6 +85,11 @@ void Discoveries::configure(const api::SettingsSpec* settings) {
     ConsulDiscoveryOptions o;
     o.endpoint = std::move(endpoint.value());
     o.wait = s.consul.wait_time;
+    o.consistency = s.consul_discovery_consistency == api::ConsulConsistency::kStale
+                        ? consul::Consistency::kStale
+                    : s.consul_discovery_consistency == api::ConsulConsistency::kConsistent
+                        ? consul::Consistency::kConsistent
+                        : consul::Consistency::kDefault;
     consul_->configure(o);
   }
 
@@ -114,6 +138,7 @@ std::string Discoveries::stats() const {
          "\n# TYPE portico_dns_names_failing gauge\nportico_dns_names_failing " +
          std::to_string(d.failing) + "\n" +
          watcher_stats("portico_consul_discovery", consul_->counters()) +
+         consul_bulk_stats(consul_->counters()) +
          watcher_stats("portico_nomad_discovery", nomad_->counters()) + kube_stats();
 }
 

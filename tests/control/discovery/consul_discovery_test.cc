@@ -175,5 +175,104 @@ spec:
   EXPECT_THAT(missing, HasSubstr("serviceName"));
 }
 
+// Bulk mode's lists: which services changed between two /v1/health/state/any answers.
+constexpr const char* kChecks = R"([
+  {"Node": "n1", "CheckID": "serfHealth", "Status": "passing", "ServiceID": "", "ServiceName": "",
+   "ModifyIndex": 3},
+  {"Node": "n1", "CheckID": "service:web-1", "Status": "passing", "ServiceID": "web-1",
+   "ServiceName": "web", "ModifyIndex": 5},
+  {"Node": "n2", "CheckID": "service:api-1", "Status": "passing", "ServiceID": "api-1",
+   "ServiceName": "api", "ModifyIndex": 6},
+  {"Node": "n2", "CheckID": "serfHealth", "Status": "passing", "ModifyIndex": 2}
+])";
+
+TEST(ConsulBulk, ChecksFingerprintsTellWhichServicesChanged) {
+  auto before = parse_checks(kChecks);
+  ASSERT_TRUE(before) << before.error().message;
+  EXPECT_EQ(before.value().by_service.size(), 2u);
+  EXPECT_EQ(before.value().by_node.size(), 2u);
+  // The same checks in another order: nothing changed.
+  auto reordered = parse_checks(R"([
+    {"Node": "n2", "CheckID": "serfHealth", "Status": "passing", "ModifyIndex": 2},
+    {"Node": "n2", "CheckID": "service:api-1", "Status": "passing", "ServiceID": "api-1",
+     "ServiceName": "api", "ModifyIndex": 6},
+    {"Node": "n1", "CheckID": "service:web-1", "Status": "passing", "ServiceID": "web-1",
+     "ServiceName": "web", "ModifyIndex": 5},
+    {"Node": "n1", "CheckID": "serfHealth", "Status": "passing", "ServiceID": "", "ServiceName": "",
+     "ModifyIndex": 3}])");
+  ASSERT_TRUE(reordered);
+  EXPECT_TRUE(changed_services(before.value(), reordered.value()).empty());
+  // web's check critical; a new service db; api's node failing (api is concerned through it).
+  std::string text = kChecks;
+  text.replace(text.find(R"("Status": "passing", "ServiceID": "web-1")"),
+               std::string(R"("Status": "passing")").size(), R"("Status": "critical")");
+  auto web = parse_checks(text);
+  ASSERT_TRUE(web);
+  EXPECT_EQ(changed_services(before.value(), web.value()), (std::set<std::string>{"web"}));
+  auto node = parse_checks(R"([
+    {"Node": "n1", "CheckID": "serfHealth", "Status": "passing", "ModifyIndex": 3},
+    {"Node": "n1", "CheckID": "service:web-1", "Status": "passing", "ServiceID": "web-1",
+     "ServiceName": "web", "ModifyIndex": 5},
+    {"Node": "n2", "CheckID": "service:api-1", "Status": "passing", "ServiceID": "api-1",
+     "ServiceName": "api", "ModifyIndex": 6},
+    {"Node": "n2", "CheckID": "serfHealth", "Status": "critical", "ModifyIndex": 9},
+    {"Node": "n2", "CheckID": "service:db-1", "Status": "passing", "ServiceID": "db-1",
+     "ServiceName": "db", "ModifyIndex": 9}])");
+  ASSERT_TRUE(node);
+  EXPECT_EQ(changed_services(before.value(), node.value()), (std::set<std::string>{"api", "db"}));
+  // A service whose checks are gone (deregistered) changed too.
+  EXPECT_EQ(changed_services(node.value(), before.value()), (std::set<std::string>{"api", "db"}));
+}
+
+TEST(ConsulBulk, ListsThatAreNotConsulsAreErrors) {
+  EXPECT_THAT(parse_checks("<html>").error().message, HasSubstr("not JSON"));
+  EXPECT_THAT(parse_checks("{}").error().message, HasSubstr("not a JSON array"));
+  EXPECT_THAT(
+      parse_checks(R"([{"Node": "n1", "CheckID": "c", "Status": "passing"}])").error().message,
+      HasSubstr("ModifyIndex"));
+  EXPECT_THAT(
+      parse_checks(R"([{"CheckID": "c", "Status": "passing", "ModifyIndex": 1}])").error().message,
+      HasSubstr("check 0"));
+  auto services = parse_catalog_services(R"({"web": ["v2", "v1", "v2"], "consul": [], "x": null})");
+  ASSERT_TRUE(services) << services.error().message;
+  EXPECT_EQ(services.value().at("web"), (std::vector<std::string>{"v1", "v2"}));
+  EXPECT_TRUE(services.value().at("x").empty());
+  EXPECT_THAT(parse_catalog_services("[]").error().message, HasSubstr("not a JSON object"));
+  EXPECT_THAT(parse_catalog_services(R"({"web": "v1"})").error().message, HasSubstr("web"));
+  EXPECT_THAT(parse_catalog_services(R"({"web": [1]})").error().message, HasSubstr("not a string"));
+}
+
+TEST(ConsulBulk, NodeListingsFingerprintEveryInstance) {
+  auto nodes = parse_catalog_nodes(R"([{"Node": "n1", "Address": "10.0.0.1"}, {"Node": "n2"}])");
+  ASSERT_TRUE(nodes) << nodes.error().message;
+  EXPECT_EQ(nodes.value(), (std::vector<std::string>{"n1", "n2"}));
+  EXPECT_FALSE(parse_catalog_nodes(R"([{"Address": "x"}])"));
+  constexpr const char* kNode = R"({"Node": {"Node": "n1", "Address": "10.0.0.1"},
+    "Services": {"web-1": {"ID": "web-1", "Service": "web", "Address": "10.1.1.1", "Port": 80,
+                           "ModifyIndex": 7},
+                 "api-1": {"ID": "api-1", "Service": "api", "Address": "", "Port": 81,
+                           "ModifyIndex": 8}}})";
+  std::map<std::string, uint64_t> before, after, moved;
+  ASSERT_TRUE(add_node_services(kNode, &before));
+  EXPECT_EQ(before.size(), 2u);
+  std::string text = kNode;
+  text.replace(text.find("10.1.1.1"), 8, "10.1.1.2");
+  ASSERT_TRUE(add_node_services(text, &after));
+  EXPECT_NE(after.at("web"), before.at("web"));  // the address moved
+  EXPECT_EQ(after.at("api"), before.at("api"));
+  // The node's own address is every instance's (Service.Address empty: Node.Address).
+  text = kNode;
+  text.replace(text.find("10.0.0.1"), 8, "10.0.0.9");
+  ASSERT_TRUE(add_node_services(text, &moved));
+  EXPECT_NE(moved.at("api"), before.at("api"));
+  std::map<std::string, uint64_t> none;
+  auto gone = add_node_services("null", &none);
+  ASSERT_TRUE(gone);
+  EXPECT_FALSE(gone.value());
+  EXPECT_TRUE(none.empty());
+  EXPECT_FALSE(add_node_services(R"({"Node": {}})", &none));
+  EXPECT_FALSE(add_node_services(R"({"Node": {"Node": "n"}, "Services": {"x": {}}})", &none));
+}
+
 }  // namespace
 }  // namespace portico::control
