@@ -177,3 +177,37 @@ spec:
 
 }  // namespace
 }  // namespace portico::control
+
+namespace portico::control {
+namespace {
+
+TEST(ConsulDiscovery, SubsetLabelsInGloosConvention) {
+  // Instances of data center dc2 (Node.Datacenter), labelled by the target's subset tags and
+  // data centers: "tag_<t>" and "dc_<d>", "1" or "0".
+  constexpr const char* kDc2 = R"([
+    {"Node": {"Node": "n1", "Address": "10.0.0.1", "Datacenter": "dc2"},
+     "Service": {"Tags": ["v2", "canary"], "Port": 8080}},
+    {"Node": {"Node": "n2", "Address": "10.0.0.2"},
+     "Service": {"Tags": ["v1"], "Port": 8080}}
+  ])";
+  snapshot::DiscoveryTarget t;
+  t.source = "consul";
+  t.name = "web";
+  t.datacenter = "dc1";  // what was asked for: the fallback when a node does not say
+  t.subset_tags = {"v2", "v1"};
+  t.subset_datacenters = {"dc1", "dc2"};
+  auto r = parse_health_service(kDc2, {}, &t);
+  ASSERT_TRUE(r) << r.error().message;
+  ASSERT_EQ(r.value().size(), 2u);
+  EXPECT_EQ(r.value()[0].labels,
+            (snapshot::Labels{{"dc_dc1", "0"}, {"dc_dc2", "1"}, {"tag_v1", "0"}, {"tag_v2", "1"}}));
+  EXPECT_EQ(r.value()[1].labels,
+            (snapshot::Labels{{"dc_dc1", "1"}, {"dc_dc2", "0"}, {"tag_v1", "1"}, {"tag_v2", "0"}}));
+  // Without subsets: no labels (the endpoints are what they were).
+  auto plain = parse_health_service(kDc2, {});
+  ASSERT_TRUE(plain);
+  EXPECT_TRUE(plain.value()[0].labels.empty());
+}
+
+}  // namespace
+}  // namespace portico::control
