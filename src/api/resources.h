@@ -237,9 +237,9 @@ struct Destination {
   uint32_t weight = 1;
   // destination.subset.values (subset routing): only the upstream's endpoints whose labels carry
   // all of these; sorted by key. Checked against the Upstream's subsetSpec by the translator.
-  std::vector<std::pair<std::string, std::string>> subset;
-  Location subset_loc;
-  std::string subset_path;
+  std::vector<std::pair<std::string, std::string>> subset{};
+  Location subset_loc{};
+  std::string subset_path{};
 };
 
 struct ForwardAction {
@@ -367,7 +367,7 @@ struct StaticHost {
   uint32_t weight = 1;
   bool is_name = false;  // resolved by the control plane (A and AAAA), refreshed within the TTL
   // metadata."envoy.lb" (subset routing): the host's labels, sorted by key.
-  std::vector<std::pair<std::string, std::string>> labels;
+  std::vector<std::pair<std::string, std::string>> labels{};
 };
 
 // failover.prioritizedLocalities[k]: the hosts of failover tier k + 1 (the locality labels are
@@ -417,7 +417,7 @@ struct ConsulUpstream {
   std::vector<std::string> datacenters;  // dataCenters; empty: the agent's (Settings consul)
   // subsetTags: each instance gets the label "tag_<t>" = "1" or "0" per tag (Gloo's convention);
   // with them (or dataCenters) the Upstream has an implicit subsetSpec (docs/configuration.md).
-  std::vector<std::string> subset_tags;
+  std::vector<std::string> subset_tags{};
 };
 
 // spec.nomad: the instances of a Nomad native service (control/discovery/nomad_discovery).

@@ -85,7 +85,7 @@ struct WeightedCluster {
   // Subset routing (destination `subset.values`): only the cluster's endpoints whose labels
   // include all of these; empty: every endpoint. The data plane compiles one load balancer per
   // (cluster, subset) when a configuration is applied (upstream::Cluster).
-  Labels subset;
+  Labels subset{};
   bool operator==(const WeightedCluster&) const = default;
 };
 
@@ -349,7 +349,7 @@ struct Endpoint {
   // Failover tier: 0 is the Upstream's own hosts, k + 1 its failover.prioritizedLocalities[k].
   // Tier k + 1 gets traffic only when tiers 0..k have too few available hosts.
   uint32_t priority = 0;
-  Labels labels;  // subset routing: what a route's subset is matched against
+  Labels labels{};  // subset routing: what a route's subset is matched against
   bool operator==(const Endpoint&) const = default;
 };
 
@@ -375,8 +375,8 @@ struct DiscoveryTarget {
   // Subset labels (Consul, Upstream consul.subsetTags and dataCenters): each endpoint found gets
   // "tag_<t>" = "1" or "0" for each of `subset_tags` (whether the instance carries t) and
   // "dc_<d>" = "1" or "0" for each of `subset_datacenters` (whether it runs in d).
-  std::vector<std::string> subset_tags;
-  std::vector<std::string> subset_datacenters;
+  std::vector<std::string> subset_tags{};
+  std::vector<std::string> subset_datacenters{};
   // What the source watches (the same target for two clusters is watched once).
   std::string key() const {
     std::string k = source + ":" + name;
