@@ -41,6 +41,10 @@ std::string all_errors(const std::string& yaml) {
   std::string out;
   for (const auto& l : lines(f.errors))
     out += l + "\n";
+  for (const auto& r : f.resources) {
+    for (const auto& l : lines(r.diagnostics))
+      out += l + "\n";
+  }
   return out;
 }
 

@@ -1184,6 +1184,9 @@ struct Translator::State {
   // What the dependencies looked like at the previous translation.
   std::unordered_map<std::string, bool> upstream_rejected;
   std::unordered_map<std::string, bool> upstream_hashing;  // accepted, ringHash or maglev
+  // Subset routing: the selectors of the Upstreams that have any (the routes' subsets are
+  // checked against them: a change invalidates the VirtualServices using the Upstream).
+  std::unordered_map<std::string, std::vector<std::vector<std::string>>> upstream_subsets;
   std::unordered_map<std::string, GroupToken> groups;
   std::unordered_map<std::string, TableToken> tables;
   // Upstreams used by the routes of accepted VirtualServices: the contributing memos and counts.
@@ -1477,6 +1480,17 @@ Translation Translator::translate(const std::vector<ResourcePtr>& resources, uin
           h->second = hashing;
           state.invalidate("u:" + uid);
         }
+        auto selectors = rejected ? std::vector<std::vector<std::string>>{}
+                                  : subset_selectors(up.resource->upstream());
+        auto sit = state.upstream_subsets.find(uid);
+        if (sit == state.upstream_subsets.end() ? !selectors.empty() : sit->second != selectors) {
+          state.invalidate("u:" + uid);
+          if (selectors.empty()) {
+            state.upstream_subsets.erase(sit);
+          } else {
+            state.upstream_subsets[uid] = std::move(selectors);
+          }
+        }
       }
       if (known.size() != upstreams.size()) {  // some went away
         for (auto it = known.begin(); it != known.end();) {
@@ -1486,6 +1500,7 @@ Translation Translator::translate(const std::vector<ResourcePtr>& resources, uin
           }
           state.invalidate("u:" + it->first);
           state.upstream_hashing.erase(it->first);
+          state.upstream_subsets.erase(it->first);
           it = known.erase(it);
         }
       }

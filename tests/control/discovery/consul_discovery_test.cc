@@ -138,8 +138,9 @@ spec:
     if (cl.name == "default/web") c = &cl;
   ASSERT_NE(c, nullptr);
   ASSERT_EQ(c->discovery.size(), 2u);
-  EXPECT_EQ(c->discovery[0].key(), "consul:web@dc1#v2#canary");
-  EXPECT_EQ(c->discovery[1].key(), "consul:web@dc2#v2#canary");
+  // The data centers listed also label the instances (dc_dc1, dc_dc2: subset routing).
+  EXPECT_EQ(c->discovery[0].key(), "consul:web@dc1#v2#canary~subsets@dc1@dc2");
+  EXPECT_EQ(c->discovery[1].key(), "consul:web@dc2#v2#canary~subsets@dc1@dc2");
   EXPECT_EQ(c->discovery[0].port, 0);
   EXPECT_TRUE(c->endpoints.empty());
 }
@@ -151,7 +152,7 @@ spec:
   static: {hosts: [{addr: 10.0.0.1, port: 80}]}
   consul:
     serviceName: ""
-    subsetTags: [a]
+    instanceBlacklistTags: [a]
     connectEnabled: true
     dataCenters: [""]
     other: 1
@@ -161,7 +162,9 @@ spec:
     for (const auto& d : r.diagnostics)
       all += d.to_string() + "\n";
   EXPECT_THAT(all, HasSubstr("spec.consul.serviceName: must not be empty"));
-  EXPECT_THAT(all, HasSubstr("spec.consul.subsetTags: consul.subsetTags is not supported"));
+  EXPECT_THAT(all,
+              HasSubstr("spec.consul.instanceBlacklistTags: consul.instanceBlacklistTags is not "
+                        "supported"));
   EXPECT_THAT(all, HasSubstr("spec.consul.connectEnabled"));
   EXPECT_THAT(all, HasSubstr("spec.consul.dataCenters[0]: must not be empty"));
   EXPECT_THAT(all, HasSubstr("spec.consul.other"));
