@@ -675,7 +675,64 @@ void decode_destination_upstream(DocReader& doc, const YAML::Node& node, const s
   } else {
     d.require_error("upstream");
   }
+  // subset: {values: {key: value}} (Gloo's Subset): only the endpoints carrying these labels.
+  if (auto sf = d.map("subset")) {
+    MapReader sm(doc, sf->value, sf->path, sf->loc);
+    std::map<std::string, std::string> values;
+    if (sm.has("values")) {
+      sm.string_map("values", &values);
+      if (values.empty()) {
+        doc.error(sf->loc, sm.child_path("values"),
+                  "must name at least one label (key: value); omit subset to use every endpoint");
+      }
+    } else if (sm.ok()) {
+      sm.require_error("values");
+    }
+    sm.finish();
+    for (const auto& [k, v] : values) {
+      if (k.empty()) doc.error(sf->loc, sm.child_path("values"), "a label key must not be empty");
+    }
+    out->subset.assign(values.begin(), values.end());
+    out->subset_loc = sf->loc;
+    out->subset_path = sf->path;
+  }
   d.finish();
+}
+
+// Upstream spec.subsetSpec (Gloo's SubsetSpec): selectors: [{keys: [...]}], the label key sets
+// routes may select on.
+void decode_subset_spec(DocReader& doc, const Field& f,
+                        std::vector<std::vector<std::string>>* out) {
+  MapReader m(doc, f.value, f.path, f.loc);
+  if (!m.ok()) return;
+  if (auto list = m.list("selectors", true)) {
+    yaml::for_each_item(*list, [&](const YAML::Node& item, const std::string& p, Location l) {
+      MapReader sel(doc, item, p, l);
+      if (!sel.ok()) return;
+      std::vector<std::string> keys;
+      if (auto kf = sel.list("keys", true)) {
+        yaml::for_each_item(*kf, [&](const YAML::Node& k, const std::string& kp, Location kl) {
+          std::string key;
+          if (!yaml::read_string(doc, k, kp, kl, &key)) return;
+          if (key.empty()) {
+            doc.error(kl, kp, "must not be empty");
+          } else if (std::find(keys.begin(), keys.end(), key) != keys.end()) {
+            doc.error(kl, kp, "\"" + key + "\" is listed twice");
+          } else {
+            keys.push_back(std::move(key));
+          }
+        });
+        if (kf->value.size() == 0) doc.error(kf->loc, kf->path, "must list at least one key");
+      }
+      // singleHostPerSubset and anything else: not implemented, rejected by name.
+      sel.finish();
+      std::sort(keys.begin(), keys.end());
+      if (!keys.empty()) out->push_back(std::move(keys));
+    });
+    if (list->value.size() == 0)
+      doc.error(list->loc, list->path, "must have at least one selector");
+  }
+  m.finish();
 }
 
 // A list of {weight, destination} (a route's multi, an UpstreamGroup): at least one, weights
@@ -1185,6 +1242,11 @@ void decode_upstream(DocReader& doc, MapReader& spec, const ObjectMeta& meta, Up
       doc.error(h->loc, h->path, "applies to HTTP/2 upstreams only: set spec.useHttp2: true");
     }
   }
+  if (auto ss = spec.map("subsetSpec")) {
+    std::vector<std::vector<std::string>> selectors;
+    decode_subset_spec(doc, *ss, &selectors);
+    out->subset_selectors = std::move(selectors);
+  }
   for (const char* other : {"aws", "awsEc2", "azure", "pipe", "dns"}) {
     if (auto f = spec.take(other)) {
       doc.error(f->loc, f->path,
@@ -1215,13 +1277,14 @@ void decode_upstream(DocReader& doc, MapReader& spec, const ObjectMeta& meta, Up
     strings("serviceTags", &consul.tags);
     strings("instanceTags", &consul.tags);
     strings("dataCenters", &consul.datacenters);
-    for (const char* key : {"subsetTags", "instanceBlacklistTags", "connectEnabled", "serviceSpec",
+    strings("subsetTags", &consul.subset_tags);
+    for (const char* key : {"instanceBlacklistTags", "connectEnabled", "serviceSpec",
                             "consistencyMode", "queryOptions"}) {
       if (auto f = c.take(key)) {
         doc.error(f->loc, f->path,
                   std::string("consul.") + key +
                       " is not supported (Consul discovery reads "
-                      "serviceName, serviceTags, instanceTags and dataCenters" +
+                      "serviceName, serviceTags, instanceTags, dataCenters and subsetTags" +
                       (std::string_view(key) == "consistencyMode"
                            ? "; the consistency mode is Settings spec.consulDiscovery."
                              "consistencyMode)"
@@ -1271,6 +1334,20 @@ void decode_upstream(DocReader& doc, MapReader& spec, const ObjectMeta& meta, Up
             uint64_t n = 0;
             if (h.uint("port", 1, 65535, &n, true)) host.port = static_cast<uint16_t>(n);
             if (h.uint("weight", 1, 1'000'000, &n)) host.weight = static_cast<uint32_t>(n);
+            // metadata: {"envoy.lb": {key: value}} (Gloo's Host.metadata): the host's labels
+            // for subset routing. Other filter namespaces are rejected by name.
+            if (auto md = h.map("metadata")) {
+              MapReader mr(doc, md->value, md->path, md->loc);
+              std::map<std::string, std::string> labels;
+              mr.string_map("envoy.lb", &labels);
+              mr.finish();
+              host.labels.assign(labels.begin(), labels.end());
+              if (host.is_name && !host.labels.empty()) {
+                doc.error(md->loc, md->path,
+                          "labels on a host written as a DNS name are not supported: write its "
+                          "address");
+              }
+            }
             h.finish();
             out->hosts.push_back(std::move(host));
           });

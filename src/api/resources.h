@@ -235,6 +235,11 @@ struct Matcher {
 struct Destination {
   ResourceRef upstream;
   uint32_t weight = 1;
+  // destination.subset.values (subset routing): only the upstream's endpoints whose labels carry
+  // all of these; sorted by key. Checked against the Upstream's subsetSpec by the translator.
+  std::vector<std::pair<std::string, std::string>> subset{};
+  Location subset_loc{};
+  std::string subset_path{};
 };
 
 struct ForwardAction {
@@ -361,6 +366,8 @@ struct StaticHost {
   uint16_t port = 0;
   uint32_t weight = 1;
   bool is_name = false;  // resolved by the control plane (A and AAAA), refreshed within the TTL
+  // metadata."envoy.lb" (subset routing): the host's labels, sorted by key.
+  std::vector<std::pair<std::string, std::string>> labels{};
 };
 
 // failover.prioritizedLocalities[k]: the hosts of failover tier k + 1 (the locality labels are
@@ -408,6 +415,9 @@ struct ConsulUpstream {
   std::string service_name;
   std::vector<std::string> tags;         // serviceTags + instanceTags: instances carry them all
   std::vector<std::string> datacenters;  // dataCenters; empty: the agent's (Settings consul)
+  // subsetTags: each instance gets the label "tag_<t>" = "1" or "0" per tag (Gloo's convention);
+  // with them (or dataCenters) the Upstream has an implicit subsetSpec (docs/configuration.md).
+  std::vector<std::string> subset_tags{};
 };
 
 // spec.nomad: the instances of a Nomad native service (control/discovery/nomad_discovery).
@@ -432,6 +442,10 @@ struct UpstreamSpec {
   std::optional<ConsulUpstream> consul;  // instead of static hosts
   std::optional<NomadUpstream> nomad;    // instead of static hosts
   std::optional<KubeUpstream> kube;      // instead of static hosts
+  // subsetSpec.selectors[].keys (subset routing): the label keys routes may select on, one key
+  // set per selector (each sorted, unique). Unset: no subsetSpec written (Consul upstreams then
+  // have the implicit one of their subsetTags and dataCenters).
+  std::optional<std::vector<std::vector<std::string>>> subset_selectors;
   LbPolicy lb = LbPolicy::kRoundRobin;
   uint32_t choice_count = 2;                 // leastRequest.choiceCount
   uint64_t ring_min_size = 1024;             // ringHash.ringHashConfig.minimumRingSize

@@ -1,5 +1,7 @@
 #include "proxy/runtime.h"
 
+#include <algorithm>
+
 namespace portico::proxy {
 
 std::string listener_key(const std::string& address, uint16_t port) {
@@ -51,6 +53,9 @@ std::shared_ptr<const VirtualHostRuntime> compile_virtual_host(
       for (const auto& wc : fwd->clusters) {
         auto it = cluster_index.find(wc.cluster);
         rr.cluster_index.push_back(it == cluster_index.end() ? -1 : it->second);
+        rr.subset_key.push_back(wc.subset.empty() ? 0 : upstream::subset_key(wc.subset));
+        if (!wc.subset.empty() && it != cluster_index.end())
+          vr->subset_uses.emplace_back(it->second, wc.subset);
         rr.stats.push_back(
             keep(*vr, registry.request_slot(l.name, vh.name, route.name, wc.cluster)));
       }
@@ -234,6 +239,34 @@ std::shared_ptr<const Runtime> build_runtime(std::shared_ptr<const snapshot::Pro
     lr.access_log_errors = std::move(logs.errors);
     rt->listener_by_key[listener_key(l.address, l.port)] = li;
     rt->listeners.push_back(std::move(lr));
+  }
+  // Subset routing: per cluster, the label sets its routes select, compiled once here (taken
+  // from `previous` when the cluster and its label sets are the same).
+  std::vector<std::vector<snapshot::Labels>> sets(clusters.size());
+  for (const auto& lr : rt->listeners) {
+    for (const auto& vr : lr.virtual_hosts) {
+      for (const auto& [idx, labels] : vr->subset_uses)
+        if (idx >= 0 && static_cast<size_t>(idx) < sets.size()) sets[idx].push_back(labels);
+    }
+  }
+  rt->cluster_subsets.resize(clusters.size());
+  for (size_t i = 0; i < clusters.size(); ++i) {
+    auto& s = sets[i];
+    if (s.empty()) continue;
+    std::sort(s.begin(), s.end());
+    s.erase(std::unique(s.begin(), s.end()), s.end());
+    if (rt->cluster_unchanged[i] && i < previous->cluster_subsets.size()) {
+      const auto& before = previous->cluster_subsets[i];
+      if (before && before->subsets.size() == s.size() &&
+          std::equal(s.begin(), s.end(), before->subsets.begin(),
+                     [](const snapshot::Labels& a, const upstream::SubsetDef& b) {
+                       return a == b.labels;
+                     })) {
+        rt->cluster_subsets[i] = before;
+        continue;
+      }
+    }
+    rt->cluster_subsets[i] = upstream::compile_subsets(clusters[i], s);
   }
   return rt;
 }

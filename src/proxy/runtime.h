@@ -12,6 +12,7 @@
 #include "proxy/router/router.h"
 #include "proxy/stats/stats.h"
 #include "proxy/tls/context.h"
+#include "proxy/upstream/cluster.h"
 #include "proxy/upstream/health.h"
 #include "proxy/upstream/lb.h"
 #include "snapshot/proxy_config.h"
@@ -22,6 +23,9 @@ struct RouteRuntime {
   // For forward actions: per WeightedCluster, the index of its cluster in config->clusters
   // (-1 if missing) and its stat slot. Other actions: one stat slot with upstream "".
   std::vector<int> cluster_index;
+  // Subset routing, aligned with cluster_index: upstream::subset_key of the destination's subset
+  // (0: none, every endpoint of the cluster).
+  std::vector<uint64_t> subset_key;
   std::vector<stats::RequestSlot*> stats;
   // The listener's filters then the route's, compiled. Null when one of them failed to compile:
   // the route then answers 500 (never served without its filters).
@@ -40,6 +44,8 @@ struct VirtualHostRuntime {
   std::vector<std::string> filter_errors;
   // Keeps the request slots alive (the raw pointers above point into them).
   std::vector<std::shared_ptr<stats::RequestSlot>> request_slots;
+  // The subsets its routes select: (index in config->clusters, labels).
+  std::vector<std::pair<int, snapshot::Labels>> subset_uses;
 };
 
 struct ListenerRuntime {
@@ -77,6 +83,10 @@ struct Runtime {
   // Health state, aligned with config->clusters: null for clusters with neither a health check nor
   // outlier detection (their endpoints are always available). Hosts carry over from `previous`.
   std::vector<std::shared_ptr<const upstream::ClusterHealth>> cluster_health;
+  // Subset routing, aligned with config->clusters: the subsets the routes select on each cluster
+  // (null: none), compiled here; each worker's Cluster builds their balancers over its endpoints.
+  // Carried over from `previous` when neither the cluster nor its subsets changed.
+  std::vector<std::shared_ptr<const upstream::ClusterSubsets>> cluster_subsets;
   // Keeps this configuration's request and cluster slots alive (the raw pointers above point into
   // them): a removed route's or cluster's slot is freed when the last Runtime using it goes.
   std::vector<std::shared_ptr<stats::RequestSlot>> request_slots;

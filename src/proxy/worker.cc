@@ -171,6 +171,10 @@ namespace {
 std::shared_ptr<const upstream::lb::HashTables> lb_tables(const Runtime& rt, size_t i) {
   return i < rt.cluster_lb.size() ? rt.cluster_lb[i] : nullptr;
 }
+// The subsets build_runtime compiled for cluster i (null: none).
+std::shared_ptr<const upstream::ClusterSubsets> subsets_of(const Runtime& rt, size_t i) {
+  return i < rt.cluster_subsets.size() ? rt.cluster_subsets[i] : nullptr;
+}
 }  // namespace
 
 void Worker::apply(std::shared_ptr<const Runtime> runtime) {
@@ -184,10 +188,16 @@ void Worker::apply(std::shared_ptr<const Runtime> runtime) {
     // route change at 5,000 clusters touches none of them).
     next->clusters = config_->clusters;
     for (size_t i = 0; i < clusters.size(); ++i) {
-      if (runtime->cluster_unchanged[i]) continue;
+      if (runtime->cluster_unchanged[i]) {
+        // Subsets a route added or dropped (the cluster itself as it was).
+        auto subsets = subsets_of(*runtime, i);
+        if (subsets != next->clusters[i]->subsets()) next->clusters[i]->set_subsets(subsets);
+        continue;
+      }
       next->clusters[i]->update(clusters[i], runtime->cluster_stats[i], lb_tables(*runtime, i));
       next->clusters[i]->set_tls(runtime->cluster_tls[i], runtime->cluster_tls_errors[i]);
       next->clusters[i]->set_health(runtime->cluster_health[i]);
+      next->clusters[i]->set_subsets(subsets_of(*runtime, i));
     }
     next->runtime = std::move(runtime);
     config_ = std::move(next);
@@ -206,6 +216,7 @@ void Worker::apply(std::shared_ptr<const Runtime> runtime) {
     }
     c->set_tls(runtime->cluster_tls[i], runtime->cluster_tls_errors[i]);
     c->set_health(runtime->cluster_health[i]);
+    c->set_subsets(subsets_of(*runtime, i));
     by_name[clusters[i].name] = c;
     next->clusters.push_back(std::move(c));
   }

@@ -27,6 +27,14 @@ const char* kind_name(PathMatchKind kind) {
   return "prefix";
 }
 
+// Labels as a JSON object (key -> value).
+Json labels_json(const Labels& labels) {
+  Json j = Json::object();
+  for (const auto& [k, v] : labels)
+    j[k] = v;
+  return j;
+}
+
 Json match_json(const RouteMatch& m) {
   Json j;
   j[kind_name(m.kind)] = m.kind == PathMatchKind::kRegex && m.regex ? m.regex->pattern : m.path;
@@ -86,7 +94,9 @@ Json action_json(const Route& r) {
   if (const auto* f = std::get_if<ForwardAction>(&r.action)) {
     Json clusters = Json::array();
     for (const auto& c : f->clusters) {
-      clusters.push_back(Json{{"cluster", c.cluster}, {"weight", c.weight}});
+      Json cj{{"cluster", c.cluster}, {"weight", c.weight}};
+      if (!c.subset.empty()) cj["subset"] = labels_json(c.subset);
+      clusters.push_back(std::move(cj));
     }
     j["forward"] = Json{{"clusters", std::move(clusters)}, {"total_weight", f->total_weight}};
   } else if (const auto* rd = std::get_if<RedirectAction>(&r.action)) {
@@ -375,6 +385,7 @@ Json cluster_json(const Cluster& c) {
   for (const auto& e : c.endpoints) {
     Json ej{{"address", e.address}, {"port", e.port}, {"weight", e.weight}};
     if (e.priority != 0) ej["priority"] = e.priority;
+    if (!e.labels.empty()) ej["labels"] = labels_json(e.labels);
     eps.push_back(std::move(ej));
   }
   j["endpoints"] = std::move(eps);
@@ -390,6 +401,8 @@ Json cluster_json(const Cluster& c) {
         dj["canary"] = d.canary == DiscoveryTarget::Canary::kOnly ? "only" : "exclude";
         dj["canary_tags"] = d.canary_tags;
       }
+      if (!d.subset_tags.empty()) dj["subset_tags"] = d.subset_tags;
+      if (!d.subset_datacenters.empty()) dj["subset_datacenters"] = d.subset_datacenters;
       ds.push_back(std::move(dj));
     }
     j["discovery"] = std::move(ds);

@@ -62,9 +62,30 @@ struct RouteMatch {
   bool operator==(const RouteMatch&) const = default;
 };
 
+// Endpoint labels (subset routing): key -> value pairs sorted by key, keys unique. Consul
+// instances carry "tag_<tag>" and "dc_<data center>" labels ("1" or "0"); static hosts their
+// metadata (docs/configuration.md, "Subsets").
+using Labels = std::vector<std::pair<std::string, std::string>>;
+
+// Whether `have` carries every pair of `want` (both sorted by key).
+inline bool labels_include(const Labels& have, const Labels& want) {
+  size_t i = 0;
+  for (const auto& w : want) {
+    while (i < have.size() && have[i].first < w.first)
+      ++i;
+    if (i == have.size() || have[i] != w) return false;
+    ++i;
+  }
+  return true;
+}
+
 struct WeightedCluster {
   std::string cluster;  // name of a Cluster in ProxyConfig::clusters
   uint32_t weight = 1;
+  // Subset routing (destination `subset.values`): only the cluster's endpoints whose labels
+  // include all of these; empty: every endpoint. The data plane compiles one load balancer per
+  // (cluster, subset) when a configuration is applied (upstream::Cluster).
+  Labels subset{};
   bool operator==(const WeightedCluster&) const = default;
 };
 
@@ -328,6 +349,7 @@ struct Endpoint {
   // Failover tier: 0 is the Upstream's own hosts, k + 1 its failover.prioritizedLocalities[k].
   // Tier k + 1 gets traffic only when tiers 0..k have too few available hosts.
   uint32_t priority = 0;
+  Labels labels{};  // subset routing: what a route's subset is matched against
   bool operator==(const Endpoint&) const = default;
 };
 
@@ -350,6 +372,11 @@ struct DiscoveryTarget {
   enum class Canary : uint8_t { kInclude, kExclude, kOnly };
   Canary canary = Canary::kInclude;
   std::vector<std::string> canary_tags;
+  // Subset labels (Consul, Upstream consul.subsetTags and dataCenters): each endpoint found gets
+  // "tag_<t>" = "1" or "0" for each of `subset_tags` (whether the instance carries t) and
+  // "dc_<d>" = "1" or "0" for each of `subset_datacenters` (whether it runs in d).
+  std::vector<std::string> subset_tags{};
+  std::vector<std::string> subset_datacenters{};
   // What the source watches (the same target for two clusters is watched once).
   std::string key() const {
     std::string k = source + ":" + name;
@@ -361,6 +388,13 @@ struct DiscoveryTarget {
       k += canary == Canary::kOnly ? "~canary-only" : "~canary-excluded";
       for (const auto& t : canary_tags)
         k += "#" + t;
+    }
+    if (!subset_tags.empty() || !subset_datacenters.empty()) {
+      k += "~subsets";
+      for (const auto& t : subset_tags)
+        k += "#" + t;
+      for (const auto& d : subset_datacenters)
+        k += "@" + d;
     }
     return k;
   }

@@ -153,7 +153,7 @@ static_assert(sizeof(Regex) == 40, kAddedField);
 static_assert(sizeof(HeaderMatcher) == 120, kAddedField);
 static_assert(sizeof(QueryMatcher) == 120, kAddedField);
 static_assert(sizeof(RouteMatch) == 168, kAddedField);
-static_assert(sizeof(WeightedCluster) == 40, kAddedField);
+static_assert(sizeof(WeightedCluster) == 64, kAddedField);
 static_assert(sizeof(ForwardAction) == 32, kAddedField);
 static_assert(sizeof(RedirectAction) == 104, kAddedField);
 static_assert(sizeof(DirectResponseAction) == 72, kAddedField);
@@ -172,8 +172,8 @@ static_assert(sizeof(Http2Options) == 16, kAddedField);
 static_assert(sizeof(HttpOptions) == 160, kAddedField);
 static_assert(sizeof(AccessLog) == 96, kAddedField);
 static_assert(sizeof(Listener) == 464, kAddedField);
-static_assert(sizeof(Endpoint) == 48, kAddedField);
-static_assert(sizeof(DiscoveryTarget) == 200, kAddedField);
+static_assert(sizeof(Endpoint) == 72, kAddedField);
+static_assert(sizeof(DiscoveryTarget) == 248, kAddedField);
 static_assert(sizeof(HealthCheck) == 192, kAddedField);
 static_assert(sizeof(OutlierDetection) == 64, kAddedField);
 static_assert(sizeof(CircuitBreakers) == 16, kAddedField);
@@ -189,7 +189,7 @@ NLOHMANN_DEFINE_TYPE_NON_INTRUSIVE(HeaderMatcher, name, value, regex, present_on
 NLOHMANN_DEFINE_TYPE_NON_INTRUSIVE(QueryMatcher, name, value, regex, present_only)
 NLOHMANN_DEFINE_TYPE_NON_INTRUSIVE(RouteMatch, kind, path, regex, case_sensitive, headers, query,
                                    methods)
-NLOHMANN_DEFINE_TYPE_NON_INTRUSIVE(WeightedCluster, cluster, weight)
+NLOHMANN_DEFINE_TYPE_NON_INTRUSIVE(WeightedCluster, cluster, weight, subset)
 NLOHMANN_DEFINE_TYPE_NON_INTRUSIVE(ForwardAction, clusters, total_weight)
 NLOHMANN_DEFINE_TYPE_NON_INTRUSIVE(RedirectAction, host, path, prefix_rewrite, https, port, code,
                                    strip_query)
@@ -286,9 +286,10 @@ NLOHMANN_DEFINE_TYPE_NON_INTRUSIVE(HttpOptions, max_request_headers_bytes, max_h
 NLOHMANN_DEFINE_TYPE_NON_INTRUSIVE(AccessLog, path, json, format, json_fields)
 // Without virtual_hosts: those travel in the routes section.
 NLOHMANN_DEFINE_TYPE_NON_INTRUSIVE(Listener, name, address, port, http, tls, access_logs)
-NLOHMANN_DEFINE_TYPE_NON_INTRUSIVE(Endpoint, address, port, weight, priority)
+NLOHMANN_DEFINE_TYPE_NON_INTRUSIVE(Endpoint, address, port, weight, priority, labels)
 NLOHMANN_DEFINE_TYPE_NON_INTRUSIVE(DiscoveryTarget, source, name, port, weight, priority, tags,
-                                   datacenter, ns, canary, canary_tags)
+                                   datacenter, ns, canary, canary_tags, subset_tags,
+                                   subset_datacenters)
 NLOHMANN_DEFINE_TYPE_NON_INTRUSIVE(HealthCheck, kind, timeout, interval, interval_jitter,
                                    interval_jitter_percent, unhealthy_threshold, healthy_threshold,
                                    path, host, expected_statuses, service_name, initial_metadata)

@@ -153,3 +153,50 @@ TEST(RuntimeTest, ClusterSlotLivesAsLongAsARuntimeUsesIt) {
 
 }  // namespace
 }  // namespace portico::proxy
+
+namespace portico::proxy {
+namespace {
+
+TEST(BuildRuntime, CompilesTheSubsetsRoutesSelectOncePerCluster) {
+  stats::Registry registry(1);
+  snapshot::Cluster up = cluster("default/up", 9000);
+  up.endpoints[0].labels = {{"version", "v2"}};
+  up.endpoints.push_back({"127.0.0.2", 9000, 1, 0, {{"version", "v1"}}});
+  const snapshot::Labels v2 = {{"version", "v2"}};
+  auto with_subset = [&](const std::string& name, const snapshot::Labels& labels) {
+    auto vh = std::make_shared<snapshot::VirtualHost>(*host(name, "default/up"));
+    auto& fwd = std::get<snapshot::ForwardAction>(vh->routes[0].action);
+    fwd.clusters[0].subset = labels;
+    return std::shared_ptr<const snapshot::VirtualHost>(vh);
+  };
+  auto a = with_subset("a", v2);
+  auto b = with_subset("b", v2);  // the same subset from another host: compiled once
+  auto plain = host("c", "default/up");
+  auto first = build_runtime(config({a, b, plain}, {up, cluster("default/other", 9001)}), registry);
+  ASSERT_EQ(first->cluster_subsets.size(), 2u);
+  ASSERT_NE(first->cluster_subsets[0], nullptr);
+  EXPECT_EQ(first->cluster_subsets[1], nullptr);  // no route selects a subset of it
+  ASSERT_EQ(first->cluster_subsets[0]->subsets.size(), 1u);
+  const auto& def = first->cluster_subsets[0]->subsets[0];
+  EXPECT_EQ(def.labels, v2);
+  EXPECT_EQ(def.members, (std::vector<uint32_t>{0}));
+  const auto& rr = first->listeners[0].virtual_hosts[0]->routes[0];
+  ASSERT_EQ(rr.subset_key.size(), 1u);
+  EXPECT_EQ(rr.subset_key[0], upstream::subset_key(v2));
+  EXPECT_EQ(first->listeners[0].virtual_hosts[2]->routes[0].subset_key[0], 0u);
+
+  // Nothing changed: the compiled subsets are shared; a new subset compiles the cluster's again.
+  auto same = config({a, b, plain}, {up, cluster("default/other", 9001)});
+  const_cast<snapshot::ProxyConfig&>(*same).version = 2;
+  auto second = build_runtime(same, registry, filters::builtin_registry(), first.get());
+  EXPECT_EQ(second->cluster_subsets[0], first->cluster_subsets[0]);
+  auto more = config({a, with_subset("b", {{"version", "v1"}}), plain},
+                     {up, cluster("default/other", 9001)});
+  const_cast<snapshot::ProxyConfig&>(*more).version = 3;
+  auto third = build_runtime(more, registry, filters::builtin_registry(), second.get());
+  ASSERT_NE(third->cluster_subsets[0], second->cluster_subsets[0]);
+  EXPECT_EQ(third->cluster_subsets[0]->subsets.size(), 2u);
+}
+
+}  // namespace
+}  // namespace portico::proxy

@@ -66,7 +66,8 @@ ProxyConfig rich() {
   fwd.match.headers.push_back({"x-r", "", Regex{"v[0-9]", true}, false, false});
   fwd.match.query.push_back({"q", "", std::nullopt, true});
   fwd.match.methods = {"GET", "POST"};
-  fwd.action = ForwardAction{{{"default/api", 3}, {"default/backend", 1}}, 4};
+  fwd.action =
+      ForwardAction{{{"default/api", 3, {{"tag_v2", "1"}}}, {"default/backend", 1, {}}}, 4};
   fwd.options.timeout = Millis(0);
   fwd.options.prefix_rewrite = "/";
   fwd.options.host_rewrite = "api.internal";
@@ -113,8 +114,10 @@ ProxyConfig rich() {
   api.lb = LbPolicy::kMaglev;
   api.http2_max_concurrent_streams = 7;
   api.http2_initial_stream_window = 1 << 18;
-  api.endpoints = {{"10.0.0.1", 80, 1, 0}, {"::1", 81, 5, 1}};
-  api.discovery.push_back({"consul", "api", 0, 2, 1, {"v1", "blue"}, "dc1", "ns", {}, {}});
+  api.endpoints = {{"10.0.0.1", 80, 1, 0, {{"dc_dc1", "1"}, {"tag_v2", "0"}}},
+                   {"::1", 81, 5, 1, {}}};
+  api.discovery.push_back(
+      {"consul", "api", 0, 2, 1, {"v1", "blue"}, "dc1", "ns", {}, {}, {"v2"}, {"dc1", "dc2"}});
   api.discovery.push_back(
       {"nomad", "api", 0, 1, 0, {"v2"}, "", "default", DiscoveryTarget::Canary::kOnly, {"canary"}});
   api.health_check = HealthCheck{};

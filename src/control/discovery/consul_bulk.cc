@@ -458,7 +458,8 @@ void reader_loop(std::shared_ptr<ConsulBulkWatcher::Shared> shared, size_t slot)
       problem = "Consul answered " + std::to_string(r.value().status) + ": " +
                 consul::brief(r.value().body);
     } else {
-      auto parsed = parse_health_service(r.value().body, target.tags);
+      const bool labelled = !target.subset_tags.empty() || !target.subset_datacenters.empty();
+      auto parsed = parse_health_service(r.value().body, target.tags, labelled ? &target : nullptr);
       if (!parsed) {
         problem = "Consul's answer is not understood: " + parsed.error().message;
       } else {

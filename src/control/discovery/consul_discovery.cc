@@ -20,8 +20,9 @@ const nlohmann::json* member(const nlohmann::json& o, const char* name) {
 
 }  // namespace
 
-Result<std::vector<snapshot::Endpoint>> parse_health_service(std::string_view body,
-                                                             const std::vector<std::string>& tags) {
+Result<std::vector<snapshot::Endpoint>> parse_health_service(
+    std::string_view body, const std::vector<std::string>& tags,
+    const snapshot::DiscoveryTarget* subsets) {
   nlohmann::json doc = nlohmann::json::parse(body, nullptr, /*allow_exceptions=*/false);
   if (doc.is_discarded()) return Error::invalid("the body is not JSON: " + consul::brief(body));
   if (!doc.is_array()) return Error::invalid("the body is not a JSON array of instances");
@@ -64,12 +65,33 @@ Result<std::vector<snapshot::Endpoint>> parse_health_service(std::string_view bo
     snapshot::Endpoint ep;
     ep.address = std::move(address);
     ep.port = static_cast<uint16_t>(port->get<uint64_t>());
+    if (subsets != nullptr) {
+      std::string dc = subsets->datacenter;
+      const nlohmann::json* node = member(e, "Node");
+      if (const nlohmann::json* d =
+              node && node->is_object() ? member(*node, "Datacenter") : nullptr;
+          d && d->is_string() && !d->get_ref<const std::string&>().empty()) {
+        dc = d->get<std::string>();
+      }
+      for (const auto& t : subsets->subset_tags)
+        ep.labels.emplace_back("tag_" + t, have.count(t) > 0 ? "1" : "0");
+      for (const auto& d : subsets->subset_datacenters)
+        ep.labels.emplace_back("dc_" + d, d == dc ? "1" : "0");
+      std::sort(ep.labels.begin(), ep.labels.end());
+      ep.labels.erase(std::unique(ep.labels.begin(), ep.labels.end(),
+                                  [](const auto& a, const auto& b) { return a.first == b.first; }),
+                      ep.labels.end());
+    }
     out.push_back(std::move(ep));
   }
   std::sort(out.begin(), out.end(), [](const auto& a, const auto& b) {
     return a.address != b.address ? a.address < b.address : a.port < b.port;
   });
-  out.erase(std::unique(out.begin(), out.end()), out.end());
+  out.erase(std::unique(out.begin(), out.end(),
+                        [](const auto& a, const auto& b) {
+                          return a.address == b.address && a.port == b.port;
+                        }),
+            out.end());
   return out;
 }
 
@@ -134,31 +156,32 @@ void ConsulDiscovery::configure(const ConsulDiscoveryOptions& options) {
   if (options_ && *options_ == options) return;
   options_ = options;
   bulk_.configure(options);
-  watcher_.configure(
-      options.endpoint.url,
-      [options](http::Client& client, const snapshot::DiscoveryTarget& target, uint64_t index) {
-        http::Request req;
-        req.target = health_query_target(options, target, index);
-        req.headers = consul::request_headers(options.endpoint);
-        auto r = client.send(req, options.wait + kMargin);
-        BlockingAnswer out;
-        if (!r) {
-          out.problem = "Consul unreachable: " + r.error().message;
-        } else if (r.value().status != 200) {
-          out.problem = "Consul answered " + std::to_string(r.value().status) + ": " +
-                        consul::brief(r.value().body);
-        } else {
-          auto parsed = parse_health_service(r.value().body, target.tags);
-          if (!parsed) {
-            out.problem = "Consul's answer is not understood: " + parsed.error().message;
-          } else {
-            out.index = consul::parse_index(r.value().header("x-consul-index"));
-            out.endpoints = std::move(parsed.value());
-            if (out.endpoints->empty()) out.problem = "service not found in Consul";
-          }
-        }
-        return out;
-      });
+  watcher_.configure(options.endpoint.url, [options](http::Client& client,
+                                                     const snapshot::DiscoveryTarget& target,
+                                                     uint64_t index) {
+    http::Request req;
+    req.target = health_query_target(options, target, index);
+    req.headers = consul::request_headers(options.endpoint);
+    auto r = client.send(req, options.wait + kMargin);
+    BlockingAnswer out;
+    if (!r) {
+      out.problem = "Consul unreachable: " + r.error().message;
+    } else if (r.value().status != 200) {
+      out.problem = "Consul answered " + std::to_string(r.value().status) + ": " +
+                    consul::brief(r.value().body);
+    } else {
+      const bool labelled = !target.subset_tags.empty() || !target.subset_datacenters.empty();
+      auto parsed = parse_health_service(r.value().body, target.tags, labelled ? &target : nullptr);
+      if (!parsed) {
+        out.problem = "Consul's answer is not understood: " + parsed.error().message;
+      } else {
+        out.index = consul::parse_index(r.value().header("x-consul-index"));
+        out.endpoints = std::move(parsed.value());
+        if (out.endpoints->empty()) out.problem = "service not found in Consul";
+      }
+    }
+    return out;
+  });
 }
 
 ConsulDiscovery::Counters ConsulDiscovery::counters() const {

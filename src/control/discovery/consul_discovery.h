@@ -43,8 +43,12 @@ struct ConsulDiscoveryOptions {
 // The instances of a /v1/health/service answer carrying every tag of `tags`: address
 // Service.Address, else Node.Address; port Service.Port. Sorted, without duplicates. An error
 // naming what is wrong when the body is not Consul's JSON.
-Result<std::vector<snapshot::Endpoint>> parse_health_service(std::string_view body,
-                                                             const std::vector<std::string>& tags);
+// With `subsets` (a target with subset_tags or subset_datacenters), each endpoint is labelled in
+// Gloo's convention: "tag_<t>" = "1"/"0" per subset tag the instance carries or not, "dc_<d>" =
+// "1"/"0" per subset data center it runs in or not (Node.Datacenter, else the target's).
+Result<std::vector<snapshot::Endpoint>> parse_health_service(
+    std::string_view body, const std::vector<std::string>& tags,
+    const snapshot::DiscoveryTarget* subsets = nullptr);
 
 // The request target of a target's query ("/v1/health/service/web?passing&dc=dc2&tag=a...").
 std::string health_query_target(const ConsulDiscoveryOptions& options,

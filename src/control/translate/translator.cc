@@ -231,6 +231,72 @@ bool hashes(const api::UpstreamSpec& u) {
   return u.lb == api::LbPolicy::kRingHash || u.lb == api::LbPolicy::kMaglev;
 }
 
+// The label key sets a route may select on (subset routing): the Upstream's subsetSpec, else for
+// Consul the implicit one of Gloo's Consul plugin ({dc_* keys}, {tag_* keys}, both together).
+std::vector<std::vector<std::string>> subset_selectors(const api::UpstreamSpec& u) {
+  if (u.subset_selectors) return *u.subset_selectors;
+  std::vector<std::vector<std::string>> out;
+  if (!u.consul) return out;
+  std::vector<std::string> dcs, tags;
+  for (const auto& d : u.consul->datacenters)
+    dcs.push_back("dc_" + d);
+  for (const auto& t : u.consul->subset_tags)
+    tags.push_back("tag_" + t);
+  std::sort(dcs.begin(), dcs.end());
+  std::sort(tags.begin(), tags.end());
+  if (!dcs.empty()) out.push_back(dcs);
+  if (!tags.empty()) out.push_back(tags);
+  if (!dcs.empty() && !tags.empty()) {
+    std::vector<std::string> all = dcs;
+    all.insert(all.end(), tags.begin(), tags.end());
+    std::sort(all.begin(), all.end());
+    out.push_back(std::move(all));
+  }
+  return out;
+}
+
+// Whether an Upstream takes part in subset routing (its changes re-check the routes using it).
+bool has_subsets(const api::UpstreamSpec& u) {
+  return !subset_selectors(u).empty();
+}
+
+// A destination's subset must select on keys of one of its Upstream's selectors: "" when it
+// does, else why not. `u` null: the Upstream is missing or rejected (reported elsewhere).
+std::string subset_problem(const api::Destination& d, const api::UpstreamSpec* u) {
+  if (d.subset.empty() || u == nullptr) return "";
+  const std::string id = d.upstream.to_string();
+  auto selectors = subset_selectors(*u);
+  if (selectors.empty()) {
+    return "upstream " + id +
+           " has no subsetSpec (and no consul.subsetTags or dataCenters): a destination subset "
+           "needs one naming its keys";
+  }
+  for (const auto& keys : selectors) {
+    bool all = std::all_of(d.subset.begin(), d.subset.end(), [&](const auto& kv) {
+      return std::binary_search(keys.begin(), keys.end(), kv.first);
+    });
+    if (all) return "";
+  }
+  std::string known;
+  for (const auto& keys : selectors) {
+    known += known.empty() ? "[" : ", [";
+    for (size_t k = 0; k < keys.size(); ++k)
+      known += (k ? ", " : "") + keys[k];
+    known += "]";
+  }
+  for (const auto& [k, v] : d.subset) {
+    bool anywhere = std::any_of(selectors.begin(), selectors.end(), [&](const auto& keys) {
+      return std::binary_search(keys.begin(), keys.end(), k);
+    });
+    if (!anywhere) {
+      return "subset key \"" + k + "\" is not in upstream " + id +
+             "'s subsetSpec (selectors: " + known + ")";
+    }
+  }
+  return "the subset's keys are not all in one selector of upstream " + id +
+         "'s subsetSpec (selectors: " + known + ")";
+}
+
 // A route (or an UpstreamGroup) should point at an accepted Upstream: a missing or rejected one
 // is a warning, not an error (the traffic meant for it answers 503, everything else works).
 template <typename UpstreamState>
@@ -246,15 +312,27 @@ void check_upstream(Entry& e, const api::ResourceRef& ref, const UpstreamState& 
 // Hash policies on a route whose Upstream balances without a key (not ringHash or maglev) have no
 // effect (Envoy ignores them): a warning. `upstream_hashes(id)` is false only for an accepted
 // Upstream that does not hash.
-template <typename UpstreamState, typename GroupState, typename UpstreamHashes>
+// A destination subset whose keys are not in its Upstream's subsetSpec: an error (Rejected).
+// `upstream_spec(id)`: the accepted Upstream's spec, or null.
+template <typename UpstreamSpecOf>
+void check_subset(Entry& e, const api::Destination& d, const UpstreamSpecOf& upstream_spec) {
+  if (d.subset.empty() || d.upstream.name.empty()) return;
+  std::string problem = subset_problem(d, upstream_spec(d.upstream.to_string()));
+  if (!problem.empty()) e.add(Diagnostic::Severity::kError, d.subset_loc, d.subset_path, problem);
+}
+
+template <typename UpstreamState, typename GroupState, typename UpstreamHashes,
+          typename UpstreamSpecOf>
 void check_route_refs(Entry& e, const std::vector<api::Route>& routes,
                       const UpstreamState& upstream_state, const GroupState& group_state,
-                      const UpstreamHashes& upstream_hashes) {
+                      const UpstreamHashes& upstream_hashes, const UpstreamSpecOf& upstream_spec) {
   for (const auto& route : routes) {
     const auto* fwd = std::get_if<api::ForwardAction>(&route.action);
     if (fwd == nullptr) continue;
-    for (const auto& d : fwd->destinations)
+    for (const auto& d : fwd->destinations) {
       check_upstream(e, d.upstream, upstream_state);
+      check_subset(e, d, upstream_spec);
+    }
     if (!route.options.hash_policies.empty()) {
       for (const auto& d : fwd->destinations) {
         if (d.upstream.name.empty() || upstream_hashes(d.upstream.to_string())) continue;
@@ -300,7 +378,7 @@ void translate_virtual_service(const Resource& r, const std::vector<FlatRoute>& 
         dests = &it->second.resource->upstream_group().destinations;
       }
       for (const auto& d : *dests) {
-        a.clusters.push_back({d.upstream.to_string(), d.weight});
+        a.clusters.push_back({d.upstream.to_string(), d.weight, d.subset});
         a.total_weight += d.weight;
       }
       base.action = std::move(a);
@@ -881,7 +959,7 @@ snapshot::Cluster translate_upstream(const Resource& r) {
       t.priority = priority;
       c.discovery.push_back(std::move(t));
     } else {
-      c.endpoints.push_back({h.address, h.port, h.weight, priority});
+      c.endpoints.push_back({h.address, h.port, h.weight, priority, h.labels});
     }
   };
   for (const auto& h : spec.hosts)
@@ -896,6 +974,8 @@ snapshot::Cluster translate_upstream(const Resource& r) {
       t.name = consul->service_name;
       t.tags = consul->tags;
       t.datacenter = dc;
+      t.subset_tags = consul->subset_tags;
+      t.subset_datacenters = consul->datacenters;
       c.discovery.push_back(std::move(t));
     }
   }
@@ -1114,6 +1194,9 @@ struct Translator::State {
   // What the dependencies looked like at the previous translation.
   std::unordered_map<std::string, bool> upstream_rejected;
   std::unordered_map<std::string, bool> upstream_hashing;  // accepted, ringHash or maglev
+  // Subset routing: the selectors of the Upstreams that have any (the routes' subsets are
+  // checked against them: a change invalidates the VirtualServices using the Upstream).
+  std::unordered_map<std::string, std::vector<std::vector<std::string>>> upstream_subsets;
   std::unordered_map<std::string, GroupToken> groups;
   std::unordered_map<std::string, TableToken> tables;
   // Upstreams used by the routes of accepted VirtualServices: the contributing memos and counts.
@@ -1335,9 +1418,16 @@ Translation Translator::translate(const std::vector<ResourcePtr>& resources, uin
            : it->second.rejected() ? RefState::kRejected
                                    : RefState::kAccepted;
   };
+  auto upstream_spec = [&](const std::string& id) -> const api::UpstreamSpec* {
+    auto it = upstreams.find(id);
+    return it == upstreams.end() || it->second.rejected() ? nullptr
+                                                          : &it->second.resource->upstream();
+  };
   for (auto& [id, g] : groups) {
-    for (const auto& d : g.resource->upstream_group().destinations)
+    for (const auto& d : g.resource->upstream_group().destinations) {
       check_upstream(g, d.upstream, upstream_state);
+      check_subset(g, d, upstream_spec);
+    }
   }
   auto upstream_hashes = [&](const std::string& id) {
     auto it = upstreams.find(id);
@@ -1345,7 +1435,7 @@ Translation Translator::translate(const std::vector<ResourcePtr>& resources, uin
            hashes(it->second.resource->upstream());
   };
   auto check_routes = [&](Entry& e, const std::vector<api::Route>& routes) {
-    check_route_refs(e, routes, upstream_state, group_state, upstream_hashes);
+    check_route_refs(e, routes, upstream_state, group_state, upstream_hashes, upstream_spec);
   };
   for (auto& [id, t] : tables)
     check_routes(t, t.resource->route_table().routes);
@@ -1400,6 +1490,17 @@ Translation Translator::translate(const std::vector<ResourcePtr>& resources, uin
           h->second = hashing;
           state.invalidate("u:" + uid);
         }
+        auto selectors = rejected ? std::vector<std::vector<std::string>>{}
+                                  : subset_selectors(up.resource->upstream());
+        auto sit = state.upstream_subsets.find(uid);
+        if (sit == state.upstream_subsets.end() ? !selectors.empty() : sit->second != selectors) {
+          state.invalidate("u:" + uid);
+          if (selectors.empty()) {
+            state.upstream_subsets.erase(sit);
+          } else {
+            state.upstream_subsets[uid] = std::move(selectors);
+          }
+        }
       }
       if (known.size() != upstreams.size()) {  // some went away
         for (auto it = known.begin(); it != known.end();) {
@@ -1409,6 +1510,7 @@ Translation Translator::translate(const std::vector<ResourcePtr>& resources, uin
           }
           state.invalidate("u:" + it->first);
           state.upstream_hashing.erase(it->first);
+          state.upstream_subsets.erase(it->first);
           it = known.erase(it);
         }
       }
@@ -1909,6 +2011,10 @@ std::optional<Translation> Translator::translate_changes(const std::vector<Resou
       if (hashing == state.upstream_hashing.end() || hashing->second != hashes(ptr->upstream())) {
         return std::nullopt;
       }
+      // Subset routing: the routes selecting on it are checked again by the full translation.
+      if (has_subsets(ptr->upstream()) || has_subsets(state.last_input[i]->upstream())) {
+        return std::nullopt;
+      }
       for (size_t k = 0; k < clusters.size() && u.cluster == clusters.size(); ++k) {
         if (clusters[k].name == u.id) u.cluster = k;
       }
@@ -1936,7 +2042,17 @@ std::optional<Translation> Translator::translate_changes(const std::vector<Resou
       auto rejected = state.upstream_rejected.find(id);
       return rejected != state.upstream_rejected.end() && rejected->second;
     };
-    check_route_refs(scratch, routes, upstream_state, group_state, upstream_hashes);
+    // Destination subsets are checked against the Upstreams by the full translation.
+    bool any_subset = false;
+    for (const auto& route : routes) {
+      if (const auto* fwd = std::get_if<api::ForwardAction>(&route.action)) {
+        for (const auto& d : fwd->destinations)
+          any_subset = any_subset || !d.subset.empty();
+      }
+    }
+    if (any_subset) return std::nullopt;
+    auto no_spec = [](const std::string&) -> const api::UpstreamSpec* { return nullptr; };
+    check_route_refs(scratch, routes, upstream_state, group_state, upstream_hashes, no_spec);
     if (scratch.rejected()) return std::nullopt;  // e.g. a missing UpstreamGroup
     for (const auto& route : routes) {
       const auto* fwd = std::get_if<api::ForwardAction>(&route.action);

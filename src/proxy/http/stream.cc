@@ -333,7 +333,10 @@ asio::awaitable<void> StreamHandler::handle() {
       // others, counted on the destination skipped.
       auto usable = [&](size_t i) {
         const int idx = rr_->cluster_index[i];
-        return idx >= 0 && config_->clusters[idx]->has_endpoints();
+        if (idx < 0) return false;
+        const uint64_t key = i < rr_->subset_key.size() ? rr_->subset_key[i] : 0;
+        return key == 0 ? config_->clusters[idx]->has_endpoints()
+                        : config_->clusters[idx]->has_endpoints(key);
       };
       int skipped = -1;
       choice = router::pick_destination(*fwd, w_.random(), usable, &skipped);
@@ -344,6 +347,7 @@ asio::awaitable<void> StreamHandler::handle() {
     }
     slot_ = rr_->stats[choice];
     cluster_idx = rr_->cluster_index[choice];
+    subset_key_ = choice < rr_->subset_key.size() ? rr_->subset_key[choice] : 0;
   }
   if (route_->options.idle_timeout) set_idle_timeout(*route_->options.idle_timeout);
 
@@ -711,7 +715,8 @@ asio::awaitable<void> StreamHandler::forward(const snapshot::Route& route,
     pick.random = w_.random();
     pick.hash = hash_key;
     pick.tried = std::span<const upstream::Endpoint* const>(tried_list.data(), tried_count);
-    std::shared_ptr<upstream::Endpoint> ep = cluster.pick(pick);
+    std::shared_ptr<upstream::Endpoint> ep =
+        subset_key_ == 0 ? cluster.pick(pick) : cluster.pick(pick, subset_key_);
     if (!ep) {
       co_await fail(FailureKind::kNoHealthyHost, false);
       co_return;

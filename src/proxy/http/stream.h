@@ -184,6 +184,8 @@ class StreamHandler final : public filters::FilterCallbacks {
 
   // The upstream exchange in progress.
   upstream::Cluster* cluster_ = nullptr;
+  // Subset routing: the chosen destination's subset (upstream::subset_key; 0: none).
+  uint64_t subset_key_ = 0;
   // The endpoint of the attempt in progress (set while forward() holds it): outcomes are reported
   // to it for outlier detection.
   upstream::Endpoint* endpoint_ = nullptr;

@@ -388,6 +388,10 @@ std::string Registry::render() const {
        "Requests a weighted route picked this upstream for while it had no endpoint, sent to "
        "another destination of the route instead.",
        &ClusterRow::weighted_skipped},
+      {"portico_upstream_subset_no_host_total", "counter",
+       "Requests of a route's subset (destination subset.values) that found no endpoint to pick "
+       "in the subset: answered 503 (flag UH), no fallback.",
+       &ClusterRow::subset_no_host},
       {"portico_upstream_h2_connections_total", "counter",
        "HTTP/2 connections opened to the upstream (useHttp2).", &ClusterRow::h2_cx_total},
       {"portico_upstream_h2_streams_total", "counter",

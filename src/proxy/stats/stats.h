@@ -97,6 +97,9 @@ struct alignas(64) ClusterRow {
   // Requests a weighted route's pick sent to this cluster while it had no endpoint, and that
   // went to another destination of the route instead.
   Counter weighted_skipped;
+  // Subset routing: requests of a route's subset that found no endpoint to pick in it (no
+  // fallback: answered 503 with the UH flag).
+  Counter subset_no_host;
   // HTTP/2 upstreams (useHttp2): connections opened, streams opened, GOAWAY frames received and
   // RST_STREAM frames sent (a cancel: client gone, timeout).
   Counter h2_cx_total, h2_streams, h2_goaway, h2_resets_sent;

@@ -2,6 +2,7 @@
 
 #include <sys/socket.h>
 
+#include <algorithm>
 #include <cerrno>
 
 #include "proxy/upstream/h2_client.h"
@@ -121,6 +122,85 @@ void Cluster::update(const snapshot::Cluster& config, stats::ClusterSlot* stats,
   for (auto& ep : endpoints_)
     hosts.push_back(ep.get());
   balancer_.assign(config, std::move(hosts), std::move(tables));
+  assign_subsets();  // over the new endpoints (set_subsets replaces them when they changed)
+}
+
+uint64_t subset_key(const snapshot::Labels& labels) {
+  std::string text;
+  for (const auto& [k, v] : labels) {
+    text += k;
+    text += '\0';
+    text += v;
+    text += '\0';
+  }
+  const uint64_t h = lb::hash64(text, 0x5375627365747321ull);
+  return h == 0 ? 1 : h;
+}
+
+std::shared_ptr<const ClusterSubsets> compile_subsets(const snapshot::Cluster& config,
+                                                      const std::vector<snapshot::Labels>& sets) {
+  if (sets.empty()) return nullptr;
+  auto out = std::make_shared<ClusterSubsets>();
+  out->subsets.reserve(sets.size());
+  for (const auto& labels : sets) {
+    SubsetDef d;
+    d.labels = labels;
+    d.key = subset_key(labels);
+    // The balancer's view: the cluster's balancing settings, only the subset's endpoints.
+    d.view.name = config.name;
+    d.view.lb = config.lb;
+    d.view.choice_count = config.choice_count;
+    d.view.ring_min_size = config.ring_min_size;
+    d.view.ring_max_size = config.ring_max_size;
+    d.view.maglev_table_size = config.maglev_table_size;
+    d.view.healthy_panic_threshold = config.healthy_panic_threshold;
+    for (size_t i = 0; i < config.endpoints.size(); ++i) {
+      if (!snapshot::labels_include(config.endpoints[i].labels, labels)) continue;
+      d.members.push_back(static_cast<uint32_t>(i));
+      d.view.endpoints.push_back(config.endpoints[i]);
+    }
+    d.tables = lb::build_tables(d.view);
+    out->subsets.push_back(std::move(d));
+  }
+  return out;
+}
+
+void Cluster::set_subsets(std::shared_ptr<const ClusterSubsets> subsets) {
+  subset_defs_ = std::move(subsets);
+  assign_subsets();
+}
+
+void Cluster::assign_subsets() {
+  subsets_.clear();
+  if (!subset_defs_) return;
+  subsets_.reserve(subset_defs_->subsets.size());
+  for (const auto& d : subset_defs_->subsets) {
+    Subset s;
+    s.key = d.key;
+    std::vector<Endpoint*> hosts;
+    hosts.reserve(d.members.size());
+    for (uint32_t i : d.members) {
+      // A definition compiled for other endpoints (set_subsets follows update() with the
+      // configuration's own): endpoints out of range are left out until then.
+      hosts.push_back(i < endpoints_.size() ? endpoints_[i].get() : nullptr);
+    }
+    s.has_endpoints = !d.members.empty();
+    s.balancer.assign(d.view, std::move(hosts), d.tables);
+    subsets_.push_back(std::move(s));
+  }
+}
+
+std::shared_ptr<Endpoint> Cluster::pick(const PickContext& ctx, uint64_t key) {
+  for (auto& s : subsets_) {
+    if (s.key != key) continue;
+    Endpoint* e = s.balancer.pick(ctx);
+    if (e == nullptr) break;
+    if (s.balancer.last_panic()) row().lb_panic.inc();
+    if (s.balancer.last_tier() != 0) row().lb_failover.inc();
+    return e->shared_from_this();
+  }
+  row().subset_no_host.inc();
+  return nullptr;
 }
 
 std::shared_ptr<Endpoint> Cluster::pick(const PickContext& ctx) {

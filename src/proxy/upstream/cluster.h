@@ -91,6 +91,28 @@ struct LoadHold {
   ~LoadHold() { release(); }
 };
 
+// Subset routing (docs/architecture.md, "Subsets"): one subset of a cluster that a route of
+// the configuration selects (WeightedCluster::subset), compiled by build_runtime when a
+// configuration is applied, never per request: which of the cluster's endpoints carry the
+// labels, and the load balancer's view of them (the cluster's balancing settings with only those
+// endpoints; ring hash and maglev tables over them). Immutable; shared by the workers.
+struct SubsetDef {
+  snapshot::Labels labels;
+  uint64_t key = 0;               // subset_key(labels)
+  snapshot::Cluster view;         // lb settings and the subset's endpoints (in cluster order)
+  std::vector<uint32_t> members;  // the subset's endpoints: indices into the cluster's endpoints
+  std::shared_ptr<const lb::HashTables> tables;  // ring hash / maglev over `view`; else null
+};
+struct ClusterSubsets {
+  std::vector<SubsetDef> subsets;  // one per distinct label set, sorted by labels
+};
+// A route's subset as a number (never 0; 0 stands for "no subset"): what a request looks its
+// subset up by on the hot path.
+uint64_t subset_key(const snapshot::Labels& labels);
+// The subsets of `config` for these label sets (sorted, distinct, none empty). Control thread.
+std::shared_ptr<const ClusterSubsets> compile_subsets(const snapshot::Cluster& config,
+                                                      const std::vector<snapshot::Labels>& sets);
+
 class Cluster {
  public:
   Cluster(const snapshot::Cluster& config, stats::ClusterSlot* stats, unsigned worker,
@@ -107,6 +129,23 @@ class Cluster {
   // unavailable endpoints skipped (panic threshold aside), the ones in ctx.tried avoided when
   // others remain. nullptr when no endpoint may be picked.
   std::shared_ptr<Endpoint> pick(const PickContext& ctx);
+  // The same within the subset `key` (subset_key of a route's labels): only its endpoints, with
+  // the cluster's policy; health, outlier state, requests in flight and pools are the cluster's
+  // own (the subset's balancer holds the cluster's Endpoint objects). nullptr when the subset
+  // has no endpoint that may be picked, or is unknown (no fallback: the request gets 503, UH).
+  std::shared_ptr<Endpoint> pick(const PickContext& ctx, uint64_t key);
+  // Subset routing: the subsets the routes select (build_runtime; null: none). Call after
+  // update() (and after set_health): each subset's balancer is built over the current endpoints.
+  void set_subsets(std::shared_ptr<const ClusterSubsets> subsets);
+  const std::shared_ptr<const ClusterSubsets>& subsets() const { return subset_defs_; }
+  // Whether the subset `key` has any endpoint (healthy or not): a weighted route sends the share
+  // of a destination whose subset is empty to its other destinations, as for an empty cluster.
+  bool has_endpoints(uint64_t key) const {
+    if (key == 0) return has_endpoints();
+    for (const auto& s : subsets_)
+      if (s.key == key) return s.has_endpoints;
+    return false;
+  }
   // Whether the configuration gave the cluster any endpoint (healthy or not): a weighted route
   // sends the share of a destination without any to its other destinations.
   bool has_endpoints() const { return !endpoints_.empty(); }
@@ -199,6 +238,15 @@ class Cluster {
   unsigned worker_;
   std::vector<std::shared_ptr<Endpoint>> endpoints_;  // aligned with the config's endpoints
   lb::Balancer balancer_;
+  // Subset routing: a balancer per subset over endpoints_ (set_subsets).
+  struct Subset {
+    uint64_t key = 0;
+    bool has_endpoints = false;
+    lb::Balancer balancer;
+  };
+  std::shared_ptr<const ClusterSubsets> subset_defs_;
+  std::vector<Subset> subsets_;
+  void assign_subsets();
 };
 
 }  // namespace portico::proxy::upstream

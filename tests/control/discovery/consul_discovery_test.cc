@@ -138,8 +138,9 @@ spec:
     if (cl.name == "default/web") c = &cl;
   ASSERT_NE(c, nullptr);
   ASSERT_EQ(c->discovery.size(), 2u);
-  EXPECT_EQ(c->discovery[0].key(), "consul:web@dc1#v2#canary");
-  EXPECT_EQ(c->discovery[1].key(), "consul:web@dc2#v2#canary");
+  // The data centers listed also label the instances (dc_dc1, dc_dc2: subset routing).
+  EXPECT_EQ(c->discovery[0].key(), "consul:web@dc1#v2#canary~subsets@dc1@dc2");
+  EXPECT_EQ(c->discovery[1].key(), "consul:web@dc2#v2#canary~subsets@dc1@dc2");
   EXPECT_EQ(c->discovery[0].port, 0);
   EXPECT_TRUE(c->endpoints.empty());
 }
@@ -151,7 +152,7 @@ spec:
   static: {hosts: [{addr: 10.0.0.1, port: 80}]}
   consul:
     serviceName: ""
-    subsetTags: [a]
+    instanceBlacklistTags: [a]
     connectEnabled: true
     dataCenters: [""]
     other: 1
@@ -161,7 +162,9 @@ spec:
     for (const auto& d : r.diagnostics)
       all += d.to_string() + "\n";
   EXPECT_THAT(all, HasSubstr("spec.consul.serviceName: must not be empty"));
-  EXPECT_THAT(all, HasSubstr("spec.consul.subsetTags: consul.subsetTags is not supported"));
+  EXPECT_THAT(all,
+              HasSubstr("spec.consul.instanceBlacklistTags: consul.instanceBlacklistTags is not "
+                        "supported"));
   EXPECT_THAT(all, HasSubstr("spec.consul.connectEnabled"));
   EXPECT_THAT(all, HasSubstr("spec.consul.dataCenters[0]: must not be empty"));
   EXPECT_THAT(all, HasSubstr("spec.consul.other"));
@@ -272,6 +275,40 @@ TEST(ConsulBulk, NodeListingsFingerprintEveryInstance) {
   EXPECT_TRUE(none.empty());
   EXPECT_FALSE(add_node_services(R"({"Node": {}})", &none));
   EXPECT_FALSE(add_node_services(R"({"Node": {"Node": "n"}, "Services": {"x": {}}})", &none));
+}
+
+}  // namespace
+}  // namespace portico::control
+
+namespace portico::control {
+namespace {
+
+TEST(ConsulDiscovery, SubsetLabelsInGloosConvention) {
+  // Instances of data center dc2 (Node.Datacenter), labelled by the target's subset tags and
+  // data centers: "tag_<t>" and "dc_<d>", "1" or "0".
+  constexpr const char* kDc2 = R"([
+    {"Node": {"Node": "n1", "Address": "10.0.0.1", "Datacenter": "dc2"},
+     "Service": {"Tags": ["v2", "canary"], "Port": 8080}},
+    {"Node": {"Node": "n2", "Address": "10.0.0.2"},
+     "Service": {"Tags": ["v1"], "Port": 8080}}
+  ])";
+  snapshot::DiscoveryTarget t;
+  t.source = "consul";
+  t.name = "web";
+  t.datacenter = "dc1";  // what was asked for: the fallback when a node does not say
+  t.subset_tags = {"v2", "v1"};
+  t.subset_datacenters = {"dc1", "dc2"};
+  auto r = parse_health_service(kDc2, {}, &t);
+  ASSERT_TRUE(r) << r.error().message;
+  ASSERT_EQ(r.value().size(), 2u);
+  EXPECT_EQ(r.value()[0].labels,
+            (snapshot::Labels{{"dc_dc1", "0"}, {"dc_dc2", "1"}, {"tag_v1", "0"}, {"tag_v2", "1"}}));
+  EXPECT_EQ(r.value()[1].labels,
+            (snapshot::Labels{{"dc_dc1", "1"}, {"dc_dc2", "0"}, {"tag_v1", "1"}, {"tag_v2", "0"}}));
+  // Without subsets: no labels (the endpoints are what they were).
+  auto plain = parse_health_service(kDc2, {});
+  ASSERT_TRUE(plain);
+  EXPECT_TRUE(plain.value()[0].labels.empty());
 }
 
 }  // namespace

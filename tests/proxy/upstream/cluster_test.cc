@@ -198,3 +198,129 @@ TEST(LoadHold, TakesAndReleasesOnce) {
 
 }  // namespace
 }  // namespace portico::proxy::upstream
+
+// ---- Subset routing ----
+namespace portico::proxy::upstream {
+namespace {
+
+// Ports 1 and 2 are v1, port 3 is v2 (in dc2), port 4 has no labels.
+snapshot::Cluster labelled(snapshot::LbPolicy lb = snapshot::LbPolicy::kRoundRobin) {
+  snapshot::Cluster c = make_cluster({{1, 1}, {2, 1}, {3, 1}, {4, 1}}, lb);
+  c.endpoints[0].labels = {{"dc_dc2", "0"}, {"tag_v1", "1"}, {"tag_v2", "0"}};
+  c.endpoints[1].labels = {{"dc_dc2", "0"}, {"tag_v1", "1"}, {"tag_v2", "0"}};
+  c.endpoints[2].labels = {{"dc_dc2", "1"}, {"tag_v1", "0"}, {"tag_v2", "1"}};
+  return c;
+}
+
+const snapshot::Labels kV1 = {{"tag_v1", "1"}};
+const snapshot::Labels kV2 = {{"tag_v2", "1"}};
+const snapshot::Labels kV2InDc2 = {{"dc_dc2", "1"}, {"tag_v2", "1"}};
+const snapshot::Labels kV3 = {{"tag_v3", "1"}};
+
+std::shared_ptr<Endpoint> pick_in(Cluster& c, const snapshot::Labels& subset, uint64_t random) {
+  PickContext ctx;
+  ctx.random = random;
+  return c.pick(ctx, subset_key(subset));
+}
+
+TEST(SubsetLabels, IncludeComparesSortedPairs) {
+  const snapshot::Labels have = {{"a", "1"}, {"b", "2"}, {"c", "3"}};
+  EXPECT_TRUE(snapshot::labels_include(have, {}));
+  EXPECT_TRUE(snapshot::labels_include(have, {{"a", "1"}, {"c", "3"}}));
+  EXPECT_FALSE(snapshot::labels_include(have, {{"a", "1"}, {"c", "4"}}));
+  EXPECT_FALSE(snapshot::labels_include(have, {{"d", "1"}}));
+  EXPECT_FALSE(snapshot::labels_include({}, {{"a", "1"}}));
+  EXPECT_NE(subset_key(kV1), subset_key(kV2));
+  EXPECT_NE(subset_key(kV1), 0u);
+}
+
+TEST_F(ClusterTest, SubsetPicksOnlyItsEndpoints) {
+  snapshot::Cluster config = labelled();
+  Cluster c(config, slot, 0);
+  c.set_subsets(compile_subsets(config, {kV1, kV2, kV2InDc2, kV3}));
+  std::map<uint16_t, int> v1;
+  for (int i = 0; i < 10; ++i)
+    ++v1[pick_in(c, kV1, i)->config.port];
+  EXPECT_EQ(v1, (std::map<uint16_t, int>{{1, 5}, {2, 5}}));  // round robin within the subset
+  for (int i = 0; i < 5; ++i) {
+    EXPECT_EQ(pick_in(c, kV2, i)->config.port, 3);
+    EXPECT_EQ(pick_in(c, kV2InDc2, i)->config.port, 3);
+  }
+  EXPECT_TRUE(c.has_endpoints(subset_key(kV1)));
+  // An empty subset (no fallback): nothing, counted; the cluster's other picks go on.
+  EXPECT_FALSE(c.has_endpoints(subset_key(kV3)));
+  EXPECT_EQ(pick_in(c, kV3, 0), nullptr);
+  EXPECT_EQ(c.row().subset_no_host.get(), 1u);
+  // A subset no route selects (unknown key): nothing either.
+  EXPECT_EQ(pick_in(c, {{"zone", "a"}}, 0), nullptr);
+  EXPECT_EQ(c.row().subset_no_host.get(), 2u);
+  std::set<uint16_t> all;
+  for (int i = 0; i < 8; ++i)
+    all.insert(pick(c, i, nullptr)->config.port);
+  EXPECT_EQ(all, (std::set<uint16_t>{1, 2, 3, 4}));
+}
+
+TEST_F(ClusterTest, SubsetSharesTheClustersEndpointsAndTheirHealth) {
+  snapshot::Cluster config = labelled();
+  config.healthy_panic_threshold = 0;
+  config.outlier_detection = snapshot::OutlierDetection{};
+  Cluster c(config, slot, 0);
+  auto health = make_cluster_health(config, nullptr, owner, nullptr);
+  ASSERT_NE(health, nullptr);
+  c.set_health(health);
+  c.set_subsets(compile_subsets(config, {kV1, kV2}));
+  auto v2 = pick_in(c, kV2, 0);
+  ASSERT_NE(v2, nullptr);
+  // The very object the whole cluster picks (one Endpoint per host: one pool, one health).
+  std::set<Endpoint*> whole;
+  for (int i = 0; i < 8; ++i)
+    whole.insert(pick(c, i, nullptr).get());
+  EXPECT_TRUE(whole.contains(v2.get()));
+  // Port 1 ejected (outlier detection): the v1 subset sends everything to port 2.
+  health->hosts[0]->ejected = true;
+  for (int i = 0; i < 6; ++i)
+    EXPECT_EQ(pick_in(c, kV1, i)->config.port, 2);
+  // The v2 subset's only host ejected: no endpoint may be picked (panic mode off).
+  health->hosts[2]->ejected = true;
+  EXPECT_EQ(pick_in(c, kV2, 0), nullptr);
+  health->hosts[2]->ejected = false;
+  EXPECT_EQ(pick_in(c, kV2, 0)->config.port, 3);
+}
+
+TEST_F(ClusterTest, SubsetsFollowEndpointChanges) {
+  snapshot::Cluster config = labelled();
+  Cluster c(config, slot, 0);
+  c.set_subsets(compile_subsets(config, {kV2}));
+  EXPECT_EQ(pick_in(c, kV2, 0)->config.port, 3);
+  // The tag moves from port 3 to port 4 (a Consul tag change): only the endpoints changed.
+  snapshot::Cluster next = config;
+  std::swap(next.endpoints[2].labels, next.endpoints[3].labels);
+  next.endpoints[3].labels = {{"dc_dc2", "1"}, {"tag_v1", "0"}, {"tag_v2", "1"}};
+  c.update(next, slot);
+  c.set_subsets(compile_subsets(next, {kV2}));
+  for (int i = 0; i < 4; ++i)
+    EXPECT_EQ(pick_in(c, kV2, i)->config.port, 4);
+}
+
+TEST_F(ClusterTest, SubsetOfARingHashClusterHashesOverItsOwnEndpoints) {
+  snapshot::Cluster config = labelled(snapshot::LbPolicy::kRingHash);
+  config.ring_min_size = 64;
+  config.ring_max_size = 256;
+  Cluster c(config, slot, 0);
+  c.set_subsets(compile_subsets(config, {kV1}));
+  std::set<uint16_t> seen;
+  for (uint64_t h = 0; h < 64; ++h) {
+    PickContext ctx;
+    ctx.random = h;
+    ctx.hash = h * 0x9e3779b97f4a7c15ull;
+    auto ep = c.pick(ctx, subset_key(kV1));
+    ASSERT_NE(ep, nullptr);
+    seen.insert(ep->config.port);
+    // Stable: the same key, the same host.
+    EXPECT_EQ(c.pick(ctx, subset_key(kV1))->config.port, ep->config.port);
+  }
+  EXPECT_EQ(seen, (std::set<uint16_t>{1, 2}));
+}
+
+}  // namespace
+}  // namespace portico::proxy::upstream
