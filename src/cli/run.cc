@@ -802,7 +802,7 @@ class Runner {
               registry_.render() + pipeline_.metrics().render() + source_stats() +
                   (discoveries_ ? discoveries_->stats() : std::string()) + upgrade_stats() +
                   proxy::access_log::Manager::instance().render_stats() +
-                  proxy::overload::render_stats()};
+                  proxy::overload::render_stats() + write_stats()};
     }
     if (path == "/config_dump") {
       auto cfg = server_.current();

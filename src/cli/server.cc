@@ -619,7 +619,7 @@ class ServerRunner {
               cfg ? snapshot::to_json(*cfg, true) + "\n" : std::string("{}\n")};
     }
     if (path == "/stats") {
-      std::string out = pipeline_.metrics().render() + pipeline_.source_stats();
+      std::string out = pipeline_.metrics().render() + pipeline_.source_stats() + write_stats();
       out += "# TYPE portico_fleet_proxies_connected gauge\nportico_fleet_proxies_connected " +
              std::to_string(fleet_.connected()) + "\n";
       out +=

@@ -3,6 +3,8 @@
 #include <nlohmann/json.hpp>
 
 #include <algorithm>
+#include <cstdint>
+#include <map>
 #include <set>
 
 #include "api/decode.h"
@@ -15,6 +17,22 @@ namespace {
 
 using Json = nlohmann::ordered_json;
 using Outcome = control::WriteResult::Outcome;
+
+// The counts for /stats (control-plane thread only: the handlers run there).
+struct Counts {
+  std::map<std::string, uint64_t> writes;    // by outcome, '_' for ' '
+  std::map<std::string, uint64_t> requests;  // refused, unauthorized
+};
+Counts& counts() {
+  static Counts c;
+  return c;
+}
+
+void count(const control::WriteResult& w) {
+  std::string name = control::to_string(w.outcome);
+  std::replace(name.begin(), name.end(), ' ', '_');
+  ++counts().writes[name];
+}
 
 constexpr std::string_view kApplyPath = "/v1/apply";
 constexpr std::string_view kResourcesPath = "/v1/resources/";
@@ -128,6 +146,7 @@ proxy::admin::Response serve_apply(control::Pipeline& pipeline, std::string_view
       }
       diagnostics.push_back(std::move(j));
     }
+    ++counts().requests["refused"];
     return json_response(422, Json{{"error", "the request is refused: nothing was written"},
                                    {"diagnostics", std::move(diagnostics)}});
   }
@@ -144,6 +163,7 @@ proxy::admin::Response serve_apply(control::Pipeline& pipeline, std::string_view
     op.api_version = r.api_version;
     op.document = docs.texts[i];
     control::WriteResult w = target.write(op);
+    count(w);
     if (!w.ok() && status == 200) status = http_status(w.outcome);
     results.push_back(result_entry(r, w));
   }
@@ -178,6 +198,7 @@ proxy::admin::Response serve_delete(control::Pipeline& pipeline, std::string_vie
   op.name = parts[2];
   control::ConfigSource& target = pipeline.write_target();
   control::WriteResult w = target.write(op);
+  count(w);
   Json body{{"kind", kind},         {"namespace", op.ns},
             {"name", op.name},      {"result", w.ok() ? control::to_string(w.outcome) : "error"},
             {"message", w.message}, {"store", std::string(target.name())}};
@@ -244,6 +265,23 @@ ApplyDocuments split_apply_body(std::string_view body) {
   return out;
 }
 
+std::string write_stats() {
+  std::string out = "# TYPE portico_api_writes_total counter\n";
+  for (const char* result : {"created", "configured", "unchanged", "deleted", "not_found",
+                             "conflict", "unsupported", "failed"}) {
+    auto it = counts().writes.find(result);
+    out += "portico_api_writes_total{result=\"" + std::string(result) + "\"} " +
+           std::to_string(it == counts().writes.end() ? 0 : it->second) + "\n";
+  }
+  out += "# TYPE portico_api_write_requests_total counter\n";
+  for (const char* result : {"refused", "unauthorized"}) {
+    auto it = counts().requests.find(result);
+    out += "portico_api_write_requests_total{result=\"" + std::string(result) + "\"} " +
+           std::to_string(it == counts().requests.end() ? 0 : it->second) + "\n";
+  }
+  return out;
+}
+
 std::optional<proxy::admin::Response> serve_write(control::Pipeline& pipeline,
                                                   const proxy::admin::Request& request,
                                                   const WriteAccess& access) {
@@ -253,8 +291,12 @@ std::optional<proxy::admin::Response> serve_write(control::Pipeline& pipeline,
   if (apply && request.method != "POST") {
     return error_response(405, "POST the documents to apply to /v1/apply");
   }
-  if (!access.refused.empty()) return error_response(403, access.refused);
+  if (!access.refused.empty()) {
+    ++counts().requests["unauthorized"];
+    return error_response(403, access.refused);
+  }
   if (!access.token.empty() && !bearer_matches(request.authorization, access.token)) {
+    ++counts().requests["unauthorized"];
     return error_response(401, "unauthorized: writes want the bearer token (--token-file)");
   }
   if (apply) return serve_apply(pipeline, request.body);

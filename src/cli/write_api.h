@@ -30,6 +30,12 @@ std::optional<proxy::admin::Response> serve_write(control::Pipeline& pipeline,
                                                   const proxy::admin::Request& request,
                                                   const WriteAccess& access);
 
+// portico_api_writes_total{result=created|configured|unchanged|deleted|not_found|conflict|
+// unsupported|failed} (one per resource written or not) and portico_api_write_requests_total{
+// result=refused|unauthorized} (requests refused whole: a document with an error; no or a wrong
+// token, or writes not allowed), in Prometheus text format. The counts of this process.
+std::string write_stats();
+
 // An apply body split into its documents: each resource with the text of its own document (which
 // decodes alone to the same resource), or every diagnostic that refuses the request.
 struct ApplyDocuments {

@@ -143,6 +143,11 @@ class ApplyRunTest(t.IntegrationTest):
         self.assertIn("virtualservice default/shop error", out.stderr)
         resp = http(self.admin_port, "DELETE", "/v1/resources/VirtualService/default/shop")
         self.assertEqual(resp.status, 404)
+        stats = self.portico.stats()
+        for result, n in (("created", 1), ("unchanged", 1), ("configured", 1), ("deleted", 1),
+                          ("not_found", 2), ("conflict", 0)):
+            self.assertEqual(t.metric_sum(stats, "portico_api_writes_total", result=result), n, result)
+        self.assertEqual(t.metric_sum(stats, "portico_api_write_requests_total", result="refused"), 2)
 
     def test_apply_from_stdin_and_a_directory_and_delete_by_file(self):
         out = self.apply("-f", "-", stdin=shop("a"))
@@ -227,6 +232,8 @@ class ApplyServerTest(t.IntegrationTest):
             resp = http(port, "DELETE", "/v1/resources/Upstream/default/a")
             self.assertEqual(resp.status, 401, resp.text())
         self.assertFalse(os.path.exists(os.path.join(self.cfg.path, "applied")))
+        self.assertEqual(t.metric_sum(self.server.stats(), "portico_api_write_requests_total",
+                                      result="unauthorized"), 4)
         out = cli("apply", "-f", "-", "--server", self.server.url, stdin=doc)
         self.assertNotEqual(out.returncode, 0)
         self.assertIn("401", out.stderr)
