@@ -7,6 +7,8 @@
 #                              [--h2c]        (HTTP/2 with prior knowledge, -m 10 streams per connection,
 #                                              to each proxy's cleartext HTTP/2 listener)
 #                              [--haproxy]    (HAProxy, nbthread 1, as a third proxy)
+#                              [--no-grpc-web] (Portico's Gateway with grpcWeb.disable: what the
+#                                              default-on gRPC-Web filter costs other requests)
 #
 # Starts an upstream nginx (`return 200 "ok"` on /small), nginx as a proxy and `portico run` (both one
 # worker, pooled keep-alive upstream connections, configured as bench/load/run.sh configures them),
@@ -36,6 +38,7 @@ KEEP=""
 MODE=callgrind
 H2C=0
 WITH_HAPROXY=0
+NO_GRPC_WEB=0
 
 while [ $# -gt 0 ]; do
   case "$1" in
@@ -47,7 +50,8 @@ while [ $# -gt 0 ]; do
     --syscalls) MODE=native; shift ;;
     --h2c) H2C=1; shift ;;
     --haproxy) WITH_HAPROXY=1; shift ;;
-    -h|--help) sed -n '2,25p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+    --no-grpc-web) NO_GRPC_WEB=1; shift ;;
+    -h|--help) sed -n '2,27p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
     *) echo "instructions.sh: unknown argument: $1" >&2; exit 2 ;;
   esac
 done
@@ -84,6 +88,9 @@ if [ "$H2C" = 1 ]; then
   NGINX_LISTEN_OPT=" http2"
   HAPROXY_BIND_OPT=" proto h2"
   PORTICO_GW_OPT=$'\n  httpOptions:\n    http2:\n      cleartextPriorKnowledge: true'
+fi
+if [ "$NO_GRPC_WEB" = 1 ]; then
+  PORTICO_GW_OPT+=$'\n  httpGateway:\n    options:\n      grpcWeb: {disable: true}'
 fi
 
 mkdir -p "$WORK/upstream/logs" "$WORK/nginx/logs" "$WORK/portico/conf"

@@ -93,6 +93,9 @@ job "portico" {
         EOT
       }
 
+      # mTLS instead of (or besides) the token: render a certificate and key (e.g. from Vault's PKI
+      # in a template) and add "--tls-cert", "--tls-key" and "--client-ca" here; the proxies then
+      # take --server https://..., --ca, --cert and --key (docs/operations.md, "A fleet").
       config {
         command = "${var.image_dir}/portico"
         args = [

@@ -1185,7 +1185,7 @@ void decode_upstream(DocReader& doc, MapReader& spec, const ObjectMeta& meta, Up
       doc.error(h->loc, h->path, "applies to HTTP/2 upstreams only: set spec.useHttp2: true");
     }
   }
-  for (const char* other : {"kube", "aws", "awsEc2", "azure", "pipe", "dns"}) {
+  for (const char* other : {"aws", "awsEc2", "azure", "pipe", "dns"}) {
     if (auto f = spec.take(other)) {
       doc.error(f->loc, f->path,
                 std::string(other) + " upstreams are not supported yet; use static hosts");
@@ -1240,7 +1240,18 @@ void decode_upstream(DocReader& doc, MapReader& spec, const ObjectMeta& meta, Up
       doc.error(nf->loc, nf->path, "an Upstream is either consul or nomad, not both");
     out->nomad = std::move(nomad);
   }
-  if (auto st = spec.map("static", !out->consul && !out->nomad)) {
+  if (auto kf = spec.map("kube")) {
+    KubeUpstream kube;
+    detail::decode_kube_upstream(doc, *kf, meta.ns, &kube);
+    if (spec.has("static")) {
+      doc.error(kf->loc, kf->path, "an Upstream is either static or kube, not both");
+    }
+    if (out->consul || out->nomad) {
+      doc.error(kf->loc, kf->path, "an Upstream is one of consul, nomad or kube, not several");
+    }
+    out->kube = std::move(kube);
+  }
+  if (auto st = spec.map("static", !out->consul && !out->nomad && !out->kube)) {
     MapReader s(doc, st->value, st->path, st->loc);
     if (auto hosts = s.list("hosts", true)) {
       yaml::for_each_item(
@@ -1576,9 +1587,13 @@ void decode_settings(DocReader& doc, MapReader& spec, SettingsSpec* out) {
   if (auto f = spec.map("kubernetesConfigSource")) {
     detail::decode_kubernetes_config_source(doc, *f, &out->kubernetes_config_source.emplace());
   }
-  for (const char* other :
-       {"kubernetesSecretSource", "kubernetesArtifactSource", "consulKvArtifactSource", "discovery",
-        "kubernetes", "watchNamespaces", "discoveryNamespace"}) {
+  if (auto f = spec.map("kubernetesSecretSource")) {
+    detail::decode_kubernetes_secret_source(doc, *f, &out->kubernetes_secret_source.emplace());
+  }
+  if (auto f = spec.map("kubernetes"))
+    detail::decode_kubernetes_settings(doc, *f, &out->kubernetes);
+  for (const char* other : {"kubernetesArtifactSource", "consulKvArtifactSource", "discovery",
+                            "watchNamespaces", "discoveryNamespace"}) {
     if (auto f = spec.take(other)) {
       doc.error(f->loc, f->path,
                 std::string(other) +

@@ -81,9 +81,16 @@ void decode_nomad_upstream(yaml::DocReader& doc, const yaml::Field& f, NomadUpst
 // Settings spec.etcdConfigSource: {address, prefix, timeout, TLS} (decode_etcd.cc).
 void decode_etcd_config_source(yaml::DocReader& doc, const yaml::Field& f,
                                EtcdConfigSourceSpec* out);
-// Settings spec.kubernetesConfigSource: {address, tokenFile, namespaces} (decode_kube.cc).
+// Settings spec.kubernetesConfigSource and spec.kubernetesSecretSource: {address, tokenFile, TLS,
+// namespaces}; spec.kubernetes: {address, tokenFile, TLS}; an Upstream's spec.kube {serviceName,
+// serviceNamespace, servicePort} (decode_kube.cc).
 void decode_kubernetes_config_source(yaml::DocReader& doc, const yaml::Field& f,
                                      KubernetesConfigSourceSpec* out);
+void decode_kubernetes_secret_source(yaml::DocReader& doc, const yaml::Field& f,
+                                     KubernetesSecretSourceSpec* out);
+void decode_kubernetes_settings(yaml::DocReader& doc, const yaml::Field& f, KubernetesApiSpec* out);
+void decode_kube_upstream(yaml::DocReader& doc, const yaml::Field& f,
+                          const std::string& upstream_ns, KubeUpstream* out);
 // A route's options.retries: {retryOn, retriableStatusCodes, numRetries, perTryTimeout,
 // retryBackOff {baseInterval, maxInterval}, retryNonIdempotent}.
 void decode_retries(yaml::DocReader& doc, const yaml::Field& f, RetryOptions* out);

@@ -420,10 +420,18 @@ struct NomadUpstream {
   NomadCanary canary = NomadCanary::kInclude;
 };
 
+// spec.kube: the ready endpoints of a Kubernetes Service (control/discovery/kube_discovery).
+struct KubeUpstream {
+  std::string service_name;
+  std::string service_namespace;  // serviceNamespace; default: the Upstream's namespace
+  uint16_t service_port = 0;      // the Service's port; endpoints use its targetPort
+};
+
 struct UpstreamSpec {
   std::vector<StaticHost> hosts;
   std::optional<ConsulUpstream> consul;  // instead of static hosts
   std::optional<NomadUpstream> nomad;    // instead of static hosts
+  std::optional<KubeUpstream> kube;      // instead of static hosts
   LbPolicy lb = LbPolicy::kRoundRobin;
   uint32_t choice_count = 2;                 // leastRequest.choiceCount
   uint64_t ring_min_size = 1024;             // ringHash.ringHashConfig.minimumRingSize
@@ -534,11 +542,24 @@ struct EtcdConfigSourceSpec {
   StoreTls tls;                    // caFile, caPath, certFile, keyFile, ... (https)
 };
 
+// How to reach the Kubernetes API server: Settings spec.kubernetes (discovery of Upstreams `kube`,
+// and the default of the two sources below), or a source's own address. No address: in a cluster
+// (KUBERNETES_SERVICE_HOST/PORT set), https://host:port with the service account's CA and token.
+struct KubernetesApiSpec {
+  std::string address;     // "http[s]://host[:port]"; empty: the in-cluster defaults
+  std::string token_file;  // a bearer token, read again when it changes (projected tokens rotate)
+  StoreTls tls;            // caFile, certFile, keyFile, serverName, insecureSkipVerify (https)
+  bool operator==(const KubernetesApiSpec&) const = default;
+};
+
 // spec.kubernetesConfigSource: resources kept in Kubernetes as custom resources in Gloo's groups
-// (docs/configuration.md, "Kubernetes"). Plain HTTP only.
-struct KubernetesConfigSourceSpec {
-  std::string address;                  // "http://host[:port]" of the API server (required)
-  std::string token_file;               // a bearer token, read for every list and watch
+// (docs/configuration.md, "Kubernetes"). No address: spec.kubernetes's connection.
+struct KubernetesConfigSourceSpec : KubernetesApiSpec {
+  std::vector<std::string> namespaces;  // empty: all namespaces
+};
+
+// spec.kubernetesSecretSource: Secrets (core/v1) that resources reference, read from Kubernetes.
+struct KubernetesSecretSourceSpec : KubernetesApiSpec {
   std::vector<std::string> namespaces;  // empty: all namespaces
 };
 
@@ -564,6 +585,10 @@ struct SettingsSpec {
   std::optional<ConsulKvSourceSettings> consul_kv_source;
   // spec.kubernetesConfigSource. Unset: configuration is not read from Kubernetes.
   std::optional<KubernetesConfigSourceSpec> kubernetes_config_source;
+  // spec.kubernetes: the API server for Upstreams `kube` (defaults when absent: in-cluster).
+  KubernetesApiSpec kubernetes;
+  // spec.kubernetesSecretSource. Unset: Secrets are not read from Kubernetes.
+  std::optional<KubernetesSecretSourceSpec> kubernetes_secret_source;
   // spec.nomad (defaults when absent): Upstreams `nomad`.
   NomadSettings nomad;
 };

@@ -5,17 +5,59 @@
 #include <unistd.h>
 
 #include <cerrno>
+#include <chrono>
 #include <cstring>
 
 #include "cli/commands.h"
 #include "cli/fleet_auth.h"
+#include "control/http/client.h"
 #include "proxy/http/h1_parser.h"
 
 namespace portico::cli {
 
+namespace {
+
+// METHOD https://ADMIN/path: a `portico server`'s REST API on a TLS --listen (--ca, --cert,
+// --key, --server-name: admin_tls()).
+bool admin_request_tls(const std::string& admin_flag, std::string_view method,
+                       const std::string& path, const std::string& body, int* status,
+                       std::string* response, std::string* error, int timeout_seconds) {
+  std::string admin = admin_flag;
+  while (!admin.empty() && admin.back() == '/')
+    admin.pop_back();
+  auto url = control::http::parse_url(admin, 443, admin_tls());
+  if (!url) {
+    *error = "--admin " + admin_flag + ": " + url.error().message;
+    return false;
+  }
+  control::http::Client client(url.value());
+  control::http::Request req;
+  req.method = std::string(method);
+  req.target = url.value().path + path;
+  if (!admin_token().empty()) req.headers.emplace_back("Authorization", "Bearer " + admin_token());
+  if (method != "GET" && method != "HEAD") {
+    req.headers.emplace_back("Content-Type", "application/yaml");
+    req.body = body;
+  }
+  auto r = client.send(req, std::chrono::milliseconds(timeout_seconds * 1000));
+  if (!r) {
+    *error = "cannot reach the REST API at " + admin + ": " + r.error().message;
+    return false;
+  }
+  *status = r.value().status;
+  *response = std::move(r.value().body);
+  return true;
+}
+
+}  // namespace
+
 bool admin_request(const std::string& admin_flag, std::string_view method, const std::string& path,
                    const std::string& body, int* status, std::string* response, std::string* error,
                    int timeout_seconds) {
+  if (admin_flag.rfind("https://", 0) == 0) {
+    return admin_request_tls(admin_flag, method, path, body, status, response, error,
+                             timeout_seconds);
+  }
   // ADDR:PORT, or the admin API's URL (http://ADDR:PORT, http://ADDR:PORT/).
   std::string admin = admin_flag;
   if (admin.rfind("http://", 0) == 0) admin = admin.substr(7);
@@ -24,7 +66,10 @@ bool admin_request(const std::string& admin_flag, std::string_view method, const
   std::string host;
   uint16_t port = 0;
   if (!parse_host_port(admin, &host, &port)) {
-    *error = "--admin wants ADDR:PORT or http://ADDR:PORT, got '" + admin_flag + "'";
+    *error =
+        "--admin wants ADDR:PORT or http://ADDR:PORT (https://ADDR:PORT for a server with "
+        "TLS), got '" +
+        admin_flag + "'";
     return false;
   }
   addrinfo hints{};

@@ -28,7 +28,9 @@ constexpr int kWriteTimeoutSeconds = 30;  // a store's write may take its own re
 const std::vector<FlagSpec> kWriteFlags = {
     {"--filename", "-f", true, true},   {"--admin", "", true, false},
     {"--server", "", true, false},      {"--token-file", "", true, false},
-    {"--namespace", "-n", true, false},
+    {"--namespace", "-n", true, false}, {"--ca", "", true, false},
+    {"--cert", "", true, false},        {"--key", "", true, false},
+    {"--server-name", "", true, false},
 };
 
 // One file read for the request, and the line its text starts at in the request body.
@@ -123,6 +125,17 @@ std::string target(const Args& a) {
 }
 
 bool token_flag(const Args& a, const char* command, int* rc) {
+  // --ca, --cert, --key, --server-name: an https:// server (TLS on its --listen).
+  control::http::TlsOptions tls;
+  tls.ca_file = a.get("--ca", "");
+  tls.cert_file = a.get("--cert", "");
+  tls.key_file = a.get("--key", "");
+  tls.server_name = a.get("--server-name", "");
+  if (tls.cert_file.empty() != tls.key_file.empty()) {
+    *rc = usage_error(command, "--cert and --key go together");
+    return false;
+  }
+  set_admin_tls(std::move(tls));
   if (!a.has("--token-file")) return true;
   std::string token, error;
   if (!read_token_file(a.get("--token-file"), &token, &error)) {

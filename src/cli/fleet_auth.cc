@@ -65,4 +65,19 @@ const std::string& admin_token() {
   return token_storage();
 }
 
+namespace {
+control::http::TlsOptions& admin_tls_storage() {
+  static control::http::TlsOptions options;
+  return options;
+}
+}  // namespace
+
+void set_admin_tls(control::http::TlsOptions options) {
+  admin_tls_storage() = std::move(options);
+}
+
+const control::http::TlsOptions& admin_tls() {
+  return admin_tls_storage();
+}
+
 }  // namespace portico::cli

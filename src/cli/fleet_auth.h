@@ -5,6 +5,8 @@
 #include <string>
 #include <string_view>
 
+#include "control/http/client.h"
+
 namespace portico::cli {
 
 // Reads a token file (surrounding whitespace trimmed). False with a reason when it cannot be read
@@ -20,5 +22,11 @@ bool is_loopback(const std::string& address);
 // The token the CLI's admin requests send (empty: none); set from --token-file.
 void set_admin_token(std::string token);
 const std::string& admin_token();
+
+// How the CLI's admin requests to an https:// --admin verify the server and which client
+// certificate they present (--ca, --cert, --key, --server-name: a `portico server` with
+// --tls-cert and --client-ca).
+void set_admin_tls(control::http::TlsOptions options);
+const control::http::TlsOptions& admin_tls();
 
 }  // namespace portico::cli

@@ -53,8 +53,11 @@ int64_t now_ms() {
 }
 
 struct ProxyOptions {
-  std::string server;  // http://H:P
+  std::string server;  // http://H:P or https://H:P
   control::http::Url url;
+  // https://: how the server is verified (--ca; empty: the system's trust store, --server-name;
+  // empty: the URL's host) and the client certificate presented (--cert, --key: mTLS).
+  control::http::TlsOptions tls;
   std::string node;
   std::string gateways;  // "a,b" as given
   std::string token;
@@ -91,13 +94,16 @@ bool parse_proxy_options(const std::vector<std::string>& args, ProxyOptions* o) 
     if (a == "--server") {
       if (!(v = value())) return false;
       o->server = *v;
-      auto url = control::http::parse_url(*v, 80);
-      if (!url) {
-        std::fprintf(stderr, "portico proxy: --server %s: %s\n", v->c_str(),
-                     url.error().message.c_str());
+    } else if (a == "--ca" || a == "--cert" || a == "--key" || a == "--server-name") {
+      if (!(v = value())) return false;
+      if (v->empty()) {
+        std::fprintf(stderr, "portico proxy: %s wants a value\n", a.c_str());
         return false;
       }
-      o->url = url.value();
+      (a == "--ca"     ? o->tls.ca_file
+       : a == "--cert" ? o->tls.cert_file
+       : a == "--key"  ? o->tls.key_file
+                       : o->tls.server_name) = *v;
     } else if (a == "--node") {
       if (!(v = value())) return false;
       o->node = *v;
@@ -156,10 +162,24 @@ bool parse_proxy_options(const std::vector<std::string>& args, ProxyOptions* o) 
   }
   if (o->server.empty() || o->node.empty()) {
     std::fprintf(stderr,
-                 "usage: portico proxy --server http://H:P --node NAME [--gateways a,b] "
-                 "[--token-file F] [--admin ADDR:PORT] [--bind-address IP]\n");
+                 "usage: portico proxy --server http(s)://H:P --node NAME [--gateways a,b] "
+                 "[--token-file F] [--ca F] [--cert F --key F] [--server-name NAME] "
+                 "[--admin ADDR:PORT] [--bind-address IP]\n");
     return false;
   }
+  if (o->tls.cert_file.empty() != o->tls.key_file.empty()) {
+    std::fprintf(stderr, "portico proxy: --cert and --key go together\n");
+    return false;
+  }
+  // TLS options with an http:// server are an error (they would silently not apply); the files
+  // are read here, so that a wrong one stops the start.
+  auto url = control::http::parse_url(o->server, 80, o->tls);
+  if (!url) {
+    std::fprintf(stderr, "portico proxy: --server %s: %s\n", o->server.c_str(),
+                 url.error().message.c_str());
+    return false;
+  }
+  o->url = url.value();
   return true;
 }
 
@@ -406,6 +426,25 @@ class ProxyRunner {
       return;
     }
     auto config = std::make_shared<snapshot::ProxyConfig>(std::move(decoded.value()));
+    if (last_good_) {
+      // The data plane takes clusters, endpoints and secrets at the versions in force as
+      // unchanged (build_runtime). A restarted server numbers its versions from 1 again: a
+      // section whose content moved may come with the version in force. Such a version says
+      // nothing: clusters 0 makes the data plane compare every cluster.
+      const auto& was = last_good_->versions;
+      const auto& now = config->versions;
+      const std::pair<const char*, bool> kinds[] = {{"clusters", now.clusters == was.clusters},
+                                                    {"endpoints", now.endpoints == was.endpoints},
+                                                    {"secrets", now.secrets == was.secrets}};
+      for (const auto& [name, same_version] : kinds) {
+        auto got = m.sections.find(name);
+        auto had = held_.find(name);
+        if (same_version && got != m.sections.end() &&
+            (had == held_.end() || had->second.version != got->second.version)) {
+          config->versions.clusters = 0;
+        }
+      }
+    }
     if (!options_.bind_address.empty()) {
       for (auto& l : config->listeners)
         l.address = options_.bind_address;

@@ -22,7 +22,13 @@ List resources of a running portico with their status (from its admin API, /reso
   NAME     only this resource (exit 1 when there is none)
   -n, --namespace NS    only this namespace (default: all)
   -o, --output FORMAT   table (default), wide (file, generation, details), yaml, json
-  --admin ADDR:PORT     the admin API (default 127.0.0.1:9901)
+  --admin ADDR:PORT     the admin API (default 127.0.0.1:9901); a `portico server`'s --listen
+                        as ADDR:PORT, or https://ADDR:PORT when it has --tls-cert
+  --token-file F        the bearer token a server's REST API beyond loopback wants
+  --ca F, --cert F, --key F, --server-name NAME
+                        with https://: the CA the server's certificate is verified against
+                        (default: the system's), the client certificate and key (a server with
+                        --client-ca), the name the certificate must carry (default: the host)
 
 Exit: 0 listed; 1 NAME not found; 2 bad arguments; 3 admin API unreachable.
 )"},
@@ -55,7 +61,8 @@ Exit: 0 everything Accepted; 1 a resource is Rejected, Warning or Pending, or th
 ready; 2 bad arguments; 3 admin API unreachable.
 )"},
     {"proxy", R"(Usage: portico proxy dump [--admin ADDR:PORT | --dir DIR] [-o json|yaml]
-       portico proxy --server http://H:P --node NAME [--gateways a,b] [--token-file F]
+       portico proxy --server http(s)://H:P --node NAME [--gateways a,b] [--token-file F]
+                     [--ca F] [--cert F --key F] [--server-name NAME]
                      [--admin ADDR:PORT] [--bind-address IP] [--workers N] [--idle-timeout 15s]
 
 dump: the configuration the data plane runs (the admin API's /config_dump), pretty-printed; with
@@ -66,6 +73,9 @@ Exit: 0 shown; 2 bad arguments; 3 admin API or files unreadable.
 by --gateways (all when none), keeps serving its last good configuration when the server is down
 (reconnecting with jittered back-off), and rejects (NACKs) a version it cannot apply whole (a
 port that cannot be bound, a certificate that does not load), keeping the previous one.
+With https://, the server's certificate is verified against --ca (default: the system's trust
+store) and --server-name (default: the URL's host), and --cert/--key are presented to a server
+that requires client certificates (mTLS, instead of or besides --token-file).
 --bind-address overrides every listener's bind address (several proxies on one host: one
 address each). --idle-timeout: no line from the server (heartbeats included) for this long
 reconnects. Admin API: /ready (ready once a first configuration is applied), /stats
@@ -152,6 +162,8 @@ etcd or Consul KV (the resource's key in Gloo's layout) when its Settings select
   --admin ADDR:PORT   `portico run`'s admin API (default 127.0.0.1:9901; loopback only)
   --server URL        `portico server`'s REST API (http://H:P, its --listen or --admin)
   --token-file F      the bearer token (`portico server` with --token-file wants it for writes)
+  --ca F, --cert F --key F, --server-name N
+                      an https:// --server (TLS on its --listen): its CA, the client certificate
 
 Every document is validated first: one error anywhere and nothing is written (each error is
 printed with file:line:column and field path). Prints one line per resource, e.g.
@@ -184,6 +196,7 @@ running process start its own binary with --upgrade.
 )"},
     {"server",
      R"(Usage: portico server DIR [--listen ADDR:PORT] [--token-file F] [--admin ADDR:PORT]
+                          [--tls-cert F --tls-key F [--client-ca F]]
                           [--heartbeat 5s] [--resync 30s] [--log-level LEVEL]
 
 The control plane of `portico run` without a data plane: configuration from DIR (and the sources
@@ -193,7 +206,11 @@ Binds no Gateway.
   --listen ADDR:PORT   the fleet protocol and the REST API (default 127.0.0.1:9977):
                        GET /v1/fleet/stream, POST /v1/fleet/ack, /resources, /proxies, ...
   --token-file F       the bearer token proxies and remote CLIs must send (required when --listen
-                       is beyond loopback; the REST API then requires it too)
+                       is beyond loopback, unless --client-ca; the REST API there requires it)
+  --tls-cert F, --tls-key F
+                       TLS on --listen (https://): the server's certificate chain and key (PEM)
+  --client-ca F        client certificates are required on --listen and verified against this
+                       CA bundle (mTLS): the fleet endpoints then need no token
   --admin ADDR:PORT    the REST API on loopback (default 127.0.0.1:9901); writes (POST /v1/apply,
                        DELETE /v1/resources/...) want the token here too when there is one
   --heartbeat D        a heartbeat line on idle streams this often (default 5s)
@@ -256,9 +273,9 @@ Usage:
       The configuration the data plane runs.
   portico server DIR [--listen ADDR:PORT] [--token-file F]
       The control plane alone: streams the configuration to `portico proxy` processes.
-  portico proxy --server http://H:P --node NAME [--gateways a,b] [--bind-address IP]
+  portico proxy --server http(s)://H:P --node NAME [--gateways a,b] [--bind-address IP]
       The data plane alone, fed by a `portico server`.
-  portico get proxies [--admin ADDR:PORT] [--token-file F]
+  portico get proxies [--admin ADDR:PORT|https://ADDR:PORT] [--token-file F] [--ca F --cert F --key F]
       The proxies of a `portico server`: node, Gateways, connected, version, last error.
   portico route explain METHOD URL [-H 'Name: value']... [--dir DIR]
       Which gateway, virtual service, route, upstream and policies serve a request, and why the

@@ -104,10 +104,10 @@ std::string describe_action(const Json& route) {
 namespace {
 
 const std::vector<FlagSpec> kAdminFlags = {
-    {"--admin", "", true, false},
-    {"--token-file", "", true, false},
-    {"--namespace", "-n", true, false},
-    {"--output", "-o", true, false},
+    {"--admin", "", true, false},       {"--token-file", "", true, false},
+    {"--ca", "", true, false},          {"--cert", "", true, false},
+    {"--key", "", true, false},         {"--server-name", "", true, false},
+    {"--namespace", "-n", true, false}, {"--output", "-o", true, false},
 };
 
 // Reasons of a /resources entry as "severity: file:line:column: path: message" lines.
@@ -341,6 +341,17 @@ namespace {
 
 // --token-file: the bearer token a `portico server` REST API beyond loopback wants.
 bool apply_token_flag(const Args& a, const char* command, int* rc) {
+  // --ca, --cert, --key, --server-name: an https:// --admin (a server with TLS on --listen).
+  control::http::TlsOptions tls;
+  tls.ca_file = a.get("--ca", "");
+  tls.cert_file = a.get("--cert", "");
+  tls.key_file = a.get("--key", "");
+  tls.server_name = a.get("--server-name", "");
+  if (tls.cert_file.empty() != tls.key_file.empty()) {
+    *rc = usage_error(command, "--cert and --key go together");
+    return false;
+  }
+  set_admin_tls(std::move(tls));
   if (!a.has("--token-file")) return true;
   std::string token, error;
   if (!read_token_file(a.get("--token-file"), &token, &error)) {

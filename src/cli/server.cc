@@ -7,8 +7,11 @@
 #include <signal.h>
 #include <unistd.h>
 
+#include <openssl/err.h>
+#include <openssl/ssl.h>
 #include <asio.hpp>
 #include <asio/experimental/as_tuple.hpp>
+#include <asio/ssl.hpp>
 
 #include <chrono>
 #include <cstdio>
@@ -57,6 +60,9 @@ struct ServerOptions {
   uint16_t admin_port = 9901;
   bool admin = true;
   std::string token;  // from --token-file
+  // TLS on --listen (--tls-cert, --tls-key); with --client-ca, client certificates are required
+  // and verified against it (mTLS: the fleet endpoints then need no token).
+  std::string tls_cert, tls_key, client_ca;
   std::chrono::milliseconds heartbeat{5000};
   std::chrono::milliseconds resync{30000};
 };
@@ -114,6 +120,14 @@ bool parse_server_options(const std::vector<std::string>& args, ServerOptions* o
         std::fprintf(stderr, "portico server: --token-file: %s\n", error.c_str());
         return false;
       }
+    } else if (a == "--tls-cert" || a == "--tls-key" || a == "--client-ca") {
+      const std::string* v = value();
+      if (!v) return false;
+      if (v->empty()) {
+        std::fprintf(stderr, "portico server: %s wants a file\n", a.c_str());
+        return false;
+      }
+      (a == "--tls-cert" ? o->tls_cert : a == "--tls-key" ? o->tls_key : o->client_ca) = *v;
     } else if (a == "--heartbeat" || a == "--resync") {
       const std::string* v = value();
       auto* out = a == "--heartbeat" ? &o->heartbeat : &o->resync;
@@ -139,12 +153,21 @@ bool parse_server_options(const std::vector<std::string>& args, ServerOptions* o
   if (o->dir.empty()) {
     std::fprintf(stderr,
                  "usage: portico server DIR [--listen ADDR:PORT] [--token-file F] "
-                 "[--admin ADDR:PORT]\n");
+                 "[--tls-cert F --tls-key F [--client-ca F]] [--admin ADDR:PORT]\n");
     return false;
   }
-  if (o->token.empty() && !is_loopback(o->listen_host)) {
+  if (o->tls_cert.empty() != o->tls_key.empty()) {
+    std::fprintf(stderr, "portico server: --tls-cert and --tls-key go together\n");
+    return false;
+  }
+  if (!o->client_ca.empty() && o->tls_cert.empty()) {
+    std::fprintf(stderr, "portico server: --client-ca needs --tls-cert and --tls-key\n");
+    return false;
+  }
+  if (o->token.empty() && o->client_ca.empty() && !is_loopback(o->listen_host)) {
     std::fprintf(stderr,
-                 "portico server: --listen %s is beyond loopback: --token-file is required\n",
+                 "portico server: --listen %s is beyond loopback: --token-file is required (or "
+                 "mTLS: --tls-cert, --tls-key and --client-ca)\n",
                  o->listen_host.c_str());
     return false;
   }
@@ -244,6 +267,13 @@ class ServerRunner {
         inotify_(io_) {}
 
   int run() {
+    if (!options_.tls_cert.empty()) {
+      std::string error = make_tls_context();
+      if (!error.empty()) {
+        std::fprintf(stderr, "portico server: %s\n", error.c_str());
+        return 2;
+      }
+    }
     std::error_code ec;
     if (!std::filesystem::is_directory(options_.dir, ec)) {
       std::fprintf(stderr, "portico server: %s is not a directory\n", options_.dir.c_str());
@@ -285,9 +315,13 @@ class ServerRunner {
       return 1;
     }
     asio::co_spawn(io_, accept_loop(), asio::detached);
-    LOG_INFO("portico server: fleet protocol on http://%s:%u (%s), admin API on http://%s:%u",
-             options_.listen_host.c_str(), acceptor_.local_endpoint().port(),
-             options_.token.empty() ? "no token" : "bearer token", options_.admin_host.c_str(),
+    const std::string auth = std::string(options_.token.empty() ? "no token" : "bearer token") +
+                             (options_.client_ca.empty()
+                                  ? ""
+                                  : ", client certificates verified against " + options_.client_ca);
+    LOG_INFO("portico server: fleet protocol on %s://%s:%u (%s), admin API on http://%s:%u",
+             tls_ ? "https" : "http", options_.listen_host.c_str(),
+             acceptor_.local_endpoint().port(), auth.c_str(), options_.admin_host.c_str(),
              admin_.port());
     signals_.async_wait([this](const asio::error_code& e, int sig) {
       if (e) return;
@@ -415,13 +449,77 @@ class ServerRunner {
       if (ec) continue;
       asio::error_code ignored;
       socket.set_option(asio::ip::tcp::no_delay(true), ignored);
-      asio::co_spawn(io_, serve(std::move(socket)), asio::detached);
+      if (tls_) {
+        asio::co_spawn(io_, serve_tls(std::move(socket)), asio::detached);
+      } else {
+        asio::co_spawn(io_, serve(std::move(socket)), asio::detached);
+      }
     }
   }
 
-  asio::awaitable<void> write_response(asio::ip::tcp::socket& socket, int status,
-                                       const std::string& type, const std::string& body, bool keep,
-                                       bool* ok) {
+  // The TLS context of --listen: our certificate and key; with --client-ca, a client certificate
+  // signed by it is required (the handshake fails without one). An error names the file.
+  std::string make_tls_context() {
+    auto ctx = std::make_unique<asio::ssl::context>(asio::ssl::context::tls_server);
+    SSL_CTX* native = ctx->native_handle();
+    SSL_CTX_set_min_proto_version(native, TLS1_2_VERSION);
+    asio::error_code ec;
+    ctx->use_certificate_chain_file(options_.tls_cert, ec);
+    if (ec) return "--tls-cert " + options_.tls_cert + ": " + ec.message();
+    ctx->use_private_key_file(options_.tls_key, asio::ssl::context::pem, ec);
+    if (ec) return "--tls-key " + options_.tls_key + ": " + ec.message();
+    if (SSL_CTX_check_private_key(native) != 1) {
+      return "--tls-key " + options_.tls_key + " does not match --tls-cert " + options_.tls_cert;
+    }
+    if (!options_.client_ca.empty()) {
+      ctx->load_verify_file(options_.client_ca, ec);
+      if (ec) return "--client-ca " + options_.client_ca + ": " + ec.message();
+      if (STACK_OF(X509_NAME)* names = SSL_load_client_CA_file(options_.client_ca.c_str())) {
+        SSL_CTX_set_client_CA_list(native, names);  // the CAs a client is told to pick from
+      }
+      ctx->set_verify_mode(asio::ssl::verify_peer | asio::ssl::verify_fail_if_no_peer_cert);
+    } else {
+      ctx->set_verify_mode(asio::ssl::verify_none);
+    }
+    tls_ = std::move(ctx);
+    return {};
+  }
+
+  // A TLS connection on --listen: the handshake (bounded: 10 s), then the same HTTP as plain.
+  asio::awaitable<void> serve_tls(asio::ip::tcp::socket socket) {
+    std::string peer;
+    {
+      asio::error_code ignored;
+      auto ep = socket.remote_endpoint(ignored);
+      if (!ignored) peer = ep.address().to_string() + ":" + std::to_string(ep.port());
+    }
+    asio::ssl::stream<asio::ip::tcp::socket> tls(std::move(socket), *tls_);
+    asio::steady_timer deadline(io_);
+    deadline.expires_after(std::chrono::seconds(10));
+    deadline.async_wait([&tls](const asio::error_code& e) {
+      if (e) return;
+      asio::error_code ignored;
+      tls.lowest_layer().close(ignored);
+    });
+    auto [ec] = co_await tls.async_handshake(asio::ssl::stream_base::server, use_nothrow);
+    deadline.cancel();
+    if (ec) {
+      ++tls_failures_;
+      std::string why = ec.message();
+      if (ec.category() == asio::error::get_ssl_category()) {
+        char buf[256];
+        ERR_error_string_n(static_cast<unsigned long>(ec.value()), buf, sizeof buf);
+        why = buf;
+      }
+      LOG_WARN("fleet: TLS handshake with %s failed: %s", peer.c_str(), why.c_str());
+      co_return;
+    }
+    co_await serve_http(tls);
+  }
+
+  template <typename Socket>
+  asio::awaitable<void> write_response(Socket& socket, int status, const std::string& type,
+                                       const std::string& body, bool keep, bool* ok) {
     std::string out = "HTTP/1.1 " + std::to_string(status) + " " + reason_phrase(status) +
                       "\r\nContent-Type: " + type +
                       "\r\nContent-Length: " + std::to_string(body.size()) + "\r\n" +
@@ -431,7 +529,10 @@ class ServerRunner {
     *ok = !ec;
   }
 
-  asio::awaitable<void> serve(asio::ip::tcp::socket socket) {
+  asio::awaitable<void> serve(asio::ip::tcp::socket socket) { co_await serve_http(socket); }
+
+  template <typename Socket>
+  asio::awaitable<void> serve_http(Socket& socket) {
     std::string in;
     char buf[8192];
     for (;;) {
@@ -470,10 +571,20 @@ class ServerRunner {
       in.erase(0, want);
 
       const bool fleet_path = req.path.rfind("/v1/fleet/", 0) == 0;
-      // The fleet protocol always takes the token when there is one; the REST API on --listen
-      // when that is beyond loopback.
+      // The fleet protocol always takes the token when there is one (with --client-ca and no
+      // token, the verified client certificate is the credential); the REST API on --listen
+      // takes it whenever that is beyond loopback (without a token file it is refused there).
       const bool need_token =
-          !options_.token.empty() && (fleet_path || !is_loopback(options_.listen_host));
+          fleet_path ? !options_.token.empty() : !is_loopback(options_.listen_host);
+      if (need_token && !fleet_path && options_.token.empty()) {
+        ++unauthorized_;
+        co_await write_response(
+            socket, 401, "text/plain",
+            "unauthorized: the REST API beyond loopback takes a bearer token (the server has no "
+            "--token-file); use --admin on the server's host\n",
+            false, &ok);
+        co_return;
+      }
       if (need_token && !bearer_matches(req.authorization, options_.token)) {
         ++unauthorized_;
         LOG_WARN("fleet: %s %s: missing or wrong bearer token (401)", req.method.c_str(),
@@ -531,10 +642,18 @@ class ServerRunner {
       LOG_WARN("fleet: proxy %s rejected version %llu: %s", ack.node.c_str(),
                static_cast<unsigned long long>(ack.version), ack.error.c_str());
     }
+    // NACKs in force are warnings on the statuses the sources write back (Consul KV's .status/
+    // keys, Kubernetes' status subresource), not only on the REST API's /resources.
+    auto warnings = fleet_.warnings();
+    if (warnings != pipeline_.external_warnings()) {
+      pipeline_.set_external_warnings(std::move(warnings));
+      pipeline_.report_statuses();
+    }
   }
 
   // GET /v1/fleet/stream?node=NAME&gateways=a,b&have=<section>:<version>,...
-  asio::awaitable<void> stream(asio::ip::tcp::socket& socket, const Request& req) {
+  template <typename Socket>
+  asio::awaitable<void> stream(Socket& socket, const Request& req) {
     const std::string node = query_param(req.query, "node");
     bool ok = true;
     if (node.empty()) {
@@ -632,6 +751,10 @@ class ServerRunner {
              std::to_string(fleet_.nacks_total()) + "\n";
       out += "# TYPE portico_fleet_unauthorized_total counter\nportico_fleet_unauthorized_total " +
              std::to_string(unauthorized_) + "\n";
+      out +=
+          "# TYPE portico_fleet_tls_handshake_failures_total counter\n"
+          "portico_fleet_tls_handshake_failures_total " +
+          std::to_string(tls_failures_) + "\n";
       out += "# TYPE portico_config_version gauge\nportico_config_version " +
              std::to_string(pipeline_.version()) + "\n";
       return {200, "text/plain; version=0.0.4", out};
@@ -660,6 +783,8 @@ class ServerRunner {
   std::set<asio::steady_timer*> waiting_;  // streams waiting for news
   uint64_t streams_opened_ = 0;
   uint64_t unauthorized_ = 0;
+  uint64_t tls_failures_ = 0;
+  std::unique_ptr<asio::ssl::context> tls_;  // TLS on --listen (null: plain)
   bool pending_ = false;
   bool full_pending_ = false;
   Clock::time_point first_event_{};

@@ -434,6 +434,24 @@ Pipeline::SyncResult Pipeline::sync(bool full, int64_t seen_unix_ms) {
   return result;
 }
 
+void Pipeline::report_statuses() {
+  if (external_warnings_.empty()) {
+    for (const auto& s : sources_)
+      s->report_statuses(current_.resources, current_.file_errors);
+    return;
+  }
+  std::vector<ResourceStatus> resources = current_.resources;  // specs shared, not copied
+  for (auto& r : resources) {
+    auto it = external_warnings_.find(r.kind + "/" + r.ns + "/" + r.name);
+    if (it == external_warnings_.end()) continue;
+    for (const auto& message : it->second)
+      r.reasons.push_back(make(Diagnostic::Severity::kWarning, r.file, r.line, 0, "", message));
+    if (r.state == State::kAccepted) r.state = State::kWarning;
+  }
+  for (const auto& s : sources_)
+    s->report_statuses(resources, current_.file_errors);
+}
+
 void Pipeline::applied(uint64_t version, int64_t now_ms) {
   auto it = in_flight_.find(version);
   if (it == in_flight_.end()) return;

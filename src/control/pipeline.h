@@ -117,10 +117,17 @@ class Pipeline {
       out += s->stats();
     return out;
   }
-  // Hands every source the statuses in force (report_statuses), after a sync.
-  void report_statuses() {
-    for (const auto& s : sources_)
-      s->report_statuses(current_.resources, current_.file_errors);
+  // Hands every source the statuses in force (report_statuses), after a sync, with the
+  // external warnings added.
+  void report_statuses();
+  // Warnings from outside the build, by "<Kind>/<namespace>/<name>" (the fleet's NACKs in force:
+  // "proxy p2 rejected version 7: ..."): added to the statuses the sources write back (an
+  // Accepted resource becomes Warning). The caller calls report_statuses() when they change.
+  void set_external_warnings(std::map<std::string, std::vector<std::string>> warnings) {
+    external_warnings_ = std::move(warnings);
+  }
+  const std::map<std::string, std::vector<std::string>>& external_warnings() const {
+    return external_warnings_;
   }
   // The problems alone, one line each, naming their source.
   std::vector<std::string> source_problems() const {
@@ -181,6 +188,8 @@ class Pipeline {
   std::vector<std::unique_ptr<DiscoverySource>> discovery_;
   DiscoveredMap discovered_;
   std::function<void()> before_publish_;
+  // set_external_warnings (the fleet's NACKs), by "<Kind>/<namespace>/<name>".
+  std::map<std::string, std::vector<std::string>> external_warnings_;
   // Discovery problems in the statuses now, by "Upstream/<ns>/<name>".
   std::map<std::string, std::vector<std::string>> discovery_problems_;
   // The Secrets resources reference, as last told to the sources; stale after a store change.

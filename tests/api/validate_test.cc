@@ -189,12 +189,12 @@ spec:
   EXPECT_THAT(diagnostics_of(R"(kind: Upstream
 metadata: {name: u}
 spec:
-  kube: {serviceName: x}
+  aws: {region: x}
   static: {hosts: []}
   loadBalancerConfig: {random: {x: 1}}
   connectionConfig: {maxRequestsPerConnection: 5000000000, idleTimeout: 0s}
 )"),
-              ElementsAre("vs.yaml:4:9: error: spec.kube: kube upstreams are not supported yet; "
+              ElementsAre("vs.yaml:4:8: error: spec.aws: aws upstreams are not supported yet; "
                           "use static hosts",
                           "vs.yaml:5:19: error: spec.static.hosts: must have at least one host",
                           "vs.yaml:6:33: error: spec.loadBalancerConfig.random.x: unknown field "

@@ -793,6 +793,56 @@ spec:
   EXPECT_THAT(refs->calls[1], ElementsAre("Secret/default/gw-cert", "Secret/default/up-ca"));
 }
 
+// A source that records the statuses it is given to write back.
+class StatusSource : public MemorySource {
+ public:
+  void report_statuses(const std::vector<ResourceStatus>& resources,
+                       const std::vector<api::Diagnostic>&) override {
+    reports.push_back(resources);
+  }
+  const ResourceStatus* last(const std::string& kind, const std::string& name) const {
+    if (reports.empty()) return nullptr;
+    for (const auto& r : reports.back()) {
+      if (r.kind == kind && r.name == name) return &r;
+    }
+    return nullptr;
+  }
+  std::vector<std::vector<ResourceStatus>> reports;
+};
+
+TEST(ControlPipeline, ExternalWarningsReachTheStatusesWrittenBack) {
+  TempDir dir;
+  dir.write("gateway.yaml", kGateway);
+  dir.write("shop.yaml", kService);
+  dir.write("echo.yaml", kUpstream);
+  Harness h(dir.path());
+  auto source = std::make_unique<StatusSource>();
+  StatusSource* statuses = source.get();
+  h.pipeline().add_source(std::move(source));
+  h.sync();
+  h.pipeline().report_statuses();
+  ASSERT_NE(statuses->last("Gateway", "public"), nullptr);
+  EXPECT_EQ(statuses->last("Gateway", "public")->state, State::kAccepted);
+
+  h.pipeline().set_external_warnings(
+      {{"Gateway/default/public", {"proxy p2 rejected version 1: bind: in use"}}});
+  h.pipeline().report_statuses();
+  const ResourceStatus* gw = statuses->last("Gateway", "public");
+  ASSERT_NE(gw, nullptr);
+  EXPECT_EQ(gw->state, State::kWarning);
+  ASSERT_EQ(gw->reasons.size(), 1u);
+  EXPECT_EQ(gw->reasons[0].message, "proxy p2 rejected version 1: bind: in use");
+  EXPECT_EQ(gw->reasons[0].severity, Diagnostic::Severity::kWarning);
+  EXPECT_EQ(statuses->last("VirtualService", "shop")->state, State::kAccepted);  // not named
+  // The statuses in force (the REST API's) are not changed: the fleet annotates those itself.
+  EXPECT_EQ(find(h.pipeline().current(), "Gateway", "public")->state, State::kAccepted);
+
+  h.pipeline().set_external_warnings({});
+  h.pipeline().report_statuses();
+  EXPECT_EQ(statuses->last("Gateway", "public")->state, State::kAccepted);
+  EXPECT_TRUE(statuses->last("Gateway", "public")->reasons.empty());
+}
+
 TEST(ControlPipeline, FileErrors) {
   TempDir dir;
   dir.write("kinds.yaml", R"(kind: AuthConfig

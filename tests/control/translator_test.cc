@@ -1314,7 +1314,7 @@ TEST(ControlTranslateDelegation, SettingsSources) {
 metadata: {name: a}
 spec:
   directoryConfigSource: {directory: /etc/portico}
-  kubernetesSecretSource: {}
+  kubernetesArtifactSource: {}
 ---
 kind: Settings
 metadata: {name: b}
@@ -1323,8 +1323,8 @@ spec: {}
   EXPECT_THAT(
       lines(status(r, "Settings", "default/a").reasons),
       ElementsAre(HasSubstr("only one Settings resource may exist (found 2)"),
-                  HasSubstr("spec.kubernetesSecretSource: kubernetesSecretSource is not supported "
-                            "yet")));
+                  HasSubstr("spec.kubernetesArtifactSource: kubernetesArtifactSource is not "
+                            "supported yet")));
 }
 
 TEST(ControlTranslateTls, OcspStaplesFromFilesAndInline) {

@@ -164,8 +164,11 @@ class InspectTest(t.IntegrationTest):
         for admin in (self.portico.admin, f"http://{self.portico.admin}", f"http://{self.portico.admin}/"):
             proc = t.run_cli("get", "vs", "web", "--admin", admin)
             self.assertEqual(proc.returncode, OK, f"{admin}: {proc.stderr}")
-        proc = t.run_cli("get", "vs", "--admin", "https://x")
+        proc = t.run_cli("get", "vs", "--admin", "ftp://x")
         self.assert_one_line_error(proc, UNAVAILABLE, "--admin wants ADDR:PORT or http://ADDR:PORT")
+        # https:// is a `portico server` with TLS on --listen (test_fleet's FleetMtlsTest).
+        proc = t.run_cli("get", "vs", "--admin", "https://x")
+        self.assert_one_line_error(proc, UNAVAILABLE, "cannot reach the REST API at https://x")
 
     def test_check_unreachable(self):
         proc = t.run_cli("check", "--admin", f"127.0.0.1:{t.free_port()}")

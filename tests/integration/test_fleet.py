@@ -7,6 +7,7 @@ the server killed, the proxies keep serving; the server restarted, they reconnec
 new; a TLS Gateway's certificate reaches the proxies through the secrets section, and a proxy
 with --gateways serves only those; a wrong token gets 401 and the proxy reports it."""
 
+import json
 import os
 import signal
 import socket
@@ -18,7 +19,15 @@ import time
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
 from support import portico_testlib as t  # noqa: E402
 from support import fleet as f  # noqa: E402
+from support.consul_double import ConsulDouble  # noqa: E402
+from support.kube_double import KubeDouble  # noqa: E402
+from test_tls import Pki  # noqa: E402  (the test CA, a foreign CA and leaf certificates)
 from support.portico_testlib import matcher as m, route as r  # noqa: E402
+
+try:
+    import consul  # python3-consul (Debian)
+except ImportError:  # pragma: no cover
+    consul = None
 
 ADDRESSES = ["127.0.0.2", "127.0.0.3", "127.0.0.4"]
 TOKEN = "s3cret-fleet-token"
@@ -192,6 +201,100 @@ class FleetTest(t.IntegrationTest):
         proxies = {x["node"]: x for x in self.server.admin_get("/proxies").json()}
         self.assertEqual(proxies["p4"]["gateways"], ["tlsgw"])
 
+    def test_each_proxy_gets_only_its_clusters(self):
+        # pa serves Gateway ga (-> VirtualService va -> Upstream ua), pb serves gb (-> vb -> ub):
+        # each proxy holds only its own cluster, and a change to ub sends pa nothing.
+        up_a, up_b, up_b2 = (self.start_upstream(n) for n in ("ua", "ub", "ub2"))
+        pa_port, pb_port = t.free_port(), t.free_port()
+        self.cfg.write_obj("ua.yaml", t.upstream("ua", [(t.LOCALHOST, up_a.port)]))
+        self.cfg.write_obj("ub.yaml", t.upstream("ub", [(t.LOCALHOST, up_b.port)]))
+        self.cfg.write_obj("va.yaml", t.virtual_service("va", [r("a", [m(prefix="/")], to="ua")]))
+        self.cfg.write_obj("vb.yaml", t.virtual_service("vb", [r("b", [m(prefix="/")], to="ub")]))
+        self.cfg.write_obj("ga.yaml", t.gateway("ga", pa_port, ["va"]))
+        self.cfg.write_obj("gb.yaml", t.gateway("gb", pb_port, ["vb"]))
+        pa = f.register(self, f.Proxy(self.server.url, "pa", "127.0.0.7", token_file=self.token_file,
+                                      gateways="ga"), wait_ready=False)
+        pb = f.register(self, f.Proxy(self.server.url, "pb", "127.0.0.8", token_file=self.token_file,
+                                      gateways="default/gb"), wait_ready=False)
+        def served_by(addr, port):
+            try:
+                status, body = f.get(addr, port, "/x", timeout=1.0)
+            except OSError:
+                return None
+            return json.loads(body)["server"] if status == 200 else None
+
+        t.wait_until(lambda: served_by("127.0.0.7", pa_port) == "ua", 10, message="pa serves ua")
+        t.wait_until(lambda: served_by("127.0.0.8", pb_port) == "ub", 10, message="pb serves ub")
+
+        def clusters(p):
+            return sorted(c["name"] for c in p.admin_get("/config_dump").json()["clusters"])
+
+        self.assertEqual(clusters(pa), ["default/ua"])
+        self.assertEqual(clusters(pb), ["default/ub"])
+        self.assertEqual([x["name"] for x in pa.admin_get("/config_dump").json()["listeners"]], ["default/ga"])
+        # An unnamed proxy (p1) still gets everything.
+        self.assertIn("default/ua", clusters(self.proxies[0]))
+        self.assertIn("default/ub", clusters(self.proxies[0]))
+
+        dump_a = pa.admin_get("/config_dump").json()
+        messages_a = pa.counter("portico_fleet_messages_total")
+        applied_a = pa.counter("portico_fleet_versions_applied_total")
+        messages_b = pb.counter("portico_fleet_messages_total")
+        self.cfg.write_obj("ub.yaml", t.upstream("ub", [(t.LOCALHOST, up_b2.port)]))
+        t.wait_until(lambda: served_by("127.0.0.8", pb_port) == "ub2", 10,
+                     message="pb follows ub's change")
+        self.assertGreater(pb.counter("portico_fleet_messages_total"), messages_b)
+        # The server published a new version (p1 runs it); pa got nothing: no message, no version.
+        server_version = t.metric_sum(self.server.stats(), "portico_config_version")
+        t.wait_until(lambda: self.proxies[0].fleet()["version"] >= server_version, 10,
+                     message="p1 runs the new version")
+        time.sleep(0.3)
+        self.assertEqual(pa.counter("portico_fleet_messages_total"), messages_a)
+        self.assertEqual(pa.counter("portico_fleet_versions_applied_total"), applied_a)
+        after = pa.admin_get("/config_dump").json()
+        self.assertEqual(after.get("version"), dump_a.get("version"))
+        self.assertEqual(after.get("versions"), dump_a.get("versions"))
+        by_node = {x["node"]: x for x in self.server.admin_get("/proxies").json()}
+        self.assertGreaterEqual(by_node["pa"]["skipped"], 1)
+        self.assertLess(by_node["pa"]["version"], server_version)
+        self.assertEqual(served_by("127.0.0.7", pa_port), "ua")
+
+        # pa's own upstream moves: it gets it, with the versions of the kinds that did not move
+        # for it unchanged.
+        up_a2 = self.start_upstream("ua2")
+        self.cfg.write_obj("ua.yaml", t.upstream("ua", [(t.LOCALHOST, up_a2.port)]))
+        t.wait_until(lambda: served_by("127.0.0.7", pa_port) == "ua2", 10,
+                     message="pa follows ua's change")
+        moved = pa.admin_get("/config_dump").json()
+        self.assertNotEqual(moved["versions"]["endpoints"], dump_a["versions"]["endpoints"])
+        for kind in ("listeners", "routes", "clusters", "secrets"):
+            self.assertEqual(moved["versions"][kind], dump_a["versions"][kind], kind)
+
+    def test_a_restarted_server_numbering_again_is_not_trusted_blindly(self):
+        # The server restarted on a changed Upstream numbers its versions from 1 again: the
+        # endpoints section a proxy gets carries the version the proxy already runs, with other
+        # content. The proxy must apply the new endpoints (not take them as unchanged).
+        def served_by(addr):
+            try:
+                status, body = f.get(addr, self.port, "/one", timeout=1.0)
+            except OSError:
+                return None
+            return json.loads(body)["server"] if status == 200 else None
+
+        versions = [p.admin_get("/config_dump").json()["versions"] for p in self.proxies]
+        echo2 = self.start_upstream("echo2")
+        self.server.send_signal(signal.SIGKILL)
+        self.server.wait(10)
+        self.cfg.write_obj("upstream.yaml", t.upstream("echo", [(t.LOCALHOST, echo2.port)]))
+        self.server.start()
+        for addr in ADDRESSES:
+            t.wait_until(lambda: served_by(addr) == "echo2", 10, message=f"{addr} follows the new endpoints")
+        self.assertEqual(t.metric_sum(self.server.stats(), "portico_config_version"), 1)
+        after = [p.admin_get("/config_dump").json()["versions"] for p in self.proxies]
+        # Not a test of nothing: the restarted server did send the version the proxies ran.
+        self.assertEqual(versions[0]["endpoints"], 1)
+        self.assertTrue(all(a["endpoints"] != 1 or a["clusters"] == 0 for a in after), after)
+
     def test_wrong_token(self):
         # The stream without a token, and with a wrong one: 401.
         status, _ = f.get(t.LOCALHOST, self.server.listen_port, "/v1/fleet/stream?node=x")
@@ -227,6 +330,242 @@ class FleetTest(t.IntegrationTest):
                         self.token_file)
         self.assertEqual(out.returncode, 0, out.stderr)
         self.assertIn("gw", out.stdout)
+
+
+class FleetStoredStatusBase:
+    """The server's configuration partly in a store that keeps statuses: one of three proxies
+    rejects a Gateway put there (its port is taken on that proxy's address); the NACK's reason is
+    written in the Gateway's stored status, and goes when a later version is ACKed. Subclasses
+    say which store (settings, put_gateway, stored_status). A mixin: not run by itself."""
+
+    def setUp(self):
+        super().setUp()
+        self.upstream = self.start_upstream("echo")
+        self.cfg = self.new_config()
+        self.port = t.free_port()
+        self.cfg.write_obj("upstream.yaml", t.upstream("echo", [(t.LOCALHOST, self.upstream.port)]))
+        self.cfg.write_obj("vs-one.yaml", t.virtual_service("one", [r("one", [m(prefix="/one")], to="echo")]))
+        self.cfg.write_obj("gateway.yaml", t.gateway("gw", self.port, ["one"]))
+        self.cfg.write_obj("settings.yaml", t.resource("Settings", "default", self.settings()))
+        self.token_file = f.write_token(self.cfg._root, "token", TOKEN)
+        self.server = f.register(self, f.Server(self.cfg.path, token_file=self.token_file))
+        self.proxies = [f.register(self, f.Proxy(self.server.url, f"p{i + 1}", addr,
+                                                 token_file=self.token_file))
+                        for i, addr in enumerate(ADDRESSES)]
+        for addr in ADDRESSES:
+            t.wait_until(lambda: f.serves(addr, self.port, "/one"), 10, message=f"{addr} serves /one")
+
+    def test_a_nack_is_written_in_the_stored_status(self):
+        port2 = t.free_port()
+        blocker = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        self.addCleanup(blocker.close)
+        blocker.bind((ADDRESSES[1], port2))
+        blocker.listen(1)
+        self.put_gateway(t.gateway("gw2", port2, ["one"]))
+        for addr in (ADDRESSES[0], ADDRESSES[2]):
+            t.wait_until(lambda: f.serves(addr, port2, "/one"), 10, message=f"{addr}:{port2} serves /one")
+
+        def nacked():
+            st = self.stored_status("gw2")
+            if not st or st["state"] != "Warning":
+                return None
+            hits = [x for x in st["reasons"] if "proxy p2 rejected version " in x]
+            return hits or None
+
+        reasons = t.wait_until(nacked, 10, message="p2's NACK in gw2's stored status")
+        self.assertIn(f"bind {ADDRESSES[1]}:{port2}", reasons[0])
+        # `portico get` shows it too.
+        out = t.run_cli("get", "gw", "gw2", "--admin", self.server.admin)
+        self.assertEqual(out.returncode, 0, out.stderr)
+        self.assertIn("proxy p2 rejected", out.stdout)
+
+        # gw2 moved to a port p2 can bind: every proxy ACKs, and the warning leaves the status.
+        port3 = t.free_port()
+        self.put_gateway(t.gateway("gw2", port3, ["one"]))
+        for addr in ADDRESSES:
+            t.wait_until(lambda: f.serves(addr, port3, "/one"), 10, message=f"{addr}:{port3} serves /one")
+        st = t.wait_until(lambda: (lambda s: s if s and s["state"] == "Accepted" else None)(
+            self.stored_status("gw2")), 10, message="gw2 Accepted again in its stored status")
+        self.assertFalse([x for x in st["reasons"] if "rejected" in x], st)
+
+
+class FleetConsulKvTest(FleetStoredStatusBase, t.IntegrationTest):
+    """Consul KV (the double): the status key under <root>.status/."""
+
+    ROOT = "gloo"
+
+    def settings(self):
+        if consul is None:
+            self.skipTest("python3-consul is not installed")
+        self.double = ConsulDouble().start()
+        self.addCleanup(self.double.stop)
+        self.kv = consul.Consul(host=self.double.host, port=self.double.port)
+        self.addCleanup(self.kv.http.session.close)
+        return {"consul": {"address": self.double.address, "waitTime": "10s"},
+                "consulKvSource": {"rootKey": self.ROOT}}
+
+    def key(self, name):
+        return f"{self.ROOT}/gateway.portico.dev/v1/Gateway/{t.NAMESPACE}/{name}"
+
+    def put_gateway(self, gw):
+        self.assertTrue(self.kv.kv.put(self.key(gw["metadata"]["name"]), t.to_yaml(gw)))
+
+    def stored_status(self, name):
+        _, v = self.kv.kv.get(self.key(name).replace(f"{self.ROOT}/", f"{self.ROOT}.status/", 1))
+        st = json.loads(v["Value"]) if v else None
+        if st:
+            self.assertEqual(st["reportedBy"], "portico")
+        return st
+
+    def test_file_sourced_resources_get_no_key(self):
+        self.assertIsNone(self.stored_status("gw"))
+
+
+class FleetKubernetesTest(FleetStoredStatusBase, t.IntegrationTest):
+    """Kubernetes (the double): the object's status subresource."""
+
+    def settings(self):
+        self.double = KubeDouble(bookmark_interval=0.5).start()
+        self.addCleanup(self.double.stop)
+        return {"kubernetesConfigSource": {"address": self.double.address}}
+
+    def put_gateway(self, gw):
+        self.double.put({**gw, "apiVersion": "gateway.solo.io/v1"})  # the CRDs' group
+
+    def stored_status(self, name):
+        obj = self.double.get("gateways", name)
+        return (obj or {}).get("status")
+
+
+class FleetMtlsTest(t.IntegrationTest):
+    """mTLS between proxies and server instead of the token: `portico server --tls-cert --tls-key
+    --client-ca` and `portico proxy --server https://... --ca --cert --key --server-name`. A proxy
+    without a client certificate, or with one a foreign CA signed, is refused and its log says why;
+    a proxy that does not trust the server's certificate refuses it; the right one serves. Beyond
+    loopback without a token file, the REST API on --listen refuses even a verified client."""
+
+    def setUp(self):
+        super().setUp()
+        self.pki = Pki()
+        self.addCleanup(self.pki.cleanup)
+        self.pki.leaf("server", "portico-server", ["DNS:portico-server", "IP:127.0.0.1"])
+        self.pki.leaf("client", "proxy-a", ["DNS:proxy-a"], usage="clientAuth")
+        self.pki.leaf("intruder", "proxy-x", ["DNS:proxy-x"], usage="clientAuth", ca=self.pki.foreign)
+        self.upstream = self.start_upstream("echo")
+        self.cfg = self.new_config()
+        self.port = t.free_port()
+        self.cfg.write_obj("upstream.yaml", t.upstream("echo", [(t.LOCALHOST, self.upstream.port)]))
+        self.cfg.write_obj("vs-one.yaml", t.virtual_service("one", [r("one", [m(prefix="/one")], to="echo")]))
+        self.cfg.write_obj("gateway.yaml", t.gateway("gw", self.port, ["one"]))
+
+    def tls_server(self, listen_host=t.LOCALHOST):
+        p = self.pki.path
+        return f.register(self, f.Server(self.cfg.path, scheme="https", listen_host=listen_host, extra_args=[
+            "--tls-cert", p("server.crt"), "--tls-key", p("server.key"), "--client-ca", p("ca.crt")]))
+
+    def proxy(self, server, node, addr, cert=None, ca=None):
+        p = self.pki.path
+        extra = ["--ca", p((ca or self.pki.ca) + ".crt"), "--server-name", "portico-server"]
+        if cert:
+            extra += ["--cert", p(cert + ".crt"), "--key", p(cert + ".key")]
+        return f.register(self, f.Proxy(server.url, node, addr, extra=extra), wait_ready=False)
+
+    def test_client_certificates(self):
+        server = self.tls_server()
+        bare = self.proxy(server, "bare", "127.0.0.2")
+        intruder = self.proxy(server, "intruder", "127.0.0.3", cert="intruder")
+        distrustful = self.proxy(server, "distrustful", "127.0.0.5", cert="client", ca=self.pki.foreign)
+        good = self.proxy(server, "good", "127.0.0.4", cert="client")
+        t.wait_until(lambda: f.serves("127.0.0.4", self.port, "/one"), 10, message="the proxy with its certificate serves")
+        self.assertEqual(good.admin_get("/ready").status, 200)
+        self.assertTrue(good.fleet()["connected"])
+        # Refused, and each says why (the server's alert, or the server's certificate not verified).
+        def last_error(p):
+            try:
+                return p.fleet()["lastError"].lower()
+            except OSError:  # its admin API not up yet
+                return ""
+
+        for p, why in ((bare, "certificate required"), (intruder, "unknown ca"),
+                       (distrustful, "certificate verification failed")):
+            t.wait_until(lambda: why in last_error(p), 10, message=f"{p.node}: '{why}' in its last error")
+            self.assertIn(why, p.log().lower())
+            self.assertEqual(p.admin_get("/ready").status, 503)
+            self.assertFalse(f.serves(p.bind_address, self.port, "/one"))
+        nodes = [x["node"] for x in server.admin_get("/proxies").json()]
+        self.assertEqual(nodes, ["good"])
+        self.assertGreaterEqual(t.metric_sum(server.stats(), "portico_fleet_tls_handshake_failures_total"), 2)
+        self.assertIn("TLS handshake", server.log())
+        # Plain HTTP on the TLS listener gets nothing.
+        with self.assertRaises(Exception):
+            f.get(t.LOCALHOST, server.listen_port, "/v1/fleet/stream?node=plain", timeout=2)
+
+    def test_flags_fail_closed(self):
+        p = self.pki.path
+        # TLS options with an http:// server: an error, not silently plain.
+        out = t.run_cli("proxy", "--server", "http://127.0.0.1:1", "--node", "n", "--ca", p("ca.crt"))
+        self.assertEqual(out.returncode, 2)
+        self.assertIn("https://", out.stderr)
+        out = t.run_cli("proxy", "--server", "https://127.0.0.1:1", "--node", "n", "--cert", p("client.crt"))
+        self.assertEqual(out.returncode, 2)
+        out = t.run_cli("server", self.cfg.path, "--client-ca", p("ca.crt"))
+        self.assertEqual(out.returncode, 2)
+        self.assertIn("--tls-cert", out.stderr)
+        out = t.run_cli("server", self.cfg.path, "--tls-cert", p("server.crt"), "--tls-key", p("client.key"),
+                        "--listen", f"{t.LOCALHOST}:{t.free_port()}", "--admin", f"{t.LOCALHOST}:{t.free_port()}")
+        self.assertEqual(out.returncode, 2)
+        self.assertIn("--tls-key", out.stderr)
+        self.assertIn("mismatch", out.stderr)
+
+    def test_rest_api_beyond_loopback_without_a_token(self):
+        # mTLS alone is enough to start beyond loopback (the fleet endpoints take the certificate);
+        # the REST API there still wants a bearer token, which this server has none of.
+        server = self.tls_server(listen_host="0.0.0.0")
+        good = self.proxy(server, "good", "127.0.0.4", cert="client")
+        t.wait_until(lambda: f.serves("127.0.0.4", self.port, "/one"), 10, message="the proxy serves")
+        self.assertTrue(good.fleet()["connected"])
+        ctx = ssl.create_default_context(cafile=self.pki.path("ca.crt"))
+        ctx.load_cert_chain(self.pki.path("client.crt"), self.pki.path("client.key"))
+        import http.client
+        conn = http.client.HTTPSConnection(t.LOCALHOST, server.listen_port, context=ctx, timeout=5)
+        self.addCleanup(conn.close)
+        conn.request("GET", "/resources")
+        resp = conn.getresponse()
+        self.assertEqual(resp.status, 401)
+        self.assertIn(b"bearer token", resp.read())
+        # The loopback REST API (--admin) is unaffected.
+        self.assertEqual(server.admin_get("/resources").status, 200)
+
+    def test_cli_over_https(self):
+        # A server with mTLS and a token beyond loopback: `portico get` with --admin https://,
+        # its client certificate and the token.
+        p = self.pki.path
+        token = f.write_token(self.cfg._root, "token", TOKEN)
+        server = f.register(self, f.Server(self.cfg.path, scheme="https", listen_host="0.0.0.0",
+                                           token_file=token, extra_args=[
+                                               "--tls-cert", p("server.crt"), "--tls-key", p("server.key"),
+                                               "--client-ca", p("ca.crt")]))
+        good = f.register(self, f.Proxy(server.url, "good", "127.0.0.4", token_file=token, extra=[
+            "--ca", p("ca.crt"), "--server-name", "portico-server", "--cert", p("client.crt"),
+            "--key", p("client.key")]), wait_ready=False)
+        t.wait_until(lambda: f.serves("127.0.0.4", self.port, "/one"), 10, message="the proxy serves")
+        self.assertTrue(good.fleet()["connected"])
+        admin = ["--admin", f"https://{t.LOCALHOST}:{server.listen_port}", "--ca", p("ca.crt"),
+                 "--server-name", "portico-server"]
+        client = ["--cert", p("client.crt"), "--key", p("client.key")]
+        out = t.run_cli("get", "proxies", *admin, *client, "--token-file", token)
+        self.assertEqual(out.returncode, 0, out.stderr)
+        self.assertIn("good", out.stdout)
+        out = t.run_cli("get", "gw", *admin, *client, "--token-file", token)
+        self.assertEqual(out.returncode, 0, out.stderr)
+        self.assertIn("gw", out.stdout)
+        # Without the token: 401; without the client certificate: refused by the handshake.
+        out = t.run_cli("get", "proxies", *admin, *client)
+        self.assertNotEqual(out.returncode, 0)
+        self.assertIn("401", out.stderr)
+        out = t.run_cli("get", "proxies", *admin, "--token-file", token)
+        self.assertNotEqual(out.returncode, 0)
+        self.assertIn("certificate required", out.stderr.lower())
 
 
 if __name__ == "__main__":

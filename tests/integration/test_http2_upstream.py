@@ -35,7 +35,7 @@ class H2Upstream:
         self.lock = threading.Lock()
         self.connections = 0
         self.requests: list[dict] = []
-        self.goaway_done = False
+        self.goaway_done = set()  # the /goaway-refuse* paths already refused once
         self.sent: dict[str, int] = {}  # DATA bytes sent per /big path
         self.resets: list = []  # paths of the streams Portico reset
         self.sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
@@ -146,8 +146,8 @@ class H2Upstream:
                                   "trailers": req["trailers"]})
         if path.startswith("/goaway-refuse"):
             with self.lock:
-                first = not self.goaway_done
-                self.goaway_done = True
+                first = path not in self.goaway_done
+                self.goaway_done.add(path)
             if first:
                 # This stream is above last_stream_id: not processed, the client may resend it.
                 conn.close_connection(error_code=h2.errors.ErrorCodes.NO_ERROR,
@@ -285,6 +285,24 @@ class Http2UpstreamTest(t.IntegrationTest):
                          before + 1)
         self.assertGreaterEqual(counter(self.p, "portico_upstream_retries_total", upstream="default/h2up"),
                                 1)
+
+    def test_goaway_refused_streamed_post_is_sent_again(self):
+        # A POST whose body is streamed (chunked, in two pieces) and whose stream the upstream
+        # refuses with GOAWAY was not processed: it goes again, whole, on a new connection,
+        # whatever its method (the body was kept in the replay buffer for that).
+        s = socket.create_connection((t.LOCALHOST, self.port), timeout=10)
+        try:
+            s.sendall(b"POST /goaway-refuse-post HTTP/1.1\r\nHost: h.test\r\n"
+                      b"Transfer-Encoding: chunked\r\nConnection: close\r\n\r\n5\r\nhello\r\n")
+            time.sleep(0.2)
+            s.sendall(b"6\r\n world\r\n0\r\n\r\n")
+            r = t.read_response(s, "POST")
+        finally:
+            s.close()
+        self.assertEqual(r.status, 200, r.body)
+        with self.up.lock:
+            bodies = [q["body"] for q in self.up.requests if q["path"] == "/goaway-refuse-post"]
+        self.assertEqual(bodies, [b"hello world", b"hello world"])
 
     def test_goaway_mid_stream_completes_the_stream(self):
         conns = self.up.connections

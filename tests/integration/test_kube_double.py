@@ -203,6 +203,54 @@ class KubectlAgainstTheDouble(unittest.TestCase):
         self.assertIn("logged in", p.stderr)
 
 
+    def test_chunked_list(self):
+        for i in range(5):
+            self.double.put({"apiVersion": "gateway.solo.io/v1", "kind": "VirtualService",
+                             "metadata": {"name": f"vs{i}", "namespace": "default"}, "spec": {}})
+        before = len(self.double.requests)
+        out = self.kubectl.run("get", "virtualservices.gateway.solo.io", "--chunk-size=2", "-o", "name").stdout
+        self.assertEqual(out.split(), [f"virtualservice.gateway.solo.io/vs{i}" for i in range(5)])
+        lists = [target for _, target in self.double.requests[before:] if "/virtualservices" in target]
+        self.assertEqual(len(lists), 3, lists)  # 2 + 2 + 1
+        self.assertIn("limit=2", lists[0])
+        self.assertTrue(all("continue=" in target for target in lists[1:]), lists)
+
+    def test_services_and_endpointslices(self):
+        svc = {"apiVersion": "v1", "kind": "Service", "metadata": {"name": "web", "namespace": "default"},
+               "spec": {"ports": [{"name": "http", "port": 80, "targetPort": 8080}]}}
+        eps = {"apiVersion": "discovery.k8s.io/v1", "kind": "EndpointSlice",
+               "metadata": {"name": "web-abc", "namespace": "default",
+                            "labels": {"kubernetes.io/service-name": "web"}},
+               "addressType": "IPv4", "ports": [{"name": "http", "port": 8080, "protocol": "TCP"}],
+               "endpoints": [{"addresses": ["10.0.0.1"], "conditions": {"ready": True}}]}
+        out = self.kubectl.run("apply", "-f", self.write("svc.json", json.dumps(svc)),
+                               "-f", self.write("eps.json", json.dumps(eps))).stdout
+        self.assertIn("service/web created", out)
+        self.assertIn("endpointslice.discovery.k8s.io/web-abc created", out)
+        got = json.loads(self.kubectl.run("get", "endpointslices", "-l", "kubernetes.io/service-name=web",
+                                          "-o", "json").stdout)
+        self.assertEqual([i["endpoints"][0]["addresses"] for i in got["items"]], [["10.0.0.1"]])
+
+    def test_over_tls(self):
+        from support.pki import Pki
+        pki = Pki()
+        self.addCleanup(pki.cleanup)
+        d = KubeDouble(bookmark_interval=0, tls=pki.issue("api", ips=["127.0.0.1"])).start()
+        self.addCleanup(d.stop)
+        self.assertTrue(d.address.startswith("https://"))
+        k = Kubectl(d.address, token="t", ca=pki.ca)  # https without credentials: kubectl prompts
+        self.addCleanup(k.cleanup)
+        out = k.run("apply", "-f", self.write("vs.yaml", VS)).stdout
+        self.assertIn("virtualservice.gateway.solo.io/shop created", out)
+        self.assertIn("shop", k.run("get", "vs").stdout)
+        # Without the CA kubectl refuses the server's certificate.
+        k2 = Kubectl(d.address, token="t")
+        self.addCleanup(k2.cleanup)
+        p = k2.run("get", "vs", check=False)
+        self.assertNotEqual(p.returncode, 0)
+        self.assertIn("certificate", p.stderr)
+
+
 class ApiSemantics(unittest.TestCase):
     """What kubectl does not exercise, over HTTP."""
 
@@ -282,6 +330,47 @@ class ApiSemantics(unittest.TestCase):
         # A watch without a resourceVersion starts with what exists.
         status, events = watch_lines(self.port, f"{self.BASE}?watch=1", 1)
         self.assertEqual((events[0]["type"], events[0]["object"]["metadata"]["name"]), ("ADDED", "b"))
+
+    def test_pagination_and_expired_continue(self):
+        for name in "abcde":
+            self.create(name)
+        status, page = http_json(self.port, "GET", f"{self.BASE}?limit=2")
+        self.assertEqual(status, 200)
+        rv = page["metadata"]["resourceVersion"]
+        self.assertEqual([i["metadata"]["name"] for i in page["items"]], ["a", "b"])
+        self.assertEqual(page["metadata"]["remainingItemCount"], 3)
+        self.create("f")  # after the first page: not in this list (one snapshot)
+        names = [i["metadata"]["name"] for i in page["items"]]
+        while page["metadata"].get("continue"):
+            status, page = http_json(self.port, "GET", f"{self.BASE}?limit=2&continue={page['metadata']['continue']}")
+            self.assertEqual(status, 200)
+            self.assertEqual(page["metadata"]["resourceVersion"], rv)
+            names += [i["metadata"]["name"] for i in page["items"]]
+        self.assertEqual(names, list("abcde"))
+        # An expired continue token: 410 Expired (the hook, or a compaction past the list's version).
+        status, page = http_json(self.port, "GET", f"{self.BASE}?limit=2")
+        self.double.expire_continues()
+        status, err = http_json(self.port, "GET", f"{self.BASE}?limit=2&continue={page['metadata']['continue']}")
+        self.assertEqual((status, err["reason"]), (410, "Expired"))
+        status, page = http_json(self.port, "GET", f"{self.BASE}?limit=2")
+        self.create("g")
+        self.double.compact()
+        status, err = http_json(self.port, "GET", f"{self.BASE}?limit=2&continue={page['metadata']['continue']}")
+        self.assertEqual((status, err["code"]), (410, 410))
+        self.assertEqual(self.double.state()["continuesExpired"], 2)
+
+    def test_secret_watch(self):
+        base = "/api/v1/namespaces/default/secrets"
+        status, lst = http_json(self.port, "GET", base)
+        rv = lst["metadata"]["resourceVersion"]
+        secret = {"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "s"}, "type": "Opaque",
+                  "data": {"k": "djE="}}
+        self.assertEqual(http_json(self.port, "POST", base, secret)[0], 201)
+        secret["data"]["k"] = "djI="
+        self.assertEqual(http_json(self.port, "PUT", f"{base}/s", secret)[0], 200)
+        status, events = watch_lines(self.port, f"{base}?watch=1&resourceVersion={rv}", 2)
+        self.assertEqual([(e["type"], e["object"]["data"]["k"]) for e in events],
+                         [("ADDED", "djE="), ("MODIFIED", "djI=")])
 
     def test_restart_keeps_the_data(self):
         self.create("a")

@@ -206,6 +206,32 @@ class KubeSourceTest(t.IntegrationTest):
         names = sorted(x["name"] for x in self.portico.resources() if x["kind"] == "VirtualService")
         self.assertEqual(names, ["busy", "new", "shop"])
 
+    def test_many_objects_listed_in_pages_and_an_expired_continue(self):
+        """1,200 VirtualServices listed in pages of 500 (limit + continue); the first continue token is
+        answered 410 Expired (the list restarts from scratch, nothing lost or doubled)."""
+        t.wait_until(lambda: self.source_up() == 1, 5.0, message="kubernetes source up")
+        count = 1200
+        for i in range(count):
+            self.double.put(vs_doc(f"vs{i:04d}", direct=f"r{i}", domains=[f"h{i}.example"]))
+        pages_before = self.stat("portico_kubernetes_list_pages_total")
+        self.double.expire_continues(1)
+        start = time.monotonic()
+        self.double.expire_watches()  # every kind lists again: the VirtualServices take 3 pages
+        t.wait_until(lambda: self.stat("portico_kubernetes_list_restarts_total") == 1, 15.0, 0.05,
+                     message="a list restarted after an expired continue token")
+        t.wait_until(lambda: self.get("/", host=f"h{count - 1}.example").body == f"r{count - 1}".encode(), 30.0,
+                     0.05, message="the last VirtualService served")
+        print(f"\n{count} VirtualServices listed in pages of 500 (one continue expired) and served in "
+              f"{(time.monotonic() - start) * 1000:.0f} ms", file=sys.stderr)
+        self.assertEqual(self.get("/", host="h0.example").body, b"r0")
+        names = [x["name"] for x in self.portico.resources() if x["kind"] == "VirtualService"]
+        self.assertEqual(len(names), count)
+        self.assertEqual(len(set(names)), count)
+        # 500 + (continue: 410) + 500 + 500 + 200 for the VirtualServices; 1 page for each other kind.
+        self.assertGreaterEqual(self.stat("portico_kubernetes_list_pages_total") - pages_before, 4 + 4)
+        self.assertEqual(self.double.state()["continuesExpired"], 1)
+        self.assertTrue(any("virtualservices?limit=500&continue=" in target for _, target in self.double.requests))
+
 
 if __name__ == "__main__":
     t.main()

@@ -12,15 +12,16 @@ class Server(t.Portico):
     """`portico server DIR --listen 127.0.0.1:PORT --admin 127.0.0.1:PORT [--token-file F]`."""
 
     def __init__(self, config_dir: str, token_file: str | None = None, listen_port: int | None = None,
-                 extra_args: list[str] | None = None, listen_host: str = t.LOCALHOST):
+                 extra_args: list[str] | None = None, listen_host: str = t.LOCALHOST, scheme: str = "http"):
         super().__init__(config_dir, extra_args=extra_args)
+        self.scheme = scheme
         self.listen_port = listen_port or t.free_port()
         self.listen_host = listen_host
         self.token_file = token_file
 
     @property
     def url(self) -> str:
-        return f"http://{t.LOCALHOST}:{self.listen_port}"
+        return f"{self.scheme}://{t.LOCALHOST}:{self.listen_port}"
 
     def command(self) -> list[str]:
         cmd = [self.binary, "server", self.config_dir, "--admin", self.admin,
@@ -34,13 +35,14 @@ class Proxy(t.Portico):
     """`portico proxy --server URL --node NAME --bind-address IP --admin 127.0.0.1:PORT`."""
 
     def __init__(self, server_url: str, node: str, bind_address: str, token_file: str | None = None,
-                 gateways: str | None = None, workers: int = 1):
+                 gateways: str | None = None, workers: int = 1, extra: list[str] | None = None):
         super().__init__("-", workers=workers)
         self.server_url = server_url
         self.node = node
         self.bind_address = bind_address
         self.token_file = token_file
         self.gateways = gateways
+        self.extra = extra or []
 
     def command(self) -> list[str]:
         cmd = [self.binary, "proxy", "--server", self.server_url, "--node", self.node,
@@ -50,7 +52,7 @@ class Proxy(t.Portico):
             cmd += ["--token-file", self.token_file]
         if self.gateways:
             cmd += ["--gateways", self.gateways]
-        return cmd
+        return cmd + self.extra
 
     def fleet(self) -> dict:
         return self.admin_get("/fleet").json()

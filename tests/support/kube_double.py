@@ -7,6 +7,7 @@ What it does as the API server does (Kubernetes "API concepts"):
     /openapi/v2 (a minimal protobuf document: kubectl's client-side validation then finds no schema and lets
     the object through; a JSON Accept gets the same document in JSON).
   - Resources: core/v1 Namespace, Secret, ServiceAccount, ConfigMap, Service; apps/v1 Deployment;
+    discovery.k8s.io/v1 EndpointSlice (stored as written: no controller makes them from Services);
     rbac.authorization.k8s.io/v1 ClusterRole, ClusterRoleBinding, Role, RoleBinding;
     apiextensions.k8s.io/v1 CustomResourceDefinition (stored, not interpreted); Gloo's custom resources
     gateway.solo.io/v1 Gateway, VirtualService, RouteTable and gloo.solo.io/v1 Upstream, UpstreamGroup,
@@ -17,7 +18,9 @@ What it does as the API server does (Kubernetes "API concepts"):
     when the list was made). uid, creationTimestamp and generation (1 on create, +1 when anything but
     metadata and status changes) are set by the server.
   - Create (POST; 409 AlreadyExists), get, list (labelSelector k=v, k!=v, k, !k; fieldSelector
-    metadata.name / metadata.namespace), update (PUT; a stale metadata.resourceVersion is 409 Conflict, an
+    metadata.name / metadata.namespace; pagination: ?limit=N answers N items and metadata.continue +
+    remainingItemCount, ?continue= the next page of the same snapshot at the first page's resourceVersion; a
+    token older than a compaction is 410 Expired), update (PUT; a stale metadata.resourceVersion is 409 Conflict, an
     empty one an unconditional update except for custom resources, where it is 422 as in Kubernetes),
     patch (application/merge-patch+json, and application/strategic-merge-patch+json read as a merge patch),
     delete (the object is returned; 404 NotFound when absent), ?dryRun=All (validated, not stored).
@@ -41,13 +44,18 @@ Test hooks (Python methods, and over HTTP under /_double/ for a double in anothe
   expire_watches()     every open watch gets an ERROR event 410 "too old resource version" and ends (a watcher
                        left behind by the watch cache); resuming from an older resourceVersion is refused too
   drop_watches()       closes every open watch stream (a broken connection: clients resume)
+  expire_continues(n)  the next n list requests with a continue token are answered 410 Expired
   wait_watches(n)      waits until n watch streams are open
   stop() / start()     stop listening and close every connection, then serve again on the same port with the
                        same data (an API server restarted in front of the same etcd)
-  HTTP: POST /_double/compact, /_double/bookmark, /_double/expire_watches, /_double/drop_watches;
+  HTTP: POST /_double/compact, /_double/bookmark, /_double/expire_watches, /_double/drop_watches,
+        /_double/expire_continues;
         GET /_double/state.
 
-Standalone: `python3 tests/support/kube_double.py --port 0 [--token T]` prints the port it listens on (one
+TLS: tls=(certificate file, key file) serves https (client_ca= requires client certificates); standalone
+`--tls DIR` makes a test CA in DIR (tests/support/pki.py) and serves with a certificate it signs.
+
+Standalone: `python3 tests/support/kube_double.py --port 0 [--token T] [--tls DIR]` prints the port it listens on (one
 line), then serves until SIGINT/SIGTERM. Importable: KubeDouble(...). Python 3 standard library only; binds
 127.0.0.1 unless told otherwise.
 """
@@ -76,6 +84,7 @@ RESOURCES = [
     ("", "v1", "configmaps", "ConfigMap", True, False, ["cm"]),
     ("", "v1", "services", "Service", True, True, ["svc"]),
     ("apps", "v1", "deployments", "Deployment", True, True, ["deploy"]),
+    ("discovery.k8s.io", "v1", "endpointslices", "EndpointSlice", True, False, []),
     ("rbac.authorization.k8s.io", "v1", "clusterroles", "ClusterRole", False, False, []),
     ("rbac.authorization.k8s.io", "v1", "clusterrolebindings", "ClusterRoleBinding", False, False, []),
     ("rbac.authorization.k8s.io", "v1", "roles", "Role", True, False, []),
@@ -89,7 +98,7 @@ RESOURCES = [
     ("gloo.solo.io", "v1", "upstreamgroups", "UpstreamGroup", True, True, ["ug"]),
     ("gloo.solo.io", "v1", "settings", "Settings", True, True, []),
 ]
-CORE_GROUPS = {"", "apps", "rbac.authorization.k8s.io", "apiextensions.k8s.io"}
+CORE_GROUPS = {"", "apps", "discovery.k8s.io", "rbac.authorization.k8s.io", "apiextensions.k8s.io"}
 SERVER_VERSION = {"major": "1", "minor": "27", "gitVersion": "v1.27.0-portico-double", "gitCommit": "",
                   "gitTreeState": "clean", "buildDate": "2026-01-01T00:00:00Z", "goVersion": "go1.20",
                   "compiler": "gc", "platform": "linux/amd64"}
@@ -167,8 +176,11 @@ class Result:
 
 class KubeDouble:
     def __init__(self, host: str = "127.0.0.1", port: int = 0, token: str | None = None,
-                 bookmark_interval: float = 5.0, gone_as_http: bool = False):
+                 bookmark_interval: float = 5.0, gone_as_http: bool = False,
+                 tls: tuple[str, str] | None = None, client_ca: str | None = None):
         self.host = host
+        self.tls = tls                   # (certificate file, key file): serve https
+        self.client_ca = client_ca       # with tls: require a client certificate signed by it
         self.token = token
         self.bookmark_interval = bookmark_interval
         self.gone_as_http = gone_as_http
@@ -182,6 +194,11 @@ class KubeDouble:
         self.watches: list[Watch] = []
         self.requests: list[tuple[str, str]] = []
         self.watch_count = 0             # watches started
+        self.continues: dict[str, dict] = {}   # continue token -> {"items", "rv", "start"} of a paginated list
+        self.continue_seq = 0
+        self.expire_continues_left = 0   # the next N continue requests are answered 410 Expired
+        self.continues_expired = 0       # continue requests answered 410
+        self.list_pages = 0              # list requests served (pages)
         self.last_write = 0.0            # time.monotonic() of the last create, update or delete (not status)
         self.stopping = False
         self._server = None
@@ -195,10 +212,20 @@ class KubeDouble:
         self._server = _Server((self.host, self.port), _Handler)
         self._server.double = self
         self.port = self._server.server_address[1]
+        if self.tls:
+            import ssl
+            ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+            ctx.load_cert_chain(*self.tls)
+            if self.client_ca:
+                ctx.load_verify_locations(self.client_ca)
+                ctx.verify_mode = ssl.CERT_REQUIRED
+            # The handshake happens in the connection's thread (on its first read), not in accept().
+            self._server.socket = ctx.wrap_socket(self._server.socket, server_side=True,
+                                                  do_handshake_on_connect=False)
 
     @property
     def address(self) -> str:
-        return f"http://{self.host}:{self.port}"
+        return f"{'https' if self.tls else 'http'}://{self.host}:{self.port}"
 
     def start(self) -> "KubeDouble":
         with self.cond:
@@ -261,6 +288,12 @@ class KubeDouble:
                 w.closed = True
             self.cond.notify_all()
 
+    def expire_continues(self, count: int = 1) -> None:
+        """The next `count` list requests carrying a continue token are answered 410 Expired, as the API server
+        does when the list's resourceVersion was compacted away meanwhile (the client lists again)."""
+        with self.cond:
+            self.expire_continues_left = count
+
     def drop_watches(self) -> None:
         with self.cond:
             for w in self.watches:
@@ -282,6 +315,7 @@ class KubeDouble:
         with self.lock:
             return {"resourceVersion": self.rv, "compacted": self.compacted, "objects": len(self.objects),
                     "watches": len(self.watches), "watchesStarted": self.watch_count,
+                    "listPages": self.list_pages, "continuesExpired": self.continues_expired,
                     "requests": len(self.requests)}
 
     # direct access for tests
@@ -506,6 +540,9 @@ class KubeDouble:
         if path == "/_double/expire_watches":
             self.expire_watches()
             return Result(200, {})
+        if path == "/_double/expire_continues":
+            self.expire_continues()
+            return Result(200, {})
         if path == "/_double/drop_watches":
             self.drop_watches()
             return Result(200, {})
@@ -612,7 +649,7 @@ class KubeDouble:
                 selector = self._selector(q)
                 if watch:
                     return self._watch(res, ns if res.namespaced else None, q, selector)
-                return Result(200, self._list(res, ns if res.namespaced else None, selector))
+                return Result(200, self._list(res, ns if res.namespaced else None, selector, q))
             if method == "POST":
                 if res.namespaced and ns is None:
                     raise ApiError(405, "MethodNotAllowed", "create needs a namespace")
@@ -681,13 +718,43 @@ class KubeDouble:
             tests.append(lambda o, f=field, v=v, neg=neg: (o["metadata"].get(f, "") == v) != neg)
         return lambda o: all(t(o) for t in tests)
 
-    def _list(self, res: Res, ns: str | None, selector) -> dict:
+    def _list(self, res: Res, ns: str | None, selector, q: dict | None = None) -> dict:
+        q = q or {}
+        try:
+            limit = int(q.get("limit") or 0)
+        except ValueError:
+            raise ApiError(400, "BadRequest", f"invalid limit {q.get('limit')!r}")
+        token = q.get("continue") or ""
         with self.lock:
-            items = [copy.deepcopy(o) for (g, p, n, _), o in sorted(self.objects.items())
-                     if g == res.group and p == res.plural and (ns is None or n == ns) and selector(o)]
-            rv = self.rv
-        return {"apiVersion": res.api_version, "kind": f"{res.kind}List",
-                "metadata": {"resourceVersion": str(rv)}, "items": items}
+            if token:
+                # A later page of a paginated list: served from the snapshot of the first page (one
+                # consistent list at one resourceVersion), unless the token expired.
+                snap = self.continues.get(token)
+                if snap is None:
+                    raise ApiError(400, "BadRequest", "continue key is not valid")
+                if self.expire_continues_left > 0 or snap["rv"] < self.compacted:
+                    if self.expire_continues_left > 0:
+                        self.expire_continues_left -= 1
+                    self.continues_expired += 1
+                    raise ApiError(410, "Expired", "The provided continue parameter is too old to display a "
+                                                   "consistent list result. You can start a new list without "
+                                                   "the continue parameter.")
+                items, rv, start = snap["items"], snap["rv"], snap["start"]
+            else:
+                items = [copy.deepcopy(o) for (g, p, n, _), o in sorted(self.objects.items())
+                         if g == res.group and p == res.plural and (ns is None or n == ns) and selector(o)]
+                rv, start = self.rv, 0
+            meta = {"resourceVersion": str(rv)}
+            page = items[start:start + limit] if limit > 0 else items[start:]
+            if limit > 0 and start + limit < len(items):
+                self.continue_seq += 1
+                nxt = f"c{self.continue_seq}"
+                self.continues[nxt] = {"items": items, "rv": rv, "start": start + limit}
+                meta["continue"] = nxt
+                meta["remainingItemCount"] = len(items) - start - limit
+            self.continues.pop(token, None)
+            self.list_pages += 1
+        return {"apiVersion": res.api_version, "kind": f"{res.kind}List", "metadata": meta, "items": page}
 
     def _watch(self, res: Res, ns: str | None, q: dict, selector) -> Result:
         rv_text = q.get("resourceVersion", "")
@@ -850,15 +917,16 @@ class Kubectl:
         import shutil
         return os.environ.get("PORTICO_KUBECTL") or shutil.which("kubectl")
 
-    def __init__(self, server: str, token: str | None = None, namespace: str = "default"):
+    def __init__(self, server: str, token: str | None = None, namespace: str = "default", ca: str | None = None):
         import os
         import tempfile
         self.dir = tempfile.mkdtemp(prefix="kubectl-")
         self.config = os.path.join(self.dir, "config")
         user = f"    token: {token}\n" if token else "    {}\n"
+        ca_line = f"    certificate-authority: {ca}\n" if ca else ""
         with open(self.config, "w") as f:
             f.write("apiVersion: v1\nkind: Config\nclusters:\n- name: double\n  cluster:\n"
-                    f"    server: {server}\nusers:\n- name: tester\n  user:\n{user}contexts:\n- name: double\n"
+                    f"    server: {server}\n{ca_line}users:\n- name: tester\n  user:\n{user}contexts:\n- name: double\n"
                     f"  context: {{cluster: double, user: tester, namespace: {namespace}}}\n"
                     "current-context: double\n")
         self.env = dict(os.environ, HOME=self.dir, KUBECONFIG=self.config)
@@ -887,9 +955,17 @@ def main(argv=None) -> int:
     ap.add_argument("--host", default="127.0.0.1")
     ap.add_argument("--token", help="require this bearer token")
     ap.add_argument("--bookmark-interval", type=float, default=5.0)
+    ap.add_argument("--tls", metavar="DIR", help="serve https with a test CA kept in DIR (made when absent): "
+                                                 "DIR/ca.crt verifies the server certificate (127.0.0.1, localhost)")
     args = ap.parse_args(argv)
+    tls = None
+    if args.tls:
+        sys.path.insert(0, __import__("os").path.dirname(__import__("os").path.abspath(__file__)))
+        from pki import Pki
+        tls = Pki(args.tls).issue("kube-double", dns=["localhost", "kubernetes.default.svc"],
+                                  ips=["127.0.0.1"])
     double = KubeDouble(host=args.host, port=args.port, token=args.token,
-                        bookmark_interval=args.bookmark_interval)
+                        bookmark_interval=args.bookmark_interval, tls=tls)
     double.start()
     print(double.port, flush=True)
     done = threading.Event()

@@ -4,6 +4,7 @@
 
 #include "common/log.h"
 #include "control/sources/factory.h"
+#include "control/sources/kube_api.h"
 
 namespace portico::control {
 
@@ -41,6 +42,10 @@ Discoveries::Discoveries(Pipeline& pipeline, const std::function<void()>& wake) 
   nomad_ = nomad.get();
   nomad->start(wake);
   pipeline.add_discovery(std::move(nomad));
+  auto kube = std::make_unique<KubeDiscovery>();
+  kube_ = kube.get();
+  kube->start(wake);
+  pipeline.add_discovery(std::move(kube));
 }
 
 void Discoveries::configure(const api::SettingsSpec* settings) {
@@ -67,6 +72,35 @@ void Discoveries::configure(const api::SettingsSpec* settings) {
   auto nomad = nomad_options(s.nomad);
   note_error("Nomad discovery", nomad ? std::string() : nomad.error().message, &nomad_error_);
   if (nomad) nomad_->configure(nomad.value());
+
+  // Kubernetes: spec.kubernetes, or in a pod the in-cluster defaults. Without either, Upstreams
+  // `kube` get the reason as their problem (logged once, and only when there are some).
+  auto api = kube::resolve(s.kubernetes);
+  Result<http::Url> url = api ? kube::url_of(api.value()) : Result<http::Url>(api.error());
+  if (url) {
+    KubeDiscoveryOptions o;
+    o.url = std::move(url.value());
+    o.token_file = api->token_file;
+    kube_->configure(o);
+  } else {
+    kube_->unconfigure(url.error().message);
+  }
+}
+
+std::string Discoveries::kube_stats() const {
+  auto k = kube_->counters();
+  std::string out;
+  auto metric = [&out](const char* name, const char* type, uint64_t v) {
+    out +=
+        std::string("# TYPE ") + name + " " + type + "\n" + name + " " + std::to_string(v) + "\n";
+  };
+  metric("portico_kube_discovery_lists_total", "counter", k.lists);
+  metric("portico_kube_discovery_watches_total", "counter", k.watches);
+  metric("portico_kube_discovery_events_total", "counter", k.events);
+  metric("portico_kube_discovery_errors_total", "counter", k.errors);
+  metric("portico_kube_discovery_services", "gauge", k.services);
+  metric("portico_kube_discovery_services_failing", "gauge", k.failing);
+  return out;
 }
 
 std::string Discoveries::stats() const {
@@ -80,7 +114,7 @@ std::string Discoveries::stats() const {
          "\n# TYPE portico_dns_names_failing gauge\nportico_dns_names_failing " +
          std::to_string(d.failing) + "\n" +
          watcher_stats("portico_consul_discovery", consul_->counters()) +
-         watcher_stats("portico_nomad_discovery", nomad_->counters());
+         watcher_stats("portico_nomad_discovery", nomad_->counters()) + kube_stats();
 }
 
 }  // namespace portico::control

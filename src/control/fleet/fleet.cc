@@ -1,7 +1,9 @@
 #include "control/fleet/fleet.h"
 
 #include <algorithm>
+#include <array>
 #include <exception>
+#include <variant>
 
 namespace portico::control::fleet {
 
@@ -59,9 +61,35 @@ std::shared_ptr<const snapshot::ProxyConfig> view_for(const snapshot::ProxyConfi
   view->versions = config.versions;
   view->created_unix_ms = config.created_unix_ms;
   view->overload = config.overload;
-  view->clusters = config.clusters;  // shared, not copied
   for (const auto& l : config.listeners) {
     if (serves(gateways, l.name)) view->listeners.push_back(l);
+  }
+  if (gateways.empty()) {
+    view->clusters = config.clusters;  // every cluster, shared, not copied
+    return view;
+  }
+  // Only the clusters the routes of those listeners forward to (and so only their endpoints and
+  // secrets): a change to a cluster no route of this proxy uses moves none of its sections.
+  std::set<std::string_view> used;
+  for (const auto& l : view->listeners) {
+    for (const auto& vh : l.virtual_hosts) {
+      for (const auto& route : vh->routes) {
+        if (const auto* forward = std::get_if<snapshot::ForwardAction>(&route.action)) {
+          for (const auto& wc : forward->clusters)
+            used.insert(wc.cluster);
+        }
+      }
+    }
+  }
+  std::vector<snapshot::Cluster> clusters;
+  clusters.reserve(used.size());
+  for (const auto& c : config.clusters) {
+    if (used.count(c.name)) clusters.push_back(c);
+  }
+  if (clusters.size() == config.clusters.size()) {
+    view->clusters = config.clusters;  // all of them: shared, not copied
+  } else {
+    view->clusters = std::move(clusters);
   }
   return view;
 }
@@ -169,9 +197,34 @@ std::optional<std::string> Fleet::next_message(const std::string& node, uint64_t
   auto view = view_for(config, p->second.gateways);
   snapshot::wire::Sections all = snapshot::wire::encode_sections(*view);
   snapshot::wire::Message m;
-  m.header = snapshot::wire::header_of(*view);
-  m.nonce = node + "-" + std::to_string(next_nonce_++);
   m.sections = changed_sections(all, stream.sent);
+  if (!stream.first && m.sections.empty() && p->second.nacked_version == 0) {
+    // Nothing of this proxy's view moved (a change to another proxy's Gateways or clusters):
+    // nothing is sent, and its version stays the one it runs. (After a NACK it is sent: the
+    // proxy's ACK of a configuration it runs clears the NACK.)
+    stream.sent_version = config.version;
+    ++p->second.skipped;
+    return std::nullopt;
+  }
+  // Each kind's version as this proxy sees it: unchanged while its section's content is.
+  m.header = snapshot::wire::header_of(*view);
+  snapshot::TypeVersions& tv = m.header.versions;
+  const std::array<uint64_t*, 5> kinds = {&tv.listeners, &tv.routes, &tv.clusters, &tv.endpoints,
+                                          &tv.secrets};
+  static_assert(snapshot::wire::kSections.size() == 5);
+  for (size_t i = 0; i < kinds.size(); ++i) {
+    const std::string name(snapshot::wire::kSections[i]);
+    auto section = all.find(name);
+    if (section == all.end()) continue;
+    auto& [hash, version] = stream.typed[name];
+    if (hash == section->second.version) {
+      *kinds[i] = version;
+    } else {
+      hash = section->second.version;
+      version = *kinds[i];
+    }
+  }
+  m.nonce = node + "-" + std::to_string(next_nonce_++);
   Sent sent;
   sent.version = config.version;
   for (const auto& [name, section] : all)
@@ -323,6 +376,7 @@ Json Fleet::proxies_json() const {
     j["acks"] = p.acks;
     j["nacks"] = p.nacks;
     j["messages"] = p.messages;
+    j["skipped"] = p.skipped;
     out.push_back(std::move(j));
   }
   return out;

@@ -1,10 +1,10 @@
 // The server side of the fleet protocol (docs/architecture.md, "Fleet"): which proxies are there,
 // what each of them runs, and what to send each of them next. A proxy opens a stream naming the
 // Gateways it serves and the section versions it already has; Fleet answers with messages that
-// carry only the sections of that proxy's view (its Gateways' listeners, every cluster, only the
-// secrets those use) whose version differs from what the proxy has; the proxy ACKs or NACKs each
-// message by its nonce. A NACK is reported as a warning on the resources that produced the items
-// that failed, until that proxy ACKs a later version. Control-plane thread only.
+// carry only the sections of that proxy's view (its Gateways' listeners, the clusters their routes
+// forward to, only the secrets those use) whose version differs from what the proxy has; the proxy
+// ACKs or NACKs each message by its nonce. A NACK is reported as a warning on the resources that
+// produced the items that failed, until that proxy ACKs a later version. Control-plane thread only.
 #pragma once
 
 #include <nlohmann/json.hpp>
@@ -35,7 +35,8 @@ std::string format_have(const std::map<std::string, std::string>& have);
 // "namespace/name"); every listener when `gateways` is empty.
 bool serves(const std::vector<std::string>& gateways, const std::string& listener);
 
-// The part of `config` a proxy serving `gateways` gets: those listeners, every cluster.
+// The part of `config` a proxy serving `gateways` gets: those listeners and the clusters their
+// routes forward to (with no Gateway named: every listener and every cluster).
 std::shared_ptr<const snapshot::ProxyConfig> view_for(const snapshot::ProxyConfig& config,
                                                       const std::vector<std::string>& gateways);
 
@@ -72,6 +73,7 @@ struct ProxyInfo {
   std::string last_error;
   std::set<std::string> nack_sources;  // resources the NACK is reported on
   uint64_t acks = 0, nacks = 0, messages = 0;
+  uint64_t skipped = 0;    // versions that moved nothing of its view (nothing sent)
   uint64_t stream_id = 0;  // the stream in force (a newer one replaces it)
 };
 
@@ -120,6 +122,10 @@ class Fleet {
     uint64_t sent_version = 0;
     bool first = true;
     std::map<std::string, std::string> sent;  // section versions sent (optimistic)
+    // Per section: the content hash last sent and the kind's version it was sent with (the
+    // configuration's TypeVersions when it moved), so that a change elsewhere in the fleet does
+    // not move this proxy's versions.
+    std::map<std::string, std::pair<std::string, uint64_t>> typed;
   };
   std::map<std::string, ProxyInfo> proxies_;
   std::map<std::string, Stream> streams_;                       // by node

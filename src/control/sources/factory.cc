@@ -7,6 +7,8 @@
 #include "control/sources/config_dir.h"
 #include "control/sources/consul_kv_source.h"
 #include "control/sources/etcd_source.h"
+#include "control/sources/kube_api.h"
+#include "control/sources/kube_secret_source.h"
 #include "control/sources/kube_source.h"
 #include "control/sources/vault_source.h"
 
@@ -122,19 +124,38 @@ MadeSources make_sources(const api::SettingsSpec& settings) {
     }
   }
   if (const auto& kube = settings.kubernetes_config_source) {
+    auto api = kube::resolve(kube::choose(*kube, settings.kubernetes));
     KubeSourceOptions options;
-    options.address = kube->address;
-    options.token_file = kube->token_file;
+    if (api) {
+      options.address = api->address;
+      options.token_file = api->token_file;
+      options.tls = api->tls;
+    }
     options.namespaces = kube->namespaces;
     std::string error;
-    if (!options.token_file.empty() &&
-        !read_config_file(options.token_file, 64 * 1024, &error).has_value()) {
+    if (!api) {
+      out.errors.push_back("kubernetesConfigSource: " + api.error().message);
+    } else if (!options.token_file.empty() &&
+               !read_config_file(options.token_file, 64 * 1024, &error).has_value()) {
       out.errors.push_back("kubernetesConfigSource: tokenFile " + options.token_file + ": " +
                            error);
     } else if (auto source = KubeSource::make(std::move(options))) {
       out.sources.push_back(std::move(source.value()));
     } else {
       out.errors.push_back("kubernetesConfigSource: " + source.error().message);
+    }
+  }
+  if (const auto& secrets = settings.kubernetes_secret_source) {
+    auto api = kube::resolve(kube::choose(*secrets, settings.kubernetes));
+    Result<http::Url> url = api ? kube::url_of(api.value()) : Result<http::Url>(api.error());
+    if (!url) {
+      out.errors.push_back("kubernetesSecretSource: " + url.error().message);
+    } else {
+      KubeSecretSourceOptions o;
+      o.url = std::move(url.value());
+      o.token_file = api->token_file;
+      o.namespaces = secrets->namespaces;
+      out.sources.push_back(std::make_unique<KubeSecretSource>(std::move(o)));
     }
   }
   return out;
@@ -169,10 +190,18 @@ std::string sources_fingerprint(const api::SettingsSpec& settings) {
            std::to_string(etcd->timeout.count()) + "ms " + tls_fingerprint(etcd->tls) + "\n";
   }
   if (const auto& kube = settings.kubernetes_config_source) {
-    out += "kubernetes " + kube->address + " " + kube->token_file + " [";
+    const api::KubernetesApiSpec& api = kube::choose(*kube, settings.kubernetes);
+    out += "kubernetes " + api.address + " " + api.token_file + " [";
     for (const auto& ns : kube->namespaces)
       out += ns + ",";
-    out += "]\n";
+    out += "] " + tls_fingerprint(api.tls) + "\n";
+  }
+  if (const auto& secrets = settings.kubernetes_secret_source) {
+    const api::KubernetesApiSpec& api = kube::choose(*secrets, settings.kubernetes);
+    out += "kubernetesSecrets " + api.address + " " + api.token_file + " [";
+    for (const auto& ns : secrets->namespaces)
+      out += ns + ",";
+    out += "] " + tls_fingerprint(api.tls) + "\n";
   }
   return out;
 }

@@ -28,12 +28,6 @@ std::string utc_now() {
   return buf;
 }
 
-std::string url_label(const http::Url& url) {
-  const bool v6 = url.host.find(':') != std::string::npos;
-  return "http://" + (v6 ? "[" + url.host + "]" : url.host) + ":" + std::to_string(url.port) +
-         url.path;
-}
-
 std::string group_version(const KubeSource::KindInfo& k) {
   return std::string(k.group) + "/" + k.version;
 }
@@ -90,17 +84,7 @@ std::optional<ObjectDoc> object_doc(const KubeSource::KindInfo& kind, const json
   return out;
 }
 
-// The message of a Kubernetes Status object (or the start of the body).
-std::string status_message(int code, const std::string& body) {
-  std::string out = "HTTP " + std::to_string(code);
-  json j = json::parse(body, nullptr, false);
-  if (j.is_object() && j.contains("message") && j["message"].is_string()) {
-    out += ": " + j["message"].get<std::string>();
-  } else if (!body.empty()) {
-    out += ": " + body.substr(0, 200);
-  }
-  return out;
-}
+using kube::status_message;
 
 }  // namespace
 
@@ -128,14 +112,18 @@ std::optional<std::string> KubeSource::document_of(const KindInfo& kind,
 }
 
 Result<std::unique_ptr<KubeSource>> KubeSource::make(KubeSourceOptions options) {
-  auto url = http::parse_url(options.address, 80);
+  api::KubernetesApiSpec spec;
+  spec.address = options.address;
+  spec.token_file = options.token_file;
+  spec.tls = options.tls;
+  auto url = kube::url_of(spec);
   if (!url) return url.error();
   return std::unique_ptr<KubeSource>(new KubeSource(std::move(url.value()), std::move(options)));
 }
 
 KubeSource::KubeSource(http::Url url, KubeSourceOptions options)
     : options_(std::move(options)), url_(std::move(url)), writer_(url_), docs_("kubernetes", "") {
-  label_ = url_label(url_);
+  label_ = kube::label_of(url_);
   std::vector<std::string> spaces = options_.namespaces;
   if (spaces.empty()) spaces.push_back("");
   for (const auto& k : kinds()) {
@@ -215,6 +203,8 @@ std::string KubeSource::stats() const {
            "\n";
   };
   metric("portico_kubernetes_lists_total", "counter", c.lists);
+  metric("portico_kubernetes_list_pages_total", "counter", c.list_pages);
+  metric("portico_kubernetes_list_restarts_total", "counter", c.list_restarts);
   metric("portico_kubernetes_watches_total", "counter", c.watches);
   metric("portico_kubernetes_events_total", "counter", c.events);
   metric("portico_kubernetes_bookmarks_total", "counter", c.bookmarks);
@@ -269,56 +259,29 @@ std::string KubeSource::collection(const Slice& s) const {
   return out + "/" + s.kind->plural;
 }
 
-bool KubeSource::headers(std::vector<std::pair<std::string, std::string>>* out,
-                         std::string* error) const {
-  out->clear();
-  out->emplace_back("Accept", "application/json");
-  if (options_.token_file.empty()) return true;
-  std::string why;
-  auto text = read_config_file(options_.token_file, 64 * 1024, &why);
-  if (!text) {
-    *error = "tokenFile " + options_.token_file + ": " + why;
-    return false;
-  }
-  std::string token = *text;
-  while (!token.empty() && std::isspace(static_cast<unsigned char>(token.back())))
-    token.pop_back();
-  if (token.empty()) {
-    *error = "tokenFile " + options_.token_file + " is empty";
-    return false;
-  }
-  out->emplace_back("Authorization", "Bearer " + token);
-  return true;
-}
-
 bool KubeSource::list(Slice* s, std::string* error) {
-  http::Request request;
-  request.target = collection(*s);
-  if (!headers(&request.headers, error)) return false;
-  auto response = s->client->send(request, options_.timeout);
-  if (!response) {
-    *error = response.error().message;
-    return false;
-  }
-  if (response->status != 200) {
-    *error = "list: " + status_message(response->status, response->body);
-    if (response->status == 404) {
+  auto listed = kube::list(*s->client, collection(*s), "", options_.token_file, options_.page_limit,
+                           options_.timeout);
+  if (!listed) {
+    *error = listed.error().message;
+    if (error->find("HTTP 404") != std::string::npos) {
       *error += " (is the CustomResourceDefinition " + std::string(s->kind->plural) + "." +
                 s->kind->group + " installed? deploy/kubernetes/)";
     }
     return false;
   }
-  json body = json::parse(response->body, nullptr, false);
-  if (!body.is_object() || !body.contains("items") || !body["items"].is_array() ||
-      !body.contains("metadata") || !body["metadata"].is_object() ||
-      !body["metadata"].contains("resourceVersion") ||
-      !body["metadata"]["resourceVersion"].is_string()) {
-    *error = "list: an answer that is not a Kubernetes list (no items or metadata.resourceVersion)";
-    return false;
+  {
+    std::lock_guard lock(mu_);
+    counters_.list_pages += listed->pages;
+    counters_.list_restarts += listed->restarts;
+  }
+  if (listed->restarts > 0) {
+    LOG_INFO("kubernetes %s %s: a continue token expired (410): listed again from the start",
+             label_.c_str(), s->label.c_str());
   }
   std::map<std::string, KeyedDocuments::Value> mine;
   std::map<std::string, std::string> statuses;
-  for (const auto& item : body["items"]) {
+  for (const auto& item : listed->items) {
     std::string why;
     auto d = object_doc(*s->kind, item, &why);
     if (!d) {
@@ -353,7 +316,7 @@ bool KubeSource::list(Slice* s, std::string* error) {
     ++counters_.lists;
     changed = docs_.pending();
   }
-  s->resource_version = body["metadata"]["resourceVersion"].get<std::string>();
+  s->resource_version = listed->resource_version;
   if (changed) notify();
   return true;
 }

@@ -19,9 +19,10 @@
 // subresource (PUT .../<name>/status with the object's resourceVersion; on 409 Conflict read again
 // and retry) by a writer thread of its own; unchanged statuses are not written.
 //
-// Plain HTTP only (control::http::Client has no TLS): in a cluster, reach the API server through
-// `kubectl proxy` (deploy/kubernetes/) or another HTTP front; the bearer token of tokenFile is sent
-// when set (read again for every list and watch, so that a rotated token is picked up).
+// Lists are paginated (limit, then metadata.continue); a continue token answered 410 (expired)
+// lists the kind again from the start. http:// or https:// (TLS options, mTLS); the bearer token
+// of tokenFile is sent when set (read again for every request, so that a rotated projected token
+// is picked up). The in-cluster defaults are filled in by kube::resolve (kube_api.h).
 #pragma once
 
 #include <condition_variable>
@@ -35,16 +36,20 @@
 #include <thread>
 #include <vector>
 
+#include "api/resources.h"
 #include "common/result.h"
 #include "control/http/client.h"
 #include "control/sources/keyed_documents.h"
+#include "control/sources/kube_api.h"
 #include "control/sources/source.h"
 
 namespace portico::control {
 
 struct KubeSourceOptions {
-  std::string address;                  // "http://host[:port]" of the API server
+  std::string address;                  // "http[s]://host[:port]" of the API server
   std::string token_file;               // empty: no Authorization header
+  api::StoreTls tls;                    // with https
+  size_t page_limit = 500;              // ?limit= of each list request (0: none)
   std::vector<std::string> namespaces;  // empty: all namespaces
   http::Millis timeout{10000};          // a list, a status write
   http::Millis backoff_min{100};        // first retry delay after a failure (jittered)
@@ -64,7 +69,7 @@ class KubeSource : public ConfigSource {
   // Every kind the source lists and watches.
   static const std::vector<KindInfo>& kinds();
 
-  // Fails when the address is not an http:// URL.
+  // Fails when the address is not an http[s]:// URL or the TLS files do not load.
   static Result<std::unique_ptr<KubeSource>> make(KubeSourceOptions options);
   ~KubeSource() override;  // stops the threads (cancels the requests in flight)
   KubeSource(const KubeSource&) = delete;
@@ -74,19 +79,21 @@ class KubeSource : public ConfigSource {
   Delta poll(bool full) override;
   void start(std::function<void()> wake) override;
   std::string problem() const override;
-  // portico_kubernetes_{lists,watches,events,bookmarks,expired,errors,status_writes,
-  // status_conflicts,status_write_failures}_total and portico_kubernetes_objects.
+  // portico_kubernetes_{lists,list_pages,list_restarts,watches,events,bookmarks,expired,errors,
+  // status_writes,status_conflicts,status_write_failures}_total and portico_kubernetes_objects.
   std::string stats() const override;
   void report_statuses(const std::vector<ResourceStatus>& resources,
                        const std::vector<api::Diagnostic>& origin_errors) override;
 
   struct Counters {
-    uint64_t lists = 0;      // complete lists of a kind
-    uint64_t watches = 0;    // watches the API server accepted
-    uint64_t events = 0;     // ADDED, MODIFIED and DELETED events
-    uint64_t bookmarks = 0;  // BOOKMARK events
-    uint64_t expired = 0;    // watches answered 410 (then listed again)
-    uint64_t errors = 0;     // failed requests and broken streams
+    uint64_t lists = 0;          // complete lists of a kind
+    uint64_t watches = 0;        // watches the API server accepted
+    uint64_t events = 0;         // ADDED, MODIFIED and DELETED events
+    uint64_t bookmarks = 0;      // BOOKMARK events
+    uint64_t expired = 0;        // watches answered 410 (then listed again)
+    uint64_t errors = 0;         // failed requests and broken streams
+    uint64_t list_pages = 0;     // list requests (a list of more than page_limit takes several)
+    uint64_t list_restarts = 0;  // continue tokens answered 410: the list started again
     uint64_t status_writes = 0;
     uint64_t status_conflicts = 0;  // 409 on a status write (read again, retried)
     uint64_t status_write_failures = 0;
@@ -120,7 +127,9 @@ class KubeSource : public ConfigSource {
   // The collection's path: /apis/<group>/<version>[/namespaces/<ns>]/<plural>.
   std::string collection(const Slice& s) const;
   // The Authorization header (the token file read now); false (and `error`) when unreadable.
-  bool headers(std::vector<std::pair<std::string, std::string>>* out, std::string* error) const;
+  bool headers(std::vector<std::pair<std::string, std::string>>* out, std::string* error) const {
+    return kube::headers(options_.token_file, out, error);
+  }
   void set_problem(Slice* s, const std::string& error);  // empty clears
   void notify();
   bool sleep_for(http::Millis d);  // false when stopping

@@ -914,6 +914,16 @@ snapshot::Cluster translate_upstream(const Resource& r) {
                    : snapshot::DiscoveryTarget::Canary::kInclude;
     c.discovery.push_back(std::move(t));
   }
+  // Kubernetes: the ready endpoints of a Service's port (its targetPort, from EndpointSlices).
+  // The name carries the port ("web:80"): two ports of one Service are two targets (key()).
+  if (const auto& kube = spec.kube) {
+    snapshot::DiscoveryTarget t;
+    t.source = "kube";
+    t.name = kube->service_name + ":" + std::to_string(kube->service_port);
+    t.ns = kube->service_namespace;
+    t.port = kube->service_port;
+    c.discovery.push_back(std::move(t));
+  }
   for (size_t k = 0; k < spec.failover.size(); ++k) {
     for (const auto& h : spec.failover[k].hosts)
       add_host(h, static_cast<uint32_t>(k + 1));

@@ -15,6 +15,7 @@
 #include "proxy/http/stream.h"
 #include "proxy/http/upgrade.h"
 #include "proxy/overload/overload.h"
+#include "proxy/signal.h"
 #include "proxy/worker.h"
 
 namespace portico::proxy::http {
@@ -47,27 +48,6 @@ constexpr uint32_t kWindowUpdatesPerData = 10;
 constexpr size_t kMaxContinuations = 8;
 // A response's last piece up to this size is copied by the stream (see H2Stream::send_body).
 constexpr size_t kOwnedTail = 16384;
-
-// A one-waiter wake-up: notify() before wait() is not lost.
-class Signal {
- public:
-  explicit Signal(asio::io_context& io) : t_(io, Clock::time_point::max()) {}
-  asio::awaitable<void> wait() {
-    if (!set_) {
-      t_.expires_at(Clock::time_point::max());
-      co_await t_.async_wait(use_nothrow);
-    }
-    set_ = false;
-  }
-  void notify() {
-    set_ = true;
-    t_.cancel();
-  }
-
- private:
-  asio::steady_timer t_;
-  bool set_ = false;
-};
 
 class H2Connection;
 
@@ -256,6 +236,7 @@ class H2Connection final : public DownstreamConnection {
     }
     parking_ = true;
     spare_.clear();
+    std::string().swap(wbuf_);  // the writer waits for news (not writing): it refills it
     t_->cancel();
   }
   void kick() { write_ev_.notify(); }

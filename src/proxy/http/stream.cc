@@ -478,11 +478,14 @@ void StreamHandler::prepare_upstream_headers(const snapshot::Route& route) {
   // Forwarding headers from the one policy (docs/forwarding.md): every received
   // X-Forwarded-*, Forwarded and Via line is replaced by what compute_forwarding says.
   {
+    // compute_forwarding reads only the forwarding fields: the others are not handed to it, and
+    // when none came (the usual case) there is nothing to remove either.
     thread_local std::vector<Header> views;
     views.clear();
     req.headers.for_each([&](std::string_view n, std::string_view v) {
-      views.push_back(Header{n, v, false});
+      if (is_forwarding_header(n)) views.push_back(Header{n, v, false});
     });
+    const bool received_forwarding = !views.empty();
     ForwardingInput in;
     in.peer = stream_.connection().peer_address;
     in.tls = stream_.connection().secure;
@@ -496,9 +499,11 @@ void StreamHandler::prepare_upstream_headers(const snapshot::Route& route) {
     fh.clear();
     compute_forwarding(in, policy, fh);
     views.clear();  // the views die with the removals below
-    for (std::string_view name :
-         {"x-forwarded-for", "x-forwarded-proto", "x-forwarded-host", "forwarded", "via"})
-      req.headers.remove(name);
+    if (received_forwarding) {
+      for (std::string_view name :
+           {"x-forwarded-for", "x-forwarded-proto", "x-forwarded-host", "forwarded", "via"})
+        req.headers.remove(name);
+    }
     if (!fh.x_forwarded_for.empty()) req.headers.add("X-Forwarded-For", fh.x_forwarded_for);
     if (!fh.x_forwarded_proto.empty()) req.headers.add("X-Forwarded-Proto", fh.x_forwarded_proto);
     if (!fh.x_forwarded_host.empty()) req.headers.add("X-Forwarded-Host", fh.x_forwarded_host);
@@ -658,10 +663,13 @@ asio::awaitable<void> StreamHandler::forward(const snapshot::Route& route,
   const bool stream_body = req.has_body && !held_body;
   if (!req.has_body) request_timer_.cancel();
   // Repeating is safe for an idempotent method whose whole body (if any) we hold; a streamed
-  // body is copied into the replay buffer while the first attempt is in flight (record()).
+  // body is copied into the replay buffer while the first attempt is in flight (record()). An
+  // HTTP/2 upstream may refuse a stream it did not process (REFUSED_STREAM, GOAWAY): that one goes
+  // again whatever its method, so its streamed body is kept too.
   repeatable_ = is_idempotent(req.method);
   const bool safe_to_repeat = repeatable_ && (!req.has_body || held_body);
-  recording_ = stream_body && (repeatable_ || (policy_ && policy_->retry_non_idempotent));
+  recording_ =
+      stream_body && (repeatable_ || h2_upstream || (policy_ && policy_->retry_non_idempotent));
   stream_body_ = stream_body;
   held_body_ = held_body;
   buf_.replay.clear();
@@ -1185,7 +1193,10 @@ asio::awaitable<void> StreamHandler::relay_response(upstream::Exchange& us, bool
       // A stale pooled connection: nothing came back. The request goes again on a fresh one if
       // it may be repeated and its body so far fits the replay buffer (forward() decides once
       // the pump has stopped; the client's body keeps being read).
-      if (recording_) {
+      // A refused stream was not processed: any method. A pooled connection closed before any
+      // answer may have processed it: only a method that may repeat.
+      if (recording_ && (hs == upstream::HeadStatus::kRefused || repeatable_ ||
+                         (policy_ && policy_->retry_non_idempotent))) {
         retry_ = true;
         us.cancel();
         co_return;

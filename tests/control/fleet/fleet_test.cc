@@ -57,6 +57,10 @@ snapshot::ProxyConfig two_gateways(uint64_t version) {
     auto vh = std::make_shared<snapshot::VirtualHost>();
     vh->name = std::string("default/vs-") + name[8];
     vh->domains = {"*"};
+    snapshot::Route route;
+    route.name = vh->name + "/0";
+    route.action = snapshot::ForwardAction{{{"default/echo", 1}}, 1};
+    vh->routes.push_back(route);
     l.virtual_hosts.push_back(vh);
     c.listeners.push_back(l);
   }
@@ -65,6 +69,21 @@ snapshot::ProxyConfig two_gateways(uint64_t version) {
   cl.endpoints = {{"127.0.0.1", 9000, 1, 0}};
   c.clusters = std::vector<snapshot::Cluster>{cl};
   snapshot::assign_type_versions(c, nullptr);
+  return c;
+}
+
+// Gateway a's routes forward to default/echo, b's to default/other.
+snapshot::ProxyConfig two_upstreams(uint64_t version, uint16_t other_port,
+                                    const snapshot::ProxyConfig* previous) {
+  auto c = two_gateways(version);
+  auto vh = std::make_shared<snapshot::VirtualHost>(*c.listeners[1].virtual_hosts[0]);
+  vh->routes[0].action = snapshot::ForwardAction{{{"default/other", 1}}, 1};
+  c.listeners[1].virtual_hosts[0] = vh;
+  snapshot::Cluster other;
+  other.name = "default/other";
+  other.endpoints = {{"127.0.0.1", other_port, 1, 0}};
+  c.clusters.push_back(other);
+  snapshot::assign_type_versions(c, previous);
   return c;
 }
 
@@ -85,6 +104,63 @@ TEST(Fleet, ViewHasOnlyTheProxysGateways) {
   EXPECT_EQ(view_for(c, {"default/a"})->listeners[0].name, "default/a");
   EXPECT_TRUE(view_for(c, {"nope"})->listeners.empty());
   EXPECT_EQ(v->clusters.size(), 1u);
+}
+
+TEST(Fleet, ViewHasOnlyTheClustersItsRoutesForwardTo) {
+  auto c = two_upstreams(1, 9100, nullptr);
+  auto names = [](const snapshot::ProxyConfig& v) {
+    std::vector<std::string> out;
+    for (const auto& cl : v.clusters)
+      out.push_back(cl.name);
+    return out;
+  };
+  EXPECT_EQ(names(*view_for(c, {"a"})), (std::vector<std::string>{"default/echo"}));
+  EXPECT_EQ(names(*view_for(c, {"default/b"})), (std::vector<std::string>{"default/other"}));
+  EXPECT_EQ(names(*view_for(c, {"a", "b"})),
+            (std::vector<std::string>{"default/echo", "default/other"}));
+  EXPECT_TRUE(view_for(c, {"a", "b"})->clusters.shares_with(c.clusters));  // all: not copied
+  EXPECT_EQ(view_for(c, {})->clusters.size(), 2u);  // no Gateway named: everything
+  EXPECT_TRUE(view_for(c, {"nope"})->clusters.empty());
+}
+
+wire::Message decode(const std::optional<std::string>& text);
+
+TEST(Fleet, AChangeToAnotherProxysClusterSendsNothingAndKeepsItsVersions) {
+  Fleet f;
+  std::string error;
+  auto c1 = two_upstreams(1, 9100, nullptr);
+  auto ia = f.connect("pa", {"a"}, {}, 1);
+  auto ib = f.connect("pb", {"b"}, {}, 1);
+  auto ma = decode(f.next_message("pa", ia, c1));
+  auto mb = decode(f.next_message("pb", ib, c1));
+  ASSERT_TRUE(f.ack({"pa", ma.nonce, 1, true, "", {}}, 2, &error)) << error;
+  ASSERT_TRUE(f.ack({"pb", mb.nonce, 1, true, "", {}}, 2, &error)) << error;
+  // pb's upstream moves: pb gets its endpoints, pa nothing at all.
+  auto c2 = two_upstreams(2, 9101, &c1);
+  ASSERT_NE(c2.versions.endpoints, c1.versions.endpoints);
+  EXPECT_FALSE(f.next_message("pa", ia, c2).has_value());
+  auto mb2 = decode(f.next_message("pb", ib, c2));
+  EXPECT_EQ(mb2.sections.size(), 1u);
+  EXPECT_TRUE(mb2.sections.count("endpoints"));
+  EXPECT_EQ(mb2.header.versions.endpoints, c2.versions.endpoints);
+  ASSERT_TRUE(f.ack({"pb", mb2.nonce, 2, true, "", {}}, 3, &error)) << error;
+  EXPECT_EQ(f.proxies().at("pa").applied_version, 1u);
+  EXPECT_EQ(f.proxies().at("pa").skipped, 1u);
+  EXPECT_EQ(f.proxies().at("pa").messages, 1u);
+  // pa's listener moves: its message carries the endpoints version it already runs, not the
+  // one pb's change made.
+  auto c3 = c2;
+  c3.version = 3;
+  c3.listeners[0].port = 9090;
+  snapshot::assign_type_versions(c3, &c2);
+  auto ma3 = decode(f.next_message("pa", ia, c3));
+  EXPECT_EQ(ma3.sections.size(), 1u);
+  EXPECT_TRUE(ma3.sections.count("listeners"));
+  EXPECT_EQ(ma3.header.version, 3u);
+  EXPECT_EQ(ma3.header.versions.listeners, c3.versions.listeners);
+  EXPECT_EQ(ma3.header.versions.endpoints, ma.header.versions.endpoints);
+  EXPECT_EQ(ma3.header.versions.clusters, ma.header.versions.clusters);
+  EXPECT_NE(ma3.header.versions.endpoints, c3.versions.endpoints);
 }
 
 wire::Message decode(const std::optional<std::string>& text) {
