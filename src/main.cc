@@ -46,6 +46,8 @@ int main(int argc, char** argv) {
     if (cmd == "proxy") return portico::cli::proxy_command(args);
     if (cmd == "route") return portico::cli::route_command(args);
     if (cmd == "diff") return portico::cli::diff_command(args);
+    if (cmd == "apply") return portico::cli::apply_command(args);
+    if (cmd == "delete") return portico::cli::delete_command(args);
   } catch (const std::exception& e) {
     std::fprintf(stderr, "portico %s: internal error: %s\n", cmd.c_str(), e.what());
     return 1;

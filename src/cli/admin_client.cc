@@ -17,10 +17,11 @@ namespace portico::cli {
 
 namespace {
 
-// GET https://ADMIN/path: a `portico server`'s REST API on a TLS --listen (--ca, --cert, --key,
-// --server-name: admin_tls()).
-bool admin_get_tls(const std::string& admin_flag, const std::string& path, std::string* body,
-                   std::string* error) {
+// METHOD https://ADMIN/path: a `portico server`'s REST API on a TLS --listen (--ca, --cert,
+// --key, --server-name: admin_tls()).
+bool admin_request_tls(const std::string& admin_flag, std::string_view method,
+                       const std::string& path, const std::string& body, int* status,
+                       std::string* response, std::string* error, int timeout_seconds) {
   std::string admin = admin_flag;
   while (!admin.empty() && admin.back() == '/')
     admin.pop_back();
@@ -31,27 +32,32 @@ bool admin_get_tls(const std::string& admin_flag, const std::string& path, std::
   }
   control::http::Client client(url.value());
   control::http::Request req;
+  req.method = std::string(method);
   req.target = url.value().path + path;
   if (!admin_token().empty()) req.headers.emplace_back("Authorization", "Bearer " + admin_token());
-  auto r = client.send(req, std::chrono::milliseconds(5000));
+  if (method != "GET" && method != "HEAD") {
+    req.headers.emplace_back("Content-Type", "application/yaml");
+    req.body = body;
+  }
+  auto r = client.send(req, std::chrono::milliseconds(timeout_seconds * 1000));
   if (!r) {
     *error = "cannot reach the REST API at " + admin + ": " + r.error().message;
     return false;
   }
-  if (r.value().status != 200) {
-    *error = "the REST API at " + admin + " answered " + std::to_string(r.value().status) + " to " +
-             path;
-    return false;
-  }
-  *body = std::move(r.value().body);
+  *status = r.value().status;
+  *response = std::move(r.value().body);
   return true;
 }
 
 }  // namespace
 
-bool admin_get(const std::string& admin_flag, const std::string& path, std::string* body,
-               std::string* error) {
-  if (admin_flag.rfind("https://", 0) == 0) return admin_get_tls(admin_flag, path, body, error);
+bool admin_request(const std::string& admin_flag, std::string_view method, const std::string& path,
+                   const std::string& body, int* status, std::string* response, std::string* error,
+                   int timeout_seconds) {
+  if (admin_flag.rfind("https://", 0) == 0) {
+    return admin_request_tls(admin_flag, method, path, body, status, response, error,
+                             timeout_seconds);
+  }
   // ADDR:PORT, or the admin API's URL (http://ADDR:PORT, http://ADDR:PORT/).
   std::string admin = admin_flag;
   if (admin.rfind("http://", 0) == 0) admin = admin.substr(7);
@@ -75,7 +81,7 @@ bool admin_get(const std::string& admin_flag, const std::string& path, std::stri
   }
   int fd = ::socket(res->ai_family, SOCK_STREAM | SOCK_CLOEXEC, 0);
   if (fd >= 0) {
-    timeval tv{5, 0};
+    timeval tv{timeout_seconds, 0};
     setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
     setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof tv);
   }
@@ -87,14 +93,25 @@ bool admin_get(const std::string& admin_flag, const std::string& path, std::stri
     return false;
   }
   freeaddrinfo(res);
-  std::string req = "GET " + path + " HTTP/1.1\r\nHost: " + admin + "\r\nConnection: close\r\n";
+  std::string req = std::string(method) + " " + path + " HTTP/1.1\r\nHost: " + admin +
+                    "\r\nConnection: close\r\n";
   // A server's REST API beyond loopback wants the token (--token-file).
   if (!admin_token().empty()) req += "Authorization: Bearer " + admin_token() + "\r\n";
+  if (method != "GET" && method != "HEAD") {
+    req +=
+        "Content-Type: application/yaml\r\nContent-Length: " + std::to_string(body.size()) + "\r\n";
+  }
   req += "\r\n";
-  if (::send(fd, req.data(), req.size(), MSG_NOSIGNAL) != static_cast<ssize_t>(req.size())) {
-    *error = "cannot send to the admin API: " + std::string(std::strerror(errno));
-    ::close(fd);
-    return false;
+  req += body;
+  size_t sent = 0;
+  while (sent < req.size()) {
+    ssize_t n = ::send(fd, req.data() + sent, req.size() - sent, MSG_NOSIGNAL);
+    if (n <= 0) {
+      *error = "cannot send to the admin API: " + std::string(std::strerror(errno));
+      ::close(fd);
+      return false;
+    }
+    sent += static_cast<size_t>(n);
   }
   std::string resp;
   char buf[16384];
@@ -111,17 +128,28 @@ bool admin_get(const std::string& admin_flag, const std::string& path, std::stri
   }
   ::close(fd);
   proxy::http::ResponseHead head;
-  auto r = proxy::http::parse_response_head(resp, "GET", head);
+  auto r = proxy::http::parse_response_head(resp, method, head);
   if (r.status != proxy::http::ParseStatus::kComplete) {
     *error = "the admin API at " + admin + " sent an invalid response";
     return false;
   }
-  if (head.status != 200) {
-    *error =
-        "the admin API at " + admin + " answered " + std::to_string(head.status) + " to " + path;
+  *status = head.status;
+  *response = resp.substr(head.head_bytes);
+  return true;
+}
+
+bool admin_get(const std::string& admin, const std::string& path, std::string* body,
+               std::string* error) {
+  int status = 0;
+  if (!admin_request(admin, "GET", path, "", &status, body, error)) return false;
+  if (status != 200) {
+    std::string where = admin;
+    if (where.rfind("http://", 0) == 0) where = where.substr(7);
+    while (!where.empty() && where.back() == '/')
+      where.pop_back();
+    *error = "the admin API at " + where + " answered " + std::to_string(status) + " to " + path;
     return false;
   }
-  *body = resp.substr(head.head_bytes);
   return true;
 }
 

@@ -1,12 +1,20 @@
-// A tiny blocking HTTP/1.1 client for a running portico's admin API (GET only, 5 s deadline), for
+// A tiny blocking HTTP/1.1 client for a running portico's admin API (5 s deadline unless told), for
 // the CLI commands. Main thread only.
 #pragma once
 
 #include <nlohmann/json.hpp>
 
 #include <string>
+#include <string_view>
 
 namespace portico::cli {
+
+// METHOD http://ADMIN/path, with `body` (Content-Length) unless GET or HEAD. *status and *response
+// get the answer's status and body, whatever the status. False with one line in *error when the
+// API cannot be reached or does not answer in HTTP.
+bool admin_request(const std::string& admin, std::string_view method, const std::string& path,
+                   const std::string& body, int* status, std::string* response, std::string* error,
+                   int timeout_seconds = 5);
 
 // GET http://ADMIN/path. Returns false with one line in *error (unreachable, bad answer, non-200).
 bool admin_get(const std::string& admin, const std::string& path, std::string* body,

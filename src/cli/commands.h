@@ -16,6 +16,8 @@ int check_command(const std::vector<std::string>& args);     // portico check
 int proxy_command(const std::vector<std::string>& args);     // portico proxy dump
 int route_command(const std::vector<std::string>& args);     // portico route explain|add|remove
 int diff_command(const std::vector<std::string>& args);      // portico diff DIR|FILE
+int apply_command(const std::vector<std::string>& args);     // portico apply -f FILE|DIR|-
+int delete_command(const std::vector<std::string>& args);    // portico delete KIND NAME | -f F
 int server_command(const std::vector<std::string>& args);    // portico server DIR [...]
 // portico proxy --server URL --node NAME [...] (proxy_command hands it every `proxy` call with
 // --server).

@@ -222,8 +222,8 @@ class ProxyRunner {
       : options_(std::move(options)),
         registry_(workers),
         server_(workers, registry_),
-        admin_(io_, [this](std::string_view m, std::string_view p,
-                           std::string_view q) { return admin(m, p, q); }),
+        admin_(io_,
+               [this](const proxy::admin::Request& r) { return admin(r.method, r.path, r.query); }),
         signals_(io_, SIGTERM, SIGINT),
         stream_client_(options_.url, control::http::Options{}),
         ack_client_(options_.url, control::http::Options{}) {}

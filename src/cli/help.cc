@@ -149,6 +149,40 @@ diff.
 
 Exit: 0 no differences; 1 differences; 2 bad arguments; 3 admin API or files unreadable.
 )"},
+    {"apply",
+     R"(Usage: portico apply -f FILE|DIR|- [--admin ADDR:PORT | --server URL] [--token-file F]
+
+Apply resources to a running portico through its API (POST /v1/apply), into whichever store it
+uses: `portico run`'s directory (one file per resource, DIR/applied/<namespace>/<Kind>.<name>.yaml),
+etcd or Consul KV (the resource's key in Gloo's layout) when its Settings select them.
+
+  -f, --filename F    a YAML or JSON file (several documents, `---` separated), a directory (its
+                      *.yaml, *.yml and *.json files, recursively) or - (standard input);
+                      repeatable. Everything given goes in one request of at most 4 MiB.
+  --admin ADDR:PORT   `portico run`'s admin API (default 127.0.0.1:9901; loopback only)
+  --server URL        `portico server`'s REST API (http://H:P, its --listen or --admin)
+  --token-file F      the bearer token (`portico server` with --token-file wants it for writes)
+  --ca F, --cert F --key F, --server-name N
+                      an https:// --server (TLS on its --listen): its CA, the client certificate
+
+Every document is validated first: one error anywhere and nothing is written (each error is
+printed with file:line:column and field path). Prints one line per resource, e.g.
+"virtualservice default/shop configured" (created, configured or unchanged). A resource that an
+operator's file defines is a conflict: apply never edits hand-written files.
+
+Exit: 0 applied; 1 refused or a resource not written; 2 bad arguments; 3 API or files unreadable.
+)"},
+    {"delete",
+     R"(Usage: portico delete KIND NAME [-n NAMESPACE] [--admin ADDR:PORT | --server URL] [--token-file F]
+       portico delete -f FILE|DIR|- [...]
+
+Delete resources from a running portico's store through its API
+(DELETE /v1/resources/<Kind>/<namespace>/<name>): the applied file, a file that holds that
+resource alone, or the store's key. A resource in a file with others is a conflict (edit that
+file). With -f, every resource the documents name.
+
+Exit: 0 deleted; 1 not found or refused; 2 bad arguments; 3 API or files unreadable.
+)"},
     {"run",
      R"(Usage: portico run DIR [--admin ADDR:PORT] [--workers N] [--log-level debug|info|warn|error]
                        [--resync 30s] [--upgrade-socket PATH] [--upgrade]
@@ -177,7 +211,8 @@ Binds no Gateway.
                        TLS on --listen (https://): the server's certificate chain and key (PEM)
   --client-ca F        client certificates are required on --listen and verified against this
                        CA bundle (mTLS): the fleet endpoints then need no token
-  --admin ADDR:PORT    the REST API on loopback, no token (default 127.0.0.1:9901)
+  --admin ADDR:PORT    the REST API on loopback (default 127.0.0.1:9901); writes (POST /v1/apply,
+                       DELETE /v1/resources/...) want the token here too when there is one
   --heartbeat D        a heartbeat line on idle streams this often (default 5s)
 
 `portico get proxies` lists the proxies (NODE, GATEWAYS, CONNECTED, VERSION, LAST ERROR); a
@@ -249,6 +284,10 @@ Usage:
       Edit a VirtualService's routes in its YAML file (validated first; comments kept).
   portico diff DIR|FILE
       What applying these files to the running portico would change.
+  portico apply -f FILE|DIR|- [--server URL] [--token-file F]
+      Apply resources through the API into the store in use (files, etcd, Consul KV).
+  portico delete KIND NAME [-n NS] | -f FILE
+      Delete resources through the API.
   portico version
 
 Commands reading a running portico take --admin ADDR:PORT (default 127.0.0.1:9901). Every command

@@ -20,7 +20,9 @@
 #include <unordered_set>
 
 #include "cli/commands.h"
+#include "cli/fleet_auth.h"
 #include "cli/upgrade.h"
+#include "cli/write_api.h"
 #include "common/log.h"
 #include "control/discovery/discoveries.h"
 #include "control/pipeline.h"
@@ -202,8 +204,17 @@ class Runner {
                 failures.push_back({e.listener, e.message, e.sources});
               return failures;
             }),
-        admin_(io_, [this](std::string_view m, std::string_view p,
-                           std::string_view q) { return admin(m, p, q); }),
+        admin_(io_,
+               [this](const proxy::admin::Request& r) {
+                 // POST /v1/apply, DELETE /v1/resources/...: only on a loopback admin address
+                 // (it has no token).
+                 WriteAccess access;
+                 if (!is_loopback(options_.admin_host)) {
+                   access.refused = "writes go through a loopback admin address only";
+                 }
+                 if (auto w = serve_write(pipeline_, r, access)) return std::move(*w);
+                 return admin(r.method, r.path, r.query);
+               }),
         debounce_(io_),
         resync_(io_),
         signals_(io_, SIGTERM, SIGINT),
@@ -771,7 +782,7 @@ class Runner {
   proxy::admin::Response admin(std::string_view method, std::string_view path,
                                std::string_view query) {
     if (method != "GET" && method != "HEAD") {
-      return {405, "text/plain", "the admin API is read-only: use GET\n"};
+      return {405, "text/plain", "use GET (writes: POST /v1/apply, DELETE /v1/resources/...)\n"};
     }
     if (path == "/ready") {
       if (draining_) return {503, "text/plain", "draining\n"};
@@ -791,7 +802,7 @@ class Runner {
               registry_.render() + pipeline_.metrics().render() + source_stats() +
                   (discoveries_ ? discoveries_->stats() : std::string()) + upgrade_stats() +
                   proxy::access_log::Manager::instance().render_stats() +
-                  proxy::overload::render_stats()};
+                  proxy::overload::render_stats() + write_stats()};
     }
     if (path == "/config_dump") {
       auto cfg = server_.current();
@@ -801,7 +812,8 @@ class Runner {
     if (path == "/resources") return {200, "application/json", pipeline_.resources_json() + "\n"};
     if (path == "/") {
       return {200, "text/plain",
-              "portico admin API\n  /ready\n  /stats\n  /config_dump\n  /resources\n"};
+              "portico admin API\n  /ready\n  /stats\n  /config_dump\n  /resources\n"
+              "  POST /v1/apply\n  DELETE /v1/resources/<Kind>/<namespace>/<name>\n"};
     }
     return {404, "text/plain", "unknown admin path\n"};
   }

@@ -22,6 +22,7 @@
 
 #include "cli/commands.h"
 #include "cli/fleet_auth.h"
+#include "cli/write_api.h"
 #include "common/log.h"
 #include "control/discovery/discoveries.h"
 #include "control/fleet/fleet.h"
@@ -43,7 +44,7 @@ using Json = nlohmann::ordered_json;
 constexpr auto use_nothrow = asio::experimental::as_tuple(asio::use_awaitable);
 constexpr auto kQuiet = std::chrono::milliseconds(10);
 constexpr auto kMaxDelay = std::chrono::milliseconds(100);
-constexpr size_t kMaxBody = 1 << 20;
+constexpr size_t kMaxBody = proxy::admin::kMaxBody;  // `portico apply`
 
 int64_t now_ms() {
   return std::chrono::duration_cast<std::chrono::milliseconds>(
@@ -230,6 +231,10 @@ const char* reason_phrase(int status) {
       return "Conflict";
     case 413:
       return "Payload Too Large";
+    case 422:
+      return "Unprocessable Entity";
+    case 501:
+      return "Not Implemented";
     case 503:
       return "Service Unavailable";
     default:
@@ -251,8 +256,11 @@ class ServerRunner {
               // No data plane here: the streams send it (notify(), after the sync).
               return std::vector<control::ListenerFailure>{};
             }),
-        admin_(io_, [this](std::string_view m, std::string_view p,
-                           std::string_view q) { return rest(m, p, q); }),
+        admin_(io_,
+               [this](const proxy::admin::Request& r) {
+                 if (auto w = serve_write(pipeline_, r, {options_.token, {}})) return std::move(*w);
+                 return rest(r.method, r.path, r.query);
+               }),
         debounce_(io_),
         resync_(io_),
         signals_(io_, SIGTERM, SIGINT),
@@ -543,7 +551,8 @@ class ServerRunner {
       bool ok = true;
       if (r.status == proxy::http::ParseStatus::kError ||
           head.body == proxy::http::BodyKind::kChunked || head.content_length > kMaxBody) {
-        co_await write_response(socket, 400, "text/plain", "bad request\n", false, &ok);
+        const int status = head.content_length > kMaxBody ? 413 : 400;
+        co_await write_response(socket, status, "text/plain", "bad request\n", false, &ok);
         co_return;
       }
       Request req;
@@ -608,6 +617,12 @@ class ServerRunner {
           }
           body = status == 200 ? "{}\n" : Json{{"error", error}}.dump() + "\n";
         }
+      } else if (auto w = serve_write(
+                     pipeline_, {req.method, req.path, req.query, req.authorization, req.body},
+                     {options_.token, {}})) {
+        status = w->status;
+        type = w->content_type;
+        body = std::move(w->body);
       } else {
         auto resp = rest(req.method, req.path, req.query);
         status = resp.status;
@@ -723,7 +738,7 @@ class ServerRunner {
               cfg ? snapshot::to_json(*cfg, true) + "\n" : std::string("{}\n")};
     }
     if (path == "/stats") {
-      std::string out = pipeline_.metrics().render() + pipeline_.source_stats();
+      std::string out = pipeline_.metrics().render() + pipeline_.source_stats() + write_stats();
       out += "# TYPE portico_fleet_proxies_connected gauge\nportico_fleet_proxies_connected " +
              std::to_string(fleet_.connected()) + "\n";
       out +=

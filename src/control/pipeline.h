@@ -101,6 +101,15 @@ class Pipeline {
       out.emplace_back(std::string(s->name()), s->problem());
     return out;
   }
+  // The source `portico apply` and `portico delete` write to: the first configuration store that
+  // Settings added (etcd, Consul KV, Kubernetes; not a secret source), else the first source (the
+  // directory).
+  ConfigSource& write_target() {
+    for (size_t i = 1; i < sources_.size(); ++i) {
+      if (sources_[i]->holds_configuration()) return *sources_[i];
+    }
+    return *sources_.front();
+  }
   // Every source's own metrics for /stats (ConfigSource::stats()), concatenated.
   std::string source_stats() const {
     std::string out;

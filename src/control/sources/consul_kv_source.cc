@@ -34,6 +34,7 @@ ConsulKvSource::ConsulKvSource(Options options)
     : options_(std::move(options)),
       client_(options_.endpoint.url),
       writer_(options_.endpoint.url),
+      applier_(options_.endpoint.url),
       docs_("consul-kv", options_.root_key) {
   while (!options_.root_key.empty() && options_.root_key.back() == '/')
     options_.root_key.pop_back();
@@ -49,6 +50,7 @@ ConsulKvSource::~ConsulKvSource() {
   cv_.notify_all();
   client_.cancel();
   writer_.cancel();
+  applier_.cancel();
   if (thread_.joinable()) thread_.join();
   if (writer_thread_.joinable()) writer_thread_.join();
 }
@@ -376,62 +378,112 @@ void ConsulKvSource::write_statuses() {
   }
 }
 
-bool ConsulKvSource::write_status(const std::string& key, const std::optional<std::string>& text) {
+ConsulKvSource::Cas ConsulKvSource::cas(http::Client& client, const std::string& key,
+                                        const std::optional<std::string>& text) const {
   // "/v1/kv/<key>?dc=<dc>&" or "/v1/kv/<key>?": a parameter may follow.
   std::string path =
       options_.endpoint.url.path + "/v1/kv/" + http::url_escape(key, /*keep_slash=*/true) + "?";
   if (!options_.endpoint.datacenter.empty())
     path += "dc=" + http::url_escape(options_.endpoint.datacenter) + "&";
-  auto refused = [&](const http::Response& r) {
-    std::lock_guard<std::mutex> lock(mu_);
-    if (!status_refused_logged_) {
-      LOG_WARN(
-          "consul-kv %s: statuses are not written back: HTTP %d %s (the token needs write on "
-          "%s.status/)",
-          label_.c_str(), r.status, consul::brief(r.body).c_str(), options_.root_key.c_str());
-      status_refused_logged_ = true;
-    }
+  Cas out;
+  auto failed = [&](const http::Response& r) {
+    out.status = r.status;
+    out.error = "HTTP " + std::to_string(r.status) + " " + consul::brief(r.body);
+    return out;
   };
   for (int attempt = 0; attempt < 3; ++attempt) {
-    // The status key's ModifyIndex now (0: absent), for the compare-and-set.
+    // The key's ModifyIndex now (0: absent), for the compare-and-set.
     http::Request get;
     get.target = path.substr(0, path.size() - 1);
     get.headers = consul::request_headers(options_.endpoint);
-    auto current = writer_.send(get, consul::Millis(10000));
-    if (!current) return false;
+    auto current = client.send(get, consul::Millis(10000));
+    if (!current) {
+      out.error = current.error().message;
+      return out;
+    }
     uint64_t index = 0;
+    out.existed = false;
     if (current->status == 200) {
       auto entries = consul::parse_kv_entries(current->body);
-      if (!entries || entries->size() != 1) return false;
-      if (text && entries->front().value == *text) return true;  // already so
+      if (!entries || entries->size() != 1) {
+        out.error = "an answer that is not one KV entry";
+        return out;
+      }
+      out.existed = true;
+      if (text && entries->front().value == *text) {  // already so
+        out.done = true;
+        return out;
+      }
       index = entries->front().modify_index;
-    } else if (current->status == 403) {
-      refused(current.value());
-      return true;  // not retried: the token's rules must change first
     } else if (current->status != 404) {
-      return false;
+      return failed(current.value());
     }
-    if (!text && index == 0) return true;  // nothing to delete
+    if (!text && index == 0) {  // nothing to delete
+      out.done = true;
+      return out;
+    }
     http::Request write;
     write.method = text ? "PUT" : "DELETE";
     write.target = path + "cas=" + std::to_string(index);
     write.headers = get.headers;
     if (text) write.body = *text;
-    auto done = writer_.send(write, consul::Millis(10000));
-    if (!done) return false;
-    if (done->status == 403) {
-      refused(done.value());
-      return true;
+    auto done = client.send(write, consul::Millis(10000));
+    if (!done) {
+      out.error = done.error().message;
+      return out;
     }
-    if (done->status != 200) return false;
+    if (done->status != 200) return failed(done.value());
     if (done->body.find("true") != std::string::npos) {
-      std::lock_guard<std::mutex> lock(mu_);
-      ++status_writes_;
-      return true;
+      out.done = true;
+      out.wrote = true;
+      return out;
     }
     // false: another writer changed it in between; read it again
   }
-  return false;
+  out.error = "changed by other writers during 3 attempts";
+  return out;
+}
+
+bool ConsulKvSource::write_status(const std::string& key, const std::optional<std::string>& text) {
+  Cas r = cas(writer_, key, text);
+  if (r.status == 403) {
+    std::lock_guard<std::mutex> lock(mu_);
+    if (!status_refused_logged_) {
+      LOG_WARN(
+          "consul-kv %s: statuses are not written back: %s (the token needs write on "
+          "%s.status/)",
+          label_.c_str(), r.error.c_str(), options_.root_key.c_str());
+      status_refused_logged_ = true;
+    }
+    return true;  // not retried: the token's rules must change first
+  }
+  if (!r.done) return false;
+  if (r.wrote) {
+    std::lock_guard<std::mutex> lock(mu_);
+    ++status_writes_;
+  }
+  return true;
+}
+
+WriteResult ConsulKvSource::write(const WriteOp& op) {
+  using Outcome = WriteResult::Outcome;
+  const std::string what = op.kind + " " + op.ns + "/" + op.name;
+  std::string key;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    auto found = docs_.find_key(op.kind, op.ns, op.name);
+    if (!found && op.action == WriteOp::Action::kDelete) {
+      return {Outcome::kNotFound, what + " is not in Consul KV below " + options_.root_key + "/"};
+    }
+    key = found ? *found : docs_.new_key(op.api_version, op.kind, op.ns, op.name);
+  }
+  const std::string where = "consul " + url_label(options_.endpoint.url) + " key " + key;
+  const bool del = op.action == WriteOp::Action::kDelete;
+  Cas r = cas(applier_, key, del ? std::nullopt : std::optional<std::string>(op.document));
+  if (!r.done) return {Outcome::kFailed, where + ": " + r.error};
+  if (del) return {r.existed ? Outcome::kDeleted : Outcome::kNotFound, where};
+  if (!r.wrote) return {Outcome::kUnchanged, where};
+  return {r.existed ? Outcome::kConfigured : Outcome::kCreated, where};
 }
 
 }  // namespace portico::control

@@ -57,6 +57,12 @@ class ConsulKvSource : public ConfigSource {
   void report_statuses(const std::vector<ResourceStatus>& resources,
                        const std::vector<api::Diagnostic>& origin_errors) override;
 
+  // `portico apply` / `portico delete`: puts or deletes the resource's key (the key the view holds
+  // it at, else <rootKey>/<apiVersion>/<Kind>/<namespace>/<name>) with a compare-and-set on its
+  // ModifyIndex (read just before; retried when another writer came in between). Blocks the caller
+  // for up to 10 s per request; the blocking query then delivers the change.
+  WriteResult write(const WriteOp& op) override;
+
   // The status key of a resource key ("gloo/a/b" -> "gloo.status/a/b").
   std::string status_key(const std::string& key) const;
   // For tests: status writes done (PUT or DELETE that Consul accepted).
@@ -75,6 +81,17 @@ class ConsulKvSource : public ConfigSource {
   void set_problem(const std::string& what);
   // The status writer's thread: writes what report_statuses() queued.
   void write_statuses();
+  // A compare-and-set write of `key` (nullopt: delete it) through `client`, on the ModifyIndex
+  // read just before; up to 3 attempts when another writer comes in between.
+  struct Cas {
+    bool done = false;     // the key holds `text` now (or is absent, for a delete)
+    bool wrote = false;    // a PUT or DELETE was accepted (false: it was so already)
+    bool existed = false;  // the key was there before
+    int status = 0;        // Consul's refusing status (403: the token may not write)
+    std::string error;     // when not done
+  };
+  Cas cas(http::Client& client, const std::string& key,
+          const std::optional<std::string>& text) const;
   // One status key: its text (nullopt: delete it), compare-and-set on its ModifyIndex. False on a
   // failure worth retrying.
   bool write_status(const std::string& key, const std::optional<std::string>& text);
@@ -86,7 +103,8 @@ class ConsulKvSource : public ConfigSource {
   std::string label_;  // "http://127.0.0.1:8500 gloo/"
   std::function<void()> wake_;
   std::thread thread_;
-  http::Client writer_;  // the status writer's own connection
+  http::Client writer_;   // the status writer's own connection
+  http::Client applier_;  // write()'s (the control-plane thread)
   std::thread writer_thread_;
   std::map<std::string, std::string> status_desired_;  // control thread: status key -> text
 

@@ -36,10 +36,45 @@ Result<std::unique_ptr<EtcdSource>> EtcdSource::make(EtcdSourceOptions options) 
 
 EtcdSource::EtcdSource(http::Url url, EtcdSourceOptions options)
     : options_(std::move(options)),
-      client_(std::move(url), options_.timeout),
+      client_(url, options_.timeout),
+      writer_(std::move(url), options_.timeout),
       docs_("etcd", options_.prefix) {
   key_prefix_ = docs_.root() + "/";
   range_end_ = etcd::prefix_range_end(key_prefix_);
+}
+
+WriteResult EtcdSource::write(const WriteOp& op) {
+  using Outcome = WriteResult::Outcome;
+  const std::string what = op.kind + " " + op.ns + "/" + op.name;
+  std::string key;
+  {
+    std::lock_guard lock(mu_);
+    auto found = docs_.find_key(op.kind, op.ns, op.name);
+    if (!found && op.action == WriteOp::Action::kDelete) {
+      return {Outcome::kNotFound, what + " is not in etcd below " + key_prefix_};
+    }
+    key = found ? *found : docs_.new_key(op.api_version, op.kind, op.ns, op.name);
+  }
+  const std::string where = "etcd " + options_.address + " key " + key;
+  for (int attempt = 0; attempt < 3; ++attempt) {
+    auto now = writer_.range(key, "");
+    if (!now) return {Outcome::kFailed, where + ": " + now.error().message};
+    const bool exists = !now->kvs.empty();
+    const int64_t mod = exists ? now->kvs.front().mod_revision : 0;
+    Result<etcd::TxnResult> done = etcd::TxnResult{};
+    if (op.action == WriteOp::Action::kDelete) {
+      if (!exists) return {Outcome::kNotFound, what + " is not in etcd (" + key + ")"};
+      done = writer_.delete_if(key, mod);
+    } else {
+      if (exists && now->kvs.front().value == op.document) return {Outcome::kUnchanged, where};
+      done = writer_.put_if(key, op.document, mod);
+    }
+    if (!done) return {Outcome::kFailed, where + ": " + done.error().message};
+    if (!done->succeeded) continue;  // another writer in between: read it again
+    if (op.action == WriteOp::Action::kDelete) return {Outcome::kDeleted, where};
+    return {exists ? Outcome::kConfigured : Outcome::kCreated, where};
+  }
+  return {Outcome::kFailed, where + ": changed by other writers during 3 attempts"};
 }
 
 EtcdSource::~EtcdSource() {
@@ -49,6 +84,7 @@ EtcdSource::~EtcdSource() {
   }
   cv_.notify_all();
   client_.cancel();
+  writer_.cancel();
   if (thread_.joinable()) thread_.join();
 }
 

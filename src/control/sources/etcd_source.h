@@ -52,6 +52,11 @@ class EtcdSource : public ConfigSource {
   void start(std::function<void()> wake) override;
   std::string problem() const override;
   std::string stats() const override;
+  // `portico apply` / `portico delete`: puts or deletes the resource's key (the key the view holds
+  // it at, else <prefix>/<apiVersion>/<Kind>/<namespace>/<name>) with a compare-and-set on its
+  // mod_revision, read just before (retried when another writer came in between). Blocks the
+  // caller for up to the request timeout; the watch then delivers the change.
+  WriteResult write(const WriteOp& op) override;
 
   struct Counters {
     uint64_t ranges = 0;     // complete reads of the prefix
@@ -80,6 +85,7 @@ class EtcdSource : public ConfigSource {
   std::string key_prefix_;  // "<prefix>/"
   std::string range_end_;
   etcd::EtcdClient client_;  // the thread's
+  etcd::EtcdClient writer_;  // write()'s (the control-plane thread)
 
   mutable std::mutex mu_;
   std::condition_variable cv_;

@@ -1,12 +1,17 @@
 #include "control/sources/file_source.h"
 
+#include <fcntl.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
+#include <cerrno>
 #include <cstdio>
+#include <cstring>
 #include <set>
 #include <unordered_map>
 
 #include "api/decode.h"
+#include "api/fields.h"
 #include "common/hash.h"
 #include "control/sources/config_dir.h"
 
@@ -95,6 +100,47 @@ api::Diagnostic keeping(const std::string& name, size_t count) {
                          "keeping the " + std::to_string(count) +
                              " resource(s) of this file's last good version in force",
                          api::Diagnostic::Severity::kWarning);
+}
+
+// Writes `text` at `path` atomically: a hidden temporary file beside it (the watcher and the
+// listing skip hidden files), flushed to disk, renamed into place. An error message, or "".
+std::string write_atomically(const std::filesystem::path& path, std::string_view text) {
+  const std::filesystem::path tmp =
+      path.parent_path() / ("." + path.filename().string() + ".tmp" + std::to_string(::getpid()));
+  int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+  if (fd < 0) return "cannot create " + tmp.string() + ": " + std::strerror(errno);
+  size_t done = 0;
+  while (done < text.size()) {
+    ssize_t n = ::write(fd, text.data() + done, text.size() - done);
+    if (n < 0 && errno == EINTR) continue;
+    if (n <= 0) {
+      std::string error = "cannot write " + tmp.string() + ": " + std::strerror(errno);
+      ::close(fd);
+      ::unlink(tmp.c_str());
+      return error;
+    }
+    done += static_cast<size_t>(n);
+  }
+  if (::fsync(fd) != 0 || ::close(fd) != 0) {
+    std::string error = "cannot write " + tmp.string() + ": " + std::strerror(errno);
+    ::unlink(tmp.c_str());
+    return error;
+  }
+  if (::rename(tmp.c_str(), path.c_str()) != 0) {
+    std::string error = "cannot rename into " + path.string() + ": " + std::strerror(errno);
+    ::unlink(tmp.c_str());
+    return error;
+  }
+  return "";
+}
+
+bool valid_kind(std::string_view kind) {
+  for (auto k :
+       {api::Kind::kGateway, api::Kind::kVirtualService, api::Kind::kUpstream, api::Kind::kSecret,
+        api::Kind::kRouteTable, api::Kind::kUpstreamGroup, api::Kind::kSettings}) {
+    if (kind == api::to_string(k)) return true;
+  }
+  return false;
 }
 
 }  // namespace
@@ -365,6 +411,92 @@ void FileSource::check_refs(bool full, const std::set<std::string>& just_read, D
       delta->upserts.push_back(Upsert{std::move(origin), doc.resource});
     }
   }
+}
+
+std::vector<std::string> FileSource::files_defining(const std::string& resource_key) const {
+  std::vector<std::string> out;
+  for (const auto& [name, state] : files_) {
+    for (const auto& doc : state.docs) {
+      if (doc.resource_key == resource_key) {
+        out.push_back(name);
+        break;
+      }
+    }
+  }
+  return out;
+}
+
+WriteResult FileSource::write(const WriteOp& op) {
+  namespace fs = std::filesystem;
+  using Outcome = WriteResult::Outcome;
+  const std::string what = op.kind + " " + op.ns + "/" + op.name;
+  std::error_code ec;
+  if (!fs::is_directory(dir_, ec)) {
+    return {Outcome::kUnsupported, "the configuration is the file " + dir_.string() +
+                                       ", not a directory: it takes no writes"};
+  }
+  if (!valid_kind(op.kind)) return {Outcome::kFailed, "unknown kind \"" + op.kind + "\""};
+  for (const auto* part : {&op.ns, &op.name}) {
+    std::string why = api::check_name(*part);
+    if (!why.empty()) return {Outcome::kFailed, what + ": " + why};
+  }
+  // applied/<namespace>/<Kind>.<name>.yaml: names may hold dots, kinds do not.
+  const std::string applied_name = "applied/" + op.ns + "/" + op.kind + "." + op.name + ".yaml";
+  const fs::path applied = dir_ / applied_name;
+  const std::string key = op.kind + "/" + op.ns + "/" + op.name;
+  std::vector<std::string> elsewhere;
+  for (auto& name : files_defining(key)) {
+    if (name != applied_name) elsewhere.push_back(std::move(name));
+  }
+  const bool applied_exists = fs::exists(applied, ec);
+
+  if (op.action == WriteOp::Action::kApply) {
+    if (!elsewhere.empty()) {
+      return {Outcome::kConflict, what + " is defined in " + (dir_ / elsewhere[0]).string() +
+                                      ": edit that file (apply never edits an operator's file)"};
+    }
+    std::string text = op.document;
+    if (text.empty() || text.back() != '\n') text.push_back('\n');
+    Outcome outcome = Outcome::kCreated;
+    if (applied_exists) {
+      std::string error;
+      auto before = read_config_file(applied, api::kMaxFileBytes, &error);
+      if (before && *before == text) return {Outcome::kUnchanged, applied.string()};
+      outcome = Outcome::kConfigured;
+    }
+    fs::create_directories(applied.parent_path(), ec);
+    if (ec) {
+      return {Outcome::kFailed,
+              "cannot create " + applied.parent_path().string() + ": " + ec.message()};
+    }
+    std::string error = write_atomically(applied, text);
+    if (!error.empty()) return {Outcome::kFailed, error};
+    return {outcome, applied.string()};
+  }
+
+  // Delete: the applied file, or a file that holds this resource alone (read again now: the
+  // last poll may be behind).
+  if (applied_exists) {
+    if (!fs::remove(applied, ec) || ec) {
+      return {Outcome::kFailed, "cannot remove " + applied.string() + ": " + ec.message()};
+    }
+    return {Outcome::kDeleted, applied.string()};
+  }
+  if (elsewhere.empty()) return {Outcome::kNotFound, what + " is not defined in " + dir_.string()};
+  const fs::path file = base_ / elsewhere[0];
+  std::string error;
+  auto content = read_config_file(file, api::kMaxFileBytes, &error);
+  if (!content) return {Outcome::kFailed, file.string() + ": " + error};
+  api::DecodedFile decoded = api::decode_file(elsewhere[0], *content);
+  if (!decoded.parsed || !decoded.errors.empty() || decoded.resources.size() != 1 ||
+      decoded.resources[0].key() != key) {
+    return {Outcome::kConflict,
+            what + " is defined in " + file.string() + " with other documents: edit that file"};
+  }
+  if (!fs::remove(file, ec) || ec) {
+    return {Outcome::kFailed, "cannot remove " + file.string() + ": " + ec.message()};
+  }
+  return {Outcome::kDeleted, file.string()};
 }
 
 std::vector<std::filesystem::path> FileSource::referenced_dirs() const {

@@ -53,6 +53,15 @@ class FileSource : public ConfigSource {
   const std::filesystem::path& dir() const { return dir_; }
   std::filesystem::path base_dir() const override { return base_; }
 
+  // `portico apply` and `portico delete`: an applied document goes to its own file,
+  // `<dir>/applied/<Kind>.<namespace>.<name>.yaml`, written atomically (a hidden temporary file
+  // renamed into place); the file watcher then reports it as any edit. A resource that another
+  // file of the directory defines is a conflict naming that file: an operator's file is never
+  // edited. A delete removes the applied file, or a file that holds that resource alone; a
+  // resource in a file with others is a conflict; one that no file holds is not found. Refused
+  // when the source is one file rather than a directory.
+  WriteResult write(const WriteOp& op) override;
+
   // The directories of the files that resources refer to (TLS certificates and keys of Secrets
   // and sslFiles), for the file watcher: a rotated certificate changes its resource's revision.
   std::vector<std::filesystem::path> referenced_dirs() const;
@@ -93,6 +102,8 @@ class FileSource : public ConfigSource {
   };
 
   static StatSig stat_of(const std::filesystem::path& path);
+  // The files (relative names, from the last poll) that define `resource_key`.
+  std::vector<std::string> files_defining(const std::string& resource_key) const;
   // Decodes `content` of `name` into `delta` against the file's previous state. Files that the
   // resources refer to are resolved against `base` (not followed when it is empty).
   static void add_file(const std::string& name, std::string_view content, FileState* state,

@@ -86,6 +86,24 @@ std::string KeyedDocuments::key_for(std::string_view group_version, std::string_
   return out;
 }
 
+std::optional<std::string> KeyedDocuments::find_key(std::string_view kind, std::string_view ns,
+                                                    std::string_view name) const {
+  std::string why;
+  for (const auto& [key, value] : view_) {
+    auto parts = parse_key(key, &why);
+    if (parts && parts->kind == kind && parts->ns == ns && parts->name == name) return key;
+  }
+  return std::nullopt;
+}
+
+std::string KeyedDocuments::new_key(std::string_view api_version, std::string_view kind,
+                                    std::string_view ns, std::string_view name) const {
+  const bool grouped = api_version.find('/') != std::string_view::npos &&
+                       api_version.front() != '/' && api_version.back() != '/' &&
+                       api_version.find('/') == api_version.rfind('/');
+  return key_for(grouped ? api_version : std::string_view(api::kApiVersion), kind, ns, name);
+}
+
 void KeyedDocuments::put(const std::string& key, std::string text, std::string revision) {
   if (is_folder(key, text)) return;
   view_[key] = Value{std::move(text), std::move(revision)};

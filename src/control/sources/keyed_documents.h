@@ -45,6 +45,15 @@ class KeyedDocuments {
   std::string key_for(std::string_view group_version, std::string_view kind, std::string_view ns,
                       std::string_view name) const;
 
+  // The key of the view that holds kind/ns/name (whatever its group and version; the first in key
+  // order), or nullopt: where `portico apply` writes over, and what `portico delete` removes.
+  std::optional<std::string> find_key(std::string_view kind, std::string_view ns,
+                                      std::string_view name) const;
+  // The key a new resource is written at: its apiVersion's group and version
+  // (gateway.portico.dev/v1 when the apiVersion names no group).
+  std::string new_key(std::string_view api_version, std::string_view kind, std::string_view ns,
+                      std::string_view name) const;
+
   // Incremental changes of the view (a watch's events). A key ending in '/' with an empty value
   // (a Consul "folder") is ignored.
   void put(const std::string& key, std::string text, std::string revision);

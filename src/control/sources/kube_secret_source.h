@@ -43,6 +43,7 @@ class KubeSecretSource : public ConfigSource {
   KubeSecretSource& operator=(const KubeSecretSource&) = delete;
 
   std::string_view name() const override { return "kubernetes-secrets"; }
+  bool holds_configuration() const override { return false; }
   Delta poll(bool full) override;
   void start(std::function<void()> wake) override;
   std::string problem() const override;

@@ -14,6 +14,62 @@
 
 namespace portico::control {
 
+// One change asked of a source's store (`portico apply` / `portico delete` through the API).
+struct WriteOp {
+  enum class Action { kApply, kDelete };
+  Action action = Action::kApply;
+  std::string kind;         // "VirtualService" (api::to_string(Kind))
+  std::string ns;           // metadata.namespace
+  std::string name;         // metadata.name
+  std::string api_version;  // kApply: the document's apiVersion ("gateway.solo.io/v1")
+  // kApply: the text of exactly one YAML or JSON document, decoded and validated without error
+  // by the caller.
+  std::string document;
+};
+
+// What a write did, or why it did not.
+struct WriteResult {
+  enum class Outcome {
+    kCreated,      // applied: the resource was not in the store
+    kConfigured,   // applied: it was, with another document
+    kUnchanged,    // applied: it was, with the same document
+    kDeleted,      // deleted
+    kNotFound,     // delete of a resource the store does not hold
+    kConflict,     // the store holds it where a write must not go (an operator's file)
+    kUnsupported,  // this source does not take writes
+    kFailed,       // the store refused or could not be reached
+  };
+  Outcome outcome = Outcome::kFailed;
+  std::string message;  // where it was written, or what went wrong (one line)
+  bool ok() const {
+    return outcome == Outcome::kCreated || outcome == Outcome::kConfigured ||
+           outcome == Outcome::kUnchanged || outcome == Outcome::kDeleted;
+  }
+};
+// "created", "configured", "unchanged", "deleted", "not found", "conflict", "unsupported",
+// "failed".
+inline const char* to_string(WriteResult::Outcome outcome) {
+  switch (outcome) {
+    case WriteResult::Outcome::kCreated:
+      return "created";
+    case WriteResult::Outcome::kConfigured:
+      return "configured";
+    case WriteResult::Outcome::kUnchanged:
+      return "unchanged";
+    case WriteResult::Outcome::kDeleted:
+      return "deleted";
+    case WriteResult::Outcome::kNotFound:
+      return "not found";
+    case WriteResult::Outcome::kConflict:
+      return "conflict";
+    case WriteResult::Outcome::kUnsupported:
+      return "unsupported";
+    case WriteResult::Outcome::kFailed:
+      break;
+  }
+  return "failed";
+}
+
 class ConfigSource {
  public:
   virtual ~ConfigSource() = default;
@@ -60,6 +116,19 @@ class ConfigSource {
                                const std::vector<api::Diagnostic>& origin_errors) {
     (void)resources;
     (void)origin_errors;
+  }
+
+  // False for a source of secrets alone (Vault): never the target of writes.
+  virtual bool holds_configuration() const { return true; }
+
+  // Applies one document or deletes one resource in the source's store (control-plane thread;
+  // may block on the store for its request timeout). The change reaches the store's resources
+  // the way any edit of the store does (the file watcher, the watch): poll() reports it. By
+  // default a source takes no writes.
+  virtual WriteResult write(const WriteOp& op) {
+    return {WriteResult::Outcome::kUnsupported, "the " + std::string(name()) +
+                                                    " source does not take writes (" + op.kind +
+                                                    " " + op.ns + "/" + op.name + ")"};
   }
 };
 

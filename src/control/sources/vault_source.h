@@ -89,6 +89,7 @@ class VaultSource : public ConfigSource {
   VaultSource& operator=(const VaultSource&) = delete;
 
   std::string_view name() const override { return "vault"; }
+  bool holds_configuration() const override { return false; }
   Delta poll(bool full) override;
   void start(std::function<void()> wake) override;
   std::string problem() const override;

@@ -5,6 +5,7 @@
 
 #include <asio/experimental/as_tuple.hpp>
 
+#include <algorithm>
 #include <cerrno>
 #include <cstring>
 
@@ -23,10 +24,24 @@ const char* reason(int status) {
       return "OK";
     case 400:
       return "Bad Request";
+    case 401:
+      return "Unauthorized";
+    case 403:
+      return "Forbidden";
     case 404:
       return "Not Found";
     case 405:
       return "Method Not Allowed";
+    case 409:
+      return "Conflict";
+    case 411:
+      return "Length Required";
+    case 413:
+      return "Payload Too Large";
+    case 422:
+      return "Unprocessable Entity";
+    case 501:
+      return "Not Implemented";
     case 503:
       return "Service Unavailable";
     default:
@@ -54,12 +69,34 @@ asio::awaitable<void> serve(asio::ip::tcp::socket socket, const Handler& handler
     bool keep = false;
     if (r.status == http::ParseStatus::kError) {
       resp = {400, "text/plain", std::string(http::error_text(r.error)) + "\n"};
-    } else if (head.body != http::BodyKind::kNone) {
-      resp = {405, "text/plain", "the admin API takes no request bodies\n"};
+    } else if (head.body == http::BodyKind::kChunked) {
+      resp = {411, "text/plain", "send the request body with a Content-Length\n"};
+    } else if (head.body == http::BodyKind::kContentLength && head.content_length > kMaxBody) {
+      resp = {413, "text/plain",
+              "request body larger than " + std::to_string(kMaxBody >> 20) + " MiB\n"};
     } else {
       keep = head.keep_alive;
-      resp = handler(head.method, head.path, head.query);
+      // Copied: reading the body may move the buffer the head's views point into.
+      const std::string method(head.method), path(head.path), query(head.query);
+      std::string authorization;
+      if (const auto* h = head.find("authorization")) authorization = std::string(h->value);
+      std::string body;
+      const size_t length = head.body == http::BodyKind::kContentLength
+                                ? static_cast<size_t>(head.content_length)
+                                : 0;
       in.consume(head.head_bytes);
+      const size_t buffered = std::min(length, in.size());
+      body.assign(in.view().substr(0, buffered));
+      in.consume(buffered);
+      while (body.size() < length) {
+        const size_t at = body.size();
+        body.resize(std::min(length, at + 65536));
+        auto [ec, n] = co_await socket.async_read_some(
+            asio::buffer(body.data() + at, body.size() - at), use_nothrow);
+        if (ec || n == 0) co_return;
+        body.resize(at + n);
+      }
+      resp = handler(Request{method, path, query, authorization, body});
     }
     std::string out = "HTTP/1.1 " + std::to_string(resp.status) + " " + reason(resp.status) +
                       "\r\nContent-Type: " + resp.content_type +

@@ -1,6 +1,7 @@
 // Admin listener: a small HTTP/1.1 server for operators and the CLI (/ready, /stats, /config_dump,
-// /resources). Runs on the control thread's io_context; handlers run there too, so they may read
-// control-plane state without locks. Bound to 127.0.0.1 by default: it is not for the internet.
+// /resources; POST /v1/apply and DELETE /v1/resources/... where the caller handles them). Runs on
+// the control thread's io_context; handlers run there too, so they may read control-plane state
+// without locks. Bound to 127.0.0.1 by default: it is not for the internet.
 #pragma once
 
 #include <asio.hpp>
@@ -17,8 +18,20 @@ struct Response {
   std::string body;
 };
 
-using Handler =
-    std::function<Response(std::string_view method, std::string_view path, std::string_view query)>;
+// A request as the handler sees it; the views live until the handler returns.
+struct Request {
+  std::string_view method;
+  std::string_view path;
+  std::string_view query;
+  std::string_view authorization;  // the Authorization header's value, or empty
+  std::string_view body;           // with Content-Length only, at most kMaxBody bytes
+};
+
+// The largest request body the admin listener reads (`portico apply`); a larger one is answered
+// 413, a chunked one 411.
+inline constexpr size_t kMaxBody = 4 * 1024 * 1024;
+
+using Handler = std::function<Response(const Request& request)>;
 
 class AdminServer {
  public:

@@ -179,5 +179,104 @@ TEST_F(FileSourceTest, AnEventDrivenPollChecksReferencedFilesOfTheNotedDirectori
   EXPECT_EQ(upserted(source.poll(false)), (std::set<std::string>{"Secret/default/r"}));
 }
 
+WriteOp apply_op(const std::string& name, const std::string& document) {
+  WriteOp op;
+  op.action = WriteOp::Action::kApply;
+  op.kind = "Upstream";
+  op.ns = "default";
+  op.name = name;
+  op.document = document;
+  return op;
+}
+
+WriteOp delete_op(const std::string& name) {
+  WriteOp op;
+  op.action = WriteOp::Action::kDelete;
+  op.kind = "Upstream";
+  op.ns = "default";
+  op.name = name;
+  return op;
+}
+
+std::string slurp(const fs::path& p) {
+  std::ifstream in(p);
+  return std::string(std::istreambuf_iterator<char>(in), {});
+}
+
+TEST_F(FileSourceTest, ApplyWritesOneFilePerResourceAndPollServesIt) {
+  FileSource source(dir_ / "conf");
+  EXPECT_TRUE(source.poll(false).upserts.empty());
+  const fs::path file = dir_ / "conf" / "applied" / "default" / "Upstream.a.yaml";
+
+  WriteResult created = source.write(apply_op("a", upstream("a", 1)));
+  EXPECT_EQ(created.outcome, WriteResult::Outcome::kCreated) << created.message;
+  EXPECT_EQ(created.message, file.string());
+  EXPECT_EQ(slurp(file), upstream("a", 1));
+  // Nothing left beside it (the temporary file was renamed).
+  EXPECT_EQ(std::distance(fs::directory_iterator(file.parent_path()), fs::directory_iterator()), 1);
+  EXPECT_EQ(upserted(source.poll(true)), (std::set<std::string>{"Upstream/default/a"}));
+
+  EXPECT_EQ(source.write(apply_op("a", upstream("a", 1))).outcome,
+            WriteResult::Outcome::kUnchanged);
+  EXPECT_EQ(source.write(apply_op("a", upstream("a", 2))).outcome,
+            WriteResult::Outcome::kConfigured);
+  EXPECT_EQ(slurp(file), upstream("a", 2));
+  EXPECT_EQ(upserted(source.poll(true)), (std::set<std::string>{"Upstream/default/a"}));
+
+  WriteResult deleted = source.write(delete_op("a"));
+  EXPECT_EQ(deleted.outcome, WriteResult::Outcome::kDeleted) << deleted.message;
+  EXPECT_FALSE(fs::exists(file));
+  EXPECT_EQ(removed(source.poll(true)), (std::set<std::string>{"Upstream/default/a"}));
+  EXPECT_EQ(source.write(delete_op("a")).outcome, WriteResult::Outcome::kNotFound);
+}
+
+TEST_F(FileSourceTest, ApplyNeverEditsAnOperatorsFile) {
+  const std::string both = upstream("a", 1) + "---\n" + upstream("b", 2);
+  write(dir_ / "conf" / "both.yaml", both);
+  write(dir_ / "conf" / "alone.yaml", upstream("c", 3));
+  FileSource source(dir_ / "conf");
+  EXPECT_EQ(source.poll(false).upserts.size(), 3u);
+
+  WriteResult conflict = source.write(apply_op("a", upstream("a", 9)));
+  EXPECT_EQ(conflict.outcome, WriteResult::Outcome::kConflict);
+  EXPECT_NE(conflict.message.find("both.yaml"), std::string::npos) << conflict.message;
+  EXPECT_EQ(slurp(dir_ / "conf" / "both.yaml"), both);
+  EXPECT_FALSE(fs::exists(dir_ / "conf" / "applied"));
+
+  // A file with other resources is not deleted; a file with that resource alone is.
+  EXPECT_EQ(source.write(delete_op("b")).outcome, WriteResult::Outcome::kConflict);
+  EXPECT_EQ(slurp(dir_ / "conf" / "both.yaml"), both);
+  EXPECT_EQ(source.write(delete_op("c")).outcome, WriteResult::Outcome::kDeleted);
+  EXPECT_FALSE(fs::exists(dir_ / "conf" / "alone.yaml"));
+  EXPECT_EQ(removed(source.poll(false)), (std::set<std::string>{"Upstream/default/c"}));
+}
+
+TEST_F(FileSourceTest, WritesRefusedForOneFileAndBadNames) {
+  write(dir_ / "conf" / "one.yaml", upstream("a", 1));
+  FileSource one(dir_ / "conf" / "one.yaml");
+  (void)one.poll(false);
+  EXPECT_EQ(one.write(apply_op("b", upstream("b", 1))).outcome, WriteResult::Outcome::kUnsupported);
+
+  FileSource source(dir_ / "conf");
+  (void)source.poll(false);
+  EXPECT_EQ(source.write(apply_op("../x", upstream("x", 1))).outcome,
+            WriteResult::Outcome::kFailed);
+  WriteOp bad_kind = delete_op("a");
+  bad_kind.kind = "Nope";
+  EXPECT_EQ(source.write(bad_kind).outcome, WriteResult::Outcome::kFailed);
+  EXPECT_FALSE(fs::exists(dir_ / "conf" / "applied"));
+}
+
+TEST(ConfigSourceWrite, DefaultIsUnsupported) {
+  struct ReadOnly : ConfigSource {
+    std::string_view name() const override { return "test"; }
+    Delta poll(bool) override { return {}; }
+  } source;
+  WriteResult r = source.write(WriteOp{});
+  EXPECT_EQ(r.outcome, WriteResult::Outcome::kUnsupported);
+  EXPECT_FALSE(r.ok());
+  EXPECT_NE(r.message.find("does not take writes"), std::string::npos);
+}
+
 }  // namespace
 }  // namespace portico::control

@@ -252,5 +252,24 @@ TEST(KeyedDocumentsTest, ReplaceAllIsADiffAgainstWhatWasDelivered) {
   EXPECT_EQ(docs.revision(c), "8");
 }
 
+TEST(KeyedDocumentsTest, WhereAWriteGoes) {
+  KeyedDocuments docs("etcd", "portico");
+  EXPECT_EQ(docs.new_key("gateway.solo.io/v1", "VirtualService", "default", "shop"),
+            "portico/gateway.solo.io/v1/VirtualService/default/shop");
+  // No group: Portico's own.
+  EXPECT_EQ(docs.new_key("v1", "Secret", "ns", "s"), "portico/gateway.portico.dev/v1/Secret/ns/s");
+  EXPECT_EQ(docs.new_key("", "Upstream", "ns", "u"),
+            "portico/gateway.portico.dev/v1/Upstream/ns/u");
+  EXPECT_FALSE(docs.find_key("VirtualService", "default", "shop"));
+  // Held under another group: that key is the one written over.
+  docs.put("portico/gateway.solo.io/v1/VirtualService/default/shop", service("shop"), "1");
+  docs.put("portico/gateway.portico.dev/v1/VirtualService/other/shop", service("shop"), "2");
+  EXPECT_EQ(docs.find_key("VirtualService", "default", "shop").value_or(""),
+            "portico/gateway.solo.io/v1/VirtualService/default/shop");
+  EXPECT_EQ(docs.find_key("VirtualService", "other", "shop").value_or(""),
+            "portico/gateway.portico.dev/v1/VirtualService/other/shop");
+  EXPECT_FALSE(docs.find_key("Upstream", "default", "shop"));
+}
+
 }  // namespace
 }  // namespace portico::control
