@@ -2006,4 +2006,18 @@ DecodedFile decode_file(const std::string& file, std::string_view content) {
   return out;
 }
 
+std::string document_to_json(std::string_view text, std::string* error) {
+  try {
+    const YAML::Node node = YAML::Load(std::string(text));
+    if (!node.IsMap()) {
+      if (error) *error = "the document is not a map";
+      return {};
+    }
+    return to_json(node, 0).dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
+  } catch (const std::exception& e) {
+    if (error) *error = e.what();
+    return {};
+  }
+}
+
 }  // namespace portico::api

@@ -21,6 +21,11 @@ inline constexpr size_t kMaxNodes = 1'000'000;
 inline constexpr size_t kMaxDocuments = 10'000;
 inline constexpr size_t kMaxEvents = 8'000'000;
 
+// One YAML or JSON document as JSON text, scalars typed as the decoder reads them (plain
+// integers, numbers and booleans; everything else a string). "" and `error` when it does not
+// parse. For a document the decoder already accepted (the Kubernetes store's writes).
+std::string document_to_json(std::string_view text, std::string* error);
+
 struct DecodedFile {
   // False when the file could not be read as a whole (YAML syntax error, too large, nested too
   // deep): callers keep the file's previous resources in force.

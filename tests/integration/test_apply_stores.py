@@ -1,5 +1,6 @@
 #!/usr/bin/env python3
-"""`portico apply` / `portico delete` when Settings select a store: a real etcd and the Consul KV double.
+"""`portico apply` / `portico delete` when Settings select a store: a real etcd, the Consul KV double and
+the Kubernetes double (the object of the kind's custom resource, created, replaced, deleted).
 The resource's key is written in Gloo's layout (<prefix>/gateway.portico.dev/v1/VirtualService/default/shop),
 read back from the store itself (etcdctl, python3-consul), and served through the gateway within 1 s; a
 second apply of the same document is "unchanged"; delete removes the key (404 through the gateway);
@@ -14,6 +15,7 @@ sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."
 from support import portico_testlib as t  # noqa: E402
 from support import etcd_server  # noqa: E402
 from support.consul_double import ConsulDouble  # noqa: E402
+from support.kube_double import KubeDouble  # noqa: E402
 from support.portico_testlib import matcher as m, route as r  # noqa: E402
 
 try:
@@ -133,6 +135,58 @@ class ConsulKvApplyTest(StoreApplyBase):
 
     def test_apply_edit_delete(self):
         self.apply_edit_delete(self.read_key)
+
+
+class KubernetesApplyTest(StoreApplyBase):
+    def setUp(self):
+        super().setUp()
+        self.double = KubeDouble().start()
+        self.addCleanup(self.double.stop)
+        self.cfg.write_obj("settings.yaml", t.resource("Settings", "default", {
+            "kubernetesConfigSource": {"address": self.double.address}}))
+        self.portico = self.start_portico(self.cfg)
+        t.wait_until(lambda: t.metric_sum(self.portico.stats(), "portico_config_source_up",
+                                          source="kubernetes") == 1, 5.0,
+                     message="kubernetes source up")
+
+    def stored_body(self):
+        obj = self.double.get("virtualservices", "shop")
+        if obj is None:
+            return None
+        routes = obj["spec"]["virtualHost"]["routes"]
+        return routes[0]["directResponseAction"]["body"]
+
+    def test_apply_edit_delete(self):
+        out = cli("apply", "-f", "-", "--admin", self.portico.admin, stdin=shop("v1"))
+        self.assertEqual(out.returncode, 0, out.stderr)
+        self.assertEqual(out.stdout.strip(), "virtualservice default/shop created")
+        start = time.monotonic()
+        t.wait_until(lambda: self.get() == (200, "v1"), WITHIN, 0.01, "v1 served")
+        print(f"\napply -> served in {(time.monotonic() - start) * 1000:.0f} ms", file=sys.stderr)
+        obj = self.double.get("virtualservices", "shop")
+        self.assertEqual(obj["apiVersion"], "gateway.solo.io/v1")  # the custom resource's group
+        self.assertEqual(self.stored_body(), "v1")
+        self.assertFalse(os.path.exists(os.path.join(self.cfg.path, "applied")))
+
+        out = cli("apply", "-f", "-", "--admin", self.portico.admin, stdin=shop("v1"))
+        self.assertEqual(out.stdout.strip(), "virtualservice default/shop unchanged", out.stderr)
+        out = cli("apply", "-f", "-", "--admin", self.portico.admin, stdin=shop("v2"))
+        self.assertEqual(out.stdout.strip(), "virtualservice default/shop configured", out.stderr)
+        t.wait_until(lambda: self.get() == (200, "v2"), WITHIN, 0.01, "v2 served")
+        self.assertEqual(self.stored_body(), "v2")
+
+        out = cli("apply", "-f", "-", "--admin", self.portico.admin,
+                  stdin=shop("v3").replace("status: 200", "status: 9999"))
+        self.assertEqual(out.returncode, 1)
+        self.assertEqual(self.stored_body(), "v2")
+
+        out = cli("delete", "vs", "shop", "--admin", self.portico.admin)
+        self.assertEqual(out.returncode, 0, out.stderr)
+        self.assertEqual(out.stdout.strip(), "virtualservice default/shop deleted")
+        t.wait_until(lambda: self.get()[0] == 404, WITHIN, 0.01, "shop gone")
+        self.assertIsNone(self.double.get("virtualservices", "shop"))
+        out = cli("delete", "vs", "shop", "--admin", self.portico.admin)
+        self.assertEqual(out.returncode, 1)
 
 
 if __name__ == "__main__":

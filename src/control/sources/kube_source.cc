@@ -7,6 +7,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include "api/decode.h"
 #include "api/resources.h"
 #include "common/backoff.h"
 #include "common/log.h"
@@ -122,7 +123,11 @@ Result<std::unique_ptr<KubeSource>> KubeSource::make(KubeSourceOptions options) 
 }
 
 KubeSource::KubeSource(http::Url url, KubeSourceOptions options)
-    : options_(std::move(options)), url_(std::move(url)), writer_(url_), docs_("kubernetes", "") {
+    : options_(std::move(options)),
+      url_(std::move(url)),
+      writer_(url_),
+      applier_(url_),
+      docs_("kubernetes", "") {
   label_ = kube::label_of(url_);
   std::vector<std::string> spaces = options_.namespaces;
   if (spaces.empty()) spaces.push_back("");
@@ -667,6 +672,102 @@ bool KubeSource::write_status(const std::string& key, const std::string& status_
     rv = object["metadata"]["resourceVersion"].get<std::string>();
   }
   return false;
+}
+
+WriteResult KubeSource::write(const WriteOp& op) {
+  using Outcome = WriteResult::Outcome;
+  const KindInfo* kind = nullptr;
+  for (const auto& k : kinds()) {
+    if (op.kind == k.kind) kind = &k;
+  }
+  const std::string what = op.kind + " " + op.ns + "/" + op.name;
+  if (kind == nullptr) {
+    return {Outcome::kUnsupported, "kubernetes " + label_ + ": no custom resource holds " + what};
+  }
+  const std::string collection_path = url_.path + "/apis/" + kind->group + "/" + kind->version +
+                                      "/namespaces/" + http::url_escape(op.ns) + "/" + kind->plural;
+  const std::string path = collection_path + "/" + http::url_escape(op.name);
+  const std::string where = "kubernetes " + label_ + " " + std::string(kind->plural) + "." +
+                            kind->group + " " + op.ns + "/" + op.name;
+  auto failed = [&](const std::string& why) {
+    return WriteResult{Outcome::kFailed, where + ": " + why};
+  };
+  std::string error;
+  auto send = [&](std::string method, std::string target,
+                  const std::string* body) -> std::optional<http::Response> {
+    http::Request req;
+    req.method = std::move(method);
+    req.target = std::move(target);
+    if (!headers(&req.headers, &error)) return std::nullopt;
+    if (body != nullptr) {
+      req.headers.emplace_back("Content-Type", "application/json");
+      req.body = *body;
+    }
+    auto r = applier_.send(req, options_.timeout);
+    if (!r) {
+      error = r.error().message;
+      return std::nullopt;
+    }
+    return std::move(r.value());
+  };
+
+  if (op.action == WriteOp::Action::kDelete) {
+    auto r = send("DELETE", path, nullptr);
+    if (!r) return failed(error);
+    if (r->status == 200 || r->status == 202) return {Outcome::kDeleted, where};
+    if (r->status == 404) return {Outcome::kNotFound, where + ": not in the cluster"};
+    return failed(status_message(r->status, r->body));
+  }
+
+  // The object to write: the document with the custom resource's apiVersion and no status.
+  const std::string doc_json = api::document_to_json(op.document, &error);
+  if (doc_json.empty()) return failed("the document does not convert to JSON: " + error);
+  json object = json::parse(doc_json, nullptr, false);
+  if (!object.is_object()) return failed("the document does not convert to JSON");
+  object["apiVersion"] = group_version(*kind);
+  object["kind"] = kind->kind;
+  object.erase("status");
+  json& meta = object["metadata"];
+  if (!meta.is_object()) meta = json::object();
+  meta["name"] = op.name;
+  meta["namespace"] = op.ns;
+  meta.erase("resourceVersion");
+  auto same = [&](const json& current) {
+    static const json kEmpty = json::object();
+    const json& cm = current.contains("metadata") ? current["metadata"] : kEmpty;
+    auto field = [](const json& m, const char* k) { return m.contains(k) ? m[k] : json(); };
+    return field(cm, "labels") == field(meta, "labels") &&
+           field(cm, "annotations") == field(meta, "annotations") &&
+           field(current, "spec") == field(object, "spec");
+  };
+  for (int attempt = 0; attempt < 3; ++attempt) {
+    auto got = send("GET", path, nullptr);
+    if (!got) return failed(error);
+    if (got->status == 404) {
+      meta.erase("resourceVersion");
+      const std::string body = object.dump(-1, ' ', false, json::error_handler_t::replace);
+      auto r = send("POST", collection_path, &body);
+      if (!r) return failed(error);
+      if (r->status == 200 || r->status == 201) return {Outcome::kCreated, where};
+      if (r->status == 409) continue;  // created meanwhile: read it again
+      return failed(status_message(r->status, r->body));
+    }
+    if (got->status != 200) return failed(status_message(got->status, got->body));
+    json current = json::parse(got->body, nullptr, false);
+    if (!current.is_object() || !current.contains("metadata") ||
+        !current["metadata"].contains("resourceVersion")) {
+      return failed("the API server's object has no metadata.resourceVersion");
+    }
+    if (same(current)) return {Outcome::kUnchanged, where};
+    meta["resourceVersion"] = current["metadata"]["resourceVersion"];
+    const std::string body = object.dump(-1, ' ', false, json::error_handler_t::replace);
+    auto r = send("PUT", path, &body);
+    if (!r) return failed(error);
+    if (r->status == 200 || r->status == 201) return {Outcome::kConfigured, where};
+    if (r->status == 409) continue;  // changed meanwhile: read it again
+    return failed(status_message(r->status, r->body));
+  }
+  return failed("still conflicting after 3 tries (409)");
 }
 
 }  // namespace portico::control

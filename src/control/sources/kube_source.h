@@ -84,6 +84,11 @@ class KubeSource : public ConfigSource {
   std::string stats() const override;
   void report_statuses(const std::vector<ResourceStatus>& resources,
                        const std::vector<api::Diagnostic>& origin_errors) override;
+  // `portico apply` / `delete` into the cluster: the object of the kind's custom resource is
+  // created (POST), replaced (PUT with the resourceVersion read just before; a 409 reads again,
+  // up to 3 times) or deleted; an object whose labels, annotations and spec already match is
+  // left unchanged. Its status stays the status subresource's. Control thread.
+  WriteResult write(const WriteOp& op) override;
 
   struct Counters {
     uint64_t lists = 0;          // complete lists of a kind
@@ -143,6 +148,7 @@ class KubeSource : public ConfigSource {
   std::string label_;  // "http://127.0.0.1:8001"
   std::vector<std::unique_ptr<Slice>> slices_;
   http::Client writer_;
+  http::Client applier_;  // write(): the control thread's
   std::thread writer_thread_;
   std::function<void()> wake_;
   std::map<std::string, std::string> status_desired_;  // control thread: key -> status JSON
