@@ -112,6 +112,14 @@ void decode_consul(DocReader& doc, const Field& f, ConsulSettings* out) {
       out->datacenter = s;
     }
   }
+  if (m.string("namespace", &s, false, &where)) {
+    if (!valid_datacenter(s)) {
+      doc.error(where, m.child_path("namespace"),
+                "\"" + s + "\" is not a Consul namespace name (letters, digits, '-', '_', '.')");
+    } else {
+      out->ns = s;
+    }
+  }
   Location token_at;
   const bool has_token = m.string("token", &out->token, false, &token_at);
   if (has_token && out->token.empty()) {

@@ -521,11 +521,12 @@ struct VaultSecretSourceSpec {
 struct ConsulSettings {
   std::string address = "http://127.0.0.1:8500";  // "http://host:port" ("host:port" accepted)
   std::string datacenter;                         // empty: the agent's own
-  std::string token;                              // the ACL token (X-Consul-Token); or
-  std::string token_file;                         // a file holding it (read at start)
-  std::string username, password;                 // HTTP basic authentication; empty: none
-  std::chrono::milliseconds wait_time{60000};     // ?wait= of the blocking queries
-  StoreTls tls;                                   // caFile, caPath, certFile, keyFile, ... (https)
+  std::string ns;     // Consul Enterprise namespace (X-Consul-Namespace); empty: the token's own
+  std::string token;  // the ACL token (X-Consul-Token); or
+  std::string token_file;                      // a file holding it (read at start)
+  std::string username, password;              // HTTP basic authentication; empty: none
+  std::chrono::milliseconds wait_time{60000};  // ?wait= of the blocking queries
+  StoreTls tls;                                // caFile, caPath, certFile, keyFile, ... (https)
 };
 
 // spec.nomad: how to reach Nomad (native service discovery).

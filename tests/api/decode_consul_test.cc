@@ -38,6 +38,7 @@ TEST(DecodeConsul, EveryField) {
   auto r = test::decode_one("s.yaml", settings(R"(  consul:
     address: consul.service:8501
     datacenter: dc-2
+    namespace: team-a
     token: s3cr3t
     username: u
     password: p
@@ -50,6 +51,7 @@ TEST(DecodeConsul, EveryField) {
   const SettingsSpec& s = r.settings();
   EXPECT_EQ(s.consul.address, "http://consul.service:8501");  // Gloo's host:port form
   EXPECT_EQ(s.consul.datacenter, "dc-2");
+  EXPECT_EQ(s.consul.ns, "team-a");
   EXPECT_EQ(s.consul.token, "s3cr3t");
   EXPECT_EQ(s.consul.username, "u");
   EXPECT_EQ(s.consul.password, "p");

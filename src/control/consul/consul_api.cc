@@ -23,6 +23,7 @@ std::string_view to_string(Consistency c) {
 std::vector<std::pair<std::string, std::string>> request_headers(const Endpoint& e) {
   std::vector<std::pair<std::string, std::string>> out;
   if (!e.token.empty()) out.emplace_back("X-Consul-Token", e.token);
+  if (!e.ns.empty()) out.emplace_back("X-Consul-Namespace", e.ns);
   if (!e.username.empty() || !e.password.empty()) {
     out.emplace_back("Authorization",
                      "Basic " + common::base64_encode(e.username + ":" + e.password));

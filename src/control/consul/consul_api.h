@@ -30,12 +30,13 @@ std::string_view to_string(Consistency c);
 struct Endpoint {
   http::Url url;           // the agent's HTTP API
   std::string datacenter;  // ?dc=; empty: the agent's own
+  std::string ns;          // X-Consul-Namespace (Consul Enterprise); empty: the token's own
   std::string token;       // X-Consul-Token; empty: none (Consul's anonymous token)
   std::string username;    // HTTP basic authentication (a proxy in front of Consul); empty: none
   std::string password;
 };
 
-// The headers every request to `e` carries (the ACL token, basic authentication).
+// The headers every request to `e` carries (the ACL token, the namespace, basic authentication).
 std::vector<std::pair<std::string, std::string>> request_headers(const Endpoint& e);
 
 // The query parameters of a read, each prefixed with '&': dc, the consistency mode and, when

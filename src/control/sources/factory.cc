@@ -32,6 +32,7 @@ Result<consul::Endpoint> consul_endpoint(const api::ConsulSettings& c) {
   if (!url) return Error::invalid("consul.address " + c.address + ": " + url.error().message);
   e.url = std::move(url.value());
   e.datacenter = c.datacenter;
+  e.ns = c.ns;
   e.token = c.token;
   e.username = c.username;
   e.password = c.password;

@@ -54,6 +54,11 @@ TEST(ConsulApi, ReadParamsAndHeaders) {
   ASSERT_EQ(h.size(), 2u);
   EXPECT_EQ(h[0], std::make_pair(std::string("X-Consul-Token"), std::string("t0k")));
   EXPECT_EQ(h[1], std::make_pair(std::string("Authorization"), std::string("Basic dTpw")));
+  // Consul Enterprise: every request names the namespace (KV, catalog, health alike).
+  e.ns = "team-a";
+  h = request_headers(e);
+  ASSERT_EQ(h.size(), 3u);
+  EXPECT_EQ(h[1], std::make_pair(std::string("X-Consul-Namespace"), std::string("team-a")));
 }
 
 TEST(ConsulApi, ParseKvEntries) {
