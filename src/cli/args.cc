@@ -1,5 +1,8 @@
 #include "cli/args.h"
 
+#include <cctype>
+#include <cstdio>
+
 namespace portico::cli {
 
 std::string Args::parse(const std::vector<std::string>& args, const std::vector<FlagSpec>& specs) {
@@ -75,6 +78,47 @@ std::string Args::get(std::string_view name, std::string fallback) const {
 std::vector<std::string> Args::all(std::string_view name) const {
   auto it = values_.find(name);
   return it == values_.end() ? std::vector<std::string>{} : it->second;
+}
+
+bool parse_duration(const std::string& text, std::chrono::milliseconds* out) {
+  size_t digits = 0;
+  while (digits < text.size() && std::isdigit(static_cast<unsigned char>(text[digits])))
+    ++digits;
+  if (digits == 0 || digits > 9) return false;
+  long long n = std::stoll(text.substr(0, digits));
+  std::string unit = text.substr(digits);
+  if (unit == "ms") {
+    *out = std::chrono::milliseconds(n);
+  } else if (unit == "s" || (unit.empty() && n == 0)) {
+    *out = std::chrono::seconds(n);
+  } else if (unit == "m") {
+    *out = std::chrono::minutes(n);
+  } else {
+    return false;
+  }
+  return true;
+}
+
+bool FlagWalker::next() {
+  if (next_ >= args_.size()) return false;
+  arg_ = args_[next_++];
+  inline_value_.clear();
+  has_inline_ = false;
+  if (arg_.rfind("--", 0) == 0 && arg_.find('=') != std::string::npos) {
+    inline_value_ = arg_.substr(arg_.find('=') + 1);
+    arg_.resize(arg_.find('='));
+    has_inline_ = true;
+  }
+  return true;
+}
+
+const std::string* FlagWalker::value() {
+  if (has_inline_) return &inline_value_;
+  if (next_ >= args_.size()) {
+    std::fprintf(stderr, "%s: %s needs a value\n", command_.c_str(), arg_.c_str());
+    return nullptr;
+  }
+  return &args_[next_++];
 }
 
 }  // namespace portico::cli

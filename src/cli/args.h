@@ -3,6 +3,7 @@
 // the flags, "-" as a positional (stdin). Plain values; main thread only.
 #pragma once
 
+#include <chrono>
 #include <functional>
 #include <map>
 #include <string>
@@ -37,6 +38,34 @@ class Args {
   std::vector<std::string> positional_;
   bool help_ = false;
 };
+
+// Walks a long-running command's arguments (`portico run`, `server`, `proxy`) one at a time:
+// "--flag=value" and "--flag value". The caller decides what each flag means.
+class FlagWalker {
+ public:
+  // `command` names the command in errors ("portico run").
+  FlagWalker(std::string command, const std::vector<std::string>& args)
+      : command_(std::move(command)), args_(args) {}
+  // Moves to the next argument; false at the end.
+  bool next();
+  // The flag ("--admin", the part before '=') or the positional argument.
+  const std::string& arg() const { return arg_; }
+  // Whether the flag came as "--flag=value".
+  bool has_inline() const { return has_inline_; }
+  // The flag's value (consuming the next argument unless it was inline), or null after printing
+  // "<command>: --flag needs a value".
+  const std::string* value();
+
+ private:
+  std::string command_;
+  const std::vector<std::string>& args_;
+  size_t next_ = 0;
+  std::string arg_, inline_value_;
+  bool has_inline_ = false;
+};
+
+// A duration flag's value: "30s", "500ms", "2m", "0". False when malformed.
+bool parse_duration(const std::string& text, std::chrono::milliseconds* out);
 
 // The flags every command reading a running portico takes: --admin ADDR:PORT.
 inline constexpr const char* kDefaultAdmin = "127.0.0.1:9901";

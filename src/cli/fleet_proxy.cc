@@ -24,6 +24,7 @@
 #include <set>
 #include <thread>
 
+#include "cli/args.h"
 #include "cli/commands.h"
 #include "cli/fleet_auth.h"
 #include "cli/help.h"
@@ -69,33 +70,19 @@ struct ProxyOptions {
 };
 
 bool parse_proxy_options(const std::vector<std::string>& args, ProxyOptions* o) {
-  for (size_t i = 0; i < args.size(); ++i) {
-    std::string a = args[i];
-    std::string inline_value;
-    bool has_inline = false;
-    if (a.rfind("--", 0) == 0 && a.find('=') != std::string::npos) {
-      inline_value = a.substr(a.find('=') + 1);
-      a = a.substr(0, a.find('='));
-      has_inline = true;
-    }
-    auto value = [&]() -> const std::string* {
-      if (has_inline) return &inline_value;
-      if (i + 1 >= args.size()) {
-        std::fprintf(stderr, "portico proxy: %s needs a value\n", a.c_str());
-        return nullptr;
-      }
-      return &args[++i];
-    };
+  FlagWalker w("portico proxy", args);
+  while (w.next()) {
+    const std::string& a = w.arg();
     const std::string* v = nullptr;
     if (a == "--help" || a == "-h") {
       std::fputs(help_text("proxy"), stdout);
       std::exit(0);
     }
     if (a == "--server") {
-      if (!(v = value())) return false;
+      if (!(v = w.value())) return false;
       o->server = *v;
     } else if (a == "--ca" || a == "--cert" || a == "--key" || a == "--server-name") {
-      if (!(v = value())) return false;
+      if (!(v = w.value())) return false;
       if (v->empty()) {
         std::fprintf(stderr, "portico proxy: %s wants a value\n", a.c_str());
         return false;
@@ -105,26 +92,26 @@ bool parse_proxy_options(const std::vector<std::string>& args, ProxyOptions* o) 
        : a == "--key"  ? o->tls.key_file
                        : o->tls.server_name) = *v;
     } else if (a == "--node") {
-      if (!(v = value())) return false;
+      if (!(v = w.value())) return false;
       o->node = *v;
     } else if (a == "--gateways") {
-      if (!(v = value())) return false;
+      if (!(v = w.value())) return false;
       o->gateways = *v;
     } else if (a == "--token-file") {
-      if (!(v = value())) return false;
+      if (!(v = w.value())) return false;
       std::string error;
       if (!read_token_file(*v, &o->token, &error)) {
         std::fprintf(stderr, "portico proxy: --token-file: %s\n", error.c_str());
         return false;
       }
     } else if (a == "--admin") {
-      if (!(v = value())) return false;
+      if (!(v = w.value())) return false;
       if (!parse_host_port(*v, &o->admin_host, &o->admin_port)) {
         std::fprintf(stderr, "portico proxy: --admin wants ADDR:PORT, got '%s'\n", v->c_str());
         return false;
       }
     } else if (a == "--bind-address") {
-      if (!(v = value())) return false;
+      if (!(v = w.value())) return false;
       in6_addr buf{};
       if (inet_pton(AF_INET, v->c_str(), &buf) != 1 && inet_pton(AF_INET6, v->c_str(), &buf) != 1) {
         std::fprintf(stderr, "portico proxy: --bind-address wants an IP address, got '%s'\n",
@@ -133,7 +120,7 @@ bool parse_proxy_options(const std::vector<std::string>& args, ProxyOptions* o) 
       }
       o->bind_address = *v;
     } else if (a == "--workers") {
-      if (!(v = value())) return false;
+      if (!(v = w.value())) return false;
       char* end = nullptr;
       long n = std::strtol(v->c_str(), &end, 10);
       if (*end != '\0' || n < 1 || n > 64) {
@@ -142,7 +129,7 @@ bool parse_proxy_options(const std::vector<std::string>& args, ProxyOptions* o) 
       }
       o->workers = static_cast<unsigned>(n);
     } else if (a == "--idle-timeout") {
-      if (!(v = value())) return false;
+      if (!(v = w.value())) return false;
       char* end = nullptr;
       long n = std::strtol(v->c_str(), &end, 10);
       if (std::string(end) != "s" || n < 1 || n > 3600) {
@@ -151,7 +138,7 @@ bool parse_proxy_options(const std::vector<std::string>& args, ProxyOptions* o) 
       }
       o->idle_timeout = std::chrono::seconds(n);
     } else if (a == "--log-level") {
-      if (!(v = value())) return false;
+      if (!(v = w.value())) return false;
       log::Level level;
       if (!log::parse_level(*v, &level)) return false;
       log::set_level(level);

@@ -19,7 +19,9 @@
 #include <thread>
 #include <unordered_set>
 
+#include "cli/args.h"
 #include "cli/commands.h"
+#include "cli/control_loop.h"
 #include "cli/fleet_auth.h"
 #include "cli/upgrade.h"
 #include "cli/write_api.h"
@@ -43,11 +45,6 @@ namespace {
 
 using Clock = std::chrono::steady_clock;
 
-// Debounce: a burst of file events (an editor's write, a `cp -r`) becomes one rebuild, at most
-// kMaxDelay after its first event.
-constexpr auto kQuiet = std::chrono::milliseconds(10);
-constexpr auto kMaxDelay = std::chrono::milliseconds(100);
-
 struct RunOptions {
   std::filesystem::path dir;
   std::string admin_host = "127.0.0.1";
@@ -62,52 +59,18 @@ struct RunOptions {
   std::vector<std::string> args;  // as given, for SIGUSR2's re-execution
 };
 
-// "30s", "500ms", "2m", "0". False when malformed.
-bool parse_duration(const std::string& text, std::chrono::milliseconds* out) {
-  size_t digits = 0;
-  while (digits < text.size() && std::isdigit(static_cast<unsigned char>(text[digits])))
-    ++digits;
-  if (digits == 0 || digits > 9) return false;
-  long long n = std::stoll(text.substr(0, digits));
-  std::string unit = text.substr(digits);
-  if (unit == "ms") {
-    *out = std::chrono::milliseconds(n);
-  } else if (unit == "s" || (unit.empty() && n == 0)) {
-    *out = std::chrono::seconds(n);
-  } else if (unit == "m") {
-    *out = std::chrono::minutes(n);
-  } else {
-    return false;
-  }
-  return true;
-}
-
 bool parse_run_options(const std::vector<std::string>& args, RunOptions* o) {
-  for (size_t i = 0; i < args.size(); ++i) {
-    std::string a = args[i];
-    std::string inline_value;
-    bool has_inline = false;
-    if (a.rfind("--", 0) == 0 && a.find('=') != std::string::npos) {
-      inline_value = a.substr(a.find('=') + 1);
-      a = a.substr(0, a.find('='));
-      has_inline = true;
-    }
-    auto value = [&](const char* flag) -> const std::string* {
-      if (has_inline) return &inline_value;
-      if (i + 1 >= args.size()) {
-        std::fprintf(stderr, "portico run: %s needs a value\n", flag);
-        return nullptr;
-      }
-      return &args[++i];
-    };
+  FlagWalker w("portico run", args);
+  while (w.next()) {
+    const std::string& a = w.arg();
     if (a == "--admin") {
-      const std::string* v = value("--admin");
+      const std::string* v = w.value();
       if (!v || !parse_host_port(*v, &o->admin_host, &o->admin_port)) {
         if (v) std::fprintf(stderr, "portico run: --admin wants ADDR:PORT, got '%s'\n", v->c_str());
         return false;
       }
     } else if (a == "--workers") {
-      const std::string* v = value("--workers");
+      const std::string* v = w.value();
       if (!v) return false;
       char* end = nullptr;
       long n = std::strtol(v->c_str(), &end, 10);
@@ -117,7 +80,7 @@ bool parse_run_options(const std::vector<std::string>& args, RunOptions* o) {
       }
       o->workers = static_cast<unsigned>(n);
     } else if (a == "--resync") {
-      const std::string* v = value("--resync");
+      const std::string* v = w.value();
       if (!v || !parse_duration(*v, &o->resync)) {
         if (v) {
           std::fprintf(stderr,
@@ -127,20 +90,20 @@ bool parse_run_options(const std::vector<std::string>& args, RunOptions* o) {
         return false;
       }
     } else if (a == "--upgrade-socket") {
-      const std::string* v = value("--upgrade-socket");
+      const std::string* v = w.value();
       if (!v || v->empty()) {
         if (v) std::fprintf(stderr, "portico run: --upgrade-socket wants a path\n");
         return false;
       }
       o->upgrade_socket = *v;
     } else if (a == "--upgrade") {
-      if (has_inline) {
+      if (w.has_inline()) {
         std::fprintf(stderr, "portico run: --upgrade takes no value\n");
         return false;
       }
       o->upgrade = true;
     } else if (a == "--log-level") {
-      const std::string* v = value("--log-level");
+      const std::string* v = w.value();
       log::Level level;
       if (!v || !log::parse_level(*v, &level)) {
         if (v) std::fprintf(stderr, "portico run: unknown log level '%s'\n", v->c_str());
@@ -180,30 +143,22 @@ void raise_fd_limit() {
   }
 }
 
-int64_t unix_ms() {
-  return std::chrono::duration_cast<std::chrono::milliseconds>(
-             std::chrono::system_clock::now().time_since_epoch())
-      .count();
-}
-
 class Runner {
  public:
   Runner(RunOptions options, unsigned workers)
       : options_(std::move(options)),
         registry_(workers),
         server_(workers, registry_),
-        pipeline_(
-            [this] {
-              auto source = std::make_unique<control::FileSource>(options_.dir);
-              files_ = source.get();
-              return source;
-            }(),
+        loop_(
+            io_, options_.dir,
             [this](std::shared_ptr<const snapshot::ProxyConfig> config) {
               std::vector<control::ListenerFailure> failures;
               for (auto& e : server_.apply(std::move(config)))
                 failures.push_back({e.listener, e.message, e.sources});
               return failures;
-            }),
+            },
+            options_.resync),
+        pipeline_(loop_.pipeline()),
         admin_(io_,
                [this](const proxy::admin::Request& r) {
                  // POST /v1/apply, DELETE /v1/resources/...: only on a loopback admin address
@@ -215,12 +170,9 @@ class Runner {
                  if (auto w = serve_write(pipeline_, r, access)) return std::move(*w);
                  return admin(r.method, r.path, r.query);
                }),
-        debounce_(io_),
-        resync_(io_),
         signals_(io_, SIGTERM, SIGINT),
         reopen_signal_(io_, SIGUSR1),
         upgrade_signal_(io_, SIGUSR2),
-        inotify_(io_),
         upgrade_acceptor_(io_) {
     char buf[4096];
     ssize_t n = ::readlink("/proc/self/exe", buf, sizeof buf - 1);
@@ -293,25 +245,10 @@ class Runner {
       return 1;
     };
     server_.start();
-    // Watch before the first read, so that nothing written in between is missed.
-    auto watcher = control::FileWatcher::open(options_.dir);
-    if (watcher.ok()) {
-      watcher_ = std::move(watcher.value());
-      inotify_.assign(::dup(watcher_->fd()));
-      wait_for_changes();
-    } else {
-      LOG_ERROR("configuration changes will not be seen: %s", watcher.error().message.c_str());
-    }
-    // DNS names, Consul's catalog and Nomad's services, always on: they begin once the Settings
-    // are known, and are configured from the Settings in force before each publication.
-    discoveries_.emplace(pipeline_, [this] {
-      asio::post(io_, [this] {
-        if (!draining_) schedule_rebuild();
-      });
-    });
-    pipeline_.set_before_publish([this] { discoveries_->configure(settings_in_force()); });
-    rebuild(false);
-    start_sources();
+    loop_.set_hooks({[this] { registry_.count_reload_error(); },
+                     [this](const control::Pipeline::SyncResult& r,
+                            ControlLoop::Clock::time_point t) { on_built(r, t); }});
+    loop_.start();
     if (options_.upgrade) {
       // Refused whole: a file that does not parse, a Rejected resource (a Gateway whose port
       // cannot be bound among them).
@@ -397,7 +334,7 @@ class Runner {
       if (!e) shutdown(("signal " + std::to_string(sig)).c_str(), false);
     });
     wait_for_reopen();
-    schedule_resync();
+    loop_.start_resync();
     ready_ = true;
     io_.run();
     // After a signal the joiner thread waits for the workers; otherwise wait here.
@@ -601,142 +538,9 @@ class Runner {
     LOG_INFO("SIGUSR2: started %s run ... --upgrade", self_exe_.c_str());
   }
 
-  void wait_for_changes() {
-    inotify_.async_wait(asio::posix::stream_descriptor::wait_read,
-                        [this](const asio::error_code& e) {
-                          if (e || draining_) return;
-                          if (watcher_->drain()) {
-                            if (watcher_->take_overflow()) full_pending_ = true;
-                            // The next sync re-reads only what changed.
-                            auto changes = watcher_->take_changes();
-                            if (files_ != nullptr) {
-                              if (changes.relist) files_->note_relist();
-                              for (const auto& path : changes.paths)
-                                files_->note_changed(path);
-                            }
-                            schedule_rebuild();
-                          }
-                          wait_for_changes();
-                        });
-  }
-
-  void schedule_rebuild() {
-    const auto now = Clock::now();
-    if (!pending_) {
-      pending_ = true;
-      first_event_ = now;
-      first_event_set_ = true;
-    }
-    auto when = std::min(now + kQuiet, first_event_ + kMaxDelay);
-    debounce_.expires_at(when);
-    debounce_.async_wait([this](const asio::error_code& e) {
-      if (e) return;  // re-armed by a newer event
-      pending_ = false;
-      bool full = full_pending_;
-      full_pending_ = false;
-      rebuild(full);
-    });
-  }
-
-  // The periodic full re-read: catches what inotify missed (a full event queue, files behind
-  // symlinks that point outside the directory, network filesystems).
-  void schedule_resync() {
-    if (options_.resync.count() <= 0 || draining_) return;
-    resync_.expires_after(options_.resync);
-    resync_.async_wait([this](const asio::error_code& e) {
-      if (e || draining_) return;
-      rebuild(true);
-      schedule_resync();
-    });
-  }
-
-  // The Settings resource in force (its last good version), or null.
-  // Before the first translation accepted it (the first publication), its newest version when
-  // that decoded without error.
-  const api::SettingsSpec* settings_in_force() const {
-    const auto& entries = pipeline_.store().entries();
-    for (auto it = entries.lower_bound("Settings/");
-         it != entries.end() && it->first.rfind("Settings/", 0) == 0; ++it) {
-      const auto& entry = it->second;
-      if (entry.last_good) return &entry.last_good->settings();
-      const api::Resource& r = entry.current();
-      if (std::none_of(r.diagnostics.begin(), r.diagnostics.end(), [](const api::Diagnostic& d) {
-            return d.severity == api::Diagnostic::Severity::kError;
-          })) {
-        return &r.settings();
-      }
-    }
-    return nullptr;
-  }
-
-  // The sources Settings names beyond the directory (etcd, Consul KV, Vault...), made once the
-  // directory was read. A later change to them is logged and waits for a restart or an upgrade.
-  void start_sources() {
-    sources_started_ = true;
-    const api::SettingsSpec* settings = settings_in_force();
-    if (!settings) return;
-    sources_fingerprint_ = control::sources_fingerprint(*settings);
-    control::MadeSources made = control::make_sources(*settings);
-    for (const auto& e : made.errors)
-      LOG_ERROR("Settings: %s", e.c_str());
-    if (made.sources.empty()) return;
-    for (auto& source : made.sources) {
-      LOG_INFO("configuration source %.*s started", static_cast<int>(source->name().size()),
-               source->name().data());
-      source->start([this] {
-        asio::post(io_, [this] {
-          if (!draining_) schedule_rebuild();
-        });
-      });
-      pipeline_.add_source(std::move(source));
-    }
-    rebuild(false);
-  }
-
-  // portico_config_source_up{source}: 1 while the source has no problem.
-  std::string source_stats() const {
-    std::string out;
-    for (const auto& [name, problem] : pipeline_.source_states()) {
-      if (out.empty()) out = "# TYPE portico_config_source_up gauge\n";
-      out += "portico_config_source_up{source=\"" + name + "\"} " + (problem.empty() ? "1" : "0") +
-             "\n";
-    }
-    return out + pipeline_.source_stats();
-  }
-
-  void check_sources_changed() {
-    if (!sources_started_) return;  // the first build, before start_sources(): nothing to compare
-    const api::SettingsSpec* settings = settings_in_force();
-    std::string now = settings ? control::sources_fingerprint(*settings) : std::string();
-    if (now != sources_fingerprint_ && now != sources_warned_) {
-      LOG_WARN(
-          "Settings: the configuration, secret or discovery sources changed; they take effect at "
-          "the next start or binary upgrade (portico upgrade)");
-      sources_warned_ = now;
-    }
-  }
-
-  void rebuild(bool full) {
-    const auto started = Clock::now();
-    // When the change was first noticed: the first event of the debounced burst.
-    const int64_t seen_ms = unix_ms() - std::chrono::duration_cast<std::chrono::milliseconds>(
-                                            started - (first_event_set_ ? first_event_ : started))
-                                            .count();
-    first_event_set_ = false;
-    control::Pipeline::SyncResult result = pipeline_.sync(full, seen_ms);
-    pipeline_.report_statuses();  // sources that write statuses back (Consul KV)
-    // Certificates and keys that resources name by path: a rotation there is a change too.
-    if (watcher_ && files_) watcher_->watch_dirs(files_->referenced_dirs());
-    if (result.failed) {
-      registry_.count_reload_error();
-      LOG_ERROR("configuration build failed: %s; version %llu stays in force",
-                pipeline_.last_error().c_str(),
-                static_cast<unsigned long long>(pipeline_.version()));
-      return;
-    }
-    if (discoveries_) discoveries_->configure(settings_in_force());
-    if (!result.built) return;  // nothing changed
-    check_sources_changed();
+  // A new build (published or not): the data plane's version, the listeners it could not open.
+  void on_built(const control::Pipeline::SyncResult& result,
+                ControlLoop::Clock::time_point started) {
     const auto& current = pipeline_.current();
     if (result.published) {
       registry_.set_config(result.version, unix_ms());
@@ -754,29 +558,13 @@ class Runner {
       }
     }
     if (!current.ok()) registry_.count_reload_error();
-    log_diagnostics(current);
-    const auto took = std::chrono::duration_cast<std::chrono::microseconds>(Clock::now() - started);
+    const auto took =
+        std::chrono::duration_cast<std::chrono::microseconds>(ControlLoop::Clock::now() - started);
     if (result.published) {
       LOG_INFO("configuration version %llu applied (%zu listeners, %zu clusters) in %lld us",
                static_cast<unsigned long long>(result.version), current.config->listeners.size(),
                current.config->clusters.size(), static_cast<long long>(took.count()));
     }
-  }
-
-  // Logs diagnostics that were not there in the previous build (each problem once, not per reload).
-  void log_diagnostics(const control::BuildResult& result) {
-    std::unordered_set<std::string> now;
-    auto note = [&](std::string line) {
-      if (!last_diagnostics_.count(line)) LOG_WARN("%s", line.c_str());
-      now.insert(std::move(line));
-    };
-    for (const auto& d : result.file_errors)
-      note(d.to_string());
-    for (const auto& r : result.resources) {
-      for (const auto& d : r.reasons)
-        note(r.kind + " " + r.ns + "/" + r.name + ": " + d.to_string());
-    }
-    last_diagnostics_ = std::move(now);
   }
 
   proxy::admin::Response admin(std::string_view method, std::string_view path,
@@ -799,8 +587,8 @@ class Runner {
     }
     if (path == "/stats") {
       return {200, "text/plain; version=0.0.4",
-              registry_.render() + pipeline_.metrics().render() + source_stats() +
-                  (discoveries_ ? discoveries_->stats() : std::string()) + upgrade_stats() +
+              registry_.render() + pipeline_.metrics().render() + loop_.source_stats() +
+                  loop_.discovery_stats() + upgrade_stats() +
                   proxy::access_log::Manager::instance().render_stats() +
                   proxy::overload::render_stats() + write_stats()};
     }
@@ -847,15 +635,13 @@ class Runner {
         deadline = std::max(deadline, l.http.drain_timeout);
     }
     LOG_INFO("%s: draining (up to %lld ms)", why.c_str(), static_cast<long long>(deadline.count()));
+    loop_.stop();
     asio::error_code ignored;
-    inotify_.close(ignored);
     reopen_signal_.cancel(ignored);
     upgrade_signal_.cancel(ignored);
     upgrade_acceptor_.close(ignored);
     upgrade_conn_.reset();
     upgrade_hello_timer_.cancel();
-    debounce_.cancel();
-    resync_.cancel();
     if (upgraded) {
       admin_.close();  // the new process answers on the same socket
       server_.drain(deadline, std::min<Clock::duration>(deadline, std::chrono::seconds(1)));
@@ -883,19 +669,12 @@ class Runner {
   asio::io_context io_{1};
   proxy::stats::Registry registry_;
   proxy::Server server_;
-  control::FileSource* files_ = nullptr;  // owned by pipeline_
-  control::Pipeline pipeline_;
-  std::optional<control::Discoveries> discoveries_;  // DNS, Consul, Nomad (made at start)
-  std::string sources_fingerprint_;                  // of the sources started (start_sources)
-  std::string sources_warned_;
-  bool sources_started_ = false;  // start_sources() ran
+  ControlLoop loop_;
+  control::Pipeline& pipeline_;  // loop_'s
   proxy::admin::AdminServer admin_;
-  asio::steady_timer debounce_;
-  asio::steady_timer resync_;
   asio::signal_set signals_;
   asio::signal_set reopen_signal_;
   asio::signal_set upgrade_signal_;
-  asio::posix::stream_descriptor inotify_;
   // Binary upgrade: the unix socket served (its file's identity, removed at exit if still ours),
   // the new process's connection, how many processes preceded this one.
   asio::posix::stream_descriptor upgrade_acceptor_;
@@ -910,13 +689,7 @@ class Runner {
   uint64_t upgrades_failed_ = 0;
   int64_t start_unix_ms_ = 0;
   std::string self_exe_;
-  std::unique_ptr<control::FileWatcher> watcher_;
   std::thread joiner_;
-  std::unordered_set<std::string> last_diagnostics_;  // logged once, not at every reload
-  bool pending_ = false;
-  bool full_pending_ = false;  // inotify lost events: re-read everything
-  Clock::time_point first_event_{};
-  bool first_event_set_ = false;
   bool ready_ = false;
   bool draining_ = false;
 };

@@ -20,7 +20,9 @@
 #include <optional>
 #include <set>
 
+#include "cli/args.h"
 #include "cli/commands.h"
+#include "cli/control_loop.h"
 #include "cli/fleet_auth.h"
 #include "cli/write_api.h"
 #include "common/log.h"
@@ -42,15 +44,7 @@ namespace {
 using Clock = std::chrono::steady_clock;
 using Json = nlohmann::ordered_json;
 constexpr auto use_nothrow = asio::experimental::as_tuple(asio::use_awaitable);
-constexpr auto kQuiet = std::chrono::milliseconds(10);
-constexpr auto kMaxDelay = std::chrono::milliseconds(100);
 constexpr size_t kMaxBody = proxy::admin::kMaxBody;  // `portico apply`
-
-int64_t now_ms() {
-  return std::chrono::duration_cast<std::chrono::milliseconds>(
-             std::chrono::system_clock::now().time_since_epoch())
-      .count();
-}
 
 struct ServerOptions {
   std::filesystem::path dir;
@@ -67,45 +61,12 @@ struct ServerOptions {
   std::chrono::milliseconds resync{30000};
 };
 
-bool parse_millis(const std::string& text, std::chrono::milliseconds* out) {
-  size_t digits = 0;
-  while (digits < text.size() && std::isdigit(static_cast<unsigned char>(text[digits])))
-    ++digits;
-  if (digits == 0 || digits > 9) return false;
-  long long n = std::stoll(text.substr(0, digits));
-  std::string unit = text.substr(digits);
-  if (unit == "ms") {
-    *out = std::chrono::milliseconds(n);
-  } else if (unit == "s" || (unit.empty() && n == 0)) {
-    *out = std::chrono::seconds(n);
-  } else if (unit == "m") {
-    *out = std::chrono::minutes(n);
-  } else {
-    return false;
-  }
-  return true;
-}
-
 bool parse_server_options(const std::vector<std::string>& args, ServerOptions* o) {
-  for (size_t i = 0; i < args.size(); ++i) {
-    std::string a = args[i];
-    std::string inline_value;
-    bool has_inline = false;
-    if (a.rfind("--", 0) == 0 && a.find('=') != std::string::npos) {
-      inline_value = a.substr(a.find('=') + 1);
-      a = a.substr(0, a.find('='));
-      has_inline = true;
-    }
-    auto value = [&]() -> const std::string* {
-      if (has_inline) return &inline_value;
-      if (i + 1 >= args.size()) {
-        std::fprintf(stderr, "portico server: %s needs a value\n", a.c_str());
-        return nullptr;
-      }
-      return &args[++i];
-    };
+  FlagWalker w("portico server", args);
+  while (w.next()) {
+    const std::string& a = w.arg();
     if (a == "--listen" || a == "--admin") {
-      const std::string* v = value();
+      const std::string* v = w.value();
       std::string* host = a == "--listen" ? &o->listen_host : &o->admin_host;
       uint16_t* port = a == "--listen" ? &o->listen_port : &o->admin_port;
       if (!v || !parse_host_port(*v, host, port)) {
@@ -113,7 +74,7 @@ bool parse_server_options(const std::vector<std::string>& args, ServerOptions* o
         return false;
       }
     } else if (a == "--token-file") {
-      const std::string* v = value();
+      const std::string* v = w.value();
       std::string error;
       if (!v) return false;
       if (!read_token_file(*v, &o->token, &error)) {
@@ -121,7 +82,7 @@ bool parse_server_options(const std::vector<std::string>& args, ServerOptions* o
         return false;
       }
     } else if (a == "--tls-cert" || a == "--tls-key" || a == "--client-ca") {
-      const std::string* v = value();
+      const std::string* v = w.value();
       if (!v) return false;
       if (v->empty()) {
         std::fprintf(stderr, "portico server: %s wants a file\n", a.c_str());
@@ -129,14 +90,14 @@ bool parse_server_options(const std::vector<std::string>& args, ServerOptions* o
       }
       (a == "--tls-cert" ? o->tls_cert : a == "--tls-key" ? o->tls_key : o->client_ca) = *v;
     } else if (a == "--heartbeat" || a == "--resync") {
-      const std::string* v = value();
+      const std::string* v = w.value();
       auto* out = a == "--heartbeat" ? &o->heartbeat : &o->resync;
-      if (!v || !parse_millis(*v, out) || (a == "--heartbeat" && out->count() < 100)) {
+      if (!v || !parse_duration(*v, out) || (a == "--heartbeat" && out->count() < 100)) {
         if (v) std::fprintf(stderr, "portico server: %s wants a duration (5s, 500ms)\n", a.c_str());
         return false;
       }
     } else if (a == "--log-level") {
-      const std::string* v = value();
+      const std::string* v = w.value();
       log::Level level;
       if (!v || !log::parse_level(*v, &level)) return false;
       log::set_level(level);
@@ -215,56 +176,24 @@ std::string query_param(std::string_view query, std::string_view name) {
   return "";
 }
 
-const char* reason_phrase(int status) {
-  switch (status) {
-    case 200:
-      return "OK";
-    case 400:
-      return "Bad Request";
-    case 401:
-      return "Unauthorized";
-    case 404:
-      return "Not Found";
-    case 405:
-      return "Method Not Allowed";
-    case 409:
-      return "Conflict";
-    case 413:
-      return "Payload Too Large";
-    case 422:
-      return "Unprocessable Entity";
-    case 501:
-      return "Not Implemented";
-    case 503:
-      return "Service Unavailable";
-    default:
-      return "Status";
-  }
-}
-
 class ServerRunner {
  public:
   explicit ServerRunner(ServerOptions options)
       : options_(std::move(options)),
-        pipeline_(
-            [this] {
-              auto source = std::make_unique<control::FileSource>(options_.dir);
-              files_ = source.get();
-              return source;
-            }(),
-            [this](std::shared_ptr<const snapshot::ProxyConfig>) {
+        loop_(
+            io_, options_.dir,
+            [](std::shared_ptr<const snapshot::ProxyConfig>) {
               // No data plane here: the streams send it (notify(), after the sync).
               return std::vector<control::ListenerFailure>{};
-            }),
+            },
+            options_.resync),
+        pipeline_(loop_.pipeline()),
         admin_(io_,
                [this](const proxy::admin::Request& r) {
                  if (auto w = serve_write(pipeline_, r, {options_.token, {}})) return std::move(*w);
                  return rest(r.method, r.path, r.query);
                }),
-        debounce_(io_),
-        resync_(io_),
-        signals_(io_, SIGTERM, SIGINT),
-        inotify_(io_) {}
+        signals_(io_, SIGTERM, SIGINT) {}
 
   int run() {
     if (!options_.tls_cert.empty()) {
@@ -279,18 +208,17 @@ class ServerRunner {
       std::fprintf(stderr, "portico server: %s is not a directory\n", options_.dir.c_str());
       return 2;
     }
-    auto watcher = control::FileWatcher::open(options_.dir);
-    if (watcher.ok()) {
-      watcher_ = std::move(watcher.value());
-      inotify_.assign(::dup(watcher_->fd()));
-      wait_for_changes();
-    } else {
-      LOG_ERROR("configuration changes will not be seen: %s", watcher.error().message.c_str());
-    }
-    discoveries_.emplace(pipeline_, [this] { asio::post(io_, [this] { schedule_rebuild(); }); });
-    pipeline_.set_before_publish([this] { discoveries_->configure(settings_in_force()); });
-    rebuild(false);
-    start_sources();
+    loop_.set_hooks(
+        {{}, [this](const control::Pipeline::SyncResult& result, ControlLoop::Clock::time_point) {
+           if (!result.published) return;
+           // "Applied" here: handed to the streams (each proxy's ACK is on its own
+           // status line).
+           pipeline_.applied(result.version, unix_ms());
+           LOG_INFO("configuration version %llu published to %zu connected proxies",
+                    static_cast<unsigned long long>(result.version), fleet_.connected());
+           notify();
+         }});
+    loop_.start();
 
     std::string err = admin_.listen(options_.admin_host, options_.admin_port);
     if (!err.empty()) {
@@ -327,113 +255,19 @@ class ServerRunner {
       if (e) return;
       LOG_INFO("signal %d: stopping", sig);
       stopping_ = true;
+      loop_.stop();
       asio::error_code ignored;
       acceptor_.close(ignored);
       admin_.close();
       io_.stop();
     });
-    schedule_resync();
+    loop_.start_resync();
     io_.run();
     LOG_INFO("stopped");
     return 0;
   }
 
  private:
-  // ---- configuration (as `portico run`, without workers) ----
-
-  void wait_for_changes() {
-    inotify_.async_wait(asio::posix::stream_descriptor::wait_read,
-                        [this](const asio::error_code& e) {
-                          if (e || stopping_) return;
-                          if (watcher_->drain()) {
-                            if (watcher_->take_overflow()) full_pending_ = true;
-                            auto changes = watcher_->take_changes();
-                            if (changes.relist) files_->note_relist();
-                            for (const auto& path : changes.paths)
-                              files_->note_changed(path);
-                            schedule_rebuild();
-                          }
-                          wait_for_changes();
-                        });
-  }
-
-  void schedule_rebuild() {
-    const auto now = Clock::now();
-    if (!pending_) {
-      pending_ = true;
-      first_event_ = now;
-    }
-    debounce_.expires_at(std::min(now + kQuiet, first_event_ + kMaxDelay));
-    debounce_.async_wait([this](const asio::error_code& e) {
-      if (e) return;
-      pending_ = false;
-      bool full = full_pending_;
-      full_pending_ = false;
-      rebuild(full);
-    });
-  }
-
-  void schedule_resync() {
-    if (options_.resync.count() <= 0 || stopping_) return;
-    resync_.expires_after(options_.resync);
-    resync_.async_wait([this](const asio::error_code& e) {
-      if (e || stopping_) return;
-      rebuild(true);
-      schedule_resync();
-    });
-  }
-
-  const api::SettingsSpec* settings_in_force() const {
-    const auto& entries = pipeline_.store().entries();
-    for (auto it = entries.lower_bound("Settings/");
-         it != entries.end() && it->first.rfind("Settings/", 0) == 0; ++it) {
-      const auto& entry = it->second;
-      if (entry.last_good) return &entry.last_good->settings();
-      const api::Resource& r = entry.current();
-      if (std::none_of(r.diagnostics.begin(), r.diagnostics.end(), [](const api::Diagnostic& d) {
-            return d.severity == api::Diagnostic::Severity::kError;
-          })) {
-        return &r.settings();
-      }
-    }
-    return nullptr;
-  }
-
-  // The sources Settings names beyond the directory (etcd, Consul KV, Vault...).
-  void start_sources() {
-    const api::SettingsSpec* settings = settings_in_force();
-    if (!settings) return;
-    control::MadeSources made = control::make_sources(*settings);
-    for (const auto& e : made.errors)
-      LOG_ERROR("Settings: %s", e.c_str());
-    if (made.sources.empty()) return;
-    for (auto& source : made.sources) {
-      source->start([this] { asio::post(io_, [this] { schedule_rebuild(); }); });
-      pipeline_.add_source(std::move(source));
-    }
-    rebuild(false);
-  }
-
-  void rebuild(bool full) {
-    const int64_t seen = now_ms();
-    control::Pipeline::SyncResult result = pipeline_.sync(full, seen);
-    pipeline_.report_statuses();
-    if (watcher_ && files_) watcher_->watch_dirs(files_->referenced_dirs());
-    if (result.failed) {
-      LOG_ERROR("configuration build failed: %s; version %llu stays in force",
-                pipeline_.last_error().c_str(),
-                static_cast<unsigned long long>(pipeline_.version()));
-      return;
-    }
-    if (discoveries_) discoveries_->configure(settings_in_force());
-    if (!result.published) return;
-    // "Applied" here: handed to the streams (each proxy's ACK is on its own status line).
-    pipeline_.applied(result.version, now_ms());
-    LOG_INFO("configuration version %llu published to %zu connected proxies",
-             static_cast<unsigned long long>(result.version), fleet_.connected());
-    notify();
-  }
-
   // Wakes every stream: each sends what its proxy lacks.
   void notify() {
     for (auto* t : waiting_)
@@ -520,8 +354,8 @@ class ServerRunner {
   template <typename Socket>
   asio::awaitable<void> write_response(Socket& socket, int status, const std::string& type,
                                        const std::string& body, bool keep, bool* ok) {
-    std::string out = "HTTP/1.1 " + std::to_string(status) + " " + reason_phrase(status) +
-                      "\r\nContent-Type: " + type +
+    std::string out = "HTTP/1.1 " + std::to_string(status) + " " +
+                      proxy::admin::reason_phrase(status) + "\r\nContent-Type: " + type +
                       "\r\nContent-Length: " + std::to_string(body.size()) + "\r\n" +
                       (status == 401 ? "WWW-Authenticate: Bearer\r\n" : "") +
                       (keep ? "" : "Connection: close\r\n") + "\r\n" + body;
@@ -609,7 +443,7 @@ class ServerRunner {
           std::string error;
           if (!control::fleet::parse_ack(req.body, &ack, &error)) {
             status = 400;
-          } else if (!fleet_.ack(ack, now_ms(), &error)) {
+          } else if (!fleet_.ack(ack, unix_ms(), &error)) {
             status = 409;
           } else {
             on_ack(ack);
@@ -669,7 +503,7 @@ class ServerRunner {
     }
     const uint64_t id =
         fleet_.connect(node, control::fleet::split_list(query_param(req.query, "gateways")),
-                       control::fleet::parse_have(query_param(req.query, "have")), now_ms());
+                       control::fleet::parse_have(query_param(req.query, "have")), unix_ms());
     ++streams_opened_;
     LOG_INFO("fleet: proxy %s connected (gateways: %s)", node.c_str(),
              query_param(req.query, "gateways").empty()
@@ -683,7 +517,7 @@ class ServerRunner {
         if (auto m = fleet_.next_message(node, id, *config)) line = std::move(*m);
       }
       if (line.empty() && Clock::now() - last_write >= options_.heartbeat) {
-        line = "{\"heartbeat\":" + std::to_string(now_ms()) + "}";
+        line = "{\"heartbeat\":" + std::to_string(unix_ms()) + "}";
       }
       if (!line.empty()) {
         line += "\n";
@@ -693,7 +527,7 @@ class ServerRunner {
         auto [ec, n] = co_await asio::async_write(socket, asio::buffer(chunk), use_nothrow);
         if (ec) break;
         last_write = Clock::now();
-        fleet_.seen(node, now_ms());
+        fleet_.seen(node, unix_ms());
       }
       if (stopping_ || fleet_.proxies().at(node).stream_id != id) break;
       timer.expires_at(last_write + options_.heartbeat);
@@ -702,7 +536,7 @@ class ServerRunner {
       waiting_.erase(&timer);
       if (stopping_) break;
     }
-    fleet_.disconnect(node, id, now_ms());
+    fleet_.disconnect(node, id, unix_ms());
     LOG_INFO("fleet: proxy %s disconnected", node.c_str());
   }
 
@@ -738,7 +572,8 @@ class ServerRunner {
               cfg ? snapshot::to_json(*cfg, true) + "\n" : std::string("{}\n")};
     }
     if (path == "/stats") {
-      std::string out = pipeline_.metrics().render() + pipeline_.source_stats() + write_stats();
+      std::string out = pipeline_.metrics().render() + loop_.source_stats() +
+                        loop_.discovery_stats() + write_stats();
       out += "# TYPE portico_fleet_proxies_connected gauge\nportico_fleet_proxies_connected " +
              std::to_string(fleet_.connected()) + "\n";
       out +=
@@ -769,25 +604,17 @@ class ServerRunner {
 
   ServerOptions options_;
   asio::io_context io_{1};
-  control::FileSource* files_ = nullptr;  // owned by pipeline_
-  control::Pipeline pipeline_;
-  std::optional<control::Discoveries> discoveries_;  // DNS, Consul, Nomad (made at start)
+  ControlLoop loop_;
+  control::Pipeline& pipeline_;  // loop_'s
   proxy::admin::AdminServer admin_;
   asio::ip::tcp::acceptor acceptor_{io_};
-  asio::steady_timer debounce_;
-  asio::steady_timer resync_;
   asio::signal_set signals_;
-  asio::posix::stream_descriptor inotify_;
-  std::unique_ptr<control::FileWatcher> watcher_;
   control::fleet::Fleet fleet_;
   std::set<asio::steady_timer*> waiting_;  // streams waiting for news
   uint64_t streams_opened_ = 0;
   uint64_t unauthorized_ = 0;
   uint64_t tls_failures_ = 0;
   std::unique_ptr<asio::ssl::context> tls_;  // TLS on --listen (null: plain)
-  bool pending_ = false;
-  bool full_pending_ = false;
-  Clock::time_point first_event_{};
   bool stopping_ = false;
 };
 

@@ -74,5 +74,45 @@ TEST(ArgsTest, FallbackWhenAbsent) {
   EXPECT_TRUE(a.all("--header").empty());
 }
 
+TEST(FlagWalkerTest, InlineAndSeparateValues) {
+  const std::vector<std::string> args = {"dir", "--admin=127.0.0.1:1", "--workers",
+                                         "2",   "--upgrade",           "--resync="};
+  FlagWalker w("portico run", args);
+  std::vector<std::string> seen;
+  while (w.next()) {
+    std::string item = w.arg();
+    if (w.arg() == "--admin" || w.arg() == "--workers" || w.arg() == "--resync") {
+      const std::string* v = w.value();
+      ASSERT_NE(v, nullptr);
+      item += (w.has_inline() ? "=" : " ") + *v;
+    }
+    seen.push_back(item);
+  }
+  EXPECT_EQ(seen, (std::vector<std::string>{"dir", "--admin=127.0.0.1:1", "--workers 2",
+                                            "--upgrade", "--resync="}));
+}
+
+TEST(FlagWalkerTest, AMissingValueIsNull) {
+  const std::vector<std::string> args = {"--admin"};
+  FlagWalker w("portico run", args);
+  ASSERT_TRUE(w.next());
+  EXPECT_EQ(w.value(), nullptr);
+  EXPECT_FALSE(w.next());
+}
+
+TEST(ParseDurationTest, UnitsAndMalformed) {
+  std::chrono::milliseconds d{};
+  ASSERT_TRUE(parse_duration("30s", &d));
+  EXPECT_EQ(d.count(), 30000);
+  ASSERT_TRUE(parse_duration("500ms", &d));
+  EXPECT_EQ(d.count(), 500);
+  ASSERT_TRUE(parse_duration("2m", &d));
+  EXPECT_EQ(d.count(), 120000);
+  ASSERT_TRUE(parse_duration("0", &d));
+  EXPECT_EQ(d.count(), 0);
+  for (const char* bad : {"", "5", "s", "-1s", "1h", "10000000000ms", "1.5s"})
+    EXPECT_FALSE(parse_duration(bad, &d)) << bad;
+}
+
 }  // namespace
 }  // namespace portico::cli

@@ -14,11 +14,7 @@
 
 namespace portico::proxy::admin {
 
-namespace {
-
-constexpr auto use_nothrow = asio::experimental::as_tuple(asio::use_awaitable);
-
-const char* reason(int status) {
+const char* reason_phrase(int status) {
   switch (status) {
     case 200:
       return "OK";
@@ -48,6 +44,10 @@ const char* reason(int status) {
       return "Status";
   }
 }
+
+namespace {
+
+constexpr auto use_nothrow = asio::experimental::as_tuple(asio::use_awaitable);
 
 asio::awaitable<void> serve(asio::ip::tcp::socket socket, const Handler& handler) {
   Buffer in(4096, 64 * 1024);
@@ -98,7 +98,7 @@ asio::awaitable<void> serve(asio::ip::tcp::socket socket, const Handler& handler
       }
       resp = handler(Request{method, path, query, authorization, body});
     }
-    std::string out = "HTTP/1.1 " + std::to_string(resp.status) + " " + reason(resp.status) +
+    std::string out = "HTTP/1.1 " + std::to_string(resp.status) + " " + reason_phrase(resp.status) +
                       "\r\nContent-Type: " + resp.content_type +
                       "\r\nContent-Length: " + std::to_string(resp.body.size()) + "\r\n" +
                       (keep ? "" : "Connection: close\r\n") + "\r\n";

@@ -33,6 +33,9 @@ inline constexpr size_t kMaxBody = 4 * 1024 * 1024;
 
 using Handler = std::function<Response(const Request& request)>;
 
+// The reason phrase of the statuses the admin and REST APIs answer ("Status" for the others).
+const char* reason_phrase(int status);
+
 class AdminServer {
  public:
   AdminServer(asio::io_context& io, Handler handler);
