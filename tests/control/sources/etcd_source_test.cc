@@ -5,11 +5,13 @@
 
 #include <fcntl.h>
 #include <gtest/gtest.h>
+
 #include <netinet/in.h>
 #include <signal.h>
 #include <sys/socket.h>
 #include <sys/wait.h>
 #include <unistd.h>
+#include <algorithm>
 
 #include <chrono>
 #include <condition_variable>
@@ -250,9 +252,7 @@ TEST_F(EtcdSourceTest, RangesThenWatches) {
   source.reset();                            // stops its thread
 }
 
-// Disabled: flaky (about half the runs fail under load; cause not found yet). The same
-// behaviour is covered end to end by integration.test_etcd_source.
-TEST_F(EtcdSourceTest, DISABLED_ANewClusterIsReadAgain) {
+TEST_F(EtcdSourceTest, ANewClusterIsReadAgain) {
   etcd::EtcdClient c = client();
   const std::string a = "portico/gateway.portico.dev/v1/VirtualService/default/a";
   const std::string b = "portico/gateway.portico.dev/v1/VirtualService/default/b";
@@ -299,8 +299,10 @@ TEST_F(EtcdSourceTest, DISABLED_ANewClusterIsReadAgain) {
     return in_force.size() == 1 && in_force.count(a) &&
            in_force[a].find("two") != std::string::npos;
   }));
-  ASSERT_FALSE(seen.removals.empty());
-  EXPECT_EQ(seen.removals[0].key, b);
+  // b went. (When the new cluster was read before the put, a went too, for as long as the new
+  // cluster did not hold it: removals [a, b], then a upserted again.)
+  EXPECT_TRUE(std::any_of(seen.removals.begin(), seen.removals.end(),
+                          [&](const auto& r) { return r.key == b; }));
   EXPECT_EQ(seen.upserts.back().origin.key, a);
   EXPECT_GE(source->counters().resyncs, 1u);
   // A range tried while etcd was still starting counts too (and fails): at least one per resync.
