@@ -99,7 +99,8 @@ TEST_F(ControlLoopTest, PublishesTheDirectoryAndFollowsItsChanges) {
   EXPECT_EQ(clusters(), std::vector<std::string>{"default/b"});
   EXPECT_EQ(failed_, 0);
   // The source is up and says so in /stats.
-  EXPECT_NE(loop->source_stats().find("portico_config_source_up{source=\"files"), std::string::npos)
+  EXPECT_NE(loop->source_stats().find("portico_config_source_up{source=\"file\"} 1"),
+            std::string::npos)
       << loop->source_stats();
 }
 
