@@ -213,13 +213,16 @@ Pipeline::Pipeline(std::unique_ptr<ConfigSource> source, PublishFn publish, Tran
   }
 }
 
-void Pipeline::merge_discovered(const DiscoverySource& source, DiscoveredMap found) {
+bool Pipeline::merge_discovered(const DiscoverySource& source, DiscoveredMap found) {
   const std::string prefix = std::string(source.name()) + ":";
-  for (auto it = discovered_.lower_bound(prefix);
-       it != discovered_.end() && it->first.compare(0, prefix.size(), prefix) == 0;) {
-    it = discovered_.erase(it);
-  }
+  auto first = discovered_.lower_bound(prefix);
+  auto last = first;
+  while (last != discovered_.end() && last->first.compare(0, prefix.size(), prefix) == 0)
+    ++last;
+  if (std::equal(first, last, found.begin(), found.end())) return false;
+  discovered_.erase(first, last);
   discovered_.merge(found);
+  return true;
 }
 
 Pipeline::SyncResult Pipeline::sync(bool full, int64_t seen_unix_ms) {
@@ -244,8 +247,7 @@ Pipeline::SyncResult Pipeline::sync(bool full, int64_t seen_unix_ms) {
     for (auto& d : discovery_) {
       std::optional<DiscoveredMap> found = d->poll();
       if (!found) continue;
-      merge_discovered(*d, std::move(*found));
-      discovered = true;
+      if (merge_discovered(*d, std::move(*found))) discovered = true;
     }
     if (change.any()) dirty_ = referenced_stale_ = true;
     for (const auto& key : change.changed_keys) {

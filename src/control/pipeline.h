@@ -180,8 +180,9 @@ class Pipeline {
   // positions.
   std::vector<size_t> merge_partial(BuildResult& result);
   void mark_pending(int64_t now_unix_ms);
-  // Replaces what `source` found before by `found` (its whole view).
-  void merge_discovered(const DiscoverySource& source, DiscoveredMap found);
+  // Replaces what `source` found before by `found` (its whole view). False when that view is
+  // what was held already (a source that answers again with the same endpoints publishes nothing).
+  bool merge_discovered(const DiscoverySource& source, DiscoveredMap found);
   void render();
 
   std::vector<std::unique_ptr<ConfigSource>> sources_;

@@ -156,6 +156,48 @@ TEST(ControlPipeline, BuildsADirectory) {
   EXPECT_EQ(h.published[0]->clusters[0].name, "default/echo");
 }
 
+// A discovery source that hands the pipeline `next` at its next poll (nullopt: nothing new).
+class FakeDiscovery : public DiscoverySource {
+ public:
+  std::string_view name() const override { return "dns"; }
+  void start(std::function<void()>) override {}
+  void watch(const std::vector<snapshot::DiscoveryTarget>&) override {}
+  std::optional<DiscoveredMap> poll() override { return std::exchange(next, std::nullopt); }
+  std::optional<DiscoveredMap> next;
+};
+
+TEST(ControlPipeline, ADiscoveryAnswerThatChangesNothingPublishesNothing) {
+  TempDir dir;
+  dir.write("gateway.yaml", kGateway);
+  dir.write("upstream.yaml", kUpstream);
+  dir.write("shop.yaml", kService);
+  Harness h(dir.path());
+  auto fake = std::make_unique<FakeDiscovery>();
+  FakeDiscovery* d = fake.get();
+  h.pipeline().add_discovery(std::move(fake));
+  h.sync();
+  ASSERT_EQ(h.published.size(), 1u);
+  snapshot::Endpoint e;
+  e.address = "10.0.0.1";
+  e.port = 80;
+  const DiscoveredMap found = {{"dns:api.internal:80", Discovered{{e}, ""}}};
+  d->next = found;
+  h.sync();
+  EXPECT_EQ(h.published.size(), 2u) << "what discovery found is new";
+  // The same answer again (a source re-reading after a reconnect, a first poll after start):
+  // nothing to publish.
+  d->next = found;
+  h.sync();
+  EXPECT_FALSE(h.last.published);
+  EXPECT_EQ(h.published.size(), 2u);
+  d->next = DiscoveredMap{};
+  h.sync();
+  EXPECT_EQ(h.published.size(), 3u) << "the endpoints went";
+  d->next = DiscoveredMap{};
+  h.sync();
+  EXPECT_EQ(h.published.size(), 3u);
+}
+
 TEST(ControlPipeline, BrokenFileKeepsItsPreviousResources) {
   TempDir dir;
   dir.write("gateway.yaml", kGateway);
