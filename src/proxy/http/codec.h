@@ -15,6 +15,7 @@
 #include <cstdint>
 #include <string_view>
 
+#include "proxy/http/forwarded.h"
 #include "proxy/http/message.h"
 #include "proxy/transport/transport.h"
 
@@ -44,6 +45,8 @@ class ServerStream {
   // The request head, owned by the stream; filters and the router may change it.
   virtual RequestHeaders& request() = 0;
   virtual const transport::ConnectionInfo& connection() const = 0;
+  // The connection's forwarding-header cache (ForwardingCache), or null when the codec keeps none.
+  virtual ForwardingCache* forwarding_cache() { return nullptr; }
 
   // The next piece of the request body. After kEnd, kAborted or kMalformed it keeps returning
   // the same status.

@@ -296,4 +296,24 @@ void compute_forwarding(const ForwardingInput& in, const ForwardingPolicy& polic
   out.via.append(is_token(policy.via_pseudonym) ? policy.via_pseudonym : "portico");
 }
 
+const ForwardingHeaders& ForwardingCache::get(const ForwardingInput& in,
+                                              const ForwardingPolicy& policy) {
+  if (valid_ && host_ == in.host && protocol_ == in.protocol && peer_ == in.peer &&
+      tls_ == in.tls && hops_ == policy.xff_num_trusted_hops &&
+      use_remote_address_ == policy.use_remote_address && pseudonym_ == policy.via_pseudonym) {
+    return headers_;
+  }
+  ++computed_;
+  compute_forwarding(in, policy, headers_);
+  peer_.assign(in.peer);
+  host_.assign(in.host);
+  protocol_.assign(in.protocol);
+  pseudonym_.assign(policy.via_pseudonym);
+  tls_ = in.tls;
+  hops_ = policy.xff_num_trusted_hops;
+  use_remote_address_ = policy.use_remote_address;
+  valid_ = true;
+  return headers_;
+}
+
 }  // namespace portico::proxy::http

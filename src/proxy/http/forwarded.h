@@ -58,6 +58,28 @@ struct ForwardingHeaders {
   void clear();
 };
 
+// compute_forwarding for the requests of one connection that carry no forwarding field of their
+// own (ForwardingInput::headers empty, the usual case: a client talking to Portico directly). The
+// answer then depends only on the peer, TLS, the Host, the protocol and the policy, which stay the
+// same from one keep-alive request (or HTTP/2 stream) of a connection to the next: the last answer
+// is kept and handed out again while they match. One per connection; the codecs drop it when the
+// connection parks.
+class ForwardingCache {
+ public:
+  // `in.headers` must be empty. The reference stays valid until the next call.
+  const ForwardingHeaders& get(const ForwardingInput& in, const ForwardingPolicy& policy);
+  uint64_t computed() const { return computed_; }  // how many calls had to compute
+
+ private:
+  std::string peer_, host_, protocol_, pseudonym_;
+  uint32_t hops_ = 0;
+  bool tls_ = false;
+  bool use_remote_address_ = false;
+  bool valid_ = false;
+  uint64_t computed_ = 0;
+  ForwardingHeaders headers_;
+};
+
 // True for the names compute_forwarding owns (case-insensitive): x-forwarded-for,
 // x-forwarded-proto, x-forwarded-host, forwarded, via.
 bool is_forwarding_header(std::string_view name);

@@ -117,6 +117,10 @@ class H1Connection final : public ServerStream, public DownstreamConnection {
   uint32_t id() const override { return 1; }
   RequestHeaders& request() override { return x().req; }
   const transport::ConnectionInfo& connection() const override { return t_->info(); }
+  ForwardingCache* forwarding_cache() override {
+    if (!fwd_cache_) fwd_cache_ = std::make_unique<ForwardingCache>();
+    return fwd_cache_.get();
+  }
   asio::awaitable<BodyPiece> read_body() override;
   std::string_view buffered_body() const override;
   bool request_complete() const override { return body_done_; }
@@ -186,6 +190,7 @@ class H1Connection final : public ServerStream, public DownstreamConnection {
   bool parking_ = false;         // that stage ended: the pending read is cancelled to park
   Clock::duration idle_rest_{};  // the keep-alive timeout left after the park delay (0: none)
   StreamHandler* handler_ = nullptr;
+  std::unique_ptr<ForwardingCache> fwd_cache_;  // from the first request; dropped when parked
 
   std::unique_ptr<Exchange> x_;  // while a request is in progress (or an error reply is sent)
   bool keep_alive_ = true;
@@ -328,6 +333,7 @@ asio::awaitable<H1Connection::HeadResult> H1Connection::read_head(const Listener
       // Parked: no read buffer until bytes arrive (the empty buffer goes back to the worker).
       parking_ = false;
       in_.release(kIdleKeep);
+      fwd_cache_.reset();
       asio::error_code wait_ec = co_await t_->wait_readable();
       // Woken while draining: the request that arrived is answered (with "Connection: close");
       // an idle connection the drain closes was cancelled above.

@@ -89,6 +89,7 @@ class H2Stream final : public ServerStream {
   uint32_t id() const override { return static_cast<uint32_t>(id_); }
   RequestHeaders& request() override { return req_; }
   const transport::ConnectionInfo& connection() const override;
+  ForwardingCache* forwarding_cache() override;
   asio::awaitable<BodyPiece> read_body() override;
   std::string_view buffered_body() const override {
     return out_.empty() ? std::string_view(in_) : std::string_view();
@@ -265,6 +266,7 @@ class H2Connection final : public DownstreamConnection {
   std::unique_ptr<transport::Transport> t_;
   // The transport's, marked HTTP/2 (also in cleartext, where no ALPN says so).
   transport::ConnectionInfo info_;
+  std::unique_ptr<ForwardingCache> fwd_cache_;  // the streams' (H2Stream::forwarding_cache)
   std::string key_;
   nghttp2_session* session_ = nullptr;
   std::unordered_map<int32_t, std::unique_ptr<H2Stream>> streams_;
@@ -303,6 +305,11 @@ H2Stream::H2Stream(H2Connection& c, int32_t id, std::unique_ptr<H2Scratch> scrat
 
 const transport::ConnectionInfo& H2Stream::connection() const {
   return c_.info_;
+}
+
+ForwardingCache* H2Stream::forwarding_cache() {
+  if (!c_.fwd_cache_) c_.fwd_cache_ = std::make_unique<ForwardingCache>();
+  return c_.fwd_cache_.get();
 }
 
 bool H2Stream::usable() const {
@@ -598,6 +605,7 @@ asio::awaitable<void> H2Connection::run(std::string initial) {
       parking_ = false;
       if (ec == asio::error::operation_aborted && !dead_ && t_->is_open()) {
         std::vector<uint8_t>().swap(rbuf_);
+        fwd_cache_.reset();
         asio::error_code wait_ec = co_await t_->wait_readable();
         if (wait_ec || dead_ || !t_->is_open()) break;
         rbuf_.resize(kReadChunk);

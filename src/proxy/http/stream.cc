@@ -499,9 +499,17 @@ void StreamHandler::prepare_upstream_headers(const snapshot::Route& route) {
     ForwardingPolicy policy;
     policy.xff_num_trusted_hops = opts_.xff_num_trusted_hops;
     policy.use_remote_address = opts_.use_remote_address;
-    ForwardingHeaders& fh = buf_.forwarding;
-    fh.clear();
-    compute_forwarding(in, policy, fh);
+    // A request that brought none of its own: the connection's last answer serves again while
+    // its Host and protocol stay the same.
+    ForwardingCache* cache = received_forwarding ? nullptr : stream_.forwarding_cache();
+    const ForwardingHeaders* computed = &buf_.forwarding;
+    if (cache) {
+      computed = &cache->get(in, policy);
+    } else {
+      buf_.forwarding.clear();
+      compute_forwarding(in, policy, buf_.forwarding);
+    }
+    const ForwardingHeaders& fh = *computed;
     views.clear();  // the views die with the removals below
     if (received_forwarding) {
       for (std::string_view name :

@@ -25,6 +25,8 @@ class TcpTransport final : public Transport {
   asio::ip::tcp::socket& lowest_layer() override { return socket_; }
 
  private:
+  // asio gathers at most this many buffers in one send (its buffer sequence adapter's limit).
+  static constexpr size_t kMaxWriteBuffers = 64;
   asio::ip::tcp::socket socket_;
   ConnectionInfo info_;
 };

@@ -418,5 +418,54 @@ TEST(Forwarding, OutputIsReusable) {
   EXPECT_EQ(out.client_address, "1.1.1.1");
 }
 
+// The per-connection cache answers what compute_forwarding answers, and computes again whenever
+// an input it depends on differs.
+TEST(Forwarding, CacheMatchesComputeAndFollowsEveryInput) {
+  auto fresh = [](const ForwardingInput& in, const ForwardingPolicy& p) {
+    ForwardingHeaders out;
+    compute_forwarding(in, p, out);
+    return out;
+  };
+  auto same = [](const ForwardingHeaders& a, const ForwardingHeaders& b) {
+    return a.client_address == b.client_address && a.x_forwarded_for == b.x_forwarded_for &&
+           a.x_forwarded_proto == b.x_forwarded_proto && a.x_forwarded_host == b.x_forwarded_host &&
+           a.forwarded == b.forwarded && a.via == b.via;
+  };
+  ForwardingCache cache;
+  ForwardingInput in;
+  in.peer = "192.0.2.10";
+  in.host = "api.example.com";
+  in.protocol = "1.1";
+  ForwardingPolicy p;
+  EXPECT_TRUE(same(cache.get(in, p), fresh(in, p)));
+  EXPECT_TRUE(same(cache.get(in, p), fresh(in, p)));
+  EXPECT_EQ(cache.computed(), 1u) << "the second request of the connection reuses the answer";
+  EXPECT_EQ(cache.get(in, p).forwarded, "for=192.0.2.10;proto=http;host=api.example.com");
+
+  uint64_t n = cache.computed();
+  auto changed = [&](const ForwardingInput& i, const ForwardingPolicy& q, const char* what) {
+    const ForwardingHeaders& got = cache.get(i, q);
+    EXPECT_TRUE(same(got, fresh(i, q))) << what;
+    EXPECT_EQ(cache.computed(), ++n) << what;
+  };
+  ForwardingInput other = in;
+  other.host = "www.example.com";
+  changed(other, p, "host");
+  other.protocol = "1.0";
+  changed(other, p, "protocol");
+  other.tls = true;
+  changed(other, p, "tls");
+  other.peer = "2001:db8::1";
+  changed(other, p, "peer");
+  ForwardingPolicy q = p;
+  q.xff_num_trusted_hops = 1;
+  changed(other, q, "trusted hops");
+  q.use_remote_address = false;
+  changed(other, q, "use_remote_address");
+  q.via_pseudonym = "edge";
+  changed(other, q, "via pseudonym");
+  EXPECT_EQ(cache.get(other, q).via, "1.0 edge");
+}
+
 }  // namespace
 }  // namespace portico::proxy::http
