@@ -671,7 +671,7 @@ asio::awaitable<void> H2Connection::writer() {
     if (!wbuf_.empty()) {
       std::array<asio::const_buffer, 1> b{asio::buffer(wbuf_)};
       writing_ = true;
-      auto [ec, n] = co_await t_->write(b);
+      auto [ec, n] = co_await t_->write_batched(b);
       writing_ = false;
       if (ec) {
         dead_ = true;

@@ -35,6 +35,9 @@ class PrefixedTransport final : public Transport {
   asio::awaitable<IoResult> write(std::span<const asio::const_buffer> bufs) override {
     co_return co_await inner_->write(bufs);
   }
+  asio::awaitable<IoResult> write_batched(std::span<const asio::const_buffer> bufs) override {
+    co_return co_await inner_->write_batched(bufs);
+  }
   asio::awaitable<asio::error_code> shutdown_write() override {
     co_return co_await inner_->shutdown_write();
   }

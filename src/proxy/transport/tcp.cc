@@ -68,6 +68,11 @@ asio::awaitable<IoResult> TcpTransport::write(std::span<const asio::const_buffer
   co_return IoResult{wec, done + n};
 }
 
+// asio's composed write: its first send is made at once too, but its completion is queued.
+asio::awaitable<IoResult> TcpTransport::write_batched(std::span<const asio::const_buffer> bufs) {
+  return asio::async_write(socket_, bufs, use_nothrow);
+}
+
 asio::awaitable<asio::error_code> TcpTransport::shutdown_write() {
   asio::error_code ec;
   socket_.shutdown(asio::ip::tcp::socket::shutdown_send, ec);

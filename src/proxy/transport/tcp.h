@@ -17,6 +17,7 @@ class TcpTransport final : public Transport {
   asio::awaitable<IoResult> read_some(asio::mutable_buffer buf) override;
   asio::awaitable<asio::error_code> wait_readable() override;
   asio::awaitable<IoResult> write(std::span<const asio::const_buffer> bufs) override;
+  asio::awaitable<IoResult> write_batched(std::span<const asio::const_buffer> bufs) override;
   asio::awaitable<asio::error_code> shutdown_write() override;
   void cancel() override;
   void close() override;

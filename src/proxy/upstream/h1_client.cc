@@ -137,7 +137,7 @@ void H1ClientStream::encode_head(const http::RequestHeaders& req, std::string_vi
 
 asio::awaitable<bool> H1ClientStream::write(std::span<const asio::const_buffer> bufs) {
   if (cancelled_ || failed_) co_return false;
-  auto [ec, n] = co_await c_.transport->write(bufs);
+  auto [ec, n] = co_await c_.transport->write_batched(bufs);
   if (ec) failed_ = true;
   co_return !ec && !cancelled_;
 }

@@ -334,7 +334,7 @@ asio::awaitable<void> H2ClientConnection::writer(std::shared_ptr<H2ClientConnect
     if (broken) break;
     if (!wbuf_.empty()) {
       std::array<asio::const_buffer, 1> b{asio::buffer(wbuf_)};
-      auto [ec, n] = co_await t_->write(b);
+      auto [ec, n] = co_await t_->write_batched(b);
       if (ec) break;
       continue;
     }
