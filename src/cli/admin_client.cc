@@ -8,8 +8,10 @@
 #include <chrono>
 #include <cstring>
 
+#include "cli/args.h"
 #include "cli/commands.h"
 #include "cli/fleet_auth.h"
+#include "cli/help.h"
 #include "control/http/client.h"
 #include "proxy/http/h1_parser.h"
 
@@ -172,6 +174,27 @@ bool fetch_resources(const std::string& admin, nlohmann::ordered_json* out, std:
     *error = "unexpected /resources document from " + admin + " (not a list)";
     return false;
   }
+  return true;
+}
+
+bool apply_admin_flags(const Args& a, const char* command, int* rc) {
+  control::http::TlsOptions tls;
+  tls.ca_file = a.get("--ca", "");
+  tls.cert_file = a.get("--cert", "");
+  tls.key_file = a.get("--key", "");
+  tls.server_name = a.get("--server-name", "");
+  if (tls.cert_file.empty() != tls.key_file.empty()) {
+    *rc = usage_error(command, "--cert and --key go together");
+    return false;
+  }
+  set_admin_tls(std::move(tls));
+  if (!a.has("--token-file")) return true;
+  std::string token, error;
+  if (!read_token_file(a.get("--token-file"), &token, &error)) {
+    *rc = usage_error(command, "--token-file: " + error);
+    return false;
+  }
+  set_admin_token(std::move(token));
   return true;
 }
 

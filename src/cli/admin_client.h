@@ -9,6 +9,14 @@
 
 namespace portico::cli {
 
+class Args;
+
+// The flags that say how to reach a `portico server`'s REST API, for every command that talks to
+// one (get, describe, apply, delete): --token-file (the bearer token wanted beyond loopback) and
+// --ca, --cert, --key, --server-name (an https:// server). False after a usage error, with the exit
+// code in *rc.
+bool apply_admin_flags(const Args& a, const char* command, int* rc);
+
 // METHOD http://ADMIN/path, with `body` (Content-Length) unless GET or HEAD. *status and *response
 // get the answer's status and body, whatever the status. False with one line in *error when the
 // API cannot be reached or does not answer in HTTP.

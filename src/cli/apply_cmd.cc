@@ -124,28 +124,6 @@ std::string target(const Args& a) {
   return a.get("--admin", kDefaultAdmin);
 }
 
-bool token_flag(const Args& a, const char* command, int* rc) {
-  // --ca, --cert, --key, --server-name: an https:// server (TLS on its --listen).
-  control::http::TlsOptions tls;
-  tls.ca_file = a.get("--ca", "");
-  tls.cert_file = a.get("--cert", "");
-  tls.key_file = a.get("--key", "");
-  tls.server_name = a.get("--server-name", "");
-  if (tls.cert_file.empty() != tls.key_file.empty()) {
-    *rc = usage_error(command, "--cert and --key go together");
-    return false;
-  }
-  set_admin_tls(std::move(tls));
-  if (!a.has("--token-file")) return true;
-  std::string token, error;
-  if (!read_token_file(a.get("--token-file"), &token, &error)) {
-    *rc = usage_error(command, "--token-file: " + error);
-    return false;
-  }
-  set_admin_token(std::move(token));
-  return true;
-}
-
 // An answer that is not JSON, or an error without entries: one line.
 int answer_error(const char* command, int status, const std::string& response) {
   Json j = Json::parse(response, nullptr, false);
@@ -164,7 +142,7 @@ int answer_error(const char* command, int status, const std::string& response) {
 int apply_command(const std::vector<std::string>& args) {
   Args a;
   if (int rc = parse_args("apply", args, kWriteFlags, &a); rc >= 0) return rc;
-  if (int rc = 0; !token_flag(a, "apply", &rc)) return rc;
+  if (int rc = 0; !apply_admin_flags(a, "apply", &rc)) return rc;
   std::vector<std::string> inputs = a.all("--filename");
   for (const auto& p : a.positional())
     inputs.push_back(p);
@@ -214,7 +192,7 @@ int apply_command(const std::vector<std::string>& args) {
 int delete_command(const std::vector<std::string>& args) {
   Args a;
   if (int rc = parse_args("delete", args, kWriteFlags, &a); rc >= 0) return rc;
-  if (int rc = 0; !token_flag(a, "delete", &rc)) return rc;
+  if (int rc = 0; !apply_admin_flags(a, "delete", &rc)) return rc;
   struct Target {
     std::string kind, ns, name;
   };

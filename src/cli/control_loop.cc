@@ -15,12 +15,6 @@ constexpr auto kQuiet = std::chrono::milliseconds(10);
 constexpr auto kMaxDelay = std::chrono::milliseconds(100);
 }  // namespace
 
-int64_t unix_ms() {
-  return std::chrono::duration_cast<std::chrono::milliseconds>(
-             std::chrono::system_clock::now().time_since_epoch())
-      .count();
-}
-
 ControlLoop::ControlLoop(asio::io_context& io, std::filesystem::path dir,
                          control::PublishFn publish, std::chrono::milliseconds resync)
     : io_(io),

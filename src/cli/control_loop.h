@@ -18,6 +18,7 @@
 #include <string>
 #include <unordered_set>
 
+#include "common/clock.h"
 #include "control/discovery/discoveries.h"
 #include "control/pipeline.h"
 #include "control/sources/file_source.h"
@@ -25,7 +26,7 @@
 
 namespace portico::cli {
 
-int64_t unix_ms();
+using common::unix_ms;
 
 class ControlLoop {
  public:

@@ -29,6 +29,7 @@
 #include "cli/fleet_auth.h"
 #include "cli/help.h"
 #include "common/backoff.h"
+#include "common/clock.h"
 #include "common/log.h"
 #include "control/fleet/fleet.h"
 #include "control/http/client.h"
@@ -46,12 +47,6 @@ namespace {
 
 namespace wire = snapshot::wire;
 using Json = nlohmann::ordered_json;
-
-int64_t now_ms() {
-  return std::chrono::duration_cast<std::chrono::milliseconds>(
-             std::chrono::system_clock::now().time_since_epoch())
-      .count();
-}
 
 struct ProxyOptions {
   std::string server;  // http://H:P or https://H:P
@@ -470,7 +465,7 @@ class ProxyRunner {
     version_ = m.header.version;
     ++applied_;
     ready_ = true;
-    registry_.set_config(m.header.version, now_ms());
+    registry_.set_config(m.header.version, common::unix_ms());
     registry_.count_reload();
     std::map<std::string, std::string> have;
     for (const auto& [name, section] : held_)

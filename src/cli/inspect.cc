@@ -339,29 +339,6 @@ int validate_command(const std::vector<std::string>& args) {
 
 namespace {
 
-// --token-file: the bearer token a `portico server` REST API beyond loopback wants.
-bool apply_token_flag(const Args& a, const char* command, int* rc) {
-  // --ca, --cert, --key, --server-name: an https:// --admin (a server with TLS on --listen).
-  control::http::TlsOptions tls;
-  tls.ca_file = a.get("--ca", "");
-  tls.cert_file = a.get("--cert", "");
-  tls.key_file = a.get("--key", "");
-  tls.server_name = a.get("--server-name", "");
-  if (tls.cert_file.empty() != tls.key_file.empty()) {
-    *rc = usage_error(command, "--cert and --key go together");
-    return false;
-  }
-  set_admin_tls(std::move(tls));
-  if (!a.has("--token-file")) return true;
-  std::string token, error;
-  if (!read_token_file(a.get("--token-file"), &token, &error)) {
-    *rc = usage_error(command, "--token-file: " + error);
-    return false;
-  }
-  set_admin_token(std::move(token));
-  return true;
-}
-
 // `portico get proxies`: the proxies of a `portico server` (its /proxies).
 int get_proxies(const Args& a, OutputFormat format) {
   Json all;
@@ -402,7 +379,7 @@ int get_proxies(const Args& a, OutputFormat format) {
 int get_command(const std::vector<std::string>& args) {
   Args a;
   if (int rc = parse_args("get", args, kAdminFlags, &a); rc >= 0) return rc;
-  if (int rc = 0; !apply_token_flag(a, "get", &rc)) return rc;
+  if (int rc = 0; !apply_admin_flags(a, "get", &rc)) return rc;
   OutputFormat format;
   std::string error;
   if (!parse_output(
@@ -482,7 +459,7 @@ int get_command(const std::vector<std::string>& args) {
 int describe_command(const std::vector<std::string>& args) {
   Args a;
   if (int rc = parse_args("describe", args, kAdminFlags, &a); rc >= 0) return rc;
-  if (int rc = 0; !apply_token_flag(a, "describe", &rc)) return rc;
+  if (int rc = 0; !apply_admin_flags(a, "describe", &rc)) return rc;
   std::string out_flag = a.get("--output", "text");
   if (out_flag != "text" && out_flag != "yaml" && out_flag != "json") {
     return usage_error("describe",

@@ -6,6 +6,7 @@
 #include <stdexcept>
 #include <tuple>
 
+#include "common/clock.h"
 #include "control/discovery/discovery.h"
 #include "control/sources/file_source.h"
 
@@ -19,12 +20,6 @@ constexpr int kMaxPasses = 8;
 
 // How long a publication waits for the first answer of a discovery target (Pipeline::sync).
 constexpr std::chrono::milliseconds kDiscoveryWarming{2000};
-
-int64_t now_unix_ms() {
-  return std::chrono::duration_cast<std::chrono::milliseconds>(
-             std::chrono::system_clock::now().time_since_epoch())
-      .count();
-}
 
 std::string where(const api::Resource& r) {
   return r.file + ":" + std::to_string(r.loc.line) + ":" + std::to_string(r.loc.column);
@@ -268,11 +263,11 @@ Pipeline::SyncResult Pipeline::sync(bool full, int64_t seen_unix_ms) {
     // (no listener failure reasons added to it).
     const bool allow_partial = partial_ok_ && listener_failures_.empty();
     partial_ok_ = false;  // until this sync succeeds
-    BuildResult built =
-        build_from_store(store_, translate_, version_ + 1, now_unix_ms(), &accepted, allow_partial);
+    BuildResult built = build_from_store(store_, translate_, version_ + 1, common::unix_ms(),
+                                         &accepted, allow_partial);
     std::vector<size_t> touched;
     if (built.partial) touched = merge_partial(built);
-    const int64_t translated_at = now_unix_ms();
+    const int64_t translated_at = common::unix_ms();
     metrics_.virtual_services_translated += built.translated.virtual_services;
     metrics_.routes_translated += built.translated.routes;
     if (change.semantic) metrics_.translated.observe(translated_at - seen_unix_ms);
@@ -322,7 +317,7 @@ Pipeline::SyncResult Pipeline::sync(bool full, int64_t seen_unix_ms) {
         // Listener failures add reasons to statuses a partial build did not carry: the whole
         // list again (the translation reuses everything it can).
         accepted.clear();
-        built = build_from_store(store_, translate_, version_, now_unix_ms(), &accepted, false);
+        built = build_from_store(store_, translate_, version_, common::unix_ms(), &accepted, false);
         built.config = published_;
       }
     }
@@ -422,7 +417,7 @@ Pipeline::SyncResult Pipeline::sync(bool full, int64_t seen_unix_ms) {
     publish_pending_ = true;  // what changed in the store must still reach the data plane
     if (!result.published) {
       try {
-        mark_pending(now_unix_ms());
+        mark_pending(common::unix_ms());
       } catch (...) {
       }
     }
@@ -668,7 +663,7 @@ BuildResult build_once(const Delta& delta, uint64_t version,
       options.base_dir = base_dir;
       return translate(r, v, ms, options);
     };
-    out = build_from_store(store, fn, version, now_unix_ms(), nullptr);
+    out = build_from_store(store, fn, version, common::unix_ms(), nullptr);
   } catch (const std::exception& e) {
     out.file_errors.push_back(make(Diagnostic::Severity::kError, "", 0, 0, "",
                                    std::string("internal error: ") + e.what()));
@@ -676,7 +671,7 @@ BuildResult build_once(const Delta& delta, uint64_t version,
   if (!out.config) {
     auto empty = std::make_shared<snapshot::ProxyConfig>();
     empty->version = version;
-    empty->created_unix_ms = now_unix_ms();
+    empty->created_unix_ms = common::unix_ms();
     out.config = std::move(empty);
   }
   return out;
